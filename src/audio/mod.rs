@@ -5,6 +5,7 @@
 //! Integer samples of 16 and 24 bits convert to `f32` and back without loss,
 //! so PCM passes through sample for sample when no resampling is needed.
 
+pub mod convert;
 pub mod format;
 
 pub use format::{AudioFormat, Codec};
