@@ -217,7 +217,11 @@ mod tests {
     #[test]
     fn encode_24_bit_packed_layout() {
         let mut out = Vec::new();
-        encode_pcm(&[int_to_f32(0x123456, 24), int_to_f32(-2, 24)], 24, &mut out);
+        encode_pcm(
+            &[int_to_f32(0x123456, 24), int_to_f32(-2, 24)],
+            24,
+            &mut out,
+        );
         assert_eq!(out, [0x56, 0x34, 0x12, 0xFE, 0xFF, 0xFF]);
     }
 

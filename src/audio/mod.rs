@@ -7,5 +7,6 @@
 
 pub mod convert;
 pub mod format;
+pub mod resample;
 
 pub use format::{AudioFormat, Codec};
