@@ -1,1 +1,177 @@
-//! Transport.
+//! WebSocket transport: accepting on a path, connecting to `ws://` URLs,
+//! and the limits that protect both sides.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::StatusCode;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use url::Url;
+
+/// The port servers listen on by default.
+pub const DEFAULT_SERVER_PORT: u16 = 8927;
+
+/// The port players listen on for server-initiated connections by default.
+pub const DEFAULT_CLIENT_PORT: u16 = 8928;
+
+/// Bounds on what one connection may cost.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Maximum size of one WebSocket frame in bytes.
+    pub max_frame_bytes: usize,
+    /// Maximum size of one reassembled WebSocket message in bytes.
+    pub max_message_bytes: usize,
+    /// Time allowed from TCP accept or connect until both hello messages
+    /// have been exchanged.
+    pub handshake_timeout: Duration,
+    /// Interval between WebSocket pings.
+    pub ping_interval: Duration,
+    /// A peer silent for this long (no frame and no pong) is closed.
+    pub idle_timeout: Duration,
+    /// Time one write may take before the peer counts as a slow consumer.
+    pub write_timeout: Duration,
+    /// Messages queued for one session before it counts as a slow consumer.
+    pub outbound_queue: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_frame_bytes: 4 << 20,
+            max_message_bytes: 16 << 20,
+            handshake_timeout: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(20),
+            write_timeout: Duration::from_secs(10),
+            outbound_queue: 1024,
+        }
+    }
+}
+
+impl Limits {
+    pub fn websocket_config(&self) -> WebSocketConfig {
+        WebSocketConfig::default()
+            .max_frame_size(Some(self.max_frame_bytes))
+            .max_message_size(Some(self.max_message_bytes))
+    }
+}
+
+/// A failed WebSocket accept or connect.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("invalid URL {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("connection to {url} failed: {source}")]
+    Connect {
+        url: String,
+        source: tokio_tungstenite::tungstenite::Error,
+    },
+    #[error("connection to {url} timed out after {timeout:?}")]
+    ConnectTimeout { url: String, timeout: Duration },
+    #[error("WebSocket handshake with {peer} failed: {source}")]
+    Accept {
+        peer: String,
+        source: tokio_tungstenite::tungstenite::Error,
+    },
+    #[error("WebSocket handshake with {peer} timed out after {timeout:?}")]
+    AcceptTimeout { peer: String, timeout: Duration },
+}
+
+/// Parses a server URL given by a user: `ws://host[:port][/path]`.
+///
+/// The port defaults to 8927 and an empty path to `default_path`.
+pub fn parse_ws_url(text: &str, default_path: &str) -> Result<Url, TransportError> {
+    let invalid = |reason: &str| TransportError::InvalidUrl {
+        url: text.to_string(),
+        reason: reason.to_string(),
+    };
+    let mut url = Url::parse(text).map_err(|err| invalid(&format!("{err}; expected ws://HOST:PORT/PATH")))?;
+    match url.scheme() {
+        "ws" => {}
+        "wss" => return Err(invalid("wss:// is not supported; use ws://")),
+        other => return Err(invalid(&format!("scheme {other:?} is not ws; expected ws://HOST:PORT/PATH"))),
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("no host; expected ws://HOST:PORT/PATH"));
+    }
+    if url.port().is_none() {
+        url.set_port(Some(DEFAULT_SERVER_PORT))
+            .map_err(|()| invalid("cannot set the default port"))?;
+    }
+    if url.path().is_empty() || url.path() == "/" {
+        url.set_path(default_path);
+    }
+    Ok(url)
+}
+
+/// Completes the WebSocket handshake of an accepted TCP connection, rejecting
+/// requests for any path but `path` with 404.
+pub async fn accept<S>(stream: S, peer: &str, path: &str, limits: &Limits) -> Result<WebSocketStream<S>, TransportError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let expected = path.to_string();
+    let check_path = move |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
+        if request.uri().path() == expected {
+            return Ok(response);
+        }
+        let mut rejection = ErrorResponse::new(Some(format!("no endpoint at {}; use {expected}", request.uri().path())));
+        *rejection.status_mut() = StatusCode::NOT_FOUND;
+        Err(rejection)
+    };
+    let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, check_path, Some(limits.websocket_config()));
+    match tokio::time::timeout(limits.handshake_timeout, handshake).await {
+        Ok(Ok(ws)) => Ok(ws),
+        Ok(Err(source)) => Err(TransportError::Accept {
+            peer: peer.to_string(),
+            source,
+        }),
+        Err(_) => Err(TransportError::AcceptTimeout {
+            peer: peer.to_string(),
+            timeout: limits.handshake_timeout,
+        }),
+    }
+}
+
+/// A client-side WebSocket stream.
+pub type ClientStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Connects to a `ws://` URL within the handshake timeout.
+pub async fn connect(url: &Url, limits: &Limits) -> Result<ClientStream, TransportError> {
+    let connecting = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(limits.websocket_config()), true);
+    match tokio::time::timeout(limits.handshake_timeout, connecting).await {
+        Ok(Ok((ws, _response))) => Ok(ws),
+        Ok(Err(source)) => Err(TransportError::Connect {
+            url: url.to_string(),
+            source,
+        }),
+        Err(_) => Err(TransportError::ConnectTimeout {
+            url: url.to_string(),
+            timeout: limits.handshake_timeout,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_gets_default_port_and_path() {
+        let url = parse_ws_url("ws://127.0.0.1", "/sendspin").unwrap();
+        assert_eq!(url.as_str(), "ws://127.0.0.1:8927/sendspin");
+        let url = parse_ws_url("ws://[::1]:9000/x", "/sendspin").unwrap();
+        assert_eq!(url.as_str(), "ws://[::1]:9000/x");
+    }
+
+    #[test]
+    fn url_errors_name_the_value() {
+        for bad in ["http://127.0.0.1/", "127.0.0.1:8927", "wss://127.0.0.1/", "ws://"] {
+            let err = parse_ws_url(bad, "/sendspin").unwrap_err().to_string();
+            assert!(err.contains(bad), "{err}");
+        }
+    }
+}

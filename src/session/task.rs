@@ -1,0 +1,337 @@
+//! The session task: the only code that touches a session's socket.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, watch};
+use tokio::time::{interval_at, sleep_until, Instant, MissedTickBehavior};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
+use tokio_tungstenite::WebSocketStream;
+use tokio_util::task::TaskTracker;
+
+use super::{CloseCause, Command, EventKind, SessionEvent, SessionHandle, SessionId, SessionState, Side};
+use crate::clock::now_us;
+use crate::dialect::{Incoming, Outgoing, WireCodec};
+use crate::protocol::{ClientGoodbye, ClientTime, Message, ServerTime};
+use crate::transport::Limits;
+
+/// Time allowed for the close frame (and a goodbye before it) to go out.
+const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Starts the task that owns `ws` and returns the handle to reach it.
+///
+/// The task is tracked by `tracker`, so its owner can wait for it. Events,
+/// ending with exactly one `Closed`, go to `events`.
+pub fn spawn<S>(
+    ws: WebSocketStream<S>,
+    peer: SocketAddr,
+    side: Side,
+    codec: Box<dyn WireCodec>,
+    limits: Limits,
+    events: mpsc::Sender<SessionEvent>,
+    tracker: &TaskTracker,
+) -> SessionHandle
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let id = SessionId::next();
+    let (command_tx, command_rx) = mpsc::channel(limits.outbound_queue.max(1));
+    let (close_tx, close_rx) = watch::channel(None);
+    let (state_tx, state_rx) = watch::channel(SessionState::Handshaking);
+    let handle = SessionHandle {
+        id,
+        peer,
+        commands: command_tx,
+        close: Arc::new(close_tx),
+        state: state_rx,
+    };
+    let task = SessionTask {
+        id,
+        peer,
+        side,
+        ws,
+        codec,
+        limits,
+        events,
+        commands: command_rx,
+        close_requests: close_rx,
+        state: state_tx,
+        last_heard: Instant::now(),
+    };
+    tracker.spawn(task.run());
+    handle
+}
+
+/// What woke the session loop.
+enum Wakeup {
+    CloseRequested(CloseCause),
+    Command(Option<Command>),
+    Frame(Option<Result<WsMessage, WsError>>),
+    HandshakeDeadline,
+    PingTick,
+}
+
+struct SessionTask<S> {
+    id: SessionId,
+    peer: SocketAddr,
+    side: Side,
+    ws: WebSocketStream<S>,
+    codec: Box<dyn WireCodec>,
+    limits: Limits,
+    events: mpsc::Sender<SessionEvent>,
+    commands: mpsc::Receiver<Command>,
+    close_requests: watch::Receiver<Option<CloseCause>>,
+    state: watch::Sender<SessionState>,
+    last_heard: Instant,
+}
+
+impl<S> SessionTask<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    async fn run(mut self) {
+        tracing::debug!(session = %self.id, peer = %self.peer, side = ?self.side, "session started");
+        let cause = self.serve().await;
+        self.finish(cause).await;
+    }
+
+    /// Runs until something closes the session and returns the cause.
+    async fn serve(&mut self) -> CloseCause {
+        let handshake_deadline = Instant::now() + self.limits.handshake_timeout;
+        let first_ping = Instant::now() + self.limits.ping_interval;
+        let mut ping = interval_at(first_ping, self.limits.ping_interval);
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+
+        loop {
+            let handshaking = *self.state.borrow() == SessionState::Handshaking;
+            let wakeup = tokio::select! {
+                biased;
+                requested = self.close_requests.wait_for(Option::is_some) => {
+                    let cause = requested.ok().and_then(|c| c.clone());
+                    Wakeup::CloseRequested(cause.unwrap_or(CloseCause::Shutdown))
+                }
+                command = self.commands.recv() => Wakeup::Command(command),
+                frame = self.ws.next() => Wakeup::Frame(frame),
+                _ = sleep_until(handshake_deadline), if handshaking => Wakeup::HandshakeDeadline,
+                _ = ping.tick() => Wakeup::PingTick,
+            };
+            let step = match wakeup {
+                Wakeup::CloseRequested(cause) => Err(cause),
+                Wakeup::Command(Some(Command::Send(outgoing))) => self.write(outgoing).await,
+                Wakeup::Command(None) => Err(CloseCause::Shutdown),
+                Wakeup::Frame(frame) => self.on_frame(frame).await,
+                Wakeup::HandshakeDeadline => Err(CloseCause::HandshakeTimeout),
+                Wakeup::PingTick => self.on_ping_tick().await,
+            };
+            if let Err(cause) = step {
+                return cause;
+            }
+        }
+    }
+
+    /// The one close path: say goodbye if this side does, send a close
+    /// frame, and report `Closed` once.
+    async fn finish(mut self, cause: CloseCause) {
+        self.state.send_replace(SessionState::Closing);
+        if let CloseCause::LocalGoodbye(reason) = &cause {
+            if self.side == Side::Client && *self.state.borrow() != SessionState::Handshaking {
+                let goodbye = Outgoing::Message(Message::ClientGoodbye(ClientGoodbye { reason: *reason }));
+                let frame = self.codec.encode(&goodbye);
+                let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, self.ws.send(frame)).await;
+            }
+        }
+        if !matches!(cause, CloseCause::PeerReset(_) | CloseCause::PeerClosed { .. }) {
+            let frame = close_frame(&cause);
+            let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, self.ws.close(Some(frame))).await;
+        }
+        log_close(self.id, self.peer, &cause);
+        self.state.send_replace(SessionState::Closed);
+        let event = SessionEvent {
+            session: self.id,
+            kind: EventKind::Closed(cause),
+        };
+        // An owner that is gone no longer needs the event.
+        let _ = self.events.send(event).await;
+    }
+
+    async fn emit(&mut self, kind: EventKind) -> Result<(), CloseCause> {
+        let event = SessionEvent { session: self.id, kind };
+        self.events.send(event).await.map_err(|_| CloseCause::Shutdown)
+    }
+
+    fn activate(&mut self) -> bool {
+        self.state.send_if_modified(|state| {
+            if *state != SessionState::Handshaking {
+                return false;
+            }
+            *state = SessionState::Active;
+            true
+        })
+    }
+
+    /// Writes one outgoing message. Clock stamps (`client_transmitted` on the
+    /// client, `server_transmitted` on the server) are taken here, right
+    /// before the bytes go to the socket, not when the message was queued.
+    async fn write(&mut self, mut outgoing: Outgoing) -> Result<(), CloseCause> {
+        match &mut outgoing {
+            Outgoing::Message(Message::ClientTime(time)) => time.client_transmitted = now_us(),
+            Outgoing::Message(Message::ServerTime(time)) => time.server_transmitted = now_us(),
+            _ => {}
+        }
+        let is_server_hello = matches!(outgoing, Outgoing::Message(Message::ServerHello(_)));
+        let frame = self.codec.encode(&outgoing);
+        self.send_frame(frame).await?;
+        if is_server_hello && self.side == Side::Server && self.activate() {
+            self.emit(EventKind::Activated).await?;
+        }
+        Ok(())
+    }
+
+    async fn send_frame(&mut self, frame: WsMessage) -> Result<(), CloseCause> {
+        match tokio::time::timeout(self.limits.write_timeout, self.ws.send(frame)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(error_cause(err)),
+            Err(_) => Err(CloseCause::SlowConsumer(format!(
+                "a write did not complete within {:?}",
+                self.limits.write_timeout
+            ))),
+        }
+    }
+
+    async fn on_ping_tick(&mut self) -> Result<(), CloseCause> {
+        if self.last_heard.elapsed() > self.limits.idle_timeout {
+            return Err(CloseCause::IdleTimeout);
+        }
+        self.send_frame(WsMessage::Ping(Default::default())).await
+    }
+
+    async fn on_frame(&mut self, frame: Option<Result<WsMessage, WsError>>) -> Result<(), CloseCause> {
+        let received_us = now_us();
+        let frame = match frame {
+            None => return Err(CloseCause::PeerReset("connection ended without a close frame".into())),
+            Some(Err(err)) => return Err(error_cause(err)),
+            Some(Ok(frame)) => frame,
+        };
+        self.last_heard = Instant::now();
+        match frame {
+            WsMessage::Close(close) => {
+                let (code, reason) = close
+                    .map(|c| (u16::from(c.code), c.reason.to_string()))
+                    .unwrap_or((1005, String::new()));
+                Err(CloseCause::PeerClosed { code, reason })
+            }
+            WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_) => Ok(()),
+            WsMessage::Text(_) | WsMessage::Binary(_) => {
+                let incoming = self
+                    .codec
+                    .decode(frame)
+                    .map_err(|err| CloseCause::ProtocolError(err.to_string()))?;
+                self.on_incoming(incoming, received_us).await
+            }
+        }
+    }
+
+    async fn on_incoming(&mut self, incoming: Incoming, received_us: i64) -> Result<(), CloseCause> {
+        let handshaking = *self.state.borrow() == SessionState::Handshaking;
+        if handshaking {
+            self.check_handshake_order(&incoming)?;
+        }
+        match (&incoming, self.side) {
+            (Incoming::Message(Message::ClientGoodbye(goodbye)), Side::Server) => {
+                return Err(CloseCause::Goodbye(goodbye.reason));
+            }
+            (Incoming::Message(Message::ClientTime(time)), Side::Server) => {
+                self.answer_time(time, received_us).await?;
+            }
+            (Incoming::Message(Message::ServerHello(_)), Side::Client) => {
+                if self.activate() {
+                    self.emit(EventKind::Activated).await?;
+                }
+            }
+            (Incoming::Unknown { type_name }, _) => {
+                tracing::debug!(session = %self.id, peer = %self.peer, type_name, "ignoring unknown message type");
+                return Ok(());
+            }
+            _ => {}
+        }
+        self.emit(EventKind::Received { incoming, received_us }).await
+    }
+
+    /// Rejects anything but the expected hello before the handshake is done.
+    fn check_handshake_order(&self, incoming: &Incoming) -> Result<(), CloseCause> {
+        let expected = match self.side {
+            Side::Server => "client/hello",
+            Side::Client => "server/hello",
+        };
+        let got = match incoming {
+            Incoming::Message(Message::ClientHello(_)) if self.side == Side::Server => return Ok(()),
+            Incoming::Message(Message::ServerHello(_)) if self.side == Side::Client => return Ok(()),
+            // A server may only answer one hello; a second one is an error.
+            Incoming::Message(message) => message.type_name().to_string(),
+            Incoming::Binary(_) => "a binary frame".to_string(),
+            Incoming::Unknown { type_name } => type_name.clone(),
+        };
+        Err(CloseCause::ProtocolError(format!("expected {expected} first, got {got}")))
+    }
+
+    async fn answer_time(&mut self, time: &ClientTime, received_us: i64) -> Result<(), CloseCause> {
+        let mut reply = ServerTime {
+            client_transmitted: time.client_transmitted,
+            server_received: received_us,
+            server_transmitted: 0,
+        };
+        // Stamped as late as possible, right before encoding and writing.
+        reply.server_transmitted = now_us();
+        let frame = self.codec.encode(&Outgoing::Message(Message::ServerTime(reply)));
+        self.send_frame(frame).await?;
+        self.emit(EventKind::TimeAnswered {
+            client_transmitted: reply.client_transmitted,
+            server_received: reply.server_received,
+            server_transmitted: reply.server_transmitted,
+        })
+        .await
+    }
+}
+
+fn error_cause(err: WsError) -> CloseCause {
+    match err {
+        WsError::Capacity(err) => CloseCause::ProtocolError(format!("frame exceeds the size limit: {err}")),
+        WsError::Protocol(err) => CloseCause::ProtocolError(format!("WebSocket protocol violation: {err}")),
+        WsError::Utf8(err) => CloseCause::ProtocolError(format!("text frame is not valid UTF-8: {err}")),
+        WsError::ConnectionClosed | WsError::AlreadyClosed => CloseCause::PeerReset("connection closed".into()),
+        other => CloseCause::PeerReset(other.to_string()),
+    }
+}
+
+fn close_frame(cause: &CloseCause) -> CloseFrame {
+    let code = match cause {
+        CloseCause::ProtocolError(detail) if detail.contains("size limit") => CloseCode::Size,
+        CloseCause::ProtocolError(_) => CloseCode::Policy,
+        CloseCause::HandshakeTimeout | CloseCause::IdleTimeout | CloseCause::SlowConsumer(_) => CloseCode::Policy,
+        CloseCause::Shutdown => CloseCode::Away,
+        _ => CloseCode::Normal,
+    };
+    let mut reason = cause.to_string();
+    // A close frame's reason must fit in 123 bytes.
+    while reason.len() > 123 {
+        reason.pop();
+    }
+    CloseFrame {
+        code,
+        reason: reason.into(),
+    }
+}
+
+fn log_close(id: SessionId, peer: SocketAddr, cause: &CloseCause) {
+    match cause {
+        CloseCause::ProtocolError(_) | CloseCause::HandshakeTimeout | CloseCause::IdleTimeout | CloseCause::SlowConsumer(_) => {
+            tracing::warn!(session = %id, %peer, cause = %cause, "session closed");
+        }
+        _ => tracing::info!(session = %id, %peer, cause = %cause, "session closed"),
+    }
+}
