@@ -8,5 +8,6 @@
 pub mod convert;
 pub mod format;
 pub mod resample;
+pub mod wav;
 
 pub use format::{AudioFormat, Codec};
