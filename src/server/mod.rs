@@ -1,1 +1,126 @@
-//! The server.
+//! The server: accepts players and other clients, places them in groups and
+//! streams a source to every player of a group on one timeline.
+//!
+//! One task, the core, owns the registry of clients, the groups and their
+//! streams. Sessions report to it through one channel, so every change of
+//! who is connected happens in one step in one place.
+
+mod core;
+mod group;
+mod negotiate;
+mod program;
+mod stream;
+pub mod volume;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+
+use crate::audio::AudioFormat;
+use crate::dialect::Dialect;
+use crate::session::{CloseCause, SessionId};
+use crate::transport::Limits;
+
+pub use self::core::ServerError;
+pub use negotiate::choose_format;
+pub use program::CHUNK_MS;
+
+/// How clients are placed in groups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grouping {
+    /// Every player joins one group that plays the source in sync.
+    Shared,
+    /// Every client gets a group of its own, as the protocol starts it; each
+    /// player's group plays the source from the start when it joins.
+    Solo,
+}
+
+/// The audio a group plays.
+#[derive(Clone, Debug)]
+pub struct SourcePlan {
+    pub path: PathBuf,
+    /// Start over at the end instead of ending the stream.
+    pub looping: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub server_id: String,
+    pub name: String,
+    /// WebSocket path to accept connections on.
+    pub path: String,
+    pub dialect: Dialect,
+    pub limits: Limits,
+    pub source: SourcePlan,
+    pub grouping: Grouping,
+    /// Name of the shared group.
+    pub group_name: String,
+    /// How far ahead of real time audio is sent.
+    pub lead: Duration,
+    /// Delay from the start of a program until its first frame sounds.
+    pub start_delay: Duration,
+    /// Minimum lead of the first chunk a late joiner receives.
+    pub join_margin: Duration,
+}
+
+impl ServerConfig {
+    pub fn new(source: SourcePlan) -> ServerConfig {
+        ServerConfig {
+            server_id: format!("resonate-{}", std::process::id()),
+            name: "resonate".to_string(),
+            path: Dialect::SendspinV1.default_path().to_string(),
+            dialect: Dialect::SendspinV1,
+            limits: Limits::default(),
+            source,
+            grouping: Grouping::Shared,
+            group_name: "Resonate".to_string(),
+            lead: Duration::from_millis(2000),
+            start_delay: Duration::from_millis(500),
+            join_margin: Duration::from_millis(100),
+        }
+    }
+}
+
+/// What the server reports as it runs, for logs, tests and monitors.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ServerEvent {
+    SessionOpened { session: SessionId, peer: SocketAddr },
+    /// A client completed the handshake.
+    ClientJoined { session: SessionId, client_id: String, active_roles: Vec<String> },
+    /// A second connection with the same `client_id` replaced the first.
+    ClientReplaced { client_id: String, old: SessionId, new: SessionId },
+    ProgramStarted { group_id: String, start_us: i64 },
+    ProgramEnded { group_id: String },
+    StreamStarted { client_id: String, format: AudioFormat },
+    StreamEnded { client_id: String, chunks_sent: u64 },
+    /// The one close report of a session, with its cause.
+    SessionClosed { session: SessionId, client_id: Option<String>, cause: CloseCause },
+}
+
+/// A server ready to run on a bound listener.
+pub struct Server {
+    config: ServerConfig,
+    events: broadcast::Sender<ServerEvent>,
+}
+
+impl Server {
+    pub fn new(config: ServerConfig) -> Server {
+        let (events, _) = broadcast::channel(4096);
+        Server { config, events }
+    }
+
+    /// Subscribes to the server's events; subscribe before `run`.
+    pub fn subscribe(&self) -> broadcast::Receiver<ServerEvent> {
+        self.events.subscribe()
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then closes every
+    /// session and waits for their tasks.
+    pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+        self::core::Core::new(self.config, self.events).run(listener, shutdown).await
+    }
+}

@@ -148,6 +148,8 @@ pub enum EventKind {
     /// The session answered `client/time` (server side): the four
     /// timestamps of the exchange as this side knows them.
     TimeAnswered { client_transmitted: i64, server_received: i64, server_transmitted: i64 },
+    /// The session wrote `client/time` (client side) stamped with this T1.
+    TimeSent { client_transmitted: i64 },
     /// The state moved to `Active`.
     Activated,
     /// The one and only last event of a session.

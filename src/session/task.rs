@@ -184,8 +184,15 @@ where
             _ => {}
         }
         let is_server_hello = matches!(outgoing, Outgoing::Message(Message::ServerHello(_)));
+        let time_sent = match &outgoing {
+            Outgoing::Message(Message::ClientTime(time)) => Some(time.client_transmitted),
+            _ => None,
+        };
         let frame = self.codec.encode(&outgoing);
         self.send_frame(frame).await?;
+        if let Some(client_transmitted) = time_sent {
+            self.emit(EventKind::TimeSent { client_transmitted }).await?;
+        }
         if is_server_hello && self.side == Side::Server && self.activate() {
             self.emit(EventKind::Activated).await?;
         }

@@ -1,0 +1,506 @@
+//! The player's network side: connect, handshake, keep the clock in sync,
+//! feed the scheduler, and reconnect with capped exponential backoff.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::{sleep, Instant};
+use tokio_util::task::TaskTracker;
+use url::Url;
+
+use super::scheduler::{PlaybackState, Scheduler};
+use crate::audio::convert::decode_pcm;
+use crate::audio::{AudioFormat, Codec};
+use crate::clock::now_us;
+use crate::dialect::{Dialect, Incoming};
+use crate::protocol::{
+    BinaryKind, ClientHello, ClientState, ClientStateKind, ClientTime, DeviceInfo, Message, PlayerState, PlayerSupport,
+    ServerCommand, StreamStartPlayer, SupportedFormat, PROTOCOL_VERSION,
+};
+use crate::session::{self, CloseCause, EventKind, SessionEvent, SessionHandle, Side};
+use crate::sync::filter::{ClockPublisher, FilterConfig, Measurement, TimeFilter};
+use crate::sync::schedule::{ScheduleConfig, SyncSchedule};
+use crate::transport::{self, Limits, TransportError};
+use crate::protocol::GoodbyeReason;
+
+/// Interval at which playback state is checked for `client/state` changes.
+const STATE_POLL: Duration = Duration::from_millis(100);
+
+/// Reconnection timing.
+#[derive(Clone, Copy, Debug)]
+pub struct Backoff {
+    /// Delay before the first retry.
+    pub initial: Duration,
+    /// Longest delay between retries.
+    pub max: Duration,
+    /// Connection attempts before giving up when no session has succeeded
+    /// yet; after one has, the player retries until stopped.
+    pub first_connect_attempts: u32,
+    /// A session lasting this long resets the delay to `initial`.
+    pub stable_after: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial: Duration::from_millis(250),
+            max: Duration::from_secs(10),
+            first_connect_attempts: 5,
+            stable_after: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct PlayerConfig {
+    pub url: Url,
+    pub client_id: String,
+    pub name: String,
+    pub dialect: Dialect,
+    /// Formats offered in `player@v1_support`, first preferred.
+    pub formats: Vec<SupportedFormat>,
+    /// Bytes of audio the player buffers ahead.
+    pub buffer_capacity: u64,
+    pub limits: Limits,
+    pub backoff: Backoff,
+    /// Initial volume, 0 to 100.
+    pub volume: u8,
+    pub muted: bool,
+}
+
+/// What the player reports as it runs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PlayerEvent {
+    Connected { server_id: String, server_name: String, active_roles: Vec<String> },
+    StreamStarted { format: AudioFormat },
+    StreamEnded,
+    Disconnected { cause: CloseCause },
+    Retrying { attempt: u32, delay: Duration, error: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlayerError {
+    #[error("cannot reach the server at {url} after {attempts} attempts: {last}; check that the server runs and that the URL and path are right")]
+    Unreachable { url: String, attempts: u32, last: String },
+}
+
+/// A running player's network side.
+pub struct Player {
+    config: PlayerConfig,
+    scheduler: Arc<Scheduler>,
+    clock: ClockPublisher,
+    events: Option<mpsc::UnboundedSender<PlayerEvent>>,
+}
+
+/// Why one session ended, as the reconnect loop sees it.
+enum SessionEnd {
+    Closed(CloseCause),
+    Shutdown,
+}
+
+impl Player {
+    pub fn new(config: PlayerConfig, scheduler: Arc<Scheduler>, clock: ClockPublisher) -> Player {
+        Player {
+            config,
+            scheduler,
+            clock,
+            events: None,
+        }
+    }
+
+    /// Sends player events to `events` as they happen.
+    pub fn with_events(mut self, events: mpsc::UnboundedSender<PlayerEvent>) -> Player {
+        self.events = Some(events);
+        self
+    }
+
+    fn report(&self, event: PlayerEvent) {
+        if let Some(events) = &self.events {
+            let _ = events.send(event);
+        }
+    }
+
+    /// Plays until `shutdown` completes, reconnecting as needed. Returns an
+    /// error only when the server cannot be reached at all.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), PlayerError> {
+        tokio::pin!(shutdown);
+        let backoff = self.config.backoff;
+        let mut delay = backoff.initial;
+        let mut failures = 0u32;
+        let mut ever_connected = false;
+        loop {
+            let attempt = tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                attempt = transport::connect(&self.config.url, &self.config.limits) => attempt,
+            };
+            match attempt {
+                Ok(ws) => {
+                    failures = 0;
+                    ever_connected = true;
+                    let started = Instant::now();
+                    let peer = peer_addr(&ws);
+                    match self.run_session(ws, peer, &mut shutdown).await {
+                        SessionEnd::Shutdown => return Ok(()),
+                        SessionEnd::Closed(cause) => {
+                            if started.elapsed() >= backoff.stable_after {
+                                delay = backoff.initial;
+                            }
+                            self.report(PlayerEvent::Disconnected { cause });
+                        }
+                    }
+                }
+                Err(err) => {
+                    failures += 1;
+                    if !ever_connected && failures >= backoff.first_connect_attempts {
+                        return Err(unreachable(&self.config.url, failures, &err));
+                    }
+                    tracing::warn!(url = %self.config.url, attempt = failures, cause = %err, ?delay, "connection failed; retrying");
+                    self.report(PlayerEvent::Retrying {
+                        attempt: failures,
+                        delay,
+                        error: err.to_string(),
+                    });
+                }
+            }
+            tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                _ = sleep(delay) => {}
+            }
+            delay = (delay * 2).min(backoff.max);
+        }
+    }
+
+    async fn run_session(
+        &self,
+        ws: transport::ClientStream,
+        peer: SocketAddr,
+        shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> SessionEnd {
+        let tracker = TaskTracker::new();
+        let (events_tx, mut events) = mpsc::channel(1024);
+        let codec = self.config.dialect.codec();
+        let handle = session::spawn(ws, peer, Side::Client, codec, self.config.limits.clone(), events_tx, &tracker);
+        tracker.close();
+        let mut state = SessionState::new(self, handle.clone());
+        let _ = handle.send_message(Message::ClientHello(self.hello()));
+
+        let mut poll = tokio::time::interval(STATE_POLL);
+        let end = loop {
+            let next_time_request = state.next_time_request();
+            tokio::select! {
+                _ = shutdown.as_mut() => {
+                    handle.close(CloseCause::LocalGoodbye(GoodbyeReason::UserRequest));
+                    break SessionEnd::Shutdown;
+                }
+                event = events.recv() => match event {
+                    Some(SessionEvent { kind: EventKind::Closed(cause), .. }) => break SessionEnd::Closed(cause),
+                    Some(event) => state.on_event(event),
+                    None => break SessionEnd::Closed(CloseCause::Shutdown),
+                },
+                _ = sleep(next_time_request) => state.on_time_request_due(),
+                _ = poll.tick() => state.poll_playback(),
+            }
+        };
+        if matches!(end, SessionEnd::Shutdown) {
+            // Drain until the one Closed event, so the goodbye goes out.
+            while let Some(event) = events.recv().await {
+                if matches!(event.kind, EventKind::Closed(_)) {
+                    break;
+                }
+            }
+        }
+        self.scheduler.end_stream();
+        tracker.wait().await;
+        end
+    }
+
+    fn hello(&self) -> ClientHello {
+        ClientHello {
+            client_id: self.config.client_id.clone(),
+            name: self.config.name.clone(),
+            device_info: Some(DeviceInfo {
+                product_name: Some("resonate play".into()),
+                manufacturer: None,
+                software_version: Some(env!("CARGO_PKG_VERSION").into()),
+            }),
+            version: PROTOCOL_VERSION,
+            supported_roles: vec!["player@v1".into()],
+            player_support: Some(PlayerSupport {
+                supported_formats: self.config.formats.clone(),
+                buffer_capacity: self.config.buffer_capacity,
+                supported_commands: vec!["volume".into(), "mute".into()],
+            }),
+            artwork_support: None,
+            visualizer_support: None,
+            extra: Default::default(),
+        }
+    }
+}
+
+fn peer_addr(ws: &transport::ClientStream) -> SocketAddr {
+    use tokio_tungstenite::MaybeTlsStream;
+    match ws.get_ref() {
+        MaybeTlsStream::Plain(stream) => stream.peer_addr().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into()),
+        _ => ([0, 0, 0, 0], 0).into(),
+    }
+}
+
+fn unreachable(url: &Url, attempts: u32, err: &TransportError) -> PlayerError {
+    PlayerError::Unreachable {
+        url: url.to_string(),
+        attempts,
+        last: err.to_string(),
+    }
+}
+
+/// State of one connection, owned by the player task.
+struct SessionState<'a> {
+    player: &'a Player,
+    handle: SessionHandle,
+    active: bool,
+    filter: TimeFilter,
+    schedule: SyncSchedule,
+    /// When the outstanding `client/time` was queued, for the reply timeout.
+    request_queued: Option<Instant>,
+    format: Option<AudioFormat>,
+    reported: Option<ClientStateKind>,
+    rejected_chunks: u64,
+}
+
+impl<'a> SessionState<'a> {
+    fn new(player: &'a Player, handle: SessionHandle) -> SessionState<'a> {
+        SessionState {
+            player,
+            handle,
+            active: false,
+            filter: TimeFilter::new(FilterConfig::default()),
+            schedule: SyncSchedule::new(ScheduleConfig::default()),
+            request_queued: None,
+            format: None,
+            reported: None,
+            rejected_chunks: 0,
+        }
+    }
+
+    /// Time until the next `client/time` is due or the outstanding one
+    /// times out.
+    fn next_time_request(&self) -> Duration {
+        if !self.active {
+            return Duration::from_secs(3600);
+        }
+        match self.request_queued {
+            Some(queued) => self.schedule.config().reply_timeout.saturating_sub(queued.elapsed()),
+            None => self.schedule.send_delay(now_us()),
+        }
+    }
+
+    fn on_time_request_due(&mut self) {
+        if !self.active {
+            return;
+        }
+        if self.request_queued.is_some() {
+            let outcome = self.schedule.record_timeout(now_us(), &mut self.filter);
+            tracing::debug!(?outcome, "client/time reply timed out");
+            self.request_queued = None;
+            self.publish_clock();
+            return;
+        }
+        // T1 is stamped by the session right before the write; the schedule
+        // learns it from the TimeSent event.
+        let request = Message::ClientTime(ClientTime { client_transmitted: 0 });
+        if self.handle.send_message(request).is_ok() {
+            self.request_queued = Some(Instant::now());
+        }
+    }
+
+    fn publish_clock(&self) {
+        self.player.clock.publish(self.filter.snapshot());
+    }
+
+    fn on_event(&mut self, event: SessionEvent) {
+        match event.kind {
+            EventKind::TimeSent { client_transmitted } => self.schedule.record_sent(client_transmitted),
+            EventKind::Received { incoming, received_us } => self.on_incoming(incoming, received_us),
+            EventKind::Activated | EventKind::TimeAnswered { .. } | EventKind::Closed(_) => {}
+        }
+    }
+
+    fn on_incoming(&mut self, incoming: Incoming, received_us: i64) {
+        match incoming {
+            Incoming::Message(message) => self.on_message(message, received_us),
+            Incoming::Binary(frame) => match frame.kind {
+                BinaryKind::Audio => self.on_audio(frame.timestamp_us, &frame.payload),
+                other => tracing::debug!(kind = ?other, "ignoring binary frame for a role this player lacks"),
+            },
+            Incoming::Unknown { .. } => {}
+        }
+    }
+
+    fn on_message(&mut self, message: Message, received_us: i64) {
+        match message {
+            Message::ServerHello(hello) => {
+                self.active = true;
+                tracing::info!(server_id = %hello.server_id, name = %hello.name, roles = ?hello.active_roles, "connected");
+                self.player.report(PlayerEvent::Connected {
+                    server_id: hello.server_id,
+                    server_name: hello.name,
+                    active_roles: hello.active_roles,
+                });
+                self.send_full_state();
+            }
+            Message::ServerTime(time) => {
+                self.request_queued = None;
+                let measurement = Measurement {
+                    client_transmitted: time.client_transmitted,
+                    server_received: time.server_received,
+                    server_transmitted: time.server_transmitted,
+                    client_received: received_us,
+                };
+                let outcome = self.schedule.record_reply(measurement, &mut self.filter);
+                tracing::trace!(?outcome, "clock sample");
+                self.publish_clock();
+            }
+            Message::StreamStart(start) => {
+                if let Some(player) = start.player {
+                    self.start_stream(&player);
+                }
+            }
+            Message::StreamClear(clear) => {
+                if roles_include(&clear.roles, "player") {
+                    self.player.scheduler.clear();
+                }
+            }
+            Message::StreamEnd(end) => {
+                if roles_include(&end.roles, "player") {
+                    self.format = None;
+                    self.player.scheduler.end_stream();
+                    self.player.report(PlayerEvent::StreamEnded);
+                }
+            }
+            Message::ServerCommand(command) => self.on_server_command(command),
+            Message::GroupUpdate(update) => tracing::info!(?update, "group update"),
+            Message::ServerState(_) => {}
+            other => tracing::debug!(type_name = other.type_name(), "ignoring a client message sent by the server"),
+        }
+    }
+
+    fn start_stream(&mut self, player: &StreamStartPlayer) {
+        let format = match player.codec.parse::<Codec>() {
+            Ok(Codec::Pcm) => AudioFormat::pcm(player.sample_rate, player.channels, player.bit_depth),
+            Ok(codec) => {
+                tracing::error!(%codec, "the server started a stream in a codec this player does not decode yet");
+                self.format = None;
+                return;
+            }
+            Err(err) => {
+                tracing::error!(cause = %err, "stream/start with an unknown codec");
+                self.format = None;
+                return;
+            }
+        };
+        match self.player.scheduler.start_stream(format) {
+            Ok(()) => {
+                tracing::info!(%format, "stream started");
+                self.format = Some(format);
+                self.player.report(PlayerEvent::StreamStarted { format });
+            }
+            Err(err) => {
+                tracing::error!(cause = %err, "cannot start the stream");
+                self.format = None;
+            }
+        }
+    }
+
+    fn on_audio(&mut self, timestamp_us: i64, payload: &[u8]) {
+        let Some(format) = self.format else {
+            self.rejected_chunks += 1;
+            if self.rejected_chunks == 1 {
+                tracing::warn!("audio chunk before stream/start; rejecting audio until a stream starts");
+            }
+            return;
+        };
+        let mut samples = Vec::with_capacity(payload.len() / format.bytes_per_sample().max(1));
+        if let Err(err) = decode_pcm(payload, format.bit_depth, format.channels, &mut samples) {
+            tracing::warn!(cause = %err, "dropping an undecodable audio chunk");
+            return;
+        }
+        if let Err(err) = self.player.scheduler.push_chunk(timestamp_us, samples) {
+            tracing::debug!(cause = %err, "chunk not scheduled");
+        }
+    }
+
+    fn on_server_command(&mut self, command: ServerCommand) {
+        let Some(player) = command.player else { return };
+        let scheduler = &self.player.scheduler;
+        let mut delta = PlayerState::default();
+        match player.command.as_str() {
+            "volume" => {
+                if let Some(volume) = player.volume {
+                    let volume = volume.min(100);
+                    scheduler.set_volume(volume);
+                    delta.volume = Some(volume);
+                }
+            }
+            "mute" => {
+                if let Some(muted) = player.mute {
+                    scheduler.set_muted(muted);
+                    delta.muted = Some(muted);
+                }
+            }
+            other => tracing::debug!(command = other, "ignoring unsupported player command"),
+        }
+        if delta != PlayerState::default() {
+            let state = ClientState {
+                player: Some(delta),
+                ..Default::default()
+            };
+            let _ = self.handle.send_message(Message::ClientState(state));
+        }
+    }
+
+    /// Sends the complete state right after `server/hello`.
+    fn send_full_state(&mut self) {
+        let status = self.player.scheduler.status();
+        self.reported = Some(ClientStateKind::Synchronized);
+        let state = ClientState {
+            state: Some(ClientStateKind::Synchronized),
+            player: Some(PlayerState {
+                volume: Some(status.volume),
+                muted: Some(status.muted),
+            }),
+            extra: Default::default(),
+        };
+        let _ = self.handle.send_message(Message::ClientState(state));
+    }
+
+    /// Reports `error` while a stream cannot play in sync and
+    /// `synchronized` once it can again.
+    fn poll_playback(&mut self) {
+        if !self.active {
+            return;
+        }
+        let status = self.player.scheduler.status();
+        let clock = self.player.clock.shared().snapshot();
+        let failing = self.format.is_some() && status.state == PlaybackState::Buffering && status.buffered_us > 0 && !clock.converged;
+        let wanted = if failing {
+            ClientStateKind::Error
+        } else {
+            ClientStateKind::Synchronized
+        };
+        if self.reported != Some(wanted) {
+            self.reported = Some(wanted);
+            let state = ClientState {
+                state: Some(wanted),
+                ..Default::default()
+            };
+            let _ = self.handle.send_message(Message::ClientState(state));
+        }
+    }
+}
+
+fn roles_include(roles: &Option<Vec<String>>, role: &str) -> bool {
+    roles.as_ref().is_none_or(|roles| roles.iter().any(|r| r == role))
+}

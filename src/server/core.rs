@@ -1,0 +1,490 @@
+//! The server core: the single owner of sessions, the client registry and
+//! the groups.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{broadcast, mpsc};
+use tokio_tungstenite::WebSocketStream;
+use tokio_util::task::TaskTracker;
+
+use super::group::{EventSink, Group, Member, Pacing};
+use super::negotiate::choose_format;
+use super::volume::{group_muted, group_volume, set_group_volume};
+use super::{Grouping, ServerConfig, ServerEvent};
+use crate::clock::now_us;
+use crate::dialect::Incoming;
+use crate::protocol::{
+    activate_roles, ClientCommand, ClientHello, ClientState, ConnectionReason, ControllerState, Message, PlayerCommand,
+    ServerCommand, ServerHello, ServerState, PROTOCOL_VERSION,
+};
+use crate::session::{self, CloseCause, EventKind, SessionEvent, SessionHandle, SessionId, Side};
+
+/// Roles this server activates.
+const IMPLEMENTED_ROLES: [&str; 2] = ["player@v1", "controller@v1"];
+
+/// Controller commands this server carries out.
+const CONTROLLER_COMMANDS: [&str; 4] = ["play", "stop", "volume", "mute"];
+
+/// Interval at which groups produce and send audio.
+const PUMP_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Time allowed for sessions to close at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// Longest `client_id` and `name` accepted, in bytes.
+const MAX_ID_BYTES: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("accepting connections failed: {0}")]
+    Accept(std::io::Error),
+}
+
+/// A registered client: one per `client_id`, ever.
+struct Client {
+    session: SessionId,
+    handle: SessionHandle,
+    group: String,
+    is_player: bool,
+    is_controller: bool,
+    /// Commands the player accepts (`volume`, `mute`).
+    player_commands: Vec<String>,
+    volume: u8,
+    muted: bool,
+}
+
+pub(super) struct Core {
+    config: ServerConfig,
+    events: EventSink,
+    tracker: TaskTracker,
+    session_events_tx: mpsc::Sender<SessionEvent>,
+    session_events: mpsc::Receiver<SessionEvent>,
+    /// Every open session, handshaking or active.
+    sessions: HashMap<SessionId, SessionHandle>,
+    /// Registered clients by `client_id`.
+    clients: HashMap<String, Client>,
+    groups: HashMap<String, Group>,
+    pacing: Pacing,
+}
+
+impl Core {
+    pub(super) fn new(config: ServerConfig, events: broadcast::Sender<ServerEvent>) -> Core {
+        let (session_events_tx, session_events) = mpsc::channel(1024);
+        let pacing = Pacing {
+            lead_us: config.lead.as_micros() as i64,
+            start_delay_us: config.start_delay.as_micros() as i64,
+            join_margin_us: config.join_margin.as_micros() as i64,
+        };
+        Core {
+            config,
+            events: EventSink(events),
+            tracker: TaskTracker::new(),
+            session_events_tx,
+            session_events,
+            sessions: HashMap::new(),
+            clients: HashMap::new(),
+            groups: HashMap::new(),
+            pacing,
+        }
+    }
+
+    pub(super) async fn run(mut self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), super::ServerError> {
+        let (accepted_tx, mut accepted) = mpsc::channel::<(WebSocketStream<TcpStream>, SocketAddr)>(64);
+        let mut pump = tokio::time::interval(PUMP_INTERVAL);
+        pump.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        tokio::pin!(shutdown);
+        tracing::info!(addr = ?listener.local_addr().ok(), path = %self.config.path, "server listening");
+
+        let result = loop {
+            tokio::select! {
+                _ = &mut shutdown => break Ok(()),
+                connection = listener.accept() => match connection {
+                    Ok((stream, peer)) => self.start_handshake(stream, peer, accepted_tx.clone()),
+                    Err(err) if is_transient(&err) => tracing::warn!(cause = %err, "accept failed; continuing"),
+                    Err(err) => break Err(super::ServerError::Accept(err)),
+                },
+                Some((ws, peer)) = accepted.recv() => self.open_session(ws, peer),
+                Some(event) = self.session_events.recv() => self.on_session_event(event),
+                _ = pump.tick() => self.pump_groups(),
+            }
+        };
+        self.shut_down().await;
+        result
+    }
+
+    /// Runs the WebSocket handshake in a tracked task; the open stream comes
+    /// back to the core, which alone creates sessions.
+    fn start_handshake(&self, stream: TcpStream, peer: SocketAddr, accepted: mpsc::Sender<(WebSocketStream<TcpStream>, SocketAddr)>) {
+        let path = self.config.path.clone();
+        let limits = self.config.limits.clone();
+        let _ = stream.set_nodelay(true);
+        self.tracker.spawn(async move {
+            match crate::transport::accept(stream, &peer.to_string(), &path, &limits).await {
+                Ok(ws) => {
+                    let _ = accepted.send((ws, peer)).await;
+                }
+                Err(err) => tracing::info!(%peer, cause = %err, "connection rejected"),
+            }
+        });
+    }
+
+    fn open_session(&mut self, ws: WebSocketStream<TcpStream>, peer: SocketAddr) {
+        let handle = session::spawn(
+            ws,
+            peer,
+            Side::Server,
+            self.config.dialect.codec(),
+            self.config.limits.clone(),
+            self.session_events_tx.clone(),
+            &self.tracker,
+        );
+        self.events.emit(ServerEvent::SessionOpened { session: handle.id, peer });
+        self.sessions.insert(handle.id, handle);
+    }
+
+    fn on_session_event(&mut self, event: SessionEvent) {
+        let id = event.session;
+        match event.kind {
+            EventKind::Received { incoming, .. } => self.on_incoming(id, incoming),
+            EventKind::Closed(cause) => self.on_closed(id, cause),
+            EventKind::Activated | EventKind::TimeAnswered { .. } | EventKind::TimeSent { .. } => {}
+        }
+    }
+
+    fn on_incoming(&mut self, id: SessionId, incoming: Incoming) {
+        let Incoming::Message(message) = incoming else {
+            if let Some(handle) = self.sessions.get(&id) {
+                tracing::debug!(session = %id, peer = %handle.peer, "ignoring binary frame from a client");
+            }
+            return;
+        };
+        match message {
+            Message::ClientHello(hello) => self.on_hello(id, hello),
+            Message::ClientState(state) => self.on_client_state(id, state),
+            Message::ClientCommand(command) => self.on_client_command(id, command),
+            Message::ClientTime(_) | Message::ClientGoodbye(_) => {}
+            Message::StreamRequestFormat(_) => {
+                tracing::info!(session = %id, "stream/request-format is not supported yet; keeping the current format");
+            }
+            other => self.reject(id, format!("{} is a server message", other.type_name())),
+        }
+    }
+
+    fn reject(&self, id: SessionId, reason: String) {
+        if let Some(handle) = self.sessions.get(&id) {
+            handle.close(CloseCause::ProtocolError(reason));
+        }
+    }
+
+    fn client_of(&self, id: SessionId) -> Option<&str> {
+        self.clients
+            .iter()
+            .find(|(_, client)| client.session == id)
+            .map(|(client_id, _)| client_id.as_str())
+    }
+
+    fn on_hello(&mut self, id: SessionId, hello: ClientHello) {
+        let Some(handle) = self.sessions.get(&id).cloned() else {
+            return;
+        };
+        if let Err(reason) = validate_hello(&hello) {
+            handle.close(CloseCause::ProtocolError(reason));
+            return;
+        }
+        let activation = activate_roles(&hello.supported_roles, &IMPLEMENTED_ROLES);
+        if !activation.unsupported.is_empty() {
+            tracing::info!(client_id = %hello.client_id, roles = ?activation.unsupported, "client requests roles this server does not implement");
+        }
+        let is_player = activation.active.iter().any(|r| r == "player@v1");
+        let is_controller = activation.active.iter().any(|r| r == "controller@v1");
+        let player = if is_player { self.negotiate(&hello) } else { None };
+
+        // Replace-and-evict in one step: the registry never holds two
+        // sessions for one client_id.
+        let client_id = hello.client_id.clone();
+        if let Some(old) = self.clients.remove(&client_id) {
+            old.handle.close(CloseCause::Replaced);
+            if let Some(group) = self.groups.get_mut(&old.group) {
+                group.leave(&client_id, &self.events);
+            }
+            self.events.emit(ServerEvent::ClientReplaced {
+                client_id: client_id.clone(),
+                old: old.session,
+                new: id,
+            });
+        }
+        let group_id = self.group_for(&client_id);
+        let client = Client {
+            session: id,
+            handle: handle.clone(),
+            group: group_id.clone(),
+            is_player,
+            is_controller,
+            player_commands: hello.player_support.as_ref().map(|s| s.supported_commands.clone()).unwrap_or_default(),
+            volume: 100,
+            muted: false,
+        };
+        self.clients.insert(client_id.clone(), client);
+
+        let server_hello = ServerHello {
+            server_id: self.config.server_id.clone(),
+            name: self.config.name.clone(),
+            version: PROTOCOL_VERSION,
+            active_roles: activation.active.clone(),
+            connection_reason: ConnectionReason::Playback,
+        };
+        let _ = handle.send_message(Message::ServerHello(server_hello));
+        self.events.emit(ServerEvent::ClientJoined {
+            session: id,
+            client_id: client_id.clone(),
+            active_roles: activation.active,
+        });
+        tracing::info!(session = %id, peer = %handle.peer, client_id, name = %hello.name, "client joined");
+
+        let member = Member {
+            client_id: client_id.clone(),
+            handle,
+            player,
+        };
+        let now = now_us();
+        let group = self.groups.get_mut(&group_id).expect("group_for creates the group");
+        group.join(member, &self.config.source, self.pacing, now, &self.events);
+        self.send_controller_state(&group_id);
+    }
+
+    fn negotiate(&self, hello: &ClientHello) -> Option<(crate::audio::AudioFormat, u64)> {
+        let Some(support) = &hello.player_support else {
+            tracing::warn!(client_id = %hello.client_id, "player sent no player@v1_support; it gets no audio");
+            return None;
+        };
+        match choose_format(&support.supported_formats) {
+            Ok(format) => Some((format, support.buffer_capacity)),
+            Err(reason) => {
+                tracing::warn!(client_id = %hello.client_id, %reason, "player gets no audio");
+                None
+            }
+        }
+    }
+
+    /// Returns the group a new client joins, creating it when needed.
+    fn group_for(&mut self, client_id: &str) -> String {
+        let (id, name) = match self.config.grouping {
+            Grouping::Shared => ("main".to_string(), self.config.group_name.clone()),
+            Grouping::Solo => (format!("solo-{client_id}"), client_id.to_string()),
+        };
+        self.groups
+            .entry(id.clone())
+            .or_insert_with(|| Group::new(id.clone(), name));
+        id
+    }
+
+    fn on_client_state(&mut self, id: SessionId, state: ClientState) {
+        let Some(client_id) = self.client_of(id).map(str::to_string) else {
+            self.reject(id, "client/state before client/hello".into());
+            return;
+        };
+        let client = self.clients.get_mut(&client_id).expect("client_of found it");
+        if let Some(player) = state.player {
+            if let Some(volume) = player.volume {
+                client.volume = volume.min(100);
+            }
+            if let Some(muted) = player.muted {
+                client.muted = muted;
+            }
+        }
+        if let Some(kind) = state.state {
+            tracing::info!(client_id, state = ?kind, "client state");
+        }
+        let group = client.group.clone();
+        self.send_controller_state(&group);
+    }
+
+    fn on_client_command(&mut self, id: SessionId, command: ClientCommand) {
+        let Some(client_id) = self.client_of(id).map(str::to_string) else {
+            self.reject(id, "client/command before client/hello".into());
+            return;
+        };
+        let Some(controller) = command.controller else {
+            return;
+        };
+        let client = &self.clients[&client_id];
+        if !client.is_controller {
+            tracing::info!(client_id, "ignoring controller command from a client without the controller role");
+            return;
+        }
+        let group_id = client.group.clone();
+        match controller.command.as_str() {
+            "volume" => match controller.volume {
+                Some(volume) => self.set_group_volume(&group_id, volume.clamp(0, 100) as u8),
+                None => tracing::info!(client_id, "ignoring volume command without volume"),
+            },
+            "mute" => match controller.mute {
+                Some(mute) => self.set_group_mute(&group_id, mute),
+                None => tracing::info!(client_id, "ignoring mute command without mute"),
+            },
+            "play" => self.play(&group_id),
+            "stop" => {
+                if let Some(group) = self.groups.get_mut(&group_id) {
+                    group.stop(&self.events);
+                }
+            }
+            other => tracing::info!(client_id, command = other, "ignoring unsupported controller command"),
+        }
+        self.send_controller_state(&group_id);
+    }
+
+    /// Starts a stopped group's program with every player in it.
+    fn play(&mut self, group_id: &str) {
+        if let Some(group) = self.groups.get_mut(group_id) {
+            group.play(&self.config.source, self.pacing, now_us(), &self.events);
+        }
+    }
+
+    fn players_of(&self, group_id: &str) -> Vec<String> {
+        let mut players: Vec<String> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| c.group == group_id && c.is_player)
+            .map(|(id, _)| id.clone())
+            .collect();
+        players.sort();
+        players
+    }
+
+    fn set_group_volume(&mut self, group_id: &str, requested: u8) {
+        let players = self.players_of(group_id);
+        let current: Vec<u8> = players.iter().map(|id| self.clients[id].volume).collect();
+        let target = set_group_volume(&current, requested);
+        for (client_id, volume) in players.iter().zip(target) {
+            let client = self.clients.get_mut(client_id).expect("players_of lists clients");
+            if client.volume == volume || !client.player_commands.iter().any(|c| c == "volume") {
+                continue;
+            }
+            client.volume = volume;
+            let command = PlayerCommand {
+                command: "volume".into(),
+                volume: Some(volume),
+                mute: None,
+            };
+            let _ = client.handle.send_message(Message::ServerCommand(ServerCommand {
+                player: Some(command),
+                ..Default::default()
+            }));
+        }
+    }
+
+    fn set_group_mute(&mut self, group_id: &str, mute: bool) {
+        for client_id in self.players_of(group_id) {
+            let client = self.clients.get_mut(&client_id).expect("players_of lists clients");
+            if client.muted == mute || !client.player_commands.iter().any(|c| c == "mute") {
+                continue;
+            }
+            client.muted = mute;
+            let command = PlayerCommand {
+                command: "mute".into(),
+                volume: None,
+                mute: Some(mute),
+            };
+            let _ = client.handle.send_message(Message::ServerCommand(ServerCommand {
+                player: Some(command),
+                ..Default::default()
+            }));
+        }
+    }
+
+    /// Sends the group's controller state to its controllers.
+    fn send_controller_state(&self, group_id: &str) {
+        let players = self.players_of(group_id);
+        let volumes: Vec<u8> = players.iter().map(|id| self.clients[id].volume).collect();
+        let muted: Vec<bool> = players.iter().map(|id| self.clients[id].muted).collect();
+        let state = ControllerState {
+            supported_commands: CONTROLLER_COMMANDS.iter().map(|c| c.to_string()).collect(),
+            volume: group_volume(&volumes),
+            muted: group_muted(&muted),
+        };
+        for client in self.clients.values().filter(|c| c.group == group_id && c.is_controller) {
+            let message = Message::ServerState(ServerState {
+                controller: Some(state.clone()),
+                ..Default::default()
+            });
+            let _ = client.handle.send_message(message);
+        }
+    }
+
+    fn on_closed(&mut self, id: SessionId, cause: CloseCause) {
+        self.sessions.remove(&id);
+        let client_id = self.client_of(id).map(str::to_string);
+        if let Some(client_id) = &client_id {
+            // Only the registered session removes its client; a replaced
+            // session was unregistered when it was replaced.
+            if let Some(client) = self.clients.remove(client_id) {
+                if let Some(group) = self.groups.get_mut(&client.group) {
+                    group.leave(client_id, &self.events);
+                    if group.is_empty() && self.config.grouping == Grouping::Solo {
+                        group.stop(&self.events);
+                        self.groups.remove(&client.group);
+                    }
+                }
+                self.send_controller_state(&client.group);
+            }
+        }
+        self.events.emit(ServerEvent::SessionClosed {
+            session: id,
+            client_id,
+            cause,
+        });
+    }
+
+    fn pump_groups(&mut self) {
+        let now = now_us();
+        for group in self.groups.values_mut() {
+            group.pump(self.pacing, now, &self.events);
+        }
+    }
+
+    async fn shut_down(mut self) {
+        for handle in self.sessions.values() {
+            handle.close(CloseCause::Shutdown);
+        }
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        while !self.sessions.is_empty() {
+            match tokio::time::timeout_at(deadline, self.session_events.recv()).await {
+                Ok(Some(event)) => self.on_session_event(event),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        self.tracker.close();
+        drop(self.session_events);
+        if tokio::time::timeout_at(deadline, self.tracker.wait()).await.is_err() {
+            tracing::warn!(open = self.sessions.len(), "sessions still open at shutdown");
+        }
+        tracing::info!("server stopped");
+    }
+}
+
+fn validate_hello(hello: &ClientHello) -> Result<(), String> {
+    if hello.version != PROTOCOL_VERSION {
+        return Err(format!(
+            "client/hello version {} is not supported; this server speaks version {PROTOCOL_VERSION}",
+            hello.version
+        ));
+    }
+    if hello.client_id.is_empty() || hello.client_id.len() > MAX_ID_BYTES {
+        return Err(format!("client_id must be 1 to {MAX_ID_BYTES} bytes, got {}", hello.client_id.len()));
+    }
+    if hello.name.len() > MAX_ID_BYTES {
+        return Err(format!("name must be at most {MAX_ID_BYTES} bytes, got {}", hello.name.len()));
+    }
+    Ok(())
+}
+
+/// Accept errors that affect one connection, not the listener.
+fn is_transient(err: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(err.kind(), ConnectionAborted | ConnectionReset | Interrupted | WouldBlock)
+        || err.raw_os_error() == Some(24) // EMFILE: too many open files, may clear
+}

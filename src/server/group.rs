@@ -1,0 +1,239 @@
+//! Groups: members, one program, and one stream per member player.
+
+use std::collections::HashMap;
+
+use crate::audio::source::SourceDecoder;
+use crate::audio::AudioFormat;
+use crate::protocol::{GroupUpdate, Message, PlaybackState, StreamEnd, StreamStart, StreamStartPlayer};
+use crate::session::SessionHandle;
+
+use super::program::Program;
+use super::stream::PlayerStream;
+use super::{ServerEvent, SourcePlan};
+
+/// A member as its group needs it.
+pub struct Member {
+    pub client_id: String,
+    pub handle: SessionHandle,
+    /// The negotiated player format and buffer capacity, for players.
+    pub player: Option<(AudioFormat, u64)>,
+}
+
+pub struct Group {
+    pub id: String,
+    pub name: String,
+    members: Vec<Member>,
+    program: Option<Program>,
+    streams: HashMap<String, PlayerStream>,
+}
+
+/// Timing of a group's streaming, from the server configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct Pacing {
+    /// How far ahead of real time audio is sent, in microseconds.
+    pub lead_us: i64,
+    /// Delay from program start until its first frame sounds, in
+    /// microseconds, so the first players can sync their clocks.
+    pub start_delay_us: i64,
+    /// Late joiners start with the first chunk at least this far in the
+    /// future, in microseconds, so it arrives before it is due.
+    pub join_margin_us: i64,
+}
+
+impl Group {
+    pub fn new(id: String, name: String) -> Group {
+        Group {
+            id,
+            name,
+            members: Vec::new(),
+            program: None,
+            streams: HashMap::new(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    pub fn is_playing(&self) -> bool {
+        self.program.is_some()
+    }
+
+    fn playback_state(&self) -> PlaybackState {
+        if self.is_playing() {
+            PlaybackState::Playing
+        } else {
+            PlaybackState::Stopped
+        }
+    }
+
+    /// Adds a member, tells it about the group, and starts its stream (and
+    /// the program, when the group is stopped and the member is a player).
+    pub fn join(&mut self, member: Member, source: &SourcePlan, pacing: Pacing, now_us: i64, events: &EventSink) {
+        let is_player = member.player.is_some();
+        let handle = member.handle.clone();
+        let client_id = member.client_id.clone();
+        self.members.retain(|m| m.client_id != client_id);
+        self.members.push(member);
+        if is_player && self.program.is_none() {
+            self.start_program(source, pacing, now_us, events);
+        }
+        let update = GroupUpdate {
+            playback_state: Some(Some(self.playback_state())),
+            group_id: Some(Some(self.id.clone())),
+            group_name: Some(Some(self.name.clone())),
+        };
+        let _ = handle.send_message(Message::GroupUpdate(update));
+        if is_player && self.program.is_some() {
+            self.start_stream(&client_id, now_us + pacing.join_margin_us, events);
+        }
+    }
+
+    /// Removes a member; its stream ends with a `stream/end` if its session
+    /// is still open.
+    pub fn leave(&mut self, client_id: &str, events: &EventSink) {
+        if let Some(stream) = self.streams.remove(client_id) {
+            events.emit(ServerEvent::StreamEnded {
+                client_id: client_id.to_string(),
+                chunks_sent: stream.chunks_sent,
+            });
+        }
+        self.members.retain(|m| m.client_id != client_id);
+    }
+
+    /// Starts the program if the group is stopped and has a player.
+    pub fn play(&mut self, source: &SourcePlan, pacing: Pacing, now_us: i64, events: &EventSink) {
+        if self.program.is_none() && self.members.iter().any(|m| m.player.is_some()) {
+            self.start_program(source, pacing, now_us, events);
+        }
+    }
+
+    fn start_program(&mut self, source: &SourcePlan, pacing: Pacing, now_us: i64, events: &EventSink) {
+        let decoder = match SourceDecoder::open(&source.path) {
+            Ok(decoder) => decoder,
+            Err(err) => {
+                tracing::error!(group = %self.id, cause = %err, "cannot start the program");
+                return;
+            }
+        };
+        let start_us = now_us + pacing.start_delay_us;
+        self.program = Some(Program::new(decoder, source.looping, start_us));
+        events.emit(ServerEvent::ProgramStarted {
+            group_id: self.id.clone(),
+            start_us,
+        });
+        let players: Vec<String> = self
+            .members
+            .iter()
+            .filter(|m| m.player.is_some())
+            .map(|m| m.client_id.clone())
+            .collect();
+        for client_id in players {
+            self.send_group_state(&client_id);
+            self.start_stream(&client_id, start_us, events);
+        }
+    }
+
+    fn send_group_state(&self, client_id: &str) {
+        if let Some(member) = self.members.iter().find(|m| m.client_id == client_id) {
+            let update = GroupUpdate {
+                playback_state: Some(Some(self.playback_state())),
+                ..Default::default()
+            };
+            let _ = member.handle.send_message(Message::GroupUpdate(update));
+        }
+    }
+
+    fn start_stream(&mut self, client_id: &str, from_us: i64, events: &EventSink) {
+        let (Some(program), Some(member)) = (self.program.as_mut(), self.members.iter().find(|m| m.client_id == client_id)) else {
+            return;
+        };
+        let Some((format, capacity)) = member.player else {
+            return;
+        };
+        // Chunks from `from_us` on must exist before the stream can pick one.
+        program.produce_until(from_us + 1);
+        let stream = match PlayerStream::new(format, capacity, program, from_us) {
+            Ok(stream) => stream,
+            Err(err) => {
+                tracing::error!(client_id, cause = %err, "cannot stream to player");
+                return;
+            }
+        };
+        let start = StreamStart {
+            player: Some(StreamStartPlayer {
+                codec: format.codec.as_str().to_string(),
+                sample_rate: format.sample_rate,
+                channels: format.channels,
+                bit_depth: format.bit_depth,
+                codec_header: None,
+            }),
+            ..Default::default()
+        };
+        if member.handle.send_message(Message::StreamStart(start)).is_ok() {
+            events.emit(ServerEvent::StreamStarted {
+                client_id: client_id.to_string(),
+                format,
+            });
+            self.streams.insert(client_id.to_string(), stream);
+        }
+    }
+
+    /// Produces audio up to the lead and sends each player what fits; ends
+    /// the program once its last chunk has been heard.
+    pub fn pump(&mut self, pacing: Pacing, now_us: i64, events: &EventSink) {
+        let Some(program) = self.program.as_mut() else {
+            return;
+        };
+        let horizon_us = now_us + pacing.lead_us;
+        program.produce_until(horizon_us);
+        for member in &self.members {
+            let Some(stream) = self.streams.get_mut(&member.client_id) else {
+                continue;
+            };
+            // A failed send has already closed the session as a slow
+            // consumer; its Closed event removes the member.
+            let _ = stream.pump(program, &member.handle, now_us, horizon_us);
+        }
+        program.discard_heard(now_us);
+        let finished = program.is_exhausted()
+            && program.produced_until_us() <= now_us
+            && self.streams.values().all(|s| s.is_drained(program));
+        if finished {
+            self.stop(events);
+        }
+    }
+
+    /// Stops the program: every streaming player gets `stream/end`, every
+    /// member learns that the group stopped.
+    pub fn stop(&mut self, events: &EventSink) {
+        if self.program.take().is_none() {
+            return;
+        }
+        for member in &self.members {
+            if let Some(stream) = self.streams.remove(&member.client_id) {
+                let _ = member.handle.send_message(Message::StreamEnd(StreamEnd::default()));
+                events.emit(ServerEvent::StreamEnded {
+                    client_id: member.client_id.clone(),
+                    chunks_sent: stream.chunks_sent,
+                });
+            }
+        }
+        for member in &self.members {
+            self.send_group_state(&member.client_id);
+        }
+        events.emit(ServerEvent::ProgramEnded {
+            group_id: self.id.clone(),
+        });
+    }
+}
+
+/// Where a group reports what happened.
+pub struct EventSink(pub tokio::sync::broadcast::Sender<ServerEvent>);
+
+impl EventSink {
+    pub fn emit(&self, event: ServerEvent) {
+        // Nobody listening is fine.
+        let _ = self.0.send(event);
+    }
+}
