@@ -1,1 +1,109 @@
-fn main() {}
+//! `resonate`: one binary for serving, playing, discovering, stressing and
+//! monitoring Resonate and Sendspin networks.
+//!
+//! Exit status: 0 on success, 1 when a run fails, 2 for bad input (an
+//! invalid argument, file or URL, or a server that cannot be reached) and for
+//! subcommands that are not available yet.
+
+mod cli;
+mod logging;
+mod play;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+
+/// An error together with the exit status it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    pub status: u8,
+    pub error: anyhow::Error,
+}
+
+impl Failure {
+    /// Bad input: exit status 2.
+    pub fn usage(error: impl Into<anyhow::Error>) -> Failure {
+        Failure {
+            status: 2,
+            error: error.into(),
+        }
+    }
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(error: E) -> Failure {
+        Failure {
+            status: 1,
+            error: error.into(),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.verbose, cli.quiet);
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Play(args) => play::run(args),
+        Command::Discover(_) => pending("discover"),
+        Command::Stress(_) => pending("stress"),
+        Command::Monitor(_) => pending("monitor"),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("resonate: {:#}", failure.error);
+            ExitCode::from(failure.status)
+        }
+    }
+}
+
+fn pending(name: &str) -> Result<(), Failure> {
+    Err(Failure::usage(anyhow::anyhow!(
+        "`resonate {name}` is not yet available in this version; `resonate serve` and `resonate play` are"
+    )))
+}
+
+/// Builds the Tokio runtime the subcommands run on.
+pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| Failure::from(anyhow::Error::new(err).context("failed to start the async runtime")))
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn interrupted() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The machine's host name, for default names and identifiers.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_string())
+}

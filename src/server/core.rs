@@ -44,6 +44,11 @@ pub enum ServerError {
     Accept(std::io::Error),
 }
 
+struct SessionEntry {
+    handle: SessionHandle,
+    client_id: Option<String>,
+}
+
 /// A registered client: one per `client_id`, ever.
 struct Client {
     session: SessionId,
@@ -63,8 +68,9 @@ pub(super) struct Core {
     tracker: TaskTracker,
     session_events_tx: mpsc::Sender<SessionEvent>,
     session_events: mpsc::Receiver<SessionEvent>,
-    /// Every open session, handshaking or active.
-    sessions: HashMap<SessionId, SessionHandle>,
+    /// Every open session, handshaking or active, with the `client_id` it
+    /// said hello with.
+    sessions: HashMap<SessionId, SessionEntry>,
     /// Registered clients by `client_id`.
     clients: HashMap<String, Client>,
     groups: HashMap<String, Group>,
@@ -143,7 +149,7 @@ impl Core {
             &self.tracker,
         );
         self.events.emit(ServerEvent::SessionOpened { session: handle.id, peer });
-        self.sessions.insert(handle.id, handle);
+        self.sessions.insert(handle.id, SessionEntry { handle, client_id: None });
     }
 
     fn on_session_event(&mut self, event: SessionEvent) {
@@ -157,8 +163,8 @@ impl Core {
 
     fn on_incoming(&mut self, id: SessionId, incoming: Incoming) {
         let Incoming::Message(message) = incoming else {
-            if let Some(handle) = self.sessions.get(&id) {
-                tracing::debug!(session = %id, peer = %handle.peer, "ignoring binary frame from a client");
+            if let Some(entry) = self.sessions.get(&id) {
+                tracing::debug!(session = %id, peer = %entry.handle.peer, "ignoring binary frame from a client");
             }
             return;
         };
@@ -175,22 +181,28 @@ impl Core {
     }
 
     fn reject(&self, id: SessionId, reason: String) {
-        if let Some(handle) = self.sessions.get(&id) {
-            handle.close(CloseCause::ProtocolError(reason));
+        if let Some(entry) = self.sessions.get(&id) {
+            entry.handle.close(CloseCause::ProtocolError(reason));
         }
     }
 
+    /// The `client_id` registered by session `id`, unless another session
+    /// has replaced it.
     fn client_of(&self, id: SessionId) -> Option<&str> {
-        self.clients
-            .iter()
-            .find(|(_, client)| client.session == id)
-            .map(|(client_id, _)| client_id.as_str())
+        let client_id = self.sessions.get(&id)?.client_id.as_deref()?;
+        let client = self.clients.get(client_id)?;
+        (client.session == id).then_some(client_id)
     }
 
     fn on_hello(&mut self, id: SessionId, hello: ClientHello) {
-        let Some(handle) = self.sessions.get(&id).cloned() else {
+        let Some(entry) = self.sessions.get(&id) else {
             return;
         };
+        let handle = entry.handle.clone();
+        if entry.client_id.is_some() {
+            handle.close(CloseCause::ProtocolError("second client/hello on one connection".into()));
+            return;
+        }
         if let Err(reason) = validate_hello(&hello) {
             handle.close(CloseCause::ProtocolError(reason));
             return;
@@ -229,6 +241,9 @@ impl Core {
             muted: false,
         };
         self.clients.insert(client_id.clone(), client);
+        if let Some(entry) = self.sessions.get_mut(&id) {
+            entry.client_id = Some(client_id.clone());
+        }
 
         let server_hello = ServerHello {
             server_id: self.config.server_id.clone(),
@@ -416,11 +431,11 @@ impl Core {
     }
 
     fn on_closed(&mut self, id: SessionId, cause: CloseCause) {
-        self.sessions.remove(&id);
-        let client_id = self.client_of(id).map(str::to_string);
-        if let Some(client_id) = &client_id {
-            // Only the registered session removes its client; a replaced
-            // session was unregistered when it was replaced.
+        let registered = self.client_of(id).is_some();
+        let client_id = self.sessions.remove(&id).and_then(|entry| entry.client_id);
+        // Only the registered session removes its client; a replaced session
+        // was unregistered in the step that replaced it.
+        if let (true, Some(client_id)) = (registered, &client_id) {
             if let Some(client) = self.clients.remove(client_id) {
                 if let Some(group) = self.groups.get_mut(&client.group) {
                     group.leave(client_id, &self.events);
@@ -447,8 +462,8 @@ impl Core {
     }
 
     async fn shut_down(mut self) {
-        for handle in self.sessions.values() {
-            handle.close(CloseCause::Shutdown);
+        for entry in self.sessions.values() {
+            entry.handle.close(CloseCause::Shutdown);
         }
         let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
         while !self.sessions.is_empty() {

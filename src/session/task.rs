@@ -306,7 +306,11 @@ where
 }
 
 fn error_cause(err: WsError) -> CloseCause {
+    use tokio_tungstenite::tungstenite::error::ProtocolError;
     match err {
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+            CloseCause::PeerReset("connection reset without a close frame".into())
+        }
         WsError::Capacity(err) => CloseCause::ProtocolError(format!("frame exceeds the size limit: {err}")),
         WsError::Protocol(err) => CloseCause::ProtocolError(format!("WebSocket protocol violation: {err}")),
         WsError::Utf8(err) => CloseCause::ProtocolError(format!("text frame is not valid UTF-8: {err}")),

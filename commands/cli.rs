@@ -1,0 +1,176 @@
+//! The command-line interface, defined once with clap derive. Completions
+//! and man pages are generated from it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Serve, play, discover, stress and monitor Resonate and Sendspin
+/// synchronized multi-room audio networks.
+#[derive(Debug, Parser)]
+#[command(name = "resonate", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Less log output (-q errors only, -qq nothing).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "verbose")]
+    pub quiet: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Stream an audio file to players, in sync.
+    Serve(ServeArgs),
+    /// Play a server's stream through the sound card, a WAV file or nothing.
+    Play(PlayArgs),
+    /// Find servers and players on the local network (not yet available).
+    Discover(PendingArgs),
+    /// Stress a server or player with connection storms (not yet available).
+    Stress(PendingArgs),
+    /// Show live sessions and clock offsets in a terminal UI (not yet available).
+    Monitor(PendingArgs),
+}
+
+/// How `serve` places players in groups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GroupingArg {
+    /// All players join one group and play the source in sync.
+    Shared,
+    /// Each client gets its own group, which starts the source when it joins.
+    Solo,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Audio file to stream (WAV, FLAC, MP3, Ogg Vorbis and what else symphonia decodes).
+    #[arg(required_unless_present = "demo")]
+    pub file: Option<PathBuf>,
+
+    /// Address and port to listen on. Use 0.0.0.0:8927 to accept players from the network.
+    #[arg(long, default_value = "127.0.0.1:8927")]
+    pub listen: SocketAddr,
+
+    /// WebSocket path to accept connections on.
+    #[arg(long, default_value = "/sendspin")]
+    pub path: String,
+
+    /// Friendly server name sent in server/hello.
+    #[arg(long, default_value = "resonate")]
+    pub name: String,
+
+    /// Server identifier sent in server/hello [default: resonate-HOSTNAME].
+    #[arg(long)]
+    pub server_id: Option<String>,
+
+    /// Start the file over at its end instead of ending the stream.
+    #[arg(long = "loop")]
+    pub looping: bool,
+
+    /// How players are placed in groups.
+    #[arg(long, value_enum, default_value_t = GroupingArg::Shared)]
+    pub grouping: GroupingArg,
+
+    /// Name of the shared group.
+    #[arg(long, default_value = "Resonate")]
+    pub group_name: String,
+
+    /// How far ahead of real time audio is sent, in milliseconds (also bounded by each player's buffer_capacity).
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(100..=30_000))]
+    pub lead_ms: u64,
+
+    /// Delay from the start of playback until the first sample sounds, in milliseconds.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pub start_delay_ms: u64,
+
+    /// Print server events as JSON lines on stdout.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Run a self-contained demonstration: serve a generated tone on loopback to in-process players with null outputs, then print a sync report. Needs no file, sound card or network.
+    #[arg(long, conflicts_with_all = ["file", "listen"])]
+    pub demo: bool,
+
+    /// Length of the demonstration in seconds.
+    #[arg(long, default_value_t = 5, requires = "demo", value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub demo_seconds: u64,
+
+    /// Number of in-process players in the demonstration.
+    #[arg(long, default_value_t = 2, requires = "demo", value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub demo_players: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct PlayArgs {
+    /// Server URL, ws://HOST[:PORT][/PATH]; port 8927 and path /sendspin by default.
+    #[arg(long, short = 's', required_unless_present = "list_devices")]
+    pub server: Option<String>,
+
+    /// Where audio goes: default (the default sound card), device:NAME, wav:PATH (writes exactly what would be played) or null.
+    #[arg(long, short = 'o', default_value = "default")]
+    pub output: String,
+
+    /// Sound card to play on, by name (see --list-devices); same as --output device:NAME.
+    #[arg(long, conflicts_with = "output")]
+    pub device: Option<String>,
+
+    /// List sound cards and exit.
+    #[arg(long)]
+    pub list_devices: bool,
+
+    /// Client identifier, kept across restarts so the server recognizes this player [default: resonate-play-HOSTNAME].
+    #[arg(long)]
+    pub client_id: Option<String>,
+
+    /// Friendly player name sent in client/hello [default: the host name].
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// Extra delay added to every chunk's play time, in milliseconds; negative plays earlier.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(-5_000..=5_000))]
+    pub static_delay_ms: i64,
+
+    /// Only advertise this sample rate, in Hz [default: 48000 and 44100].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(8_000..=384_000))]
+    pub sample_rate: Option<u32>,
+
+    /// Only advertise this bit depth [default: 24 and 16].
+    #[arg(long, value_parser = ["16", "24", "32"])]
+    pub bit_depth: Option<String>,
+
+    /// Only advertise this channel count [default: 2].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=8))]
+    pub channels: Option<u16>,
+
+    /// Bytes of audio this player buffers ahead (buffer_capacity in client/hello).
+    #[arg(long, default_value_t = 2_000_000, value_parser = clap::value_parser!(u64).range(1_000..=100_000_000))]
+    pub buffer_capacity: u64,
+
+    /// Initial volume, 0 to 100.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub volume: u8,
+
+    /// Stop after this many seconds, saying goodbye as on Ctrl-C.
+    #[arg(long)]
+    pub duration: Option<f64>,
+
+    /// Connection attempts before giving up when the server cannot be reached.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub connect_attempts: u32,
+
+    /// Print player events and a final report as JSON lines on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PendingArgs {
+    /// Arguments of the coming version of this subcommand.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    pub args: Vec<String>,
+}

@@ -1,0 +1,119 @@
+//! `resonate serve`: stream an audio file to players, in sync.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::cli::{GroupingArg, ServeArgs};
+use crate::Failure;
+use resonate::audio::source::SourceDecoder;
+use resonate::server::{Grouping, Server, ServerConfig, ServerEvent, SourcePlan};
+
+pub fn run(args: ServeArgs) -> Result<(), Failure> {
+    if args.demo {
+        return crate::play::run_demo(args.demo_seconds, args.demo_players as usize);
+    }
+    let file = args.file.clone().expect("clap requires FILE without --demo");
+    let source = SourceDecoder::open(&file).map_err(Failure::usage)?;
+    let info = source.info().clone();
+    drop(source);
+    let config = config_from(&args, SourcePlan { path: file.clone(), looping: args.looping });
+
+    let runtime = crate::runtime()?;
+    runtime.block_on(async move {
+        let listener = TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}; choose another --listen address or port", args.listen))
+            .map_err(Failure::usage)?;
+        let addr = listener.local_addr().context("listener has no local address")?;
+        let server = Server::new(config.clone());
+        let events = server.subscribe();
+        let url = format!("ws://{addr}{}", config.path);
+        if args.json {
+            print_json(&json!({"event": "listening", "url": url, "addr": addr.to_string()}));
+        } else {
+            eprintln!(
+                "resonate: serving {} ({} Hz, {} ch, {}-bit) on {url}",
+                file.display(),
+                info.sample_rate,
+                info.channels,
+                info.bit_depth
+            );
+        }
+        let printer = tokio::spawn(report_events(events, args.json));
+        server.run(listener, crate::interrupted()).await?;
+        // The server dropped its event sender, which ends the printer.
+        let _ = tokio::time::timeout(Duration::from_secs(1), printer).await;
+        Ok(())
+    })
+}
+
+pub fn config_from(args: &ServeArgs, source: SourcePlan) -> ServerConfig {
+    let mut config = ServerConfig::new(source);
+    config.name = args.name.clone();
+    config.server_id = args
+        .server_id
+        .clone()
+        .unwrap_or_else(|| format!("resonate-{}", crate::host_name()));
+    config.path = args.path.clone();
+    config.grouping = match args.grouping {
+        GroupingArg::Shared => Grouping::Shared,
+        GroupingArg::Solo => Grouping::Solo,
+    };
+    config.group_name = args.group_name.clone();
+    config.lead = Duration::from_millis(args.lead_ms);
+    config.start_delay = Duration::from_millis(args.start_delay_ms);
+    config
+}
+
+async fn report_events(mut events: tokio::sync::broadcast::Receiver<ServerEvent>, as_json: bool) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match events.recv().await {
+            Ok(event) if as_json => print_json(&event_json(&event)),
+            Ok(event) => tracing::info!(?event, "server event"),
+            Err(RecvError::Lagged(missed)) => tracing::warn!(missed, "event output fell behind; events were dropped"),
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+fn print_json(value: &serde_json::Value) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    // A closed stdout (a pipe whose reader left) is not an error here.
+    let _ = writeln!(stdout, "{value}");
+    let _ = stdout.flush();
+}
+
+/// One JSON object per server event, with a stable `event` name.
+pub fn event_json(event: &ServerEvent) -> serde_json::Value {
+    match event {
+        ServerEvent::SessionOpened { session, peer } => {
+            json!({"event": "session_opened", "session": session.to_string(), "peer": peer.to_string()})
+        }
+        ServerEvent::ClientJoined { session, client_id, active_roles } => json!({
+            "event": "client_joined", "session": session.to_string(), "client_id": client_id, "active_roles": active_roles
+        }),
+        ServerEvent::ClientReplaced { client_id, old, new } => json!({
+            "event": "client_replaced", "client_id": client_id, "old": old.to_string(), "new": new.to_string()
+        }),
+        ServerEvent::ProgramStarted { group_id, start_us } => {
+            json!({"event": "program_started", "group_id": group_id, "start_us": start_us})
+        }
+        ServerEvent::ProgramEnded { group_id } => json!({"event": "program_ended", "group_id": group_id}),
+        ServerEvent::StreamStarted { client_id, format } => json!({
+            "event": "stream_started", "client_id": client_id, "codec": format.codec.as_str(),
+            "sample_rate": format.sample_rate, "channels": format.channels, "bit_depth": format.bit_depth
+        }),
+        ServerEvent::StreamEnded { client_id, chunks_sent } => {
+            json!({"event": "stream_ended", "client_id": client_id, "chunks_sent": chunks_sent})
+        }
+        ServerEvent::SessionClosed { session, client_id, cause } => json!({
+            "event": "session_closed", "session": session.to_string(), "client_id": client_id,
+            "cause": cause.label(), "detail": cause.to_string()
+        }),
+    }
+}
