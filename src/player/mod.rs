@@ -1,1 +1,3 @@
 //! The player.
+
+pub mod scheduler;
