@@ -1,0 +1,138 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[resonate] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'resonate'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'resonate'= {
+            cand -v 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
+            cand -q 'Less log output (-q errors only, -qq nothing)'
+            cand --quiet 'Less log output (-q errors only, -qq nothing)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand serve 'Stream an audio file to players, in sync'
+            cand play 'Play a server''s stream through the sound card, a WAV file or nothing'
+            cand discover 'Find servers and players on the local network (not yet available)'
+            cand stress 'Stress a server or player with connection storms (not yet available)'
+            cand monitor 'Show live sessions and clock offsets in a terminal UI (not yet available)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'resonate;serve'= {
+            cand --listen 'Address and port to listen on. Use 0.0.0.0:8927 to accept players from the network'
+            cand --path 'WebSocket path to accept connections on'
+            cand --name 'Friendly server name sent in server/hello'
+            cand --server-id 'Server identifier sent in server/hello [default: resonate-HOSTNAME]'
+            cand --grouping 'How players are placed in groups'
+            cand --group-name 'Name of the shared group'
+            cand --lead-ms 'How far ahead of real time audio is sent, in milliseconds (also bounded by each player''s buffer_capacity)'
+            cand --start-delay-ms 'Delay from the start of playback until the first sample sounds, in milliseconds'
+            cand --demo-seconds 'Length of the demonstration in seconds'
+            cand --demo-players 'Number of in-process players in the demonstration'
+            cand --loop 'Start the file over at its end instead of ending the stream'
+            cand --json 'Print server events as JSON lines on stdout'
+            cand --demo 'Run a self-contained demonstration: serve a generated tone on loopback to in-process players with null outputs, then print a sync report. Needs no file, sound card or network'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
+            cand -q 'Less log output (-q errors only, -qq nothing)'
+            cand --quiet 'Less log output (-q errors only, -qq nothing)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'resonate;play'= {
+            cand -s 'Server URL, ws://HOST[:PORT][/PATH]; port 8927 and path /sendspin by default'
+            cand --server 'Server URL, ws://HOST[:PORT][/PATH]; port 8927 and path /sendspin by default'
+            cand -o 'Where audio goes: default (the default sound card), device:NAME, wav:PATH (writes exactly what would be played) or null'
+            cand --output 'Where audio goes: default (the default sound card), device:NAME, wav:PATH (writes exactly what would be played) or null'
+            cand --device 'Sound card to play on, by name (see --list-devices); same as --output device:NAME'
+            cand --client-id 'Client identifier, kept across restarts so the server recognizes this player [default: resonate-play-HOSTNAME]'
+            cand --name 'Friendly player name sent in client/hello [default: the host name]'
+            cand --static-delay-ms 'Extra delay added to every chunk''s play time, in milliseconds; negative plays earlier'
+            cand --sample-rate 'Only advertise this sample rate, in Hz [default: 48000 and 44100]'
+            cand --bit-depth 'Only advertise this bit depth [default: 24 and 16]'
+            cand --channels 'Only advertise this channel count [default: 2]'
+            cand --buffer-capacity 'Bytes of audio this player buffers ahead (buffer_capacity in client/hello)'
+            cand --volume 'Initial volume, 0 to 100'
+            cand --duration 'Stop after this many seconds, saying goodbye as on Ctrl-C'
+            cand --connect-attempts 'Connection attempts before giving up when the server cannot be reached'
+            cand --list-devices 'List sound cards and exit'
+            cand --json 'Print player events and a final report as JSON lines on stdout'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
+            cand -q 'Less log output (-q errors only, -qq nothing)'
+            cand --quiet 'Less log output (-q errors only, -qq nothing)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'resonate;discover'= {
+            cand -v 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
+            cand -q 'Less log output (-q errors only, -qq nothing)'
+            cand --quiet 'Less log output (-q errors only, -qq nothing)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'resonate;stress'= {
+            cand -v 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
+            cand -q 'Less log output (-q errors only, -qq nothing)'
+            cand --quiet 'Less log output (-q errors only, -qq nothing)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'resonate;monitor'= {
+            cand -v 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
+            cand -q 'Less log output (-q errors only, -qq nothing)'
+            cand --quiet 'Less log output (-q errors only, -qq nothing)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'resonate;help'= {
+            cand serve 'Stream an audio file to players, in sync'
+            cand play 'Play a server''s stream through the sound card, a WAV file or nothing'
+            cand discover 'Find servers and players on the local network (not yet available)'
+            cand stress 'Stress a server or player with connection storms (not yet available)'
+            cand monitor 'Show live sessions and clock offsets in a terminal UI (not yet available)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'resonate;help;serve'= {
+        }
+        &'resonate;help;play'= {
+        }
+        &'resonate;help;discover'= {
+        }
+        &'resonate;help;stress'= {
+        }
+        &'resonate;help;monitor'= {
+        }
+        &'resonate;help;help'= {
+        }
+    ]
+    $completions[$command]
+}
