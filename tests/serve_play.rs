@@ -1,0 +1,117 @@
+//! `resonate serve` streaming a real file to `resonate play` processes
+//! that write what they would play to WAV files: the PCM must equal the
+//! source sample for sample, placed where the server timeline says.
+
+mod support;
+
+#[path = "support/process.rs"]
+mod process;
+
+use std::path::Path;
+use std::time::Duration;
+
+use process::{resonate, Proc};
+use support::write_test_wav;
+
+const RATE: u32 = 48_000;
+const CHANNELS: u16 = 2;
+
+struct Recording {
+    samples: Vec<i32>,
+    first_frame_server_us: i64,
+}
+
+fn read_recording(path: &Path) -> Recording {
+    let mut reader = hound::WavReader::open(path).unwrap_or_else(|err| panic!("read {}: {err}", path.display()));
+    let samples: Vec<i32> = reader.samples::<i32>().map(|s| s.unwrap()).collect();
+    let note = resonate::audio::wav::read_note(path)
+        .expect("read the note chunk")
+        .expect("the player writes a note chunk");
+    let note: serde_json::Value = serde_json::from_str(&note).expect("note is JSON");
+    Recording {
+        samples,
+        first_frame_server_us: note["first_frame_server_us"].as_i64().expect("first_frame_server_us"),
+    }
+}
+
+fn start_player(url: &str, id: &str, wav: &Path, bits: u16) -> Proc {
+    let output = format!("wav:{}", wav.display());
+    let bits = bits.to_string();
+    resonate(&[
+        "play", "--server", url, "--client-id", id, "--output", &output, "--sample-rate", "48000",
+        "--bit-depth", &bits, "--json",
+    ])
+}
+
+/// Checks that `recording` is the source from the frame its timestamp maps
+/// to, and returns that frame.
+fn assert_matches_source(name: &str, recording: &Recording, source: &[i32], start_us: i64) -> usize {
+    let offset_us = recording.first_frame_server_us - start_us;
+    assert!(offset_us >= 0, "{name}: starts {offset_us} us before the program");
+    let frame = (offset_us as i128 * RATE as i128 / 1_000_000) as usize;
+    let start = frame * CHANNELS as usize;
+    let played = &recording.samples;
+    assert!(!played.is_empty(), "{name}: wrote no audio");
+    assert!(start + played.len() <= source.len(), "{name}: wrote more than the source holds");
+    let expected = &source[start..start + played.len()];
+    let first_difference = played.iter().zip(expected).position(|(a, b)| a != b);
+    assert_eq!(first_difference, None, "{name}: differs from the source (frame offset {frame})");
+    frame
+}
+
+fn run_sync_test(bits: u16) {
+    let dir = tempfile::tempdir().unwrap();
+    let source_path = dir.path().join("source.wav");
+    let source = write_test_wav(&source_path, RATE, CHANNELS, bits, 4.0);
+
+    let source_arg = source_path.to_str().unwrap();
+    let mut server = resonate(&["serve", source_arg, "--listen", "127.0.0.1:0", "--start-delay-ms", "1500", "--json"]);
+    let listening = server.wait_event("listening", Duration::from_secs(20));
+    let url = listening["url"].as_str().unwrap().to_string();
+
+    let first_wav = dir.path().join("first.wav");
+    let second_wav = dir.path().join("second.wav");
+    let late_wav = dir.path().join("late.wav");
+    let mut first = start_player(&url, "first", &first_wav, bits);
+    let started = server.wait_event("program_started", Duration::from_secs(20));
+    let start_us = started["start_us"].as_i64().unwrap();
+    let mut second = start_player(&url, "second", &second_wav, bits);
+
+    // The late joiner connects well after the first sample sounded.
+    std::thread::sleep(Duration::from_millis(3000));
+    let mut late = start_player(&url, "late", &late_wav, bits);
+
+    server.wait_event("program_ended", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(500));
+    for (name, player) in [("first", &mut first), ("second", &mut second), ("late", &mut late)] {
+        let status = player.interrupt();
+        assert!(status.success(), "{name} exited with {status}");
+    }
+    assert!(server.interrupt().success());
+
+    let first = read_recording(&first_wav);
+    let second = read_recording(&second_wav);
+    let late = read_recording(&late_wav);
+    let first_frame = assert_matches_source("first", &first, &source, start_us);
+    let second_frame = assert_matches_source("second", &second, &source, start_us);
+    let late_frame = assert_matches_source("late", &late, &source, start_us);
+
+    // The first players start at the program's start and play it to the end.
+    assert_eq!(first_frame, 0, "first player missed the start");
+    assert_eq!(second_frame, 0, "second player missed the start");
+    assert_eq!(first.samples.len(), source.len(), "first player did not play everything");
+    assert_eq!(second.samples.len(), source.len(), "second player did not play everything");
+    // The late joiner got only future chunks: it starts after it connected.
+    assert!(late_frame as u32 > 2 * RATE, "late joiner starts at frame {late_frame}");
+    assert_eq!(late_frame * CHANNELS as usize + late.samples.len(), source.len());
+}
+
+#[test]
+fn two_players_and_late_joiner_match_source_16_bit() {
+    run_sync_test(16);
+}
+
+#[test]
+fn two_players_and_late_joiner_match_source_24_bit() {
+    run_sync_test(24);
+}

@@ -1,0 +1,106 @@
+//! Running the real `resonate` binary from tests.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A child process whose stdout JSON lines are collected by a thread.
+pub struct Proc {
+    pub child: Child,
+    lines: mpsc::Receiver<Value>,
+    pub seen: Vec<Value>,
+}
+
+pub fn resonate(args: &[&str]) -> Proc {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_resonate"))
+        .args(args)
+        .env("RUST_LOG", "resonate=info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start resonate");
+    let stdout = child.stdout.take().unwrap();
+    Proc {
+        child,
+        lines: spawn_reader(stdout),
+        seen: Vec::new(),
+    }
+}
+
+fn spawn_reader(stdout: ChildStdout) -> mpsc::Receiver<Value> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(value) = serde_json::from_str::<Value>(&line) {
+                if tx.send(value).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
+impl Proc {
+    /// Waits up to `patience` for a JSON line whose `event` is `name`.
+    pub fn wait_event(&mut self, name: &str, patience: Duration) -> Value {
+        if let Some(found) = self.seen.iter().find(|v| v["event"] == name) {
+            return found.clone();
+        }
+        let deadline = Instant::now() + patience;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(value) => {
+                    self.seen.push(value.clone());
+                    if value["event"] == name {
+                        return value;
+                    }
+                }
+                Err(_) => panic!("no {name:?} event within {patience:?}; saw {:?}", self.seen),
+            }
+        }
+    }
+
+    /// Sends SIGINT, as Ctrl-C does, and waits for the exit status.
+    pub fn interrupt(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -INT failed");
+        self.wait(Duration::from_secs(15))
+    }
+
+    pub fn wait(&mut self, patience: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + patience;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                while let Ok(value) = self.lines.try_recv() {
+                    self.seen.push(value);
+                }
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("process {} did not exit within {patience:?}", self.child.id());
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
