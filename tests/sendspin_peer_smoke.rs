@@ -65,13 +65,15 @@ fn require_peers_root() -> Option<PathBuf> {
 }
 
 /// Builds a command that runs `program` from the root's `venv` inside the
-/// peers root.
+/// peers root, with `workdir` as the working directory.
 ///
-/// The program runs in a private mount namespace, chrooted into the root,
-/// with the host's /dev, /proc and /tmp and with `workdir` mounted at its host
-/// path and used as the working directory. The network is the host's.
-/// `unshare` replaces itself with the program through `exec`, so the child's
-/// pid is the program's and killing the child kills the program.
+/// When `RESONATE_PEERS_RUN` names the root's launcher (`run VENV --cwd DIR
+/// PROGRAM`), the command calls it. Otherwise it enters the root the same
+/// way itself: a private mount namespace with the host's /dev, /proc and /tmp
+/// and `workdir` mounted at its host path, then chroot. The network is the
+/// host's. Both paths replace each shell with the next program through
+/// `exec`, so the child's pid is the program's and killing the child kills
+/// the program.
 fn peer_command(root: &Path, venv: &str, workdir: &Path, program: &str) -> Command {
     const ENTER_ROOT: &str = r#"
         root=$1 dir=$2
@@ -83,6 +85,11 @@ fn peer_command(root: &Path, venv: &str, workdir: &Path, program: &str) -> Comma
         mount --bind /tmp "$root/tmp"
         exec chroot "$root" sh -c 'cd "$0" && exec "$@"' "$dir" "$@"
     "#;
+    if let Some(launcher) = std::env::var_os("RESONATE_PEERS_RUN") {
+        let mut command = Command::new(launcher);
+        command.arg(venv).arg("--cwd").arg(workdir).arg(program);
+        return command;
+    }
     let mut command = Command::new("unshare");
     command
         .args([
@@ -168,7 +175,7 @@ fn spawn_server(root: &Path, wav: &Path) -> anyhow::Result<Child> {
         .kill_on_drop(true);
     command
         .spawn()
-        .context("starting the aiosendspin server in the peers root failed (unshare needs root)")
+        .context("starting the aiosendspin server in the peers root failed (entering the root needs root privileges)")
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
