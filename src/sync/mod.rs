@@ -4,6 +4,17 @@
 //! The filter that produces estimates lives in its own module; everything
 //! else reads a [`ClockSnapshot`], a copy of one consistent estimate, so a
 //! reader never mixes an offset from one update with a drift from another.
+//! [`SharedClock`] hands those copies from the filter task to readers, and
+//! [`SyncSchedule`] decides when to send the next `client/time`.
+
+pub mod filter;
+pub mod schedule;
+
+pub use filter::{
+    ClockPublisher, FilterConfig, Innovation, Measurement, MeasurementError, Sample, SharedClock,
+    TimeFilter, UpdateReport,
+};
+pub use schedule::{BurstReason, ExchangeOutcome, ScheduleConfig, SchedulePhase, SyncSchedule};
 
 /// One consistent estimate of the server clock relative to the local clock.
 ///
