@@ -8,6 +8,7 @@
 pub mod convert;
 pub mod format;
 pub mod resample;
+pub mod source;
 pub mod wav;
 
 pub use format::{AudioFormat, Codec};
