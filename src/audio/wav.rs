@@ -574,4 +574,25 @@ mod tests {
         let (_, ints) = read_ints(&path);
         assert_eq!(ints.len(), 1234);
     }
+
+    #[test]
+    fn source_decoder_reads_back_bit_exact() {
+        use crate::audio::source::SourceDecoder;
+        let dir = tempfile::tempdir().unwrap();
+        for (bits, channels) in [(16u16, 2u16), (24, 1), (24, 6)] {
+            let path = dir.path().join(format!("{bits}-{channels}.wav"));
+            let samples = ramp(777, channels as usize, bits);
+            let mut writer =
+                WavWriter::create_with_note(&path, 48000, channels, bits, "{\"t\":1}").unwrap();
+            writer.write(&samples).unwrap();
+            writer.finish().unwrap();
+
+            let mut source = SourceDecoder::open(&path).unwrap();
+            assert_eq!(source.info().channels, channels, "{bits}-bit {channels} ch");
+            assert_eq!(source.info().bit_depth, bits, "{bits}-bit {channels} ch");
+            let mut decoded = Vec::new();
+            while source.read(&mut decoded, 1000).unwrap() > 0 {}
+            assert_eq!(decoded, samples, "{bits}-bit {channels} ch samples");
+        }
+    }
 }
