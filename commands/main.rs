@@ -6,6 +6,7 @@
 //! subcommands that are not available yet.
 
 mod cli;
+mod demo;
 mod logging;
 mod play;
 mod serve;

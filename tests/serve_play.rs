@@ -50,9 +50,13 @@ fn assert_matches_source(name: &str, recording: &Recording, source: &[i32], star
     assert!(offset_us >= 0, "{name}: starts {offset_us} us before the program");
     let frame = (offset_us as i128 * RATE as i128 / 1_000_000) as usize;
     let start = frame * CHANNELS as usize;
-    let played = &recording.samples;
+    // The output plays silence from the end of the source until stream/end
+    // arrives; that silence is not part of the source.
+    let audible = recording.samples.len().min(source.len().saturating_sub(start));
+    let (played, trailing) = recording.samples.split_at(audible);
+    assert!(trailing.iter().all(|&s| s == 0), "{name}: audio after the end of the source");
+    assert!(trailing.len() < (RATE as usize / 5) * CHANNELS as usize, "{name}: {} samples of trailing silence", trailing.len());
     assert!(!played.is_empty(), "{name}: wrote no audio");
-    assert!(start + played.len() <= source.len(), "{name}: wrote more than the source holds");
     let expected = &source[start..start + played.len()];
     let first_difference = played.iter().zip(expected).position(|(a, b)| a != b);
     assert_eq!(first_difference, None, "{name}: differs from the source (frame offset {frame})");
@@ -99,11 +103,11 @@ fn run_sync_test(bits: u16) {
     // The first players start at the program's start and play it to the end.
     assert_eq!(first_frame, 0, "first player missed the start");
     assert_eq!(second_frame, 0, "second player missed the start");
-    assert_eq!(first.samples.len(), source.len(), "first player did not play everything");
-    assert_eq!(second.samples.len(), source.len(), "second player did not play everything");
+    assert!(first.samples.len() >= source.len(), "first player did not play everything");
+    assert!(second.samples.len() >= source.len(), "second player did not play everything");
     // The late joiner got only future chunks: it starts after it connected.
     assert!(late_frame as u32 > 2 * RATE, "late joiner starts at frame {late_frame}");
-    assert_eq!(late_frame * CHANNELS as usize + late.samples.len(), source.len());
+    assert!(late_frame * CHANNELS as usize + late.samples.len() >= source.len(), "late joiner stopped early");
 }
 
 #[test]

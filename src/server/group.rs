@@ -84,7 +84,8 @@ impl Group {
             group_name: Some(Some(self.name.clone())),
         };
         let _ = handle.send_message(Message::GroupUpdate(update));
-        if is_player && self.program.is_some() {
+        // A program started just now already started this player's stream.
+        if is_player && self.program.is_some() && !self.streams.contains_key(&client_id) {
             self.start_stream(&client_id, now_us + pacing.join_margin_us, events);
         }
     }

@@ -1,0 +1,160 @@
+//! `resonate play`: a player that keeps its clock in sync with a server and
+//! plays through the sound card, into a WAV file or nowhere.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::cli::PlayArgs;
+use crate::Failure;
+use resonate::dialect::Dialect;
+use resonate::player::client::{Backoff, Player, PlayerConfig, PlayerEvent};
+use resonate::player::output::{self, Output, OutputSpec};
+use resonate::player::scheduler::Scheduler;
+use resonate::protocol::SupportedFormat;
+use resonate::sync::SharedClock;
+use resonate::transport::{parse_ws_url, Limits};
+
+pub fn run(args: PlayArgs) -> Result<(), Failure> {
+    if args.list_devices {
+        return list_devices();
+    }
+    let server = args.server.as_deref().expect("clap requires --server");
+    let url = parse_ws_url(server, Dialect::SendspinV1.default_path()).map_err(Failure::usage)?;
+    let spec = match &args.device {
+        Some(name) => OutputSpec::Device(name.clone()),
+        None => args.output.parse::<OutputSpec>().map_err(Failure::usage)?,
+    };
+    let host = crate::host_name();
+    let config = PlayerConfig {
+        url,
+        client_id: args.client_id.clone().unwrap_or_else(|| format!("resonate-play-{host}")),
+        name: args.name.clone().unwrap_or(host),
+        dialect: Dialect::SendspinV1,
+        formats: advertised_formats(&args),
+        buffer_capacity: args.buffer_capacity,
+        limits: Limits::default(),
+        backoff: Backoff {
+            first_connect_attempts: args.connect_attempts,
+            ..Backoff::default()
+        },
+        volume: args.volume,
+        muted: false,
+    };
+
+    let scheduler = Arc::new(Scheduler::new());
+    scheduler.set_volume(args.volume);
+    scheduler.set_static_delay_us(args.static_delay_ms * 1000);
+    let (publisher, clock) = SharedClock::channel();
+    let output = Output::start(&spec, scheduler.clone(), clock).map_err(Failure::usage)?;
+
+    let runtime = crate::runtime()?;
+    let json_output = args.json;
+    let duration = args.duration;
+    let result = runtime.block_on(async move {
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let printer = tokio::spawn(report_events(events, json_output));
+        let player = Player::new(config, scheduler.clone(), publisher).with_events(events_tx);
+        let stop = async move {
+            match duration {
+                Some(seconds) => {
+                    tokio::select! {
+                        _ = crate::interrupted() => {}
+                        _ = tokio::time::sleep(Duration::from_secs_f64(seconds.max(0.0))) => {}
+                    }
+                }
+                None => crate::interrupted().await,
+            }
+        };
+        let outcome = player.run(stop).await;
+        let _ = printer.await;
+        outcome
+    });
+    let summary = output.stop().context("failed to finish the output")?;
+    let files: Vec<String> = summary.files.iter().map(|f| f.display().to_string()).collect();
+    if json_output {
+        println!(
+            "{}",
+            json!({"event": "finished", "files": files, "frames_written": summary.frames_written})
+        );
+    } else if !files.is_empty() {
+        eprintln!("resonate: wrote {} frames to {}", summary.frames_written, files.join(", "));
+    }
+    result.map_err(Failure::usage)
+}
+
+/// The formats to offer, narrowed by --sample-rate, --bit-depth and
+/// --channels. Higher quality first.
+fn advertised_formats(args: &PlayArgs) -> Vec<SupportedFormat> {
+    let rates = match args.sample_rate {
+        Some(rate) => vec![rate],
+        None => vec![48_000, 44_100],
+    };
+    let depths: Vec<u16> = match &args.bit_depth {
+        Some(depth) => vec![depth.parse().expect("clap limits --bit-depth to numbers")],
+        None => vec![24, 16],
+    };
+    let channels = args.channels.unwrap_or(2);
+    let mut formats = Vec::new();
+    for &bit_depth in &depths {
+        for &sample_rate in &rates {
+            formats.push(SupportedFormat {
+                codec: "pcm".into(),
+                channels,
+                sample_rate,
+                bit_depth,
+            });
+        }
+    }
+    formats
+}
+
+fn list_devices() -> Result<(), Failure> {
+    let devices = output::list_devices().map_err(Failure::from)?;
+    if devices.is_empty() {
+        eprintln!("resonate: no audio output device found; use --output wav:PATH or --output null");
+        return Ok(());
+    }
+    for device in devices {
+        println!("{}", device.name);
+    }
+    Ok(())
+}
+
+async fn report_events(mut events: mpsc::UnboundedReceiver<PlayerEvent>, as_json: bool) {
+    while let Some(event) = events.recv().await {
+        if !as_json {
+            match &event {
+                PlayerEvent::Connected { server_name, .. } => eprintln!("resonate: connected to {server_name}"),
+                PlayerEvent::StreamStarted { format } => eprintln!("resonate: playing {format}"),
+                PlayerEvent::StreamEnded => eprintln!("resonate: stream ended"),
+                PlayerEvent::Disconnected { cause } => eprintln!("resonate: disconnected: {cause}"),
+                PlayerEvent::Retrying { attempt, delay, error } => {
+                    eprintln!("resonate: attempt {attempt} failed ({error}); retrying in {delay:?}")
+                }
+            }
+            continue;
+        }
+        let value = match &event {
+            PlayerEvent::Connected { server_id, server_name, active_roles } => json!({
+                "event": "connected", "server_id": server_id, "server_name": server_name, "active_roles": active_roles
+            }),
+            PlayerEvent::StreamStarted { format } => json!({
+                "event": "stream_started", "codec": format.codec.as_str(), "sample_rate": format.sample_rate,
+                "channels": format.channels, "bit_depth": format.bit_depth
+            }),
+            PlayerEvent::StreamEnded => json!({"event": "stream_ended"}),
+            PlayerEvent::Disconnected { cause } => {
+                json!({"event": "disconnected", "cause": cause.label(), "detail": cause.to_string()})
+            }
+            PlayerEvent::Retrying { attempt, delay, error } => json!({
+                "event": "retrying", "attempt": attempt, "delay_ms": delay.as_millis() as u64, "error": error
+            }),
+        };
+        println!("{value}");
+    }
+}
+
