@@ -648,6 +648,13 @@ impl State {
             cursor.fills_over_threshold = 0;
             return;
         }
+        if cursor.starved {
+            // Nothing audible depends on the position of a starved cursor, so
+            // it follows the clock at once and no re-anchor is counted.
+            cursor.next_frame = clock_frame;
+            cursor.fills_over_threshold = 0;
+            return;
+        }
         cursor.fills_over_threshold += 1;
         if cursor.fills_over_threshold < REANCHOR_CONFIRM_FILLS {
             return;
@@ -1153,6 +1160,22 @@ mod tests {
         assert_samples_eq(&output, frames(&late, 960, 480));
         assert_eq!(reports[0].state, PlaybackState::Playing);
         assert_eq!(reports[0].counters.underruns, 0);
+    }
+
+    #[test]
+    fn starved_cursor_follows_clock() {
+        let scheduler = started();
+        scheduler.push_chunk(2_000_000, ramp(0, 480)).unwrap();
+        play(&scheduler, &clock(), local(2_000_000), 2, 480);
+
+        // The output skips 100 ms while starved, then a chunk arrives for the
+        // new position.
+        let next = ramp(960, 480);
+        scheduler.push_chunk(2_120_000, next.clone()).unwrap();
+        let (output, reports) = play(&scheduler, &clock(), local(2_120_000), 1, 480);
+
+        assert_samples_eq(&output, &next);
+        assert_eq!(reports[0].counters.reanchors, 0);
     }
 
     #[test]
