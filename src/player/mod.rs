@@ -1,3 +1,4 @@
 //! The player.
 
+pub mod output;
 pub mod scheduler;
