@@ -114,6 +114,8 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let expected = path.to_string();
+    // The error type is tungstenite's HTTP response, large by its design.
+    #[allow(clippy::result_large_err)]
     let check_path = move |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
         if request.uri().path() == expected {
             return Ok(response);

@@ -63,6 +63,10 @@ impl FromStr for Dialect {
 }
 
 /// What a session sends: a JSON message or a binary frame.
+///
+/// `client/hello` makes the message variant large; it is sent once per
+/// session, so boxing it would only add an allocation to every other send.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outgoing {
     Message(Message),
@@ -70,6 +74,7 @@ pub enum Outgoing {
 }
 
 /// What a codec made of one received frame.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Incoming {
     Message(Message),

@@ -140,6 +140,7 @@ pub struct SessionEvent {
     pub kind: EventKind,
 }
 
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum EventKind {
     /// A decoded message or binary frame, with the local clock in

@@ -67,7 +67,9 @@ where
     handle
 }
 
-/// What woke the session loop.
+/// What woke the session loop. It lives for one loop turn, so the size of
+/// its largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Wakeup {
     CloseRequested(CloseCause),
     Command(Option<Command>),
@@ -255,10 +257,8 @@ where
             (Incoming::Message(Message::ClientTime(time)), Side::Server) => {
                 self.answer_time(time, received_us).await?;
             }
-            (Incoming::Message(Message::ServerHello(_)), Side::Client) => {
-                if self.activate() {
-                    self.emit(EventKind::Activated).await?;
-                }
+            (Incoming::Message(Message::ServerHello(_)), Side::Client) if self.activate() => {
+                self.emit(EventKind::Activated).await?;
             }
             (Incoming::Unknown { type_name }, _) => {
                 tracing::debug!(session = %self.id, peer = %self.peer, type_name, "ignoring unknown message type");
