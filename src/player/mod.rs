@@ -1,4 +1,7 @@
-//! The player.
+//! The player: the network client that keeps the clock in sync and feeds
+//! the scheduler, the scheduler that decides which sample sounds when, and
+//! the outputs that pull from it.
 
+pub mod client;
 pub mod output;
 pub mod scheduler;
