@@ -12,8 +12,10 @@ pub fn init(verbose: u8, quiet: u8) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        // Dependencies stay at warn unless -vvv asks for everything.
-        let deps = if verbose >= 3 { level } else { "warn" };
+        // Dependencies stay silent unless -vvv asks for everything: errors
+        // they log (a decoder probing a bad file) reach the user through our
+        // own messages.
+        let deps = if verbose >= 3 { level } else { "off" };
         EnvFilter::new(format!("{deps},resonate={level}"))
     });
     tracing_subscriber::fmt()

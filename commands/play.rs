@@ -119,7 +119,13 @@ fn list_devices() -> Result<(), Failure> {
         return Ok(());
     }
     for device in devices {
-        println!("{}", device.name);
+        let marker = if device.is_default { " (default)" } else { "" };
+        let config = device
+            .default_config
+            .as_ref()
+            .map(|c| format!("{} Hz, {} ch", c.sample_rate, c.channels))
+            .unwrap_or_else(|| "no default configuration".to_string());
+        println!("{}{marker}\n    id: {}\n    {config}", device.name, device.id);
     }
     Ok(())
 }
@@ -132,9 +138,8 @@ async fn report_events(mut events: mpsc::UnboundedReceiver<PlayerEvent>, as_json
                 PlayerEvent::StreamStarted { format } => eprintln!("resonate: playing {format}"),
                 PlayerEvent::StreamEnded => eprintln!("resonate: stream ended"),
                 PlayerEvent::Disconnected { cause } => eprintln!("resonate: disconnected: {cause}"),
-                PlayerEvent::Retrying { attempt, delay, error } => {
-                    eprintln!("resonate: attempt {attempt} failed ({error}); retrying in {delay:?}")
-                }
+                // The player logs each retry as a warning.
+                PlayerEvent::Retrying { .. } => {}
             }
             continue;
         }

@@ -1,0 +1,102 @@
+//! Bad input gets exit status 2 and a message that names the value and the
+//! next step.
+
+use std::process::{Command, Output};
+
+fn resonate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_resonate"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run resonate")
+}
+
+/// Asserts exit status 2 and that stderr contains every one of `needles`.
+fn assert_usage_error(args: &[&str], needles: &[&str]) {
+    let output = resonate(args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+    for needle in needles {
+        assert!(stderr.contains(needle), "{args:?}: {needle:?} missing from {stderr}");
+    }
+}
+
+#[test]
+fn missing_file_is_named() {
+    assert_usage_error(&["serve", "/no/such/file.wav"], &["/no/such/file.wav", "not found"]);
+}
+
+#[test]
+fn non_audio_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.wav");
+    std::fs::write(&path, "these are not samples").unwrap();
+    let path = path.to_str().unwrap();
+    assert_usage_error(&["serve", path], &[path, "not a recognized audio file", "convert"]);
+}
+
+#[test]
+fn empty_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("empty.flac");
+    std::fs::write(&path, b"").unwrap();
+    let path = path.to_str().unwrap();
+    assert_usage_error(&["serve", path], &[path]);
+}
+
+#[test]
+fn malformed_url_is_named() {
+    assert_usage_error(
+        &["play", "--server", "http://127.0.0.1/", "--output", "null"],
+        &["http://127.0.0.1/", "ws://HOST:PORT/PATH"],
+    );
+}
+
+#[test]
+fn unknown_output_lists_valid_forms() {
+    assert_usage_error(
+        &["play", "--server", "ws://127.0.0.1:1", "--output", "speaker"],
+        &["speaker", "wav:PATH", "null"],
+    );
+}
+
+#[test]
+fn unreachable_server_is_explained_after_retries() {
+    // Port 1 on loopback refuses connections.
+    assert_usage_error(
+        &["play", "--server", "ws://127.0.0.1:1/sendspin", "--output", "null", "--connect-attempts", "2"],
+        &["cannot reach the server at ws://127.0.0.1:1/sendspin after 2 attempts", "check that the server runs"],
+    );
+}
+
+#[test]
+fn occupied_port_is_named() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("a.wav");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut writer = hound::WavWriter::create(&wav, spec).unwrap();
+    for _ in 0..800 {
+        writer.write_sample(0i16).unwrap();
+    }
+    writer.finalize().unwrap();
+    assert_usage_error(&["serve", wav.to_str().unwrap(), "--listen", &addr], &[&addr, "--listen"]);
+}
+
+#[test]
+fn pending_subcommands_exit_2() {
+    for name in ["discover", "stress", "monitor"] {
+        assert_usage_error(&[name], &["not yet available"]);
+    }
+}
+
+#[test]
+fn invalid_flag_value_exits_2() {
+    assert_usage_error(&["play", "--server", "ws://127.0.0.1", "--volume", "101"], &["--volume", "101"]);
+}
