@@ -48,7 +48,9 @@ fn start_player(url: &str, id: &str, wav: &Path, bits: u16) -> Proc {
 fn assert_matches_source(name: &str, recording: &Recording, source: &[i32], start_us: i64) -> usize {
     let offset_us = recording.first_frame_server_us - start_us;
     assert!(offset_us >= 0, "{name}: starts {offset_us} us before the program");
-    let frame = (offset_us as i128 * RATE as i128 / 1_000_000) as usize;
+    // Timestamps are whole microseconds and a frame lasts about 20.8 us, so
+    // rounding recovers the frame index exactly.
+    let frame = ((offset_us as f64) * RATE as f64 / 1e6).round() as usize;
     let start = frame * CHANNELS as usize;
     // The output plays silence from the end of the source until stream/end
     // arrives; that silence is not part of the source.
