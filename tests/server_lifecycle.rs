@@ -11,6 +11,7 @@ use resonate::server::ServerEvent;
 use resonate::session::{CloseCause, SessionId};
 use serde_json::json;
 use support::{config_for, write_test_wav, RawClient, TestServer};
+use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 async fn server() -> (TestServer, tempfile::TempDir) {
@@ -211,5 +212,36 @@ async fn wrong_path_is_rejected_with_404() {
     let url = format!("ws://{}/elsewhere", server.addr);
     let err = tokio_tungstenite::connect_async(url).await.unwrap_err();
     assert!(err.to_string().contains("404"), "{err}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn peer_that_stops_answering_pings_times_out() {
+    let (mut server, _dir) = server_with(|config| {
+        config.limits.ping_interval = Duration::from_millis(100);
+        config.limits.idle_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let (mut bystander, _) = controller(&mut server, "bystander").await;
+    let (silent, id) = controller(&mut server, "silent").await;
+    // The silent client keeps its socket open but never reads, so it never
+    // answers a ping; the bystander keeps answering.
+    // The bystander reads, and so answers pings, for three idle timeouts.
+    let keep_alive = tokio::spawn(async move {
+        let reading = async {
+            while let Some(frame) = bystander.ws.next().await {
+                if matches!(frame, Ok(WsMessage::Close(_)) | Err(_)) {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_millis(1500), reading).await.is_err()
+    });
+    let (client_id, cause) = closed_event(&mut server, id).await;
+    assert_eq!(client_id.as_deref(), Some("silent"));
+    assert_eq!(cause, CloseCause::IdleTimeout);
+    drop(silent);
+    let bystander_still_open = keep_alive.await.unwrap();
+    assert!(bystander_still_open, "the bystander was closed too");
     server.stop().await;
 }
