@@ -34,7 +34,7 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
         client_id: args.client_id.clone().unwrap_or_else(|| format!("resonate-play-{host}")),
         name: args.name.clone().unwrap_or(host),
         dialect: Dialect::SendspinV1,
-        formats: advertised_formats(&args),
+        formats: advertised_formats(&args, &spec),
         buffer_capacity: args.buffer_capacity,
         limits: Limits::default(),
         backoff: Backoff {
@@ -86,18 +86,27 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
     result.map_err(Failure::usage)
 }
 
-/// The formats to offer, narrowed by --sample-rate, --bit-depth and
-/// --channels. Higher quality first.
-fn advertised_formats(args: &PlayArgs) -> Vec<SupportedFormat> {
-    let rates = match args.sample_rate {
-        Some(rate) => vec![rate],
-        None => vec![48_000, 44_100],
+/// Rates a device may play, in order of preference, when it supports them.
+const PREFERRED_RATES: [u32; 4] = [48_000, 44_100, 96_000, 88_200];
+
+/// The formats to offer: what the output device plays (any rate for file
+/// and null outputs), narrowed by --sample-rate, --bit-depth and --channels.
+/// Higher quality first.
+fn advertised_formats(args: &PlayArgs, spec: &OutputSpec) -> Vec<SupportedFormat> {
+    let device = device_capabilities(spec);
+    let channels = args
+        .channels
+        .or(device.as_ref().map(|(_, channels)| *channels))
+        .unwrap_or(2);
+    let rates = match (args.sample_rate, &device) {
+        (Some(rate), _) => vec![rate],
+        (None, Some((rates, _))) if !rates.is_empty() => rates.clone(),
+        _ => vec![48_000, 44_100],
     };
     let depths: Vec<u16> = match &args.bit_depth {
         Some(depth) => vec![depth.parse().expect("clap limits --bit-depth to numbers")],
         None => vec![24, 16],
     };
-    let channels = args.channels.unwrap_or(2);
     let mut formats = Vec::new();
     for &bit_depth in &depths {
         for &sample_rate in &rates {
@@ -110,6 +119,34 @@ fn advertised_formats(args: &PlayArgs) -> Vec<SupportedFormat> {
         }
     }
     formats
+}
+
+/// The preferred rates and the channel count (at most 2) of the sound card
+/// behind `spec`, or `None` for file and null outputs or an unknown device.
+/// Outputs convert samples to the card's sample format, so bit depth is free.
+fn device_capabilities(spec: &OutputSpec) -> Option<(Vec<u32>, u16)> {
+    let devices = match spec {
+        OutputSpec::Default | OutputSpec::Device(_) => output::list_devices().ok()?,
+        OutputSpec::Wav(_) | OutputSpec::Null => return None,
+    };
+    let device = devices.into_iter().find(|device| match spec {
+        OutputSpec::Device(name) => &device.name == name || &device.id == name,
+        _ => device.is_default,
+    })?;
+    let channels = device.default_config.as_ref().map_or(2, |config| config.channels.clamp(1, 2));
+    let mut rates: Vec<u32> = PREFERRED_RATES
+        .into_iter()
+        .filter(|rate| {
+            device
+                .supported
+                .iter()
+                .any(|range| range.channels == channels && (range.min_sample_rate..=range.max_sample_rate).contains(rate))
+        })
+        .collect();
+    if rates.is_empty() {
+        rates.extend(device.default_config.as_ref().map(|config| config.sample_rate));
+    }
+    Some((rates, channels))
 }
 
 fn list_devices() -> Result<(), Failure> {
