@@ -99,7 +99,7 @@ pub async fn interrupted() {
     }
 }
 
-/// The machine's host name, for default names and identifiers.
+/// Returns the machine's host name, for default names and identifiers.
 pub fn host_name() -> String {
     std::fs::read_to_string("/etc/hostname")
         .ok()

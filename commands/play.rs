@@ -89,9 +89,9 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
 /// Rates a device may play, in order of preference, when it supports them.
 const PREFERRED_RATES: [u32; 4] = [48_000, 44_100, 96_000, 88_200];
 
-/// The formats to offer: what the output device plays (any rate for file
-/// and null outputs), narrowed by --sample-rate, --bit-depth and --channels.
-/// Higher quality first.
+/// Lists the formats to offer: what the output device plays (any rate for
+/// file and null outputs), narrowed by --sample-rate, --bit-depth and
+/// --channels. Higher quality comes first.
 fn advertised_formats(args: &PlayArgs, spec: &OutputSpec) -> Vec<SupportedFormat> {
     let device = device_capabilities(spec);
     let channels = args
@@ -121,8 +121,9 @@ fn advertised_formats(args: &PlayArgs, spec: &OutputSpec) -> Vec<SupportedFormat
     formats
 }
 
-/// The preferred rates and the channel count (at most 2) of the sound card
-/// behind `spec`, or `None` for file and null outputs or an unknown device.
+/// Returns the preferred rates and the channel count (at most 2) of the
+/// sound card behind `spec`, or `None` for file and null outputs or an
+/// unknown device.
 /// Outputs convert samples to the card's sample format, so bit depth is free.
 fn device_capabilities(spec: &OutputSpec) -> Option<(Vec<u32>, u16)> {
     let devices = match spec {

@@ -88,7 +88,7 @@ fn print_json(value: &serde_json::Value) {
     let _ = stdout.flush();
 }
 
-/// One JSON object per server event, with a stable `event` name.
+/// Converts a server event to one JSON object with a stable `event` name.
 pub fn event_json(event: &ServerEvent) -> serde_json::Value {
     match event {
         ServerEvent::SessionOpened { session, peer } => {

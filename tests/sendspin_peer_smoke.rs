@@ -8,10 +8,12 @@
 //! why it skipped and passes. Entering the root needs root privileges, because
 //! the test bind-mounts directories into it and chroots.
 
+#[path = "support/peers.rs"]
+mod peers;
 #[path = "support/sendspin_peer.rs"]
 mod sendspin_peer;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -19,7 +21,9 @@ use anyhow::{bail, Context};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
+use tokio::process::{Child, ChildStdout};
+
+use peers::{peer_command, require_peers_root};
 
 const SAMPLE_RATE: u32 = 48_000;
 const CHANNELS: u16 = 2;
@@ -33,80 +37,6 @@ const FRAMES: usize = 96_000;
 const SERVER_TIMEOUT_S: u32 = 30;
 const RECORD_MAX: Duration = Duration::from_secs(20);
 const LINE_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn peers_root() -> PathBuf {
-    std::env::var_os("RESONATE_PEERS_ROOT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/opt/resonate-peers"))
-}
-
-/// Returns the peers root, or None when it is missing and
-/// `RESONATE_SKIP_PEERS=1` allows skipping.
-///
-/// Panics when the root is missing and skipping is not allowed.
-fn require_peers_root() -> Option<PathBuf> {
-    let root = peers_root();
-    // The root's setup writes this marker last, once every venv is installed.
-    if root.join(".ready-v2").is_file() {
-        return Some(root);
-    }
-    let reason = format!(
-        "the peers root {} is missing or unfinished (no .ready-v2 marker)",
-        root.display()
-    );
-    if std::env::var("RESONATE_SKIP_PEERS").as_deref() == Ok("1") {
-        eprintln!("skipping sendspin peer smoke test: {reason}; RESONATE_SKIP_PEERS=1 is set");
-        return None;
-    }
-    panic!(
-        "{reason}. Build the peers root or point RESONATE_PEERS_ROOT at one, \
-         or set RESONATE_SKIP_PEERS=1 to skip the peer interop tests"
-    );
-}
-
-/// Builds a command that runs `program` from the root's `venv` inside the
-/// peers root, with `workdir` as the working directory.
-///
-/// When `RESONATE_PEERS_RUN` names the root's launcher (`run VENV --cwd DIR
-/// PROGRAM`), the command calls it. Otherwise it enters the root the same
-/// way itself: a private mount namespace with the host's /dev, /proc and /tmp
-/// and `workdir` mounted at its host path, then chroot. The network is the
-/// host's. Both paths replace each shell with the next program through
-/// `exec`, so the child's pid is the program's and killing the child kills
-/// the program.
-fn peer_command(root: &Path, venv: &str, workdir: &Path, program: &str) -> Command {
-    const ENTER_ROOT: &str = r#"
-        root=$1 dir=$2
-        shift 2
-        mkdir -p "$root$dir" "$root/proc" "$root/dev" "$root/tmp"
-        mount --bind "$dir" "$root$dir"
-        mount -t proc proc "$root/proc"
-        mount --rbind /dev "$root/dev"
-        mount --bind /tmp "$root/tmp"
-        exec chroot "$root" sh -c 'cd "$0" && exec "$@"' "$dir" "$@"
-    "#;
-    if let Some(launcher) = std::env::var_os("RESONATE_PEERS_RUN") {
-        let mut command = Command::new(launcher);
-        command.arg(venv).arg("--cwd").arg(workdir).arg(program);
-        return command;
-    }
-    let mut command = Command::new("unshare");
-    command
-        .args([
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            ENTER_ROOT,
-            "sh",
-        ])
-        .arg(root)
-        .arg(workdir)
-        .args(["env", "PYTHONUNBUFFERED=1"])
-        .arg(format!("/{venv}/bin/{program}"));
-    command
-}
 
 /// Writes a 16-bit stereo WAV file: a 997 Hz sine on the left and seeded
 /// xorshift noise on the right, so every frame differs from its neighbours.

@@ -1,6 +1,6 @@
 //! `resonate serve` streaming a real file to `resonate play` processes
 //! that write what they would play to WAV files: the PCM must equal the
-//! source sample for sample, placed where the server timeline says.
+//! source sample for sample, placed where the server timeline puts it.
 
 mod support;
 

@@ -53,7 +53,7 @@ async fn closed_event(server: &mut TestServer, id: SessionId) -> (Option<String>
         .await
 }
 
-/// Checks that a session still answers `client/time`.
+/// Checks that a session still replies to `client/time`.
 async fn assert_alive(client: &mut RawClient) {
     client.send_json(json!({"type": "client/time", "payload": {"client_transmitted": 42}})).await;
     let reply = client.expect_type("server/time").await;
@@ -225,8 +225,8 @@ async fn peer_that_stops_answering_pings_times_out() {
     let (mut bystander, _) = controller(&mut server, "bystander").await;
     let (silent, id) = controller(&mut server, "silent").await;
     // The silent client keeps its socket open but never reads, so it never
-    // answers a ping; the bystander keeps answering.
-    // The bystander reads, and so answers pings, for three idle timeouts.
+    // sends a pong.
+    // The bystander reads, and so replies to pings, for three idle timeouts.
     let keep_alive = tokio::spawn(async move {
         let reading = async {
             while let Some(frame) = bystander.ws.next().await {

@@ -24,7 +24,8 @@ pub enum Dialect {
 }
 
 impl Dialect {
-    /// The WebSocket path servers of this dialect listen on by default.
+    /// Returns the WebSocket path servers of this dialect listen on by
+    /// default.
     pub fn default_path(self) -> &'static str {
         match self {
             Dialect::SendspinV1 => "/sendspin",
@@ -62,7 +63,7 @@ impl FromStr for Dialect {
     }
 }
 
-/// What a session sends: a JSON message or a binary frame.
+/// An outgoing item of a session: a JSON message or a binary frame.
 ///
 /// `client/hello` makes the message variant large; it is sent once per
 /// session, so boxing it would only add an allocation to every other send.
@@ -73,7 +74,7 @@ pub enum Outgoing {
     Binary(BinaryFrame),
 }
 
-/// What a codec made of one received frame.
+/// The result of decoding one received frame.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Incoming {

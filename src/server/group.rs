@@ -67,7 +67,7 @@ impl Group {
         }
     }
 
-    /// Adds a member, tells it about the group, and starts its stream (and
+    /// Adds a member, sends it `group/update`, and starts its stream (and
     /// the program, when the group is stopped and the member is a player).
     pub fn join(&mut self, member: Member, source: &SourcePlan, pacing: Pacing, now_us: i64, events: &EventSink) {
         let is_player = member.player.is_some();
@@ -229,12 +229,12 @@ impl Group {
     }
 }
 
-/// Where a group reports what happened.
+/// The channel a group reports its events on.
 pub struct EventSink(pub tokio::sync::broadcast::Sender<ServerEvent>);
 
 impl EventSink {
     pub fn emit(&self, event: ServerEvent) {
-        // Nobody listening is fine.
+        // An event with no subscriber is dropped on purpose.
         let _ = self.0.send(event);
     }
 }

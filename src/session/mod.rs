@@ -36,10 +36,10 @@ impl fmt::Display for SessionId {
     }
 }
 
-/// Which end of the protocol this session speaks.
+/// The end of the protocol a session speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Side {
-    /// Receives `client/hello`, answers `client/time` itself.
+    /// Receives `client/hello` and replies to `client/time` itself.
     Server,
     /// Receives `server/hello`.
     Client,
@@ -56,18 +56,18 @@ pub enum SessionState {
     Closed,
 }
 
-/// Why a session closed.
+/// The reason a session closed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CloseCause {
     /// The peer sent `client/goodbye` with this reason.
     Goodbye(GoodbyeReason),
-    /// This side said goodbye (a client) with this reason.
+    /// This side (a client) sent `client/goodbye` with this reason.
     LocalGoodbye(GoodbyeReason),
     /// The peer sent a WebSocket close frame.
     PeerClosed { code: u16, reason: String },
     /// The connection ended without a close frame (reset or EOF).
     PeerReset(String),
-    /// The peer broke the protocol; the text says how.
+    /// The peer broke the protocol, as the text describes.
     ProtocolError(String),
     HandshakeTimeout,
     /// No frame and no pong from the peer within the idle timeout.
@@ -81,7 +81,7 @@ pub enum CloseCause {
 }
 
 impl CloseCause {
-    /// A short stable label for logs and counters.
+    /// Returns a short stable label for logs and counters.
     pub fn label(&self) -> &'static str {
         match self {
             CloseCause::Goodbye(_) => "goodbye",
@@ -146,8 +146,8 @@ pub enum EventKind {
     /// A decoded message or binary frame, with the local clock in
     /// microseconds at which its frame was read.
     Received { incoming: Incoming, received_us: i64 },
-    /// The session answered `client/time` (server side): the four
-    /// timestamps of the exchange as this side knows them.
+    /// The session replied to `client/time` (server side), with the
+    /// timestamps of the exchange that this side has.
     TimeAnswered { client_transmitted: i64, server_received: i64, server_transmitted: i64 },
     /// The session wrote `client/time` (client side) stamped with this T1.
     TimeSent { client_transmitted: i64 },
@@ -163,7 +163,7 @@ pub(crate) enum Command {
     Send(Outgoing),
 }
 
-/// Why a message could not be queued for a session.
+/// The reason a message could not be queued for a session.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SendError {
     #[error("session is closed")]

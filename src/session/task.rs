@@ -67,7 +67,7 @@ where
     handle
 }
 
-/// What woke the session loop. It lives for one loop turn, so the size of
+/// The cause of one wakeup of the session loop. It lives for one loop turn, so the size of
 /// its largest variant costs nothing.
 #[allow(clippy::large_enum_variant)]
 enum Wakeup {
@@ -136,8 +136,9 @@ where
         }
     }
 
-    /// The one close path: say goodbye if this side does, send a close
-    /// frame, and report `Closed` once.
+    /// Closes the session along its one close path: sends `client/goodbye`
+    /// when this side owes one, sends a close frame, and reports `Closed`
+    /// once.
     async fn finish(mut self, cause: CloseCause) {
         self.state.send_replace(SessionState::Closing);
         if let CloseCause::LocalGoodbye(reason) = &cause {
@@ -278,7 +279,7 @@ where
         let got = match incoming {
             Incoming::Message(Message::ClientHello(_)) if self.side == Side::Server => return Ok(()),
             Incoming::Message(Message::ServerHello(_)) if self.side == Side::Client => return Ok(()),
-            // A server may only answer one hello; a second one is an error.
+            // Any other message before the hello is an error.
             Incoming::Message(message) => message.type_name().to_string(),
             Incoming::Binary(_) => "a binary frame".to_string(),
             Incoming::Unknown { type_name } => type_name.clone(),
