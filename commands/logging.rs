@@ -12,9 +12,9 @@ pub fn init(verbose: u8, quiet: u8) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        // Dependencies stay silent unless -vvv asks for everything: errors
-        // they log (a decoder probing a bad file) reach the user through our
-        // own messages.
+        // Dependencies stay silent unless -vvv requests everything, because
+        // the errors they log (a decoder probing a bad file) reach the user
+        // through our own messages.
         let deps = if verbose >= 3 { level } else { "off" };
         EnvFilter::new(format!("{deps},resonate={level}"))
     });
