@@ -121,3 +121,45 @@ fn two_players_and_late_joiner_match_source_16_bit() {
 fn two_players_and_late_joiner_match_source_24_bit() {
     run_sync_test(24);
 }
+
+/// Counts sign changes of one channel of interleaved samples.
+fn zero_crossings(samples: &[i32], channels: usize, channel: usize) -> usize {
+    let signal: Vec<i32> = samples.iter().skip(channel).step_by(channels).copied().collect();
+    signal.windows(2).filter(|pair| (pair[0] < 0) != (pair[1] < 0)).count()
+}
+
+#[test]
+fn player_rate_differs_so_server_resamples() {
+    let dir = tempfile::tempdir().unwrap();
+    let source_path = dir.path().join("source_44100.wav");
+    let seconds = 2.0;
+    write_test_wav(&source_path, 44_100, CHANNELS, 16, seconds);
+
+    let mut server = resonate(&["serve", source_path.to_str().unwrap(), "--listen", "127.0.0.1:0", "--start-delay-ms", "1500", "--json"]);
+    let url = server.wait_event("listening", Duration::from_secs(20))["url"].as_str().unwrap().to_string();
+    let wav = dir.path().join("resampled.wav");
+    let mut player = start_player(&url, "resampled", &wav, 16);
+    let started = server.wait_event("stream_started", Duration::from_secs(20));
+    assert_eq!(started["sample_rate"], 48_000);
+    server.wait_event("program_ended", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(player.interrupt().success());
+    assert!(server.interrupt().success());
+
+    let spec = hound::WavReader::open(&wav).unwrap().spec();
+    assert_eq!(spec.sample_rate, 48_000);
+    let recording = read_recording(&wav);
+    let frames = recording.samples.len() / CHANNELS as usize;
+    let expected_frames = (seconds * 48_000.0) as usize;
+    // The whole timeline arrives, followed by at most 200 ms of silence
+    // before stream/end.
+    assert!(frames >= expected_frames - 1, "{frames} frames, expected {expected_frames}");
+    assert!(frames < expected_frames + 9_600, "{frames} frames, expected {expected_frames}");
+
+    // The test signal's first channel is a 440 Hz sine: 880 sign changes
+    // per second at any rate, if the resampler kept the pitch.
+    let audible = &recording.samples[..expected_frames * CHANNELS as usize];
+    let crossings = zero_crossings(audible, CHANNELS as usize, 0);
+    let expected_crossings = (880.0 * seconds) as usize;
+    assert!(crossings.abs_diff(expected_crossings) <= 4, "{crossings} sign changes, expected about {expected_crossings}");
+}

@@ -30,6 +30,8 @@ pub struct PlayerStream {
     pending: Option<(i64, Vec<u8>, i64)>,
     in_flight: VecDeque<InFlight>,
     in_flight_bytes: usize,
+    /// Whether the resampler's last frames were sent after the source ended.
+    flushed: bool,
     capacity: usize,
     warned_small_capacity: bool,
     /// Chunks sent, for reports.
@@ -51,6 +53,7 @@ impl PlayerStream {
             pending: None,
             in_flight: VecDeque::new(),
             in_flight_bytes: 0,
+            flushed: false,
             capacity: usize::try_from(capacity).unwrap_or(usize::MAX),
             warned_small_capacity: false,
             chunks_sent: 0,
@@ -70,11 +73,12 @@ impl PlayerStream {
             }
         }
         self.pending = None;
+        self.flushed = false;
     }
 
     /// Whether every chunk of an exhausted program has been sent.
     pub fn is_drained(&self, program: &Program) -> bool {
-        self.pending.is_none() && self.next_seq >= program.next_seq()
+        self.pending.is_none() && self.next_seq >= program.next_seq() && (self.flushed || self.resampler.is_passthrough())
     }
 
     /// Sends what fits: chunks up to `horizon_us`, bounded by the player's
@@ -138,28 +142,35 @@ impl PlayerStream {
     /// Encodes the next source chunk for this player: channel mapping,
     /// resampling and PCM packing. Returns timestamp, payload and end time.
     fn encode_next(&mut self, program: &Program) -> Option<(i64, Vec<u8>, i64)> {
-        let chunk = program.chunk(self.next_seq)?;
-        self.next_seq += 1;
-        let mapped = if self.source_channels == self.format.channels {
-            None
-        } else {
-            Some(map_channels(&chunk.samples, self.source_channels, self.format.channels))
+        let samples = match program.chunk(self.next_seq) {
+            Some(chunk) => {
+                self.next_seq += 1;
+                let mapped = if self.source_channels == self.format.channels {
+                    None
+                } else {
+                    Some(map_channels(&chunk.samples, self.source_channels, self.format.channels))
+                };
+                let input: &[f32] = mapped.as_deref().unwrap_or(&chunk.samples);
+                self.resampler.process(input)
+            }
+            // After the source's last chunk, the resampler still holds the
+            // tail of the timeline.
+            None if program.is_exhausted() && self.next_seq >= program.next_seq() && !self.flushed => {
+                self.flushed = true;
+                self.resampler.flush()
+            }
+            None => return None,
         };
-        let input: &[f32] = mapped.as_deref().unwrap_or(&chunk.samples);
-        let mut samples = self.resampler.process(input);
-        if program.is_exhausted() && self.next_seq >= program.next_seq() {
-            samples.extend(self.resampler.flush());
-        }
         let frames = samples.len() / self.format.channels as usize;
+        if frames == 0 {
+            // A resampler may hold back a whole small chunk; try the next.
+            return self.encode_next(program);
+        }
         let timestamp_us = program.start_us() + self.format.frames_to_us(self.out_frames);
         self.out_frames += frames as u64;
         let end_us = program.start_us() + self.format.frames_to_us(self.out_frames);
         let mut payload = Vec::with_capacity(frames * self.format.pcm_frame_bytes());
         encode_pcm(&samples, self.format.bit_depth, &mut payload);
-        if payload.is_empty() {
-            // A resampler may hold back a whole small chunk; try the next.
-            return self.encode_next(program);
-        }
         Some((timestamp_us, payload, end_us))
     }
 }
