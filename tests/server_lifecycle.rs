@@ -245,3 +245,89 @@ async fn peer_that_stops_answering_pings_times_out() {
     assert!(bystander_still_open, "the bystander was closed too");
     server.stop().await;
 }
+
+/// Connects a player (16-bit stereo PCM) and completes the hello.
+async fn player(server: &mut TestServer, client_id: &str) -> RawClient {
+    let mut client = RawClient::connect(&server.url()).await;
+    client.hello(client_id, &["player@v1"], Some((48_000, 2, 16))).await;
+    client.expect_type("server/hello").await;
+    client
+}
+
+#[tokio::test]
+async fn shared_grouping_puts_players_in_one_group() {
+    let (mut server, _dir) = server().await;
+    let mut first = player(&mut server, "one").await;
+    let mut second = player(&mut server, "two").await;
+    let first_group = first.expect_type("group/update").await;
+    let second_group = second.expect_type("group/update").await;
+    assert_eq!(first_group["payload"]["group_id"], second_group["payload"]["group_id"]);
+    assert_eq!(second_group["payload"]["playback_state"], "playing");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn solo_grouping_gives_each_client_its_group() {
+    let (mut server, _dir) = server_with(|config| config.grouping = resonate::server::Grouping::Solo).await;
+    let mut first = player(&mut server, "one").await;
+    let mut second = player(&mut server, "two").await;
+    let first_group = first.expect_type("group/update").await;
+    let second_group = second.expect_type("group/update").await;
+    assert_ne!(first_group["payload"]["group_id"], second_group["payload"]["group_id"]);
+    assert_eq!(first_group["payload"]["playback_state"], "playing");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn group_volume_command_spreads_delta_over_players() {
+    let (mut server, _dir) = server().await;
+    let mut quiet = player(&mut server, "quiet").await;
+    let mut loud = player(&mut server, "loud").await;
+    quiet.send_json(json!({"type": "client/state", "payload": {"state": "synchronized", "player": {"volume": 20, "muted": false}}})).await;
+    loud.send_json(json!({"type": "client/state", "payload": {"state": "synchronized", "player": {"volume": 40, "muted": false}}})).await;
+
+    let mut remote = RawClient::connect(&server.url()).await;
+    remote.hello("remote", &["controller@v1"], None).await;
+    remote.expect_type("server/hello").await;
+    // Wait until the controller sees both players' volumes (mean 30).
+    loop {
+        let state = remote.expect_type("server/state").await;
+        if state["payload"]["controller"]["volume"] == 30 {
+            break;
+        }
+    }
+    remote
+        .send_json(json!({"type": "client/command", "payload": {"controller": {"command": "volume", "volume": 50}}}))
+        .await;
+
+    let quiet_command = quiet.expect_type("server/command").await;
+    let loud_command = loud.expect_type("server/command").await;
+    assert_eq!(quiet_command["payload"]["player"], json!({"command": "volume", "volume": 40}));
+    assert_eq!(loud_command["payload"]["player"], json!({"command": "volume", "volume": 60}));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn group_mute_command_mutes_every_player() {
+    let (mut server, _dir) = server().await;
+    let mut first = player(&mut server, "one").await;
+    let mut second = player(&mut server, "two").await;
+    let mut remote = RawClient::connect(&server.url()).await;
+    remote.hello("remote", &["controller@v1"], None).await;
+    remote.expect_type("server/hello").await;
+    remote
+        .send_json(json!({"type": "client/command", "payload": {"controller": {"command": "mute", "mute": true}}}))
+        .await;
+    for client in [&mut first, &mut second] {
+        let command = client.expect_type("server/command").await;
+        assert_eq!(command["payload"]["player"], json!({"command": "mute", "mute": true}));
+    }
+    let state = loop {
+        let state = remote.expect_type("server/state").await;
+        if state["payload"]["controller"]["muted"] == true {
+            break state;
+        }
+    };
+    assert_eq!(state["payload"]["controller"]["muted"], true);
+    server.stop().await;
+}

@@ -74,18 +74,19 @@ impl Group {
         let handle = member.handle.clone();
         let client_id = member.client_id.clone();
         self.members.retain(|m| m.client_id != client_id);
-        self.members.push(member);
+        // The program starts before the joiner is a member, so the joiner
+        // gets one complete group/update below and no partial one.
         if is_player && self.program.is_none() {
             self.start_program(source, pacing, now_us, events);
         }
+        self.members.push(member);
         let update = GroupUpdate {
             playback_state: Some(Some(self.playback_state())),
             group_id: Some(Some(self.id.clone())),
             group_name: Some(Some(self.name.clone())),
         };
         let _ = handle.send_message(Message::GroupUpdate(update));
-        // A program started just now already started this player's stream.
-        if is_player && self.program.is_some() && !self.streams.contains_key(&client_id) {
+        if is_player && self.program.is_some() {
             self.start_stream(&client_id, now_us + pacing.join_margin_us, events);
         }
     }
