@@ -15,12 +15,14 @@ pub struct Proc {
     pub child: Child,
     lines: mpsc::Receiver<Value>,
     pub seen: Vec<Value>,
+    /// Events in `seen` before this index were returned by `wait_event`.
+    consumed: usize,
 }
 
 pub fn resonate(args: &[&str]) -> Proc {
     let mut child = Command::new(env!("CARGO_BIN_EXE_resonate"))
         .args(args)
-        .env("RUST_LOG", "resonate=info")
+        .env("RUST_LOG", "resonate=warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -30,6 +32,7 @@ pub fn resonate(args: &[&str]) -> Proc {
         child,
         lines: spawn_reader(stdout),
         seen: Vec::new(),
+        consumed: 0,
     }
 }
 
@@ -48,10 +51,12 @@ fn spawn_reader(stdout: ChildStdout) -> mpsc::Receiver<Value> {
 }
 
 impl Proc {
-    /// Waits up to `patience` for a JSON line whose `event` is `name`.
+    /// Waits up to `patience` for the next JSON line whose `event` is
+    /// `name`, after the last one this method returned.
     pub fn wait_event(&mut self, name: &str, patience: Duration) -> Value {
-        if let Some(found) = self.seen.iter().find(|v| v["event"] == name) {
-            return found.clone();
+        if let Some(offset) = self.seen[self.consumed..].iter().position(|v| v["event"] == name) {
+            self.consumed += offset + 1;
+            return self.seen[self.consumed - 1].clone();
         }
         let deadline = Instant::now() + patience;
         loop {
@@ -60,6 +65,7 @@ impl Proc {
                 Ok(value) => {
                     self.seen.push(value.clone());
                     if value["event"] == name {
+                        self.consumed = self.seen.len();
                         return value;
                     }
                 }
