@@ -46,7 +46,6 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
     };
 
     let scheduler = Arc::new(Scheduler::new());
-    scheduler.set_volume(args.volume);
     scheduler.set_static_delay_us(args.static_delay_ms * 1000);
     let (publisher, clock) = SharedClock::channel();
     let output = Output::start(&spec, scheduler.clone(), clock).map_err(Failure::usage)?;

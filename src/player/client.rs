@@ -103,6 +103,8 @@ enum SessionEnd {
 
 impl Player {
     pub fn new(config: PlayerConfig, scheduler: Arc<Scheduler>, clock: ClockPublisher) -> Player {
+        scheduler.set_volume(config.volume.min(100));
+        scheduler.set_muted(config.muted);
         Player {
             config,
             scheduler,

@@ -439,8 +439,12 @@ impl Core {
             if let Some(client) = self.clients.remove(client_id) {
                 if let Some(group) = self.groups.get_mut(&client.group) {
                     group.leave(client_id, &self.events);
-                    if group.is_empty() && self.config.grouping == Grouping::Solo {
+                    // A group nobody listens to stops; the next player to
+                    // join starts the source from the beginning.
+                    if !group.has_players() {
                         group.stop(&self.events);
+                    }
+                    if group.is_empty() && self.config.grouping == Grouping::Solo {
                         self.groups.remove(&client.group);
                     }
                 }

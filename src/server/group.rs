@@ -55,6 +55,10 @@ impl Group {
         self.members.is_empty()
     }
 
+    pub fn has_players(&self) -> bool {
+        self.members.iter().any(|m| m.player.is_some())
+    }
+
     pub fn is_playing(&self) -> bool {
         self.program.is_some()
     }
