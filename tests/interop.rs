@@ -1,0 +1,626 @@
+//! Sample-exact interop of `resonate` with other Sendspin v1 implementations,
+//! over cleartext WebSocket on 127.0.0.1:
+//!
+//! - aiosendspin 10.2.1's server (`tests/peers/aiosendspin_server.py`) plays
+//!   a WAV file to `resonate play`, which records what it plays to a WAV file;
+//! - `resonate serve` streams a WAV file to aiosendspin 6.1.1's player client
+//!   (`tests/peers/aiosendspin_client.py`), which records the PCM it receives;
+//! - `resonate serve` streams a WAV file to the `sendspin` crate 0.3.8 client
+//!   (`tests/support/sendspin_peer.rs`).
+//!
+//! Each test checks 16-bit and 24-bit stereo PCM at 48 kHz, with no
+//! resampling, so the received PCM must equal the source byte for byte.
+//!
+//! The Python peers run in the peers root (`tests/peers/README.md`), which
+//! needs root privileges to enter. Without the root the two tests that use
+//! them fail, unless `RESONATE_SKIP_PEERS=1` is set, in which case they print
+//! why they skipped and pass. Every process is killed when its handle drops,
+//! and every wait has a time limit.
+
+mod support;
+
+#[path = "support/peers.rs"]
+mod peers;
+#[path = "support/process.rs"]
+mod process;
+#[path = "support/sendspin_peer.rs"]
+mod sendspin_peer;
+
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout};
+
+use peers::{peer_command, require_peers_root};
+use process::{resonate, Proc};
+use support::write_test_wav;
+
+const RATE: u32 = 48_000;
+const CHANNELS: u16 = 2;
+const BIT_DEPTHS: [u16; 2] = [16, 24];
+
+/// Length of the file that aiosendspin's server plays: 80 of its 25 ms
+/// (1200-frame) chunks. The server never sends a final partial chunk, so a
+/// file of whole chunks lets a player receive every frame.
+const PEER_SERVER_SECONDS: f64 = 2.0;
+const PEER_SERVER_CHUNK_FRAMES: usize = 1200;
+
+/// Length of the file that `resonate serve` plays: 96600 frames, which is
+/// 100 of its 20 ms (960-frame) chunks and a final partial chunk of 600
+/// frames, so the tests also check that the last frames are sent.
+const SERVE_SECONDS: f64 = 2.0125;
+const SERVE_CHUNK_FRAMES: usize = 960;
+
+/// Share of the source that `resonate play` must have played, in percent.
+/// Its scheduler drops or skips frames that arrive too late to play, which
+/// can cost part of the start.
+const MIN_PLAYED_PERCENT: usize = 90;
+
+/// Time limits. The peer scripts also stop by themselves: the server after
+/// `--timeout`, the client after `--seconds`.
+const PEER_SERVER_TIMEOUT_S: u32 = 30;
+const PEER_CLIENT_SECONDS: u32 = 20;
+const RECORD_MAX: Duration = Duration::from_secs(20);
+const LINE_TIMEOUT: Duration = Duration::from_secs(30);
+const EVENT_PATIENCE: Duration = Duration::from_secs(30);
+
+fn peers_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers")
+}
+
+/// Encodes samples as the little-endian signed PCM of a WAV data chunk.
+fn pcm_bytes(samples: &[i32], bit_depth: u16) -> Vec<u8> {
+    let width = usize::from(bit_depth / 8);
+    let mut pcm = Vec::with_capacity(samples.len() * width);
+    for sample in samples {
+        pcm.extend_from_slice(&sample.to_le_bytes()[..width]);
+    }
+    pcm
+}
+
+fn frame_bytes(bit_depth: u16) -> usize {
+    usize::from(CHANNELS) * usize::from(bit_depth / 8)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// Returns the index of the first byte at which `a` and `b` differ. When one
+/// is a prefix of the other, that is the shorter one's length.
+fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
+    let common = a.iter().zip(b).position(|(x, y)| x != y);
+    match common {
+        Some(index) => Some(index),
+        None if a.len() != b.len() => Some(a.len().min(b.len())),
+        None => None,
+    }
+}
+
+/// Returns the first source frame at which the recording's opening frames
+/// (at most 64) occur, searching frame boundaries only.
+fn search_offset_frames(source: &[u8], recorded: &[u8], frame_bytes: usize) -> Option<usize> {
+    let probe_frames = (recorded.len() / frame_bytes).min(64);
+    if probe_frames == 0 {
+        return None;
+    }
+    let probe = &recorded[..probe_frames * frame_bytes];
+    source
+        .chunks_exact(frame_bytes)
+        .enumerate()
+        .map(|(frame, _)| frame)
+        .find(|&frame| source[frame * frame_bytes..].starts_with(probe))
+}
+
+/// Asserts that `received` is exactly `expected`, reporting frame counts,
+/// the first differing frame and both SHA-256 digests.
+fn assert_same_pcm(label: &str, received: &[u8], expected: &[u8], frame_bytes: usize) {
+    let difference = first_difference(received, expected);
+    assert_eq!(
+        difference.map(|byte| byte / frame_bytes),
+        None,
+        "{label}: received PCM differs from the source at this frame (byte {difference:?}); \
+         received {} frames, expected {}",
+        received.len() / frame_bytes,
+        expected.len() / frame_bytes,
+    );
+    assert_eq!(
+        sha256_hex(received),
+        sha256_hex(expected),
+        "{label}: SHA-256 of the received PCM differs from the source's"
+    );
+}
+
+/// Reads JSON lines from a peer's stdout until one has `"event": expected`.
+/// Returns every line read, that one last.
+async fn read_until_event(
+    peer: &str,
+    lines: &mut Lines<BufReader<ChildStdout>>,
+    expected: &str,
+) -> anyhow::Result<Vec<Value>> {
+    let mut events = Vec::new();
+    loop {
+        let line = tokio::time::timeout(LINE_TIMEOUT, lines.next_line())
+            .await
+            .with_context(|| {
+                format!("timed out waiting for the {peer}'s {expected:?} event; read {events:?}")
+            })??;
+        let Some(line) = line else {
+            bail!("the {peer}'s stdout closed before its {expected:?} event; read {events:?}");
+        };
+        let event: Value = serde_json::from_str(&line)
+            .with_context(|| format!("invalid JSON line from the {peer}: {line}"))?;
+        let done = event["event"] == expected;
+        events.push(event);
+        if done {
+            return Ok(events);
+        }
+    }
+}
+
+async fn wait_exit(peer: &str, child: &mut Child) -> anyhow::Result<ExitStatus> {
+    tokio::time::timeout(LINE_TIMEOUT, child.wait())
+        .await
+        .with_context(|| format!("the {peer} did not exit within {LINE_TIMEOUT:?}"))?
+        .with_context(|| format!("waiting for the {peer} failed"))
+}
+
+/// Starts aiosendspin 10.2.1's server on a free port, playing `wav` once.
+fn spawn_peer_server(root: &Path, wav: &Path) -> anyhow::Result<Child> {
+    let mut command = peer_command(root, "venv-sendspin", &peers_dir(), "python3");
+    command
+        .arg("aiosendspin_server.py")
+        .arg("--wav")
+        .arg(wav)
+        .args([
+            "--port",
+            "0",
+            "--timeout",
+            &PEER_SERVER_TIMEOUT_S.to_string(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+    command.spawn().context(
+        "starting the aiosendspin server in the peers root failed (entering the root needs root privileges)",
+    )
+}
+
+/// Starts aiosendspin 6.1.1's player client, which offers only 48 kHz stereo
+/// PCM at `bit_depth` and writes what it receives to `out`.
+fn spawn_peer_client(
+    root: &Path,
+    url: &str,
+    client_id: &str,
+    bit_depth: u16,
+    out: &Path,
+) -> anyhow::Result<Child> {
+    let mut command = peer_command(root, "venv-sendspin-v1", &peers_dir(), "python3");
+    command
+        .arg("aiosendspin_client.py")
+        .args(["--url", url, "--client-id", client_id])
+        .args([
+            "--rate",
+            &RATE.to_string(),
+            "--channels",
+            &CHANNELS.to_string(),
+        ])
+        .args(["--bit-depth", &bit_depth.to_string()])
+        .args(["--seconds", &PEER_CLIENT_SECONDS.to_string()])
+        .arg("--out")
+        .arg(out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+    command.spawn().context(
+        "starting the aiosendspin client in the peers root failed (entering the root needs root privileges)",
+    )
+}
+
+/// Starts `resonate serve` on a free loopback port and returns it with its URL.
+fn start_serve(wav: &Path) -> (Proc, String) {
+    let wav = wav.to_str().expect("temporary paths are UTF-8");
+    let mut serve = resonate(&["serve", wav, "--listen", "127.0.0.1:0", "--json"]);
+    let listening = serve.wait_event("listening", EVENT_PATIENCE);
+    let url = listening["url"]
+        .as_str()
+        .expect("the listening event has a url")
+        .to_string();
+    (serve, url)
+}
+
+/// Checks `resonate serve`'s events for one player's whole stream, then
+/// stops it with SIGINT.
+fn finish_serve(mut serve: Proc, client_id: &str, chunks_received: usize) {
+    let ended = serve.wait_event("stream_ended", EVENT_PATIENCE);
+    assert_eq!(
+        ended["client_id"], client_id,
+        "serve ended another player's stream"
+    );
+    assert_eq!(
+        ended["chunks_sent"], chunks_received,
+        "serve reports another chunk count than {client_id} received"
+    );
+    serve.wait_event("program_ended", EVENT_PATIENCE);
+    let closed = serve.wait_event("session_closed", EVENT_PATIENCE);
+    assert_eq!(closed["client_id"], client_id, "another session closed");
+    let status = serve.interrupt();
+    assert!(
+        status.success(),
+        "resonate serve exited with {status} after SIGINT"
+    );
+}
+
+/// Writes a test WAV file of `seconds`, checks its frame count and returns
+/// its PCM.
+fn write_source(path: &Path, bit_depth: u16, seconds: f64) -> Vec<u8> {
+    let samples = write_test_wav(path, RATE, CHANNELS, bit_depth, seconds);
+    let expected_frames = (f64::from(RATE) * seconds).round() as usize;
+    assert_eq!(
+        samples.len(),
+        expected_frames * usize::from(CHANNELS),
+        "the test WAV has another length than {seconds} s"
+    );
+    pcm_bytes(&samples, bit_depth)
+}
+
+/// The WAV file that `resonate play` wrote, as PCM bytes.
+struct PlayedWav {
+    pcm: Vec<u8>,
+    spec: hound::WavSpec,
+    first_frame_server_us: i64,
+}
+
+fn read_played_wav(path: &Path) -> PlayedWav {
+    let mut reader = hound::WavReader::open(path)
+        .unwrap_or_else(|err| panic!("reading {} failed: {err}", path.display()));
+    let spec = reader.spec();
+    let samples: Vec<i32> = reader
+        .samples::<i32>()
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|err| panic!("reading samples of {} failed: {err}", path.display()));
+    let note = resonate::audio::wav::read_note(path)
+        .unwrap_or_else(|err| panic!("reading the rsnt chunk of {} failed: {err}", path.display()))
+        .unwrap_or_else(|| panic!("{} has no rsnt chunk", path.display()));
+    let note: Value = serde_json::from_str(&note).expect("the rsnt chunk is JSON");
+    let first_frame_server_us = note["first_frame_server_us"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("the rsnt chunk has no first_frame_server_us: {note}"));
+    PlayedWav {
+        pcm: pcm_bytes(&samples, spec.bits_per_sample),
+        spec,
+        first_frame_server_us,
+    }
+}
+
+async fn play_from_peer_server(root: &Path, bit_depth: u16) -> anyhow::Result<()> {
+    let dir = tempfile::Builder::new()
+        .prefix("resonate-interop")
+        .tempdir_in("/tmp")?;
+    let source_path = dir.path().join("source.wav");
+    let source = write_source(&source_path, bit_depth, PEER_SERVER_SECONDS);
+    let frame_bytes = frame_bytes(bit_depth);
+    let source_frames = source.len() / frame_bytes;
+    assert_eq!(
+        source_frames % PEER_SERVER_CHUNK_FRAMES,
+        0,
+        "the file is not whole server chunks"
+    );
+    let label = format!("aiosendspin server to resonate play, {bit_depth}-bit");
+
+    let mut server = spawn_peer_server(root, &source_path)?;
+    let stdout = server
+        .stdout
+        .take()
+        .context("the server's stdout is not piped")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let head = read_until_event("aiosendspin server", &mut lines, "source").await?;
+    let url = head
+        .iter()
+        .find(|event| event["event"] == "listening")
+        .and_then(|event| event["url"].as_str())
+        .with_context(|| {
+            format!("the server reported no listening URL before its source line: {head:?}")
+        })?
+        .to_string();
+    let source_event = head
+        .last()
+        .expect("read_until_event returns the source event");
+    assert_eq!(
+        source_event["sha256"],
+        sha256_hex(&source),
+        "{label}: the server read other PCM from the file than the test wrote"
+    );
+
+    let client_id = format!("resonate-play-{bit_depth}");
+    let played_path = dir.path().join("played.wav");
+    let output = format!("wav:{}", played_path.display());
+    let bits = bit_depth.to_string();
+    let rate = RATE.to_string();
+    let mut play = resonate(&[
+        "play",
+        "--server",
+        &url,
+        "--client-id",
+        &client_id,
+        "--output",
+        &output,
+        "--sample-rate",
+        &rate,
+        "--bit-depth",
+        &bits,
+        "--json",
+    ]);
+
+    let events = read_until_event("aiosendspin server", &mut lines, "finished").await?;
+    let status = wait_exit("aiosendspin server", &mut server).await?;
+    assert!(
+        status.success(),
+        "{label}: the server exited with {status}; events {events:?}"
+    );
+    let finished = events
+        .last()
+        .expect("read_until_event returns the finished event");
+    assert_eq!(
+        finished["reason"], "end_of_file",
+        "{label}: the server did not play to the end"
+    );
+    let sent = events
+        .iter()
+        .find(|event| event["event"] == "sent" && event["client_id"] == client_id.as_str())
+        .with_context(|| format!("no \"sent\" event for {client_id} in {events:?}"))?;
+    assert_eq!(
+        sent["sha256"],
+        sha256_hex(&source),
+        "{label}: the server sent other PCM than the file's ({} of {} bytes)",
+        sent["bytes"],
+        source.len()
+    );
+    let first_chunk_us = sent["first_timestamp_us"]
+        .as_i64()
+        .with_context(|| format!("the sent event has no first_timestamp_us: {sent}"))?;
+
+    // Play closes its WAV file at stream/end, which the server sent before
+    // its "finished" line. SIGINT then makes play send client/goodbye and exit.
+    let stream_started = play.wait_event("stream_started", EVENT_PATIENCE);
+    assert_eq!(
+        stream_started["bit_depth"], bit_depth,
+        "{label}: play got another format"
+    );
+    assert_eq!(
+        stream_started["sample_rate"], RATE,
+        "{label}: play got another format"
+    );
+    play.wait_event("stream_ended", EVENT_PATIENCE);
+    let status = play.interrupt();
+    assert!(
+        status.success(),
+        "{label}: resonate play exited with {status} after SIGINT"
+    );
+
+    let played = read_played_wav(&played_path);
+    assert_eq!(played.spec.sample_rate, RATE, "{label}: WAV sample rate");
+    assert_eq!(played.spec.channels, CHANNELS, "{label}: WAV channels");
+    assert_eq!(
+        played.spec.bits_per_sample, bit_depth,
+        "{label}: WAV bit depth"
+    );
+
+    // The recording's place in the source comes from the timestamps, not
+    // from a search: the first played frame's server time minus the server's
+    // first chunk timestamp, which is the time of source frame 0. Play
+    // truncates that time to whole microseconds, less than 1/20 of a frame
+    // at 48 kHz, so rounding to the nearest frame recovers the frame.
+    let offset_us = played.first_frame_server_us - first_chunk_us;
+    assert!(
+        offset_us >= 0,
+        "{label}: the first played frame (server time {} us) is {} us before the first chunk ({first_chunk_us} us)",
+        played.first_frame_server_us,
+        -offset_us
+    );
+    let rate = i128::from(RATE);
+    let start_frame = ((i128::from(offset_us) * rate + 500_000) / 1_000_000) as usize;
+    assert!(
+        start_frame < source_frames,
+        "{label}: the first played frame maps to source frame {start_frame}, past the end ({source_frames} frames)"
+    );
+
+    // After the source's last frame, play keeps writing silence until
+    // stream/end arrives; that silence is not part of the source.
+    let recorded_frames = played.pcm.len() / frame_bytes;
+    let audible_frames = recorded_frames.min(source_frames - start_frame);
+    let (audible, trailing) = played.pcm.split_at(audible_frames * frame_bytes);
+
+    let expected = &source[start_frame * frame_bytes..(start_frame + audible_frames) * frame_bytes];
+    let mut span = format!(
+        "{label}, source frames {start_frame}..{} by timestamp",
+        start_frame + audible_frames
+    );
+    if audible != expected {
+        let found = search_offset_frames(&source, &played.pcm, frame_bytes);
+        span.push_str(&format!(
+            " (an exact search finds the first played frames at source frame {found:?})"
+        ));
+    }
+    assert_same_pcm(&span, audible, expected, frame_bytes);
+
+    let loud_trailing = trailing.iter().position(|&byte| byte != 0);
+    assert_eq!(
+        loud_trailing.map(|byte| audible_frames + byte / frame_bytes),
+        None,
+        "{label}: the WAV has audio at this frame, after the source's end ({} trailing frames)",
+        trailing.len() / frame_bytes
+    );
+    assert!(
+        audible_frames * 100 >= source_frames * MIN_PLAYED_PERCENT,
+        "{label}: played {audible_frames} of {source_frames} source frames (from frame {start_frame}), \
+         less than {MIN_PLAYED_PERCENT}%"
+    );
+    eprintln!(
+        "{label}: played source frames {start_frame}..{} of {source_frames}, then {} frames of silence",
+        start_frame + audible_frames,
+        trailing.len() / frame_bytes
+    );
+    Ok(())
+}
+
+async fn serve_to_peer_client(root: &Path, bit_depth: u16) -> anyhow::Result<()> {
+    let dir = tempfile::Builder::new()
+        .prefix("resonate-interop")
+        .tempdir_in("/tmp")?;
+    let source_path = dir.path().join("source.wav");
+    let source = write_source(&source_path, bit_depth, SERVE_SECONDS);
+    let frame_bytes = frame_bytes(bit_depth);
+    assert_ne!(
+        (source.len() / frame_bytes) % SERVE_CHUNK_FRAMES,
+        0,
+        "the file should end in a partial chunk"
+    );
+    let label = format!("resonate serve to aiosendspin client, {bit_depth}-bit");
+
+    let (mut serve, url) = start_serve(&source_path);
+    let client_id = format!("aiosendspin-client-{bit_depth}");
+    let recording_path = dir.path().join("received.pcm");
+    let mut client = spawn_peer_client(root, &url, &client_id, bit_depth, &recording_path)?;
+    let stdout = client
+        .stdout
+        .take()
+        .context("the client's stdout is not piped")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let events = read_until_event("aiosendspin client", &mut lines, "done").await?;
+    let status = wait_exit("aiosendspin client", &mut client).await?;
+    let done = events
+        .last()
+        .expect("read_until_event returns the done event");
+    assert_eq!(
+        done["ended_by"], "stream_end",
+        "{label}: the recording did not end at stream/end; events {events:?}"
+    );
+    assert!(status.success(), "{label}: the client exited with {status}");
+    assert_eq!(
+        done["format"]["codec"], "pcm",
+        "{label}: stream/start format {}",
+        done["format"]
+    );
+    assert_eq!(
+        done["format"]["sample_rate"], RATE,
+        "{label}: stream/start format {}",
+        done["format"]
+    );
+    assert_eq!(
+        done["format"]["bit_depth"], bit_depth,
+        "{label}: stream/start format {}",
+        done["format"]
+    );
+
+    let started = serve.wait_event("program_started", EVENT_PATIENCE);
+    assert_eq!(
+        done["first_timestamp_us"], started["start_us"],
+        "{label}: the first chunk's timestamp is not the program start"
+    );
+
+    let received = std::fs::read(&recording_path)
+        .with_context(|| format!("reading {} failed", recording_path.display()))?;
+    assert_same_pcm(&label, &received, &source, frame_bytes);
+
+    let chunks = done["chunks"]
+        .as_u64()
+        .context("the done event has no chunk count")?;
+    finish_serve(serve, &client_id, chunks as usize);
+    Ok(())
+}
+
+async fn serve_to_sendspin_crate(bit_depth: u16) -> anyhow::Result<()> {
+    let dir = tempfile::Builder::new()
+        .prefix("resonate-interop")
+        .tempdir()?;
+    let source_path = dir.path().join("source.wav");
+    let source = write_source(&source_path, bit_depth, SERVE_SECONDS);
+    let frame_bytes = frame_bytes(bit_depth);
+    assert_ne!(
+        (source.len() / frame_bytes) % SERVE_CHUNK_FRAMES,
+        0,
+        "the file should end in a partial chunk"
+    );
+    let label = format!("resonate serve to sendspin crate, {bit_depth}-bit");
+
+    let (mut serve, url) = start_serve(&source_path);
+    let client_id = format!("sendspin-crate-{bit_depth}");
+    let format = (RATE, CHANNELS as u8, bit_depth as u8);
+    let recording = sendspin_peer::record_pcm(&url, &client_id, format, RECORD_MAX).await?;
+    assert!(
+        recording.stream_started,
+        "{label}: no stream/start from {url}"
+    );
+    assert!(
+        recording.stream_ended,
+        "{label}: no stream/end from {url} within {RECORD_MAX:?}"
+    );
+    assert_eq!(
+        recording.format, format,
+        "{label}: stream/start format differs from the one offered"
+    );
+
+    // Each chunk's timestamp must be the server time of its first frame:
+    // the program start plus the frames before it at the nominal rate.
+    let started = serve.wait_event("program_started", EVENT_PATIENCE);
+    let start_us = started["start_us"]
+        .as_i64()
+        .context("program_started has no start_us")?;
+    let mut frames_before = 0i64;
+    for (index, (timestamp_us, payload)) in recording.chunks.iter().enumerate() {
+        let expected_us = start_us + frames_before * 1_000_000 / i64::from(RATE);
+        assert_eq!(
+            *timestamp_us, expected_us,
+            "{label}: chunk {index} (after {frames_before} frames) has another timestamp than its frame's server time"
+        );
+        frames_before += (payload.len() / frame_bytes) as i64;
+    }
+
+    assert_same_pcm(&label, &recording.pcm(), &source, frame_bytes);
+    finish_serve(serve, &client_id, recording.chunks.len());
+    Ok(())
+}
+
+// The helpers in `process` block their thread while they wait, so these
+// tests run on a multi-threaded runtime with a second worker.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aiosendspin_server_to_resonate_play() -> anyhow::Result<()> {
+    let Some(root) = require_peers_root() else {
+        return Ok(());
+    };
+    for bit_depth in BIT_DEPTHS {
+        play_from_peer_server(&root, bit_depth).await?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resonate_serve_to_aiosendspin_client() -> anyhow::Result<()> {
+    let Some(root) = require_peers_root() else {
+        return Ok(());
+    };
+    for bit_depth in BIT_DEPTHS {
+        serve_to_peer_client(&root, bit_depth).await?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resonate_serve_to_sendspin_crate() -> anyhow::Result<()> {
+    // The sendspin crate is a dev-dependency, so this test needs no peers
+    // root and never skips.
+    for bit_depth in BIT_DEPTHS {
+        serve_to_sendspin_crate(bit_depth).await?;
+    }
+    Ok(())
+}
