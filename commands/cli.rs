@@ -9,14 +9,21 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Serve, play, discover, stress and monitor Resonate and Sendspin
 /// synchronized multi-room audio networks.
 #[derive(Debug, Parser)]
-#[command(name = "resonate", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "resonate",
+    version,
+    propagate_version = true,
+    disable_help_subcommand = true,
+    max_term_width = 100,
+    after_help = "Exit status: 0 on success, 1 when a run fails, 2 for bad input or an unreachable server."
+)]
 pub struct Cli {
     /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, display_order = 900)]
     pub verbose: u8,
 
-    /// Less log output (-q errors only, -qq nothing).
-    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "verbose")]
+    /// Less output (-q: errors only and no status lines, -qq: nothing but the final error).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "verbose", display_order = 901)]
     pub quiet: u8,
 
     #[command(subcommand)]
@@ -84,15 +91,15 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(100..=30_000))]
     pub lead_ms: u64,
 
-    /// Delay from the start of playback until the first sample sounds, in milliseconds.
-    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    /// Delay from the start of playback until the first sample sounds, in milliseconds; players need about 400 ms to sync their clocks.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=10_000))]
     pub start_delay_ms: u64,
 
     /// Print server events as JSON lines on stdout.
     #[arg(long)]
     pub json: bool,
 
-    /// Run a self-contained demonstration: serve a generated tone on loopback to in-process players with null outputs, then print a sync report. Needs no file, sound card or network.
+    /// Run a self-contained demonstration: serve a generated tone on a random loopback port to in-process players with null outputs, then print a sync report. Needs no file, sound card or network.
     #[arg(long, conflicts_with_all = ["file", "listen"])]
     pub demo: bool,
 
@@ -123,7 +130,7 @@ pub struct PlayArgs {
     #[arg(long)]
     pub list_devices: bool,
 
-    /// Client identifier, kept across restarts so the server recognizes this player [default: resonate-play-HOSTNAME].
+    /// Client identifier, kept across restarts so the server recognizes this player; two players with one id replace each other [default: resonate-play-HOSTNAME-OUTPUT].
     #[arg(long)]
     pub client_id: Option<String>,
 
@@ -151,15 +158,15 @@ pub struct PlayArgs {
     #[arg(long, default_value_t = 2_000_000, value_parser = clap::value_parser!(u64).range(1_000..=100_000_000))]
     pub buffer_capacity: u64,
 
-    /// Initial volume, 0 to 100.
+    /// Initial volume, 0 to 100; the gain is (volume/100)^3, so 50 is -18 dB.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u8).range(0..=100))]
     pub volume: u8,
 
-    /// Stop after this many seconds, saying goodbye as on Ctrl-C.
+    /// Stop after this many seconds (fractions allowed), saying goodbye as on Ctrl-C. Without it, play runs until Ctrl-C, across streams and reconnections.
     #[arg(long)]
     pub duration: Option<f64>,
 
-    /// Connection attempts before giving up when the server cannot be reached.
+    /// Connection attempts before giving up when the server cannot be reached at start; retries wait 250 ms, doubling up to 10 s. Once connected, play reconnects until stopped.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub connect_attempts: u32,
 

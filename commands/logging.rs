@@ -18,8 +18,10 @@ pub fn init(verbose: u8, quiet: u8) {
         let deps = if verbose >= 3 { level } else { "off" };
         EnvFilter::new(format!("{deps},resonate={level}"))
     });
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();

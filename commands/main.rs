@@ -43,8 +43,19 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
     }
 }
 
+/// Whether -q was given: status lines on stderr are left out.
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Prints a status line for the user on stderr, unless -q was given.
+pub fn status(line: &str) {
+    if !QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("resonate: {line}");
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    QUIET.store(cli.quiet > 0, std::sync::atomic::Ordering::Relaxed);
     logging::init(cli.verbose, cli.quiet);
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),

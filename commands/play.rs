@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use crate::cli::PlayArgs;
 use crate::Failure;
 use resonate::dialect::Dialect;
-use resonate::player::client::{Backoff, Player, PlayerConfig, PlayerEvent};
+use resonate::player::client::{Backoff, Player, PlayerConfig, PlayerError, PlayerEvent};
 use resonate::player::output::{self, Output, OutputSpec};
 use resonate::player::scheduler::Scheduler;
 use resonate::protocol::SupportedFormat;
@@ -28,10 +28,11 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
         Some(name) => OutputSpec::Device(name.clone()),
         None => args.output.parse::<OutputSpec>().map_err(Failure::usage)?,
     };
+    check_wav_directory(&spec)?;
     let host = crate::host_name();
     let config = PlayerConfig {
         url,
-        client_id: args.client_id.clone().unwrap_or_else(|| format!("resonate-play-{host}")),
+        client_id: args.client_id.clone().unwrap_or_else(|| default_client_id(&host, &spec)),
         name: args.name.clone().unwrap_or(host),
         dialect: Dialect::SendspinV1,
         formats: advertised_formats(&args, &spec),
@@ -48,11 +49,13 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
     let scheduler = Arc::new(Scheduler::new());
     scheduler.set_static_delay_us(args.static_delay_ms * 1000);
     let (publisher, clock) = SharedClock::channel();
-    let output = Output::start(&spec, scheduler.clone(), clock).map_err(Failure::usage)?;
+    let output = Output::start(&spec, scheduler.clone(), clock.clone()).map_err(Failure::usage)?;
 
     let runtime = crate::runtime()?;
     let json_output = args.json;
     let duration = args.duration;
+    let status_scheduler = scheduler.clone();
+    let status_clock = clock.clone();
     let result = runtime.block_on(async move {
         let (events_tx, events) = mpsc::unbounded_channel();
         let printer = tokio::spawn(report_events(events, json_output));
@@ -73,16 +76,82 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
         outcome
     });
     let summary = output.stop().context("failed to finish the output")?;
+    report_summary(&summary, &status_scheduler, &status_clock, json_output);
+    result.map_err(|err| match err {
+        PlayerError::Replaced { .. } => Failure::from(err),
+        _ => Failure::usage(err),
+    })
+}
+
+/// Prints what the player did: audio played and dropped, the clock
+/// estimate at the end, and the files written.
+fn report_summary(summary: &output::OutputSummary, scheduler: &Scheduler, clock: &SharedClock, as_json: bool) {
+    let status = scheduler.status();
+    let totals = status.totals;
+    let clock = clock.snapshot();
     let files: Vec<String> = summary.files.iter().map(|f| f.display().to_string()).collect();
-    if json_output {
-        println!(
-            "{}",
-            json!({"event": "finished", "files": files, "frames_written": summary.frames_written})
-        );
-    } else if !files.is_empty() {
-        eprintln!("resonate: wrote {} frames to {}", summary.frames_written, files.join(", "));
+    if as_json {
+        let report = json!({
+            "event": "finished",
+            "files": files,
+            "frames_written": summary.frames_written,
+            "frames_played": totals.frames_played,
+            "silence_frames": totals.silence_frames,
+            "late_chunks_dropped": totals.late_chunks_dropped,
+            "reanchors": totals.reanchors,
+            "underruns": totals.underruns,
+            "clock": {
+                "offset_us": clock.offset_us, "drift_ppm": clock.drift_ppm(), "error_us": clock.error_us,
+                "rtt_us": clock.rtt_us, "samples": clock.samples, "converged": clock.converged,
+            },
+        });
+        println!("{report}");
+        return;
     }
-    result.map_err(Failure::usage)
+    crate::status(&format!(
+        "played {} frames, dropped {} late chunks, {} re-anchors, {} underruns; clock offset {:.0} us (error {:.0} us, rtt {} us)",
+        totals.frames_played, totals.late_chunks_dropped, totals.reanchors, totals.underruns, clock.offset_us, clock.error_us, clock.rtt_us
+    ));
+    if !files.is_empty() {
+        crate::status(&format!("wrote {} frames to {}", summary.frames_written, files.join(", ")));
+    }
+}
+
+/// Returns a client id that stays the same across restarts of the same
+/// player: the host name and the output. Two players on one host with the
+/// same output still need `--client-id`.
+fn default_client_id(host: &str, spec: &OutputSpec) -> String {
+    let output = match spec {
+        OutputSpec::Default => "default".to_string(),
+        OutputSpec::Device(name) => name.clone(),
+        OutputSpec::Wav(path) => format!("wav-{}", path.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default()),
+        OutputSpec::Null => "null".to_string(),
+    };
+    let output: String = output
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+        .collect();
+    format!("resonate-play-{host}-{output}")
+}
+
+/// Rejects a WAV path whose directory does not exist before connecting, so
+/// the error does not wait for the first audio.
+fn check_wav_directory(spec: &OutputSpec) -> Result<(), Failure> {
+    let OutputSpec::Wav(path) = spec else {
+        return Ok(());
+    };
+    let directory = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => std::path::Path::new("."),
+    };
+    if directory.is_dir() {
+        return Ok(());
+    }
+    Err(Failure::usage(anyhow::anyhow!(
+        "directory {} of --output wav:{} does not exist; create it or choose another path",
+        directory.display(),
+        path.display()
+    )))
 }
 
 /// Rates a device may play, in order of preference, when it supports them.
@@ -171,10 +240,10 @@ async fn report_events(mut events: mpsc::UnboundedReceiver<PlayerEvent>, as_json
     while let Some(event) = events.recv().await {
         if !as_json {
             match &event {
-                PlayerEvent::Connected { server_name, .. } => eprintln!("resonate: connected to {server_name}"),
-                PlayerEvent::StreamStarted { format } => eprintln!("resonate: playing {format}"),
-                PlayerEvent::StreamEnded => eprintln!("resonate: stream ended"),
-                PlayerEvent::Disconnected { cause } => eprintln!("resonate: disconnected: {cause}"),
+                PlayerEvent::Connected { server_name, .. } => crate::status(&format!("connected to {server_name}")),
+                PlayerEvent::StreamStarted { format } => crate::status(&format!("playing {format}")),
+                PlayerEvent::StreamEnded => crate::status("stream ended; waiting for the next one"),
+                PlayerEvent::Disconnected { cause } => crate::status(&format!("disconnected: {cause}")),
                 // The player logs each retry as a warning.
                 PlayerEvent::Retrying { .. } => {}
             }

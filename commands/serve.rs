@@ -34,13 +34,13 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
         if args.json {
             print_json(&json!({"event": "listening", "url": url, "addr": addr.to_string()}));
         } else {
-            eprintln!(
-                "resonate: serving {} ({} Hz, {} ch, {}-bit) on {url}",
+            crate::status(&format!(
+                "serving {} ({} Hz, {} ch, {}-bit) on {url}",
                 file.display(),
                 info.sample_rate,
                 info.channels,
                 info.bit_depth
-            );
+            ));
         }
         let printer = tokio::spawn(report_events(events, args.json));
         server.run(listener, crate::interrupted()).await?;

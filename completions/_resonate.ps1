@@ -23,8 +23,8 @@ Register-ArgumentCompleter -Native -CommandName 'resonate' -ScriptBlock {
         'resonate' {
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides')
-            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less log output (-q errors only, -qq nothing)')
-            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less log output (-q errors only, -qq nothing)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -34,7 +34,6 @@ Register-ArgumentCompleter -Native -CommandName 'resonate' -ScriptBlock {
             [CompletionResult]::new('discover', 'discover', [CompletionResultType]::ParameterValue, 'Find servers and players on the local network (not yet available)')
             [CompletionResult]::new('stress', 'stress', [CompletionResultType]::ParameterValue, 'Stress a server or player with connection storms (not yet available)')
             [CompletionResult]::new('monitor', 'monitor', [CompletionResultType]::ParameterValue, 'Show live sessions and clock offsets in a terminal UI (not yet available)')
-            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
         'resonate;serve' {
@@ -45,16 +44,16 @@ Register-ArgumentCompleter -Native -CommandName 'resonate' -ScriptBlock {
             [CompletionResult]::new('--grouping', '--grouping', [CompletionResultType]::ParameterName, 'How players are placed in groups')
             [CompletionResult]::new('--group-name', '--group-name', [CompletionResultType]::ParameterName, 'Name of the shared group')
             [CompletionResult]::new('--lead-ms', '--lead-ms', [CompletionResultType]::ParameterName, 'How far ahead of real time audio is sent, in milliseconds (also bounded by each player''s buffer_capacity)')
-            [CompletionResult]::new('--start-delay-ms', '--start-delay-ms', [CompletionResultType]::ParameterName, 'Delay from the start of playback until the first sample sounds, in milliseconds')
+            [CompletionResult]::new('--start-delay-ms', '--start-delay-ms', [CompletionResultType]::ParameterName, 'Delay from the start of playback until the first sample sounds, in milliseconds; players need about 400 ms to sync their clocks')
             [CompletionResult]::new('--demo-seconds', '--demo-seconds', [CompletionResultType]::ParameterName, 'Length of the demonstration in seconds')
             [CompletionResult]::new('--demo-players', '--demo-players', [CompletionResultType]::ParameterName, 'Number of in-process players in the demonstration')
             [CompletionResult]::new('--loop', '--loop', [CompletionResultType]::ParameterName, 'Start the file over at its end instead of ending the stream')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print server events as JSON lines on stdout')
-            [CompletionResult]::new('--demo', '--demo', [CompletionResultType]::ParameterName, 'Run a self-contained demonstration: serve a generated tone on loopback to in-process players with null outputs, then print a sync report. Needs no file, sound card or network')
+            [CompletionResult]::new('--demo', '--demo', [CompletionResultType]::ParameterName, 'Run a self-contained demonstration: serve a generated tone on a random loopback port to in-process players with null outputs, then print a sync report. Needs no file, sound card or network')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides')
-            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less log output (-q errors only, -qq nothing)')
-            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less log output (-q errors only, -qq nothing)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -67,22 +66,22 @@ Register-ArgumentCompleter -Native -CommandName 'resonate' -ScriptBlock {
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Where audio goes: default (the default sound card), device:NAME, wav:PATH (writes exactly what would be played) or null')
             [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Where audio goes: default (the default sound card), device:NAME, wav:PATH (writes exactly what would be played) or null')
             [CompletionResult]::new('--device', '--device', [CompletionResultType]::ParameterName, 'Sound card to play on, by name (see --list-devices); same as --output device:NAME')
-            [CompletionResult]::new('--client-id', '--client-id', [CompletionResultType]::ParameterName, 'Client identifier, kept across restarts so the server recognizes this player [default: resonate-play-HOSTNAME]')
+            [CompletionResult]::new('--client-id', '--client-id', [CompletionResultType]::ParameterName, 'Client identifier, kept across restarts so the server recognizes this player; two players with one id replace each other [default: resonate-play-HOSTNAME-OUTPUT]')
             [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'Friendly player name sent in client/hello [default: the host name]')
             [CompletionResult]::new('--static-delay-ms', '--static-delay-ms', [CompletionResultType]::ParameterName, 'Extra delay added to every chunk''s play time, in milliseconds; negative plays earlier')
             [CompletionResult]::new('--sample-rate', '--sample-rate', [CompletionResultType]::ParameterName, 'Only advertise this sample rate, in Hz [default: 48000 and 44100]')
             [CompletionResult]::new('--bit-depth', '--bit-depth', [CompletionResultType]::ParameterName, 'Only advertise this bit depth [default: 24 and 16]')
             [CompletionResult]::new('--channels', '--channels', [CompletionResultType]::ParameterName, 'Only advertise this channel count [default: 2]')
             [CompletionResult]::new('--buffer-capacity', '--buffer-capacity', [CompletionResultType]::ParameterName, 'Bytes of audio this player buffers ahead (buffer_capacity in client/hello)')
-            [CompletionResult]::new('--volume', '--volume', [CompletionResultType]::ParameterName, 'Initial volume, 0 to 100')
-            [CompletionResult]::new('--duration', '--duration', [CompletionResultType]::ParameterName, 'Stop after this many seconds, saying goodbye as on Ctrl-C')
-            [CompletionResult]::new('--connect-attempts', '--connect-attempts', [CompletionResultType]::ParameterName, 'Connection attempts before giving up when the server cannot be reached')
+            [CompletionResult]::new('--volume', '--volume', [CompletionResultType]::ParameterName, 'Initial volume, 0 to 100; the gain is (volume/100)^3, so 50 is -18 dB')
+            [CompletionResult]::new('--duration', '--duration', [CompletionResultType]::ParameterName, 'Stop after this many seconds (fractions allowed), saying goodbye as on Ctrl-C. Without it, play runs until Ctrl-C, across streams and reconnections')
+            [CompletionResult]::new('--connect-attempts', '--connect-attempts', [CompletionResultType]::ParameterName, 'Connection attempts before giving up when the server cannot be reached at start; retries wait 250 ms, doubling up to 10 s. Once connected, play reconnects until stopped')
             [CompletionResult]::new('--list-devices', '--list-devices', [CompletionResultType]::ParameterName, 'List sound cards and exit')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print player events and a final report as JSON lines on stdout')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides')
-            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less log output (-q errors only, -qq nothing)')
-            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less log output (-q errors only, -qq nothing)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -92,8 +91,8 @@ Register-ArgumentCompleter -Native -CommandName 'resonate' -ScriptBlock {
         'resonate;discover' {
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides')
-            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less log output (-q errors only, -qq nothing)')
-            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less log output (-q errors only, -qq nothing)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -103,8 +102,8 @@ Register-ArgumentCompleter -Native -CommandName 'resonate' -ScriptBlock {
         'resonate;stress' {
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides')
-            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less log output (-q errors only, -qq nothing)')
-            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less log output (-q errors only, -qq nothing)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -114,39 +113,12 @@ Register-ArgumentCompleter -Native -CommandName 'resonate' -ScriptBlock {
         'resonate;monitor' {
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides')
-            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less log output (-q errors only, -qq nothing)')
-            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less log output (-q errors only, -qq nothing)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
-            break
-        }
-        'resonate;help' {
-            [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Stream an audio file to players, in sync')
-            [CompletionResult]::new('play', 'play', [CompletionResultType]::ParameterValue, 'Play a server''s stream through the sound card, a WAV file or nothing')
-            [CompletionResult]::new('discover', 'discover', [CompletionResultType]::ParameterValue, 'Find servers and players on the local network (not yet available)')
-            [CompletionResult]::new('stress', 'stress', [CompletionResultType]::ParameterValue, 'Stress a server or player with connection storms (not yet available)')
-            [CompletionResult]::new('monitor', 'monitor', [CompletionResultType]::ParameterValue, 'Show live sessions and clock offsets in a terminal UI (not yet available)')
-            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
-            break
-        }
-        'resonate;help;serve' {
-            break
-        }
-        'resonate;help;play' {
-            break
-        }
-        'resonate;help;discover' {
-            break
-        }
-        'resonate;help;stress' {
-            break
-        }
-        'resonate;help;monitor' {
-            break
-        }
-        'resonate;help;help' {
             break
         }
     })

@@ -19,9 +19,6 @@ _resonate() {
             resonate,discover)
                 cmd="resonate__subcmd__discover"
                 ;;
-            resonate,help)
-                cmd="resonate__subcmd__help"
-                ;;
             resonate,monitor)
                 cmd="resonate__subcmd__monitor"
                 ;;
@@ -34,24 +31,6 @@ _resonate() {
             resonate,stress)
                 cmd="resonate__subcmd__stress"
                 ;;
-            resonate__subcmd__help,discover)
-                cmd="resonate__subcmd__help__subcmd__discover"
-                ;;
-            resonate__subcmd__help,help)
-                cmd="resonate__subcmd__help__subcmd__help"
-                ;;
-            resonate__subcmd__help,monitor)
-                cmd="resonate__subcmd__help__subcmd__monitor"
-                ;;
-            resonate__subcmd__help,play)
-                cmd="resonate__subcmd__help__subcmd__play"
-                ;;
-            resonate__subcmd__help,serve)
-                cmd="resonate__subcmd__help__subcmd__serve"
-                ;;
-            resonate__subcmd__help,stress)
-                cmd="resonate__subcmd__help__subcmd__stress"
-                ;;
             *)
                 ;;
         esac
@@ -59,7 +38,7 @@ _resonate() {
 
     case "${cmd}" in
         resonate)
-            opts="-v -q -h -V --verbose --quiet --help --version serve play discover stress monitor help"
+            opts="-v -q -h -V --verbose --quiet --help --version serve play discover stress monitor"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -75,104 +54,6 @@ _resonate() {
         resonate__subcmd__discover)
             opts="-v -q -h -V --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        resonate__subcmd__help)
-            opts="serve play discover stress monitor help"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        resonate__subcmd__help__subcmd__discover)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        resonate__subcmd__help__subcmd__help)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        resonate__subcmd__help__subcmd__monitor)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        resonate__subcmd__help__subcmd__play)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        resonate__subcmd__help__subcmd__serve)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        resonate__subcmd__help__subcmd__stress)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

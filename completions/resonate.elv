@@ -20,8 +20,8 @@ set edit:completion:arg-completer[resonate] = {|@words|
         &'resonate'= {
             cand -v 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
             cand --verbose 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
-            cand -q 'Less log output (-q errors only, -qq nothing)'
-            cand --quiet 'Less log output (-q errors only, -qq nothing)'
+            cand -q 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)'
+            cand --quiet 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)'
             cand -h 'Print help'
             cand --help 'Print help'
             cand -V 'Print version'
@@ -31,7 +31,6 @@ set edit:completion:arg-completer[resonate] = {|@words|
             cand discover 'Find servers and players on the local network (not yet available)'
             cand stress 'Stress a server or player with connection storms (not yet available)'
             cand monitor 'Show live sessions and clock offsets in a terminal UI (not yet available)'
-            cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'resonate;serve'= {
             cand --listen 'Address and port to listen on. Use 0.0.0.0:8927 to accept players from the network'
@@ -41,16 +40,16 @@ set edit:completion:arg-completer[resonate] = {|@words|
             cand --grouping 'How players are placed in groups'
             cand --group-name 'Name of the shared group'
             cand --lead-ms 'How far ahead of real time audio is sent, in milliseconds (also bounded by each player''s buffer_capacity)'
-            cand --start-delay-ms 'Delay from the start of playback until the first sample sounds, in milliseconds'
+            cand --start-delay-ms 'Delay from the start of playback until the first sample sounds, in milliseconds; players need about 400 ms to sync their clocks'
             cand --demo-seconds 'Length of the demonstration in seconds'
             cand --demo-players 'Number of in-process players in the demonstration'
             cand --loop 'Start the file over at its end instead of ending the stream'
             cand --json 'Print server events as JSON lines on stdout'
-            cand --demo 'Run a self-contained demonstration: serve a generated tone on loopback to in-process players with null outputs, then print a sync report. Needs no file, sound card or network'
+            cand --demo 'Run a self-contained demonstration: serve a generated tone on a random loopback port to in-process players with null outputs, then print a sync report. Needs no file, sound card or network'
             cand -v 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
             cand --verbose 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
-            cand -q 'Less log output (-q errors only, -qq nothing)'
-            cand --quiet 'Less log output (-q errors only, -qq nothing)'
+            cand -q 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)'
+            cand --quiet 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
@@ -62,22 +61,22 @@ set edit:completion:arg-completer[resonate] = {|@words|
             cand -o 'Where audio goes: default (the default sound card), device:NAME, wav:PATH (writes exactly what would be played) or null'
             cand --output 'Where audio goes: default (the default sound card), device:NAME, wav:PATH (writes exactly what would be played) or null'
             cand --device 'Sound card to play on, by name (see --list-devices); same as --output device:NAME'
-            cand --client-id 'Client identifier, kept across restarts so the server recognizes this player [default: resonate-play-HOSTNAME]'
+            cand --client-id 'Client identifier, kept across restarts so the server recognizes this player; two players with one id replace each other [default: resonate-play-HOSTNAME-OUTPUT]'
             cand --name 'Friendly player name sent in client/hello [default: the host name]'
             cand --static-delay-ms 'Extra delay added to every chunk''s play time, in milliseconds; negative plays earlier'
             cand --sample-rate 'Only advertise this sample rate, in Hz [default: 48000 and 44100]'
             cand --bit-depth 'Only advertise this bit depth [default: 24 and 16]'
             cand --channels 'Only advertise this channel count [default: 2]'
             cand --buffer-capacity 'Bytes of audio this player buffers ahead (buffer_capacity in client/hello)'
-            cand --volume 'Initial volume, 0 to 100'
-            cand --duration 'Stop after this many seconds, saying goodbye as on Ctrl-C'
-            cand --connect-attempts 'Connection attempts before giving up when the server cannot be reached'
+            cand --volume 'Initial volume, 0 to 100; the gain is (volume/100)^3, so 50 is -18 dB'
+            cand --duration 'Stop after this many seconds (fractions allowed), saying goodbye as on Ctrl-C. Without it, play runs until Ctrl-C, across streams and reconnections'
+            cand --connect-attempts 'Connection attempts before giving up when the server cannot be reached at start; retries wait 250 ms, doubling up to 10 s. Once connected, play reconnects until stopped'
             cand --list-devices 'List sound cards and exit'
             cand --json 'Print player events and a final report as JSON lines on stdout'
             cand -v 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
             cand --verbose 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
-            cand -q 'Less log output (-q errors only, -qq nothing)'
-            cand --quiet 'Less log output (-q errors only, -qq nothing)'
+            cand -q 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)'
+            cand --quiet 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)'
             cand -h 'Print help'
             cand --help 'Print help'
             cand -V 'Print version'
@@ -86,8 +85,8 @@ set edit:completion:arg-completer[resonate] = {|@words|
         &'resonate;discover'= {
             cand -v 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
             cand --verbose 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
-            cand -q 'Less log output (-q errors only, -qq nothing)'
-            cand --quiet 'Less log output (-q errors only, -qq nothing)'
+            cand -q 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)'
+            cand --quiet 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)'
             cand -h 'Print help'
             cand --help 'Print help'
             cand -V 'Print version'
@@ -96,8 +95,8 @@ set edit:completion:arg-completer[resonate] = {|@words|
         &'resonate;stress'= {
             cand -v 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
             cand --verbose 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
-            cand -q 'Less log output (-q errors only, -qq nothing)'
-            cand --quiet 'Less log output (-q errors only, -qq nothing)'
+            cand -q 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)'
+            cand --quiet 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)'
             cand -h 'Print help'
             cand --help 'Print help'
             cand -V 'Print version'
@@ -106,32 +105,12 @@ set edit:completion:arg-completer[resonate] = {|@words|
         &'resonate;monitor'= {
             cand -v 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
             cand --verbose 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
-            cand -q 'Less log output (-q errors only, -qq nothing)'
-            cand --quiet 'Less log output (-q errors only, -qq nothing)'
+            cand -q 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)'
+            cand --quiet 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)'
             cand -h 'Print help'
             cand --help 'Print help'
             cand -V 'Print version'
             cand --version 'Print version'
-        }
-        &'resonate;help'= {
-            cand serve 'Stream an audio file to players, in sync'
-            cand play 'Play a server''s stream through the sound card, a WAV file or nothing'
-            cand discover 'Find servers and players on the local network (not yet available)'
-            cand stress 'Stress a server or player with connection storms (not yet available)'
-            cand monitor 'Show live sessions and clock offsets in a terminal UI (not yet available)'
-            cand help 'Print this message or the help of the given subcommand(s)'
-        }
-        &'resonate;help;serve'= {
-        }
-        &'resonate;help;play'= {
-        }
-        &'resonate;help;discover'= {
-        }
-        &'resonate;help;stress'= {
-        }
-        &'resonate;help;monitor'= {
-        }
-        &'resonate;help;help'= {
         }
     ]
     $completions[$command]

@@ -25,7 +25,7 @@ function __fish_resonate_using_subcommand
 end
 
 complete -c resonate -n "__fish_resonate_needs_command" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
-complete -c resonate -n "__fish_resonate_needs_command" -s q -l quiet -d 'Less log output (-q errors only, -qq nothing)'
+complete -c resonate -n "__fish_resonate_needs_command" -s q -l quiet -d 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)'
 complete -c resonate -n "__fish_resonate_needs_command" -s h -l help -d 'Print help'
 complete -c resonate -n "__fish_resonate_needs_command" -s V -l version -d 'Print version'
 complete -c resonate -n "__fish_resonate_needs_command" -f -a "serve" -d 'Stream an audio file to players, in sync'
@@ -33,7 +33,6 @@ complete -c resonate -n "__fish_resonate_needs_command" -f -a "play" -d 'Play a 
 complete -c resonate -n "__fish_resonate_needs_command" -f -a "discover" -d 'Find servers and players on the local network (not yet available)'
 complete -c resonate -n "__fish_resonate_needs_command" -f -a "stress" -d 'Stress a server or player with connection storms (not yet available)'
 complete -c resonate -n "__fish_resonate_needs_command" -f -a "monitor" -d 'Show live sessions and clock offsets in a terminal UI (not yet available)'
-complete -c resonate -n "__fish_resonate_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l listen -d 'Address and port to listen on. Use 0.0.0.0:8927 to accept players from the network' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l path -d 'WebSocket path to accept connections on' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l name -d 'Friendly server name sent in server/hello' -r
@@ -42,20 +41,20 @@ complete -c resonate -n "__fish_resonate_using_subcommand serve" -l grouping -d 
 solo\t'Each client gets its own group, which starts the source when it joins'"
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l group-name -d 'Name of the shared group' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l lead-ms -d 'How far ahead of real time audio is sent, in milliseconds (also bounded by each player\'s buffer_capacity)' -r
-complete -c resonate -n "__fish_resonate_using_subcommand serve" -l start-delay-ms -d 'Delay from the start of playback until the first sample sounds, in milliseconds' -r
+complete -c resonate -n "__fish_resonate_using_subcommand serve" -l start-delay-ms -d 'Delay from the start of playback until the first sample sounds, in milliseconds; players need about 400 ms to sync their clocks' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l demo-seconds -d 'Length of the demonstration in seconds' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l demo-players -d 'Number of in-process players in the demonstration' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l loop -d 'Start the file over at its end instead of ending the stream'
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l json -d 'Print server events as JSON lines on stdout'
-complete -c resonate -n "__fish_resonate_using_subcommand serve" -l demo -d 'Run a self-contained demonstration: serve a generated tone on loopback to in-process players with null outputs, then print a sync report. Needs no file, sound card or network'
+complete -c resonate -n "__fish_resonate_using_subcommand serve" -l demo -d 'Run a self-contained demonstration: serve a generated tone on a random loopback port to in-process players with null outputs, then print a sync report. Needs no file, sound card or network'
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
-complete -c resonate -n "__fish_resonate_using_subcommand serve" -s q -l quiet -d 'Less log output (-q errors only, -qq nothing)'
+complete -c resonate -n "__fish_resonate_using_subcommand serve" -s q -l quiet -d 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)'
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -s V -l version -d 'Print version'
 complete -c resonate -n "__fish_resonate_using_subcommand play" -s s -l server -d 'Server URL, ws://HOST[:PORT][/PATH]; port 8927 and path /sendspin by default' -r
 complete -c resonate -n "__fish_resonate_using_subcommand play" -s o -l output -d 'Where audio goes: default (the default sound card), device:NAME, wav:PATH (writes exactly what would be played) or null' -r
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l device -d 'Sound card to play on, by name (see --list-devices); same as --output device:NAME' -r
-complete -c resonate -n "__fish_resonate_using_subcommand play" -l client-id -d 'Client identifier, kept across restarts so the server recognizes this player [default: resonate-play-HOSTNAME]' -r
+complete -c resonate -n "__fish_resonate_using_subcommand play" -l client-id -d 'Client identifier, kept across restarts so the server recognizes this player; two players with one id replace each other [default: resonate-play-HOSTNAME-OUTPUT]' -r
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l name -d 'Friendly player name sent in client/hello [default: the host name]' -r
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l static-delay-ms -d 'Extra delay added to every chunk\'s play time, in milliseconds; negative plays earlier' -r
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l sample-rate -d 'Only advertise this sample rate, in Hz [default: 48000 and 44100]' -r
@@ -64,30 +63,24 @@ complete -c resonate -n "__fish_resonate_using_subcommand play" -l bit-depth -d 
 32\t''"
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l channels -d 'Only advertise this channel count [default: 2]' -r
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l buffer-capacity -d 'Bytes of audio this player buffers ahead (buffer_capacity in client/hello)' -r
-complete -c resonate -n "__fish_resonate_using_subcommand play" -l volume -d 'Initial volume, 0 to 100' -r
-complete -c resonate -n "__fish_resonate_using_subcommand play" -l duration -d 'Stop after this many seconds, saying goodbye as on Ctrl-C' -r
-complete -c resonate -n "__fish_resonate_using_subcommand play" -l connect-attempts -d 'Connection attempts before giving up when the server cannot be reached' -r
+complete -c resonate -n "__fish_resonate_using_subcommand play" -l volume -d 'Initial volume, 0 to 100; the gain is (volume/100)^3, so 50 is -18 dB' -r
+complete -c resonate -n "__fish_resonate_using_subcommand play" -l duration -d 'Stop after this many seconds (fractions allowed), saying goodbye as on Ctrl-C. Without it, play runs until Ctrl-C, across streams and reconnections' -r
+complete -c resonate -n "__fish_resonate_using_subcommand play" -l connect-attempts -d 'Connection attempts before giving up when the server cannot be reached at start; retries wait 250 ms, doubling up to 10 s. Once connected, play reconnects until stopped' -r
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l list-devices -d 'List sound cards and exit'
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l json -d 'Print player events and a final report as JSON lines on stdout'
 complete -c resonate -n "__fish_resonate_using_subcommand play" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
-complete -c resonate -n "__fish_resonate_using_subcommand play" -s q -l quiet -d 'Less log output (-q errors only, -qq nothing)'
+complete -c resonate -n "__fish_resonate_using_subcommand play" -s q -l quiet -d 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)'
 complete -c resonate -n "__fish_resonate_using_subcommand play" -s h -l help -d 'Print help'
 complete -c resonate -n "__fish_resonate_using_subcommand play" -s V -l version -d 'Print version'
 complete -c resonate -n "__fish_resonate_using_subcommand discover" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
-complete -c resonate -n "__fish_resonate_using_subcommand discover" -s q -l quiet -d 'Less log output (-q errors only, -qq nothing)'
+complete -c resonate -n "__fish_resonate_using_subcommand discover" -s q -l quiet -d 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)'
 complete -c resonate -n "__fish_resonate_using_subcommand discover" -s h -l help -d 'Print help'
 complete -c resonate -n "__fish_resonate_using_subcommand discover" -s V -l version -d 'Print version'
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
-complete -c resonate -n "__fish_resonate_using_subcommand stress" -s q -l quiet -d 'Less log output (-q errors only, -qq nothing)'
+complete -c resonate -n "__fish_resonate_using_subcommand stress" -s q -l quiet -d 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)'
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -s h -l help -d 'Print help'
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -s V -l version -d 'Print version'
 complete -c resonate -n "__fish_resonate_using_subcommand monitor" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
-complete -c resonate -n "__fish_resonate_using_subcommand monitor" -s q -l quiet -d 'Less log output (-q errors only, -qq nothing)'
+complete -c resonate -n "__fish_resonate_using_subcommand monitor" -s q -l quiet -d 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)'
 complete -c resonate -n "__fish_resonate_using_subcommand monitor" -s h -l help -d 'Print help'
 complete -c resonate -n "__fish_resonate_using_subcommand monitor" -s V -l version -d 'Print version'
-complete -c resonate -n "__fish_resonate_using_subcommand help; and not __fish_seen_subcommand_from serve play discover stress monitor help" -f -a "serve" -d 'Stream an audio file to players, in sync'
-complete -c resonate -n "__fish_resonate_using_subcommand help; and not __fish_seen_subcommand_from serve play discover stress monitor help" -f -a "play" -d 'Play a server\'s stream through the sound card, a WAV file or nothing'
-complete -c resonate -n "__fish_resonate_using_subcommand help; and not __fish_seen_subcommand_from serve play discover stress monitor help" -f -a "discover" -d 'Find servers and players on the local network (not yet available)'
-complete -c resonate -n "__fish_resonate_using_subcommand help; and not __fish_seen_subcommand_from serve play discover stress monitor help" -f -a "stress" -d 'Stress a server or player with connection storms (not yet available)'
-complete -c resonate -n "__fish_resonate_using_subcommand help; and not __fish_seen_subcommand_from serve play discover stress monitor help" -f -a "monitor" -d 'Show live sessions and clock offsets in a terminal UI (not yet available)'
-complete -c resonate -n "__fish_resonate_using_subcommand help; and not __fish_seen_subcommand_from serve play discover stress monitor help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -65,7 +65,7 @@ fn unreachable_server_is_explained_after_retries() {
     // Port 1 on loopback refuses connections.
     assert_usage_error(
         &["play", "--server", "ws://127.0.0.1:1/sendspin", "--output", "null", "--connect-attempts", "2"],
-        &["cannot reach the server at ws://127.0.0.1:1/sendspin after 2 attempts", "check that the server runs"],
+        &["cannot reach the server at ws://127.0.0.1:1/sendspin after 2 attempt(s)", "check that the server runs"],
     );
 }
 

@@ -83,8 +83,12 @@ pub enum PlayerEvent {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlayerError {
-    #[error("cannot reach the server at {url} after {attempts} attempts: {last}; check that the server runs and that the URL and path are right")]
+    #[error("cannot reach the server at {url} after {attempts} attempt(s): {last}; check that the server runs and that the URL and path are right")]
     Unreachable { url: String, attempts: u32, last: String },
+    #[error("the server at {url} has no endpoint at {path} (HTTP 404); check the path in the server URL (servers use /sendspin by default)")]
+    NoEndpoint { url: String, path: String },
+    #[error("another player connected with the same client_id {client_id:?} and replaced this one; give each player its own --client-id")]
+    Replaced { client_id: String },
 }
 
 /// A running player's network side.
@@ -147,12 +151,24 @@ impl Player {
                     match self.run_session(ws, peer, &mut shutdown).await {
                         SessionEnd::Shutdown => return Ok(()),
                         SessionEnd::Closed(cause) => {
+                            if was_replaced(&cause) {
+                                self.report(PlayerEvent::Disconnected { cause });
+                                return Err(PlayerError::Replaced {
+                                    client_id: self.config.client_id.clone(),
+                                });
+                            }
                             if started.elapsed() >= backoff.stable_after {
                                 delay = backoff.initial;
                             }
                             self.report(PlayerEvent::Disconnected { cause });
                         }
                     }
+                }
+                Err(err) if is_not_found(&err) => {
+                    return Err(PlayerError::NoEndpoint {
+                        url: self.config.url.to_string(),
+                        path: self.config.url.path().to_string(),
+                    });
                 }
                 Err(err) => {
                     failures += 1;
@@ -248,6 +264,21 @@ fn peer_addr(ws: &transport::ClientStream) -> SocketAddr {
         MaybeTlsStream::Plain(stream) => stream.peer_addr().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into()),
         _ => ([0, 0, 0, 0], 0).into(),
     }
+}
+
+/// Whether a server closed the session because another session with the
+/// same `client_id` replaced it. Reconnecting would replace the other player
+/// in turn, forever, so the player stops instead. The protocol has no code
+/// for this; servers of this project say so in the close reason.
+fn was_replaced(cause: &CloseCause) -> bool {
+    matches!(cause, CloseCause::PeerClosed { reason, .. } if reason.contains("same client_id"))
+}
+
+/// Whether the WebSocket upgrade was answered with 404: the host runs a
+/// server, but not at this path, so retrying cannot help.
+fn is_not_found(err: &TransportError) -> bool {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    matches!(err, TransportError::Connect { source: WsError::Http(response), .. } if response.status() == 404)
 }
 
 fn unreachable(url: &Url, attempts: u32, err: &TransportError) -> PlayerError {

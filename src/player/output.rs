@@ -141,7 +141,7 @@ pub enum OutputError {
         message: String,
     },
     /// A WAV file could not be created or written.
-    #[error("failed to write wav file {path}: {source}")]
+    #[error("failed to write the WAV output {}", path.display())]
     Wav {
         /// The file being written.
         path: PathBuf,

@@ -79,7 +79,7 @@ impl ServerConfig {
             grouping: Grouping::Shared,
             group_name: "Resonate".to_string(),
             lead: Duration::from_millis(2000),
-            start_delay: Duration::from_millis(500),
+            start_delay: Duration::from_millis(1000),
             join_margin: Duration::from_millis(100),
         }
     }

@@ -328,7 +328,12 @@ fn close_frame(cause: &CloseCause) -> CloseFrame {
         CloseCause::Shutdown => CloseCode::Away,
         _ => CloseCode::Normal,
     };
-    let mut reason = cause.to_string();
+    // The reason is read by the peer, so it avoids words that only make
+    // sense from this side.
+    let mut reason = match cause {
+        CloseCause::Shutdown => "going away".to_string(),
+        other => other.to_string(),
+    };
     // A close frame's reason must fit in 123 bytes.
     while reason.len() > 123 {
         reason.pop();

@@ -378,11 +378,16 @@ impl TimeFilter {
         self.drift_variance.sqrt()
     }
 
-    /// Returns whether the estimate is good enough to schedule audio. That
-    /// needs at least two samples, so the drift is known, and an offset
-    /// standard deviation of at most [`FilterConfig::converged_error_us`].
+    /// Returns whether the estimate is good enough to schedule audio: at
+    /// least one sample and an offset standard deviation of at most
+    /// [`FilterConfig::converged_error_us`].
+    ///
+    /// One sample suffices because the drift, unknown until the second
+    /// sample, moves the offset by at most about 100 µs per second between
+    /// consumer clocks, and the second sample follows within a second. Waiting
+    /// for it would cost every new player its first half second of audio.
     pub fn is_converged(&self) -> bool {
-        self.samples >= 2 && self.offset_variance.sqrt() <= self.config.converged_error_us
+        self.samples >= 1 && self.offset_variance.sqrt() <= self.config.converged_error_us
     }
 
     /// Returns a copy of the current estimate.
@@ -833,7 +838,7 @@ mod tests {
         assert_eq!(first.rtt_us, 1_600);
         assert_eq!(first.reference_local_us, SECOND);
         assert!((first.error_us - 800.0).abs() < 1e-9);
-        assert!(!first.converged, "one sample gives no drift");
+        assert!(first.converged, "one precise sample is enough to schedule audio");
         assert_eq!(second.samples, 2);
         assert_eq!(second.rtt_us, 600);
         assert_eq!(second.reference_local_us, 2 * SECOND);
