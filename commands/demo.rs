@@ -36,18 +36,18 @@ struct DemoPlayer {
     output: Output,
 }
 
-pub fn run(seconds: u64, players: usize) -> Result<(), Failure> {
+pub fn run(seconds: u64, players: usize, as_json: bool) -> Result<(), Failure> {
     let dir = tempdir()?;
     let tone = dir.join("tone.wav");
     write_tone(&tone, seconds as f64 + 2.0).with_context(|| format!("failed to write the demo tone to {}", tone.display()))?;
 
     let runtime = crate::runtime()?;
-    let result = runtime.block_on(run_async(&tone, seconds, players));
+    let result = runtime.block_on(run_async(&tone, seconds, players, as_json));
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
-async fn run_async(tone: &std::path::Path, seconds: u64, count: usize) -> Result<(), Failure> {
+async fn run_async(tone: &std::path::Path, seconds: u64, count: usize, as_json: bool) -> Result<(), Failure> {
     let listener = TcpListener::bind("127.0.0.1:0").await.context("cannot bind a loopback port")?;
     let addr = listener.local_addr().context("listener has no address")?;
     let mut config = ServerConfig::new(SourcePlan { path: tone.to_path_buf(), looping: true });
@@ -58,7 +58,7 @@ async fn run_async(tone: &std::path::Path, seconds: u64, count: usize) -> Result
     let (stop_tx, stop_rx) = watch::channel(false);
     let server_task = tokio::spawn(server.run(listener, wait_for(stop_rx.clone())));
     let url = parse_ws_url(&format!("ws://{addr}/sendspin"), "/sendspin").context("demo URL")?;
-    eprintln!("resonate: demo server on {url}; {count} players with null outputs for {seconds} s");
+    crate::status(&format!("demo server on {url}; {count} players with null outputs for {seconds} s"));
 
     let mut players = Vec::new();
     let mut tasks = Vec::new();
@@ -91,9 +91,13 @@ async fn run_async(tone: &std::path::Path, seconds: u64, count: usize) -> Result
 
     tokio::select! {
         _ = tokio::time::sleep(Duration::from_secs(seconds)) => {}
-        _ = crate::interrupted() => eprintln!("resonate: interrupted; reporting what ran"),
+        _ = crate::interrupted() => crate::status("interrupted; reporting what ran"),
     }
-    print_report(&players);
+    if as_json {
+        print_json_report(&players);
+    } else {
+        print_report(&players);
+    }
 
     let _ = stop_tx.send(true);
     for task in tasks {
@@ -110,6 +114,27 @@ async fn run_async(tone: &std::path::Path, seconds: u64, count: usize) -> Result
 
 async fn wait_for(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
+/// Prints one JSON object per player, with the same fields as the table.
+fn print_json_report(players: &[DemoPlayer]) {
+    for player in players {
+        let status = player.scheduler.status();
+        let clock = player.clock.snapshot();
+        let row = serde_json::json!({
+            "event": "demo_player",
+            "player": player.name,
+            "state": format!("{:?}", status.state).to_lowercase(),
+            "played_s": status.totals.frames_played as f64 / RATE as f64,
+            "late_chunks_dropped": status.totals.late_chunks_dropped,
+            "reanchors": status.totals.reanchors,
+            "offset_us": clock.offset_us,
+            "error_us": clock.error_us,
+            "rtt_us": clock.rtt_us,
+            "converged": clock.converged,
+        });
+        println!("{row}");
+    }
 }
 
 fn print_report(players: &[DemoPlayer]) {

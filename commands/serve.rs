@@ -13,7 +13,7 @@ use resonate::server::{Grouping, Server, ServerConfig, ServerEvent, SourcePlan};
 
 pub fn run(args: ServeArgs) -> Result<(), Failure> {
     if args.demo {
-        return crate::demo::run(args.demo_seconds, args.demo_players as usize);
+        return crate::demo::run(args.demo_seconds, args.demo_players as usize, args.json);
     }
     let file = args.file.clone().expect("clap requires FILE without --demo");
     let source = SourceDecoder::open(&file).map_err(Failure::usage)?;
