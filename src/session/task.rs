@@ -117,8 +117,10 @@ where
                     let cause = requested.ok().and_then(|c| c.clone());
                     Wakeup::CloseRequested(cause.unwrap_or(CloseCause::Shutdown))
                 }
-                command = self.commands.recv() => Wakeup::Command(command),
+                // Frames come before queued writes, so a goodbye that has
+                // arrived is read before a write can fail on a closed socket.
                 frame = self.ws.next() => Wakeup::Frame(frame),
+                command = self.commands.recv() => Wakeup::Command(command),
                 _ = sleep_until(handshake_deadline), if handshaking => Wakeup::HandshakeDeadline,
                 _ = ping.tick() => Wakeup::PingTick,
             };
@@ -140,15 +142,23 @@ where
     /// when this side owes one, sends a close frame, and reports `Closed`
     /// once.
     async fn finish(mut self, cause: CloseCause) {
+        let was_active = *self.state.borrow() == SessionState::Active;
         self.state.send_replace(SessionState::Closing);
+        let mut peer_gone = matches!(cause, CloseCause::PeerReset(_) | CloseCause::PeerClosed { .. });
         if let CloseCause::LocalGoodbye(reason) = &cause {
-            if self.side == Side::Client && *self.state.borrow() != SessionState::Handshaking {
+            if self.side == Side::Client && was_active {
                 let goodbye = Outgoing::Message(Message::ClientGoodbye(ClientGoodbye { reason: *reason }));
                 let frame = self.codec.encode(&goodbye);
-                let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, self.ws.send(frame)).await;
+                let sent = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, self.ws.send(frame)).await;
+                // The server closes the connection after a goodbye. Waiting
+                // for that lets it read the goodbye before the socket goes
+                // away, instead of failing a write on a closed socket first.
+                if matches!(sent, Ok(Ok(()))) {
+                    peer_gone = self.await_peer_close().await;
+                }
             }
         }
-        if !matches!(cause, CloseCause::PeerReset(_) | CloseCause::PeerClosed { .. }) {
+        if !peer_gone {
             let frame = close_frame(&cause);
             let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, self.ws.close(Some(frame))).await;
         }
@@ -160,6 +170,19 @@ where
         };
         // An owner that is gone no longer needs the event.
         let _ = self.events.send(event).await;
+    }
+
+    /// Reads and discards frames until the peer closes the connection, for
+    /// at most [`CLOSE_WRITE_TIMEOUT`]. Returns whether it closed.
+    async fn await_peer_close(&mut self) -> bool {
+        let drain = async {
+            while let Some(frame) = self.ws.next().await {
+                if matches!(frame, Ok(WsMessage::Close(_)) | Err(_)) {
+                    break;
+                }
+            }
+        };
+        tokio::time::timeout(CLOSE_WRITE_TIMEOUT, drain).await.is_ok()
     }
 
     async fn emit(&mut self, kind: EventKind) -> Result<(), CloseCause> {
