@@ -100,3 +100,27 @@ fn pending_subcommands_exit_2() {
 fn invalid_flag_value_exits_2() {
     assert_usage_error(&["play", "--server", "ws://127.0.0.1", "--volume", "101"], &["--volume", "101"]);
 }
+
+#[test]
+fn impossible_wav_header_is_an_error_not_a_crash() {
+    // A WAV header stating 0 Hz, 2 channels, 16-bit, with 4 frames of data.
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(b"RIFF");
+    bytes.extend_from_slice(&(36u32 + 16).to_le_bytes());
+    bytes.extend_from_slice(b"WAVEfmt ");
+    bytes.extend_from_slice(&16u32.to_le_bytes());
+    bytes.extend_from_slice(&1u16.to_le_bytes());
+    bytes.extend_from_slice(&2u16.to_le_bytes());
+    bytes.extend_from_slice(&0u32.to_le_bytes());
+    bytes.extend_from_slice(&0u32.to_le_bytes());
+    bytes.extend_from_slice(&4u16.to_le_bytes());
+    bytes.extend_from_slice(&16u16.to_le_bytes());
+    bytes.extend_from_slice(b"data");
+    bytes.extend_from_slice(&16u32.to_le_bytes());
+    bytes.extend_from_slice(&[0u8; 16]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("zero_hz.wav");
+    std::fs::write(&path, bytes).unwrap();
+    let path = path.to_str().unwrap();
+    assert_usage_error(&["serve", path], &[path, "corrupt"]);
+}

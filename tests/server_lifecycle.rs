@@ -331,3 +331,41 @@ async fn group_mute_command_mutes_every_player() {
     assert_eq!(state["payload"]["controller"]["muted"], true);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn messages_right_after_hello_are_kept() {
+    let (mut server, _dir) = server().await;
+    let mut client = RawClient::connect(&server.url()).await;
+    // No wait for server/hello: the state and time request follow the hello
+    // at once and must be processed in order, not rejected.
+    client.hello("eager", &["player@v1"], Some((48_000, 2, 16))).await;
+    client
+        .send_json(json!({"type": "client/state", "payload": {"state": "synchronized", "player": {"volume": 50, "muted": false}}}))
+        .await;
+    client.send_json(json!({"type": "client/time", "payload": {"client_transmitted": 9}})).await;
+    client.expect_type("server/hello").await;
+    let reply = client.expect_type("server/time").await;
+    assert_eq!(reply["payload"]["client_transmitted"], 9);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn peer_close_frame_gets_a_reply() {
+    let (mut server, _dir) = server().await;
+    let (mut client, id) = controller(&mut server, "polite").await;
+    client.send_raw(WsMessage::Close(None)).await;
+    let reply = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match client.ws.next().await {
+                Some(Ok(WsMessage::Close(_))) => return true,
+                Some(Ok(_)) => continue,
+                _ => return false,
+            }
+        }
+    })
+    .await;
+    assert_eq!(reply, Ok(true), "no close frame came back");
+    let (_, cause) = closed_event(&mut server, id).await;
+    assert!(matches!(cause, CloseCause::PeerClosed { .. }), "{cause:?}");
+    server.stop().await;
+}

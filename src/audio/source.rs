@@ -175,7 +175,19 @@ impl SourceDecoder {
     /// packet to learn the stream's format.
     pub fn open(path: impl AsRef<Path>) -> Result<SourceDecoder, SourceError> {
         let path = path.as_ref().to_path_buf();
-        let format = open_format(&path)?;
+        // symphonia 0.5 panics on some impossible headers (a WAV that states
+        // 0 Hz builds a time base with a zero denominator), so a panic while
+        // probing is a corrupt file, not a crash.
+        let probed = std::panic::catch_unwind(|| open_format(&path));
+        let format = match probed {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(SourceError::Corrupt {
+                    path,
+                    detail: "its header describes an impossible stream (the decoder panicked reading it)".into(),
+                })
+            }
+        };
 
         let track = format
             .tracks()

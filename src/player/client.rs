@@ -434,6 +434,12 @@ impl<'a> SessionState<'a> {
                 return;
             }
         };
+        if let Err(reason) = check_stream_format(&format) {
+            tracing::error!(%format, %reason, "rejecting stream/start; this player plays no audio until a valid stream starts");
+            self.format = None;
+            self.player.scheduler.end_stream();
+            return;
+        }
         match self.player.scheduler.start_stream(format) {
             Ok(()) => {
                 tracing::info!(%format, "stream started");
@@ -448,6 +454,11 @@ impl<'a> SessionState<'a> {
     }
 
     fn on_audio(&mut self, timestamp_us: i64, payload: &[u8]) {
+        if !(-MAX_TIMESTAMP_US..=MAX_TIMESTAMP_US).contains(&timestamp_us) {
+            self.rejected_chunks += 1;
+            tracing::debug!(timestamp_us, "dropping an audio chunk with an impossible timestamp");
+            return;
+        }
         let Some(format) = self.format else {
             self.rejected_chunks += 1;
             if self.rejected_chunks == 1 {
@@ -472,7 +483,7 @@ impl<'a> SessionState<'a> {
         match player.command.as_str() {
             "volume" => {
                 if let Some(volume) = player.volume {
-                    let volume = volume.min(100);
+                    let volume = volume.clamp(0, 100) as u8;
                     scheduler.set_volume(volume);
                     delta.volume = Some(volume);
                 }
@@ -533,6 +544,32 @@ impl<'a> SessionState<'a> {
         }
     }
 }
+
+/// Highest channel count a player accepts in `stream/start`.
+const MAX_STREAM_CHANNELS: u16 = 32;
+
+/// Sample rates a player accepts in `stream/start`, in Hz.
+const STREAM_RATES: std::ops::RangeInclusive<u32> = 1_000..=768_000;
+
+/// Rejects formats no sound card plays, which would otherwise size buffers
+/// from hostile values.
+fn check_stream_format(format: &AudioFormat) -> Result<(), String> {
+    if !STREAM_RATES.contains(&format.sample_rate) {
+        return Err(format!("sample rate {} Hz is outside 1000 to 768000 Hz", format.sample_rate));
+    }
+    if !(1..=MAX_STREAM_CHANNELS).contains(&format.channels) {
+        return Err(format!("{} channels is outside 1 to {MAX_STREAM_CHANNELS}", format.channels));
+    }
+    if crate::audio::convert::check_bit_depth(format.bit_depth).is_err() {
+        return Err(format!("bit depth {} is not 16, 24 or 32", format.bit_depth));
+    }
+    Ok(())
+}
+
+/// Timestamps further from zero than this are treated as corrupt: about
+/// 292 000 years of microseconds, far from any clock, and far enough from
+/// the i64 limits that schedule arithmetic cannot overflow.
+const MAX_TIMESTAMP_US: i64 = i64::MAX / 1024;
 
 fn roles_include(roles: &Option<Vec<String>>, role: &str) -> bool {
     roles.as_ref().is_none_or(|roles| roles.iter().any(|r| r == role))

@@ -355,8 +355,9 @@ pub struct ServerState {
 pub struct PlayerCommand {
     /// `volume` or `mute`.
     pub command: String,
+    /// 0 to 100; wider values are accepted here and clamped by the player.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub volume: Option<u8>,
+    pub volume: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mute: Option<bool>,
 }

@@ -35,6 +35,10 @@ const PUMP_INTERVAL: Duration = Duration::from_millis(10);
 /// Time allowed for sessions to close at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
+/// Largest `buffer_capacity` honoured, in bytes: 64 MiB is over 40 s of
+/// 384 kHz 8-channel 32-bit audio, so larger claims only cost memory.
+const MAX_BUFFER_CAPACITY: u64 = 64 << 20;
+
 /// Longest `client_id` and `name` accepted, in bytes.
 const MAX_ID_BYTES: usize = 256;
 
@@ -277,7 +281,7 @@ impl Core {
             return None;
         };
         match choose_format(&support.supported_formats) {
-            Ok(format) => Some((format, support.buffer_capacity)),
+            Ok(format) => Some((format, support.buffer_capacity.min(MAX_BUFFER_CAPACITY))),
             Err(reason) => {
                 tracing::warn!(client_id = %hello.client_id, %reason, "player gets no audio");
                 None
@@ -382,7 +386,7 @@ impl Core {
             client.volume = volume;
             let command = PlayerCommand {
                 command: "volume".into(),
-                volume: Some(volume),
+                volume: Some(i64::from(volume)),
                 mute: None,
             };
             let _ = client.handle.send_message(Message::ServerCommand(ServerCommand {

@@ -22,10 +22,15 @@ pub fn choose_format(offered: &[SupportedFormat]) -> Result<AudioFormat, String>
             return Ok(chosen);
         }
     }
-    let listed: Vec<String> = offered
+    // A hostile hello may offer thousands of formats; five make the point.
+    let mut listed: Vec<String> = offered
         .iter()
+        .take(5)
         .map(|f| format!("{} {} Hz {} ch {}-bit", f.codec, f.sample_rate, f.channels, f.bit_depth))
         .collect();
+    if offered.len() > listed.len() {
+        listed.push(format!("and {} more", offered.len() - listed.len()));
+    }
     Err(format!(
         "no producible format among [{}]; this server produces pcm at 16, 24 or 32 bits, 1 to {MAX_CHANNELS} channels, 8000 to 384000 Hz",
         listed.join(", ")

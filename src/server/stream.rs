@@ -102,7 +102,7 @@ impl PlayerStream {
             let Some((timestamp_us, payload, end_us)) = self.pending.take() else {
                 return Ok(());
             };
-            if timestamp_us > horizon_us || !self.has_room(payload.len()) {
+            if timestamp_us > horizon_us || !self.has_room(payload.len()) || handle.queued_bytes() > self.queue_limit() {
                 self.pending = Some((timestamp_us, payload, end_us));
                 return Ok(());
             }
@@ -117,6 +117,13 @@ impl PlayerStream {
             self.in_flight_bytes += bytes;
             self.chunks_sent += 1;
         }
+    }
+
+    /// Bytes that may wait in the session's queue before this stream holds
+    /// back: half a second of audio in the player's format, at least 1 MiB.
+    fn queue_limit(&self) -> usize {
+        let half_second = self.format.sample_rate as usize * self.format.pcm_frame_bytes() / 2;
+        half_second.max(1 << 20)
     }
 
     fn has_room(&mut self, bytes: usize) -> bool {

@@ -10,7 +10,7 @@ mod task;
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
@@ -181,14 +181,29 @@ pub struct SessionHandle {
     commands: mpsc::Sender<Command>,
     close: Arc<watch::Sender<Option<CloseCause>>>,
     state: watch::Receiver<SessionState>,
+    /// Binary payload bytes queued and not yet written, shared with the task.
+    queued_bytes: Arc<AtomicUsize>,
+}
+
+/// Bytes an outgoing item adds to [`SessionHandle::queued_bytes`]: binary
+/// payloads count, JSON messages are small and count nothing.
+pub(crate) fn queued_cost(outgoing: &Outgoing) -> usize {
+    match outgoing {
+        Outgoing::Binary(frame) => frame.payload.len(),
+        Outgoing::Message(_) => 0,
+    }
 }
 
 impl SessionHandle {
     /// Queues a message without waiting. A full queue means the peer is not
     /// reading: the session is closed as a slow consumer.
     pub fn send(&self, outgoing: Outgoing) -> Result<(), SendError> {
+        let cost = queued_cost(&outgoing);
         match self.commands.try_send(Command::Send(outgoing)) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.queued_bytes.fetch_add(cost, Ordering::Relaxed);
+                Ok(())
+            }
             Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::Closed),
             Err(mpsc::error::TrySendError::Full(_)) => {
                 let queue = self.commands.max_capacity();
@@ -212,6 +227,13 @@ impl SessionHandle {
             *current = Some(cause);
             true
         });
+    }
+
+    /// Binary payload bytes queued for the peer and not yet written. Senders
+    /// of bulk data hold back while this is high, so a peer that reads slowly
+    /// costs bounded memory until the write timeout closes it.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes.load(Ordering::Relaxed)
     }
 
     pub fn state(&self) -> SessionState {

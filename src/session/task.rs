@@ -14,7 +14,8 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::task::TaskTracker;
 
-use super::{CloseCause, Command, EventKind, SessionEvent, SessionHandle, SessionId, SessionState, Side};
+use super::{queued_cost, CloseCause, Command, EventKind, SessionEvent, SessionHandle, SessionId, SessionState, Side};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use crate::clock::now_us;
 use crate::dialect::{Incoming, Outgoing, WireCodec};
 use crate::protocol::{ClientGoodbye, ClientTime, Message, ServerTime};
@@ -43,12 +44,14 @@ where
     let (command_tx, command_rx) = mpsc::channel(limits.outbound_queue.max(1));
     let (close_tx, close_rx) = watch::channel(None);
     let (state_tx, state_rx) = watch::channel(SessionState::Handshaking);
+    let queued_bytes = Arc::new(AtomicUsize::new(0));
     let handle = SessionHandle {
         id,
         peer,
         commands: command_tx,
         close: Arc::new(close_tx),
         state: state_rx,
+        queued_bytes: queued_bytes.clone(),
     };
     let task = SessionTask {
         id,
@@ -62,6 +65,8 @@ where
         close_requests: close_rx,
         state: state_tx,
         last_heard: Instant::now(),
+        hello_received: false,
+        queued_bytes,
     };
     tracker.spawn(task.run());
     handle
@@ -90,6 +95,11 @@ struct SessionTask<S> {
     close_requests: watch::Receiver<Option<CloseCause>>,
     state: watch::Sender<SessionState>,
     last_heard: Instant,
+    /// Whether the peer's hello arrived. Messages a client sends after its
+    /// hello but before `server/hello` reaches it are kept in order, not
+    /// rejected, since their arrival before the reply depends on timing.
+    hello_received: bool,
+    queued_bytes: Arc<AtomicUsize>,
 }
 
 impl<S> SessionTask<S>
@@ -126,7 +136,12 @@ where
             };
             let step = match wakeup {
                 Wakeup::CloseRequested(cause) => Err(cause),
-                Wakeup::Command(Some(Command::Send(outgoing))) => self.write(outgoing).await,
+                Wakeup::Command(Some(Command::Send(outgoing))) => {
+                    let cost = queued_cost(&outgoing);
+                    let written = self.write(outgoing).await;
+                    self.queued_bytes.fetch_sub(cost, Ordering::Relaxed);
+                    written
+                }
                 Wakeup::Command(None) => Err(CloseCause::Shutdown),
                 Wakeup::Frame(frame) => self.on_frame(frame).await,
                 Wakeup::HandshakeDeadline => Err(CloseCause::HandshakeTimeout),
@@ -161,6 +176,11 @@ where
         if !peer_gone {
             let frame = close_frame(&cause);
             let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, self.ws.close(Some(frame))).await;
+        } else if matches!(cause, CloseCause::PeerClosed { .. }) {
+            // The reply to the peer's close frame is queued inside the
+            // WebSocket; flushing sends it, which completes the closing
+            // handshake the peer waits for.
+            let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, self.ws.flush()).await;
         }
         log_close(self.id, self.peer, &cause);
         self.state.send_replace(SessionState::Closed);
@@ -271,8 +291,11 @@ where
 
     async fn on_incoming(&mut self, incoming: Incoming, received_us: i64) -> Result<(), CloseCause> {
         let handshaking = *self.state.borrow() == SessionState::Handshaking;
-        if handshaking {
+        if handshaking && !self.hello_received {
             self.check_handshake_order(&incoming)?;
+            self.hello_received = true;
+        } else if handshaking && self.side == Side::Server && matches!(incoming, Incoming::Binary(_)) {
+            return Err(CloseCause::ProtocolError("binary frame before server/hello was sent".into()));
         }
         match (&incoming, self.side) {
             (Incoming::Message(Message::ClientGoodbye(goodbye)), Side::Server) => {
