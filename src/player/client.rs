@@ -574,3 +574,40 @@ const MAX_TIMESTAMP_US: i64 = i64::MAX / 1024;
 fn roles_include(roles: &Option<Vec<String>>, role: &str) -> bool {
     roles.as_ref().is_none_or(|roles| roles.iter().any(|r| r == role))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_format_check_rejects_hostile_values() {
+        let good = AudioFormat::pcm(48_000, 2, 24);
+        assert!(check_stream_format(&good).is_ok());
+        let hostile = [
+            AudioFormat::pcm(4_000_000_000, 2, 16),
+            AudioFormat::pcm(0, 2, 16),
+            AudioFormat::pcm(48_000, 0, 16),
+            AudioFormat::pcm(48_000, 65_535, 16),
+            AudioFormat::pcm(48_000, 2, 7),
+            AudioFormat::pcm(48_000, 2, 64),
+        ];
+        for format in hostile {
+            let reason = check_stream_format(&format).expect_err("hostile format accepted");
+            assert!(!reason.is_empty());
+        }
+    }
+
+    #[test]
+    fn replaced_close_is_recognized() {
+        let replaced = CloseCause::PeerClosed {
+            code: 1000,
+            reason: CloseCause::Replaced.to_string(),
+        };
+        assert!(was_replaced(&replaced));
+        let other = CloseCause::PeerClosed {
+            code: 1001,
+            reason: "going away".into(),
+        };
+        assert!(!was_replaced(&other));
+    }
+}
