@@ -38,8 +38,9 @@ pub enum Command {
     Play(PlayArgs),
     /// Find servers and players on the local network (not yet available).
     Discover(PendingArgs),
-    /// Stress a server or player with connection storms (not yet available).
-    Stress(PendingArgs),
+    /// Storm a server with virtual clients and report every protocol or lifecycle violation.
+    #[command(after_long_help = scenario_help())]
+    Stress(StressArgs),
     /// Show live sessions and clock offsets in a terminal UI (not yet available).
     Monitor(PendingArgs),
 }
@@ -173,6 +174,55 @@ pub struct PlayArgs {
     /// Print player events and a final report as JSON lines on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StressArgs {
+    /// Server to stress, ws://HOST[:PORT][/PATH]. Without it, stress starts an embedded server on a loopback port and also checks it for leaked sessions and tasks.
+    #[arg(long, short = 's')]
+    pub server: Option<String>,
+
+    /// Scenario to run; repeat for several, or `all` (described below).
+    #[arg(long = "scenario", value_name = "NAME", default_value = "all")]
+    pub scenarios: Vec<String>,
+
+    /// How long each scenario runs, in seconds (fractions allowed).
+    #[arg(long, default_value_t = 5.0)]
+    pub duration: f64,
+
+    /// Concurrent virtual clients per scenario.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub clients: u64,
+
+    /// New sessions per second in the handshake storm [default: as fast as possible].
+    #[arg(long)]
+    pub rate: Option<f64>,
+
+    /// Seed of the random schedules; the same seed repeats the same run [default: from the clock].
+    #[arg(long)]
+    pub seed: Option<u64>,
+
+    /// Seconds the target has for what a check waits for: answering a hello, closing a session, dropping a slow consumer, starting audio.
+    #[arg(long, default_value_t = 5.0)]
+    pub bound: f64,
+
+    /// Wire dialect of the virtual clients.
+    #[arg(long, default_value = "sendspin-v1")]
+    pub dialect: String,
+
+    /// Print the whole report as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The scenario list for `stress --help`.
+fn scenario_help() -> String {
+    let mut help = String::from("Scenarios:\n");
+    for scenario in resonate::stress::Scenario::ALL {
+        help.push_str(&format!("  {:<20}{}\n", scenario.as_str(), scenario.describe()));
+    }
+    help.push_str("\nExit status: 0 when no violation was found, 1 when some were, 2 for bad arguments or a target that cannot be reached.");
+    help
 }
 
 #[derive(Debug, Args)]

@@ -37,7 +37,7 @@ struct DemoPlayer {
 }
 
 pub fn run(seconds: u64, players: usize, as_json: bool) -> Result<(), Failure> {
-    let dir = tempdir()?;
+    let dir = tempdir("demo")?;
     let tone = dir.join("tone.wav");
     write_tone(&tone, seconds as f64 + 2.0).with_context(|| format!("failed to write the demo tone to {}", tone.display()))?;
 
@@ -164,15 +164,16 @@ fn print_report(players: &[DemoPlayer]) {
     );
 }
 
-fn tempdir() -> Result<std::path::PathBuf, Failure> {
-    let dir = std::env::temp_dir().join(format!("resonate-demo-{}", std::process::id()));
+/// Creates a private temporary folder named after `purpose` and this process.
+pub(crate) fn tempdir(purpose: &str) -> Result<std::path::PathBuf, Failure> {
+    let dir = std::env::temp_dir().join(format!("resonate-{purpose}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     Ok(dir)
 }
 
 /// Writes a 440 Hz sine with a short click every second, for sync checks by
 /// ear on a real output.
-fn write_tone(path: &std::path::Path, seconds: f64) -> std::io::Result<()> {
+pub(crate) fn write_tone(path: &std::path::Path, seconds: f64) -> std::io::Result<()> {
     let mut writer = WavWriter::create(path, RATE, CHANNELS, BITS)?;
     let frames = (RATE as f64 * seconds) as usize;
     let mut samples = Vec::with_capacity(frames * CHANNELS as usize);

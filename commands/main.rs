@@ -10,6 +10,7 @@ mod demo;
 mod logging;
 mod play;
 mod serve;
+mod stress;
 
 use std::process::ExitCode;
 
@@ -46,6 +47,11 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 /// Whether -q was given: status lines on stderr are left out.
 static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Whether -q was given.
+pub fn is_quiet() -> bool {
+    QUIET.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Prints a status line for the user on stderr, unless -q was given.
 pub fn status(line: &str) {
     if !QUIET.load(std::sync::atomic::Ordering::Relaxed) {
@@ -61,7 +67,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Play(args) => play::run(args),
         Command::Discover(_) => pending("discover"),
-        Command::Stress(_) => pending("stress"),
+        Command::Stress(args) => stress::run(args),
         Command::Monitor(_) => pending("monitor"),
     };
     match result {

@@ -32,7 +32,7 @@ Register-ArgumentCompleter -Native -CommandName 'resonate' -ScriptBlock {
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Stream an audio file to players, in sync')
             [CompletionResult]::new('play', 'play', [CompletionResultType]::ParameterValue, 'Play a server''s stream through the sound card, a WAV file or nothing')
             [CompletionResult]::new('discover', 'discover', [CompletionResultType]::ParameterValue, 'Find servers and players on the local network (not yet available)')
-            [CompletionResult]::new('stress', 'stress', [CompletionResultType]::ParameterValue, 'Stress a server or player with connection storms (not yet available)')
+            [CompletionResult]::new('stress', 'stress', [CompletionResultType]::ParameterValue, 'Storm a server with virtual clients and report every protocol or lifecycle violation')
             [CompletionResult]::new('monitor', 'monitor', [CompletionResultType]::ParameterValue, 'Show live sessions and clock offsets in a terminal UI (not yet available)')
             break
         }
@@ -100,12 +100,22 @@ Register-ArgumentCompleter -Native -CommandName 'resonate' -ScriptBlock {
             break
         }
         'resonate;stress' {
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'Server to stress, ws://HOST[:PORT][/PATH]. Without it, stress starts an embedded server on a loopback port and also checks it for leaked sessions and tasks')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server to stress, ws://HOST[:PORT][/PATH]. Without it, stress starts an embedded server on a loopback port and also checks it for leaked sessions and tasks')
+            [CompletionResult]::new('--scenario', '--scenario', [CompletionResultType]::ParameterName, 'Scenario to run; repeat for several, or `all` (described below)')
+            [CompletionResult]::new('--duration', '--duration', [CompletionResultType]::ParameterName, 'How long each scenario runs, in seconds (fractions allowed)')
+            [CompletionResult]::new('--clients', '--clients', [CompletionResultType]::ParameterName, 'Concurrent virtual clients per scenario')
+            [CompletionResult]::new('--rate', '--rate', [CompletionResultType]::ParameterName, 'New sessions per second in the handshake storm [default: as fast as possible]')
+            [CompletionResult]::new('--seed', '--seed', [CompletionResultType]::ParameterName, 'Seed of the random schedules; the same seed repeats the same run [default: from the clock]')
+            [CompletionResult]::new('--bound', '--bound', [CompletionResultType]::ParameterName, 'Seconds the target has for what a check waits for: answering a hello, closing a session, dropping a slow consumer, starting audio')
+            [CompletionResult]::new('--dialect', '--dialect', [CompletionResultType]::ParameterName, 'Wire dialect of the virtual clients')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the whole report as one JSON object on stdout')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)')
-            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
-            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break

@@ -29,7 +29,7 @@ set edit:completion:arg-completer[resonate] = {|@words|
             cand serve 'Stream an audio file to players, in sync'
             cand play 'Play a server''s stream through the sound card, a WAV file or nothing'
             cand discover 'Find servers and players on the local network (not yet available)'
-            cand stress 'Stress a server or player with connection storms (not yet available)'
+            cand stress 'Storm a server with virtual clients and report every protocol or lifecycle violation'
             cand monitor 'Show live sessions and clock offsets in a terminal UI (not yet available)'
         }
         &'resonate;serve'= {
@@ -93,12 +93,22 @@ set edit:completion:arg-completer[resonate] = {|@words|
             cand --version 'Print version'
         }
         &'resonate;stress'= {
+            cand -s 'Server to stress, ws://HOST[:PORT][/PATH]. Without it, stress starts an embedded server on a loopback port and also checks it for leaked sessions and tasks'
+            cand --server 'Server to stress, ws://HOST[:PORT][/PATH]. Without it, stress starts an embedded server on a loopback port and also checks it for leaked sessions and tasks'
+            cand --scenario 'Scenario to run; repeat for several, or `all` (described below)'
+            cand --duration 'How long each scenario runs, in seconds (fractions allowed)'
+            cand --clients 'Concurrent virtual clients per scenario'
+            cand --rate 'New sessions per second in the handshake storm [default: as fast as possible]'
+            cand --seed 'Seed of the random schedules; the same seed repeats the same run [default: from the clock]'
+            cand --bound 'Seconds the target has for what a check waits for: answering a hello, closing a session, dropping a slow consumer, starting audio'
+            cand --dialect 'Wire dialect of the virtual clients'
+            cand --json 'Print the whole report as one JSON object on stdout'
             cand -v 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
             cand --verbose 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
             cand -q 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)'
             cand --quiet 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
             cand --version 'Print version'
         }

@@ -31,7 +31,7 @@ complete -c resonate -n "__fish_resonate_needs_command" -s V -l version -d 'Prin
 complete -c resonate -n "__fish_resonate_needs_command" -f -a "serve" -d 'Stream an audio file to players, in sync'
 complete -c resonate -n "__fish_resonate_needs_command" -f -a "play" -d 'Play a server\'s stream through the sound card, a WAV file or nothing'
 complete -c resonate -n "__fish_resonate_needs_command" -f -a "discover" -d 'Find servers and players on the local network (not yet available)'
-complete -c resonate -n "__fish_resonate_needs_command" -f -a "stress" -d 'Stress a server or player with connection storms (not yet available)'
+complete -c resonate -n "__fish_resonate_needs_command" -f -a "stress" -d 'Storm a server with virtual clients and report every protocol or lifecycle violation'
 complete -c resonate -n "__fish_resonate_needs_command" -f -a "monitor" -d 'Show live sessions and clock offsets in a terminal UI (not yet available)'
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l listen -d 'Address and port to listen on. Use 0.0.0.0:8927 to accept players from the network' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l path -d 'WebSocket path to accept connections on' -r
@@ -76,9 +76,18 @@ complete -c resonate -n "__fish_resonate_using_subcommand discover" -s v -l verb
 complete -c resonate -n "__fish_resonate_using_subcommand discover" -s q -l quiet -d 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)'
 complete -c resonate -n "__fish_resonate_using_subcommand discover" -s h -l help -d 'Print help'
 complete -c resonate -n "__fish_resonate_using_subcommand discover" -s V -l version -d 'Print version'
+complete -c resonate -n "__fish_resonate_using_subcommand stress" -s s -l server -d 'Server to stress, ws://HOST[:PORT][/PATH]. Without it, stress starts an embedded server on a loopback port and also checks it for leaked sessions and tasks' -r
+complete -c resonate -n "__fish_resonate_using_subcommand stress" -l scenario -d 'Scenario to run; repeat for several, or `all` (described below)' -r
+complete -c resonate -n "__fish_resonate_using_subcommand stress" -l duration -d 'How long each scenario runs, in seconds (fractions allowed)' -r
+complete -c resonate -n "__fish_resonate_using_subcommand stress" -l clients -d 'Concurrent virtual clients per scenario' -r
+complete -c resonate -n "__fish_resonate_using_subcommand stress" -l rate -d 'New sessions per second in the handshake storm [default: as fast as possible]' -r
+complete -c resonate -n "__fish_resonate_using_subcommand stress" -l seed -d 'Seed of the random schedules; the same seed repeats the same run [default: from the clock]' -r
+complete -c resonate -n "__fish_resonate_using_subcommand stress" -l bound -d 'Seconds the target has for what a check waits for: answering a hello, closing a session, dropping a slow consumer, starting audio' -r
+complete -c resonate -n "__fish_resonate_using_subcommand stress" -l dialect -d 'Wire dialect of the virtual clients' -r
+complete -c resonate -n "__fish_resonate_using_subcommand stress" -l json -d 'Print the whole report as one JSON object on stdout'
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -s q -l quiet -d 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)'
-complete -c resonate -n "__fish_resonate_using_subcommand stress" -s h -l help -d 'Print help'
+complete -c resonate -n "__fish_resonate_using_subcommand stress" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -s V -l version -d 'Print version'
 complete -c resonate -n "__fish_resonate_using_subcommand monitor" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
 complete -c resonate -n "__fish_resonate_using_subcommand monitor" -s q -l quiet -d 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)'

@@ -12,5 +12,6 @@ pub mod player;
 pub mod protocol;
 pub mod server;
 pub mod session;
+pub mod stress;
 pub mod sync;
 pub mod transport;

@@ -91,9 +91,26 @@ fn occupied_port_is_named() {
 
 #[test]
 fn pending_subcommands_exit_2() {
-    for name in ["discover", "stress", "monitor"] {
+    for name in ["discover", "monitor"] {
         assert_usage_error(&[name], &["not yet available"]);
     }
+}
+
+#[test]
+fn stress_names_bad_arguments() {
+    assert_usage_error(&["stress", "--scenario", "thunder"], &["\"thunder\"", "handshake-storm"]);
+    assert_usage_error(&["stress", "--duration", "0"], &["--duration 0", "seconds from"]);
+    assert_usage_error(&["stress", "--rate=-5"], &["--rate -5", "per second"]);
+    assert_usage_error(&["stress", "--dialect", "carrier-pigeon"], &["\"carrier-pigeon\"", "sendspin-v1"]);
+    assert_usage_error(&["stress", "--server", "http://127.0.0.1:1/"], &["http://127.0.0.1:1/", "ws://"]);
+}
+
+#[test]
+fn stress_of_an_unreachable_server_exits_2() {
+    // A port that was free a moment ago; nothing listens on it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("ws://127.0.0.1:{port}/sendspin");
+    assert_usage_error(&["stress", "--server", &url, "--duration", "1"], &[&format!("127.0.0.1:{port}"), "Without --server"]);
 }
 
 #[test]

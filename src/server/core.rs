@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 use super::group::{EventSink, Group, Member, Pacing};
 use super::negotiate::choose_format;
 use super::volume::{group_muted, group_volume, set_group_volume};
-use super::{Grouping, ServerConfig, ServerEvent};
+use super::{Grouping, ServerConfig, ServerEvent, ServerStats};
 use crate::clock::now_us;
 use crate::dialect::Incoming;
 use crate::protocol::{
@@ -70,6 +70,7 @@ pub(super) struct Core {
     config: ServerConfig,
     events: EventSink,
     tracker: TaskTracker,
+    stats: ServerStats,
     session_events_tx: mpsc::Sender<SessionEvent>,
     session_events: mpsc::Receiver<SessionEvent>,
     /// Every open session, handshaking or active, with the `client_id` it
@@ -82,7 +83,7 @@ pub(super) struct Core {
 }
 
 impl Core {
-    pub(super) fn new(config: ServerConfig, events: broadcast::Sender<ServerEvent>) -> Core {
+    pub(super) fn new(config: ServerConfig, events: broadcast::Sender<ServerEvent>, tracker: TaskTracker, stats: ServerStats) -> Core {
         let (session_events_tx, session_events) = mpsc::channel(1024);
         let pacing = Pacing {
             lead_us: config.lead.as_micros() as i64,
@@ -92,7 +93,8 @@ impl Core {
         Core {
             config,
             events: EventSink(events),
-            tracker: TaskTracker::new(),
+            tracker,
+            stats,
             session_events_tx,
             session_events,
             sessions: HashMap::new(),
@@ -154,6 +156,7 @@ impl Core {
         );
         self.events.emit(ServerEvent::SessionOpened { session: handle.id, peer });
         self.sessions.insert(handle.id, SessionEntry { handle, client_id: None });
+        self.stats.session_opened();
     }
 
     fn on_session_event(&mut self, event: SessionEvent) {
@@ -245,6 +248,7 @@ impl Core {
             muted: false,
         };
         self.clients.insert(client_id.clone(), client);
+        self.stats.set_clients(self.clients.len());
         if let Some(entry) = self.sessions.get_mut(&id) {
             entry.client_id = Some(client_id.clone());
         }
@@ -455,6 +459,8 @@ impl Core {
                 self.send_controller_state(&client.group);
             }
         }
+        self.stats.set_clients(self.clients.len());
+        self.stats.session_closed(cause.label());
         self.events.emit(ServerEvent::SessionClosed {
             session: id,
             client_id,

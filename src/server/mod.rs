@@ -9,6 +9,7 @@ mod core;
 mod group;
 mod negotiate;
 mod program;
+mod stats;
 mod stream;
 pub mod volume;
 
@@ -28,6 +29,7 @@ use crate::transport::Limits;
 pub use self::core::ServerError;
 pub use negotiate::choose_format;
 pub use program::CHUNK_MS;
+pub use stats::{ServerStats, StatsSnapshot};
 
 /// How clients are placed in groups.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,12 +107,26 @@ pub enum ServerEvent {
 pub struct Server {
     config: ServerConfig,
     events: broadcast::Sender<ServerEvent>,
+    tasks: tokio_util::task::TaskTracker,
+    stats: ServerStats,
 }
 
 impl Server {
     pub fn new(config: ServerConfig) -> Server {
         let (events, _) = broadcast::channel(4096);
-        Server { config, events }
+        let tasks = tokio_util::task::TaskTracker::new();
+        let stats = ServerStats::new(tasks.clone());
+        Server {
+            config,
+            events,
+            tasks,
+            stats,
+        }
+    }
+
+    /// The server's live counters; they stay readable after it stops.
+    pub fn stats(&self) -> ServerStats {
+        self.stats.clone()
     }
 
     /// Subscribes to the server's events; subscribe before `run`.
@@ -121,6 +137,8 @@ impl Server {
     /// Serves on `listener` until `shutdown` completes, then closes every
     /// session and waits for their tasks.
     pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-        self::core::Core::new(self.config, self.events).run(listener, shutdown).await
+        self::core::Core::new(self.config, self.events, self.tasks, self.stats)
+            .run(listener, shutdown)
+            .await
     }
 }

@@ -1,0 +1,220 @@
+//! `resonate stress`: storms of virtual clients against a server, with a
+//! report of rates, latencies and every violation found.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::cli::StressArgs;
+use crate::Failure;
+use resonate::dialect::Dialect;
+use resonate::server::{Server, ServerConfig, ServerStats, SourcePlan};
+use resonate::stress::{self, Counters, Progress, Scenario, StressConfig, Target};
+use resonate::transport::{parse_ws_url, Limits};
+
+/// Length of the looping tone an embedded server plays.
+const TONE_SECONDS: f64 = 10.0;
+
+pub fn run(args: StressArgs) -> Result<(), Failure> {
+    let scenarios = parse_scenarios(&args.scenarios).map_err(Failure::usage)?;
+    let duration = seconds("--duration", args.duration, 0.1, 3_600.0)?;
+    let bound = seconds("--bound", args.bound, 0.1, 600.0)?;
+    if let Some(rate) = args.rate {
+        if !(rate.is_finite() && rate > 0.0 && rate <= 1_000_000.0) {
+            return Err(Failure::usage(anyhow!("--rate {rate} is out of range; give new sessions per second, from 0 to 1000000")));
+        }
+    }
+    let dialect: Dialect = args.dialect.parse().map_err(|e: String| Failure::usage(anyhow!(e)))?;
+    let seed = args.seed.unwrap_or_else(|| resonate::clock::now_us() as u64);
+    let runtime = crate::runtime()?;
+    runtime.block_on(async {
+        let embedded = match &args.server {
+            Some(_) => None,
+            None => Some(Embedded::start().await?),
+        };
+        let url_text = match (&args.server, &embedded) {
+            (Some(url), _) => url.clone(),
+            (None, Some(embedded)) => format!("ws://{}{}", embedded.addr, dialect.default_path()),
+            (None, None) => unreachable!("an embedded server starts without --server"),
+        };
+        let url = parse_ws_url(&url_text, dialect.default_path()).map_err(Failure::usage)?;
+        let addr = resolve(&url).await?;
+        let config = StressConfig {
+            target: Target {
+                url: url.clone(),
+                addr,
+                dialect,
+                limits: Limits {
+                    handshake_timeout: bound,
+                    ..Limits::default()
+                },
+            },
+            scenarios,
+            duration,
+            clients: args.clients as usize,
+            rate: args.rate,
+            seed,
+            bound,
+        };
+        preflight(&config).await?;
+        crate::status(&format!(
+            "stressing {url} with {} clients, {} s per scenario, seed {seed}",
+            config.clients,
+            duration.as_secs_f64()
+        ));
+        let report = run_with_progress(&config, embedded.as_ref().map(|e| &e.stats)).await;
+        if let Some(embedded) = embedded {
+            embedded.stop().await;
+        }
+        if args.json {
+            let json = serde_json::to_string_pretty(&report).context("cannot encode the report as JSON")?;
+            println!("{json}");
+        } else {
+            print!("{}", report.render());
+        }
+        match report.violation_count() {
+            0 => Ok(()),
+            n => Err(Failure {
+                status: 1,
+                error: anyhow!("{n} violations found; the report above lists them by kind"),
+            }),
+        }
+    })
+}
+
+fn parse_scenarios(names: &[String]) -> Result<Vec<Scenario>, anyhow::Error> {
+    let mut scenarios = Vec::new();
+    for name in names {
+        if name == "all" {
+            scenarios.extend(Scenario::ALL);
+            continue;
+        }
+        scenarios.push(name.parse::<Scenario>().map_err(|e| anyhow!("--scenario: {e}"))?);
+    }
+    let mut seen = std::collections::HashSet::new();
+    scenarios.retain(|s| seen.insert(*s));
+    Ok(scenarios)
+}
+
+fn seconds(flag: &str, value: f64, min: f64, max: f64) -> Result<Duration, Failure> {
+    if value.is_finite() && (min..=max).contains(&value) {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        Err(Failure::usage(anyhow!("{flag} {value} is out of range; give seconds from {min} to {max}")))
+    }
+}
+
+async fn resolve(url: &url::Url) -> Result<SocketAddr, Failure> {
+    let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']).to_string();
+    let port = url.port_or_known_default().unwrap_or(resonate::transport::DEFAULT_SERVER_PORT);
+    let mut addrs = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .map_err(|err| Failure::usage(anyhow!("cannot resolve {host:?} from {url}: {err}")))?;
+    addrs
+        .next()
+        .ok_or_else(|| Failure::usage(anyhow!("{host:?} from {url} has no address")))
+}
+
+/// One handshake before the storm, so an unreachable target is a usage
+/// error (exit 2) rather than thousands of failures.
+async fn preflight(config: &StressConfig) -> Result<(), Failure> {
+    let violations = stress::Violations::new(std::time::Instant::now());
+    let (mut probe, _) = stress::Probe::open(&config.target, "preflight", "preflight".into(), &violations, None)
+        .await
+        .map_err(|err| Failure::usage(anyhow!("{err}; is a Sendspin server listening there? Without --server, stress starts its own")))?;
+    let hello = stress::hello("resonate-stress-preflight", stress::Roles::CONTROLLER);
+    let result = probe.handshake(hello, config.bound).await;
+    let _ = probe.close(config.bound).await;
+    result.map(|_| ()).map_err(|ending| {
+        Failure::usage(anyhow!(
+            "{} accepted the connection but did not complete the Sendspin handshake ({ending:?}); check the path and the dialect",
+            config.target.url
+        ))
+    })
+}
+
+async fn run_with_progress(config: &StressConfig, stats: Option<&ServerStats>) -> stress::Report {
+    let show = std::io::stderr().is_terminal() && !crate::is_quiet();
+    let (progress_tx, progress_rx) = watch::channel(Progress::default());
+    let printer = show.then(|| tokio::spawn(print_progress(progress_rx)));
+    let report = stress::run(config, stats, |progress| {
+        let _ = progress_tx.send(progress);
+    })
+    .await;
+    drop(progress_tx);
+    if let Some(printer) = printer {
+        let _ = printer.await;
+        eprint!("\r\x1b[2K");
+    }
+    report
+}
+
+/// Rewrites one status line every 250 ms until the run ends.
+async fn print_progress(mut progress: watch::Receiver<Progress>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            changed = progress.changed() => if changed.is_err() { return },
+            _ = tick.tick() => {}
+        }
+        let current = progress.borrow().clone();
+        let Some(scenario) = current.scenario else { continue };
+        let c = &current.counters;
+        let violations = current.violations.as_ref().map_or(0, |v| v.total());
+        eprint!(
+            "\r\x1b[2K{scenario}: {} opened, {} handshakes, {} closed, {} failed, {violations} violations",
+            Counters::get(&c.opened),
+            Counters::get(&c.handshakes),
+            Counters::get(&c.closed),
+            Counters::get(&c.connect_failures),
+        );
+    }
+}
+
+/// A `resonate serve` in this process, on a loopback port, playing a
+/// generated tone in a loop.
+struct Embedded {
+    addr: SocketAddr,
+    stats: ServerStats,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), resonate::server::ServerError>>,
+    dir: std::path::PathBuf,
+}
+
+impl Embedded {
+    async fn start() -> Result<Embedded, Failure> {
+        let dir = crate::demo::tempdir("stress")?;
+        let tone = dir.join("tone.wav");
+        crate::demo::write_tone(&tone, TONE_SECONDS).with_context(|| format!("failed to write the tone to {}", tone.display()))?;
+        let listener = TcpListener::bind("127.0.0.1:0").await.context("cannot bind a loopback port")?;
+        let addr = listener.local_addr().context("listener has no address")?;
+        let mut config = ServerConfig::new(SourcePlan { path: tone, looping: true });
+        config.server_id = "resonate-stress-embedded".into();
+        config.name = "resonate stress (embedded)".into();
+        config.start_delay = Duration::from_millis(300);
+        let server = Server::new(config);
+        let stats = server.stats();
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(server.run(listener, async move {
+            let mut stop_rx = stop_rx;
+            let _ = stop_rx.wait_for(|stopped| *stopped).await;
+        }));
+        Ok(Embedded {
+            addr,
+            stats,
+            stop,
+            task,
+            dir,
+        })
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

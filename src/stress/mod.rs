@@ -1,0 +1,221 @@
+//! Stress runs: storms of virtual clients against a server that check the
+//! protocol and the session lifecycle as they go, and report what broke.
+
+mod check;
+mod probe;
+mod report;
+mod scenarios;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use check::{Violation, ViolationGroup, ViolationKind, Violations};
+pub use probe::{Ending, Probe, Target};
+pub use scenarios::{hello, Roles};
+pub use report::{Counters, LatencySummary, Report, ScenarioReport};
+
+use crate::server::ServerStats;
+
+/// Time allowed for an embedded server to release everything after a
+/// scenario's last client has gone.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A scenario of a stress run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Scenario {
+    HandshakeStorm,
+    Churn,
+    SameId,
+    Goodbyes,
+    SlowConsumer,
+    ReconnectFlap,
+    TimeFlood,
+    ConcurrentControl,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 8] = [
+        Scenario::HandshakeStorm,
+        Scenario::Churn,
+        Scenario::SameId,
+        Scenario::Goodbyes,
+        Scenario::SlowConsumer,
+        Scenario::ReconnectFlap,
+        Scenario::TimeFlood,
+        Scenario::ConcurrentControl,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scenario::HandshakeStorm => "handshake-storm",
+            Scenario::Churn => "churn",
+            Scenario::SameId => "same-id",
+            Scenario::Goodbyes => "goodbyes",
+            Scenario::SlowConsumer => "slow-consumer",
+            Scenario::ReconnectFlap => "reconnect-flap",
+            Scenario::TimeFlood => "time-flood",
+            Scenario::ConcurrentControl => "concurrent-control",
+        }
+    }
+
+    /// What the scenario does and what it checks, in one sentence.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Scenario::HandshakeStorm => {
+                "open, hello and close at --rate (or as fast as possible) with mixed roles; every session gets exactly one server/hello in time and closes cleanly"
+            }
+            Scenario::Churn => {
+                "players join and leave a playing group at random while two stay; the two see no gap, overlap, stream/end or stream/clear, and joiners' first chunks are not late"
+            }
+            Scenario::SameId => {
+                "many sockets say hello with one client_id at once; exactly one survives and every other gets a close frame"
+            }
+            Scenario::Goodbyes => {
+                "each goodbye reason, a close without goodbye, resets after the handshake, mid-frame, before hello and mid-upgrade; the server closes cleanly and keeps answering"
+            }
+            Scenario::SlowConsumer => {
+                "players stop reading (plainly, after a goodbye, then with a reset); the server drops them within --bound and two listening neighbours are not disturbed"
+            }
+            Scenario::ReconnectFlap => {
+                "players reconnect with the same client_id as fast as possible; each new session gets audio again and no reply meant for an old session"
+            }
+            Scenario::TimeFlood => {
+                "clients keep 32 client/time messages in flight; every reply echoes a sent stamp, is causal and monotonic, and none is missing"
+            }
+            Scenario::ConcurrentControl => {
+                "many controllers send volume and mute commands at once; all controllers and the player end with the same group state"
+            }
+        }
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Scenario {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Scenario::ALL.into_iter().find(|s| s.as_str() == text).ok_or_else(|| {
+            let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.as_str()).collect();
+            format!("unknown scenario {text:?}; expected all or one of {}", names.join(", "))
+        })
+    }
+}
+
+/// What a stress run does.
+#[derive(Clone, Debug)]
+pub struct StressConfig {
+    pub target: Target,
+    pub scenarios: Vec<Scenario>,
+    /// How long each scenario runs.
+    pub duration: Duration,
+    /// Concurrent virtual clients (workers) per scenario.
+    pub clients: usize,
+    /// Target rate of new sessions per second for the handshake storm.
+    pub rate: Option<f64>,
+    pub seed: u64,
+    /// Time the target has for what a check waits for.
+    pub bound: Duration,
+}
+
+/// Live counters of the scenario that is running, for a progress line.
+#[derive(Clone, Debug, Default)]
+pub struct Progress {
+    pub counters: Arc<Counters>,
+    pub violations: Option<Violations>,
+    pub scenario: Option<Scenario>,
+}
+
+/// Runs every scenario in turn. `stats` are the target's own counters
+/// when the target is an embedded server; after each scenario the run
+/// waits for them to fall back to idle and records a leak if they do not.
+/// `progress` receives the live counters of each scenario as it starts.
+pub async fn run(config: &StressConfig, stats: Option<&ServerStats>, progress: impl Fn(Progress)) -> Report {
+    let mut reports = Vec::new();
+    let id_prefix = format!("stress-{:x}", config.seed & 0xffff_ffff);
+    for &scenario in &config.scenarios {
+        let started = Instant::now();
+        let violations = Violations::new(started);
+        let counters = Arc::new(Counters::default());
+        progress(Progress {
+            counters: counters.clone(),
+            violations: Some(violations.clone()),
+            scenario: Some(scenario),
+        });
+        let ctx = Arc::new(scenarios::Context {
+            target: config.target.clone(),
+            scenario,
+            violations: violations.clone(),
+            counters: counters.clone(),
+            latencies: Arc::default(),
+            duration: config.duration,
+            clients: config.clients.max(1),
+            rate: config.rate,
+            seed: config.seed,
+            bound: config.bound,
+            id_prefix: id_prefix.clone(),
+            notes: Default::default(),
+        });
+        scenarios::run(ctx.clone()).await;
+        let elapsed = started.elapsed();
+        let server = match stats {
+            Some(stats) => Some(settle(stats, &violations, scenario).await),
+            None => None,
+        };
+        let handshakes = Counters::get(&counters.handshakes);
+        reports.push(ScenarioReport {
+            scenario: scenario.as_str(),
+            elapsed_ms: elapsed.as_millis() as u64,
+            sessions_opened: Counters::get(&counters.opened),
+            handshakes,
+            sessions_closed: Counters::get(&counters.closed),
+            connect_failures: Counters::get(&counters.connect_failures),
+            handshakes_per_second: handshakes as f64 / elapsed.as_secs_f64().max(1e-9),
+            audio_chunks: Counters::get(&counters.audio_chunks),
+            time_replies: Counters::get(&counters.time_replies),
+            latency: ctx.latencies.summaries(),
+            violations: violations.snapshot(),
+            server,
+            notes: ctx.notes.lock().expect("notes lock poisoned").clone(),
+        });
+    }
+    Report {
+        target: config.target.url.to_string(),
+        dialect: config.target.dialect.to_string(),
+        seed: config.seed,
+        clients: config.clients,
+        scenarios: reports,
+    }
+}
+
+/// Waits until the server holds no session, client or task, and records a
+/// leak with what it still holds when that does not happen in time.
+async fn settle(stats: &ServerStats, violations: &Violations, scenario: Scenario) -> crate::server::StatsSnapshot {
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    loop {
+        let snapshot = stats.snapshot();
+        if snapshot.is_idle() {
+            return snapshot;
+        }
+        if Instant::now() >= deadline {
+            violations.record(
+                ViolationKind::Leak,
+                scenario.as_str(),
+                "server",
+                format!(
+                    "{SETTLE_TIMEOUT:?} after the last client left, the server still holds {} sessions, {} clients and {} tasks",
+                    snapshot.sessions_live, snapshot.clients_live, snapshot.tasks_live
+                ),
+                None,
+            );
+            return snapshot;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
