@@ -33,6 +33,14 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Time one write may take before the peer counts as a slow consumer.
     pub write_timeout: Duration,
+    /// How far past its play time an audio chunk may be while a server
+    /// writes it before the peer counts as a slow consumer.
+    pub audio_late_limit: Duration,
+    /// Kernel send buffer of each server connection, in bytes (Linux
+    /// doubles it). A fixed size keeps a peer that stops reading from
+    /// hiding seconds of audio in an automatically grown buffer, so it is
+    /// found and dropped quickly.
+    pub socket_send_buffer: Option<usize>,
     /// Messages queued for one session before it counts as a slow consumer.
     pub outbound_queue: usize,
 }
@@ -46,6 +54,8 @@ impl Default for Limits {
             ping_interval: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(20),
             write_timeout: Duration::from_secs(10),
+            audio_late_limit: Duration::from_secs(1),
+            socket_send_buffer: Some(256 << 10),
             outbound_queue: 1024,
         }
     }

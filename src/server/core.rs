@@ -134,6 +134,11 @@ impl Core {
         let path = self.config.path.clone();
         let limits = self.config.limits.clone();
         let _ = stream.set_nodelay(true);
+        if let Some(bytes) = limits.socket_send_buffer {
+            if let Err(err) = socket2::SockRef::from(&stream).set_send_buffer_size(bytes) {
+                tracing::debug!(%peer, cause = %err, "cannot set the socket send buffer");
+            }
+        }
         self.tracker.spawn(async move {
             match crate::transport::accept(stream, &peer.to_string(), &path, &limits).await {
                 Ok(ws) => {

@@ -18,7 +18,7 @@ use super::{queued_cost, CloseCause, Command, EventKind, SessionEvent, SessionHa
 use std::sync::atomic::{AtomicUsize, Ordering};
 use crate::clock::now_us;
 use crate::dialect::{Incoming, Outgoing, WireCodec};
-use crate::protocol::{ClientGoodbye, ClientTime, Message, ServerTime};
+use crate::protocol::{BinaryKind, ClientGoodbye, ClientTime, Message, ServerTime};
 use crate::transport::Limits;
 
 /// Time allowed for the close frame (and a goodbye before it) to go out.
@@ -175,7 +175,13 @@ where
         }
         if !peer_gone {
             let frame = close_frame(&cause);
-            let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, self.ws.close(Some(frame))).await;
+            let sent = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, self.ws.close(Some(frame))).await;
+            // Dropping the socket while the peer's reply, or anything it
+            // sent before seeing our close, is unread makes the kernel reset
+            // the connection; wait for the peer's close frame instead.
+            if matches!(sent, Ok(Ok(()))) && !matches!(cause, CloseCause::SlowConsumer(_)) {
+                self.await_peer_close().await;
+            }
         } else if matches!(cause, CloseCause::PeerClosed { .. }) {
             // The reply to the peer's close frame is queued inside the
             // WebSocket; flushing sends it, which completes the closing
@@ -234,8 +240,9 @@ where
             Outgoing::Message(Message::ClientTime(time)) => Some(time.client_transmitted),
             _ => None,
         };
+        let write_timeout = self.write_timeout_of(&outgoing)?;
         let frame = self.codec.encode(&outgoing);
-        self.send_frame(frame).await?;
+        self.send_frame_within(frame, write_timeout).await?;
         if let Some(client_transmitted) = time_sent {
             self.emit(EventKind::TimeSent { client_transmitted }).await?;
         }
@@ -245,14 +252,37 @@ where
         Ok(())
     }
 
+    /// Time allowed for writing `outgoing`. Audio a server sends must reach
+    /// the socket before its play time is `audio_late_limit` past: a peer
+    /// that holds it up longer cannot keep up, and later audio would only
+    /// pile up behind it.
+    fn write_timeout_of(&self, outgoing: &Outgoing) -> Result<Duration, CloseCause> {
+        let Outgoing::Binary(frame) = outgoing else {
+            return Ok(self.limits.write_timeout);
+        };
+        if self.side != Side::Server || frame.kind != BinaryKind::Audio {
+            return Ok(self.limits.write_timeout);
+        }
+        let limit_us = self.limits.audio_late_limit.as_micros() as i64;
+        let left_us = frame.timestamp_us + limit_us - now_us();
+        if left_us <= 0 {
+            return Err(CloseCause::SlowConsumer(format!(
+                "audio reached the socket {} ms after its play time",
+                (limit_us - left_us) / 1000
+            )));
+        }
+        Ok(self.limits.write_timeout.min(Duration::from_micros(left_us as u64)))
+    }
+
     async fn send_frame(&mut self, frame: WsMessage) -> Result<(), CloseCause> {
-        match tokio::time::timeout(self.limits.write_timeout, self.ws.send(frame)).await {
+        self.send_frame_within(frame, self.limits.write_timeout).await
+    }
+
+    async fn send_frame_within(&mut self, frame: WsMessage, timeout: Duration) -> Result<(), CloseCause> {
+        match tokio::time::timeout(timeout, self.ws.send(frame)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(err)) => Err(error_cause(err)),
-            Err(_) => Err(CloseCause::SlowConsumer(format!(
-                "a write did not complete within {:?}",
-                self.limits.write_timeout
-            ))),
+            Err(_) => Err(CloseCause::SlowConsumer(format!("a write did not complete within {timeout:?}"))),
         }
     }
 

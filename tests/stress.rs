@@ -1,0 +1,148 @@
+//! `resonate stress` against our own server, which must come out clean,
+//! and against a deliberately faulty server, whose faults it must find.
+
+use std::process::{Command, Output};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+fn stress(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_resonate"))
+        .arg("stress")
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run resonate stress")
+}
+
+fn report_of(output: &Output) -> Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(&stdout).unwrap_or_else(|err| {
+        panic!(
+            "stress --json printed no JSON report ({err}); stdout: {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+fn violation_kinds(report: &Value) -> Vec<String> {
+    let mut kinds: Vec<String> = report["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["violations"].as_object().unwrap().keys().cloned().collect::<Vec<_>>())
+        .collect();
+    kinds.sort();
+    kinds.dedup();
+    kinds
+}
+
+/// Every scenario against the embedded server: no violation, and after
+/// each scenario the server holds no session, client or task.
+#[test]
+fn embedded_server_survives_every_scenario_clean() {
+    let output = stress(&["--scenario", "all", "--duration", "1", "--clients", "8", "--seed", "42", "--bound", "8", "--json"]);
+    let report = report_of(&output);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let kinds = violation_kinds(&report);
+    assert!(kinds.is_empty(), "violations {kinds:?} in {report:#}\nstderr: {stderr}");
+    assert_eq!(output.status.code(), Some(0), "stderr: {stderr}");
+
+    let scenarios = report["scenarios"].as_array().unwrap();
+    let names: Vec<&str> = scenarios.iter().map(|s| s["scenario"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["handshake-storm", "churn", "same-id", "goodbyes", "slow-consumer", "reconnect-flap", "time-flood", "concurrent-control"]
+    );
+    for scenario in scenarios {
+        let name = scenario["scenario"].as_str().unwrap();
+        assert!(scenario["handshakes"].as_u64().unwrap() > 0, "{name} completed no handshake: {scenario:#}");
+        let server = &scenario["server"];
+        assert_eq!(server["sessions_live"], 0, "{name}: {server}");
+        assert_eq!(server["clients_live"], 0, "{name}: {server}");
+        assert_eq!(server["tasks_live"], 0, "{name}: {server}");
+    }
+    let by_name = |name: &str| scenarios.iter().find(|s| s["scenario"] == name).unwrap();
+    // The scenarios did what they say: audio flowed to churning players,
+    // replacements happened, slow consumers were dropped, time replies came.
+    assert!(by_name("churn")["audio_chunks"].as_u64().unwrap() > 0);
+    assert!(by_name("same-id")["server"]["closed_by_cause"]["replaced"].as_u64().unwrap() > 0);
+    assert!(by_name("slow-consumer")["server"]["closed_by_cause"]["slow_consumer"].as_u64().unwrap() > 0);
+    assert!(by_name("time-flood")["time_replies"].as_u64().unwrap() > 100);
+    assert!(by_name("handshake-storm")["latency"]["handshake"]["count"].as_u64().unwrap() > 0);
+}
+
+/// The report names the seed, so a run can be repeated, and the target.
+#[test]
+fn report_names_seed_and_target() {
+    let output = stress(&["--scenario", "time-flood", "--duration", "0.5", "--clients", "1", "--seed", "7", "--json"]);
+    let report = report_of(&output);
+    assert_eq!(report["seed"], 7);
+    assert!(report["target"].as_str().unwrap().starts_with("ws://127.0.0.1:"), "{report}");
+    assert_eq!(report["dialect"], "sendspin-v1");
+}
+
+/// A server that breaks the protocol in known ways: it says hello twice,
+/// answers `client/time` with a stamp it was never sent, and drops the
+/// connection without a close frame when the client closes.
+async fn faulty_server(listener: TcpListener) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            return;
+        };
+        tokio::spawn(async move {
+            let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                return;
+            };
+            while let Some(Ok(frame)) = ws.next().await {
+                let WsMessage::Text(text) = frame else {
+                    // A close frame: leave without answering it.
+                    return;
+                };
+                let message: Value = serde_json::from_str(&text).unwrap_or_default();
+                let reply = match message["type"].as_str() {
+                    Some("client/hello") => {
+                        let roles = message["payload"]["supported_roles"].clone();
+                        let hello = json!({"type": "server/hello", "payload": {
+                            "server_id": "faulty", "name": "faulty", "version": 1,
+                            "active_roles": roles, "connection_reason": "playback"}});
+                        vec![hello.clone(), hello]
+                    }
+                    Some("client/time") => {
+                        let sent = message["payload"]["client_transmitted"].as_i64().unwrap_or(0);
+                        vec![json!({"type": "server/time", "payload": {
+                            "client_transmitted": sent + 1, "server_received": 10, "server_transmitted": 20}})]
+                    }
+                    _ => Vec::new(),
+                };
+                for reply in reply {
+                    if ws.send(WsMessage::Text(reply.to_string().into())).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+    }
+}
+
+#[test]
+fn faults_of_a_broken_server_are_found_and_exit_1() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap();
+    runtime.spawn(faulty_server(listener));
+    let url = format!("ws://{addr}/sendspin");
+    let output = stress(&["--server", &url, "--scenario", "handshake-storm", "--duration", "0.5", "--clients", "4", "--seed", "3", "--bound", "2", "--json"]);
+    let report = report_of(&output);
+    assert_eq!(output.status.code(), Some(1), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    let kinds = violation_kinds(&report);
+    for expected in ["duplicate_hello", "foreign_time_reply", "unclean_close"] {
+        assert!(kinds.iter().any(|k| k == expected), "{expected} not found among {kinds:?}");
+    }
+    let storm = &report["scenarios"][0];
+    assert!(storm.get("server").is_none(), "a foreign server has no counters to show: {storm}");
+    let example = &storm["violations"]["duplicate_hello"]["examples"][0];
+    assert!(example["message"].as_str().unwrap().contains("server/hello"), "{example}");
+}
