@@ -198,6 +198,10 @@ pub struct StressArgs {
     #[arg(long)]
     pub rate: Option<f64>,
 
+    /// Roles of the handshake storm's clients: mixed (every combination, drawn at random) or a comma-separated list of player, controller, metadata, artwork.
+    #[arg(long, default_value = "mixed")]
+    pub roles: String,
+
     /// Seed of the random schedules; the same seed repeats the same run [default: from the clock].
     #[arg(long)]
     pub seed: Option<u64>,

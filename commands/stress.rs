@@ -28,6 +28,10 @@ pub fn run(args: StressArgs) -> Result<(), Failure> {
             return Err(Failure::usage(anyhow!("--rate {rate} is out of range; give new sessions per second, from 0 to 1000000")));
         }
     }
+    let storm_roles = match args.roles.as_str() {
+        "mixed" => None,
+        list => Some(stress::Roles::parse(list).map_err(|e| Failure::usage(anyhow!("--roles: {e}")))?),
+    };
     let dialect: Dialect = args.dialect.parse().map_err(|e: String| Failure::usage(anyhow!(e)))?;
     let seed = args.seed.unwrap_or_else(|| resonate::clock::now_us() as u64);
     let runtime = crate::runtime()?;
@@ -57,6 +61,7 @@ pub fn run(args: StressArgs) -> Result<(), Failure> {
             duration,
             clients: args.clients as usize,
             rate: args.rate,
+            storm_roles,
             seed,
             bound,
         };

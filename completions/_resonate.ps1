@@ -106,6 +106,7 @@ Register-ArgumentCompleter -Native -CommandName 'resonate' -ScriptBlock {
             [CompletionResult]::new('--duration', '--duration', [CompletionResultType]::ParameterName, 'How long each scenario runs, in seconds (fractions allowed)')
             [CompletionResult]::new('--clients', '--clients', [CompletionResultType]::ParameterName, 'Concurrent virtual clients per scenario')
             [CompletionResult]::new('--rate', '--rate', [CompletionResultType]::ParameterName, 'New sessions per second in the handshake storm [default: as fast as possible]')
+            [CompletionResult]::new('--roles', '--roles', [CompletionResultType]::ParameterName, 'Roles of the handshake storm''s clients: mixed (every combination, drawn at random) or a comma-separated list of player, controller, metadata, artwork')
             [CompletionResult]::new('--seed', '--seed', [CompletionResultType]::ParameterName, 'Seed of the random schedules; the same seed repeats the same run [default: from the clock]')
             [CompletionResult]::new('--bound', '--bound', [CompletionResultType]::ParameterName, 'Seconds the target has for what a check waits for: answering a hello, closing a session, dropping a slow consumer, starting audio')
             [CompletionResult]::new('--dialect', '--dialect', [CompletionResultType]::ParameterName, 'Wire dialect of the virtual clients')

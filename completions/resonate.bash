@@ -208,7 +208,7 @@ _resonate() {
             return 0
             ;;
         resonate__subcmd__stress)
-            opts="-s -v -q -h -V --server --scenario --duration --clients --rate --seed --bound --dialect --json --verbose --quiet --help --version"
+            opts="-s -v -q -h -V --server --scenario --duration --clients --rate --roles --seed --bound --dialect --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -235,6 +235,10 @@ _resonate() {
                     return 0
                     ;;
                 --rate)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --roles)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -99,6 +99,7 @@ set edit:completion:arg-completer[resonate] = {|@words|
             cand --duration 'How long each scenario runs, in seconds (fractions allowed)'
             cand --clients 'Concurrent virtual clients per scenario'
             cand --rate 'New sessions per second in the handshake storm [default: as fast as possible]'
+            cand --roles 'Roles of the handshake storm''s clients: mixed (every combination, drawn at random) or a comma-separated list of player, controller, metadata, artwork'
             cand --seed 'Seed of the random schedules; the same seed repeats the same run [default: from the clock]'
             cand --bound 'Seconds the target has for what a check waits for: answering a hello, closing a session, dropping a slow consumer, starting audio'
             cand --dialect 'Wire dialect of the virtual clients'

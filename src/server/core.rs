@@ -79,6 +79,8 @@ pub(super) struct Core {
     /// Registered clients by `client_id`.
     clients: HashMap<String, Client>,
     groups: HashMap<String, Group>,
+    /// Controller state last sent to each group's controllers.
+    controller_states: HashMap<String, ControllerState>,
     pacing: Pacing,
 }
 
@@ -100,6 +102,7 @@ impl Core {
             sessions: HashMap::new(),
             clients: HashMap::new(),
             groups: HashMap::new(),
+            controller_states: HashMap::new(),
             pacing,
         }
     }
@@ -281,7 +284,12 @@ impl Core {
         let now = now_us();
         let group = self.groups.get_mut(&group_id).expect("group_for creates the group");
         group.join(member, &self.config.source, self.pacing, now, &self.events);
-        self.send_controller_state(&group_id);
+        if is_controller {
+            self.send_controller_state_to(&client_id);
+        }
+        if is_player {
+            self.send_controller_state(&group_id);
+        }
     }
 
     fn negotiate(&self, hello: &ClientHello) -> Option<(crate::audio::AudioFormat, u64)> {
@@ -424,22 +432,46 @@ impl Core {
         }
     }
 
-    /// Sends the group's controller state to its controllers.
-    fn send_controller_state(&self, group_id: &str) {
-        let players = self.players_of(group_id);
-        let volumes: Vec<u8> = players.iter().map(|id| self.clients[id].volume).collect();
-        let muted: Vec<bool> = players.iter().map(|id| self.clients[id].muted).collect();
-        let state = ControllerState {
-            supported_commands: CONTROLLER_COMMANDS.iter().map(|c| c.to_string()).collect(),
-            volume: group_volume(&volumes),
-            muted: group_muted(&muted),
-        };
+    /// Sends the group's controller state to its controllers when it
+    /// differs from what they were last sent.
+    fn send_controller_state(&mut self, group_id: &str) {
+        let state = self.controller_state(group_id);
+        if self.controller_states.get(group_id) == Some(&state) {
+            return;
+        }
+        self.controller_states.insert(group_id.to_string(), state.clone());
         for client in self.clients.values().filter(|c| c.group == group_id && c.is_controller) {
             let message = Message::ServerState(ServerState {
                 controller: Some(state.clone()),
                 ..Default::default()
             });
             let _ = client.handle.send_message(message);
+        }
+    }
+
+    /// Sends the group's controller state to one new controller.
+    fn send_controller_state_to(&mut self, client_id: &str) {
+        let Some(client) = self.clients.get(client_id) else {
+            return;
+        };
+        let group_id = client.group.clone();
+        let state = self.controller_state(&group_id);
+        let message = Message::ServerState(ServerState {
+            controller: Some(state.clone()),
+            ..Default::default()
+        });
+        let _ = self.clients[client_id].handle.send_message(message);
+        self.controller_states.entry(group_id).or_insert(state);
+    }
+
+    fn controller_state(&self, group_id: &str) -> ControllerState {
+        let players = self.players_of(group_id);
+        let volumes: Vec<u8> = players.iter().map(|id| self.clients[id].volume).collect();
+        let muted: Vec<bool> = players.iter().map(|id| self.clients[id].muted).collect();
+        ControllerState {
+            supported_commands: CONTROLLER_COMMANDS.iter().map(|c| c.to_string()).collect(),
+            volume: group_volume(&volumes),
+            muted: group_muted(&muted),
         }
     }
 
@@ -459,9 +491,12 @@ impl Core {
                     }
                     if group.is_empty() && self.config.grouping == Grouping::Solo {
                         self.groups.remove(&client.group);
+                        self.controller_states.remove(&client.group);
                     }
                 }
-                self.send_controller_state(&client.group);
+                if client.is_player {
+                    self.send_controller_state(&client.group);
+                }
             }
         }
         self.stats.set_clients(self.clients.len());

@@ -119,6 +119,8 @@ pub struct StressConfig {
     pub clients: usize,
     /// Target rate of new sessions per second for the handshake storm.
     pub rate: Option<f64>,
+    /// Roles of the handshake storm's clients; `None` mixes them at random.
+    pub storm_roles: Option<Roles>,
     pub seed: u64,
     /// Time the target has for what a check waits for.
     pub bound: Duration,
@@ -157,6 +159,7 @@ pub async fn run(config: &StressConfig, stats: Option<&ServerStats>, progress: i
             duration: config.duration,
             clients: config.clients.max(1),
             rate: config.rate,
+            storm_roles: config.storm_roles,
             seed: config.seed,
             bound: config.bound,
             id_prefix: id_prefix.clone(),

@@ -29,6 +29,8 @@ pub struct Context {
     pub duration: Duration,
     pub clients: usize,
     pub rate: Option<f64>,
+    /// Roles of the handshake storm's clients; `None` mixes them at random.
+    pub storm_roles: Option<Roles>,
     pub seed: u64,
     /// Time the target has to do what a check waits for: answer a hello,
     /// close a session, drop a slow consumer, start audio.
@@ -209,6 +211,31 @@ impl Roles {
         artwork: false,
     };
 
+    /// Parses a comma-separated list of role families, such as
+    /// `player,controller`.
+    pub fn parse(text: &str) -> Result<Roles, String> {
+        let mut roles = Roles {
+            player: false,
+            controller: false,
+            metadata: false,
+            artwork: false,
+        };
+        for name in text.split(',').map(str::trim) {
+            match name {
+                "player" => roles.player = true,
+                "controller" => roles.controller = true,
+                "metadata" => roles.metadata = true,
+                "artwork" => roles.artwork = true,
+                other => {
+                    return Err(format!(
+                        "unknown role {other:?} in {text:?}; expected mixed or a comma-separated list of player, controller, metadata, artwork"
+                    ))
+                }
+            }
+        }
+        Ok(roles)
+    }
+
     /// A role mix drawn from `rng`: every combination with at least one role.
     fn random(rng: &mut StdRng) -> Roles {
         let bits: u8 = rng.random_range(1..16);
@@ -345,7 +372,7 @@ async fn handshake_storm(ctx: Arc<Context>) {
                 }
                 n += 1;
                 let client_id = ctx.client_id(&format!("w{worker}"), n);
-                let roles = Roles::random(&mut rng);
+                let roles = ctx.storm_roles.unwrap_or_else(|| Roles::random(&mut rng));
                 let Some((mut probe, _)) = ctx.join(client_id, roles).await else {
                     continue;
                 };
