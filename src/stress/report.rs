@@ -209,11 +209,11 @@ fn render_scenario(out: &mut String, s: &ScenarioReport) {
         let _ = writeln!(out, "  {} audio chunks, {} time replies", s.audio_chunks, s.time_replies);
     }
     if !s.latency.is_empty() {
-        let _ = writeln!(out, "  {:<16}{:>8}{:>10}{:>10}{:>10}{:>10}{:>10}", "latency", "count", "p50", "p90", "p99", "p99.9", "max");
+        let _ = writeln!(out, "  {:<16}{:>8}{:>12}{:>12}{:>12}{:>12}{:>12}", "latency", "count", "p50", "p90", "p99", "p99.9", "max");
         for (name, l) in &s.latency {
             let _ = writeln!(
                 out,
-                "  {:<16}{:>8}{:>10}{:>10}{:>10}{:>10}{:>10}",
+                "  {:<16}{:>8}{:>12}{:>12}{:>12}{:>12}{:>12}",
                 name,
                 l.count,
                 millis(l.p50_us),

@@ -57,6 +57,13 @@ impl Context {
         self.notes.lock().expect("notes lock poisoned").push(note);
     }
 
+    fn note_once(&self, note: String) {
+        let mut notes = self.notes.lock().expect("notes lock poisoned");
+        if !notes.contains(&note) {
+            notes.push(note);
+        }
+    }
+
     fn client_id(&self, what: &str, n: u64) -> String {
         format!("{}-{}-{what}-{n}", self.id_prefix, self.name())
     }
@@ -820,23 +827,43 @@ async fn concurrent_control(ctx: Arc<Context>) {
             let ctx = ctx.clone();
             let barrier = barrier.clone();
             tasks.spawn(async move {
-                let joined = ctx.join(ctx.client_id(&format!("controller-r{round}"), n), Roles::CONTROLLER).await;
+                let mut joined = ctx.join(ctx.client_id(&format!("controller-r{round}"), n), Roles::CONTROLLER).await;
+                // A controller may send only the commands the server lists.
+                let mut initial = None;
+                if let Some((probe, _)) = &mut joined {
+                    initial = last_controller_state(probe, ctx.bound, None, true).await;
+                }
                 barrier.wait().await;
                 let (mut probe, _) = joined?;
+                let supported: Vec<String> = initial
+                    .as_ref()
+                    .map(|(_, commands)| commands.clone())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|c| c == "volume" || c == "mute")
+                    .collect();
+                if supported.is_empty() {
+                    ctx.note_once(format!(
+                        "the server lists neither volume nor mute among its controller commands ({:?}), so none were sent",
+                        initial.as_ref().map(|(_, commands)| commands.clone())
+                    ));
+                }
                 let mut rng = ctx.rng(round * 1_000 + n);
                 for _ in 0..COMMANDS_PER_CONTROLLER {
-                    let command = if rng.random_bool(0.8) {
-                        ControllerCommand {
+                    if supported.is_empty() {
+                        break;
+                    }
+                    let command = match supported[rng.random_range(0..supported.len())].as_str() {
+                        "volume" => ControllerCommand {
                             command: "volume".into(),
                             volume: Some(rng.random_range(0..=100)),
                             mute: None,
-                        }
-                    } else {
-                        ControllerCommand {
+                        },
+                        _ => ControllerCommand {
                             command: "mute".into(),
                             volume: None,
                             mute: Some(rng.random_bool(0.5)),
-                        }
+                        },
                     };
                     let message = Message::ClientCommand(ClientCommand {
                         controller: Some(command),
@@ -846,9 +873,9 @@ async fn concurrent_control(ctx: Arc<Context>) {
                         break;
                     }
                 }
-                let last = last_controller_state(&mut probe, Duration::from_secs(1)).await;
+                let last = last_controller_state(&mut probe, Duration::from_secs(1), initial, false).await;
                 ctx.finish(&mut probe).await;
-                Some((probe.label.clone(), last))
+                Some((probe.label.clone(), last.map(|(state, _)| state)))
             });
         }
         // The player follows the commands the server sends it, as a real
@@ -894,14 +921,22 @@ async fn concurrent_control(ctx: Arc<Context>) {
 }
 
 /// Reads for `settle` and returns the last controller volume and mute the
-/// server reported.
-async fn last_controller_state(probe: &mut Probe, settle: Duration) -> Option<(u8, bool)> {
+/// server reported, with its list of supported commands, starting from
+/// `last`. With `first_only` it returns at the first report.
+async fn last_controller_state(
+    probe: &mut Probe,
+    settle: Duration,
+    mut last: Option<((u8, bool), Vec<String>)>,
+    first_only: bool,
+) -> Option<((u8, bool), Vec<String>)> {
     let deadline = tokio::time::Instant::now() + settle;
-    let mut last = None;
     while let Ok(seen) = probe.next_until(deadline).await {
         if let Seen::Message(Message::ServerState(state)) = seen {
             if let Some(controller) = state.controller {
-                last = Some((controller.volume, controller.muted));
+                last = Some(((controller.volume, controller.muted), controller.supported_commands));
+                if first_only {
+                    break;
+                }
             }
         }
     }
