@@ -12,7 +12,10 @@
 //! resampling, so the received PCM must equal the source byte for byte.
 //! `resonate play` also decodes aiosendspin's FLAC, which must equal the
 //! source too, and its Opus, which must match the source within an SNR at
-//! the place its timestamps give.
+//! the place its timestamps give. The `sendspin` crate's decoders check
+//! `resonate serve`'s FLAC and Opus the same way. aiosendspin 6.1.1's
+//! client hands FLAC bytes to its application undecoded and rejects Opus,
+//! so it checks only PCM here.
 //!
 //! The Python peers run in the peers root (`tests/peers/README.md`), which
 //! needs root privileges to enter. Without the root the two tests that use
@@ -660,6 +663,64 @@ async fn serve_to_sendspin_crate(bit_depth: u16) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Streams `codec` from `resonate serve` to the `sendspin` crate's client
+/// and decodes the chunks with the crate's own decoder: FLAC must equal the
+/// source, Opus must match it within an SNR where its timestamps put it.
+async fn serve_codec_to_sendspin_crate(bit_depth: u16, codec: &str) -> anyhow::Result<()> {
+    use base64::Engine as _;
+    use sendspin::audio::decode::{Decoder, FlacDecoder, OpusDecoder};
+
+    let dir = tempfile::Builder::new().prefix("resonate-interop").tempdir()?;
+    let source_path = dir.path().join("source.wav");
+    let source = write_source(&source_path, bit_depth, SERVE_SECONDS);
+    let label = format!("resonate serve to sendspin crate, {codec} {bit_depth}-bit");
+
+    let (mut serve, url) = start_serve(&source_path);
+    let client_id = format!("sendspin-crate-{codec}-{bit_depth}");
+    let format = (RATE, CHANNELS as u8, bit_depth as u8);
+    let recording = sendspin_peer::record(&url, &client_id, codec, format, RECORD_MAX).await?;
+    assert!(recording.stream_ended, "{label}: no stream/end from {url} within {RECORD_MAX:?}");
+    assert_eq!(recording.format, format, "{label}: stream/start format differs from the one offered");
+    let started = serve.wait_event("program_started", EVENT_PATIENCE);
+    let start_us = started["start_us"].as_i64().context("program_started has no start_us")?;
+
+    let decoder: Box<dyn Decoder> = match codec {
+        "flac" => {
+            let header = recording.codec_header.as_deref().context("no codec_header for flac")?;
+            let header = base64::engine::general_purpose::STANDARD.decode(header)?;
+            Box::new(FlacDecoder::with_header(&header).map_err(|err| anyhow::anyhow!("{err}"))?)
+        }
+        _ => Box::new(OpusDecoder::new(RATE, CHANNELS as u8).map_err(|err| anyhow::anyhow!("{err}"))?),
+    };
+    // The crate widens every sample to full-scale i32.
+    let shift = 32 - u32::from(if codec == "opus" { 16 } else { bit_depth });
+    let mut decoded: Vec<i32> = Vec::new();
+    for (index, (_, payload)) in recording.chunks.iter().enumerate() {
+        let samples = decoder.decode(payload).map_err(|err| anyhow::anyhow!("{label}: chunk {index}: {err}"))?;
+        decoded.extend(samples.iter().map(|&sample| ((i64::from(sample) + (1 << (shift - 1))) >> shift) as i32));
+    }
+    let first_us = recording.first_timestamp_us().context("no audio chunks")?;
+    let decoded_pcm = pcm_bytes(&decoded, if codec == "opus" { 16 } else { bit_depth });
+
+    if codec == "flac" {
+        assert_eq!(first_us, start_us, "{label}: first chunk is not at the program start");
+        assert_same_pcm(&label, &decoded_pcm, &source, frame_bytes(bit_depth));
+    } else {
+        // The first packet is stamped before the program start by the
+        // encoder delay, and the crate plays every decoded frame.
+        let offset = ((first_us - start_us) as f64 * f64::from(RATE) / 1e6).round() as i64;
+        let snr_at = |lag: i64| opus_snr_db(&source, &decoded_pcm, offset + lag);
+        let best_lag = (-48..=48).max_by(|&a, &b| snr_at(a).total_cmp(&snr_at(b))).unwrap();
+        let snr = snr_at(0);
+        eprintln!("{label}: first frame at {offset} frames, SNR {snr:.1} dB, best lag {best_lag} frames");
+        assert!(offset < 0, "{label}: first packet not stamped before the program start");
+        assert_eq!(best_lag, 0, "{label}: audio is {best_lag} frames away from where its timestamps put it");
+        assert!(snr >= MIN_OPUS_SNR_DB, "{label}: SNR {snr:.1} dB below {MIN_OPUS_SNR_DB} dB");
+    }
+    finish_serve(serve, &client_id, recording.chunks.len());
+    Ok(())
+}
+
 // The helpers in `process` block their thread while they wait, so these
 // tests run on a multi-threaded runtime with a second worker.
 
@@ -705,5 +766,14 @@ async fn resonate_serve_to_sendspin_crate() -> anyhow::Result<()> {
     for bit_depth in BIT_DEPTHS {
         serve_to_sendspin_crate(bit_depth).await?;
     }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resonate_serve_flac_and_opus_to_sendspin_crate() -> anyhow::Result<()> {
+    for bit_depth in BIT_DEPTHS {
+        serve_codec_to_sendspin_crate(bit_depth, "flac").await?;
+    }
+    serve_codec_to_sendspin_crate(16, "opus").await?;
     Ok(())
 }
