@@ -230,7 +230,8 @@ fn advertised_formats(args: &PlayArgs, spec: &OutputSpec) -> Result<Vec<Supporte
     Ok(formats)
 }
 
-/// Whether `codec` can carry `format`; PCM carries everything play offers.
+/// Returns whether `codec` can carry `format`. PCM carries everything that
+/// play offers.
 fn codec_carries(codec: CodecArg, format: &SupportedFormat) -> bool {
     match codec {
         CodecArg::Pcm => true,

@@ -93,7 +93,7 @@ fn snr_db(recording: &Recording, source: &[i32], offset: i64, from_frame: usize)
     10.0 * (signal / noise.max(1e-9)).log10()
 }
 
-/// The lag in frames, within `radius`, at which the recording best matches
+/// Returns the lag in frames, within `radius`, at which the recording best matches
 /// the source around where its timestamp places it.
 fn best_lag(recording: &Recording, source: &[i32], placed_at: i64, radius: i64) -> i64 {
     (-radius..=radius)
@@ -110,7 +110,7 @@ fn opus_pre_skip(channels: u16) -> i64 {
     OpusEncoder::new(48_000, channels, None).unwrap().pre_skip() as i64
 }
 
-/// The formats `serve` announced to each client, in order.
+/// Returns the formats `serve` announced to `client_id`, in order.
 fn announced(server: &Proc, client_id: &str) -> Vec<(String, u64, u64, u64)> {
     server
         .seen
@@ -217,7 +217,7 @@ fn mixed_codec_group_stays_aligned() {
     assert!(snr >= MIN_OPUS_SNR_DB, "opus SNR {snr:.1} dB");
 }
 
-/// The largest number of consecutive zero frames in `samples` within the
+/// Returns the largest number of consecutive zero frames in `samples` within the
 /// first `frames` frames.
 fn longest_silence(samples: &[i32], channels: usize, frames: usize) -> usize {
     let mut longest = 0;
@@ -250,7 +250,7 @@ fn request_format_switches_one_player() {
     let to_opus_wav = dir.path().join("to-opus.wav");
     let mut steady = start_player(&url, "steady", &steady_wav, &common);
     let mut to_flac = start_player(&url, "to-flac", &to_flac_wav, &request("flac"));
-    // Opus has no 44100 Hz, so the server answers with 48000 Hz.
+    // Opus has no 44100 Hz, so the server streams 48000 Hz instead.
     let mut to_opus = start_player(&url, "to-opus", &to_opus_wav, &request("opus:44100"));
     let start_us = server.wait_event("program_started", Duration::from_secs(20))["start_us"].as_i64().unwrap();
     finish(&mut server, &mut [("steady", &mut steady), ("to-flac", &mut to_flac), ("to-opus", &mut to_opus)]);
@@ -290,11 +290,15 @@ struct Broadcast {
     corrupt: usize,
 }
 
+/// 20 ms of a stereo tone at 48 kHz.
+fn tone_chunk() -> Vec<f32> {
+    (0..960 * 2).map(|i| ((i / 2) as f32 * 0.05).sin() * 0.25).collect()
+}
+
 fn flac_broadcast() -> Broadcast {
     use base64::Engine as _;
     let mut encoder = FlacEncoder::new(48_000, 2, 16, 960).unwrap();
-    let tone: Vec<f32> = (0..960 * 2).map(|i| ((i / 2) as f32 * 0.05).sin() * 0.25).collect();
-    let mut chunks: Vec<Vec<u8>> = (0..40).map(|_| encoder.encode(&tone).unwrap()).collect();
+    let mut chunks: Vec<Vec<u8>> = (0..40).map(|_| encoder.encode(&tone_chunk()).unwrap()).collect();
     chunks[10][20] ^= 0xFF;
     chunks[20].truncate(5);
     chunks[30].clear();
@@ -308,8 +312,7 @@ fn flac_broadcast() -> Broadcast {
 
 fn opus_broadcast() -> Broadcast {
     let mut encoder = OpusEncoder::new(48_000, 2, None).unwrap();
-    let tone: Vec<f32> = (0..960 * 2).map(|i| ((i / 2) as f32 * 0.05).sin() * 0.25).collect();
-    let mut chunks: Vec<Vec<u8>> = (0..40).flat_map(|_| encoder.encode(&tone).unwrap()).collect();
+    let mut chunks: Vec<Vec<u8>> = (0..40).flat_map(|_| encoder.encode(&tone_chunk()).unwrap()).collect();
     chunks[10].clear();
     // Code 3 (an arbitrary frame count) with a count of 0 is invalid.
     chunks[20] = vec![0x03, 0x00];
@@ -320,7 +323,7 @@ fn opus_broadcast() -> Broadcast {
     }
 }
 
-/// Serves one connection: answers the hello, starts the stream and sends
+/// Serves one connection: replies to the hello, starts the stream and sends
 /// the chunks 20 ms apart, stamped from 1 s ahead; then waits for the close.
 async fn fake_server(listener: tokio::net::TcpListener, broadcast: Broadcast) {
     let (tcp, _) = listener.accept().await.unwrap();
@@ -373,4 +376,63 @@ async fn corrupt_chunks_are_counted_not_fatal() {
         assert_eq!(finished["corrupt_chunks"], corrupt, "{codec}: {finished}");
         tokio::time::timeout(Duration::from_secs(5), server).await.expect("fake server ends").unwrap();
     }
+}
+
+#[test]
+fn serve_codec_flag_forces_codec() {
+    let dir = tempfile::tempdir().unwrap();
+    let source_path = dir.path().join("source.wav");
+    let source = write_test_wav(&source_path, 48_000, 2, 16, 1.5);
+    let (mut server, url) = start_server(&source_path, &["--codec", "flac"]);
+    let wav = dir.path().join("pcm-only.wav");
+    let flags = ["--codec", "pcm", "--sample-rate", "48000", "--bit-depth", "16"];
+    let mut player = start_player(&url, "pcm-only", &wav, &flags);
+    let start_us = server.wait_event("program_started", Duration::from_secs(20))["start_us"].as_i64().unwrap();
+    finish(&mut server, &mut [("player", &mut player)]);
+
+    assert_eq!(announced(&server, "pcm-only"), vec![("flac".to_string(), 48_000, 2, 16)]);
+    assert_bit_exact("pcm-only", &read_recording(&wav), &source, start_us);
+}
+
+#[test]
+fn resampled_source_codecs_match_pcm() {
+    // A 44.1 kHz source reaches 48 kHz players through the resampler, so
+    // chunks vary in length: FLAC uses variable block sizes and Opus
+    // packets no longer line up with chunks.
+    let dir = tempfile::tempdir().unwrap();
+    let source_path = dir.path().join("source.wav");
+    write_test_wav(&source_path, 44_100, 2, 16, 2.0);
+    let (mut server, url) = start_server(&source_path, &[]);
+    let wavs: Vec<_> = ["pcm", "flac", "opus"].iter().map(|codec| dir.path().join(format!("{codec}.wav"))).collect();
+    let mut players: Vec<Proc> = ["pcm", "flac", "opus"]
+        .iter()
+        .zip(&wavs)
+        .map(|(codec, wav)| start_player(&url, codec, wav, &["--codec", codec, "--sample-rate", "48000", "--bit-depth", "16"]))
+        .collect();
+    let start_us = server.wait_event("program_started", Duration::from_secs(20))["start_us"].as_i64().unwrap();
+    let [pcm, flac, opus] = &mut players[..] else { unreachable!() };
+    finish(&mut server, &mut [("pcm", pcm), ("flac", flac), ("opus", opus)]);
+
+    // Every player resamples the same way, so the PCM player's recording
+    // is the reference for the others.
+    let pcm = read_recording(&wavs[0]);
+    assert_eq!(first_frame(&pcm, start_us), 0, "pcm first frame");
+    let timeline_frames = 2 * 48_000;
+    assert!(pcm.samples.len() >= timeline_frames * 2, "pcm recorded {} samples", pcm.samples.len());
+    let reference = &pcm.samples[..timeline_frames * 2];
+    let flac = read_recording(&wavs[1]);
+    assert_eq!(first_frame(&flac, start_us), 0, "flac first frame");
+    // Both recordings go on with the resampler's tail and silence until
+    // stream/end arrives, which may differ in length.
+    let common = flac.samples.len().min(pcm.samples.len());
+    assert!(common >= reference.len(), "flac recorded {} samples", flac.samples.len());
+    let first_difference = flac.samples[..common].iter().zip(&pcm.samples).position(|(a, b)| a != b);
+    assert_eq!(first_difference, None, "flac differs from pcm");
+
+    let opus = read_recording(&wavs[2]);
+    let placed_at = first_frame(&opus, start_us);
+    assert_eq!(placed_at, -opus_pre_skip(2), "opus first frame");
+    assert_eq!(best_lag(&opus, reference, placed_at, 48), 0, "opus is not aligned with pcm");
+    let snr = snr_db(&opus, reference, placed_at, 960);
+    assert!(snr >= MIN_OPUS_SNR_DB, "opus SNR {snr:.1} dB");
 }

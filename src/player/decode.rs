@@ -62,13 +62,13 @@ impl ChunkDecoder {
         })
     }
 
-    /// The stream's format as announced, with its codec.
+    /// Returns the stream's format as announced, with its codec.
     pub fn format(&self) -> AudioFormat {
         self.format
     }
 
-    /// The format of the decoded samples: PCM at the stream's rate, channel
-    /// count and bit depth. A codec change that keeps it lets the scheduler
+    /// Returns the format of the decoded samples: PCM at the stream's rate,
+    /// channel count and bit depth. A codec change that keeps it lets the scheduler
     /// play on without a break.
     pub fn output_format(&self) -> AudioFormat {
         AudioFormat::pcm(self.format.sample_rate, self.format.channels, self.format.bit_depth)

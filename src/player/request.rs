@@ -38,14 +38,14 @@ pub fn parse_format_request(spec: &str) -> Result<PlayerFormatRequest, String> {
     Ok(request)
 }
 
-fn parse_number<T: std::str::FromStr>(spec: &str, what: &str, value: Option<&str>) -> Result<Option<T>, String> {
+fn parse_number<T: std::str::FromStr>(spec: &str, field: &str, value: Option<&str>) -> Result<Option<T>, String> {
     let Some(value) = value else {
         return Ok(None);
     };
     value
         .parse()
         .map(Some)
-        .map_err(|_| format!("invalid format request {spec:?}: {what} {value:?} is not a positive whole number"))
+        .map_err(|_| format!("invalid format request {spec:?}: {field} {value:?} is not a positive whole number"))
 }
 
 #[cfg(test)]

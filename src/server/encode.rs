@@ -34,7 +34,7 @@ pub enum ChunkEncoder {
 
 impl ChunkEncoder {
     /// Creates the encoder for `format`. `chunk_frames` is the length of a
-    /// full source chunk at the player's rate. `fixed_chunks` says that
+    /// full source chunk at the player's rate. `fixed_chunks` states that
     /// every chunk but the last has exactly that length, which holds when
     /// the server does not resample; FLAC then writes a fixed-block-size
     /// stream, and otherwise a variable one.
@@ -154,8 +154,8 @@ impl ChunkEncoder {
 /// Returns the timeline frame of the first input frame the Opus encoder
 /// still holds, given that the next input starts at `next_frame`.
 fn opus_pending_frames(encoder: &OpusEncoder, next_frame: u64) -> u64 {
-    let held = encoder.pending_frames() as u64;
-    next_frame.saturating_sub(held)
+    let buffered = encoder.pending_frames() as u64;
+    next_frame.saturating_sub(buffered)
 }
 
 /// Appends Opus packets whose first input frame is `first_frame`, one

@@ -64,7 +64,8 @@ impl Group {
         self.members.iter().any(|m| m.player.is_some())
     }
 
-    /// The negotiated format of member `client_id`, if it is a player.
+    /// Returns the negotiated format of member `client_id`, if it is a
+    /// player.
     pub fn player_format(&self, client_id: &str) -> Option<AudioFormat> {
         let member = self.members.iter().find(|m| m.client_id == client_id)?;
         member.player.map(|(format, _)| format)

@@ -38,13 +38,13 @@ pub fn choose_format(offered: &[SupportedFormat], forced: Option<Codec>) -> Resu
         return Ok(*first);
     }
     if let (Some(codec), Some(first)) = (forced, offered.first()) {
-        let wanted = AudioFormat {
+        let requested = AudioFormat {
             codec,
             sample_rate: first.sample_rate,
             channels: first.channels,
             bit_depth: first.bit_depth,
         };
-        return Ok(closest_producible(wanted));
+        return Ok(closest_producible(requested));
     }
     Err(format!(
         "no producible format among [{}]; this server produces pcm (16, 24 or 32 bits, 1 to {MAX_CHANNELS} \
@@ -78,7 +78,7 @@ fn offered_format(format: &SupportedFormat) -> Option<AudioFormat> {
     })
 }
 
-/// Whether the server can encode `format` from any source.
+/// Returns whether the server can encode `format` from any source.
 pub fn is_producible(format: &AudioFormat) -> bool {
     match format.codec {
         Codec::Pcm => {
@@ -99,20 +99,20 @@ pub fn is_producible(format: &AudioFormat) -> bool {
     }
 }
 
-/// Returns the producible format in `wanted`'s codec nearest to it: the
+/// Returns the producible format in `requested`'s codec nearest to it: the
 /// rate, channel count and bit depth are each moved to the nearest value
-/// the codec supports. A producible `wanted` comes back unchanged.
-pub fn closest_producible(wanted: AudioFormat) -> AudioFormat {
-    let channel_limit = if wanted.codec == Codec::Opus { 2 } else { MAX_CHANNELS };
-    let channels = wanted.channels.clamp(1, channel_limit);
-    let (sample_rate, depths): (u32, &[u16]) = match wanted.codec {
-        Codec::Pcm => (wanted.sample_rate.clamp(*RATE_RANGE.start(), *RATE_RANGE.end()), &PCM_BIT_DEPTHS),
-        Codec::Flac => (wanted.sample_rate.clamp(*RATE_RANGE.start(), flac::MAX_SAMPLE_RATE), &flac::BIT_DEPTHS),
-        Codec::Opus => (nearest(&opus::SAMPLE_RATES, wanted.sample_rate), &OPUS_BIT_DEPTHS),
+/// the codec supports. A producible `requested` comes back unchanged.
+pub fn closest_producible(requested: AudioFormat) -> AudioFormat {
+    let channel_limit = if requested.codec == Codec::Opus { 2 } else { MAX_CHANNELS };
+    let channels = requested.channels.clamp(1, channel_limit);
+    let (sample_rate, depths): (u32, &[u16]) = match requested.codec {
+        Codec::Pcm => (requested.sample_rate.clamp(*RATE_RANGE.start(), *RATE_RANGE.end()), &PCM_BIT_DEPTHS),
+        Codec::Flac => (requested.sample_rate.clamp(*RATE_RANGE.start(), flac::MAX_SAMPLE_RATE), &flac::BIT_DEPTHS),
+        Codec::Opus => (nearest(&opus::SAMPLE_RATES, requested.sample_rate), &OPUS_BIT_DEPTHS),
     };
-    let bit_depth = nearest(depths, wanted.bit_depth);
+    let bit_depth = nearest(depths, requested.bit_depth);
     AudioFormat {
-        codec: wanted.codec,
+        codec: requested.codec,
         sample_rate,
         channels,
         bit_depth,
@@ -153,17 +153,17 @@ pub fn answer_request(current: AudioFormat, request: &PlayerFormatRequest) -> Fo
         Some(Ok(codec)) => codec,
         Some(Err(_)) | None => current.codec,
     };
-    let wanted = AudioFormat {
+    let requested = AudioFormat {
         codec,
         sample_rate: request.sample_rate.unwrap_or(current.sample_rate),
         channels: request.channels.unwrap_or(current.channels),
         bit_depth: request.bit_depth.unwrap_or(current.bit_depth),
     };
-    let format = closest_producible(wanted);
+    let format = closest_producible(requested);
     let unknown_codec = matches!(requested_codec, Some(Err(_)));
     FormatAnswer {
         format,
-        adjusted: unknown_codec || format != wanted,
+        adjusted: unknown_codec || format != requested,
     }
 }
 
@@ -240,8 +240,8 @@ mod tests {
             (format(Codec::Pcm, 1_000, 0, 8), format(Codec::Pcm, 8_000, 1, 16)),
             (format(Codec::Pcm, 48_000, 2, 24), format(Codec::Pcm, 48_000, 2, 24)),
         ];
-        for (wanted, expected) in cases {
-            assert_eq!(closest_producible(wanted), expected, "closest to {wanted}");
+        for (requested, expected) in cases {
+            assert_eq!(closest_producible(requested), expected, "closest to {requested}");
         }
     }
 

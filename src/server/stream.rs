@@ -16,6 +16,12 @@ use crate::session::{SendError, SessionHandle};
 use super::encode::{ChunkEncoder, EncodedChunk, EncoderSettings};
 use super::program::Program;
 
+/// Most chunks one stream sends per pump, 200 ms of audio. The server
+/// pumps every 10 ms, so a stream still fills 20 times faster than real
+/// time, and when a program starts every player gets its first chunks
+/// before any player gets its whole lead.
+const MAX_CHUNKS_PER_PUMP: usize = 10;
+
 /// Audio of one player that has been sent but not yet heard.
 struct InFlight {
     end_us: i64,
@@ -134,8 +140,8 @@ impl PlayerStream {
             (start_frame as u128 * self.format.sample_rate as u128 / program.sample_rate as u128) as u64;
         if let Ok((resampler, encoder)) = Self::build_pipeline(self.format, program, self.settings) {
             self.resampler = resampler;
-            // A fresh encoder forgets input buffered before the jump, and
-            // a FLAC header stays the same for the same format.
+            // A fresh encoder drops input buffered before the jump, and a
+            // FLAC header stays the same for the same format.
             self.encoder = encoder;
         }
         self.pending.clear();
@@ -161,7 +167,7 @@ impl PlayerStream {
             // The chunks in between were heard before they could be sent.
             self.seek(program, program.first_kept_seq());
         }
-        loop {
+        for _ in 0..MAX_CHUNKS_PER_PUMP {
             if self.pending.is_empty() && !self.encode_next(program) {
                 return Ok(());
             }
@@ -188,6 +194,7 @@ impl PlayerStream {
             self.in_flight_bytes += bytes;
             self.chunks_sent += 1;
         }
+        Ok(())
     }
 
     /// Bytes that may wait in the session's queue before this stream holds
