@@ -219,6 +219,9 @@ impl Group {
 
     /// Produces audio up to the lead and sends each player what fits; ends
     /// the program once its last chunk has been heard.
+    // NOTE: every player's resampling and encoding runs here, in the
+    // server core's one task, so encoding uses one core however many the
+    // machine has (docs/benchmarks.md has the player counts this allows).
     pub fn pump(&mut self, pacing: Pacing, now_us: i64, events: &EventSink) {
         let Some(program) = self.program.as_mut() else {
             return;
