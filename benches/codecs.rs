@@ -3,7 +3,9 @@
 //!
 //! Run with `cargo bench --bench codecs`; `docs/benchmarks.md` records the
 //! figures and the machine. Plain std timing, no harness: each figure is
-//! one run, so repeat it to see the spread.
+//! one run, so repeat it to see the spread. `cargo test --all-targets`
+//! runs it too, without `--bench`; it then does a short smoke run (2 s of
+//! audio, 4 players) whose figures mean nothing.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -32,6 +34,8 @@ const CHANNELS: u16 = 2;
 const CHUNK_FRAMES: usize = 960;
 /// Audio encoded per codec in the encode-cost part, in seconds.
 const ENCODE_SECONDS: usize = 30;
+/// Audio encoded per codec in a smoke run, in seconds.
+const SMOKE_ENCODE_SECONDS: usize = 2;
 /// Length of the served file in the player-count part, in seconds.
 const SERVE_SECONDS: f64 = 6.0;
 /// A run passes when no chunk reached a player less than this far ahead of
@@ -40,6 +44,8 @@ const SERVE_SECONDS: f64 = 6.0;
 const MIN_LEAD_US: i64 = 250_000;
 /// Player counts tried, in order; the search stops at the first failure.
 const PLAYER_COUNTS: [usize; 9] = [4, 8, 16, 32, 48, 64, 96, 128, 192];
+/// Player counts tried in a smoke run.
+const SMOKE_PLAYER_COUNTS: [usize; 1] = [4];
 
 /// Writes the test signal of the integration tests (a sine per channel
 /// and a little noise) to `path` as a 16-bit WAV file and returns it as
@@ -49,27 +55,27 @@ fn test_signal(path: &Path, seconds: f64) -> Vec<f32> {
     samples.iter().map(|&sample| sample as f32 / 32768.0).collect()
 }
 
-/// Encodes `ENCODE_SECONDS` of the test signal in 20 ms chunks with
-/// `encode` and returns the wall time per second of audio, on one thread.
-fn time_encoder(signal: &[f32], mut encode: impl FnMut(&[f32]) -> usize) -> (Duration, usize) {
+/// Encodes the test signal, `seconds` long, in 20 ms chunks with `encode`
+/// and returns the wall time and bytes per second of audio, on one thread.
+fn time_encoder(signal: &[f32], seconds: usize, mut encode: impl FnMut(&[f32]) -> usize) -> (Duration, usize) {
     let started = Instant::now();
     let mut bytes = 0;
     for chunk in signal.chunks(CHUNK_FRAMES * usize::from(CHANNELS)) {
         bytes += encode(chunk);
     }
-    (started.elapsed() / ENCODE_SECONDS as u32, bytes / ENCODE_SECONDS)
+    (started.elapsed() / seconds as u32, bytes / seconds)
 }
 
-fn encode_costs(dir: &Path) {
-    println!("## Encode cost per player: 48 kHz stereo, 20 ms chunks, {ENCODE_SECONDS} s of audio, one thread");
+fn encode_costs(dir: &Path, seconds: usize) {
+    println!("## Encode cost per player: 48 kHz stereo, 20 ms chunks, {seconds} s of audio, one thread");
     println!();
     println!("| codec | time per second of audio | share of one core | bytes per second |");
     println!("|---|---|---|---|");
-    let signal = test_signal(&dir.join("encode.wav"), ENCODE_SECONDS as f64);
+    let signal = test_signal(&dir.join("encode.wav"), seconds as f64);
     let mut rows: Vec<(&str, (Duration, usize))> = Vec::new();
     rows.push((
         "pcm 16-bit",
-        time_encoder(&signal, |chunk| {
+        time_encoder(&signal, seconds, |chunk| {
             let mut out = Vec::new();
             encode_pcm(chunk, 16, &mut out);
             out.len()
@@ -78,13 +84,13 @@ fn encode_costs(dir: &Path) {
     for bits in [16, 24] {
         let mut encoder = FlacEncoder::new(RATE, CHANNELS, bits, CHUNK_FRAMES).expect("flac encoder");
         let label = if bits == 16 { "flac 16-bit" } else { "flac 24-bit" };
-        rows.push((label, time_encoder(&signal, |chunk| encoder.encode(chunk).expect("flac encode").len())));
+        rows.push((label, time_encoder(&signal, seconds, |chunk| encoder.encode(chunk).expect("flac encode").len())));
     }
     for (label, bitrate) in [("opus, libopus default bitrate", None), ("opus 128 kbit/s", Some(128_000)), ("opus 256 kbit/s", Some(256_000))] {
         let mut encoder = OpusEncoder::new(RATE, CHANNELS, bitrate).expect("opus encoder");
         rows.push((
             label,
-            time_encoder(&signal, |chunk| encoder.encode(chunk).expect("opus encode").iter().map(Vec::len).sum()),
+            time_encoder(&signal, seconds, |chunk| encoder.encode(chunk).expect("opus encode").iter().map(Vec::len).sum()),
         ));
     }
     for (label, (per_second, bytes)) in rows {
@@ -181,7 +187,7 @@ async fn serve_players(source: &Path, codec: Codec, players: usize) -> (i64, u64
     (observed.min_lead_us.load(Ordering::Relaxed), observed.ended.load(Ordering::Relaxed), per_audio_second)
 }
 
-fn max_players(source: &Path) {
+fn max_players(source: &Path, counts: &[usize]) {
     println!("## Players fed in real time: in-process server and simulated players, 2 worker threads");
     println!();
     println!("| codec | players | smallest lead | reached stream/end | process CPU per second of audio | verdict |");
@@ -192,7 +198,7 @@ fn max_players(source: &Path) {
         .build()
         .expect("tokio runtime");
     for codec in [Codec::Flac, Codec::Opus] {
-        for players in PLAYER_COUNTS {
+        for &players in counts {
             let (min_lead_us, ended, cpu) = runtime.block_on(serve_players(source, codec, players));
             let kept_up = min_lead_us >= MIN_LEAD_US && ended == players as u64;
             let verdict = if kept_up { "real time" } else { "fell behind" };
@@ -210,15 +216,18 @@ fn max_players(source: &Path) {
 
 fn main() {
     // `cargo bench` passes `--bench`; a name filter selects one part.
+    let full = std::env::args().any(|arg| arg == "--bench");
     let filter: Option<String> = std::env::args().skip(1).find(|arg| !arg.starts_with("--"));
     let selected = |part: &str| filter.as_deref().is_none_or(|f| part.contains(f));
     let dir = tempfile::tempdir().expect("temporary directory");
     if selected("encode") {
-        encode_costs(dir.path());
+        let seconds = if full { ENCODE_SECONDS } else { SMOKE_ENCODE_SECONDS };
+        encode_costs(dir.path(), seconds);
     }
     if selected("players") {
         let source = dir.path().join("serve.wav");
         test_signal(&source, SERVE_SECONDS);
-        max_players(&source);
+        let counts: &[usize] = if full { &PLAYER_COUNTS } else { &SMOKE_PLAYER_COUNTS };
+        max_players(&source, counts);
     }
 }
