@@ -438,3 +438,43 @@ fn resampled_source_codecs_match_pcm() {
     let snr = snr_db(&opus, reference, placed_at, 960);
     assert!(snr >= MIN_OPUS_SNR_DB, "opus SNR {snr:.1} dB");
 }
+
+#[test]
+fn request_format_rate_change_restarts_soon() {
+    let dir = tempfile::tempdir().unwrap();
+    let source_path = dir.path().join("source.wav");
+    let seconds = 4.0;
+    let source = write_test_wav(&source_path, 48_000, 2, 16, seconds);
+    let (mut server, url) = start_server(&source_path, &[]);
+    let wav = dir.path().join("to-44100.wav");
+    let flags = [
+        "--codec", "pcm", "--bit-depth", "16", "--request-format", "pcm:44100", "--request-format-after", "1.5",
+    ];
+    let mut player = start_player(&url, "to-44100", &wav, &flags);
+    let start_us = server.wait_event("program_started", Duration::from_secs(20))["start_us"].as_i64().unwrap();
+    finish(&mut server, &mut [("player", &mut player)]);
+
+    let expected = vec![("pcm".to_string(), 48_000, 2, 16), ("pcm".to_string(), 44_100, 2, 16)];
+    assert_eq!(announced(&server, "to-44100"), expected);
+
+    // The player drops its buffered 48 kHz audio to change its output, so
+    // the recording continues in a second file at 44.1 kHz.
+    let before = read_recording(&wav);
+    let after = read_recording(&resonate::player::output::recorder::segment_path(&wav, 1));
+    assert_eq!(before.spec.sample_rate, 48_000);
+    assert_eq!(after.spec.sample_rate, 44_100);
+    assert_eq!(first_frame(&before, start_us), 0, "the first file does not start at the program's start");
+    let first_difference = before.samples.iter().zip(&source).position(|(a, b)| a != b);
+    assert_eq!(first_difference, None, "the first file differs from the source");
+
+    // The server restarts the stream just ahead of its clock instead of
+    // after the 2 s of audio it had sent ahead, so the break is short.
+    let before_end_us = before.first_frame_server_us + (before.samples.len() as i64 / 2) * 1_000_000 / 48_000;
+    let gap_us = after.first_frame_server_us - before_end_us;
+    assert!(gap_us > -1_000, "the files overlap by {} us", -gap_us);
+    assert!(gap_us < 1_000_000, "{gap_us} us of silence between the formats");
+
+    let after_end_us = after.first_frame_server_us + (after.samples.len() as i64 / 2) * 1_000_000 / 44_100;
+    let program_end_us = start_us + (seconds * 1e6) as i64;
+    assert!(after_end_us >= program_end_us, "the second file ends {} us early", program_end_us - after_end_us);
+}

@@ -320,7 +320,7 @@ impl Core {
             tracing::info!(client_id, format = %current, "requested format is the current one");
             return;
         }
-        group.change_format(&client_id, answer.format, &self.events);
+        group.change_format(&client_id, answer.format, self.pacing, now_us(), &self.events);
     }
 
     /// Returns the group a new client joins, creating it when needed.

@@ -188,11 +188,13 @@ impl Group {
         }
     }
 
-    /// Switches the stream of player `client_id` to `format` at the next
-    /// unsent chunk and announces it with a new `stream/start`. Other
-    /// players' streams are not touched. A stopped group only records the
-    /// format for the player's next stream.
-    pub fn change_format(&mut self, client_id: &str, format: AudioFormat, events: &EventSink) {
+    /// Switches the stream of player `client_id` to `format` at a chunk
+    /// boundary, as [`PlayerStream::switch_format`] explains, and announces
+    /// it with a new `stream/start`. A change that needs a new output
+    /// format restarts the stream `pacing.join_margin_us` after `now_us`,
+    /// as for a late joiner. Other players' streams are not touched. A
+    /// stopped group only records the format for the player's next stream.
+    pub fn change_format(&mut self, client_id: &str, format: AudioFormat, pacing: Pacing, now_us: i64, events: &EventSink) {
         let Some(member) = self.members.iter_mut().find(|m| m.client_id == client_id) else {
             return;
         };
@@ -203,7 +205,7 @@ impl Group {
             member.player = Some((format, capacity));
             return;
         };
-        if let Err(err) = stream.switch_format(format, program) {
+        if let Err(err) = stream.switch_format(format, program, now_us + pacing.join_margin_us) {
             tracing::error!(client_id, from = %current, to = %format, cause = %err, "cannot change the stream format; keeping the current one");
             return;
         }

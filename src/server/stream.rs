@@ -116,14 +116,27 @@ impl PlayerStream {
         self.encoder.header()
     }
 
-    /// Switches the stream to `format` at a chunk boundary: the first source
-    /// chunk not yet sent is the first in the new format, so the player's
-    /// timeline goes on without a gap. Audio already sent stays counted
-    /// against the player's buffer capacity. On error the stream is
-    /// unchanged.
-    pub fn switch_format(&mut self, format: AudioFormat, program: &Program) -> Result<(), String> {
+    /// Switches the stream to `format` at a chunk boundary. On error the
+    /// stream is unchanged.
+    ///
+    /// When the decoded audio keeps its rate, channels and bit depth, the
+    /// first source chunk not yet sent is the first in the new format, so
+    /// the player plays on without a gap, and audio already sent stays
+    /// counted against its buffer capacity. Otherwise a player has to drop
+    /// its buffered audio to change its output format, so the new format
+    /// starts with the first chunk at or after `restart_us` and nothing
+    /// sent before counts any more.
+    pub fn switch_format(&mut self, format: AudioFormat, program: &Program, restart_us: i64) -> Result<(), String> {
         let (resampler, encoder) = Self::build_pipeline(format, program, self.settings)?;
-        let restart_seq = self.pending.front().map_or(self.next_seq, |chunk| chunk.source_seq);
+        let keeps_output = (format.sample_rate, format.channels, format.bit_depth)
+            == (self.format.sample_rate, self.format.channels, self.format.bit_depth);
+        let restart_seq = if keeps_output {
+            self.pending.front().map_or(self.next_seq, |chunk| chunk.source_seq)
+        } else {
+            self.in_flight.clear();
+            self.in_flight_bytes = 0;
+            program.first_seq_from(restart_us)
+        };
         self.format = format;
         self.resampler = resampler;
         self.encoder = encoder;
