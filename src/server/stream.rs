@@ -120,8 +120,8 @@ impl PlayerStream {
     /// stream is unchanged.
     ///
     /// When the decoded audio keeps its rate, channels and bit depth, the
-    /// first source chunk not yet sent is the first in the new format, so
-    /// the player plays on without a gap, and audio already sent stays
+    /// first source chunk not yet sent is the first in the new format. The
+    /// player then plays on without a gap, and audio already sent stays
     /// counted against its buffer capacity. Otherwise a player has to drop
     /// its buffered audio to change its output format, so the new format
     /// starts with the first chunk at or after `restart_us` and nothing
