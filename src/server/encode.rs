@@ -170,3 +170,66 @@ fn push_opus_packets(encoder: &OpusEncoder, packets: Vec<Vec<u8>>, first_frame: 
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tone(frames: usize, channels: usize) -> Vec<f32> {
+        (0..frames * channels).map(|i| ((i / channels) as f32 * 0.03).sin() * 0.4).collect()
+    }
+
+    #[test]
+    fn flac_splits_input_longer_than_a_block() {
+        let format = AudioFormat {
+            codec: Codec::Flac,
+            sample_rate: 48_000,
+            channels: 2,
+            bit_depth: 16,
+        };
+        // A variable-block-size stream gets blocks of twice the chunk.
+        let mut encoder = ChunkEncoder::new(format, 100, false, EncoderSettings::default()).unwrap();
+        let mut out = Vec::new();
+        encoder.encode(&tone(450, 2), 1_000, &mut out).unwrap();
+        let placed: Vec<(u64, usize)> = out.iter().map(|chunk| (chunk.start_frame, chunk.frames)).collect();
+        assert_eq!(placed, vec![(1_000, 200), (1_200, 200), (1_400, 50)]);
+        assert!(encoder.header().is_some_and(|header| header.starts_with(b"fLaC")));
+        assert_eq!(encoder.delay_us(), 0);
+    }
+
+    #[test]
+    fn opus_packets_keep_timeline_positions() {
+        let format = AudioFormat {
+            codec: Codec::Opus,
+            sample_rate: 48_000,
+            channels: 1,
+            bit_depth: 16,
+        };
+        let mut encoder = ChunkEncoder::new(format, 960, false, EncoderSettings::default()).unwrap();
+        let mut out = Vec::new();
+        // Chunks of a resampled stream do not line up with 960-frame packets.
+        encoder.encode(&tone(700, 1), 5_000, &mut out).unwrap();
+        assert!(out.is_empty(), "a packet before 960 frames arrived");
+        encoder.encode(&tone(700, 1), 5_700, &mut out).unwrap();
+        encoder.encode(&tone(700, 1), 6_400, &mut out).unwrap();
+        let starts: Vec<u64> = out.iter().map(|chunk| chunk.start_frame).collect();
+        assert_eq!(starts, vec![5_000, 5_960]);
+
+        // The flush pads the last 180 frames and covers the codec delay.
+        encoder.flush(7_100, &mut out).unwrap();
+        let starts: Vec<u64> = out.iter().map(|chunk| chunk.start_frame).collect();
+        assert_eq!(starts, vec![5_000, 5_960, 6_920]);
+        assert!(encoder.header().is_none());
+        assert_eq!(encoder.delay_us(), 6_500, "libopus 1.3 lookahead at 48 kHz");
+    }
+
+    #[test]
+    fn pcm_chunk_is_one_payload() {
+        let mut encoder = ChunkEncoder::new(AudioFormat::pcm(44_100, 2, 24), 882, true, EncoderSettings::default()).unwrap();
+        let mut out = Vec::new();
+        encoder.encode(&tone(882, 2), 0, &mut out).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].frames, 882);
+        assert_eq!(out[0].payload.len(), 882 * 2 * 3);
+    }
+}
