@@ -24,7 +24,7 @@ pub struct ChunkDecoder {
 
 enum CodecDecoder {
     Pcm,
-    Flac(FlacDecoder),
+    Flac(Box<FlacDecoder>),
     Opus(OpusDecoder),
 }
 
@@ -42,7 +42,7 @@ impl ChunkDecoder {
         };
         let codec = match codec {
             Codec::Pcm => CodecDecoder::Pcm,
-            Codec::Flac => CodecDecoder::Flac(flac_decoder(start)?),
+            Codec::Flac => CodecDecoder::Flac(Box::new(flac_decoder(start)?)),
             Codec::Opus => {
                 if !opus::SAMPLE_RATES.contains(&start.sample_rate) {
                     return Err(format!(

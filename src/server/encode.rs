@@ -28,7 +28,7 @@ pub struct EncodedChunk {
 /// A player stream's encoder.
 pub enum ChunkEncoder {
     Pcm { bit_depth: u16, channels: u16 },
-    Flac { encoder: FlacEncoder, channels: usize },
+    Flac { encoder: Box<FlacEncoder>, channels: usize },
     Opus(OpusEncoder),
 }
 
@@ -66,7 +66,7 @@ impl ChunkEncoder {
                     strategy,
                 )?;
                 Ok(ChunkEncoder::Flac {
-                    encoder,
+                    encoder: Box::new(encoder),
                     channels: usize::from(format.channels),
                 })
             }
