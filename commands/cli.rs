@@ -54,6 +54,27 @@ pub enum GroupingArg {
     Solo,
 }
 
+/// Audio codec on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CodecArg {
+    /// Uncompressed PCM.
+    Pcm,
+    /// Lossless FLAC, one frame per chunk (16 or 24 bits, up to 96000 Hz).
+    Flac,
+    /// Lossy Opus, 20 ms packets (48000, 24000, 16000, 12000 or 8000 Hz, 1 or 2 channels).
+    Opus,
+}
+
+impl From<CodecArg> for resonate::audio::Codec {
+    fn from(codec: CodecArg) -> Self {
+        match codec {
+            CodecArg::Pcm => resonate::audio::Codec::Pcm,
+            CodecArg::Flac => resonate::audio::Codec::Flac,
+            CodecArg::Opus => resonate::audio::Codec::Opus,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Audio file to stream (WAV, FLAC, MP3, Ogg Vorbis and what else symphonia decodes).
@@ -95,6 +116,14 @@ pub struct ServeArgs {
     /// Delay from the start of playback until the first sample sounds, in milliseconds; players need about 400 ms to sync their clocks.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=10_000))]
     pub start_delay_ms: u64,
+
+    /// Stream this codec to every player, even one that prefers or offers another (for testing players) [default: each player's first producible format].
+    #[arg(long, value_enum)]
+    pub codec: Option<CodecArg>,
+
+    /// Opus target bitrate in bits per second, 500 to 512000 [default: the libopus default, about 99000 for 48 kHz stereo].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(500..=512_000))]
+    pub opus_bitrate: Option<u32>,
 
     /// Print server events as JSON lines on stdout.
     #[arg(long)]
@@ -142,6 +171,18 @@ pub struct PlayArgs {
     /// Extra delay added to every chunk's play time, in milliseconds; negative plays earlier.
     #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(-5_000..=5_000))]
     pub static_delay_ms: i64,
+
+    /// Codecs to advertise, in order of preference, comma-separated; the server streams the first it can produce. Opus is offered only at its rates (48000 Hz by default), FLAC only up to 96000 Hz.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "pcm,flac,opus")]
+    pub codec: Vec<CodecArg>,
+
+    /// Send stream/request-format once per connection: CODEC[:RATE[:CHANNELS[:BITS]]], such as flac, opus:48000 or pcm:44100:2:16; empty fields keep the current value.
+    #[arg(long, value_name = "SPEC")]
+    pub request_format: Option<String>,
+
+    /// Seconds after the connection's first stream/start at which --request-format is sent (fractions allowed).
+    #[arg(long, default_value_t = 0.0, requires = "request_format", value_name = "SECONDS")]
+    pub request_format_after: f64,
 
     /// Only advertise this sample rate, in Hz [default: 48000 and 44100].
     #[arg(long, value_parser = clap::value_parser!(u32).range(8_000..=384_000))]

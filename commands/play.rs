@@ -8,12 +8,14 @@ use anyhow::Context;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::cli::PlayArgs;
+use crate::cli::{CodecArg, PlayArgs};
 use crate::Failure;
 use resonate::dialect::Dialect;
 use resonate::player::client::{Backoff, Player, PlayerConfig, PlayerError, PlayerEvent};
 use resonate::player::output::{self, Output, OutputSpec};
 use resonate::player::scheduler::Scheduler;
+use resonate::audio::{flac, opus};
+use resonate::player::request::parse_format_request;
 use resonate::protocol::SupportedFormat;
 use resonate::sync::SharedClock;
 use resonate::transport::{parse_ws_url, Limits};
@@ -29,13 +31,27 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
         None => args.output.parse::<OutputSpec>().map_err(Failure::usage)?,
     };
     check_wav_directory(&spec)?;
+    let formats = advertised_formats(&args, &spec).map_err(|err| Failure::usage(anyhow::anyhow!(err)))?;
+    let format_request = match &args.request_format {
+        Some(spec) => {
+            let request = parse_format_request(spec).map_err(|err| Failure::usage(anyhow::anyhow!(err)))?;
+            if !(0.0..=86_400.0).contains(&args.request_format_after) {
+                return Err(Failure::usage(anyhow::anyhow!(
+                    "--request-format-after {} is out of range; use 0 to 86400 seconds",
+                    args.request_format_after
+                )));
+            }
+            Some((request, Duration::from_secs_f64(args.request_format_after)))
+        }
+        None => None,
+    };
     let host = crate::host_name();
     let config = PlayerConfig {
         url,
         client_id: args.client_id.clone().unwrap_or_else(|| default_client_id(&host, &spec)),
         name: args.name.clone().unwrap_or(host),
         dialect: Dialect::SendspinV1,
-        formats: advertised_formats(&args, &spec),
+        formats,
         buffer_capacity: args.buffer_capacity,
         limits: Limits::default(),
         backoff: Backoff {
@@ -44,6 +60,7 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
         },
         volume: args.volume,
         muted: false,
+        format_request,
     };
 
     let scheduler = Arc::new(Scheduler::new());
@@ -100,6 +117,7 @@ fn report_summary(summary: &output::OutputSummary, scheduler: &Scheduler, clock:
             "late_chunks_dropped": totals.late_chunks_dropped,
             "reanchors": totals.reanchors,
             "underruns": totals.underruns,
+            "corrupt_chunks": totals.corrupt_chunks,
             "clock": {
                 "offset_us": clock.offset_us, "drift_ppm": clock.drift_ppm(), "error_us": clock.error_us,
                 "rtt_us": clock.rtt_us, "samples": clock.samples, "converged": clock.converged,
@@ -109,8 +127,15 @@ fn report_summary(summary: &output::OutputSummary, scheduler: &Scheduler, clock:
         return;
     }
     crate::status(&format!(
-        "played {} frames, dropped {} late chunks, {} re-anchors, {} underruns; clock offset {:.0} us (error {:.0} us, rtt {} us)",
-        totals.frames_played, totals.late_chunks_dropped, totals.reanchors, totals.underruns, clock.offset_us, clock.error_us, clock.rtt_us
+        "played {} frames, dropped {} late chunks, {} re-anchors, {} underruns, {} corrupt chunks; clock offset {:.0} us (error {:.0} us, rtt {} us)",
+        totals.frames_played,
+        totals.late_chunks_dropped,
+        totals.reanchors,
+        totals.underruns,
+        totals.corrupt_chunks,
+        clock.offset_us,
+        clock.error_us,
+        clock.rtt_us
     ));
     if !files.is_empty() {
         crate::status(&format!("wrote {} frames to {}", summary.frames_written, files.join(", ")));
@@ -157,10 +182,11 @@ fn check_wav_directory(spec: &OutputSpec) -> Result<(), Failure> {
 /// Rates a device may play, in order of preference, when it supports them.
 const PREFERRED_RATES: [u32; 4] = [48_000, 44_100, 96_000, 88_200];
 
-/// Lists the formats to offer: what the output device plays (any rate for
-/// file and null outputs), narrowed by --sample-rate, --bit-depth and
-/// --channels. Higher quality comes first.
-fn advertised_formats(args: &PlayArgs, spec: &OutputSpec) -> Vec<SupportedFormat> {
+/// Lists the formats to offer: for each codec of --codec in order, what
+/// the output device plays (any rate for file and null outputs), narrowed by
+/// --sample-rate, --bit-depth and --channels and by what the codec carries.
+/// Higher quality comes first within a codec. Fails when nothing is left.
+fn advertised_formats(args: &PlayArgs, spec: &OutputSpec) -> Result<Vec<SupportedFormat>, String> {
     let device = device_capabilities(spec);
     let channels = args
         .channels
@@ -176,17 +202,42 @@ fn advertised_formats(args: &PlayArgs, spec: &OutputSpec) -> Vec<SupportedFormat
         None => vec![24, 16],
     };
     let mut formats = Vec::new();
-    for &bit_depth in &depths {
-        for &sample_rate in &rates {
-            formats.push(SupportedFormat {
-                codec: "pcm".into(),
-                channels,
-                sample_rate,
-                bit_depth,
-            });
+    for &codec in &args.codec {
+        for &bit_depth in &depths {
+            for &sample_rate in &rates {
+                let offered = SupportedFormat {
+                    codec: resonate::audio::Codec::from(codec).as_str().into(),
+                    channels,
+                    sample_rate,
+                    bit_depth,
+                };
+                if codec_carries(codec, &offered) && !formats.contains(&offered) {
+                    formats.push(offered);
+                }
+            }
         }
     }
-    formats
+    if formats.is_empty() {
+        return Err(format!(
+            "no format to advertise: --codec {} cannot carry {} channels at {} Hz and {} bits; add pcm to --codec \
+             or choose a rate and channel count the codec supports (opus: 48000 Hz and 1 or 2 channels)",
+            args.codec.iter().map(|c| resonate::audio::Codec::from(*c).as_str()).collect::<Vec<_>>().join(","),
+            channels,
+            rates.iter().map(u32::to_string).collect::<Vec<_>>().join(" or "),
+            depths.iter().map(u16::to_string).collect::<Vec<_>>().join(" or "),
+        ));
+    }
+    Ok(formats)
+}
+
+/// Returns whether `codec` can carry `format`. PCM carries everything that
+/// play offers.
+fn codec_carries(codec: CodecArg, format: &SupportedFormat) -> bool {
+    match codec {
+        CodecArg::Pcm => true,
+        CodecArg::Flac => flac::BIT_DEPTHS.contains(&format.bit_depth) && format.sample_rate <= flac::MAX_SAMPLE_RATE,
+        CodecArg::Opus => opus::SAMPLE_RATES.contains(&format.sample_rate) && format.channels <= 2,
+    }
 }
 
 /// Returns the preferred rates and the channel count (at most 2) of the

@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use crate::cli::{GroupingArg, ServeArgs};
 use crate::Failure;
 use resonate::audio::source::SourceDecoder;
-use resonate::server::{Grouping, Server, ServerConfig, ServerEvent, SourcePlan};
+use resonate::server::{EncoderSettings, Grouping, Server, ServerConfig, ServerEvent, SourcePlan};
 
 pub fn run(args: ServeArgs) -> Result<(), Failure> {
     if args.demo {
@@ -65,6 +65,10 @@ pub fn config_from(args: &ServeArgs, source: SourcePlan) -> ServerConfig {
     config.group_name = args.group_name.clone();
     config.lead = Duration::from_millis(args.lead_ms);
     config.start_delay = Duration::from_millis(args.start_delay_ms);
+    config.forced_codec = args.codec.map(Into::into);
+    config.encoder = EncoderSettings {
+        opus_bitrate_bps: args.opus_bitrate,
+    };
     config
 }
 

@@ -80,7 +80,7 @@ _resonate() {
             return 0
             ;;
         resonate__subcmd__play)
-            opts="-s -o -v -q -h -V --server --output --device --list-devices --client-id --name --static-delay-ms --sample-rate --bit-depth --channels --buffer-capacity --volume --duration --connect-attempts --json --verbose --quiet --help --version"
+            opts="-s -o -v -q -h -V --server --output --device --list-devices --client-id --name --static-delay-ms --codec --request-format --request-format-after --sample-rate --bit-depth --channels --buffer-capacity --volume --duration --connect-attempts --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -115,6 +115,18 @@ _resonate() {
                     return 0
                     ;;
                 --static-delay-ms)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --codec)
+                    COMPREPLY=($(compgen -W "pcm flac opus" -- "${cur}"))
+                    return 0
+                    ;;
+                --request-format)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --request-format-after)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -154,7 +166,7 @@ _resonate() {
             return 0
             ;;
         resonate__subcmd__serve)
-            opts="-v -q -h -V --listen --path --name --server-id --loop --grouping --group-name --lead-ms --start-delay-ms --json --demo --demo-seconds --demo-players --verbose --quiet --help --version"
+            opts="-v -q -h -V --listen --path --name --server-id --loop --grouping --group-name --lead-ms --start-delay-ms --codec --opus-bitrate --json --demo --demo-seconds --demo-players --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -189,6 +201,14 @@ _resonate() {
                     return 0
                     ;;
                 --start-delay-ms)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --codec)
+                    COMPREPLY=($(compgen -W "pcm flac opus" -- "${cur}"))
+                    return 0
+                    ;;
+                --opus-bitrate)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

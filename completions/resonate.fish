@@ -42,6 +42,10 @@ solo\t'Each client gets its own group, which starts the source when it joins'"
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l group-name -d 'Name of the shared group' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l lead-ms -d 'How far ahead of real time audio is sent, in milliseconds (also bounded by each player\'s buffer_capacity)' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l start-delay-ms -d 'Delay from the start of playback until the first sample sounds, in milliseconds; players need about 400 ms to sync their clocks' -r
+complete -c resonate -n "__fish_resonate_using_subcommand serve" -l codec -d 'Stream this codec to every player, even one that prefers or offers another (for testing players) [default: each player\'s first producible format]' -r -f -a "pcm\t'Uncompressed PCM'
+flac\t'Lossless FLAC, one frame per chunk (16 or 24 bits, up to 96000 Hz)'
+opus\t'Lossy Opus, 20 ms packets (48000, 24000, 16000, 12000 or 8000 Hz, 1 or 2 channels)'"
+complete -c resonate -n "__fish_resonate_using_subcommand serve" -l opus-bitrate -d 'Opus target bitrate in bits per second, 500 to 512000 [default: the libopus default, about 99000 for 48 kHz stereo]' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l demo-seconds -d 'Length of the demonstration in seconds' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l demo-players -d 'Number of in-process players in the demonstration' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l loop -d 'Start the file over at its end instead of ending the stream'
@@ -57,6 +61,11 @@ complete -c resonate -n "__fish_resonate_using_subcommand play" -l device -d 'So
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l client-id -d 'Client identifier, kept across restarts so the server recognizes this player; two players with one id replace each other [default: resonate-play-HOSTNAME-OUTPUT]' -r
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l name -d 'Friendly player name sent in client/hello [default: the host name]' -r
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l static-delay-ms -d 'Extra delay added to every chunk\'s play time, in milliseconds; negative plays earlier' -r
+complete -c resonate -n "__fish_resonate_using_subcommand play" -l codec -d 'Codecs to advertise, in order of preference, comma-separated; the server streams the first it can produce. Opus is offered only at its rates (48000 Hz by default), FLAC only up to 96000 Hz' -r -f -a "pcm\t'Uncompressed PCM'
+flac\t'Lossless FLAC, one frame per chunk (16 or 24 bits, up to 96000 Hz)'
+opus\t'Lossy Opus, 20 ms packets (48000, 24000, 16000, 12000 or 8000 Hz, 1 or 2 channels)'"
+complete -c resonate -n "__fish_resonate_using_subcommand play" -l request-format -d 'Send stream/request-format once per connection: CODEC[:RATE[:CHANNELS[:BITS]]], such as flac, opus:48000 or pcm:44100:2:16; empty fields keep the current value' -r
+complete -c resonate -n "__fish_resonate_using_subcommand play" -l request-format-after -d 'Seconds after the connection\'s first stream/start at which --request-format is sent (fractions allowed)' -r
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l sample-rate -d 'Only advertise this sample rate, in Hz [default: 48000 and 44100]' -r
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l bit-depth -d 'Only advertise this bit depth [default: 24 and 16]' -r -f -a "16\t''
 24\t''
@@ -70,7 +79,7 @@ complete -c resonate -n "__fish_resonate_using_subcommand play" -l list-devices 
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l json -d 'Print player events and a final report as JSON lines on stdout'
 complete -c resonate -n "__fish_resonate_using_subcommand play" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
 complete -c resonate -n "__fish_resonate_using_subcommand play" -s q -l quiet -d 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)'
-complete -c resonate -n "__fish_resonate_using_subcommand play" -s h -l help -d 'Print help'
+complete -c resonate -n "__fish_resonate_using_subcommand play" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c resonate -n "__fish_resonate_using_subcommand play" -s V -l version -d 'Print version'
 complete -c resonate -n "__fish_resonate_using_subcommand discover" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
 complete -c resonate -n "__fish_resonate_using_subcommand discover" -s q -l quiet -d 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)'

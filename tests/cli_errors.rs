@@ -141,3 +141,30 @@ fn impossible_wav_header_is_an_error_not_a_crash() {
     let path = path.to_str().unwrap();
     assert_usage_error(&["serve", path], &[path, "corrupt"]);
 }
+
+#[test]
+fn bad_format_request_is_named() {
+    assert_usage_error(
+        &["play", "--server", "ws://127.0.0.1:1", "--output", "null", "--request-format", "aac:48000"],
+        &["aac", "pcm, flac or opus"],
+    );
+    assert_usage_error(
+        &["play", "--server", "ws://127.0.0.1:1", "--output", "null", "--request-format", "flac:fast"],
+        &["fast", "whole number"],
+    );
+}
+
+#[test]
+fn codec_without_usable_format_is_named() {
+    assert_usage_error(
+        &["play", "--server", "ws://127.0.0.1:1", "--output", "null", "--codec", "opus", "--sample-rate", "44100"],
+        &["opus", "44100", "48000"],
+    );
+}
+
+#[test]
+fn opus_bitrate_out_of_range_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.wav");
+    assert_usage_error(&["serve", path.to_str().unwrap(), "--opus-bitrate", "100"], &["100", "500..=512000"]);
+}

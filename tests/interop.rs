@@ -10,6 +10,12 @@
 //!
 //! Each test checks 16-bit and 24-bit stereo PCM at 48 kHz, with no
 //! resampling, so the received PCM must equal the source byte for byte.
+//! `resonate play` also decodes aiosendspin's FLAC, which must equal the
+//! source too, and its Opus, which must match the source within an SNR at
+//! the place its timestamps give. The `sendspin` crate's decoders check
+//! `resonate serve`'s FLAC and Opus the same way. aiosendspin 6.1.1's
+//! client hands FLAC bytes to its application undecoded and rejects Opus,
+//! so it checks only PCM here.
 //!
 //! The Python peers run in the peers root (`tests/peers/README.md`), which
 //! needs root privileges to enter. Without the root the two tests that use
@@ -175,8 +181,14 @@ async fn wait_exit(peer: &str, child: &mut Child) -> anyhow::Result<ExitStatus> 
         .with_context(|| format!("waiting for the {peer} failed"))
 }
 
-/// Starts aiosendspin 10.2.1's server on a free port, playing `wav` once.
-fn spawn_peer_server(root: &Path, wav: &Path) -> anyhow::Result<Child> {
+/// Lowest SNR accepted for Opus from aiosendspin and to the `sendspin`
+/// crate, in dB, on the test signal (a sine per channel at half scale plus
+/// faint noise). aiosendspin's Opus measured about 25 dB.
+const MIN_OPUS_SNR_DB: f64 = 20.0;
+
+/// Starts aiosendspin 10.2.1's server on a free port, playing `wav` once in
+/// `codec`.
+fn spawn_peer_server(root: &Path, wav: &Path, codec: &str) -> anyhow::Result<Child> {
     let mut command = peer_command(root, "venv-sendspin", &peers_dir(), "python3");
     command
         .arg("aiosendspin_server.py")
@@ -187,6 +199,8 @@ fn spawn_peer_server(root: &Path, wav: &Path) -> anyhow::Result<Child> {
             "0",
             "--timeout",
             &PEER_SERVER_TIMEOUT_S.to_string(),
+            "--codec",
+            codec,
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -303,7 +317,29 @@ fn read_played_wav(path: &Path) -> PlayedWav {
     }
 }
 
-async fn play_from_peer_server(root: &Path, bit_depth: u16) -> anyhow::Result<()> {
+/// SNR in dB of recorded 16-bit PCM against the source, when recorded frame
+/// `k` is source frame `k + offset`, over source frames from 960 on (past
+/// the codec's start-up).
+fn opus_snr_db(source: &[u8], recorded: &[u8], offset: i64) -> f64 {
+    let to_samples = |bytes: &[u8]| -> Vec<f64> {
+        bytes.chunks_exact(2).map(|pair| f64::from(i16::from_le_bytes([pair[0], pair[1]]))).collect()
+    };
+    let (source, recorded) = (to_samples(source), to_samples(recorded));
+    let channels = i64::from(CHANNELS);
+    let (mut signal, mut noise) = (0.0, 0.0);
+    for (index, sample) in recorded.iter().enumerate() {
+        let source_index = index as i64 + offset * channels;
+        if source_index < 960 * channels || source_index >= source.len() as i64 {
+            continue;
+        }
+        let expected = source[source_index as usize];
+        signal += expected * expected;
+        noise += (sample - expected).powi(2);
+    }
+    10.0 * (signal / noise.max(1e-9)).log10()
+}
+
+async fn play_from_peer_server(root: &Path, bit_depth: u16, codec: &str) -> anyhow::Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("resonate-interop")
         .tempdir_in("/tmp")?;
@@ -316,9 +352,9 @@ async fn play_from_peer_server(root: &Path, bit_depth: u16) -> anyhow::Result<()
         0,
         "the file is not whole server chunks"
     );
-    let label = format!("aiosendspin server to resonate play, {bit_depth}-bit");
+    let label = format!("aiosendspin server to resonate play, {codec} {bit_depth}-bit");
 
-    let mut server = spawn_peer_server(root, &source_path)?;
+    let mut server = spawn_peer_server(root, &source_path, codec)?;
     let stdout = server
         .stdout
         .take()
@@ -342,7 +378,7 @@ async fn play_from_peer_server(root: &Path, bit_depth: u16) -> anyhow::Result<()
         "{label}: the server read other PCM from the file than the test wrote"
     );
 
-    let client_id = format!("resonate-play-{bit_depth}");
+    let client_id = format!("resonate-play-{codec}-{bit_depth}");
     let played_path = dir.path().join("played.wav");
     let output = format!("wav:{}", played_path.display());
     let bits = bit_depth.to_string();
@@ -379,20 +415,45 @@ async fn play_from_peer_server(root: &Path, bit_depth: u16) -> anyhow::Result<()
         .iter()
         .find(|event| event["event"] == "sent" && event["client_id"] == client_id.as_str())
         .with_context(|| format!("no \"sent\" event for {client_id} in {events:?}"))?;
-    assert_eq!(
-        sent["sha256"],
-        sha256_hex(&source),
-        "{label}: the server sent other PCM than the file's ({} of {} bytes)",
-        sent["bytes"],
-        source.len()
-    );
-    let first_chunk_us = sent["first_timestamp_us"]
-        .as_i64()
-        .with_context(|| format!("the sent event has no first_timestamp_us: {sent}"))?;
+    if codec == "pcm" {
+        assert_eq!(
+            sent["sha256"],
+            sha256_hex(&source),
+            "{label}: the server sent other PCM than the file's ({} of {} bytes)",
+            sent["bytes"],
+            source.len()
+        );
+    }
+    assert_eq!(sent["format"]["codec"], codec, "{label}: the server streamed another codec");
+    // Source frame 0 sounds at the stream's start. aiosendspin stamps its
+    // first Opus packet earlier by the encoder delay, so for Opus the first
+    // chunk's timestamp is not the source's start.
+    let first_chunk_us = events
+        .iter()
+        .find(|event| event["event"] == "stream_started")
+        .and_then(|event| event["play_start_us"].as_i64())
+        .with_context(|| format!("no stream_started event with play_start_us in {events:?}"))?;
+    if codec != "opus" {
+        assert_eq!(sent["first_timestamp_us"], first_chunk_us, "{label}: first chunk is not at the stream's start");
+    }
+    // Frames on the wire, from the chunk timestamps: PCM chunks carry
+    // 1200 frames and every FLAC chunk but the last is one 4608-frame
+    // block. aiosendspin 10.2.1 sends no chunk for a final partial FLAC
+    // block, so the source's last frames never reach the player.
+    let sent_frames = match codec {
+        "flac" => {
+            let chunks = sent["chunks"].as_i64().context("the sent event has no chunk count")?;
+            let last_us = sent["last_timestamp_us"].as_i64().context("the sent event has no last_timestamp_us")?;
+            let span_frames = ((last_us - first_chunk_us) as f64 * f64::from(RATE) / 1e6).round() as i64;
+            (span_frames + span_frames / (chunks - 1).max(1)) as usize
+        }
+        _ => source_frames,
+    };
 
     // Play closes its WAV file at stream/end, which the server sent before
     // its "finished" line. SIGINT then makes play send client/goodbye and exit.
     let stream_started = play.wait_event("stream_started", EVENT_PATIENCE);
+    assert_eq!(stream_started["codec"], codec, "{label}: play got another codec");
     assert_eq!(
         stream_started["bit_depth"], bit_depth,
         "{label}: play got another format"
@@ -422,6 +483,17 @@ async fn play_from_peer_server(root: &Path, bit_depth: u16) -> anyhow::Result<()
     // truncates that time to whole microseconds, less than 1/20 of a frame
     // at 48 kHz, so rounding to the nearest frame recovers the frame.
     let offset_us = played.first_frame_server_us - first_chunk_us;
+    if codec == "opus" {
+        let rate = i128::from(RATE);
+        let offset = (i128::from(offset_us) * rate / 1_000_000) as i64;
+        let snr_at = |lag: i64| opus_snr_db(&source, &played.pcm, offset + lag);
+        let best_lag = (-48..=48).max_by(|&a, &b| snr_at(a).total_cmp(&snr_at(b))).unwrap();
+        let snr = snr_at(0);
+        eprintln!("{label}: first frame at {offset} frames, SNR {snr:.1} dB, best lag {best_lag} frames");
+        assert!(best_lag.abs() <= 1, "{label}: audio is {best_lag} frames away from where its timestamps put it");
+        assert!(snr >= MIN_OPUS_SNR_DB, "{label}: SNR {snr:.1} dB below {MIN_OPUS_SNR_DB} dB");
+        return Ok(());
+    }
     assert!(
         offset_us >= 0,
         "{label}: the first played frame (server time {} us) is {} us before the first chunk ({first_chunk_us} us)",
@@ -438,7 +510,7 @@ async fn play_from_peer_server(root: &Path, bit_depth: u16) -> anyhow::Result<()
     // After the source's last frame, play keeps writing silence until
     // stream/end arrives; that silence is not part of the source.
     let recorded_frames = played.pcm.len() / frame_bytes;
-    let audible_frames = recorded_frames.min(source_frames - start_frame);
+    let audible_frames = recorded_frames.min(sent_frames.min(source_frames) - start_frame);
     let (audible, trailing) = played.pcm.split_at(audible_frames * frame_bytes);
 
     let expected = &source[start_frame * frame_bytes..(start_frame + audible_frames) * frame_bytes];
@@ -592,6 +664,64 @@ async fn serve_to_sendspin_crate(bit_depth: u16) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Streams `codec` from `resonate serve` to the `sendspin` crate's client
+/// and decodes the chunks with the crate's own decoder: FLAC must equal the
+/// source, Opus must match it within an SNR where its timestamps put it.
+async fn serve_codec_to_sendspin_crate(bit_depth: u16, codec: &str) -> anyhow::Result<()> {
+    use base64::Engine as _;
+    use sendspin::audio::decode::{Decoder, FlacDecoder, OpusDecoder};
+
+    let dir = tempfile::Builder::new().prefix("resonate-interop").tempdir()?;
+    let source_path = dir.path().join("source.wav");
+    let source = write_source(&source_path, bit_depth, SERVE_SECONDS);
+    let label = format!("resonate serve to sendspin crate, {codec} {bit_depth}-bit");
+
+    let (mut serve, url) = start_serve(&source_path);
+    let client_id = format!("sendspin-crate-{codec}-{bit_depth}");
+    let format = (RATE, CHANNELS as u8, bit_depth as u8);
+    let recording = sendspin_peer::record(&url, &client_id, codec, format, RECORD_MAX).await?;
+    assert!(recording.stream_ended, "{label}: no stream/end from {url} within {RECORD_MAX:?}");
+    assert_eq!(recording.format, format, "{label}: stream/start format differs from the one offered");
+    let started = serve.wait_event("program_started", EVENT_PATIENCE);
+    let start_us = started["start_us"].as_i64().context("program_started has no start_us")?;
+
+    let decoder: Box<dyn Decoder> = match codec {
+        "flac" => {
+            let header = recording.codec_header.as_deref().context("no codec_header for flac")?;
+            let header = base64::engine::general_purpose::STANDARD.decode(header)?;
+            Box::new(FlacDecoder::with_header(&header).map_err(|err| anyhow::anyhow!("{err}"))?)
+        }
+        _ => Box::new(OpusDecoder::new(RATE, CHANNELS as u8).map_err(|err| anyhow::anyhow!("{err}"))?),
+    };
+    // The crate widens every sample to full-scale i32.
+    let shift = 32 - u32::from(if codec == "opus" { 16 } else { bit_depth });
+    let mut decoded: Vec<i32> = Vec::new();
+    for (index, (_, payload)) in recording.chunks.iter().enumerate() {
+        let samples = decoder.decode(payload).map_err(|err| anyhow::anyhow!("{label}: chunk {index}: {err}"))?;
+        decoded.extend(samples.iter().map(|&sample| ((i64::from(sample) + (1 << (shift - 1))) >> shift) as i32));
+    }
+    let first_us = recording.first_timestamp_us().context("no audio chunks")?;
+    let decoded_pcm = pcm_bytes(&decoded, if codec == "opus" { 16 } else { bit_depth });
+
+    if codec == "flac" {
+        assert_eq!(first_us, start_us, "{label}: first chunk is not at the program start");
+        assert_same_pcm(&label, &decoded_pcm, &source, frame_bytes(bit_depth));
+    } else {
+        // The first packet is stamped before the program start by the
+        // encoder delay, and the crate plays every decoded frame.
+        let offset = ((first_us - start_us) as f64 * f64::from(RATE) / 1e6).round() as i64;
+        let snr_at = |lag: i64| opus_snr_db(&source, &decoded_pcm, offset + lag);
+        let best_lag = (-48..=48).max_by(|&a, &b| snr_at(a).total_cmp(&snr_at(b))).unwrap();
+        let snr = snr_at(0);
+        eprintln!("{label}: first frame at {offset} frames, SNR {snr:.1} dB, best lag {best_lag} frames");
+        assert!(offset < 0, "{label}: first packet not stamped before the program start");
+        assert_eq!(best_lag, 0, "{label}: audio is {best_lag} frames away from where its timestamps put it");
+        assert!(snr >= MIN_OPUS_SNR_DB, "{label}: SNR {snr:.1} dB below {MIN_OPUS_SNR_DB} dB");
+    }
+    finish_serve(serve, &client_id, recording.chunks.len());
+    Ok(())
+}
+
 // The helpers in `process` block their thread while they wait, so these
 // tests run on a multi-threaded runtime with a second worker.
 
@@ -601,8 +731,21 @@ async fn aiosendspin_server_to_resonate_play() -> anyhow::Result<()> {
         return Ok(());
     };
     for bit_depth in BIT_DEPTHS {
-        play_from_peer_server(&root, bit_depth).await?;
+        play_from_peer_server(&root, bit_depth, "pcm").await?;
     }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aiosendspin_server_flac_and_opus_to_resonate_play() -> anyhow::Result<()> {
+    let Some(root) = require_peers_root() else {
+        return Ok(());
+    };
+    for bit_depth in BIT_DEPTHS {
+        play_from_peer_server(&root, bit_depth, "flac").await?;
+    }
+    // aiosendspin encodes Opus from 16-bit PCM.
+    play_from_peer_server(&root, 16, "opus").await?;
     Ok(())
 }
 
@@ -624,5 +767,14 @@ async fn resonate_serve_to_sendspin_crate() -> anyhow::Result<()> {
     for bit_depth in BIT_DEPTHS {
         serve_to_sendspin_crate(bit_depth).await?;
     }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resonate_serve_flac_and_opus_to_sendspin_crate() -> anyhow::Result<()> {
+    for bit_depth in BIT_DEPTHS {
+        serve_codec_to_sendspin_crate(bit_depth, "flac").await?;
+    }
+    serve_codec_to_sendspin_crate(16, "opus").await?;
     Ok(())
 }

@@ -11,28 +11,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use process::{resonate, Proc};
-use support::write_test_wav;
+use support::{read_recording, write_test_wav, Recording};
 
 const RATE: u32 = 48_000;
 const CHANNELS: u16 = 2;
-
-struct Recording {
-    samples: Vec<i32>,
-    first_frame_server_us: i64,
-}
-
-fn read_recording(path: &Path) -> Recording {
-    let mut reader = hound::WavReader::open(path).unwrap_or_else(|err| panic!("read {}: {err}", path.display()));
-    let samples: Vec<i32> = reader.samples::<i32>().map(|s| s.unwrap()).collect();
-    let note = resonate::audio::wav::read_note(path)
-        .expect("read the note chunk")
-        .expect("the player writes a note chunk");
-    let note: serde_json::Value = serde_json::from_str(&note).expect("note is JSON");
-    Recording {
-        samples,
-        first_frame_server_us: note["first_frame_server_us"].as_i64().expect("first_frame_server_us"),
-    }
-}
 
 fn start_player(url: &str, id: &str, wav: &Path, bits: u16) -> Proc {
     let output = format!("wav:{}", wav.display());

@@ -196,6 +196,11 @@ impl OpusEncoder {
         self.channels
     }
 
+    /// Input frames buffered for the next packet.
+    pub fn pending_frames(&self) -> usize {
+        self.pending.len() / usize::from(self.channels)
+    }
+
     /// Returns the codec header for `stream/start`, which is `None` for
     /// Opus: the reference peers send no header and decode raw packets
     /// without one.

@@ -11,14 +11,14 @@ use tokio::time::{sleep, Instant};
 use tokio_util::task::TaskTracker;
 use url::Url;
 
+use super::decode::ChunkDecoder;
 use super::scheduler::{PlaybackState, Scheduler};
-use crate::audio::convert::decode_pcm;
-use crate::audio::{AudioFormat, Codec};
+use crate::audio::AudioFormat;
 use crate::clock::now_us;
 use crate::dialect::{Dialect, Incoming};
 use crate::protocol::{
-    BinaryKind, ClientHello, ClientState, ClientStateKind, ClientTime, DeviceInfo, Message, PlayerState, PlayerSupport,
-    ServerCommand, StreamStartPlayer, SupportedFormat, PROTOCOL_VERSION,
+    BinaryKind, ClientHello, ClientState, ClientStateKind, ClientTime, DeviceInfo, Message, PlayerFormatRequest,
+    PlayerState, PlayerSupport, ServerCommand, StreamRequestFormat, StreamStartPlayer, SupportedFormat, PROTOCOL_VERSION,
 };
 use crate::session::{self, CloseCause, EventKind, SessionEvent, SessionHandle, Side};
 use crate::sync::filter::{ClockPublisher, FilterConfig, Measurement, TimeFilter};
@@ -69,6 +69,9 @@ pub struct PlayerConfig {
     /// Initial volume, 0 to 100.
     pub volume: u8,
     pub muted: bool,
+    /// A `stream/request-format` to send once per connection, this long
+    /// after the connection's first `stream/start`.
+    pub format_request: Option<(PlayerFormatRequest, Duration)>,
 }
 
 /// What the player reports as it runs.
@@ -208,6 +211,7 @@ impl Player {
         let mut poll = tokio::time::interval(STATE_POLL);
         let end = loop {
             let next_time_request = state.next_time_request();
+            let format_request = state.format_request_delay();
             tokio::select! {
                 _ = shutdown.as_mut() => {
                     handle.close(CloseCause::LocalGoodbye(GoodbyeReason::UserRequest));
@@ -219,6 +223,7 @@ impl Player {
                     None => break SessionEnd::Closed(CloseCause::Shutdown),
                 },
                 _ = sleep(next_time_request) => state.on_time_request_due(),
+                _ = sleep(format_request) => state.send_format_request(),
                 _ = poll.tick() => state.poll_playback(),
             }
         };
@@ -298,9 +303,13 @@ struct SessionState<'a> {
     schedule: SyncSchedule,
     /// When the outstanding `client/time` was queued, for the reply timeout.
     request_queued: Option<Instant>,
-    format: Option<AudioFormat>,
+    /// Decoder of the active stream, `None` until a valid `stream/start`.
+    decoder: Option<ChunkDecoder>,
     reported: Option<ClientStateKind>,
     rejected_chunks: u64,
+    /// When the configured `stream/request-format` is due.
+    format_request_due: Option<Instant>,
+    format_request_sent: bool,
 }
 
 impl<'a> SessionState<'a> {
@@ -312,10 +321,36 @@ impl<'a> SessionState<'a> {
             filter: TimeFilter::new(FilterConfig::default()),
             schedule: SyncSchedule::new(ScheduleConfig::default()),
             request_queued: None,
-            format: None,
+            decoder: None,
             reported: None,
             rejected_chunks: 0,
+            format_request_due: None,
+            format_request_sent: false,
         }
+    }
+
+    /// Time until the configured `stream/request-format` is due.
+    fn format_request_delay(&self) -> Duration {
+        match self.format_request_due {
+            Some(due) if !self.format_request_sent => due.saturating_duration_since(Instant::now()),
+            _ => Duration::from_secs(3600),
+        }
+    }
+
+    fn send_format_request(&mut self) {
+        if self.format_request_sent || self.format_request_due.is_none_or(|due| due > Instant::now()) {
+            return;
+        }
+        let Some((request, _)) = &self.player.config.format_request else {
+            return;
+        };
+        self.format_request_sent = true;
+        tracing::info!(?request, "requesting a stream format");
+        let message = Message::StreamRequestFormat(StreamRequestFormat {
+            player: Some(request.clone()),
+            ..Default::default()
+        });
+        let _ = self.handle.send_message(message);
     }
 
     /// Time until the next `client/time` is due or the outstanding one
@@ -408,7 +443,7 @@ impl<'a> SessionState<'a> {
             }
             Message::StreamEnd(end) => {
                 if roles_include(&end.roles, "player") {
-                    self.format = None;
+                    self.decoder = None;
                     self.player.scheduler.end_stream();
                     self.player.report(PlayerEvent::StreamEnded);
                 }
@@ -420,35 +455,41 @@ impl<'a> SessionState<'a> {
         }
     }
 
+    /// Starts a stream or changes its format. A new codec whose decoded
+    /// samples have the same rate, channels and bit depth keeps the
+    /// scheduler's stream, so the audio already buffered plays on and the
+    /// new chunks continue it without a break.
     fn start_stream(&mut self, player: &StreamStartPlayer) {
-        let format = match player.codec.parse::<Codec>() {
-            Ok(Codec::Pcm) => AudioFormat::pcm(player.sample_rate, player.channels, player.bit_depth),
-            Ok(codec) => {
-                tracing::error!(%codec, "the server started a stream in a codec this player does not decode yet");
-                self.format = None;
-                return;
-            }
-            Err(err) => {
-                tracing::error!(cause = %err, "stream/start with an unknown codec");
-                self.format = None;
+        let decoder = match ChunkDecoder::new(player) {
+            Ok(decoder) => decoder,
+            Err(reason) => {
+                tracing::error!(codec = %player.codec, %reason, "rejecting stream/start; this player plays no audio until a valid stream starts");
+                self.decoder = None;
+                self.player.scheduler.end_stream();
                 return;
             }
         };
-        if let Err(reason) = check_stream_format(&format) {
+        let format = decoder.format();
+        if let Err(reason) = check_stream_format(&decoder.output_format()) {
             tracing::error!(%format, %reason, "rejecting stream/start; this player plays no audio until a valid stream starts");
-            self.format = None;
+            self.decoder = None;
             self.player.scheduler.end_stream();
             return;
         }
-        match self.player.scheduler.start_stream(format) {
+        match self.player.scheduler.start_stream(decoder.output_format()) {
             Ok(()) => {
                 tracing::info!(%format, "stream started");
-                self.format = Some(format);
+                self.decoder = Some(decoder);
+                if self.format_request_due.is_none() {
+                    if let Some((_, after)) = &self.player.config.format_request {
+                        self.format_request_due = Some(Instant::now() + *after);
+                    }
+                }
                 self.player.report(PlayerEvent::StreamStarted { format });
             }
             Err(err) => {
                 tracing::error!(cause = %err, "cannot start the stream");
-                self.format = None;
+                self.decoder = None;
             }
         }
     }
@@ -459,17 +500,20 @@ impl<'a> SessionState<'a> {
             tracing::debug!(timestamp_us, "dropping an audio chunk with an impossible timestamp");
             return;
         }
-        let Some(format) = self.format else {
+        let Some(decoder) = self.decoder.as_mut() else {
             self.rejected_chunks += 1;
             if self.rejected_chunks == 1 {
                 tracing::warn!("audio chunk before stream/start; rejecting audio until a stream starts");
             }
             return;
         };
-        let mut samples = Vec::with_capacity(payload.len() / format.bytes_per_sample().max(1));
-        if let Err(err) = decode_pcm(payload, format.bit_depth, format.channels, &mut samples) {
-            tracing::warn!(cause = %err, "dropping an undecodable audio chunk");
-            return;
+        let mut samples = Vec::with_capacity(payload.len());
+        if let Err(reason) = decoder.decode(payload, &mut samples) {
+            // A corrupt chunk plays as silence so the chunks after it keep
+            // their place.
+            self.player.scheduler.record_corrupt_chunk();
+            tracing::warn!(timestamp_us, bytes = payload.len(), %reason, "corrupt audio chunk; playing silence in its place");
+            decoder.conceal(&mut samples);
         }
         if let Err(err) = self.player.scheduler.push_chunk(timestamp_us, samples) {
             tracing::debug!(cause = %err, "chunk not scheduled");
@@ -528,7 +572,7 @@ impl<'a> SessionState<'a> {
         }
         let status = self.player.scheduler.status();
         let clock = self.player.clock.shared().snapshot();
-        let failing = self.format.is_some() && status.state == PlaybackState::Buffering && status.buffered_us > 0 && !clock.converged;
+        let failing = self.decoder.is_some() && status.state == PlaybackState::Buffering && status.buffered_us > 0 && !clock.converged;
         let wanted = if failing {
             ClientStateKind::Error
         } else {

@@ -3,5 +3,7 @@
 //! the outputs that pull from it.
 
 pub mod client;
+pub mod decode;
+pub mod request;
 pub mod output;
 pub mod scheduler;

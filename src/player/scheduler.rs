@@ -99,6 +99,9 @@ pub struct PlaybackCounters {
     pub reanchors: u64,
     /// Times the anchored playback ran out of queued audio.
     pub underruns: u64,
+    /// Chunks that failed to decode and played as silence (or Opus
+    /// concealment) instead.
+    pub corrupt_chunks: u64,
 }
 
 impl PlaybackCounters {
@@ -109,6 +112,7 @@ impl PlaybackCounters {
         self.overflow_chunks_dropped += other.overflow_chunks_dropped;
         self.reanchors += other.reanchors;
         self.underruns += other.underruns;
+        self.corrupt_chunks += other.corrupt_chunks;
     }
 }
 
@@ -384,6 +388,12 @@ impl Scheduler {
         // the lock.
         drop(spare);
         result
+    }
+
+    /// Counts a chunk that failed to decode. The network side queues its
+    /// replacement with [`push_chunk`](Self::push_chunk).
+    pub fn record_corrupt_chunk(&self) {
+        self.lock().totals.corrupt_chunks += 1;
     }
 
     /// Sets the volume from 0 to 100 (values above 100 count as 100), mapped

@@ -12,14 +12,14 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_util::task::TaskTracker;
 
 use super::group::{EventSink, Group, Member, Pacing};
-use super::negotiate::choose_format;
+use super::negotiate::{answer_request, choose_format};
 use super::volume::{group_muted, group_volume, set_group_volume};
 use super::{Grouping, ServerConfig, ServerEvent, ServerStats};
 use crate::clock::now_us;
 use crate::dialect::Incoming;
 use crate::protocol::{
     activate_roles, ClientCommand, ClientHello, ClientState, ConnectionReason, ControllerState, Message, PlayerCommand,
-    ServerCommand, ServerHello, ServerState, PROTOCOL_VERSION,
+    ServerCommand, ServerHello, ServerState, StreamRequestFormat, PROTOCOL_VERSION,
 };
 use crate::session::{self, CloseCause, EventKind, SessionEvent, SessionHandle, SessionId, Side};
 
@@ -91,6 +91,7 @@ impl Core {
             lead_us: config.lead.as_micros() as i64,
             start_delay_us: config.start_delay.as_micros() as i64,
             join_margin_us: config.join_margin.as_micros() as i64,
+            encoder: config.encoder,
         };
         Core {
             config,
@@ -188,9 +189,7 @@ impl Core {
             Message::ClientState(state) => self.on_client_state(id, state),
             Message::ClientCommand(command) => self.on_client_command(id, command),
             Message::ClientTime(_) | Message::ClientGoodbye(_) => {}
-            Message::StreamRequestFormat(_) => {
-                tracing::info!(session = %id, "stream/request-format is not supported yet; keeping the current format");
-            }
+            Message::StreamRequestFormat(request) => self.on_request_format(id, request),
             other => self.reject(id, format!("{} is a server message", other.type_name())),
         }
     }
@@ -297,13 +296,48 @@ impl Core {
             tracing::warn!(client_id = %hello.client_id, "player sent no player@v1_support; it gets no audio");
             return None;
         };
-        match choose_format(&support.supported_formats) {
+        match choose_format(&support.supported_formats, self.config.forced_codec) {
             Ok(format) => Some((format, support.buffer_capacity.min(MAX_BUFFER_CAPACITY))),
             Err(reason) => {
                 tracing::warn!(client_id = %hello.client_id, %reason, "player gets no audio");
                 None
             }
         }
+    }
+
+    /// Switches a player's stream to the format it requests, or to the
+    /// closest format the server can produce.
+    fn on_request_format(&mut self, id: SessionId, request: StreamRequestFormat) {
+        let Some(client_id) = self.client_of(id).map(str::to_string) else {
+            self.reject(id, "stream/request-format before client/hello".into());
+            return;
+        };
+        let Some(wanted) = request.player else {
+            tracing::debug!(client_id, "ignoring stream/request-format without a player part");
+            return;
+        };
+        let client = &self.clients[&client_id];
+        let Some(group) = self.groups.get_mut(&client.group) else {
+            return;
+        };
+        let Some(current) = group.player_format(&client_id) else {
+            tracing::info!(client_id, "ignoring stream/request-format from a client that gets no audio");
+            return;
+        };
+        let answer = answer_request(current, &wanted);
+        if answer.adjusted {
+            tracing::warn!(
+                client_id,
+                requested = ?wanted,
+                answered = %answer.format,
+                "requested format cannot be produced; streaming the closest one"
+            );
+        }
+        if answer.format == current {
+            tracing::info!(client_id, format = %current, "requested format is the current one");
+            return;
+        }
+        group.change_format(&client_id, answer.format, self.pacing, now_us(), &self.events);
     }
 
     /// Returns the group a new client joins, creating it when needed.

@@ -2,11 +2,14 @@
 
 use std::collections::HashMap;
 
+use base64::Engine as _;
+
 use crate::audio::source::SourceDecoder;
 use crate::audio::AudioFormat;
 use crate::protocol::{GroupUpdate, Message, PlaybackState, StreamEnd, StreamStart, StreamStartPlayer};
 use crate::session::SessionHandle;
 
+use super::encode::EncoderSettings;
 use super::program::Program;
 use super::stream::PlayerStream;
 use super::{ServerEvent, SourcePlan};
@@ -38,6 +41,8 @@ pub struct Pacing {
     /// Late joiners start with the first chunk at least this far in the
     /// future, in microseconds, so it arrives before it is due.
     pub join_margin_us: i64,
+    /// Encoder settings for every player stream.
+    pub encoder: EncoderSettings,
 }
 
 impl Group {
@@ -57,6 +62,13 @@ impl Group {
 
     pub fn has_players(&self) -> bool {
         self.members.iter().any(|m| m.player.is_some())
+    }
+
+    /// Returns the negotiated format of member `client_id`, if it is a
+    /// player.
+    pub fn player_format(&self, client_id: &str) -> Option<AudioFormat> {
+        let member = self.members.iter().find(|m| m.client_id == client_id)?;
+        member.player.map(|(format, _)| format)
     }
 
     pub fn is_playing(&self) -> bool {
@@ -91,7 +103,7 @@ impl Group {
         };
         let _ = handle.send_message(Message::GroupUpdate(update));
         if is_player && self.program.is_some() {
-            self.start_stream(&client_id, now_us + pacing.join_margin_us, events);
+            self.start_stream(&client_id, now_us + pacing.join_margin_us, pacing.encoder, events);
         }
     }
 
@@ -136,7 +148,7 @@ impl Group {
             .collect();
         for client_id in players {
             self.send_group_state(&client_id);
-            self.start_stream(&client_id, start_us, events);
+            self.start_stream(&client_id, start_us, pacing.encoder, events);
         }
     }
 
@@ -150,7 +162,7 @@ impl Group {
         }
     }
 
-    fn start_stream(&mut self, client_id: &str, from_us: i64, events: &EventSink) {
+    fn start_stream(&mut self, client_id: &str, from_us: i64, encoder: EncoderSettings, events: &EventSink) {
         let (Some(program), Some(member)) = (self.program.as_mut(), self.members.iter().find(|m| m.client_id == client_id)) else {
             return;
         };
@@ -159,23 +171,14 @@ impl Group {
         };
         // Chunks from `from_us` on must exist before the stream can pick one.
         program.produce_until(from_us + 1);
-        let stream = match PlayerStream::new(format, capacity, program, from_us) {
+        let stream = match PlayerStream::new(format, capacity, program, from_us, encoder) {
             Ok(stream) => stream,
             Err(err) => {
                 tracing::error!(client_id, cause = %err, "cannot stream to player");
                 return;
             }
         };
-        let start = StreamStart {
-            player: Some(StreamStartPlayer {
-                codec: format.codec.as_str().to_string(),
-                sample_rate: format.sample_rate,
-                channels: format.channels,
-                bit_depth: format.bit_depth,
-                codec_header: None,
-            }),
-            ..Default::default()
-        };
+        let start = stream_start(&stream);
         if member.handle.send_message(Message::StreamStart(start)).is_ok() {
             events.emit(ServerEvent::StreamStarted {
                 client_id: client_id.to_string(),
@@ -185,8 +188,42 @@ impl Group {
         }
     }
 
+    /// Switches the stream of player `client_id` to `format` at a chunk
+    /// boundary, as [`PlayerStream::switch_format`] explains, and announces
+    /// it with a new `stream/start`. A change that needs a new output
+    /// format restarts the stream `pacing.join_margin_us` after `now_us`,
+    /// as for a late joiner. Other players' streams are not touched. A
+    /// stopped group only records the format for the player's next stream.
+    pub fn change_format(&mut self, client_id: &str, format: AudioFormat, pacing: Pacing, now_us: i64, events: &EventSink) {
+        let Some(member) = self.members.iter_mut().find(|m| m.client_id == client_id) else {
+            return;
+        };
+        let Some((current, capacity)) = member.player else {
+            return;
+        };
+        let (Some(program), Some(stream)) = (self.program.as_ref(), self.streams.get_mut(client_id)) else {
+            member.player = Some((format, capacity));
+            return;
+        };
+        if let Err(err) = stream.switch_format(format, program, now_us + pacing.join_margin_us) {
+            tracing::error!(client_id, from = %current, to = %format, cause = %err, "cannot change the stream format; keeping the current one");
+            return;
+        }
+        member.player = Some((format, capacity));
+        if member.handle.send_message(Message::StreamStart(stream_start(stream))).is_ok() {
+            tracing::info!(client_id, from = %current, to = %format, "stream format changed");
+            events.emit(ServerEvent::StreamStarted {
+                client_id: client_id.to_string(),
+                format,
+            });
+        }
+    }
+
     /// Produces audio up to the lead and sends each player what fits; ends
     /// the program once its last chunk has been heard.
+    // NOTE: every player's resampling and encoding runs here, in the
+    // server core's one task, so encoding uses one core however many the
+    // machine has (docs/benchmarks.md has the player counts this allows).
     pub fn pump(&mut self, pacing: Pacing, now_us: i64, events: &EventSink) {
         let Some(program) = self.program.as_mut() else {
             return;
@@ -231,6 +268,25 @@ impl Group {
         events.emit(ServerEvent::ProgramEnded {
             group_id: self.id.clone(),
         });
+    }
+}
+
+/// Builds the `stream/start` that announces `stream`'s format and codec
+/// header.
+fn stream_start(stream: &PlayerStream) -> StreamStart {
+    let format = stream.format;
+    let codec_header = stream
+        .codec_header()
+        .map(|header| base64::engine::general_purpose::STANDARD.encode(header));
+    StreamStart {
+        player: Some(StreamStartPlayer {
+            codec: format.codec.as_str().to_string(),
+            sample_rate: format.sample_rate,
+            channels: format.channels,
+            bit_depth: format.bit_depth,
+            codec_header,
+        }),
+        ..Default::default()
     }
 }
 

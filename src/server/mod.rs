@@ -6,6 +6,7 @@
 //! who is connected happens in one step in one place.
 
 mod core;
+mod encode;
 mod group;
 mod negotiate;
 mod program;
@@ -21,13 +22,14 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 
-use crate::audio::AudioFormat;
+use crate::audio::{AudioFormat, Codec};
 use crate::dialect::Dialect;
 use crate::session::{CloseCause, SessionId};
 use crate::transport::Limits;
 
 pub use self::core::ServerError;
-pub use negotiate::choose_format;
+pub use encode::EncoderSettings;
+pub use negotiate::{answer_request, choose_format, closest_producible, is_producible, FormatAnswer};
 pub use program::CHUNK_MS;
 pub use stats::{ServerStats, StatsSnapshot};
 
@@ -67,6 +69,10 @@ pub struct ServerConfig {
     pub start_delay: Duration,
     /// Minimum lead of the first chunk a late joiner receives.
     pub join_margin: Duration,
+    /// Codec every player gets, whatever it prefers; for testing players.
+    pub forced_codec: Option<Codec>,
+    /// Encoder settings, such as the Opus bitrate.
+    pub encoder: EncoderSettings,
 }
 
 impl ServerConfig {
@@ -83,6 +89,8 @@ impl ServerConfig {
             lead: Duration::from_millis(2000),
             start_delay: Duration::from_millis(1000),
             join_margin: Duration::from_millis(100),
+            forced_codec: None,
+            encoder: EncoderSettings::default(),
         }
     }
 }

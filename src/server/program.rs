@@ -59,6 +59,11 @@ impl Program {
         }
     }
 
+    /// Frames in every chunk but the source's last.
+    pub fn chunk_frames(&self) -> usize {
+        self.chunk_frames
+    }
+
     /// Server time in microseconds of the timeline frame `frame`.
     pub fn frame_time_us(&self, frame: u64) -> i64 {
         self.start_us + (frame as i128 * 1_000_000 / self.sample_rate as i128) as i64

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Serve one WAV file as PCM to cleartext Sendspin v1 players, using aiosendspin 10.2.1.
+"""Serve one WAV file to cleartext Sendspin v1 players, using aiosendspin 10.2.1.
 
 Run it inside the peers root, in the venv-sendspin venv. The server listens on
 127.0.0.1 only, at the fixed Sendspin path /sendspin, and accepts cleartext
@@ -11,6 +11,10 @@ SendspinServer.on_client_connect from its own aiohttp application instead.
 When the first client with the player@v1 role has finished its handshake,
 including its first client/state, the server starts a stream for that client's
 group and plays the file once. Players that arrive later join the same group.
+Each player gets the first format of its supported_formats that aiosendspin can
+encode, unless --codec names pcm, flac or opus: the script then sets
+aiosendspin's preferred-format override for each player to that codec, which
+picks the player's first format of that codec.
 Once the last sample's playback time has passed it sends stream/end, waits up
 to --grace seconds for the clients to leave, and exits.
 
@@ -18,6 +22,8 @@ Every line on stdout is one JSON object with an "event" key, in this order:
     listening            port, url
     source               the WAV file's PCM: format, frames, bytes, sha256
     client               a client finished its handshake: client_id, name, roles
+    codec_override       with --codec: client_id, codec, applied (false when
+                         the player offers no format of that codec)
     stream_started       the first commit: play_start_us, source format
     stream_start_sent    a stream/start on the wire: client_id, player format, resampled
     stream_end_sent      a stream/end on the wire: client_id
@@ -48,7 +54,7 @@ from typing import Any
 from aiohttp import web
 from aiosendspin.clock import Clock, RawMonotonicClock
 from aiosendspin.models.core import StreamEndMessage, StreamStartMessage
-from aiosendspin.models.types import Roles
+from aiosendspin.models.types import AudioCodec, Roles
 from aiosendspin.noise import Identity, InMemoryServerPairingStore
 from aiosendspin.server import (
     AudioFormat,
@@ -185,7 +191,9 @@ class WireTap:
             player=player_format,
             resampled=converted,
             note=(
-                "the server converts the source to this format with FFmpeg's aresample "
+                f"payloads are {player_format['codec']} packets encoded by FFmpeg through PyAV"
+                if player_format["codec"] != "pcm"
+                else "the server converts the source to this format with FFmpeg's aresample "
                 "filter through PyAV (soxr when the FFmpeg build has it, else swr), so "
                 "payloads differ from the source PCM"
                 if converted
@@ -202,9 +210,10 @@ def client_id_of(conn: SendspinConnection) -> str:
 class Player:
     """Waits for the first player, then plays the source once to its group."""
 
-    def __init__(self, server: SendspinServer, source: Source) -> None:
+    def __init__(self, server: SendspinServer, source: Source, codec: str | None) -> None:
         self.server = server
         self.source = source
+        self.codec = codec
         self.group: SendspinGroup | None = None
         self.first_player = asyncio.Event()
         self.background: set[asyncio.Task[None]] = set()
@@ -228,6 +237,8 @@ class Player:
         emit("client", client_id=client_id, name=client.name, roles=roles)
         if not client.check_role(Roles.PLAYER):
             return
+        if self.codec is not None:
+            self.force_codec(client_id, client)
         if self.group is None:
             self.group = client.group
             self.first_player.set()
@@ -235,6 +246,16 @@ class Player:
             task = asyncio.get_running_loop().create_task(self.group.add_client(client))
             self.background.add(task)
             task.add_done_callback(self.background.discard)
+
+    def force_codec(self, client_id: str, client: Any) -> None:
+        """Make the player's stream use --codec, through aiosendspin's override."""
+        role = client.role("player@v1")
+        applied = False
+        if role is None:
+            LOGGER.error("client %s has no player@v1 role object", client_id)
+        else:
+            applied = bool(role.set_preferred_format(None, AudioCodec(self.codec)))
+        emit("codec_override", client_id=client_id, codec=self.codec, applied=applied)
 
     async def play_once(self) -> None:
         await self.first_player.wait()
@@ -324,7 +345,7 @@ async def serve(args: argparse.Namespace, source: Source) -> int:
         allow_unencrypted=True,
         clock=clock,
     )
-    player = Player(server, source)
+    player = Player(server, source, args.codec)
     server.add_event_listener(player.on_event)
 
     app = web.Application()
@@ -362,7 +383,7 @@ async def serve(args: argparse.Namespace, source: Source) -> int:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Serve a WAV file as PCM to cleartext Sendspin v1 players (aiosendspin 10.2.1)."
+        description="Serve a WAV file to cleartext Sendspin v1 players (aiosendspin 10.2.1)."
     )
     parser.add_argument("--wav", required=True, help="signed 16/24/32-bit PCM WAV file to play once")
     parser.add_argument(
@@ -379,6 +400,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--sent-out", help="write the PCM payloads sent to the first player to this file"
+    )
+    parser.add_argument(
+        "--codec",
+        choices=["pcm", "flac", "opus"],
+        help="stream this codec to every player that offers it (default: the player's first choice)",
     )
     parser.add_argument("--name", default="resonate interop server", help="server name in server/hello")
     parser.add_argument("--verbose", action="store_true", help="log aiosendspin at DEBUG to stderr")

@@ -50,6 +50,30 @@ pub fn write_test_wav(path: &Path, sample_rate: u32, channels: u16, bits: u16, s
     samples
 }
 
+/// What `play --output wav:PATH` wrote: the samples as integers and the
+/// server time of the first one, from the file's `rsnt` chunk.
+pub struct Recording {
+    pub samples: Vec<i32>,
+    pub first_frame_server_us: i64,
+    pub spec: hound::WavSpec,
+}
+
+/// Reads a recording written by `play --output wav:PATH`.
+pub fn read_recording(path: &Path) -> Recording {
+    let mut reader = hound::WavReader::open(path).unwrap_or_else(|err| panic!("read {}: {err}", path.display()));
+    let spec = reader.spec();
+    let samples: Vec<i32> = reader.samples::<i32>().map(|s| s.unwrap()).collect();
+    let note = resonate::audio::wav::read_note(path)
+        .expect("read the note chunk")
+        .expect("the player writes a note chunk");
+    let note: serde_json::Value = serde_json::from_str(&note).expect("note is JSON");
+    Recording {
+        samples,
+        first_frame_server_us: note["first_frame_server_us"].as_i64().expect("first_frame_server_us"),
+        spec,
+    }
+}
+
 /// A server running in this process on a loopback port.
 pub struct TestServer {
     pub addr: SocketAddr,

@@ -34,6 +34,9 @@ pub struct Recording {
     /// Audio chunks as (server timestamp in microseconds, payload), sorted
     /// by timestamp. Chunks with equal timestamps keep their arrival order.
     pub chunks: Vec<(i64, Vec<u8>)>,
+    /// Codec and base64 codec header of the server's stream/start.
+    pub codec: String,
+    pub codec_header: Option<String>,
     /// Whether a stream/start for the player role arrived.
     pub stream_started: bool,
     /// Whether the recording ended at the player's stream/end, as opposed to
@@ -56,27 +59,39 @@ impl Recording {
     }
 }
 
-/// Connects to `url` as a player that supports exactly one PCM `format` and
-/// records the audio chunks it receives.
-///
-/// The client/hello offers only `format`; the first client/state reports the
-/// player synchronized, volume 100, not muted, static delay 0 and the lead
-/// and buffer above. Recording stops at the player's stream/end, when the
-/// server closes the connection, or after `max`; then the client sends
-/// client/goodbye ("shutdown") and closes the socket.
-///
-/// Returns an error when the connection or handshake fails or when the
-/// server starts a stream in a codec other than PCM.
+/// Connects to `url` as a player that supports exactly one PCM `format`;
+/// see [`record`].
 pub async fn record_pcm(
     url: &str,
     client_id: &str,
     format: PcmFormat,
     max: Duration,
 ) -> anyhow::Result<Recording> {
+    record(url, client_id, "pcm", format, max).await
+}
+
+/// Connects to `url` as a player that supports exactly `format` in `codec`
+/// and records the audio chunks it receives, undecoded.
+///
+/// The client/hello offers only that format; the first client/state reports the
+/// player synchronized, volume 100, not muted, static delay 0 and the lead
+/// and buffer above. Recording stops at the player's stream/end, when the
+/// server closes the connection, or after `max`; then the client sends
+/// client/goodbye ("shutdown") and closes the socket.
+///
+/// Returns an error when the connection or handshake fails or when the
+/// server starts a stream in another codec.
+pub async fn record(
+    url: &str,
+    client_id: &str,
+    codec: &str,
+    format: PcmFormat,
+    max: Duration,
+) -> anyhow::Result<Recording> {
     let (sample_rate, channels, bit_depth) = format;
     let player_support = PlayerV1Support {
         supported_formats: vec![AudioFormatSpec {
-            codec: "pcm".to_string(),
+            codec: codec.to_string(),
             channels,
             sample_rate,
             bit_depth,
@@ -107,6 +122,8 @@ pub async fn record_pcm(
     let mut recording = Recording {
         format,
         chunks: Vec::new(),
+        codec: codec.to_string(),
+        codec_header: None,
         stream_started: false,
         stream_ended: false,
     };
@@ -119,13 +136,14 @@ pub async fn record_pcm(
                 None => break,
                 Some(Message::StreamStart(start)) => {
                     let Some(player) = start.player else { continue };
-                    if player.codec != "pcm" {
+                    if player.codec != codec {
                         bail!(
-                            "server {url} started a {} stream, but player {client_id} offered only PCM",
+                            "server {url} started a {} stream, but player {client_id} offered only {codec}",
                             player.codec
                         );
                     }
                     recording.format = (player.sample_rate, player.channels, player.bit_depth);
+                    recording.codec_header = player.codec_header.clone();
                     recording.stream_started = true;
                 }
                 Some(Message::StreamEnd(end)) => {
