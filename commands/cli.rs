@@ -36,8 +36,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Play a server's stream through the sound card, a WAV file or nothing.
     Play(PlayArgs),
-    /// Find servers and players on the local network (not yet available).
-    Discover(PendingArgs),
+    /// Find servers and players on the local network over mDNS.
+    Discover(DiscoverArgs),
     /// Stress a server or player with connection storms (not yet available).
     Stress(PendingArgs),
     /// Show live sessions and clock offsets in a terminal UI (not yet available).
@@ -95,12 +95,24 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=10_000))]
     pub start_delay_ms: u64,
 
+    /// Connect to a player that waits for servers, at ws://HOST[:PORT][/PATH] (port 8928 and path /sendspin by default); repeat for more players. The server redials it after a `restart` goodbye or a lost connection.
+    #[arg(long = "client", value_name = "URL")]
+    pub clients: Vec<String>,
+
+    /// Neither advertise this server over mDNS nor browse for players that wait for servers.
+    #[arg(long)]
+    pub no_mdns: bool,
+
+    /// Network interface for mDNS, by name [default: loopback only when --listen is a loopback address, else every interface].
+    #[arg(long, value_name = "NAME", conflicts_with = "no_mdns")]
+    pub interface: Option<String>,
+
     /// Print server events as JSON lines on stdout.
     #[arg(long)]
     pub json: bool,
 
     /// Run a self-contained demonstration: serve a generated tone on a random loopback port to in-process players with null outputs, then print a sync report. Needs no file, sound card or network.
-    #[arg(long, conflicts_with_all = ["file", "listen"])]
+    #[arg(long, conflicts_with_all = ["file", "listen", "clients", "interface"])]
     pub demo: bool,
 
     /// Length of the demonstration in seconds.
@@ -173,6 +185,37 @@ pub struct PlayArgs {
     /// Print player events and a final report as JSON lines on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DiscoverArgs {
+    /// Connect to each endpoint, do the handshake and add its hello data, round trip and clock offset.
+    #[arg(long)]
+    pub probe: bool,
+
+    /// Print one JSON object per endpoint; with --watch, one JSON line per change.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Keep browsing and print endpoints as they appear, change and leave, until Ctrl-C or --timeout.
+    #[arg(long)]
+    pub watch: bool,
+
+    /// Seconds to browse (fractions allowed) [default: 3, or until Ctrl-C with --watch].
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub timeout: Option<f64>,
+
+    /// Network interface to browse on, by name [default: every interface].
+    #[arg(long, value_name = "NAME")]
+    pub interface: Option<String>,
+}
+
+/// Parses a positive number of seconds.
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if seconds > 0.0 && seconds <= 86_400.0 => Ok(seconds),
+        _ => Err(format!("invalid duration {text:?}; expected seconds between 0 and 86400, such as 2.5")),
+    }
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@
 
 mod cli;
 mod demo;
+mod discover;
 mod logging;
 mod play;
 mod serve;
@@ -60,7 +61,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Play(args) => play::run(args),
-        Command::Discover(_) => pending("discover"),
+        Command::Discover(args) => discover::run(args),
         Command::Stress(_) => pending("stress"),
         Command::Monitor(_) => pending("monitor"),
     };

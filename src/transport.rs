@@ -84,6 +84,11 @@ pub enum TransportError {
 ///
 /// The port defaults to 8927 and an empty path to `default_path`.
 pub fn parse_ws_url(text: &str, default_path: &str) -> Result<Url, TransportError> {
+    parse_ws_url_with_port(text, default_path, DEFAULT_SERVER_PORT)
+}
+
+/// Parses a `ws://` URL whose port defaults to `default_port`.
+pub fn parse_ws_url_with_port(text: &str, default_path: &str, default_port: u16) -> Result<Url, TransportError> {
     let invalid = |reason: &str| TransportError::InvalidUrl {
         url: text.to_string(),
         reason: reason.to_string(),
@@ -98,7 +103,7 @@ pub fn parse_ws_url(text: &str, default_path: &str) -> Result<Url, TransportErro
         return Err(invalid("no host; expected ws://HOST:PORT/PATH"));
     }
     if url.port().is_none() {
-        url.set_port(Some(DEFAULT_SERVER_PORT))
+        url.set_port(Some(default_port))
             .map_err(|()| invalid("cannot set the default port"))?;
     }
     if url.path().is_empty() || url.path() == "/" {
@@ -150,6 +155,35 @@ pub async fn connect(url: &Url, limits: &Limits) -> Result<ClientStream, Transpo
             url: url.to_string(),
             source,
         }),
+        Err(_) => Err(TransportError::ConnectTimeout {
+            url: url.to_string(),
+            timeout: limits.handshake_timeout,
+        }),
+    }
+}
+
+/// A WebSocket over a plain TCP connection, as accepted by a server or
+/// dialed by one.
+pub type PlainStream = WebSocketStream<TcpStream>;
+
+/// Opens a WebSocket to a `ws://` URL over plain TCP within the handshake
+/// timeout. Servers use it to dial players that wait for them.
+pub async fn dial(url: &Url, limits: &Limits) -> Result<PlainStream, TransportError> {
+    let connect_error = |source| TransportError::Connect {
+        url: url.to_string(),
+        source,
+    };
+    let dialing = async {
+        let addrs = url.socket_addrs(|| Some(DEFAULT_CLIENT_PORT)).map_err(|err| connect_error(err.into()))?;
+        let tcp = TcpStream::connect(&*addrs).await.map_err(|err| connect_error(err.into()))?;
+        let _ = tcp.set_nodelay(true);
+        let (ws, _response) = tokio_tungstenite::client_async_with_config(url.as_str(), tcp, Some(limits.websocket_config()))
+            .await
+            .map_err(connect_error)?;
+        Ok(ws)
+    };
+    match tokio::time::timeout(limits.handshake_timeout, dialing).await {
+        Ok(result) => result,
         Err(_) => Err(TransportError::ConnectTimeout {
             url: url.to_string(),
             timeout: limits.handshake_timeout,

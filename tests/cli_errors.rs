@@ -91,9 +91,32 @@ fn occupied_port_is_named() {
 
 #[test]
 fn pending_subcommands_exit_2() {
-    for name in ["discover", "stress", "monitor"] {
+    for name in ["stress", "monitor"] {
         assert_usage_error(&[name], &["not yet available"]);
     }
+}
+
+#[test]
+fn discover_timeout_must_be_positive() {
+    assert_usage_error(&["discover", "--timeout=-1"], &["\"-1\"", "seconds"]);
+    assert_usage_error(&["discover", "--timeout", "soon"], &["soon", "seconds"]);
+}
+
+#[test]
+fn serve_client_url_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("short.wav");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut writer = hound::WavWriter::create(&wav, spec).unwrap();
+    writer.write_sample(0i16).unwrap();
+    writer.finalize().unwrap();
+    let args = ["serve", wav.to_str().unwrap(), "--no-mdns", "--client", "http://127.0.0.1:8928/"];
+    assert_usage_error(&args, &["http://127.0.0.1:8928/", "--client", "ws://"]);
 }
 
 #[test]

@@ -7,10 +7,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::task::TaskTracker;
 
+use super::dial::{DialContext, DialRequest, DialSlots, Dialed};
 use super::group::{EventSink, Group, Member, Pacing};
 use super::negotiate::choose_format;
 use super::volume::{group_muted, group_volume, set_group_volume};
@@ -51,6 +52,9 @@ pub enum ServerError {
 struct SessionEntry {
     handle: SessionHandle,
     client_id: Option<String>,
+    /// For a session the server dialed: where its dial loop waits for the
+    /// close cause.
+    dial_loop: Option<oneshot::Sender<CloseCause>>,
 }
 
 /// A registered client: one per `client_id`, ever.
@@ -79,6 +83,8 @@ pub(super) struct Core {
     clients: HashMap<String, Client>,
     groups: HashMap<String, Group>,
     pacing: Pacing,
+    /// Dial loops by player address.
+    dial_slots: DialSlots,
 }
 
 impl Core {
@@ -99,11 +105,24 @@ impl Core {
             clients: HashMap::new(),
             groups: HashMap::new(),
             pacing,
+            dial_slots: DialSlots::default(),
         }
     }
 
-    pub(super) async fn run(mut self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), super::ServerError> {
+    pub(super) async fn run(
+        mut self,
+        listener: TcpListener,
+        mut dial_requests: mpsc::UnboundedReceiver<DialRequest>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), super::ServerError> {
         let (accepted_tx, mut accepted) = mpsc::channel::<(WebSocketStream<TcpStream>, SocketAddr)>(64);
+        let (dialed_tx, mut dialed) = mpsc::channel::<Dialed>(64);
+        let dial_context = DialContext {
+            limits: self.config.limits.clone(),
+            backoff: self.config.dial_backoff,
+            dialed: dialed_tx,
+            events: self.events.clone(),
+        };
         let mut pump = tokio::time::interval(PUMP_INTERVAL);
         pump.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         tokio::pin!(shutdown);
@@ -117,11 +136,17 @@ impl Core {
                     Err(err) if is_transient(&err) => tracing::warn!(cause = %err, "accept failed; continuing"),
                     Err(err) => break Err(super::ServerError::Accept(err)),
                 },
-                Some((ws, peer)) = accepted.recv() => self.open_session(ws, peer),
+                Some((ws, peer)) = accepted.recv() => self.open_session(ws, peer, None),
+                Some(request) = dial_requests.recv() => self.dial_slots.apply(request, &dial_context, &self.tracker),
+                Some(connection) = dialed.recv() => self.open_dialed(connection),
                 Some(event) = self.session_events.recv() => self.on_session_event(event),
                 _ = pump.tick() => self.pump_groups(),
             }
         };
+        // Loops that still try to hand over a connection find the channel
+        // closed and end.
+        drop(dialed);
+        self.dial_slots.stop_all();
         self.shut_down().await;
         result
     }
@@ -142,7 +167,17 @@ impl Core {
         });
     }
 
-    fn open_session(&mut self, ws: WebSocketStream<TcpStream>, peer: SocketAddr) {
+    /// Opens a session on a connection a dial loop made, unless a newer
+    /// loop for the same address has replaced that loop.
+    fn open_dialed(&mut self, connection: Dialed) {
+        if !self.dial_slots.is_current(&connection.address, connection.generation) {
+            tracing::debug!(address = %connection.address, "dropping a connection of a replaced dial loop");
+            return;
+        }
+        self.open_session(connection.ws, connection.peer, Some(connection.closed));
+    }
+
+    fn open_session(&mut self, ws: WebSocketStream<TcpStream>, peer: SocketAddr, dial_loop: Option<oneshot::Sender<CloseCause>>) {
         let handle = session::spawn(
             ws,
             peer,
@@ -153,7 +188,12 @@ impl Core {
             &self.tracker,
         );
         self.events.emit(ServerEvent::SessionOpened { session: handle.id, peer });
-        self.sessions.insert(handle.id, SessionEntry { handle, client_id: None });
+        let entry = SessionEntry {
+            handle,
+            client_id: None,
+            dial_loop,
+        };
+        self.sessions.insert(entry.handle.id, entry);
     }
 
     fn on_session_event(&mut self, event: SessionEvent) {
@@ -222,6 +262,7 @@ impl Core {
         // Replace-and-evict in one step: the registry never holds two
         // sessions for one client_id.
         let client_id = hello.client_id.clone();
+        let group_id = self.group_for(&client_id);
         if let Some(old) = self.clients.remove(&client_id) {
             old.handle.close(CloseCause::Replaced);
             if let Some(group) = self.groups.get_mut(&old.group) {
@@ -233,7 +274,6 @@ impl Core {
                 new: id,
             });
         }
-        let group_id = self.group_for(&client_id);
         let client = Client {
             session: id,
             handle: handle.clone(),
@@ -254,7 +294,7 @@ impl Core {
             name: self.config.name.clone(),
             version: PROTOCOL_VERSION,
             active_roles: activation.active.clone(),
-            connection_reason: ConnectionReason::Playback,
+            connection_reason: self.connection_reason(&group_id),
         };
         let _ = handle.send_message(Message::ServerHello(server_hello));
         self.events.emit(ServerEvent::ClientJoined {
@@ -273,6 +313,15 @@ impl Core {
         let group = self.groups.get_mut(&group_id).expect("group_for creates the group");
         group.join(member, &self.config.source, self.pacing, now, &self.events);
         self.send_controller_state(&group_id);
+    }
+
+    /// Returns `playback` when the client's group is playing, so the client
+    /// is needed for playback now, and `discovery` otherwise.
+    fn connection_reason(&self, group_id: &str) -> ConnectionReason {
+        match self.groups.get(group_id) {
+            Some(group) if group.is_playing() => ConnectionReason::Playback,
+            _ => ConnectionReason::Discovery,
+        }
     }
 
     fn negotiate(&self, hello: &ClientHello) -> Option<(crate::audio::AudioFormat, u64)> {
@@ -436,7 +485,13 @@ impl Core {
 
     fn on_closed(&mut self, id: SessionId, cause: CloseCause) {
         let registered = self.client_of(id).is_some();
-        let client_id = self.sessions.remove(&id).and_then(|entry| entry.client_id);
+        let (client_id, dial_loop) = match self.sessions.remove(&id) {
+            Some(entry) => (entry.client_id, entry.dial_loop),
+            None => (None, None),
+        };
+        if let Some(dial_loop) = dial_loop {
+            let _ = dial_loop.send(cause.clone());
+        }
         // Only the registered session removes its client; a replaced session
         // was unregistered in the step that replaced it.
         if let (true, Some(client_id)) = (registered, &client_id) {

@@ -235,6 +235,7 @@ impl Group {
 }
 
 /// The channel a group reports its events on.
+#[derive(Clone)]
 pub struct EventSink(pub tokio::sync::broadcast::Sender<ServerEvent>);
 
 impl EventSink {

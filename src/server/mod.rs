@@ -6,6 +6,7 @@
 //! who is connected happens in one step in one place.
 
 mod core;
+pub mod dial;
 mod group;
 mod negotiate;
 mod program;
@@ -18,7 +19,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
 use crate::audio::AudioFormat;
 use crate::dialect::Dialect;
@@ -26,6 +27,7 @@ use crate::session::{CloseCause, SessionId};
 use crate::transport::Limits;
 
 pub use self::core::ServerError;
+pub use dial::{DialBackoff, Dialer};
 pub use negotiate::choose_format;
 pub use program::CHUNK_MS;
 
@@ -65,6 +67,8 @@ pub struct ServerConfig {
     pub start_delay: Duration,
     /// Minimum lead of the first chunk a late joiner receives.
     pub join_margin: Duration,
+    /// Reconnection timing of server-initiated connections.
+    pub dial_backoff: DialBackoff,
 }
 
 impl ServerConfig {
@@ -81,6 +85,7 @@ impl ServerConfig {
             lead: Duration::from_millis(2000),
             start_delay: Duration::from_millis(1000),
             join_margin: Duration::from_millis(100),
+            dial_backoff: DialBackoff::default(),
         }
     }
 }
@@ -99,18 +104,38 @@ pub enum ServerEvent {
     StreamEnded { client_id: String, chunks_sent: u64 },
     /// The one close report of a session, with its cause.
     SessionClosed { session: SessionId, client_id: Option<String>, cause: CloseCause },
+    /// A dial loop for the player at `address` (`host:port`) started.
+    DialStarted { address: String, url: String },
+    /// The dial loop for `address` ended, for the reason given.
+    DialStopped { address: String, reason: String },
 }
 
 /// A server ready to run on a bound listener.
 pub struct Server {
     config: ServerConfig,
     events: broadcast::Sender<ServerEvent>,
+    dial_requests_tx: mpsc::UnboundedSender<dial::DialRequest>,
+    dial_requests: mpsc::UnboundedReceiver<dial::DialRequest>,
 }
 
 impl Server {
     pub fn new(config: ServerConfig) -> Server {
         let (events, _) = broadcast::channel(4096);
-        Server { config, events }
+        let (dial_requests_tx, dial_requests) = mpsc::unbounded_channel();
+        Server {
+            config,
+            events,
+            dial_requests_tx,
+            dial_requests,
+        }
+    }
+
+    /// Returns the handle that makes the running server dial players.
+    /// Requests made before `run` are applied when it starts.
+    pub fn dialer(&self) -> Dialer {
+        Dialer {
+            requests: self.dial_requests_tx.clone(),
+        }
     }
 
     /// Subscribes to the server's events; subscribe before `run`.
@@ -121,6 +146,8 @@ impl Server {
     /// Serves on `listener` until `shutdown` completes, then closes every
     /// session and waits for their tasks.
     pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-        self::core::Core::new(self.config, self.events).run(listener, shutdown).await
+        self::core::Core::new(self.config, self.events)
+            .run(listener, self.dial_requests, shutdown)
+            .await
     }
 }
