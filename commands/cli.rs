@@ -126,9 +126,25 @@ pub struct ServeArgs {
 
 #[derive(Debug, Args)]
 pub struct PlayArgs {
-    /// Server URL, ws://HOST[:PORT][/PATH]; port 8927 and path /sendspin by default.
-    #[arg(long, short = 's', required_unless_present = "list_devices")]
+    /// Server URL, ws://HOST[:PORT][/PATH]; port 8927 and path /sendspin by default. Without --server and --listen, play looks for a server over mDNS, preferring the one that last played here.
+    #[arg(long, short = 's')]
     pub server: Option<String>,
+
+    /// Wait for servers to connect instead of dialing one: listen on ADDR:PORT [default when given without a value: 0.0.0.0:8928] at /sendspin and advertise _sendspin._tcp over mDNS. When a second server connects, the protocol's rules pick the one to keep.
+    #[arg(long, value_name = "ADDR:PORT", num_args = 0..=1, default_missing_value = "0.0.0.0:8928", conflicts_with = "server")]
+    pub listen: Option<SocketAddr>,
+
+    /// With --listen, do not advertise over mDNS; servers must be given this player's URL.
+    #[arg(long, requires = "listen")]
+    pub no_mdns: bool,
+
+    /// Network interface for mDNS, by name [default: loopback only for a loopback --listen address, else every interface].
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["server", "no_mdns"])]
+    pub interface: Option<String>,
+
+    /// File that keeps the id of the server that last played here [default: $XDG_STATE_HOME/resonate/last-played-CLIENT_ID.json, or under ~/.local/state].
+    #[arg(long, value_name = "PATH", env = "RESONATE_STATE_FILE")]
+    pub state_file: Option<PathBuf>,
 
     /// Where audio goes: default (the default sound card), device:NAME, wav:PATH (writes exactly what would be played) or null.
     #[arg(long, short = 'o', default_value = "default")]

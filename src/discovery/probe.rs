@@ -29,6 +29,9 @@ use crate::transport::{self, Limits, PlainStream};
 /// Clock exchanges (or pings) a probe makes.
 const SAMPLES: usize = 5;
 
+/// Time a client probe waits for the client's first `client/time`.
+const CLIENT_TIME_WAIT: Duration = Duration::from_secs(1);
+
 /// What a probe learned about an endpoint.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct ProbeReport {
@@ -224,43 +227,62 @@ impl Peer {
         // Client stamps (T1) with this host's receive time, for the offset.
         let mut client_times: Vec<(i64, i64)> = Vec::new();
         let mut best_rtt: Option<i64> = None;
-        'pings: for _ in 0..SAMPLES {
-            let sent = now_us();
-            let payload = sent.to_be_bytes().to_vec();
-            if self.ws.send(WsMessage::Ping(payload.clone().into())).await.is_err() {
+        // Pings first, then up to CLIENT_TIME_WAIT for a client/time when
+        // none has arrived yet.
+        let mut pings_left = SAMPLES;
+        let mut outstanding: Option<(i64, Vec<u8>)> = None;
+        let wait_end = Instant::now() + CLIENT_TIME_WAIT;
+        loop {
+            if outstanding.is_none() && pings_left > 0 {
+                let sent = now_us();
+                let payload = sent.to_be_bytes().to_vec();
+                if self.ws.send(WsMessage::Ping(payload.clone().into())).await.is_err() {
+                    break;
+                }
+                pings_left -= 1;
+                outstanding = Some((sent, payload));
+            }
+            let done_pinging = outstanding.is_none() && pings_left == 0;
+            if done_pinging && (!client_times.is_empty() || Instant::now() >= wait_end) {
                 break;
             }
-            loop {
-                let Some(frame) = self.next_frame("a pong").await? else {
-                    break 'pings;
-                };
-                let received = now_us();
-                match frame {
-                    WsMessage::Pong(data) if data.as_ref() == payload.as_slice() => {
-                        report.samples += 1;
-                        let rtt = received - sent;
-                        best_rtt = Some(best_rtt.map_or(rtt, |best| best.min(rtt)));
+            let frame = if done_pinging {
+                match timeout_at(wait_end.min(self.deadline), self.ws.next()).await {
+                    Ok(Some(Ok(frame))) => frame,
+                    _ => break,
+                }
+            } else {
+                match self.next_frame("a pong").await? {
+                    Some(frame) => frame,
+                    None => break,
+                }
+            };
+            let received = now_us();
+            match frame {
+                WsMessage::Pong(data) if outstanding.as_ref().is_some_and(|(_, payload)| data.as_ref() == payload.as_slice()) => {
+                    let (sent, _) = outstanding.take().expect("checked above");
+                    report.samples += 1;
+                    let rtt = received - sent;
+                    best_rtt = Some(best_rtt.map_or(rtt, |best| best.min(rtt)));
+                }
+                WsMessage::Text(_) => match SendspinV1Codec.decode(frame) {
+                    Ok(Incoming::Message(Message::ClientTime(time))) => {
+                        client_times.push((time.client_transmitted, received));
+                        let reply = ServerTime {
+                            client_transmitted: time.client_transmitted,
+                            server_received: received,
+                            server_transmitted: now_us(),
+                        };
+                        let _ = self.send(Message::ServerTime(reply)).await;
+                    }
+                    Ok(Incoming::Message(Message::ClientGoodbye(goodbye))) => {
+                        report.goodbye = Some(goodbye.reason);
                         break;
                     }
-                    WsMessage::Text(_) => match SendspinV1Codec.decode(frame) {
-                        Ok(Incoming::Message(Message::ClientTime(time))) => {
-                            client_times.push((time.client_transmitted, received));
-                            let reply = ServerTime {
-                                client_transmitted: time.client_transmitted,
-                                server_received: received,
-                                server_transmitted: now_us(),
-                            };
-                            let _ = self.send(Message::ServerTime(reply)).await;
-                        }
-                        Ok(Incoming::Message(Message::ClientGoodbye(goodbye))) => {
-                            report.goodbye = Some(goodbye.reason);
-                            break 'pings;
-                        }
-                        _ => {}
-                    },
-                    WsMessage::Close(_) => break 'pings,
                     _ => {}
-                }
+                },
+                WsMessage::Close(_) => break,
+                _ => {}
             }
         }
         report.rtt_us = best_rtt;

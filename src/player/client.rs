@@ -6,19 +6,22 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::time::{sleep, Instant};
 use tokio_util::task::TaskTracker;
 use url::Url;
 
 use super::scheduler::{PlaybackState, Scheduler};
+use super::servers::{choose_server, Choice, LastPlayed, LastPlayedStore, ServerSide};
 use crate::audio::convert::decode_pcm;
 use crate::audio::{AudioFormat, Codec};
 use crate::clock::now_us;
 use crate::dialect::{Dialect, Incoming};
 use crate::protocol::{
-    BinaryKind, ClientHello, ClientState, ClientStateKind, ClientTime, DeviceInfo, Message, PlayerState, PlayerSupport,
-    ServerCommand, StreamStartPlayer, SupportedFormat, PROTOCOL_VERSION,
+    BinaryKind, ClientHello, ClientState, ClientStateKind, ClientTime, ConnectionReason, DeviceInfo, Message,
+    PlaybackState as GroupPlayback, PlayerState, PlayerSupport, ServerCommand, ServerHello, StreamStartPlayer,
+    SupportedFormat, PROTOCOL_VERSION,
 };
 use crate::session::{self, CloseCause, EventKind, SessionEvent, SessionHandle, Side};
 use crate::sync::filter::{ClockPublisher, FilterConfig, Measurement, TimeFilter};
@@ -74,7 +77,18 @@ pub struct PlayerConfig {
 /// What the player reports as it runs.
 #[derive(Clone, Debug, PartialEq)]
 pub enum PlayerEvent {
-    Connected { server_id: String, server_name: String, active_roles: Vec<String> },
+    Connected {
+        server_id: String,
+        server_name: String,
+        active_roles: Vec<String>,
+        connection_reason: ConnectionReason,
+    },
+    /// A server that connected while another was current lost the choice
+    /// and got `client/goodbye` with `another_server`.
+    ServerRejected { server_id: String, connection_reason: ConnectionReason },
+    /// The current server lost the choice to a newly connected one and got
+    /// `client/goodbye` with `another_server`.
+    ServerSwitched { from: String, to: String },
     StreamStarted { format: AudioFormat },
     StreamEnded,
     Disconnected { cause: CloseCause },
@@ -97,12 +111,30 @@ pub struct Player {
     scheduler: Arc<Scheduler>,
     clock: ClockPublisher,
     events: Option<mpsc::UnboundedSender<PlayerEvent>>,
+    last_played: Option<LastPlayedStore>,
+    /// The stored last-played server id, read once and kept in step with
+    /// the file.
+    last_played_id: std::sync::Mutex<Option<String>>,
+    /// Whether servers dial this player (`run_listening`).
+    listening: bool,
 }
 
 /// Why one session ended, as the reconnect loop sees it.
 enum SessionEnd {
     Closed(CloseCause),
     Shutdown,
+    /// A newly connected server won the choice; the old session is closed.
+    Switched(Candidate),
+}
+
+/// A server-initiated session whose handshake is done, waiting for the
+/// player to choose it or reject it.
+struct Candidate {
+    handle: SessionHandle,
+    events: mpsc::Receiver<SessionEvent>,
+    hello: ServerHello,
+    /// The `server/hello` event, replayed to the session state on adoption.
+    hello_event: SessionEvent,
 }
 
 impl Player {
@@ -114,6 +146,40 @@ impl Player {
             scheduler,
             clock,
             events: None,
+            last_played: None,
+            last_played_id: std::sync::Mutex::new(None),
+            listening: false,
+        }
+    }
+
+    /// Keeps the server that last played in `store`, and prefers it when
+    /// two servers connect for discovery.
+    pub fn with_last_played(mut self, store: LastPlayedStore) -> Player {
+        *self.last_played_id.lock().expect("last-played lock") = store.load().map(|last| last.server_id);
+        self.last_played = Some(store);
+        self
+    }
+
+    fn last_played_id(&self) -> Option<String> {
+        self.last_played_id.lock().expect("last-played lock").clone()
+    }
+
+    /// Stores `server_id` as the last-played server when it changed.
+    fn remember_played(&self, server_id: &str, url: Option<String>) {
+        let Some(store) = &self.last_played else {
+            return;
+        };
+        let mut cached = self.last_played_id.lock().expect("last-played lock");
+        if cached.as_deref() == Some(server_id) {
+            return;
+        }
+        let last = LastPlayed {
+            server_id: server_id.to_string(),
+            url,
+        };
+        match store.save(&last) {
+            Ok(()) => *cached = Some(server_id.to_string()),
+            Err(err) => tracing::warn!(path = %store.path().display(), cause = %err, "cannot store the last-played server"),
         }
     }
 
@@ -149,7 +215,8 @@ impl Player {
                     let started = Instant::now();
                     let peer = peer_addr(&ws);
                     match self.run_session(ws, peer, &mut shutdown).await {
-                        SessionEnd::Shutdown => return Ok(()),
+                        // A dialing player has no candidates to switch to.
+                        SessionEnd::Shutdown | SessionEnd::Switched(_) => return Ok(()),
                         SessionEnd::Closed(cause) => {
                             if was_replaced(&cause) {
                                 self.report(PlayerEvent::Disconnected { cause });
@@ -198,13 +265,30 @@ impl Player {
         shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
     ) -> SessionEnd {
         let tracker = TaskTracker::new();
-        let (events_tx, mut events) = mpsc::channel(1024);
+        let (events_tx, events) = mpsc::channel(1024);
         let codec = self.config.dialect.codec();
         let handle = session::spawn(ws, peer, Side::Client, codec, self.config.limits.clone(), events_tx, &tracker);
         tracker.close();
-        let mut state = SessionState::new(self, handle.clone());
         let _ = handle.send_message(Message::ClientHello(self.hello()));
+        let end = self.drive(handle, events, None, shutdown, None).await;
+        tracker.wait().await;
+        end
+    }
 
+    /// Runs one session until it closes, `shutdown` completes or, with
+    /// `candidates`, a newly connected server wins the choice.
+    async fn drive(
+        &self,
+        handle: SessionHandle,
+        mut events: mpsc::Receiver<SessionEvent>,
+        replay: Option<SessionEvent>,
+        shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+        mut candidates: Option<&mut mpsc::Receiver<Candidate>>,
+    ) -> SessionEnd {
+        let mut state = SessionState::new(self, handle.clone());
+        if let Some(event) = replay {
+            state.on_event(event);
+        }
         let mut poll = tokio::time::interval(STATE_POLL);
         let end = loop {
             let next_time_request = state.next_time_request();
@@ -218,11 +302,17 @@ impl Player {
                     Some(event) => state.on_event(event),
                     None => break SessionEnd::Closed(CloseCause::Shutdown),
                 },
+                candidate = next_candidate(&mut candidates) => {
+                    if let Some(end) = self.choose(&state, candidate) {
+                        handle.close(CloseCause::LocalGoodbye(GoodbyeReason::AnotherServer));
+                        break end;
+                    }
+                }
                 _ = sleep(next_time_request) => state.on_time_request_due(),
                 _ = poll.tick() => state.poll_playback(),
             }
         };
-        if matches!(end, SessionEnd::Shutdown) {
+        if !matches!(end, SessionEnd::Closed(_)) {
             // Drain until the one Closed event, so the goodbye goes out.
             while let Some(event) = events.recv().await {
                 if matches!(event.kind, EventKind::Closed(_)) {
@@ -231,8 +321,107 @@ impl Player {
             }
         }
         self.scheduler.end_stream();
-        tracker.wait().await;
         end
+    }
+
+    /// Applies the multiple-server rules to the current session and a new
+    /// candidate. Returns the end of the current session when the candidate
+    /// wins; otherwise says goodbye to the candidate.
+    fn choose(&self, state: &SessionState<'_>, candidate: Candidate) -> Option<SessionEnd> {
+        let new = ServerSide {
+            server_id: &candidate.hello.server_id,
+            reason: candidate.hello.connection_reason,
+        };
+        let last_played = self.last_played_id();
+        let choice = match &state.server {
+            Some((server_id, reason)) => {
+                let current = ServerSide {
+                    server_id,
+                    reason: *reason,
+                };
+                choose_server(current, new, last_played.as_deref())
+            }
+            // The current session has not finished its handshake.
+            None => Choice::SwitchToNew,
+        };
+        match choice {
+            Choice::SwitchToNew => {
+                let from = state.server.as_ref().map(|(id, _)| id.clone()).unwrap_or_default();
+                tracing::info!(%from, to = %candidate.hello.server_id, "switching to a newly connected server");
+                self.report(PlayerEvent::ServerSwitched {
+                    from,
+                    to: candidate.hello.server_id.clone(),
+                });
+                Some(SessionEnd::Switched(candidate))
+            }
+            Choice::KeepCurrent => {
+                tracing::info!(server_id = %candidate.hello.server_id, "keeping the current server; the new one gets another_server");
+                self.report(PlayerEvent::ServerRejected {
+                    server_id: candidate.hello.server_id.clone(),
+                    connection_reason: candidate.hello.connection_reason,
+                });
+                candidate.handle.close(CloseCause::LocalGoodbye(GoodbyeReason::AnotherServer));
+                None
+            }
+        }
+    }
+
+    /// Waits for servers to connect on `listener` (server-initiated
+    /// connections) and plays from the one the multiple-server rules pick,
+    /// until `shutdown` completes. Never dials out.
+    pub async fn run_listening(mut self, listener: TcpListener, path: String, shutdown: impl Future<Output = ()>) -> Result<(), PlayerError> {
+        self.listening = true;
+        tokio::pin!(shutdown);
+        let tracker = TaskTracker::new();
+        let (candidates_tx, mut candidates) = mpsc::channel::<Candidate>(8);
+        let acceptor = Acceptor {
+            path,
+            limits: self.config.limits.clone(),
+            dialect: self.config.dialect,
+            hello: self.hello(),
+            candidates: candidates_tx,
+            tracker: tracker.clone(),
+        };
+        let accepting = tracker.spawn(acceptor.run(listener));
+        let mut next: Option<Candidate> = None;
+        loop {
+            let candidate = match next.take() {
+                Some(candidate) => candidate,
+                None => tokio::select! {
+                    _ = &mut shutdown => break,
+                    Some(candidate) = candidates.recv() => candidate,
+                },
+            };
+            let Candidate {
+                handle,
+                events,
+                hello_event,
+                ..
+            } = candidate;
+            match self.drive(handle.clone(), events, Some(hello_event), &mut shutdown, Some(&mut candidates)).await {
+                SessionEnd::Shutdown => break,
+                SessionEnd::Switched(candidate) => next = Some(candidate),
+                SessionEnd::Closed(cause) => self.report(PlayerEvent::Disconnected { cause }),
+            }
+        }
+
+        accepting.abort();
+        candidates.close();
+        while let Ok(candidate) = candidates.try_recv() {
+            candidate.handle.close(CloseCause::LocalGoodbye(GoodbyeReason::Shutdown));
+        }
+        tracker.close();
+        let _ = tokio::time::timeout(Duration::from_secs(3), tracker.wait()).await;
+        Ok(())
+    }
+
+    /// The URL this player dials, or `None` when servers dial it.
+    fn dialed_url(&self) -> Option<String> {
+        if self.listening {
+            None
+        } else {
+            Some(self.config.url.to_string())
+        }
     }
 
     fn hello(&self) -> ClientHello {
@@ -254,6 +443,112 @@ impl Player {
             artwork_support: None,
             visualizer_support: None,
             extra: Default::default(),
+        }
+    }
+}
+
+/// Waits for the next candidate, or forever without a candidate source.
+async fn next_candidate(candidates: &mut Option<&mut mpsc::Receiver<Candidate>>) -> Candidate {
+    match candidates {
+        Some(receiver) => match receiver.recv().await {
+            Some(candidate) => candidate,
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// Accepts server-initiated connections and hands each one, once its
+/// handshake is done, to the player as a [`Candidate`].
+struct Acceptor {
+    path: String,
+    limits: Limits,
+    dialect: Dialect,
+    hello: ClientHello,
+    candidates: mpsc::Sender<Candidate>,
+    tracker: TaskTracker,
+}
+
+impl Acceptor {
+    async fn run(self, listener: TcpListener) {
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    tracing::warn!(cause = %err, "accepting a server connection failed; continuing");
+                    sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let handshake = Handshake {
+                path: self.path.clone(),
+                limits: self.limits.clone(),
+                dialect: self.dialect,
+                hello: self.hello.clone(),
+                candidates: self.candidates.clone(),
+                tracker: self.tracker.clone(),
+            };
+            self.tracker.spawn(handshake.run(stream, peer));
+        }
+    }
+}
+
+/// The handshake of one server-initiated connection: the WebSocket upgrade,
+/// `client/hello` out and `server/hello` in.
+struct Handshake {
+    path: String,
+    limits: Limits,
+    dialect: Dialect,
+    hello: ClientHello,
+    candidates: mpsc::Sender<Candidate>,
+    tracker: TaskTracker,
+}
+
+impl Handshake {
+    async fn run(self, stream: tokio::net::TcpStream, peer: SocketAddr) {
+        let ws = match transport::accept(stream, &peer.to_string(), &self.path, &self.limits).await {
+            Ok(ws) => ws,
+            Err(err) => {
+                tracing::info!(%peer, cause = %err, "server connection rejected");
+                return;
+            }
+        };
+        let (events_tx, mut events) = mpsc::channel(1024);
+        let codec = self.dialect.codec();
+        let handle = session::spawn(ws, peer, Side::Client, codec, self.limits, events_tx, &self.tracker);
+        let _ = handle.send_message(Message::ClientHello(self.hello));
+        // The session closes itself when the handshake times out.
+        while let Some(event) = events.recv().await {
+            match event.kind {
+                EventKind::Received {
+                    incoming: Incoming::Message(Message::ServerHello(hello)),
+                    received_us,
+                } => {
+                    let hello_event = SessionEvent {
+                        session: event.session,
+                        kind: EventKind::Received {
+                            incoming: Incoming::Message(Message::ServerHello(hello.clone())),
+                            received_us,
+                        },
+                    };
+                    let candidate = Candidate {
+                        handle,
+                        events,
+                        hello,
+                        hello_event,
+                    };
+                    if let Err(refused) = self.candidates.send(candidate).await {
+                        refused.0.handle.close(CloseCause::LocalGoodbye(GoodbyeReason::Shutdown));
+                    }
+                    return;
+                }
+                EventKind::Closed(cause) => {
+                    tracing::info!(%peer, %cause, "server connection closed during the handshake");
+                    return;
+                }
+                _ => {}
+            }
         }
     }
 }
@@ -301,6 +596,8 @@ struct SessionState<'a> {
     format: Option<AudioFormat>,
     reported: Option<ClientStateKind>,
     rejected_chunks: u64,
+    /// The server's id and connection reason, from `server/hello`.
+    server: Option<(String, ConnectionReason)>,
 }
 
 impl<'a> SessionState<'a> {
@@ -315,6 +612,7 @@ impl<'a> SessionState<'a> {
             format: None,
             reported: None,
             rejected_chunks: 0,
+            server: None,
         }
     }
 
@@ -376,11 +674,13 @@ impl<'a> SessionState<'a> {
         match message {
             Message::ServerHello(hello) => {
                 self.active = true;
-                tracing::info!(server_id = %hello.server_id, name = %hello.name, roles = ?hello.active_roles, "connected");
+                tracing::info!(server_id = %hello.server_id, name = %hello.name, roles = ?hello.active_roles, reason = ?hello.connection_reason, "connected");
+                self.server = Some((hello.server_id.clone(), hello.connection_reason));
                 self.player.report(PlayerEvent::Connected {
                     server_id: hello.server_id,
                     server_name: hello.name,
                     active_roles: hello.active_roles,
+                    connection_reason: hello.connection_reason,
                 });
                 self.send_full_state();
             }
@@ -414,7 +714,14 @@ impl<'a> SessionState<'a> {
                 }
             }
             Message::ServerCommand(command) => self.on_server_command(command),
-            Message::GroupUpdate(update) => tracing::info!(?update, "group update"),
+            Message::GroupUpdate(update) => {
+                tracing::info!(?update, "group update");
+                if update.playback_state == Some(Some(GroupPlayback::Playing)) {
+                    if let Some((server_id, _)) = &self.server {
+                        self.player.remember_played(server_id, self.player.dialed_url());
+                    }
+                }
+            }
             Message::ServerState(_) => {}
             other => tracing::debug!(type_name = other.type_name(), "ignoring a client message sent by the server"),
         }

@@ -5,3 +5,4 @@
 pub mod client;
 pub mod output;
 pub mod scheduler;
+pub mod servers;
