@@ -1,0 +1,154 @@
+//! mDNS discovery end to end: `discover`, `serve` and `play --listen`, and
+//! the Python reference peers, each test inside a network namespace of its
+//! own so multicast never leaves it.
+
+#[path = "support/netns.rs"]
+mod netns;
+#[path = "support/peers.rs"]
+mod peers;
+#[path = "support/process.rs"]
+mod process;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use netns::Netns;
+use process::{spawn, Proc};
+use serde_json::Value;
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn fixture() -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sine440_mono_44100_16bit.flac");
+    path.to_str().unwrap().to_string()
+}
+
+/// Runs `discover --json --probe` in `netns` and returns its endpoints.
+fn discover(netns: &Netns) -> Vec<Value> {
+    let mut discover = spawn(netns.resonate(&["discover", "--json", "--probe", "--timeout", "4"]));
+    let status = discover.wait(PATIENCE);
+    assert!(status.success(), "discover exited with {status}");
+    discover.seen.clone()
+}
+
+fn port_of(listening: &Value) -> u64 {
+    let addr = listening["addr"].as_str().expect("listening addr");
+    addr.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+fn start_listening_player(netns: &Netns, client_id: &str, name: &str, state: &std::path::Path) -> (Proc, u64) {
+    let mut play = spawn(netns.resonate(&[
+        "play", "--listen", "127.0.0.1:0", "--output", "null", "--client-id", client_id, "--name", name,
+        "--state-file", state.to_str().unwrap(), "--json",
+    ]));
+    let port = port_of(&play.wait_event("listening", PATIENCE));
+    (play, port)
+}
+
+#[test]
+fn discover_lists_serve_and_listening_play() {
+    let Some(netns) = Netns::create() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (_play, play_port) = start_listening_player(&netns, "kitchen-1", "Kitchen", &dir.path().join("state.json"));
+    let mut serve = spawn(netns.resonate(&[
+        "serve", &fixture(), "--listen", "127.0.0.1:0", "--server-id", "living-room", "--name", "Living Room", "--json",
+    ]));
+    let serve_port = port_of(&serve.wait_event("listening", PATIENCE));
+
+    let endpoints = discover(&netns);
+    let server = endpoints
+        .iter()
+        .find(|e| e["kind"] == "server")
+        .unwrap_or_else(|| panic!("no server in {endpoints:?}"));
+    assert_eq!(server["dialect"], "sendspin");
+    assert_eq!(server["instance"], "living-room");
+    assert_eq!(server["name"], "Living Room");
+    assert_eq!(server["port"], serve_port);
+    assert_eq!(server["path"], "/sendspin");
+    assert_eq!(server["addresses"][0], "127.0.0.1");
+    assert_eq!(server["probe"]["id"], "living-room");
+    assert_eq!(server["probe"]["name"], "Living Room");
+    assert!(server["probe"]["rtt_us"].as_i64().is_some(), "{server}");
+
+    let client = endpoints
+        .iter()
+        .find(|e| e["kind"] == "client")
+        .unwrap_or_else(|| panic!("no client in {endpoints:?}"));
+    assert_eq!(client["dialect"], "sendspin");
+    assert_eq!(client["instance"], "kitchen-1");
+    assert_eq!(client["name"], "Kitchen");
+    assert_eq!(client["port"], play_port);
+    assert_eq!(client["path"], "/sendspin");
+    assert_eq!(client["probe"]["id"], "kitchen-1");
+    assert_eq!(client["probe"]["roles"][0], "player@v1");
+    assert_eq!(client["probe"]["device_info"]["product_name"], "resonate play");
+}
+
+#[test]
+fn serve_dials_player_found_over_mdns() {
+    let Some(netns) = Netns::create() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (mut play, play_port) = start_listening_player(&netns, "den-1", "Den", &dir.path().join("state.json"));
+    let mut serve = spawn(netns.resonate(&["serve", &fixture(), "--listen", "127.0.0.1:0", "--server-id", "srv-den", "--json"]));
+
+    let dial = serve.wait_event("dial_started", PATIENCE);
+    assert_eq!(dial["url"], format!("ws://127.0.0.1:{play_port}/sendspin"));
+    let joined = serve.wait_event("client_joined", PATIENCE);
+    assert_eq!(joined["client_id"], "den-1");
+    let connected = play.wait_event("connected", PATIENCE);
+    assert_eq!(connected["server_id"], "srv-den");
+    play.wait_event("stream_started", PATIENCE);
+}
+
+/// Builds a command that runs a peer driver from `venv` inside `netns`.
+fn peer_in(netns: &Netns, root: &std::path::Path, venv: &str, args: &[&str]) -> Command {
+    let workdir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers");
+    let peer = peers::peer_command(root, venv, &workdir, "python3");
+    let peer = peer.as_std();
+    let mut command = netns.command(peer.get_program());
+    command.args(peer.get_args()).arg("mdns_peers.py").args(args);
+    command
+}
+
+#[test]
+fn aiosendspin_discovers_resonate_serve() {
+    let Some(root) = peers::require_peers_root() else { return };
+    let Some(netns) = Netns::create() else { return };
+    let mut serve = spawn(netns.resonate(&["serve", &fixture(), "--listen", "127.0.0.1:0", "--server-id", "srv-interop", "--json"]));
+    let serve_port = port_of(&serve.wait_event("listening", PATIENCE));
+
+    let mut browse = spawn(peer_in(&netns, &root, "venv-sendspin", &["browse-servers", "--expect", "srv-interop", "--timeout", "15"]));
+    let found = browse.wait_event("server", PATIENCE);
+    let status = browse.wait(PATIENCE);
+    assert!(status.success(), "browse-servers exited with {status}; saw {:?}", browse.seen);
+    assert_eq!(found["name"], "srv-interop");
+    assert_eq!(found["url"], format!("ws://127.0.0.1:{serve_port}/sendspin"));
+}
+
+#[test]
+fn discover_lists_aiosendspin_server() {
+    let Some(root) = peers::require_peers_root() else { return };
+    let Some(netns) = Netns::create() else { return };
+    // The namespace is private, so the default port is free.
+    let mut server = spawn(peer_in(
+        &netns,
+        &root,
+        "venv-sendspin",
+        &["serve", "--port", "8927", "--timeout", "30", "--name", "Py Server"],
+    ));
+    let listening = server.wait_event("listening", PATIENCE);
+
+    let endpoints = discover(&netns);
+    let found = endpoints
+        .iter()
+        .find(|e| e["name"] == "Py Server")
+        .unwrap_or_else(|| panic!("aiosendspin server missing from {endpoints:?}"));
+    assert_eq!(found["kind"], "server");
+    assert_eq!(found["dialect"], "sendspin");
+    assert_eq!(found["instance"], listening["id"]);
+    assert_eq!(found["port"], 8927);
+    assert_eq!(found["path"], "/sendspin");
+    assert_eq!(found["probe"]["id"], listening["id"]);
+    assert_eq!(found["probe"]["version"], 1);
+}
