@@ -74,7 +74,13 @@ fn occupied_port_is_named() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
-    let wav = dir.path().join("a.wav");
+    let wav = write_silent_wav(dir.path());
+    assert_usage_error(&["serve", wav.to_str().unwrap(), "--listen", &addr], &[&addr, "--listen"]);
+}
+
+/// Writes 0.1 s of 8 kHz mono silence to `a.wav` in `dir`.
+fn write_silent_wav(dir: &std::path::Path) -> std::path::PathBuf {
+    let wav = dir.join("a.wav");
     let spec = hound::WavSpec {
         channels: 1,
         sample_rate: 8000,
@@ -86,7 +92,7 @@ fn occupied_port_is_named() {
         writer.write_sample(0i16).unwrap();
     }
     writer.finalize().unwrap();
-    assert_usage_error(&["serve", wav.to_str().unwrap(), "--listen", &addr], &[&addr, "--listen"]);
+    wav
 }
 
 #[test]
@@ -105,16 +111,7 @@ fn discover_timeout_must_be_positive() {
 #[test]
 fn serve_client_url_is_checked() {
     let dir = tempfile::tempdir().unwrap();
-    let wav = dir.path().join("short.wav");
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 8000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut writer = hound::WavWriter::create(&wav, spec).unwrap();
-    writer.write_sample(0i16).unwrap();
-    writer.finalize().unwrap();
+    let wav = write_silent_wav(dir.path());
     let args = ["serve", wav.to_str().unwrap(), "--no-mdns", "--client", "http://127.0.0.1:8928/"];
     assert_usage_error(&args, &["http://127.0.0.1:8928/", "--client", "ws://"]);
 }

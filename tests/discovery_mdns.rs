@@ -152,3 +152,141 @@ fn discover_lists_aiosendspin_server() {
     assert_eq!(found["probe"]["id"], listening["id"]);
     assert_eq!(found["probe"]["version"], 1);
 }
+
+#[test]
+fn play_prefers_last_played_server_over_mdns() {
+    let Some(netns) = Netns::create() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut serves = Vec::new();
+    for server_id in ["srv-one", "srv-two"] {
+        let mut serve = spawn(netns.resonate(&["serve", &fixture(), "--listen", "127.0.0.1:0", "--server-id", server_id, "--json"]));
+        serve.wait_event("listening", PATIENCE);
+        serves.push(serve);
+    }
+
+    // With srv-two stored as the last-played server, play picks it.
+    let state = dir.path().join("state.json");
+    std::fs::write(&state, r#"{"server_id": "srv-two"}"#).unwrap();
+    let mut play = spawn(netns.resonate(&[
+        "play", "--output", "null", "--client-id", "finder", "--state-file", state.to_str().unwrap(), "--json",
+    ]));
+    let connected = play.wait_event("connected", PATIENCE);
+    assert_eq!(connected["server_id"], "srv-two");
+    assert!(play.interrupt().success());
+
+    // Without a last-played server, it takes the first by instance name.
+    let empty = dir.path().join("empty.json");
+    let mut play = spawn(netns.resonate(&[
+        "play", "--output", "null", "--client-id", "finder-2", "--state-file", empty.to_str().unwrap(), "--json",
+    ]));
+    let connected = play.wait_event("connected", PATIENCE);
+    assert_eq!(connected["server_id"], "srv-one");
+    assert!(play.interrupt().success());
+}
+
+#[test]
+fn play_without_server_reports_none_found() {
+    let Some(netns) = Netns::create() else { return };
+    let output = netns
+        .resonate(&["play", "--output", "null", "--client-id", "alone", "--state-file", "/nonexistent/state.json"])
+        .output()
+        .expect("run play");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no Sendspin server answered over mDNS"), "{stderr}");
+    assert!(stderr.contains("--server"), "{stderr}");
+}
+
+/// Counts items running at once per key from start and stop events.
+#[derive(Default)]
+struct Gauge {
+    running: std::collections::HashMap<String, i64>,
+    max: i64,
+}
+
+impl Gauge {
+    fn change(&mut self, key: &str, delta: i64) {
+        let count = self.running.entry(key.to_string()).or_default();
+        *count += delta;
+        self.max = self.max.max(*count);
+    }
+}
+
+#[test]
+fn flapping_mdns_record_leaves_one_dial_loop() {
+    let Some(root) = peers::require_peers_root() else { return };
+    let Some(netns) = Netns::create() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    // The player waits for servers without advertising; the peer announces
+    // and withdraws its record instead: 300 times 5 ms apart, which browsers
+    // see as few changes because they keep a withdrawn record for a second,
+    // then 3 times 1.5 s apart, which they see as removals.
+    let mut play = spawn(netns.resonate(&[
+        "play", "--listen", "127.0.0.1:0", "--no-mdns", "--output", "null", "--client-id", "flapper",
+        "--state-file", state.to_str().unwrap(), "--json",
+    ]));
+    let play_port = port_of(&play.wait_event("listening", PATIENCE)).to_string();
+    let mut serve = spawn(netns.resonate(&["serve", &fixture(), "--listen", "127.0.0.1:0", "--server-id", "srv-flap", "--json"]));
+    serve.wait_event("listening", PATIENCE);
+
+    let mut flapper = spawn(peer_in(
+        &netns,
+        &root,
+        "venv-sendspin",
+        &[
+            "flap", "--port", &play_port, "--instance", "flapper", "--times", "300", "--gap", "0.005", "--slow", "3",
+            "--slow-gap", "1.5", "--timeout", "40",
+        ],
+    ));
+    flapper.wait_event("flapped", PATIENCE);
+    let joined = serve.wait_event("client_joined", PATIENCE);
+    assert_eq!(joined["client_id"], "flapper");
+    play.wait_event("connected", PATIENCE);
+    assert!(serve.interrupt().success());
+
+    let address = format!("127.0.0.1:{play_port}");
+    let mut loops = Gauge::default();
+    let mut sessions = Gauge::default();
+    let mut peers_by_session = std::collections::HashMap::new();
+    let dials = serve.seen.iter().filter(|event| event["event"] == "dial_started").count();
+    eprintln!("the server started {dials} dial loops while the record flapped");
+    for event in &serve.seen {
+        match event["event"].as_str().unwrap_or_default() {
+            "dial_started" if event["address"] == address.as_str() => loops.change(&address, 1),
+            "dial_stopped" if event["address"] == address.as_str() => loops.change(&address, -1),
+            "session_opened" => {
+                let peer = event["peer"].as_str().unwrap().to_string();
+                peers_by_session.insert(event["session"].to_string(), peer.clone());
+                sessions.change(&peer, 1);
+            }
+            "session_closed" => {
+                if let Some(peer) = peers_by_session.get(&event["session"].to_string()) {
+                    sessions.change(&peer.clone(), -1);
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(loops.max <= 1, "{} dial loops ran at once for {address}", loops.max);
+    assert_eq!(sessions.max, 1, "sessions open at once for {address}");
+}
+
+#[test]
+fn discover_watch_reports_added_and_removed() {
+    let Some(netns) = Netns::create() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut watch = spawn(netns.resonate(&["discover", "--watch", "--json", "--timeout", "30"]));
+    let (mut play, play_port) = start_listening_player(&netns, "watched-1", "Hall", &dir.path().join("state.json"));
+
+    let added = watch.wait_event("added", PATIENCE);
+    assert_eq!(added["kind"], "client");
+    assert_eq!(added["instance"], "watched-1");
+    assert_eq!(added["name"], "Hall");
+    assert_eq!(added["port"], play_port);
+
+    // Ctrl-C withdraws the record, which browsers see as a removal.
+    assert!(play.interrupt().success());
+    let removed = watch.wait_event("removed", PATIENCE);
+    assert_eq!(removed["instance"], "watched-1");
+}

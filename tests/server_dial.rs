@@ -40,28 +40,38 @@ impl WaitingPlayer {
     /// `client_id`. Returns the socket and the `server/hello` payload.
     async fn accept(&self, client_id: &str) -> (WebSocketStream<TcpStream>, Value) {
         let accepting = async {
-            let (stream, _) = self.listener.accept().await.expect("accept");
-            let mut ws = tokio_tungstenite::accept_async(stream).await.expect("WebSocket accept");
-            let hello = json!({"type": "client/hello", "payload": {
-                "client_id": client_id, "name": client_id, "version": 1, "supported_roles": ["player@v1"],
-                "player@v1_support": {"supported_formats": [{"codec": "pcm", "sample_rate": 48000, "channels": 2, "bit_depth": 16}],
-                    "buffer_capacity": 1_000_000, "supported_commands": []},
-            }});
-            ws.send(WsMessage::text(hello.to_string())).await.expect("send hello");
             loop {
-                match ws.next().await {
-                    Some(Ok(WsMessage::Text(text))) => {
-                        let message: Value = serde_json::from_str(text.as_str()).unwrap();
-                        if message["type"] == "server/hello" {
-                            return (ws, message["payload"].clone());
-                        }
-                    }
-                    Some(Ok(_)) => continue,
-                    other => panic!("connection ended before server/hello: {other:?}"),
+                if let Some(accepted) = self.try_accept(client_id).await {
+                    return accepted;
                 }
             }
         };
         tokio::time::timeout(PATIENCE, accepting).await.expect("no server connected in time")
+    }
+
+    /// Accepts one connection and tries the handshake. Returns `None` when
+    /// the server dropped the connection first, as a cancelled dial does.
+    async fn try_accept(&self, client_id: &str) -> Option<(WebSocketStream<TcpStream>, Value)> {
+        let (stream, _) = self.listener.accept().await.expect("accept");
+        let mut ws = tokio_tungstenite::accept_async(stream).await.ok()?;
+        let hello = json!({"type": "client/hello", "payload": {
+            "client_id": client_id, "name": client_id, "version": 1, "supported_roles": ["player@v1"],
+            "player@v1_support": {"supported_formats": [{"codec": "pcm", "sample_rate": 48000, "channels": 2, "bit_depth": 16}],
+                "buffer_capacity": 1_000_000, "supported_commands": []},
+        }});
+        ws.send(WsMessage::text(hello.to_string())).await.ok()?;
+        loop {
+            match ws.next().await {
+                Some(Ok(WsMessage::Text(text))) => {
+                    let message: Value = serde_json::from_str(text.as_str()).unwrap();
+                    if message["type"] == "server/hello" {
+                        return Some((ws, message["payload"].clone()));
+                    }
+                }
+                Some(Ok(_)) => continue,
+                _ => return None,
+            }
+        }
     }
 }
 
@@ -169,8 +179,9 @@ async fn flapping_record_leaves_one_loop_and_one_session() {
     let answering = tokio::spawn(async move {
         let mut open = Vec::new();
         loop {
-            let (ws, _) = player.accept("flapper").await;
-            open.push(ws);
+            if let Some((ws, _)) = player.try_accept("flapper").await {
+                open.push(ws);
+            }
         }
     });
 

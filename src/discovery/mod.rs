@@ -19,7 +19,7 @@ use url::Url;
 
 pub use browse::{browse, BrowseEvent};
 
-/// Which end of the protocol an endpoint is.
+/// The end of the protocol an endpoint is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EndpointKind {

@@ -3,8 +3,8 @@
 //!
 //! A server is probed as a client with the `controller@v1` and `metadata@v1`
 //! roles, which observe without playing: a few `client/time` exchanges give
-//! the round trip and the server's clock offset, then the probe says goodbye
-//! (`user_request`). A listening client is probed as a server: the client
+//! the round trip and the server's clock offset, then the probe sends
+//! `client/goodbye` (`user_request`). A listening client is probed as a server: the client
 //! sends `client/hello` first, the probe answers with `server/hello`
 //! (`connection_reason: discovery`, so a client playing from another server
 //! keeps it), measures the round trip with WebSocket pings and estimates the

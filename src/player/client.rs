@@ -375,12 +375,14 @@ impl Player {
         let tracker = TaskTracker::new();
         let (candidates_tx, mut candidates) = mpsc::channel::<Candidate>(8);
         let acceptor = Acceptor {
-            path,
-            limits: self.config.limits.clone(),
-            dialect: self.config.dialect,
-            hello: self.hello(),
-            candidates: candidates_tx,
-            tracker: tracker.clone(),
+            handshake: Handshake {
+                path,
+                limits: self.config.limits.clone(),
+                dialect: self.config.dialect,
+                hello: self.hello(),
+                candidates: candidates_tx,
+                tracker: tracker.clone(),
+            },
         };
         let accepting = tracker.spawn(acceptor.run(listener));
         let mut next: Option<Candidate> = None;
@@ -461,12 +463,8 @@ async fn next_candidate(candidates: &mut Option<&mut mpsc::Receiver<Candidate>>)
 /// Accepts server-initiated connections and hands each one, once its
 /// handshake is done, to the player as a [`Candidate`].
 struct Acceptor {
-    path: String,
-    limits: Limits,
-    dialect: Dialect,
-    hello: ClientHello,
-    candidates: mpsc::Sender<Candidate>,
-    tracker: TaskTracker,
+    /// The handshake each accepted connection runs a copy of.
+    handshake: Handshake,
 }
 
 impl Acceptor {
@@ -481,21 +479,15 @@ impl Acceptor {
                 }
             };
             let _ = stream.set_nodelay(true);
-            let handshake = Handshake {
-                path: self.path.clone(),
-                limits: self.limits.clone(),
-                dialect: self.dialect,
-                hello: self.hello.clone(),
-                candidates: self.candidates.clone(),
-                tracker: self.tracker.clone(),
-            };
-            self.tracker.spawn(handshake.run(stream, peer));
+            let handshake = self.handshake.clone();
+            self.handshake.tracker.spawn(handshake.run(stream, peer));
         }
     }
 }
 
 /// The handshake of one server-initiated connection: the WebSocket upgrade,
 /// `client/hello` out and `server/hello` in.
+#[derive(Clone)]
 struct Handshake {
     path: String,
     limits: Limits,

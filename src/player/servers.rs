@@ -2,10 +2,10 @@
 //! connections and the persisted last-played server.
 //!
 //! A client talks to one server at a time. When a second server connects,
-//! the client completes the handshake with it, then keeps one of the two:
-//! a new server that connected for `playback` wins; a new `discovery`
-//! server loses to a current `playback` server; between two `discovery`
-//! servers the one that last played on this client wins, and without such
+//! the client completes the handshake with it, then keeps one of the two.
+//! A new server that connected for `playback` wins. A new `discovery`
+//! server loses to a current `playback` server. Between two `discovery`
+//! servers, the one that last played on this client wins, and without such
 //! a match the current server stays. The server that loses gets
 //! `client/goodbye` with reason `another_server`.
 
@@ -15,14 +15,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::protocol::ConnectionReason;
 
-/// Which of two connected servers a client keeps.
+/// The server a client keeps of two connected ones.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Choice {
     KeepCurrent,
     SwitchToNew,
 }
 
-/// A server as the choice sees it.
+/// A server's id and connection reason, the inputs of the choice.
 #[derive(Clone, Copy, Debug)]
 pub struct ServerSide<'a> {
     pub server_id: &'a str,

@@ -2,11 +2,11 @@
 //!
 //! Players that advertise `_sendspin._tcp` wait for servers to connect. The
 //! core owns a map of dial slots keyed by address and changes it in one step
-//! per request, so however fast mDNS records flap, at most one loop per
-//! address runs: a new loop for an address first waits for the previous
-//! loop of that address to finish, and a loop whose session is open waits
-//! for that session to close before it ends. A loop only dials; the sockets
-//! it opens go to the core, which alone creates sessions.
+//! per request. However fast mDNS records flap, at most one loop per address
+//! runs, because a new loop first waits for the previous loop of its address
+//! to finish, and a loop whose session is open waits for that session to
+//! close before it ends. A loop only dials. The sockets it opens go to the
+//! core, which alone creates sessions.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -191,6 +191,10 @@ impl DialLoop {
         if let Some(previous) = previous {
             let _ = previous.await;
         }
+        // A loop whose record went away while it waited never starts.
+        if !*self.wanted.borrow() {
+            return;
+        }
         self.events.emit(ServerEvent::DialStarted {
             address: self.address.clone(),
             url: self.url.to_string(),
@@ -285,6 +289,7 @@ pub async fn follow_players(mut events: BoxStream<'static, BrowseEvent>, dialer:
             BrowseEvent::Resolved(_) => {}
             BrowseEvent::Removed { fullname, .. } => {
                 if let Some(url) = urls.remove(&fullname) {
+                    tracing::info!(%url, instance = %fullname, "player record removed");
                     dialer.remove(&url);
                 }
             }
