@@ -171,8 +171,8 @@ fn print_change(change: &str, endpoint: &Endpoint, outcome: Option<&ProbeOutcome
 /// Converts an endpoint and its probe to one JSON object.
 fn endpoint_json(endpoint: &Endpoint, outcome: Option<&ProbeOutcome>) -> Value {
     let mut value = json!({
-        "kind": endpoint.kind,
-        "dialect": endpoint.family,
+        "kind": endpoint.kind.as_str(),
+        "dialect": endpoint.family.as_str(),
         "instance": endpoint.instance,
         "fullname": endpoint.fullname,
         "name": endpoint.name,

@@ -290,3 +290,30 @@ fn discover_watch_reports_added_and_removed() {
     let removed = watch.wait_event("removed", PATIENCE);
     assert_eq!(removed["instance"], "watched-1");
 }
+
+#[test]
+fn discover_lists_legacy_endpoints_unprobed() {
+    let Some(root) = peers::require_peers_root() else { return };
+    let Some(netns) = Netns::create() else { return };
+    let mut advertiser = spawn(peer_in(
+        &netns,
+        &root,
+        "venv-sendspin",
+        &[
+            "flap", "--service-type", "_resonate-server._tcp.local.", "--path", "/resonate", "--instance", "old-server",
+            "--port", "8927", "--times", "0", "--timeout", "30",
+        ],
+    ));
+    advertiser.wait_event("flapped", PATIENCE);
+
+    let endpoints = discover(&netns);
+    let legacy = endpoints
+        .iter()
+        .find(|e| e["instance"] == "old-server")
+        .unwrap_or_else(|| panic!("legacy server missing from {endpoints:?}"));
+    assert_eq!(legacy["kind"], "server");
+    assert_eq!(legacy["dialect"], "resonate-legacy");
+    assert_eq!(legacy["port"], 8927);
+    assert_eq!(legacy["path"], "/resonate");
+    assert_eq!(legacy["probe_error"], "legacy Resonate dialect not supported yet");
+}

@@ -211,7 +211,7 @@ impl DialLoop {
     /// Dials, hands each connection to the core and redials as the close
     /// cause asks. Returns why it stopped.
     async fn dial_until_done(&mut self) -> String {
-        let mut delay = self.backoff.initial;
+        let mut delays = RetryDelays::new(self.backoff);
         let mut attempt = 0u32;
         loop {
             if !*self.wanted.borrow() {
@@ -221,7 +221,7 @@ impl DialLoop {
                 result = transport::dial(&self.url, &self.limits) => Some(result),
                 _ = self.wanted.wait_for(|wanted| !wanted) => None,
             };
-            match connecting {
+            let delay = match connecting {
                 None => return "record removed".into(),
                 Some(Ok(ws)) => {
                     attempt = 0;
@@ -233,21 +233,21 @@ impl DialLoop {
                     if !cause.wants_reconnect() {
                         return format!("session closed: {cause}");
                     }
-                    if started.elapsed() >= self.backoff.stable_after {
-                        delay = self.backoff.initial;
-                    }
+                    let delay = delays.after_session(started.elapsed());
                     tracing::info!(url = %self.url, %cause, ?delay, "session closed; redialing");
+                    delay
                 }
                 Some(Err(err)) => {
                     attempt += 1;
+                    let delay = delays.after_failure();
                     tracing::info!(url = %self.url, attempt, cause = %err, ?delay, "dial failed; retrying");
+                    delay
                 }
-            }
+            };
             tokio::select! {
                 _ = sleep(delay) => {}
                 _ = self.wanted.wait_for(|wanted| !wanted) => return "record removed".into(),
             }
-            delay = (delay * 2).min(self.backoff.max);
         }
     }
 
@@ -265,6 +265,39 @@ impl DialLoop {
         };
         self.dialed.send(dialed).await.ok()?;
         close_cause.await.ok()
+    }
+}
+
+/// Capped exponential retry delays: each retry waits twice as long as the
+/// one before, up to `max`, and only a session that lasted `stable_after`
+/// starts over at `initial`.
+struct RetryDelays {
+    backoff: DialBackoff,
+    next: Duration,
+}
+
+impl RetryDelays {
+    fn new(backoff: DialBackoff) -> RetryDelays {
+        RetryDelays {
+            backoff,
+            next: backoff.initial,
+        }
+    }
+
+    /// Returns the delay before redialing after a failed dial.
+    fn after_failure(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (delay * 2).min(self.backoff.max);
+        delay
+    }
+
+    /// Returns the delay before redialing after a session that lasted
+    /// `lasted`.
+    fn after_session(&mut self, lasted: Duration) -> Duration {
+        if lasted >= self.backoff.stable_after {
+            self.next = self.backoff.initial;
+        }
+        self.after_failure()
     }
 }
 
@@ -300,6 +333,23 @@ pub async fn follow_players(mut events: BoxStream<'static, BrowseEvent>, dialer:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_delays_double_up_to_the_cap() {
+        let backoff = DialBackoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_millis(500),
+            stable_after: Duration::from_secs(10),
+        };
+        let mut delays = RetryDelays::new(backoff);
+        let waits: Vec<u64> = (0..5).map(|_| delays.after_failure().as_millis() as u64).collect();
+        assert_eq!(waits, [100, 200, 400, 500, 500]);
+
+        // A short session keeps the grown delay; a long one starts over.
+        assert_eq!(delays.after_session(Duration::from_secs(1)), Duration::from_millis(500));
+        assert_eq!(delays.after_session(Duration::from_secs(10)), Duration::from_millis(100));
+        assert_eq!(delays.after_failure(), Duration::from_millis(200));
+    }
 
     #[test]
     fn address_key_is_host_and_port() {

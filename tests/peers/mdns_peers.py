@@ -11,8 +11,8 @@ Two modes, each exiting by itself within --timeout seconds:
                   prints "listening", and stops after --timeout seconds
                   (exit 0).
   flap            with python-zeroconf (the version aiosendspin 10.2.1
-                  installs), registers and withdraws a _sendspin._tcp record
-                  for --instance at --host:--port --times times, --gap
+                  installs), registers and withdraws a --service-type record
+                  (default _sendspin._tcp) with TXT path --path for --instance at --host:--port --times times, --gap
                   seconds apart, then --slow times --slow-gap seconds
                   apart, leaves it registered, prints "flapped",
                   holds it for --timeout seconds and withdraws it (exit 0).
@@ -88,7 +88,7 @@ async def flap(args: argparse.Namespace) -> int:
     from zeroconf import IPVersion
     from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
-    service_type = "_sendspin._tcp.local."
+    service_type = args.service_type
     zeroconf = AsyncZeroconf(interfaces=[args.host], ip_version=IPVersion.V4Only)
     info = AsyncServiceInfo(
         service_type,
@@ -96,7 +96,7 @@ async def flap(args: argparse.Namespace) -> int:
         server=f"{args.instance}.local.",
         parsed_addresses=[args.host],
         port=args.port,
-        properties={"path": "/sendspin", "name": args.instance},
+        properties={"path": args.path, "name": args.instance},
     )
     # Cooperating responders skip the name probe, so a registration takes
     # no 750 ms of probing; the announcements continue in the background.
@@ -130,6 +130,8 @@ def main() -> int:
     parser.add_argument("--instance", default="flapping-player", help="flap: instance name")
     parser.add_argument("--times", type=int, default=100, help="flap: withdrawals before the last registration")
     parser.add_argument("--gap", type=float, default=0.005, help="flap: seconds between changes")
+    parser.add_argument("--service-type", default="_sendspin._tcp.local.", help="flap: mDNS service type")
+    parser.add_argument("--path", default="/sendspin", help="flap: TXT path")
     parser.add_argument("--slow", type=int, default=0, help="flap: slow withdrawals after the fast ones")
     parser.add_argument("--slow-gap", type=float, default=1.5, help="flap: seconds between slow changes")
     args = parser.parse_args()
