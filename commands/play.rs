@@ -181,9 +181,9 @@ async fn find_server(scope: Scope, last: Option<LastPlayed>) -> Result<Url, Fail
     }
 }
 
-/// Whether `endpoint` is the server that last played here: servers of this
-/// project use their server id as the instance name, and a dialed URL is
-/// stored with the id.
+/// Returns whether `endpoint` is the server that last played here. Servers
+/// of this project use their server id as the instance name, and a dialed
+/// URL is stored with the id.
 fn is_last_played(endpoint: &Endpoint, last: Option<&LastPlayed>) -> bool {
     let Some(last) = last else {
         return false;

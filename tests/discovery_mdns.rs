@@ -218,10 +218,11 @@ fn flapping_mdns_record_leaves_one_dial_loop() {
     let Some(netns) = Netns::create() else { return };
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.json");
-    // The player waits for servers without advertising; the peer announces
-    // and withdraws its record instead: 300 times 5 ms apart, which browsers
-    // see as few changes because they keep a withdrawn record for a second,
-    // then 3 times 1.5 s apart, which they see as removals.
+    // The player waits for servers without advertising, and the peer
+    // announces and withdraws its record instead. It flaps 300 times 5 ms
+    // apart, which browsers see as few changes because they keep a withdrawn
+    // record for a second, then 3 times 1.5 s apart, which they see as
+    // removals.
     let mut play = spawn(netns.resonate(&[
         "play", "--listen", "127.0.0.1:0", "--no-mdns", "--output", "null", "--client-id", "flapper",
         "--state-file", state.to_str().unwrap(), "--json",

@@ -173,8 +173,8 @@ async fn flapping_record_leaves_one_loop_and_one_session() {
     let player = WaitingPlayer::bind().await;
     let sentinel = WaitingPlayer::bind().await;
 
-    // The player answers every connection the server makes, so a second
-    // dial loop would show as a second session.
+    // The player completes the handshake on every connection the server
+    // makes, so a second dial loop would show as a second session.
     let address = player.address();
     let answering = tokio::spawn(async move {
         let mut open = Vec::new();

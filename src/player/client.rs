@@ -326,7 +326,7 @@ impl Player {
 
     /// Applies the multiple-server rules to the current session and a new
     /// candidate. Returns the end of the current session when the candidate
-    /// wins; otherwise says goodbye to the candidate.
+    /// wins, and otherwise closes the candidate with `another_server`.
     fn choose(&self, state: &SessionState<'_>, candidate: Candidate) -> Option<SessionEnd> {
         let new = ServerSide {
             server_id: &candidate.hello.server_id,
@@ -417,7 +417,7 @@ impl Player {
         Ok(())
     }
 
-    /// The URL this player dials, or `None` when servers dial it.
+    /// Returns the URL this player dials, or `None` when servers dial it.
     fn dialed_url(&self) -> Option<String> {
         if self.listening {
             None

@@ -3,9 +3,9 @@
 //! Players that advertise `_sendspin._tcp` wait for servers to connect. The
 //! core owns a map of dial slots keyed by address and changes it in one step
 //! per request. However fast mDNS records flap, at most one loop per address
-//! runs, because a new loop first waits for the previous loop of its address
-//! to finish, and a loop whose session is open waits for that session to
-//! close before it ends. A loop only dials. The sockets it opens go to the
+//! runs. A new loop first waits for the previous loop of its address to
+//! finish, and a loop whose session is open waits for that session to close
+//! before it ends. A loop only dials. The sockets it opens go to the
 //! core, which alone creates sessions.
 
 use std::collections::HashMap;
@@ -30,7 +30,7 @@ use crate::transport::{self, Limits, PlainStream};
 pub struct DialBackoff {
     /// Delay before the first retry.
     pub initial: Duration,
-    /// Longest delay between retries.
+    /// Maximum delay between retries.
     pub max: Duration,
     /// A session lasting this long resets the delay to `initial`.
     pub stable_after: Duration,
@@ -49,7 +49,7 @@ impl Default for DialBackoff {
 /// A request to the core to start or stop dialing one player.
 #[derive(Clone, Debug)]
 pub enum DialRequest {
-    /// Dial this URL and keep reconnecting as the protocol asks.
+    /// Dial this URL and redial after the closes the protocol allows it for.
     Add(Url),
     /// The player at this address withdrew its record: stop dialing it.
     Remove(String),
@@ -90,7 +90,7 @@ pub(super) struct Dialed {
     pub closed: oneshot::Sender<CloseCause>,
 }
 
-/// One address's loop, as the core sees it.
+/// The core's record of one address's dial loop.
 struct Slot {
     generation: u64,
     /// Whether the address is wanted: false after its record was removed.
@@ -100,7 +100,7 @@ struct Slot {
     task: JoinHandle<()>,
 }
 
-/// What the loops share with the core.
+/// Settings and channels the loops share with the core.
 pub(super) struct DialContext {
     pub limits: Limits,
     pub backoff: DialBackoff,
@@ -161,7 +161,7 @@ impl DialSlots {
         self.slots.insert(address, slot);
     }
 
-    /// Whether `generation` is the current loop of `address`.
+    /// Returns whether `generation` is the current loop of `address`.
     pub fn is_current(&self, address: &str, generation: u64) -> bool {
         self.slots.get(address).is_some_and(|slot| slot.generation == generation)
     }
@@ -208,8 +208,8 @@ impl DialLoop {
         });
     }
 
-    /// Dials, hands each connection to the core and redials as the close
-    /// cause asks. Returns why it stopped.
+    /// Dials, hands each connection to the core and redials when the close
+    /// cause allows it. Returns why it stopped.
     async fn dial_until_done(&mut self) -> String {
         let mut delays = RetryDelays::new(self.backoff);
         let mut attempt = 0u32;
