@@ -109,6 +109,11 @@ fn discover_timeout_must_be_positive() {
 }
 
 #[test]
+fn unknown_interface_is_named() {
+    assert_usage_error(&["discover", "--interface", "nosuch0"], &["\"nosuch0\"", "not found", "ip link"]);
+}
+
+#[test]
 fn serve_client_url_is_checked() {
     let dir = tempfile::tempdir().unwrap();
     let wav = write_silent_wav(dir.path());

@@ -293,7 +293,7 @@ fn discover_watch_reports_added_and_removed() {
 }
 
 #[test]
-fn discover_lists_legacy_endpoints_unprobed() {
+fn discover_reports_legacy_and_failed_probes() {
     let Some(root) = peers::require_peers_root() else { return };
     let Some(netns) = Netns::create() else { return };
     let mut advertiser = spawn(peer_in(
@@ -306,8 +306,23 @@ fn discover_lists_legacy_endpoints_unprobed() {
         ],
     ));
     advertiser.wait_event("flapped", PATIENCE);
+    // A server record whose port has no listener: its probe must fail.
+    let mut dead = spawn(peer_in(
+        &netns,
+        &root,
+        "venv-sendspin",
+        &["flap", "--service-type", "_sendspin-server._tcp.local.", "--instance", "dead-server", "--port", "9", "--times", "0", "--timeout", "30"],
+    ));
+    dead.wait_event("flapped", PATIENCE);
 
     let endpoints = discover(&netns);
+    let unreachable = endpoints
+        .iter()
+        .find(|e| e["instance"] == "dead-server")
+        .unwrap_or_else(|| panic!("dead server missing from {endpoints:?}"));
+    let error = unreachable["probe_error"].as_str().expect("probe_error");
+    assert!(error.contains("ws://127.0.0.1:9/sendspin"), "{error}");
+    assert!(error.contains("failed"), "{error}");
     let legacy = endpoints
         .iter()
         .find(|e| e["instance"] == "old-server")

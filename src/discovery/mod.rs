@@ -193,6 +193,8 @@ pub enum DiscoveryError {
     Start(mdns_sd::Error),
     #[error("mDNS failed on interface {interface:?}: {source}; check the name with `ip link`")]
     Interface { interface: String, source: mdns_sd::Error },
+    #[error("network interface {0:?} not found; list the interfaces with `ip link` and pass one of their names to --interface")]
+    NoSuchInterface(String),
     #[error("mDNS advertisement of {service} failed: {source}")]
     Advertise { service: ServiceType, source: mdns_sd::Error },
     #[error("mDNS browsing for {service} failed: {source}")]
@@ -223,6 +225,9 @@ pub struct Mdns {
 
 impl Mdns {
     pub fn start(scope: Scope) -> Result<Mdns, DiscoveryError> {
+        if let Scope::Interface(name) = &scope {
+            check_interface(name)?;
+        }
         let daemon = ServiceDaemon::new().map_err(DiscoveryError::Start)?;
         let selected = match &scope {
             Scope::All => None,
@@ -297,6 +302,17 @@ impl Drop for Mdns {
         }
         let _ = self.daemon.shutdown();
     }
+}
+
+/// Rejects an interface name the system does not have. The daemon would
+/// otherwise accept it and find nothing.
+fn check_interface(name: &str) -> Result<(), DiscoveryError> {
+    let interfaces = std::path::Path::new("/sys/class/net");
+    // NOTE: only systems with Linux's sysfs check the name here.
+    if interfaces.is_dir() && (name.is_empty() || name.contains('/') || !interfaces.join(name).exists()) {
+        return Err(DiscoveryError::NoSuchInterface(name.to_string()));
+    }
+    Ok(())
 }
 
 /// Replaces characters that are invalid in a DNS host label with `-`.
