@@ -148,6 +148,9 @@ impl Endpoint {
     }
 
     /// Returns the `ws://` URL of this endpoint's first address.
+    ///
+    /// NOTE: an IPv6 link-local address needs its interface's scope id, which
+    /// this URL lacks, so an endpoint with only such addresses cannot be dialed.
     pub fn url(&self) -> Option<Url> {
         let host = match self.dial_address()? {
             IpAddr::V4(ip) => ip.to_string(),
@@ -162,7 +165,7 @@ impl Endpoint {
     }
 }
 
-/// Which network interfaces mDNS uses.
+/// The set of network interfaces mDNS uses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Scope {
     /// Every interface.
@@ -201,7 +204,7 @@ pub enum DiscoveryError {
     Browse { service: ServiceType, source: mdns_sd::Error },
 }
 
-/// What to advertise for one endpoint of this process.
+/// The record advertised for one endpoint of this process.
 #[derive(Clone, Debug)]
 pub struct Advertisement {
     pub service: ServiceType,
