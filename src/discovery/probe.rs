@@ -188,17 +188,15 @@ impl Peer {
     }
 
     async fn probe_client(&mut self) -> Result<ProbeReport, ProbeError> {
-        let hello = loop {
-            match self.next_message("client/hello").await? {
-                Some(Message::ClientHello(hello)) => break hello,
-                Some(other) => {
-                    return Err(ProbeError::Protocol(format!(
-                        "expected client/hello first, got {}",
-                        other.type_name()
-                    )))
-                }
-                None => return Err(ProbeError::Closed { expected: "client/hello" }),
+        let hello = match self.next_message("client/hello").await? {
+            Some(Message::ClientHello(hello)) => hello,
+            Some(other) => {
+                return Err(ProbeError::Protocol(format!(
+                    "expected client/hello first, got {}",
+                    other.type_name()
+                )))
             }
+            None => return Err(ProbeError::Closed { expected: "client/hello" }),
         };
         let mut report = ProbeReport {
             id: hello.client_id,

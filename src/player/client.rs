@@ -124,7 +124,8 @@ enum SessionEnd {
     Closed(CloseCause),
     Shutdown,
     /// A newly connected server won the choice; the old session is closed.
-    Switched(Candidate),
+    /// Boxed because a candidate carries a whole `server/hello`.
+    Switched(Box<Candidate>),
 }
 
 /// A server-initiated session whose handshake is done, waiting for the
@@ -352,7 +353,7 @@ impl Player {
                     from,
                     to: candidate.hello.server_id.clone(),
                 });
-                Some(SessionEnd::Switched(candidate))
+                Some(SessionEnd::Switched(Box::new(candidate)))
             }
             Choice::KeepCurrent => {
                 tracing::info!(server_id = %candidate.hello.server_id, "keeping the current server; the new one gets another_server");
@@ -402,7 +403,7 @@ impl Player {
             } = candidate;
             match self.drive(handle.clone(), events, Some(hello_event), &mut shutdown, Some(&mut candidates)).await {
                 SessionEnd::Shutdown => break,
-                SessionEnd::Switched(candidate) => next = Some(candidate),
+                SessionEnd::Switched(candidate) => next = Some(*candidate),
                 SessionEnd::Closed(cause) => self.report(PlayerEvent::Disconnected { cause }),
             }
         }
