@@ -36,8 +36,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Play a server's stream through the sound card, a WAV file or nothing.
     Play(PlayArgs),
-    /// Find servers and players on the local network (not yet available).
-    Discover(PendingArgs),
+    /// Find servers and players on the local network over mDNS.
+    Discover(DiscoverArgs),
     /// Storm a server with virtual clients and report every protocol or lifecycle violation.
     #[command(after_long_help = scenario_help())]
     Stress(StressArgs),
@@ -124,13 +124,24 @@ pub struct ServeArgs {
     /// Opus target bitrate in bits per second, 500 to 512000 [default: the libopus default, about 99000 for 48 kHz stereo].
     #[arg(long, value_parser = clap::value_parser!(u32).range(500..=512_000))]
     pub opus_bitrate: Option<u32>,
+    /// Connect to a player that waits for servers, at ws://HOST[:PORT][/PATH] (port 8928 and path /sendspin by default); repeat for more players. The server redials it after a `restart` goodbye or a lost connection.
+    #[arg(long = "client", value_name = "URL")]
+    pub clients: Vec<String>,
+
+    /// Neither advertise this server over mDNS nor browse for players that wait for servers.
+    #[arg(long)]
+    pub no_mdns: bool,
+
+    /// Network interface for mDNS, by name [default: loopback only when --listen is a loopback address, else every interface].
+    #[arg(long, value_name = "NAME", conflicts_with = "no_mdns")]
+    pub interface: Option<String>,
 
     /// Print server events as JSON lines on stdout.
     #[arg(long)]
     pub json: bool,
 
     /// Run a self-contained demonstration: serve a generated tone on a random loopback port to in-process players with null outputs, then print a sync report. Needs no file, sound card or network.
-    #[arg(long, conflicts_with_all = ["file", "listen"])]
+    #[arg(long, conflicts_with_all = ["file", "listen", "clients", "interface"])]
     pub demo: bool,
 
     /// Length of the demonstration in seconds.
@@ -144,9 +155,25 @@ pub struct ServeArgs {
 
 #[derive(Debug, Args)]
 pub struct PlayArgs {
-    /// Server URL, ws://HOST[:PORT][/PATH]; port 8927 and path /sendspin by default.
-    #[arg(long, short = 's', required_unless_present = "list_devices")]
+    /// Server URL, ws://HOST[:PORT][/PATH]; port 8927 and path /sendspin by default. Without --server and --listen, play looks for a server over mDNS, preferring the one that last played here.
+    #[arg(long, short = 's')]
     pub server: Option<String>,
+
+    /// Wait for servers to connect instead of dialing one: listen on ADDR:PORT [default when given without a value: 0.0.0.0:8928] at /sendspin and advertise _sendspin._tcp over mDNS. When a second server connects, the protocol's rules pick the one to keep.
+    #[arg(long, value_name = "ADDR:PORT", num_args = 0..=1, default_missing_value = "0.0.0.0:8928", conflicts_with = "server")]
+    pub listen: Option<SocketAddr>,
+
+    /// With --listen, do not advertise over mDNS; servers must be given this player's URL.
+    #[arg(long, requires = "listen")]
+    pub no_mdns: bool,
+
+    /// Network interface for mDNS, by name [default: loopback only for a loopback --listen address, else every interface].
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["server", "no_mdns"])]
+    pub interface: Option<String>,
+
+    /// File that keeps the id of the server that last played here [default: $XDG_STATE_HOME/resonate/last-played-CLIENT_ID.json, or under ~/.local/state].
+    #[arg(long, value_name = "PATH", env = "RESONATE_STATE_FILE")]
+    pub state_file: Option<PathBuf>,
 
     /// Where audio goes: default (the default sound card), device:NAME, wav:PATH (writes exactly what would be played) or null.
     #[arg(long, short = 'o', default_value = "default")]
@@ -268,6 +295,37 @@ fn scenario_help() -> String {
     }
     help.push_str("\nExit status: 0 when no violation was found, 1 when some were, 2 for bad arguments or a target that cannot be reached.");
     help
+}
+
+#[derive(Debug, Args)]
+pub struct DiscoverArgs {
+    /// Connect to each endpoint, do the handshake and add its hello data, round trip and clock offset.
+    #[arg(long)]
+    pub probe: bool,
+
+    /// Print one JSON object per endpoint; with --watch, one JSON line per change.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Keep browsing and print endpoints as they appear, change and leave, until Ctrl-C or --timeout.
+    #[arg(long)]
+    pub watch: bool,
+
+    /// Seconds to browse (fractions allowed) [default: 3, or until Ctrl-C with --watch].
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub timeout: Option<f64>,
+
+    /// Network interface to browse on, by name [default: every interface].
+    #[arg(long, value_name = "NAME")]
+    pub interface: Option<String>,
+}
+
+/// Parses a positive number of seconds.
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if seconds > 0.0 && seconds <= 86_400.0 => Ok(seconds),
+        _ => Err(format!("invalid duration {text:?}; expected seconds between 0 and 86400, such as 2.5")),
+    }
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@
 
 mod cli;
 mod demo;
+mod discover;
 mod logging;
 mod play;
 mod serve;
@@ -66,7 +67,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Play(args) => play::run(args),
-        Command::Discover(_) => pending("discover"),
+        Command::Discover(args) => discover::run(args),
         Command::Stress(args) => stress::run(args),
         Command::Monitor(_) => pending("monitor"),
     };

@@ -8,9 +8,18 @@ use anyhow::Context;
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use futures_util::StreamExt;
+use tokio::net::TcpListener;
+use url::Url;
+
 use crate::cli::{CodecArg, PlayArgs};
 use crate::Failure;
 use resonate::dialect::Dialect;
+use resonate::discovery::{Advertisement, BrowseEvent, Endpoint, Mdns, Scope, ServiceType};
+use resonate::player::servers::{LastPlayed, LastPlayedStore};
 use resonate::player::client::{Backoff, Player, PlayerConfig, PlayerError, PlayerEvent};
 use resonate::player::output::{self, Output, OutputSpec};
 use resonate::player::scheduler::Scheduler;
@@ -24,8 +33,6 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
     if args.list_devices {
         return list_devices();
     }
-    let server = args.server.as_deref().expect("clap requires --server");
-    let url = parse_ws_url(server, Dialect::SendspinV1.default_path()).map_err(Failure::usage)?;
     let spec = match &args.device {
         Some(name) => OutputSpec::Device(name.clone()),
         None => args.output.parse::<OutputSpec>().map_err(Failure::usage)?,
@@ -46,9 +53,25 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
         None => None,
     };
     let host = crate::host_name();
+    let client_id = args.client_id.clone().unwrap_or_else(|| default_client_id(&host, &spec));
+    let last_played = match &args.state_file {
+        Some(path) => Some(LastPlayedStore::new(path.clone())),
+        None => LastPlayedStore::in_state_dir(&client_id),
+    };
+    let runtime = crate::runtime()?;
+    let path = Dialect::SendspinV1.default_path();
+    let url = match (&args.server, args.listen) {
+        (Some(server), _) => parse_ws_url(server, path).map_err(Failure::usage)?,
+        (None, Some(listen)) => Url::parse(&format!("ws://{listen}{path}")).context("listen address makes no URL")?,
+        (None, None) => {
+            let last = last_played.as_ref().and_then(LastPlayedStore::load);
+            let scope = args.interface.clone().map_or(Scope::All, Scope::Interface);
+            runtime.block_on(find_server(scope, last))?
+        }
+    };
     let config = PlayerConfig {
         url,
-        client_id: args.client_id.clone().unwrap_or_else(|| default_client_id(&host, &spec)),
+        client_id,
         name: args.name.clone().unwrap_or(host),
         dialect: Dialect::SendspinV1,
         formats,
@@ -63,20 +86,45 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
         format_request,
     };
 
+    let name_for_mdns = (config.client_id.clone(), config.name.clone());
     let scheduler = Arc::new(Scheduler::new());
     scheduler.set_static_delay_us(args.static_delay_ms * 1000);
     let (publisher, clock) = SharedClock::channel();
     let output = Output::start(&spec, scheduler.clone(), clock.clone()).map_err(Failure::usage)?;
 
-    let runtime = crate::runtime()?;
     let json_output = args.json;
     let duration = args.duration;
     let status_scheduler = scheduler.clone();
     let status_clock = clock.clone();
-    let result = runtime.block_on(async move {
+    let listen_args = (args.listen, args.no_mdns, args.interface.clone(), name_for_mdns);
+    let result: Result<Result<(), PlayerError>, Failure> = runtime.block_on(async move {
+        let listening = match listen_args {
+            (Some(addr), no_mdns, interface, (client_id, name)) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr}; choose another --listen address or port"))
+                    .map_err(Failure::usage)?;
+                let bound = listener.local_addr().context("listener has no local address")?;
+                let mdns = if no_mdns {
+                    None
+                } else {
+                    Some(advertise_player(bound, interface, client_id, name)?)
+                };
+                if json_output {
+                    println!("{}", json!({"event": "listening", "url": format!("ws://{bound}{path}"), "addr": bound.to_string()}));
+                } else {
+                    crate::status(&format!("waiting for servers on ws://{bound}{path}"));
+                }
+                Some((listener, mdns))
+            }
+            _ => None,
+        };
         let (events_tx, events) = mpsc::unbounded_channel();
         let printer = tokio::spawn(report_events(events, json_output));
-        let player = Player::new(config, scheduler.clone(), publisher).with_events(events_tx);
+        let mut player = Player::new(config, scheduler.clone(), publisher).with_events(events_tx);
+        if let Some(store) = last_played {
+            player = player.with_last_played(store);
+        }
         let stop = async move {
             match duration {
                 Some(seconds) => {
@@ -88,16 +136,91 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
                 None => crate::interrupted().await,
             }
         };
-        let outcome = player.run(stop).await;
+        let outcome = match listening {
+            Some((listener, mdns)) => {
+                let outcome = player.run_listening(listener, path.to_string(), stop).await;
+                drop(mdns);
+                outcome
+            }
+            None => player.run(stop).await,
+        };
         let _ = printer.await;
-        outcome
+        Ok(outcome)
     });
+    let result = result?;
     let summary = output.stop().context("failed to finish the output")?;
     report_summary(&summary, &status_scheduler, &status_clock, json_output);
     result.map_err(|err| match err {
         PlayerError::Replaced { .. } => Failure::from(err),
         _ => Failure::usage(err),
     })
+}
+
+/// Time `play` browses for servers when neither --server nor --listen is given.
+const SERVER_SEARCH: Duration = Duration::from_secs(3);
+
+/// Finds a server over mDNS: the last-played one as soon as it shows up,
+/// otherwise the first by instance name after [`SERVER_SEARCH`].
+async fn find_server(scope: Scope, last: Option<LastPlayed>) -> Result<Url, Failure> {
+    let mdns = Mdns::start(scope).map_err(Failure::usage)?;
+    let mut events = mdns.browse(&[ServiceType::SENDSPIN_SERVER]).map_err(Failure::from)?;
+    let mut found: BTreeMap<String, Endpoint> = BTreeMap::new();
+    let deadline = tokio::time::sleep(SERVER_SEARCH);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            _ = &mut deadline => break,
+            event = events.next() => match event {
+                None => break,
+                Some(BrowseEvent::Resolved(endpoint)) => {
+                    if is_last_played(&endpoint, last.as_ref()) {
+                        found.clear();
+                        found.insert(String::new(), endpoint);
+                        break;
+                    }
+                    found.insert(endpoint.instance.clone(), endpoint);
+                }
+                Some(BrowseEvent::Removed { fullname, .. }) => found.retain(|_, endpoint| endpoint.fullname != fullname),
+            },
+        }
+    }
+    let chosen = found.into_values().find_map(|endpoint| endpoint.url().map(|url| (endpoint, url)));
+    match chosen {
+        Some((endpoint, url)) => {
+            let name = endpoint.name.as_deref().unwrap_or(&endpoint.instance);
+            crate::status(&format!("found server {name:?} at {url} over mDNS"));
+            Ok(url)
+        }
+        None => Err(Failure::usage(anyhow::anyhow!(
+            "no Sendspin server answered over mDNS within {} s; start one, or pass --server ws://HOST:PORT/PATH",
+            SERVER_SEARCH.as_secs()
+        ))),
+    }
+}
+
+/// Returns whether `endpoint` is the server that last played here. Servers
+/// of this project use their server id as the instance name, and a dialed
+/// URL is stored with the id.
+fn is_last_played(endpoint: &Endpoint, last: Option<&LastPlayed>) -> bool {
+    let Some(last) = last else {
+        return false;
+    };
+    endpoint.instance == last.server_id || endpoint.url().map(|url| url.to_string()) == last.url
+}
+
+/// Advertises this listening player as `_sendspin._tcp`.
+fn advertise_player(addr: SocketAddr, interface: Option<String>, client_id: String, name: String) -> Result<Mdns, Failure> {
+    let scope = interface.map_or(Scope::for_listen_address(addr.ip()), Scope::Interface);
+    let mut mdns = Mdns::start(scope).map_err(Failure::usage)?;
+    let advertisement = Advertisement {
+        service: ServiceType::SENDSPIN_CLIENT,
+        instance: client_id,
+        name,
+        port: addr.port(),
+        path: Dialect::SendspinV1.default_path().to_string(),
+    };
+    mdns.advertise(&advertisement).map_err(Failure::usage)?;
+    Ok(mdns)
 }
 
 /// Prints what the player did: audio played and dropped, the clock
@@ -292,6 +415,10 @@ async fn report_events(mut events: mpsc::UnboundedReceiver<PlayerEvent>, as_json
         if !as_json {
             match &event {
                 PlayerEvent::Connected { server_name, .. } => crate::status(&format!("connected to {server_name}")),
+                PlayerEvent::ServerRejected { server_id, .. } => {
+                    crate::status(&format!("kept the current server; said goodbye to {server_id}"))
+                }
+                PlayerEvent::ServerSwitched { from, to } => crate::status(&format!("switched from {from} to {to}")),
                 PlayerEvent::StreamStarted { format } => crate::status(&format!("playing {format}")),
                 PlayerEvent::StreamEnded => crate::status("stream ended; waiting for the next one"),
                 PlayerEvent::Disconnected { cause } => crate::status(&format!("disconnected: {cause}")),
@@ -301,9 +428,14 @@ async fn report_events(mut events: mpsc::UnboundedReceiver<PlayerEvent>, as_json
             continue;
         }
         let value = match &event {
-            PlayerEvent::Connected { server_id, server_name, active_roles } => json!({
-                "event": "connected", "server_id": server_id, "server_name": server_name, "active_roles": active_roles
+            PlayerEvent::Connected { server_id, server_name, active_roles, connection_reason } => json!({
+                "event": "connected", "server_id": server_id, "server_name": server_name, "active_roles": active_roles,
+                "connection_reason": connection_reason
             }),
+            PlayerEvent::ServerRejected { server_id, connection_reason } => json!({
+                "event": "server_rejected", "server_id": server_id, "connection_reason": connection_reason
+            }),
+            PlayerEvent::ServerSwitched { from, to } => json!({"event": "server_switched", "from": from, "to": to}),
             PlayerEvent::StreamStarted { format } => json!({
                 "event": "stream_started", "codec": format.codec.as_str(), "sample_rate": format.sample_rate,
                 "channels": format.channels, "bit_depth": format.bit_depth

@@ -9,7 +9,11 @@ use tokio::net::TcpListener;
 use crate::cli::{GroupingArg, ServeArgs};
 use crate::Failure;
 use resonate::audio::source::SourceDecoder;
+use resonate::discovery::{Advertisement, Mdns, Scope, ServiceType};
+use resonate::server::dial::follow_players;
 use resonate::server::{EncoderSettings, Grouping, Server, ServerConfig, ServerEvent, SourcePlan};
+use resonate::transport::{parse_ws_url_with_port, DEFAULT_CLIENT_PORT};
+use std::net::SocketAddr;
 
 pub fn run(args: ServeArgs) -> Result<(), Failure> {
     if args.demo {
@@ -20,6 +24,12 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
     let info = source.info().clone();
     drop(source);
     let config = config_from(&args, SourcePlan { path: file.clone(), looping: args.looping });
+    let client_urls = args
+        .clients
+        .iter()
+        .map(|text| parse_ws_url_with_port(text, &config.path, DEFAULT_CLIENT_PORT))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| Failure::usage(anyhow::Error::new(err).context("invalid --client URL")))?;
 
     let runtime = crate::runtime()?;
     runtime.block_on(async move {
@@ -30,6 +40,20 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
         let addr = listener.local_addr().context("listener has no local address")?;
         let server = Server::new(config.clone());
         let events = server.subscribe();
+        let dialer = server.dialer();
+        for url in &client_urls {
+            dialer.add(url.clone());
+        }
+        let mdns = if args.no_mdns {
+            None
+        } else {
+            Some(start_mdns(&args, &config, addr)?)
+        };
+        let browsing = match &mdns {
+            Some(mdns) => Some(mdns.browse(&[ServiceType::SENDSPIN_CLIENT]).map_err(Failure::from)?),
+            None => None,
+        };
+        let follower = browsing.map(|players| tokio::spawn(follow_players(players, dialer.clone())));
         let url = format!("ws://{addr}{}", config.path);
         if args.json {
             print_json(&json!({"event": "listening", "url": url, "addr": addr.to_string()}));
@@ -43,11 +67,35 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             ));
         }
         let printer = tokio::spawn(report_events(events, args.json));
-        server.run(listener, crate::interrupted()).await?;
+        let outcome = server.run(listener, crate::interrupted()).await;
+        if let Some(follower) = follower {
+            follower.abort();
+        }
+        drop(mdns);
+        outcome?;
         // The server dropped its event sender, which ends the printer.
         let _ = tokio::time::timeout(Duration::from_secs(1), printer).await;
         Ok(())
     })
+}
+
+/// Advertises the server as `_sendspin-server._tcp` on the interfaces the
+/// listener serves.
+fn start_mdns(args: &ServeArgs, config: &ServerConfig, addr: SocketAddr) -> Result<Mdns, Failure> {
+    let scope = match &args.interface {
+        Some(name) => Scope::Interface(name.clone()),
+        None => Scope::for_listen_address(addr.ip()),
+    };
+    let mut mdns = Mdns::start(scope).map_err(Failure::usage)?;
+    let advertisement = Advertisement {
+        service: ServiceType::SENDSPIN_SERVER,
+        instance: config.server_id.clone(),
+        name: config.name.clone(),
+        port: addr.port(),
+        path: config.path.clone(),
+    };
+    mdns.advertise(&advertisement).map_err(Failure::usage)?;
+    Ok(mdns)
 }
 
 pub fn config_from(args: &ServeArgs, source: SourcePlan) -> ServerConfig {
@@ -119,5 +167,9 @@ pub fn event_json(event: &ServerEvent) -> serde_json::Value {
             "event": "session_closed", "session": session.to_string(), "client_id": client_id,
             "cause": cause.label(), "detail": cause.to_string()
         }),
+        ServerEvent::DialStarted { address, url } => json!({"event": "dial_started", "address": address, "url": url}),
+        ServerEvent::DialStopped { address, reason } => {
+            json!({"event": "dial_stopped", "address": address, "reason": reason})
+        }
     }
 }

@@ -31,7 +31,7 @@ Register-ArgumentCompleter -Native -CommandName 'resonate' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Stream an audio file to players, in sync')
             [CompletionResult]::new('play', 'play', [CompletionResultType]::ParameterValue, 'Play a server''s stream through the sound card, a WAV file or nothing')
-            [CompletionResult]::new('discover', 'discover', [CompletionResultType]::ParameterValue, 'Find servers and players on the local network (not yet available)')
+            [CompletionResult]::new('discover', 'discover', [CompletionResultType]::ParameterValue, 'Find servers and players on the local network over mDNS')
             [CompletionResult]::new('stress', 'stress', [CompletionResultType]::ParameterValue, 'Storm a server with virtual clients and report every protocol or lifecycle violation')
             [CompletionResult]::new('monitor', 'monitor', [CompletionResultType]::ParameterValue, 'Show live sessions and clock offsets in a terminal UI (not yet available)')
             break
@@ -47,9 +47,12 @@ Register-ArgumentCompleter -Native -CommandName 'resonate' -ScriptBlock {
             [CompletionResult]::new('--start-delay-ms', '--start-delay-ms', [CompletionResultType]::ParameterName, 'Delay from the start of playback until the first sample sounds, in milliseconds; players need about 400 ms to sync their clocks')
             [CompletionResult]::new('--codec', '--codec', [CompletionResultType]::ParameterName, 'Stream this codec to every player, even one that prefers or offers another (for testing players) [default: each player''s first producible format]')
             [CompletionResult]::new('--opus-bitrate', '--opus-bitrate', [CompletionResultType]::ParameterName, 'Opus target bitrate in bits per second, 500 to 512000 [default: the libopus default, about 99000 for 48 kHz stereo]')
+            [CompletionResult]::new('--client', '--client', [CompletionResultType]::ParameterName, 'Connect to a player that waits for servers, at ws://HOST[:PORT][/PATH] (port 8928 and path /sendspin by default); repeat for more players. The server redials it after a `restart` goodbye or a lost connection')
+            [CompletionResult]::new('--interface', '--interface', [CompletionResultType]::ParameterName, 'Network interface for mDNS, by name [default: loopback only when --listen is a loopback address, else every interface]')
             [CompletionResult]::new('--demo-seconds', '--demo-seconds', [CompletionResultType]::ParameterName, 'Length of the demonstration in seconds')
             [CompletionResult]::new('--demo-players', '--demo-players', [CompletionResultType]::ParameterName, 'Number of in-process players in the demonstration')
             [CompletionResult]::new('--loop', '--loop', [CompletionResultType]::ParameterName, 'Start the file over at its end instead of ending the stream')
+            [CompletionResult]::new('--no-mdns', '--no-mdns', [CompletionResultType]::ParameterName, 'Neither advertise this server over mDNS nor browse for players that wait for servers')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print server events as JSON lines on stdout')
             [CompletionResult]::new('--demo', '--demo', [CompletionResultType]::ParameterName, 'Run a self-contained demonstration: serve a generated tone on a random loopback port to in-process players with null outputs, then print a sync report. Needs no file, sound card or network')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides')
@@ -63,8 +66,11 @@ Register-ArgumentCompleter -Native -CommandName 'resonate' -ScriptBlock {
             break
         }
         'resonate;play' {
-            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'Server URL, ws://HOST[:PORT][/PATH]; port 8927 and path /sendspin by default')
-            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL, ws://HOST[:PORT][/PATH]; port 8927 and path /sendspin by default')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'Server URL, ws://HOST[:PORT][/PATH]; port 8927 and path /sendspin by default. Without --server and --listen, play looks for a server over mDNS, preferring the one that last played here')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL, ws://HOST[:PORT][/PATH]; port 8927 and path /sendspin by default. Without --server and --listen, play looks for a server over mDNS, preferring the one that last played here')
+            [CompletionResult]::new('--listen', '--listen', [CompletionResultType]::ParameterName, 'Wait for servers to connect instead of dialing one: listen on ADDR:PORT [default when given without a value: 0.0.0.0:8928] at /sendspin and advertise _sendspin._tcp over mDNS. When a second server connects, the protocol''s rules pick the one to keep')
+            [CompletionResult]::new('--interface', '--interface', [CompletionResultType]::ParameterName, 'Network interface for mDNS, by name [default: loopback only for a loopback --listen address, else every interface]')
+            [CompletionResult]::new('--state-file', '--state-file', [CompletionResultType]::ParameterName, 'File that keeps the id of the server that last played here [default: $XDG_STATE_HOME/resonate/last-played-CLIENT_ID.json, or under ~/.local/state]')
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Where audio goes: default (the default sound card), device:NAME, wav:PATH (writes exactly what would be played) or null')
             [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Where audio goes: default (the default sound card), device:NAME, wav:PATH (writes exactly what would be played) or null')
             [CompletionResult]::new('--device', '--device', [CompletionResultType]::ParameterName, 'Sound card to play on, by name (see --list-devices); same as --output device:NAME')
@@ -81,6 +87,7 @@ Register-ArgumentCompleter -Native -CommandName 'resonate' -ScriptBlock {
             [CompletionResult]::new('--volume', '--volume', [CompletionResultType]::ParameterName, 'Initial volume, 0 to 100; the gain is (volume/100)^3, so 50 is -18 dB')
             [CompletionResult]::new('--duration', '--duration', [CompletionResultType]::ParameterName, 'Stop after this many seconds (fractions allowed), saying goodbye as on Ctrl-C. Without it, play runs until Ctrl-C, across streams and reconnections')
             [CompletionResult]::new('--connect-attempts', '--connect-attempts', [CompletionResultType]::ParameterName, 'Connection attempts before giving up when the server cannot be reached at start; retries wait 250 ms, doubling up to 10 s. Once connected, play reconnects until stopped')
+            [CompletionResult]::new('--no-mdns', '--no-mdns', [CompletionResultType]::ParameterName, 'With --listen, do not advertise over mDNS; servers must be given this player''s URL')
             [CompletionResult]::new('--list-devices', '--list-devices', [CompletionResultType]::ParameterName, 'List sound cards and exit')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print player events and a final report as JSON lines on stdout')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides')
@@ -94,6 +101,11 @@ Register-ArgumentCompleter -Native -CommandName 'resonate' -ScriptBlock {
             break
         }
         'resonate;discover' {
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Seconds to browse (fractions allowed) [default: 3, or until Ctrl-C with --watch]')
+            [CompletionResult]::new('--interface', '--interface', [CompletionResultType]::ParameterName, 'Network interface to browse on, by name [default: every interface]')
+            [CompletionResult]::new('--probe', '--probe', [CompletionResultType]::ParameterName, 'Connect to each endpoint, do the handshake and add its hello data, round trip and clock offset')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object per endpoint; with --watch, one JSON line per change')
+            [CompletionResult]::new('--watch', '--watch', [CompletionResultType]::ParameterName, 'Keep browsing and print endpoints as they appear, change and leave, until Ctrl-C or --timeout')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)')

@@ -30,7 +30,7 @@ complete -c resonate -n "__fish_resonate_needs_command" -s h -l help -d 'Print h
 complete -c resonate -n "__fish_resonate_needs_command" -s V -l version -d 'Print version'
 complete -c resonate -n "__fish_resonate_needs_command" -f -a "serve" -d 'Stream an audio file to players, in sync'
 complete -c resonate -n "__fish_resonate_needs_command" -f -a "play" -d 'Play a server\'s stream through the sound card, a WAV file or nothing'
-complete -c resonate -n "__fish_resonate_needs_command" -f -a "discover" -d 'Find servers and players on the local network (not yet available)'
+complete -c resonate -n "__fish_resonate_needs_command" -f -a "discover" -d 'Find servers and players on the local network over mDNS'
 complete -c resonate -n "__fish_resonate_needs_command" -f -a "stress" -d 'Storm a server with virtual clients and report every protocol or lifecycle violation'
 complete -c resonate -n "__fish_resonate_needs_command" -f -a "monitor" -d 'Show live sessions and clock offsets in a terminal UI (not yet available)'
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l listen -d 'Address and port to listen on. Use 0.0.0.0:8927 to accept players from the network' -r
@@ -46,16 +46,22 @@ complete -c resonate -n "__fish_resonate_using_subcommand serve" -l codec -d 'St
 flac\t'Lossless FLAC, one frame per chunk (16 or 24 bits, up to 96000 Hz)'
 opus\t'Lossy Opus, 20 ms packets (48000, 24000, 16000, 12000 or 8000 Hz, 1 or 2 channels)'"
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l opus-bitrate -d 'Opus target bitrate in bits per second, 500 to 512000 [default: the libopus default, about 99000 for 48 kHz stereo]' -r
+complete -c resonate -n "__fish_resonate_using_subcommand serve" -l client -d 'Connect to a player that waits for servers, at ws://HOST[:PORT][/PATH] (port 8928 and path /sendspin by default); repeat for more players. The server redials it after a `restart` goodbye or a lost connection' -r
+complete -c resonate -n "__fish_resonate_using_subcommand serve" -l interface -d 'Network interface for mDNS, by name [default: loopback only when --listen is a loopback address, else every interface]' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l demo-seconds -d 'Length of the demonstration in seconds' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l demo-players -d 'Number of in-process players in the demonstration' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l loop -d 'Start the file over at its end instead of ending the stream'
+complete -c resonate -n "__fish_resonate_using_subcommand serve" -l no-mdns -d 'Neither advertise this server over mDNS nor browse for players that wait for servers'
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l json -d 'Print server events as JSON lines on stdout'
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l demo -d 'Run a self-contained demonstration: serve a generated tone on a random loopback port to in-process players with null outputs, then print a sync report. Needs no file, sound card or network'
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -s q -l quiet -d 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)'
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -s V -l version -d 'Print version'
-complete -c resonate -n "__fish_resonate_using_subcommand play" -s s -l server -d 'Server URL, ws://HOST[:PORT][/PATH]; port 8927 and path /sendspin by default' -r
+complete -c resonate -n "__fish_resonate_using_subcommand play" -s s -l server -d 'Server URL, ws://HOST[:PORT][/PATH]; port 8927 and path /sendspin by default. Without --server and --listen, play looks for a server over mDNS, preferring the one that last played here' -r
+complete -c resonate -n "__fish_resonate_using_subcommand play" -l listen -d 'Wait for servers to connect instead of dialing one: listen on ADDR:PORT [default when given without a value: 0.0.0.0:8928] at /sendspin and advertise _sendspin._tcp over mDNS. When a second server connects, the protocol\'s rules pick the one to keep' -r
+complete -c resonate -n "__fish_resonate_using_subcommand play" -l interface -d 'Network interface for mDNS, by name [default: loopback only for a loopback --listen address, else every interface]' -r
+complete -c resonate -n "__fish_resonate_using_subcommand play" -l state-file -d 'File that keeps the id of the server that last played here [default: $XDG_STATE_HOME/resonate/last-played-CLIENT_ID.json, or under ~/.local/state]' -r -F
 complete -c resonate -n "__fish_resonate_using_subcommand play" -s o -l output -d 'Where audio goes: default (the default sound card), device:NAME, wav:PATH (writes exactly what would be played) or null' -r
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l device -d 'Sound card to play on, by name (see --list-devices); same as --output device:NAME' -r
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l client-id -d 'Client identifier, kept across restarts so the server recognizes this player; two players with one id replace each other [default: resonate-play-HOSTNAME-OUTPUT]' -r
@@ -75,12 +81,18 @@ complete -c resonate -n "__fish_resonate_using_subcommand play" -l buffer-capaci
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l volume -d 'Initial volume, 0 to 100; the gain is (volume/100)^3, so 50 is -18 dB' -r
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l duration -d 'Stop after this many seconds (fractions allowed), saying goodbye as on Ctrl-C. Without it, play runs until Ctrl-C, across streams and reconnections' -r
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l connect-attempts -d 'Connection attempts before giving up when the server cannot be reached at start; retries wait 250 ms, doubling up to 10 s. Once connected, play reconnects until stopped' -r
+complete -c resonate -n "__fish_resonate_using_subcommand play" -l no-mdns -d 'With --listen, do not advertise over mDNS; servers must be given this player\'s URL'
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l list-devices -d 'List sound cards and exit'
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l json -d 'Print player events and a final report as JSON lines on stdout'
 complete -c resonate -n "__fish_resonate_using_subcommand play" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
 complete -c resonate -n "__fish_resonate_using_subcommand play" -s q -l quiet -d 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)'
 complete -c resonate -n "__fish_resonate_using_subcommand play" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c resonate -n "__fish_resonate_using_subcommand play" -s V -l version -d 'Print version'
+complete -c resonate -n "__fish_resonate_using_subcommand discover" -l timeout -d 'Seconds to browse (fractions allowed) [default: 3, or until Ctrl-C with --watch]' -r
+complete -c resonate -n "__fish_resonate_using_subcommand discover" -l interface -d 'Network interface to browse on, by name [default: every interface]' -r
+complete -c resonate -n "__fish_resonate_using_subcommand discover" -l probe -d 'Connect to each endpoint, do the handshake and add its hello data, round trip and clock offset'
+complete -c resonate -n "__fish_resonate_using_subcommand discover" -l json -d 'Print one JSON object per endpoint; with --watch, one JSON line per change'
+complete -c resonate -n "__fish_resonate_using_subcommand discover" -l watch -d 'Keep browsing and print endpoints as they appear, change and leave, until Ctrl-C or --timeout'
 complete -c resonate -n "__fish_resonate_using_subcommand discover" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
 complete -c resonate -n "__fish_resonate_using_subcommand discover" -s q -l quiet -d 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)'
 complete -c resonate -n "__fish_resonate_using_subcommand discover" -s h -l help -d 'Print help'

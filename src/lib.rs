@@ -7,6 +7,7 @@
 
 pub mod audio;
 pub mod clock;
+pub mod discovery;
 pub mod dialect;
 pub mod player;
 pub mod protocol;

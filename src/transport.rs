@@ -94,6 +94,11 @@ pub enum TransportError {
 ///
 /// The port defaults to 8927 and an empty path to `default_path`.
 pub fn parse_ws_url(text: &str, default_path: &str) -> Result<Url, TransportError> {
+    parse_ws_url_with_port(text, default_path, DEFAULT_SERVER_PORT)
+}
+
+/// Parses a `ws://` URL whose port defaults to `default_port`.
+pub fn parse_ws_url_with_port(text: &str, default_path: &str, default_port: u16) -> Result<Url, TransportError> {
     let invalid = |reason: &str| TransportError::InvalidUrl {
         url: text.to_string(),
         reason: reason.to_string(),
@@ -108,7 +113,7 @@ pub fn parse_ws_url(text: &str, default_path: &str) -> Result<Url, TransportErro
         return Err(invalid("no host; expected ws://HOST:PORT/PATH"));
     }
     if url.port().is_none() {
-        url.set_port(Some(DEFAULT_SERVER_PORT))
+        url.set_port(Some(default_port))
             .map_err(|()| invalid("cannot set the default port"))?;
     }
     if url.path().is_empty() || url.path() == "/" {
@@ -160,6 +165,46 @@ pub async fn connect(url: &Url, limits: &Limits) -> Result<ClientStream, Transpo
             url: url.to_string(),
             source,
         }),
+        Err(_) => Err(TransportError::ConnectTimeout {
+            url: url.to_string(),
+            timeout: limits.handshake_timeout,
+        }),
+    }
+}
+
+/// A WebSocket over a plain TCP connection, as accepted by a server or
+/// dialed by one.
+pub type PlainStream = WebSocketStream<TcpStream>;
+
+/// Sets the options of a socket the server streams audio on, accepted or
+/// dialed: no Nagle delay, and the fixed send buffer of `limits`.
+pub fn prepare_server_socket(tcp: &TcpStream, limits: &Limits) {
+    let _ = tcp.set_nodelay(true);
+    if let Some(bytes) = limits.socket_send_buffer {
+        if let Err(err) = socket2::SockRef::from(tcp).set_send_buffer_size(bytes) {
+            tracing::debug!(cause = %err, "cannot set the socket send buffer");
+        }
+    }
+}
+
+/// Opens a WebSocket to a `ws://` URL over plain TCP within the handshake
+/// timeout. Servers use it to dial players that wait for them.
+pub async fn dial(url: &Url, limits: &Limits) -> Result<PlainStream, TransportError> {
+    let connect_error = |source| TransportError::Connect {
+        url: url.to_string(),
+        source,
+    };
+    let dialing = async {
+        let addrs = url.socket_addrs(|| Some(DEFAULT_CLIENT_PORT)).map_err(|err| connect_error(err.into()))?;
+        let tcp = TcpStream::connect(&*addrs).await.map_err(|err| connect_error(err.into()))?;
+        prepare_server_socket(&tcp, limits);
+        let (ws, _response) = tokio_tungstenite::client_async_with_config(url.as_str(), tcp, Some(limits.websocket_config()))
+            .await
+            .map_err(connect_error)?;
+        Ok(ws)
+    };
+    match tokio::time::timeout(limits.handshake_timeout, dialing).await {
+        Ok(result) => result,
         Err(_) => Err(TransportError::ConnectTimeout {
             url: url.to_string(),
             timeout: limits.handshake_timeout,

@@ -74,7 +74,13 @@ fn occupied_port_is_named() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
-    let wav = dir.path().join("a.wav");
+    let wav = write_silent_wav(dir.path());
+    assert_usage_error(&["serve", wav.to_str().unwrap(), "--listen", &addr], &[&addr, "--listen"]);
+}
+
+/// Writes 0.1 s of 8 kHz mono silence to `a.wav` in `dir`.
+fn write_silent_wav(dir: &std::path::Path) -> std::path::PathBuf {
+    let wav = dir.join("a.wav");
     let spec = hound::WavSpec {
         channels: 1,
         sample_rate: 8000,
@@ -86,12 +92,12 @@ fn occupied_port_is_named() {
         writer.write_sample(0i16).unwrap();
     }
     writer.finalize().unwrap();
-    assert_usage_error(&["serve", wav.to_str().unwrap(), "--listen", &addr], &[&addr, "--listen"]);
+    wav
 }
 
 #[test]
 fn pending_subcommands_exit_2() {
-    for name in ["discover", "monitor"] {
+    for name in ["monitor"] {
         assert_usage_error(&[name], &["not yet available"]);
     }
 }
@@ -111,6 +117,22 @@ fn stress_of_an_unreachable_server_exits_2() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let url = format!("ws://127.0.0.1:{port}/sendspin");
     assert_usage_error(&["stress", "--server", &url, "--duration", "1"], &[&format!("127.0.0.1:{port}"), "Without --server"]);
+fn discover_timeout_must_be_positive() {
+    assert_usage_error(&["discover", "--timeout=-1"], &["\"-1\"", "seconds"]);
+    assert_usage_error(&["discover", "--timeout", "soon"], &["soon", "seconds"]);
+}
+
+#[test]
+fn unknown_interface_is_named() {
+    assert_usage_error(&["discover", "--interface", "nosuch0"], &["\"nosuch0\"", "not found", "ip link"]);
+}
+
+#[test]
+fn serve_client_url_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = write_silent_wav(dir.path());
+    let args = ["serve", wav.to_str().unwrap(), "--no-mdns", "--client", "http://127.0.0.1:8928/"];
+    assert_usage_error(&args, &["http://127.0.0.1:8928/", "--client", "ws://"]);
 }
 
 #[test]

@@ -244,7 +244,7 @@ fn spawn_peer_client(
 /// Starts `resonate serve` on a free loopback port and returns it with its URL.
 fn start_serve(wav: &Path) -> (Proc, String) {
     let wav = wav.to_str().expect("temporary paths are UTF-8");
-    let mut serve = resonate(&["serve", wav, "--listen", "127.0.0.1:0", "--json"]);
+    let mut serve = resonate(&["serve", wav, "--listen", "127.0.0.1:0", "--no-mdns", "--json"]);
     let listening = serve.wait_event("listening", EVENT_PATIENCE);
     let url = listening["url"]
         .as_str()

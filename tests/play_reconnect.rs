@@ -20,7 +20,7 @@ fn player_reconnects_after_server_restart() {
     // A port that was free a moment ago; the restarted server reuses it.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let listen = format!("127.0.0.1:{port}");
-    let serve_args = ["serve", source.as_str(), "--listen", listen.as_str(), "--json"];
+    let serve_args = ["serve", source.as_str(), "--listen", listen.as_str(), "--no-mdns", "--json"];
 
     let mut server = resonate(&serve_args);
     server.wait_event("listening", Duration::from_secs(20));
@@ -50,7 +50,7 @@ fn wrong_path_fails_at_once_with_404() {
     let dir = tempfile::tempdir().unwrap();
     let source = dir.path().join("source.wav");
     write_test_wav(&source, 48_000, 2, 16, 1.0);
-    let mut server = resonate(&["serve", source.to_str().unwrap(), "--listen", "127.0.0.1:0", "--json"]);
+    let mut server = resonate(&["serve", source.to_str().unwrap(), "--listen", "127.0.0.1:0", "--no-mdns", "--json"]);
     let listening = server.wait_event("listening", Duration::from_secs(20));
     let addr = listening["addr"].as_str().unwrap().to_string();
 
@@ -70,7 +70,7 @@ fn player_replaced_by_same_id_stops() {
     let dir = tempfile::tempdir().unwrap();
     let source = dir.path().join("source.wav");
     write_test_wav(&source, 48_000, 2, 16, 5.0);
-    let mut server = resonate(&["serve", source.to_str().unwrap(), "--listen", "127.0.0.1:0", "--json"]);
+    let mut server = resonate(&["serve", source.to_str().unwrap(), "--listen", "127.0.0.1:0", "--no-mdns", "--json"]);
     let url = server.wait_event("listening", Duration::from_secs(20))["url"].as_str().unwrap().to_string();
 
     let play_args = ["play", "--server", url.as_str(), "--client-id", "twin", "--output", "null", "--json"];

@@ -53,7 +53,7 @@ fn run_sync_test(bits: u16) {
     let source = write_test_wav(&source_path, RATE, CHANNELS, bits, 4.0);
 
     let source_arg = source_path.to_str().unwrap();
-    let mut server = resonate(&["serve", source_arg, "--listen", "127.0.0.1:0", "--start-delay-ms", "1500", "--json"]);
+    let mut server = resonate(&["serve", source_arg, "--listen", "127.0.0.1:0", "--no-mdns", "--start-delay-ms", "1500", "--json"]);
     let listening = server.wait_event("listening", Duration::from_secs(20));
     let url = listening["url"].as_str().unwrap().to_string();
 
@@ -118,7 +118,7 @@ fn player_rate_differs_so_server_resamples() {
     let seconds = 2.0;
     write_test_wav(&source_path, 44_100, CHANNELS, 16, seconds);
 
-    let mut server = resonate(&["serve", source_path.to_str().unwrap(), "--listen", "127.0.0.1:0", "--start-delay-ms", "1500", "--json"]);
+    let mut server = resonate(&["serve", source_path.to_str().unwrap(), "--listen", "127.0.0.1:0", "--no-mdns", "--start-delay-ms", "1500", "--json"]);
     let url = server.wait_event("listening", Duration::from_secs(20))["url"].as_str().unwrap().to_string();
     let wav = dir.path().join("resampled.wav");
     let mut player = start_player(&url, "resampled", &wav, 16);

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::time::{sleep, Instant};
 use tokio_util::task::TaskTracker;
@@ -13,12 +14,14 @@ use url::Url;
 
 use super::decode::ChunkDecoder;
 use super::scheduler::{PlaybackState, Scheduler};
+use super::servers::{choose_server, Choice, LastPlayed, LastPlayedStore, ServerSide};
 use crate::audio::AudioFormat;
 use crate::clock::now_us;
 use crate::dialect::{Dialect, Incoming};
 use crate::protocol::{
-    BinaryKind, ClientHello, ClientState, ClientStateKind, ClientTime, DeviceInfo, Message, PlayerFormatRequest,
-    PlayerState, PlayerSupport, ServerCommand, StreamRequestFormat, StreamStartPlayer, SupportedFormat, PROTOCOL_VERSION,
+    BinaryKind, ClientHello, ClientState, ClientStateKind, ClientTime, ConnectionReason, DeviceInfo, Message,
+    PlaybackState as GroupPlayback, PlayerFormatRequest, PlayerState, PlayerSupport, ServerCommand, ServerHello,
+    StreamRequestFormat, StreamStartPlayer, SupportedFormat, PROTOCOL_VERSION,
 };
 use crate::session::{self, CloseCause, EventKind, SessionEvent, SessionHandle, Side};
 use crate::sync::filter::{ClockPublisher, FilterConfig, Measurement, TimeFilter};
@@ -77,7 +80,18 @@ pub struct PlayerConfig {
 /// What the player reports as it runs.
 #[derive(Clone, Debug, PartialEq)]
 pub enum PlayerEvent {
-    Connected { server_id: String, server_name: String, active_roles: Vec<String> },
+    Connected {
+        server_id: String,
+        server_name: String,
+        active_roles: Vec<String>,
+        connection_reason: ConnectionReason,
+    },
+    /// A server that connected while another was current lost the choice
+    /// and got `client/goodbye` with `another_server`.
+    ServerRejected { server_id: String, connection_reason: ConnectionReason },
+    /// The current server lost the choice to a newly connected one and got
+    /// `client/goodbye` with `another_server`.
+    ServerSwitched { from: String, to: String },
     StreamStarted { format: AudioFormat },
     StreamEnded,
     Disconnected { cause: CloseCause },
@@ -100,12 +114,31 @@ pub struct Player {
     scheduler: Arc<Scheduler>,
     clock: ClockPublisher,
     events: Option<mpsc::UnboundedSender<PlayerEvent>>,
+    last_played: Option<LastPlayedStore>,
+    /// The stored last-played server id, read once and kept in step with
+    /// the file.
+    last_played_id: std::sync::Mutex<Option<String>>,
+    /// Whether servers dial this player (`run_listening`).
+    listening: bool,
 }
 
 /// Why one session ended, as the reconnect loop sees it.
 enum SessionEnd {
     Closed(CloseCause),
     Shutdown,
+    /// A newly connected server won the choice; the old session is closed.
+    /// Boxed because a candidate carries a whole `server/hello`.
+    Switched(Box<Candidate>),
+}
+
+/// A server-initiated session whose handshake is done, waiting for the
+/// player to choose it or reject it.
+struct Candidate {
+    handle: SessionHandle,
+    events: mpsc::Receiver<SessionEvent>,
+    hello: ServerHello,
+    /// The `server/hello` event, replayed to the session state on adoption.
+    hello_event: SessionEvent,
 }
 
 impl Player {
@@ -117,6 +150,40 @@ impl Player {
             scheduler,
             clock,
             events: None,
+            last_played: None,
+            last_played_id: std::sync::Mutex::new(None),
+            listening: false,
+        }
+    }
+
+    /// Keeps the server that last played in `store`, and prefers it when
+    /// two servers connect for discovery.
+    pub fn with_last_played(mut self, store: LastPlayedStore) -> Player {
+        *self.last_played_id.lock().expect("last-played lock") = store.load().map(|last| last.server_id);
+        self.last_played = Some(store);
+        self
+    }
+
+    fn last_played_id(&self) -> Option<String> {
+        self.last_played_id.lock().expect("last-played lock").clone()
+    }
+
+    /// Stores `server_id` as the last-played server when it changed.
+    fn remember_played(&self, server_id: &str, url: Option<String>) {
+        let Some(store) = &self.last_played else {
+            return;
+        };
+        let mut cached = self.last_played_id.lock().expect("last-played lock");
+        if cached.as_deref() == Some(server_id) {
+            return;
+        }
+        let last = LastPlayed {
+            server_id: server_id.to_string(),
+            url,
+        };
+        match store.save(&last) {
+            Ok(()) => *cached = Some(server_id.to_string()),
+            Err(err) => tracing::warn!(path = %store.path().display(), cause = %err, "cannot store the last-played server"),
         }
     }
 
@@ -152,7 +219,8 @@ impl Player {
                     let started = Instant::now();
                     let peer = peer_addr(&ws);
                     match self.run_session(ws, peer, &mut shutdown).await {
-                        SessionEnd::Shutdown => return Ok(()),
+                        // A dialing player has no candidates to switch to.
+                        SessionEnd::Shutdown | SessionEnd::Switched(_) => return Ok(()),
                         SessionEnd::Closed(cause) => {
                             if was_replaced(&cause) {
                                 self.report(PlayerEvent::Disconnected { cause });
@@ -201,13 +269,30 @@ impl Player {
         shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
     ) -> SessionEnd {
         let tracker = TaskTracker::new();
-        let (events_tx, mut events) = mpsc::channel(1024);
+        let (events_tx, events) = mpsc::channel(1024);
         let codec = self.config.dialect.codec();
         let handle = session::spawn(ws, peer, Side::Client, codec, self.config.limits.clone(), events_tx, &tracker);
         tracker.close();
-        let mut state = SessionState::new(self, handle.clone());
         let _ = handle.send_message(Message::ClientHello(self.hello()));
+        let end = self.drive(handle, events, None, shutdown, None).await;
+        tracker.wait().await;
+        end
+    }
 
+    /// Runs one session until it closes, `shutdown` completes or, with
+    /// `candidates`, a newly connected server wins the choice.
+    async fn drive(
+        &self,
+        handle: SessionHandle,
+        mut events: mpsc::Receiver<SessionEvent>,
+        replay: Option<SessionEvent>,
+        shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+        mut candidates: Option<&mut mpsc::Receiver<Candidate>>,
+    ) -> SessionEnd {
+        let mut state = SessionState::new(self, handle.clone());
+        if let Some(event) = replay {
+            state.on_event(event);
+        }
         let mut poll = tokio::time::interval(STATE_POLL);
         let end = loop {
             let next_time_request = state.next_time_request();
@@ -222,12 +307,18 @@ impl Player {
                     Some(event) => state.on_event(event),
                     None => break SessionEnd::Closed(CloseCause::Shutdown),
                 },
+                candidate = next_candidate(&mut candidates) => {
+                    if let Some(end) = self.choose(&state, candidate) {
+                        handle.close(CloseCause::LocalGoodbye(GoodbyeReason::AnotherServer));
+                        break end;
+                    }
+                }
                 _ = sleep(next_time_request) => state.on_time_request_due(),
                 _ = sleep(format_request) => state.send_format_request(),
                 _ = poll.tick() => state.poll_playback(),
             }
         };
-        if matches!(end, SessionEnd::Shutdown) {
+        if !matches!(end, SessionEnd::Closed(_)) {
             // Drain until the one Closed event, so the goodbye goes out.
             while let Some(event) = events.recv().await {
                 if matches!(event.kind, EventKind::Closed(_)) {
@@ -236,8 +327,109 @@ impl Player {
             }
         }
         self.scheduler.end_stream();
-        tracker.wait().await;
         end
+    }
+
+    /// Applies the multiple-server rules to the current session and a new
+    /// candidate. Returns the end of the current session when the candidate
+    /// wins, and otherwise closes the candidate with `another_server`.
+    fn choose(&self, state: &SessionState<'_>, candidate: Candidate) -> Option<SessionEnd> {
+        let new = ServerSide {
+            server_id: &candidate.hello.server_id,
+            reason: candidate.hello.connection_reason,
+        };
+        let last_played = self.last_played_id();
+        let choice = match &state.server {
+            Some((server_id, reason)) => {
+                let current = ServerSide {
+                    server_id,
+                    reason: *reason,
+                };
+                choose_server(current, new, last_played.as_deref())
+            }
+            // The current session has not finished its handshake.
+            None => Choice::SwitchToNew,
+        };
+        match choice {
+            Choice::SwitchToNew => {
+                let from = state.server.as_ref().map(|(id, _)| id.clone()).unwrap_or_default();
+                tracing::info!(%from, to = %candidate.hello.server_id, "switching to a newly connected server");
+                self.report(PlayerEvent::ServerSwitched {
+                    from,
+                    to: candidate.hello.server_id.clone(),
+                });
+                Some(SessionEnd::Switched(Box::new(candidate)))
+            }
+            Choice::KeepCurrent => {
+                tracing::info!(server_id = %candidate.hello.server_id, "keeping the current server; the new one gets another_server");
+                self.report(PlayerEvent::ServerRejected {
+                    server_id: candidate.hello.server_id.clone(),
+                    connection_reason: candidate.hello.connection_reason,
+                });
+                candidate.handle.close(CloseCause::LocalGoodbye(GoodbyeReason::AnotherServer));
+                None
+            }
+        }
+    }
+
+    /// Waits for servers to connect on `listener` (server-initiated
+    /// connections) and plays from the one the multiple-server rules pick,
+    /// until `shutdown` completes. Never dials out.
+    pub async fn run_listening(mut self, listener: TcpListener, path: String, shutdown: impl Future<Output = ()>) -> Result<(), PlayerError> {
+        self.listening = true;
+        tokio::pin!(shutdown);
+        let tracker = TaskTracker::new();
+        let (candidates_tx, mut candidates) = mpsc::channel::<Candidate>(8);
+        let acceptor = Acceptor {
+            handshake: Handshake {
+                path,
+                limits: self.config.limits.clone(),
+                dialect: self.config.dialect,
+                hello: self.hello(),
+                candidates: candidates_tx,
+                tracker: tracker.clone(),
+            },
+        };
+        let accepting = tracker.spawn(acceptor.run(listener));
+        let mut next: Option<Candidate> = None;
+        loop {
+            let candidate = match next.take() {
+                Some(candidate) => candidate,
+                None => tokio::select! {
+                    _ = &mut shutdown => break,
+                    Some(candidate) = candidates.recv() => candidate,
+                },
+            };
+            let Candidate {
+                handle,
+                events,
+                hello_event,
+                ..
+            } = candidate;
+            match self.drive(handle.clone(), events, Some(hello_event), &mut shutdown, Some(&mut candidates)).await {
+                SessionEnd::Shutdown => break,
+                SessionEnd::Switched(candidate) => next = Some(*candidate),
+                SessionEnd::Closed(cause) => self.report(PlayerEvent::Disconnected { cause }),
+            }
+        }
+
+        accepting.abort();
+        candidates.close();
+        while let Ok(candidate) = candidates.try_recv() {
+            candidate.handle.close(CloseCause::LocalGoodbye(GoodbyeReason::Shutdown));
+        }
+        tracker.close();
+        let _ = tokio::time::timeout(Duration::from_secs(3), tracker.wait()).await;
+        Ok(())
+    }
+
+    /// Returns the URL this player dials, or `None` when servers dial it.
+    fn dialed_url(&self) -> Option<String> {
+        if self.listening {
+            None
+        } else {
+            Some(self.config.url.to_string())
+        }
     }
 
     fn hello(&self) -> ClientHello {
@@ -259,6 +451,102 @@ impl Player {
             artwork_support: None,
             visualizer_support: None,
             extra: Default::default(),
+        }
+    }
+}
+
+/// Waits for the next candidate, or forever without a candidate source.
+async fn next_candidate(candidates: &mut Option<&mut mpsc::Receiver<Candidate>>) -> Candidate {
+    match candidates {
+        Some(receiver) => match receiver.recv().await {
+            Some(candidate) => candidate,
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// Accepts server-initiated connections and hands each one, once its
+/// handshake is done, to the player as a [`Candidate`].
+struct Acceptor {
+    /// The handshake each accepted connection runs a copy of.
+    handshake: Handshake,
+}
+
+impl Acceptor {
+    async fn run(self, listener: TcpListener) {
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    tracing::warn!(cause = %err, "accepting a server connection failed; continuing");
+                    sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let handshake = self.handshake.clone();
+            self.handshake.tracker.spawn(handshake.run(stream, peer));
+        }
+    }
+}
+
+/// The handshake of one server-initiated connection: the WebSocket upgrade,
+/// `client/hello` out and `server/hello` in.
+#[derive(Clone)]
+struct Handshake {
+    path: String,
+    limits: Limits,
+    dialect: Dialect,
+    hello: ClientHello,
+    candidates: mpsc::Sender<Candidate>,
+    tracker: TaskTracker,
+}
+
+impl Handshake {
+    async fn run(self, stream: tokio::net::TcpStream, peer: SocketAddr) {
+        let ws = match transport::accept(stream, &peer.to_string(), &self.path, &self.limits).await {
+            Ok(ws) => ws,
+            Err(err) => {
+                tracing::info!(%peer, cause = %err, "server connection rejected");
+                return;
+            }
+        };
+        let (events_tx, mut events) = mpsc::channel(1024);
+        let codec = self.dialect.codec();
+        let handle = session::spawn(ws, peer, Side::Client, codec, self.limits, events_tx, &self.tracker);
+        let _ = handle.send_message(Message::ClientHello(self.hello));
+        // The session closes itself when the handshake times out.
+        while let Some(event) = events.recv().await {
+            match event.kind {
+                EventKind::Received {
+                    incoming: Incoming::Message(Message::ServerHello(hello)),
+                    received_us,
+                } => {
+                    let hello_event = SessionEvent {
+                        session: event.session,
+                        kind: EventKind::Received {
+                            incoming: Incoming::Message(Message::ServerHello(hello.clone())),
+                            received_us,
+                        },
+                    };
+                    let candidate = Candidate {
+                        handle,
+                        events,
+                        hello,
+                        hello_event,
+                    };
+                    if let Err(refused) = self.candidates.send(candidate).await {
+                        refused.0.handle.close(CloseCause::LocalGoodbye(GoodbyeReason::Shutdown));
+                    }
+                    return;
+                }
+                EventKind::Closed(cause) => {
+                    tracing::info!(%peer, %cause, "server connection closed during the handshake");
+                    return;
+                }
+                _ => {}
+            }
         }
     }
 }
@@ -310,6 +598,8 @@ struct SessionState<'a> {
     /// When the configured `stream/request-format` is due.
     format_request_due: Option<Instant>,
     format_request_sent: bool,
+    /// The server's id and connection reason, from `server/hello`.
+    server: Option<(String, ConnectionReason)>,
 }
 
 impl<'a> SessionState<'a> {
@@ -326,6 +616,7 @@ impl<'a> SessionState<'a> {
             rejected_chunks: 0,
             format_request_due: None,
             format_request_sent: false,
+            server: None,
         }
     }
 
@@ -411,11 +702,13 @@ impl<'a> SessionState<'a> {
         match message {
             Message::ServerHello(hello) => {
                 self.active = true;
-                tracing::info!(server_id = %hello.server_id, name = %hello.name, roles = ?hello.active_roles, "connected");
+                tracing::info!(server_id = %hello.server_id, name = %hello.name, roles = ?hello.active_roles, reason = ?hello.connection_reason, "connected");
+                self.server = Some((hello.server_id.clone(), hello.connection_reason));
                 self.player.report(PlayerEvent::Connected {
                     server_id: hello.server_id,
                     server_name: hello.name,
                     active_roles: hello.active_roles,
+                    connection_reason: hello.connection_reason,
                 });
                 self.send_full_state();
             }
@@ -449,7 +742,14 @@ impl<'a> SessionState<'a> {
                 }
             }
             Message::ServerCommand(command) => self.on_server_command(command),
-            Message::GroupUpdate(update) => tracing::info!(?update, "group update"),
+            Message::GroupUpdate(update) => {
+                tracing::info!(?update, "group update");
+                if update.playback_state == Some(Some(GroupPlayback::Playing)) {
+                    if let Some((server_id, _)) = &self.server {
+                        self.player.remember_played(server_id, self.player.dialed_url());
+                    }
+                }
+            }
             Message::ServerState(_) => {}
             other => tracing::debug!(type_name = other.type_name(), "ignoring a client message sent by the server"),
         }

@@ -7,3 +7,4 @@ pub mod decode;
 pub mod request;
 pub mod output;
 pub mod scheduler;
+pub mod servers;

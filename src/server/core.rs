@@ -7,10 +7,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::task::TaskTracker;
 
+use super::dial::{DialContext, DialRequest, DialSlots, Dialed};
 use super::group::{EventSink, Group, Member, Pacing};
 use super::negotiate::{answer_request, choose_format};
 use super::volume::{group_muted, group_volume, set_group_volume};
@@ -51,6 +52,9 @@ pub enum ServerError {
 struct SessionEntry {
     handle: SessionHandle,
     client_id: Option<String>,
+    /// For a session the server dialed: where its dial loop waits for the
+    /// close cause.
+    dial_loop: Option<oneshot::Sender<CloseCause>>,
 }
 
 /// A registered client: one per `client_id`, ever.
@@ -82,6 +86,8 @@ pub(super) struct Core {
     /// Controller state last sent to each group's controllers.
     controller_states: HashMap<String, ControllerState>,
     pacing: Pacing,
+    /// Dial loops by player address.
+    dial_slots: DialSlots,
 }
 
 impl Core {
@@ -105,11 +111,24 @@ impl Core {
             groups: HashMap::new(),
             controller_states: HashMap::new(),
             pacing,
+            dial_slots: DialSlots::default(),
         }
     }
 
-    pub(super) async fn run(mut self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), super::ServerError> {
+    pub(super) async fn run(
+        mut self,
+        listener: TcpListener,
+        mut dial_requests: mpsc::UnboundedReceiver<DialRequest>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), super::ServerError> {
         let (accepted_tx, mut accepted) = mpsc::channel::<(WebSocketStream<TcpStream>, SocketAddr)>(64);
+        let (dialed_tx, mut dialed) = mpsc::channel::<Dialed>(64);
+        let dial_context = DialContext {
+            limits: self.config.limits.clone(),
+            backoff: self.config.dial_backoff,
+            dialed: dialed_tx,
+            events: self.events.clone(),
+        };
         let mut pump = tokio::time::interval(PUMP_INTERVAL);
         pump.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         tokio::pin!(shutdown);
@@ -123,11 +142,17 @@ impl Core {
                     Err(err) if is_transient(&err) => tracing::warn!(cause = %err, "accept failed; continuing"),
                     Err(err) => break Err(super::ServerError::Accept(err)),
                 },
-                Some((ws, peer)) = accepted.recv() => self.open_session(ws, peer),
+                Some((ws, peer)) = accepted.recv() => self.open_session(ws, peer, None),
+                Some(request) = dial_requests.recv() => self.dial_slots.apply(request, &dial_context, &self.tracker),
+                Some(connection) = dialed.recv() => self.open_dialed(connection),
                 Some(event) = self.session_events.recv() => self.on_session_event(event),
                 _ = pump.tick() => self.pump_groups(),
             }
         };
+        // Loops that still try to hand over a connection find the channel
+        // closed and end.
+        drop(dialed);
+        self.dial_slots.stop_all();
         self.shut_down().await;
         result
     }
@@ -137,12 +162,7 @@ impl Core {
     fn start_handshake(&self, stream: TcpStream, peer: SocketAddr, accepted: mpsc::Sender<(WebSocketStream<TcpStream>, SocketAddr)>) {
         let path = self.config.path.clone();
         let limits = self.config.limits.clone();
-        let _ = stream.set_nodelay(true);
-        if let Some(bytes) = limits.socket_send_buffer {
-            if let Err(err) = socket2::SockRef::from(&stream).set_send_buffer_size(bytes) {
-                tracing::debug!(%peer, cause = %err, "cannot set the socket send buffer");
-            }
-        }
+        crate::transport::prepare_server_socket(&stream, &limits);
         self.tracker.spawn(async move {
             match crate::transport::accept(stream, &peer.to_string(), &path, &limits).await {
                 Ok(ws) => {
@@ -153,7 +173,17 @@ impl Core {
         });
     }
 
-    fn open_session(&mut self, ws: WebSocketStream<TcpStream>, peer: SocketAddr) {
+    /// Opens a session on a connection a dial loop made, unless a newer
+    /// loop for the same address has replaced that loop.
+    fn open_dialed(&mut self, connection: Dialed) {
+        if !self.dial_slots.is_current(&connection.address, connection.generation) {
+            tracing::debug!(address = %connection.address, "dropping a connection of a replaced dial loop");
+            return;
+        }
+        self.open_session(connection.ws, connection.peer, Some(connection.closed));
+    }
+
+    fn open_session(&mut self, ws: WebSocketStream<TcpStream>, peer: SocketAddr, dial_loop: Option<oneshot::Sender<CloseCause>>) {
         let handle = session::spawn(
             ws,
             peer,
@@ -164,7 +194,12 @@ impl Core {
             &self.tracker,
         );
         self.events.emit(ServerEvent::SessionOpened { session: handle.id, peer });
-        self.sessions.insert(handle.id, SessionEntry { handle, client_id: None });
+        let entry = SessionEntry {
+            handle,
+            client_id: None,
+            dial_loop,
+        };
+        self.sessions.insert(entry.handle.id, entry);
         self.stats.session_opened();
     }
 
@@ -232,6 +267,7 @@ impl Core {
         // Replace-and-evict in one step: the registry never holds two
         // sessions for one client_id.
         let client_id = hello.client_id.clone();
+        let group_id = self.group_for(&client_id);
         if let Some(old) = self.clients.remove(&client_id) {
             old.handle.close(CloseCause::Replaced);
             if let Some(group) = self.groups.get_mut(&old.group) {
@@ -243,7 +279,6 @@ impl Core {
                 new: id,
             });
         }
-        let group_id = self.group_for(&client_id);
         let client = Client {
             session: id,
             handle: handle.clone(),
@@ -265,7 +300,7 @@ impl Core {
             name: self.config.name.clone(),
             version: PROTOCOL_VERSION,
             active_roles: activation.active.clone(),
-            connection_reason: ConnectionReason::Playback,
+            connection_reason: self.connection_reason(&group_id),
         };
         let _ = handle.send_message(Message::ServerHello(server_hello));
         self.events.emit(ServerEvent::ClientJoined {
@@ -288,6 +323,15 @@ impl Core {
         }
         if is_player {
             self.send_controller_state(&group_id);
+        }
+    }
+
+    /// Returns `playback` when the client's group is playing, so the client
+    /// is needed for playback now, and `discovery` otherwise.
+    fn connection_reason(&self, group_id: &str) -> ConnectionReason {
+        match self.groups.get(group_id) {
+            Some(group) if group.is_playing() => ConnectionReason::Playback,
+            _ => ConnectionReason::Discovery,
         }
     }
 
@@ -511,7 +555,13 @@ impl Core {
 
     fn on_closed(&mut self, id: SessionId, cause: CloseCause) {
         let registered = self.client_of(id).is_some();
-        let client_id = self.sessions.remove(&id).and_then(|entry| entry.client_id);
+        let (client_id, dial_loop) = match self.sessions.remove(&id) {
+            Some(entry) => (entry.client_id, entry.dial_loop),
+            None => (None, None),
+        };
+        if let Some(dial_loop) = dial_loop {
+            let _ = dial_loop.send(cause.clone());
+        }
         // Only the registered session removes its client; a replaced session
         // was unregistered in the step that replaced it.
         if let (true, Some(client_id)) = (registered, &client_id) {

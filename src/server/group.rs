@@ -291,6 +291,7 @@ fn stream_start(stream: &PlayerStream) -> StreamStart {
 }
 
 /// The channel a group reports its events on.
+#[derive(Clone)]
 pub struct EventSink(pub tokio::sync::broadcast::Sender<ServerEvent>);
 
 impl EventSink {

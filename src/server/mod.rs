@@ -7,6 +7,7 @@
 
 mod core;
 mod encode;
+pub mod dial;
 mod group;
 mod negotiate;
 mod program;
@@ -20,7 +21,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
 use crate::audio::{AudioFormat, Codec};
 use crate::dialect::Dialect;
@@ -28,6 +29,7 @@ use crate::session::{CloseCause, SessionId};
 use crate::transport::Limits;
 
 pub use self::core::ServerError;
+pub use dial::{DialBackoff, Dialer};
 pub use encode::EncoderSettings;
 pub use negotiate::{answer_request, choose_format, closest_producible, is_producible, FormatAnswer};
 pub use program::CHUNK_MS;
@@ -73,6 +75,8 @@ pub struct ServerConfig {
     pub forced_codec: Option<Codec>,
     /// Encoder settings, such as the Opus bitrate.
     pub encoder: EncoderSettings,
+    /// Reconnection timing of server-initiated connections.
+    pub dial_backoff: DialBackoff,
 }
 
 impl ServerConfig {
@@ -91,6 +95,7 @@ impl ServerConfig {
             join_margin: Duration::from_millis(100),
             forced_codec: None,
             encoder: EncoderSettings::default(),
+            dial_backoff: DialBackoff::default(),
         }
     }
 }
@@ -109,6 +114,10 @@ pub enum ServerEvent {
     StreamEnded { client_id: String, chunks_sent: u64 },
     /// The one close report of a session, with its cause.
     SessionClosed { session: SessionId, client_id: Option<String>, cause: CloseCause },
+    /// A dial loop for the player at `address` (`host:port`) started.
+    DialStarted { address: String, url: String },
+    /// The dial loop for `address` ended, for the reason given.
+    DialStopped { address: String, reason: String },
 }
 
 /// A server ready to run on a bound listener.
@@ -117,6 +126,8 @@ pub struct Server {
     events: broadcast::Sender<ServerEvent>,
     tasks: tokio_util::task::TaskTracker,
     stats: ServerStats,
+    dial_requests_tx: mpsc::UnboundedSender<dial::DialRequest>,
+    dial_requests: mpsc::UnboundedReceiver<dial::DialRequest>,
 }
 
 impl Server {
@@ -124,17 +135,28 @@ impl Server {
         let (events, _) = broadcast::channel(4096);
         let tasks = tokio_util::task::TaskTracker::new();
         let stats = ServerStats::new(tasks.clone());
+        let (dial_requests_tx, dial_requests) = mpsc::unbounded_channel();
         Server {
             config,
             events,
             tasks,
             stats,
+            dial_requests_tx,
+            dial_requests,
         }
     }
 
     /// The server's live counters; they stay readable after it stops.
     pub fn stats(&self) -> ServerStats {
         self.stats.clone()
+    }
+
+    /// Returns the handle that makes the running server dial players.
+    /// Requests made before `run` are applied when it starts.
+    pub fn dialer(&self) -> Dialer {
+        Dialer {
+            requests: self.dial_requests_tx.clone(),
+        }
     }
 
     /// Subscribes to the server's events; subscribe before `run`.
@@ -146,7 +168,7 @@ impl Server {
     /// session and waits for their tasks.
     pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
         self::core::Core::new(self.config, self.events, self.tasks, self.stats)
-            .run(listener, shutdown)
+            .run(listener, self.dial_requests, shutdown)
             .await
     }
 }

@@ -77,6 +77,8 @@ pub fn read_recording(path: &Path) -> Recording {
 /// A server running in this process on a loopback port.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// Makes the server dial players that wait for servers.
+    pub dialer: resonate::server::Dialer,
     pub events: broadcast::Receiver<ServerEvent>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -88,6 +90,7 @@ impl TestServer {
         let addr = listener.local_addr().unwrap();
         let server = Server::new(config);
         let events = server.subscribe();
+        let dialer = server.dialer();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             server
@@ -99,6 +102,7 @@ impl TestServer {
         });
         TestServer {
             addr,
+            dialer,
             events,
             stop: Some(stop),
             task: Some(task),

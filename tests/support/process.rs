@@ -20,13 +20,19 @@ pub struct Proc {
 }
 
 pub fn resonate(args: &[&str]) -> Proc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_resonate"))
-        .args(args)
+    let mut command = Command::new(env!("CARGO_BIN_EXE_resonate"));
+    command.args(args);
+    spawn(command)
+}
+
+/// Starts `command` with its stdout JSON lines collected.
+pub fn spawn(mut command: Command) -> Proc {
+    let mut child = command
         .env("RUST_LOG", "resonate=warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .expect("start resonate");
+        .expect("start a test process");
     let stdout = child.stdout.take().unwrap();
     Proc {
         child,

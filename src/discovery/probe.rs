@@ -1,0 +1,342 @@
+//! Probing a discovered endpoint: connect, do the handshake from the other
+//! side, and measure round trip and clock offset.
+//!
+//! A server is probed as a client with the `controller@v1` and `metadata@v1`
+//! roles, which observe without playing: a few `client/time` exchanges give
+//! the round trip and the server's clock offset, then the probe sends
+//! `client/goodbye` (`user_request`). A listening client is probed as a server: the client
+//! sends `client/hello` first, the probe answers with `server/hello`
+//! (`connection_reason: discovery`, so a client playing from another server
+//! keeps it), measures the round trip with WebSocket pings and estimates the
+//! client's clock offset from the `client/time` messages the client sends.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde::Serialize;
+use tokio::time::{timeout_at, Instant};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use super::{Endpoint, EndpointKind, Family};
+use crate::clock::now_us;
+use crate::dialect::{Incoming, Outgoing, SendspinV1Codec, WireCodec};
+use crate::protocol::{
+    ClientGoodbye, ClientHello, ClientTime, ConnectionReason, DeviceInfo, GoodbyeReason, Message, ServerHello, ServerTime,
+    PROTOCOL_VERSION,
+};
+use crate::transport::{self, Limits, PlainStream};
+
+/// Clock exchanges (or pings) a probe makes.
+const SAMPLES: usize = 5;
+
+/// Time a client probe waits for the client's first `client/time`.
+const CLIENT_TIME_WAIT: Duration = Duration::from_secs(1);
+
+/// What a probe learned about an endpoint.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ProbeReport {
+    /// `server_id` or `client_id` from the peer's hello.
+    pub id: String,
+    pub name: String,
+    pub version: u32,
+    /// Roles the client supports, or the roles the server activated.
+    pub roles: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_info: Option<DeviceInfo>,
+    /// The connection reason a server sent in `server/hello`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection_reason: Option<ConnectionReason>,
+    /// Smallest round trip measured, in microseconds.
+    pub rtt_us: Option<i64>,
+    /// The peer's clock minus this host's clock, in microseconds, from the
+    /// sample with the smallest round trip. Each process's clock counts from
+    /// its own start, so this compares clocks, not wall times.
+    pub offset_us: Option<i64>,
+    /// Round-trip samples taken.
+    pub samples: usize,
+    /// A goodbye the peer sent during the probe, such as `another_server`
+    /// from a player that kept its current server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub goodbye: Option<GoodbyeReason>,
+}
+
+/// A failed probe; the text says why.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("legacy Resonate dialect not supported yet")]
+    LegacyDialect,
+    #[error("endpoint has no address")]
+    NoAddress,
+    #[error(transparent)]
+    Connect(#[from] transport::TransportError),
+    #[error("no {expected} within {timeout:?}")]
+    Timeout { expected: &'static str, timeout: Duration },
+    #[error("connection closed before {expected}")]
+    Closed { expected: &'static str },
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+/// Probes `endpoint`, allowing `limit` for the whole probe.
+pub async fn probe(endpoint: &Endpoint, limit: Duration) -> Result<ProbeReport, ProbeError> {
+    if endpoint.family == Family::ResonateLegacy {
+        return Err(ProbeError::LegacyDialect);
+    }
+    let url = endpoint.url().ok_or(ProbeError::NoAddress)?;
+    let limits = Limits {
+        handshake_timeout: limit,
+        ..Limits::default()
+    };
+    let deadline = Instant::now() + limit;
+    let ws = transport::dial(&url, &limits).await?;
+    let mut peer = Peer { ws, deadline, limit };
+    match endpoint.kind {
+        EndpointKind::Server => peer.probe_server().await,
+        EndpointKind::Client => peer.probe_client().await,
+    }
+}
+
+/// One probe connection.
+struct Peer {
+    ws: PlainStream,
+    deadline: Instant,
+    limit: Duration,
+}
+
+impl Peer {
+    async fn send(&mut self, message: Message) -> Result<(), ProbeError> {
+        let frame = SendspinV1Codec.encode(&Outgoing::Message(message));
+        self.ws
+            .send(frame)
+            .await
+            .map_err(|_| ProbeError::Closed { expected: "the write" })
+    }
+
+    /// Reads the next frame before the deadline. Returns `None` for a
+    /// closed connection.
+    async fn next_frame(&mut self, expected: &'static str) -> Result<Option<WsMessage>, ProbeError> {
+        match timeout_at(self.deadline, self.ws.next()).await {
+            Err(_) => Err(ProbeError::Timeout {
+                expected,
+                timeout: self.limit,
+            }),
+            Ok(Some(Ok(frame))) => Ok(Some(frame)),
+            Ok(_) => Ok(None),
+        }
+    }
+
+    /// Reads the next protocol message, skipping binary and control frames.
+    async fn next_message(&mut self, expected: &'static str) -> Result<Option<Message>, ProbeError> {
+        loop {
+            let Some(frame) = self.next_frame(expected).await? else {
+                return Ok(None);
+            };
+            match frame {
+                WsMessage::Text(_) => match SendspinV1Codec.decode(frame) {
+                    Ok(Incoming::Message(message)) => return Ok(Some(message)),
+                    Ok(_) => continue,
+                    Err(err) => return Err(ProbeError::Protocol(err.to_string())),
+                },
+                WsMessage::Close(_) => return Ok(None),
+                _ => continue,
+            }
+        }
+    }
+
+    async fn probe_server(&mut self) -> Result<ProbeReport, ProbeError> {
+        self.send(Message::ClientHello(probe_hello())).await?;
+        let hello = loop {
+            match self.next_message("server/hello").await? {
+                Some(Message::ServerHello(hello)) => break hello,
+                Some(_) => continue,
+                None => return Err(ProbeError::Closed { expected: "server/hello" }),
+            }
+        };
+        let mut report = ProbeReport {
+            id: hello.server_id,
+            name: hello.name,
+            version: hello.version,
+            roles: hello.active_roles,
+            connection_reason: Some(hello.connection_reason),
+            ..ProbeReport::default()
+        };
+        let mut best: Option<(i64, i64)> = None;
+        for _ in 0..SAMPLES {
+            let client_transmitted = now_us();
+            self.send(Message::ClientTime(ClientTime { client_transmitted })).await?;
+            let reply = loop {
+                match self.next_message("server/time").await? {
+                    Some(Message::ServerTime(time)) if time.client_transmitted == client_transmitted => break time,
+                    Some(_) => continue,
+                    None => return Err(ProbeError::Closed { expected: "server/time" }),
+                }
+            };
+            let sample = clock_sample(&reply, now_us());
+            report.samples += 1;
+            if best.is_none_or(|(rtt, _)| sample.0 < rtt) {
+                best = Some(sample);
+            }
+        }
+        report.rtt_us = best.map(|(rtt, _)| rtt);
+        report.offset_us = best.map(|(_, offset)| offset);
+        let goodbye = ClientGoodbye {
+            reason: GoodbyeReason::UserRequest,
+        };
+        let _ = self.send(Message::ClientGoodbye(goodbye)).await;
+        let _ = self.ws.close(None).await;
+        Ok(report)
+    }
+
+    async fn probe_client(&mut self) -> Result<ProbeReport, ProbeError> {
+        let hello = match self.next_message("client/hello").await? {
+            Some(Message::ClientHello(hello)) => hello,
+            Some(other) => {
+                return Err(ProbeError::Protocol(format!(
+                    "expected client/hello first, got {}",
+                    other.type_name()
+                )))
+            }
+            None => return Err(ProbeError::Closed { expected: "client/hello" }),
+        };
+        let mut report = ProbeReport {
+            id: hello.client_id,
+            name: hello.name,
+            version: hello.version,
+            roles: hello.supported_roles,
+            device_info: hello.device_info,
+            ..ProbeReport::default()
+        };
+        let server_hello = ServerHello {
+            server_id: format!("resonate-discover-{}", std::process::id()),
+            name: "resonate discover".into(),
+            version: PROTOCOL_VERSION,
+            active_roles: Vec::new(),
+            connection_reason: ConnectionReason::Discovery,
+        };
+        self.send(Message::ServerHello(server_hello)).await?;
+        self.measure_client(&mut report).await?;
+        let _ = self.ws.close(None).await;
+        Ok(report)
+    }
+
+    /// Pings the client [`SAMPLES`] times, answering its `client/time`
+    /// messages meanwhile, and fills in round trip and offset.
+    async fn measure_client(&mut self, report: &mut ProbeReport) -> Result<(), ProbeError> {
+        // Client stamps (T1) with this host's receive time, for the offset.
+        let mut client_times: Vec<(i64, i64)> = Vec::new();
+        let mut best_rtt: Option<i64> = None;
+        // Pings first, then up to CLIENT_TIME_WAIT for a client/time when
+        // none has arrived yet.
+        let mut pings_left = SAMPLES;
+        let mut outstanding: Option<(i64, Vec<u8>)> = None;
+        let wait_end = Instant::now() + CLIENT_TIME_WAIT;
+        loop {
+            if outstanding.is_none() && pings_left > 0 {
+                let sent = now_us();
+                let payload = sent.to_be_bytes().to_vec();
+                if self.ws.send(WsMessage::Ping(payload.clone().into())).await.is_err() {
+                    break;
+                }
+                pings_left -= 1;
+                outstanding = Some((sent, payload));
+            }
+            let done_pinging = outstanding.is_none() && pings_left == 0;
+            if done_pinging && (!client_times.is_empty() || Instant::now() >= wait_end) {
+                break;
+            }
+            let frame = if done_pinging {
+                match timeout_at(wait_end.min(self.deadline), self.ws.next()).await {
+                    Ok(Some(Ok(frame))) => frame,
+                    _ => break,
+                }
+            } else {
+                match self.next_frame("a pong").await? {
+                    Some(frame) => frame,
+                    None => break,
+                }
+            };
+            let received = now_us();
+            match frame {
+                WsMessage::Pong(data) if outstanding.as_ref().is_some_and(|(_, payload)| data.as_ref() == payload.as_slice()) => {
+                    let (sent, _) = outstanding.take().expect("checked above");
+                    report.samples += 1;
+                    let rtt = received - sent;
+                    best_rtt = Some(best_rtt.map_or(rtt, |best| best.min(rtt)));
+                }
+                WsMessage::Text(_) => match SendspinV1Codec.decode(frame) {
+                    Ok(Incoming::Message(Message::ClientTime(time))) => {
+                        client_times.push((time.client_transmitted, received));
+                        let reply = ServerTime {
+                            client_transmitted: time.client_transmitted,
+                            server_received: received,
+                            server_transmitted: now_us(),
+                        };
+                        let _ = self.send(Message::ServerTime(reply)).await;
+                    }
+                    Ok(Incoming::Message(Message::ClientGoodbye(goodbye))) => {
+                        report.goodbye = Some(goodbye.reason);
+                        break;
+                    }
+                    _ => {}
+                },
+                WsMessage::Close(_) => break,
+                _ => {}
+            }
+        }
+        report.rtt_us = best_rtt;
+        // One-way delay is taken as half the smallest round trip.
+        report.offset_us = best_rtt.and_then(|rtt| {
+            client_times
+                .iter()
+                .map(|(client, received)| client - (received - rtt / 2))
+                .min_by_key(|offset| offset.abs())
+        });
+        Ok(())
+    }
+}
+
+/// Returns (round trip, server offset) of one exchange, in microseconds,
+/// given T4 `client_received`.
+fn clock_sample(reply: &ServerTime, client_received: i64) -> (i64, i64) {
+    let t1 = reply.client_transmitted;
+    let t2 = reply.server_received;
+    let t3 = reply.server_transmitted;
+    let rtt = (client_received - t1) - (t3 - t2);
+    let offset = ((t2 - t1) + (t3 - client_received)) / 2;
+    (rtt, offset)
+}
+
+fn probe_hello() -> ClientHello {
+    ClientHello {
+        client_id: format!("resonate-discover-{}", std::process::id()),
+        name: "resonate discover".into(),
+        device_info: Some(DeviceInfo {
+            product_name: Some("resonate discover".into()),
+            manufacturer: None,
+            software_version: Some(env!("CARGO_PKG_VERSION").into()),
+        }),
+        version: PROTOCOL_VERSION,
+        supported_roles: vec!["controller@v1".into(), "metadata@v1".into()],
+        player_support: None,
+        artwork_support: None,
+        visualizer_support: None,
+        extra: Default::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_sample_follows_ntp() {
+        // The server clock is 1000 us ahead; each way takes 50 us and the
+        // server holds the request 10 us.
+        let reply = ServerTime {
+            client_transmitted: 0,
+            server_received: 1050,
+            server_transmitted: 1060,
+        };
+        assert_eq!(clock_sample(&reply, 110), (100, 1000));
+    }
+}
