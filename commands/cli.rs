@@ -250,6 +250,10 @@ pub struct StressArgs {
     #[arg(long, short = 's')]
     pub server: Option<String>,
 
+    /// Player that waits for servers (`play --listen`) to stress, ws://HOST[:PORT][/PATH], port 8928 by default. Virtual servers dial it, stream to it and drop it; only the handshake-storm scenario applies.
+    #[arg(long, conflicts_with = "server")]
+    pub player: Option<String>,
+
     /// Scenario to run; repeat for several, or `all` (described below).
     #[arg(long = "scenario", value_name = "NAME", default_value = "all")]
     pub scenarios: Vec<String>,

@@ -14,13 +14,22 @@ use crate::Failure;
 use resonate::dialect::Dialect;
 use resonate::server::{Server, ServerConfig, ServerStats, SourcePlan};
 use resonate::stress::{self, Counters, Progress, Scenario, StressConfig, Target};
-use resonate::transport::{parse_ws_url, Limits};
+use resonate::transport::{parse_ws_url, parse_ws_url_with_port, Limits, DEFAULT_CLIENT_PORT};
 
 /// Length of the looping tone an embedded server plays.
 const TONE_SECONDS: f64 = 10.0;
 
 pub fn run(args: StressArgs) -> Result<(), Failure> {
-    let scenarios = parse_scenarios(&args.scenarios).map_err(Failure::usage)?;
+    let mut scenarios = parse_scenarios(&args.scenarios).map_err(Failure::usage)?;
+    if args.player.is_some() {
+        if args.scenarios.iter().any(|name| name == "all") {
+            scenarios = vec![Scenario::HandshakeStorm];
+        } else if let Some(other) = scenarios.iter().find(|s| **s != Scenario::HandshakeStorm) {
+            return Err(Failure::usage(anyhow!(
+                "--scenario {other} needs a server target; against --player only handshake-storm runs"
+            )));
+        }
+    }
     let duration = seconds("--duration", args.duration, 0.1, 3_600.0)?;
     let bound = seconds("--bound", args.bound, 0.1, 600.0)?;
     if let Some(rate) = args.rate {
@@ -36,16 +45,17 @@ pub fn run(args: StressArgs) -> Result<(), Failure> {
     let seed = args.seed.unwrap_or_else(|| resonate::clock::now_us() as u64);
     let runtime = crate::runtime()?;
     runtime.block_on(async {
-        let embedded = match &args.server {
-            Some(_) => None,
-            None => Some(Embedded::start().await?),
+        let embedded = match (&args.server, &args.player) {
+            (None, None) => Some(Embedded::start().await?),
+            _ => None,
         };
-        let url_text = match (&args.server, &embedded) {
-            (Some(url), _) => url.clone(),
-            (None, Some(embedded)) => format!("ws://{}{}", embedded.addr, dialect.default_path()),
-            (None, None) => unreachable!("an embedded server starts without --server"),
-        };
-        let url = parse_ws_url(&url_text, dialect.default_path()).map_err(Failure::usage)?;
+        let url = match (&args.server, &args.player, &embedded) {
+            (Some(url), _, _) => parse_ws_url(url, dialect.default_path()),
+            (_, Some(url), _) => parse_ws_url_with_port(url, dialect.default_path(), DEFAULT_CLIENT_PORT),
+            (None, None, Some(embedded)) => parse_ws_url(&format!("ws://{}{}", embedded.addr, dialect.default_path()), dialect.default_path()),
+            (None, None, None) => unreachable!("an embedded server starts without --server or --player"),
+        }
+        .map_err(Failure::usage)?;
         let addr = resolve(&url).await?;
         let config = StressConfig {
             target: Target {
@@ -64,6 +74,7 @@ pub fn run(args: StressArgs) -> Result<(), Failure> {
             storm_roles,
             seed,
             bound,
+            against_player: args.player.is_some(),
         };
         preflight(&config).await?;
         crate::status(&format!(
@@ -130,11 +141,28 @@ async fn preflight(config: &StressConfig) -> Result<(), Failure> {
     let violations = stress::Violations::new(std::time::Instant::now());
     let (mut probe, _) = stress::Probe::open(&config.target, "preflight", "preflight".into(), &violations, None)
         .await
-        .map_err(|err| Failure::usage(anyhow!("{err}; is a Sendspin server listening there? Without --server, stress starts its own")))?;
-    let hello = stress::hello("resonate-stress-preflight", stress::Roles::CONTROLLER);
-    let result = probe.handshake(hello, config.bound).await;
+        .map_err(|err| {
+            let expected = if config.against_player {
+                "a player started with `resonate play --listen`"
+            } else {
+                "a Sendspin server"
+            };
+            Failure::usage(anyhow!("{err}; is {expected} listening there? Without --server or --player, stress starts its own server"))
+        })?;
+    let result = if config.against_player {
+        // A player speaks first: its client/hello shows it is one.
+        let deadline = tokio::time::Instant::now() + config.bound;
+        match probe.next_unchecked(deadline).await {
+            Ok((resonate::dialect::Incoming::Message(resonate::protocol::Message::ClientHello(_)), _, _)) => Ok(()),
+            Ok(_) => Err(stress::Ending::Failed("the first message was not client/hello".into())),
+            Err(ending) => Err(ending),
+        }
+    } else {
+        let hello = stress::hello("resonate-stress-preflight", stress::Roles::CONTROLLER);
+        probe.handshake(hello, config.bound).await.map(|_| ())
+    };
     let _ = probe.close(config.bound).await;
-    result.map(|_| ()).map_err(|ending| {
+    result.map_err(|ending| {
         Failure::usage(anyhow!(
             "{} accepted the connection but did not complete the Sendspin handshake ({ending:?}); check the path and the dialect",
             config.target.url

@@ -119,6 +119,7 @@ Register-ArgumentCompleter -Native -CommandName 'resonate' -ScriptBlock {
         'resonate;stress' {
             [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'Server to stress, ws://HOST[:PORT][/PATH]. Without it, stress starts an embedded server on a loopback port and also checks it for leaked sessions and tasks')
             [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server to stress, ws://HOST[:PORT][/PATH]. Without it, stress starts an embedded server on a loopback port and also checks it for leaked sessions and tasks')
+            [CompletionResult]::new('--player', '--player', [CompletionResultType]::ParameterName, 'Player that waits for servers (`play --listen`) to stress, ws://HOST[:PORT][/PATH], port 8928 by default. Virtual servers dial it, stream to it and drop it; only the handshake-storm scenario applies')
             [CompletionResult]::new('--scenario', '--scenario', [CompletionResultType]::ParameterName, 'Scenario to run; repeat for several, or `all` (described below)')
             [CompletionResult]::new('--duration', '--duration', [CompletionResultType]::ParameterName, 'How long each scenario runs, in seconds (fractions allowed)')
             [CompletionResult]::new('--clients', '--clients', [CompletionResultType]::ParameterName, 'Concurrent virtual clients per scenario')

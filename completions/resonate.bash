@@ -256,7 +256,7 @@ _resonate() {
             return 0
             ;;
         resonate__subcmd__stress)
-            opts="-s -v -q -h -V --server --scenario --duration --clients --rate --roles --seed --bound --dialect --json --verbose --quiet --help --version"
+            opts="-s -v -q -h -V --server --player --scenario --duration --clients --rate --roles --seed --bound --dialect --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -267,6 +267,10 @@ _resonate() {
                     return 0
                     ;;
                 -s)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --player)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

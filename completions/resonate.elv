@@ -112,6 +112,7 @@ set edit:completion:arg-completer[resonate] = {|@words|
         &'resonate;stress'= {
             cand -s 'Server to stress, ws://HOST[:PORT][/PATH]. Without it, stress starts an embedded server on a loopback port and also checks it for leaked sessions and tasks'
             cand --server 'Server to stress, ws://HOST[:PORT][/PATH]. Without it, stress starts an embedded server on a loopback port and also checks it for leaked sessions and tasks'
+            cand --player 'Player that waits for servers (`play --listen`) to stress, ws://HOST[:PORT][/PATH], port 8928 by default. Virtual servers dial it, stream to it and drop it; only the handshake-storm scenario applies'
             cand --scenario 'Scenario to run; repeat for several, or `all` (described below)'
             cand --duration 'How long each scenario runs, in seconds (fractions allowed)'
             cand --clients 'Concurrent virtual clients per scenario'

@@ -98,6 +98,7 @@ complete -c resonate -n "__fish_resonate_using_subcommand discover" -s q -l quie
 complete -c resonate -n "__fish_resonate_using_subcommand discover" -s h -l help -d 'Print help'
 complete -c resonate -n "__fish_resonate_using_subcommand discover" -s V -l version -d 'Print version'
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -s s -l server -d 'Server to stress, ws://HOST[:PORT][/PATH]. Without it, stress starts an embedded server on a loopback port and also checks it for leaked sessions and tasks' -r
+complete -c resonate -n "__fish_resonate_using_subcommand stress" -l player -d 'Player that waits for servers (`play --listen`) to stress, ws://HOST[:PORT][/PATH], port 8928 by default. Virtual servers dial it, stream to it and drop it; only the handshake-storm scenario applies' -r
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -l scenario -d 'Scenario to run; repeat for several, or `all` (described below)' -r
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -l duration -d 'How long each scenario runs, in seconds (fractions allowed)' -r
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -l clients -d 'Concurrent virtual clients per scenario' -r

@@ -146,3 +146,39 @@ fn faults_of_a_broken_server_are_found_and_exit_1() {
     let example = &storm["violations"]["duplicate_hello"]["examples"][0];
     assert!(example["message"].as_str().unwrap().contains("server/hello"), "{example}");
 }
+
+/// Virtual servers dial a player that waits for them, several at once,
+/// stream to it and drop it in every way; the player keeps to the protocol,
+/// completes every close handshake and still accepts servers afterwards.
+#[test]
+fn listening_player_survives_a_server_storm() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut player = Command::new(env!("CARGO_BIN_EXE_resonate"))
+        .args(["play", "--listen", &listen, "--no-mdns", "--output", "null", "--client-id", "storm-target", "-q"])
+        .env_remove("RUST_LOG")
+        .spawn()
+        .expect("start resonate play --listen");
+    let url = format!("ws://{listen}/sendspin");
+    // The player needs a moment to bind; stress's preflight retries nothing,
+    // so wait until the port accepts.
+    let ready = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::net::TcpStream::connect(&listen).is_ok()
+    });
+    assert!(ready, "play --listen did not start listening on {listen}");
+
+    let output = stress(&["--player", &url, "--duration", "2", "--clients", "4", "--seed", "9", "--json"]);
+    let still_running = player.try_wait().unwrap().is_none();
+    let _ = player.kill();
+    let _ = player.wait();
+    let report = report_of(&output);
+    let kinds = violation_kinds(&report);
+    assert!(kinds.is_empty(), "violations {kinds:?} in {report:#}");
+    assert_eq!(output.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    let storm = &report["scenarios"][0];
+    assert_eq!(storm["scenario"], "handshake-storm");
+    assert!(storm["handshakes"].as_u64().unwrap() >= 4, "{storm:#}");
+    assert!(storm["audio_chunks"].as_u64().unwrap() > 0, "{storm:#}");
+    assert!(still_running, "the player exited during the storm");
+}

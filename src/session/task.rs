@@ -182,10 +182,11 @@ where
             if matches!(sent, Ok(Ok(()))) && !matches!(cause, CloseCause::SlowConsumer(_)) {
                 self.await_peer_close().await;
             }
-        } else if matches!(cause, CloseCause::PeerClosed { .. }) {
-            // The reply to the peer's close frame is queued inside the
-            // WebSocket; flushing sends it, which completes the closing
-            // handshake the peer waits for.
+        } else if !matches!(cause, CloseCause::PeerReset(_)) {
+            // The reply to the peer's close frame (received as the cause, or
+            // while waiting after a goodbye) is queued inside the WebSocket.
+            // Flushing sends it, which completes the closing handshake the
+            // peer waits for.
             let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, self.ws.flush()).await;
         }
         log_close(self.id, self.peer, &cause);

@@ -2,6 +2,7 @@
 //! protocol and the session lifecycle as they go, and report what broke.
 
 mod check;
+mod player_target;
 mod probe;
 mod report;
 mod scenarios;
@@ -124,6 +125,9 @@ pub struct StressConfig {
     pub seed: u64,
     /// Time the target has for what a check waits for.
     pub bound: Duration,
+    /// Whether the target is a player that waits for servers; the virtual
+    /// clients then dial it as servers, and only the handshake storm runs.
+    pub against_player: bool,
 }
 
 /// Live counters of the scenario that is running, for a progress line.
@@ -163,6 +167,7 @@ pub async fn run(config: &StressConfig, stats: Option<&ServerStats>, progress: i
             seed: config.seed,
             bound: config.bound,
             id_prefix: id_prefix.clone(),
+            against_player: config.against_player,
             notes: Default::default(),
         });
         scenarios::run(ctx.clone()).await;

@@ -14,8 +14,8 @@ use url::Url;
 
 use super::check::{Checker, Finding, Seen, ViolationKind, Violations};
 use crate::clock::now_us;
-use crate::dialect::{Dialect, Outgoing, WireCodec};
-use crate::protocol::{ClientGoodbye, ClientHello, ClientTime, GoodbyeReason, Message, ServerHello};
+use crate::dialect::{Dialect, Incoming, Outgoing, WireCodec};
+use crate::protocol::{BinaryFrame, ClientGoodbye, ClientHello, ClientTime, GoodbyeReason, Message, ServerHello};
 use crate::transport::Limits;
 
 /// How a connection ended, seen from the virtual client.
@@ -191,6 +191,18 @@ impl Probe {
     }
 
     pub async fn next_until(&mut self, deadline: tokio::time::Instant) -> Result<Seen, Ending> {
+        let (incoming, text, received_us) = self.next_unchecked(deadline).await?;
+        let seen = self.check.observe(incoming, received_us, &mut self.findings);
+        for (kind, detail) in self.findings.drain(..) {
+            self.violations.record(kind, self.scenario, &self.label, detail, text.clone());
+        }
+        Ok(seen)
+    }
+
+    /// Receives the next decoded frame without the checks of server
+    /// messages, with its text and local arrival time. A virtual server
+    /// reads a player with it. Undecodable frames are recorded and skipped.
+    pub async fn next_unchecked(&mut self, deadline: tokio::time::Instant) -> Result<(Incoming, Option<String>, i64), Ending> {
         loop {
             if let Some(ending) = &self.ended {
                 return Err(ending.clone());
@@ -211,20 +223,20 @@ impl Probe {
                 WsMessage::Text(text) => Some(text.to_string()),
                 WsMessage::Binary(_) => None,
             };
-            let incoming = match self.codec.decode(frame) {
-                Ok(incoming) => incoming,
+            match self.codec.decode(frame) {
+                Ok(incoming) => return Ok((incoming, text, received_us)),
                 Err(err) => {
                     self.violations
                         .record(ViolationKind::UndecodableFrame, self.scenario, &self.label, err.to_string(), text);
-                    continue;
                 }
-            };
-            let seen = self.check.observe(incoming, received_us, &mut self.findings);
-            for (kind, detail) in self.findings.drain(..) {
-                self.violations.record(kind, self.scenario, &self.label, detail, text.clone());
             }
-            return Ok(seen);
         }
+    }
+
+    /// Sends a binary frame, as a virtual server sends audio.
+    pub async fn send_binary(&mut self, frame: BinaryFrame) -> Result<(), Ending> {
+        let frame = self.codec.encode(&Outgoing::Binary(frame));
+        self.write(frame).await
     }
 
     /// Reads until the connection ends or `wait` passes, checking every

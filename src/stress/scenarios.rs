@@ -37,15 +37,18 @@ pub struct Context {
     pub bound: Duration,
     /// Prefix of every `client_id`, unique to the run.
     pub id_prefix: String,
+    /// Whether the target is a player that waits for servers, so the
+    /// virtual clients act as servers.
+    pub against_player: bool,
     pub notes: std::sync::Mutex<Vec<String>>,
 }
 
 impl Context {
-    fn name(&self) -> &'static str {
+    pub(super) fn name(&self) -> &'static str {
         self.scenario.as_str()
     }
 
-    fn rng(&self, stream: u64) -> StdRng {
+    pub(super) fn rng(&self, stream: u64) -> StdRng {
         StdRng::seed_from_u64(self.seed ^ (stream.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
     }
 
@@ -53,23 +56,23 @@ impl Context {
         Instant::now() + self.duration
     }
 
-    fn note(&self, note: String) {
+    pub(super) fn note(&self, note: String) {
         self.notes.lock().expect("notes lock poisoned").push(note);
     }
 
-    fn note_once(&self, note: String) {
+    pub(super) fn note_once(&self, note: String) {
         let mut notes = self.notes.lock().expect("notes lock poisoned");
         if !notes.contains(&note) {
             notes.push(note);
         }
     }
 
-    fn client_id(&self, what: &str, n: u64) -> String {
+    pub(super) fn client_id(&self, what: &str, n: u64) -> String {
         format!("{}-{}-{what}-{n}", self.id_prefix, self.name())
     }
 
     /// Opens a connection, counting it; a failure is counted and returned.
-    async fn open(&self, label: String, receive_buffer: Option<u32>) -> Option<Probe> {
+    pub(super) async fn open(&self, label: String, receive_buffer: Option<u32>) -> Option<Probe> {
         match Probe::open(&self.target, self.name(), label, &self.violations, receive_buffer).await {
             Ok((probe, times)) => {
                 Counters::add(&self.counters.opened, 1);
@@ -109,7 +112,7 @@ impl Context {
 
     /// Closes `probe` with a close handshake unless it already ended, and
     /// counts it as closed.
-    async fn finish(&self, probe: &mut Probe) {
+    pub(super) async fn finish(&self, probe: &mut Probe) {
         if probe.ended().is_none() {
             let ending = probe.close(self.bound).await;
             self.expect_clean(probe, &ending, "after the client's close frame");
@@ -324,6 +327,9 @@ fn initial_state() -> ClientState {
 
 /// Runs `scenario` to completion.
 pub async fn run(ctx: Arc<Context>) {
+    if ctx.against_player {
+        return super::player_target::server_storm(ctx).await;
+    }
     match ctx.scenario {
         Scenario::HandshakeStorm => handshake_storm(ctx).await,
         Scenario::Churn => churn(ctx).await,
