@@ -1,7 +1,8 @@
 //! Conformance checks a virtual client applies to every frame a server
 //! sends it, and the record of what it found.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -219,7 +220,9 @@ struct Track {
 pub struct Checker {
     requested_roles: Vec<String>,
     hello: Option<ServerHello>,
-    sent_times: HashSet<i64>,
+    /// Sent `client/time` stamps still awaiting a reply, with how many
+    /// sends carried each stamp.
+    sent_times: HashMap<i64, u32>,
     last_server_received: Option<i64>,
     /// Smallest round trip seen and the server clock offset measured with it.
     best_rtt: Option<(i64, i64)>,
@@ -242,7 +245,7 @@ impl Checker {
         Checker {
             requested_roles,
             hello: None,
-            sent_times: HashSet::new(),
+            sent_times: HashMap::new(),
             last_server_received: None,
             best_rtt: None,
             track: None,
@@ -281,7 +284,7 @@ impl Checker {
         if self.sent_times.len() >= MAX_REMEMBERED_TIMES {
             self.sent_times.clear();
         }
-        self.sent_times.insert(client_transmitted);
+        *self.sent_times.entry(client_transmitted).or_insert(0) += 1;
     }
 
     /// Checks one decoded frame received at local time `received_us`.
@@ -371,7 +374,18 @@ impl Checker {
     }
 
     fn observe_time(&mut self, time: &ServerTime, received_us: i64, findings: &mut Vec<Finding>) {
-        if !self.sent_times.remove(&time.client_transmitted) {
+        let awaited = match self.sent_times.entry(time.client_transmitted) {
+            Entry::Occupied(mut entry) => {
+                if *entry.get() > 1 {
+                    *entry.get_mut() -= 1;
+                } else {
+                    entry.remove();
+                }
+                true
+            }
+            Entry::Vacant(_) => false,
+        };
+        if !awaited {
             findings.push((
                 ViolationKind::ForeignTimeReply,
                 format!("server/time echoes client_transmitted {} that this connection did not send", time.client_transmitted),
@@ -568,6 +582,37 @@ mod tests {
             kinds(&findings),
             [ViolationKind::ForeignTimeReply, ViolationKind::TimeCausality, ViolationKind::TimeNotMonotonic]
         );
+    }
+
+    #[test]
+    fn time_replies_to_shared_stamp_accepted() {
+        let mut checker = Checker::new(vec!["player@v1".into()]);
+        let mut findings = Vec::new();
+        checker.observe(Incoming::Message(hello()), 0, &mut findings);
+        // Two sends within one microsecond carry the same stamp.
+        checker.sent_time(100);
+        checker.sent_time(100);
+        let reply = Incoming::Message(Message::ServerTime(ServerTime {
+            client_transmitted: 100,
+            server_received: 150,
+            server_transmitted: 160,
+        }));
+        checker.observe(reply, 300, &mut findings);
+        let reply = Incoming::Message(Message::ServerTime(ServerTime {
+            client_transmitted: 100,
+            server_received: 170,
+            server_transmitted: 180,
+        }));
+        checker.observe(reply, 310, &mut findings);
+        assert!(findings.is_empty(), "{findings:?}");
+
+        let third = Incoming::Message(Message::ServerTime(ServerTime {
+            client_transmitted: 100,
+            server_received: 190,
+            server_transmitted: 200,
+        }));
+        checker.observe(third, 320, &mut findings);
+        assert_eq!(kinds(&findings), [ViolationKind::ForeignTimeReply]);
     }
 
     #[test]

@@ -156,7 +156,8 @@ impl Probe {
 
     /// Sends a `client/time` stamped now.
     pub async fn send_time(&mut self) -> Result<(), Ending> {
-        // Two sends in one microsecond would share a stamp; make each unique.
+        // Two sends within one microsecond share a stamp. The checker counts
+        // each stamp, so it expects one reply per send.
         let stamp = now_us();
         self.send(Message::ClientTime(ClientTime { client_transmitted: stamp })).await
     }
