@@ -12,22 +12,22 @@ use serde::Serialize;
 use crate::dialect::Incoming;
 use crate::protocol::{BinaryFrame, BinaryKind, Message, ServerHello, ServerTime, StreamStartPlayer};
 
-/// Largest gap or overlap between consecutive audio chunks that is taken
-/// for rounding, in microseconds.
+/// Maximum gap or overlap between consecutive audio chunks, in
+/// microseconds, that counts as rounding rather than a violation.
 const CONTINUITY_SLACK_US: i64 = 2;
 
-/// How much earlier than the client's hello a joiner's first chunk may be
-/// stamped before it counts as late, in microseconds: room for the error
-/// of the offset estimate.
+/// Maximum time, in microseconds, that a joiner's first chunk may be
+/// stamped before the client's hello without counting as late. It leaves
+/// room for the error of the clock offset estimate.
 const LATE_SLACK_US: i64 = 5_000;
 
-/// Sent `client/time` values remembered per connection.
+/// Maximum number of sent `client/time` stamps remembered per connection.
 const MAX_REMEMBERED_TIMES: usize = 65_536;
 
-/// Examples kept per kind of violation.
+/// Maximum number of examples kept per kind of violation.
 const EXAMPLES_PER_KIND: usize = 5;
 
-/// Longest message excerpt kept in an example.
+/// Maximum length, in characters, of the message excerpt in an example.
 const EXCERPT_CHARS: usize = 240;
 
 /// A way in which a peer broke the protocol or the session lifecycle.
@@ -78,10 +78,10 @@ pub enum ViolationKind {
     NeighbourDisturbed,
     /// Controllers or players disagree on the final group state.
     InconsistentState,
-    /// Sessions, clients or tasks the server still holds after every
+    /// Sessions, clients or tasks still open on the server after every
     /// client left.
     Leak,
-    /// The server stopped accepting or answering new sessions.
+    /// The server stopped accepting or responding to new sessions.
     Unresponsive,
 }
 
@@ -136,14 +136,14 @@ pub struct Violation {
     pub message: Option<String>,
 }
 
-/// Violations of one kind: how many and the first few.
+/// Count and first few examples of one kind of violation.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ViolationGroup {
     pub count: u64,
     pub examples: Vec<Violation>,
 }
 
-/// Where every virtual client records what it found; shared by the run.
+/// Shared record of the violations that every virtual client of a run found.
 #[derive(Clone, Debug)]
 pub struct Violations {
     started: Instant,
@@ -194,7 +194,7 @@ fn excerpt(text: &str) -> String {
     short
 }
 
-/// What a checked frame turned out to be, for the scenario to act on.
+/// Kind of a checked frame, returned for the scenario to act on.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Seen {
@@ -459,7 +459,7 @@ impl Checker {
 
     /// Checks the first chunk of a stream once the clock offset is known.
     ///
-    /// The server cannot have sent the chunk before the client said hello,
+    /// The server cannot have sent the chunk before the client sent its hello,
     /// so a chunk stamped earlier was late when it left. Timing against its
     /// arrival instead would blame the server for a busy client.
     fn judge_first_chunk(&mut self, findings: &mut Vec<Finding>) {
@@ -471,7 +471,7 @@ impl Checker {
         if late_by > LATE_SLACK_US {
             findings.push((
                 ViolationKind::LateChunk,
-                format!("first chunk of the stream is stamped {late_by} µs before the client said hello"),
+                format!("first chunk of the stream is stamped {late_by} µs before the client sent its hello"),
             ));
         }
     }
@@ -532,7 +532,7 @@ mod tests {
     }
 
     #[test]
-    fn gaps_overlaps_and_stray_frames_are_found() {
+    fn gaps_overlaps_and_stray_frames_found() {
         let mut checker = Checker::new(vec!["player@v1".into()]);
         checker.check_continuity = true;
         let mut findings = Vec::new();
@@ -559,7 +559,7 @@ mod tests {
     }
 
     #[test]
-    fn time_replies_are_checked_against_what_was_sent() {
+    fn time_replies_checked_against_sent() {
         let mut checker = Checker::new(vec!["player@v1".into()]);
         let mut findings = Vec::new();
         checker.observe(Incoming::Message(hello()), 0, &mut findings);
