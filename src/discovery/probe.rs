@@ -284,15 +284,22 @@ impl Peer {
             }
         }
         report.rtt_us = best_rtt;
-        // One-way delay is taken as half the smallest round trip.
-        report.offset_us = best_rtt.and_then(|rtt| {
-            client_times
-                .iter()
-                .map(|(client, received)| client - (received - rtt / 2))
-                .min_by_key(|offset| offset.abs())
-        });
+        report.offset_us = best_rtt.and_then(|rtt| client_offset(&client_times, rtt));
         Ok(())
     }
+}
+
+/// Estimates the client's clock minus this host's clock, in microseconds,
+/// from `(client_transmitted, received)` pairs and the smallest round trip.
+///
+/// The one-way delay is taken as half the round trip. Any extra delay only
+/// makes `received` later, so the largest offset comes from the least
+/// delayed message.
+fn client_offset(client_times: &[(i64, i64)], rtt: i64) -> Option<i64> {
+    client_times
+        .iter()
+        .map(|(client, received)| client - (received - rtt / 2))
+        .max()
 }
 
 /// Returns (round trip, server offset) of one exchange, in microseconds,
@@ -338,5 +345,17 @@ mod tests {
             server_transmitted: 1060,
         };
         assert_eq!(clock_sample(&reply, 110), (100, 1000));
+    }
+
+    #[test]
+    fn client_offset_uses_least_delayed_message() {
+        // The client clock is 1000 us ahead and each way takes 50 us, but
+        // the second message waited 400 us more before it arrived.
+        let times = [(10_000, 9_050), (20_000, 19_450)];
+        assert_eq!(client_offset(&times, 100), Some(1_000));
+
+        // The same holds when the client clock is behind.
+        let times = [(10_000, 11_050), (20_000, 21_450)];
+        assert_eq!(client_offset(&times, 100), Some(-1_000));
     }
 }
