@@ -4,11 +4,14 @@
 //! A server is probed as a client with the `controller@v1` and `metadata@v1`
 //! roles, which observe without playing: a few `client/time` exchanges give
 //! the round trip and the server's clock offset, then the probe sends
-//! `client/goodbye` (`user_request`). A listening client is probed as a server: the client
-//! sends `client/hello` first, the probe answers with `server/hello`
-//! (`connection_reason: discovery`, so a client playing from another server
-//! keeps it), measures the round trip with WebSocket pings and estimates the
-//! client's clock offset from the `client/time` messages the client sends.
+//! `client/goodbye` (`user_request`).
+//!
+//! A listening client is probed as a server. The client sends `client/hello`
+//! first and the probe replies with `server/hello`. Its
+//! `connection_reason: discovery` lets a client that plays from another
+//! server keep that server. The probe then measures the round trip with
+//! WebSocket pings and estimates the client's clock offset from the
+//! `client/time` messages the client sends.
 
 use std::time::Duration;
 
@@ -26,13 +29,13 @@ use crate::protocol::{
 };
 use crate::transport::{self, Limits, PlainStream};
 
-/// Clock exchanges (or pings) a probe makes.
+/// Number of clock exchanges (or pings) that a probe makes.
 const SAMPLES: usize = 5;
 
-/// Time a client probe waits for the client's first `client/time`.
+/// Maximum time a client probe waits for the client's first `client/time`.
 const CLIENT_TIME_WAIT: Duration = Duration::from_secs(1);
 
-/// What a probe learned about an endpoint.
+/// Facts a probe learned about an endpoint.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct ProbeReport {
     /// `server_id` or `client_id` from the peer's hello.
@@ -60,7 +63,7 @@ pub struct ProbeReport {
     pub goodbye: Option<GoodbyeReason>,
 }
 
-/// A failed probe; the text says why.
+/// Error of a failed probe.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
     #[error("legacy Resonate dialect not supported yet")]
@@ -69,7 +72,7 @@ pub enum ProbeError {
     NoAddress,
     #[error(transparent)]
     Connect(#[from] transport::TransportError),
-    #[error("no {expected} within {timeout:?}")]
+    #[error("timed out after {timeout:?} waiting for {expected}")]
     Timeout { expected: &'static str, timeout: Duration },
     #[error("connection closed before {expected}")]
     Closed { expected: &'static str },
@@ -219,10 +222,10 @@ impl Peer {
         Ok(report)
     }
 
-    /// Pings the client [`SAMPLES`] times, answering its `client/time`
+    /// Pings the client [`SAMPLES`] times, replies to its `client/time`
     /// messages meanwhile, and fills in round trip and offset.
     async fn measure_client(&mut self, report: &mut ProbeReport) -> Result<(), ProbeError> {
-        // Client stamps (T1) with this host's receive time, for the offset.
+        // Each client stamp (NTP's T1) paired with this host's receive time.
         let mut client_times: Vec<(i64, i64)> = Vec::new();
         let mut best_rtt: Option<i64> = None;
         // Pings first, then up to CLIENT_TIME_WAIT for a client/time when
@@ -337,7 +340,7 @@ mod tests {
 
     #[test]
     fn clock_sample_follows_ntp() {
-        // The server clock is 1000 us ahead; each way takes 50 us and the
+        // The server clock is 1000 us ahead. Each way takes 50 us and the
         // server holds the request 10 us.
         let reply = ServerTime {
             client_transmitted: 0,
