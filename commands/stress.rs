@@ -130,7 +130,7 @@ async fn preflight(config: &StressConfig) -> Result<(), Failure> {
     let violations = stress::Violations::new(std::time::Instant::now());
     let (mut probe, _) = stress::Probe::open(&config.target, "preflight", "preflight".into(), &violations, None)
         .await
-        .map_err(|err| Failure::usage(anyhow!("{err}. Check that a Sendspin server is listening there, or omit --server so that stress starts its own")))?;
+        .map_err(|err| Failure::usage(anyhow!("{err}. Check that a Sendspin server is listening there. Without --server, stress starts its own")))?;
     let hello = stress::hello("resonate-stress-preflight", stress::Roles::CONTROLLER);
     let result = probe.handshake(hello, config.bound).await;
     let _ = probe.close(config.bound).await;

@@ -341,7 +341,7 @@ mod tests {
     #[test]
     fn clock_sample_follows_ntp() {
         // The server clock is 1000 us ahead. Each way takes 50 us and the
-        // server holds the request 10 us.
+        // server spends 10 us on the request.
         let reply = ServerTime {
             client_transmitted: 0,
             server_received: 1050,
