@@ -117,6 +117,9 @@ fn stress_of_an_unreachable_server_exits_2() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let url = format!("ws://127.0.0.1:{port}/sendspin");
     assert_usage_error(&["stress", "--server", &url, "--duration", "1"], &[&format!("127.0.0.1:{port}"), "Without --server"]);
+}
+
+#[test]
 fn discover_timeout_must_be_positive() {
     assert_usage_error(&["discover", "--timeout=-1"], &["\"-1\"", "seconds"]);
     assert_usage_error(&["discover", "--timeout", "soon"], &["soon", "seconds"]);
