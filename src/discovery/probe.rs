@@ -155,6 +155,7 @@ impl Peer {
                 None => return Err(ProbeError::Closed { expected: "server/hello" }),
             }
         };
+
         let mut report = ProbeReport {
             id: hello.server_id,
             name: hello.name,
@@ -163,6 +164,7 @@ impl Peer {
             connection_reason: Some(hello.connection_reason),
             ..ProbeReport::default()
         };
+
         let mut best: Option<(i64, i64)> = None;
         for _ in 0..SAMPLES {
             let client_transmitted = now_us();
@@ -182,6 +184,7 @@ impl Peer {
         }
         report.rtt_us = best.map(|(rtt, _)| rtt);
         report.offset_us = best.map(|(_, offset)| offset);
+
         let goodbye = ClientGoodbye {
             reason: GoodbyeReason::UserRequest,
         };

@@ -171,6 +171,7 @@ impl Probe {
         (self.check.check_continuity, self.check.check_first_chunk_future) = keep;
         self.check.sent_hello(now_us());
         self.send(Message::ClientHello(hello)).await?;
+
         let deadline = tokio::time::Instant::now() + bound;
         loop {
             if let Some(hello) = self.check.server_hello() {

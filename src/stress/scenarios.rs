@@ -236,7 +236,7 @@ impl Roles {
                 "artwork" => roles.artwork = true,
                 other => {
                     return Err(format!(
-                        "unknown role {other:?} in {text:?}; expected mixed or a comma-separated list of player, controller, metadata, artwork"
+                        "unknown role {other:?} in {text:?}: expected mixed or a comma-separated list of player, controller, metadata, artwork"
                     ))
                 }
             }
@@ -972,7 +972,7 @@ fn judge_control(ctx: &Context, results: &[(String, Option<(u8, bool)>)], player
             ctx.name(),
             &results[0].0,
             format!(
-                "controllers see volume {} muted {}, but the group's only player was told volume {player_volume} muted {player_muted}",
+                "controllers see volume {} muted {}, but the group's only player received volume {player_volume} muted {player_muted}",
                 first.0, first.1
             ),
             None,
