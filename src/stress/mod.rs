@@ -71,10 +71,10 @@ impl Scenario {
                 "players join and leave a playing group at random while two stay; the two see no gap, overlap, stream/end or stream/clear, and joiners' first chunks are not late"
             }
             Scenario::SameId => {
-                "many sockets say hello with one client_id at once; exactly one survives and every other gets a close frame"
+                "many sockets send a hello with one client_id at once; exactly one survives and every other gets a close frame"
             }
             Scenario::Goodbyes => {
-                "each goodbye reason, a close without goodbye, resets after the handshake, mid-frame, before hello and mid-upgrade; the server closes cleanly and keeps answering"
+                "each goodbye reason, a close without goodbye, resets after the handshake, mid-frame, before hello and mid-upgrade; the server closes cleanly and keeps responding"
             }
             Scenario::SlowConsumer => {
                 "players stop reading (plainly, after a goodbye, then with a reset); the server drops them within --bound and two listening neighbours are not disturbed"
