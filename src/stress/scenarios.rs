@@ -338,8 +338,8 @@ pub async fn run(ctx: Arc<Context>) {
     }
 }
 
-/// Hands out start times at `rate` per second to all workers, or none
-/// without a rate.
+/// Start schedule shared by all workers: one start every `1 / rate`
+/// seconds, or no waiting when no rate is set.
 struct Pacer {
     started: Instant,
     interval: Option<Duration>,
