@@ -13,10 +13,10 @@ use crate::Failure;
 use resonate::discovery::probe::{probe, ProbeReport};
 use resonate::discovery::{BrowseEvent, Endpoint, EndpointKind, Mdns, Scope, ServiceType};
 
-/// Browsing time without --timeout and without --watch.
+/// Browsing time when neither --timeout nor --watch is given.
 const DEFAULT_BROWSE: Duration = Duration::from_secs(3);
 
-/// Time one probe may take, from connect to goodbye.
+/// Maximum time one probe may take, from connect to goodbye.
 const PROBE_LIMIT: Duration = Duration::from_secs(5);
 
 pub fn run(args: DiscoverArgs) -> Result<(), Failure> {
@@ -38,7 +38,7 @@ pub fn run(args: DiscoverArgs) -> Result<(), Failure> {
 
 type Events = futures_util::stream::BoxStream<'static, BrowseEvent>;
 
-/// A probe's result, ready to print.
+/// Probe result, ready to print.
 type ProbeOutcome = Result<ProbeReport, String>;
 
 /// Browses for `limit`, then prints every endpoint still advertised.

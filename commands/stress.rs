@@ -34,7 +34,7 @@ pub fn run(args: StressArgs) -> Result<(), Failure> {
     let bound = seconds("--bound", args.bound, 0.1, 600.0)?;
     if let Some(rate) = args.rate {
         if !(rate.is_finite() && rate > 0.0 && rate <= 1_000_000.0) {
-            return Err(Failure::usage(anyhow!("--rate {rate} is out of range; give new sessions per second, from 0 to 1000000")));
+            return Err(Failure::usage(anyhow!("invalid --rate {rate}: expected new sessions per second, above 0 and at most 1000000")));
         }
     }
     let storm_roles = match args.roles.as_str() {
@@ -87,7 +87,7 @@ pub fn run(args: StressArgs) -> Result<(), Failure> {
             embedded.stop().await;
         }
         if args.json {
-            let json = serde_json::to_string_pretty(&report).context("cannot encode the report as JSON")?;
+            let json = serde_json::to_string_pretty(&report).context("failed to encode the report as JSON")?;
             println!("{json}");
         } else {
             print!("{}", report.render());
@@ -96,7 +96,7 @@ pub fn run(args: StressArgs) -> Result<(), Failure> {
             0 => Ok(()),
             n => Err(Failure {
                 status: 1,
-                error: anyhow!("{n} violations found; the report above lists them by kind"),
+                error: anyhow!("{n} violations found, listed by kind in the report above"),
             }),
         }
     })
@@ -120,7 +120,7 @@ fn seconds(flag: &str, value: f64, min: f64, max: f64) -> Result<Duration, Failu
     if value.is_finite() && (min..=max).contains(&value) {
         Ok(Duration::from_secs_f64(value))
     } else {
-        Err(Failure::usage(anyhow!("{flag} {value} is out of range; give seconds from {min} to {max}")))
+        Err(Failure::usage(anyhow!("invalid {flag} {value}: expected seconds from {min} to {max}")))
     }
 }
 
@@ -129,14 +129,14 @@ async fn resolve(url: &url::Url) -> Result<SocketAddr, Failure> {
     let port = url.port_or_known_default().unwrap_or(resonate::transport::DEFAULT_SERVER_PORT);
     let mut addrs = tokio::net::lookup_host((host.as_str(), port))
         .await
-        .map_err(|err| Failure::usage(anyhow!("cannot resolve {host:?} from {url}: {err}")))?;
+        .map_err(|err| Failure::usage(anyhow!("failed to resolve {host:?} from {url}: {err}")))?;
     addrs
         .next()
-        .ok_or_else(|| Failure::usage(anyhow!("{host:?} from {url} has no address")))
+        .ok_or_else(|| Failure::usage(anyhow!("no address found for {host:?} from {url}")))
 }
 
-/// One handshake before the storm, so an unreachable target is a usage
-/// error (exit 2) rather than thousands of failures.
+/// Completes one handshake before the storm, so that an unreachable target
+/// is a usage error (exit 2) rather than thousands of failures.
 async fn preflight(config: &StressConfig) -> Result<(), Failure> {
     let violations = stress::Violations::new(std::time::Instant::now());
     let (mut probe, _) = stress::Probe::open(&config.target, "preflight", "preflight".into(), &violations, None)
@@ -147,7 +147,9 @@ async fn preflight(config: &StressConfig) -> Result<(), Failure> {
             } else {
                 "a Sendspin server"
             };
-            Failure::usage(anyhow!("{err}; is {expected} listening there? Without --server or --player, stress starts its own server"))
+            Failure::usage(anyhow!(
+                "{err}. Check that {expected} is listening there. Without --server or --player, stress starts its own server"
+            ))
         })?;
     let result = if config.against_player {
         // A player speaks first: its client/hello shows it is one.
@@ -208,7 +210,7 @@ async fn print_progress(mut progress: watch::Receiver<Progress>) {
     }
 }
 
-/// A `resonate serve` in this process, on a loopback port, playing a
+/// Embedded `resonate serve` in this process, on a loopback port, playing a
 /// generated tone in a loop.
 struct Embedded {
     addr: SocketAddr,
@@ -223,7 +225,7 @@ impl Embedded {
         let dir = crate::demo::tempdir("stress")?;
         let tone = dir.join("tone.wav");
         crate::demo::write_tone(&tone, TONE_SECONDS).with_context(|| format!("failed to write the tone to {}", tone.display()))?;
-        let listener = TcpListener::bind("127.0.0.1:0").await.context("cannot bind a loopback port")?;
+        let listener = TcpListener::bind("127.0.0.1:0").await.context("failed to bind a loopback port")?;
         let addr = listener.local_addr().context("listener has no address")?;
         let mut config = ServerConfig::new(SourcePlan { path: tone, looping: true });
         config.server_id = "resonate-stress-embedded".into();

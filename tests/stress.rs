@@ -1,5 +1,5 @@
-//! `resonate stress` against our own server, which must come out clean,
-//! and against a deliberately faulty server, whose faults it must find.
+//! Tests of `resonate stress` against the embedded server, which must pass
+//! clean, and against a deliberately faulty server, whose faults it must find.
 
 use std::process::{Command, Output};
 
@@ -39,13 +39,14 @@ fn violation_kinds(report: &Value) -> Vec<String> {
     kinds
 }
 
-/// Every scenario against the embedded server: no violation, and after
-/// each scenario the server holds no session, client or task.
+/// Runs every scenario against the embedded server. Expects no violation,
+/// and no open session, client or task on the server after each scenario.
 #[test]
 fn embedded_server_survives_every_scenario_clean() {
     let output = stress(&["--scenario", "all", "--duration", "1", "--clients", "8", "--seed", "42", "--bound", "8", "--json"]);
     let report = report_of(&output);
     let stderr = String::from_utf8_lossy(&output.stderr);
+
     let kinds = violation_kinds(&report);
     assert!(kinds.is_empty(), "violations {kinds:?} in {report:#}\nstderr: {stderr}");
     assert_eq!(output.status.code(), Some(0), "stderr: {stderr}");
@@ -64,9 +65,10 @@ fn embedded_server_survives_every_scenario_clean() {
         assert_eq!(server["clients_live"], 0, "{name}: {server}");
         assert_eq!(server["tasks_live"], 0, "{name}: {server}");
     }
+
+    // Each scenario exercised its case: audio reached churning players,
+    // replacements happened, slow consumers were dropped, time replies arrived.
     let by_name = |name: &str| scenarios.iter().find(|s| s["scenario"] == name).unwrap();
-    // The scenarios did what they say: audio flowed to churning players,
-    // replacements happened, slow consumers were dropped, time replies came.
     assert!(by_name("churn")["audio_chunks"].as_u64().unwrap() > 0);
     assert!(by_name("same-id")["server"]["closed_by_cause"]["replaced"].as_u64().unwrap() > 0);
     assert!(by_name("slow-consumer")["server"]["closed_by_cause"]["slow_consumer"].as_u64().unwrap() > 0);
@@ -84,9 +86,9 @@ fn report_names_seed_and_target() {
     assert_eq!(report["dialect"], "sendspin-v1");
 }
 
-/// A server that breaks the protocol in known ways: it says hello twice,
-/// answers `client/time` with a stamp it was never sent, and drops the
-/// connection without a close frame when the client closes.
+/// Runs a server that breaks the protocol in known ways. It sends
+/// `server/hello` twice, replies to `client/time` with a stamp it was never
+/// sent, and drops the connection without a close frame when the client closes.
 async fn faulty_server(listener: TcpListener) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -98,7 +100,7 @@ async fn faulty_server(listener: TcpListener) {
             };
             while let Some(Ok(frame)) = ws.next().await {
                 let WsMessage::Text(text) = frame else {
-                    // A close frame: leave without answering it.
+                    // A close frame: drop the connection without replying.
                     return;
                 };
                 let message: Value = serde_json::from_str(&text).unwrap_or_default();
@@ -128,7 +130,7 @@ async fn faulty_server(listener: TcpListener) {
 }
 
 #[test]
-fn faults_of_a_broken_server_are_found_and_exit_1() {
+fn faulty_server_violations_exit_1() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
     let addr = listener.local_addr().unwrap();
@@ -137,10 +139,12 @@ fn faults_of_a_broken_server_are_found_and_exit_1() {
     let output = stress(&["--server", &url, "--scenario", "handshake-storm", "--duration", "0.5", "--clients", "4", "--seed", "3", "--bound", "2", "--json"]);
     let report = report_of(&output);
     assert_eq!(output.status.code(), Some(1), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+
     let kinds = violation_kinds(&report);
     for expected in ["duplicate_hello", "foreign_time_reply", "unclean_close"] {
         assert!(kinds.iter().any(|k| k == expected), "{expected} not found among {kinds:?}");
     }
+
     let storm = &report["scenarios"][0];
     assert!(storm.get("server").is_none(), "a foreign server has no counters to show: {storm}");
     let example = &storm["violations"]["duplicate_hello"]["examples"][0];

@@ -1,6 +1,6 @@
-//! `resonate stress` against aiosendspin 10.2.1's server (cleartext
-//! transition mode): every scenario runs to the end against a real
-//! implementation, and the known weakness it shows is found.
+//! Test of `resonate stress` against the aiosendspin 10.2.1 server in
+//! cleartext transition mode. Every scenario must run to the end against
+//! this real implementation, and the stress run must find its known weakness.
 
 #[path = "support/peers.rs"]
 mod peers;
@@ -18,23 +18,23 @@ use peers::{peer_command, require_peers_root};
 /// scenario ends.
 const SOURCE_SECONDS: &str = "120";
 
-/// The peer server exits by itself after this many seconds.
+/// Time in seconds after which the peer server exits by itself.
 const PEER_TIMEOUT_S: &str = "240";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_scenario_runs_against_the_aiosendspin_server() -> anyhow::Result<()> {
+async fn stress_all_scenarios_against_aiosendspin() -> anyhow::Result<()> {
     let Some(root) = require_peers_root() else {
         return Ok(());
     };
     let peers = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers");
     let dir = tempfile::Builder::new().prefix("resonate-stress-interop").tempdir_in("/tmp")?;
     let wav = dir.path().join("tone.wav");
-    let made = std::process::Command::new("python3")
+    let make_wav = std::process::Command::new("python3")
         .arg(peers.join("make_wav.py"))
         .args(["--out", wav.to_str().unwrap(), "--seconds", SOURCE_SECONDS])
         .output()
         .context("running make_wav.py")?;
-    assert!(made.status.success(), "make_wav.py failed: {}", String::from_utf8_lossy(&made.stderr));
+    assert!(make_wav.status.success(), "make_wav.py failed: {}", String::from_utf8_lossy(&make_wav.stderr));
 
     let mut server = peer_command(&root, "venv-sendspin", &peers, "python3")
         .arg("aiosendspin_server.py")
@@ -51,13 +51,13 @@ async fn every_scenario_runs_against_the_aiosendspin_server() -> anyhow::Result<
     let url = loop {
         let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
             .await
-            .context("the aiosendspin server printed no listening line within 60 s")??;
+            .context("timed out after 60 s waiting for the aiosendspin server's listening line")??;
         let Some(line) = line else {
             bail!("the aiosendspin server exited before listening");
         };
         let event: Value = serde_json::from_str(&line).unwrap_or_default();
         if event["event"] == "listening" {
-            break event["url"].as_str().context("listening line without url")?.to_string();
+            break event["url"].as_str().context("listening line is missing \"url\"")?.to_string();
         }
     };
     // Keep reading the server's lines so its pipe never fills.

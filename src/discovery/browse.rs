@@ -1,4 +1,4 @@
-//! Browsing: mDNS service events turned into [`Endpoint`]s.
+//! Browsing: conversion of mDNS service events into [`Endpoint`]s.
 
 use std::net::IpAddr;
 
@@ -7,7 +7,7 @@ use mdns_sd::{ResolvedService, ServiceDaemon, ServiceEvent};
 
 use super::{DiscoveryError, Endpoint, ServiceType};
 
-/// A change of what the network advertises.
+/// Change in the endpoints that the network advertises.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BrowseEvent {
     /// An endpoint appeared or its record changed (address, port or TXT).

@@ -19,7 +19,7 @@ use url::Url;
 
 pub use browse::{browse, BrowseEvent};
 
-/// The end of the protocol an endpoint is.
+/// Side of the protocol that an endpoint takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EndpointKind {
@@ -38,7 +38,7 @@ impl EndpointKind {
     }
 }
 
-/// The protocol family an mDNS service type belongs to.
+/// Protocol family that an mDNS service type belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Family {
@@ -120,7 +120,7 @@ impl fmt::Display for ServiceType {
     }
 }
 
-/// A resolved service instance: where one server or listening client is.
+/// Resolved service instance: the address of one server or listening client.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Endpoint {
     pub kind: EndpointKind,
@@ -165,7 +165,7 @@ impl Endpoint {
     }
 }
 
-/// The set of network interfaces mDNS uses.
+/// Set of network interfaces that mDNS uses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Scope {
     /// Every interface.
@@ -189,14 +189,14 @@ impl Scope {
     }
 }
 
-/// A failure of the mDNS layer.
+/// Error of the mDNS layer.
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoveryError {
-    #[error("mDNS failed to start: {0}; pass --no-mdns to run without it")]
+    #[error("failed to start mDNS: {0}. Pass --no-mdns to run without it")]
     Start(mdns_sd::Error),
-    #[error("mDNS failed on interface {interface:?}: {source}; check the name with `ip link`")]
+    #[error("mDNS failed on interface {interface:?}: {source}. Check the name with `ip link`")]
     Interface { interface: String, source: mdns_sd::Error },
-    #[error("network interface {0:?} not found; list the interfaces with `ip link` and pass one of their names to --interface")]
+    #[error("network interface {0:?} not found. List the interfaces with `ip link` and pass one of their names to --interface")]
     NoSuchInterface(String),
     #[error("mDNS advertisement of {service} failed: {source}")]
     Advertise { service: ServiceType, source: mdns_sd::Error },
@@ -204,7 +204,7 @@ pub enum DiscoveryError {
     Browse { service: ServiceType, source: mdns_sd::Error },
 }
 
-/// The record advertised for one endpoint of this process.
+/// Record advertised for one endpoint of this process.
 #[derive(Clone, Debug)]
 pub struct Advertisement {
     pub service: ServiceType,
@@ -263,8 +263,8 @@ impl Mdns {
         let service = advertisement.service;
         let host = format!("{}.local.", sanitize_label(&advertisement.instance));
         let properties = [("path", advertisement.path.as_str()), ("name", advertisement.name.as_str())];
-        // On loopback the daemon's automatic addresses would include none,
-        // so the loopback address is given.
+        // With loopback scope the daemon's automatic address list would be
+        // empty, so the loopback address is given explicitly.
         let addresses = match self.scope {
             Scope::Loopback => "127.0.0.1",
             _ => "",
@@ -288,7 +288,7 @@ impl Mdns {
         Ok(())
     }
 
-    /// Starts browsing for `services`; see [`browse`].
+    /// Starts browsing for `services`, as described in [`browse`].
     pub fn browse(&self, services: &[ServiceType]) -> Result<futures_util::stream::BoxStream<'static, BrowseEvent>, DiscoveryError> {
         browse(&self.daemon, services)
     }

@@ -4,11 +4,14 @@
 //! A server is probed as a client with the `controller@v1` and `metadata@v1`
 //! roles, which observe without playing: a few `client/time` exchanges give
 //! the round trip and the server's clock offset, then the probe sends
-//! `client/goodbye` (`user_request`). A listening client is probed as a server: the client
-//! sends `client/hello` first, the probe answers with `server/hello`
-//! (`connection_reason: discovery`, so a client playing from another server
-//! keeps it), measures the round trip with WebSocket pings and estimates the
-//! client's clock offset from the `client/time` messages the client sends.
+//! `client/goodbye` (`user_request`).
+//!
+//! A listening client is probed as a server. The client sends `client/hello`
+//! first and the probe replies with `server/hello`. Its
+//! `connection_reason: discovery` lets a client that plays from another
+//! server keep that server. The probe then measures the round trip with
+//! WebSocket pings and estimates the client's clock offset from the
+//! `client/time` messages the client sends.
 
 use std::time::Duration;
 
@@ -26,13 +29,13 @@ use crate::protocol::{
 };
 use crate::transport::{self, Limits, PlainStream};
 
-/// Clock exchanges (or pings) a probe makes.
+/// Number of clock exchanges (or pings) that a probe makes.
 const SAMPLES: usize = 5;
 
-/// Time a client probe waits for the client's first `client/time`.
+/// Maximum time a client probe waits for the client's first `client/time`.
 const CLIENT_TIME_WAIT: Duration = Duration::from_secs(1);
 
-/// What a probe learned about an endpoint.
+/// Facts a probe learned about an endpoint.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct ProbeReport {
     /// `server_id` or `client_id` from the peer's hello.
@@ -60,7 +63,7 @@ pub struct ProbeReport {
     pub goodbye: Option<GoodbyeReason>,
 }
 
-/// A failed probe; the text says why.
+/// Error of a failed probe.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
     #[error("legacy Resonate dialect not supported yet")]
@@ -69,7 +72,7 @@ pub enum ProbeError {
     NoAddress,
     #[error(transparent)]
     Connect(#[from] transport::TransportError),
-    #[error("no {expected} within {timeout:?}")]
+    #[error("timed out after {timeout:?} waiting for {expected}")]
     Timeout { expected: &'static str, timeout: Duration },
     #[error("connection closed before {expected}")]
     Closed { expected: &'static str },
@@ -152,6 +155,7 @@ impl Peer {
                 None => return Err(ProbeError::Closed { expected: "server/hello" }),
             }
         };
+
         let mut report = ProbeReport {
             id: hello.server_id,
             name: hello.name,
@@ -160,6 +164,7 @@ impl Peer {
             connection_reason: Some(hello.connection_reason),
             ..ProbeReport::default()
         };
+
         let mut best: Option<(i64, i64)> = None;
         for _ in 0..SAMPLES {
             let client_transmitted = now_us();
@@ -179,6 +184,7 @@ impl Peer {
         }
         report.rtt_us = best.map(|(rtt, _)| rtt);
         report.offset_us = best.map(|(_, offset)| offset);
+
         let goodbye = ClientGoodbye {
             reason: GoodbyeReason::UserRequest,
         };
@@ -219,10 +225,10 @@ impl Peer {
         Ok(report)
     }
 
-    /// Pings the client [`SAMPLES`] times, answering its `client/time`
+    /// Pings the client [`SAMPLES`] times, replies to its `client/time`
     /// messages meanwhile, and fills in round trip and offset.
     async fn measure_client(&mut self, report: &mut ProbeReport) -> Result<(), ProbeError> {
-        // Client stamps (T1) with this host's receive time, for the offset.
+        // Each client stamp (NTP's T1) paired with this host's receive time.
         let mut client_times: Vec<(i64, i64)> = Vec::new();
         let mut best_rtt: Option<i64> = None;
         // Pings first, then up to CLIENT_TIME_WAIT for a client/time when
@@ -284,15 +290,22 @@ impl Peer {
             }
         }
         report.rtt_us = best_rtt;
-        // One-way delay is taken as half the smallest round trip.
-        report.offset_us = best_rtt.and_then(|rtt| {
-            client_times
-                .iter()
-                .map(|(client, received)| client - (received - rtt / 2))
-                .min_by_key(|offset| offset.abs())
-        });
+        report.offset_us = best_rtt.and_then(|rtt| client_offset(&client_times, rtt));
         Ok(())
     }
+}
+
+/// Estimates the client's clock minus this host's clock, in microseconds,
+/// from `(client_transmitted, received)` pairs and the smallest round trip.
+///
+/// The one-way delay is taken as half the round trip. Any extra delay only
+/// makes `received` later, so the largest offset comes from the least
+/// delayed message.
+fn client_offset(client_times: &[(i64, i64)], rtt: i64) -> Option<i64> {
+    client_times
+        .iter()
+        .map(|(client, received)| client - (received - rtt / 2))
+        .max()
 }
 
 /// Returns (round trip, server offset) of one exchange, in microseconds,
@@ -330,13 +343,25 @@ mod tests {
 
     #[test]
     fn clock_sample_follows_ntp() {
-        // The server clock is 1000 us ahead; each way takes 50 us and the
-        // server holds the request 10 us.
+        // The server clock is 1000 us ahead. Each way takes 50 us and the
+        // server spends 10 us on the request.
         let reply = ServerTime {
             client_transmitted: 0,
             server_received: 1050,
             server_transmitted: 1060,
         };
         assert_eq!(clock_sample(&reply, 110), (100, 1000));
+    }
+
+    #[test]
+    fn client_offset_uses_least_delayed_message() {
+        // The client clock is 1000 us ahead and each way takes 50 us, but
+        // the second message waited 400 us more before it arrived.
+        let times = [(10_000, 9_050), (20_000, 19_450)];
+        assert_eq!(client_offset(&times, 100), Some(1_000));
+
+        // The same holds when the client clock is behind.
+        let times = [(10_000, 11_050), (20_000, 21_450)];
+        assert_eq!(client_offset(&times, 100), Some(-1_000));
     }
 }

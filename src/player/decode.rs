@@ -1,5 +1,5 @@
-//! Decoding a stream's binary audio chunks to the interleaved `f32` samples
-//! the scheduler plays: PCM, FLAC or Opus, as `stream/start` announced.
+//! Decoding of a stream's binary audio chunks (PCM, FLAC or Opus, as
+//! `stream/start` announced) to the interleaved `f32` samples the scheduler plays.
 
 use base64::Engine as _;
 
@@ -9,16 +9,16 @@ use crate::audio::opus::{self, OpusDecoder};
 use crate::audio::{AudioFormat, Codec};
 use crate::protocol::StreamStartPlayer;
 
-/// Length of the silence that replaces a corrupt chunk before any chunk
-/// decoded, in microseconds: the length of a server chunk.
+/// Length in microseconds of the silence that replaces a corrupt chunk
+/// before any chunk has decoded. It equals the length of a server chunk.
 const DEFAULT_CHUNK_US: u64 = 20_000;
 
-/// A decoder for one stream.
+/// Decoder of one stream.
 pub struct ChunkDecoder {
     format: AudioFormat,
     codec: CodecDecoder,
-    /// Frames of the last chunk that decoded, the length given to the
-    /// silence that replaces a corrupt one.
+    /// Frame count of the last chunk that decoded, used as the length of
+    /// the silence that replaces a corrupt chunk.
     last_chunk_frames: usize,
 }
 
@@ -46,7 +46,7 @@ impl ChunkDecoder {
             Codec::Opus => {
                 if !opus::SAMPLE_RATES.contains(&start.sample_rate) {
                     return Err(format!(
-                        "opus stream at {} Hz; opus runs at 48000, 24000, 16000, 12000 or 8000 Hz",
+                        "unsupported opus sample rate {} Hz: opus supports 48000, 24000, 16000, 12000 or 8000 Hz",
                         start.sample_rate
                     ));
                 }
@@ -76,8 +76,8 @@ impl ChunkDecoder {
 
     /// Decodes one chunk and appends its samples to `out`.
     ///
-    /// A corrupt chunk fails with the reason and leaves `out` unchanged;
-    /// call [`conceal`](Self::conceal) to fill its time.
+    /// A corrupt chunk fails with the reason and leaves `out` unchanged.
+    /// Call [`conceal`](Self::conceal) to fill its time.
     pub fn decode(&mut self, payload: &[u8], out: &mut Vec<f32>) -> Result<usize, String> {
         let frames = match &mut self.codec {
             CodecDecoder::Pcm => decode_pcm(payload, self.format.bit_depth, self.format.channels, out)
@@ -91,8 +91,8 @@ impl ChunkDecoder {
         Ok(frames)
     }
 
-    /// Appends what plays in place of a corrupt chunk: as many frames as
-    /// the last good chunk had, concealed by Opus, silent otherwise.
+    /// Appends the audio that plays in place of a corrupt chunk: as many
+    /// frames as the last good chunk had, concealed by Opus, silent otherwise.
     pub fn conceal(&mut self, out: &mut Vec<f32>) -> usize {
         let frames = self.last_chunk_frames;
         let channels = usize::from(self.format.channels);

@@ -11,7 +11,7 @@ pub fn parse_format_request(spec: &str) -> Result<PlayerFormatRequest, String> {
     let fields: Vec<&str> = spec.split(':').map(str::trim).collect();
     if fields.len() > 4 {
         return Err(format!(
-            "invalid format request {spec:?}: more than 4 fields; use CODEC[:RATE[:CHANNELS[:BITS]]], such as flac:48000:2:24"
+            "invalid format request {spec:?}: more than 4 fields. Use CODEC[:RATE[:CHANNELS[:BITS]]], such as flac:48000:2:24"
         ));
     }
     let field = |index: usize| fields.get(index).copied().filter(|value| !value.is_empty());
@@ -32,7 +32,7 @@ pub fn parse_format_request(spec: &str) -> Result<PlayerFormatRequest, String> {
     };
     if request == PlayerFormatRequest::default() {
         return Err(format!(
-            "invalid format request {spec:?}: it names nothing; use CODEC[:RATE[:CHANNELS[:BITS]]], such as flac"
+            "invalid format request {spec:?}: no field is set. Use CODEC[:RATE[:CHANNELS[:BITS]]], such as flac"
         ));
     }
     Ok(request)
@@ -53,7 +53,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn codec_alone() {
+    fn parse_codec_alone() {
         let request = parse_format_request("flac").unwrap();
         assert_eq!(request.codec.as_deref(), Some("flac"));
         assert_eq!(request.sample_rate, None);
@@ -62,7 +62,7 @@ mod tests {
     }
 
     #[test]
-    fn every_field() {
+    fn parse_every_field() {
         let request = parse_format_request("pcm:44100:1:16").unwrap();
         assert_eq!(request.codec.as_deref(), Some("pcm"));
         assert_eq!(request.sample_rate, Some(44_100));
@@ -71,7 +71,7 @@ mod tests {
     }
 
     #[test]
-    fn empty_fields_are_left_out() {
+    fn empty_fields_left_out() {
         let request = parse_format_request(":48000::24").unwrap();
         assert_eq!(request.codec, None);
         assert_eq!(request.sample_rate, Some(48_000));
@@ -80,8 +80,8 @@ mod tests {
     }
 
     #[test]
-    fn bad_specs_name_the_problem() {
-        let cases = [("aac", "aac"), ("flac:fast", "fast"), ("", "names nothing"), ("pcm:1:2:3:4", "more than 4")];
+    fn invalid_specs_rejected_with_reason() {
+        let cases = [("aac", "aac"), ("flac:fast", "fast"), ("", "no field is set"), ("pcm:1:2:3:4", "more than 4")];
         for (spec, expected) in cases {
             let err = parse_format_request(spec).unwrap_err();
             assert!(err.contains(expected), "{spec:?}: {err}");

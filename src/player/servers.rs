@@ -15,14 +15,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::protocol::ConnectionReason;
 
-/// The server a client keeps of two connected ones.
+/// Server that a client keeps of two connected ones.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Choice {
     KeepCurrent,
     SwitchToNew,
 }
 
-/// A server's id and connection reason, the inputs of the choice.
+/// Server id and connection reason: the inputs of the choice.
 #[derive(Clone, Copy, Debug)]
 pub struct ServerSide<'a> {
     pub server_id: &'a str,
@@ -47,16 +47,16 @@ pub fn choose_server(current: ServerSide<'_>, new: ServerSide<'_>, last_played: 
     }
 }
 
-/// The server that most recently played on this client.
+/// Server that most recently played on this client.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LastPlayed {
     pub server_id: String,
-    /// The URL this client dialed, when it dialed the server itself.
+    /// URL this client dialed, when it dialed the server itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
 }
 
-/// A small JSON file that keeps the last-played server across restarts.
+/// Small JSON file that stores the last-played server across restarts.
 #[derive(Clone, Debug)]
 pub struct LastPlayedStore {
     path: PathBuf,
@@ -97,8 +97,9 @@ impl LastPlayedStore {
         }
     }
 
-    /// Writes `last` through a temporary file, so a crash leaves the old or
-    /// the new content, never a torn file.
+    /// Writes `last` through a temporary file and a rename, so that a crash of
+    /// this process leaves the old or the new content, never a torn file.
+    /// The file is not synced to disk, so a power failure may lose the update.
     pub fn save(&self, last: &LastPlayed) -> std::io::Result<()> {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir)?;

@@ -46,16 +46,17 @@ impl Default for DialBackoff {
     }
 }
 
-/// A request to the core to start or stop dialing one player.
+/// Request to the core to start or stop dialing one player.
 #[derive(Clone, Debug)]
 pub enum DialRequest {
-    /// Dial this URL and redial after the closes the protocol allows it for.
+    /// Dial this URL, and redial after every close cause for which the
+    /// protocol allows reconnecting.
     Add(Url),
-    /// The player at this address withdrew its record: stop dialing it.
+    /// Stop dialing this address because the player withdrew its record.
     Remove(String),
 }
 
-/// The way to hand dial requests to a running server. Cheap to clone.
+/// Handle that sends dial requests to a running server. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Dialer {
     pub(super) requests: mpsc::UnboundedSender<DialRequest>,
@@ -80,7 +81,7 @@ pub fn address_key(url: &Url) -> String {
     format!("{host}:{port}")
 }
 
-/// A connection a dial loop opened, on its way to the core.
+/// Connection that a dial loop opened, on its way to the core.
 pub(super) struct Dialed {
     pub ws: PlainStream,
     pub peer: SocketAddr,
@@ -90,13 +91,13 @@ pub(super) struct Dialed {
     pub closed: oneshot::Sender<CloseCause>,
 }
 
-/// The core's record of one address's dial loop.
+/// Core's record of the dial loop for one address.
 struct Slot {
     generation: u64,
-    /// Whether the address is wanted: false after its record was removed.
-    wanted: bool,
-    /// Tells the running loop whether the address is still wanted.
-    wanted_tx: watch::Sender<bool>,
+    /// Whether dialing the address is requested. False after its mDNS record was removed.
+    requested: bool,
+    /// Tells the running loop whether the address is still requested.
+    requested_tx: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
@@ -108,7 +109,7 @@ pub(super) struct DialContext {
     pub events: EventSink,
 }
 
-/// The single owner of dial loops, kept by the core.
+/// Single owner of all dial loops, kept by the core.
 #[derive(Default)]
 pub(super) struct DialSlots {
     slots: HashMap<String, Slot>,
@@ -118,13 +119,13 @@ pub(super) struct DialSlots {
 impl DialSlots {
     /// Applies one request in one step.
     pub fn apply(&mut self, request: DialRequest, context: &DialContext, tracker: &TaskTracker) {
-        self.slots.retain(|_, slot| slot.wanted || !slot.task.is_finished());
+        self.slots.retain(|_, slot| slot.requested || !slot.task.is_finished());
         match request {
             DialRequest::Add(url) => self.add(url, context, tracker),
             DialRequest::Remove(address) => {
                 if let Some(slot) = self.slots.get_mut(&address) {
-                    slot.wanted = false;
-                    slot.wanted_tx.send_replace(false);
+                    slot.requested = false;
+                    slot.requested_tx.send_replace(false);
                 }
             }
         }
@@ -132,20 +133,20 @@ impl DialSlots {
 
     fn add(&mut self, url: Url, context: &DialContext, tracker: &TaskTracker) {
         let address = address_key(&url);
-        // A wanted address keeps its loop, also after the loop ended on a
-        // goodbye that forbids reconnecting: only a record that went away
-        // and came back starts a new one.
-        if self.slots.get(&address).is_some_and(|slot| slot.wanted) {
+        // A requested address keeps its loop, even after the loop ended on a
+        // goodbye that forbids reconnecting. Only a record that went away and
+        // came back starts a new one.
+        if self.slots.get(&address).is_some_and(|slot| slot.requested) {
             return;
         }
         let previous = self.slots.remove(&address).map(|slot| slot.task);
         self.next_generation += 1;
-        let (wanted_tx, wanted) = watch::channel(true);
+        let (requested_tx, requested) = watch::channel(true);
         let dial_loop = DialLoop {
             url,
             address: address.clone(),
             generation: self.next_generation,
-            wanted,
+            requested,
             limits: context.limits.clone(),
             backoff: context.backoff,
             dialed: context.dialed.clone(),
@@ -154,8 +155,8 @@ impl DialSlots {
         let task = tracker.spawn(dial_loop.run(previous));
         let slot = Slot {
             generation: self.next_generation,
-            wanted: true,
-            wanted_tx,
+            requested: true,
+            requested_tx,
             task,
         };
         self.slots.insert(address, slot);
@@ -169,8 +170,8 @@ impl DialSlots {
     /// Tells every loop to stop, for shutdown.
     pub fn stop_all(&mut self) {
         for slot in self.slots.values_mut() {
-            slot.wanted = false;
-            slot.wanted_tx.send_replace(false);
+            slot.requested = false;
+            slot.requested_tx.send_replace(false);
         }
     }
 }
@@ -179,7 +180,7 @@ struct DialLoop {
     url: Url,
     address: String,
     generation: u64,
-    wanted: watch::Receiver<bool>,
+    requested: watch::Receiver<bool>,
     limits: Limits,
     backoff: DialBackoff,
     dialed: mpsc::Sender<Dialed>,
@@ -192,7 +193,7 @@ impl DialLoop {
             let _ = previous.await;
         }
         // A loop whose record went away while it waited never starts.
-        if !*self.wanted.borrow() {
+        if !*self.requested.borrow() {
             return;
         }
         self.events.emit(ServerEvent::DialStarted {
@@ -214,12 +215,12 @@ impl DialLoop {
         let mut delays = RetryDelays::new(self.backoff);
         let mut attempt = 0u32;
         loop {
-            if !*self.wanted.borrow() {
+            if !*self.requested.borrow() {
                 return "record removed".into();
             }
             let connecting = tokio::select! {
                 result = transport::dial(&self.url, &self.limits) => Some(result),
-                _ = self.wanted.wait_for(|wanted| !wanted) => None,
+                _ = self.requested.wait_for(|requested| !requested) => None,
             };
             let delay = match connecting {
                 None => return "record removed".into(),
@@ -246,7 +247,7 @@ impl DialLoop {
             };
             tokio::select! {
                 _ = sleep(delay) => {}
-                _ = self.wanted.wait_for(|wanted| !wanted) => return "record removed".into(),
+                _ = self.requested.wait_for(|requested| !requested) => return "record removed".into(),
             }
         }
     }
@@ -268,8 +269,8 @@ impl DialLoop {
     }
 }
 
-/// Capped exponential retry delays: each retry waits twice as long as the
-/// one before, up to `max`, and only a session that lasted `stable_after`
+/// Capped exponential retry delays. Each retry waits twice as long as the
+/// one before, up to `max`. Only a session that lasted `stable_after`
 /// starts over at `initial`.
 struct RetryDelays {
     backoff: DialBackoff,

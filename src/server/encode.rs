@@ -9,12 +9,12 @@ use crate::audio::{AudioFormat, Codec, CodecError};
 /// Encoder settings that apply to every player of a server.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EncoderSettings {
-    /// Opus target bitrate in bits per second; `None` keeps the libopus
+    /// Opus target bitrate in bits per second. `None` keeps the libopus
     /// default.
     pub opus_bitrate_bps: Option<u32>,
 }
 
-/// One encoded chunk: its payload and where its audio starts on the
+/// Encoded chunk: its payload and the position of its audio on the
 /// player's timeline.
 pub struct EncodedChunk {
     /// Frames of the player's timeline, at the player's rate, before the
@@ -25,7 +25,7 @@ pub struct EncodedChunk {
     pub payload: Vec<u8>,
 }
 
-/// A player stream's encoder.
+/// Encoder of one player stream.
 pub enum ChunkEncoder {
     Pcm { bit_depth: u16, channels: u16 },
     Flac { encoder: Box<FlacEncoder>, channels: usize },
@@ -36,7 +36,7 @@ impl ChunkEncoder {
     /// Creates the encoder for `format`. `chunk_frames` is the length of a
     /// full source chunk at the player's rate. `fixed_chunks` states that
     /// every chunk but the last has exactly that length, which holds when
-    /// the server does not resample; FLAC then writes a fixed-block-size
+    /// the server does not resample. FLAC then writes a fixed-block-size
     /// stream, and otherwise a variable one.
     pub fn new(
         format: AudioFormat,
@@ -53,8 +53,8 @@ impl ChunkEncoder {
                 let (strategy, block_frames) = if fixed_chunks {
                     (BlockStrategy::Fixed, chunk_frames)
                 } else {
-                    // A resampler's output varies around the chunk length;
-                    // twice that leaves room, and longer output is split.
+                    // A resampler's output varies around the chunk length, so
+                    // blocks get twice that, and longer output is split.
                     (BlockStrategy::Variable, chunk_frames * 2)
                 };
                 let block_frames = block_frames.clamp(flac::MIN_BLOCK_FRAMES, flac::MAX_BLOCK_FRAMES);
@@ -114,7 +114,7 @@ impl ChunkEncoder {
                 });
             }
             ChunkEncoder::Flac { encoder, channels } => {
-                // Each FLAC frame holds at most one block, so longer input
+                // Each FLAC frame contains at most one block, so longer input
                 // becomes several chunks.
                 let block_samples = encoder.block_frames() * *channels;
                 let mut frame = start_frame;
@@ -138,7 +138,7 @@ impl ChunkEncoder {
         Ok(())
     }
 
-    /// Ends the stream at timeline frame `end_frame`: Opus pads its
+    /// Ends the stream at timeline frame `end_frame`. Opus pads its
     /// buffered input and adds packets until every input frame has passed
     /// the codec delay. PCM and FLAC hold nothing back.
     pub fn flush(&mut self, end_frame: u64, out: &mut Vec<EncodedChunk>) -> Result<(), CodecError> {
@@ -151,8 +151,8 @@ impl ChunkEncoder {
     }
 }
 
-/// Returns the timeline frame of the first input frame the Opus encoder
-/// still holds, given that the next input starts at `next_frame`.
+/// Returns the timeline frame of the first input frame still buffered in
+/// the Opus encoder, given that the next input starts at `next_frame`.
 fn opus_pending_frames(encoder: &OpusEncoder, next_frame: u64) -> u64 {
     let buffered = encoder.pending_frames() as u64;
     next_frame.saturating_sub(buffered)

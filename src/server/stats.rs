@@ -1,5 +1,5 @@
-//! Live counters of a server: what is open, what closed and why, and how
-//! many tasks still run, so leaks show under load.
+//! Live counters of a server: open sessions and clients, closed sessions by
+//! cause, and running tasks, so that leaks show under load.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,11 +8,12 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use tokio_util::task::TaskTracker;
 
-/// A cheap, shareable view of a running server's counters.
+/// Cheap, shareable handle to a running server's counters.
 ///
-/// Only the server core writes them, at the step where the registry
-/// changes, so a snapshot taken between two steps is consistent with the
-/// registry at that moment.
+/// Only the server core writes the session and client counters, at the
+/// step where the registry changes. A snapshot taken between two steps is
+/// consistent with the registry at that moment. The task count comes from
+/// the task tracker and can change at any time.
 #[derive(Clone, Debug)]
 pub struct ServerStats {
     inner: Arc<Inner>,
@@ -27,14 +28,14 @@ struct Inner {
     tasks: TaskTracker,
 }
 
-/// The counters at one moment.
+/// Counters read at one moment.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct StatsSnapshot {
     /// Sessions opened since the server started (WebSocket handshake done).
     pub sessions_opened: u64,
     /// Sessions open now, handshaking or active.
     pub sessions_live: u64,
-    /// Clients registered now: sessions that said hello and were not replaced.
+    /// Clients registered now: sessions that sent a hello and were not replaced.
     pub clients_live: u64,
     /// Closed sessions by cause label.
     pub closed_by_cause: BTreeMap<String, u64>,
@@ -49,7 +50,7 @@ impl StatsSnapshot {
         self.closed_by_cause.values().sum()
     }
 
-    /// Whether nothing is left open: no session, client or task.
+    /// Returns whether nothing is left open: no session, client or task.
     pub fn is_idle(&self) -> bool {
         self.sessions_live == 0 && self.clients_live == 0 && self.tasks_live == 0
     }

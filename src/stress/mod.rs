@@ -1,5 +1,6 @@
-//! Stress runs: storms of virtual clients against a server that check the
-//! protocol and the session lifecycle as they go, and report what broke.
+//! Stress runs: storms of virtual clients against a server. Each client
+//! checks the protocol and the session lifecycle as it goes, and the run
+//! reports every violation found.
 
 mod check;
 mod player_target;
@@ -61,7 +62,7 @@ impl Scenario {
         }
     }
 
-    /// What the scenario does and what it checks, in one sentence.
+    /// Returns a one-sentence description of what the scenario does and checks.
     pub fn describe(self) -> &'static str {
         match self {
             Scenario::HandshakeStorm => {
@@ -71,10 +72,10 @@ impl Scenario {
                 "players join and leave a playing group at random while two stay; the two see no gap, overlap, stream/end or stream/clear, and joiners' first chunks are not late"
             }
             Scenario::SameId => {
-                "many sockets say hello with one client_id at once; exactly one survives and every other gets a close frame"
+                "many sockets send a hello with one client_id at once; exactly one survives and every other gets a close frame"
             }
             Scenario::Goodbyes => {
-                "each goodbye reason, a close without goodbye, resets after the handshake, mid-frame, before hello and mid-upgrade; the server closes cleanly and keeps answering"
+                "each goodbye reason, a close without goodbye, resets after the handshake, mid-frame, before hello and mid-upgrade; the server closes cleanly and keeps responding"
             }
             Scenario::SlowConsumer => {
                 "players stop reading (plainly, after a goodbye, then with a reset); the server drops them within --bound and two listening neighbours are not disturbed"
@@ -104,12 +105,12 @@ impl FromStr for Scenario {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         Scenario::ALL.into_iter().find(|s| s.as_str() == text).ok_or_else(|| {
             let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.as_str()).collect();
-            format!("unknown scenario {text:?}; expected all or one of {}", names.join(", "))
+            format!("unknown scenario {text:?}: expected `all` or one of {}", names.join(", "))
         })
     }
 }
 
-/// What a stress run does.
+/// Settings of a stress run.
 #[derive(Clone, Debug)]
 pub struct StressConfig {
     pub target: Target,
@@ -120,10 +121,11 @@ pub struct StressConfig {
     pub clients: usize,
     /// Target rate of new sessions per second for the handshake storm.
     pub rate: Option<f64>,
-    /// Roles of the handshake storm's clients; `None` mixes them at random.
+    /// Roles of the handshake storm's clients. `None` mixes them at random.
     pub storm_roles: Option<Roles>,
     pub seed: u64,
-    /// Time the target has for what a check waits for.
+    /// Maximum time the target has for each awaited reaction (a hello reply,
+    /// a close, dropping a slow consumer, the start of audio).
     pub bound: Duration,
     /// Whether the target is a player that waits for servers; the virtual
     /// clients then dial it as servers, and only the handshake storm runs.
@@ -138,10 +140,12 @@ pub struct Progress {
     pub scenario: Option<Scenario>,
 }
 
-/// Runs every scenario in turn. `stats` are the target's own counters
-/// when the target is an embedded server; after each scenario the run
-/// waits for them to fall back to idle and records a leak if they do not.
-/// `progress` receives the live counters of each scenario as it starts.
+/// Runs every scenario in turn and returns the report.
+///
+/// `stats` are the target's own counters when the target is an embedded
+/// server. After each scenario the run waits for them to fall back to idle
+/// and records a leak if they do not. `progress` receives the live
+/// counters of each scenario as it starts.
 pub async fn run(config: &StressConfig, stats: Option<&ServerStats>, progress: impl Fn(Progress)) -> Report {
     let mut reports = Vec::new();
     let id_prefix = format!("stress-{:x}", config.seed & 0xffff_ffff);
@@ -170,12 +174,14 @@ pub async fn run(config: &StressConfig, stats: Option<&ServerStats>, progress: i
             against_player: config.against_player,
             notes: Default::default(),
         });
+
         scenarios::run(ctx.clone()).await;
         let elapsed = started.elapsed();
         let server = match stats {
             Some(stats) => Some(settle(stats, &violations, scenario).await),
             None => None,
         };
+
         let handshakes = Counters::get(&counters.handshakes);
         reports.push(ScenarioReport {
             scenario: scenario.as_str(),
@@ -193,6 +199,7 @@ pub async fn run(config: &StressConfig, stats: Option<&ServerStats>, progress: i
             notes: ctx.notes.lock().expect("notes lock poisoned").clone(),
         });
     }
+
     Report {
         target: config.target.url.to_string(),
         dialect: config.target.dialect.to_string(),
@@ -202,8 +209,9 @@ pub async fn run(config: &StressConfig, stats: Option<&ServerStats>, progress: i
     }
 }
 
-/// Waits until the server holds no session, client or task, and records a
-/// leak with what it still holds when that does not happen in time.
+/// Waits until the server has no open session, client or task. Records a
+/// leak with the remaining counts if that does not happen within
+/// [`SETTLE_TIMEOUT`], and returns the last snapshot.
 async fn settle(stats: &ServerStats, violations: &Violations, scenario: Scenario) -> crate::server::StatsSnapshot {
     let deadline = Instant::now() + SETTLE_TIMEOUT;
     loop {
@@ -217,7 +225,7 @@ async fn settle(stats: &ServerStats, violations: &Violations, scenario: Scenario
                 scenario.as_str(),
                 "server",
                 format!(
-                    "{SETTLE_TIMEOUT:?} after the last client left, the server still holds {} sessions, {} clients and {} tasks",
+                    "{SETTLE_TIMEOUT:?} after the last client left, the server still has {} sessions, {} clients and {} tasks open",
                     snapshot.sessions_live, snapshot.clients_live, snapshot.tasks_live
                 ),
                 None,

@@ -1,6 +1,6 @@
-//! A virtual client: one raw WebSocket connection to the target that
-//! checks every frame it receives and can end in every way a real client
-//! can, politely or not.
+//! Virtual client: one raw WebSocket connection to the target. It checks
+//! every frame it receives and can end the connection in every way a real
+//! client can, cleanly or not.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -18,7 +18,7 @@ use crate::dialect::{Dialect, Incoming, Outgoing, WireCodec};
 use crate::protocol::{BinaryFrame, ClientGoodbye, ClientHello, ClientTime, GoodbyeReason, Message, ServerHello};
 use crate::transport::Limits;
 
-/// How a connection ended, seen from the virtual client.
+/// Outcome of a connection, as the virtual client saw it end.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Ending {
     /// The peer sent a WebSocket close frame.
@@ -31,10 +31,10 @@ pub enum Ending {
     Timeout,
 }
 
-/// Why a virtual client could not connect.
+/// Error opening a virtual client's connection.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("cannot connect to {addr}: {source}")]
+    #[error("failed to connect to {addr}: {source}")]
     Tcp { addr: SocketAddr, source: std::io::Error },
     #[error("WebSocket handshake with {url} failed: {source}")]
     Upgrade {
@@ -45,7 +45,8 @@ pub enum ConnectError {
     Timeout { url: String, timeout: Duration },
 }
 
-/// What every virtual client of a run shares.
+/// Server under test: address, dialect and limits shared by every virtual
+/// client of a run.
 #[derive(Clone, Debug)]
 pub struct Target {
     pub url: Url,
@@ -156,19 +157,21 @@ impl Probe {
 
     /// Sends a `client/time` stamped now.
     pub async fn send_time(&mut self) -> Result<(), Ending> {
-        // Two sends in one microsecond would share a stamp; make each unique.
+        // Two sends within one microsecond share a stamp. The checker counts
+        // each stamp, so it expects one reply per send.
         let stamp = now_us();
         self.send(Message::ClientTime(ClientTime { client_transmitted: stamp })).await
     }
 
-    /// Sends `hello` and waits for `server/hello`, checking everything that
-    /// arrives on the way; records a violation if none comes within `bound`.
+    /// Sends `hello` and waits for `server/hello`, checking every frame that
+    /// arrives first. Records a violation if no reply comes within `bound`.
     pub async fn handshake(&mut self, hello: ClientHello, bound: Duration) -> Result<ServerHello, Ending> {
         let keep = (self.check.check_continuity, self.check.check_first_chunk_future);
         self.check = Checker::new(hello.supported_roles.clone());
         (self.check.check_continuity, self.check.check_first_chunk_future) = keep;
         self.check.sent_hello(now_us());
         self.send(Message::ClientHello(hello)).await?;
+
         let deadline = tokio::time::Instant::now() + bound;
         loop {
             if let Some(hello) = self.check.server_hello() {
@@ -190,6 +193,7 @@ impl Probe {
         self.next_until(tokio::time::Instant::now() + wait).await
     }
 
+    /// Receives and checks the next frame, waiting until `deadline`.
     pub async fn next_until(&mut self, deadline: tokio::time::Instant) -> Result<Seen, Ending> {
         let (incoming, text, received_us) = self.next_unchecked(deadline).await?;
         let seen = self.check.observe(incoming, received_us, &mut self.findings);
@@ -239,8 +243,8 @@ impl Probe {
         self.write(frame).await
     }
 
-    /// Reads until the connection ends or `wait` passes, checking every
-    /// frame; returns how it ended.
+    /// Reads and checks every frame until the connection ends or `wait`
+    /// passes, and returns how it ended.
     pub async fn drain(&mut self, wait: Duration) -> Ending {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
@@ -257,13 +261,13 @@ impl Probe {
         ending
     }
 
-    /// Says goodbye with `reason`; the server should then close.
+    /// Sends `client/goodbye` with `reason`, after which the server should close.
     pub async fn goodbye(&mut self, reason: GoodbyeReason) -> Result<(), Ending> {
         self.send(Message::ClientGoodbye(ClientGoodbye { reason })).await
     }
 
-    /// Starts the WebSocket close handshake and waits up to `wait` for the
-    /// server's reply; returns how the connection ended.
+    /// Starts the WebSocket close handshake, waits up to `wait` for the
+    /// server's close frame and returns how the connection ended.
     pub async fn close(&mut self, wait: Duration) -> Ending {
         if self.ended.is_none() {
             if let Err(err) = self.ws.close(None).await {
@@ -302,7 +306,7 @@ fn ending_of(err: tokio_tungstenite::tungstenite::Error) -> Ending {
 }
 
 /// Opens a TCP connection, writes part of a WebSocket upgrade request and
-/// resets it: a client that vanishes mid-handshake.
+/// resets it, like a client that vanishes mid-handshake.
 pub async fn reset_mid_upgrade(target: &Target) -> Result<(), ConnectError> {
     let mut tcp = target.tcp(None).await?;
     let partial = format!("GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\n", target.url.path(), target.addr);

@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::check::{ViolationGroup, ViolationKind};
 use crate::server::StatsSnapshot;
 
-/// Counters every virtual client updates; the progress line reads them.
+/// Counters that every virtual client updates and the progress line reads.
 #[derive(Debug, Default)]
 pub struct Counters {
     /// Connections that completed the WebSocket upgrade.
@@ -39,7 +39,7 @@ impl Counters {
     }
 }
 
-/// What is timed, in microseconds.
+/// Timed interval, recorded in microseconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Measure {
     /// TCP connect and WebSocket upgrade.
@@ -129,7 +129,7 @@ pub struct LatencySummary {
     pub max_us: u64,
 }
 
-/// The result of one scenario.
+/// Result of one scenario.
 #[derive(Clone, Debug, Serialize)]
 pub struct ScenarioReport {
     pub scenario: &'static str,
@@ -147,7 +147,7 @@ pub struct ScenarioReport {
     /// embedded server.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server: Option<StatsSnapshot>,
-    /// Facts worth knowing that are not violations.
+    /// Observations worth reporting that are not violations.
     pub notes: Vec<String>,
 }
 
@@ -157,7 +157,7 @@ impl ScenarioReport {
     }
 }
 
-/// The whole run.
+/// Result of a whole stress run.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     pub target: String,
@@ -172,7 +172,7 @@ impl Report {
         self.scenarios.iter().map(ScenarioReport::violation_count).sum()
     }
 
-    /// The report as text for a terminal.
+    /// Formats the report as text for a terminal.
     pub fn render(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "target {} ({}), seed {}, {} clients", self.target, self.dialect, self.seed, self.clients);
@@ -250,7 +250,7 @@ fn render_scenario(out: &mut String, s: &ScenarioReport) {
     }
 }
 
-/// Microseconds as milliseconds with three decimals.
+/// Formats microseconds as milliseconds with three decimals.
 fn millis(micros: u64) -> String {
     format!("{:.3}ms", micros as f64 / 1000.0)
 }

@@ -1,4 +1,4 @@
-//! The scenarios: what each virtual client does and what it checks.
+//! Stress scenarios: the actions of each virtual client and the checks it applies.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use crate::protocol::{
     DeviceInfo, GoodbyeReason, Message, PlayerState, PlayerSupport, SupportedFormat, PROTOCOL_VERSION,
 };
 
-/// What every virtual client of one scenario shares.
+/// Settings and shared records of one scenario, used by all its virtual clients.
 pub struct Context {
     pub target: Target,
     pub scenario: Scenario,
@@ -29,11 +29,11 @@ pub struct Context {
     pub duration: Duration,
     pub clients: usize,
     pub rate: Option<f64>,
-    /// Roles of the handshake storm's clients; `None` mixes them at random.
+    /// Roles of the handshake storm's clients. `None` mixes them at random.
     pub storm_roles: Option<Roles>,
     pub seed: u64,
-    /// Time the target has to do what a check waits for: answer a hello,
-    /// close a session, drop a slow consumer, start audio.
+    /// Maximum time the target has for each awaited reaction: a reply to a
+    /// hello, a close, dropping a slow consumer, the start of audio.
     pub bound: Duration,
     /// Prefix of every `client_id`, unique to the run.
     pub id_prefix: String,
@@ -67,11 +67,12 @@ impl Context {
         }
     }
 
-    pub(super) fn client_id(&self, what: &str, n: u64) -> String {
-        format!("{}-{}-{what}-{n}", self.id_prefix, self.name())
+    pub(super) fn client_id(&self, kind: &str, n: u64) -> String {
+        format!("{}-{}-{kind}-{n}", self.id_prefix, self.name())
     }
 
-    /// Opens a connection, counting it; a failure is counted and returned.
+    /// Opens a connection and counts it. A failure is counted as a connect
+    /// failure, logged at debug level, and returns `None`.
     pub(super) async fn open(&self, label: String, receive_buffer: Option<u32>) -> Option<Probe> {
         match Probe::open(&self.target, self.name(), label, &self.violations, receive_buffer).await {
             Ok((probe, times)) => {
@@ -87,8 +88,8 @@ impl Context {
         }
     }
 
-    /// Opens a connection and completes the handshake with `roles`;
-    /// players also send their first `client/state`.
+    /// Opens a connection and completes the handshake with `roles`. Players
+    /// also send their first `client/state`.
     async fn join(&self, client_id: String, roles: Roles) -> Option<(Probe, Instant)> {
         let mut probe = self.open(client_id.clone(), None).await?;
         let started = Instant::now();
@@ -198,7 +199,7 @@ impl Context {
     }
 }
 
-/// Which roles a virtual client asks for.
+/// Role families that a virtual client requests in its hello.
 #[derive(Clone, Copy, Debug)]
 pub struct Roles {
     pub player: bool,
@@ -238,7 +239,7 @@ impl Roles {
                 "artwork" => roles.artwork = true,
                 other => {
                     return Err(format!(
-                        "unknown role {other:?} in {text:?}; expected mixed or a comma-separated list of player, controller, metadata, artwork"
+                        "unknown role {other:?} in {text:?}: expected mixed or a comma-separated list of player, controller, metadata, artwork"
                     ))
                 }
             }
@@ -246,7 +247,8 @@ impl Roles {
         Ok(roles)
     }
 
-    /// A role mix drawn from `rng`: every combination with at least one role.
+    /// Draws a role mix from `rng`, uniformly over every combination with at
+    /// least one role.
     fn random(rng: &mut StdRng) -> Roles {
         let bits: u8 = rng.random_range(1..16);
         Roles {
@@ -258,8 +260,8 @@ impl Roles {
     }
 }
 
-/// PCM formats virtual players advertise; PCM lets the checks measure
-/// every chunk's length.
+/// PCM formats that virtual players advertise. With PCM, the checks can
+/// compute every chunk's duration from its length.
 fn pcm_formats() -> Vec<SupportedFormat> {
     [(48_000, 16), (44_100, 16)]
         .into_iter()
@@ -342,8 +344,8 @@ pub async fn run(ctx: Arc<Context>) {
     }
 }
 
-/// Hands out start times at `rate` per second to all workers, or none
-/// without a rate.
+/// Start schedule shared by all workers: one start every `1 / rate`
+/// seconds, or no waiting when no rate is set.
 struct Pacer {
     started: Instant,
     interval: Option<Duration>,
@@ -660,6 +662,7 @@ async fn stall_once(ctx: &Context, stall: Stall, round: u64, n: u64) {
     let Some(mut probe) = ctx.open(id.clone(), Some(4096)).await else {
         return;
     };
+
     let mut hello = hello(&id, Roles::PLAYER);
     if let Some(support) = &mut hello.player_support {
         // The richest PCM a server is likely to produce, so the backlog
@@ -681,6 +684,8 @@ async fn stall_once(ctx: &Context, stall: Stall, round: u64, n: u64) {
     }
     Counters::add(&ctx.counters.handshakes, 1);
     let _ = probe.send(Message::ClientState(initial_state())).await;
+
+    // Stop reading, in the way `stall` describes.
     if matches!(stall, Stall::AfterGoodbye) {
         let _ = probe.goodbye(GoodbyeReason::UserRequest).await;
     }
@@ -691,7 +696,8 @@ async fn stall_once(ctx: &Context, stall: Stall, round: u64, n: u64) {
         return;
     }
     tokio::time::sleep(ctx.bound).await;
-    // Whatever the server had queued drains in moments on loopback; a
+
+    // On loopback, whatever the server had queued drains within moments. A
     // server that still streams keeps the connection busy past that.
     match probe.drain(Duration::from_secs(2)).await {
         Ending::Timeout => {
@@ -734,8 +740,8 @@ async fn reconnect_flap(ctx: Arc<Context>) {
                     continue;
                 };
                 probe.check.check_first_chunk_future = true;
-                // A stamp unique to this session: a reply to it on a later
-                // session is a message of the old session on the new one.
+                // This stamp belongs to this session only, so a reply to it on
+                // a later session is an old session's message leaking into the new one.
                 ctx.time_exchange(&mut probe, Measure::FirstTimeRtt).await;
                 ctx.first_audio(&mut probe, joined).await;
                 if rng.random_bool(0.5) {
@@ -754,7 +760,7 @@ async fn reconnect_flap(ctx: Arc<Context>) {
     let _ = anchor.await;
 }
 
-/// `client/time` requests a flooding client keeps in flight.
+/// Number of `client/time` requests that a flooding client keeps in flight.
 const TIME_WINDOW: usize = 32;
 
 async fn time_flood(ctx: Arc<Context>) {
@@ -815,7 +821,7 @@ async fn time_flood(ctx: Arc<Context>) {
     workers.join_all().await;
 }
 
-/// Commands each controller sends in one burst.
+/// Number of commands that each controller sends in one burst.
 const COMMANDS_PER_CONTROLLER: usize = 20;
 
 async fn concurrent_control(ctx: Arc<Context>) {
@@ -972,7 +978,7 @@ fn judge_control(ctx: &Context, results: &[(String, Option<(u8, bool)>)], player
             ctx.name(),
             &results[0].0,
             format!(
-                "controllers see volume {} muted {}, but the group's only player was told volume {player_volume} muted {player_muted}",
+                "controllers see volume {} muted {}, but the group's only player received volume {player_volume} muted {player_muted}",
                 first.0, first.1
             ),
             None,
