@@ -61,11 +61,19 @@ impl Default for Limits {
     }
 }
 
+/// Size of each WebSocket read buffer in bytes. tungstenite zeroes the
+/// unused part of its read buffer before every read, so its 128 KiB default
+/// costs a 128 KiB memset per read: the largest single cost of a handshake
+/// storm. Larger messages still arrive whole, in more reads.
+const READ_BUFFER_BYTES: usize = 16 << 10;
+
 impl Limits {
+    /// Returns the WebSocket configuration with these limits.
     pub fn websocket_config(&self) -> WebSocketConfig {
         WebSocketConfig::default()
             .max_frame_size(Some(self.max_frame_bytes))
             .max_message_size(Some(self.max_message_bytes))
+            .read_buffer_size(READ_BUFFER_BYTES)
     }
 }
 
