@@ -258,8 +258,8 @@ pub struct StressArgs {
     #[arg(long = "scenario", value_name = "NAME", default_value = "all")]
     pub scenarios: Vec<String>,
 
-    /// How long each scenario runs, in seconds (fractions allowed).
-    #[arg(long, default_value_t = 5.0)]
+    /// How long each scenario starts new work, in seconds, 0.1 to 3600 (fractions allowed); rounds already started finish, so some scenarios run longer.
+    #[arg(long, default_value_t = 5.0, allow_negative_numbers = true)]
     pub duration: f64,
 
     /// Concurrent virtual clients per scenario.
@@ -267,7 +267,7 @@ pub struct StressArgs {
     pub clients: u64,
 
     /// New sessions per second in the handshake storm [default: as fast as possible].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub rate: Option<f64>,
 
     /// Roles of the handshake storm's clients: mixed (every combination, drawn at random) or a comma-separated list of player, controller, metadata, artwork.
@@ -278,8 +278,8 @@ pub struct StressArgs {
     #[arg(long)]
     pub seed: Option<u64>,
 
-    /// Seconds the target has for what a check waits for: answering a hello, closing a session, dropping a slow consumer, starting audio.
-    #[arg(long, default_value_t = 5.0)]
+    /// Seconds the target has for what a check waits for, 0.1 to 600: answering a hello, closing a session, dropping a slow consumer, starting audio.
+    #[arg(long, default_value_t = 5.0, allow_negative_numbers = true)]
     pub bound: f64,
 
     /// Wire dialect of the virtual clients.

@@ -82,7 +82,7 @@ fn main() -> ExitCode {
 
 fn pending(name: &str) -> Result<(), Failure> {
     Err(Failure::usage(anyhow::anyhow!(
-        "`resonate {name}` is not yet available in this version; `resonate serve` and `resonate play` are"
+        "`resonate {name}` is not yet available in this version; `resonate serve`, `play`, `discover` and `stress` are"
     )))
 }
 

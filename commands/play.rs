@@ -249,16 +249,21 @@ fn report_summary(summary: &output::OutputSummary, scheduler: &Scheduler, clock:
         println!("{report}");
         return;
     }
+    let clock_text = if clock.converged {
+        format!(
+            "clock offset {:.0} us (error {:.0} us, rtt {} us)",
+            clock.offset_us, clock.error_us, clock.rtt_us
+        )
+    } else {
+        "clock not synchronized".to_string()
+    };
     crate::status(&format!(
-        "played {} frames, dropped {} late chunks, {} re-anchors, {} underruns, {} corrupt chunks; clock offset {:.0} us (error {:.0} us, rtt {} us)",
+        "played {} frames, dropped {} late chunks, {} re-anchors, {} underruns, {} corrupt chunks; {clock_text}",
         totals.frames_played,
         totals.late_chunks_dropped,
         totals.reanchors,
         totals.underruns,
         totals.corrupt_chunks,
-        clock.offset_us,
-        clock.error_us,
-        clock.rtt_us
     ));
     if !files.is_empty() {
         crate::status(&format!("wrote {} frames to {}", summary.frames_written, files.join(", ")));

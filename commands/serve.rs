@@ -19,6 +19,12 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
     if args.demo {
         return crate::demo::run(args.demo_seconds, args.demo_players as usize, args.json);
     }
+    if !args.path.starts_with('/') {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "invalid --path {:?}: a WebSocket path starts with /, such as /sendspin",
+            args.path
+        )));
+    }
     let file = args.file.clone().expect("clap requires FILE without --demo");
     let source = SourceDecoder::open(&file).map_err(Failure::usage)?;
     let info = source.info().clone();

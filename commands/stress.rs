@@ -42,7 +42,12 @@ pub fn run(args: StressArgs) -> Result<(), Failure> {
         list => Some(stress::Roles::parse(list).map_err(|e| Failure::usage(anyhow!("--roles: {e}")))?),
     };
     let dialect: Dialect = args.dialect.parse().map_err(|e: String| Failure::usage(anyhow!(e)))?;
-    let seed = args.seed.unwrap_or_else(|| resonate::clock::now_us() as u64);
+    let seed = args.seed.unwrap_or_else(|| {
+        // The wall clock, not the process clock, which starts near zero.
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |elapsed| elapsed.as_nanos() as u64)
+    });
     let runtime = crate::runtime()?;
     runtime.block_on(async {
         let embedded = match (&args.server, &args.player) {

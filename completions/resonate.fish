@@ -100,12 +100,12 @@ complete -c resonate -n "__fish_resonate_using_subcommand discover" -s V -l vers
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -s s -l server -d 'Server to stress, ws://HOST[:PORT][/PATH]. Without it, stress starts an embedded server on a loopback port and also checks it for leaked sessions and tasks' -r
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -l player -d 'Player that waits for servers (`play --listen`) to stress, ws://HOST[:PORT][/PATH], port 8928 by default. Virtual servers dial it, stream to it and drop it; only the handshake-storm scenario applies' -r
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -l scenario -d 'Scenario to run; repeat for several, or `all` (described below)' -r
-complete -c resonate -n "__fish_resonate_using_subcommand stress" -l duration -d 'How long each scenario runs, in seconds (fractions allowed)' -r
+complete -c resonate -n "__fish_resonate_using_subcommand stress" -l duration -d 'How long each scenario starts new work, in seconds, 0.1 to 3600 (fractions allowed); rounds already started finish, so some scenarios run longer' -r
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -l clients -d 'Concurrent virtual clients per scenario' -r
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -l rate -d 'New sessions per second in the handshake storm [default: as fast as possible]' -r
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -l roles -d 'Roles of the handshake storm\'s clients: mixed (every combination, drawn at random) or a comma-separated list of player, controller, metadata, artwork' -r
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -l seed -d 'Seed of the random schedules; the same seed repeats the same run [default: from the clock]' -r
-complete -c resonate -n "__fish_resonate_using_subcommand stress" -l bound -d 'Seconds the target has for what a check waits for: answering a hello, closing a session, dropping a slow consumer, starting audio' -r
+complete -c resonate -n "__fish_resonate_using_subcommand stress" -l bound -d 'Seconds the target has for what a check waits for, 0.1 to 600: answering a hello, closing a session, dropping a slow consumer, starting audio' -r
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -l dialect -d 'Wire dialect of the virtual clients' -r
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -l json -d 'Print the whole report as one JSON object on stdout'
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'

@@ -120,6 +120,14 @@ fn stress_of_an_unreachable_server_exits_2() {
 }
 
 #[test]
+fn serve_path_needs_a_leading_slash() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = write_silent_wav(dir.path());
+    let args = ["serve", wav.to_str().unwrap(), "--no-mdns", "--path", "nopath"];
+    assert_usage_error(&args, &["\"nopath\"", "starts with /"]);
+}
+
+#[test]
 fn stress_of_an_absent_player_exits_2() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let url = format!("ws://127.0.0.1:{port}");

@@ -84,6 +84,11 @@ fn report_names_seed_and_target() {
     assert_eq!(report["seed"], 7);
     assert!(report["target"].as_str().unwrap().starts_with("ws://127.0.0.1:"), "{report}");
     assert_eq!(report["dialect"], "sendspin-v1");
+
+    // Without --seed, the seed comes from the wall clock.
+    let output = stress(&["--scenario", "time-flood", "--duration", "0.2", "--clients", "1", "--json"]);
+    let seed = report_of(&output)["seed"].as_u64().unwrap();
+    assert!(seed > 1_000_000_000, "seed {seed} is not taken from the clock");
 }
 
 /// Runs a server that breaks the protocol in known ways. It sends

@@ -237,7 +237,7 @@ fn render_scenario(out: &mut String, s: &ScenarioReport) {
         let closed: Vec<String> = server.closed_by_cause.iter().map(|(cause, n)| format!("{cause} {n}")).collect();
         let _ = writeln!(
             out,
-            "  server: {} sessions live, {} clients, {} tasks; {} opened, closed: {}",
+            "  server now: {} sessions live, {} clients, {} tasks; since it started: {} opened, closed: {}",
             server.sessions_live,
             server.clients_live,
             server.tasks_live,

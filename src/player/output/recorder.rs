@@ -40,13 +40,20 @@ pub fn segment_path(path: &Path, segment: u32) -> PathBuf {
 }
 
 /// Builds the JSON stored in a file's `rsnt` note chunk.
+///
+/// The JSON is padded with a trailing space to an even length, so the
+/// chunk needs no NUL pad byte and its whole body parses as JSON.
 fn note_json(first_frame_server_us: i64, format: &AudioFormat, segment: u32) -> String {
-    serde_json::json!({
+    let mut json = serde_json::json!({
         "first_frame_server_us": first_frame_server_us,
         "format": format.to_string(),
         "segment": segment,
     })
-    .to_string()
+    .to_string();
+    if json.len() % 2 == 1 {
+        json.push(' ');
+    }
+    json
 }
 
 /// The file being written and the stream it belongs to.
@@ -176,6 +183,21 @@ impl Recorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn note_json_has_even_length() {
+        let format = AudioFormat {
+            codec: crate::audio::Codec::Pcm,
+            sample_rate: 48_000,
+            channels: 2,
+            bit_depth: 24,
+        };
+        for timestamp in [0, 7, 10, 123, 1_821_312] {
+            let note = note_json(timestamp, &format, 0);
+            assert_eq!(note.len() % 2, 0, "{note:?}");
+            serde_json::from_str::<serde_json::Value>(&note).unwrap();
+        }
+    }
     use crate::audio::wav::read_note;
     use crate::player::scheduler::PlaybackState;
 
