@@ -86,6 +86,8 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
         format_request,
     };
 
+    let url_text = config.url.to_string();
+    let waits_for_servers = args.listen.is_some();
     let name_for_mdns = (config.client_id.clone(), config.name.clone());
     let scheduler = Arc::new(Scheduler::new());
     scheduler.set_static_delay_us(args.static_delay_ms * 1000);
@@ -97,7 +99,7 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
     let status_scheduler = scheduler.clone();
     let status_clock = clock.clone();
     let listen_args = (args.listen, args.no_mdns, args.interface.clone(), name_for_mdns);
-    let result: Result<Result<(), PlayerError>, Failure> = runtime.block_on(async move {
+    let result: Result<(Result<(), PlayerError>, bool), Failure> = runtime.block_on(async move {
         let listening = match listen_args {
             (Some(addr), no_mdns, interface, (client_id, name)) => {
                 let listener = TcpListener::bind(addr)
@@ -144,12 +146,17 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
             }
             None => player.run(stop).await,
         };
-        let _ = printer.await;
-        Ok(outcome)
+        let connected = printer.await.unwrap_or(true);
+        Ok((outcome, connected))
     });
-    let result = result?;
+    let (result, connected) = result?;
     let summary = output.stop().context("failed to finish the output")?;
     report_summary(&summary, &status_scheduler, &status_clock, json_output);
+    if result.is_ok() && !connected && !waits_for_servers && duration.is_some() {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "never connected to {url_text} within --duration; check that the server runs and the URL is right"
+        )));
+    }
     result.map_err(|err| match err {
         PlayerError::Replaced { .. } => Failure::from(err),
         _ => Failure::usage(err),
@@ -415,8 +422,12 @@ fn list_devices() -> Result<(), Failure> {
     Ok(())
 }
 
-async fn report_events(mut events: mpsc::UnboundedReceiver<PlayerEvent>, as_json: bool) {
+/// Prints player events until the player stops, and returns whether it
+/// ever connected to a server.
+async fn report_events(mut events: mpsc::UnboundedReceiver<PlayerEvent>, as_json: bool) -> bool {
+    let mut connected = false;
     while let Some(event) = events.recv().await {
+        connected |= matches!(event, PlayerEvent::Connected { .. });
         if !as_json {
             match &event {
                 PlayerEvent::Connected { server_name, .. } => crate::status(&format!("connected to {server_name}")),
@@ -455,5 +466,6 @@ async fn report_events(mut events: mpsc::UnboundedReceiver<PlayerEvent>, as_json
         };
         println!("{value}");
     }
+    connected
 }
 

@@ -120,6 +120,13 @@ fn stress_of_an_unreachable_server_exits_2() {
 }
 
 #[test]
+fn play_that_never_connects_exits_2() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("ws://127.0.0.1:{port}/sendspin");
+    assert_usage_error(&["play", "--server", &url, "--output", "null", "--duration", "0.5"], &["never connected", &url]);
+}
+
+#[test]
 fn serve_path_needs_a_leading_slash() {
     let dir = tempfile::tempdir().unwrap();
     let wav = write_silent_wav(dir.path());
