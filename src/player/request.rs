@@ -38,14 +38,14 @@ pub fn parse_format_request(spec: &str) -> Result<PlayerFormatRequest, String> {
     Ok(request)
 }
 
-fn parse_number<T: std::str::FromStr>(spec: &str, field: &str, value: Option<&str>) -> Result<Option<T>, String> {
+fn parse_number<T: std::str::FromStr + Default + PartialEq>(spec: &str, field: &str, value: Option<&str>) -> Result<Option<T>, String> {
     let Some(value) = value else {
         return Ok(None);
     };
-    value
-        .parse()
-        .map(Some)
-        .map_err(|_| format!("invalid format request {spec:?}: {field} {value:?} is not a positive whole number"))
+    match value.parse::<T>() {
+        Ok(number) if number != T::default() => Ok(Some(number)),
+        _ => Err(format!("invalid format request {spec:?}: {field} {value:?} is not a positive whole number")),
+    }
 }
 
 #[cfg(test)]
@@ -81,7 +81,13 @@ mod tests {
 
     #[test]
     fn invalid_specs_rejected_with_reason() {
-        let cases = [("aac", "aac"), ("flac:fast", "fast"), ("", "no field is set"), ("pcm:1:2:3:4", "more than 4")];
+        let cases = [
+            ("aac", "aac"),
+            ("flac:fast", "fast"),
+            ("flac:0", "positive whole number"),
+            ("", "no field is set"),
+            ("pcm:1:2:3:4", "more than 4"),
+        ];
         for (spec, expected) in cases {
             let err = parse_format_request(spec).unwrap_err();
             assert!(err.contains(expected), "{spec:?}: {err}");
