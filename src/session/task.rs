@@ -24,6 +24,9 @@ use crate::transport::Limits;
 /// Time allowed for the close frame (and a goodbye before it) to go out.
 const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Most queued messages written with one flush.
+const WRITE_BATCH: usize = 32;
+
 /// Starts the task that owns `ws` and returns the handle to reach it.
 ///
 /// The task is tracked by `tracker`, so its owner can wait for it. Events,
@@ -136,12 +139,7 @@ where
             };
             let step = match wakeup {
                 Wakeup::CloseRequested(cause) => Err(cause),
-                Wakeup::Command(Some(Command::Send(outgoing))) => {
-                    let cost = queued_cost(&outgoing);
-                    let written = self.write(outgoing).await;
-                    self.queued_bytes.fetch_sub(cost, Ordering::Relaxed);
-                    written
-                }
+                Wakeup::Command(Some(Command::Send(outgoing))) => self.write_batch(outgoing).await,
                 Wakeup::Command(None) => Err(CloseCause::Shutdown),
                 Wakeup::Frame(frame) => self.on_frame(frame).await,
                 Wakeup::HandshakeDeadline => Err(CloseCause::HandshakeTimeout),
@@ -227,10 +225,42 @@ where
         })
     }
 
-    /// Writes one outgoing message. Clock stamps (`client_transmitted` on the
-    /// client, `server_transmitted` on the server) are taken here, right
-    /// before the bytes go to the socket, not when the message was queued.
-    async fn write(&mut self, mut outgoing: Outgoing) -> Result<(), CloseCause> {
+    /// Writes `first` and the messages already queued behind it, up to
+    /// [`WRITE_BATCH`], and flushes them to the socket in one write. Each
+    /// message must be out before its own deadline (see
+    /// [`write_timeout_of`](Self::write_timeout_of)).
+    async fn write_batch(&mut self, first: Outgoing) -> Result<(), CloseCause> {
+        let mut deadline = Instant::now() + self.limits.write_timeout;
+        let mut next = Some(first);
+        let mut fed = 0;
+        while let Some(outgoing) = next.take() {
+            let cost = queued_cost(&outgoing);
+            let result = self.feed(outgoing, &mut deadline).await;
+            self.queued_bytes.fetch_sub(cost, Ordering::Relaxed);
+            result?;
+            fed += 1;
+            if fed < WRITE_BATCH {
+                if let Ok(Command::Send(more)) = self.commands.try_recv() {
+                    next = Some(more);
+                }
+            }
+        }
+        match tokio::time::timeout_at(deadline, self.ws.flush()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(error_cause(err)),
+            Err(_) => Err(CloseCause::SlowConsumer(format!(
+                "a write did not complete within {:?}",
+                self.limits.write_timeout
+            ))),
+        }
+    }
+
+    /// Encodes one outgoing message into the WebSocket's write buffer and
+    /// moves `deadline` earlier when this message needs it out sooner.
+    /// Clock stamps (`client_transmitted` on the client, `server_transmitted`
+    /// on the server) are taken here, right before the batch is flushed, not
+    /// when the message was queued.
+    async fn feed(&mut self, mut outgoing: Outgoing, deadline: &mut Instant) -> Result<(), CloseCause> {
         match &mut outgoing {
             Outgoing::Message(Message::ClientTime(time)) => time.client_transmitted = now_us(),
             Outgoing::Message(Message::ServerTime(time)) => time.server_transmitted = now_us(),
@@ -241,9 +271,18 @@ where
             Outgoing::Message(Message::ClientTime(time)) => Some(time.client_transmitted),
             _ => None,
         };
-        let write_timeout = self.write_timeout_of(&outgoing)?;
+        *deadline = (*deadline).min(Instant::now() + self.write_timeout_of(&outgoing)?);
         let frame = self.codec.encode(&outgoing);
-        self.send_frame_within(frame, write_timeout).await?;
+        match tokio::time::timeout_at(*deadline, self.ws.feed(frame)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => return Err(error_cause(err)),
+            Err(_) => {
+                return Err(CloseCause::SlowConsumer(format!(
+                    "a write did not complete within {:?}",
+                    self.limits.write_timeout
+                )))
+            }
+        }
         if let Some(client_transmitted) = time_sent {
             self.emit(EventKind::TimeSent { client_transmitted }).await?;
         }
