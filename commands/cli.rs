@@ -293,9 +293,26 @@ pub struct StressArgs {
 
 /// The scenario list for `stress --help`.
 fn scenario_help() -> String {
+    const NAME_WIDTH: usize = 22;
+    const LINE_WIDTH: usize = 78;
     let mut help = String::from("Scenarios:\n");
     for scenario in resonate::stress::Scenario::ALL {
-        help.push_str(&format!("  {:<20}{}\n", scenario.as_str(), scenario.describe()));
+        // Wrap each description under itself, so the names stay readable
+        // in a column of their own.
+        let mut line = format!("  {:<20}", scenario.as_str());
+        for word in scenario.describe().split(' ') {
+            if line.len() + 1 + word.len() > LINE_WIDTH && line.trim().len() > scenario.as_str().len() {
+                help.push_str(line.trim_end());
+                help.push('\n');
+                line = " ".repeat(NAME_WIDTH);
+            }
+            if !line.ends_with(' ') {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+        help.push_str(&line);
+        help.push('\n');
     }
     help.push_str("\nExit status: 0 when no violation was found, 1 when some were, 2 for bad arguments or a target that cannot be reached.");
     help
