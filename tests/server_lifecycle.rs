@@ -334,7 +334,7 @@ async fn group_mute_command_mutes_every_player() {
 
 #[tokio::test]
 async fn messages_right_after_hello_are_kept() {
-    let (mut server, _dir) = server().await;
+    let (server, _dir) = server().await;
     let mut client = RawClient::connect(&server.url()).await;
     // No wait for server/hello: the state and time request follow the hello
     // at once and must be processed in order, not rejected.
