@@ -82,7 +82,7 @@ pub struct ServeArgs {
     pub file: Option<PathBuf>,
 
     /// Address and port to listen on. Use 0.0.0.0:8927 to accept players from the network.
-    #[arg(long, default_value = "127.0.0.1:8927")]
+    #[arg(long, default_value = "127.0.0.1:8927", value_parser = parse_listen_address)]
     pub listen: SocketAddr,
 
     /// WebSocket path to accept connections on.
@@ -160,7 +160,14 @@ pub struct PlayArgs {
     pub server: Option<String>,
 
     /// Wait for servers to connect instead of dialing one: listen on ADDR:PORT [default when given without a value: 0.0.0.0:8928] at /sendspin and advertise _sendspin._tcp over mDNS. When a second server connects, the protocol's rules pick the one to keep.
-    #[arg(long, value_name = "ADDR:PORT", num_args = 0..=1, default_missing_value = "0.0.0.0:8928", conflicts_with = "server")]
+    #[arg(
+        long,
+        value_name = "ADDR:PORT",
+        num_args = 0..=1,
+        default_missing_value = "0.0.0.0:8928",
+        conflicts_with = "server",
+        value_parser = parse_listen_address
+    )]
     pub listen: Option<SocketAddr>,
 
     /// With --listen, do not advertise over mDNS; servers must be given this player's URL.
@@ -339,6 +346,13 @@ pub struct DiscoverArgs {
     /// Network interface to browse on, by name [default: every interface].
     #[arg(long, value_name = "NAME")]
     pub interface: Option<String>,
+}
+
+/// Parses a listen address: an IP address and a port.
+fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {
+    text.parse().map_err(|_| {
+        format!("invalid address {text:?}: expected IP:PORT, such as 127.0.0.1:8927 or [::1]:8927 (host names are not accepted)")
+    })
 }
 
 /// Parses a positive number of seconds.

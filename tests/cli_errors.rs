@@ -125,6 +125,12 @@ fn play_that_never_connects_exits_2() {
 }
 
 #[test]
+fn listen_address_errors_show_the_form() {
+    assert_usage_error(&["play", "--listen", "localhost:18930", "--output", "null"], &["\"localhost:18930\"", "IP:PORT"]);
+    assert_usage_error(&["serve", "--demo", "--listen", "127.0.0.1"], &["\"127.0.0.1\"", "IP:PORT"]);
+}
+
+#[test]
 fn serve_path_needs_a_leading_slash() {
     let dir = tempfile::tempdir().unwrap();
     let wav = write_silent_wav(dir.path());
