@@ -366,8 +366,9 @@ impl ResonateCodec {
             }),
             "server/hello" => {
                 let legacy: LegacyServerHello = payload(t, body)?;
-                // Legacy servers activate every role they support, and
-                // aioresonate 0.13.2 supports all four.
+                // The legacy hello names no active roles, so the roles this
+                // codec forwarded in `client/hello` are reported as active.
+                // NOTE: a legacy server that ignores one of them is not detected.
                 let active_roles = self
                     .hello_roles
                     .iter()
