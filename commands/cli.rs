@@ -159,6 +159,10 @@ pub struct PlayArgs {
     #[arg(long, short = 's')]
     pub server: Option<String>,
 
+    /// Wire dialect: sendspin-v1, or resonate for legacy Resonate servers (aioresonate 0.13.2), whose default path is /resonate. The resonate dialect needs --server.
+    #[arg(long, default_value = "sendspin-v1")]
+    pub dialect: String,
+
     /// Wait for servers to connect instead of dialing one: listen on ADDR:PORT [default when given without a value: 0.0.0.0:8928] at /sendspin and advertise _sendspin._tcp over mDNS. When a second server connects, the protocol's rules pick the one to keep.
     #[arg(
         long,

@@ -33,6 +33,13 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
     if args.list_devices {
         return list_devices();
     }
+    let dialect: Dialect = args.dialect.parse().map_err(|e: String| Failure::usage(anyhow::anyhow!(e)))?;
+    if dialect != Dialect::SendspinV1 && args.server.is_none() {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "--dialect {dialect} needs --server ws://HOST[:PORT]{}; --listen and mDNS discovery speak sendspin-v1 only",
+            dialect.default_path()
+        )));
+    }
     let spec = match &args.device {
         Some(name) => OutputSpec::Device(name.clone()),
         None => args.output.parse::<OutputSpec>().map_err(Failure::usage)?,
@@ -59,7 +66,7 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
         None => LastPlayedStore::in_state_dir(&client_id),
     };
     let runtime = crate::runtime()?;
-    let path = Dialect::SendspinV1.default_path();
+    let path = dialect.default_path();
     let url = match (&args.server, args.listen) {
         (Some(server), _) => parse_ws_url(server, path).map_err(Failure::usage)?,
         (None, Some(listen)) => Url::parse(&format!("ws://{listen}{path}")).context("listen address makes no URL")?,
@@ -73,7 +80,7 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
         url,
         client_id,
         name: args.name.clone().unwrap_or(host),
-        dialect: Dialect::SendspinV1,
+        dialect,
         formats,
         buffer_capacity: args.buffer_capacity,
         limits: Limits::default(),

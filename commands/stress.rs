@@ -42,6 +42,9 @@ pub fn run(args: StressArgs) -> Result<(), Failure> {
         list => Some(stress::Roles::parse(list).map_err(|e| Failure::usage(anyhow!("--roles: {e}")))?),
     };
     let dialect: Dialect = args.dialect.parse().map_err(|e: String| Failure::usage(anyhow!(e)))?;
+    if dialect != Dialect::SendspinV1 {
+        return Err(Failure::usage(anyhow!("stress does not support --dialect {dialect} yet; use --dialect sendspin-v1")));
+    }
     let seed = args.seed.unwrap_or_else(|| {
         // The wall clock, not the process clock, which starts near zero.
         std::time::SystemTime::now()

@@ -101,6 +101,13 @@ fn pending_monitor_exits_2() {
 }
 
 #[test]
+fn play_names_bad_dialect_arguments() {
+    assert_usage_error(&["play", "--dialect", "carrier-pigeon"], &["\"carrier-pigeon\"", "resonate"]);
+    assert_usage_error(&["play", "--dialect", "resonate"], &["--dialect resonate", "--server", "/resonate"]);
+    assert_usage_error(&["stress", "--dialect", "resonate"], &["--dialect resonate", "sendspin-v1"]);
+}
+
+#[test]
 fn stress_names_bad_arguments() {
     assert_usage_error(&["stress", "--scenario", "thunder"], &["\"thunder\"", "handshake-storm"]);
     assert_usage_error(&["stress", "--duration", "0"], &["--duration 0", "seconds from"]);

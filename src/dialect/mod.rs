@@ -5,11 +5,13 @@
 //! frames of one wire format, so sessions, the server and the player never
 //! see the difference between dialects.
 
+mod resonate;
 mod sendspin_v1;
 
 use std::fmt;
 use std::str::FromStr;
 
+pub use resonate::ResonateCodec;
 pub use sendspin_v1::SendspinV1Codec;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -21,6 +23,9 @@ pub enum Dialect {
     /// Sendspin v1 in cleartext: JSON text frames, binary frames with a
     /// 9-byte header.
     SendspinV1,
+    /// Legacy Resonate (aioresonate 0.13.2): unversioned roles and binary
+    /// frames with a u64 timestamp, translated to the v1 messages.
+    Resonate,
 }
 
 impl Dialect {
@@ -29,12 +34,14 @@ impl Dialect {
     pub fn default_path(self) -> &'static str {
         match self {
             Dialect::SendspinV1 => "/sendspin",
+            Dialect::Resonate => "/resonate",
         }
     }
 
     pub fn as_str(self) -> &'static str {
         match self {
             Dialect::SendspinV1 => "sendspin-v1",
+            Dialect::Resonate => "resonate",
         }
     }
 
@@ -42,6 +49,7 @@ impl Dialect {
     pub fn codec(self) -> Box<dyn WireCodec> {
         match self {
             Dialect::SendspinV1 => Box::new(SendspinV1Codec),
+            Dialect::Resonate => Box::<ResonateCodec>::default(),
         }
     }
 }
@@ -58,7 +66,8 @@ impl FromStr for Dialect {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "sendspin-v1" | "v1" => Ok(Dialect::SendspinV1),
-            other => Err(format!("unknown dialect {other:?}; expected sendspin-v1")),
+            "resonate" => Ok(Dialect::Resonate),
+            other => Err(format!("unknown dialect {other:?}; expected sendspin-v1 or resonate")),
         }
     }
 }
