@@ -289,7 +289,7 @@ pub struct StressArgs {
     #[arg(long)]
     pub seed: Option<u64>,
 
-    /// Seconds the target has for what a check waits for, 0.1 to 600: answering a hello, closing a session, dropping a slow consumer, starting audio.
+    /// Seconds the target has for what a check waits for, 0.1 to 600: replying to a hello, closing a session, dropping a slow consumer, starting audio.
     #[arg(long, default_value_t = 5.0, allow_negative_numbers = true)]
     pub bound: f64,
 
@@ -302,7 +302,7 @@ pub struct StressArgs {
     pub json: bool,
 }
 
-/// The scenario list for `stress --help`.
+/// Returns the scenario list for `stress --help`.
 fn scenario_help() -> String {
     const NAME_WIDTH: usize = 22;
     const LINE_WIDTH: usize = 78;

@@ -48,7 +48,7 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 /// Whether -q was given: status lines on stderr are left out.
 static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Whether -q was given.
+/// Returns whether -q was given.
 pub fn is_quiet() -> bool {
     QUIET.load(std::sync::atomic::Ordering::Relaxed)
 }

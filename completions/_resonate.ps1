@@ -127,7 +127,7 @@ Register-ArgumentCompleter -Native -CommandName 'resonate' -ScriptBlock {
             [CompletionResult]::new('--rate', '--rate', [CompletionResultType]::ParameterName, 'New sessions per second in the handshake storm [default: as fast as possible]')
             [CompletionResult]::new('--roles', '--roles', [CompletionResultType]::ParameterName, 'Roles of the handshake storm''s clients: mixed (every combination, drawn at random) or a comma-separated list of player, controller, metadata, artwork')
             [CompletionResult]::new('--seed', '--seed', [CompletionResultType]::ParameterName, 'Seed of the random schedules; the same seed repeats the same run [default: from the clock]')
-            [CompletionResult]::new('--bound', '--bound', [CompletionResultType]::ParameterName, 'Seconds the target has for what a check waits for, 0.1 to 600: answering a hello, closing a session, dropping a slow consumer, starting audio')
+            [CompletionResult]::new('--bound', '--bound', [CompletionResultType]::ParameterName, 'Seconds the target has for what a check waits for, 0.1 to 600: replying to a hello, closing a session, dropping a slow consumer, starting audio')
             [CompletionResult]::new('--dialect', '--dialect', [CompletionResultType]::ParameterName, 'Wire dialect of the virtual clients')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the whole report as one JSON object on stdout')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides')

@@ -120,7 +120,7 @@ set edit:completion:arg-completer[resonate] = {|@words|
             cand --rate 'New sessions per second in the handshake storm [default: as fast as possible]'
             cand --roles 'Roles of the handshake storm''s clients: mixed (every combination, drawn at random) or a comma-separated list of player, controller, metadata, artwork'
             cand --seed 'Seed of the random schedules; the same seed repeats the same run [default: from the clock]'
-            cand --bound 'Seconds the target has for what a check waits for, 0.1 to 600: answering a hello, closing a session, dropping a slow consumer, starting audio'
+            cand --bound 'Seconds the target has for what a check waits for, 0.1 to 600: replying to a hello, closing a session, dropping a slow consumer, starting audio'
             cand --dialect 'Wire dialect of the virtual clients'
             cand --json 'Print the whole report as one JSON object on stdout'
             cand -v 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'

@@ -106,7 +106,7 @@ complete -c resonate -n "__fish_resonate_using_subcommand stress" -l clients -d 
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -l rate -d 'New sessions per second in the handshake storm [default: as fast as possible]' -r
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -l roles -d 'Roles of the handshake storm\'s clients: mixed (every combination, drawn at random) or a comma-separated list of player, controller, metadata, artwork' -r
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -l seed -d 'Seed of the random schedules; the same seed repeats the same run [default: from the clock]' -r
-complete -c resonate -n "__fish_resonate_using_subcommand stress" -l bound -d 'Seconds the target has for what a check waits for, 0.1 to 600: answering a hello, closing a session, dropping a slow consumer, starting audio' -r
+complete -c resonate -n "__fish_resonate_using_subcommand stress" -l bound -d 'Seconds the target has for what a check waits for, 0.1 to 600: replying to a hello, closing a session, dropping a slow consumer, starting audio' -r
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -l dialect -d 'Wire dialect of the virtual clients' -r
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -l json -d 'Print the whole report as one JSON object on stdout'
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'

@@ -156,9 +156,9 @@ fn faulty_server_violations_exit_1() {
     assert!(example["message"].as_str().unwrap().contains("server/hello"), "{example}");
 }
 
-/// Virtual servers dial a player that waits for them, several at once,
-/// stream to it and drop it in every way; the player keeps to the protocol,
-/// completes every close handshake and still accepts servers afterwards.
+/// Virtual servers dial a waiting player, several at once, stream to it and
+/// drop it in every way. The player must keep to the protocol, complete
+/// every close handshake and still accept servers afterwards.
 #[test]
 fn listening_player_survives_a_server_storm() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

@@ -146,7 +146,7 @@ impl Server {
         }
     }
 
-    /// The server's live counters; they stay readable after it stops.
+    /// Returns the server's live counters, which stay readable after it stops.
     pub fn stats(&self) -> ServerStats {
         self.stats.clone()
     }

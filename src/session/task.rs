@@ -174,9 +174,8 @@ where
         if !peer_gone {
             let frame = close_frame(&cause);
             let sent = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, self.ws.close(Some(frame))).await;
-            // Dropping the socket while the peer's reply, or anything it
-            // sent before seeing our close, is unread makes the kernel reset
-            // the connection; wait for the peer's close frame instead.
+            // Unread data in a dropped socket makes the kernel reset the
+            // connection, so wait for the peer's close frame first.
             if matches!(sent, Ok(Ok(()))) && !matches!(cause, CloseCause::SlowConsumer(_)) {
                 self.await_peer_close().await;
             }
@@ -248,10 +247,7 @@ where
         match tokio::time::timeout_at(deadline, self.ws.flush()).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(err)) => Err(error_cause(err)),
-            Err(_) => Err(CloseCause::SlowConsumer(format!(
-                "a write did not complete within {:?}",
-                self.limits.write_timeout
-            ))),
+            Err(_) => Err(write_timed_out(self.limits.write_timeout)),
         }
     }
 
@@ -276,12 +272,7 @@ where
         match tokio::time::timeout_at(*deadline, self.ws.feed(frame)).await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => return Err(error_cause(err)),
-            Err(_) => {
-                return Err(CloseCause::SlowConsumer(format!(
-                    "a write did not complete within {:?}",
-                    self.limits.write_timeout
-                )))
-            }
+            Err(_) => return Err(write_timed_out(self.limits.write_timeout)),
         }
         if let Some(client_transmitted) = time_sent {
             self.emit(EventKind::TimeSent { client_transmitted }).await?;
@@ -292,10 +283,10 @@ where
         Ok(())
     }
 
-    /// Time allowed for writing `outgoing`. Audio a server sends must reach
+    /// Returns the time allowed for writing `outgoing`. Audio a server sends must reach
     /// the socket before its play time is `audio_late_limit` past: a peer
-    /// that holds it up longer cannot keep up, and later audio would only
-    /// pile up behind it.
+    /// that delays it longer cannot keep up, and later audio would only pile
+    /// up behind it.
     fn write_timeout_of(&self, outgoing: &Outgoing) -> Result<Duration, CloseCause> {
         let Outgoing::Binary(frame) = outgoing else {
             return Ok(self.limits.write_timeout);
@@ -322,7 +313,7 @@ where
         match tokio::time::timeout(timeout, self.ws.send(frame)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(err)) => Err(error_cause(err)),
-            Err(_) => Err(CloseCause::SlowConsumer(format!("a write did not complete within {timeout:?}"))),
+            Err(_) => Err(write_timed_out(timeout)),
         }
     }
 
@@ -420,6 +411,11 @@ where
         })
         .await
     }
+}
+
+/// Returns the close cause of a write that did not finish within `timeout`.
+fn write_timed_out(timeout: Duration) -> CloseCause {
+    CloseCause::SlowConsumer(format!("a write timed out after {timeout:?}"))
 }
 
 fn error_cause(err: WsError) -> CloseCause {

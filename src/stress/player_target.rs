@@ -26,10 +26,10 @@ const SERVER_ROLES: [&str; 3] = ["player@v1", "controller@v1", "metadata@v1"];
 const CHUNK_US: i64 = 20_000;
 const LEAD_US: i64 = 500_000;
 
-/// How a virtual server ends a connection.
+/// Way a virtual server ends a connection.
 #[derive(Clone, Copy, Debug)]
 enum Hangup {
-    /// A close frame; the player should answer it.
+    /// A close frame, which the player must reply to.
     Close,
     /// `stream/end`, then a close frame.
     EndThenClose,
@@ -130,23 +130,23 @@ async fn serve_once(ctx: &Context, label: String, rng: &mut StdRng) {
             ctx.finish(&mut probe).await;
         }
         Hangup::Reset => {
-            Counters::add(&ctx.counters.closed, 1);
+            ctx.count_ended(&probe);
             probe.reset();
         }
         Hangup::ResetMidFrame => {
-            Counters::add(&ctx.counters.closed, 1);
+            ctx.count_ended(&probe);
             probe.reset_mid_frame(1024).await;
         }
     }
 }
 
-/// Counts a connection the player ended; a goodbye before it is the
-/// player's choice, such as keeping another server.
+/// Closes and counts a connection that the player may have ended. A goodbye
+/// before the end is the player's choice, such as keeping another server.
 async fn finish_dropped(ctx: &Context, mut probe: Probe) {
     if probe.ended().is_none() {
         ctx.finish(&mut probe).await;
     } else {
-        Counters::add(&ctx.counters.closed, 1);
+        ctx.count_ended(&probe);
     }
 }
 
@@ -202,15 +202,14 @@ fn describe(incoming: &Incoming) -> String {
     }
 }
 
-/// What a virtual server checks of the messages a player sends after its
-/// hello.
+/// State for the checks of the messages a player sends after its hello.
 #[derive(Default)]
 struct PlayerChecks {
     last_client_time: Option<i64>,
 }
 
-/// Handles one message from the player: answers `client/time` and checks
-/// what should not be there. Returns false when the player ended the
+/// Handles one message from the player: replies to `client/time` and
+/// checks for messages a player must not send. Returns false when the player ended the
 /// connection.
 async fn handle_player_frame(ctx: &Context, probe: &mut Probe, checks: &mut PlayerChecks, deadline: tokio::time::Instant) -> Option<bool> {
     match probe.next_unchecked(deadline).await {
@@ -267,7 +266,7 @@ async fn handle_player_frame(ctx: &Context, probe: &mut Probe, checks: &mut Play
 }
 
 /// Streams silence for `duration`, a chunk every 20 ms stamped half a
-/// second ahead, while answering the player. Returns false when the
+/// second ahead, while replying to the player. Returns false when the
 /// player ended the connection.
 async fn stream_silence(ctx: &Context, probe: &mut Probe, checks: &mut PlayerChecks, chunk_bytes: usize, duration: Duration) -> bool {
     let until = Instant::now() + duration;

@@ -118,6 +118,11 @@ impl Context {
             let ending = probe.close(self.bound).await;
             self.expect_clean(probe, &ending, "after the client's close frame");
         }
+        self.count_ended(probe);
+    }
+
+    /// Counts `probe` as closed, with the audio chunks it received.
+    pub(super) fn count_ended(&self, probe: &Probe) {
         self.count_chunks(probe);
         Counters::add(&self.counters.closed, 1);
     }
@@ -491,13 +496,11 @@ async fn leave_somehow(ctx: &Context, mut probe: Probe, rng: &mut StdRng) {
         }
         1 => ctx.finish(&mut probe).await,
         2 => {
-            ctx.count_chunks(&probe);
-            Counters::add(&ctx.counters.closed, 1);
+            ctx.count_ended(&probe);
             probe.reset();
         }
         _ => {
-            ctx.count_chunks(&probe);
-            Counters::add(&ctx.counters.closed, 1);
+            ctx.count_ended(&probe);
             probe.reset_mid_frame(512).await;
         }
     }
@@ -547,8 +550,7 @@ async fn same_id(ctx: Arc<Context>) {
         for (mut probe, ending) in results {
             if ending != Ending::Timeout {
                 ctx.expect_clean(&probe, &ending, "when a newer session replaced it");
-                ctx.count_chunks(&probe);
-                Counters::add(&ctx.counters.closed, 1);
+                ctx.count_ended(&probe);
             } else {
                 ctx.finish(&mut probe).await;
             }
@@ -588,17 +590,17 @@ async fn goodbyes(ctx: Arc<Context>) {
             }
             // A reset after the handshake.
             if let Some((probe, _)) = ctx.join(ctx.client_id("reset", round), Roles::PLAYER).await {
-                Counters::add(&ctx.counters.closed, 1);
+                ctx.count_ended(&probe);
                 probe.reset();
             }
             // A reset in the middle of a frame.
             if let Some((probe, _)) = ctx.join(ctx.client_id("reset-mid-frame", round), Roles::PLAYER).await {
-                Counters::add(&ctx.counters.closed, 1);
+                ctx.count_ended(&probe);
                 probe.reset_mid_frame(4096).await;
             }
             // A reset after the upgrade, before any hello.
             if let Some(probe) = ctx.open(ctx.client_id("reset-before-hello", round), None).await {
-                Counters::add(&ctx.counters.closed, 1);
+                ctx.count_ended(&probe);
                 probe.reset();
             }
             // A close frame before any hello.
@@ -691,7 +693,7 @@ async fn stall_once(ctx: &Context, stall: Stall, round: u64, n: u64) {
     }
     if matches!(stall, Stall::ThenReset) {
         tokio::time::sleep(ctx.bound / 2).await;
-        Counters::add(&ctx.counters.closed, 1);
+        ctx.count_ended(&probe);
         probe.reset();
         return;
     }
@@ -708,8 +710,7 @@ async fn stall_once(ctx: &Context, stall: Stall, round: u64, n: u64) {
             ctx.finish(&mut probe).await;
         }
         _ => {
-            ctx.count_chunks(&probe);
-            Counters::add(&ctx.counters.closed, 1);
+            ctx.count_ended(&probe);
         }
     }
 }
@@ -746,8 +747,7 @@ async fn reconnect_flap(ctx: Arc<Context>) {
                 ctx.first_audio(&mut probe, joined).await;
                 if rng.random_bool(0.5) {
                     let _ = probe.send_time().await;
-                    ctx.count_chunks(&probe);
-                    Counters::add(&ctx.counters.closed, 1);
+                    ctx.count_ended(&probe);
                     probe.reset();
                 } else {
                     let _ = probe.goodbye(GoodbyeReason::Restart).await;
