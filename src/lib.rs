@@ -15,4 +15,5 @@ pub mod server;
 pub mod session;
 pub mod stress;
 pub mod sync;
+pub mod telemetry;
 pub mod transport;
