@@ -683,7 +683,7 @@ impl<'a> SessionState<'a> {
         match event.kind {
             EventKind::TimeSent { client_transmitted } => self.schedule.record_sent(client_transmitted),
             EventKind::Received { incoming, received_us } => self.on_incoming(incoming, received_us),
-            EventKind::Activated | EventKind::TimeAnswered { .. } | EventKind::Closed(_) => {}
+            EventKind::Activated | EventKind::TimeAnswered { .. } | EventKind::RoundTrip { .. } | EventKind::Closed(_) => {}
         }
     }
 

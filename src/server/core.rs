@@ -1,6 +1,8 @@
 //! The server core: the single owner of sessions, the client registry and
 //! the groups.
 
+mod telemetry;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -23,15 +25,22 @@ use crate::protocol::{
     ServerCommand, ServerHello, ServerState, StreamRequestFormat, PROTOCOL_VERSION,
 };
 use crate::session::{self, CloseCause, EventKind, SessionEvent, SessionHandle, SessionId, Side};
+use crate::telemetry::{Telemetry, REPORT_ROLE};
+use telemetry::{SessionCounts, SessionTelemetry};
+pub(super) use telemetry::telemetry_event;
 
-/// Roles this server activates.
-const IMPLEMENTED_ROLES: [&str; 2] = ["player@v1", "controller@v1"];
+/// Roles this server activates. The last one lets `resonate` players
+/// report their own clock and buffer state for telemetry.
+const IMPLEMENTED_ROLES: [&str; 3] = ["player@v1", "controller@v1", REPORT_ROLE];
 
 /// Controller commands this server carries out.
 const CONTROLLER_COMMANDS: [&str; 4] = ["play", "stop", "volume", "mute"];
 
 /// Interval at which groups produce and send audio.
 const PUMP_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Interval at which a snapshot is published to an attached telemetry hub.
+const TELEMETRY_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Time allowed for sessions to close at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -55,6 +64,7 @@ struct SessionEntry {
     /// For a session the server dialed: where its dial loop waits for the
     /// close cause.
     dial_loop: Option<oneshot::Sender<CloseCause>>,
+    telemetry: SessionTelemetry,
 }
 
 /// A registered client: one per `client_id`, ever.
@@ -88,10 +98,17 @@ pub(super) struct Core {
     pacing: Pacing,
     /// Dial loops by player address.
     dial_slots: DialSlots,
+    session_counts: SessionCounts,
 }
 
 impl Core {
-    pub(super) fn new(config: ServerConfig, events: broadcast::Sender<ServerEvent>, tracker: TaskTracker, stats: ServerStats) -> Core {
+    pub(super) fn new(
+        config: ServerConfig,
+        events: broadcast::Sender<ServerEvent>,
+        telemetry: Option<Telemetry>,
+        tracker: TaskTracker,
+        stats: ServerStats,
+    ) -> Core {
         let (session_events_tx, session_events) = mpsc::channel(1024);
         let pacing = Pacing {
             lead_us: config.lead.as_micros() as i64,
@@ -101,7 +118,7 @@ impl Core {
         };
         Core {
             config,
-            events: EventSink(events),
+            events: EventSink { events, telemetry },
             tracker,
             stats,
             session_events_tx,
@@ -112,6 +129,7 @@ impl Core {
             controller_states: HashMap::new(),
             pacing,
             dial_slots: DialSlots::default(),
+            session_counts: SessionCounts::default(),
         }
     }
 
@@ -131,6 +149,9 @@ impl Core {
         };
         let mut pump = tokio::time::interval(PUMP_INTERVAL);
         pump.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut publish = tokio::time::interval(TELEMETRY_INTERVAL);
+        publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let publishing = self.events.telemetry.is_some();
         tokio::pin!(shutdown);
         tracing::info!(addr = ?listener.local_addr().ok(), path = %self.config.path, "server listening");
 
@@ -147,6 +168,7 @@ impl Core {
                 Some(connection) = dialed.recv() => self.open_dialed(connection),
                 Some(event) = self.session_events.recv() => self.on_session_event(event),
                 _ = pump.tick() => self.pump_groups(),
+                _ = publish.tick(), if publishing => self.publish_telemetry(),
             }
         };
         // Loops that still try to hand over a connection find the channel
@@ -198,6 +220,7 @@ impl Core {
             handle,
             client_id: None,
             dial_loop,
+            telemetry: SessionTelemetry::new(),
         };
         self.sessions.insert(entry.handle.id, entry);
         self.stats.session_opened();
@@ -208,7 +231,21 @@ impl Core {
         match event.kind {
             EventKind::Received { incoming, .. } => self.on_incoming(id, incoming),
             EventKind::Closed(cause) => self.on_closed(id, cause),
-            EventKind::Activated | EventKind::TimeAnswered { .. } | EventKind::TimeSent { .. } => {}
+            EventKind::TimeAnswered {
+                client_transmitted,
+                server_received,
+                ..
+            } => {
+                if let Some(entry) = self.sessions.get_mut(&id) {
+                    entry.telemetry.clock.record_exchange(client_transmitted, server_received);
+                }
+            }
+            EventKind::RoundTrip { rtt_us } => {
+                if let Some(entry) = self.sessions.get_mut(&id) {
+                    entry.telemetry.clock.record_round_trip(rtt_us);
+                }
+            }
+            EventKind::Activated | EventKind::TimeSent { .. } => {}
         }
     }
 
@@ -291,8 +328,12 @@ impl Core {
         };
         self.clients.insert(client_id.clone(), client);
         self.stats.set_clients(self.clients.len());
+        let reconnects = self.session_counts.record(&client_id);
         if let Some(entry) = self.sessions.get_mut(&id) {
             entry.client_id = Some(client_id.clone());
+            entry.telemetry.name = Some(hello.name.clone());
+            entry.telemetry.roles = activation.active.clone();
+            entry.telemetry.reconnects = reconnects;
         }
 
         let server_hello = ServerHello {
@@ -401,6 +442,9 @@ impl Core {
             self.reject(id, "client/state before client/hello".into());
             return;
         };
+        if let Some(entry) = self.sessions.get_mut(&id) {
+            entry.telemetry.take_report(&state.extra, &client_id);
+        }
         let client = self.clients.get_mut(&client_id).expect("client_of found it");
         if let Some(player) = state.player {
             if let Some(volume) = player.volume {
@@ -590,6 +634,12 @@ impl Core {
             client_id,
             cause,
         });
+    }
+
+    fn publish_telemetry(&self) {
+        if let Some(telemetry) = &self.events.telemetry {
+            telemetry.publish(self.telemetry_snapshot());
+        }
     }
 
     fn pump_groups(&mut self) {

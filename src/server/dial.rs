@@ -117,6 +117,11 @@ pub(super) struct DialSlots {
 }
 
 impl DialSlots {
+    /// Returns the addresses (`host:port`) dialing is requested for.
+    pub fn addresses(&self) -> impl Iterator<Item = &str> {
+        self.slots.iter().filter(|(_, slot)| slot.requested).map(|(address, _)| address.as_str())
+    }
+
     /// Applies one request in one step.
     pub fn apply(&mut self, request: DialRequest, context: &DialContext, tracker: &TaskTracker) {
         self.slots.retain(|_, slot| slot.requested || !slot.task.is_finished());

@@ -71,6 +71,16 @@ impl Group {
         member.player.map(|(format, _)| format)
     }
 
+    pub fn member_ids(&self) -> impl Iterator<Item = &str> {
+        self.members.iter().map(|m| m.client_id.as_str())
+    }
+
+    /// Returns how much audio member `client_id` has been sent ahead of
+    /// `now_us`, in microseconds, if it gets a stream.
+    pub fn sent_ahead_us(&self, client_id: &str, now_us: i64) -> Option<i64> {
+        self.streams.get(client_id).map(|stream| stream.sent_ahead_us(now_us))
+    }
+
     pub fn is_playing(&self) -> bool {
         self.program.is_some()
     }
@@ -290,13 +300,22 @@ fn stream_start(stream: &PlayerStream) -> StreamStart {
     }
 }
 
-/// The channel a group reports its events on.
+/// Where the server reports its events: the event channel, and the
+/// telemetry hub when one is attached.
 #[derive(Clone)]
-pub struct EventSink(pub tokio::sync::broadcast::Sender<ServerEvent>);
+pub struct EventSink {
+    pub events: tokio::sync::broadcast::Sender<ServerEvent>,
+    pub telemetry: Option<crate::telemetry::Telemetry>,
+}
 
 impl EventSink {
     pub fn emit(&self, event: ServerEvent) {
+        if let Some(telemetry) = &self.telemetry {
+            if let Some(line) = super::core::telemetry_event(&event) {
+                telemetry.emit(line);
+            }
+        }
         // An event with no subscriber is dropped on purpose.
-        let _ = self.0.send(event);
+        let _ = self.events.send(event);
     }
 }

@@ -26,6 +26,7 @@ use tokio::sync::{broadcast, mpsc};
 use crate::audio::{AudioFormat, Codec};
 use crate::dialect::Dialect;
 use crate::session::{CloseCause, SessionId};
+use crate::telemetry::Telemetry;
 use crate::transport::Limits;
 
 pub use self::core::ServerError;
@@ -128,6 +129,7 @@ pub struct Server {
     stats: ServerStats,
     dial_requests_tx: mpsc::UnboundedSender<dial::DialRequest>,
     dial_requests: mpsc::UnboundedReceiver<dial::DialRequest>,
+    telemetry: Option<Telemetry>,
 }
 
 impl Server {
@@ -143,7 +145,15 @@ impl Server {
             stats,
             dial_requests_tx,
             dial_requests,
+            telemetry: None,
         }
+    }
+
+    /// Publishes the server's sessions, groups and events to `telemetry`
+    /// while it runs.
+    pub fn with_telemetry(mut self, telemetry: Telemetry) -> Server {
+        self.telemetry = Some(telemetry);
+        self
     }
 
     /// Returns the server's live counters, which stay readable after it stops.
@@ -167,7 +177,7 @@ impl Server {
     /// Serves on `listener` until `shutdown` completes, then closes every
     /// session and waits for their tasks.
     pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-        self::core::Core::new(self.config, self.events, self.tasks, self.stats)
+        self::core::Core::new(self.config, self.events, self.telemetry, self.tasks, self.stats)
             .run(listener, self.dial_requests, shutdown)
             .await
     }

@@ -161,6 +161,12 @@ impl PlayerStream {
         self.flushed = false;
     }
 
+    /// Audio sent and not yet due at `now_us`, in microseconds: what the
+    /// player holds if it received everything.
+    pub fn sent_ahead_us(&self, now_us: i64) -> i64 {
+        self.in_flight.back().map_or(0, |last| (last.end_us - now_us).max(0))
+    }
+
     /// Whether every chunk of an exhausted program has been sent.
     pub fn is_drained(&self, program: &Program) -> bool {
         self.pending.is_empty() && self.next_seq >= program.next_seq() && self.flushed

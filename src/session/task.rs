@@ -321,7 +321,10 @@ where
         if self.last_heard.elapsed() > self.limits.idle_timeout {
             return Err(CloseCause::IdleTimeout);
         }
-        self.send_frame(WsMessage::Ping(Default::default())).await
+        // The payload is the local send time, so the pong gives the round
+        // trip without keeping state.
+        let sent_us = now_us().to_be_bytes().to_vec();
+        self.send_frame(WsMessage::Ping(sent_us.into())).await
     }
 
     async fn on_frame(&mut self, frame: Option<Result<WsMessage, WsError>>) -> Result<(), CloseCause> {
@@ -339,7 +342,15 @@ where
                     .unwrap_or((1005, String::new()));
                 Err(CloseCause::PeerClosed { code, reason })
             }
-            WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_) => Ok(()),
+            WsMessage::Pong(payload) => match <[u8; 8]>::try_from(payload.as_ref()) {
+                Ok(sent) => {
+                    let rtt_us = received_us - i64::from_be_bytes(sent);
+                    self.emit(EventKind::RoundTrip { rtt_us }).await
+                }
+                // A pong to a ping this side did not send, or unsolicited.
+                Err(_) => Ok(()),
+            },
+            WsMessage::Ping(_) | WsMessage::Frame(_) => Ok(()),
             WsMessage::Text(_) | WsMessage::Binary(_) => {
                 let incoming = self
                     .codec

@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, watch};
 
 pub use model::{
-    unix_ms_now, ClockView, Event, EventKind, FeedHello, FeedMessage, GroupRow, Phase, SessionRow, Snapshot,
-    SourceInfo, TrackInfo, FEED_VERSION,
+    unix_ms_now, ClockView, Event, EventKind, FeedHello, FeedMessage, GroupRow, Phase, PlayerReport, SessionRow,
+    Snapshot, SourceInfo, TrackInfo, FEED_VERSION, REPORT_KEY, REPORT_ROLE,
 };
 
 /// Events kept for subscribers that join late, so a new monitor shows

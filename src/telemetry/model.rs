@@ -263,6 +263,29 @@ impl Event {
     }
 }
 
+/// Application-specific role of `resonate` players: a client that lists
+/// it and has it activated reports its own state in `client/state`.
+pub const REPORT_ROLE: &str = "_resonate@v1";
+
+/// Key of the report object in `client/state`.
+pub const REPORT_KEY: &str = "_resonate";
+
+/// What a `resonate` player reports about itself in the `_resonate` object
+/// of `client/state`, so its server can show the player's own view.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PlayerReport {
+    /// The player's clock filter state.
+    #[serde(default)]
+    pub clock: Option<ClockView>,
+    /// Audio buffered ahead of the play position, in milliseconds.
+    #[serde(default)]
+    pub buffer_ms: Option<f64>,
+    #[serde(default)]
+    pub late_chunks: u64,
+    #[serde(default)]
+    pub dropped_chunks: u64,
+}
+
 /// Current wall-clock time in Unix milliseconds.
 pub fn unix_ms_now() -> u64 {
     std::time::SystemTime::now()
