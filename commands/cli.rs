@@ -136,6 +136,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "NAME", conflicts_with = "no_mdns")]
     pub interface: Option<String>,
 
+    /// Publish sessions, groups and events for `resonate monitor` on this loopback address (ws://ADDR/), with Prometheus metrics at http://ADDR/metrics; port 0 picks a free port.
+    #[arg(long, value_name = "ADDR")]
+    pub telemetry: Option<SocketAddr>,
+
     /// Print server events as JSON lines on stdout.
     #[arg(long)]
     pub json: bool,
@@ -249,6 +253,10 @@ pub struct PlayArgs {
     /// Connection attempts before giving up when the server cannot be reached at start; retries wait 250 ms, doubling up to 10 s. Once connected, play reconnects until stopped.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub connect_attempts: u32,
+
+    /// Publish this player's connection, clock and buffer for `resonate monitor` on this loopback address (ws://ADDR/), with Prometheus metrics at http://ADDR/metrics; port 0 picks a free port.
+    #[arg(long, value_name = "ADDR")]
+    pub telemetry: Option<SocketAddr>,
 
     /// Print player events and a final report as JSON lines on stdout.
     #[arg(long)]

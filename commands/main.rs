@@ -12,6 +12,7 @@ mod logging;
 mod play;
 mod serve;
 mod stress;
+mod telemetry;
 
 use std::process::ExitCode;
 

@@ -23,6 +23,7 @@ use resonate::player::servers::{LastPlayed, LastPlayedStore};
 use resonate::player::client::{Backoff, Player, PlayerConfig, PlayerError, PlayerEvent};
 use resonate::player::output::{self, Output, OutputSpec};
 use resonate::player::scheduler::Scheduler;
+use resonate::player::telemetry::PlayerTelemetry;
 use resonate::audio::{flac, opus};
 use resonate::player::request::parse_format_request;
 use resonate::protocol::SupportedFormat;
@@ -105,6 +106,10 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
     let duration = args.duration;
     let status_scheduler = scheduler.clone();
     let status_clock = clock.clone();
+    let status_clock_for_feed = clock.clone();
+    let telemetry_addr = args.telemetry;
+    let player_name = config.name.clone();
+    let url_text_for_feed = url_text.clone();
     let listen_args = (args.listen, args.no_mdns, args.interface.clone(), name_for_mdns);
     let result: Result<(Result<(), PlayerError>, bool), Failure> = runtime.block_on(async move {
         let listening = match listen_args {
@@ -128,8 +133,30 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
             }
             _ => None,
         };
+        let feed = match telemetry_addr {
+            Some(addr) => {
+                let hub = crate::telemetry::hub("play", &player_name, &url_text_for_feed);
+                let feed = crate::telemetry::start(addr, &hub).await?;
+                if json_output {
+                    println!("{}", json!({"event": "telemetry", "addr": feed.addr.to_string()}));
+                }
+                let telemetry = PlayerTelemetry::new(hub, dialect, scheduler.clone(), status_clock_for_feed);
+                Some((feed, telemetry))
+            }
+            None => None,
+        };
+        let publisher_task = feed.as_ref().map(|(_, telemetry)| {
+            let telemetry = telemetry.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(TELEMETRY_INTERVAL);
+                loop {
+                    tick.tick().await;
+                    telemetry.publish();
+                }
+            })
+        });
         let (events_tx, events) = mpsc::unbounded_channel();
-        let printer = tokio::spawn(report_events(events, json_output));
+        let printer = tokio::spawn(report_events(events, json_output, feed.as_ref().map(|(_, t)| t.clone())));
         let mut player = Player::new(config, scheduler.clone(), publisher).with_events(events_tx);
         if let Some(store) = last_played {
             player = player.with_last_played(store);
@@ -154,6 +181,12 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
             None => player.run(stop).await,
         };
         let connected = printer.await.unwrap_or(true);
+        if let Some(task) = publisher_task {
+            task.abort();
+        }
+        if let Some((feed, _)) = feed {
+            feed.stop().await;
+        }
         Ok((outcome, connected))
     });
     let (result, connected) = result?;
@@ -169,6 +202,9 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
         _ => Failure::usage(err),
     })
 }
+
+/// Interval between two telemetry snapshots of the player.
+const TELEMETRY_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Time `play` browses for servers when neither --server nor --listen is given.
 const SERVER_SEARCH: Duration = Duration::from_secs(3);
@@ -431,10 +467,13 @@ fn list_devices() -> Result<(), Failure> {
 
 /// Prints player events until the player stops, and returns whether it
 /// ever connected to a server.
-async fn report_events(mut events: mpsc::UnboundedReceiver<PlayerEvent>, as_json: bool) -> bool {
+async fn report_events(mut events: mpsc::UnboundedReceiver<PlayerEvent>, as_json: bool, telemetry: Option<PlayerTelemetry>) -> bool {
     let mut connected = false;
     while let Some(event) = events.recv().await {
         connected |= matches!(event, PlayerEvent::Connected { .. });
+        if let Some(telemetry) = &telemetry {
+            telemetry.on_event(&event);
+        }
         if !as_json {
             match &event {
                 PlayerEvent::Connected { server_name, .. } => crate::status(&format!("connected to {server_name}")),

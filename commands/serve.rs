@@ -44,7 +44,19 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             .with_context(|| format!("cannot listen on {}; choose another --listen address or port", args.listen))
             .map_err(Failure::usage)?;
         let addr = listener.local_addr().context("listener has no local address")?;
-        let server = Server::new(config.clone());
+        let mut server = Server::new(config.clone());
+        let feed = match args.telemetry {
+            Some(telemetry_addr) => {
+                let hub = crate::telemetry::hub("serve", &config.name, &addr.to_string());
+                let feed = crate::telemetry::start(telemetry_addr, &hub).await?;
+                if args.json {
+                    print_json(&json!({"event": "telemetry", "addr": feed.addr.to_string()}));
+                }
+                server = server.with_telemetry(hub);
+                Some(feed)
+            }
+            None => None,
+        };
         let events = server.subscribe();
         let dialer = server.dialer();
         for url in &client_urls {
@@ -78,6 +90,9 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             follower.abort();
         }
         drop(mdns);
+        if let Some(feed) = feed {
+            feed.stop().await;
+        }
         outcome?;
         // The server dropped its event sender, which ends the printer.
         let _ = tokio::time::timeout(Duration::from_secs(1), printer).await;

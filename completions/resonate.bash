@@ -88,7 +88,7 @@ _resonate() {
             return 0
             ;;
         resonate__subcmd__play)
-            opts="-s -o -v -q -h -V --server --dialect --listen --no-mdns --interface --state-file --output --device --list-devices --client-id --name --static-delay-ms --codec --request-format --request-format-after --sample-rate --bit-depth --channels --buffer-capacity --volume --duration --connect-attempts --json --verbose --quiet --help --version"
+            opts="-s -o -v -q -h -V --server --dialect --listen --no-mdns --interface --state-file --output --device --list-devices --client-id --name --static-delay-ms --codec --request-format --request-format-after --sample-rate --bit-depth --channels --buffer-capacity --volume --duration --connect-attempts --telemetry --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -182,6 +182,10 @@ _resonate() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --telemetry)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -190,7 +194,7 @@ _resonate() {
             return 0
             ;;
         resonate__subcmd__serve)
-            opts="-v -q -h -V --listen --path --name --server-id --loop --grouping --group-name --lead-ms --start-delay-ms --codec --opus-bitrate --client --no-mdns --interface --json --demo --demo-seconds --demo-players --verbose --quiet --help --version"
+            opts="-v -q -h -V --listen --path --name --server-id --loop --grouping --group-name --lead-ms --start-delay-ms --codec --opus-bitrate --client --no-mdns --interface --telemetry --json --demo --demo-seconds --demo-players --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -241,6 +245,10 @@ _resonate() {
                     return 0
                     ;;
                 --interface)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --telemetry)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

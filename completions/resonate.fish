@@ -48,6 +48,7 @@ opus\t'Lossy Opus, 20 ms packets (48000, 24000, 16000, 12000 or 8000 Hz, 1 or 2 
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l opus-bitrate -d 'Opus target bitrate in bits per second, 500 to 512000 [default: the libopus default, about 99000 for 48 kHz stereo]' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l client -d 'Connect to a player that waits for servers, at ws://HOST[:PORT][/PATH] (port 8928 and path /sendspin by default); repeat for more players. The server redials it after a `restart` goodbye or a lost connection' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l interface -d 'Network interface for mDNS, by name [default: loopback only when --listen is a loopback address, else every interface]' -r
+complete -c resonate -n "__fish_resonate_using_subcommand serve" -l telemetry -d 'Publish sessions, groups and events for `resonate monitor` on this loopback address (ws://ADDR/), with Prometheus metrics at http://ADDR/metrics; port 0 picks a free port' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l demo-seconds -d 'Length of the demonstration in seconds' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l demo-players -d 'Number of in-process players in the demonstration' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l loop -d 'Start the file over at its end instead of ending the stream'
@@ -82,6 +83,7 @@ complete -c resonate -n "__fish_resonate_using_subcommand play" -l buffer-capaci
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l volume -d 'Initial volume, 0 to 100; the gain is (volume/100)^3, so 50 is -18 dB' -r
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l duration -d 'Stop after this many seconds (fractions allowed), saying goodbye as on Ctrl-C. Without it, play runs until Ctrl-C, across streams and reconnections' -r
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l connect-attempts -d 'Connection attempts before giving up when the server cannot be reached at start; retries wait 250 ms, doubling up to 10 s. Once connected, play reconnects until stopped' -r
+complete -c resonate -n "__fish_resonate_using_subcommand play" -l telemetry -d 'Publish this player\'s connection, clock and buffer for `resonate monitor` on this loopback address (ws://ADDR/), with Prometheus metrics at http://ADDR/metrics; port 0 picks a free port' -r
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l no-mdns -d 'With --listen, do not advertise over mDNS; servers must be given this player\'s URL'
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l list-devices -d 'List sound cards and exit'
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l json -d 'Print player events and a final report as JSON lines on stdout'

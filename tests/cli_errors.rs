@@ -227,3 +227,12 @@ fn opus_bitrate_out_of_range_is_rejected() {
     let path = dir.path().join("x.wav");
     assert_usage_error(&["serve", path.to_str().unwrap(), "--opus-bitrate", "100"], &["100", "500..=512000"]);
 }
+
+#[test]
+fn non_loopback_telemetry_is_rejected() {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sine440_mono_44100_16bit.flac");
+    assert_usage_error(
+        &["serve", file, "--listen", "127.0.0.1:0", "--no-mdns", "--telemetry", "0.0.0.0:0"],
+        &["0.0.0.0:0", "not a loopback address", "127.0.0.1:PORT"],
+    );
+}

@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 use url::Url;
 
 use super::decode::ChunkDecoder;
-use super::scheduler::{PlaybackState, Scheduler};
+use super::scheduler::{PlaybackState, PlaybackStatus, Scheduler};
 use super::servers::{choose_server, Choice, LastPlayed, LastPlayedStore, ServerSide};
 use crate::audio::AudioFormat;
 use crate::clock::now_us;
@@ -26,6 +26,8 @@ use crate::protocol::{
 use crate::session::{self, CloseCause, EventKind, SessionEvent, SessionHandle, Side};
 use crate::sync::filter::{ClockPublisher, FilterConfig, Measurement, TimeFilter};
 use crate::sync::schedule::{ScheduleConfig, SyncSchedule};
+use crate::sync::ClockSnapshot;
+use crate::telemetry::{ClockView, PlayerReport, REPORT_KEY, REPORT_ROLE};
 use crate::transport::{self, Limits, TransportError};
 use crate::protocol::GoodbyeReason;
 
@@ -442,7 +444,7 @@ impl Player {
                 software_version: Some(env!("CARGO_PKG_VERSION").into()),
             }),
             version: PROTOCOL_VERSION,
-            supported_roles: vec!["player@v1".into()],
+            supported_roles: vec!["player@v1".into(), REPORT_ROLE.into()],
             player_support: Some(PlayerSupport {
                 supported_formats: self.config.formats.clone(),
                 buffer_capacity: self.config.buffer_capacity,
@@ -600,6 +602,9 @@ struct SessionState<'a> {
     format_request_sent: bool,
     /// The server's id and connection reason, from `server/hello`.
     server: Option<(String, ConnectionReason)>,
+    /// When the latest `_resonate` report went out, while the server has
+    /// activated the report role.
+    report_sent: Option<Option<Instant>>,
 }
 
 impl<'a> SessionState<'a> {
@@ -617,6 +622,7 @@ impl<'a> SessionState<'a> {
             format_request_due: None,
             format_request_sent: false,
             server: None,
+            report_sent: None,
         }
     }
 
@@ -704,6 +710,9 @@ impl<'a> SessionState<'a> {
                 self.active = true;
                 tracing::info!(server_id = %hello.server_id, name = %hello.name, roles = ?hello.active_roles, reason = ?hello.connection_reason, "connected");
                 self.server = Some((hello.server_id.clone(), hello.connection_reason));
+                if hello.active_roles.iter().any(|role| role == REPORT_ROLE) {
+                    self.report_sent = Some(None);
+                }
                 self.player.report(PlayerEvent::Connected {
                     server_id: hello.server_id,
                     server_name: hello.name,
@@ -886,6 +895,44 @@ impl<'a> SessionState<'a> {
             };
             let _ = self.handle.send_message(Message::ClientState(state));
         }
+        if let Some(sent) = self.report_sent {
+            if sent.is_none_or(|at| at.elapsed() >= REPORT_INTERVAL) {
+                self.report_sent = Some(Some(Instant::now()));
+                self.send_report(&status, &clock);
+            }
+        }
+    }
+
+    /// Sends the player's own clock and buffer state in the `_resonate`
+    /// object of `client/state`, for the server's telemetry.
+    fn send_report(&self, status: &PlaybackStatus, clock: &ClockSnapshot) {
+        let report = PlayerReport {
+            clock: clock.is_valid().then(|| clock_view(clock)),
+            buffer_ms: status.format.map(|_| status.buffered_us as f64 / 1000.0),
+            late_chunks: status.totals.late_chunks_dropped,
+            dropped_chunks: status.totals.overflow_chunks_dropped + status.totals.corrupt_chunks + self.rejected_chunks,
+        };
+        let Ok(value) = serde_json::to_value(&report) else {
+            return;
+        };
+        let mut state = ClientState::default();
+        state.extra.insert(REPORT_KEY.to_string(), value);
+        let _ = self.handle.send_message(Message::ClientState(state));
+    }
+}
+
+/// Interval between two `_resonate` reports.
+const REPORT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Converts a filter snapshot to the telemetry form.
+pub fn clock_view(clock: &ClockSnapshot) -> ClockView {
+    ClockView {
+        offset_us: clock.offset_us,
+        drift_ppm: Some(clock.drift_ppm()),
+        error_us: Some(clock.error_us),
+        rtt_us: Some(clock.rtt_us as f64),
+        samples: clock.samples,
+        converged: Some(clock.converged),
     }
 }
 

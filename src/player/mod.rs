@@ -8,3 +8,4 @@ pub mod request;
 pub mod output;
 pub mod scheduler;
 pub mod servers;
+pub mod telemetry;

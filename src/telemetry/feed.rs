@@ -95,7 +95,7 @@ enum Request {
     Metrics,
     Feed,
     NotFound(String),
-    BadRequest,
+    Malformed,
 }
 
 async fn handle(mut stream: TcpStream, telemetry: Telemetry, stop: CancellationToken) -> std::io::Result<()> {
@@ -121,7 +121,7 @@ async fn handle(mut stream: TcpStream, telemetry: Telemetry, stop: CancellationT
             let body = format!("no telemetry at {path}; the feed is a WebSocket at / and metrics are at /metrics\n");
             respond(&mut stream, "404 Not Found", "text/plain; charset=utf-8", &body).await
         }
-        Request::BadRequest => {
+        Request::Malformed => {
             respond(&mut stream, "400 Bad Request", "text/plain; charset=utf-8", "invalid HTTP request\n").await
         }
     }
@@ -157,15 +157,15 @@ fn find_head_end(bytes: &[u8]) -> Option<usize> {
 
 fn parse_request(head: &[u8]) -> Request {
     let Some(end) = find_head_end(head) else {
-        return Request::BadRequest;
+        return Request::Malformed;
     };
     let Ok(text) = std::str::from_utf8(&head[..end]) else {
-        return Request::BadRequest;
+        return Request::Malformed;
     };
     let mut lines = text.split("\r\n");
     let mut request_line = lines.next().unwrap_or("").split(' ');
     let (Some(method), Some(target)) = (request_line.next(), request_line.next()) else {
-        return Request::BadRequest;
+        return Request::Malformed;
     };
     let path = target.split('?').next().unwrap_or(target);
     let upgrade = lines.any(|line| {
@@ -289,7 +289,7 @@ mod tests {
         assert_eq!(parse_request(feed), Request::Feed);
         let other = b"GET /nope?x=1 HTTP/1.1\r\n\r\n";
         assert_eq!(parse_request(other), Request::NotFound("/nope".into()));
-        assert_eq!(parse_request(b"garbage"), Request::BadRequest);
+        assert_eq!(parse_request(b"garbage"), Request::Malformed);
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub fn render(snapshot: &Snapshot) -> String {
     let mut out = String::with_capacity(256 + snapshot.sessions.len() * 512);
     render_source(&mut out, snapshot);
     render_counters(&mut out, snapshot);
+    render_gauges(&mut out, snapshot);
     render_sessions(&mut out, snapshot);
     render_groups(&mut out, snapshot);
     out
@@ -52,6 +53,14 @@ fn render_counters(out: &mut String, snapshot: &Snapshot) {
                 None => sample(out, &name, &[], value as f64),
             }
         }
+    }
+}
+
+fn render_gauges(out: &mut String, snapshot: &Snapshot) {
+    for (name, value) in &snapshot.gauges {
+        let name = format!("resonate_{}", metric_name(name));
+        header(out, &name, "gauge", "Current value.");
+        sample(out, &name, &[], *value);
     }
 }
 
@@ -224,6 +233,7 @@ mod tests {
                 ..Default::default()
             }],
             counters: [("sessions_opened".to_string(), 4), ("closed.goodbye".to_string(), 3)].into(),
+            gauges: [("tasks_live".to_string(), 2.0)].into(),
             notes: vec![],
         }
     }
@@ -236,6 +246,7 @@ mod tests {
             "resonate_uptime_seconds 10",
             "resonate_sessions_opened_total 4",
             "resonate_closed_total{key=\"goodbye\"} 3",
+            "resonate_tasks_live 2",
             "resonate_sessions{phase=\"active\"} 1",
             "resonate_sessions{phase=\"closing\"} 0",
             "resonate_clock_offset_microseconds{session=\"s1\",client_id=\"kitchen\",estimate=\"server_estimate\"} -250",

@@ -54,6 +54,9 @@ pub struct Snapshot {
     /// or `closed.goodbye`.
     #[serde(default)]
     pub counters: BTreeMap<String, u64>,
+    /// Named current values, such as `tasks_live`.
+    #[serde(default)]
+    pub gauges: BTreeMap<String, f64>,
     /// What this source cannot know, in plain sentences, such as the
     /// limits of a foreign server seen from one of its clients.
     #[serde(default)]
@@ -332,6 +335,7 @@ mod tests {
                 ..Default::default()
             }],
             counters: BTreeMap::from([("sessions_opened".to_string(), 1)]),
+            gauges: BTreeMap::from([("tasks_live".to_string(), 2.0)]),
             notes: vec![],
         };
         let messages = [

@@ -155,10 +155,7 @@ impl Core {
         groups.sort_by(|a, b| a.id.cmp(&b.id));
 
         let stats = self.stats.snapshot();
-        let mut counters = std::collections::BTreeMap::from([
-            ("sessions_opened".to_string(), stats.sessions_opened),
-            ("tasks_live".to_string(), stats.tasks_live),
-        ]);
+        let mut counters = std::collections::BTreeMap::from([("sessions_opened".to_string(), stats.sessions_opened)]);
         for (cause, count) in stats.closed_by_cause {
             counters.insert(format!("closed.{cause}"), count);
         }
@@ -168,6 +165,10 @@ impl Core {
             sessions,
             groups,
             counters,
+            gauges: std::collections::BTreeMap::from([
+                ("tasks_live".to_string(), stats.tasks_live as f64),
+                ("clients_live".to_string(), stats.clients_live as f64),
+            ]),
             notes: vec!["offsets marked as server estimates come from client/time exchanges and WebSocket pings, assuming symmetric delay".into()],
         }
     }

@@ -1,0 +1,146 @@
+//! The telemetry feed of the real binary: `serve --telemetry` and
+//! `play --telemetry` publish sessions, clocks and events that a feed
+//! reader and a Prometheus scraper both see.
+
+#[path = "support/process.rs"]
+mod process;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use resonate::telemetry::{feed, EventKind, FeedMessage, Snapshot};
+use process::resonate;
+
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sine440_660_stereo_48000_24bit.flac");
+
+/// Reads the feed at `url` until `done` returns true for the messages seen
+/// so far, or `patience` runs out; returns every message read.
+async fn read_feed_until(url: &str, patience: Duration, done: impl Fn(&[FeedMessage]) -> bool) -> Vec<FeedMessage> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let url = url.to_string();
+    let reader = tokio::spawn(async move { feed::read(&url, move |m| drop(tx.send(m))).await });
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + patience;
+    while !done(&seen) {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(message)) => seen.push(message),
+            _ => break,
+        }
+    }
+    reader.abort();
+    seen
+}
+
+fn snapshots(messages: &[FeedMessage]) -> impl Iterator<Item = &Snapshot> {
+    messages.iter().filter_map(|m| match m {
+        FeedMessage::Snapshot(s) => Some(s),
+        _ => None,
+    })
+}
+
+/// Whether a snapshot shows the player with both clock views.
+fn shows_both_clocks(snapshot: &Snapshot, client_id: &str) -> bool {
+    snapshot.sessions.iter().any(|row| {
+        row.client_id.as_deref() == Some(client_id) && row.server_clock.is_some() && row.client_clock.is_some()
+    })
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect to the telemetry address");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read the HTTP response");
+    response
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_and_play_publish_telemetry() {
+    let mut serve = resonate(&[
+        "serve", FIXTURE, "--listen", "127.0.0.1:0", "--no-mdns", "--loop", "--json", "--telemetry", "127.0.0.1:0",
+    ]);
+    let serve_feed = serve.wait_event("telemetry", Duration::from_secs(20))["addr"].as_str().unwrap().to_string();
+    let server_url = serve.wait_event("listening", Duration::from_secs(20))["url"].as_str().unwrap().to_string();
+
+    let mut play = resonate(&[
+        "play", "--server", &server_url, "--output", "null", "--client-id", "telemetry-player", "--duration", "30",
+        "--json", "--telemetry", "127.0.0.1:0",
+    ]);
+    let play_feed = play.wait_event("telemetry", Duration::from_secs(20))["addr"].as_str().unwrap().to_string();
+
+    // The server shows the player with its own estimate and with the
+    // player's report, and the two agree on loopback.
+    let messages = read_feed_until(&format!("ws://{serve_feed}/"), Duration::from_secs(30), |seen| {
+        snapshots(seen).any(|s| shows_both_clocks(s, "telemetry-player"))
+    })
+    .await;
+    assert!(
+        matches!(messages.first(), Some(FeedMessage::Hello(hello)) if hello.source.kind == "serve"),
+        "the feed starts with hello: {:?}",
+        messages.first()
+    );
+    let snapshot = snapshots(&messages).last().expect("a snapshot");
+    let row = snapshot
+        .sessions
+        .iter()
+        .find(|row| row.client_id.as_deref() == Some("telemetry-player"))
+        .unwrap_or_else(|| panic!("player row missing: {snapshot:?}"));
+    assert_eq!(row.phase, resonate::telemetry::Phase::Active);
+    assert!(row.roles.iter().any(|r| r == "player@v1"), "{:?}", row.roles);
+    assert_eq!(row.group.as_deref(), Some("main"));
+    assert!(row.format.is_some(), "{row:?}");
+    let server_view = row.server_clock.expect("server estimate");
+    let client_view = row.client_clock.expect("player report");
+    let disagreement = (server_view.offset_us - client_view.offset_us).abs();
+    assert!(disagreement < 20_000.0, "server {server_view:?} and player {client_view:?} disagree by {disagreement} µs");
+    let group = snapshot.groups.iter().find(|g| g.id == "main").expect("main group");
+    assert!(group.members.iter().any(|m| m == "telemetry-player"), "{group:?}");
+    assert_eq!(group.playback, "playing");
+    let joined = messages.iter().any(|m| {
+        matches!(m, FeedMessage::Event(e) if e.kind == EventKind::Connected && e.client_id.as_deref() == Some("telemetry-player"))
+    });
+    assert!(joined, "no connected event in {messages:?}");
+
+    // The player's own feed shows its connection and clock.
+    let messages = read_feed_until(&format!("ws://{play_feed}/"), Duration::from_secs(20), |seen| {
+        snapshots(seen).any(|s| s.sessions.iter().any(|row| row.client_clock.is_some() && row.format.is_some()))
+    })
+    .await;
+    let snapshot = snapshots(&messages).last().expect("a player snapshot");
+    assert_eq!(snapshot.source.kind, "play");
+    assert_eq!(snapshot.sessions.len(), 1, "{snapshot:?}");
+    assert!(snapshot.sessions[0].client_clock.is_some(), "{snapshot:?}");
+
+    // Prometheus text from both.
+    let metrics = http_get(&serve_feed, "/metrics");
+    assert!(metrics.starts_with("HTTP/1.1 200 OK"), "{metrics}");
+    assert!(metrics.contains("resonate_clock_offset_microseconds{session="), "{metrics}");
+    assert!(metrics.contains("client_id=\"telemetry-player\",estimate=\"client_report\""), "{metrics}");
+    let metrics = http_get(&play_feed, "/metrics");
+    assert!(metrics.contains("resonate_frames_played_total"), "{metrics}");
+    let missing = http_get(&serve_feed, "/nothing");
+    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+
+    // A goodbye shows in the server's event log with its reason.
+    let watcher = tokio::spawn({
+        let url = format!("ws://{serve_feed}/");
+        async move {
+            read_feed_until(&url, Duration::from_secs(30), |seen| {
+                seen.iter().any(|m| matches!(m, FeedMessage::Event(e) if e.kind == EventKind::Disconnected))
+            })
+            .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(play.interrupt().success());
+    let messages = watcher.await.unwrap();
+    let goodbye = messages.iter().find_map(|m| match m {
+        FeedMessage::Event(e) if e.kind == EventKind::Disconnected => Some(e),
+        _ => None,
+    });
+    let goodbye = goodbye.unwrap_or_else(|| panic!("no disconnected event in {messages:?}"));
+    assert_eq!(goodbye.client_id.as_deref(), Some("telemetry-player"));
+    assert!(goodbye.detail.contains("goodbye"), "{}", goodbye.detail);
+    assert!(serve.interrupt().success());
+}
