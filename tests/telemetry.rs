@@ -144,3 +144,68 @@ async fn serve_and_play_publish_telemetry() {
     assert!(goodbye.detail.contains("goodbye"), "{}", goodbye.detail);
     assert!(serve.interrupt().success());
 }
+
+/// Reads the hub's snapshots until `done` accepts one or `patience` runs out.
+async fn wait_snapshot(
+    hub: &resonate::telemetry::Telemetry,
+    patience: Duration,
+    done: impl Fn(&Snapshot) -> bool,
+) -> std::sync::Arc<Snapshot> {
+    let mut snapshots = hub.subscribe().snapshots;
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        let latest = snapshots.borrow_and_update().clone();
+        if done(&latest) {
+            return latest;
+        }
+        if tokio::time::timeout_at(deadline, snapshots.changed()).await.is_err() {
+            return latest;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observer_shows_a_server_from_outside() {
+    use resonate::telemetry::observer::{observe, ObserverConfig};
+
+    let mut serve = resonate(&["serve", FIXTURE, "--listen", "127.0.0.1:0", "--no-mdns", "--loop", "--json"]);
+    let server_url = serve.wait_event("listening", Duration::from_secs(20))["url"].as_str().unwrap().to_string();
+    let mut play = resonate(&[
+        "play", "--server", &server_url, "--output", "null", "--client-id", "observed-player", "--duration", "30", "--json",
+    ]);
+    play.wait_event("stream_started", Duration::from_secs(20));
+
+    let hub = resonate::telemetry::Telemetry::new(Default::default());
+    let config = ObserverConfig {
+        url: url::Url::parse(&server_url).unwrap(),
+        dialect: resonate::dialect::Dialect::SendspinV1,
+        client_id: "observer-test".into(),
+        name: "observer test".into(),
+        limits: Default::default(),
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let observer = tokio::spawn(observe(config, hub.clone(), stop.clone().cancelled_owned()));
+
+    let snapshot = wait_snapshot(&hub, Duration::from_secs(30), |s| {
+        s.groups.iter().any(|g| g.playback == "playing" && g.volume.is_some())
+            && s.sessions.iter().any(|r| r.client_clock.and_then(|c| c.converged) == Some(true))
+    })
+    .await;
+    let row = &snapshot.sessions[0];
+    assert_eq!(row.phase, resonate::telemetry::Phase::Active, "{snapshot:?}");
+    assert!(row.roles.iter().any(|r| r == "controller@v1"), "{:?}", row.roles);
+    let clock = row.client_clock.expect("the observer's own clock");
+    assert_eq!(clock.converged, Some(true), "{clock:?}");
+    assert!(clock.rtt_us.is_some_and(|rtt| rtt < 1_000_000.0), "{clock:?}");
+    let group = snapshot.groups.first().unwrap_or_else(|| panic!("no group in {snapshot:?}"));
+    assert_eq!(group.id, "main");
+    assert_eq!(group.playback, "playing");
+    assert_eq!(group.volume, Some(100));
+    assert!(!snapshot.notes.is_empty());
+
+    // The observer's goodbye is a clean one for the server.
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(10), observer).await.expect("observer stops").unwrap();
+    assert!(play.interrupt().success());
+    assert!(serve.interrupt().success());
+}

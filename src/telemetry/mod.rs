@@ -8,6 +8,7 @@
 
 pub mod feed;
 pub mod metrics;
+pub mod observer;
 mod model;
 
 use std::collections::VecDeque;
