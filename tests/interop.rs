@@ -778,3 +778,62 @@ async fn resonate_serve_flac_and_opus_to_sendspin_crate() -> anyhow::Result<()> 
     serve_codec_to_sendspin_crate(16, "opus").await?;
     Ok(())
 }
+
+/// The monitor's observer joins aiosendspin 10.2.1's server as a controller
+/// and metadata client and syncs its own clock to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observer_joins_aiosendspin_server() -> anyhow::Result<()> {
+    use resonate::telemetry::observer::{observe, ObserverConfig};
+    use resonate::telemetry::{Phase, Telemetry};
+
+    let Some(root) = require_peers_root() else {
+        return Ok(());
+    };
+    let dir = tempfile::Builder::new().prefix("resonate-interop").tempdir_in("/tmp")?;
+    let source_path = dir.path().join("source.wav");
+    write_source(&source_path, 16, PEER_SERVER_SECONDS);
+    let mut server = spawn_peer_server(&root, &source_path, "pcm")?;
+    let stdout = server.stdout.take().context("the server's stdout is not piped")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let head = read_until_event("aiosendspin server", &mut lines, "source").await?;
+    let url = head
+        .iter()
+        .find_map(|event| (event["event"] == "listening").then(|| event["url"].as_str()).flatten())
+        .with_context(|| format!("the server reported no listening URL: {head:?}"))?
+        .to_string();
+
+    let hub = Telemetry::new(Default::default());
+    let config = ObserverConfig {
+        url: url::Url::parse(&url)?,
+        dialect: resonate::dialect::Dialect::SendspinV1,
+        client_id: "resonate-observer".into(),
+        name: "resonate observer".into(),
+        limits: Default::default(),
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let observer = tokio::spawn(observe(config, hub.clone(), stop.clone().cancelled_owned()));
+
+    let mut snapshots = hub.subscribe().snapshots;
+    let deadline = tokio::time::Instant::now() + EVENT_PATIENCE;
+    let converged = |s: &resonate::telemetry::Snapshot| {
+        s.sessions.iter().any(|r| r.phase == Phase::Active && r.client_clock.and_then(|c| c.converged) == Some(true))
+    };
+    while !converged(&snapshots.borrow_and_update()) {
+        if tokio::time::timeout_at(deadline, snapshots.changed()).await.is_err() {
+            break;
+        }
+    }
+    let snapshot = snapshots.borrow().clone();
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(10), observer).await??;
+
+    let row = snapshot.sessions.first().with_context(|| format!("no session row: {snapshot:?}"))?;
+    assert_eq!(row.phase, Phase::Active, "{snapshot:?}");
+    assert_eq!(row.name.as_deref(), Some("resonate interop server"), "{row:?}");
+    assert!(row.roles.iter().any(|r| r == "controller@v1"), "controller not activated: {:?}", row.roles);
+    assert!(row.roles.iter().any(|r| r == "metadata@v1"), "metadata not activated: {:?}", row.roles);
+    let clock = row.client_clock.with_context(|| format!("no clock estimate: {row:?}"))?;
+    assert_eq!(clock.converged, Some(true), "{clock:?}");
+    assert!(!snapshot.notes.is_empty());
+    Ok(())
+}
