@@ -305,6 +305,10 @@ pub struct StressArgs {
     #[arg(long, default_value = "sendspin-v1")]
     pub dialect: String,
 
+    /// Publish the run for `resonate monitor` on this loopback address (ws://ADDR/): scenario markers, violations, counters and, with the embedded server, its sessions; Prometheus metrics at http://ADDR/metrics; port 0 picks a free port.
+    #[arg(long, value_name = "ADDR")]
+    pub telemetry: Option<SocketAddr>,
+
     /// Print the whole report as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,

@@ -14,6 +14,7 @@ use crate::Failure;
 use resonate::dialect::Dialect;
 use resonate::server::{Server, ServerConfig, ServerStats, SourcePlan};
 use resonate::stress::{self, Counters, Progress, Scenario, StressConfig, Target};
+use resonate::telemetry::{Snapshot, Telemetry};
 use resonate::transport::{parse_ws_url, parse_ws_url_with_port, Limits, DEFAULT_CLIENT_PORT};
 
 /// Length of the looping tone an embedded server plays.
@@ -53,8 +54,11 @@ pub fn run(args: StressArgs) -> Result<(), Failure> {
     });
     let runtime = crate::runtime()?;
     runtime.block_on(async {
+        // The embedded server publishes to a hub of its own, which the
+        // relay merges with the run's counters into the command's hub.
+        let server_hub = args.telemetry.map(|_| crate::telemetry::hub("serve", "resonate stress (embedded)", "embedded"));
         let embedded = match (&args.server, &args.player) {
-            (None, None) => Some(Embedded::start().await?),
+            (None, None) => Some(Embedded::start(server_hub.clone()).await?),
             _ => None,
         };
         let url = match (&args.server, &args.player, &embedded) {
@@ -65,6 +69,11 @@ pub fn run(args: StressArgs) -> Result<(), Failure> {
         }
         .map_err(Failure::usage)?;
         let addr = resolve(&url).await?;
+        let hub = args.telemetry.map(|_| crate::telemetry::hub("stress", "resonate stress", url.as_str()));
+        let feed = match (args.telemetry, &hub) {
+            (Some(addr), Some(hub)) => Some(crate::telemetry::start(addr, hub).await?),
+            _ => None,
+        };
         let config = StressConfig {
             target: Target {
                 url: url.clone(),
@@ -83,6 +92,7 @@ pub fn run(args: StressArgs) -> Result<(), Failure> {
             seed,
             bound,
             against_player: args.player.is_some(),
+            telemetry: hub.clone(),
         };
         preflight(&config).await?;
         crate::status(&format!(
@@ -90,9 +100,12 @@ pub fn run(args: StressArgs) -> Result<(), Failure> {
             config.clients,
             duration.as_secs_f64()
         ));
-        let report = run_with_progress(&config, embedded.as_ref().map(|e| &e.stats)).await;
+        let report = run_with_progress(&config, embedded.as_ref().map(|e| &e.stats), server_hub.as_ref()).await;
         if let Some(embedded) = embedded {
             embedded.stop().await;
+        }
+        if let Some(feed) = feed {
+            feed.stop().await;
         }
         if args.json {
             let json = serde_json::to_string_pretty(&report).context("failed to encode the report as JSON")?;
@@ -180,20 +193,85 @@ async fn preflight(config: &StressConfig) -> Result<(), Failure> {
     })
 }
 
-async fn run_with_progress(config: &StressConfig, stats: Option<&ServerStats>) -> stress::Report {
+async fn run_with_progress(config: &StressConfig, stats: Option<&ServerStats>, server_hub: Option<&Telemetry>) -> stress::Report {
     let show = std::io::stderr().is_terminal() && !crate::is_quiet();
     let (progress_tx, progress_rx) = watch::channel(Progress::default());
-    let printer = show.then(|| tokio::spawn(print_progress(progress_rx)));
+    let printer = show.then(|| tokio::spawn(print_progress(progress_rx.clone())));
+    let relay = config
+        .telemetry
+        .clone()
+        .map(|hub| tokio::spawn(relay_telemetry(hub, server_hub.cloned(), progress_rx)));
     let report = stress::run(config, stats, |progress| {
         let _ = progress_tx.send(progress);
     })
     .await;
     drop(progress_tx);
+    if let Some(relay) = relay {
+        let _ = relay.await;
+    }
     if let Some(printer) = printer {
         let _ = printer.await;
         eprint!("\r\x1b[2K");
     }
     report
+}
+
+/// Publishes the run to `hub` every 500 ms until the run ends: the embedded
+/// server's sessions and events, if there is one, with the counters of the
+/// running scenario.
+async fn relay_telemetry(hub: Telemetry, server_hub: Option<Telemetry>, mut progress: watch::Receiver<Progress>) {
+    let mut server_events = server_hub.as_ref().map(|h| h.subscribe().events);
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            changed = progress.changed() => if changed.is_err() { break },
+            _ = tick.tick() => {}
+            Some(event) = next_event(&mut server_events) => {
+                hub.emit(event);
+                continue;
+            }
+        }
+        hub.publish(run_snapshot(server_hub.as_ref(), &progress.borrow()));
+    }
+    hub.publish(run_snapshot(server_hub.as_ref(), &progress.borrow()));
+}
+
+async fn next_event(events: &mut Option<tokio::sync::broadcast::Receiver<resonate::telemetry::Event>>) -> Option<resonate::telemetry::Event> {
+    use tokio::sync::broadcast::error::RecvError;
+    let events = events.as_mut()?;
+    loop {
+        match events.recv().await {
+            Ok(event) => return Some(event),
+            Err(RecvError::Lagged(_)) => continue,
+            Err(RecvError::Closed) => return None,
+        }
+    }
+}
+
+fn run_snapshot(server_hub: Option<&Telemetry>, progress: &Progress) -> Snapshot {
+    let mut snapshot = server_hub.map(|h| h.latest().as_ref().clone()).unwrap_or_default();
+    let counters = &progress.counters;
+    for (name, counter) in [
+        ("stress.opened", &counters.opened),
+        ("stress.handshakes", &counters.handshakes),
+        ("stress.closed", &counters.closed),
+        ("stress.connect_failures", &counters.connect_failures),
+        ("stress.audio_chunks", &counters.audio_chunks),
+        ("stress.time_replies", &counters.time_replies),
+    ] {
+        snapshot.counters.insert(name.to_string(), Counters::get(counter));
+    }
+    let violations = progress.violations.as_ref().map_or(0, |v| v.total());
+    snapshot.counters.insert("stress.violations".to_string(), violations);
+    snapshot.taken_unix_ms = resonate::telemetry::unix_ms_now();
+    snapshot.notes = match progress.scenario {
+        Some(scenario) => vec![format!("running scenario {scenario}: {}", scenario.describe())],
+        None => vec!["starting".to_string()],
+    };
+    if server_hub.is_none() {
+        snapshot.notes.push("the target is another process: its sessions show in its own telemetry, if it has any".into());
+    }
+    snapshot
 }
 
 /// Rewrites one status line every 250 ms until the run ends.
@@ -229,7 +307,7 @@ struct Embedded {
 }
 
 impl Embedded {
-    async fn start() -> Result<Embedded, Failure> {
+    async fn start(telemetry: Option<Telemetry>) -> Result<Embedded, Failure> {
         let dir = crate::demo::tempdir("stress")?;
         let tone = dir.join("tone.wav");
         crate::demo::write_tone(&tone, TONE_SECONDS).with_context(|| format!("failed to write the tone to {}", tone.display()))?;
@@ -239,7 +317,10 @@ impl Embedded {
         config.server_id = "resonate-stress-embedded".into();
         config.name = "resonate stress (embedded)".into();
         config.start_delay = Duration::from_millis(300);
-        let server = Server::new(config);
+        let mut server = Server::new(config);
+        if let Some(telemetry) = telemetry {
+            server = server.with_telemetry(telemetry);
+        }
         let stats = server.stats();
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(server.run(listener, async move {

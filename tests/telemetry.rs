@@ -209,3 +209,49 @@ async fn observer_shows_a_server_from_outside() {
     assert!(play.interrupt().success());
     assert!(serve.interrupt().success());
 }
+
+/// Returns a loopback address with a port that was free a moment ago.
+fn free_loopback_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stress_publishes_markers_and_sessions() {
+    let addr = free_loopback_addr();
+    let mut stress = resonate(&[
+        "stress", "--scenario", "churn", "--duration", "4", "--clients", "4", "--seed", "7", "--json",
+        "--telemetry", &addr,
+    ]);
+    let url = format!("ws://{addr}/");
+
+    // The feed opens once the embedded server runs; retry until then.
+    let mut messages = Vec::new();
+    for _ in 0..100 {
+        messages = read_feed_until(&url, Duration::from_secs(30), |seen| {
+            seen.iter().any(|m| matches!(m, FeedMessage::Event(e) if e.kind == EventKind::Marker && e.detail.contains("ended")))
+        })
+        .await;
+        if !messages.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(stress.wait(Duration::from_secs(60)).success(), "stress failed: {:?}", stress.seen);
+
+    let markers: Vec<&str> = messages
+        .iter()
+        .filter_map(|m| match m {
+            FeedMessage::Event(e) if e.kind == EventKind::Marker => Some(e.detail.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(markers.iter().any(|m| m.contains("churn started")), "{markers:?}");
+    assert!(markers.iter().any(|m| m.contains("churn ended")), "{markers:?}");
+    let busiest = snapshots(&messages).max_by_key(|s| s.sessions.len()).expect("a snapshot");
+    assert!(!busiest.sessions.is_empty(), "the embedded server's sessions show");
+    let last = snapshots(&messages).last().unwrap();
+    assert!(last.counters.get("stress.opened").copied().unwrap_or(0) > 0, "{:?}", last.counters);
+    assert_eq!(last.counters.get("stress.violations"), Some(&0), "{:?}", last.counters);
+    assert_eq!(last.source.kind, "stress");
+}

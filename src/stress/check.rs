@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::dialect::Incoming;
 use crate::protocol::{BinaryFrame, BinaryKind, Message, ServerHello, ServerTime, StreamStartPlayer};
+use crate::telemetry::{Event, EventKind, Telemetry};
 
 /// Maximum gap or overlap between consecutive audio chunks, in
 /// microseconds, that counts as rounding rather than a violation.
@@ -148,6 +149,8 @@ pub struct ViolationGroup {
 pub struct Violations {
     started: Instant,
     groups: Arc<Mutex<BTreeMap<ViolationKind, ViolationGroup>>>,
+    /// Where the first violations of each kind are logged as they happen.
+    telemetry: Option<Telemetry>,
 }
 
 impl Violations {
@@ -155,7 +158,15 @@ impl Violations {
         Violations {
             started,
             groups: Arc::default(),
+            telemetry: None,
         }
+    }
+
+    /// Logs the first [`LOGGED_PER_KIND`] violations of each kind to
+    /// `telemetry` as they are recorded.
+    pub fn with_telemetry(mut self, telemetry: Option<Telemetry>) -> Violations {
+        self.telemetry = telemetry;
+        self
     }
 
     pub fn record(&self, kind: ViolationKind, scenario: &'static str, session: &str, detail: String, message: Option<String>) {
@@ -171,6 +182,9 @@ impl Violations {
         let mut groups = self.groups.lock().expect("violations lock poisoned");
         let group = groups.entry(kind).or_default();
         group.count += 1;
+        if let Some(telemetry) = &self.telemetry {
+            log_violation(telemetry, &violation, group.count);
+        }
         if group.examples.len() < EXAMPLES_PER_KIND {
             group.examples.push(violation);
         }
@@ -183,6 +197,26 @@ impl Violations {
     pub fn snapshot(&self) -> BTreeMap<ViolationKind, ViolationGroup> {
         self.groups.lock().expect("violations lock poisoned").clone()
     }
+}
+
+/// Violations of one kind logged to telemetry; later ones are only counted,
+/// so a storm of one fault cannot flood the event log.
+pub const LOGGED_PER_KIND: u64 = 20;
+
+fn log_violation(telemetry: &Telemetry, violation: &Violation, count: u64) {
+    let event = match count {
+        n if n <= LOGGED_PER_KIND => Event::now(
+            EventKind::Violation,
+            format!("{} in {}: {}", violation.kind, violation.scenario, violation.detail),
+        )
+        .with_session(&violation.session),
+        n if n == LOGGED_PER_KIND + 1 => Event::now(
+            EventKind::Info,
+            format!("further {} violations are counted in the report, not logged", violation.kind),
+        ),
+        _ => return,
+    };
+    telemetry.emit(event);
 }
 
 fn excerpt(text: &str) -> String {

@@ -19,6 +19,7 @@ pub use scenarios::{hello, Roles};
 pub use report::{Counters, LatencySummary, Report, ScenarioReport};
 
 use crate::server::ServerStats;
+use crate::telemetry::{Event, EventKind, Telemetry};
 
 /// Time allowed for an embedded server to release everything after a
 /// scenario's last client has gone.
@@ -130,6 +131,8 @@ pub struct StressConfig {
     /// Whether the target is a player that waits for servers; the virtual
     /// clients then dial it as servers, and only the handshake storm runs.
     pub against_player: bool,
+    /// Where scenario starts and ends and the first violations are logged.
+    pub telemetry: Option<Telemetry>,
 }
 
 /// Live counters of the scenario that is running, for a progress line.
@@ -151,7 +154,8 @@ pub async fn run(config: &StressConfig, stats: Option<&ServerStats>, progress: i
     let id_prefix = format!("stress-{:x}", config.seed & 0xffff_ffff);
     for &scenario in &config.scenarios {
         let started = Instant::now();
-        let violations = Violations::new(started);
+        let violations = Violations::new(started).with_telemetry(config.telemetry.clone());
+        mark(config, format!("scenario {scenario} started"));
         let counters = Arc::new(Counters::default());
         progress(Progress {
             counters: counters.clone(),
@@ -183,6 +187,14 @@ pub async fn run(config: &StressConfig, stats: Option<&ServerStats>, progress: i
         };
 
         let handshakes = Counters::get(&counters.handshakes);
+        mark(
+            config,
+            format!(
+                "scenario {scenario} ended after {} ms: {handshakes} handshakes, {} violations",
+                elapsed.as_millis(),
+                violations.total()
+            ),
+        );
         reports.push(ScenarioReport {
             scenario: scenario.as_str(),
             elapsed_ms: elapsed.as_millis() as u64,
@@ -206,6 +218,13 @@ pub async fn run(config: &StressConfig, stats: Option<&ServerStats>, progress: i
         seed: config.seed,
         clients: config.clients,
         scenarios: reports,
+    }
+}
+
+/// Logs a scenario marker to the run's telemetry, if any.
+fn mark(config: &StressConfig, line: String) {
+    if let Some(telemetry) = &config.telemetry {
+        telemetry.emit(Event::now(EventKind::Marker, line));
     }
 }
 
