@@ -305,6 +305,10 @@ pub struct StressArgs {
     #[arg(long, default_value = "sendspin-v1")]
     pub dialect: String,
 
+    /// Telemetry feed of the target server, ws://ADDR/ as `resonate serve --telemetry ADDR` prints it; after each scenario the run checks there that the server's sessions, clients and tasks return to zero, and reports a leak when they do not.
+    #[arg(long, value_name = "URL", requires = "server")]
+    pub server_telemetry: Option<String>,
+
     /// Publish the run for `resonate monitor` on this loopback address (ws://ADDR/): scenario markers, violations, counters and, with the embedded server, its sessions; Prometheus metrics at http://ADDR/metrics; port 0 picks a free port.
     #[arg(long, value_name = "ADDR")]
     pub telemetry: Option<SocketAddr>,

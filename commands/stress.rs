@@ -13,7 +13,7 @@ use crate::cli::StressArgs;
 use crate::Failure;
 use resonate::dialect::Dialect;
 use resonate::server::{Server, ServerConfig, ServerStats, SourcePlan};
-use resonate::stress::{self, Counters, Progress, Scenario, StressConfig, Target};
+use resonate::stress::{self, Counters, Progress, Scenario, StressConfig, Target, TargetCounters};
 use resonate::telemetry::{Snapshot, Telemetry};
 use resonate::transport::{parse_ws_url, parse_ws_url_with_port, Limits, DEFAULT_CLIENT_PORT};
 
@@ -100,7 +100,12 @@ pub fn run(args: StressArgs) -> Result<(), Failure> {
             config.clients,
             duration.as_secs_f64()
         ));
-        let report = run_with_progress(&config, embedded.as_ref().map(|e| &e.stats), server_hub.as_ref()).await;
+        let counters = match (&embedded, &args.server_telemetry) {
+            (Some(embedded), _) => Some(TargetCounters::Local(embedded.stats.clone())),
+            (None, Some(feed_url)) => Some(follow_target_feed(feed_url, config.bound).await?),
+            (None, None) => None,
+        };
+        let report = run_with_progress(&config, counters.as_ref(), server_hub.as_ref()).await;
         if let Some(embedded) = embedded {
             embedded.stop().await;
         }
@@ -193,7 +198,7 @@ async fn preflight(config: &StressConfig) -> Result<(), Failure> {
     })
 }
 
-async fn run_with_progress(config: &StressConfig, stats: Option<&ServerStats>, server_hub: Option<&Telemetry>) -> stress::Report {
+async fn run_with_progress(config: &StressConfig, counters: Option<&TargetCounters>, server_hub: Option<&Telemetry>) -> stress::Report {
     let show = std::io::stderr().is_terminal() && !crate::is_quiet();
     let (progress_tx, progress_rx) = watch::channel(Progress::default());
     let printer = show.then(|| tokio::spawn(print_progress(progress_rx.clone())));
@@ -201,7 +206,7 @@ async fn run_with_progress(config: &StressConfig, stats: Option<&ServerStats>, s
         .telemetry
         .clone()
         .map(|hub| tokio::spawn(relay_telemetry(hub, server_hub.cloned(), progress_rx)));
-    let report = stress::run(config, stats, |progress| {
+    let report = stress::run(config, counters, |progress| {
         let _ = progress_tx.send(progress);
     })
     .await;
@@ -214,6 +219,41 @@ async fn run_with_progress(config: &StressConfig, stats: Option<&ServerStats>, s
         eprint!("\r\x1b[2K");
     }
     report
+}
+
+/// Follows the telemetry feed of the target server at `url`, so the run can
+/// check that its sessions, clients and tasks return to idle. Fails when no
+/// snapshot arrives within `patience`.
+async fn follow_target_feed(url: &str, patience: Duration) -> Result<TargetCounters, Failure> {
+    let parsed = url::Url::parse(url)
+        .ok()
+        .filter(|u| u.scheme() == "ws" && u.host_str().is_some())
+        .ok_or_else(|| Failure::usage(anyhow!("invalid --server-telemetry {url:?}: expected ws://HOST:PORT/ as printed by `resonate serve --telemetry`")))?;
+    let (latest_tx, latest) = watch::channel(None);
+    let feed_url = parsed.to_string();
+    tokio::spawn(async move {
+        // Reconnects while the run lasts; the task ends with the runtime.
+        loop {
+            let result = resonate::telemetry::feed::read(&feed_url, |message| {
+                if let resonate::telemetry::FeedMessage::Snapshot(snapshot) = message {
+                    latest_tx.send_replace(Some(std::sync::Arc::new(snapshot)));
+                }
+            })
+            .await;
+            if let Err(err) = result {
+                tracing::warn!(url = %feed_url, cause = %err, "target telemetry feed lost; reconnecting");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    let mut waiting = latest.clone();
+    let arrived = tokio::time::timeout(patience.max(Duration::from_secs(2)), waiting.wait_for(Option::is_some)).await;
+    if !matches!(arrived, Ok(Ok(_))) {
+        return Err(Failure::usage(anyhow!(
+            "no snapshot from the telemetry feed at {url}; start the target with `resonate serve --telemetry ADDR` and pass ws://ADDR/"
+        )));
+    }
+    Ok(TargetCounters::Feed(latest))
 }
 
 /// Publishes the run to `hub` every 500 ms until the run ends: the embedded

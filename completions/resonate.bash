@@ -268,7 +268,7 @@ _resonate() {
             return 0
             ;;
         resonate__subcmd__stress)
-            opts="-s -v -q -h -V --server --player --scenario --duration --clients --rate --roles --seed --bound --dialect --telemetry --json --verbose --quiet --help --version"
+            opts="-s -v -q -h -V --server --player --scenario --duration --clients --rate --roles --seed --bound --dialect --server-telemetry --telemetry --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -315,6 +315,10 @@ _resonate() {
                     return 0
                     ;;
                 --dialect)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server-telemetry)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -124,6 +124,7 @@ set edit:completion:arg-completer[resonate] = {|@words|
             cand --seed 'Seed of the random schedules; the same seed repeats the same run [default: from the clock]'
             cand --bound 'Seconds the target has for what a check waits for, 0.1 to 600: replying to a hello, closing a session, dropping a slow consumer, starting audio'
             cand --dialect 'Wire dialect of the virtual clients'
+            cand --server-telemetry 'Telemetry feed of the target server, ws://ADDR/ as `resonate serve --telemetry ADDR` prints it; after each scenario the run checks there that the server''s sessions, clients and tasks return to zero, and reports a leak when they do not'
             cand --telemetry 'Publish the run for `resonate monitor` on this loopback address (ws://ADDR/): scenario markers, violations, counters and, with the embedded server, its sessions; Prometheus metrics at http://ADDR/metrics; port 0 picks a free port'
             cand --json 'Print the whole report as one JSON object on stdout'
             cand -v 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'

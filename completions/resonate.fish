@@ -110,6 +110,7 @@ complete -c resonate -n "__fish_resonate_using_subcommand stress" -l roles -d 'R
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -l seed -d 'Seed of the random schedules; the same seed repeats the same run [default: from the clock]' -r
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -l bound -d 'Seconds the target has for what a check waits for, 0.1 to 600: replying to a hello, closing a session, dropping a slow consumer, starting audio' -r
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -l dialect -d 'Wire dialect of the virtual clients' -r
+complete -c resonate -n "__fish_resonate_using_subcommand stress" -l server-telemetry -d 'Telemetry feed of the target server, ws://ADDR/ as `resonate serve --telemetry ADDR` prints it; after each scenario the run checks there that the server\'s sessions, clients and tasks return to zero, and reports a leak when they do not' -r
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -l telemetry -d 'Publish the run for `resonate monitor` on this loopback address (ws://ADDR/): scenario markers, violations, counters and, with the embedded server, its sessions; Prometheus metrics at http://ADDR/metrics; port 0 picks a free port' -r
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -l json -d 'Print the whole report as one JSON object on stdout'
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'

@@ -255,3 +255,79 @@ async fn stress_publishes_markers_and_sessions() {
     assert_eq!(last.counters.get("stress.violations"), Some(&0), "{:?}", last.counters);
     assert_eq!(last.source.kind, "stress");
 }
+
+/// Runs `stress` against `server_url`, reading counters from `feed_addr`,
+/// and returns its exit status and JSON report.
+fn stress_with_feed(server_url: &str, feed_addr: &str) -> (std::process::ExitStatus, serde_json::Value) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_resonate"))
+        .args(["stress", "--server", server_url, "--server-telemetry", &format!("ws://{feed_addr}/")])
+        .args(["--scenario", "handshake-storm", "--duration", "1", "--clients", "4", "--seed", "5", "--json"])
+        .output()
+        .expect("run stress");
+    let report = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|err| panic!("no JSON report ({err}): {}", String::from_utf8_lossy(&output.stderr)));
+    (output.status, report)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stress_reads_server_counters_from_its_feed() {
+    let mut serve = resonate(&[
+        "serve", FIXTURE, "--listen", "127.0.0.1:0", "--no-mdns", "--loop", "--json", "--telemetry", "127.0.0.1:0",
+    ]);
+    let feed_addr = serve.wait_event("telemetry", Duration::from_secs(20))["addr"].as_str().unwrap().to_string();
+    let server_url = serve.wait_event("listening", Duration::from_secs(20))["url"].as_str().unwrap().to_string();
+
+    let (status, report) = tokio::task::spawn_blocking(move || stress_with_feed(&server_url, &feed_addr)).await.unwrap();
+    assert!(status.success(), "{report:#}");
+    let server = &report["scenarios"][0]["server"];
+    assert!(server["sessions_opened"].as_u64().unwrap() > 0, "{server}");
+    assert_eq!(server["sessions_live"], 0, "{server}");
+    assert_eq!(server["clients_live"], 0, "{server}");
+    assert_eq!(server["tasks_live"], 0, "{server}");
+    assert!(serve.interrupt().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stress_reports_a_leak_the_feed_shows() {
+    use resonate::telemetry::{Phase, SessionRow, SourceInfo, Telemetry};
+
+    let mut serve = resonate(&["serve", FIXTURE, "--listen", "127.0.0.1:0", "--no-mdns", "--loop", "--json"]);
+    let server_url = serve.wait_event("listening", Duration::from_secs(20))["url"].as_str().unwrap().to_string();
+
+    // A feed that keeps showing one open session and client, as a server
+    // that leaks them would.
+    let hub = Telemetry::new(SourceInfo::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let feed_addr = listener.local_addr().unwrap().to_string();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let feed = tokio::spawn(feed::serve(listener, hub.clone(), stop.clone().cancelled_owned()));
+    let publisher = tokio::spawn({
+        let hub = hub.clone();
+        async move {
+            loop {
+                hub.publish(Snapshot {
+                    taken_unix_ms: resonate::telemetry::unix_ms_now(),
+                    sessions: vec![SessionRow {
+                        session: "s1".into(),
+                        phase: Phase::Active,
+                        ..Default::default()
+                    }],
+                    gauges: [("clients_live".to_string(), 1.0)].into(),
+                    ..Default::default()
+                });
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    });
+
+    let (status, report) = tokio::task::spawn_blocking(move || stress_with_feed(&server_url, &feed_addr)).await.unwrap();
+    publisher.abort();
+    stop.cancel();
+    feed.await.unwrap();
+    assert_eq!(status.code(), Some(1), "{report:#}");
+    let leak = &report["scenarios"][0]["violations"]["leak"];
+    assert_eq!(leak["count"], 1, "{report:#}");
+    let detail = leak["examples"][0]["detail"].as_str().unwrap();
+    assert!(detail.contains("1 sessions, 1 clients"), "{detail}");
+    assert!(serve.interrupt().success());
+}

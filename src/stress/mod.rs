@@ -18,8 +18,9 @@ pub use probe::{Ending, Probe, Target};
 pub use scenarios::{hello, Roles};
 pub use report::{Counters, LatencySummary, Report, ScenarioReport};
 
-use crate::server::ServerStats;
-use crate::telemetry::{Event, EventKind, Telemetry};
+use crate::server::{ServerStats, StatsSnapshot};
+use crate::telemetry::{unix_ms_now, Event, EventKind, Phase, Snapshot, Telemetry};
+use tokio::sync::watch;
 
 /// Time allowed for an embedded server to release everything after a
 /// scenario's last client has gone.
@@ -143,13 +144,53 @@ pub struct Progress {
     pub scenario: Option<Scenario>,
 }
 
+/// Where a run reads the target server's own counters.
+#[derive(Clone, Debug)]
+pub enum TargetCounters {
+    /// The live counters of a server in this process.
+    Local(ServerStats),
+    /// The latest snapshot of the target's telemetry feed, as `resonate
+    /// serve --telemetry` publishes it.
+    Feed(watch::Receiver<Option<Arc<Snapshot>>>),
+}
+
+impl TargetCounters {
+    /// Returns the counters, or `None` when the feed has not sent a
+    /// snapshot taken at or after `since_unix_ms`.
+    fn read(&self, since_unix_ms: u64) -> Option<StatsSnapshot> {
+        match self {
+            TargetCounters::Local(stats) => Some(stats.snapshot()),
+            TargetCounters::Feed(latest) => {
+                let snapshot = latest.borrow().clone()?;
+                (snapshot.taken_unix_ms >= since_unix_ms).then(|| stats_of(&snapshot))
+            }
+        }
+    }
+}
+
+/// Reads server counters from a telemetry snapshot of `resonate serve`.
+pub fn stats_of(snapshot: &Snapshot) -> StatsSnapshot {
+    let gauge = |name: &str| snapshot.gauges.get(name).copied().unwrap_or(0.0) as u64;
+    StatsSnapshot {
+        sessions_opened: snapshot.counters.get("sessions_opened").copied().unwrap_or(0),
+        sessions_live: snapshot.sessions.iter().filter(|row| row.phase != Phase::Connecting).count() as u64,
+        clients_live: gauge("clients_live"),
+        closed_by_cause: snapshot
+            .counters
+            .iter()
+            .filter_map(|(name, count)| Some((name.strip_prefix("closed.")?.to_string(), *count)))
+            .collect(),
+        tasks_live: gauge("tasks_live"),
+    }
+}
+
 /// Runs every scenario in turn and returns the report.
 ///
-/// `stats` are the target's own counters when the target is an embedded
-/// server. After each scenario the run waits for them to fall back to idle
-/// and records a leak if they do not. `progress` receives the live
-/// counters of each scenario as it starts.
-pub async fn run(config: &StressConfig, stats: Option<&ServerStats>, progress: impl Fn(Progress)) -> Report {
+/// `target_counters` are the target server's own counters, when it is an
+/// embedded server or publishes telemetry. After each scenario the run
+/// waits for them to fall back to idle and records a leak if they do not.
+/// `progress` receives the live counters of each scenario as it starts.
+pub async fn run(config: &StressConfig, target_counters: Option<&TargetCounters>, progress: impl Fn(Progress)) -> Report {
     let mut reports = Vec::new();
     let id_prefix = format!("stress-{:x}", config.seed & 0xffff_ffff);
     for &scenario in &config.scenarios {
@@ -181,8 +222,8 @@ pub async fn run(config: &StressConfig, stats: Option<&ServerStats>, progress: i
 
         scenarios::run(ctx.clone()).await;
         let elapsed = started.elapsed();
-        let server = match stats {
-            Some(stats) => Some(settle(stats, &violations, scenario).await),
+        let server = match target_counters {
+            Some(counters) => Some(settle(counters, &violations, scenario).await),
             None => None,
         };
 
@@ -231,10 +272,26 @@ fn mark(config: &StressConfig, line: String) {
 /// Waits until the server has no open session, client or task. Records a
 /// leak with the remaining counts if that does not happen within
 /// [`SETTLE_TIMEOUT`], and returns the last snapshot.
-async fn settle(stats: &ServerStats, violations: &Violations, scenario: Scenario) -> crate::server::StatsSnapshot {
+async fn settle(counters: &TargetCounters, violations: &Violations, scenario: Scenario) -> StatsSnapshot {
     let deadline = Instant::now() + SETTLE_TIMEOUT;
+    // A snapshot from a feed counts only when taken after the scenario
+    // ended, so an older, idle one cannot hide a leak.
+    let ended_unix_ms = unix_ms_now();
     loop {
-        let snapshot = stats.snapshot();
+        let Some(snapshot) = counters.read(ended_unix_ms) else {
+            if Instant::now() >= deadline {
+                violations.record(
+                    ViolationKind::Leak,
+                    scenario.as_str(),
+                    "server",
+                    format!("the target's telemetry feed sent no snapshot within {SETTLE_TIMEOUT:?} after the scenario"),
+                    None,
+                );
+                return StatsSnapshot::default();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
         if snapshot.is_idle() {
             return snapshot;
         }
