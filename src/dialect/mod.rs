@@ -117,7 +117,9 @@ pub enum DecodeError {
 pub trait WireCodec: Send {
     fn dialect(&self) -> Dialect;
 
-    fn encode(&mut self, outgoing: &Outgoing) -> WsMessage;
+    /// Encodes an outgoing item, or returns `None` for a message this
+    /// dialect has no form of; the session then leaves it out.
+    fn encode(&mut self, outgoing: &Outgoing) -> Option<WsMessage>;
 
     /// Decodes a text or binary frame. Control frames never reach a codec.
     fn decode(&mut self, frame: WsMessage) -> Result<Incoming, DecodeError>;

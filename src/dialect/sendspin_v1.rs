@@ -18,11 +18,11 @@ impl WireCodec for SendspinV1Codec {
         Dialect::SendspinV1
     }
 
-    fn encode(&mut self, outgoing: &Outgoing) -> WsMessage {
-        match outgoing {
+    fn encode(&mut self, outgoing: &Outgoing) -> Option<WsMessage> {
+        Some(match outgoing {
             Outgoing::Message(message) => WsMessage::text(encode_message(message)),
             Outgoing::Binary(frame) => WsMessage::binary(frame.to_bytes()),
-        }
+        })
     }
 
     fn decode(&mut self, frame: WsMessage) -> Result<Incoming, DecodeError> {
@@ -127,7 +127,7 @@ mod tests {
             }),
         ];
         for message in messages {
-            let frame = SendspinV1Codec.encode(&Outgoing::Message(message.clone()));
+            let frame = SendspinV1Codec.encode(&Outgoing::Message(message.clone())).unwrap();
             match SendspinV1Codec.decode(frame).unwrap() {
                 Incoming::Message(back) => assert_eq!(back, message),
                 other => panic!("expected a message, got {other:?}"),

@@ -108,7 +108,7 @@ struct Peer {
 
 impl Peer {
     async fn send(&mut self, message: Message) -> Result<(), ProbeError> {
-        let frame = SendspinV1Codec.encode(&Outgoing::Message(message));
+        let frame = SendspinV1Codec.encode(&Outgoing::Message(message)).expect("sendspin-v1 encodes every message");
         self.ws
             .send(frame)
             .await

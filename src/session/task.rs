@@ -161,8 +161,11 @@ where
         if let CloseCause::LocalGoodbye(reason) = &cause {
             if self.side == Side::Client && was_active {
                 let goodbye = Outgoing::Message(Message::ClientGoodbye(ClientGoodbye { reason: *reason }));
-                let frame = self.codec.encode(&goodbye);
-                let sent = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, self.ws.send(frame)).await;
+                // A dialect without a goodbye goes straight to the close frame.
+                let sent = match self.codec.encode(&goodbye) {
+                    Some(frame) => tokio::time::timeout(CLOSE_WRITE_TIMEOUT, self.ws.send(frame)).await,
+                    None => Ok(Err(WsError::ConnectionClosed)),
+                };
                 // The server closes the connection after a goodbye. Waiting
                 // for that lets it read the goodbye before the socket goes
                 // away, instead of failing a write on a closed socket first.
@@ -268,7 +271,10 @@ where
             _ => None,
         };
         *deadline = (*deadline).min(Instant::now() + self.write_timeout_of(&outgoing)?);
-        let frame = self.codec.encode(&outgoing);
+        let Some(frame) = self.codec.encode(&outgoing) else {
+            tracing::trace!(session = %self.id, dialect = %self.codec.dialect(), "leaving out a message the dialect cannot express");
+            return Ok(());
+        };
         match tokio::time::timeout_at(*deadline, self.ws.feed(frame)).await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => return Err(error_cause(err)),
@@ -413,7 +419,10 @@ where
         };
         // Stamped as late as possible, right before encoding and writing.
         reply.server_transmitted = now_us();
-        let frame = self.codec.encode(&Outgoing::Message(Message::ServerTime(reply)));
+        let frame = self
+            .codec
+            .encode(&Outgoing::Message(Message::ServerTime(reply)))
+            .expect("every dialect has server/time");
         self.send_frame(frame).await?;
         self.emit(EventKind::TimeAnswered {
             client_transmitted: reply.client_transmitted,
