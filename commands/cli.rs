@@ -89,6 +89,10 @@ pub struct ServeArgs {
     #[arg(long, default_value = "/sendspin")]
     pub path: String,
 
+    /// Also accept legacy Resonate clients (aioresonate 0.13) at /resonate, in the same groups as Sendspin clients, and advertise _resonate-server._tcp over mDNS.
+    #[arg(long)]
+    pub legacy: bool,
+
     /// Friendly server name sent in server/hello.
     #[arg(long, default_value = "resonate")]
     pub name: String,

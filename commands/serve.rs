@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 
 use crate::cli::{GroupingArg, ServeArgs};
 use crate::Failure;
+use resonate::dialect::Dialect;
 use resonate::audio::source::SourceDecoder;
 use resonate::discovery::{Advertisement, Mdns, Scope, ServiceType};
 use resonate::server::dial::follow_players;
@@ -116,6 +117,14 @@ fn start_mdns(args: &ServeArgs, config: &ServerConfig, addr: SocketAddr) -> Resu
         path: config.path.clone(),
     };
     mdns.advertise(&advertisement).map_err(Failure::usage)?;
+    if let Some(legacy_path) = &config.legacy_path {
+        let legacy = Advertisement {
+            service: ServiceType::RESONATE_SERVER,
+            path: legacy_path.clone(),
+            ..advertisement
+        };
+        mdns.advertise(&legacy).map_err(Failure::usage)?;
+    }
     Ok(mdns)
 }
 
@@ -127,6 +136,9 @@ pub fn config_from(args: &ServeArgs, source: SourcePlan) -> ServerConfig {
         .clone()
         .unwrap_or_else(|| format!("resonate-{}", crate::host_name()));
     config.path = args.path.clone();
+    if args.legacy {
+        config.legacy_path = Some(Dialect::Resonate.default_path().to_string());
+    }
     config.grouping = match args.grouping {
         GroupingArg::Shared => Grouping::Shared,
         GroupingArg::Solo => Grouping::Solo,

@@ -52,6 +52,7 @@ Register-ArgumentCompleter -Native -CommandName 'resonate' -ScriptBlock {
             [CompletionResult]::new('--telemetry', '--telemetry', [CompletionResultType]::ParameterName, 'Publish sessions, groups and events for `resonate monitor` on this loopback address (ws://ADDR/), with Prometheus metrics at http://ADDR/metrics; port 0 picks a free port')
             [CompletionResult]::new('--demo-seconds', '--demo-seconds', [CompletionResultType]::ParameterName, 'Length of the demonstration in seconds')
             [CompletionResult]::new('--demo-players', '--demo-players', [CompletionResultType]::ParameterName, 'Number of in-process players in the demonstration')
+            [CompletionResult]::new('--legacy', '--legacy', [CompletionResultType]::ParameterName, 'Also accept legacy Resonate clients (aioresonate 0.13) at /resonate, in the same groups as Sendspin clients, and advertise _resonate-server._tcp over mDNS')
             [CompletionResult]::new('--loop', '--loop', [CompletionResultType]::ParameterName, 'Start the file over at its end instead of ending the stream')
             [CompletionResult]::new('--no-mdns', '--no-mdns', [CompletionResultType]::ParameterName, 'Neither advertise this server over mDNS nor browse for players that wait for servers')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print server events as JSON lines on stdout')

@@ -194,7 +194,7 @@ _resonate() {
             return 0
             ;;
         resonate__subcmd__serve)
-            opts="-v -q -h -V --listen --path --name --server-id --loop --grouping --group-name --lead-ms --start-delay-ms --codec --opus-bitrate --client --no-mdns --interface --telemetry --json --demo --demo-seconds --demo-players --verbose --quiet --help --version"
+            opts="-v -q -h -V --listen --path --legacy --name --server-id --loop --grouping --group-name --lead-ms --start-delay-ms --codec --opus-bitrate --client --no-mdns --interface --telemetry --json --demo --demo-seconds --demo-players --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -48,6 +48,7 @@ set edit:completion:arg-completer[resonate] = {|@words|
             cand --telemetry 'Publish sessions, groups and events for `resonate monitor` on this loopback address (ws://ADDR/), with Prometheus metrics at http://ADDR/metrics; port 0 picks a free port'
             cand --demo-seconds 'Length of the demonstration in seconds'
             cand --demo-players 'Number of in-process players in the demonstration'
+            cand --legacy 'Also accept legacy Resonate clients (aioresonate 0.13) at /resonate, in the same groups as Sendspin clients, and advertise _resonate-server._tcp over mDNS'
             cand --loop 'Start the file over at its end instead of ending the stream'
             cand --no-mdns 'Neither advertise this server over mDNS nor browse for players that wait for servers'
             cand --json 'Print server events as JSON lines on stdout'

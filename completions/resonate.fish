@@ -51,6 +51,7 @@ complete -c resonate -n "__fish_resonate_using_subcommand serve" -l interface -d
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l telemetry -d 'Publish sessions, groups and events for `resonate monitor` on this loopback address (ws://ADDR/), with Prometheus metrics at http://ADDR/metrics; port 0 picks a free port' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l demo-seconds -d 'Length of the demonstration in seconds' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l demo-players -d 'Number of in-process players in the demonstration' -r
+complete -c resonate -n "__fish_resonate_using_subcommand serve" -l legacy -d 'Also accept legacy Resonate clients (aioresonate 0.13) at /resonate, in the same groups as Sendspin clients, and advertise _resonate-server._tcp over mDNS'
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l loop -d 'Start the file over at its end instead of ending the stream'
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l no-mdns -d 'Neither advertise this server over mDNS nor browse for players that wait for servers'
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l json -d 'Print server events as JSON lines on stdout'

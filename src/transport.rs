@@ -136,20 +136,39 @@ pub async fn accept<S>(stream: S, peer: &str, path: &str, limits: &Limits) -> Re
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let expected = path.to_string();
+    accept_any(stream, peer, &[path], limits).await.map(|(ws, _)| ws)
+}
+
+/// Completes the WebSocket handshake of an accepted TCP connection for any
+/// of `paths`, and returns the index of the path the client requested.
+/// Other paths get 404.
+pub async fn accept_any<S>(
+    stream: S,
+    peer: &str,
+    paths: &[&str],
+    limits: &Limits,
+) -> Result<(WebSocketStream<S>, usize), TransportError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let expected: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+    let matched = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let matched_in_check = matched.clone();
     // The error type is tungstenite's HTTP response, large by its design.
     #[allow(clippy::result_large_err)]
     let check_path = move |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
-        if request.uri().path() == expected {
+        if let Some(index) = expected.iter().position(|p| p == request.uri().path()) {
+            matched_in_check.store(index, std::sync::atomic::Ordering::Relaxed);
             return Ok(response);
         }
-        let mut rejection = ErrorResponse::new(Some(format!("no endpoint at {}; use {expected}", request.uri().path())));
+        let message = format!("no endpoint at {}; use {}", request.uri().path(), expected.join(" or "));
+        let mut rejection = ErrorResponse::new(Some(message));
         *rejection.status_mut() = StatusCode::NOT_FOUND;
         Err(rejection)
     };
     let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, check_path, Some(limits.websocket_config()));
     match tokio::time::timeout(limits.handshake_timeout, handshake).await {
-        Ok(Ok(ws)) => Ok(ws),
+        Ok(Ok(ws)) => Ok((ws, matched.load(std::sync::atomic::Ordering::Relaxed))),
         Ok(Err(source)) => Err(TransportError::Accept {
             peer: peer.to_string(),
             source,

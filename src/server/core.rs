@@ -19,7 +19,7 @@ use super::negotiate::{answer_request, choose_format};
 use super::volume::{group_muted, group_volume, set_group_volume};
 use super::{Grouping, ServerConfig, ServerEvent, ServerStats};
 use crate::clock::now_us;
-use crate::dialect::Incoming;
+use crate::dialect::{Dialect, Incoming};
 use crate::protocol::{
     activate_roles, ClientCommand, ClientHello, ClientState, ConnectionReason, ControllerState, Message, PlayerCommand,
     ServerCommand, ServerHello, ServerState, StreamRequestFormat, PROTOCOL_VERSION,
@@ -58,8 +58,12 @@ pub enum ServerError {
     Accept(std::io::Error),
 }
 
+/// An accepted WebSocket with its peer and the dialect of the path it used.
+type Accepted = (WebSocketStream<TcpStream>, SocketAddr, Dialect);
+
 struct SessionEntry {
     handle: SessionHandle,
+    dialect: Dialect,
     client_id: Option<String>,
     /// For a session the server dialed: where its dial loop waits for the
     /// close cause.
@@ -139,7 +143,7 @@ impl Core {
         mut dial_requests: mpsc::UnboundedReceiver<DialRequest>,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), super::ServerError> {
-        let (accepted_tx, mut accepted) = mpsc::channel::<(WebSocketStream<TcpStream>, SocketAddr)>(64);
+        let (accepted_tx, mut accepted) = mpsc::channel::<Accepted>(64);
         let (dialed_tx, mut dialed) = mpsc::channel::<Dialed>(64);
         let dial_context = DialContext {
             limits: self.config.limits.clone(),
@@ -163,7 +167,7 @@ impl Core {
                     Err(err) if is_transient(&err) => tracing::warn!(cause = %err, "accept failed; continuing"),
                     Err(err) => break Err(super::ServerError::Accept(err)),
                 },
-                Some((ws, peer)) = accepted.recv() => self.open_session(ws, peer, None),
+                Some((ws, peer, dialect)) = accepted.recv() => self.open_session(ws, peer, dialect, None),
                 Some(request) = dial_requests.recv() => self.dial_slots.apply(request, &dial_context, &self.tracker),
                 Some(connection) = dialed.recv() => self.open_dialed(connection),
                 Some(event) = self.session_events.recv() => self.on_session_event(event),
@@ -181,14 +185,18 @@ impl Core {
 
     /// Runs the WebSocket handshake in a tracked task; the open stream comes
     /// back to the core, which alone creates sessions.
-    fn start_handshake(&self, stream: TcpStream, peer: SocketAddr, accepted: mpsc::Sender<(WebSocketStream<TcpStream>, SocketAddr)>) {
-        let path = self.config.path.clone();
+    fn start_handshake(&self, stream: TcpStream, peer: SocketAddr, accepted: mpsc::Sender<Accepted>) {
+        let mut endpoints = vec![(self.config.path.clone(), self.config.dialect)];
+        if let Some(legacy_path) = &self.config.legacy_path {
+            endpoints.push((legacy_path.clone(), Dialect::Resonate));
+        }
         let limits = self.config.limits.clone();
         crate::transport::prepare_server_socket(&stream, &limits);
         self.tracker.spawn(async move {
-            match crate::transport::accept(stream, &peer.to_string(), &path, &limits).await {
-                Ok(ws) => {
-                    let _ = accepted.send((ws, peer)).await;
+            let paths: Vec<&str> = endpoints.iter().map(|(path, _)| path.as_str()).collect();
+            match crate::transport::accept_any(stream, &peer.to_string(), &paths, &limits).await {
+                Ok((ws, index)) => {
+                    let _ = accepted.send((ws, peer, endpoints[index].1)).await;
                 }
                 Err(err) => tracing::info!(%peer, cause = %err, "connection rejected"),
             }
@@ -202,15 +210,22 @@ impl Core {
             tracing::debug!(address = %connection.address, "dropping a connection of a replaced dial loop");
             return;
         }
-        self.open_session(connection.ws, connection.peer, Some(connection.closed));
+        let dialect = self.config.dialect;
+        self.open_session(connection.ws, connection.peer, dialect, Some(connection.closed));
     }
 
-    fn open_session(&mut self, ws: WebSocketStream<TcpStream>, peer: SocketAddr, dial_loop: Option<oneshot::Sender<CloseCause>>) {
+    fn open_session(
+        &mut self,
+        ws: WebSocketStream<TcpStream>,
+        peer: SocketAddr,
+        dialect: Dialect,
+        dial_loop: Option<oneshot::Sender<CloseCause>>,
+    ) {
         let handle = session::spawn(
             ws,
             peer,
             Side::Server,
-            self.config.dialect.codec(),
+            dialect.codec(),
             self.config.limits.clone(),
             self.session_events_tx.clone(),
             &self.tracker,
@@ -218,6 +233,7 @@ impl Core {
         self.events.emit(ServerEvent::SessionOpened { session: handle.id, peer });
         let entry = SessionEntry {
             handle,
+            dialect,
             client_id: None,
             dial_loop,
             telemetry: SessionTelemetry::new(),

@@ -60,7 +60,11 @@ pub struct ServerConfig {
     pub name: String,
     /// WebSocket path to accept connections on.
     pub path: String,
+    /// Dialect of connections on `path` and of connections the server dials.
     pub dialect: Dialect,
+    /// A second path that accepts legacy Resonate clients, such as
+    /// `/resonate`; they join the same groups as everyone else.
+    pub legacy_path: Option<String>,
     pub limits: Limits,
     pub source: SourcePlan,
     pub grouping: Grouping,
@@ -87,6 +91,7 @@ impl ServerConfig {
             name: "resonate".to_string(),
             path: Dialect::SendspinV1.default_path().to_string(),
             dialect: Dialect::SendspinV1,
+            legacy_path: None,
             limits: Limits::default(),
             source,
             grouping: Grouping::Shared,

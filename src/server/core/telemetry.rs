@@ -186,7 +186,7 @@ impl Core {
             client_id: entry.client_id.clone(),
             name: entry.telemetry.name.clone(),
             peer: entry.handle.peer.to_string(),
-            dialect: self.config.dialect.as_str().into(),
+            dialect: entry.dialect.as_str().into(),
             roles: entry.telemetry.roles.clone(),
             phase: phase_of(entry.handle.state()),
             group: client.map(|c| c.group.clone()),
