@@ -43,8 +43,8 @@ pub const UPDATE_CHANNEL: usize = 4096;
 pub enum Update {
     /// A message of the telemetry feed.
     Feed(FeedMessage),
-    /// The state of the connection to the source, such as
-    /// `connecting to ws://127.0.0.1:9000, retry in 2 s`.
+    /// The state of the connection to the source, such as `connected` or
+    /// `the feed closed; retry in 2.0 s`.
     Status(String),
 }
 

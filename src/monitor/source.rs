@@ -51,6 +51,9 @@ impl Source {
 pub async fn follow_feed(url: &str, updates: mpsc::Sender<Update>, stop: CancellationToken) -> Result<(), FeedError> {
     let mut retry = RETRY_FIRST;
     let mut first_attempt = true;
+    if updates.send(Update::Status("connecting".into())).await.is_err() {
+        return Ok(());
+    }
     loop {
         let mut received = false;
         let mut dropped = 0u64;
@@ -58,7 +61,7 @@ pub async fn follow_feed(url: &str, updates: mpsc::Sender<Update>, stop: Cancell
         let read = feed::read(url, |message| {
             if !received {
                 received = true;
-                let _ = sender.try_send(Update::Status(format!("connected to {url}")));
+                let _ = sender.try_send(Update::Status("connected".into()));
             }
             // A full channel means the monitor is behind; a later snapshot
             // replaces a lost one, and lost events are counted below.
@@ -100,7 +103,7 @@ pub async fn follow_feed(url: &str, updates: mpsc::Sender<Update>, stop: Cancell
             _ = tokio::time::sleep(retry) => {}
         }
         retry = (retry * 2).min(RETRY_MAX);
-        if updates.send(Update::Status(format!("connecting to {url}"))).await.is_err() {
+        if updates.send(Update::Status("connecting".into())).await.is_err() {
             return Ok(());
         }
     }

@@ -296,11 +296,10 @@ impl App {
         let mut order: Vec<usize> = (0..sessions.len())
             .filter(|&i| needle.is_empty() || row_matches(&sessions[i], &needle))
             .collect();
-        let sort = self.sort;
+        let (sort, descending) = (self.sort, self.descending);
         order.sort_by(|&a, &b| {
-            let ordering = compare_rows(&sessions[a], &sessions[b], sort);
-            let ordering = if self.descending { ordering.reverse() } else { ordering };
-            ordering.then_with(|| sessions[a].session.cmp(&sessions[b].session))
+            compare_rows(&sessions[a], &sessions[b], sort, descending)
+                .then_with(|| natural_cmp(&sessions[a].session, &sessions[b].session))
         });
         self.order = order;
 
@@ -471,8 +470,10 @@ fn row_matches(row: &SessionRow, needle: &str) -> bool {
         || row.format.as_deref().is_some_and(contains)
 }
 
-/// Orders two rows by `column`; rows without a value sort last.
-fn compare_rows(a: &SessionRow, b: &SessionRow, column: SortColumn) -> Ordering {
+/// Orders two rows by `column`; rows without a value sort last in either
+/// direction.
+fn compare_rows(a: &SessionRow, b: &SessionRow, column: SortColumn, descending: bool) -> Ordering {
+    let direct = |ordering: Ordering| if descending { ordering.reverse() } else { ordering };
     let number = |row: &SessionRow| -> Option<f64> {
         match column {
             SortColumn::Rtt => clock_figure(row, |c| c.rtt_us).map(|(v, _)| v),
@@ -486,12 +487,12 @@ fn compare_rows(a: &SessionRow, b: &SessionRow, column: SortColumn) -> Ordering 
         }
     };
     match column {
-        SortColumn::Session => natural_cmp(&a.session, &b.session),
-        SortColumn::Name => a.name.as_deref().unwrap_or("").cmp(b.name.as_deref().unwrap_or("")),
-        SortColumn::State => a.phase.cmp(&b.phase),
-        SortColumn::Group => a.group.cmp(&b.group),
+        SortColumn::Session => direct(natural_cmp(&a.session, &b.session)),
+        SortColumn::Name => direct(a.name.as_deref().unwrap_or("").cmp(b.name.as_deref().unwrap_or(""))),
+        SortColumn::State => direct(a.phase.cmp(&b.phase)),
+        SortColumn::Group => direct(a.group.cmp(&b.group)),
         _ => match (number(a), number(b)) {
-            (Some(x), Some(y)) => x.total_cmp(&y),
+            (Some(x), Some(y)) => direct(x.total_cmp(&y)),
             (Some(_), None) => Ordering::Less,
             (None, Some(_)) => Ordering::Greater,
             (None, None) => Ordering::Equal,
@@ -553,13 +554,15 @@ mod tests {
     #[test]
     fn sort_by_offset_uses_magnitude() {
         let mut app = App::new("t", 0);
-        app.apply(snapshot(1, vec![row("s1", -50.0), row("s2", 10.0), row("s3", 20.0)]));
+        let mut no_clock = row("s4", 0.0);
+        no_clock.server_clock = None;
+        app.apply(snapshot(1, vec![row("s1", -50.0), row("s2", 10.0), no_clock, row("s3", 20.0)]));
         while app.sort != SortColumn::Offset {
             app.next_sort();
         }
-        assert_eq!(shown_ids(&app), ["s2", "s3", "s1"]);
+        assert_eq!(shown_ids(&app), ["s2", "s3", "s1", "s4"]);
         app.reverse_sort();
-        assert_eq!(shown_ids(&app), ["s1", "s3", "s2"]);
+        assert_eq!(shown_ids(&app), ["s1", "s3", "s2", "s4"]);
     }
 
     #[test]

@@ -15,11 +15,11 @@ use super::state::{clock_figure, App, ClockSide, History, Screen, Sample};
 pub const SERVER_MARK: &str = "*";
 
 /// Note lines shown above the footer at most.
-const MAX_NOTE_LINES: u16 = 3;
+const MAX_NOTE_LINES: usize = 4;
 
 /// Draws the whole monitor.
 pub fn render(frame: &mut Frame, app: &App) {
-    let notes = (app.shown.notes.len() as u16).min(MAX_NOTE_LINES);
+    let notes = note_lines(app, frame.area().width).min(MAX_NOTE_LINES) as u16;
     let [header, tabs, body, notes_area, footer] = Layout::vertical([
         Constraint::Length(2),
         Constraint::Length(1),
@@ -41,30 +41,36 @@ pub fn render(frame: &mut Frame, app: &App) {
     render_footer(frame, app, footer);
 }
 
-/// Draws the source, uptime and rates, and the connection status.
+/// Draws the pause marker, source, uptime and rates, then the feed and
+/// its connection status.
 pub fn render_header(frame: &mut Frame, app: &App, area: Rect) {
     let [top, status] = Layout::vertical([Constraint::Length(1), Constraint::Length(1)]).areas(area);
-    let mut spans = vec![Span::styled("resonate monitor", Style::new().bold())];
-    if let Some(source) = &app.source {
-        spans.push(Span::raw(format!("  {} \"{}\" at {}", source.kind, source.name, source.target)));
+    let mut spans = Vec::new();
+    if app.paused() {
+        spans.push(Span::styled(" PAUSED ", Style::new().black().on_yellow().bold()));
+        spans.push(Span::raw(" "));
+    }
+    match &app.source {
+        Some(source) => spans.push(Span::styled(format!("{} \"{}\"", source.kind, source.name), Style::new().bold())),
+        None => spans.push(Span::styled("resonate monitor", Style::new().bold())),
     }
     if let Some(uptime) = app.uptime_ms() {
         spans.push(Span::raw(format!("  up {}", duration(uptime))));
     }
     spans.push(Span::raw(format!(
-        "  {} sessions ({:.1}/s new)  {:.1} events/s",
+        "  {} sessions, {:.1}/s new  {:.1} events/s",
         app.live.sessions.len(),
         app.session_rate(),
         app.event_rate()
     )));
-    if app.paused() {
-        spans.push(Span::raw("  "));
-        spans.push(Span::styled(" PAUSED ", Style::new().black().on_yellow().bold()));
-    }
     frame.render_widget(Paragraph::new(Line::from(spans)), top);
 
+    let mut feed = format!("feed {}", app.target);
+    if let Some(source) = &app.source {
+        feed.push_str(&format!(" ({})", source.target));
+    }
     let state = app.status.as_deref().unwrap_or("waiting for the first message");
-    let line = Line::from(vec![Span::raw(format!("feed {}  ", app.target)).dark_gray(), Span::raw(state.to_string())]);
+    let line = Line::from(vec![Span::raw(feed).dark_gray(), Span::raw(format!("  {state}"))]);
     frame.render_widget(Paragraph::new(line), status);
 }
 
@@ -117,7 +123,7 @@ const COLUMNS: [(Column, &str, u16); 14] = [
     (Column::Roles, "roles", 18),
     (Column::State, "state", 11),
     (Column::Group, "group", 10),
-    (Column::Format, "format", 24),
+    (Column::Format, "format", 26),
     (Column::Rtt, "rtt", 9),
     (Column::Offset, "offset", 10),
     (Column::Drift, "drift ppm", 9),
@@ -347,7 +353,7 @@ fn clock_lines(row: &SessionRow) -> Vec<Line<'static>> {
     for (name, [client, server]) in figures {
         lines.push(Line::from(format!("{name:<10} {client:>11} {server:>11}")));
     }
-    lines.push(Line::from("client: its own filter; server: its estimate").dark_gray());
+    lines.push(Line::from("client: own filter; server: estimate").dark_gray());
     lines
 }
 
@@ -387,12 +393,17 @@ fn render_history(frame: &mut Frame, history: Option<&History>, area: Rect) {
         };
         frame.render_widget(Paragraph::new(Line::from(text).bold()), label);
 
-        // Bars show each value above the window's minimum, so a flat line
-        // stays low and negative offsets still draw.
-        let range = (max - min).max(f64::EPSILON);
+        // Bars show each value above the window's minimum, so negative
+        // offsets still draw; a constant series draws at half height.
+        let range = max - min;
         let bars: Vec<Option<u64>> = values
             .iter()
-            .map(|v| v.map(|v| ((v - min) / range * 100.0).round() as u64 + 1))
+            .map(|v| {
+                v.map(|v| match range > 0.0 {
+                    true => ((v - min) / range * 100.0).round() as u64 + 1,
+                    false => 50,
+                })
+            })
             .collect();
         frame.render_widget(Sparkline::default().data(bars).max(101).style(Style::new().cyan()), chart);
     }
@@ -404,9 +415,9 @@ pub fn render_groups(frame: &mut Frame, app: &App, area: Rect) {
     let header = Row::new(["group", "playback", "volume", "members", "now playing"]).style(Style::new().bold().underlined());
     let rows = groups.iter().skip(app.group_scroll).map(group_row);
     let widths = [
-        Constraint::Length(16),
+        Constraint::Length(20),
         Constraint::Length(8),
-        Constraint::Length(8),
+        Constraint::Length(6),
         Constraint::Fill(1),
         Constraint::Fill(2),
     ];
@@ -509,25 +520,28 @@ fn kind_style(kind: EventKind) -> Style {
     }
 }
 
+/// Returns the lines the snapshot's notes take when wrapped at `width`.
+fn note_lines(app: &App, width: u16) -> usize {
+    let width = usize::from(width.max(1));
+    app.shown
+        .notes
+        .iter()
+        .map(|note| (note.chars().count() + "note: ".len()).div_ceil(width))
+        .sum()
+}
+
 /// Draws the snapshot's notes: what the source cannot know.
 pub fn render_notes(frame: &mut Frame, app: &App, area: Rect) {
     if area.height == 0 {
         return;
     }
-    let mut lines: Vec<Line> = app
+    let lines: Vec<Line> = app
         .shown
         .notes
         .iter()
         .map(|note| Line::from(format!("note: {note}")).yellow())
         .collect();
-    let extra = lines.len().saturating_sub(area.height as usize);
-    if extra > 0 {
-        lines.truncate(area.height as usize);
-        if let Some(last) = lines.last_mut() {
-            *last = Line::from(format!("note: {} more; see the feed's snapshot notes", extra + 1)).yellow();
-        }
-    }
-    frame.render_widget(Paragraph::new(lines), area);
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: true }), area);
 }
 
 /// Draws the keys that work on the current screen.
@@ -537,12 +551,12 @@ pub fn render_footer(frame: &mut Frame, app: &App, area: Rect) {
     } else {
         let pause = if app.paused() { "p resume" } else { "p pause" };
         let screen_keys = match app.screen {
-            Screen::Sessions if app.details => "Esc back  Up/Down next session",
-            Screen::Sessions => "s sort  S reverse  / filter  Up/Down select  Enter details",
-            Screen::Groups => "Up/Down scroll",
-            Screen::Events => "Up/Down PgUp/PgDn scroll  End newest",
+            Screen::Sessions if app.details => "Esc back  ↑↓ next session",
+            Screen::Sessions => "s/S sort  / filter  ↑↓ select  Enter details",
+            Screen::Groups => "↑↓ scroll",
+            Screen::Events => "↑↓ PgUp/PgDn scroll  End newest",
         };
-        format!("q quit  {pause}  Tab screen  {screen_keys}")
+        format!("q quit  {pause}  Tab screens  {screen_keys}")
     };
     frame.render_widget(Paragraph::new(Line::from(text).reversed()), area);
 }
