@@ -426,7 +426,8 @@ impl App {
         (started > 0).then(|| self.now_unix_ms.saturating_sub(started))
     }
 
-    /// Returns new sessions per second over the last ten seconds: from the
+    /// Returns new sessions per second over the last ten seconds (or the
+    /// source's uptime, when shorter): from the
     /// `sessions_opened` counter when the source publishes it, otherwise
     /// from `connected` events.
     pub fn session_rate(&self) -> f64 {
@@ -438,13 +439,16 @@ impl App {
         self.recent_events(|kind| kind == EventKind::Connected)
     }
 
-    /// Returns events per second over the last ten seconds.
+    /// Returns events per second over the last ten seconds, or the
+    /// source's uptime when shorter.
     pub fn event_rate(&self) -> f64 {
         self.recent_events(|_| true)
     }
 
     fn recent_events(&self, wanted: impl Fn(EventKind) -> bool) -> f64 {
-        let since = self.now_unix_ms.saturating_sub(RATE_WINDOW_MS);
+        // A source younger than the window is averaged over its uptime.
+        let window = self.uptime_ms().unwrap_or(RATE_WINDOW_MS).clamp(1_000, RATE_WINDOW_MS);
+        let since = self.now_unix_ms.saturating_sub(window);
         let count = self
             .events
             .iter()
@@ -452,7 +456,7 @@ impl App {
             .take_while(|e| e.event.unix_ms >= since)
             .filter(|e| wanted(e.event.kind))
             .count();
-        count as f64 * 1000.0 / RATE_WINDOW_MS as f64
+        count as f64 * 1000.0 / window as f64
     }
 }
 
@@ -650,6 +654,29 @@ mod tests {
         let server_only = row("s2", 100.0);
         assert_eq!(clock_figure(&server_only, |c| Some(c.offset_us)), Some((100.0, ClockSide::Server)));
         assert_eq!(clock_figure(&server_only, |c| c.rtt_us), None);
+    }
+
+    #[test]
+    fn event_rate_over_young_source() {
+        let mut app = App::new("t", 0);
+        app.source = Some(SourceInfo {
+            started_unix_ms: 100_000,
+            ..Default::default()
+        });
+        for n in 0..40 {
+            app.apply(Update::Feed(FeedMessage::Event(Event {
+                unix_ms: 100_000 + n * 100,
+                kind: EventKind::Info,
+                session: None,
+                client_id: None,
+                detail: String::new(),
+            })));
+        }
+        // 40 events in the first 4 s: over 4 s of uptime, then over 10 s.
+        app.now_unix_ms = 104_000;
+        assert_eq!(app.event_rate(), 10.0);
+        app.now_unix_ms = 110_000;
+        assert_eq!(app.event_rate(), 4.0);
     }
 
     #[test]
