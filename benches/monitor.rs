@@ -28,7 +28,7 @@ const WIDTH: u16 = 200;
 const HEIGHT: u16 = 60;
 const START: u64 = 1_700_000_000_000;
 
-/// A snapshot of `SESSIONS` sessions at `step` seconds after `START`,
+/// Builds a snapshot of `SESSIONS` sessions at `step` seconds after `START`,
 /// with figures that move from step to step.
 fn snapshot(step: u64) -> Snapshot {
     let sessions = (0..SESSIONS)
@@ -94,7 +94,7 @@ fn snapshot(step: u64) -> Snapshot {
     }
 }
 
-/// An app with full history for every session and a full event log.
+/// Builds an app with full history for every session and a full event log.
 fn loaded_app() -> (App, u64) {
     let steps = HISTORY_SAMPLES as u64;
     let mut app = App::new("ws://127.0.0.1:8930", START);

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use tracing_subscriber::EnvFilter;
 
-/// Where log lines go.
+/// Destination of log lines.
 pub enum Destination {
     Stderr,
     /// A file opened for appending; lines are written without colors.

@@ -76,8 +76,8 @@ fn snapshot(sessions: u64, step: u64) -> Snapshot {
 #[tokio::main]
 async fn main() {
     let mut args = std::env::args().skip(1);
-    let sessions: u64 = args.next().map_or(2_000, |a| a.parse().expect("SESSIONS is a number"));
-    let seconds: u64 = args.next().map_or(30, |a| a.parse().expect("SECONDS is a number"));
+    let sessions: u64 = args.next().map_or(2_000, |a| a.parse().expect("invalid SESSIONS: expected a whole number, such as 2000"));
+    let seconds: u64 = args.next().map_or(30, |a| a.parse().expect("invalid SECONDS: expected a whole number, such as 30"));
 
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
     let addr = listener.local_addr().expect("bound address");

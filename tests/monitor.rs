@@ -36,7 +36,7 @@ fn source() -> SourceInfo {
     }
 }
 
-/// A player session; `n` varies its figures.
+/// Builds a player session; `n` varies its figures.
 fn player(n: u64, name: &str) -> SessionRow {
     SessionRow {
         session: format!("s{n}"),
@@ -156,7 +156,7 @@ fn event(at: u64, kind: EventKind, session: &str, detail: &str) -> Update {
     }))
 }
 
-/// A hello, 60 snapshots one second apart ending at `NOW`, and a few events.
+/// Builds a hello, 60 snapshots one second apart ending at `NOW`, and a few events.
 fn script(notes: &[&str]) -> Vec<Update> {
     let mut updates = vec![
         Update::Status("connected".into()),
@@ -399,7 +399,7 @@ async fn feed_round_trip_into_app() {
     assert_eq!(app.events[1].event.kind, EventKind::Violation);
     assert_eq!(app.status.as_deref(), Some("connected"));
 
-    // When the feed goes away, the monitor says so and plans a retry.
+    // When the feed goes away, the status reports it and a planned retry.
     server_stop.cancel();
     server.await.unwrap();
     apply_until(&mut app, &mut receiver, |app| app.status.as_deref().is_some_and(|s| s.contains("retry in"))).await;
@@ -410,7 +410,7 @@ async fn feed_round_trip_into_app() {
 
 #[tokio::test]
 async fn unreachable_feed_fails_at_first_attempt() {
-    // Bind and drop a listener to find a loopback port nobody listens on.
+    // Bind and drop a listener to find a loopback port with no listener.
     let port = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
     let url = format!("ws://127.0.0.1:{port}");
     let (sender, _receiver) = mpsc::channel(8);

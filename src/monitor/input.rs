@@ -8,7 +8,7 @@ use super::state::{App, Screen};
 /// Lines that Page Up and Page Down move.
 const PAGE: isize = 10;
 
-/// What a terminal event did.
+/// Effect of a terminal event on the monitor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// The event changed the state; the screen needs a redraw.

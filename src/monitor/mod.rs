@@ -1,7 +1,7 @@
 //! The monitor: a terminal view of a telemetry source's sessions, groups
 //! and events.
 //!
-//! [`state`] holds what is shown, [`view`] draws it, [`input`] turns keys
+//! [`state`] contains what is shown, [`view`] draws it, [`input`] turns keys
 //! into state changes, and [`source`] turns a feed or an in-process hub
 //! into [`Update`]s. [`run`] is the draw loop, generic over the ratatui
 //! backend so tests drive it on `TestBackend`; [`terminal`] owns the real
@@ -32,13 +32,13 @@ pub use terminal::{run_in_process, run_terminal};
 /// Shortest time between two frames: at most ten frames per second.
 pub const FRAME_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Longest time between two frames, so uptime and rates move on a quiet feed.
+/// Maximum time between two frames, so uptime and rates move on a quiet feed.
 const IDLE_REDRAW: Duration = Duration::from_secs(1);
 
 /// Messages the channel from a source to the monitor holds.
 pub const UPDATE_CHANNEL: usize = 4096;
 
-/// Something the monitor's source tells it.
+/// Message from the monitor's source to the draw loop.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Update {
     /// A message of the telemetry feed.

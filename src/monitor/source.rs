@@ -1,5 +1,5 @@
-//! Where the monitor's [`Update`]s come from: a telemetry feed over
-//! WebSocket, with reconnection, or a [`Telemetry`] hub in the same process.
+//! Sources of the monitor's [`Update`]s: a telemetry feed over WebSocket,
+//! with reconnection, or a [`Telemetry`] hub in the same process.
 
 use std::time::Duration;
 
@@ -15,10 +15,11 @@ use super::Update;
 /// First wait before reconnecting to a feed that dropped.
 const RETRY_FIRST: Duration = Duration::from_millis(500);
 
-/// Longest wait between reconnection attempts.
+/// Maximum wait between reconnection attempts.
 const RETRY_MAX: Duration = Duration::from_secs(10);
 
-/// What the monitor watches.
+/// Source of the telemetry the monitor shows. Each variant is one way to
+/// get [`Update`]s; a foreign server joined as a client would be another.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Source {
     /// A telemetry feed, `ws://HOST:PORT`, published by `serve`, `play` or

@@ -1,7 +1,7 @@
 //! What the monitor shows, apart from how it is drawn: the latest snapshot,
 //! per-session history for sparklines, the event log, and the operator's
-//! choices (screen, sort, filter, selection, pause). Pure state with no I/O;
-//! the current time is set from outside so tests can fix it.
+//! choices (screen, sort, filter, selection, pause). Pure state with no I/O:
+//! the caller sets the current time, so tests can fix it.
 
 use std::cell::Cell;
 use std::cmp::Ordering;
@@ -98,7 +98,7 @@ impl SortColumn {
     }
 }
 
-/// Which side of a session measured a clock figure.
+/// Side of a session that measured a clock figure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ClockSide {
     /// The client's own filter, as the client reports it.
@@ -165,7 +165,7 @@ pub struct LoggedEvent {
 /// Everything the monitor draws.
 #[derive(Debug)]
 pub struct App {
-    /// What the monitor watches, as given by the operator (a feed URL).
+    /// Target the monitor watches, as given by the operator, such as a feed URL.
     pub target: String,
     /// Current wall-clock time in Unix milliseconds, set by the caller.
     pub now_unix_ms: u64,

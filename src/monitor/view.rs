@@ -158,7 +158,7 @@ fn fitting_columns(width: u16) -> Vec<(Column, &'static str, u16)> {
     let mut chosen = Vec::new();
     for column in PRIORITY {
         let (_, _, w) = COLUMNS.iter().find(|(c, _, _)| *c == column).copied().expect("every column has a width");
-        if used + w + 1 <= width {
+        if used + w < width {
             used += w + 1;
             chosen.push(column);
         }
@@ -357,10 +357,13 @@ fn clock_lines(row: &SessionRow) -> Vec<Line<'static>> {
     lines
 }
 
+/// A sparkline's name, the sample field it draws and how its values read.
+type Series = (&'static str, fn(&Sample) -> Option<f32>, fn(f64) -> String);
+
 /// Draws sparklines of offset, round-trip time and buffer fill.
 fn render_history(frame: &mut Frame, history: Option<&History>, area: Rect) {
     let parts = Layout::vertical([Constraint::Ratio(1, 3); 3]).split(area);
-    let series: [(&str, fn(&Sample) -> Option<f32>, fn(f64) -> String); 3] = [
+    let series: [Series; 3] = [
         ("offset", |s| s.offset_us, micros),
         ("rtt", |s| s.rtt_us, micros),
         ("buffer", |s| s.buffer_ms, |ms| format!("{ms:.0}ms")),
