@@ -249,6 +249,20 @@ async fn details_with_sparklines() {
 }
 
 #[tokio::test]
+async fn selected_row_is_reversed() {
+    let (screen, app) = drive(80, 24, script(&[]), vec![key(KeyCode::Down)]).await;
+    assert_eq!(app.selected_row().unwrap().session, "s2");
+    // Rows start below the header (2 lines), the tabs, the title and the
+    // column names; s1 is on line 5 and s2 on line 6.
+    let buffer = screen.buffer();
+    let reversed = |y: u16| buffer[(0, y)].modifier.contains(ratatui::style::Modifier::REVERSED);
+    assert!(!reversed(5));
+    assert!(reversed(6));
+    assert_eq!(buffer[(0, 6)].symbol(), "s");
+    assert_eq!(buffer[(1, 6)].symbol(), "2");
+}
+
+#[tokio::test]
 async fn details_small_terminal() {
     let keys = vec![key(KeyCode::Down), key(KeyCode::Enter)];
     let (screen, _) = drive(80, 24, script(&[]), keys).await;

@@ -148,6 +148,29 @@ mod tests {
     }
 
     #[test]
+    fn mouse_wheel_scrolls_event_log() {
+        use crate::telemetry::{Event as FeedEvent, EventKind, FeedMessage};
+        let mut app = App::new("t", 0);
+        for n in 0..5 {
+            app.apply(super::super::Update::Feed(FeedMessage::Event(FeedEvent::now(EventKind::Info, n.to_string()))));
+        }
+        app.show_screen(Screen::Events);
+        let wheel = |kind| {
+            Event::Mouse(MouseEvent {
+                kind,
+                column: 0,
+                row: 0,
+                modifiers: KeyModifiers::NONE,
+            })
+        };
+        assert_eq!(handle(&mut app, &wheel(MouseEventKind::ScrollUp)), Outcome::Consumed);
+        assert_eq!(app.event_scroll, 1);
+        handle(&mut app, &wheel(MouseEventKind::ScrollDown));
+        assert_eq!(app.event_scroll, 0);
+        assert_eq!(handle(&mut app, &wheel(MouseEventKind::Moved)), Outcome::Ignored);
+    }
+
+    #[test]
     fn unknown_key_is_ignored() {
         let mut app = App::new("t", 0);
         assert_eq!(press(&mut app, KeyCode::Char('x')), Outcome::Ignored);

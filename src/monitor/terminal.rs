@@ -78,7 +78,8 @@ pub async fn run_terminal(target: &str, updates: mpsc::Receiver<Update>) -> io::
 
 /// Draws the monitor of an in-process `telemetry` hub on the terminal,
 /// for `serve` and `stress`. Returns when the operator quits or when
-/// `stop` is cancelled; the caller decides what quitting stops.
+/// `stop` is cancelled; the caller decides what quitting stops. The caller
+/// must keep its own status lines and logs off the terminal meanwhile.
 pub async fn run_in_process(telemetry: Telemetry, stop: CancellationToken) -> io::Result<()> {
     let target = format!("in process: {} {}", telemetry.source().kind, telemetry.source().target);
     let (sender, receiver) = mpsc::channel(UPDATE_CHANNEL);
