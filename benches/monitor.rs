@@ -90,7 +90,7 @@ fn snapshot(step: u64) -> Snapshot {
         sessions,
         groups,
         counters: [("sessions_opened".to_string(), SESSIONS + step)].into(),
-        notes: vec![],
+        ..Snapshot::default()
     }
 }
 

@@ -136,14 +136,19 @@ fn groups() -> Vec<GroupRow> {
 }
 
 fn snapshot(at: u64, notes: Vec<String>) -> Update {
-    Update::Feed(FeedMessage::Snapshot(Snapshot {
-        source: source(),
+    let counters = BTreeMap::from([("sessions_opened".to_string(), 4 + (at - STARTED) / 10_000)]);
+    // The source is set afterwards, so fields that the feed format gains
+    // later keep their defaults here.
+    let mut snapshot = Snapshot {
         taken_unix_ms: at,
         sessions: sessions(at),
         groups: groups(),
-        counters: BTreeMap::from([("sessions_opened".to_string(), 4 + (at - STARTED) / 10_000)]),
+        counters,
         notes,
-    }))
+        ..Snapshot::default()
+    };
+    snapshot.source = source();
+    Update::Feed(FeedMessage::Snapshot(snapshot))
 }
 
 fn event(at: u64, kind: EventKind, session: &str, detail: &str) -> Update {
