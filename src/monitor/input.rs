@@ -5,9 +5,6 @@ use crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, Mou
 
 use super::state::{App, Screen};
 
-/// Lines that Page Up and Page Down move.
-const PAGE: isize = 10;
-
 /// Effect of a terminal event on the monitor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -51,8 +48,8 @@ pub fn handle_key(app: &mut App, key: &KeyEvent) -> Outcome {
         KeyCode::Char('/') => app.start_filter(),
         KeyCode::Up | KeyCode::Char('k') => app.move_by(-1),
         KeyCode::Down | KeyCode::Char('j') => app.move_by(1),
-        KeyCode::PageUp => app.move_by(-PAGE),
-        KeyCode::PageDown => app.move_by(PAGE),
+        KeyCode::PageUp => app.move_by(-page(app)),
+        KeyCode::PageDown => app.move_by(page(app)),
         KeyCode::Home | KeyCode::Char('g') => app.move_to_end(false),
         KeyCode::End | KeyCode::Char('G') => app.move_to_end(true),
         KeyCode::Enter if app.screen == Screen::Sessions => app.toggle_details(),
@@ -61,6 +58,12 @@ pub fn handle_key(app: &mut App, key: &KeyEvent) -> Outcome {
         _ => return Outcome::Ignored,
     }
     Outcome::Consumed
+}
+
+/// Returns the lines Page Up and Page Down move: one line less than the
+/// list showed, so one line stays in view.
+fn page(app: &App) -> isize {
+    app.page_lines.get().saturating_sub(1).max(1) as isize
 }
 
 fn edit_filter(app: &mut App, key: &KeyEvent) -> Outcome {

@@ -203,6 +203,9 @@ pub struct App {
     pub group_scroll: usize,
     /// First session row drawn; the view moves it to keep the selection visible.
     pub table_offset: Cell<usize>,
+    /// Lines of the current screen's list in the last frame, the step of
+    /// Page Up and Page Down; the view sets it.
+    pub page_lines: Cell<usize>,
     /// Counter `sessions_opened` over recent snapshots: (time, value).
     opened: VecDeque<(u64, u64)>,
 }
@@ -232,6 +235,7 @@ impl App {
             event_scroll: 0,
             group_scroll: 0,
             table_offset: Cell::new(0),
+            page_lines: Cell::new(10),
             opened: VecDeque::new(),
         }
     }

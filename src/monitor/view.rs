@@ -177,6 +177,7 @@ pub fn render_sessions(frame: &mut Frame, app: &App, area: Rect) {
 
     let columns = fitting_columns(table_area.width);
     let rows_visible = table_area.height.saturating_sub(1) as usize;
+    app.page_lines.set(rows_visible);
     let offset = scroll_to_show(app.table_offset.get(), app.selected, rows_visible, app.order.len());
     app.table_offset.set(offset);
 
@@ -482,6 +483,7 @@ pub fn render_events(frame: &mut Frame, app: &App, area: Rect) {
     let total = visible.len();
     let end = total.saturating_sub(app.event_scroll);
     let height = log.height as usize;
+    app.page_lines.set(height);
     let start = end.saturating_sub(height);
     let title_text = if app.event_scroll > 0 {
         format!("{total} events (UTC), lines {}-{end}, scrolled back {}", start + 1, app.event_scroll)
