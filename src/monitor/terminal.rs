@@ -5,6 +5,7 @@ use std::io::{self, Stdout};
 use std::sync::Once;
 
 use crossterm::event::{DisableMouseCapture, EnableMouseCapture, EventStream};
+use crossterm::cursor::Show;
 use crossterm::execute;
 use crossterm::terminal::{disable_raw_mode, enable_raw_mode, EnterAlternateScreen, LeaveAlternateScreen};
 use ratatui::backend::CrosstermBackend;
@@ -47,13 +48,13 @@ impl TerminalGuard {
 impl Drop for TerminalGuard {
     fn drop(&mut self) {
         restore();
-        let _ = self.terminal.show_cursor();
     }
 }
 
-/// Leaves the alternate screen and raw mode; safe to call more than once.
+/// Leaves the alternate screen and raw mode and shows the cursor; safe to
+/// call more than once.
 fn restore() {
-    let _ = execute!(io::stdout(), DisableMouseCapture, LeaveAlternateScreen);
+    let _ = execute!(io::stdout(), DisableMouseCapture, LeaveAlternateScreen, Show);
     let _ = disable_raw_mode();
 }
 
