@@ -313,7 +313,14 @@ impl App {
             .and_then(|id| self.order.iter().position(|&i| &sessions[i].session == id));
         match found {
             Some(position) => self.selected = position,
-            None => self.select(self.selected),
+            None => {
+                // The details of a session that is gone would silently
+                // turn into another session's, so they close.
+                if self.selected_id.is_some() {
+                    self.details = false;
+                }
+                self.select(self.selected);
+            }
         }
     }
 
@@ -597,6 +604,19 @@ mod tests {
         assert_eq!(app.selected_row().unwrap().session, "s2");
         app.apply(snapshot(3, vec![row("s0", 0.0)]));
         assert_eq!(app.selected_row().unwrap().session, "s0");
+    }
+
+    #[test]
+    fn details_close_when_session_leaves() {
+        let mut app = App::new("t", 0);
+        app.apply(snapshot(1, vec![row("s1", 0.0), row("s2", 0.0)]));
+        app.toggle_details();
+        assert!(app.details);
+        app.apply(snapshot(2, vec![row("s1", 1.0), row("s2", 0.0)]));
+        assert!(app.details);
+        app.apply(snapshot(3, vec![row("s2", 0.0)]));
+        assert!(!app.details);
+        assert_eq!(app.selected_row().unwrap().session, "s2");
     }
 
     #[test]
