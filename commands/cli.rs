@@ -41,8 +41,9 @@ pub enum Command {
     /// Storm a server with virtual clients and report every protocol or lifecycle violation.
     #[command(after_long_help = scenario_help())]
     Stress(StressArgs),
-    /// Show live sessions and clock offsets in a terminal UI (not yet available).
-    Monitor(PendingArgs),
+    /// Watch a telemetry feed: sessions, clock sync, groups and events in a terminal UI, or as plain text.
+    #[command(after_long_help = MONITOR_KEYS)]
+    Monitor(MonitorArgs),
 }
 
 /// How `serve` places players in groups.
@@ -387,9 +388,27 @@ fn parse_seconds(text: &str) -> Result<f64, String> {
     }
 }
 
+/// Keys of the monitor's terminal UI, for `monitor --help`.
+const MONITOR_KEYS: &str = "Keys: q quit, p pause (collecting goes on), Tab or 1 2 3 screens (sessions, groups, events), \
+s sort column, S reverse sort, / filter, Up/Down/PgUp/PgDn select or scroll, Enter session details with sparklines, Esc back.\n\n\
+Clock figures come from the client's own filter when it reports one; figures marked * are the server's estimate.\n\n\
+Exit status: 0 when the operator quits, 2 for an invalid URL or a feed that cannot be reached at start.";
+
 #[derive(Debug, Args)]
-pub struct PendingArgs {
-    /// Arguments of the coming version of this subcommand.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub args: Vec<String>,
+pub struct MonitorArgs {
+    /// Telemetry feed to watch, ws://HOST:PORT: the WebSocket at / of the telemetry address a serve, play or stress process listens on. The monitor reconnects when the feed drops, waiting 0.5 s doubling to 10 s.
+    #[arg(value_name = "URL")]
+    pub url: String,
+
+    /// Print a plain-text table of sessions, groups and new events every --interval seconds instead of the terminal UI; chosen automatically when stdout is not a terminal.
+    #[arg(long)]
+    pub plain: bool,
+
+    /// Seconds between plain-text tables, 0.1 to 3600 (fractions allowed).
+    #[arg(long, default_value_t = 2.0, value_name = "SECONDS", allow_negative_numbers = true)]
+    pub interval: f64,
+
+    /// Append the log to this file [default: stderr with plain output; no log while the terminal UI runs, because it owns the terminal].
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
 }

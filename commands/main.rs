@@ -2,13 +2,14 @@
 //! monitoring Resonate and Sendspin networks.
 //!
 //! Exit status: 0 on success, 1 when a run fails, 2 for bad input (an
-//! invalid argument, file or URL, or a server that cannot be reached) and for
-//! subcommands that are not available yet.
+//! invalid argument, file or URL, or a server or telemetry feed that cannot
+//! be reached).
 
 mod cli;
 mod demo;
 mod discover;
 mod logging;
+mod monitor;
 mod play;
 mod serve;
 mod stress;
@@ -64,27 +65,30 @@ pub fn status(line: &str) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     QUIET.store(cli.quiet > 0, std::sync::atomic::Ordering::Relaxed);
-    logging::init(cli.verbose, cli.quiet);
+    let destination = match &cli.command {
+        Command::Monitor(args) => match monitor::log_destination(args) {
+            Ok(destination) => destination,
+            Err(failure) => return report(failure),
+        },
+        _ => logging::Destination::Stderr,
+    };
+    logging::init(cli.verbose, cli.quiet, destination);
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Play(args) => play::run(args),
         Command::Discover(args) => discover::run(args),
         Command::Stress(args) => stress::run(args),
-        Command::Monitor(_) => pending("monitor"),
+        Command::Monitor(args) => monitor::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => {
-            eprintln!("resonate: {:#}", failure.error);
-            ExitCode::from(failure.status)
-        }
+        Err(failure) => report(failure),
     }
 }
 
-fn pending(name: &str) -> Result<(), Failure> {
-    Err(Failure::usage(anyhow::anyhow!(
-        "`resonate {name}` is not yet available in this version; `resonate serve`, `play`, `discover` and `stress` are"
-    )))
+fn report(failure: Failure) -> ExitCode {
+    eprintln!("resonate: {:#}", failure.error);
+    ExitCode::from(failure.status)
 }
 
 /// Builds the Tokio runtime the subcommands run on.

@@ -33,7 +33,7 @@ Register-ArgumentCompleter -Native -CommandName 'resonate' -ScriptBlock {
             [CompletionResult]::new('play', 'play', [CompletionResultType]::ParameterValue, 'Play a server''s stream through the sound card, a WAV file or nothing')
             [CompletionResult]::new('discover', 'discover', [CompletionResultType]::ParameterValue, 'Find servers and players on the local network over mDNS')
             [CompletionResult]::new('stress', 'stress', [CompletionResultType]::ParameterValue, 'Storm a server with virtual clients and report every protocol or lifecycle violation')
-            [CompletionResult]::new('monitor', 'monitor', [CompletionResultType]::ParameterValue, 'Show live sessions and clock offsets in a terminal UI (not yet available)')
+            [CompletionResult]::new('monitor', 'monitor', [CompletionResultType]::ParameterValue, 'Watch a telemetry feed: sessions, clock sync, groups and events in a terminal UI, or as plain text')
             break
         }
         'resonate;serve' {
@@ -146,12 +146,15 @@ Register-ArgumentCompleter -Native -CommandName 'resonate' -ScriptBlock {
             break
         }
         'resonate;monitor' {
+            [CompletionResult]::new('--interval', '--interval', [CompletionResultType]::ParameterName, 'Seconds between plain-text tables, 0.1 to 3600 (fractions allowed)')
+            [CompletionResult]::new('--log-file', '--log-file', [CompletionResultType]::ParameterName, 'Append the log to this file [default: stderr with plain output; no log while the terminal UI runs, because it owns the terminal]')
+            [CompletionResult]::new('--plain', '--plain', [CompletionResultType]::ParameterName, 'Print a plain-text table of sessions, groups and new events every --interval seconds instead of the terminal UI; chosen automatically when stdout is not a terminal')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)')
-            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
-            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break

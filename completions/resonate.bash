@@ -74,12 +74,20 @@ _resonate() {
             return 0
             ;;
         resonate__subcmd__monitor)
-            opts="-v -q -h -V --verbose --quiet --help --version"
+            opts="-v -q -h -V --plain --interval --log-file --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -30,7 +30,7 @@ set edit:completion:arg-completer[resonate] = {|@words|
             cand play 'Play a server''s stream through the sound card, a WAV file or nothing'
             cand discover 'Find servers and players on the local network over mDNS'
             cand stress 'Storm a server with virtual clients and report every protocol or lifecycle violation'
-            cand monitor 'Show live sessions and clock offsets in a terminal UI (not yet available)'
+            cand monitor 'Watch a telemetry feed: sessions, clock sync, groups and events in a terminal UI, or as plain text'
         }
         &'resonate;serve'= {
             cand --listen 'Address and port to listen on. Use 0.0.0.0:8927 to accept players from the network'
@@ -138,12 +138,15 @@ set edit:completion:arg-completer[resonate] = {|@words|
             cand --version 'Print version'
         }
         &'resonate;monitor'= {
+            cand --interval 'Seconds between plain-text tables, 0.1 to 3600 (fractions allowed)'
+            cand --log-file 'Append the log to this file [default: stderr with plain output; no log while the terminal UI runs, because it owns the terminal]'
+            cand --plain 'Print a plain-text table of sessions, groups and new events every --interval seconds instead of the terminal UI; chosen automatically when stdout is not a terminal'
             cand -v 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
             cand --verbose 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
             cand -q 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)'
             cand --quiet 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
             cand --version 'Print version'
         }

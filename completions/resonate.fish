@@ -32,7 +32,7 @@ complete -c resonate -n "__fish_resonate_needs_command" -f -a "serve" -d 'Stream
 complete -c resonate -n "__fish_resonate_needs_command" -f -a "play" -d 'Play a server\'s stream through the sound card, a WAV file or nothing'
 complete -c resonate -n "__fish_resonate_needs_command" -f -a "discover" -d 'Find servers and players on the local network over mDNS'
 complete -c resonate -n "__fish_resonate_needs_command" -f -a "stress" -d 'Storm a server with virtual clients and report every protocol or lifecycle violation'
-complete -c resonate -n "__fish_resonate_needs_command" -f -a "monitor" -d 'Show live sessions and clock offsets in a terminal UI (not yet available)'
+complete -c resonate -n "__fish_resonate_needs_command" -f -a "monitor" -d 'Watch a telemetry feed: sessions, clock sync, groups and events in a terminal UI, or as plain text'
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l listen -d 'Address and port to listen on. Use 0.0.0.0:8927 to accept players from the network' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l path -d 'WebSocket path to accept connections on' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l name -d 'Friendly server name sent in server/hello' -r
@@ -118,7 +118,10 @@ complete -c resonate -n "__fish_resonate_using_subcommand stress" -s v -l verbos
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -s q -l quiet -d 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)'
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -s V -l version -d 'Print version'
+complete -c resonate -n "__fish_resonate_using_subcommand monitor" -l interval -d 'Seconds between plain-text tables, 0.1 to 3600 (fractions allowed)' -r
+complete -c resonate -n "__fish_resonate_using_subcommand monitor" -l log-file -d 'Append the log to this file [default: stderr with plain output; no log while the terminal UI runs, because it owns the terminal]' -r -F
+complete -c resonate -n "__fish_resonate_using_subcommand monitor" -l plain -d 'Print a plain-text table of sessions, groups and new events every --interval seconds instead of the terminal UI; chosen automatically when stdout is not a terminal'
 complete -c resonate -n "__fish_resonate_using_subcommand monitor" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
 complete -c resonate -n "__fish_resonate_using_subcommand monitor" -s q -l quiet -d 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)'
-complete -c resonate -n "__fish_resonate_using_subcommand monitor" -s h -l help -d 'Print help'
+complete -c resonate -n "__fish_resonate_using_subcommand monitor" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c resonate -n "__fish_resonate_using_subcommand monitor" -s V -l version -d 'Print version'

@@ -9,6 +9,7 @@ pub mod audio;
 pub mod clock;
 pub mod discovery;
 pub mod dialect;
+pub mod monitor;
 pub mod player;
 pub mod protocol;
 pub mod server;

@@ -96,8 +96,30 @@ fn write_silent_wav(dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 #[test]
-fn pending_monitor_exits_2() {
-    assert_usage_error(&["monitor"], &["not yet available"]);
+fn monitor_rejects_non_websocket_url() {
+    assert_usage_error(&["monitor", "http://127.0.0.1:8930", "--plain"], &["http://127.0.0.1:8930", "ws://HOST:PORT"]);
+}
+
+#[test]
+fn monitor_names_unreachable_feed() {
+    // Port 1 on loopback refuses connections.
+    assert_usage_error(
+        &["monitor", "ws://127.0.0.1:1", "--plain"],
+        &["ws://127.0.0.1:1", "check that the process publishing telemetry runs"],
+    );
+}
+
+#[test]
+fn monitor_rejects_zero_interval() {
+    assert_usage_error(&["monitor", "ws://127.0.0.1:1", "--interval", "0"], &["--interval 0", "0.1"]);
+}
+
+#[test]
+fn monitor_names_unwritable_log_file() {
+    assert_usage_error(
+        &["monitor", "ws://127.0.0.1:1", "--log-file", "/no/such/dir/monitor.log"],
+        &["/no/such/dir/monitor.log", "--log-file"],
+    );
 }
 
 #[test]
