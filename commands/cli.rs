@@ -141,6 +141,14 @@ pub struct ServeArgs {
     #[arg(long, value_name = "NAME", conflicts_with = "no_mdns")]
     pub interface: Option<String>,
 
+    /// Draw the monitor in this terminal while serving; quitting it (q) stops the server. Logs go to --log-file, or nowhere.
+    #[arg(long)]
+    pub tui: bool,
+
+    /// Append the log to this file while --tui owns the terminal [default: no log].
+    #[arg(long, value_name = "PATH", requires = "tui")]
+    pub log_file: Option<PathBuf>,
+
     /// Publish sessions, groups and events for `resonate monitor` on this loopback address (ws://ADDR/), with Prometheus metrics at http://ADDR/metrics; port 0 picks a free port.
     #[arg(long, value_name = "ADDR")]
     pub telemetry: Option<SocketAddr>,
@@ -314,6 +322,14 @@ pub struct StressArgs {
     #[arg(long, value_name = "URL", requires = "server")]
     pub server_telemetry: Option<String>,
 
+    /// Draw the monitor in this terminal during the run; it stays open after the run until q, then the report prints. Quitting early stops the run without a report. Logs go to --log-file, or nowhere.
+    #[arg(long)]
+    pub tui: bool,
+
+    /// Append the log to this file while --tui owns the terminal [default: no log].
+    #[arg(long, value_name = "PATH", requires = "tui")]
+    pub log_file: Option<PathBuf>,
+
     /// Publish the run for `resonate monitor` on this loopback address (ws://ADDR/): scenario markers, violations, counters and, with the embedded server, its sessions; Prometheus metrics at http://ADDR/metrics; port 0 picks a free port.
     #[arg(long, value_name = "ADDR")]
     pub telemetry: Option<SocketAddr>,
@@ -397,8 +413,16 @@ Exit status: 0 when the operator quits, 2 for an invalid URL or a feed that cann
 #[derive(Debug, Args)]
 pub struct MonitorArgs {
     /// Telemetry feed to watch, ws://HOST:PORT: the WebSocket at / of the telemetry address a serve, play or stress process listens on. The monitor reconnects when the feed drops, waiting 0.5 s doubling to 10 s.
-    #[arg(value_name = "URL")]
-    pub url: String,
+    #[arg(value_name = "URL", required_unless_present = "server", conflicts_with = "server")]
+    pub url: Option<String>,
+
+    /// Watch any Sendspin server, ours or not, at ws://HOST[:PORT][/PATH] (port 8927 and path /sendspin by default): the monitor joins it as a controller and metadata client and shows its group, metadata and the monitor's own clock offset and round trip. A foreign server does not tell a client about other clients.
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+
+    /// Wire dialect of --server: sendspin-v1, or resonate for legacy servers (path /resonate by default).
+    #[arg(long, default_value = "sendspin-v1", requires = "server")]
+    pub dialect: String,
 
     /// Print a plain-text table of sessions, groups and new events every --interval seconds instead of the terminal UI; chosen automatically when stdout is not a terminal.
     #[arg(long)]

@@ -70,8 +70,21 @@ fn main() -> ExitCode {
             Ok(destination) => destination,
             Err(failure) => return report(failure),
         },
+        Command::Serve(args) if args.tui => match monitor::tui_log_destination(args.log_file.as_deref()) {
+            Ok(destination) => destination,
+            Err(failure) => return report(failure),
+        },
+        Command::Stress(args) if args.tui => match monitor::tui_log_destination(args.log_file.as_deref()) {
+            Ok(destination) => destination,
+            Err(failure) => return report(failure),
+        },
         _ => logging::Destination::Stderr,
     };
+    let tui = matches!(&cli.command, Command::Serve(args) if args.tui) || matches!(&cli.command, Command::Stress(args) if args.tui);
+    if tui {
+        // Status lines would draw over the monitor.
+        QUIET.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     logging::init(cli.verbose, cli.quiet, destination);
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),

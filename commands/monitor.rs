@@ -13,7 +13,9 @@ use url::Url;
 use crate::cli::MonitorArgs;
 use crate::logging::Destination;
 use crate::Failure;
-use resonate::monitor::{self, Source, UPDATE_CHANNEL};
+use resonate::dialect::Dialect;
+use resonate::monitor::{self, Source, SourceError, UPDATE_CHANNEL};
+use resonate::transport::parse_ws_url;
 
 /// Returns whether the monitor prints plain text instead of drawing the UI.
 fn plain_output(args: &MonitorArgs) -> bool {
@@ -38,8 +40,38 @@ pub fn log_destination(args: &MonitorArgs) -> Result<Destination, Failure> {
     }
 }
 
+/// Returns where the log goes while `serve --tui` or `stress --tui` draws
+/// the monitor: `log_file`, or nowhere. Fails when stdout is not a
+/// terminal, since the monitor then cannot be drawn.
+pub fn tui_log_destination(log_file: Option<&std::path::Path>) -> Result<Destination, Failure> {
+    if !std::io::stdout().is_terminal() {
+        return Err(Failure::usage(anyhow!(
+            "--tui needs a terminal on stdout; use --telemetry 127.0.0.1:PORT and `resonate monitor --plain ws://127.0.0.1:PORT` instead"
+        )));
+    }
+    match log_file {
+        Some(path) => OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map(Destination::File)
+            .map_err(|err| {
+                Failure::usage(anyhow!("cannot open log file {}: {err}; pick a writable path for --log-file", path.display()))
+            }),
+        None => Ok(Destination::Discard),
+    }
+}
+
 pub fn run(args: MonitorArgs) -> Result<(), Failure> {
-    let source = parse_source(&args.url).map_err(Failure::usage)?;
+    let source = match (&args.url, &args.server) {
+        (Some(url), _) => parse_source(url).map_err(Failure::usage)?,
+        (None, Some(server)) => {
+            let dialect: Dialect = args.dialect.parse().map_err(|e: String| Failure::usage(anyhow!(e)))?;
+            let url = parse_ws_url(server, dialect.default_path()).map_err(Failure::usage)?;
+            Source::Server { url, dialect }
+        }
+        (None, None) => unreachable!("clap requires URL or --server"),
+    };
     if !(args.interval.is_finite() && (0.1..=3_600.0).contains(&args.interval)) {
         return Err(Failure::usage(anyhow!(
             "invalid --interval {}: expected seconds between 0.1 and 3600, such as 2",
@@ -68,8 +100,11 @@ pub fn run(args: MonitorArgs) -> Result<(), Failure> {
         let result = tokio::select! {
             followed = follow => match followed {
                 Ok(()) => Ok(()),
-                Err(err) => Err(Failure::usage(anyhow!(
+                Err(err @ SourceError::Feed(_)) => Err(Failure::usage(anyhow!(
                     "{err}; check that the process publishing telemetry runs and that {target} is its telemetry address"
+                ))),
+                Err(err @ SourceError::Server(_)) => Err(Failure::usage(anyhow!(
+                    "{err}; check that a Sendspin server listens at {target}"
                 ))),
             },
             drawn = draw => drawn.map_err(|err| Failure::from(anyhow!("monitor output failed: {err}"))),

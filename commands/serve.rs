@@ -46,17 +46,42 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             .map_err(Failure::usage)?;
         let addr = listener.local_addr().context("listener has no local address")?;
         let mut server = Server::new(config.clone());
-        let feed = match args.telemetry {
-            Some(telemetry_addr) => {
-                let hub = crate::telemetry::hub("serve", &config.name, &addr.to_string());
-                let feed = crate::telemetry::start(telemetry_addr, &hub).await?;
+        let hub = (args.telemetry.is_some() || args.tui).then(|| crate::telemetry::hub("serve", &config.name, &addr.to_string()));
+        let feed = match (args.telemetry, &hub) {
+            (Some(telemetry_addr), Some(hub)) => {
+                let feed = crate::telemetry::start(telemetry_addr, hub).await?;
                 if args.json {
                     print_json(&json!({"event": "telemetry", "addr": feed.addr.to_string()}));
                 }
-                server = server.with_telemetry(hub);
                 Some(feed)
             }
-            None => None,
+            _ => None,
+        };
+        if let Some(hub) = &hub {
+            server = server.with_telemetry(hub.clone());
+        }
+        // With --tui, quitting the monitor stops the server like Ctrl-C.
+        let monitor_stop = tokio_util::sync::CancellationToken::new();
+        let monitor = match (&hub, args.tui) {
+            (Some(hub), true) => Some(tokio::spawn(resonate::monitor::run_in_process(hub.clone(), monitor_stop.clone()))),
+            _ => None,
+        };
+        let monitor_ended = monitor_stop.clone();
+        let shutdown = async move {
+            match monitor {
+                Some(monitor) => {
+                    tokio::select! {
+                        _ = crate::interrupted() => {}
+                        ended = monitor => {
+                            if let Ok(Err(err)) = ended {
+                                tracing::error!(cause = %err, "the monitor failed");
+                            }
+                        }
+                    }
+                }
+                None => crate::interrupted().await,
+            }
+            monitor_ended.cancel();
         };
         let events = server.subscribe();
         let dialer = server.dialer();
@@ -86,7 +111,8 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             ));
         }
         let printer = tokio::spawn(report_events(events, args.json));
-        let outcome = server.run(listener, crate::interrupted()).await;
+        let outcome = server.run(listener, shutdown).await;
+        monitor_stop.cancel();
         if let Some(follower) = follower {
             follower.abort();
         }

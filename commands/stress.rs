@@ -56,7 +56,8 @@ pub fn run(args: StressArgs) -> Result<(), Failure> {
     runtime.block_on(async {
         // The embedded server publishes to a hub of its own, which the
         // relay merges with the run's counters into the command's hub.
-        let server_hub = args.telemetry.map(|_| crate::telemetry::hub("serve", "resonate stress (embedded)", "embedded"));
+        let publishing = args.telemetry.is_some() || args.tui;
+        let server_hub = publishing.then(|| crate::telemetry::hub("serve", "resonate stress (embedded)", "embedded"));
         let embedded = match (&args.server, &args.player) {
             (None, None) => Some(Embedded::start(server_hub.clone()).await?),
             _ => None,
@@ -69,7 +70,7 @@ pub fn run(args: StressArgs) -> Result<(), Failure> {
         }
         .map_err(Failure::usage)?;
         let addr = resolve(&url).await?;
-        let hub = args.telemetry.map(|_| crate::telemetry::hub("stress", "resonate stress", url.as_str()));
+        let hub = publishing.then(|| crate::telemetry::hub("stress", "resonate stress", url.as_str()));
         let feed = match (args.telemetry, &hub) {
             (Some(addr), Some(hub)) => Some(crate::telemetry::start(addr, hub).await?),
             _ => None,
@@ -105,13 +106,42 @@ pub fn run(args: StressArgs) -> Result<(), Failure> {
             (None, Some(feed_url)) => Some(follow_target_feed(feed_url, config.bound).await?),
             (None, None) => None,
         };
-        let report = run_with_progress(&config, counters.as_ref(), server_hub.as_ref()).await;
+        let report = match (&hub, args.tui) {
+            (Some(hub), true) => {
+                // The run and the monitor go on together. When the run ends
+                // first, the monitor stays until the operator quits; quitting
+                // first drops the run, which stops its clients.
+                let monitor_stop = tokio_util::sync::CancellationToken::new();
+                let mut monitor = tokio::spawn(resonate::monitor::run_in_process(hub.clone(), monitor_stop.clone()));
+                let run = run_with_progress(&config, counters.as_ref(), server_hub.as_ref());
+                let report = tokio::select! {
+                    report = run => Some(report),
+                    _ = &mut monitor => None,
+                };
+                if let Some(report) = &report {
+                    hub.emit(resonate::telemetry::Event::now(
+                        resonate::telemetry::EventKind::Marker,
+                        format!("run finished with {} violations; press q for the report", report.violation_count()),
+                    ));
+                    let _ = monitor.await;
+                }
+                monitor_stop.cancel();
+                report
+            }
+            _ => Some(run_with_progress(&config, counters.as_ref(), server_hub.as_ref()).await),
+        };
         if let Some(embedded) = embedded {
             embedded.stop().await;
         }
         if let Some(feed) = feed {
             feed.stop().await;
         }
+        let Some(report) = report else {
+            return Err(Failure {
+                status: 1,
+                error: anyhow!("the run was stopped from the monitor before it finished, so there is no report"),
+            });
+        };
         if args.json {
             let json = serde_json::to_string_pretty(&report).context("failed to encode the report as JSON")?;
             println!("{json}");

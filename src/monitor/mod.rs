@@ -25,7 +25,7 @@ use crate::telemetry::FeedMessage;
 
 pub use input::Outcome;
 pub use plain::run_plain;
-pub use source::{follow_feed, forward_hub, Source};
+pub use source::{follow_feed, forward_hub, Source, SourceError};
 pub use state::App;
 pub use terminal::{run_in_process, run_terminal};
 

@@ -7,7 +7,13 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use url::Url;
+
+use crate::dialect::Dialect;
 use crate::telemetry::feed::{self, FeedError};
+use crate::telemetry::observer::{observe, ObserverConfig};
+use crate::telemetry::{unix_ms_now, Phase, SourceInfo};
+use crate::transport::{Limits, TransportError};
 use crate::telemetry::{Event, EventKind, FeedHello, FeedMessage, Telemetry, FEED_VERSION};
 
 use super::Update;
@@ -19,12 +25,24 @@ const RETRY_FIRST: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(10);
 
 /// Source of the telemetry the monitor shows. Each variant is one way to
-/// get [`Update`]s; a foreign server joined as a client would be another.
+/// get [`Update`]s.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Source {
     /// A telemetry feed, `ws://HOST:PORT`, published by `serve`, `play` or
     /// `stress`.
     Feed(String),
+    /// Any server, ours or not, joined as a controller and metadata client
+    /// that shows what one client can see.
+    Server { url: Url, dialect: Dialect },
+}
+
+/// The reason a source could not connect the first time.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    Feed(#[from] FeedError),
+    #[error(transparent)]
+    Server(#[from] TransportError),
 }
 
 impl Source {
@@ -32,16 +50,67 @@ impl Source {
     pub fn target(&self) -> &str {
         match self {
             Source::Feed(url) => url,
+            Source::Server { url, .. } => url.as_str(),
         }
     }
 
     /// Sends updates from this source to `updates` until `stop` is
     /// cancelled or the receiver is dropped. Fails only when the first
     /// connection attempt fails, so a wrong address is reported at once.
-    pub async fn follow(self, updates: mpsc::Sender<Update>, stop: CancellationToken) -> Result<(), FeedError> {
+    pub async fn follow(self, updates: mpsc::Sender<Update>, stop: CancellationToken) -> Result<(), SourceError> {
         match self {
-            Source::Feed(url) => follow_feed(&url, updates, stop).await,
+            Source::Feed(url) => Ok(follow_feed(&url, updates, stop).await?),
+            Source::Server { url, dialect } => Ok(follow_server(url, dialect, updates, stop).await?),
         }
+    }
+}
+
+/// Joins the server at `url` with an observer and forwards what it
+/// publishes to `updates`.
+async fn follow_server(url: Url, dialect: Dialect, updates: mpsc::Sender<Update>, stop: CancellationToken) -> Result<(), TransportError> {
+    let hub = Telemetry::new(SourceInfo {
+        kind: "server".into(),
+        name: "joined as a client".into(),
+        target: url.to_string(),
+        started_unix_ms: unix_ms_now(),
+    });
+    let config = ObserverConfig {
+        url,
+        dialect,
+        client_id: format!("resonate-monitor-{}", std::process::id()),
+        name: "resonate monitor".into(),
+        limits: Limits::default(),
+    };
+    let _ = updates.send(Update::Status("connecting".into())).await;
+    let observing = observe(config, hub.clone(), stop.clone().cancelled_owned());
+    let forwarding = async {
+        forward_hub(hub.clone(), updates.clone(), stop.clone()).await;
+        std::future::pending::<()>().await
+    };
+    // The header's status follows the observer's one session.
+    let reporting = async {
+        let mut snapshots = hub.subscribe().snapshots;
+        let mut last = None;
+        while snapshots.changed().await.is_ok() {
+            let phase = snapshots.borrow_and_update().sessions.first().map(|row| row.phase);
+            if phase != last {
+                last = phase;
+                let status = match phase {
+                    Some(Phase::Active) => "connected".to_string(),
+                    Some(phase) => phase.as_str().to_string(),
+                    None => continue,
+                };
+                if updates.send(Update::Status(status)).await.is_err() {
+                    break;
+                }
+            }
+        }
+        std::future::pending::<()>().await
+    };
+    tokio::select! {
+        observed = observing => observed,
+        _ = forwarding => Ok(()),
+        _ = reporting => Ok(()),
     }
 }
 

@@ -51,8 +51,9 @@ pub struct ObserverConfig {
 }
 
 /// What the observer has learned of the server, kept across reconnects.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct View {
+    dialect: Dialect,
     phase: Phase,
     peer: String,
     hello: Option<ServerHello>,
@@ -70,32 +71,51 @@ struct View {
 }
 
 /// Observes the server at `config.url` until `shutdown` completes.
-pub async fn observe(config: ObserverConfig, telemetry: Telemetry, shutdown: impl Future<Output = ()>) {
+/// Returns an error only when the first connection attempt fails, so a
+/// wrong address is reported at once; later failures are retried.
+pub async fn observe(
+    config: ObserverConfig,
+    telemetry: Telemetry,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), transport::TransportError> {
     tokio::pin!(shutdown);
     let mut view = View {
+        dialect: config.dialect,
         phase: Phase::Connecting,
         peer: config.url.to_string(),
-        ..Default::default()
+        hello: None,
+        group_id: None,
+        group_name: None,
+        playback: None,
+        controller: None,
+        track: TrackInfo::default(),
+        progress_at: None,
+        connected_unix_ms: 0,
+        connections: 0,
+        clock: None,
     };
     let mut delay = RETRY_FIRST;
+    let mut first_attempt = true;
     loop {
         publish(&telemetry, &view);
         let connecting = transport::connect(&config.url, &config.limits);
         let ws = tokio::select! {
-            _ = &mut shutdown => return,
+            _ = &mut shutdown => return Ok(()),
             result = connecting => result,
         };
         match ws {
             Ok(ws) => {
+                first_attempt = false;
                 delay = RETRY_FIRST;
                 let ended = run_session(&config, ws, &telemetry, &mut view, &mut shutdown).await;
                 view.phase = Phase::Connecting;
                 view.clock = None;
                 publish(&telemetry, &view);
                 if ended.is_none() {
-                    return;
+                    return Ok(());
                 }
             }
+            Err(err) if first_attempt => return Err(err),
             Err(err) => {
                 telemetry.emit(Event::now(
                     EventKind::Info,
@@ -104,7 +124,7 @@ pub async fn observe(config: ObserverConfig, telemetry: Telemetry, shutdown: imp
             }
         }
         tokio::select! {
-            _ = &mut shutdown => return,
+            _ = &mut shutdown => return Ok(()),
             _ = sleep(delay) => {}
         }
         delay = (delay * 2).min(RETRY_MAX);
@@ -342,7 +362,7 @@ fn publish(telemetry: &Telemetry, view: &View) {
         client_id: hello.map(|h| h.server_id.clone()),
         name: hello.map(|h| h.name.clone()),
         peer: view.peer.clone(),
-        dialect: String::new(),
+        dialect: view.dialect.as_str().into(),
         roles: hello.map(|h| h.active_roles.clone()).unwrap_or_default(),
         phase: view.phase,
         group: view.group_id.clone(),
