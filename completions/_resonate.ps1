@@ -49,12 +49,14 @@ Register-ArgumentCompleter -Native -CommandName 'resonate' -ScriptBlock {
             [CompletionResult]::new('--opus-bitrate', '--opus-bitrate', [CompletionResultType]::ParameterName, 'Opus target bitrate in bits per second, 500 to 512000 [default: the libopus default, about 99000 for 48 kHz stereo]')
             [CompletionResult]::new('--client', '--client', [CompletionResultType]::ParameterName, 'Connect to a player that waits for servers, at ws://HOST[:PORT][/PATH] (port 8928 and path /sendspin by default); repeat for more players. The server redials it after a `restart` goodbye or a lost connection')
             [CompletionResult]::new('--interface', '--interface', [CompletionResultType]::ParameterName, 'Network interface for mDNS, by name [default: loopback only when --listen is a loopback address, else every interface]')
+            [CompletionResult]::new('--log-file', '--log-file', [CompletionResultType]::ParameterName, 'Append the log to this file while --tui owns the terminal [default: no log]')
             [CompletionResult]::new('--telemetry', '--telemetry', [CompletionResultType]::ParameterName, 'Publish sessions, groups and events for `resonate monitor` on this loopback address (ws://ADDR/), with Prometheus metrics at http://ADDR/metrics; port 0 picks a free port')
             [CompletionResult]::new('--demo-seconds', '--demo-seconds', [CompletionResultType]::ParameterName, 'Length of the demonstration in seconds')
             [CompletionResult]::new('--demo-players', '--demo-players', [CompletionResultType]::ParameterName, 'Number of in-process players in the demonstration')
             [CompletionResult]::new('--legacy', '--legacy', [CompletionResultType]::ParameterName, 'Also accept legacy Resonate clients (aioresonate 0.13) at /resonate, in the same groups as Sendspin clients, and advertise _resonate-server._tcp over mDNS')
             [CompletionResult]::new('--loop', '--loop', [CompletionResultType]::ParameterName, 'Start the file over at its end instead of ending the stream')
             [CompletionResult]::new('--no-mdns', '--no-mdns', [CompletionResultType]::ParameterName, 'Neither advertise this server over mDNS nor browse for players that wait for servers')
+            [CompletionResult]::new('--tui', '--tui', [CompletionResultType]::ParameterName, 'Draw the monitor in this terminal while serving; quitting it (q) stops the server. Logs go to --log-file, or nowhere')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print server events as JSON lines on stdout')
             [CompletionResult]::new('--demo', '--demo', [CompletionResultType]::ParameterName, 'Run a self-contained demonstration: serve a generated tone on a random loopback port to in-process players with null outputs, then print a sync report. Needs no file, sound card or network')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides')
@@ -133,7 +135,9 @@ Register-ArgumentCompleter -Native -CommandName 'resonate' -ScriptBlock {
             [CompletionResult]::new('--bound', '--bound', [CompletionResultType]::ParameterName, 'Seconds the target has for what a check waits for, 0.1 to 600: replying to a hello, closing a session, dropping a slow consumer, starting audio')
             [CompletionResult]::new('--dialect', '--dialect', [CompletionResultType]::ParameterName, 'Wire dialect of the virtual clients')
             [CompletionResult]::new('--server-telemetry', '--server-telemetry', [CompletionResultType]::ParameterName, 'Telemetry feed of the target server, ws://ADDR/ as `resonate serve --telemetry ADDR` prints it; after each scenario the run checks there that the server''s sessions, clients and tasks return to zero, and reports a leak when they do not')
+            [CompletionResult]::new('--log-file', '--log-file', [CompletionResultType]::ParameterName, 'Append the log to this file while --tui owns the terminal [default: no log]')
             [CompletionResult]::new('--telemetry', '--telemetry', [CompletionResultType]::ParameterName, 'Publish the run for `resonate monitor` on this loopback address (ws://ADDR/): scenario markers, violations, counters and, with the embedded server, its sessions; Prometheus metrics at http://ADDR/metrics; port 0 picks a free port')
+            [CompletionResult]::new('--tui', '--tui', [CompletionResultType]::ParameterName, 'Draw the monitor in this terminal during the run; it stays open after the run until q, then the report prints. Quitting early stops the run without a report. Logs go to --log-file, or nowhere')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the whole report as one JSON object on stdout')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides')
@@ -146,6 +150,8 @@ Register-ArgumentCompleter -Native -CommandName 'resonate' -ScriptBlock {
             break
         }
         'resonate;monitor' {
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Watch any Sendspin server, ours or not, at ws://HOST[:PORT][/PATH] (port 8927 and path /sendspin by default): the monitor joins it as a controller and metadata client and shows its group, metadata and the monitor''s own clock offset and round trip. A foreign server does not tell a client about other clients')
+            [CompletionResult]::new('--dialect', '--dialect', [CompletionResultType]::ParameterName, 'Wire dialect of --server: sendspin-v1, or resonate for legacy servers (path /resonate by default)')
             [CompletionResult]::new('--interval', '--interval', [CompletionResultType]::ParameterName, 'Seconds between plain-text tables, 0.1 to 3600 (fractions allowed)')
             [CompletionResult]::new('--log-file', '--log-file', [CompletionResultType]::ParameterName, 'Append the log to this file [default: stderr with plain output; no log while the terminal UI runs, because it owns the terminal]')
             [CompletionResult]::new('--plain', '--plain', [CompletionResultType]::ParameterName, 'Print a plain-text table of sessions, groups and new events every --interval seconds instead of the terminal UI; chosen automatically when stdout is not a terminal')

@@ -74,12 +74,20 @@ _resonate() {
             return 0
             ;;
         resonate__subcmd__monitor)
-            opts="-v -q -h -V --plain --interval --log-file --verbose --quiet --help --version"
+            opts="-v -q -h -V --server --dialect --plain --interval --log-file --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dialect)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --interval)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -202,7 +210,7 @@ _resonate() {
             return 0
             ;;
         resonate__subcmd__serve)
-            opts="-v -q -h -V --listen --path --legacy --name --server-id --loop --grouping --group-name --lead-ms --start-delay-ms --codec --opus-bitrate --client --no-mdns --interface --telemetry --json --demo --demo-seconds --demo-players --verbose --quiet --help --version"
+            opts="-v -q -h -V --listen --path --legacy --name --server-id --loop --grouping --group-name --lead-ms --start-delay-ms --codec --opus-bitrate --client --no-mdns --interface --tui --log-file --telemetry --json --demo --demo-seconds --demo-players --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -256,6 +264,10 @@ _resonate() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --log-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --telemetry)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -276,7 +288,7 @@ _resonate() {
             return 0
             ;;
         resonate__subcmd__stress)
-            opts="-s -v -q -h -V --server --player --scenario --duration --clients --rate --roles --seed --bound --dialect --server-telemetry --telemetry --json --verbose --quiet --help --version"
+            opts="-s -v -q -h -V --server --player --scenario --duration --clients --rate --roles --seed --bound --dialect --server-telemetry --tui --log-file --telemetry --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -327,6 +339,10 @@ _resonate() {
                     return 0
                     ;;
                 --server-telemetry)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

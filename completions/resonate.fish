@@ -48,12 +48,14 @@ opus\t'Lossy Opus, 20 ms packets (48000, 24000, 16000, 12000 or 8000 Hz, 1 or 2 
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l opus-bitrate -d 'Opus target bitrate in bits per second, 500 to 512000 [default: the libopus default, about 99000 for 48 kHz stereo]' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l client -d 'Connect to a player that waits for servers, at ws://HOST[:PORT][/PATH] (port 8928 and path /sendspin by default); repeat for more players. The server redials it after a `restart` goodbye or a lost connection' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l interface -d 'Network interface for mDNS, by name [default: loopback only when --listen is a loopback address, else every interface]' -r
+complete -c resonate -n "__fish_resonate_using_subcommand serve" -l log-file -d 'Append the log to this file while --tui owns the terminal [default: no log]' -r -F
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l telemetry -d 'Publish sessions, groups and events for `resonate monitor` on this loopback address (ws://ADDR/), with Prometheus metrics at http://ADDR/metrics; port 0 picks a free port' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l demo-seconds -d 'Length of the demonstration in seconds' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l demo-players -d 'Number of in-process players in the demonstration' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l legacy -d 'Also accept legacy Resonate clients (aioresonate 0.13) at /resonate, in the same groups as Sendspin clients, and advertise _resonate-server._tcp over mDNS'
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l loop -d 'Start the file over at its end instead of ending the stream'
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l no-mdns -d 'Neither advertise this server over mDNS nor browse for players that wait for servers'
+complete -c resonate -n "__fish_resonate_using_subcommand serve" -l tui -d 'Draw the monitor in this terminal while serving; quitting it (q) stops the server. Logs go to --log-file, or nowhere'
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l json -d 'Print server events as JSON lines on stdout'
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l demo -d 'Run a self-contained demonstration: serve a generated tone on a random loopback port to in-process players with null outputs, then print a sync report. Needs no file, sound card or network'
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
@@ -112,12 +114,16 @@ complete -c resonate -n "__fish_resonate_using_subcommand stress" -l seed -d 'Se
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -l bound -d 'Seconds the target has for what a check waits for, 0.1 to 600: replying to a hello, closing a session, dropping a slow consumer, starting audio' -r
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -l dialect -d 'Wire dialect of the virtual clients' -r
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -l server-telemetry -d 'Telemetry feed of the target server, ws://ADDR/ as `resonate serve --telemetry ADDR` prints it; after each scenario the run checks there that the server\'s sessions, clients and tasks return to zero, and reports a leak when they do not' -r
+complete -c resonate -n "__fish_resonate_using_subcommand stress" -l log-file -d 'Append the log to this file while --tui owns the terminal [default: no log]' -r -F
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -l telemetry -d 'Publish the run for `resonate monitor` on this loopback address (ws://ADDR/): scenario markers, violations, counters and, with the embedded server, its sessions; Prometheus metrics at http://ADDR/metrics; port 0 picks a free port' -r
+complete -c resonate -n "__fish_resonate_using_subcommand stress" -l tui -d 'Draw the monitor in this terminal during the run; it stays open after the run until q, then the report prints. Quitting early stops the run without a report. Logs go to --log-file, or nowhere'
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -l json -d 'Print the whole report as one JSON object on stdout'
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -s q -l quiet -d 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)'
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -s V -l version -d 'Print version'
+complete -c resonate -n "__fish_resonate_using_subcommand monitor" -l server -d 'Watch any Sendspin server, ours or not, at ws://HOST[:PORT][/PATH] (port 8927 and path /sendspin by default): the monitor joins it as a controller and metadata client and shows its group, metadata and the monitor\'s own clock offset and round trip. A foreign server does not tell a client about other clients' -r
+complete -c resonate -n "__fish_resonate_using_subcommand monitor" -l dialect -d 'Wire dialect of --server: sendspin-v1, or resonate for legacy servers (path /resonate by default)' -r
 complete -c resonate -n "__fish_resonate_using_subcommand monitor" -l interval -d 'Seconds between plain-text tables, 0.1 to 3600 (fractions allowed)' -r
 complete -c resonate -n "__fish_resonate_using_subcommand monitor" -l log-file -d 'Append the log to this file [default: stderr with plain output; no log while the terminal UI runs, because it owns the terminal]' -r -F
 complete -c resonate -n "__fish_resonate_using_subcommand monitor" -l plain -d 'Print a plain-text table of sessions, groups and new events every --interval seconds instead of the terminal UI; chosen automatically when stdout is not a terminal'

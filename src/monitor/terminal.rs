@@ -84,6 +84,7 @@ pub async fn run_terminal(target: &str, updates: mpsc::Receiver<Update>) -> io::
 pub async fn run_in_process(telemetry: Telemetry, stop: CancellationToken) -> io::Result<()> {
     let target = format!("in process: {} {}", telemetry.source().kind, telemetry.source().target);
     let (sender, receiver) = mpsc::channel(UPDATE_CHANNEL);
+    let _ = sender.send(Update::Status("live".into())).await;
     // The forwarder ends only on stop or when the monitor is gone, so it
     // then waits forever and the draw loop or `stop` ends the select.
     let forward = async {
