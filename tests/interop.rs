@@ -825,7 +825,7 @@ async fn observer_joins_aiosendspin_server() -> anyhow::Result<()> {
     }
     let snapshot = snapshots.borrow().clone();
     stop.cancel();
-    tokio::time::timeout(Duration::from_secs(10), observer).await??;
+    tokio::time::timeout(Duration::from_secs(10), observer).await??.context("observer failed")?;
 
     let row = snapshot.sessions.first().with_context(|| format!("no session row: {snapshot:?}"))?;
     assert_eq!(row.phase, Phase::Active, "{snapshot:?}");

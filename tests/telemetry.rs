@@ -205,7 +205,7 @@ async fn observer_shows_a_server_from_outside() {
 
     // The observer's goodbye is a clean one for the server.
     stop.cancel();
-    tokio::time::timeout(Duration::from_secs(10), observer).await.expect("observer stops").unwrap();
+    tokio::time::timeout(Duration::from_secs(10), observer).await.expect("observer stops").unwrap().expect("observer ends cleanly");
     assert!(play.interrupt().success());
     assert!(serve.interrupt().success());
 }
