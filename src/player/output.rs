@@ -16,6 +16,7 @@
 pub mod device;
 pub mod recorder;
 pub mod simulated;
+pub mod sync_log;
 
 use std::fmt;
 use std::io;
@@ -29,7 +30,8 @@ use super::scheduler::Scheduler;
 use crate::sync::ClockSnapshot;
 
 pub use device::{list_devices, DeviceConfig, DeviceInfo, SupportedRange};
-pub use simulated::{BLOCK_US, SIMULATED_LATENCY_US};
+pub use simulated::{SinkModel, BLOCK_US, SIMULATED_LATENCY_US};
+pub use sync_log::{read_sync_log, BlockRecord, SyncLog};
 
 /// Valid forms of an output value, for error and help texts.
 pub const OUTPUT_FORMS: &str = "default, device:NAME, wav:PATH or null";
@@ -178,6 +180,16 @@ impl StopFlag {
 
 type OutputThread = JoinHandle<Result<OutputSummary, OutputError>>;
 
+/// Settings of an output beyond its [`OutputSpec`].
+#[derive(Default)]
+pub struct OutputOptions {
+    /// Clock drift and latency of the simulated card behind `wav:` and
+    /// `null`. Sound cards report their own latency and ignore it.
+    pub sink: SinkModel,
+    /// Log of every block the simulated card renders.
+    pub sync_log: Option<SyncLog>,
+}
+
 /// A running output. It owns its thread and stops it when dropped.
 pub struct Output {
     spec: OutputSpec,
@@ -193,6 +205,20 @@ impl Output {
     /// [`OutputError::NoDefaultDevice`] or [`OutputError::DeviceNotFound`].
     /// WAV files are created later, at the first audible frame of a stream.
     pub fn start(spec: &OutputSpec, scheduler: Arc<Scheduler>, clock: impl ClockSource) -> Result<Output, OutputError> {
+        Self::start_with(spec, OutputOptions::default(), scheduler, clock)
+    }
+
+    /// Starts the output like [`Output::start`], with a simulated card
+    /// described by `options`.
+    ///
+    // NOTE: device outputs ignore `options`: they take their latency from
+    // cpal's timestamps and do not write a sync log yet.
+    pub fn start_with(
+        spec: &OutputSpec,
+        options: OutputOptions,
+        scheduler: Arc<Scheduler>,
+        clock: impl ClockSource,
+    ) -> Result<Output, OutputError> {
         let stop = StopFlag::default();
         let clock: Arc<dyn ClockSource> = Arc::new(clock);
         let thread = match spec {
@@ -200,9 +226,9 @@ impl Output {
             OutputSpec::Device(name) => device::spawn(Some(name), scheduler, clock, stop.clone())?,
             OutputSpec::Wav(path) => {
                 let recorder = recorder::Recorder::new(path.clone());
-                simulated::spawn(Some(recorder), scheduler, clock, stop.clone())?
+                simulated::spawn(Some(recorder), options, scheduler, clock, stop.clone())?
             }
-            OutputSpec::Null => simulated::spawn(None, scheduler, clock, stop.clone())?,
+            OutputSpec::Null => simulated::spawn(None, options, scheduler, clock, stop.clone())?,
         };
         Ok(Output {
             spec: spec.clone(),
