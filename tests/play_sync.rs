@@ -2,8 +2,8 @@
 //! in sync with each other, measured from their `--sync-log` files.
 //!
 //! The bounds are far above what a quiet machine shows (tens of
-//! microseconds, see docs/benchmarks.md) so that a loaded shared machine
-//! does not fail them, but far below the 15 ms re-anchor threshold, so a
+//! microseconds, see docs/benchmarks.md), so a loaded shared machine does
+//! not fail them. They are far below the 15 ms re-anchor threshold, so a
 //! player that stopped correcting drift fails them within seconds.
 
 mod support;

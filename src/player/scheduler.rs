@@ -65,10 +65,11 @@ pub const REANCHOR_THRESHOLD_US: i64 = 15_000;
 pub const REANCHOR_CONFIRM_FILLS: u32 = 3;
 
 /// Smoothed position error, in frames, beyond which a fill drops or
-/// repeats one frame. Below one frame, so the error stays within about
-/// 21 µs at 48 kHz, and above the half-frame rounding of the anchor, so a
-/// fresh anchor is left alone.
-pub const CORRECTION_THRESHOLD_FRAMES: f64 = 0.75;
+/// repeats one frame. Under steady drift the error then swings over one
+/// frame between about -0.5 - lag and 0.5 - lag, so its mean stays within
+/// a frame of zero (about 21 µs at 48 kHz). A fresh anchor, rounded to
+/// half a frame, may take one correction.
+pub const CORRECTION_THRESHOLD_FRAMES: f64 = 0.5;
 
 /// Weight of each fill's position error in the smoothed error. Jitter of
 /// the output's timestamps averages out over about four fills, and with
