@@ -47,6 +47,8 @@ use tokio::time::Instant;
 const RATE: u32 = 48_000;
 /// Offset error below which a clock counts as settled, in microseconds.
 const SETTLED_ERROR_US: f64 = 100.0;
+/// How long the jitter proxy keeps one queueing delay.
+const JITTER_PERIOD: Duration = Duration::from_millis(50);
 
 struct Options {
     seconds: u64,
@@ -380,9 +382,16 @@ async fn wait_for(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
-/// Starts a loopback TCP proxy to `target` that delays every read by a
-/// random 0 to `jitter_ms` milliseconds in each direction, keeping the
-/// byte order. Returns its address.
+/// Starts a loopback TCP proxy to `target` that delays the bytes of each
+/// direction by a queueing delay, keeping the byte order. Returns its
+/// address.
+///
+/// The delay of each direction is drawn anew, uniformly from 0 to
+/// `jitter_ms` milliseconds, every [`JITTER_PERIOD`], as a queue that fills
+/// and drains would change it. Both directions have the same mean delay.
+/// A fresh draw for every read would not: the many audio reads of the
+/// server's direction would keep its bytes near the maximum delay, an
+/// asymmetry that no `client/time` exchange can observe.
 async fn start_jitter_proxy(target: String, jitter_ms: f64, seed: u64, stop: watch::Receiver<bool>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
     let addr = listener.local_addr().unwrap().to_string();
@@ -426,14 +435,20 @@ async fn delay_copy(
     });
     let mut rng = StdRng::seed_from_u64(seed);
     let mut last_release = Instant::now();
+    let mut delay = Duration::ZERO;
+    let mut next_draw = Instant::now();
     let mut buffer = vec![0_u8; 64 * 1024];
     loop {
         let read = match from.read(&mut buffer).await {
             Ok(0) | Err(_) => break,
             Ok(read) => read,
         };
-        let delay = Duration::from_micros(if jitter_us == 0 { 0 } else { rng.random_range(0..=jitter_us) });
-        let release = (Instant::now() + delay).max(last_release);
+        let now = Instant::now();
+        if now >= next_draw {
+            delay = Duration::from_micros(rng.random_range(0..=jitter_us));
+            next_draw = now + JITTER_PERIOD;
+        }
+        let release = (now + delay).max(last_release);
         last_release = release;
         if queue.send((release, buffer[..read].to_vec())).is_err() {
             break;
