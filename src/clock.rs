@@ -35,7 +35,11 @@ fn read_system_monotonic_us() -> i64 {
     if status != 0 {
         return 0;
     }
-    time.tv_sec as i64 * 1_000_000 + time.tv_nsec as i64 / 1_000
+    // The fields are `i64` on 64-bit targets and narrower on some 32-bit
+    // ones, so the conversion is needed only there.
+    #[allow(clippy::useless_conversion)]
+    let (seconds, nanoseconds) = (i64::from(time.tv_sec), i64::from(time.tv_nsec));
+    seconds * 1_000_000 + nanoseconds / 1_000
 }
 
 /// Without a shared monotonic clock the process epoch is used, so
