@@ -210,6 +210,10 @@ pub struct PlayArgs {
     #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(-5_000..=5_000))]
     pub static_delay_ms: i64,
 
+    /// Play chunks back to back sample for sample instead of dropping or repeating single frames as the sound card's clock drifts. Only a position error above 15 ms then moves playback. Useful for bit-exact recordings with --output wav:PATH.
+    #[arg(long)]
+    pub no_drift_correction: bool,
+
     /// Clock error of the simulated sound card behind --output wav:PATH and null, in ppm, -2000 to 2000; positive plays faster. The player corrects it by dropping or repeating single frames.
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true, value_name = "PPM", value_parser = parse_sink_drift)]
     pub sink_drift_ppm: f64,

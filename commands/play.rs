@@ -99,6 +99,7 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
     let name_for_mdns = (config.client_id.clone(), config.name.clone());
     let scheduler = Arc::new(Scheduler::new());
     scheduler.set_static_delay_us(args.static_delay_ms * 1000);
+    scheduler.set_drift_correction(!args.no_drift_correction);
     let (publisher, clock) = SharedClock::channel();
     let output = Output::start_with(&spec, output_options, scheduler.clone(), clock.clone()).map_err(Failure::usage)?;
 

@@ -93,6 +93,7 @@ Register-ArgumentCompleter -Native -CommandName 'resonate' -ScriptBlock {
             [CompletionResult]::new('--connect-attempts', '--connect-attempts', [CompletionResultType]::ParameterName, 'Connection attempts before giving up when the server cannot be reached at start; retries wait 250 ms, doubling up to 10 s. Once connected, play reconnects until stopped')
             [CompletionResult]::new('--no-mdns', '--no-mdns', [CompletionResultType]::ParameterName, 'With --listen, do not advertise over mDNS; servers must be given this player''s URL')
             [CompletionResult]::new('--list-devices', '--list-devices', [CompletionResultType]::ParameterName, 'List sound cards and exit')
+            [CompletionResult]::new('--no-drift-correction', '--no-drift-correction', [CompletionResultType]::ParameterName, 'Play chunks back to back sample for sample instead of dropping or repeating single frames as the sound card''s clock drifts. Only a position error above 15 ms then moves playback. Useful for bit-exact recordings with --output wav:PATH')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print player events and a final report as JSON lines on stdout')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides')

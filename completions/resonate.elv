@@ -88,6 +88,7 @@ set edit:completion:arg-completer[resonate] = {|@words|
             cand --connect-attempts 'Connection attempts before giving up when the server cannot be reached at start; retries wait 250 ms, doubling up to 10 s. Once connected, play reconnects until stopped'
             cand --no-mdns 'With --listen, do not advertise over mDNS; servers must be given this player''s URL'
             cand --list-devices 'List sound cards and exit'
+            cand --no-drift-correction 'Play chunks back to back sample for sample instead of dropping or repeating single frames as the sound card''s clock drifts. Only a position error above 15 ms then moves playback. Useful for bit-exact recordings with --output wav:PATH'
             cand --json 'Print player events and a final report as JSON lines on stdout'
             cand -v 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
             cand --verbose 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'

@@ -87,6 +87,7 @@ complete -c resonate -n "__fish_resonate_using_subcommand play" -l duration -d '
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l connect-attempts -d 'Connection attempts before giving up when the server cannot be reached at start; retries wait 250 ms, doubling up to 10 s. Once connected, play reconnects until stopped' -r
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l no-mdns -d 'With --listen, do not advertise over mDNS; servers must be given this player\'s URL'
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l list-devices -d 'List sound cards and exit'
+complete -c resonate -n "__fish_resonate_using_subcommand play" -l no-drift-correction -d 'Play chunks back to back sample for sample instead of dropping or repeating single frames as the sound card\'s clock drifts. Only a position error above 15 ms then moves playback. Useful for bit-exact recordings with --output wav:PATH'
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l json -d 'Print player events and a final report as JSON lines on stdout'
 complete -c resonate -n "__fish_resonate_using_subcommand play" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
 complete -c resonate -n "__fish_resonate_using_subcommand play" -s q -l quiet -d 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)'

@@ -325,6 +325,8 @@ struct State {
     muted: bool,
     gain: f32,
     static_delay_us: i64,
+    /// Whether small position errors are corrected one frame at a time.
+    drift_correction: bool,
     max_buffer_us: i64,
     totals: PlaybackCounters,
     /// Finished chunks, freed on the network side outside the lock.
@@ -368,6 +370,7 @@ impl Scheduler {
             muted: false,
             gain: 1.0,
             static_delay_us: 0,
+            drift_correction: true,
             max_buffer_us: max_buffer_us.max(0),
             totals: PlaybackCounters::default(),
             retired: Vec::with_capacity(RETIRED_CAPACITY),
@@ -488,6 +491,13 @@ impl Scheduler {
         if let (Some(cursor), Some(format)) = (state.cursor.as_mut(), format) {
             cursor.next_frame -= us_to_frames(change_us, format.sample_rate);
         }
+    }
+
+    /// Turns the one-frame drift correction on (the default) or off. Off,
+    /// chunks play back to back sample for sample, and only an error above
+    /// [`REANCHOR_THRESHOLD_US`] moves playback.
+    pub fn set_drift_correction(&self, enabled: bool) {
+        self.lock().drift_correction = enabled;
     }
 
     /// Returns the format of the active stream, `None` when idle.
@@ -719,6 +729,7 @@ impl State {
     /// one-frame correction for small errors and re-anchors after a
     /// sustained error above the threshold.
     fn correct_position(&mut self, server_time_us: i64, sample_rate: u32, report: &mut FillReport) {
+        let drift_correction = self.drift_correction;
         let Some(cursor) = self.cursor.as_mut() else {
             return;
         };
@@ -730,7 +741,7 @@ impl State {
         if error_us.abs() <= REANCHOR_THRESHOLD_US {
             cursor.fills_over_threshold = 0;
             report.position_error_frames = Some(error_frames);
-            if !cursor.starved {
+            if drift_correction && !cursor.starved {
                 cursor.plan_correction(error_frames);
             }
             return;
@@ -1062,6 +1073,27 @@ mod tests {
         let worst = reports.iter().filter_map(|r| r.position_error_frames).map(f64::abs).fold(0.0, f64::max);
         assert!(worst < 1.5, "position error reached {worst} frames");
         assert!(max_ramp_step(&output) <= 1.0 + 1e-6, "a jump of more than one frame");
+    }
+
+    #[test]
+    fn disabled_correction_keeps_samples() {
+        let scheduler = started();
+        scheduler.set_drift_correction(false);
+        let mut source = Vec::new();
+        for index in 0..10 {
+            let samples = ramp(source.len(), 480);
+            source.extend_from_slice(&samples);
+            scheduler.push_chunk(2_000_000 + index * 10_000, samples).unwrap();
+        }
+        play(&scheduler, &clock(), local(2_000_000), 1, 480);
+
+        let shifted = clock_with_offset(OFFSET_US + REANCHOR_THRESHOLD_US - 1_000);
+        let (output, reports) = play(&scheduler, &shifted, local(2_010_000), 6, 480);
+
+        let counters = total(&reports);
+        assert_eq!(counters.frames_dropped, 0);
+        assert_eq!(counters.reanchors, 0);
+        assert_samples_eq(&output, frames(&source, 480, 2880));
     }
 
     #[test]
