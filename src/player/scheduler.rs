@@ -1384,6 +1384,7 @@ mod tests {
         assert_samples_eq(frames(&output, 0, 480), &first[..]);
         assert_eq!(total(&reports).underruns, 1);
         assert_eq!(reports[2].state, PlaybackState::Buffering);
+        assert!(scheduler.status().underrun, "an underrun is reported while starved");
 
         // The next chunk arrives 20 ms after its start time: it joins at its
         // frame position, so its first 960 frames are skipped.
@@ -1394,6 +1395,7 @@ mod tests {
         assert_samples_eq(&output, frames(&late, 960, 480));
         assert_eq!(reports[0].state, PlaybackState::Playing);
         assert_eq!(reports[0].counters.underruns, 0);
+        assert!(!scheduler.status().underrun, "the underrun ends once audio plays");
     }
 
     #[test]
