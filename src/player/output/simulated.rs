@@ -296,6 +296,31 @@ mod tests {
     }
 
     #[test]
+    fn sync_log_includes_sink_latency() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blocks.jsonl");
+        let scheduler = Scheduler::new();
+        scheduler.start_stream(AudioFormat::pcm(48_000, 2, 16)).unwrap();
+        let sink = SinkModel {
+            drift_ppm: 0.0,
+            latency_us: 35_000,
+        };
+        let log = SyncLog::create(&path).unwrap();
+        let mut card = SimulatedCard::with_sink(None, sink, Some(log));
+        card.render_due(1_000_000, &scheduler, &clock());
+        card.render_due(1_010_000, &scheduler, &clock());
+        drop(card);
+
+        let records = super::super::read_sync_log(&path).unwrap();
+
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0].heard_local_us, 1_035_000);
+        assert_eq!(records[1].heard_local_us, 1_045_000);
+        assert_eq!(records[1].block, 1);
+        assert_eq!(records[1].frames, 480);
+    }
+
+    #[test]
     fn card_skips_after_long_stall() {
         let scheduler = Scheduler::new();
         scheduler.start_stream(AudioFormat::pcm(48_000, 1, 16)).unwrap();
