@@ -219,10 +219,10 @@ pub struct PlayArgs {
     pub sink_drift_ppm: f64,
 
     /// Output latency of the simulated sound card behind --output wav:PATH and null, in milliseconds, 0 to 1000 (fractions allowed). Each block is rendered this long before it is heard.
-    #[arg(long, default_value_t = 20.0, value_name = "MS", value_parser = parse_sink_latency)]
+    #[arg(long, default_value_t = 20.0, allow_negative_numbers = true, value_name = "MS", value_parser = parse_sink_latency)]
     pub sink_latency_ms: f64,
 
-    /// Write one JSON line per output block to PATH, only for --output wav:PATH and null. Each line gives when the block's first frame is heard (local, host-monotonic and server time), which server timestamp it plays and the clock estimate. The format is in docs/sync.md.
+    /// Write one JSON line per output block to PATH. Each line gives when the block's first frame is heard (local, host-monotonic and server time), which server timestamp it plays and the clock estimate. The format is in docs/sync.md.
     #[arg(long, value_name = "PATH")]
     pub sync_log: Option<PathBuf>,
 

@@ -307,14 +307,14 @@ fn default_client_id(host: &str, spec: &OutputSpec) -> String {
     format!("resonate-play-{host}-{output}")
 }
 
-/// Builds the simulated card's model and opens the sync log. Both apply
-/// only to the simulated card behind `wav:` and `null`.
+/// Builds the simulated card's model, which applies only to `wav:` and
+/// `null`, and opens the sync log.
 fn output_options(args: &PlayArgs, spec: &OutputSpec) -> Result<OutputOptions, Failure> {
     let simulated = matches!(spec, OutputSpec::Wav(_) | OutputSpec::Null);
     let sink_changed = args.sink_drift_ppm != 0.0 || args.sink_latency_ms != SIMULATED_LATENCY_US as f64 / 1000.0;
-    if !simulated && (sink_changed || args.sync_log.is_some()) {
+    if !simulated && sink_changed {
         return Err(Failure::usage(anyhow::anyhow!(
-            "--sink-drift-ppm, --sink-latency-ms and --sync-log apply to --output wav:PATH and null, not to {spec}; \
+            "--sink-drift-ppm and --sink-latency-ms apply to --output wav:PATH and null, not to {spec}; \
              a sound card has its own clock and latency"
         )));
     }

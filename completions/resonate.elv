@@ -75,7 +75,7 @@ set edit:completion:arg-completer[resonate] = {|@words|
             cand --static-delay-ms 'Extra delay added to every chunk''s play time, in milliseconds; negative plays earlier'
             cand --sink-drift-ppm 'Clock error of the simulated sound card behind --output wav:PATH and null, in ppm, -2000 to 2000; positive plays faster. The player corrects it by dropping or repeating single frames'
             cand --sink-latency-ms 'Output latency of the simulated sound card behind --output wav:PATH and null, in milliseconds, 0 to 1000 (fractions allowed). Each block is rendered this long before it is heard'
-            cand --sync-log 'Write one JSON line per output block to PATH, only for --output wav:PATH and null. Each line gives when the block''s first frame is heard (local, host-monotonic and server time), which server timestamp it plays and the clock estimate. The format is in docs/sync.md'
+            cand --sync-log 'Write one JSON line per output block to PATH. Each line gives when the block''s first frame is heard (local, host-monotonic and server time), which server timestamp it plays and the clock estimate. The format is in docs/sync.md'
             cand --codec 'Codecs to advertise, in order of preference, comma-separated; the server streams the first it can produce. Opus is offered only at its rates (48000 Hz by default), FLAC only up to 96000 Hz'
             cand --request-format 'Send stream/request-format once per connection: CODEC[:RATE[:CHANNELS[:BITS]]], such as flac, opus:48000 or pcm:44100:2:16; empty fields keep the current value'
             cand --request-format-after 'Seconds after the connection''s first stream/start at which --request-format is sent (fractions allowed)'

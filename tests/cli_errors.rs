@@ -227,3 +227,27 @@ fn opus_bitrate_out_of_range_is_rejected() {
     let path = dir.path().join("x.wav");
     assert_usage_error(&["serve", path.to_str().unwrap(), "--opus-bitrate", "100"], &["100", "500..=512000"]);
 }
+
+#[test]
+fn sink_options_name_their_limits() {
+    assert_usage_error(
+        &["play", "--server", "ws://127.0.0.1:1", "--output", "null", "--sink-drift-ppm", "5000"],
+        &["5000", "-2000 to 2000"],
+    );
+    assert_usage_error(
+        &["play", "--server", "ws://127.0.0.1:1", "--output", "null", "--sink-latency-ms", "-1"],
+        &["-1", "0 to 1000"],
+    );
+    assert_usage_error(
+        &["play", "--server", "ws://127.0.0.1:1", "--output", "device:speaker", "--sink-drift-ppm", "20"],
+        &["--sink-drift-ppm", "device:speaker", "wav:PATH and null"],
+    );
+}
+
+#[test]
+fn sync_log_in_missing_directory_is_named() {
+    assert_usage_error(
+        &["play", "--server", "ws://127.0.0.1:1", "--output", "null", "--sync-log", "/no/such/dir/sync.jsonl"],
+        &["/no/such/dir/sync.jsonl", "directory"],
+    );
+}

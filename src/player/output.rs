@@ -186,7 +186,7 @@ pub struct OutputOptions {
     /// Clock drift and latency of the simulated card behind `wav:` and
     /// `null`. Sound cards report their own latency and ignore it.
     pub sink: SinkModel,
-    /// Log of every block the simulated card renders.
+    /// Log of every block the output renders.
     pub sync_log: Option<SyncLog>,
 }
 
@@ -208,11 +208,9 @@ impl Output {
         Self::start_with(spec, OutputOptions::default(), scheduler, clock)
     }
 
-    /// Starts the output like [`Output::start`], with a simulated card
-    /// described by `options`.
-    ///
-    // NOTE: device outputs ignore `options`: they take their latency from
-    // cpal's timestamps and do not write a sync log yet.
+    /// Starts the output like [`Output::start`], with the sync log and,
+    /// for `wav:` and `null`, the simulated card described by `options`.
+    /// Sound cards take their latency from cpal's timestamps instead.
     pub fn start_with(
         spec: &OutputSpec,
         options: OutputOptions,
@@ -222,8 +220,8 @@ impl Output {
         let stop = StopFlag::default();
         let clock: Arc<dyn ClockSource> = Arc::new(clock);
         let thread = match spec {
-            OutputSpec::Default => device::spawn(None, scheduler, clock, stop.clone())?,
-            OutputSpec::Device(name) => device::spawn(Some(name), scheduler, clock, stop.clone())?,
+            OutputSpec::Default => device::spawn(None, options.sync_log, scheduler, clock, stop.clone())?,
+            OutputSpec::Device(name) => device::spawn(Some(name), options.sync_log, scheduler, clock, stop.clone())?,
             OutputSpec::Wav(path) => {
                 let recorder = recorder::Recorder::new(path.clone());
                 simulated::spawn(Some(recorder), options, scheduler, clock, stop.clone())?

@@ -1,6 +1,6 @@
 //! A log of where each output block sits on the server timeline.
 //!
-//! Every block the simulated card renders becomes one [`BlockRecord`], written as
+//! Every block an output renders becomes one [`BlockRecord`], written as
 //! one JSON line by a writer thread, so the output never waits for the
 //! disk. The format is described in `docs/sync.md`. Two players on one host
 //! log `heard_monotonic_us` on the same clock, so the skew between them is
