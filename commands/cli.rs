@@ -227,6 +227,22 @@ pub struct PlayArgs {
     #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(-5_000..=5_000))]
     pub static_delay_ms: i64,
 
+    /// Play chunks back to back sample for sample instead of dropping or repeating single frames as the sound card's clock drifts. Only a position error above 15 ms then moves playback. Useful for bit-exact recordings with --output wav:PATH.
+    #[arg(long)]
+    pub no_drift_correction: bool,
+
+    /// Clock error of the simulated sound card behind --output wav:PATH and null, in ppm, -2000 to 2000; positive plays faster. The player corrects it by dropping or repeating single frames.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true, value_name = "PPM", value_parser = parse_sink_drift)]
+    pub sink_drift_ppm: f64,
+
+    /// Output latency of the simulated sound card behind --output wav:PATH and null, in milliseconds, 0 to 1000 (fractions allowed). Each block is rendered this long before it is heard.
+    #[arg(long, default_value_t = 20.0, allow_negative_numbers = true, value_name = "MS", value_parser = parse_sink_latency)]
+    pub sink_latency_ms: f64,
+
+    /// Write one JSON line per output block to PATH. Each line gives when the block's first frame is heard (local, host-monotonic and server time), which server timestamp it plays and the clock estimate. The format is in docs/sync.md.
+    #[arg(long, value_name = "PATH")]
+    pub sync_log: Option<PathBuf>,
+
     /// Codecs to advertise, in order of preference, comma-separated; the server streams the first it can produce. Opus is offered only at its rates (48000 Hz by default), FLAC only up to 96000 Hz.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "pcm,flac,opus")]
     pub codec: Vec<CodecArg>,
@@ -435,4 +451,22 @@ pub struct MonitorArgs {
     /// Append the log to this file [default: stderr with plain output; no log while the terminal UI runs, because it owns the terminal].
     #[arg(long, value_name = "PATH")]
     pub log_file: Option<PathBuf>,
+}
+
+/// Parses --sink-drift-ppm: a finite number from -2000 to 2000.
+fn parse_sink_drift(value: &str) -> Result<f64, String> {
+    let ppm: f64 = value.parse().map_err(|_| format!("invalid drift {value:?}; expected a number of ppm such as -200 or 150"))?;
+    if !(-2_000.0..=2_000.0).contains(&ppm) {
+        return Err(format!("drift {ppm} ppm is out of range; use -2000 to 2000"));
+    }
+    Ok(ppm)
+}
+
+/// Parses --sink-latency-ms: a finite number from 0 to 1000.
+fn parse_sink_latency(value: &str) -> Result<f64, String> {
+    let ms: f64 = value.parse().map_err(|_| format!("invalid latency {value:?}; expected milliseconds such as 20 or 2.5"))?;
+    if !(0.0..=1_000.0).contains(&ms) {
+        return Err(format!("latency {ms} ms is out of range; use 0 to 1000"));
+    }
+    Ok(ms)
 }

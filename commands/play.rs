@@ -21,7 +21,7 @@ use resonate::dialect::Dialect;
 use resonate::discovery::{Advertisement, BrowseEvent, Endpoint, Mdns, Scope, ServiceType};
 use resonate::player::servers::{LastPlayed, LastPlayedStore};
 use resonate::player::client::{Backoff, Player, PlayerConfig, PlayerError, PlayerEvent};
-use resonate::player::output::{self, Output, OutputSpec};
+use resonate::player::output::{self, Output, OutputOptions, OutputSpec, SinkModel, SyncLog, SIMULATED_LATENCY_US};
 use resonate::player::scheduler::Scheduler;
 use resonate::player::telemetry::PlayerTelemetry;
 use resonate::audio::{flac, opus};
@@ -46,6 +46,7 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
         None => args.output.parse::<OutputSpec>().map_err(Failure::usage)?,
     };
     check_wav_directory(&spec)?;
+    let output_options = output_options(&args, &spec)?;
     let formats = advertised_formats(&args, &spec).map_err(|err| Failure::usage(anyhow::anyhow!(err)))?;
     let format_request = match &args.request_format {
         Some(spec) => {
@@ -99,8 +100,9 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
     let name_for_mdns = (config.client_id.clone(), config.name.clone());
     let scheduler = Arc::new(Scheduler::new());
     scheduler.set_static_delay_us(args.static_delay_ms * 1000);
+    scheduler.set_drift_correction(!args.no_drift_correction);
     let (publisher, clock) = SharedClock::channel();
-    let output = Output::start(&spec, scheduler.clone(), clock.clone()).map_err(Failure::usage)?;
+    let output = Output::start_with(&spec, output_options, scheduler.clone(), clock.clone()).map_err(Failure::usage)?;
 
     let json_output = args.json;
     let duration = args.duration;
@@ -289,6 +291,8 @@ fn report_summary(summary: &output::OutputSummary, scheduler: &Scheduler, clock:
             "silence_frames": totals.silence_frames,
             "late_chunks_dropped": totals.late_chunks_dropped,
             "reanchors": totals.reanchors,
+            "frames_inserted": totals.frames_inserted,
+            "frames_dropped": totals.frames_dropped,
             "underruns": totals.underruns,
             "corrupt_chunks": totals.corrupt_chunks,
             "clock": {
@@ -308,10 +312,12 @@ fn report_summary(summary: &output::OutputSummary, scheduler: &Scheduler, clock:
         "clock not synchronized".to_string()
     };
     crate::status(&format!(
-        "played {} frames, dropped {} late chunks, {} re-anchors, {} underruns, {} corrupt chunks; {clock_text}",
+        "played {} frames, dropped {} late chunks, {} re-anchors, {} frames repeated and {} skipped for drift, {} underruns, {} corrupt chunks; {clock_text}",
         totals.frames_played,
         totals.late_chunks_dropped,
         totals.reanchors,
+        totals.frames_inserted,
+        totals.frames_dropped,
         totals.underruns,
         totals.corrupt_chunks,
     ));
@@ -335,6 +341,32 @@ fn default_client_id(host: &str, spec: &OutputSpec) -> String {
         .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
         .collect();
     format!("resonate-play-{host}-{output}")
+}
+
+/// Builds the simulated card's model, which applies only to `wav:` and
+/// `null`, and opens the sync log.
+fn output_options(args: &PlayArgs, spec: &OutputSpec) -> Result<OutputOptions, Failure> {
+    let simulated = matches!(spec, OutputSpec::Wav(_) | OutputSpec::Null);
+    let sink_changed = args.sink_drift_ppm != 0.0 || args.sink_latency_ms != SIMULATED_LATENCY_US as f64 / 1000.0;
+    if !simulated && sink_changed {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "--sink-drift-ppm and --sink-latency-ms apply to --output wav:PATH and null, not to {spec}; \
+             a sound card has its own clock and latency"
+        )));
+    }
+    let sync_log = match &args.sync_log {
+        Some(path) => Some(SyncLog::create(path).with_context(|| {
+            format!("cannot create the sync log {}; check that its directory exists and is writable", path.display())
+        }).map_err(Failure::usage)?),
+        None => None,
+    };
+    Ok(OutputOptions {
+        sink: SinkModel {
+            drift_ppm: args.sink_drift_ppm,
+            latency_us: (args.sink_latency_ms * 1000.0).round() as i64,
+        },
+        sync_log,
+    })
 }
 
 /// Rejects a WAV path whose directory does not exist before connecting, so

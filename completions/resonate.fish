@@ -72,6 +72,9 @@ complete -c resonate -n "__fish_resonate_using_subcommand play" -l device -d 'So
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l client-id -d 'Client identifier, kept across restarts so the server recognizes this player; two players with one id replace each other [default: resonate-play-HOSTNAME-OUTPUT]' -r
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l name -d 'Friendly player name sent in client/hello [default: the host name]' -r
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l static-delay-ms -d 'Extra delay added to every chunk\'s play time, in milliseconds; negative plays earlier' -r
+complete -c resonate -n "__fish_resonate_using_subcommand play" -l sink-drift-ppm -d 'Clock error of the simulated sound card behind --output wav:PATH and null, in ppm, -2000 to 2000; positive plays faster. The player corrects it by dropping or repeating single frames' -r
+complete -c resonate -n "__fish_resonate_using_subcommand play" -l sink-latency-ms -d 'Output latency of the simulated sound card behind --output wav:PATH and null, in milliseconds, 0 to 1000 (fractions allowed). Each block is rendered this long before it is heard' -r
+complete -c resonate -n "__fish_resonate_using_subcommand play" -l sync-log -d 'Write one JSON line per output block to PATH. Each line gives when the block\'s first frame is heard (local, host-monotonic and server time), which server timestamp it plays and the clock estimate. The format is in docs/sync.md' -r -F
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l codec -d 'Codecs to advertise, in order of preference, comma-separated; the server streams the first it can produce. Opus is offered only at its rates (48000 Hz by default), FLAC only up to 96000 Hz' -r -f -a "pcm\t'Uncompressed PCM'
 flac\t'Lossless FLAC, one frame per chunk (16 or 24 bits, up to 96000 Hz)'
 opus\t'Lossy Opus, 20 ms packets (48000, 24000, 16000, 12000 or 8000 Hz, 1 or 2 channels)'"
@@ -89,6 +92,7 @@ complete -c resonate -n "__fish_resonate_using_subcommand play" -l connect-attem
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l telemetry -d 'Publish this player\'s connection, clock and buffer for `resonate monitor` on this loopback address (ws://ADDR/), with Prometheus metrics at http://ADDR/metrics; port 0 picks a free port' -r
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l no-mdns -d 'With --listen, do not advertise over mDNS; servers must be given this player\'s URL'
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l list-devices -d 'List sound cards and exit'
+complete -c resonate -n "__fish_resonate_using_subcommand play" -l no-drift-correction -d 'Play chunks back to back sample for sample instead of dropping or repeating single frames as the sound card\'s clock drifts. Only a position error above 15 ms then moves playback. Useful for bit-exact recordings with --output wav:PATH'
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l json -d 'Print player events and a final report as JSON lines on stdout'
 complete -c resonate -n "__fish_resonate_using_subcommand play" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
 complete -c resonate -n "__fish_resonate_using_subcommand play" -s q -l quiet -d 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)'

@@ -251,6 +251,30 @@ fn opus_bitrate_out_of_range_is_rejected() {
 }
 
 #[test]
+fn sink_options_name_their_limits() {
+    assert_usage_error(
+        &["play", "--server", "ws://127.0.0.1:1", "--output", "null", "--sink-drift-ppm", "5000"],
+        &["5000", "-2000 to 2000"],
+    );
+    assert_usage_error(
+        &["play", "--server", "ws://127.0.0.1:1", "--output", "null", "--sink-latency-ms", "-1"],
+        &["-1", "0 to 1000"],
+    );
+    assert_usage_error(
+        &["play", "--server", "ws://127.0.0.1:1", "--output", "device:speaker", "--sink-drift-ppm", "20"],
+        &["--sink-drift-ppm", "device:speaker", "wav:PATH and null"],
+    );
+}
+
+#[test]
+fn sync_log_in_missing_directory_is_named() {
+    assert_usage_error(
+        &["play", "--server", "ws://127.0.0.1:1", "--output", "null", "--sync-log", "/no/such/dir/sync.jsonl"],
+        &["/no/such/dir/sync.jsonl", "directory"],
+    );
+}
+
+#[test]
 fn non_loopback_telemetry_is_rejected() {
     let file = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sine440_mono_44100_16bit.flac");
     assert_usage_error(

@@ -38,7 +38,7 @@ fn start_server(source: &Path, extra: &[&str]) -> (Proc, String) {
 /// Starts `play` recording to `wav`, with the given format flags.
 fn start_player(url: &str, id: &str, wav: &Path, flags: &[&str]) -> Proc {
     let output = format!("wav:{}", wav.display());
-    let mut args = vec!["play", "--server", url, "--client-id", id, "--output", &output, "--json"];
+    let mut args = vec!["play", "--server", url, "--client-id", id, "--output", &output, "--json", "--no-drift-correction"];
     args.extend_from_slice(flags);
     resonate(&args)
 }

@@ -396,6 +396,8 @@ async fn play_from_peer_server(root: &Path, bit_depth: u16, codec: &str) -> anyh
         "--bit-depth",
         &bits,
         "--json",
+        // The recording must equal the source sample for sample.
+        "--no-drift-correction",
     ]);
 
     let events = read_until_event("aiosendspin server", &mut lines, "finished").await?;

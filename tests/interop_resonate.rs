@@ -46,7 +46,7 @@ fn aioresonate_server_to_resonate_play() {
     let recording_path = dir.path().join("played.wav");
     let output = format!("wav:{}", recording_path.display());
     let mut player = resonate(&[
-        "play", "--dialect", "resonate", "--server", &url, "--output", &output, "--codec", "pcm", "--duration", "6",
+        "play", "--dialect", "resonate", "--server", &url, "--output", &output, "--codec", "pcm", "--duration", "6", "--no-drift-correction",
     ]);
     server.wait_event("client", Duration::from_secs(15));
     let finished = server.wait_event("finished", Duration::from_secs(30));

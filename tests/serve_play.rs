@@ -21,7 +21,7 @@ fn start_player(url: &str, id: &str, wav: &Path, bits: u16) -> Proc {
     let bits = bits.to_string();
     resonate(&[
         "play", "--server", url, "--client-id", id, "--output", &output, "--sample-rate", "48000",
-        "--bit-depth", &bits, "--json",
+        "--bit-depth", &bits, "--json", "--no-drift-correction",
     ])
 }
 

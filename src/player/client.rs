@@ -881,7 +881,11 @@ impl<'a> SessionState<'a> {
         }
         let status = self.player.scheduler.status();
         let clock = self.player.clock.shared().snapshot();
-        let failing = self.decoder.is_some() && status.state == PlaybackState::Buffering && status.buffered_us > 0 && !clock.converged;
+        // Audio waiting for a clock, or anchored playback that ran dry, is
+        // out of sync. The scheduler plays silence meanwhile and keeps
+        // queueing chunks.
+        let waiting_for_clock = status.state == PlaybackState::Buffering && status.buffered_us > 0 && !clock.converged;
+        let failing = self.decoder.is_some() && (waiting_for_clock || status.underrun);
         let wanted = if failing {
             ClientStateKind::Error
         } else {

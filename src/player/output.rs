@@ -16,6 +16,7 @@
 pub mod device;
 pub mod recorder;
 pub mod simulated;
+pub mod sync_log;
 
 use std::fmt;
 use std::io;
@@ -29,7 +30,8 @@ use super::scheduler::Scheduler;
 use crate::sync::ClockSnapshot;
 
 pub use device::{list_devices, DeviceConfig, DeviceInfo, SupportedRange};
-pub use simulated::{BLOCK_US, SIMULATED_LATENCY_US};
+pub use simulated::{SinkModel, BLOCK_US, SIMULATED_LATENCY_US};
+pub use sync_log::{read_sync_log, BlockRecord, SyncLog};
 
 /// Valid forms of an output value, for error and help texts.
 pub const OUTPUT_FORMS: &str = "default, device:NAME, wav:PATH or null";
@@ -178,6 +180,16 @@ impl StopFlag {
 
 type OutputThread = JoinHandle<Result<OutputSummary, OutputError>>;
 
+/// Settings of an output beyond its [`OutputSpec`].
+#[derive(Default)]
+pub struct OutputOptions {
+    /// Clock drift and latency of the simulated card behind `wav:` and
+    /// `null`. Sound cards report their own latency and ignore it.
+    pub sink: SinkModel,
+    /// Log of every block the output renders.
+    pub sync_log: Option<SyncLog>,
+}
+
 /// A running output. It owns its thread and stops it when dropped.
 pub struct Output {
     spec: OutputSpec,
@@ -193,16 +205,28 @@ impl Output {
     /// [`OutputError::NoDefaultDevice`] or [`OutputError::DeviceNotFound`].
     /// WAV files are created later, at the first audible frame of a stream.
     pub fn start(spec: &OutputSpec, scheduler: Arc<Scheduler>, clock: impl ClockSource) -> Result<Output, OutputError> {
+        Self::start_with(spec, OutputOptions::default(), scheduler, clock)
+    }
+
+    /// Starts the output like [`Output::start`], with the sync log and,
+    /// for `wav:` and `null`, the simulated card described by `options`.
+    /// Sound cards take their latency from cpal's timestamps instead.
+    pub fn start_with(
+        spec: &OutputSpec,
+        options: OutputOptions,
+        scheduler: Arc<Scheduler>,
+        clock: impl ClockSource,
+    ) -> Result<Output, OutputError> {
         let stop = StopFlag::default();
         let clock: Arc<dyn ClockSource> = Arc::new(clock);
         let thread = match spec {
-            OutputSpec::Default => device::spawn(None, scheduler, clock, stop.clone())?,
-            OutputSpec::Device(name) => device::spawn(Some(name), scheduler, clock, stop.clone())?,
+            OutputSpec::Default => device::spawn(None, options.sync_log, scheduler, clock, stop.clone())?,
+            OutputSpec::Device(name) => device::spawn(Some(name), options.sync_log, scheduler, clock, stop.clone())?,
             OutputSpec::Wav(path) => {
                 let recorder = recorder::Recorder::new(path.clone());
-                simulated::spawn(Some(recorder), scheduler, clock, stop.clone())?
+                simulated::spawn(Some(recorder), options, scheduler, clock, stop.clone())?
             }
-            OutputSpec::Null => simulated::spawn(None, scheduler, clock, stop.clone())?,
+            OutputSpec::Null => simulated::spawn(None, options, scheduler, clock, stop.clone())?,
         };
         Ok(Output {
             spec: spec.clone(),

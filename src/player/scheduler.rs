@@ -20,11 +20,19 @@
 //!   timestamps differ by exactly their length stay contiguous sample for
 //!   sample. A gap between them plays as silence of the gap's length, and an
 //!   overlap skips the overlapping frames of the later chunk.
-//! * Every fill compares the anchored position with the clock-mapped one.
-//!   While they differ by at most [`REANCHOR_THRESHOLD_US`] nothing is
-//!   inserted or dropped. After [`REANCHOR_CONFIRM_FILLS`] consecutive fills
-//!   beyond it, playback jumps to the clock-mapped position: forward by
-//!   dropping frames, backward by inserting silence.
+//! * Every fill compares the anchored position with the clock-mapped one,
+//!   in fractions of a frame. This error grows when the sound card's sample
+//!   clock runs faster or slower than the server timeline. Its smoothed
+//!   value (see [`ERROR_SMOOTHING`]) is corrected one frame at a time: when
+//!   it exceeds [`CORRECTION_THRESHOLD_FRAMES`], the fill drops one frame
+//!   (playback is late) or repeats its last frame (playback is early) at
+//!   the end of the buffer. At most one frame changes per fill, which
+//!   follows drift of up to about 2000 ppm with 10 ms buffers.
+//! * Beyond [`REANCHOR_THRESHOLD_US`] the error is gross, for example after
+//!   a clock step, and single frames would take too long. After
+//!   [`REANCHOR_CONFIRM_FILLS`] consecutive fills beyond it, playback jumps
+//!   to the clock-mapped position: forward by dropping frames, backward by
+//!   inserting silence.
 //! * Buffered audio is bounded by duration (see [`DEFAULT_MAX_BUFFER_US`]).
 //!   When a push exceeds the bound, the oldest queued chunks are evicted.
 //! * Without a converged clock the output is silence and the anchor is
@@ -56,6 +64,19 @@ pub const REANCHOR_THRESHOLD_US: i64 = 15_000;
 /// before playback re-anchors, so one outlying timestamp causes no jump.
 pub const REANCHOR_CONFIRM_FILLS: u32 = 3;
 
+/// Smoothed position error, in frames, beyond which a fill drops or
+/// repeats one frame. Under steady drift the error then swings over one
+/// frame between about -0.5 - lag and 0.5 - lag, so its mean stays within
+/// a frame of zero (about 21 µs at 48 kHz). A fresh anchor, rounded to
+/// half a frame, may take one correction.
+pub const CORRECTION_THRESHOLD_FRAMES: f64 = 0.5;
+
+/// Weight of each fill's position error in the smoothed error. Jitter of
+/// the output's timestamps averages out over about four fills, and with
+/// 10 ms fills a sink drift of 200 ppm makes the smoothed error lag the
+/// measured one by about 0.3 frames.
+pub const ERROR_SMOOTHING: f64 = 0.25;
+
 /// Default bound on queued audio in microseconds of stream time (10 s).
 ///
 /// At 48 kHz stereo this is 3.8 MB of `f32` samples.
@@ -70,7 +91,8 @@ const QUEUE_CAPACITY: usize = 512;
 const RETIRED_CAPACITY: usize = 64;
 
 /// Playback state, as the client reports it to the server.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PlaybackState {
     /// No stream is active.
     #[default]
@@ -97,6 +119,10 @@ pub struct PlaybackCounters {
     pub overflow_chunks_dropped: u64,
     /// Jumps to the clock-mapped position after a sustained position error.
     pub reanchors: u64,
+    /// Single frames repeated because playback ran early.
+    pub frames_inserted: u64,
+    /// Single frames skipped because playback ran late.
+    pub frames_dropped: u64,
     /// Times the anchored playback ran out of queued audio.
     pub underruns: u64,
     /// Chunks that failed to decode and played as silence (or Opus
@@ -111,6 +137,8 @@ impl PlaybackCounters {
         self.late_chunks_dropped += other.late_chunks_dropped;
         self.overflow_chunks_dropped += other.overflow_chunks_dropped;
         self.reanchors += other.reanchors;
+        self.frames_inserted += other.frames_inserted;
+        self.frames_dropped += other.frames_dropped;
         self.underruns += other.underruns;
         self.corrupt_chunks += other.corrupt_chunks;
     }
@@ -130,6 +158,10 @@ pub struct FillReport {
     pub first_audio_frame: Option<usize>,
     /// Server time in microseconds of that frame.
     pub first_audio_server_us: Option<i64>,
+    /// Position error measured at the start of this fill: the played
+    /// position minus the clock-mapped one, in frames. Positive means early.
+    /// `None` while playback is not anchored.
+    pub position_error_frames: Option<f64>,
     /// Format of the active stream, `None` when idle.
     pub format: Option<AudioFormat>,
     /// Stream generation, which changes when a stream starts after an end or
@@ -156,6 +188,9 @@ pub struct PlaybackStatus {
     pub muted: bool,
     /// User delay in microseconds. Positive values play later.
     pub static_delay_us: i64,
+    /// Whether anchored playback ran out of queued audio and plays silence
+    /// until the next chunk arrives.
+    pub underrun: bool,
 }
 
 /// Errors from [`Scheduler`] calls on the network side.
@@ -241,6 +276,37 @@ struct Cursor {
     starved: bool,
     /// Consecutive fills with a position error above the threshold.
     fills_over_threshold: u32,
+    /// Exponentially smoothed position error in frames, positive when
+    /// playback runs early.
+    smoothed_error_frames: f64,
+    /// Frame correction that the current fill applies at its end.
+    correction: Correction,
+}
+
+impl Cursor {
+    /// Adds one measured error to the smoothed error and decides whether
+    /// this fill drops or repeats a frame. A planned correction is counted
+    /// in the smoothed error at once, so the next fill does not repeat it.
+    fn plan_correction(&mut self, error_frames: f64) {
+        self.smoothed_error_frames += ERROR_SMOOTHING * (error_frames - self.smoothed_error_frames);
+        if self.smoothed_error_frames > CORRECTION_THRESHOLD_FRAMES {
+            self.correction = Correction::Insert;
+            self.smoothed_error_frames -= 1.0;
+        } else if self.smoothed_error_frames < -CORRECTION_THRESHOLD_FRAMES {
+            self.correction = Correction::Drop;
+            self.smoothed_error_frames += 1.0;
+        }
+    }
+}
+
+/// A change of one frame that keeps playback on the clock-mapped position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Correction {
+    None,
+    /// Repeat the last frame of the buffer, because playback runs early.
+    Insert,
+    /// Skip the next frame, because playback runs late.
+    Drop,
 }
 
 /// Everything behind the scheduler's lock.
@@ -259,6 +325,8 @@ struct State {
     muted: bool,
     gain: f32,
     static_delay_us: i64,
+    /// Whether small position errors are corrected one frame at a time.
+    drift_correction: bool,
     max_buffer_us: i64,
     totals: PlaybackCounters,
     /// Finished chunks, freed on the network side outside the lock.
@@ -302,6 +370,7 @@ impl Scheduler {
             muted: false,
             gain: 1.0,
             static_delay_us: 0,
+            drift_correction: true,
             max_buffer_us: max_buffer_us.max(0),
             totals: PlaybackCounters::default(),
             retired: Vec::with_capacity(RETIRED_CAPACITY),
@@ -424,6 +493,13 @@ impl Scheduler {
         }
     }
 
+    /// Turns the one-frame drift correction on (the default) or off. Off,
+    /// chunks play back to back sample for sample, and only an error above
+    /// [`REANCHOR_THRESHOLD_US`] moves playback.
+    pub fn set_drift_correction(&self, enabled: bool) {
+        self.lock().drift_correction = enabled;
+    }
+
     /// Returns the format of the active stream, `None` when idle.
     pub fn format(&self) -> Option<AudioFormat> {
         self.lock().active_format()
@@ -445,6 +521,7 @@ impl Scheduler {
             volume: state.volume,
             muted: state.muted,
             static_delay_us: state.static_delay_us,
+            underrun: state.cursor.as_ref().is_some_and(|cursor| cursor.starved),
         }
     }
 
@@ -639,6 +716,8 @@ impl State {
                 available_from: (-offset).max(0),
                 starved: false,
                 fills_over_threshold: 0,
+                smoothed_error_frames: 0.0,
+                correction: Correction::None,
             });
             self.current = Some(chunk);
             return true;
@@ -646,16 +725,25 @@ impl State {
         false
     }
 
-    /// Compares the anchored position with the clock-mapped one and
-    /// re-anchors after a sustained error above the threshold.
+    /// Compares the anchored position with the clock-mapped one. Plans a
+    /// one-frame correction for small errors and re-anchors after a
+    /// sustained error above the threshold.
     fn correct_position(&mut self, server_time_us: i64, sample_rate: u32, report: &mut FillReport) {
+        let drift_correction = self.drift_correction;
         let Some(cursor) = self.cursor.as_mut() else {
             return;
         };
+        cursor.correction = Correction::None;
         let clock_frame = us_to_frames(server_time_us - cursor.ref_ts_us, sample_rate);
+        let exact_clock_frame = (server_time_us - cursor.ref_ts_us) as f64 * f64::from(sample_rate) / 1e6;
+        let error_frames = cursor.next_frame as f64 - exact_clock_frame;
         let error_us = frames_to_us(cursor.next_frame - clock_frame, sample_rate);
         if error_us.abs() <= REANCHOR_THRESHOLD_US {
             cursor.fills_over_threshold = 0;
+            report.position_error_frames = Some(error_frames);
+            if drift_correction && !cursor.starved {
+                cursor.plan_correction(error_frames);
+            }
             return;
         }
         if cursor.starved {
@@ -673,12 +761,43 @@ impl State {
         // already played, which `available_from` turns into silence.
         cursor.next_frame = clock_frame;
         cursor.fills_over_threshold = 0;
+        cursor.smoothed_error_frames = 0.0;
         report.counters.reanchors += 1;
     }
 
     /// Plays from the cursor into `out`, one run of silence or samples at a
-    /// time.
+    /// time, and applies the planned one-frame correction at the end.
     fn render(&mut self, out: &mut [f32], format: AudioFormat, report: &mut FillReport) {
+        let channels = usize::from(format.channels);
+        let correction = self.cursor.as_ref().map_or(Correction::None, |cursor| cursor.correction);
+        let mut frames = out.len() / channels;
+        if correction == Correction::Insert && frames >= 2 {
+            // The last frame repeats the one before it, so one frame less
+            // is taken from the chunks.
+            frames -= 1;
+        }
+        self.render_frames(&mut out[..frames * channels], format, report);
+        match correction {
+            Correction::Insert if frames < out.len() / channels => {
+                out.copy_within((frames - 1) * channels..frames * channels, frames * channels);
+                report.counters.frames_inserted += 1;
+            }
+            Correction::Drop => {
+                if let Some(cursor) = self.cursor.as_mut() {
+                    if !cursor.starved {
+                        cursor.next_frame += 1;
+                        report.counters.frames_dropped += 1;
+                    }
+                }
+            }
+            _ => {}
+        }
+        if let Some(cursor) = self.cursor.as_mut() {
+            cursor.correction = Correction::None;
+        }
+    }
+
+    fn render_frames(&mut self, out: &mut [f32], format: AudioFormat, report: &mut FillReport) {
         let channels = usize::from(format.channels);
         let frames = out.len() / channels;
         let mut written = 0;
@@ -885,6 +1004,105 @@ mod tests {
 
     fn frames(output: &[f32], first: usize, count: usize) -> &[f32] {
         &output[first * CHANNELS..(first + count) * CHANNELS]
+    }
+
+    /// Plays `seconds` of a contiguous ramp through a card whose sample
+    /// clock runs `drift_ppm` off, in 480-frame blocks, and returns the
+    /// output with the per-fill reports.
+    fn play_drifting(drift_ppm: f64, seconds: usize) -> (Vec<f32>, Vec<FillReport>) {
+        let scheduler = Scheduler::with_max_buffer_us(60_000_000);
+        scheduler.start_stream(format()).unwrap();
+        let chunk_frames = 1_200;
+        let chunks = seconds * RATE as usize / chunk_frames + 20;
+        for index in 0..chunks {
+            let server_us = 100_000 + frames_to_us((index * chunk_frames) as i64, RATE);
+            scheduler.push_chunk(server_us, ramp(index * chunk_frames * CHANNELS, chunk_frames)).unwrap();
+        }
+        let block_frames = 480;
+        let card_rate = f64::from(RATE) * (1.0 + drift_ppm * 1e-6);
+        let mut output = Vec::new();
+        let mut reports = Vec::new();
+        let mut buffer = vec![0.0; block_frames * CHANNELS];
+        for block in 0..seconds * 100 {
+            let elapsed_us = ((block * block_frames) as f64 * 1e6 / card_rate).round() as i64;
+            reports.push(scheduler.fill(&mut buffer, local(100_000) + elapsed_us, &clock()));
+            output.extend_from_slice(&buffer);
+        }
+        (output, reports)
+    }
+
+    /// Returns the largest step between consecutive output frames, in
+    /// frames of the ramp.
+    fn max_ramp_step(output: &[f32]) -> f64 {
+        let firsts: Vec<f64> = output.chunks(CHANNELS).map(|frame| f64::from(frame[0]) * 65_536.0).collect();
+        let mut worst: f64 = 0.0;
+        for pair in firsts.windows(2) {
+            let mut step = pair[1] - pair[0];
+            if step < -1_000.0 {
+                // `ramp` wraps after 60 000 samples.
+                step += 60_000.0;
+            }
+            worst = worst.max((step / CHANNELS as f64 - 1.0).abs());
+        }
+        worst
+    }
+
+    #[test]
+    fn slow_card_drops_single_frames() {
+        let (output, reports) = play_drifting(-200.0, 30);
+        let counters = total(&reports);
+
+        // 30 s at 200 ppm is 288 frames behind, caught up one at a time.
+        assert!((280..=296).contains(&counters.frames_dropped), "{counters:?}");
+        assert_eq!(counters.frames_inserted, 0);
+        assert_eq!(counters.reanchors, 0);
+        let worst = reports.iter().filter_map(|r| r.position_error_frames).map(f64::abs).fold(0.0, f64::max);
+        assert!(worst < 1.5, "position error reached {worst} frames");
+        assert!(max_ramp_step(&output) <= 1.0 + 1e-6, "a jump of more than one frame");
+    }
+
+    #[test]
+    fn fast_card_repeats_single_frames() {
+        let (output, reports) = play_drifting(150.0, 30);
+        let counters = total(&reports);
+
+        // 30 s at 150 ppm is 216 frames ahead.
+        assert!((208..=224).contains(&counters.frames_inserted), "{counters:?}");
+        assert_eq!(counters.frames_dropped, 0);
+        assert_eq!(counters.reanchors, 0);
+        let worst = reports.iter().filter_map(|r| r.position_error_frames).map(f64::abs).fold(0.0, f64::max);
+        assert!(worst < 1.5, "position error reached {worst} frames");
+        assert!(max_ramp_step(&output) <= 1.0 + 1e-6, "a jump of more than one frame");
+    }
+
+    #[test]
+    fn disabled_correction_keeps_samples() {
+        let scheduler = started();
+        scheduler.set_drift_correction(false);
+        let mut source = Vec::new();
+        for index in 0..10 {
+            let samples = ramp(source.len(), 480);
+            source.extend_from_slice(&samples);
+            scheduler.push_chunk(2_000_000 + index * 10_000, samples).unwrap();
+        }
+        play(&scheduler, &clock(), local(2_000_000), 1, 480);
+
+        let shifted = clock_with_offset(OFFSET_US + REANCHOR_THRESHOLD_US - 1_000);
+        let (output, reports) = play(&scheduler, &shifted, local(2_010_000), 6, 480);
+
+        let counters = total(&reports);
+        assert_eq!(counters.frames_dropped, 0);
+        assert_eq!(counters.reanchors, 0);
+        assert_samples_eq(&output, frames(&source, 480, 2880));
+    }
+
+    #[test]
+    fn exact_card_needs_no_correction() {
+        let (_, reports) = play_drifting(0.0, 10);
+        let counters = total(&reports);
+
+        assert_eq!(counters.frames_inserted, 0);
+        assert_eq!(counters.frames_dropped, 0);
     }
 
     #[test]
@@ -1134,7 +1352,7 @@ mod tests {
     }
 
     #[test]
-    fn small_clock_error_keeps_contiguity() {
+    fn small_clock_error_corrected_frame_by_frame() {
         let scheduler = started();
         let mut source = Vec::new();
         for index in 0..10 {
@@ -1147,8 +1365,14 @@ mod tests {
         let shifted = clock_with_offset(OFFSET_US + REANCHOR_THRESHOLD_US - 1_000);
         let (output, reports) = play(&scheduler, &shifted, local(2_010_000), 6, 480);
 
-        assert_eq!(total(&reports).reanchors, 0);
-        assert_samples_eq(&output, frames(&source, 480, 2880));
+        // Below the re-anchor threshold, each fill skips one frame at its
+        // end and plays the rest unchanged.
+        let counters = total(&reports);
+        assert_eq!(counters.reanchors, 0);
+        assert_eq!(counters.frames_dropped, 6);
+        assert_samples_eq(frames(&output, 0, 480), frames(&source, 480, 480));
+        assert_samples_eq(frames(&output, 480, 480), frames(&source, 961, 480));
+        assert!(max_ramp_step(&output) <= 1.0 + 1e-6, "a jump of more than one frame");
     }
 
     #[test]
@@ -1160,6 +1384,7 @@ mod tests {
         assert_samples_eq(frames(&output, 0, 480), &first[..]);
         assert_eq!(total(&reports).underruns, 1);
         assert_eq!(reports[2].state, PlaybackState::Buffering);
+        assert!(scheduler.status().underrun, "an underrun is reported while starved");
 
         // The next chunk arrives 20 ms after its start time: it joins at its
         // frame position, so its first 960 frames are skipped.
@@ -1170,6 +1395,7 @@ mod tests {
         assert_samples_eq(&output, frames(&late, 960, 480));
         assert_eq!(reports[0].state, PlaybackState::Playing);
         assert_eq!(reports[0].counters.underruns, 0);
+        assert!(!scheduler.status().underrun, "the underrun ends once audio plays");
     }
 
     #[test]

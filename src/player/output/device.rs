@@ -12,7 +12,7 @@
 //! [`cpal::OutputCallbackInfo`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
@@ -22,7 +22,13 @@ use crate::audio::AudioFormat;
 use crate::clock::now_us;
 use crate::player::scheduler::Scheduler;
 
+use super::sync_log::{BlockRecord, SyncLog};
 use super::{ClockSource, OutputError, OutputSummary, OutputThread, StopFlag};
+
+/// The sync log and its block count, shared by the streams the output
+/// opens one after another. The callback only tries the lock, so it never
+/// waits for it.
+type SharedSyncLog = Arc<Mutex<(SyncLog, u64)>>;
 
 /// Interval at which the control thread checks the stream format and the
 /// stop flag.
@@ -172,13 +178,15 @@ fn find_device(name: Option<&str>) -> Result<cpal::Device, OutputError> {
 /// `stop` is set.
 pub(super) fn spawn(
     name: Option<&String>,
+    sync_log: Option<SyncLog>,
     scheduler: Arc<Scheduler>,
     clock: Arc<dyn ClockSource>,
     stop: StopFlag,
 ) -> Result<OutputThread, OutputError> {
     let device = find_device(name.map(String::as_str))?;
+    let sync_log = sync_log.map(|log| Arc::new(Mutex::new((log, 0))));
     let run = move || {
-        run_control(&device, &scheduler, &clock, &stop);
+        run_control(&device, &scheduler, &clock, sync_log.as_ref(), &stop);
         Ok(OutputSummary::default())
     };
     std::thread::Builder::new()
@@ -189,7 +197,13 @@ pub(super) fn spawn(
 
 /// Keeps one cpal stream open in the active stream's format until `stop` is
 /// set.
-fn run_control(device: &cpal::Device, scheduler: &Arc<Scheduler>, clock: &Arc<dyn ClockSource>, stop: &StopFlag) {
+fn run_control(
+    device: &cpal::Device,
+    scheduler: &Arc<Scheduler>,
+    clock: &Arc<dyn ClockSource>,
+    sync_log: Option<&SharedSyncLog>,
+    stop: &StopFlag,
+) {
     let name = device_name(device);
     let mut open: Option<(AudioFormat, cpal::Stream)> = None;
     // A format the device rejected, so it is not retried every poll.
@@ -201,7 +215,7 @@ fn run_control(device: &cpal::Device, scheduler: &Arc<Scheduler>, clock: &Arc<dy
             // Dropping the stream stops it before another one opens.
             open = None;
             if let Some(format) = wanted.filter(|format| rejected != Some(*format)) {
-                match open_stream(device, format, scheduler.clone(), clock.clone()) {
+                match open_stream(device, format, scheduler.clone(), clock.clone(), sync_log.cloned()) {
                     Ok(stream) => {
                         tracing::info!(device = %name, %format, "audio output started");
                         open = Some((format, stream));
@@ -244,18 +258,19 @@ fn open_stream(
     format: AudioFormat,
     scheduler: Arc<Scheduler>,
     clock: Arc<dyn ClockSource>,
+    sync_log: Option<SharedSyncLog>,
 ) -> Result<cpal::Stream, OutputError> {
     let (config, sample_format) = pick_config(device, format)?;
     let stream = match sample_format {
-        SampleFormat::F32 => build::<f32>(device, config, format, scheduler, clock),
-        SampleFormat::F64 => build::<f64>(device, config, format, scheduler, clock),
-        SampleFormat::I32 => build::<i32>(device, config, format, scheduler, clock),
-        SampleFormat::I24 => build::<cpal::I24>(device, config, format, scheduler, clock),
-        SampleFormat::I16 => build::<i16>(device, config, format, scheduler, clock),
-        SampleFormat::I8 => build::<i8>(device, config, format, scheduler, clock),
-        SampleFormat::U32 => build::<u32>(device, config, format, scheduler, clock),
-        SampleFormat::U16 => build::<u16>(device, config, format, scheduler, clock),
-        SampleFormat::U8 => build::<u8>(device, config, format, scheduler, clock),
+        SampleFormat::F32 => build::<f32>(device, config, format, scheduler, clock, sync_log),
+        SampleFormat::F64 => build::<f64>(device, config, format, scheduler, clock, sync_log),
+        SampleFormat::I32 => build::<i32>(device, config, format, scheduler, clock, sync_log),
+        SampleFormat::I24 => build::<cpal::I24>(device, config, format, scheduler, clock, sync_log),
+        SampleFormat::I16 => build::<i16>(device, config, format, scheduler, clock, sync_log),
+        SampleFormat::I8 => build::<i8>(device, config, format, scheduler, clock, sync_log),
+        SampleFormat::U32 => build::<u32>(device, config, format, scheduler, clock, sync_log),
+        SampleFormat::U16 => build::<u16>(device, config, format, scheduler, clock, sync_log),
+        SampleFormat::U8 => build::<u8>(device, config, format, scheduler, clock, sync_log),
         other => Err(OutputError::Backend {
             action: "open an output stream",
             message: format!("sample format {other} is not supported by the player"),
@@ -271,6 +286,7 @@ fn build<T>(
     format: AudioFormat,
     scheduler: Arc<Scheduler>,
     clock: Arc<dyn ClockSource>,
+    sync_log: Option<SharedSyncLog>,
 ) -> Result<cpal::Stream, OutputError>
 where
     T: SizedSample + FromSample<f32>,
@@ -284,7 +300,14 @@ where
             scratch.resize(data.len(), 0.0);
         }
         let buffer = &mut scratch[..data.len()];
-        scheduler.fill_expecting(buffer, heard_at_us, &clock.snapshot(), &format);
+        let snapshot = clock.snapshot();
+        let report = scheduler.fill_expecting(buffer, heard_at_us, &snapshot, &format);
+        if let Some(Ok(mut log)) = sync_log.as_ref().map(|log| log.try_lock()) {
+            let frames = data.len() / usize::from(format.channels.max(1));
+            let block = log.1;
+            log.0.record(BlockRecord::new(block, heard_at_us, frames, &report, &snapshot));
+            log.1 += 1;
+        }
         for (out, &sample) in data.iter_mut().zip(buffer.iter()) {
             *out = T::from_sample(sample);
         }

@@ -2,11 +2,16 @@
 //!
 //! The `wav:` and `null` outputs use it in place of hardware. Like a real
 //! card it pulls fixed blocks of [`BLOCK_US`] (whole frames, so 480 frames at
-//! 48 kHz and 441 at 44.1 kHz) and requests each block
-//! [`SIMULATED_LATENCY_US`] before it is heard. Block times come from the frame count since the card
-//! started, not from the thread's wake-ups, so the card has no drift of its
-//! own and scheduling jitter changes only when a block is rendered, not what
-//! it contains.
+//! 48 kHz and 441 at 44.1 kHz) and requests each block a latency before it
+//! is heard ([`SIMULATED_LATENCY_US`] by default). Block times come from the
+//! frame count since the card started, not from the thread's wake-ups, so
+//! scheduling jitter changes only when a block is rendered, not what it
+//! contains.
+//!
+//! A [`SinkModel`] gives the card's sample clock a drift: at +100 ppm it
+//! plays 48 004.8 frames per second of local time at a nominal 48 kHz, as a
+//! real card's crystal might. The scheduler must then drop frames to stay on
+//! the server timeline, so drift correction can be tested without hardware.
 //!
 //! The card starts when a stream starts and restarts when the format
 //! changes. It stops while no stream is active.
@@ -19,7 +24,8 @@ use crate::clock::now_us;
 use crate::player::scheduler::{FillReport, Scheduler};
 
 use super::recorder::Recorder;
-use super::{ClockSource, OutputError, OutputSummary, OutputThread, StopFlag};
+use super::sync_log::{BlockRecord, SyncLog};
+use super::{ClockSource, OutputError, OutputOptions, OutputSummary, OutputThread, StopFlag};
 
 /// Duration of one simulated block in microseconds.
 pub const BLOCK_US: i64 = 10_000;
@@ -27,6 +33,39 @@ pub const BLOCK_US: i64 = 10_000;
 /// Modelled output latency in microseconds: each block is rendered this long
 /// before its first frame is heard, as with a card that queues two blocks.
 pub const SIMULATED_LATENCY_US: i64 = 20_000;
+
+/// Model of a simulated card's clock and latency.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SinkModel {
+    /// Rate error of the card's sample clock against the local monotonic
+    /// clock, in ppm. Positive plays faster.
+    pub drift_ppm: f64,
+    /// Time from a block's request until its first frame is heard, in µs.
+    pub latency_us: i64,
+}
+
+impl Default for SinkModel {
+    fn default() -> Self {
+        SinkModel {
+            drift_ppm: 0.0,
+            latency_us: SIMULATED_LATENCY_US,
+        }
+    }
+}
+
+impl SinkModel {
+    /// Local microseconds that `frames` frames last on this card.
+    fn frames_to_local_us(&self, frames: u64, sample_rate: u32) -> i64 {
+        let rate = f64::from(sample_rate) * (1.0 + self.drift_ppm * 1e-6);
+        (frames as f64 * 1e6 / rate).round() as i64
+    }
+
+    /// Frames that the card plays in `local_us` microseconds.
+    fn local_us_to_frames(&self, local_us: i64, sample_rate: u32) -> u64 {
+        let rate = f64::from(sample_rate) * (1.0 + self.drift_ppm * 1e-6);
+        (local_us.max(0) as f64 * rate / 1e6) as u64
+    }
+}
 
 /// Lag in microseconds after which the card skips the blocks it missed, as a
 /// real card does after an underrun, instead of rendering the backlog.
@@ -39,6 +78,7 @@ const POLL_US: i64 = 10_000;
 /// The card's position within one stream format.
 struct Timeline {
     format: AudioFormat,
+    sink: SinkModel,
     /// Local time in microseconds at which the first block was requested.
     start_local_us: i64,
     frames_rendered: u64,
@@ -52,13 +92,12 @@ impl Timeline {
 
     /// Local time in microseconds at which the next block is requested.
     fn next_request_us(&self) -> i64 {
-        self.start_local_us + self.format.frames_to_us(self.frames_rendered)
+        self.start_local_us + self.sink.frames_to_local_us(self.frames_rendered, self.format.sample_rate)
     }
 
     /// Moves the timeline to the last block boundary at or before `now_us`.
     fn skip_to(&mut self, now_us: i64) {
-        let elapsed_us = (now_us - self.start_local_us).max(0);
-        let elapsed_frames = elapsed_us as u64 * u64::from(self.format.sample_rate) / 1_000_000;
+        let elapsed_frames = self.sink.local_us_to_frames(now_us - self.start_local_us, self.format.sample_rate);
         let block_frames = self.block_frames() as u64;
         self.frames_rendered = elapsed_frames / block_frames * block_frames;
     }
@@ -69,16 +108,29 @@ pub struct SimulatedCard {
     timeline: Option<Timeline>,
     buffer: Vec<f32>,
     recorder: Option<Recorder>,
+    sink: SinkModel,
+    sync_log: Option<SyncLog>,
+    blocks: u64,
 }
 
 impl SimulatedCard {
-    /// Creates a stopped card that passes played blocks to `recorder`, or
-    /// discards them when it is `None`.
+    /// Creates a stopped card without drift and with the default latency
+    /// that passes played blocks to `recorder`, or discards them when it is
+    /// `None`.
     pub fn new(recorder: Option<Recorder>) -> Self {
+        Self::with_sink(recorder, SinkModel::default(), None)
+    }
+
+    /// Creates a stopped card with the clock and latency of `sink` that
+    /// logs every block to `sync_log`.
+    pub fn with_sink(recorder: Option<Recorder>, sink: SinkModel, sync_log: Option<SyncLog>) -> Self {
         SimulatedCard {
             timeline: None,
             buffer: Vec::new(),
             recorder,
+            sink,
+            sync_log,
+            blocks: 0,
         }
     }
 
@@ -96,6 +148,7 @@ impl SimulatedCard {
             Some(timeline) if timeline.format == format => timeline,
             _ => self.timeline.insert(Timeline {
                 format,
+                sink: self.sink,
                 start_local_us: now_us,
                 frames_rendered: 0,
             }),
@@ -114,12 +167,18 @@ impl SimulatedCard {
 
             let samples = timeline.block_frames() * usize::from(format.channels);
             self.buffer.resize(samples, 0.0);
-            let heard_at_us = request_us + SIMULATED_LATENCY_US;
-            let report = scheduler.fill_expecting(&mut self.buffer, heard_at_us, &clock.snapshot(), &format);
+            let heard_at_us = request_us + self.sink.latency_us;
+            let snapshot = clock.snapshot();
+            let report = scheduler.fill_expecting(&mut self.buffer, heard_at_us, &snapshot, &format);
             timeline.frames_rendered += timeline.block_frames() as u64;
             if let Some(recorder) = self.recorder.as_mut() {
                 recorder.record(&self.buffer, &report);
             }
+            if let Some(log) = self.sync_log.as_mut() {
+                let frames = timeline.block_frames();
+                log.record(BlockRecord::new(self.blocks, heard_at_us, frames, &report, &snapshot));
+            }
+            self.blocks += 1;
             if report.format != Some(format) {
                 // The stream ended or changed format during this call.
                 return Some(now_us);
@@ -145,12 +204,13 @@ impl SimulatedCard {
 /// Spawns the thread that runs a simulated card until `stop` is set.
 pub(super) fn spawn(
     recorder: Option<Recorder>,
+    options: OutputOptions,
     scheduler: Arc<Scheduler>,
     clock: Arc<dyn ClockSource>,
     stop: StopFlag,
 ) -> Result<OutputThread, OutputError> {
     let run = move || {
-        let mut card = SimulatedCard::new(recorder);
+        let mut card = SimulatedCard::with_sink(recorder, options.sink, options.sync_log);
         while !stop.is_set() {
             let next_request_us = card.render_due(now_us(), &scheduler, clock.as_ref());
             let wait_us = match next_request_us {
@@ -213,6 +273,51 @@ mod tests {
 
         scheduler.end_stream();
         assert_eq!(card.render_due(1_100_000, &scheduler, &clock()), None);
+    }
+
+    #[test]
+    fn drifting_card_requests_blocks_early() {
+        let scheduler = Scheduler::new();
+        scheduler.start_stream(AudioFormat::pcm(48_000, 2, 16)).unwrap();
+        let sink = SinkModel {
+            drift_ppm: 1_000.0,
+            latency_us: 5_000,
+        };
+        let mut card = SimulatedCard::with_sink(None, sink, None);
+        let mut next = card.render_due(0, &scheduler, &clock());
+        while let Some(request_us) = next.filter(|&request_us| request_us <= 998_000) {
+            next = card.render_due(request_us, &scheduler, &clock());
+        }
+
+        // 100 blocks of 480 frames at 48 048 Hz last 999 001 µs.
+
+        assert_eq!(next, Some(999_001));
+        assert_eq!(scheduler.status().totals.silence_frames, 100 * 480);
+    }
+
+    #[test]
+    fn sync_log_includes_sink_latency() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blocks.jsonl");
+        let scheduler = Scheduler::new();
+        scheduler.start_stream(AudioFormat::pcm(48_000, 2, 16)).unwrap();
+        let sink = SinkModel {
+            drift_ppm: 0.0,
+            latency_us: 35_000,
+        };
+        let log = SyncLog::create(&path).unwrap();
+        let mut card = SimulatedCard::with_sink(None, sink, Some(log));
+        card.render_due(1_000_000, &scheduler, &clock());
+        card.render_due(1_010_000, &scheduler, &clock());
+        drop(card);
+
+        let records = super::super::read_sync_log(&path).unwrap();
+
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0].heard_local_us, 1_035_000);
+        assert_eq!(records[1].heard_local_us, 1_045_000);
+        assert_eq!(records[1].block, 1);
+        assert_eq!(records[1].frames, 480);
     }
 
     #[test]
