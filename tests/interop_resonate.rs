@@ -3,6 +3,7 @@
 //! server, and `resonate serve --legacy` streaming to its client, alone and
 //! in one group with a Sendspin v1 player. The peer scripts connect or listen
 //! on 127.0.0.1 only and start no mDNS.
+
 mod support;
 
 #[path = "support/peers.rs"]
