@@ -112,8 +112,9 @@ struct LegacyStreamUpdatePlayer {
 /// The codec of the legacy Resonate dialect, one per connection.
 #[derive(Clone, Debug, Default)]
 pub struct ResonateCodec {
-    /// v1 roles of the last `client/hello` encoded or decoded, reported as
-    /// active when the legacy `server/hello` arrives.
+    /// v1 roles of the last `client/hello` encoded or decoded that the
+    /// legacy hello carried, reported as active when the legacy
+    /// `server/hello` arrives.
     hello_roles: Vec<String>,
     /// Last volume and mute of the player, to fill the complete legacy
     /// `player/update` from v1 `client/state` deltas.
@@ -233,13 +234,14 @@ impl ResonateCodec {
     fn encode_message(&mut self, message: &Message) -> Option<String> {
         let text = match message {
             Message::ClientHello(hello) => {
-                self.hello_roles = hello.supported_roles.clone();
                 let mut supported_roles = Vec::new();
                 for role in &hello.supported_roles {
                     if let Some(legacy) = legacy_role(role) {
                         push_unique(&mut supported_roles, legacy.to_string());
                     }
                 }
+                // A legacy server can activate only the roles it was sent.
+                self.hello_roles = supported_roles.iter().map(|role| v1_role(role)).collect();
                 let legacy = LegacyClientHello {
                     client_id: hello.client_id.clone(),
                     name: hello.name.clone(),
@@ -609,6 +611,29 @@ mod tests {
         };
         assert_eq!(hello.active_roles, ["player@v1", "controller@v1"]);
         assert_eq!(hello.connection_reason, ConnectionReason::Playback);
+    }
+
+    #[test]
+    fn server_hello_activates_only_forwarded_roles() {
+        let hello = ClientHello {
+            client_id: "probe".into(),
+            name: "Probe".into(),
+            device_info: None,
+            version: 1,
+            supported_roles: vec!["controller@v2".into(), "controller@v1".into(), "metadata@v1".into()],
+            player_support: None,
+            artwork_support: None,
+            visualizer_support: None,
+            extra: Map::new(),
+        };
+        let mut codec = ResonateCodec::default();
+        let json = text_json(codec.encode(&Outgoing::Message(Message::ClientHello(hello))));
+        assert_eq!(json["payload"]["supported_roles"], json!(["controller"]));
+        let reply = json!({"type": "server/hello", "payload": {"server_id": "s", "name": "S", "version": 1}});
+        let Message::ServerHello(server_hello) = decode_message(&mut codec, &reply) else {
+            panic!("expected server/hello");
+        };
+        assert_eq!(server_hello.active_roles, ["controller@v1"]);
     }
 
     #[test]
