@@ -286,3 +286,50 @@ fn serve_legacy_mixed_group_in_sync() {
         .position(|(a, b)| a != b);
     assert_eq!(first_difference, None, "the players differ at the same server time (v1 starts at legacy frame {frame})");
 }
+
+#[test]
+fn probe_aioresonate_server_in_legacy_dialect() {
+    use resonate::discovery::probe::probe;
+    use resonate::discovery::{Endpoint, EndpointKind, Family};
+
+    let Some(root) = require_peers_root() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("source.wav");
+    write_test_wav(&wav, RATE, CHANNELS, 16, SOURCE_SECONDS);
+    let peer = peer_command(&root, "venv-resonate", &peers_dir(), "python3");
+    let peer = peer.as_std();
+    let mut command = std::process::Command::new(peer.get_program());
+    command.args(peer.get_args());
+    command.args(["aioresonate_server.py", wav.to_str().unwrap(), "--timeout", "30"]);
+    let mut server = spawn(command);
+    let listening = server.wait_event("listening", Duration::from_secs(30));
+    let port = listening["port"].as_u64().expect("listening event has a port") as u16;
+
+    let endpoint = Endpoint {
+        kind: EndpointKind::Server,
+        family: Family::ResonateLegacy,
+        instance: "aioresonate-peer".into(),
+        fullname: "aioresonate-peer._resonate-server._tcp.local.".into(),
+        name: None,
+        host: "localhost.local.".into(),
+        addresses: vec![std::net::Ipv4Addr::LOCALHOST.into()],
+        port,
+        path: "/resonate".into(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let report = runtime.block_on(probe(&endpoint, Duration::from_secs(10)));
+    // The script plays to the first client until its timeout, so end it here.
+    server.child.kill().expect("stop the aioresonate server");
+    server.wait(Duration::from_secs(10));
+
+    let report = report.unwrap_or_else(|err| panic!("probing the aioresonate server failed: {err}"));
+    assert_eq!(report.id, "aioresonate-peer");
+    assert_eq!(report.name, "aioresonate peer");
+    assert_eq!(report.version, 1);
+    assert_eq!(report.roles, ["controller@v1"]);
+    assert_eq!(report.samples, 5);
+    let rtt_us = report.rtt_us.expect("a round trip");
+    assert!((0..1_000_000).contains(&rtt_us), "round trip of {rtt_us} us on loopback");
+}
