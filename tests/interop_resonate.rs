@@ -333,3 +333,45 @@ fn probe_aioresonate_server_in_legacy_dialect() {
     let rtt_us = report.rtt_us.expect("a round trip");
     assert!((0..1_000_000).contains(&rtt_us), "round trip of {rtt_us} us on loopback");
 }
+
+#[test]
+fn serve_legacy_late_joiner_gets_future_chunks() {
+    let Some(root) = require_peers_root() else {
+        return;
+    };
+    let bits = 16;
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("source.wav");
+    let source = write_test_wav(&wav, RATE, CHANNELS, bits, 4.0);
+    let LegacyServer { process: mut server, addr, .. } = start_legacy_server(&wav);
+
+    // A Sendspin player starts the program, and the legacy player joins
+    // while it plays.
+    let played_wav = dir.path().join("played.wav");
+    let output = format!("wav:{}", played_wav.display());
+    let mut player = resonate(&[
+        "play", "--server", &format!("ws://{addr}/sendspin"), "--client-id", "v1-player", "--output", &output,
+        "--sample-rate", "48000", "--bit-depth", "16", "--json",
+    ]);
+    let start_us = server.wait_event("program_started", Duration::from_secs(20))["start_us"].as_i64().unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let legacy_out = dir.path().join("legacy.pcm");
+    let mut legacy = start_legacy_client(&root, &format!("ws://{addr}/resonate"), "late-legacy", &legacy_out, bits);
+    let done = legacy.wait_event("done", Duration::from_secs(30));
+    assert!(legacy.wait(Duration::from_secs(10)).success(), "the aioresonate client failed");
+    let status = player.interrupt();
+    assert!(status.success(), "play exited with {status}");
+    assert!(server.interrupt().success());
+
+    assert_eq!(done["ended_by"], "stream_end", "{done}");
+    let first_us = done["first_timestamp_us"].as_i64().expect("the late joiner recorded chunks");
+    // 2.5 s after the program started is 1 s into the timeline, because the
+    // first sample sounds 1.5 s after the start.
+    let first_frame = (((first_us - start_us) as f64) * RATE as f64 / 1e6).round() as usize;
+    assert!(first_frame >= RATE as usize, "the late joiner starts at frame {first_frame}");
+    let recorded = decode_pcm(&std::fs::read(&legacy_out).expect("read the legacy recording"), bits);
+    let expected = &source[first_frame * CHANNELS as usize..];
+    assert_eq!(recorded.len(), expected.len(), "the late joiner did not record to the end of the source");
+    let first_difference = recorded.iter().zip(expected).position(|(a, b)| a != b);
+    assert_eq!(first_difference, None, "the late joiner's PCM differs from the source at its server timestamps");
+}
