@@ -2,9 +2,10 @@
 //! JSON with unversioned roles and flat `player_support` lists, and binary
 //! frames of a type byte (1 = audio) plus a u64 big-endian timestamp.
 //!
-//! The codec translates to and from the engine's v1 [`Message`]s. Legacy
-//! messages without a v1 counterpart (`group/*`, `stream/update` without a
-//! preceding `stream/start`) decode as [`Incoming::Unknown`]. The codec is
+//! The codec translates to and from the engine's v1 [`Message`]s. A legacy
+//! `group/command` is a v1 controller `client/command`. Legacy messages
+//! without a v1 counterpart (the other `group/*` messages, `stream/update`
+//! without a preceding `stream/start`) decode as [`Incoming::Unknown`]. The codec is
 //! stateful because some legacy messages carry what v1 spreads over several:
 //! `player/update` needs the full volume, mute and stream state, and
 //! `server/hello` names no active roles.
@@ -18,9 +19,9 @@ use super::sendspin_v1::encode_message as encode_v1_message;
 use super::{DecodeError, Dialect, Incoming, Outgoing, WireCodec};
 use crate::protocol::binary::ShortFrame;
 use crate::protocol::{
-    BinaryFrame, BinaryKind, ClientHello, ClientState, ClientStateKind, ConnectionReason, GroupUpdate,
-    Message, PlaybackState, PlayerFormatRequest, PlayerState, PlayerSupport, ServerHello, StreamEnd,
-    StreamRequestFormat, StreamStart, StreamStartPlayer, SupportedFormat,
+    BinaryFrame, BinaryKind, ClientCommand, ClientHello, ClientState, ClientStateKind, ConnectionReason,
+    ControllerCommand, GroupUpdate, Message, PlaybackState, PlayerFormatRequest, PlayerState, PlayerSupport,
+    ServerHello, StreamEnd, StreamRequestFormat, StreamStart, StreamStartPlayer, SupportedFormat,
 };
 
 /// Bytes in front of a legacy binary payload: a type byte and a u64
@@ -316,6 +317,12 @@ impl ResonateCodec {
             // aioresonate 0.13.2 has no goodbye, no v1-style commands or
             // server state and no stream/clear; its peers would log a parse
             // error for each, so they are left out.
+            // A legacy `group/command` payload has the fields of the v1
+            // controller command.
+            Message::ClientCommand(ClientCommand {
+                controller: Some(controller),
+                ..
+            }) => envelope("group/command", controller),
             Message::ClientGoodbye(_)
             | Message::ClientCommand(_)
             | Message::ServerState(_)
@@ -421,6 +428,10 @@ impl ResonateCodec {
                     ..StreamStart::default()
                 })
             }
+            "group/command" => Message::ClientCommand(ClientCommand {
+                controller: Some(payload::<ControllerCommand>(t, body)?),
+                extra: Map::new(),
+            }),
             "stream/end" => {
                 self.stream = None;
                 Message::StreamEnd(StreamEnd { roles: None })
@@ -796,6 +807,32 @@ mod tests {
             panic!("expected group/update");
         };
         assert_eq!(update.playback_state, Some(Some(PlaybackState::Stopped)));
+    }
+
+    #[test]
+    fn group_command_maps_to_controller_command() {
+        let mut codec = ResonateCodec::default();
+        let volume = json!({"type": "group/command", "payload": {"command": "volume", "volume": 30}});
+        let message = assert_round_trip(&mut codec, volume);
+        assert_eq!(
+            message,
+            Message::ClientCommand(ClientCommand {
+                controller: Some(ControllerCommand {
+                    command: "volume".into(),
+                    volume: Some(30),
+                    mute: None,
+                }),
+                extra: Map::new(),
+            })
+        );
+        assert_round_trip(&mut codec, json!({"type": "group/command", "payload": {"command": "mute", "mute": true}}));
+        assert_round_trip(&mut codec, json!({"type": "group/command", "payload": {"command": "play"}}));
+    }
+
+    #[test]
+    fn client_command_without_controller_is_left_out() {
+        let command = Message::ClientCommand(ClientCommand::default());
+        assert!(ResonateCodec::default().encode(&Outgoing::Message(command)).is_none());
     }
 
     #[test]
