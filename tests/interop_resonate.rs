@@ -81,8 +81,16 @@ fn aioresonate_server_to_resonate_play() {
 }
 
 /// Starts the aioresonate 0.13.2 recording client (`aioresonate_client.py`)
-/// as a player of one PCM format at `url`, writing raw PCM to `out`.
-fn start_legacy_client(root: &std::path::Path, url: &str, id: &str, out: &std::path::Path, bits: u16) -> process::Proc {
+/// as a player of one PCM format at `url`, writing raw PCM to `out`, with
+/// `extra` arguments for the script.
+fn start_legacy_client(
+    root: &std::path::Path,
+    url: &str,
+    id: &str,
+    out: &std::path::Path,
+    bits: u16,
+    extra: &[&str],
+) -> process::Proc {
     let peer = peer_command(root, "venv-resonate", &peers_dir(), "python3");
     let peer = peer.as_std();
     let mut command = std::process::Command::new(peer.get_program());
@@ -94,6 +102,7 @@ fn start_legacy_client(root: &std::path::Path, url: &str, id: &str, out: &std::p
         "aioresonate_client.py", "--url", url, "--client-id", id, "--out", out.to_str().unwrap(), "--rate", &rate,
         "--channels", &channels, "--bit-depth", &bits, "--seconds", "20",
     ]);
+    command.args(extra);
     spawn(command)
 }
 
@@ -199,7 +208,7 @@ fn serve_legacy_to_aioresonate_client(bits: u16) {
 
     let out = dir.path().join("legacy.pcm");
     let url = format!("ws://{addr}/resonate");
-    let mut client = start_legacy_client(&root, &url, "legacy-player", &out, bits);
+    let mut client = start_legacy_client(&root, &url, "legacy-player", &out, bits, &[]);
     let joined = server.wait_event("client_joined", Duration::from_secs(30));
     assert_eq!(joined["client_id"], "legacy-player");
     assert_eq!(joined["active_roles"], serde_json::json!(["player@v1"]));
@@ -236,7 +245,7 @@ fn serve_legacy_mixed_group_in_sync() {
     let LegacyServer { process: mut server, addr, feed_addr } = start_legacy_server(&wav);
 
     let legacy_out = dir.path().join("legacy.pcm");
-    let mut legacy = start_legacy_client(&root, &format!("ws://{addr}/resonate"), "legacy-player", &legacy_out, bits);
+    let mut legacy = start_legacy_client(&root, &format!("ws://{addr}/resonate"), "legacy-player", &legacy_out, bits, &[]);
     let joined = server.wait_event("client_joined", Duration::from_secs(30));
     assert_eq!(joined["client_id"], "legacy-player");
     // The first player to join starts the program.
@@ -356,7 +365,7 @@ fn serve_legacy_late_joiner_gets_future_chunks() {
     let start_us = server.wait_event("program_started", Duration::from_secs(20))["start_us"].as_i64().unwrap();
     std::thread::sleep(Duration::from_millis(2500));
     let legacy_out = dir.path().join("legacy.pcm");
-    let mut legacy = start_legacy_client(&root, &format!("ws://{addr}/resonate"), "late-legacy", &legacy_out, bits);
+    let mut legacy = start_legacy_client(&root, &format!("ws://{addr}/resonate"), "late-legacy", &legacy_out, bits, &[]);
     let done = legacy.wait_event("done", Duration::from_secs(30));
     assert!(legacy.wait(Duration::from_secs(10)).success(), "the aioresonate client failed");
     let status = player.interrupt();
@@ -374,4 +383,42 @@ fn serve_legacy_late_joiner_gets_future_chunks() {
     assert_eq!(recorded.len(), expected.len(), "the late joiner did not record to the end of the source");
     let first_difference = recorded.iter().zip(expected).position(|(a, b)| a != b);
     assert_eq!(first_difference, None, "the late joiner's PCM differs from the source at its server timestamps");
+}
+
+#[test]
+fn serve_legacy_group_command_stops_group() {
+    let Some(root) = require_peers_root() else {
+        return;
+    };
+    let bits = 16;
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("source.wav");
+    let source = write_test_wav(&wav, RATE, CHANNELS, bits, 6.0);
+    let LegacyServer { process: mut server, addr, .. } = start_legacy_server(&wav);
+
+    let out = dir.path().join("legacy.pcm");
+    let url = format!("ws://{addr}/resonate");
+    let command = ["--group-command", "stop", "--group-command-after", "1"];
+    let mut client = start_legacy_client(&root, &url, "legacy-controller", &out, bits, &command);
+    let joined = server.wait_event("client_joined", Duration::from_secs(30));
+    assert_eq!(joined["active_roles"], serde_json::json!(["player@v1", "controller@v1"]));
+    let sent = client.wait_event("group_command", Duration::from_secs(20));
+    assert_eq!(sent["command"], "stop");
+
+    // The stop ends the program long before the 6 s source and the 2 s
+    // send-ahead would.
+    let ended = server.wait_event("stream_ended", Duration::from_secs(5));
+    assert_eq!(ended["client_id"], "legacy-controller");
+    let chunks_sent = ended["chunks_sent"].as_u64().unwrap();
+    assert!(chunks_sent < 250, "the server sent {chunks_sent} chunks of the 300 in the source");
+    server.wait_event("program_ended", Duration::from_secs(5));
+    let done = client.wait_event("done", Duration::from_secs(20));
+    assert!(client.wait(Duration::from_secs(10)).success(), "the aioresonate client failed");
+    assert!(server.interrupt().success());
+
+    assert_eq!(done["ended_by"], "stream_end", "{done}");
+    let recorded = decode_pcm(&std::fs::read(&out).expect("read the legacy recording"), bits);
+    assert!(!recorded.is_empty(), "the client recorded nothing before the stop");
+    assert!(recorded.len() < source.len(), "the client recorded the whole source despite the stop");
+    assert_eq!(recorded, source[..recorded.len()], "the PCM before the stop differs from the source");
 }

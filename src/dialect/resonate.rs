@@ -226,8 +226,9 @@ fn v1_player_support(legacy: LegacyPlayerSupport) -> PlayerSupport {
     PlayerSupport {
         supported_formats,
         buffer_capacity: legacy.buffer_capacity,
-        // Legacy players always accept volume and mute.
-        supported_commands: vec!["volume".to_string(), "mute".to_string()],
+        // aioresonate 0.13.2 defines no server-to-player command, so a
+        // server cannot change a legacy player's volume or mute.
+        supported_commands: Vec::new(),
     }
 }
 
@@ -589,6 +590,7 @@ mod tests {
         );
         assert_eq!(support.supported_formats[7].codec, "flac");
         assert_eq!(support.supported_formats[7].sample_rate, 44100);
+        assert!(support.supported_commands.is_empty(), "{:?}", support.supported_commands);
     }
 
     #[test]

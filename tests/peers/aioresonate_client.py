@@ -8,6 +8,10 @@ starts no mDNS: aioresonate's client module needs only aiohttp. After
 server/hello the script sends one player/update (idle, volume 100, not
 muted), because the library sends none by itself.
 
+With --group-command, the client also takes the controller role and sends
+that legacy group/command (play, pause or stop) --group-command-after
+seconds after stream/start.
+
 It keeps every audio chunk received between stream/start and stream/end.
 It stops at stream/end, when the server disconnects, or after --seconds,
 whichever comes first. Then it closes the socket (the legacy dialect has no
@@ -17,6 +21,7 @@ raw PCM.
 Every line on stdout is one JSON object with an "event" key:
     connected     server_id, server name, version
     stream_start  format from the server's stream/start
+    group_command command, once it is sent
     stream_end    (no fields)
     done          chunks, bytes, chunk_bytes, first_timestamp_us,
                   last_timestamp_us, sha256, format, ended_by, out
@@ -42,7 +47,7 @@ from aiohttp import ClientError
 from aioresonate.client import PCMFormat, ResonateClient
 from aioresonate.models.core import StreamStartMessage
 from aioresonate.models.player import ClientHelloPlayerSupport
-from aioresonate.models.types import PlayerStateType, Roles
+from aioresonate.models.types import MediaCommand, PlayerStateType, Roles
 
 LOGGER = logging.getLogger("aioresonate_client")
 
@@ -59,6 +64,7 @@ class Recorder:
         self.chunks: list[tuple[int, bytes]] = []
         self.format: dict[str, Any] | None = None
         self.finished = asyncio.Event()
+        self.started = asyncio.Event()
         self.ended_by: str | None = None
 
     def on_stream_start(self, message: StreamStartMessage) -> None:
@@ -72,6 +78,7 @@ class Recorder:
             "bit_depth": player.bit_depth,
         }
         emit("stream_start", format=self.format)
+        self.started.set()
 
     def on_audio_chunk(self, timestamp_us: int, payload: bytes, _fmt: PCMFormat) -> None:
         # The library drops chunks that arrive while no PCM stream is running.
@@ -92,10 +99,13 @@ class Recorder:
 
 
 async def record(args: argparse.Namespace) -> int:
+    roles = [Roles.PLAYER]
+    if args.group_command:
+        roles.append(Roles.CONTROLLER)
     client = ResonateClient(
         client_id=args.client_id,
         client_name=args.name or args.client_id,
-        roles=[Roles.PLAYER],
+        roles=roles,
         player_support=ClientHelloPlayerSupport(
             support_codecs=["pcm"],
             support_channels=[args.channels],
@@ -125,14 +135,31 @@ async def record(args: argparse.Namespace) -> int:
     except (OSError, RuntimeError, ClientError) as error:
         LOGGER.warning("sending player/update failed: %s", error)
 
+    command_task = None
+    if args.group_command:
+        command_task = asyncio.create_task(send_group_command(client, recorder, args))
     try:
         await asyncio.wait_for(recorder.finished.wait(), timeout=args.seconds)
     except TimeoutError:
         recorder.finish("seconds")
+    if command_task is not None:
+        command_task.cancel()
     await client.disconnect()
 
     write_recording(args, recorder)
     return 0 if recorder.ended_by == "stream_end" else 3
+
+
+async def send_group_command(client: ResonateClient, recorder: Recorder, args: argparse.Namespace) -> None:
+    """Send --group-command once the stream has run for --group-command-after seconds."""
+    await recorder.started.wait()
+    await asyncio.sleep(args.group_command_after)
+    try:
+        await client.send_group_command(MediaCommand(args.group_command))
+    except (OSError, RuntimeError, ClientError) as error:
+        LOGGER.warning("sending group/command %s failed: %s", args.group_command, error)
+        return
+    emit("group_command", command=args.group_command)
 
 
 def write_recording(args: argparse.Namespace, recorder: Recorder) -> None:
@@ -186,6 +213,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=32 * 1024 * 1024,
         help="buffer_capacity in client/hello, in bytes (default 32 MiB)",
     )
+    parser.add_argument(
+        "--group-command",
+        choices=("play", "pause", "stop"),
+        help="take the controller role and send this group/command after stream/start",
+    )
+    parser.add_argument(
+        "--group-command-after",
+        type=float,
+        default=1.0,
+        help="seconds from stream/start to --group-command (default 1)",
+    )
     parser.add_argument("--verbose", action="store_true", help="log aioresonate at DEBUG to stderr")
 
     args = parser.parse_args(argv)
@@ -193,6 +231,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("--rate must be positive")
     if args.seconds <= 0:
         parser.error("--seconds must be positive")
+    if args.group_command_after < 0:
+        parser.error("--group-command-after must not be negative")
     if args.buffer_capacity <= 0:
         parser.error("--buffer-capacity must be positive")
     return args
