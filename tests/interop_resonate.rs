@@ -122,6 +122,7 @@ fn decode_pcm(bytes: &[u8], bits: u16) -> Vec<i32> {
 /// the address of its telemetry feed.
 struct LegacyServer {
     process: process::Proc,
+    /// `host:port` of both paths, `/sendspin` and `/resonate`.
     addr: String,
     feed_addr: String,
 }
@@ -137,6 +138,8 @@ fn start_legacy_server(source: &std::path::Path) -> LegacyServer {
     let feed_addr = telemetry["addr"].as_str().expect("telemetry event has an addr").to_string();
     let listening = process.wait_event("listening", Duration::from_secs(20));
     let addr = listening["addr"].as_str().expect("listening event has an addr").to_string();
+    assert_eq!(listening["url"], format!("ws://{addr}/sendspin"));
+    assert_eq!(listening["legacy_url"], format!("ws://{addr}/resonate"));
     LegacyServer { process, addr, feed_addr }
 }
 
