@@ -425,3 +425,51 @@ fn serve_legacy_group_command_stops_group() {
     assert!(recorded.len() < source.len(), "the client recorded the whole source despite the stop");
     assert_eq!(recorded, source[..recorded.len()], "the PCM before the stop differs from the source");
 }
+
+#[test]
+fn serve_legacy_mixed_group_of_reference_clients() {
+    let Some(root) = require_peers_root() else {
+        return;
+    };
+    let bits = 16;
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("source.wav");
+    let source = write_test_wav(&wav, RATE, CHANNELS, bits, SOURCE_SECONDS);
+    let LegacyServer { process: mut server, addr, .. } = start_legacy_server(&wav);
+
+    let legacy_out = dir.path().join("legacy.pcm");
+    let mut legacy = start_legacy_client(&root, &format!("ws://{addr}/resonate"), "legacy-player", &legacy_out, bits, &[]);
+    server.wait_event("client_joined", Duration::from_secs(30));
+
+    // aiosendspin 6.1.1's client on the Sendspin path of the same server.
+    let v1_out = dir.path().join("v1.pcm");
+    let peer = peer_command(&root, "venv-sendspin-v1", &peers_dir(), "python3");
+    let peer = peer.as_std();
+    let mut command = std::process::Command::new(peer.get_program());
+    command.args(peer.get_args());
+    command.args([
+        "aiosendspin_client.py", "--url", &format!("ws://{addr}/sendspin"), "--client-id", "v1-player", "--out",
+        v1_out.to_str().unwrap(), "--bit-depth", "16", "--seconds", "20",
+    ]);
+    let mut v1 = spawn(command);
+    let joined = server.wait_event("client_joined", Duration::from_secs(30));
+    assert_eq!(joined["client_id"], "v1-player");
+    let start_us = server.seen.iter().find(|e| e["event"] == "program_started").expect("a program started")["start_us"]
+        .as_i64()
+        .unwrap();
+
+    let legacy_done = legacy.wait_event("done", Duration::from_secs(30));
+    let v1_done = v1.wait_event("done", Duration::from_secs(30));
+    assert!(legacy.wait(Duration::from_secs(10)).success(), "the aioresonate client failed");
+    assert!(v1.wait(Duration::from_secs(10)).success(), "the aiosendspin client failed");
+    assert!(server.interrupt().success());
+
+    assert_legacy_recording(&legacy_done, &legacy_out, &source, bits, start_us);
+    // Both reference clients joined before the first sample sounded, so
+    // both recorded the whole program with the same chunk timestamps.
+    assert_eq!(v1_done["ended_by"], "stream_end", "{v1_done}");
+    assert_eq!(v1_done["first_timestamp_us"], legacy_done["first_timestamp_us"]);
+    assert_eq!(v1_done["last_timestamp_us"], legacy_done["last_timestamp_us"]);
+    assert_eq!(v1_done["chunks"], legacy_done["chunks"]);
+    assert_eq!(v1_done["sha256"], legacy_done["sha256"], "the two clients recorded different PCM");
+}
