@@ -1,8 +1,9 @@
 //! Legacy Resonate interop with aioresonate 0.13.2 from the peers root (see
-//! `tests/peers/README.md`): `resonate play --dialect resonate` against its
-//! server, and `resonate serve --legacy` streaming to its client, alone and
-//! in one group with a Sendspin v1 player. The peer scripts connect or listen
-//! on 127.0.0.1 only and start no mDNS.
+//! `tests/peers/README.md`). `resonate play --dialect resonate` plays from
+//! its server, and `discover`'s probe talks to that server. `resonate serve
+//! --legacy` streams to its client, alone, late, controlled by a legacy
+//! `group/command`, and in one group with Sendspin v1 players. The peer
+//! scripts connect or listen on 127.0.0.1 only and start no mDNS.
 
 mod support;
 
