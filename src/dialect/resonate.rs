@@ -315,15 +315,15 @@ impl ResonateCodec {
             // `client/time` and `server/time` have the same shape in both
             // dialects.
             Message::ClientTime(_) | Message::ServerTime(_) => encode_v1_message(message),
-            // aioresonate 0.13.2 has no goodbye, no v1-style commands or
-            // server state and no stream/clear; its peers would log a parse
-            // error for each, so they are left out.
             // A legacy `group/command` payload has the fields of the v1
             // controller command.
             Message::ClientCommand(ClientCommand {
                 controller: Some(controller),
                 ..
             }) => envelope("group/command", controller),
+            // aioresonate 0.13.2 has no goodbye, no player commands, no
+            // server state and no stream/clear. Its peers would log a parse
+            // error for each, so they are left out.
             Message::ClientGoodbye(_)
             | Message::ClientCommand(_)
             | Message::ServerState(_)

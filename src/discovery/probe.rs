@@ -15,7 +15,7 @@
 //!
 //! Legacy Resonate endpoints (`_resonate-server._tcp`, `_resonate._tcp`) are
 //! probed the same way in the legacy dialect. It has no goodbye and no
-//! `metadata` role without a support object, so a legacy server sees a
+//! `metadata` role without a support object, so a legacy server receives a
 //! `controller` hello and a plain close.
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -336,8 +336,8 @@ fn clock_sample(reply: &ServerTime, client_received: i64) -> (i64, i64) {
 
 /// Returns a `client_id` unique to one probe of this process.
 ///
-/// A server replaces a session when another one says hello with the same
-/// `client_id`, so concurrent probes of one server's endpoints, such as its
+/// A server replaces a session when another one sends `client/hello` with
+/// the same `client_id`, so concurrent probes of one server's endpoints, such as its
 /// Sendspin and legacy paths, need different ids.
 fn probe_client_id() -> String {
     static PROBES: AtomicU32 = AtomicU32::new(0);
