@@ -99,11 +99,17 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
         };
         let follower = browsing.map(|players| tokio::spawn(follow_players(players, dialer.clone())));
         let url = format!("ws://{addr}{}", config.path);
+        let legacy_url = config.legacy_path.as_ref().map(|path| format!("ws://{addr}{path}"));
         if args.json {
-            print_json(&json!({"event": "listening", "url": url, "addr": addr.to_string()}));
+            let mut listening = json!({"event": "listening", "url": url, "addr": addr.to_string()});
+            if let Some(legacy_url) = &legacy_url {
+                listening["legacy_url"] = json!(legacy_url);
+            }
+            print_json(&listening);
         } else {
+            let also = legacy_url.map(|legacy_url| format!(" and {legacy_url} (legacy Resonate)")).unwrap_or_default();
             crate::status(&format!(
-                "serving {} ({} Hz, {} ch, {}-bit) on {url}",
+                "serving {} ({} Hz, {} ch, {}-bit) on {url}{also}",
                 file.display(),
                 info.sample_rate,
                 info.channels,

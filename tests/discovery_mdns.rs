@@ -101,6 +101,37 @@ fn serve_dials_player_found_over_mdns() {
     play.wait_event("stream_started", PATIENCE);
 }
 
+#[test]
+fn discover_probes_legacy_serve_endpoint() {
+    let Some(netns) = Netns::create() else { return };
+    let mut serve = spawn(netns.resonate(&[
+        "serve", &fixture(), "--legacy", "--listen", "127.0.0.1:0", "--server-id", "both-dialects", "--name", "Both",
+        "--json",
+    ]));
+    let serve_port = port_of(&serve.wait_event("listening", PATIENCE));
+
+    let endpoints = discover(&netns);
+    let legacy = endpoints
+        .iter()
+        .find(|e| e["kind"] == "server" && e["dialect"] == "resonate-legacy")
+        .unwrap_or_else(|| panic!("no legacy server in {endpoints:?}"));
+    assert_eq!(legacy["port"], serve_port);
+    assert_eq!(legacy["path"], "/resonate");
+    // The probe completed a legacy handshake and clock exchanges.
+    assert_eq!(legacy["probe"]["id"], "both-dialects", "{legacy}");
+    assert_eq!(legacy["probe"]["name"], "Both");
+    assert_eq!(legacy["probe"]["roles"], serde_json::json!(["controller@v1"]));
+    assert_eq!(legacy["probe"]["samples"], 5);
+    assert!(legacy["probe"]["rtt_us"].as_i64().is_some(), "{legacy}");
+
+    let current = endpoints
+        .iter()
+        .find(|e| e["kind"] == "server" && e["dialect"] == "sendspin")
+        .unwrap_or_else(|| panic!("no Sendspin server in {endpoints:?}"));
+    assert_eq!(current["port"], serve_port);
+    assert_eq!(current["probe"]["id"], "both-dialects", "{current}");
+}
+
 /// Builds a command that runs a peer driver from `venv` inside `netns`.
 fn peer_in(netns: &Netns, root: &std::path::Path, venv: &str, args: &[&str]) -> Command {
     let workdir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers");
@@ -331,5 +362,9 @@ fn discover_reports_legacy_and_failed_probes() {
     assert_eq!(legacy["dialect"], "resonate-legacy");
     assert_eq!(legacy["port"], 8927);
     assert_eq!(legacy["path"], "/resonate");
-    assert_eq!(legacy["probe_error"], "legacy Resonate dialect not supported yet");
+    // Nothing listens behind the record, so the probe, made in the legacy
+    // dialect, fails to connect to the legacy path.
+    let error = legacy["probe_error"].as_str().expect("probe_error");
+    assert!(error.contains("ws://127.0.0.1:8927/resonate"), "{error}");
+    assert!(error.contains("failed"), "{error}");
 }

@@ -2,9 +2,10 @@
 //! JSON with unversioned roles and flat `player_support` lists, and binary
 //! frames of a type byte (1 = audio) plus a u64 big-endian timestamp.
 //!
-//! The codec translates to and from the engine's v1 [`Message`]s. Legacy
-//! messages without a v1 counterpart (`group/*`, `stream/update` without a
-//! preceding `stream/start`) decode as [`Incoming::Unknown`]. The codec is
+//! The codec translates to and from the engine's v1 [`Message`]s. A legacy
+//! `group/command` is a v1 controller `client/command`. Legacy messages
+//! without a v1 counterpart (the other `group/*` messages, `stream/update`
+//! without a preceding `stream/start`) decode as [`Incoming::Unknown`]. The codec is
 //! stateful because some legacy messages carry what v1 spreads over several:
 //! `player/update` needs the full volume, mute and stream state, and
 //! `server/hello` names no active roles.
@@ -18,9 +19,9 @@ use super::sendspin_v1::encode_message as encode_v1_message;
 use super::{DecodeError, Dialect, Incoming, Outgoing, WireCodec};
 use crate::protocol::binary::ShortFrame;
 use crate::protocol::{
-    BinaryFrame, BinaryKind, ClientHello, ClientState, ClientStateKind, ConnectionReason, GroupUpdate,
-    Message, PlaybackState, PlayerFormatRequest, PlayerState, PlayerSupport, ServerHello, StreamEnd,
-    StreamRequestFormat, StreamStart, StreamStartPlayer, SupportedFormat,
+    BinaryFrame, BinaryKind, ClientCommand, ClientHello, ClientState, ClientStateKind, ConnectionReason,
+    ControllerCommand, GroupUpdate, Message, PlaybackState, PlayerFormatRequest, PlayerState, PlayerSupport,
+    ServerHello, StreamEnd, StreamRequestFormat, StreamStart, StreamStartPlayer, SupportedFormat,
 };
 
 /// Bytes in front of a legacy binary payload: a type byte and a u64
@@ -112,8 +113,9 @@ struct LegacyStreamUpdatePlayer {
 /// The codec of the legacy Resonate dialect, one per connection.
 #[derive(Clone, Debug, Default)]
 pub struct ResonateCodec {
-    /// v1 roles of the last `client/hello` encoded or decoded, reported as
-    /// active when the legacy `server/hello` arrives.
+    /// v1 roles of the last `client/hello` encoded or decoded that the
+    /// legacy hello carried, reported as active when the legacy
+    /// `server/hello` arrives.
     hello_roles: Vec<String>,
     /// Last volume and mute of the player, to fill the complete legacy
     /// `player/update` from v1 `client/state` deltas.
@@ -224,8 +226,9 @@ fn v1_player_support(legacy: LegacyPlayerSupport) -> PlayerSupport {
     PlayerSupport {
         supported_formats,
         buffer_capacity: legacy.buffer_capacity,
-        // Legacy players always accept volume and mute.
-        supported_commands: vec!["volume".to_string(), "mute".to_string()],
+        // aioresonate 0.13.2 defines no server-to-player command, so a
+        // server cannot change a legacy player's volume or mute.
+        supported_commands: Vec::new(),
     }
 }
 
@@ -233,13 +236,14 @@ impl ResonateCodec {
     fn encode_message(&mut self, message: &Message) -> Option<String> {
         let text = match message {
             Message::ClientHello(hello) => {
-                self.hello_roles = hello.supported_roles.clone();
                 let mut supported_roles = Vec::new();
                 for role in &hello.supported_roles {
                     if let Some(legacy) = legacy_role(role) {
                         push_unique(&mut supported_roles, legacy.to_string());
                     }
                 }
+                // A legacy server can activate only the roles it was sent.
+                self.hello_roles = supported_roles.iter().map(|role| v1_role(role)).collect();
                 let legacy = LegacyClientHello {
                     client_id: hello.client_id.clone(),
                     name: hello.name.clone(),
@@ -311,8 +315,14 @@ impl ResonateCodec {
             // `client/time` and `server/time` have the same shape in both
             // dialects.
             Message::ClientTime(_) | Message::ServerTime(_) => encode_v1_message(message),
-            // aioresonate 0.13.2 has no goodbye, no v1-style commands or
-            // server state and no stream/clear; its peers would log a parse
+            // A legacy `group/command` payload has the fields of the v1
+            // controller command.
+            Message::ClientCommand(ClientCommand {
+                controller: Some(controller),
+                ..
+            }) => envelope("group/command", controller),
+            // aioresonate 0.13.2 has no goodbye, no player commands, no
+            // server state and no stream/clear. Its peers would log a parse
             // error for each, so they are left out.
             Message::ClientGoodbye(_)
             | Message::ClientCommand(_)
@@ -419,6 +429,10 @@ impl ResonateCodec {
                     ..StreamStart::default()
                 })
             }
+            "group/command" => Message::ClientCommand(ClientCommand {
+                controller: Some(payload::<ControllerCommand>(t, body)?),
+                extra: Map::new(),
+            }),
             "stream/end" => {
                 self.stream = None;
                 Message::StreamEnd(StreamEnd { roles: None })
@@ -576,6 +590,7 @@ mod tests {
         );
         assert_eq!(support.supported_formats[7].codec, "flac");
         assert_eq!(support.supported_formats[7].sample_rate, 44100);
+        assert!(support.supported_commands.is_empty(), "{:?}", support.supported_commands);
     }
 
     #[test]
@@ -609,6 +624,29 @@ mod tests {
         };
         assert_eq!(hello.active_roles, ["player@v1", "controller@v1"]);
         assert_eq!(hello.connection_reason, ConnectionReason::Playback);
+    }
+
+    #[test]
+    fn server_hello_activates_only_forwarded_roles() {
+        let hello = ClientHello {
+            client_id: "probe".into(),
+            name: "Probe".into(),
+            device_info: None,
+            version: 1,
+            supported_roles: vec!["controller@v2".into(), "controller@v1".into(), "metadata@v1".into()],
+            player_support: None,
+            artwork_support: None,
+            visualizer_support: None,
+            extra: Map::new(),
+        };
+        let mut codec = ResonateCodec::default();
+        let json = text_json(codec.encode(&Outgoing::Message(Message::ClientHello(hello))));
+        assert_eq!(json["payload"]["supported_roles"], json!(["controller"]));
+        let reply = json!({"type": "server/hello", "payload": {"server_id": "s", "name": "S", "version": 1}});
+        let Message::ServerHello(server_hello) = decode_message(&mut codec, &reply) else {
+            panic!("expected server/hello");
+        };
+        assert_eq!(server_hello.active_roles, ["controller@v1"]);
     }
 
     #[test]
@@ -771,6 +809,32 @@ mod tests {
             panic!("expected group/update");
         };
         assert_eq!(update.playback_state, Some(Some(PlaybackState::Stopped)));
+    }
+
+    #[test]
+    fn group_command_maps_to_controller_command() {
+        let mut codec = ResonateCodec::default();
+        let volume = json!({"type": "group/command", "payload": {"command": "volume", "volume": 30}});
+        let message = assert_round_trip(&mut codec, volume);
+        assert_eq!(
+            message,
+            Message::ClientCommand(ClientCommand {
+                controller: Some(ControllerCommand {
+                    command: "volume".into(),
+                    volume: Some(30),
+                    mute: None,
+                }),
+                extra: Map::new(),
+            })
+        );
+        assert_round_trip(&mut codec, json!({"type": "group/command", "payload": {"command": "mute", "mute": true}}));
+        assert_round_trip(&mut codec, json!({"type": "group/command", "payload": {"command": "play"}}));
+    }
+
+    #[test]
+    fn client_command_without_controller_is_left_out() {
+        let command = Message::ClientCommand(ClientCommand::default());
+        assert!(ResonateCodec::default().encode(&Outgoing::Message(command)).is_none());
     }
 
     #[test]

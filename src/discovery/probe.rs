@@ -12,7 +12,13 @@
 //! server keep that server. The probe then measures the round trip with
 //! WebSocket pings and estimates the client's clock offset from the
 //! `client/time` messages the client sends.
+//!
+//! Legacy Resonate endpoints (`_resonate-server._tcp`, `_resonate._tcp`) are
+//! probed the same way in the legacy dialect. It has no goodbye and no
+//! `metadata` role without a support object, so a legacy server receives a
+//! `controller` hello and a plain close.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -22,7 +28,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use super::{Endpoint, EndpointKind, Family};
 use crate::clock::now_us;
-use crate::dialect::{Incoming, Outgoing, SendspinV1Codec, WireCodec};
+use crate::dialect::{Dialect, Incoming, Outgoing, WireCodec};
 use crate::protocol::{
     ClientGoodbye, ClientHello, ClientTime, ConnectionReason, DeviceInfo, GoodbyeReason, Message, ServerHello, ServerTime,
     PROTOCOL_VERSION,
@@ -66,8 +72,6 @@ pub struct ProbeReport {
 /// Error of a failed probe.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
-    #[error("legacy Resonate dialect not supported yet")]
-    LegacyDialect,
     #[error("endpoint has no address")]
     NoAddress,
     #[error(transparent)]
@@ -82,9 +86,10 @@ pub enum ProbeError {
 
 /// Probes `endpoint`, allowing `limit` for the whole probe.
 pub async fn probe(endpoint: &Endpoint, limit: Duration) -> Result<ProbeReport, ProbeError> {
-    if endpoint.family == Family::ResonateLegacy {
-        return Err(ProbeError::LegacyDialect);
-    }
+    let dialect = match endpoint.family {
+        Family::Sendspin => Dialect::SendspinV1,
+        Family::ResonateLegacy => Dialect::Resonate,
+    };
     let url = endpoint.url().ok_or(ProbeError::NoAddress)?;
     let limits = Limits {
         handshake_timeout: limit,
@@ -92,7 +97,12 @@ pub async fn probe(endpoint: &Endpoint, limit: Duration) -> Result<ProbeReport, 
     };
     let deadline = Instant::now() + limit;
     let ws = transport::dial(&url, &limits).await?;
-    let mut peer = Peer { ws, deadline, limit };
+    let mut peer = Peer {
+        ws,
+        codec: dialect.codec(),
+        deadline,
+        limit,
+    };
     match endpoint.kind {
         EndpointKind::Server => peer.probe_server().await,
         EndpointKind::Client => peer.probe_client().await,
@@ -102,13 +112,18 @@ pub async fn probe(endpoint: &Endpoint, limit: Duration) -> Result<ProbeReport, 
 /// One probe connection.
 struct Peer {
     ws: PlainStream,
+    /// Codec of the endpoint's dialect, chosen from its mDNS service type.
+    codec: Box<dyn WireCodec>,
     deadline: Instant,
     limit: Duration,
 }
 
 impl Peer {
+    /// Sends `message`, or nothing when the dialect has no form of it.
     async fn send(&mut self, message: Message) -> Result<(), ProbeError> {
-        let frame = SendspinV1Codec.encode(&Outgoing::Message(message)).expect("sendspin-v1 encodes every message");
+        let Some(frame) = self.codec.encode(&Outgoing::Message(message)) else {
+            return Ok(());
+        };
         self.ws
             .send(frame)
             .await
@@ -135,7 +150,7 @@ impl Peer {
                 return Ok(None);
             };
             match frame {
-                WsMessage::Text(_) => match SendspinV1Codec.decode(frame) {
+                WsMessage::Text(_) => match self.codec.decode(frame) {
                     Ok(Incoming::Message(message)) => return Ok(Some(message)),
                     Ok(_) => continue,
                     Err(err) => return Err(ProbeError::Protocol(err.to_string())),
@@ -269,7 +284,7 @@ impl Peer {
                     let rtt = received - sent;
                     best_rtt = Some(best_rtt.map_or(rtt, |best| best.min(rtt)));
                 }
-                WsMessage::Text(_) => match SendspinV1Codec.decode(frame) {
+                WsMessage::Text(_) => match self.codec.decode(frame) {
                     Ok(Incoming::Message(Message::ClientTime(time))) => {
                         client_times.push((time.client_transmitted, received));
                         let reply = ServerTime {
@@ -319,9 +334,20 @@ fn clock_sample(reply: &ServerTime, client_received: i64) -> (i64, i64) {
     (rtt, offset)
 }
 
+/// Returns a `client_id` unique to one probe of this process.
+///
+/// A server replaces a session when another one sends `client/hello` with
+/// the same `client_id`, so concurrent probes of one server's endpoints, such as its
+/// Sendspin and legacy paths, need different ids.
+fn probe_client_id() -> String {
+    static PROBES: AtomicU32 = AtomicU32::new(0);
+    let probe = PROBES.fetch_add(1, Ordering::Relaxed);
+    format!("resonate-discover-{}-{probe}", std::process::id())
+}
+
 fn probe_hello() -> ClientHello {
     ClientHello {
-        client_id: format!("resonate-discover-{}", std::process::id()),
+        client_id: probe_client_id(),
         name: "resonate discover".into(),
         device_info: Some(DeviceInfo {
             product_name: Some("resonate discover".into()),
@@ -340,6 +366,11 @@ fn probe_hello() -> ClientHello {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn probe_client_ids_differ() {
+        assert_ne!(probe_client_id(), probe_client_id());
+    }
 
     #[test]
     fn clock_sample_follows_ntp() {
