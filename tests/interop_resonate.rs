@@ -259,7 +259,7 @@ fn serve_legacy_mixed_group_in_sync() {
     let url = format!("ws://{addr}/sendspin");
     let mut player = resonate(&[
         "play", "--server", &url, "--client-id", "v1-player", "--output", &output, "--sample-rate", "48000",
-        "--bit-depth", "16", "--json",
+        "--bit-depth", "16", "--json", "--no-drift-correction",
     ]);
     let joined = server.wait_event("client_joined", Duration::from_secs(20));
     assert_eq!(joined["client_id"], "v1-player");
@@ -364,7 +364,7 @@ fn serve_legacy_late_joiner_gets_future_chunks() {
     let output = format!("wav:{}", played_wav.display());
     let mut player = resonate(&[
         "play", "--server", &format!("ws://{addr}/sendspin"), "--client-id", "v1-player", "--output", &output,
-        "--sample-rate", "48000", "--bit-depth", "16", "--json",
+        "--sample-rate", "48000", "--bit-depth", "16", "--json", "--no-drift-correction",
     ]);
     let start_us = server.wait_event("program_started", Duration::from_secs(20))["start_us"].as_i64().unwrap();
     std::thread::sleep(Duration::from_millis(2500));
