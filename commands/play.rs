@@ -290,6 +290,7 @@ fn report_summary(summary: &output::OutputSummary, scheduler: &Scheduler, clock:
             "frames_played": totals.frames_played,
             "silence_frames": totals.silence_frames,
             "late_chunks_dropped": totals.late_chunks_dropped,
+            "chunks_skipped_at_start": totals.chunks_skipped_at_start,
             "reanchors": totals.reanchors,
             "frames_inserted": totals.frames_inserted,
             "frames_dropped": totals.frames_dropped,

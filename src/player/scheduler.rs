@@ -115,6 +115,10 @@ pub struct PlaybackCounters {
     pub silence_frames: u64,
     /// Chunks dropped because every frame was already late.
     pub late_chunks_dropped: u64,
+    /// Chunks whose play time passed before the stream first started
+    /// playing, while the clock converged or because the player joined a
+    /// playing group. They are expected, so they are not counted as late.
+    pub chunks_skipped_at_start: u64,
     /// Chunks evicted because the buffer exceeded its bound.
     pub overflow_chunks_dropped: u64,
     /// Jumps to the clock-mapped position after a sustained position error.
@@ -135,6 +139,7 @@ impl PlaybackCounters {
         self.frames_played += other.frames_played;
         self.silence_frames += other.silence_frames;
         self.late_chunks_dropped += other.late_chunks_dropped;
+        self.chunks_skipped_at_start += other.chunks_skipped_at_start;
         self.overflow_chunks_dropped += other.overflow_chunks_dropped;
         self.reanchors += other.reanchors;
         self.frames_inserted += other.frames_inserted;
@@ -327,6 +332,8 @@ struct State {
     static_delay_us: i64,
     /// Whether small position errors are corrected one frame at a time.
     drift_correction: bool,
+    /// Whether playback anchored since the stream started or was cleared.
+    anchored_once: bool,
     max_buffer_us: i64,
     totals: PlaybackCounters,
     /// Finished chunks, freed on the network side outside the lock.
@@ -371,6 +378,7 @@ impl Scheduler {
             gain: 1.0,
             static_delay_us: 0,
             drift_correction: true,
+            anchored_once: false,
             max_buffer_us: max_buffer_us.max(0),
             totals: PlaybackCounters::default(),
             retired: Vec::with_capacity(RETIRED_CAPACITY),
@@ -565,6 +573,7 @@ impl State {
     /// to free after unlocking.
     fn take_buffers(&mut self) -> (VecDeque<Chunk>, Option<Chunk>, Vec<Vec<f32>>) {
         self.cursor = None;
+        self.anchored_once = false;
         self.queued_frames = 0;
         let queue = std::mem::take(&mut self.queue);
         let current = self.current.take();
@@ -704,10 +713,15 @@ impl State {
             };
             self.queued_frames -= chunk_frames as u64;
             if offset + chunk_frames <= 0 {
-                report.counters.late_chunks_dropped += 1;
+                if self.anchored_once {
+                    report.counters.late_chunks_dropped += 1;
+                } else {
+                    report.counters.chunks_skipped_at_start += 1;
+                }
                 self.retire(chunk);
                 continue;
             }
+            self.anchored_once = true;
             // A negative offset means the chunk started before the buffer, so
             // its first -offset frames are late and skipped.
             self.cursor = Some(Cursor {
@@ -1137,7 +1151,7 @@ mod tests {
     }
 
     #[test]
-    fn late_chunk_dropped() {
+    fn expired_chunk_before_start_skipped() {
         let scheduler = started();
         let late = ramp(0, 480);
         let on_time = ramp(960, 480);
@@ -1146,7 +1160,9 @@ mod tests {
 
         let (output, reports) = play(&scheduler, &clock(), local(2_000_000), 1, 480);
 
-        assert_eq!(reports[0].counters.late_chunks_dropped, 1);
+        // Nothing played yet, so the expired chunk is not a late arrival.
+        assert_eq!(reports[0].counters.chunks_skipped_at_start, 1);
+        assert_eq!(reports[0].counters.late_chunks_dropped, 0);
         assert_samples_eq(&output, &on_time);
     }
 
