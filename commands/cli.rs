@@ -150,7 +150,7 @@ pub struct ServeArgs {
     pub log_file: Option<PathBuf>,
 
     /// Publish sessions, groups and events for `resonate monitor` on this loopback address (ws://ADDR/), with Prometheus metrics at http://ADDR/metrics; port 0 picks a free port.
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = parse_telemetry_addr)]
     pub telemetry: Option<SocketAddr>,
 
     /// Print server events as JSON lines on stdout.
@@ -284,7 +284,7 @@ pub struct PlayArgs {
     pub connect_attempts: u32,
 
     /// Publish this player's connection, clock and buffer for `resonate monitor` on this loopback address (ws://ADDR/), with Prometheus metrics at http://ADDR/metrics; port 0 picks a free port.
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = parse_telemetry_addr)]
     pub telemetry: Option<SocketAddr>,
 
     /// Print player events and a final report as JSON lines on stdout.
@@ -347,7 +347,7 @@ pub struct StressArgs {
     pub log_file: Option<PathBuf>,
 
     /// Publish the run for `resonate monitor` on this loopback address (ws://ADDR/): scenario markers, violations, counters and, with the embedded server, its sessions; Prometheus metrics at http://ADDR/metrics; port 0 picks a free port.
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = parse_telemetry_addr)]
     pub telemetry: Option<SocketAddr>,
 
     /// Print the whole report as one JSON object on stdout.
@@ -469,4 +469,16 @@ fn parse_sink_latency(value: &str) -> Result<f64, String> {
         return Err(format!("latency {ms} ms is out of range; use 0 to 1000"));
     }
     Ok(ms)
+}
+
+/// Parses a `--telemetry` address: `IP:PORT`, or `localhost:PORT` for
+/// 127.0.0.1. Whether it is a loopback address is checked when binding.
+fn parse_telemetry_addr(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if let Some(port) = text.strip_prefix("localhost:").and_then(|p| p.parse::<u16>().ok()) {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    Err(format!("invalid address {text:?}: expected 127.0.0.1:PORT or [::1]:PORT, such as 127.0.0.1:9000"))
 }

@@ -130,6 +130,12 @@ fn parse_source(text: &str) -> anyhow::Result<Source> {
             "invalid feed URL {text:?}: missing host or port; expected ws://HOST:PORT, such as ws://127.0.0.1:8930"
         ));
     }
+    if !matches!(url.path(), "" | "/") {
+        return Err(anyhow!(
+            "invalid feed URL {text:?}: a telemetry feed is at /, not {}; to watch a Sendspin server itself, use `resonate monitor --server {text}`",
+            url.path()
+        ));
+    }
     Ok(Source::Feed(text.to_string()))
 }
 
@@ -140,6 +146,8 @@ mod tests {
     #[test]
     fn feed_url_needs_ws_host_and_port() {
         assert_eq!(parse_source("ws://127.0.0.1:9000").unwrap(), Source::Feed("ws://127.0.0.1:9000".into()));
+        let err = parse_source("ws://127.0.0.1:8927/sendspin").unwrap_err().to_string();
+        assert!(err.contains("--server ws://127.0.0.1:8927/sendspin"), "{err}");
         for bad in ["http://127.0.0.1:9000", "ws://127.0.0.1", "127.0.0.1:9000", "wss://127.0.0.1:9000"] {
             let err = parse_source(bad).unwrap_err().to_string();
             assert!(err.contains(bad), "{err}");

@@ -15,6 +15,7 @@ use resonate::dialect::Dialect;
 use resonate::server::{Server, ServerConfig, ServerStats, SourcePlan};
 use resonate::stress::{self, Counters, Progress, Scenario, StressConfig, Target, TargetCounters};
 use resonate::telemetry::{Snapshot, Telemetry};
+use tokio_util::sync::CancellationToken;
 use resonate::transport::{parse_ws_url, parse_ws_url_with_port, Limits, DEFAULT_CLIENT_PORT};
 
 /// Length of the looping tone an embedded server plays.
@@ -106,6 +107,8 @@ pub fn run(args: StressArgs) -> Result<(), Failure> {
             (None, Some(feed_url)) => Some(follow_target_feed(feed_url, config.bound).await?),
             (None, None) => None,
         };
+        let relay_stop = CancellationToken::new();
+        let mut relay = None;
         let report = match (&hub, args.tui) {
             (Some(hub), true) => {
                 // The run and the monitor go on together. When the run ends
@@ -113,9 +116,12 @@ pub fn run(args: StressArgs) -> Result<(), Failure> {
                 // first drops the run, which stops its clients.
                 let monitor_stop = tokio_util::sync::CancellationToken::new();
                 let mut monitor = tokio::spawn(resonate::monitor::run_in_process(hub.clone(), monitor_stop.clone()));
-                let run = run_with_progress(&config, counters.as_ref(), server_hub.as_ref());
+                let run = run_with_progress(&config, counters.as_ref(), server_hub.as_ref(), &relay_stop);
                 let report = tokio::select! {
-                    report = run => Some(report),
+                    (report, relaying) = run => {
+                        relay = relaying;
+                        Some(report)
+                    }
                     _ = &mut monitor => None,
                 };
                 if let Some(report) = &report {
@@ -128,8 +134,16 @@ pub fn run(args: StressArgs) -> Result<(), Failure> {
                 monitor_stop.cancel();
                 report
             }
-            _ => Some(run_with_progress(&config, counters.as_ref(), server_hub.as_ref()).await),
+            _ => {
+                let (report, relaying) = run_with_progress(&config, counters.as_ref(), server_hub.as_ref(), &relay_stop).await;
+                relay = relaying;
+                Some(report)
+            }
         };
+        relay_stop.cancel();
+        if let Some(relay) = relay {
+            let _ = relay.await;
+        }
         if let Some(embedded) = embedded {
             embedded.stop().await;
         }
@@ -228,27 +242,31 @@ async fn preflight(config: &StressConfig) -> Result<(), Failure> {
     })
 }
 
-async fn run_with_progress(config: &StressConfig, counters: Option<&TargetCounters>, server_hub: Option<&Telemetry>) -> stress::Report {
+/// Runs the scenarios with a progress line and, with telemetry, a relay
+/// that goes on publishing after the run until `relay_stop` is cancelled.
+async fn run_with_progress(
+    config: &StressConfig,
+    counters: Option<&TargetCounters>,
+    server_hub: Option<&Telemetry>,
+    relay_stop: &CancellationToken,
+) -> (stress::Report, Option<tokio::task::JoinHandle<()>>) {
     let show = std::io::stderr().is_terminal() && !crate::is_quiet();
     let (progress_tx, progress_rx) = watch::channel(Progress::default());
     let printer = show.then(|| tokio::spawn(print_progress(progress_rx.clone())));
     let relay = config
         .telemetry
         .clone()
-        .map(|hub| tokio::spawn(relay_telemetry(hub, server_hub.cloned(), progress_rx)));
+        .map(|hub| tokio::spawn(relay_telemetry(hub, server_hub.cloned(), progress_rx, relay_stop.clone())));
     let report = stress::run(config, counters, |progress| {
         let _ = progress_tx.send(progress);
     })
     .await;
     drop(progress_tx);
-    if let Some(relay) = relay {
-        let _ = relay.await;
-    }
     if let Some(printer) = printer {
         let _ = printer.await;
         eprint!("\r\x1b[2K");
     }
-    report
+    (report, relay)
 }
 
 /// Follows the telemetry feed of the target server at `url`, so the run can
@@ -289,21 +307,23 @@ async fn follow_target_feed(url: &str, patience: Duration) -> Result<TargetCount
 /// Publishes the run to `hub` every 500 ms until the run ends: the embedded
 /// server's sessions and events, if there is one, with the counters of the
 /// running scenario.
-async fn relay_telemetry(hub: Telemetry, server_hub: Option<Telemetry>, mut progress: watch::Receiver<Progress>) {
+async fn relay_telemetry(hub: Telemetry, server_hub: Option<Telemetry>, mut progress: watch::Receiver<Progress>, stop: CancellationToken) {
     let mut server_events = server_hub.as_ref().map(|h| h.subscribe().events);
     let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut finished = false;
     loop {
         tokio::select! {
-            changed = progress.changed() => if changed.is_err() { break },
+            _ = stop.cancelled() => break,
+            changed = progress.changed(), if !finished => if changed.is_err() { finished = true },
             _ = tick.tick() => {}
             Some(event) = next_event(&mut server_events) => {
                 hub.emit(event);
                 continue;
             }
         }
-        hub.publish(run_snapshot(server_hub.as_ref(), &progress.borrow()));
+        hub.publish(run_snapshot(server_hub.as_ref(), &progress.borrow(), finished));
     }
-    hub.publish(run_snapshot(server_hub.as_ref(), &progress.borrow()));
+    hub.publish(run_snapshot(server_hub.as_ref(), &progress.borrow(), finished));
 }
 
 async fn next_event(events: &mut Option<tokio::sync::broadcast::Receiver<resonate::telemetry::Event>>) -> Option<resonate::telemetry::Event> {
@@ -318,7 +338,7 @@ async fn next_event(events: &mut Option<tokio::sync::broadcast::Receiver<resonat
     }
 }
 
-fn run_snapshot(server_hub: Option<&Telemetry>, progress: &Progress) -> Snapshot {
+fn run_snapshot(server_hub: Option<&Telemetry>, progress: &Progress, finished: bool) -> Snapshot {
     let mut snapshot = server_hub.map(|h| h.latest().as_ref().clone()).unwrap_or_default();
     let counters = &progress.counters;
     for (name, counter) in [
@@ -335,6 +355,7 @@ fn run_snapshot(server_hub: Option<&Telemetry>, progress: &Progress) -> Snapshot
     snapshot.counters.insert("stress.violations".to_string(), violations);
     snapshot.taken_unix_ms = resonate::telemetry::unix_ms_now();
     snapshot.notes = match progress.scenario {
+        _ if finished => vec!["the run finished; the counters are those of the last scenario".to_string()],
         Some(scenario) => vec![format!("running scenario {scenario}: {}", scenario.describe())],
         None => vec!["starting".to_string()],
     };

@@ -158,6 +158,8 @@ mod tests {
             app.apply(super::super::Update::Feed(FeedMessage::Event(FeedEvent::now(EventKind::Info, n.to_string()))));
         }
         app.show_screen(Screen::Events);
+        // A log page of two lines leaves room to scroll back three.
+        app.page_lines.set(2);
         let wheel = |kind| {
             Event::Mouse(MouseEvent {
                 kind,

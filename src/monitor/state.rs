@@ -343,8 +343,9 @@ impl App {
                 self.group_scroll = self.group_scroll.saturating_add_signed(delta).min(last);
             }
             Screen::Events => {
-                // Up (negative) scrolls back to older events.
-                let last = self.visible_events().count().saturating_sub(1);
+                // Up (negative) scrolls back to older events, at most until
+                // the oldest page is full.
+                let last = self.max_event_scroll();
                 self.event_scroll = self.event_scroll.saturating_add_signed(-delta).min(last);
             }
         }
@@ -355,8 +356,14 @@ impl App {
         match self.screen {
             Screen::Sessions => self.select(if to_end { usize::MAX } else { 0 }),
             Screen::Groups => self.group_scroll = if to_end { self.shown.groups.len().saturating_sub(1) } else { 0 },
-            Screen::Events => self.event_scroll = if to_end { 0 } else { self.visible_events().count().saturating_sub(1) },
+            Screen::Events => self.event_scroll = if to_end { 0 } else { self.max_event_scroll() },
         }
+    }
+
+    /// Scroll position that shows the oldest events as a full page.
+    fn max_event_scroll(&self) -> usize {
+        let page = self.page_lines.get().max(1);
+        self.visible_events().count().saturating_sub(page)
     }
 
     pub fn next_screen(&mut self, step: isize) {

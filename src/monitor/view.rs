@@ -398,13 +398,14 @@ fn render_history(frame: &mut Frame, history: Option<&History>, area: Rect) {
         frame.render_widget(Paragraph::new(Line::from(text).bold()), label);
 
         // Bars show each value above the window's minimum, so negative
-        // offsets still draw; a constant series draws at half height.
+        // offsets still draw. The minimum keeps a low bar, so a sample is
+        // never drawn as nothing, and a constant series draws at half height.
         let range = max - min;
         let bars: Vec<Option<u64>> = values
             .iter()
             .map(|v| {
                 v.map(|v| match range > 0.0 {
-                    true => ((v - min) / range * 100.0).round() as u64 + 1,
+                    true => ((v - min) / range * 85.0).round() as u64 + 16,
                     false => 50,
                 })
             })

@@ -21,6 +21,9 @@ use super::{metrics, Event, EventKind, FeedHello, FeedMessage, Telemetry, FEED_V
 /// Longest HTTP request head read before a request is rejected.
 const MAX_REQUEST_HEAD: usize = 8 * 1024;
 
+/// Time a feed has to send its `hello` after the WebSocket opens.
+const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Time a client has to send its request head.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -39,6 +42,8 @@ pub enum FeedError {
     },
     #[error("telemetry feed {url} sent an invalid message: {source}")]
     Invalid { url: String, source: serde_json::Error },
+    #[error("{url} sent no telemetry hello within {} s; it is not a telemetry feed (for a Sendspin server, use `resonate monitor --server URL`)", FIRST_MESSAGE_TIMEOUT.as_secs())]
+    NoHello { url: String },
     #[error("telemetry feed {url} speaks version {version}; this monitor reads version {FEED_VERSION}")]
     Version { url: String, version: u32 },
     #[error("reading telemetry feed {url} failed: {source}")]
@@ -118,7 +123,9 @@ async fn handle(mut stream: TcpStream, telemetry: Telemetry, stop: CancellationT
         }
         Request::NotFound(path) => {
             discard(&mut stream, head.len()).await?;
-            let body = format!("no telemetry at {path}; the feed is a WebSocket at / and metrics are at /metrics\n");
+            let body = format!(
+                "nothing to serve for this request to {path}: the feed is a WebSocket at / (resonate monitor ws://ADDR/) and Prometheus text is GET /metrics\n"
+            );
             respond(&mut stream, "404 Not Found", "text/plain; charset=utf-8", &body).await
         }
         Request::Malformed => {
@@ -252,7 +259,12 @@ pub async fn read(url: &str, mut on_message: impl FnMut(FeedMessage)) -> Result<
         url: url.to_string(),
         source,
     })?;
-    while let Some(frame) = ws.next().await {
+    let first = tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, ws.next()).await.map_err(|_| FeedError::NoHello {
+        url: url.to_string(),
+    })?;
+    let frames = futures_util::stream::iter(first).chain(ws);
+    tokio::pin!(frames);
+    while let Some(frame) = frames.next().await {
         let frame = frame.map_err(|source| FeedError::Read {
             url: url.to_string(),
             source,
