@@ -164,7 +164,7 @@ pub async fn follow_feed(url: &str, updates: mpsc::Sender<Update>, stop: Cancell
             Err(err) => err.to_string(),
         };
         tracing::info!(%url, %cause, retry_ms = retry.as_millis() as u64, "telemetry feed lost; reconnecting");
-        let status = format!("{cause}; retry in {:.1} s", retry.as_secs_f64());
+        let status = format!("retry in {:.1} s: {cause}", retry.as_secs_f64());
         if updates.send(Update::Status(status)).await.is_err() {
             return Ok(());
         }

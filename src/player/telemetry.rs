@@ -133,7 +133,10 @@ impl PlayerTelemetry {
             groups: Vec::new(),
             counters,
             gauges: Default::default(),
-            notes: vec!["a player sees only its own connection; run the monitor on the server for the whole group".into()],
+            notes: vec![
+                "a player sees only its own connection; run the monitor on the server for the whole group".into(),
+                crate::telemetry::OFFSET_NOTE.into(),
+            ],
         });
     }
 }

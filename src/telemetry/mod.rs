@@ -18,7 +18,7 @@ use tokio::sync::{broadcast, watch};
 
 pub use model::{
     unix_ms_now, ClockView, Event, EventKind, FeedHello, FeedMessage, GroupRow, Phase, PlayerReport, SessionRow,
-    Snapshot, SourceInfo, TrackInfo, FEED_VERSION, REPORT_KEY, REPORT_ROLE,
+    Snapshot, SourceInfo, TrackInfo, FEED_VERSION, OFFSET_NOTE, REPORT_KEY, REPORT_ROLE,
 };
 
 /// Events kept for subscribers that join late, so a new monitor shows

@@ -289,6 +289,11 @@ pub struct PlayerReport {
     pub dropped_chunks: u64,
 }
 
+/// Note shown with every clock offset: the size of an offset says nothing
+/// about sync, because each clock counts from its own origin.
+pub const OFFSET_NOTE: &str =
+    "an offset compares two clocks that count from different origins (often each process's start), so its size is not an error; error and drift show sync quality";
+
 /// Current wall-clock time in Unix milliseconds.
 pub fn unix_ms_now() -> u64 {
     std::time::SystemTime::now()

@@ -34,10 +34,11 @@ const RETRY_FIRST: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(10);
 
 /// What a client of a foreign server cannot see, shown with every snapshot.
-const NOTES: [&str; 3] = [
+const NOTES: [&str; 4] = [
     "seen as one client of this server: other clients, their clock offsets and buffers are not visible",
     "the clock offset and round trip shown are this monitor's own to the server",
     "the group shown is the one the server placed this monitor in",
+    super::OFFSET_NOTE,
 ];
 
 /// Settings of an observer.

@@ -169,7 +169,10 @@ impl Core {
                 ("tasks_live".to_string(), stats.tasks_live as f64),
                 ("clients_live".to_string(), stats.clients_live as f64),
             ]),
-            notes: vec!["offsets marked as server estimates come from client/time exchanges and WebSocket pings, assuming symmetric delay".into()],
+            notes: vec![
+                crate::telemetry::OFFSET_NOTE.into(),
+                "offsets marked as server estimates come from client/time exchanges and WebSocket pings, assuming symmetric delay".into(),
+            ],
         }
     }
 
