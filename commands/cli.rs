@@ -176,9 +176,9 @@ pub struct PlayArgs {
     #[arg(long, short = 's')]
     pub server: Option<String>,
 
-    /// Wire dialect: sendspin-v1, or resonate for legacy Resonate servers (aioresonate 0.13.2), whose default path is /resonate. The resonate dialect needs --server.
-    #[arg(long, default_value = "sendspin-v1")]
-    pub dialect: String,
+    /// Wire dialect: sendspin-v1, or resonate for legacy Resonate servers (aioresonate 0.13.2), whose default path is /resonate [default: sendspin-v1 with --server or --listen; over mDNS, the dialect of the service type found, preferring Sendspin servers].
+    #[arg(long)]
+    pub dialect: Option<String>,
 
     /// Wait for servers to connect instead of dialing one: listen on ADDR:PORT [default when given without a value: 0.0.0.0:8928] at /sendspin and advertise _sendspin._tcp over mDNS. When a second server connects, the protocol's rules pick the one to keep.
     #[arg(

@@ -18,7 +18,7 @@ use url::Url;
 use crate::cli::{CodecArg, PlayArgs};
 use crate::Failure;
 use resonate::dialect::Dialect;
-use resonate::discovery::{Advertisement, BrowseEvent, Endpoint, Mdns, Scope, ServiceType};
+use resonate::discovery::{Advertisement, BrowseEvent, Endpoint, Family, Mdns, Scope, ServiceType};
 use resonate::player::servers::{LastPlayed, LastPlayedStore};
 use resonate::player::client::{Backoff, Player, PlayerConfig, PlayerError, PlayerEvent};
 use resonate::player::output::{self, Output, OutputOptions, OutputSpec, SinkModel, SyncLog, SIMULATED_LATENCY_US};
@@ -34,11 +34,13 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
     if args.list_devices {
         return list_devices();
     }
-    let dialect: Dialect = args.dialect.parse().map_err(|e: String| Failure::usage(anyhow::anyhow!(e)))?;
-    if dialect != Dialect::SendspinV1 && args.server.is_none() {
+    let requested: Option<Dialect> = match &args.dialect {
+        Some(text) => Some(text.parse().map_err(|e: String| Failure::usage(anyhow::anyhow!(e)))?),
+        None => None,
+    };
+    if requested == Some(Dialect::Resonate) && args.listen.is_some() {
         return Err(Failure::usage(anyhow::anyhow!(
-            "--dialect {dialect} needs --server ws://HOST[:PORT]{}; --listen and mDNS discovery speak sendspin-v1 only",
-            dialect.default_path()
+            "--dialect resonate cannot be combined with --listen: legacy Resonate servers never connect to players; use --server ws://HOST[:PORT]/resonate"
         )));
     }
     let spec = match &args.device {
@@ -68,16 +70,23 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
         None => LastPlayedStore::in_state_dir(&client_id),
     };
     let runtime = crate::runtime()?;
-    let path = dialect.default_path();
-    let url = match (&args.server, args.listen) {
-        (Some(server), _) => parse_ws_url(server, path).map_err(Failure::usage)?,
-        (None, Some(listen)) => Url::parse(&format!("ws://{listen}{path}")).context("listen address makes no URL")?,
+    let (url, dialect) = match (&args.server, args.listen) {
+        (Some(server), _) => {
+            let dialect = requested.unwrap_or(Dialect::SendspinV1);
+            (parse_ws_url(server, dialect.default_path()).map_err(Failure::usage)?, dialect)
+        }
+        (None, Some(listen)) => {
+            let path = Dialect::SendspinV1.default_path();
+            let url = Url::parse(&format!("ws://{listen}{path}")).context("listen address makes no URL")?;
+            (url, Dialect::SendspinV1)
+        }
         (None, None) => {
             let last = last_played.as_ref().and_then(LastPlayedStore::load);
             let scope = args.interface.clone().map_or(Scope::All, Scope::Interface);
-            runtime.block_on(find_server(scope, last))?
+            runtime.block_on(find_server(scope, last, requested))?
         }
     };
+    let path = dialect.default_path();
     let config = PlayerConfig {
         url,
         client_id,
@@ -158,7 +167,7 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
             })
         });
         let (events_tx, events) = mpsc::unbounded_channel();
-        let printer = tokio::spawn(report_events(events, json_output, feed.as_ref().map(|(_, t)| t.clone())));
+        let printer = tokio::spawn(report_events(events, json_output, dialect, feed.as_ref().map(|(_, t)| t.clone())));
         let mut player = Player::new(config, scheduler.clone(), publisher).with_events(events_tx);
         if let Some(store) = last_played {
             player = player.with_last_played(store);
@@ -212,11 +221,20 @@ const TELEMETRY_INTERVAL: Duration = Duration::from_millis(500);
 const SERVER_SEARCH: Duration = Duration::from_secs(3);
 
 /// Finds a server over mDNS: the last-played one as soon as it shows up,
-/// otherwise the first by instance name after [`SERVER_SEARCH`].
-async fn find_server(scope: Scope, last: Option<LastPlayed>) -> Result<Url, Failure> {
+/// otherwise, after [`SERVER_SEARCH`], the first by instance name among
+/// Sendspin servers, then among legacy Resonate servers. `requested` limits
+/// the search to one dialect. Returns the URL and the dialect of its
+/// service type.
+async fn find_server(scope: Scope, last: Option<LastPlayed>, requested: Option<Dialect>) -> Result<(Url, Dialect), Failure> {
     let mdns = Mdns::start(scope).map_err(Failure::usage)?;
-    let mut events = mdns.browse(&[ServiceType::SENDSPIN_SERVER]).map_err(Failure::from)?;
-    let mut found: BTreeMap<String, Endpoint> = BTreeMap::new();
+    let services: &[ServiceType] = match requested {
+        Some(Dialect::SendspinV1) => &[ServiceType::SENDSPIN_SERVER],
+        Some(Dialect::Resonate) => &[ServiceType::RESONATE_SERVER],
+        None => &[ServiceType::SENDSPIN_SERVER, ServiceType::RESONATE_SERVER],
+    };
+    let mut events = mdns.browse(services).map_err(Failure::from)?;
+    // Keyed by preference: Sendspin before legacy, then by instance name.
+    let mut found: BTreeMap<(u8, String), Endpoint> = BTreeMap::new();
     let deadline = tokio::time::sleep(SERVER_SEARCH);
     tokio::pin!(deadline);
     loop {
@@ -227,10 +245,10 @@ async fn find_server(scope: Scope, last: Option<LastPlayed>) -> Result<Url, Fail
                 Some(BrowseEvent::Resolved(endpoint)) => {
                     if is_last_played(&endpoint, last.as_ref()) {
                         found.clear();
-                        found.insert(String::new(), endpoint);
+                        found.insert((0, String::new()), endpoint);
                         break;
                     }
-                    found.insert(endpoint.instance.clone(), endpoint);
+                    found.insert(preference(&endpoint), endpoint);
                 }
                 Some(BrowseEvent::Removed { fullname, .. }) => found.retain(|_, endpoint| endpoint.fullname != fullname),
             },
@@ -240,13 +258,32 @@ async fn find_server(scope: Scope, last: Option<LastPlayed>) -> Result<Url, Fail
     match chosen {
         Some((endpoint, url)) => {
             let name = endpoint.name.as_deref().unwrap_or(&endpoint.instance);
-            crate::status(&format!("found server {name:?} at {url} over mDNS"));
-            Ok(url)
+            let dialect = dialect_of(endpoint.family);
+            crate::status(&format!("found server {name:?} at {url} over mDNS, speaking {dialect}"));
+            Ok((url, dialect))
         }
         None => Err(Failure::usage(anyhow::anyhow!(
             "no Sendspin server answered over mDNS within {} s; start one, or pass --server ws://HOST:PORT/PATH",
             SERVER_SEARCH.as_secs()
         ))),
+    }
+}
+
+/// Returns the sort key of a found server: Sendspin servers first, then
+/// legacy ones, each by instance name.
+fn preference(endpoint: &Endpoint) -> (u8, String) {
+    let rank = match endpoint.family {
+        Family::Sendspin => 0,
+        Family::ResonateLegacy => 1,
+    };
+    (rank, endpoint.instance.clone())
+}
+
+/// Returns the dialect a server of `family` speaks.
+fn dialect_of(family: Family) -> Dialect {
+    match family {
+        Family::Sendspin => Dialect::SendspinV1,
+        Family::ResonateLegacy => Dialect::Resonate,
     }
 }
 
@@ -500,7 +537,12 @@ fn list_devices() -> Result<(), Failure> {
 
 /// Prints player events until the player stops, and returns whether it
 /// ever connected to a server.
-async fn report_events(mut events: mpsc::UnboundedReceiver<PlayerEvent>, as_json: bool, telemetry: Option<PlayerTelemetry>) -> bool {
+async fn report_events(
+    mut events: mpsc::UnboundedReceiver<PlayerEvent>,
+    as_json: bool,
+    dialect: Dialect,
+    telemetry: Option<PlayerTelemetry>,
+) -> bool {
     let mut connected = false;
     while let Some(event) = events.recv().await {
         connected |= matches!(event, PlayerEvent::Connected { .. });
@@ -525,6 +567,7 @@ async fn report_events(mut events: mpsc::UnboundedReceiver<PlayerEvent>, as_json
         let value = match &event {
             PlayerEvent::Connected { server_id, server_name, active_roles, connection_reason } => json!({
                 "event": "connected", "server_id": server_id, "server_name": server_name, "active_roles": active_roles,
+                "dialect": dialect.as_str(),
                 "connection_reason": connection_reason
             }),
             PlayerEvent::ServerRejected { server_id, connection_reason } => json!({
@@ -548,3 +591,39 @@ async fn report_events(mut events: mpsc::UnboundedReceiver<PlayerEvent>, as_json
     connected
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(instance: &str, family: Family) -> Endpoint {
+        Endpoint {
+            kind: resonate::discovery::EndpointKind::Server,
+            family,
+            instance: instance.into(),
+            fullname: format!("{instance}._sendspin-server._tcp.local."),
+            name: None,
+            host: "host.local.".into(),
+            addresses: vec![std::net::Ipv4Addr::LOCALHOST.into()],
+            port: 8927,
+            path: "/sendspin".into(),
+        }
+    }
+
+    #[test]
+    fn sendspin_servers_are_preferred() {
+        let mut found = BTreeMap::new();
+        for (instance, family) in [("aaa-legacy", Family::ResonateLegacy), ("zzz", Family::Sendspin)] {
+            let endpoint = endpoint(instance, family);
+            found.insert(preference(&endpoint), endpoint);
+        }
+        let first = found.into_values().next().unwrap();
+        assert_eq!(first.instance, "zzz");
+        assert_eq!(dialect_of(first.family), Dialect::SendspinV1);
+    }
+
+    #[test]
+    fn legacy_server_speaks_resonate() {
+        assert_eq!(dialect_of(Family::ResonateLegacy), Dialect::Resonate);
+    }
+}

@@ -67,7 +67,7 @@ set edit:completion:arg-completer[resonate] = {|@words|
         &'resonate;play'= {
             cand -s 'Server URL, ws://HOST[:PORT][/PATH]; port 8927 and path /sendspin by default. Without --server and --listen, play looks for a server over mDNS, preferring the one that last played here'
             cand --server 'Server URL, ws://HOST[:PORT][/PATH]; port 8927 and path /sendspin by default. Without --server and --listen, play looks for a server over mDNS, preferring the one that last played here'
-            cand --dialect 'Wire dialect: sendspin-v1, or resonate for legacy Resonate servers (aioresonate 0.13.2), whose default path is /resonate. The resonate dialect needs --server'
+            cand --dialect 'Wire dialect: sendspin-v1, or resonate for legacy Resonate servers (aioresonate 0.13.2), whose default path is /resonate [default: sendspin-v1 with --server or --listen; over mDNS, the dialect of the service type found, preferring Sendspin servers]'
             cand --listen 'Wait for servers to connect instead of dialing one: listen on ADDR:PORT [default when given without a value: 0.0.0.0:8928] at /sendspin and advertise _sendspin._tcp over mDNS. When a second server connects, the protocol''s rules pick the one to keep'
             cand --interface 'Network interface for mDNS, by name [default: loopback only for a loopback --listen address, else every interface]'
             cand --state-file 'File that keeps the id of the server that last played here [default: $XDG_STATE_HOME/resonate/last-played-CLIENT_ID.json, or under ~/.local/state]'

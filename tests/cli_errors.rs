@@ -125,7 +125,10 @@ fn monitor_names_unwritable_log_file() {
 #[test]
 fn play_names_bad_dialect_arguments() {
     assert_usage_error(&["play", "--dialect", "carrier-pigeon"], &["\"carrier-pigeon\"", "resonate"]);
-    assert_usage_error(&["play", "--dialect", "resonate"], &["--dialect resonate", "--server", "/resonate"]);
+    assert_usage_error(
+        &["play", "--dialect", "resonate", "--listen", "127.0.0.1:0"],
+        &["--dialect resonate", "--listen", "--server", "/resonate"],
+    );
     assert_usage_error(&["stress", "--dialect", "resonate"], &["--dialect resonate", "sendspin-v1"]);
 }
 

@@ -216,6 +216,38 @@ fn play_prefers_last_played_server_over_mdns() {
 }
 
 #[test]
+fn play_picks_dialect_from_service_type() {
+    let Some(netns) = Netns::create() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // One server advertised twice: as Sendspin and as legacy Resonate.
+    let mut serve = spawn(netns.resonate(&[
+        "serve", &fixture(), "--legacy", "--loop", "--listen", "127.0.0.1:0", "--server-id", "two-faced", "--json",
+    ]));
+    serve.wait_event("listening", PATIENCE);
+    let state = dir.path().join("state.json");
+
+    // Without --dialect, the Sendspin record wins.
+    let mut play = spawn(netns.resonate(&[
+        "play", "--output", "null", "--client-id", "auto", "--state-file", state.to_str().unwrap(), "--json",
+    ]));
+    let connected = play.wait_event("connected", PATIENCE);
+    assert_eq!(connected["dialect"], "sendspin-v1", "{connected}");
+    assert!(play.interrupt().success());
+
+    // --dialect resonate looks only for legacy servers, and plays from one.
+    let mut play = spawn(netns.resonate(&[
+        "play", "--dialect", "resonate", "--output", "null", "--client-id", "legacy", "--state-file",
+        state.to_str().unwrap(), "--json",
+    ]));
+    let connected = play.wait_event("connected", PATIENCE);
+    assert_eq!(connected["dialect"], "resonate", "{connected}");
+    assert_eq!(connected["server_id"], "two-faced");
+    play.wait_event("stream_started", PATIENCE);
+    assert!(play.interrupt().success());
+    assert!(serve.interrupt().success());
+}
+
+#[test]
 fn play_without_server_reports_none_found() {
     let Some(netns) = Netns::create() else { return };
     let output = netns
