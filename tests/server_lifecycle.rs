@@ -308,6 +308,52 @@ async fn group_volume_command_spreads_delta_over_players() {
 }
 
 #[tokio::test]
+async fn fixed_volume_player_stays_out_of_group_volume() {
+    let (mut server, _dir) = server().await;
+    let mut adjustable = player(&mut server, "adjustable").await;
+    adjustable
+        .send_json(json!({"type": "client/state", "payload": {"state": "synchronized", "player": {"volume": 20, "muted": false}}}))
+        .await;
+    // A player that lists no commands, as legacy players do, at volume 100.
+    let mut fixed = RawClient::connect(&server.url()).await;
+    fixed
+        .send_json(json!({"type": "client/hello", "payload": {
+            "client_id": "fixed", "name": "fixed", "version": 1, "supported_roles": ["player@v1"],
+            "player@v1_support": {
+                "supported_formats": [{"codec": "pcm", "sample_rate": 48000, "channels": 2, "bit_depth": 16}],
+                "buffer_capacity": 10_000_000, "supported_commands": [],
+            },
+        }}))
+        .await;
+    fixed.expect_type("server/hello").await;
+
+    let mut remote = RawClient::connect(&server.url()).await;
+    remote.hello("remote", &["controller@v1"], None).await;
+    remote.expect_type("server/hello").await;
+    // The group volume is the adjustable player's alone, not the mean of 20 and 100.
+    loop {
+        let state = remote.expect_type("server/state").await;
+        if state["payload"]["controller"]["volume"] == 20 {
+            break;
+        }
+        assert_ne!(state["payload"]["controller"]["volume"], 60, "the fixed player counted: {state}");
+    }
+    remote
+        .send_json(json!({"type": "client/command", "payload": {"controller": {"command": "volume", "volume": 50}}}))
+        .await;
+    let command = adjustable.expect_type("server/command").await;
+    assert_eq!(command["payload"]["player"], json!({"command": "volume", "volume": 50}));
+    let state = loop {
+        let state = remote.expect_type("server/state").await;
+        if state["payload"]["controller"]["volume"] != 20 {
+            break state;
+        }
+    };
+    assert_eq!(state["payload"]["controller"]["volume"], 50);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn group_mute_command_mutes_every_player() {
     let (mut server, _dir) = server().await;
     let mut first = player(&mut server, "one").await;

@@ -529,8 +529,26 @@ impl Core {
         players
     }
 
-    fn set_group_volume(&mut self, group_id: &str, requested: u8) {
+    /// Returns the players of the group that accept `command`, or every
+    /// player when none does. Players that cannot change their volume (a
+    /// legacy player, or one listing no commands) would otherwise hold the
+    /// group volume away from what a controller sets.
+    fn players_accepting(&self, group_id: &str, command: &str) -> Vec<String> {
         let players = self.players_of(group_id);
+        let accepting: Vec<String> = players
+            .iter()
+            .filter(|id| self.clients[*id].player_commands.iter().any(|c| c == command))
+            .cloned()
+            .collect();
+        if accepting.is_empty() {
+            players
+        } else {
+            accepting
+        }
+    }
+
+    fn set_group_volume(&mut self, group_id: &str, requested: u8) {
+        let players = self.players_accepting(group_id, "volume");
         let current: Vec<u8> = players.iter().map(|id| self.clients[id].volume).collect();
         let target = set_group_volume(&current, requested);
         for (client_id, volume) in players.iter().zip(target) {
@@ -603,9 +621,10 @@ impl Core {
     }
 
     fn controller_state(&self, group_id: &str) -> ControllerState {
-        let players = self.players_of(group_id);
-        let volumes: Vec<u8> = players.iter().map(|id| self.clients[id].volume).collect();
-        let muted: Vec<bool> = players.iter().map(|id| self.clients[id].muted).collect();
+        let for_volume = self.players_accepting(group_id, "volume");
+        let for_mute = self.players_accepting(group_id, "mute");
+        let volumes: Vec<u8> = for_volume.iter().map(|id| self.clients[id].volume).collect();
+        let muted: Vec<bool> = for_mute.iter().map(|id| self.clients[id].muted).collect();
         ControllerState {
             supported_commands: CONTROLLER_COMMANDS.iter().map(|c| c.to_string()).collect(),
             volume: group_volume(&volumes),
