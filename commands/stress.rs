@@ -97,16 +97,16 @@ pub fn run(args: StressArgs) -> Result<(), Failure> {
             telemetry: hub.clone(),
         };
         preflight(&config).await?;
-        crate::status(&format!(
-            "stressing {url} with {} clients, {} s per scenario, seed {seed}",
-            config.clients,
-            duration.as_secs_f64()
-        ));
         let counters = match (&embedded, &args.server_telemetry) {
             (Some(embedded), _) => Some(TargetCounters::Local(embedded.stats.clone())),
             (None, Some(feed_url)) => Some(follow_target_feed(feed_url, config.bound).await?),
             (None, None) => None,
         };
+        crate::status(&format!(
+            "stressing {url} with {} clients, {} s per scenario, seed {seed}",
+            config.clients,
+            duration.as_secs_f64()
+        ));
         let relay_stop = CancellationToken::new();
         let mut relay = None;
         let report = match (&hub, args.tui) {
@@ -278,18 +278,25 @@ async fn follow_target_feed(url: &str, patience: Duration) -> Result<TargetCount
         .filter(|u| u.scheme() == "ws" && u.host_str().is_some())
         .ok_or_else(|| Failure::usage(anyhow!("invalid --server-telemetry {url:?}: expected ws://HOST:PORT/ as printed by `resonate serve --telemetry`")))?;
     let (latest_tx, latest) = watch::channel(None);
+    let (error_tx, errors) = watch::channel(None::<String>);
     let feed_url = parsed.to_string();
     tokio::spawn(async move {
         // Reconnects while the run lasts; the task ends with the runtime.
+        let mut connected = false;
         loop {
             let result = resonate::telemetry::feed::read(&feed_url, |message| {
                 if let resonate::telemetry::FeedMessage::Snapshot(snapshot) = message {
+                    connected = true;
                     latest_tx.send_replace(Some(std::sync::Arc::new(snapshot)));
                 }
             })
             .await;
             if let Err(err) = result {
-                tracing::warn!(url = %feed_url, cause = %err, "target telemetry feed lost; reconnecting");
+                // Before the first snapshot, the caller reports the error.
+                if connected {
+                    tracing::warn!(url = %feed_url, cause = %err, "target telemetry feed lost; reconnecting");
+                }
+                error_tx.send_replace(Some(err.to_string()));
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
@@ -297,8 +304,9 @@ async fn follow_target_feed(url: &str, patience: Duration) -> Result<TargetCount
     let mut waiting = latest.clone();
     let arrived = tokio::time::timeout(patience.max(Duration::from_secs(2)), waiting.wait_for(Option::is_some)).await;
     if !matches!(arrived, Ok(Ok(_))) {
+        let cause = errors.borrow().clone().unwrap_or_else(|| "no snapshot arrived".to_string());
         return Err(Failure::usage(anyhow!(
-            "no snapshot from the telemetry feed at {url}; start the target with `resonate serve --telemetry ADDR` and pass ws://ADDR/"
+            "no snapshot from the telemetry feed at {url} ({cause}); start the target with `resonate serve --telemetry ADDR` and pass ws://ADDR/"
         )));
     }
     Ok(TargetCounters::Feed(latest))
