@@ -202,7 +202,10 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
     });
     let (result, connected) = result?;
     let summary = output.stop().context("failed to finish the output")?;
-    report_summary(&summary, &status_scheduler, &status_clock, json_output);
+    // A player that never connected played nothing worth a summary line.
+    if connected || json_output {
+        report_summary(&summary, &status_scheduler, &status_clock, json_output);
+    }
     if result.is_ok() && !connected && !waits_for_servers && duration.is_some() {
         return Err(Failure::usage(anyhow::anyhow!(
             "never connected to {url_text} within --duration; check that the server runs and the URL is right"
