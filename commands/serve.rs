@@ -26,6 +26,12 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             args.path
         )));
     }
+    let legacy_path = Dialect::Resonate.default_path();
+    if args.legacy && args.path == legacy_path {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "--path {legacy_path} is where --legacy accepts legacy Resonate clients; give Sendspin clients another path, such as /sendspin"
+        )));
+    }
     let file = args.file.clone().expect("clap requires FILE without --demo");
     let source = SourceDecoder::open(&file).map_err(Failure::usage)?;
     let info = source.info().clone();

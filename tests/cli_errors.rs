@@ -285,3 +285,12 @@ fn non_loopback_telemetry_is_rejected() {
         &["0.0.0.0:0", "not a loopback address", "127.0.0.1:PORT"],
     );
 }
+
+#[test]
+fn legacy_path_is_not_the_sendspin_path() {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sine440_mono_44100_16bit.flac");
+    assert_usage_error(
+        &["serve", file, "--legacy", "--path", "/resonate", "--listen", "127.0.0.1:0", "--no-mdns"],
+        &["--path /resonate", "--legacy", "/sendspin"],
+    );
+}
