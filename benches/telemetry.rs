@@ -40,8 +40,8 @@ fn cpu_seconds() -> f64 {
     ticks / 100.0
 }
 
-/// One controller client: hello, then `client/time` every second until
-/// `stop`.
+/// Runs one controller client: hello, then `client/time` every second
+/// until `stop`.
 async fn client(url: String, n: usize, stop: CancellationToken) {
     let Ok((mut ws, _)) = tokio_tungstenite::connect_async(&url).await else {
         eprintln!("client {n} could not connect");
@@ -73,7 +73,7 @@ async fn client(url: String, n: usize, stop: CancellationToken) {
 /// Counts feed bytes without parsing them, until `stop`.
 async fn subscriber(url: String, stop: CancellationToken) -> u64 {
     let Ok((mut ws, _)) = tokio_tungstenite::connect_async(&url).await else {
-        panic!("the feed at {url} refused the subscriber");
+        panic!("connecting to the feed at {url} failed");
     };
     let mut bytes = 0u64;
     loop {

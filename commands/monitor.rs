@@ -26,18 +26,18 @@ fn plain_output(args: &MonitorArgs) -> bool {
 /// log goes to `--log-file` or nowhere.
 pub fn log_destination(args: &MonitorArgs) -> Result<Destination, Failure> {
     match &args.log_file {
-        Some(path) => {
-            let file = OpenOptions::new().create(true).append(true).open(path).map_err(|err| {
-                Failure::usage(anyhow!(
-                    "cannot open log file {}: {err}; pick a writable path for --log-file",
-                    path.display()
-                ))
-            })?;
-            Ok(Destination::File(file))
-        }
+        Some(path) => open_log_file(path),
         None if plain_output(args) => Ok(Destination::Stderr),
         None => Ok(Destination::Discard),
     }
+}
+
+/// Opens `--log-file` for appending.
+fn open_log_file(path: &std::path::Path) -> Result<Destination, Failure> {
+    let file = OpenOptions::new().create(true).append(true).open(path).map_err(|err| {
+        Failure::usage(anyhow!("cannot open log file {}: {err}; pick a writable path for --log-file", path.display()))
+    })?;
+    Ok(Destination::File(file))
 }
 
 /// Returns where the log goes while `serve --tui` or `stress --tui` draws
@@ -50,14 +50,7 @@ pub fn tui_log_destination(log_file: Option<&std::path::Path>) -> Result<Destina
         )));
     }
     match log_file {
-        Some(path) => OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map(Destination::File)
-            .map_err(|err| {
-                Failure::usage(anyhow!("cannot open log file {}: {err}; pick a writable path for --log-file", path.display()))
-            }),
+        Some(path) => open_log_file(path),
         None => Ok(Destination::Discard),
     }
 }

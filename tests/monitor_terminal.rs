@@ -82,7 +82,7 @@ impl Drop for Tmux {
     }
 }
 
-/// Whether a sessions-table line shows a clock offset: a number with a unit.
+/// Returns whether a sessions-table line shows a clock offset, a number with a unit.
 fn has_offset(line: &str) -> bool {
     line.split_whitespace()
         .any(|word| word.trim_end_matches('*').ends_with("us") || word.trim_end_matches('*').ends_with("ms"))
@@ -137,7 +137,7 @@ fn serve_tui_draws_and_quits() {
     let line = tmux.wait_for_line(&["porch", "active"], Duration::from_secs(30));
     assert!(has_offset(&line), "no offset in {line:?}");
 
-    // Quitting the monitor stops the server, which says goodbye to the player.
+    // Quitting the monitor stops the server, which closes the player's session.
     tmux.send_keys("q");
     assert!(tmux.wait_exit(Duration::from_secs(15)), "serve did not stop on q:\n{}", tmux.screen());
     player.wait_event("disconnected", Duration::from_secs(15));

@@ -39,7 +39,7 @@ fn snapshots(messages: &[FeedMessage]) -> impl Iterator<Item = &Snapshot> {
     })
 }
 
-/// Whether a snapshot shows the player with both clock views.
+/// Returns whether a snapshot shows the player with both clock views.
 fn shows_both_clocks(snapshot: &Snapshot, client_id: &str) -> bool {
     snapshot.sessions.iter().any(|row| {
         row.client_id.as_deref() == Some(client_id) && row.server_clock.is_some() && row.client_clock.is_some()

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -14,7 +13,7 @@ use crate::telemetry::feed::{self, FeedError};
 use crate::telemetry::observer::{observe, ObserverConfig};
 use crate::telemetry::{unix_ms_now, Phase, SourceInfo};
 use crate::transport::{Limits, TransportError};
-use crate::telemetry::{Event, EventKind, FeedHello, FeedMessage, Telemetry, FEED_VERSION};
+use crate::telemetry::Telemetry;
 
 use super::Update;
 
@@ -185,14 +184,7 @@ pub async fn follow_feed(url: &str, updates: mpsc::Sender<Update>, stop: Cancell
 /// the same process as the source (`serve`, `stress`).
 pub async fn forward_hub(telemetry: Telemetry, updates: mpsc::Sender<Update>, stop: CancellationToken) {
     let mut subscription = telemetry.subscribe();
-    let mut first = vec![FeedMessage::Hello(FeedHello {
-        version: FEED_VERSION,
-        source: subscription.source.clone(),
-    })];
-    first.extend(subscription.backlog.drain(..).map(FeedMessage::Event));
-    let snapshot = subscription.snapshots.borrow_and_update().as_ref().clone();
-    first.push(FeedMessage::Snapshot(snapshot));
-    for message in first {
+    for message in subscription.opening_messages() {
         if updates.send(Update::Feed(message)).await.is_err() {
             return;
         }
@@ -201,16 +193,9 @@ pub async fn forward_hub(telemetry: Telemetry, updates: mpsc::Sender<Update>, st
     loop {
         let message = tokio::select! {
             _ = stop.cancelled() => return,
-            changed = subscription.snapshots.changed() => match changed {
-                Ok(()) => FeedMessage::Snapshot(subscription.snapshots.borrow_and_update().as_ref().clone()),
-                Err(_) => return,
-            },
-            event = subscription.events.recv() => match event {
-                Ok(event) => FeedMessage::Event(event),
-                Err(RecvError::Lagged(missed)) => {
-                    FeedMessage::Event(Event::now(EventKind::Info, format!("monitor fell behind; {missed} events were skipped")))
-                }
-                Err(RecvError::Closed) => return,
+            message = subscription.next_message() => match message {
+                Some(message) => message,
+                None => return,
             },
         };
         tokio::select! {

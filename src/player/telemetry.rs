@@ -19,7 +19,7 @@ pub struct PlayerTelemetry {
     connection: Arc<Mutex<Connection>>,
 }
 
-/// What the player's events tell about its current connection.
+/// State of the player's current connection, from its events.
 #[derive(Debug, Default)]
 struct Connection {
     phase: Phase,

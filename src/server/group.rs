@@ -300,7 +300,7 @@ fn stream_start(stream: &PlayerStream) -> StreamStart {
     }
 }
 
-/// Where the server reports its events: the event channel, and the
+/// Destination of the server's events: the event channel, and the
 /// telemetry hub when one is attached.
 #[derive(Clone)]
 pub struct EventSink {

@@ -151,7 +151,8 @@ pub enum EventKind {
     TimeAnswered { client_transmitted: i64, server_received: i64, server_transmitted: i64 },
     /// The session wrote `client/time` (client side) stamped with this T1.
     TimeSent { client_transmitted: i64 },
-    /// The peer answered a WebSocket ping after this many microseconds.
+    /// The peer's pong to a WebSocket ping arrived this many microseconds
+    /// after the ping.
     RoundTrip { rtt_us: i64 },
     /// The state moved to `Active`.
     Activated,

@@ -149,7 +149,7 @@ pub struct ViolationGroup {
 pub struct Violations {
     started: Instant,
     groups: Arc<Mutex<BTreeMap<ViolationKind, ViolationGroup>>>,
-    /// Where the first violations of each kind are logged as they happen.
+    /// Hub that gets the first violations of each kind as they happen.
     telemetry: Option<Telemetry>,
 }
 

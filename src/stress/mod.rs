@@ -132,7 +132,7 @@ pub struct StressConfig {
     /// Whether the target is a player that waits for servers; the virtual
     /// clients then dial it as servers, and only the handshake storm runs.
     pub against_player: bool,
-    /// Where scenario starts and ends and the first violations are logged.
+    /// Hub that gets scenario starts and ends and the first violations.
     pub telemetry: Option<Telemetry>,
 }
 
@@ -144,7 +144,7 @@ pub struct Progress {
     pub scenario: Option<Scenario>,
 }
 
-/// Where a run reads the target server's own counters.
+/// Source of the target server's own counters during a run.
 #[derive(Clone, Debug)]
 pub enum TargetCounters {
     /// The live counters of a server in this process.

@@ -11,12 +11,11 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::broadcast::error::RecvError;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{metrics, Event, EventKind, FeedHello, FeedMessage, Telemetry, FEED_VERSION};
+use super::{metrics, FeedMessage, Telemetry, FEED_VERSION};
 
 /// Longest HTTP request head read before a request is rejected.
 const MAX_REQUEST_HEAD: usize = 8 * 1024;
@@ -94,7 +93,7 @@ pub async fn serve(listener: TcpListener, telemetry: Telemetry, shutdown: impl F
     tasks.wait().await;
 }
 
-/// What a request head asks for.
+/// The resource a request head names.
 #[derive(Debug, PartialEq, Eq)]
 enum Request {
     Metrics,
@@ -204,15 +203,7 @@ async fn respond(stream: &mut TcpStream, status: &str, content_type: &str, body:
 
 async fn send_feed(mut ws: tokio_tungstenite::WebSocketStream<TcpStream>, telemetry: Telemetry, stop: CancellationToken) {
     let mut subscription = telemetry.subscribe();
-    let hello = FeedMessage::Hello(FeedHello {
-        version: FEED_VERSION,
-        source: subscription.source.clone(),
-    });
-    let mut first = vec![hello];
-    first.extend(subscription.backlog.drain(..).map(FeedMessage::Event));
-    let snapshot = subscription.snapshots.borrow_and_update().as_ref().clone();
-    first.push(FeedMessage::Snapshot(snapshot));
-    for message in first {
+    for message in subscription.opening_messages() {
         if send(&mut ws, &message).await.is_err() {
             return;
         }
@@ -221,16 +212,9 @@ async fn send_feed(mut ws: tokio_tungstenite::WebSocketStream<TcpStream>, teleme
     loop {
         let message = tokio::select! {
             _ = stop.cancelled() => break,
-            changed = subscription.snapshots.changed() => match changed {
-                Ok(()) => FeedMessage::Snapshot(subscription.snapshots.borrow_and_update().as_ref().clone()),
-                Err(_) => break,
-            },
-            event = subscription.events.recv() => match event {
-                Ok(event) => FeedMessage::Event(event),
-                Err(RecvError::Lagged(missed)) => {
-                    FeedMessage::Event(Event::now(EventKind::Info, format!("monitor fell behind; {missed} events were not sent")))
-                }
-                Err(RecvError::Closed) => break,
+            message = subscription.next_message() => match message {
+                Some(message) => message,
+                None => break,
             },
             frame = ws.next() => match frame {
                 Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return,

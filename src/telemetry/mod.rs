@@ -54,6 +54,41 @@ pub struct Subscription {
     pub events: broadcast::Receiver<Event>,
 }
 
+impl Subscription {
+    /// Returns the messages a new reader gets first: a `hello`, the
+    /// backlog of events and the current snapshot.
+    pub fn opening_messages(&mut self) -> Vec<FeedMessage> {
+        let mut messages = vec![FeedMessage::Hello(FeedHello {
+            version: FEED_VERSION,
+            source: self.source.clone(),
+        })];
+        messages.extend(self.backlog.drain(..).map(FeedMessage::Event));
+        let snapshot = self.snapshots.borrow_and_update().as_ref().clone();
+        messages.push(FeedMessage::Snapshot(snapshot));
+        messages
+    }
+
+    /// Waits for the next new snapshot or event. A reader that fell so far
+    /// behind that events were lost gets an `info` event with their count.
+    /// Returns `None` once the hub is gone.
+    pub async fn next_message(&mut self) -> Option<FeedMessage> {
+        tokio::select! {
+            changed = self.snapshots.changed() => {
+                changed.ok()?;
+                Some(FeedMessage::Snapshot(self.snapshots.borrow_and_update().as_ref().clone()))
+            }
+            event = self.events.recv() => match event {
+                Ok(event) => Some(FeedMessage::Event(event)),
+                Err(broadcast::error::RecvError::Lagged(missed)) => Some(FeedMessage::Event(Event::now(
+                    EventKind::Info,
+                    format!("reader fell behind; {missed} events were not delivered"),
+                ))),
+                Err(broadcast::error::RecvError::Closed) => None,
+            },
+        }
+    }
+}
+
 impl Telemetry {
     pub fn new(source: SourceInfo) -> Telemetry {
         let first = Snapshot {

@@ -1,4 +1,4 @@
-//! What a telemetry feed carries: snapshots of sessions and groups, and
+//! The contents of a telemetry feed: snapshots of sessions and groups, and
 //! events. These types are the JSON format of the feed (docs/telemetry.md)
 //! and the data the monitor draws, so a process and a monitor of the same
 //! version read the same fields.
@@ -36,7 +36,7 @@ pub struct SourceInfo {
     pub kind: String,
     /// Human-readable name: the server or player name.
     pub name: String,
-    /// Where the source is: a listen address or a server URL.
+    /// Location of the source: a listen address or a server URL.
     pub target: String,
     /// Wall-clock time at which the source started, in Unix milliseconds.
     pub started_unix_ms: u64,
@@ -57,7 +57,7 @@ pub struct Snapshot {
     /// Named current values, such as `tasks_live`.
     #[serde(default)]
     pub gauges: BTreeMap<String, f64>,
-    /// What this source cannot know, in plain sentences, such as the
+    /// Limits of this source's view, in plain sentences, such as the
     /// limits of a foreign server seen from one of its clients.
     #[serde(default)]
     pub notes: Vec<String>,
@@ -170,7 +170,7 @@ pub struct GroupRow {
     pub members: Vec<String>,
     /// `playing`, `paused` or `stopped`.
     pub playback: String,
-    /// Group volume, 0 to 100, when the source knows it.
+    /// Group volume, 0 to 100, when the source has it.
     #[serde(default)]
     pub volume: Option<u8>,
     #[serde(default)]
@@ -179,7 +179,7 @@ pub struct GroupRow {
     pub metadata: Option<TrackInfo>,
 }
 
-/// What the group plays, as far as the source knows.
+/// The track the group plays, as far as the source can tell.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrackInfo {
     #[serde(default)]
@@ -273,7 +273,7 @@ pub const REPORT_ROLE: &str = "_resonate@v1";
 /// Key of the report object in `client/state`.
 pub const REPORT_KEY: &str = "_resonate";
 
-/// What a `resonate` player reports about itself in the `_resonate` object
+/// The state a `resonate` player reports about itself in the `_resonate` object
 /// of `client/state`, so its server can show the player's own view.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PlayerReport {
@@ -289,7 +289,7 @@ pub struct PlayerReport {
     pub dropped_chunks: u64,
 }
 
-/// Note shown with every clock offset: the size of an offset says nothing
+/// Note shown with every clock offset. The size of an offset tells nothing
 /// about sync, because each clock counts from its own origin.
 pub const OFFSET_NOTE: &str =
     "an offset compares two clocks that count from different origins (often each process's start), so its size is not an error; error and drift show sync quality";

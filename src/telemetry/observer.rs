@@ -33,7 +33,7 @@ const PUBLISH_INTERVAL: Duration = Duration::from_millis(500);
 const RETRY_FIRST: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(10);
 
-/// What a client of a foreign server cannot see, shown with every snapshot.
+/// Limits of a client's view of a foreign server, shown with every snapshot.
 const NOTES: [&str; 4] = [
     "seen as one client of this server: other clients, their clock offsets and buffers are not visible",
     "the clock offset and round trip shown are this monitor's own to the server",
@@ -51,7 +51,7 @@ pub struct ObserverConfig {
     pub limits: Limits,
 }
 
-/// What the observer has learned of the server, kept across reconnects.
+/// The observer's view of the server, kept across reconnects.
 #[derive(Debug)]
 struct View {
     dialect: Dialect,
@@ -355,7 +355,7 @@ impl ClockSync {
     }
 }
 
-/// Publishes what `view` knows as a snapshot.
+/// Publishes `view` as a snapshot.
 fn publish(telemetry: &Telemetry, view: &View) {
     let hello = view.hello.as_ref();
     let row = SessionRow {

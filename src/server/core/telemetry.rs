@@ -1,4 +1,4 @@
-//! What the server core publishes as telemetry: a snapshot of its sessions
+//! Telemetry of the server core: a snapshot of its sessions
 //! and groups, built by the core itself from the state it owns, and one
 //! feed event per server event worth a log line.
 
@@ -27,7 +27,7 @@ const MAX_TRACKED_CLIENTS: usize = 4096;
 /// A `client/time` exchange gives `server_received - client_transmitted`,
 /// which is the offset plus the uplink delay. The smallest value in a
 /// window has the least queueing in it; half the smallest WebSocket ping
-/// round trip stands in for the uplink delay. The result is an estimate
+/// round trip is used as the uplink delay. The result is an estimate
 /// that is only as good as that symmetry assumption, which is why the
 /// monitor labels it as the server's.
 #[derive(Debug, Default)]
@@ -69,7 +69,7 @@ fn push_bounded(values: &mut VecDeque<i64>, value: i64, limit: usize) {
     values.push_back(value);
 }
 
-/// What the core keeps per session for telemetry only.
+/// Per-session state the core keeps for telemetry only.
 #[derive(Debug)]
 pub(super) struct SessionTelemetry {
     pub opened_unix_ms: u64,
