@@ -44,9 +44,6 @@ pub fn run(args: StressArgs) -> Result<(), Failure> {
         list => Some(stress::Roles::parse(list).map_err(|e| Failure::usage(anyhow!("--roles: {e}")))?),
     };
     let dialect: Dialect = args.dialect.parse().map_err(|e: String| Failure::usage(anyhow!(e)))?;
-    if dialect != Dialect::SendspinV1 {
-        return Err(Failure::usage(anyhow!("stress does not support --dialect {dialect} yet; use --dialect sendspin-v1")));
-    }
     let seed = args.seed.unwrap_or_else(|| {
         // The wall clock, not the process clock, which starts near zero.
         std::time::SystemTime::now()
@@ -416,6 +413,9 @@ impl Embedded {
         config.server_id = "resonate-stress-embedded".into();
         config.name = "resonate stress (embedded)".into();
         config.start_delay = Duration::from_millis(300);
+        // Virtual clients of either dialect find the embedded server at
+        // their dialect's default path.
+        config.legacy_path = Some(Dialect::Resonate.default_path().to_string());
         let mut server = Server::new(config);
         if let Some(telemetry) = telemetry {
             server = server.with_telemetry(telemetry);

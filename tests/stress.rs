@@ -39,13 +39,17 @@ fn violation_kinds(report: &Value) -> Vec<String> {
     kinds
 }
 
-/// Runs every scenario against the embedded server. Expects no violation,
-/// and no open session, client or task on the server after each scenario.
-#[test]
-fn embedded_server_survives_every_scenario_clean() {
-    let output = stress(&["--scenario", "all", "--duration", "1", "--clients", "8", "--seed", "42", "--bound", "8", "--json"]);
+/// Runs every scenario against the embedded server with virtual clients of
+/// `dialect`, which find it at `path`. Expects no violation, and no open
+/// session, client or task on the server after each scenario.
+fn embedded_server_survives_every_scenario_clean(dialect: &str, path: &str) {
+    let output = stress(&[
+        "--scenario", "all", "--duration", "1", "--clients", "8", "--seed", "42", "--bound", "8", "--dialect", dialect, "--json",
+    ]);
     let report = report_of(&output);
     let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(report["dialect"], dialect);
+    assert!(report["target"].as_str().unwrap().ends_with(path), "{}", report["target"]);
 
     let kinds = violation_kinds(&report);
     assert!(kinds.is_empty(), "violations {kinds:?} in {report:#}\nstderr: {stderr}");
@@ -74,6 +78,17 @@ fn embedded_server_survives_every_scenario_clean() {
     assert!(by_name("slow-consumer")["server"]["closed_by_cause"]["slow_consumer"].as_u64().unwrap() > 0);
     assert!(by_name("time-flood")["time_replies"].as_u64().unwrap() > 100);
     assert!(by_name("handshake-storm")["latency"]["handshake"]["count"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn embedded_server_survives_every_scenario_clean_in_sendspin_v1() {
+    embedded_server_survives_every_scenario_clean("sendspin-v1", "/sendspin");
+}
+
+/// Legacy Resonate clients reach the embedded server at /resonate.
+#[test]
+fn embedded_server_survives_every_scenario_clean_in_legacy_resonate() {
+    embedded_server_survives_every_scenario_clean("resonate", "/resonate");
 }
 
 /// The report names the seed, so a run can be repeated, and the target.

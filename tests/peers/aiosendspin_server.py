@@ -34,8 +34,14 @@ Every line on stdout is one JSON object with an "event" key, in this order:
     finished             reason: "end_of_file" or "timeout"
 Diagnostics and library logs go to stderr.
 
-Exit status: 0 after the file played to the end, 3 after --timeout, 1 on an
-invalid WAV file or a failed bind, 2 on invalid arguments.
+With --loop the server is a target for `resonate stress`: it plays the file
+in a loop until --timeout. aiosendspin stops a group's stream when the
+group's last player leaves; the next player to arrive then starts the loop
+again in its own group ("stream_stopped", then "stream_started" again).
+
+Exit status: 0 after the file played to the end (with --loop: after
+--timeout), 3 after --timeout, 1 on an invalid WAV file or a failed bind, 2
+on invalid arguments.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ from aiohttp import web
 from aiosendspin.clock import Clock, RawMonotonicClock
 from aiosendspin.models.core import StreamEndMessage, StreamStartMessage
 from aiosendspin.models.types import AudioCodec, Roles
+from aiosendspin.server.push_stream import StreamStoppedError
 from aiosendspin.noise import Identity, InMemoryServerPairingStore
 from aiosendspin.server import (
     AudioFormat,
@@ -239,7 +246,7 @@ class Player:
             return
         if self.codec is not None:
             self.force_codec(client_id, client)
-        if self.group is None:
+        if self.group is None or not self.first_player.is_set():
             self.group = client.group
             self.first_player.set()
         elif client.group is not self.group:
@@ -289,6 +296,29 @@ class Player:
             remaining_s = (end_us - stream.now_us()) / 1_000_000
             await asyncio.sleep(max(0.0, remaining_s) + END_MARGIN_S)
         stream.stop()
+
+    async def play_looped(self) -> None:
+        """Plays the source in a loop to the group of the first player, for
+        ever. aiosendspin stops a group's stream when its last player leaves;
+        the next player to arrive then starts the loop again in its group."""
+        source = self.source
+        fmt = source.audio_format
+        frame_bytes = fmt.channels * fmt.bit_depth // 8
+        block_bytes = max(1, fmt.sample_rate * COMMIT_BLOCK_US // 1_000_000) * frame_bytes
+        while True:
+            await self.first_player.wait()
+            assert self.group is not None
+            stream = self.group.start_stream()
+            emit("stream_started", group_id=self.group.group_id, source=source.describe())
+            try:
+                while True:
+                    for offset in range(0, len(source.pcm), block_bytes):
+                        stream.prepare_audio(source.pcm[offset : offset + block_bytes], fmt)
+                        await stream.commit_audio()
+                        await stream.sleep_to_limit_buffer(MAX_BUFFER_US)
+            except StreamStoppedError:
+                emit("stream_stopped", group_id=self.group.group_id)
+                self.first_player.clear()
 
     async def wait_for_clients_to_leave(self, grace_s: float) -> None:
         loop = asyncio.get_running_loop()
@@ -367,12 +397,15 @@ async def serve(args: argparse.Namespace, source: Source) -> int:
     status = 0
     try:
         async with asyncio.timeout(args.timeout):
+            if args.loop:
+                await player.play_looped()
             await player.play_once()
             await player.wait_for_clients_to_leave(args.grace)
         reason = "end_of_file"
     except TimeoutError:
         reason = "timeout"
-        status = 3
+        # With --loop, only the timeout ends the run.
+        status = 0 if args.loop else 3
     emit_sent(tap, args.sent_out)
     emit("finished", reason=reason)
 
@@ -405,6 +438,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--codec",
         choices=["pcm", "flac", "opus"],
         help="stream this codec to every player that offers it (default: the player's first choice)",
+    )
+    parser.add_argument(
+        "--loop",
+        action="store_true",
+        help="play the file in a loop until --timeout, restarting in the next player's group "
+        "when aiosendspin stops the stream (a target for resonate stress)",
     )
     parser.add_argument("--name", default="resonate interop server", help="server name in server/hello")
     parser.add_argument("--verbose", action="store_true", help="log aiosendspin at DEBUG to stderr")
