@@ -298,7 +298,7 @@ pub struct StressArgs {
     #[arg(long, short = 's')]
     pub server: Option<String>,
 
-    /// Player that waits for servers (`play --listen`) to stress, ws://HOST[:PORT][/PATH], port 8928 by default. Virtual servers dial it, stream to it and drop it; only the handshake-storm scenario applies.
+    /// Player that waits for servers (`play --listen`) to stress, ws://HOST[:PORT][/PATH], port 8928 by default. Virtual servers dial it, stream to it, command it and drop it; each scenario has a form for players (described below).
     #[arg(long, conflicts_with = "server")]
     pub player: Option<String>,
 
@@ -330,7 +330,7 @@ pub struct StressArgs {
     #[arg(long, default_value_t = 5.0, allow_negative_numbers = true)]
     pub bound: f64,
 
-    /// Wire dialect of the virtual clients.
+    /// Wire dialect of the virtual clients: sendspin-v1, or resonate for legacy Resonate servers such as aioresonate 0.13 (default path /resonate).
     #[arg(long, default_value = "sendspin-v1")]
     pub dialect: String,
 
@@ -357,14 +357,22 @@ pub struct StressArgs {
 
 /// Returns the scenario list for `stress --help`.
 fn scenario_help() -> String {
+    let mut help = String::from("Scenarios against a server:\n");
+    push_scenarios(&mut help, resonate::stress::Scenario::describe);
+    help.push_str("\nThe same scenarios against a player (--player), where stress acts as servers:\n");
+    push_scenarios(&mut help, resonate::stress::Scenario::describe_against_player);
+    help.push_str("\nExit status: 0 when no violation was found, 1 when some were, 2 for bad arguments or a target that cannot be reached.");
+    help
+}
+
+/// Appends one line per scenario to `help`, each description wrapped under
+/// itself so the names stay readable in a column of their own.
+fn push_scenarios(help: &mut String, describe: fn(resonate::stress::Scenario) -> &'static str) {
     const NAME_WIDTH: usize = 22;
     const LINE_WIDTH: usize = 78;
-    let mut help = String::from("Scenarios:\n");
     for scenario in resonate::stress::Scenario::ALL {
-        // Wrap each description under itself, so the names stay readable
-        // in a column of their own.
         let mut line = format!("  {:<20}", scenario.as_str());
-        for word in scenario.describe().split(' ') {
+        for word in describe(scenario).split(' ') {
             if line.len() + 1 + word.len() > LINE_WIDTH && line.trim().len() > scenario.as_str().len() {
                 help.push_str(line.trim_end());
                 help.push('\n');
@@ -378,8 +386,6 @@ fn scenario_help() -> String {
         help.push_str(&line);
         help.push('\n');
     }
-    help.push_str("\nExit status: 0 when no violation was found, 1 when some were, 2 for bad arguments or a target that cannot be reached.");
-    help
 }
 
 #[derive(Debug, Args)]

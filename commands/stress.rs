@@ -22,16 +22,7 @@ use resonate::transport::{parse_ws_url, parse_ws_url_with_port, Limits, DEFAULT_
 const TONE_SECONDS: f64 = 10.0;
 
 pub fn run(args: StressArgs) -> Result<(), Failure> {
-    let mut scenarios = parse_scenarios(&args.scenarios).map_err(Failure::usage)?;
-    if args.player.is_some() {
-        if args.scenarios.iter().any(|name| name == "all") {
-            scenarios = vec![Scenario::HandshakeStorm];
-        } else if let Some(other) = scenarios.iter().find(|s| **s != Scenario::HandshakeStorm) {
-            return Err(Failure::usage(anyhow!(
-                "--scenario {other} needs a server target; against --player only handshake-storm runs"
-            )));
-        }
-    }
+    let scenarios = parse_scenarios(&args.scenarios).map_err(Failure::usage)?;
     let duration = seconds("--duration", args.duration, 0.1, 3_600.0)?;
     let bound = seconds("--bound", args.bound, 0.1, 600.0)?;
     if let Some(rate) = args.rate {

@@ -122,7 +122,7 @@ set edit:completion:arg-completer[resonate] = {|@words|
         &'resonate;stress'= {
             cand -s 'Server to stress, ws://HOST[:PORT][/PATH]. Without it, stress starts an embedded server on a loopback port and also checks it for leaked sessions and tasks'
             cand --server 'Server to stress, ws://HOST[:PORT][/PATH]. Without it, stress starts an embedded server on a loopback port and also checks it for leaked sessions and tasks'
-            cand --player 'Player that waits for servers (`play --listen`) to stress, ws://HOST[:PORT][/PATH], port 8928 by default. Virtual servers dial it, stream to it and drop it; only the handshake-storm scenario applies'
+            cand --player 'Player that waits for servers (`play --listen`) to stress, ws://HOST[:PORT][/PATH], port 8928 by default. Virtual servers dial it, stream to it, command it and drop it; each scenario has a form for players (described below)'
             cand --scenario 'Scenario to run; repeat for several, or `all` (described below)'
             cand --duration 'How long each scenario starts new work, in seconds, 0.1 to 3600 (fractions allowed); rounds already started finish, so some scenarios run longer'
             cand --clients 'Concurrent virtual clients per scenario'
@@ -130,7 +130,7 @@ set edit:completion:arg-completer[resonate] = {|@words|
             cand --roles 'Roles of the handshake storm''s clients: mixed (every combination, drawn at random) or a comma-separated list of player, controller, metadata, artwork'
             cand --seed 'Seed of the random schedules; the same seed repeats the same run [default: from the clock]'
             cand --bound 'Seconds the target has for what a check waits for, 0.1 to 600: replying to a hello, closing a session, dropping a slow consumer, starting audio'
-            cand --dialect 'Wire dialect of the virtual clients'
+            cand --dialect 'Wire dialect of the virtual clients: sendspin-v1, or resonate for legacy Resonate servers such as aioresonate 0.13 (default path /resonate)'
             cand --server-telemetry 'Telemetry feed of the target server, ws://ADDR/ as `resonate serve --telemetry ADDR` prints it; after each scenario the run checks there that the server''s sessions, clients and tasks return to zero, and reports a leak when they do not'
             cand --log-file 'Append the log to this file while --tui owns the terminal [default: no log]'
             cand --telemetry 'Publish the run for `resonate monitor` on this loopback address (ws://ADDR/): scenario markers, violations, counters and, with the embedded server, its sessions; Prometheus metrics at http://ADDR/metrics; port 0 picks a free port'

@@ -108,7 +108,7 @@ complete -c resonate -n "__fish_resonate_using_subcommand discover" -s q -l quie
 complete -c resonate -n "__fish_resonate_using_subcommand discover" -s h -l help -d 'Print help'
 complete -c resonate -n "__fish_resonate_using_subcommand discover" -s V -l version -d 'Print version'
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -s s -l server -d 'Server to stress, ws://HOST[:PORT][/PATH]. Without it, stress starts an embedded server on a loopback port and also checks it for leaked sessions and tasks' -r
-complete -c resonate -n "__fish_resonate_using_subcommand stress" -l player -d 'Player that waits for servers (`play --listen`) to stress, ws://HOST[:PORT][/PATH], port 8928 by default. Virtual servers dial it, stream to it and drop it; only the handshake-storm scenario applies' -r
+complete -c resonate -n "__fish_resonate_using_subcommand stress" -l player -d 'Player that waits for servers (`play --listen`) to stress, ws://HOST[:PORT][/PATH], port 8928 by default. Virtual servers dial it, stream to it, command it and drop it; each scenario has a form for players (described below)' -r
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -l scenario -d 'Scenario to run; repeat for several, or `all` (described below)' -r
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -l duration -d 'How long each scenario starts new work, in seconds, 0.1 to 3600 (fractions allowed); rounds already started finish, so some scenarios run longer' -r
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -l clients -d 'Concurrent virtual clients per scenario' -r
@@ -116,7 +116,7 @@ complete -c resonate -n "__fish_resonate_using_subcommand stress" -l rate -d 'Ne
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -l roles -d 'Roles of the handshake storm\'s clients: mixed (every combination, drawn at random) or a comma-separated list of player, controller, metadata, artwork' -r
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -l seed -d 'Seed of the random schedules; the same seed repeats the same run [default: from the clock]' -r
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -l bound -d 'Seconds the target has for what a check waits for, 0.1 to 600: replying to a hello, closing a session, dropping a slow consumer, starting audio' -r
-complete -c resonate -n "__fish_resonate_using_subcommand stress" -l dialect -d 'Wire dialect of the virtual clients' -r
+complete -c resonate -n "__fish_resonate_using_subcommand stress" -l dialect -d 'Wire dialect of the virtual clients: sendspin-v1, or resonate for legacy Resonate servers such as aioresonate 0.13 (default path /resonate)' -r
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -l server-telemetry -d 'Telemetry feed of the target server, ws://ADDR/ as `resonate serve --telemetry ADDR` prints it; after each scenario the run checks there that the server\'s sessions, clients and tasks return to zero, and reports a leak when they do not' -r
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -l log-file -d 'Append the log to this file while --tui owns the terminal [default: no log]' -r -F
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -l telemetry -d 'Publish the run for `resonate monitor` on this loopback address (ws://ADDR/): scenario markers, violations, counters and, with the embedded server, its sessions; Prometheus metrics at http://ADDR/metrics; port 0 picks a free port' -r

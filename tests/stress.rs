@@ -1,5 +1,6 @@
-//! Tests of `resonate stress` against the embedded server, which must pass
-//! clean, and against a deliberately faulty server, whose faults it must find.
+//! Tests of `resonate stress` against the embedded server and a listening
+//! `resonate play`, which must pass clean, and against a deliberately faulty
+//! server and player, whose faults it must find.
 
 use std::process::{Command, Output};
 
@@ -192,7 +193,7 @@ fn listening_player_survives_a_server_storm() {
     });
     assert!(ready, "play --listen did not start listening on {listen}");
 
-    let output = stress(&["--player", &url, "--duration", "2", "--clients", "4", "--seed", "9", "--json"]);
+    let output = stress(&["--player", &url, "--scenario", "all", "--duration", "1", "--clients", "4", "--seed", "9", "--json"]);
     let still_running = player.try_wait().unwrap().is_none();
     let _ = player.kill();
     let _ = player.wait();
@@ -200,9 +201,79 @@ fn listening_player_survives_a_server_storm() {
     let kinds = violation_kinds(&report);
     assert!(kinds.is_empty(), "violations {kinds:?} in {report:#}");
     assert_eq!(output.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&output.stderr));
-    let storm = &report["scenarios"][0];
-    assert_eq!(storm["scenario"], "handshake-storm");
-    assert!(storm["handshakes"].as_u64().unwrap() >= 4, "{storm:#}");
-    assert!(storm["audio_chunks"].as_u64().unwrap() > 0, "{storm:#}");
     assert!(still_running, "the player exited during the storm");
+
+    let scenarios = report["scenarios"].as_array().unwrap();
+    assert_eq!(scenarios.len(), 8, "{report:#}");
+    for scenario in scenarios {
+        assert!(scenario["handshakes"].as_u64().unwrap() > 0, "{scenario:#}");
+        assert!(scenario["notes"].as_array().unwrap().is_empty(), "the player obeys volume and mute: {scenario:#}");
+    }
+    let by_name = |name: &str| scenarios.iter().find(|s| s["scenario"] == name).unwrap();
+    assert!(by_name("handshake-storm")["audio_chunks"].as_u64().unwrap() > 0);
+    assert!(by_name("churn")["audio_chunks"].as_u64().unwrap() > 0);
+    assert!(by_name("time-flood")["time_replies"].as_u64().unwrap() > 100, "stray server/time messages were sent");
+    assert!(by_name("reconnect-flap")["handshakes"].as_u64().unwrap() > 4);
+}
+
+/// Serves as a listening player that gets wrong everything the player
+/// scenarios look for: it keeps every server it is given, ignores
+/// commands, and drops a connection without a close frame when the server
+/// closes it.
+async fn faulty_player(listener: TcpListener) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            return;
+        };
+        tokio::spawn(async move {
+            let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                return;
+            };
+            let hello = json!({"type": "client/hello", "payload": {
+                "client_id": "faulty-player", "name": "faulty", "version": 1,
+                "supported_roles": ["player@v1"],
+                "player@v1_support": {
+                    "supported_formats": [{"codec": "pcm", "sample_rate": 48000, "channels": 2, "bit_depth": 16}],
+                    "buffer_capacity": 1_000_000, "supported_commands": ["volume", "mute"]}}});
+            if ws.send(WsMessage::Text(hello.to_string().into())).await.is_err() {
+                return;
+            }
+            let state = json!({"type": "client/state", "payload": {
+                "state": "synchronized", "player": {"volume": 50, "muted": false}}});
+            while let Some(Ok(frame)) = ws.next().await {
+                match frame {
+                    // A close frame: drop the connection without replying.
+                    WsMessage::Close(_) => return,
+                    WsMessage::Text(text) if text.contains("server/hello") => {
+                        if ws.send(WsMessage::Text(state.to_string().into())).await.is_err() {
+                            return;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        });
+    }
+}
+
+#[test]
+fn faulty_player_violations_exit_1() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap();
+    runtime.spawn(faulty_player(listener));
+    let url = format!("ws://{addr}/sendspin");
+    let output = stress(&[
+        "--player", &url, "--scenario", "same-id", "--scenario", "concurrent-control", "--duration", "0.5", "--clients", "4", "--seed",
+        "3", "--bound", "1", "--json",
+    ]);
+    let report = report_of(&output);
+    assert_eq!(output.status.code(), Some(1), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    let scenarios = report["scenarios"].as_array().unwrap();
+    let same_id = &scenarios[0]["violations"];
+    let detail = same_id["survivor_count"]["examples"][0]["detail"].as_str().unwrap();
+    assert!(detail.starts_with("4 of 4 connections"), "{detail}");
+    assert!(same_id.get("unclean_close").is_some(), "{same_id:#}");
+    let control = &scenarios[1]["violations"];
+    assert!(control.get("inconsistent_state").is_some(), "{control:#}");
 }

@@ -95,6 +95,40 @@ impl Scenario {
     }
 }
 
+impl Scenario {
+    /// Returns a one-sentence description of what the scenario does and
+    /// checks against a player (`--player`), where the virtual clients act
+    /// as servers.
+    pub fn describe_against_player(self) -> &'static str {
+        match self {
+            Scenario::HandshakeStorm => {
+                "servers dial, hello, stream silence briefly and hang up in one of four ways; the player sends one valid client/hello in time and answers close frames"
+            }
+            Scenario::Churn => {
+                "one server restarts, clears and ends the stream in the player's PCM formats; the player stays connected and keeps obeying commands"
+            }
+            Scenario::SameId => {
+                "up to 16 servers with one server_id send server/hello at once; exactly one connection survives and the player closes the others cleanly"
+            }
+            Scenario::Goodbyes => {
+                "servers hang up in every way, before server/hello, mid-upgrade, after a stream; the player accepts and obeys the next server"
+            }
+            Scenario::SlowConsumer => {
+                "a server stops reading while flooding the player; a second server takes over and the player obeys it within --bound"
+            }
+            Scenario::ReconnectFlap => {
+                "one server_id drops the player and dials again as fast as possible; each new connection gets a client/hello and client/time in time"
+            }
+            Scenario::TimeFlood => {
+                "a server floods server/time replies for stamps the player never sent; the player stays connected and keeps obeying commands"
+            }
+            Scenario::ConcurrentControl => {
+                "a server sends bursts of volume and mute commands without waiting; the player's reported state settles on the last of each"
+            }
+        }
+    }
+}
+
 impl fmt::Display for Scenario {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -87,6 +87,9 @@ pub struct Probe {
     violations: Violations,
     findings: Vec<Finding>,
     ended: Option<Ending>,
+    /// Whether frames are checked as a server's. A virtual server reads a
+    /// player, whose messages have checks of their own.
+    peer_is_server: bool,
 }
 
 impl Probe {
@@ -124,8 +127,15 @@ impl Probe {
             violations: violations.clone(),
             findings: Vec::new(),
             ended: None,
+            peer_is_server: true,
         };
         Ok((probe, OpenTimes { connect: started.elapsed() }))
+    }
+
+    /// Makes this probe a virtual server's connection to a player: frames
+    /// read while closing are not judged as a server's messages.
+    pub fn act_as_server(&mut self) {
+        self.peer_is_server = false;
     }
 
     /// Records a violation against this connection.
@@ -199,6 +209,13 @@ impl Probe {
     /// Receives and checks the next frame, waiting until `deadline`.
     pub async fn next_until(&mut self, deadline: tokio::time::Instant) -> Result<Seen, Ending> {
         let (incoming, text, received_us) = self.next_unchecked(deadline).await?;
+        if !self.peer_is_server {
+            return Ok(match incoming {
+                Incoming::Message(message) => Seen::Message(message),
+                Incoming::Binary(_) => Seen::OtherBinary,
+                Incoming::Unknown { .. } => Seen::Unknown,
+            });
+        }
         let seen = self.check.observe(incoming, received_us, &mut self.findings);
         for (kind, detail) in self.findings.drain(..) {
             self.violations.record(kind, self.scenario, &self.label, detail, text.clone());

@@ -75,7 +75,10 @@ impl Context {
     /// failure, logged at debug level, and returns `None`.
     pub(super) async fn open(&self, label: String, receive_buffer: Option<u32>) -> Option<Probe> {
         match Probe::open(&self.target, self.name(), label, &self.violations, receive_buffer).await {
-            Ok((probe, times)) => {
+            Ok((mut probe, times)) => {
+                if self.against_player {
+                    probe.act_as_server();
+                }
                 Counters::add(&self.counters.opened, 1);
                 self.latencies.record(Measure::Connect, times.connect);
                 Some(probe)
@@ -335,7 +338,7 @@ fn initial_state() -> ClientState {
 /// Runs `scenario` to completion.
 pub async fn run(ctx: Arc<Context>) {
     if ctx.against_player {
-        return super::player_target::server_storm(ctx).await;
+        return super::player_target::run(ctx).await;
     }
     match ctx.scenario {
         Scenario::HandshakeStorm => handshake_storm(ctx).await,
