@@ -20,8 +20,8 @@ use super::{DecodeError, Dialect, Incoming, Outgoing, WireCodec};
 use crate::protocol::binary::ShortFrame;
 use crate::protocol::{
     BinaryFrame, BinaryKind, ClientCommand, ClientHello, ClientState, ClientStateKind, ConnectionReason,
-    ControllerCommand, GroupUpdate, Message, PlaybackState, PlayerFormatRequest, PlayerState, PlayerSupport,
-    ServerHello, StreamEnd, StreamRequestFormat, StreamStart, StreamStartPlayer, SupportedFormat,
+    ControllerCommand, ControllerState, GroupUpdate, Message, PlaybackState, PlayerFormatRequest, PlayerState,
+    PlayerSupport, ServerHello, ServerState, StreamEnd, StreamRequestFormat, StreamStart, StreamStartPlayer, SupportedFormat,
 };
 
 /// Bytes in front of a legacy binary payload: a type byte and a u64
@@ -93,6 +93,15 @@ struct LegacySessionUpdate {
     group_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     playback_state: Option<LegacyPlaybackState>,
+}
+
+/// The controller part of a legacy `group/update`; its member list and
+/// session id have no place in the v1 controller state.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+struct LegacyGroupUpdate {
+    supported_commands: Vec<String>,
+    volume: i64,
+    muted: bool,
 }
 
 /// The delta of a legacy `stream/update` player object.
@@ -448,6 +457,17 @@ impl ResonateCodec {
                     playback_state: playback_state.map(Some),
                     group_id: Some(Some(legacy.group_id)),
                     group_name: None,
+                })
+            }
+            "group/update" => {
+                let legacy: LegacyGroupUpdate = payload(t, body)?;
+                Message::ServerState(ServerState {
+                    controller: Some(ControllerState {
+                        supported_commands: legacy.supported_commands,
+                        volume: legacy.volume.clamp(0, 100) as u8,
+                        muted: legacy.muted,
+                    }),
+                    ..ServerState::default()
                 })
             }
             _ => return Ok(Incoming::Unknown { type_name }),
@@ -809,6 +829,22 @@ mod tests {
             panic!("expected group/update");
         };
         assert_eq!(update.playback_state, Some(Some(PlaybackState::Stopped)));
+    }
+
+    #[test]
+    fn group_update_maps_to_controller_state() {
+        let mut codec = ResonateCodec::default();
+        let update = json!({"type": "group/update", "payload": {
+            "supported_commands": ["play", "volume", "mute"],
+            "members": [{"client_id": "kitchen", "name": "Kitchen"}],
+            "session_id": null, "volume": 130, "muted": true}});
+        let Message::ServerState(state) = decode_message(&mut codec, &update) else {
+            panic!("expected server/state");
+        };
+        let controller = state.controller.expect("controller state");
+        assert_eq!(controller.supported_commands, ["play", "volume", "mute"]);
+        assert_eq!(controller.volume, 100, "a volume above 100 is clamped");
+        assert!(controller.muted);
     }
 
     #[test]
