@@ -1,5 +1,6 @@
 //! `resonate play`: a player that keeps its clock in sync with a server and
-//! plays through the sound card, into a WAV file or nowhere.
+//! plays through the sound card, into a WAV file or nowhere. In a terminal
+//! it draws what plays and sends the group's controller commands from keys.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,11 +17,14 @@ use tokio::net::TcpListener;
 use url::Url;
 
 use crate::cli::{CodecArg, PlayArgs};
+use crate::logging::Destination;
 use crate::Failure;
 use resonate::dialect::Dialect;
 use resonate::discovery::{Advertisement, BrowseEvent, Endpoint, Family, Mdns, Scope, ServiceType};
 use resonate::player::servers::{LastPlayed, LastPlayedStore};
 use resonate::player::client::{Backoff, Player, PlayerConfig, PlayerError, PlayerEvent};
+use resonate::player::roles::Roles;
+use resonate::player::ui::state::PlayState;
 use resonate::player::output::{self, Output, OutputOptions, OutputSpec, SinkModel, SyncLog, SIMULATED_LATENCY_US};
 use resonate::player::scheduler::Scheduler;
 use resonate::player::telemetry::PlayerTelemetry;
@@ -30,9 +34,55 @@ use resonate::protocol::SupportedFormat;
 use resonate::sync::SharedClock;
 use resonate::transport::{parse_ws_url, Limits};
 
+/// Returns whether `play` draws its terminal UI: only when stdout is a
+/// terminal, and neither --no-tui nor --json is given.
+pub fn wants_tui(args: &PlayArgs) -> bool {
+    use std::io::IsTerminal;
+    !args.no_tui && !args.json && !args.list_devices && std::io::stdout().is_terminal()
+}
+
+/// Returns where the log goes: --log-file when given, otherwise nowhere
+/// while the terminal UI owns the terminal, and stderr without it.
+pub fn log_destination(args: &PlayArgs) -> Result<Destination, Failure> {
+    match &args.log_file {
+        Some(path) => crate::monitor::open_log_file(path),
+        None if wants_tui(args) => Ok(Destination::Discard),
+        None => Ok(Destination::Stderr),
+    }
+}
+
+/// Returns the roles of --roles, or the default for `dialect`: every role
+/// for Sendspin, the player alone for legacy Resonate servers.
+fn chosen_roles(args: &PlayArgs, dialect: Dialect) -> Result<Roles, Failure> {
+    let roles = match &args.roles {
+        Some(text) => text.parse::<Roles>().map_err(|err| Failure::usage(anyhow::anyhow!(err)))?,
+        None if dialect == Dialect::Resonate => Roles::PLAYER,
+        None => Roles::ALL,
+    };
+    if roles.player {
+        return Ok(roles);
+    }
+    let audio_options = [
+        (args.output != "default", "--output"),
+        (args.device.is_some(), "--device"),
+        (args.request_format.is_some(), "--request-format"),
+        (args.sync_log.is_some(), "--sync-log"),
+    ];
+    if let Some((_, option)) = audio_options.iter().find(|(given, _)| *given) {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "{option} needs the player role, but --roles {roles} leaves it out; add player to --roles or drop {option}"
+        )));
+    }
+    Ok(roles)
+}
+
 pub fn run(args: PlayArgs) -> Result<(), Failure> {
     if args.list_devices {
         return list_devices();
+    }
+    if let Some(text) = &args.roles {
+        // Bad roles are reported before anything is looked up over mDNS.
+        text.parse::<Roles>().map_err(|err| Failure::usage(anyhow::anyhow!(err)))?;
     }
     let requested: Option<Dialect> = match &args.dialect {
         Some(text) => Some(text.parse().map_err(|e: String| Failure::usage(anyhow::anyhow!(e)))?),
@@ -47,9 +97,15 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
         Some(name) => OutputSpec::Device(name.clone()),
         None => args.output.parse::<OutputSpec>().map_err(Failure::usage)?,
     };
-    check_wav_directory(&spec)?;
-    let output_options = output_options(&args, &spec)?;
-    let formats = advertised_formats(&args, &spec).map_err(|err| Failure::usage(anyhow::anyhow!(err)))?;
+    let player_role = args.roles.as_deref().is_none_or(|text| text.parse::<Roles>().is_ok_and(|roles| roles.player));
+    let (output_options, formats) = if player_role {
+        check_wav_directory(&spec)?;
+        let output_options = output_options(&args, &spec)?;
+        let formats = advertised_formats(&args, &spec).map_err(|err| Failure::usage(anyhow::anyhow!(err)))?;
+        (Some(output_options), formats)
+    } else {
+        (None, Vec::new())
+    };
     let format_request = match &args.request_format {
         Some(spec) => {
             let request = parse_format_request(spec).map_err(|err| Failure::usage(anyhow::anyhow!(err)))?;
@@ -64,7 +120,11 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
         None => None,
     };
     let host = crate::host_name();
-    let client_id = args.client_id.clone().unwrap_or_else(|| default_client_id(&host, &spec));
+    let client_id = match (&args.client_id, &args.roles) {
+        (Some(id), _) => id.clone(),
+        (None, Some(roles)) if !player_role => format!("resonate-play-{host}-{}", roles.replace([',', ' '], "-")),
+        (None, _) => default_client_id(&host, &spec),
+    };
     let last_played = match &args.state_file {
         Some(path) => Some(LastPlayedStore::new(path.clone())),
         None => LastPlayedStore::in_state_dir(&client_id),
@@ -87,6 +147,8 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
         }
     };
     let path = dialect.default_path();
+    let roles = chosen_roles(&args, dialect)?;
+    let tui = wants_tui(&args);
     let config = PlayerConfig {
         url,
         client_id,
@@ -111,13 +173,21 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
     scheduler.set_static_delay_us(args.static_delay_ms * 1000);
     scheduler.set_drift_correction(!args.no_drift_correction);
     let (publisher, clock) = SharedClock::channel();
-    let output = Output::start_with(&spec, output_options, scheduler.clone(), clock.clone()).map_err(Failure::usage)?;
+    let output = match output_options {
+        Some(options) => Some(Output::start_with(&spec, options, scheduler.clone(), clock.clone()).map_err(Failure::usage)?),
+        None => None,
+    };
+    let mut display = PlayState::new(&url_text, roles);
+    if waits_for_servers {
+        display.target = format!("servers dialing {url_text}");
+    }
 
     let json_output = args.json;
     let duration = args.duration;
     let status_scheduler = scheduler.clone();
     let status_clock = clock.clone();
     let status_clock_for_feed = clock.clone();
+    let status_clock_for_ui = clock.clone();
     let telemetry_addr = args.telemetry;
     let player_name = config.name.clone();
     let url_text_for_feed = url_text.clone();
@@ -167,30 +237,69 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
             })
         });
         let (events_tx, events) = mpsc::unbounded_channel();
-        let printer = tokio::spawn(report_events(events, json_output, dialect, feed.as_ref().map(|(_, t)| t.clone())));
-        let mut player = Player::new(config, scheduler.clone(), publisher).with_events(events_tx);
+        let (ui_events_tx, ui_events) = mpsc::unbounded_channel();
+        let (commands_tx, commands) = mpsc::unbounded_channel();
+        let output_mode = match (tui, json_output) {
+            (true, _) => EventOutput::Interface(ui_events_tx),
+            (false, true) => EventOutput::Json,
+            (false, false) => EventOutput::Status,
+        };
+        let printer = tokio::spawn(report_events(
+            events,
+            output_mode,
+            dialect,
+            feed.as_ref().map(|(_, t)| t.clone()),
+            display.clone(),
+        ));
+        let mut player = Player::new(config, scheduler.clone(), publisher)
+            .with_events(events_tx)
+            .with_roles(roles)
+            .with_commands(commands);
         if let Some(store) = last_played {
             player = player.with_last_played(store);
         }
+        let quit = tokio_util::sync::CancellationToken::new();
+        let quit_by_key = quit.clone();
         let stop = async move {
-            match duration {
-                Some(seconds) => {
-                    tokio::select! {
-                        _ = crate::interrupted() => {}
-                        _ = tokio::time::sleep(Duration::from_secs_f64(seconds.max(0.0))) => {}
-                    }
+            let limit = async {
+                match duration {
+                    Some(seconds) => tokio::time::sleep(Duration::from_secs_f64(seconds.max(0.0))).await,
+                    None => std::future::pending().await,
                 }
-                None => crate::interrupted().await,
+            };
+            tokio::select! {
+                _ = crate::interrupted() => {}
+                _ = limit => {}
+                _ = quit_by_key.cancelled() => {}
             }
         };
-        let outcome = match listening {
-            Some((listener, mdns)) => {
-                let outcome = player.run_listening(listener, path.to_string(), stop).await;
-                drop(mdns);
-                outcome
+        let playing = async move {
+            match listening {
+                Some((listener, mdns)) => {
+                    let outcome = player.run_listening(listener, path.to_string(), stop).await;
+                    drop(mdns);
+                    outcome
+                }
+                None => player.run(stop).await,
             }
-            None => player.run(stop).await,
         };
+        let interface = async {
+            if !tui {
+                return Ok(());
+            }
+            let live_scheduler = scheduler.clone();
+            let sample = move || resonate::player::ui::Live {
+                clock: status_clock_for_ui.snapshot(),
+                local_now_us: resonate::clock::now_us(),
+                playback: roles.player.then(|| live_scheduler.status()),
+            };
+            let drawn = run_interface(display, ui_events, commands_tx, sample).await;
+            // Quitting the UI stops the player, as Ctrl-C does elsewhere.
+            quit.cancel();
+            drawn
+        };
+        let (outcome, drawn) = tokio::join!(playing, interface);
+        drawn.map_err(|err| Failure::from(anyhow::anyhow!("the terminal UI failed: {err}")))?;
         let connected = printer.await.unwrap_or(true);
         if let Some(task) = publisher_task {
             task.abort();
@@ -201,10 +310,12 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
         Ok((outcome, connected))
     });
     let (result, connected) = result?;
-    let summary = output.stop().context("failed to finish the output")?;
-    // A player that never connected played nothing worth a summary line.
-    if connected || json_output {
-        report_summary(&summary, &status_scheduler, &status_clock, json_output);
+    if let Some(output) = output {
+        let summary = output.stop().context("failed to finish the output")?;
+        // A player that never connected played nothing worth a summary line.
+        if connected || json_output {
+            report_summary(&summary, &status_scheduler, &status_clock, json_output);
+        }
     }
     if result.is_ok() && !connected && !waits_for_servers && duration.is_some() {
         return Err(Failure::usage(anyhow::anyhow!(
@@ -538,62 +649,213 @@ fn list_devices() -> Result<(), Failure> {
     Ok(())
 }
 
-/// Prints player events until the player stops, and returns whether it
-/// ever connected to a server.
+/// Draws the terminal UI until the operator quits or the player stops.
+async fn run_interface(
+    display: PlayState,
+    events: mpsc::UnboundedReceiver<PlayerEvent>,
+    commands: mpsc::UnboundedSender<resonate::protocol::ControllerCommand>,
+    sample: impl FnMut() -> resonate::player::ui::Live,
+) -> std::io::Result<()> {
+    let mut guard = resonate::monitor::terminal::TerminalGuard::enter()?;
+    let mut app = resonate::player::ui::App::new(display);
+    let keys = crossterm::event::EventStream::new();
+    resonate::player::ui::run(&mut guard.terminal, &mut app, events, keys, commands, sample).await
+}
+
+/// Where player events go.
+enum EventOutput {
+    /// Status lines on stderr.
+    Status,
+    /// JSON lines on stdout.
+    Json,
+    /// The terminal UI, which draws them.
+    Interface(mpsc::UnboundedSender<PlayerEvent>),
+}
+
+/// Prints player events, or hands them to the terminal UI, until the
+/// player stops, and returns whether it ever connected to a server.
+/// `display` merges the server's state deltas for the printed lines.
 async fn report_events(
     mut events: mpsc::UnboundedReceiver<PlayerEvent>,
-    as_json: bool,
+    output: EventOutput,
     dialect: Dialect,
     telemetry: Option<PlayerTelemetry>,
+    mut display: PlayState,
 ) -> bool {
     let mut connected = false;
+    let mut printed = Printed::default();
     while let Some(event) = events.recv().await {
         connected |= matches!(event, PlayerEvent::Connected { .. });
         if let Some(telemetry) = &telemetry {
             telemetry.on_event(&event);
         }
-        if !as_json {
-            match &event {
-                PlayerEvent::Connected { server_name, .. } => crate::status(&format!("connected to {server_name}")),
-                PlayerEvent::ServerRejected { server_id, .. } => {
-                    crate::status(&format!("kept the current server; said goodbye to {server_id}"))
+        let changes = display.apply(&event);
+        match &output {
+            EventOutput::Interface(interface) => {
+                let _ = interface.send(event);
+            }
+            EventOutput::Status => {
+                print_status(&event);
+                printed.print_changes(&display, changes);
+            }
+            EventOutput::Json => {
+                if let Some(value) = event_json(&event, dialect, &display) {
+                    println!("{value}");
                 }
-                PlayerEvent::ServerSwitched { from, to } => crate::status(&format!("switched from {from} to {to}")),
-                PlayerEvent::StreamStarted { format } => crate::status(&format!("playing {format}")),
-                PlayerEvent::StreamEnded => crate::status("stream ended; waiting for the next one"),
-                PlayerEvent::Disconnected { cause } => crate::status(&format!("disconnected: {cause}")),
-                // The player logs each retry as a warning.
-                PlayerEvent::Retrying { .. } => {}
             }
-            continue;
         }
-        let value = match &event {
-            PlayerEvent::Connected { server_id, server_name, active_roles, connection_reason } => json!({
-                "event": "connected", "server_id": server_id, "server_name": server_name, "active_roles": active_roles,
-                "dialect": dialect.as_str(),
-                "connection_reason": connection_reason
-            }),
-            PlayerEvent::ServerRejected { server_id, connection_reason } => json!({
-                "event": "server_rejected", "server_id": server_id, "connection_reason": connection_reason
-            }),
-            PlayerEvent::ServerSwitched { from, to } => json!({"event": "server_switched", "from": from, "to": to}),
-            PlayerEvent::StreamStarted { format } => json!({
-                "event": "stream_started", "codec": format.codec.as_str(), "sample_rate": format.sample_rate,
-                "channels": format.channels, "bit_depth": format.bit_depth
-            }),
-            PlayerEvent::StreamEnded => json!({"event": "stream_ended"}),
-            PlayerEvent::Disconnected { cause } => {
-                json!({"event": "disconnected", "cause": cause.label(), "detail": cause.to_string()})
-            }
-            PlayerEvent::Retrying { attempt, delay, error } => json!({
-                "event": "retrying", "attempt": attempt, "delay_ms": delay.as_millis() as u64, "error": error
-            }),
-        };
-        println!("{value}");
     }
     connected
 }
 
+/// Prints one status line for a player event.
+fn print_status(event: &PlayerEvent) {
+    match event {
+        PlayerEvent::Connected { server_name, .. } => crate::status(&format!("connected to {server_name}")),
+        PlayerEvent::ServerRejected { server_id, .. } => {
+            crate::status(&format!("kept the current server; said goodbye to {server_id}"))
+        }
+        PlayerEvent::ServerSwitched { from, to } => crate::status(&format!("switched from {from} to {to}")),
+        PlayerEvent::StreamStarted { format } => crate::status(&format!("playing {format}")),
+        PlayerEvent::StreamEnded => crate::status("stream ended; waiting for the next one"),
+        PlayerEvent::Disconnected { cause } => crate::status(&format!("disconnected: {cause}")),
+        // The player logs each retry as a warning, and `Printed` prints
+        // what changed in the server's state.
+        PlayerEvent::Retrying { .. } | PlayerEvent::ServerState(_) | PlayerEvent::GroupUpdate(_) => {}
+    }
+}
+
+/// The track, group volume and group last printed as status lines, so a
+/// line is printed only when what it shows changed.
+#[derive(Default)]
+struct Printed {
+    track: Option<String>,
+    volume: Option<String>,
+    group: Option<String>,
+}
+
+impl Printed {
+    fn print_changes(&mut self, display: &PlayState, changes: resonate::player::ui::state::Changes) {
+        if changes.metadata {
+            let track = track_line(display);
+            if track.is_some() && track != self.track {
+                crate::status(track.as_deref().unwrap_or_default());
+            }
+            self.track = track;
+        }
+        if changes.controller {
+            let volume = display.controller.as_ref().map(|controller| {
+                let mute = if controller.muted { ", muted" } else { "" };
+                format!("group volume {}{mute}", controller.volume)
+            });
+            if volume.is_some() && volume != self.volume {
+                crate::status(volume.as_deref().unwrap_or_default());
+            }
+            self.volume = volume;
+        }
+        if changes.group {
+            let group = &display.group;
+            let line = group.id.as_ref().map(|id| {
+                let name = group.name.as_ref().map(|name| format!("{name} ")).unwrap_or_default();
+                let playback = match group.playback {
+                    Some(resonate::protocol::PlaybackState::Playing) => "playing",
+                    Some(resonate::protocol::PlaybackState::Stopped) => "stopped",
+                    None => "in an unknown state",
+                };
+                format!("group {name}({id}) is {playback}")
+            });
+            if line.is_some() && line != self.group {
+                crate::status(line.as_deref().unwrap_or_default());
+            }
+            self.group = line;
+        }
+    }
+}
+
+/// Returns `now playing "TITLE" by ARTIST on ALBUM` for the track, or
+/// `None` without a title, artist or album.
+fn track_line(display: &PlayState) -> Option<String> {
+    let track = &display.metadata;
+    if track.title.is_none() && track.artist.is_none() && track.album.is_none() {
+        return None;
+    }
+    let mut line = format!("now playing {:?}", track.title.as_deref().unwrap_or("untitled"));
+    if let Some(artist) = &track.artist {
+        line.push_str(&format!(" by {artist}"));
+    }
+    if let Some(album) = &track.album {
+        line.push_str(&format!(" on {album}"));
+    }
+    Some(line)
+}
+
+/// Returns the JSON line of a player event; server state and group deltas
+/// are printed merged, as `metadata`, `controller` and `group` events.
+fn event_json(event: &PlayerEvent, dialect: Dialect, display: &PlayState) -> Option<serde_json::Value> {
+    let value = match event {
+        PlayerEvent::Connected { server_id, server_name, active_roles, connection_reason } => json!({
+            "event": "connected", "server_id": server_id, "server_name": server_name, "active_roles": active_roles,
+            "dialect": dialect.as_str(),
+            "connection_reason": connection_reason
+        }),
+        PlayerEvent::ServerRejected { server_id, connection_reason } => json!({
+            "event": "server_rejected", "server_id": server_id, "connection_reason": connection_reason
+        }),
+        PlayerEvent::ServerSwitched { from, to } => json!({"event": "server_switched", "from": from, "to": to}),
+        PlayerEvent::StreamStarted { format } => json!({
+            "event": "stream_started", "codec": format.codec.as_str(), "sample_rate": format.sample_rate,
+            "channels": format.channels, "bit_depth": format.bit_depth
+        }),
+        PlayerEvent::StreamEnded => json!({"event": "stream_ended"}),
+        PlayerEvent::Disconnected { cause } => {
+            json!({"event": "disconnected", "cause": cause.label(), "detail": cause.to_string()})
+        }
+        PlayerEvent::Retrying { attempt, delay, error } => json!({
+            "event": "retrying", "attempt": attempt, "delay_ms": delay.as_millis() as u64, "error": error
+        }),
+        PlayerEvent::ServerState(state) if state.metadata.is_some() || state.controller.is_some() => {
+            // One server/state can carry both objects; metadata goes first
+            // and the controller state follows as its own line.
+            if state.metadata.is_some() && state.controller.is_some() {
+                println!("{}", metadata_json(display));
+                return Some(controller_json(display));
+            }
+            if state.metadata.is_some() {
+                metadata_json(display)
+            } else {
+                controller_json(display)
+            }
+        }
+        PlayerEvent::ServerState(_) => return None,
+        PlayerEvent::GroupUpdate(_) => json!({
+            "event": "group", "group_id": display.group.id, "group_name": display.group.name,
+            "playback_state": display.group.playback,
+        }),
+    };
+    Some(value)
+}
+
+/// Returns the merged metadata as a `metadata` event.
+fn metadata_json(display: &PlayState) -> serde_json::Value {
+    let track = &display.metadata;
+    json!({
+        "event": "metadata", "title": track.title, "artist": track.artist, "album_artist": track.album_artist,
+        "album": track.album, "artwork_url": track.artwork_url, "year": track.year, "track": track.track,
+        "progress": track.progress, "progress_timestamp_us": track.progress_timestamp_us,
+        "repeat": track.repeat, "shuffle": track.shuffle,
+    })
+}
+
+/// Returns the controller state as a `controller` event.
+fn controller_json(display: &PlayState) -> serde_json::Value {
+    match &display.controller {
+        Some(controller) => json!({
+            "event": "controller", "supported_commands": controller.supported_commands,
+            "volume": controller.volume, "muted": controller.muted,
+        }),
+        None => json!({"event": "controller"}),
+    }
+}
 
 #[cfg(test)]
 mod tests {
