@@ -22,7 +22,8 @@ pub struct NowPlaying {
     pub track: Option<u32>,
     pub progress: Option<TrackProgress>,
     /// Server time in microseconds at which `progress` was valid: the
-    /// timestamp of the latest metadata that carried `progress`.
+    /// timestamp of the latest metadata that carried `progress`, or 0
+    /// without progress.
     pub progress_timestamp_us: i64,
     pub repeat: Option<RepeatMode>,
     pub shuffle: Option<bool>,
@@ -42,7 +43,7 @@ impl NowPlaying {
         merge(&mut self.shuffle, metadata.shuffle);
         if let Some(progress) = metadata.progress {
             self.progress = progress;
-            self.progress_timestamp_us = metadata.timestamp;
+            self.progress_timestamp_us = if progress.is_some() { metadata.timestamp } else { 0 };
         }
     }
 

@@ -203,11 +203,7 @@ fn sync_text(live: &Live, player: bool) -> String {
     let mut text = if !clock.is_valid() {
         "clock not synced yet".to_string()
     } else if clock.converged {
-        format!(
-            "clock synced, offset {}, error ±{}",
-            micros(clock.offset_us),
-            micros(clock.error_us)
-        )
+        format!("clock synced: offset {} ±{}", micros(clock.offset_us), micros(clock.error_us))
     } else {
         format!("clock converging ({} samples, error ±{})", clock.samples, micros(clock.error_us))
     };
@@ -215,7 +211,7 @@ fn sync_text(live: &Live, player: bool) -> String {
         let audio = match playback.state {
             AudioState::Idle => "audio idle".to_string(),
             AudioState::Buffering => "audio buffering".to_string(),
-            AudioState::Playing => format!("audio in sync, buffer {:.1} s", playback.buffered_us as f64 / 1e6),
+            AudioState::Playing => format!("audio in sync, {:.1} s buffered", playback.buffered_us as f64 / 1e6),
         };
         text.push_str(&format!("; {audio}"));
         if playback.underrun {
