@@ -699,7 +699,7 @@ async fn report_events(
                 printed.print_changes(&display, changes);
             }
             EventOutput::Json => {
-                if let Some(value) = event_json(&event, dialect, &display) {
+                for value in event_json(&event, dialect, &display) {
                     println!("{value}");
                 }
             }
@@ -789,9 +789,9 @@ fn track_line(display: &PlayState) -> Option<String> {
     Some(line)
 }
 
-/// Returns the JSON line of a player event; server state and group deltas
+/// Returns the JSON lines of a player event. Server state and group deltas
 /// are printed merged, as `metadata`, `controller` and `group` events.
-fn event_json(event: &PlayerEvent, dialect: Dialect, display: &PlayState) -> Option<serde_json::Value> {
+fn event_json(event: &PlayerEvent, dialect: Dialect, display: &PlayState) -> Vec<serde_json::Value> {
     let value = match event {
         PlayerEvent::Connected { server_id, server_name, active_roles, connection_reason } => json!({
             "event": "connected", "server_id": server_id, "server_name": server_name, "active_roles": active_roles,
@@ -813,26 +813,24 @@ fn event_json(event: &PlayerEvent, dialect: Dialect, display: &PlayState) -> Opt
         PlayerEvent::Retrying { attempt, delay, error } => json!({
             "event": "retrying", "attempt": attempt, "delay_ms": delay.as_millis() as u64, "error": error
         }),
-        PlayerEvent::ServerState(state) if state.metadata.is_some() || state.controller.is_some() => {
-            // One server/state can carry both objects; metadata goes first
+        PlayerEvent::ServerState(state) => {
+            // One server/state can carry both objects: metadata goes first,
             // and the controller state follows as its own line.
-            if state.metadata.is_some() && state.controller.is_some() {
-                println!("{}", metadata_json(display));
-                return Some(controller_json(display));
-            }
+            let mut values = Vec::new();
             if state.metadata.is_some() {
-                metadata_json(display)
-            } else {
-                controller_json(display)
+                values.push(metadata_json(display));
             }
+            if state.controller.is_some() {
+                values.push(controller_json(display));
+            }
+            return values;
         }
-        PlayerEvent::ServerState(_) => return None,
         PlayerEvent::GroupUpdate(_) => json!({
             "event": "group", "group_id": display.group.id, "group_name": display.group.name,
             "playback_state": display.group.playback,
         }),
     };
-    Some(value)
+    vec![value]
 }
 
 /// Returns the merged metadata as a `metadata` event.

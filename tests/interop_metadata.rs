@@ -24,7 +24,7 @@ use tokio::process::{Child, ChildStdout};
 use peers::{peer_command, require_peers_root};
 use process::resonate;
 
-/// Time limits; the driver also exits by itself after `PEER_TIMEOUT_S`.
+/// Time limits. The driver also exits by itself after `PEER_TIMEOUT_S`.
 const PEER_TIMEOUT_S: u32 = 60;
 const LINE_TIMEOUT: Duration = Duration::from_secs(30);
 const EVENT_PATIENCE: Duration = Duration::from_secs(30);
@@ -92,7 +92,7 @@ fn assert_track(shown: &Value, set: &Value) {
     let progress = &shown["progress"];
     assert_eq!(progress["track_duration"], DURATION_MS, "{shown}");
     assert_eq!(progress["playback_speed"], SPEED, "{shown}");
-    // The server may restate the progress at a later timestamp; the
+    // The server may restate the progress at a later timestamp, so the
     // position it sends must be the set one moved on at the set speed.
     let set_at = set["timestamp_us"].as_i64().expect("metadata_set has timestamp_us");
     let shown_at = shown["progress_timestamp_us"].as_i64().expect("metadata has progress_timestamp_us");
@@ -120,7 +120,7 @@ async fn play_shows_driver_metadata(roles: &str) -> anyhow::Result<()> {
     assert!(!active.iter().any(|r| r == "player@v1"), "player activated without being asked for: {active:?}");
 
     let set = next_event(&mut lines, "metadata_set").await?;
-    // The server may send the track in several deltas; the merged state
+    // The server may send the track in several deltas, and the merged state
     // must reach what the driver set.
     let mut shown = play.wait_event("metadata", EVENT_PATIENCE);
     while shown["title"] != TITLE || shown["shuffle"] != true || shown["repeat"] != "all" || shown["progress"].is_null() {

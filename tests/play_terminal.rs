@@ -36,7 +36,7 @@ fn play_ui_sends_keys_as_controller_commands() {
     tmux.wait_for_line(&["commands", "play stop volume mute"], Duration::from_secs(5));
     tmux.wait_for_line(&["↑/↓ volume", "m mute", "q quit"], Duration::from_secs(5));
 
-    // The down arrow lowers the group volume by 5; the server applies it
+    // The down arrow lowers the group volume by 5. The server applies it
     // to the player and sends the new group volume back.
     tmux.send_keys("Down");
     tmux.wait_for_line(&["volume", "group 95%"], Duration::from_secs(20));

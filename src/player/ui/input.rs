@@ -19,7 +19,7 @@ pub enum Action {
     Unavailable(String),
     /// The event means nothing here.
     Ignored,
-    /// The terminal size changed; redraw.
+    /// The terminal size changed, so the screen needs a redraw.
     Resized,
     Quit,
 }

@@ -4,7 +4,7 @@
 //! [`state`] merges the player's events into what is shown, [`view`] draws
 //! it, and [`input`] turns keys into controller commands. [`run`] is the
 //! draw loop, generic over the ratatui backend so tests drive it on
-//! `TestBackend`; the real terminal is the monitor's
+//! `TestBackend`. The real terminal is the monitor's
 //! [`TerminalGuard`](crate::monitor::terminal::TerminalGuard).
 
 pub mod input;
@@ -84,7 +84,7 @@ pub async fn run<B: Backend>(
                 Some(Err(err)) => return Err(err),
                 None => keys_open = false,
             },
-            // A tick only wakes the loop; the check below decides on a frame.
+            // A tick only wakes the loop, and the check below decides on a frame.
             _ = ticks.tick() => {}
         }
         let since = last_frame.elapsed();

@@ -110,7 +110,7 @@ pub enum Connection {
         server_id: String,
         server_name: String,
     },
-    /// The session ended for this reason; the player reconnects.
+    /// The session ended for this reason, and the player reconnects.
     Disconnected(String),
 }
 
