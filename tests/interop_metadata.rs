@@ -1,7 +1,7 @@
 //! `resonate play` with the metadata role against aiosendspin 10.2.1's
 //! server in cleartext transition mode (`tests/peers/aiosendspin_metadata_server.py`):
-//! the track, progress, repeat and shuffle that play shows must be what
-//! the driver set.
+//! the track, progress, repeat and shuffle that play shows, as JSON events
+//! and in its terminal UI, must be what the driver set.
 //!
 //! The Python peer runs in the peers root (`tests/peers/README.md`), which
 //! needs root privileges to enter. Without the root the tests fail, unless
@@ -12,6 +12,8 @@
 mod peers;
 #[path = "support/process.rs"]
 mod process;
+#[path = "support/tmux.rs"]
+mod tmux;
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -23,6 +25,7 @@ use tokio::process::{Child, ChildStdout};
 
 use peers::{peer_command, require_peers_root};
 use process::resonate;
+use tmux::Tmux;
 
 /// Time limits. The driver also exits by itself after `PEER_TIMEOUT_S`.
 const PEER_TIMEOUT_S: u32 = 60;
@@ -141,4 +144,29 @@ async fn metadata_client_shows_aiosendspin_track() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controller_metadata_client_shows_aiosendspin_track() -> anyhow::Result<()> {
     play_shows_driver_metadata("controller,metadata").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminal_ui_shows_aiosendspin_track() -> anyhow::Result<()> {
+    let Some(root) = require_peers_root() else {
+        return Ok(());
+    };
+    let (mut driver, mut lines) = spawn_driver(&root)?;
+    let listening = next_event(&mut lines, "listening").await?;
+    let url = listening["url"].as_str().context("listening has no url")?.to_string();
+
+    let bin = env!("CARGO_BIN_EXE_resonate");
+    let tmux = Tmux::start("interop-metadata", &format!("{bin} play --server {url} --roles metadata"));
+    next_event(&mut lines, "metadata_set").await?;
+    let patience = EVENT_PATIENCE;
+    tmux.wait_for_line(&[TITLE], patience);
+    tmux.wait_for_line(&[ARTIST], patience);
+    tmux.wait_for_line(&[&format!("{ALBUM} ({YEAR})  track {TRACK}")], patience);
+    tmux.wait_for_line(&["repeat all  shuffle on"], patience);
+    // The bar ends with the position and the track length, 5:37.
+    tmux.wait_for_line(&["━", " / 5:37"], patience);
+    tmux.send_keys("q");
+    assert!(tmux.wait_exit(Duration::from_secs(15)), "play did not quit on q:\n{}", tmux.screen());
+    driver.kill().await.ok();
+    Ok(())
 }

@@ -246,12 +246,15 @@ pub fn clock_time(ms: i64) -> String {
     }
 }
 
-/// Formats microseconds with a unit: `us` below 10 ms, else `ms`.
+/// Formats microseconds with a unit: `us` below 10 ms, `ms` below 10 s,
+/// else `s`.
 fn micros(value: f64) -> String {
     if value.abs() < 10_000.0 {
         format!("{value:.0} us")
-    } else {
+    } else if value.abs() < 10_000_000.0 {
         format!("{:.1} ms", value / 1000.0)
+    } else {
+        format!("{:.1} s", value / 1e6)
     }
 }
 
@@ -264,5 +267,12 @@ mod tests {
         assert_eq!(clock_time(83_000), "1:23");
         assert_eq!(clock_time(3_723_000), "1:02:03");
         assert_eq!(clock_time(-5), "0:00");
+    }
+
+    #[test]
+    fn micros_picks_unit() {
+        assert_eq!(micros(-420.4), "-420 us");
+        assert_eq!(micros(7_000_000.0), "7000.0 ms");
+        assert_eq!(micros(1_434_309_600.0), "1434.3 s");
     }
 }
