@@ -24,6 +24,7 @@ use resonate::discovery::{Advertisement, BrowseEvent, Endpoint, Family, Mdns, Sc
 use resonate::player::servers::{LastPlayed, LastPlayedStore};
 use resonate::player::client::{Backoff, Player, PlayerConfig, PlayerError, PlayerEvent};
 use resonate::player::roles::Roles;
+use resonate::player::ui::plain;
 use resonate::player::ui::state::PlayState;
 use resonate::player::output::{self, Output, OutputOptions, OutputSpec, SinkModel, SyncLog, SIMULATED_LATENCY_US};
 use resonate::player::scheduler::Scheduler;
@@ -53,14 +54,19 @@ pub fn log_destination(args: &PlayArgs) -> Result<Destination, Failure> {
 
 /// Returns the roles of --roles, or the default for `dialect`: every role
 /// for Sendspin, the player alone for legacy Resonate servers.
-fn chosen_roles(args: &PlayArgs, dialect: Dialect) -> Result<Roles, Failure> {
-    let roles = match &args.roles {
-        Some(text) => text.parse::<Roles>().map_err(|err| Failure::usage(anyhow::anyhow!(err)))?,
+fn chosen_roles(requested: Option<Roles>, dialect: Dialect) -> Roles {
+    match requested {
+        Some(roles) => roles,
         None if dialect == Dialect::Resonate => Roles::PLAYER,
         None => Roles::ALL,
-    };
+    }
+}
+
+/// Rejects options that set up audio output when --roles leaves out the
+/// player role.
+fn check_audio_options(args: &PlayArgs, roles: Roles) -> Result<(), Failure> {
     if roles.player {
-        return Ok(roles);
+        return Ok(());
     }
     let audio_options = [
         (args.output != "default", "--output"),
@@ -73,17 +79,23 @@ fn chosen_roles(args: &PlayArgs, dialect: Dialect) -> Result<Roles, Failure> {
             "{option} needs the player role, but --roles {roles} leaves it out; add player to --roles or drop {option}"
         )));
     }
-    Ok(roles)
+    Ok(())
 }
 
 pub fn run(args: PlayArgs) -> Result<(), Failure> {
     if args.list_devices {
         return list_devices();
     }
-    if let Some(text) = &args.roles {
-        // Bad roles are reported before anything is looked up over mDNS.
-        text.parse::<Roles>().map_err(|err| Failure::usage(anyhow::anyhow!(err)))?;
+    // Bad roles are reported before anything is looked up over mDNS.
+    let requested_roles = match &args.roles {
+        Some(text) => Some(text.parse::<Roles>().map_err(|err| Failure::usage(anyhow::anyhow!(err)))?),
+        None => None,
+    };
+    if let Some(roles) = requested_roles {
+        check_audio_options(&args, roles)?;
     }
+    // Only --roles can leave out the player role; every default has it.
+    let player_role = requested_roles.is_none_or(|roles| roles.player);
     let requested: Option<Dialect> = match &args.dialect {
         Some(text) => Some(text.parse().map_err(|e: String| Failure::usage(anyhow::anyhow!(e)))?),
         None => None,
@@ -97,7 +109,6 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
         Some(name) => OutputSpec::Device(name.clone()),
         None => args.output.parse::<OutputSpec>().map_err(Failure::usage)?,
     };
-    let player_role = args.roles.as_deref().is_none_or(|text| text.parse::<Roles>().is_ok_and(|roles| roles.player));
     let (output_options, formats) = if player_role {
         check_wav_directory(&spec)?;
         let output_options = output_options(&args, &spec)?;
@@ -120,9 +131,10 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
         None => None,
     };
     let host = crate::host_name();
-    let client_id = match (&args.client_id, &args.roles) {
+    let client_id = match (&args.client_id, requested_roles) {
         (Some(id), _) => id.clone(),
-        (None, Some(roles)) if !player_role => format!("resonate-play-{host}-{}", roles.replace([',', ' '], "-")),
+        // A client without audio must not replace the host's player.
+        (None, Some(roles)) if !roles.player => format!("resonate-play-{host}-{}", roles.to_string().replace(',', "-")),
         (None, _) => default_client_id(&host, &spec),
     };
     let last_played = match &args.state_file {
@@ -147,7 +159,7 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
         }
     };
     let path = dialect.default_path();
-    let roles = chosen_roles(&args, dialect)?;
+    let roles = chosen_roles(requested_roles, dialect);
     let tui = wants_tui(&args);
     let config = PlayerConfig {
         url,
@@ -683,7 +695,7 @@ async fn report_events(
     mut display: PlayState,
 ) -> bool {
     let mut connected = false;
-    let mut printed = Printed::default();
+    let mut printed = plain::Printed::default();
     while let Some(event) = events.recv().await {
         connected |= matches!(event, PlayerEvent::Connected { .. });
         if let Some(telemetry) = &telemetry {
@@ -696,7 +708,9 @@ async fn report_events(
             }
             EventOutput::Status => {
                 print_status(&event);
-                printed.print_changes(&display, changes);
+                for line in printed.changed_lines(&display, changes) {
+                    crate::status(&line);
+                }
             }
             EventOutput::Json => {
                 for value in event_json(&event, dialect, &display) {
@@ -719,74 +733,10 @@ fn print_status(event: &PlayerEvent) {
         PlayerEvent::StreamStarted { format } => crate::status(&format!("playing {format}")),
         PlayerEvent::StreamEnded => crate::status("stream ended; waiting for the next one"),
         PlayerEvent::Disconnected { cause } => crate::status(&format!("disconnected: {cause}")),
-        // The player logs each retry as a warning, and `Printed` prints
-        // what changed in the server's state.
+        // The player logs each retry as a warning, and `plain::Printed`
+        // returns what changed in the server's state.
         PlayerEvent::Retrying { .. } | PlayerEvent::ServerState(_) | PlayerEvent::GroupUpdate(_) => {}
     }
-}
-
-/// The track, group volume and group last printed as status lines, so a
-/// line is printed only when what it shows changed.
-#[derive(Default)]
-struct Printed {
-    track: Option<String>,
-    volume: Option<String>,
-    group: Option<String>,
-}
-
-impl Printed {
-    fn print_changes(&mut self, display: &PlayState, changes: resonate::player::ui::state::Changes) {
-        if changes.metadata {
-            let track = track_line(display);
-            if track.is_some() && track != self.track {
-                crate::status(track.as_deref().unwrap_or_default());
-            }
-            self.track = track;
-        }
-        if changes.controller {
-            let volume = display.controller.as_ref().map(|controller| {
-                let mute = if controller.muted { ", muted" } else { "" };
-                format!("group volume {}{mute}", controller.volume)
-            });
-            if volume.is_some() && volume != self.volume {
-                crate::status(volume.as_deref().unwrap_or_default());
-            }
-            self.volume = volume;
-        }
-        if changes.group {
-            let group = &display.group;
-            let line = group.id.as_ref().map(|id| {
-                let name = group.name.as_ref().map(|name| format!("{name} ")).unwrap_or_default();
-                let playback = match group.playback {
-                    Some(resonate::protocol::PlaybackState::Playing) => "playing",
-                    Some(resonate::protocol::PlaybackState::Stopped) => "stopped",
-                    None => "in an unknown state",
-                };
-                format!("group {name}({id}) is {playback}")
-            });
-            if line.is_some() && line != self.group {
-                crate::status(line.as_deref().unwrap_or_default());
-            }
-            self.group = line;
-        }
-    }
-}
-
-/// Returns `now playing "TITLE" by ARTIST on ALBUM` for the track, or
-/// `None` without a title, artist or album.
-fn track_line(display: &PlayState) -> Option<String> {
-    let track = &display.metadata;
-    if track.title.is_none() && track.artist.is_none() && track.album.is_none() {
-        return None;
-    }
-    let mut line = format!("now playing {:?}", track.title.as_deref().unwrap_or("untitled"));
-    if let Some(artist) = &track.artist {
-        line.push_str(&format!(" by {artist}"));
-    }
-    if let Some(album) = &track.album {
-        line.push_str(&format!(" on {album}"));
-    }
-    Some(line)
 }
 
 /// Returns the JSON lines of a player event. Server state and group deltas
@@ -818,41 +768,16 @@ fn event_json(event: &PlayerEvent, dialect: Dialect, display: &PlayState) -> Vec
             // and the controller state follows as its own line.
             let mut values = Vec::new();
             if state.metadata.is_some() {
-                values.push(metadata_json(display));
+                values.push(plain::metadata_json(display));
             }
             if state.controller.is_some() {
-                values.push(controller_json(display));
+                values.push(plain::controller_json(display));
             }
             return values;
         }
-        PlayerEvent::GroupUpdate(_) => json!({
-            "event": "group", "group_id": display.group.id, "group_name": display.group.name,
-            "playback_state": display.group.playback,
-        }),
+        PlayerEvent::GroupUpdate(_) => plain::group_json(display),
     };
     vec![value]
-}
-
-/// Returns the merged metadata as a `metadata` event.
-fn metadata_json(display: &PlayState) -> serde_json::Value {
-    let track = &display.metadata;
-    json!({
-        "event": "metadata", "title": track.title, "artist": track.artist, "album_artist": track.album_artist,
-        "album": track.album, "artwork_url": track.artwork_url, "year": track.year, "track": track.track,
-        "progress": track.progress, "progress_timestamp_us": track.progress_timestamp_us,
-        "repeat": track.repeat, "shuffle": track.shuffle,
-    })
-}
-
-/// Returns the controller state as a `controller` event.
-fn controller_json(display: &PlayState) -> serde_json::Value {
-    match &display.controller {
-        Some(controller) => json!({
-            "event": "controller", "supported_commands": controller.supported_commands,
-            "volume": controller.volume, "muted": controller.muted,
-        }),
-        None => json!({"event": "controller"}),
-    }
 }
 
 #[cfg(test)]

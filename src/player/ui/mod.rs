@@ -8,6 +8,7 @@
 //! [`TerminalGuard`](crate::monitor::terminal::TerminalGuard).
 
 pub mod input;
+pub mod plain;
 pub mod state;
 pub mod view;
 
