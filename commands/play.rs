@@ -190,9 +190,7 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
         None => None,
     };
     let mut display = PlayState::new(&url_text, roles);
-    if waits_for_servers {
-        display.target = format!("servers dialing {url_text}");
-    }
+    display.listening = waits_for_servers;
 
     let json_output = args.json;
     let duration = args.duration;

@@ -314,3 +314,20 @@ async fn draw_loop_sends_commands_for_keys() {
     assert_eq!(app.notice.as_deref(), Some("sent mute on"));
     drop(events);
 }
+
+#[tokio::test]
+async fn listening_player_waits_for_servers() {
+    let mut terminal = Terminal::new(TestBackend::new(80, 20)).unwrap();
+    let mut state = PlayState::new("ws://0.0.0.0:8928/sendspin", Roles::ALL);
+    state.listening = true;
+    let mut app = App::new(state);
+    let (sender, receiver) = mpsc::unbounded_channel::<PlayerEvent>();
+    drop(sender);
+    let no_keys = futures_util::stream::iter(Vec::<std::io::Result<TermEvent>>::new());
+    let (commands, _) = mpsc::unbounded_channel();
+    ui::run(&mut terminal, &mut app, receiver, no_keys, commands, Live::default).await.unwrap();
+    let text = format!("{:?}", terminal.backend());
+    assert!(text.contains("waiting for servers to connect to ws://0.0.0.0:8928/sendspin"), "{text}");
+    assert!(text.contains("clock not synced yet"), "{text}");
+    assert!(text.contains("no metadata from the server yet"), "{text}");
+}

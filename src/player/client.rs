@@ -328,6 +328,17 @@ impl Player {
             Some(commands) => Some(commands.lock().await),
             None => None,
         };
+        // Commands given while no session ran were meant for a state the
+        // new session may not have, so they are dropped.
+        if let Some(commands) = commands.as_mut() {
+            let mut stale = 0;
+            while commands.try_recv().is_ok() {
+                stale += 1;
+            }
+            if stale > 0 {
+                tracing::warn!(count = stale, "dropping controller commands given while disconnected");
+            }
+        }
         let end = loop {
             let next_time_request = state.next_time_request();
             let format_request = state.format_request_delay();

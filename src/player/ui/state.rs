@@ -127,8 +127,10 @@ pub struct Changes {
 /// Everything the server told the player that the UI shows.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PlayState {
-    /// The server URL, or the address servers dial.
+    /// The server URL, or with `listening` the URL servers dial.
     pub target: String,
+    /// Whether servers dial this player (`play --listen`).
+    pub listening: bool,
     /// Roles this client asked for.
     pub roles: Roles,
     pub connection: Connection,
@@ -147,6 +149,7 @@ impl PlayState {
     pub fn new(target: &str, roles: Roles) -> PlayState {
         PlayState {
             target: target.to_string(),
+            listening: false,
             roles,
             connection: Connection::Connecting,
             active_roles: Vec::new(),

@@ -48,7 +48,13 @@ pub fn render(frame: &mut Frame, app: &App) {
 pub fn render_header(frame: &mut Frame, state: &PlayState, area: Rect) {
     let [top, roles] = Layout::vertical([Constraint::Length(1), Constraint::Length(1)]).areas(area);
     let connection = match &state.connection {
+        Connection::Connecting if state.listening => {
+            Span::raw(format!("waiting for servers to connect to {}", state.target)).yellow()
+        }
         Connection::Connecting => Span::raw(format!("connecting to {}", state.target)).yellow(),
+        Connection::Connected { server_name, .. } if state.listening => {
+            Span::raw(format!("connected to \"{server_name}\", which dialed {}", state.target)).green()
+        }
         Connection::Connected { server_name, .. } => {
             Span::raw(format!("connected to \"{server_name}\" at {}", state.target)).green()
         }
