@@ -48,11 +48,9 @@ async fn next_controller(events: &mut mpsc::UnboundedReceiver<PlayerEvent>) -> C
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn controller_commands_change_group_state() {
-    let (mut serve, mut player, url) = serve_with_player("kitchen");
-
-    let config = PlayerConfig {
+/// Builds a controller and metadata client of `url` without audio.
+fn remote_config(url: &str) -> PlayerConfig {
+    PlayerConfig {
         url: url.parse().unwrap(),
         client_id: "remote".into(),
         name: "remote".into(),
@@ -64,7 +62,14 @@ async fn controller_commands_change_group_state() {
         volume: 100,
         muted: false,
         format_request: None,
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_commands_change_group_state() {
+    let (mut serve, mut player, url) = serve_with_player("kitchen");
+
+    let config = remote_config(&url);
     let roles: Roles = "controller,metadata".parse().unwrap();
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let (commands, commands_rx) = mpsc::unbounded_channel();
@@ -113,6 +118,52 @@ async fn controller_commands_change_group_state() {
         state = next_controller(&mut events).await;
     }
     assert!(state.muted, "the volume command unmuted the group");
+
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+    assert!(player.interrupt().success());
+    assert!(serve.interrupt().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_before_connection_are_dropped() {
+    let (mut serve, mut player, url) = serve_with_player("porch");
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let (commands, commands_rx) = mpsc::unbounded_channel();
+    // A mute given before any session runs must not reach the server.
+    commands
+        .send(ControllerCommand {
+            command: "mute".into(),
+            volume: None,
+            mute: Some(true),
+        })
+        .unwrap();
+    let (publisher, _clock) = SharedClock::channel();
+    let remote = Player::new(remote_config(&url), Arc::new(Scheduler::new()), publisher)
+        .with_roles("controller".parse().unwrap())
+        .with_events(events_tx)
+        .with_commands(commands_rx);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let running = tokio::spawn(remote.run(async move {
+        let _ = stopped.await;
+    }));
+
+    assert!(!next_controller(&mut events).await.muted);
+    // The server handles one client's commands in order, so the state
+    // after this volume shows whether the mute went out before it.
+    commands
+        .send(ControllerCommand {
+            command: "volume".into(),
+            volume: Some(60),
+            mute: None,
+        })
+        .unwrap();
+    let mut state = next_controller(&mut events).await;
+    while state.volume != 60 {
+        assert!(!state.muted, "the mute given before the connection was sent");
+        state = next_controller(&mut events).await;
+    }
+    assert!(!state.muted, "the mute given before the connection was sent");
 
     stop.send(()).unwrap();
     running.await.unwrap().unwrap();
