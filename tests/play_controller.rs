@@ -216,3 +216,15 @@ fn audio_options_need_the_player_role() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("unknown role \"visualizer\""), "{stderr}");
 }
+
+#[test]
+fn unwritable_log_file_is_named() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_resonate"))
+        .args(["play", "--server", "ws://127.0.0.1:9/sendspin", "--log-file", "/nonexistent-dir/play.log"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("/nonexistent-dir/play.log"), "{stderr}");
+    assert!(stderr.contains("--log-file"), "{stderr}");
+}
