@@ -331,3 +331,17 @@ async fn listening_player_waits_for_servers() {
     assert!(text.contains("clock not synced yet"), "{text}");
     assert!(text.contains("no metadata from the server yet"), "{text}");
 }
+
+#[tokio::test]
+async fn tiny_terminal_draws_without_panic() {
+    let events = vec![
+        connected(&["player@v1", "controller@v1", "metadata@v1"]),
+        group(PlaybackState::Playing),
+        controller(&["play", "pause", "volume"], 45, false),
+        track(),
+    ];
+    for (width, height) in [(1, 1), (12, 4), (30, 8)] {
+        let screen = draw(width, height, Roles::ALL, events.clone()).await;
+        assert_eq!(screen.buffer().area.width, width);
+    }
+}
