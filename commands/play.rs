@@ -672,7 +672,7 @@ async fn run_interface(
     resonate::player::ui::run(&mut guard.terminal, &mut app, events, keys, commands, sample).await
 }
 
-/// Where player events go.
+/// Destination of player events.
 enum EventOutput {
     /// Status lines on stderr.
     Status,

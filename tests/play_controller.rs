@@ -1,6 +1,6 @@
 //! `play` without the player role against a real `resonate serve`: a
 //! controller and metadata client that opens no audio output, sends
-//! controller commands and sees the group's state change.
+//! controller commands and receives the group's changed state.
 
 #[path = "support/process.rs"]
 mod process;

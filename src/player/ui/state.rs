@@ -1,4 +1,4 @@
-//! What the player's terminal UI and its plain output show: the
+//! State shown by the player's terminal UI and its plain output: the
 //! connection, the group, the controller state and the track, merged from
 //! the player's events in arrival order.
 
@@ -47,15 +47,15 @@ impl NowPlaying {
         }
     }
 
-    /// Whether no field is set.
+    /// Returns whether no field is set.
     pub fn is_empty(&self) -> bool {
         *self == NowPlaying::default()
     }
 
-    /// Returns the track position in milliseconds at `server_now_us`: the
-    /// reported progress moved on by the server time elapsed since its
-    /// timestamp times the playback speed, kept within 0 and the track
-    /// duration (when the duration is known, that is not 0).
+    /// Returns the track position in milliseconds at `server_now_us`. The
+    /// reported progress moves on by the server time elapsed since its
+    /// timestamp times the playback speed. The result stays within 0 and
+    /// the track duration, when the duration is known (not 0).
     pub fn position_ms(&self, server_now_us: i64) -> Option<i64> {
         let progress = self.progress?;
         let elapsed_us = (server_now_us - self.progress_timestamp_us) as i128;
@@ -114,7 +114,7 @@ pub enum Connection {
     Disconnected(String),
 }
 
-/// What changed in [`PlayState::apply`], for outputs that print changes.
+/// Parts changed by [`PlayState::apply`], for outputs that print changes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Changes {
     pub connection: bool,
@@ -124,7 +124,7 @@ pub struct Changes {
     pub stream: bool,
 }
 
-/// Everything the server told the player that the UI shows.
+/// Server state that the UI shows, as the player received it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PlayState {
     /// The server URL, or with `listening` the URL servers dial.
@@ -256,14 +256,14 @@ impl Live {
     }
 }
 
-/// The terminal UI's state: what the server told, the live figures and the
-/// answer to the latest key.
+/// The terminal UI's state: the server state, the live figures and the
+/// notice of the latest key.
 #[derive(Clone, Debug, PartialEq)]
 pub struct App {
     pub state: PlayState,
     pub live: Live,
-    /// What the latest key did, such as `sent volume 45` or why it did
-    /// nothing.
+    /// Outcome of the latest key, such as `sent volume 45`, or the reason
+    /// it sent nothing.
     pub notice: Option<String>,
 }
 

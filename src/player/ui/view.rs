@@ -87,6 +87,7 @@ pub fn render_now_playing(frame: &mut Frame, app: &App, area: Rect) {
         frame.render_widget(Paragraph::new(Line::from("no metadata from the server yet").dark_gray()), inner);
         return;
     }
+
     let mut album = track.album.clone().unwrap_or_default();
     if let Some(year) = track.year {
         album.push_str(&format!(" ({year})"));
@@ -100,6 +101,7 @@ pub fn render_now_playing(frame: &mut Frame, app: &App, area: Rect) {
         Line::from(album),
         progress_line(app, inner.width),
     ];
+
     let repeat = match track.repeat {
         Some(RepeatMode::Off) => "off",
         Some(RepeatMode::One) => "one",
