@@ -345,3 +345,18 @@ async fn tiny_terminal_draws_without_panic() {
         assert_eq!(screen.buffer().area.width, width);
     }
 }
+
+#[tokio::test]
+async fn every_command_fits_in_80_columns() {
+    let all = [
+        "play", "pause", "stop", "next", "previous", "volume", "mute", "repeat_off", "repeat_one", "repeat_all",
+        "shuffle", "unshuffle", "switch",
+    ];
+    let events = vec![connected(&["controller@v1", "metadata@v1"]), controller(&all, 45, false), track()];
+    let screen = draw(80, 20, "controller,metadata".parse().unwrap(), events).await;
+    insta::assert_snapshot!(screen);
+    let text = format!("{screen:?}");
+    assert!(text.contains("switch"), "the commands row lost its end: {text}");
+    assert!(text.contains(" space play  ←/→ skip"), "the footer lost its start: {text}");
+    assert!(text.contains("g group  q quit"), "the footer lost its end: {text}");
+}

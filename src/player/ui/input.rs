@@ -78,9 +78,9 @@ pub fn handle_key(state: &PlayState, key: &KeyEvent) -> Action {
     checked(state, plain(command))
 }
 
-/// Returns `pause` (or `stop` where the server has no `pause`) while the
-/// group plays, otherwise `play`.
-fn play_or_pause(state: &PlayState) -> &'static str {
+/// Returns the command of the space key: `pause` (or `stop` where the
+/// server has no `pause`) while the group plays, otherwise `play`.
+pub fn play_or_pause(state: &PlayState) -> &'static str {
     let playing = state.group.playback == Some(PlaybackState::Playing) && !state.metadata.paused();
     match playing {
         true if state.supports("pause") || !state.supports("stop") => "pause",

@@ -4,7 +4,7 @@
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Style, Stylize};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Paragraph};
+use ratatui::widgets::{Block, Paragraph, Wrap};
 use ratatui::Frame;
 
 use crate::player::scheduler::PlaybackState as AudioState;
@@ -12,17 +12,16 @@ use crate::protocol::{PlaybackState, RepeatMode};
 
 use super::state::{App, Connection, Live, PlayState};
 
-/// Keys and the controller commands they send, in the order the footer
-/// lists them. A key shows only when the server supports one of its
-/// commands.
-const KEYS: [(&str, &str, &[&str]); 7] = [
-    ("space", "play/pause", &["play", "pause", "stop"]),
-    ("←/→", "previous/next", &["previous", "next"]),
+/// Keys other than space and the controller commands they send, in the
+/// order the footer lists them. A key shows only when the server supports
+/// one of its commands.
+const KEYS: [(&str, &str, &[&str]); 6] = [
+    ("←/→", "skip", &["previous", "next"]),
     ("↑/↓", "volume", &["volume"]),
     ("m", "mute", &["mute"]),
     ("r", "repeat", &["repeat_off", "repeat_one", "repeat_all"]),
     ("x", "shuffle", &["shuffle", "unshuffle"]),
-    ("g", "switch group", &["switch"]),
+    ("g", "group", &["switch"]),
 ];
 
 /// Draws the whole player UI.
@@ -202,7 +201,8 @@ pub fn render_status(frame: &mut Frame, app: &App, area: Rect) {
         .into_iter()
         .map(|(label, value)| Line::from(vec![Span::raw(format!(" {label:<9}")).dark_gray(), Span::raw(value)]))
         .collect();
-    frame.render_widget(Paragraph::new(lines), area);
+    // The commands row comes last, so a long list wraps onto free lines.
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), area);
 }
 
 /// Describes the clock filter and, with the player role, the audio.
@@ -229,10 +229,14 @@ fn sync_text(live: &Live, player: bool) -> String {
     text
 }
 
-/// Draws the keys of the commands the server supports, and quit.
+/// Draws the keys of the commands the server supports, and quit, in at
+/// most 80 columns.
 pub fn render_footer(frame: &mut Frame, state: &PlayState, area: Rect) {
     let mut spans = Vec::new();
-    for (key, label, commands) in KEYS {
+    // The space key's label is the command it sends now.
+    let space = [super::input::play_or_pause(state)];
+    let keys = [("space", space[0], space.as_slice())].into_iter().chain(KEYS);
+    for (key, label, commands) in keys {
         if commands.iter().any(|command| state.supports(command)) {
             spans.push(Span::styled(format!(" {key}"), Style::new().bold()));
             spans.push(Span::raw(format!(" {label} ")));
