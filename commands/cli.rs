@@ -290,6 +290,18 @@ pub struct PlayArgs {
     /// Print player events and a final report as JSON lines on stdout.
     #[arg(long)]
     pub json: bool,
+
+    /// Roles to ask the server for, comma-separated: player plays audio, controller sends the group's commands (the terminal UI's keys), metadata shows what plays. Without player, play opens no audio output [default: player,controller,metadata; player alone with --dialect resonate].
+    #[arg(long, value_name = "ROLES")]
+    pub roles: Option<String>,
+
+    /// Print status lines instead of drawing the terminal UI. The UI is drawn only when stdout is a terminal and --json is not given.
+    #[arg(long)]
+    pub no_tui: bool,
+
+    /// Append the log to PATH. While the terminal UI runs, the log goes here or nowhere.
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -78,6 +78,10 @@ fn main() -> ExitCode {
             Ok(destination) => destination,
             Err(failure) => return report(failure),
         },
+        Command::Play(args) => match play::log_destination(args) {
+            Ok(destination) => destination,
+            Err(failure) => return report(failure),
+        },
         _ => logging::Destination::Stderr,
     };
     let tui = matches!(&cli.command, Command::Serve(args) if args.tui) || matches!(&cli.command, Command::Stress(args) if args.tui);

@@ -33,7 +33,7 @@ pub fn log_destination(args: &MonitorArgs) -> Result<Destination, Failure> {
 }
 
 /// Opens `--log-file` for appending.
-fn open_log_file(path: &std::path::Path) -> Result<Destination, Failure> {
+pub fn open_log_file(path: &std::path::Path) -> Result<Destination, Failure> {
     let file = OpenOptions::new().create(true).append(true).open(path).map_err(|err| {
         Failure::usage(anyhow!("cannot open log file {}: {err}; pick a writable path for --log-file", path.display()))
     })?;

@@ -1,5 +1,6 @@
 //! `resonate play`: a player that keeps its clock in sync with a server and
-//! plays through the sound card, into a WAV file or nowhere.
+//! plays through the sound card, into a WAV file or nowhere. In a terminal
+//! it draws what plays and sends the group's controller commands from keys.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,11 +17,15 @@ use tokio::net::TcpListener;
 use url::Url;
 
 use crate::cli::{CodecArg, PlayArgs};
+use crate::logging::Destination;
 use crate::Failure;
 use resonate::dialect::Dialect;
 use resonate::discovery::{Advertisement, BrowseEvent, Endpoint, Family, Mdns, Scope, ServiceType};
 use resonate::player::servers::{LastPlayed, LastPlayedStore};
 use resonate::player::client::{Backoff, Player, PlayerConfig, PlayerError, PlayerEvent};
+use resonate::player::roles::Roles;
+use resonate::player::ui::plain;
+use resonate::player::ui::state::PlayState;
 use resonate::player::output::{self, Output, OutputOptions, OutputSpec, SinkModel, SyncLog, SIMULATED_LATENCY_US};
 use resonate::player::scheduler::Scheduler;
 use resonate::player::telemetry::PlayerTelemetry;
@@ -30,10 +35,67 @@ use resonate::protocol::SupportedFormat;
 use resonate::sync::SharedClock;
 use resonate::transport::{parse_ws_url, Limits};
 
+/// Returns whether `play` draws its terminal UI: only when stdout is a
+/// terminal, and neither --no-tui nor --json is given.
+pub fn wants_tui(args: &PlayArgs) -> bool {
+    use std::io::IsTerminal;
+    !args.no_tui && !args.json && !args.list_devices && std::io::stdout().is_terminal()
+}
+
+/// Returns where the log goes: --log-file when given, otherwise nowhere
+/// while the terminal UI owns the terminal, and stderr without it.
+pub fn log_destination(args: &PlayArgs) -> Result<Destination, Failure> {
+    match &args.log_file {
+        Some(path) => crate::monitor::open_log_file(path),
+        None if wants_tui(args) => Ok(Destination::Discard),
+        None => Ok(Destination::Stderr),
+    }
+}
+
+/// Returns the roles of --roles, or the default for `dialect`: every role
+/// for Sendspin, the player alone for legacy Resonate servers.
+fn chosen_roles(requested: Option<Roles>, dialect: Dialect) -> Roles {
+    match requested {
+        Some(roles) => roles,
+        None if dialect == Dialect::Resonate => Roles::PLAYER,
+        None => Roles::ALL,
+    }
+}
+
+/// Rejects options that set up audio output when --roles leaves out the
+/// player role.
+fn check_audio_options(args: &PlayArgs, roles: Roles) -> Result<(), Failure> {
+    if roles.player {
+        return Ok(());
+    }
+    let audio_options = [
+        (args.output != "default", "--output"),
+        (args.device.is_some(), "--device"),
+        (args.request_format.is_some(), "--request-format"),
+        (args.sync_log.is_some(), "--sync-log"),
+    ];
+    if let Some((_, option)) = audio_options.iter().find(|(given, _)| *given) {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "{option} needs the player role, but --roles {roles} leaves it out; add player to --roles or drop {option}"
+        )));
+    }
+    Ok(())
+}
+
 pub fn run(args: PlayArgs) -> Result<(), Failure> {
     if args.list_devices {
         return list_devices();
     }
+    // Bad roles are reported before anything is looked up over mDNS.
+    let requested_roles = match &args.roles {
+        Some(text) => Some(text.parse::<Roles>().map_err(|err| Failure::usage(anyhow::anyhow!(err)))?),
+        None => None,
+    };
+    if let Some(roles) = requested_roles {
+        check_audio_options(&args, roles)?;
+    }
+    // Only --roles can leave out the player role; every default has it.
+    let player_role = requested_roles.is_none_or(|roles| roles.player);
     let requested: Option<Dialect> = match &args.dialect {
         Some(text) => Some(text.parse().map_err(|e: String| Failure::usage(anyhow::anyhow!(e)))?),
         None => None,
@@ -47,9 +109,14 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
         Some(name) => OutputSpec::Device(name.clone()),
         None => args.output.parse::<OutputSpec>().map_err(Failure::usage)?,
     };
-    check_wav_directory(&spec)?;
-    let output_options = output_options(&args, &spec)?;
-    let formats = advertised_formats(&args, &spec).map_err(|err| Failure::usage(anyhow::anyhow!(err)))?;
+    let (output_options, formats) = if player_role {
+        check_wav_directory(&spec)?;
+        let output_options = output_options(&args, &spec)?;
+        let formats = advertised_formats(&args, &spec).map_err(|err| Failure::usage(anyhow::anyhow!(err)))?;
+        (Some(output_options), formats)
+    } else {
+        (None, Vec::new())
+    };
     let format_request = match &args.request_format {
         Some(spec) => {
             let request = parse_format_request(spec).map_err(|err| Failure::usage(anyhow::anyhow!(err)))?;
@@ -64,7 +131,12 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
         None => None,
     };
     let host = crate::host_name();
-    let client_id = args.client_id.clone().unwrap_or_else(|| default_client_id(&host, &spec));
+    let client_id = match (&args.client_id, requested_roles) {
+        (Some(id), _) => id.clone(),
+        // A client without audio must not replace the host's player.
+        (None, Some(roles)) if !roles.player => format!("resonate-play-{host}-{}", roles.to_string().replace(',', "-")),
+        (None, _) => default_client_id(&host, &spec),
+    };
     let last_played = match &args.state_file {
         Some(path) => Some(LastPlayedStore::new(path.clone())),
         None => LastPlayedStore::in_state_dir(&client_id),
@@ -87,6 +159,8 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
         }
     };
     let path = dialect.default_path();
+    let roles = chosen_roles(requested_roles, dialect);
+    let tui = wants_tui(&args);
     let config = PlayerConfig {
         url,
         client_id,
@@ -111,13 +185,19 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
     scheduler.set_static_delay_us(args.static_delay_ms * 1000);
     scheduler.set_drift_correction(!args.no_drift_correction);
     let (publisher, clock) = SharedClock::channel();
-    let output = Output::start_with(&spec, output_options, scheduler.clone(), clock.clone()).map_err(Failure::usage)?;
+    let output = match output_options {
+        Some(options) => Some(Output::start_with(&spec, options, scheduler.clone(), clock.clone()).map_err(Failure::usage)?),
+        None => None,
+    };
+    let mut display = PlayState::new(&url_text, roles);
+    display.listening = waits_for_servers;
 
     let json_output = args.json;
     let duration = args.duration;
     let status_scheduler = scheduler.clone();
     let status_clock = clock.clone();
     let status_clock_for_feed = clock.clone();
+    let status_clock_for_ui = clock.clone();
     let telemetry_addr = args.telemetry;
     let player_name = config.name.clone();
     let url_text_for_feed = url_text.clone();
@@ -167,30 +247,69 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
             })
         });
         let (events_tx, events) = mpsc::unbounded_channel();
-        let printer = tokio::spawn(report_events(events, json_output, dialect, feed.as_ref().map(|(_, t)| t.clone())));
-        let mut player = Player::new(config, scheduler.clone(), publisher).with_events(events_tx);
+        let (ui_events_tx, ui_events) = mpsc::unbounded_channel();
+        let (commands_tx, commands) = mpsc::unbounded_channel();
+        let output_mode = match (tui, json_output) {
+            (true, _) => EventOutput::Interface(ui_events_tx),
+            (false, true) => EventOutput::Json,
+            (false, false) => EventOutput::Status,
+        };
+        let printer = tokio::spawn(report_events(
+            events,
+            output_mode,
+            dialect,
+            feed.as_ref().map(|(_, t)| t.clone()),
+            display.clone(),
+        ));
+        let mut player = Player::new(config, scheduler.clone(), publisher)
+            .with_events(events_tx)
+            .with_roles(roles)
+            .with_commands(commands);
         if let Some(store) = last_played {
             player = player.with_last_played(store);
         }
+        let quit = tokio_util::sync::CancellationToken::new();
+        let quit_by_key = quit.clone();
         let stop = async move {
-            match duration {
-                Some(seconds) => {
-                    tokio::select! {
-                        _ = crate::interrupted() => {}
-                        _ = tokio::time::sleep(Duration::from_secs_f64(seconds.max(0.0))) => {}
-                    }
+            let limit = async {
+                match duration {
+                    Some(seconds) => tokio::time::sleep(Duration::from_secs_f64(seconds.max(0.0))).await,
+                    None => std::future::pending().await,
                 }
-                None => crate::interrupted().await,
+            };
+            tokio::select! {
+                _ = crate::interrupted() => {}
+                _ = limit => {}
+                _ = quit_by_key.cancelled() => {}
             }
         };
-        let outcome = match listening {
-            Some((listener, mdns)) => {
-                let outcome = player.run_listening(listener, path.to_string(), stop).await;
-                drop(mdns);
-                outcome
+        let playing = async move {
+            match listening {
+                Some((listener, mdns)) => {
+                    let outcome = player.run_listening(listener, path.to_string(), stop).await;
+                    drop(mdns);
+                    outcome
+                }
+                None => player.run(stop).await,
             }
-            None => player.run(stop).await,
         };
+        let interface = async {
+            if !tui {
+                return Ok(());
+            }
+            let live_scheduler = scheduler.clone();
+            let sample = move || resonate::player::ui::Live {
+                clock: status_clock_for_ui.snapshot(),
+                local_now_us: resonate::clock::now_us(),
+                playback: roles.player.then(|| live_scheduler.status()),
+            };
+            let drawn = run_interface(display, ui_events, commands_tx, sample).await;
+            // Quitting the UI stops the player, as Ctrl-C does elsewhere.
+            quit.cancel();
+            drawn
+        };
+        let (outcome, drawn) = tokio::join!(playing, interface);
+        drawn.map_err(|err| Failure::from(anyhow::anyhow!("the terminal UI failed: {err}")))?;
         let connected = printer.await.unwrap_or(true);
         if let Some(task) = publisher_task {
             task.abort();
@@ -201,10 +320,12 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
         Ok((outcome, connected))
     });
     let (result, connected) = result?;
-    let summary = output.stop().context("failed to finish the output")?;
-    // A player that never connected played nothing worth a summary line.
-    if connected || json_output {
-        report_summary(&summary, &status_scheduler, &status_clock, json_output);
+    if let Some(output) = output {
+        let summary = output.stop().context("failed to finish the output")?;
+        // A player that never connected played nothing worth a summary line.
+        if connected || json_output {
+            report_summary(&summary, &status_scheduler, &status_clock, json_output);
+        }
     }
     if result.is_ok() && !connected && !waits_for_servers && duration.is_some() {
         return Err(Failure::usage(anyhow::anyhow!(
@@ -538,62 +659,124 @@ fn list_devices() -> Result<(), Failure> {
     Ok(())
 }
 
-/// Prints player events until the player stops, and returns whether it
-/// ever connected to a server.
+/// Draws the terminal UI until the operator quits or the player stops.
+async fn run_interface(
+    display: PlayState,
+    events: mpsc::UnboundedReceiver<PlayerEvent>,
+    commands: mpsc::UnboundedSender<resonate::protocol::ControllerCommand>,
+    sample: impl FnMut() -> resonate::player::ui::Live,
+) -> std::io::Result<()> {
+    let mut guard = resonate::monitor::terminal::TerminalGuard::enter()?;
+    let mut app = resonate::player::ui::App::new(display);
+    let keys = crossterm::event::EventStream::new();
+    resonate::player::ui::run(&mut guard.terminal, &mut app, events, keys, commands, sample).await
+}
+
+/// Destination of player events.
+enum EventOutput {
+    /// Status lines on stderr.
+    Status,
+    /// JSON lines on stdout.
+    Json,
+    /// The terminal UI, which draws them.
+    Interface(mpsc::UnboundedSender<PlayerEvent>),
+}
+
+/// Prints player events, or hands them to the terminal UI, until the
+/// player stops, and returns whether it ever connected to a server.
+/// `display` merges the server's state deltas for the printed lines.
 async fn report_events(
     mut events: mpsc::UnboundedReceiver<PlayerEvent>,
-    as_json: bool,
+    output: EventOutput,
     dialect: Dialect,
     telemetry: Option<PlayerTelemetry>,
+    mut display: PlayState,
 ) -> bool {
     let mut connected = false;
+    let mut printed = plain::Printed::default();
     while let Some(event) = events.recv().await {
         connected |= matches!(event, PlayerEvent::Connected { .. });
         if let Some(telemetry) = &telemetry {
             telemetry.on_event(&event);
         }
-        if !as_json {
-            match &event {
-                PlayerEvent::Connected { server_name, .. } => crate::status(&format!("connected to {server_name}")),
-                PlayerEvent::ServerRejected { server_id, .. } => {
-                    crate::status(&format!("kept the current server; said goodbye to {server_id}"))
+        let changes = display.apply(&event);
+        match &output {
+            EventOutput::Interface(interface) => {
+                let _ = interface.send(event);
+            }
+            EventOutput::Status => {
+                print_status(&event);
+                for line in printed.changed_lines(&display, changes) {
+                    crate::status(&line);
                 }
-                PlayerEvent::ServerSwitched { from, to } => crate::status(&format!("switched from {from} to {to}")),
-                PlayerEvent::StreamStarted { format } => crate::status(&format!("playing {format}")),
-                PlayerEvent::StreamEnded => crate::status("stream ended; waiting for the next one"),
-                PlayerEvent::Disconnected { cause } => crate::status(&format!("disconnected: {cause}")),
-                // The player logs each retry as a warning.
-                PlayerEvent::Retrying { .. } => {}
             }
-            continue;
+            EventOutput::Json => {
+                for value in event_json(&event, dialect, &display) {
+                    println!("{value}");
+                }
+            }
         }
-        let value = match &event {
-            PlayerEvent::Connected { server_id, server_name, active_roles, connection_reason } => json!({
-                "event": "connected", "server_id": server_id, "server_name": server_name, "active_roles": active_roles,
-                "dialect": dialect.as_str(),
-                "connection_reason": connection_reason
-            }),
-            PlayerEvent::ServerRejected { server_id, connection_reason } => json!({
-                "event": "server_rejected", "server_id": server_id, "connection_reason": connection_reason
-            }),
-            PlayerEvent::ServerSwitched { from, to } => json!({"event": "server_switched", "from": from, "to": to}),
-            PlayerEvent::StreamStarted { format } => json!({
-                "event": "stream_started", "codec": format.codec.as_str(), "sample_rate": format.sample_rate,
-                "channels": format.channels, "bit_depth": format.bit_depth
-            }),
-            PlayerEvent::StreamEnded => json!({"event": "stream_ended"}),
-            PlayerEvent::Disconnected { cause } => {
-                json!({"event": "disconnected", "cause": cause.label(), "detail": cause.to_string()})
-            }
-            PlayerEvent::Retrying { attempt, delay, error } => json!({
-                "event": "retrying", "attempt": attempt, "delay_ms": delay.as_millis() as u64, "error": error
-            }),
-        };
-        println!("{value}");
     }
     connected
 }
 
+/// Prints one status line for a player event.
+fn print_status(event: &PlayerEvent) {
+    match event {
+        PlayerEvent::Connected { server_name, .. } => crate::status(&format!("connected to {server_name}")),
+        PlayerEvent::ServerRejected { server_id, .. } => {
+            crate::status(&format!("kept the current server; said goodbye to {server_id}"))
+        }
+        PlayerEvent::ServerSwitched { from, to } => crate::status(&format!("switched from {from} to {to}")),
+        PlayerEvent::StreamStarted { format } => crate::status(&format!("playing {format}")),
+        PlayerEvent::StreamEnded => crate::status("stream ended; waiting for the next one"),
+        PlayerEvent::Disconnected { cause } => crate::status(&format!("disconnected: {cause}")),
+        // The player logs each retry as a warning, and `plain::Printed`
+        // returns what changed in the server's state.
+        PlayerEvent::Retrying { .. } | PlayerEvent::ServerState(_) | PlayerEvent::GroupUpdate(_) => {}
+    }
+}
+
+/// Returns the JSON lines of a player event. Server state and group deltas
+/// are printed merged, as `metadata`, `controller` and `group` events.
+fn event_json(event: &PlayerEvent, dialect: Dialect, display: &PlayState) -> Vec<serde_json::Value> {
+    let value = match event {
+        PlayerEvent::Connected { server_id, server_name, active_roles, connection_reason } => json!({
+            "event": "connected", "server_id": server_id, "server_name": server_name, "active_roles": active_roles,
+            "dialect": dialect.as_str(),
+            "connection_reason": connection_reason
+        }),
+        PlayerEvent::ServerRejected { server_id, connection_reason } => json!({
+            "event": "server_rejected", "server_id": server_id, "connection_reason": connection_reason
+        }),
+        PlayerEvent::ServerSwitched { from, to } => json!({"event": "server_switched", "from": from, "to": to}),
+        PlayerEvent::StreamStarted { format } => json!({
+            "event": "stream_started", "codec": format.codec.as_str(), "sample_rate": format.sample_rate,
+            "channels": format.channels, "bit_depth": format.bit_depth
+        }),
+        PlayerEvent::StreamEnded => json!({"event": "stream_ended"}),
+        PlayerEvent::Disconnected { cause } => {
+            json!({"event": "disconnected", "cause": cause.label(), "detail": cause.to_string()})
+        }
+        PlayerEvent::Retrying { attempt, delay, error } => json!({
+            "event": "retrying", "attempt": attempt, "delay_ms": delay.as_millis() as u64, "error": error
+        }),
+        PlayerEvent::ServerState(state) => {
+            // One server/state can carry both objects: metadata goes first,
+            // and the controller state follows as its own line.
+            let mut values = Vec::new();
+            if state.metadata.is_some() {
+                values.push(plain::metadata_json(display));
+            }
+            if state.controller.is_some() {
+                values.push(plain::controller_json(display));
+            }
+            return values;
+        }
+        PlayerEvent::GroupUpdate(_) => plain::group_json(display),
+    };
+    vec![value]
+}
 
 #[cfg(test)]
 mod tests {

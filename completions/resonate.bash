@@ -104,7 +104,7 @@ _resonate() {
             return 0
             ;;
         resonate__subcmd__play)
-            opts="-s -o -v -q -h -V --server --dialect --listen --no-mdns --interface --state-file --output --device --list-devices --client-id --name --static-delay-ms --no-drift-correction --sink-drift-ppm --sink-latency-ms --sync-log --codec --request-format --request-format-after --sample-rate --bit-depth --channels --buffer-capacity --volume --duration --connect-attempts --telemetry --json --verbose --quiet --help --version"
+            opts="-s -o -v -q -h -V --server --dialect --listen --no-mdns --interface --state-file --output --device --list-devices --client-id --name --static-delay-ms --no-drift-correction --sink-drift-ppm --sink-latency-ms --sync-log --codec --request-format --request-format-after --sample-rate --bit-depth --channels --buffer-capacity --volume --duration --connect-attempts --telemetry --json --roles --no-tui --log-file --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -211,6 +211,14 @@ _resonate() {
                     return 0
                     ;;
                 --telemetry)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --roles)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

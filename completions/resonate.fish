@@ -90,10 +90,13 @@ complete -c resonate -n "__fish_resonate_using_subcommand play" -l volume -d 'In
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l duration -d 'Stop after this many seconds (fractions allowed), saying goodbye as on Ctrl-C. Without it, play runs until Ctrl-C, across streams and reconnections' -r
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l connect-attempts -d 'Connection attempts before giving up when the server cannot be reached at start; retries wait 250 ms, doubling up to 10 s. Once connected, play reconnects until stopped' -r
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l telemetry -d 'Publish this player\'s connection, clock and buffer for `resonate monitor` on this loopback address (ws://ADDR/), with Prometheus metrics at http://ADDR/metrics; port 0 picks a free port' -r
+complete -c resonate -n "__fish_resonate_using_subcommand play" -l roles -d 'Roles to ask the server for, comma-separated: player plays audio, controller sends the group\'s commands (the terminal UI\'s keys), metadata shows what plays. Without player, play opens no audio output [default: player,controller,metadata; player alone with --dialect resonate]' -r
+complete -c resonate -n "__fish_resonate_using_subcommand play" -l log-file -d 'Append the log to PATH. While the terminal UI runs, the log goes here or nowhere' -r -F
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l no-mdns -d 'With --listen, do not advertise over mDNS; servers must be given this player\'s URL'
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l list-devices -d 'List sound cards and exit'
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l no-drift-correction -d 'Play chunks back to back sample for sample instead of dropping or repeating single frames as the sound card\'s clock drifts. Only a position error above 15 ms then moves playback. Useful for bit-exact recordings with --output wav:PATH'
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l json -d 'Print player events and a final report as JSON lines on stdout'
+complete -c resonate -n "__fish_resonate_using_subcommand play" -l no-tui -d 'Print status lines instead of drawing the terminal UI. The UI is drawn only when stdout is a terminal and --json is not given'
 complete -c resonate -n "__fish_resonate_using_subcommand play" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
 complete -c resonate -n "__fish_resonate_using_subcommand play" -s q -l quiet -d 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)'
 complete -c resonate -n "__fish_resonate_using_subcommand play" -s h -l help -d 'Print help (see more with \'--help\')'

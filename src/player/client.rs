@@ -13,15 +13,16 @@ use tokio_util::task::TaskTracker;
 use url::Url;
 
 use super::decode::ChunkDecoder;
+use super::roles::Roles;
 use super::scheduler::{PlaybackState, PlaybackStatus, Scheduler};
 use super::servers::{choose_server, Choice, LastPlayed, LastPlayedStore, ServerSide};
 use crate::audio::AudioFormat;
 use crate::clock::now_us;
 use crate::dialect::{Dialect, Incoming};
 use crate::protocol::{
-    BinaryKind, ClientHello, ClientState, ClientStateKind, ClientTime, ConnectionReason, DeviceInfo, Message,
-    PlaybackState as GroupPlayback, PlayerFormatRequest, PlayerState, PlayerSupport, ServerCommand, ServerHello,
-    StreamRequestFormat, StreamStartPlayer, SupportedFormat, PROTOCOL_VERSION,
+    BinaryKind, ClientCommand, ClientHello, ClientState, ClientStateKind, ClientTime, ConnectionReason, ControllerCommand,
+    DeviceInfo, GroupUpdate, Message, PlaybackState as GroupPlayback, PlayerFormatRequest, PlayerState, PlayerSupport,
+    ServerCommand, ServerHello, ServerState, StreamRequestFormat, StreamStartPlayer, SupportedFormat, PROTOCOL_VERSION,
 };
 use crate::session::{self, CloseCause, EventKind, SessionEvent, SessionHandle, Side};
 use crate::sync::filter::{ClockPublisher, FilterConfig, Measurement, TimeFilter};
@@ -98,6 +99,11 @@ pub enum PlayerEvent {
     StreamEnded,
     Disconnected { cause: CloseCause },
     Retrying { attempt: u32, delay: Duration, error: String },
+    /// A `server/state` as received: a delta of the metadata and
+    /// controller state, merged by the receiver in arrival order.
+    ServerState(ServerState),
+    /// A `group/update` as received, a delta of the player's group.
+    GroupUpdate(GroupUpdate),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +128,11 @@ pub struct Player {
     last_played_id: std::sync::Mutex<Option<String>>,
     /// Whether servers dial this player (`run_listening`).
     listening: bool,
+    /// Roles listed in `client/hello`.
+    roles: Roles,
+    /// Controller commands to send to the current server. The session
+    /// that runs holds the lock, and only one runs at a time.
+    commands: Option<tokio::sync::Mutex<mpsc::UnboundedReceiver<ControllerCommand>>>,
 }
 
 /// Why one session ended, as the reconnect loop sees it.
@@ -155,7 +166,24 @@ impl Player {
             last_played: None,
             last_played_id: std::sync::Mutex::new(None),
             listening: false,
+            roles: Roles::PLAYER,
+            commands: None,
         }
+    }
+
+    /// Lists `roles` in `client/hello` instead of the player role alone.
+    /// Without the player role the session plays no audio.
+    pub fn with_roles(mut self, roles: Roles) -> Player {
+        self.roles = roles;
+        self
+    }
+
+    /// Sends each command from `commands` to the connected server as a
+    /// `client/command`. Commands that arrive while no session with the
+    /// controller role runs are dropped.
+    pub fn with_commands(mut self, commands: mpsc::UnboundedReceiver<ControllerCommand>) -> Player {
+        self.commands = Some(tokio::sync::Mutex::new(commands));
+        self
     }
 
     /// Keeps the server that last played in `store`, and prefers it when
@@ -296,6 +324,21 @@ impl Player {
             state.on_event(event);
         }
         let mut poll = tokio::time::interval(STATE_POLL);
+        let mut commands = match &self.commands {
+            Some(commands) => Some(commands.lock().await),
+            None => None,
+        };
+        // Commands given while no session ran were meant for a state the
+        // new session may not have, so they are dropped.
+        if let Some(commands) = commands.as_mut() {
+            let mut stale = 0;
+            while commands.try_recv().is_ok() {
+                stale += 1;
+            }
+            if stale > 0 {
+                tracing::warn!(count = stale, "dropping controller commands given while disconnected");
+            }
+        }
         let end = loop {
             let next_time_request = state.next_time_request();
             let format_request = state.format_request_delay();
@@ -318,6 +361,7 @@ impl Player {
                 _ = sleep(next_time_request) => state.on_time_request_due(),
                 _ = sleep(format_request) => state.send_format_request(),
                 _ = poll.tick() => state.poll_playback(),
+                command = next_command(&mut commands) => state.send_command(command),
             }
         };
         if !matches!(end, SessionEnd::Closed(_)) {
@@ -444,8 +488,8 @@ impl Player {
                 software_version: Some(env!("CARGO_PKG_VERSION").into()),
             }),
             version: PROTOCOL_VERSION,
-            supported_roles: vec!["player@v1".into(), REPORT_ROLE.into()],
-            player_support: Some(PlayerSupport {
+            supported_roles: self.roles.versioned().into_iter().chain([REPORT_ROLE.to_string()]).collect(),
+            player_support: self.roles.player.then(|| PlayerSupport {
                 supported_formats: self.config.formats.clone(),
                 buffer_capacity: self.config.buffer_capacity,
                 supported_commands: vec!["volume".into(), "mute".into()],
@@ -454,6 +498,20 @@ impl Player {
             visualizer_support: None,
             extra: Default::default(),
         }
+    }
+}
+
+/// Waits for the next controller command, or forever without a command
+/// source.
+async fn next_command(
+    commands: &mut Option<tokio::sync::MutexGuard<'_, mpsc::UnboundedReceiver<ControllerCommand>>>,
+) -> ControllerCommand {
+    match commands {
+        Some(receiver) => match receiver.recv().await {
+            Some(command) => command,
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
     }
 }
 
@@ -605,6 +663,8 @@ struct SessionState<'a> {
     /// When the latest `_resonate` report went out, while the server has
     /// activated the report role.
     report_sent: Option<Option<Instant>>,
+    /// Roles the server activated in `server/hello`.
+    activated_roles: Vec<String>,
 }
 
 impl<'a> SessionState<'a> {
@@ -623,6 +683,7 @@ impl<'a> SessionState<'a> {
             format_request_sent: false,
             server: None,
             report_sent: None,
+            activated_roles: Vec::new(),
         }
     }
 
@@ -713,6 +774,7 @@ impl<'a> SessionState<'a> {
                 if hello.active_roles.iter().any(|role| role == REPORT_ROLE) {
                     self.report_sent = Some(None);
                 }
+                self.activated_roles = hello.active_roles.clone();
                 self.player.report(PlayerEvent::Connected {
                     server_id: hello.server_id,
                     server_name: hello.name,
@@ -753,13 +815,14 @@ impl<'a> SessionState<'a> {
             Message::ServerCommand(command) => self.on_server_command(command),
             Message::GroupUpdate(update) => {
                 tracing::info!(?update, "group update");
+                self.player.report(PlayerEvent::GroupUpdate(update.clone()));
                 if update.playback_state == Some(Some(GroupPlayback::Playing)) {
                     if let Some((server_id, _)) = &self.server {
                         self.player.remember_played(server_id, self.player.dialed_url());
                     }
                 }
             }
-            Message::ServerState(_) => {}
+            Message::ServerState(state) => self.player.report(PlayerEvent::ServerState(state)),
             other => tracing::debug!(type_name = other.type_name(), "ignoring a client message sent by the server"),
         }
     }
@@ -864,13 +927,32 @@ impl<'a> SessionState<'a> {
         self.reported = Some(ClientStateKind::Synchronized);
         let state = ClientState {
             state: Some(ClientStateKind::Synchronized),
-            player: Some(PlayerState {
+            player: self.player.roles.player.then_some(PlayerState {
                 volume: Some(status.volume),
                 muted: Some(status.muted),
             }),
             extra: Default::default(),
         };
         let _ = self.handle.send_message(Message::ClientState(state));
+    }
+
+    /// Sends a controller command while the server has activated the
+    /// controller role.
+    fn send_command(&mut self, command: ControllerCommand) {
+        let controller = self
+            .activated_roles
+            .iter()
+            .any(|role| role.split('@').next() == Some("controller"));
+        if !controller {
+            tracing::warn!(command = %command.command, "dropping a controller command: no server has activated the controller role");
+            return;
+        }
+        tracing::info!(command = %command.command, volume = ?command.volume, mute = ?command.mute, "sending a controller command");
+        let message = Message::ClientCommand(ClientCommand {
+            controller: Some(command),
+            ..Default::default()
+        });
+        let _ = self.handle.send_message(message);
     }
 
     /// Reports `error` while a stream cannot play in sync and

@@ -82,6 +82,8 @@ impl PlayerTelemetry {
                 connection.format = None;
                 Event::now(EventKind::Disconnected, cause.to_string()).with_client(connection.server_id.as_deref())
             }
+            // The feed shows the player's connection, not what its group plays.
+            PlayerEvent::ServerState(_) | PlayerEvent::GroupUpdate(_) => return,
             PlayerEvent::Retrying { attempt, delay, error } => Event::now(
                 EventKind::Info,
                 format!("connection attempt {attempt} failed ({error}); retrying in {} ms", delay.as_millis()),
