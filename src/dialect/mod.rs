@@ -72,6 +72,26 @@ impl FromStr for Dialect {
     }
 }
 
+/// Tells the cleartext dialect of a `client/hello` from its shape: Sendspin
+/// v1 names its roles with a version (`player@v1`) and puts player support
+/// under `player@v1_support`, legacy Resonate names them bare (`player`) and
+/// uses `player_support`. Returns `None` for text that is not a
+/// `client/hello` or names no role.
+pub fn dialect_of_hello(text: &str) -> Option<Dialect> {
+    let message: serde_json::Value = serde_json::from_str(text).ok()?;
+    if message.get("type")?.as_str()? != "client/hello" {
+        return None;
+    }
+    let payload = message.get("payload")?;
+    let roles = payload.get("supported_roles")?.as_array()?;
+    let versioned = roles.iter().filter_map(|role| role.as_str()).any(|role| role.contains('@'));
+    if versioned || payload.get("player@v1_support").is_some() {
+        return Some(Dialect::SendspinV1);
+    }
+    let bare = roles.iter().filter_map(|role| role.as_str()).any(|role| !role.is_empty());
+    (bare || payload.get("player_support").is_some()).then_some(Dialect::Resonate)
+}
+
 /// An outgoing item of a session: a JSON message or a binary frame.
 ///
 /// `client/hello` makes the message variant large; it is sent once per
@@ -123,4 +143,27 @@ pub trait WireCodec: Send {
 
     /// Decodes a text or binary frame. Control frames never reach a codec.
     fn decode(&mut self, frame: WsMessage) -> Result<Incoming, DecodeError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hello_dialect_follows_role_names() {
+        let v1 = r#"{"type":"client/hello","payload":{"client_id":"a","name":"A","version":1,
+            "supported_roles":["player@v1","metadata@v1"],"player@v1_support":{}}}"#;
+        assert_eq!(dialect_of_hello(v1), Some(Dialect::SendspinV1));
+        let legacy = r#"{"type":"client/hello","payload":{"client_id":"a","name":"A","version":1,
+            "supported_roles":["player","metadata"],"player_support":{}}}"#;
+        assert_eq!(dialect_of_hello(legacy), Some(Dialect::Resonate));
+    }
+
+    #[test]
+    fn hello_dialect_needs_a_hello_with_roles() {
+        assert_eq!(dialect_of_hello("not json"), None);
+        assert_eq!(dialect_of_hello(r#"{"type":"client/time","payload":{"client_transmitted":1}}"#), None);
+        assert_eq!(dialect_of_hello(r#"{"type":"client/hello","payload":{"supported_roles":[]}}"#), None);
+        assert_eq!(dialect_of_hello(r#"{"type":"client/hello","payload":{}}"#), None);
+    }
 }
