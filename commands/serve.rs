@@ -1,4 +1,5 @@
-//! `resonate serve`: stream an audio file to players, in sync.
+//! `resonate serve`: play a queue of files, playlists or a test signal to
+//! players, in sync.
 
 use std::time::Duration;
 
@@ -6,13 +7,15 @@ use anyhow::Context;
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::cli::{GroupingArg, ServeArgs};
+use crate::cli::{GroupingArg, RepeatArg, ServeArgs, ToneArg};
 use crate::Failure;
 use resonate::dialect::Dialect;
 use resonate::audio::source::SourceDecoder;
+use resonate::audio::tone::{ToneKind, TONE_CHANNELS, TONE_RATE};
+use resonate::protocol::RepeatMode;
 use resonate::discovery::{Advertisement, Mdns, Scope, ServiceType};
 use resonate::server::dial::follow_players;
-use resonate::server::{EncoderSettings, Grouping, Server, ServerConfig, ServerEvent, SourcePlan};
+use resonate::server::{expand_sources, EncoderSettings, Grouping, QueueEntry, Server, ServerConfig, ServerEvent, SourcePlan};
 use resonate::transport::{parse_ws_url_with_port, DEFAULT_CLIENT_PORT};
 use std::net::SocketAddr;
 
@@ -32,11 +35,9 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             "--path {legacy_path} is where --legacy accepts legacy Resonate clients; give Sendspin clients another path, such as /sendspin"
         )));
     }
-    let file = args.file.clone().expect("clap requires FILE without --demo");
-    let source = SourceDecoder::open(&file).map_err(Failure::usage)?;
-    let info = source.info().clone();
-    drop(source);
-    let config = config_from(&args, SourcePlan { path: file.clone(), looping: args.looping });
+    let plan = source_plan(&args)?;
+    let first = describe_first(&plan)?;
+    let config = config_from(&args, plan.clone());
     let client_urls = args
         .clients
         .iter()
@@ -114,13 +115,11 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             print_json(&listening);
         } else {
             let also = legacy_url.map(|legacy_url| format!(" and {legacy_url} (legacy Resonate)")).unwrap_or_default();
-            crate::status(&format!(
-                "serving {} ({} Hz, {} ch, {}-bit) on {url}{also}",
-                file.display(),
-                info.sample_rate,
-                info.channels,
-                info.bit_depth
-            ));
+            let more = match plan.entries.len() {
+                1 => String::new(),
+                n => format!(" and {} more", n - 1),
+            };
+            crate::status(&format!("serving {first}{more} on {url}{also}"));
         }
         let printer = tokio::spawn(report_events(events, args.json));
         let outcome = server.run(listener, shutdown).await;
@@ -137,6 +136,42 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
         let _ = tokio::time::timeout(Duration::from_secs(1), printer).await;
         Ok(())
     })
+}
+
+/// Builds the queue from the SOURCEs and --tone, with its repeat and
+/// shuffle modes.
+fn source_plan(args: &ServeArgs) -> Result<SourcePlan, Failure> {
+    let mut entries = expand_sources(&args.sources).map_err(|err| Failure::usage(anyhow::Error::new(err)))?;
+    if let Some(tone) = args.tone {
+        entries.push(QueueEntry::Tone(match tone {
+            ToneArg::Sine => ToneKind::Sine,
+            ToneArg::Click => ToneKind::Click,
+        }));
+    }
+    let repeat = match (args.looping, args.repeat) {
+        (true, _) | (_, RepeatArg::All) => RepeatMode::All,
+        (false, RepeatArg::One) => RepeatMode::One,
+        (false, RepeatArg::Off) => RepeatMode::Off,
+    };
+    Ok(SourcePlan {
+        entries,
+        repeat,
+        shuffle: args.shuffle,
+    })
+}
+
+/// Opens the first file of the queue, so a file that cannot play is
+/// reported before the server starts, and describes it.
+fn describe_first(plan: &SourcePlan) -> Result<String, Failure> {
+    match plan.entries.first() {
+        Some(QueueEntry::File(path)) => {
+            let source = SourceDecoder::open(path).map_err(Failure::usage)?;
+            let info = source.info();
+            Ok(format!("{} ({} Hz, {} ch, {}-bit)", path.display(), info.sample_rate, info.channels, info.bit_depth))
+        }
+        Some(QueueEntry::Tone(kind)) => Ok(format!("a {} tone ({TONE_RATE} Hz, {TONE_CHANNELS} ch)", kind.as_str())),
+        None => Err(Failure::usage(anyhow::anyhow!("nothing to play; pass an audio file, directory or playlist, or --tone"))),
+    }
 }
 
 /// Advertises the server as `_sendspin-server._tcp` on the interfaces the

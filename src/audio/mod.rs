@@ -11,6 +11,8 @@ pub mod format;
 pub mod opus;
 pub mod resample;
 pub mod source;
+pub mod tags;
+pub mod tone;
 pub mod wav;
 
 pub use format::{AudioFormat, Codec};
