@@ -48,6 +48,8 @@ pub struct Group {
     /// Track time in milliseconds where the next program starts: where a
     /// pause left the current track, else 0.
     resume_ms: u64,
+    /// Length of the track a pause stopped in, for metadata.
+    paused_duration_ms: Option<u64>,
     program: Option<Program>,
     streams: HashMap<String, PlayerStream>,
     /// The span last reported by [`take_track_change`](Self::take_track_change).
@@ -79,6 +81,7 @@ impl Group {
             members: Vec::new(),
             queue,
             resume_ms: 0,
+            paused_duration_ms: None,
             program: None,
             streams: HashMap::new(),
             announced: None,
@@ -111,7 +114,7 @@ impl Group {
                 entry: self.queue.entry_index(self.queue.position()),
                 progress_ms: self.resume_ms,
                 at_us: now_us,
-                duration_ms: None,
+                duration_ms: self.paused_duration_ms.filter(|_| self.resume_ms > 0),
                 playing: false,
             },
         }
@@ -388,6 +391,7 @@ impl Group {
         self.queue.set_position(self.queue.position_of(span.entry));
         self.end_program(events);
         self.resume_ms = progress;
+        self.paused_duration_ms = span.duration_ms;
         true
     }
 
