@@ -146,6 +146,10 @@ pub struct ServeArgs {
     #[arg(long, default_value = "Resonate")]
     pub group_name: String,
 
+    /// Put the listed clients in a group of this name, with its own queue and timeline, instead of the group --grouping gives them: NAME=CLIENT_ID,CLIENT_ID; repeat for more groups. Controllers move clients between groups with the switch command.
+    #[arg(long = "group", value_name = "NAME=IDS", value_parser = parse_group_placement)]
+    pub groups: Vec<resonate::server::GroupPlacement>,
+
     /// How far ahead of real time audio is sent, in milliseconds (also bounded by each player's buffer_capacity).
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(100..=30_000))]
     pub lead_ms: u64,
@@ -513,4 +517,8 @@ fn parse_telemetry_addr(text: &str) -> Result<SocketAddr, String> {
         return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
     }
     Err(format!("invalid address {text:?}: expected 127.0.0.1:PORT or [::1]:PORT, such as 127.0.0.1:9000"))
+}
+
+fn parse_group_placement(text: &str) -> Result<resonate::server::GroupPlacement, String> {
+    text.parse()
 }

@@ -35,6 +35,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             "--path {legacy_path} is where --legacy accepts legacy Resonate clients; give Sendspin clients another path, such as /sendspin"
         )));
     }
+    check_placements(&args.groups)?;
     let plan = source_plan(&args)?;
     let first = describe_first(&plan)?;
     let config = config_from(&args, plan.clone());
@@ -138,6 +139,35 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
     })
 }
 
+/// Rejects a client placed in two groups and a group named twice.
+fn check_placements(groups: &[resonate::server::GroupPlacement]) -> Result<(), Failure> {
+    let mut names = std::collections::HashSet::new();
+    let mut placed = std::collections::HashMap::new();
+    for group in groups {
+        if group.name == "main" || group.name.starts_with("solo-") {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "--group {} uses a name the server keeps for its own groups (main, solo-*); choose another name",
+                group.name
+            )));
+        }
+        if !names.insert(group.name.as_str()) {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "--group {} is given twice; list all of its clients in one --group",
+                group.name
+            )));
+        }
+        for id in &group.client_ids {
+            if let Some(other) = placed.insert(id.as_str(), group.name.as_str()) {
+                return Err(Failure::usage(anyhow::anyhow!(
+                    "client {id} is placed in both --group {other} and --group {}; place it in one group",
+                    group.name
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Builds the queue from the SOURCEs and --tone, with its repeat and
 /// shuffle modes.
 fn source_plan(args: &ServeArgs) -> Result<SourcePlan, Failure> {
@@ -217,6 +247,7 @@ pub fn config_from(args: &ServeArgs, source: SourcePlan) -> ServerConfig {
         GroupingArg::Solo => Grouping::Solo,
     };
     config.group_name = args.group_name.clone();
+    config.placements = args.groups.clone();
     config.lead = Duration::from_millis(args.lead_ms);
     config.start_delay = Duration::from_millis(args.start_delay_ms);
     config.forced_codec = args.codec.map(Into::into);
