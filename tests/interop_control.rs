@@ -23,7 +23,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use peers::{peer_command, require_peers_root};
 
-/// Longest wait for the peer to finish.
+/// Maximum wait for the peer to finish.
 const PEER_PATIENCE: Duration = Duration::from_secs(60);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -95,7 +95,7 @@ impl Room {
 }
 
 #[tokio::test]
-async fn every_controller_command_changes_state_and_tells_each_member_once() {
+async fn controller_commands_notify_each_member_once() {
     let dir = tempfile::tempdir().unwrap();
     let tracks = write_tracks(dir.path(), &[("first", 30.0), ("second", 30.0)]);
     let server = TestServer::start(config_for_queue(tracks, RepeatMode::Off)).await;
@@ -185,7 +185,7 @@ async fn every_controller_command_changes_state_and_tells_each_member_once() {
 }
 
 #[tokio::test]
-async fn queue_plays_tracks_in_order_then_stops() {
+async fn queue_plays_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let tracks = write_tracks(dir.path(), &[("one", 0.5), ("two", 0.5)]);
     let mut config = config_for_queue(tracks, RepeatMode::Off);
@@ -227,7 +227,7 @@ fn write_cover(path: &Path, width: u32, height: u32) {
 }
 
 #[tokio::test]
-async fn artwork_is_scaled_per_channel_and_cleared_for_a_track_without_cover() {
+async fn artwork_scaled_and_cleared() {
     let dir = tempfile::tempdir().unwrap();
     let album = dir.path().join("album");
     std::fs::create_dir(&album).unwrap();
@@ -272,7 +272,7 @@ async fn artwork_is_scaled_per_channel_and_cleared_for_a_track_without_cover() {
 }
 
 #[tokio::test]
-async fn switch_cycles_playing_groups_then_a_solo_group() {
+async fn switch_cycle_order() {
     let dir = tempfile::tempdir().unwrap();
     let tracks = write_tracks(dir.path(), &[("song", 30.0)]);
     let mut config = config_for_queue(tracks, RepeatMode::Off);
@@ -315,7 +315,7 @@ async fn next_group(client: &mut RawClient) -> String {
 }
 
 #[tokio::test]
-async fn external_source_moves_a_player_to_a_solo_group_and_switch_brings_it_back() {
+async fn external_source_moves_to_solo_group() {
     let dir = tempfile::tempdir().unwrap();
     let tracks = write_tracks(dir.path(), &[("song", 30.0)]);
     let server = TestServer::start(config_for_queue(tracks, RepeatMode::Off)).await;
@@ -335,7 +335,7 @@ async fn external_source_moves_a_player_to_a_solo_group_and_switch_brings_it_bac
     tv.expect_type("stream/start").await;
 
     // Alone in its group, a client going to an external source stops the
-    // group and stays in it. The group volume tells when the other player
+    // group and stays in it. The group volume shows when the other player
     // has left: 60 with both, 100 with the client alone.
     stay.send_json(json!({"type": "client/state", "payload": {"player": {"volume": 20, "muted": false}}})).await;
     until(&mut tv, |m| m["type"] == "server/state" && m["payload"]["controller"]["volume"] == 60).await;

@@ -18,7 +18,7 @@ use symphonia::core::probe::Hint;
 /// preference; names are compared without regard to case.
 pub const COVER_FILES: [&str; 6] = ["cover.jpg", "cover.png", "folder.jpg", "folder.png", "front.jpg", "front.png"];
 
-/// What a file says about its track.
+/// Tags of one track, as the file states them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TrackTags {
     pub title: Option<String>,

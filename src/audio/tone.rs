@@ -24,7 +24,7 @@ const CLICK_LEVEL: f32 = 0.8;
 /// Frames of one click: 1 ms at 48000 Hz.
 pub const CLICK_FRAMES: u64 = 48;
 
-/// Which test signal to generate.
+/// Kind of test signal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ToneKind {
     /// A 440 Hz sine at -12 dBFS.
@@ -41,7 +41,7 @@ impl ToneKind {
         }
     }
 
-    /// A title for metadata clients.
+    /// Returns a title for metadata clients.
     pub fn title(self) -> &'static str {
         match self {
             ToneKind::Sine => "Sine 440 Hz",
@@ -88,9 +88,9 @@ impl ToneSource {
     fn sample(&self, frame: u64) -> f32 {
         match self.kind {
             ToneKind::Sine => {
-                // The phase is computed from the frame number modulo one
-                // period of the pair (440 Hz, 48000 Hz), so it never loses
-                // precision however long the tone runs.
+                // The phase comes from the frame number modulo one period
+                // of the pair (440 Hz, 48000 Hz), so precision does not
+                // degrade as the frame count grows.
                 let period = u64::from(TONE_RATE) / gcd(u64::from(TONE_RATE), SINE_HZ as u64);
                 let within = (frame % period) as f64;
                 (SINE_PEAK * (2.0 * std::f64::consts::PI * SINE_HZ * within / f64::from(TONE_RATE)).sin()) as f32

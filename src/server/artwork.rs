@@ -14,7 +14,7 @@ pub const MAX_CHANNELS: usize = 4;
 /// Largest width or height a channel may ask for, in pixels.
 pub const MAX_SIDE: u32 = 4096;
 
-/// Where a channel's images come from.
+/// Source of a channel's images.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ArtSource {
     /// The cover of the track's album.
@@ -84,8 +84,8 @@ impl ArtChannel {
         })
     }
 
-    /// The channel's entry in `stream/start`: its source, format and the
-    /// largest size an image on it has.
+    /// Builds the channel's entry in `stream/start`: its source, format
+    /// and the largest size an image on it has.
     pub fn announce(&self) -> ArtworkChannelFormat {
         ArtworkChannelFormat {
             source: match self.source {
@@ -110,8 +110,8 @@ pub fn parse_format(text: &str) -> Result<ArtFormat, String> {
     }
 }
 
-/// The largest size with `width`:`height`'s aspect ratio that fits in
-/// `max_width` by `max_height`; images are never enlarged.
+/// Returns the largest size with `width`:`height`'s aspect ratio that
+/// fits in `max_width` by `max_height`. Images are never enlarged.
 pub fn fit(width: u32, height: u32, max_width: u32, max_height: u32) -> (u32, u32) {
     if width <= max_width && height <= max_height {
         return (width.max(1), height.max(1));

@@ -107,8 +107,8 @@ struct Client {
     previous_group: Option<String>,
 }
 
-/// Which image a channel shows: a queue entry's cover in one channel
-/// configuration.
+/// Identity of the image on a channel: a queue entry's cover in one
+/// channel configuration.
 type ArtKey = (usize, ArtChannel);
 
 pub(super) struct Core {
@@ -546,9 +546,9 @@ impl Core {
         self.send_controller_state(&group);
     }
 
-    /// A client whose output an external source took over leaves a group
-    /// it shares for a stopped solo group, remembering the group it left;
-    /// alone already, its group stops.
+    /// Moves a client whose output an external source took over from a
+    /// group it shares to a stopped solo group, and remembers the group it
+    /// left. A client already alone in its group stops that group.
     fn to_external_source(&mut self, client_id: &str) {
         let Some(client) = self.clients.get(client_id) else {
             return;
@@ -600,13 +600,12 @@ impl Core {
         self.notify_group(target);
     }
 
-    /// Stops a group nobody listens to any more and forgets an empty solo
-    /// group.
+    /// Stops a group without players and forgets an empty solo group.
     fn after_departure(&mut self, group_id: &str) {
         let Some(group) = self.groups.get_mut(group_id) else {
             return;
         };
-        // A group nobody listens to stops; the next player to join starts
+        // A group without players stops. The next player to join starts
         // the current track from its beginning.
         if !group.has_players() {
             group.stop(now_us(), &self.events);
@@ -646,8 +645,8 @@ impl Core {
         self.move_client(client_id, &next.0, &next.1, false);
     }
 
-    /// The groups `switch` cycles through for `client_id`, in order, by id
-    /// and name.
+    /// Lists the groups `switch` cycles through for `client_id`, in order,
+    /// by id and name.
     fn switch_cycle(&self, client_id: &str) -> Vec<(String, String)> {
         let players = |group: &Group| -> Vec<String> {
             group
@@ -979,12 +978,12 @@ impl Core {
                 ArtSource::Album => self.rendered_art(entry, *channel, tags),
                 ArtSource::Artist | ArtSource::None => None,
             };
-            let shown = image.as_ref().map(|_| (entry, *channel));
+            let displayed = image.as_ref().map(|_| (entry, *channel));
             let client = self.clients.get_mut(client_id).expect("checked by the caller");
-            if channel.source == ArtSource::None || client.artwork_sent[index] == Some(shown) {
+            if channel.source == ArtSource::None || client.artwork_sent[index] == Some(displayed) {
                 continue;
             }
-            client.artwork_sent[index] = Some(shown);
+            client.artwork_sent[index] = Some(displayed);
             let frame = BinaryFrame {
                 kind: BinaryKind::Artwork(index as u8),
                 timestamp_us: now,
@@ -994,7 +993,8 @@ impl Core {
         }
     }
 
-    /// The cover of entry `entry` rendered for `channel`, rendered once.
+    /// Returns the cover of entry `entry` rendered for `channel`, and
+    /// renders each pair only once.
     fn rendered_art(&mut self, entry: usize, channel: ArtChannel, tags: &TrackTags) -> Option<Arc<Vec<u8>>> {
         self.art
             .entry((entry, channel))
@@ -1042,7 +1042,7 @@ fn solo_group(client_id: &str) -> (String, String) {
     (format!("{SOLO_PREFIX}{client_id}"), client_id.to_string())
 }
 
-/// The artwork channels of a hello, validated.
+/// Validates and returns the artwork channels of a hello.
 fn artwork_channels(hello: &ClientHello) -> Result<Vec<ArtChannel>, String> {
     let support = hello.artwork_support.as_ref().ok_or("artwork@v1_support is missing")?;
     if support.channels.is_empty() || support.channels.len() > MAX_CHANNELS {

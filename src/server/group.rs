@@ -18,8 +18,7 @@ use super::ServerEvent;
 /// again instead of going back one track, in milliseconds.
 pub const RESTART_TRACK_AFTER_MS: u64 = 3000;
 
-/// Where the audible track is, for metadata: the track and whether it
-/// moves.
+/// The audible track and its position, for metadata.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NowPlaying {
     /// Index of the track in the queue's entries.
@@ -94,12 +93,12 @@ impl Group {
         self.members.len()
     }
 
-    /// What is audible at `now_us`, or where the group stands when stopped.
+    /// Returns the track audible at `now_us`, or the stopped group's position.
     pub fn now_playing(&self, now_us: i64) -> NowPlaying {
         match &self.program {
             Some(program) if program.span_at(now_us).is_some() => {
                 let span = program.span_at(now_us).expect("checked above");
-                // Before the track sounds, its progress holds from the
+                // Before the track sounds, its progress is stated as of the
                 // moment it starts.
                 let at_us = now_us.max(program.frame_time_us(span.start_frame));
                 NowPlaying {
@@ -136,7 +135,7 @@ impl Group {
         false
     }
 
-    /// The audible span at `now_us`, while playing.
+    /// Returns the audible span at `now_us`, while playing.
     fn audible_span(&self, now_us: i64) -> Option<TrackSpan> {
         self.program.as_ref()?.span_at(now_us).cloned()
     }
@@ -180,7 +179,7 @@ impl Group {
 
     /// Adds a member, sends it `group/update`, and starts its stream (and
     /// the program, when the group is stopped and the member is a player).
-    /// A stopped group starts only with `autoplay`.
+    /// Starts a stopped group only with `autoplay`.
     pub fn join(&mut self, member: Member, autoplay: bool, pacing: Pacing, now_us: i64, events: &EventSink) {
         let is_player = member.player.is_some();
         let handle = member.handle.clone();

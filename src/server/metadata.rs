@@ -4,7 +4,7 @@
 //! The core keeps the view it last sent to each metadata client. A change
 //! sends only the fields that differ, `null` for a field that no longer
 //! has a value, and nothing when no field differs. Progress counts as
-//! unchanged while it moves as the last message said it would.
+//! unchanged while it moves as the last message predicted.
 
 use crate::audio::tags::TrackTags;
 use crate::audio::tone::ToneKind;
@@ -17,7 +17,7 @@ use super::queue::QueueEntry;
 /// than this, in milliseconds, is not sent again.
 const PROGRESS_TOLERANCE_MS: i64 = 50;
 
-/// Everything a metadata client knows, as of `timestamp`.
+/// The complete metadata state of a client, as of `timestamp`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct MetadataView {
     pub timestamp: i64,
@@ -33,7 +33,8 @@ pub struct MetadataView {
 }
 
 impl MetadataView {
-    /// The view of a group playing `entry` with `tags`, as `now` says.
+    /// Builds the view of a group playing `entry` with `tags` at the
+    /// position in `now`.
     pub fn of(entry: &QueueEntry, tags: &TrackTags, now: &NowPlaying, repeat: RepeatMode, shuffle: bool) -> MetadataView {
         let title = match entry {
             QueueEntry::File(path) => tags.title.clone().or_else(|| {
@@ -64,8 +65,8 @@ impl MetadataView {
         }
     }
 
-    /// The delta that turns `previous` into this view, or `None` when
-    /// nothing changed. Without a previous view every field is sent.
+    /// Returns the delta that turns `previous` into this view, or `None`
+    /// when nothing changed. Without a previous view every field is sent.
     pub fn delta_from(&self, previous: Option<&MetadataView>) -> Option<Metadata> {
         let empty = MetadataView::default();
         let first = previous.is_none();
@@ -75,6 +76,7 @@ impl MetadataView {
             ..Default::default()
         };
         let mut changed = first;
+
         macro_rules! field {
             ($name:ident) => {
                 if first || self.$name != before.$name {
@@ -96,14 +98,15 @@ impl MetadataView {
             changed = true;
         }
         if first {
-            // The server has no artwork URL to offer; say so once.
+            // The server has no artwork URL to offer, so the first message
+            // clears it.
             delta.artwork_url = Some(None);
         }
         changed.then_some(delta)
     }
 }
 
-/// Whether `later`'s progress is where `earlier`'s predicts it.
+/// Checks that `later`'s progress is where `earlier`'s predicts it.
 fn progress_agrees(earlier: &MetadataView, later: &MetadataView) -> bool {
     match (earlier.progress, later.progress) {
         (None, None) => true,
@@ -154,7 +157,7 @@ mod tests {
     }
 
     #[test]
-    fn first_delta_is_complete_with_nulls_for_missing_fields() {
+    fn first_delta_is_complete() {
         let entry = QueueEntry::File(PathBuf::from("/music/song.flac"));
         let view = MetadataView::of(&entry, &tagged(), &now(0, 1_000, true), RepeatMode::Off, false);
         let delta = view.delta_from(None).unwrap();
@@ -171,7 +174,7 @@ mod tests {
     }
 
     #[test]
-    fn unchanged_view_sends_nothing_and_moving_progress_is_unchanged() {
+    fn unchanged_view_sends_nothing() {
         let entry = QueueEntry::File(PathBuf::from("/music/song.flac"));
         let first = MetadataView::of(&entry, &tagged(), &now(0, 0, true), RepeatMode::Off, false);
         let later = MetadataView::of(&entry, &tagged(), &now(5_000, 5_000_000, true), RepeatMode::Off, false);

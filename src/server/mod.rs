@@ -83,19 +83,20 @@ impl std::str::FromStr for GroupPlacement {
     }
 }
 
-/// What every group's queue starts with.
+/// The initial queue of every group.
 #[derive(Clone, Debug)]
 pub struct SourcePlan {
     /// Files and test signals in their original order; at least one.
     pub entries: Vec<QueueEntry>,
-    /// What follows the end of a track.
+    /// Repeat mode at the end of a track.
     pub repeat: RepeatMode,
     /// Whether the queue starts in random order.
     pub shuffle: bool,
 }
 
 impl SourcePlan {
-    /// One file, played once or, with `looping`, over and over.
+    /// Creates a plan of one file, played once or, with `looping`, over
+    /// and over.
     pub fn file(path: PathBuf, looping: bool) -> SourcePlan {
         SourcePlan {
             entries: vec![QueueEntry::File(path)],
@@ -104,7 +105,7 @@ impl SourcePlan {
         }
     }
 
-    /// A new queue of these entries for one group.
+    /// Creates a new queue of these entries for one group.
     pub fn queue(&self) -> Queue {
         Queue::new(self.entries.clone(), self.repeat, self.shuffle)
     }

@@ -27,7 +27,7 @@ pub struct SourceChunk {
     pub samples: Arc<Vec<f32>>,
 }
 
-/// Where one track starts on the timeline.
+/// The start of one track on the timeline.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TrackSpan {
     /// Timeline frame of the span's first frame.
@@ -52,7 +52,7 @@ pub struct Program {
     pub sample_rate: u32,
     pub channels: u16,
     chunk_frames: usize,
-    /// Where each track starts, oldest first; spans that ended before the
+    /// Start of each track, oldest first. Spans that ended before the
     /// oldest kept chunk are forgotten.
     spans: VecDeque<TrackSpan>,
     next_serial: u64,
@@ -171,8 +171,8 @@ impl Program {
         self.ended
     }
 
-    /// The track audible at server time `time_us`: the first one before
-    /// the program starts.
+    /// Returns the track audible at server time `time_us`, or the first
+    /// one before the program starts.
     pub fn span_at(&self, time_us: i64) -> Option<&TrackSpan> {
         self.spans
             .iter()
@@ -200,7 +200,7 @@ impl Program {
     }
 
     /// Opens the track that follows the current one, as the queue's repeat
-    /// mode says; false when the queue has ended.
+    /// mode sets. Returns false when the queue has ended.
     fn open_next_track(&mut self, queue: &mut Queue, start_frame: u64) -> bool {
         for _ in 0..queue.len() {
             let Some(position) = queue.after_end() else {

@@ -30,7 +30,7 @@ pub enum QueueEntry {
 }
 
 impl QueueEntry {
-    /// A short description for logs.
+    /// Describes the entry for logs.
     pub fn describe(&self) -> String {
         match self {
             QueueEntry::File(path) => path.display().to_string(),
@@ -161,7 +161,7 @@ pub struct Queue {
 }
 
 impl Queue {
-    /// A queue of `entries` (at least one) at its first entry.
+    /// Creates a queue of `entries` (at least one) at its first entry.
     pub fn new(entries: Vec<QueueEntry>, repeat: RepeatMode, shuffled: bool) -> Queue {
         assert!(!entries.is_empty(), "a queue needs at least one entry");
         let mut queue = Queue {
@@ -323,7 +323,7 @@ mod tests {
     }
 
     #[test]
-    fn shuffle_keeps_the_current_entry_and_unshuffle_restores_order() {
+    fn shuffle_keeps_current_entry() {
         let names: Vec<String> = (0..20).map(|n| format!("t{n:02}")).collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let mut queue = Queue::new(files(&refs), RepeatMode::Off, false);
