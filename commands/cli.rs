@@ -99,12 +99,16 @@ pub enum RepeatArg {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// What to play, in order: audio files (WAV, FLAC, MP3, Ogg Vorbis and what else symphonia decodes), directories (every audio file inside, sorted by path) and M3U playlists.
-    #[arg(value_name = "SOURCE", required_unless_present_any = ["demo", "tone"])]
+    #[arg(value_name = "SOURCE", required_unless_present_any = ["demo", "tone", "stdin_format"])]
     pub sources: Vec<PathBuf>,
 
     /// Play a generated test signal after the SOURCEs, or alone.
     #[arg(long, value_enum)]
     pub tone: Option<ToneArg>,
+
+    /// Play raw PCM read from stdin, little-endian signed, in this format: RATE:CHANNELS:BITS such as 48000:2:16 (16, 24 or 32 bits). A live stream: controllers can play, stop, change volume and mute, and switch, but not pause, skip, repeat or shuffle.
+    #[arg(long, value_name = "RATE:CHANNELS:BITS", value_parser = parse_pcm_format, conflicts_with_all = ["sources", "tone", "demo"])]
+    pub stdin_format: Option<resonate::audio::pipe::PcmFormat>,
 
     /// Address and port to listen on. Use 0.0.0.0:8927 to accept players from the network.
     #[arg(long, default_value = "127.0.0.1:8927", value_parser = parse_listen_address)]
@@ -520,5 +524,9 @@ fn parse_telemetry_addr(text: &str) -> Result<SocketAddr, String> {
 }
 
 fn parse_group_placement(text: &str) -> Result<resonate::server::GroupPlacement, String> {
+    text.parse()
+}
+
+fn parse_pcm_format(text: &str) -> Result<resonate::audio::pipe::PcmFormat, String> {
     text.parse()
 }

@@ -11,10 +11,12 @@ use crate::cli::{GroupingArg, RepeatArg, ServeArgs, ToneArg};
 use crate::Failure;
 use resonate::dialect::Dialect;
 use resonate::audio::source::SourceDecoder;
+use resonate::audio::pipe::PcmPipe;
 use resonate::audio::tone::{ToneKind, TONE_CHANNELS, TONE_RATE};
 use resonate::protocol::RepeatMode;
 use resonate::discovery::{Advertisement, Mdns, Scope, ServiceType};
 use resonate::server::dial::follow_players;
+use resonate::server::queue::PipeEntry;
 use resonate::server::{expand_sources, EncoderSettings, Grouping, QueueEntry, Server, ServerConfig, ServerEvent, SourcePlan};
 use resonate::transport::{parse_ws_url_with_port, DEFAULT_CLIENT_PORT};
 use std::net::SocketAddr;
@@ -171,6 +173,14 @@ fn check_placements(groups: &[resonate::server::GroupPlacement]) -> Result<(), F
 /// Builds the queue from the SOURCEs and --tone, with its repeat and
 /// shuffle modes.
 fn source_plan(args: &ServeArgs) -> Result<SourcePlan, Failure> {
+    if let Some(format) = args.stdin_format {
+        let pipe = PcmPipe::spawn(format, std::io::stdin());
+        return Ok(SourcePlan {
+            entries: vec![QueueEntry::Pipe(PipeEntry(pipe))],
+            repeat: RepeatMode::Off,
+            shuffle: false,
+        });
+    }
     let mut entries = expand_sources(&args.sources).map_err(|err| Failure::usage(anyhow::Error::new(err)))?;
     if let Some(tone) = args.tone {
         entries.push(QueueEntry::Tone(match tone {
@@ -200,6 +210,13 @@ fn describe_first(plan: &SourcePlan) -> Result<String, Failure> {
             Ok(format!("{} ({} Hz, {} ch, {}-bit)", path.display(), info.sample_rate, info.channels, info.bit_depth))
         }
         Some(QueueEntry::Tone(kind)) => Ok(format!("a {} tone ({TONE_RATE} Hz, {TONE_CHANNELS} ch)", kind.as_str())),
+        Some(QueueEntry::Pipe(pipe)) => {
+            let format = pipe.0.format();
+            Ok(format!(
+                "raw PCM from stdin ({} Hz, {} ch, {}-bit)",
+                format.sample_rate, format.channels, format.bit_depth
+            ))
+        }
         None => Err(Failure::usage(anyhow::anyhow!("nothing to play; pass an audio file, directory or playlist, or --tone"))),
     }
 }

@@ -9,6 +9,7 @@ pub mod convert;
 pub mod flac;
 pub mod format;
 pub mod opus;
+pub mod pipe;
 pub mod resample;
 pub mod source;
 pub mod tags;

@@ -48,6 +48,9 @@ const CONTROLLER_COMMANDS: [&str; 13] = [
     "unshuffle", "switch",
 ];
 
+/// Controller commands that apply to a live stream.
+const LIVE_COMMANDS: [&str; 5] = ["play", "stop", "volume", "mute", "switch"];
+
 /// Interval at which groups produce and send audio.
 const PUMP_INTERVAL: Duration = Duration::from_millis(10);
 
@@ -697,7 +700,7 @@ impl Core {
         }
         let group_id = client.group.clone();
         let command = controller.command.as_str();
-        if !CONTROLLER_COMMANDS.contains(&command) {
+        if !self.supported_commands(&group_id).contains(&command) {
             tracing::info!(client_id, command, "ignoring unsupported controller command");
             return;
         }
@@ -842,13 +845,24 @@ impl Core {
         self.controller_states.entry(group_id).or_insert(state);
     }
 
+    /// Lists the commands a group's controllers may send: all of them,
+    /// except that a live stream cannot pause, skip, repeat or shuffle.
+    fn supported_commands(&self, group_id: &str) -> Vec<&'static str> {
+        let live = self.groups.get(group_id).is_some_and(|g| g.queue.entries().iter().any(QueueEntry::is_live));
+        CONTROLLER_COMMANDS
+            .iter()
+            .copied()
+            .filter(|command| !live || LIVE_COMMANDS.contains(command))
+            .collect()
+    }
+
     fn controller_state(&self, group_id: &str) -> ControllerState {
         let for_volume = self.players_accepting(group_id, "volume");
         let for_mute = self.players_accepting(group_id, "mute");
         let volumes: Vec<u8> = for_volume.iter().map(|id| self.clients[id].volume).collect();
         let muted: Vec<bool> = for_mute.iter().map(|id| self.clients[id].muted).collect();
         ControllerState {
-            supported_commands: CONTROLLER_COMMANDS.iter().map(|c| c.to_string()).collect(),
+            supported_commands: self.supported_commands(group_id).iter().map(|c| c.to_string()).collect(),
             volume: group_volume(&volumes),
             muted: group_muted(&muted),
         }
@@ -949,7 +963,7 @@ impl Core {
             .entry(index)
             .or_insert_with(|| match entry {
                 QueueEntry::File(path) => Arc::new(read_tags(path)),
-                QueueEntry::Tone(_) => Arc::new(TrackTags::default()),
+                QueueEntry::Tone(_) | QueueEntry::Pipe(_) => Arc::new(TrackTags::default()),
             })
             .clone()
     }

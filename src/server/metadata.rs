@@ -7,7 +7,6 @@
 //! unchanged while it moves as the last message predicted.
 
 use crate::audio::tags::TrackTags;
-use crate::audio::tone::ToneKind;
 use crate::protocol::{Metadata, RepeatMode, TrackProgress};
 
 use super::group::NowPlaying;
@@ -40,7 +39,8 @@ impl MetadataView {
             QueueEntry::File(path) => tags.title.clone().or_else(|| {
                 path.file_stem().map(|stem| stem.to_string_lossy().into_owned())
             }),
-            QueueEntry::Tone(kind) => Some(tone_title(*kind).to_string()),
+            QueueEntry::Tone(kind) => Some(kind.title().to_string()),
+            QueueEntry::Pipe(_) => Some("Live input".to_string()),
         };
         let duration = now.duration_ms.unwrap_or(0) as i64;
         let mut progress_ms = now.progress_ms as i64;
@@ -125,13 +125,11 @@ fn progress_agrees(earlier: &MetadataView, later: &MetadataView) -> bool {
     }
 }
 
-fn tone_title(kind: ToneKind) -> &'static str {
-    kind.title()
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audio::tone::ToneKind;
     use std::path::PathBuf;
 
     fn now(progress_ms: u64, at_us: i64, playing: bool) -> NowPlaying {

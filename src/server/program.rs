@@ -97,7 +97,7 @@ impl Program {
                 }
                 Err(err) => {
                     tracing::warn!(entry = %entry.describe(), cause = %err, "cannot open a queue entry; skipping it");
-                    last_error = err.to_string();
+                    last_error = err;
                     queue.skip_next();
                     offset_ms = 0;
                 }
@@ -192,6 +192,10 @@ impl Program {
     /// ends, moving the queue on from track to track.
     pub fn produce_until(&mut self, queue: &mut Queue, horizon_us: i64) {
         while !self.ended && self.produced_until_us() < horizon_us {
+            // A live stream is read only as far as its data has arrived.
+            if self.feed.as_ref().is_some_and(|feed| !feed.ready(self.chunk_frames)) {
+                break;
+            }
             match self.read_chunk(queue) {
                 Some(chunk) => self.chunks.push_back(chunk),
                 None => self.ended = true,
@@ -208,9 +212,7 @@ impl Program {
             };
             queue.set_position(position);
             let entry = queue.current().clone();
-            let opened = TrackAudio::open(&entry)
-                .map_err(|err| err.to_string())
-                .and_then(|audio| {
+            let opened = TrackAudio::open(&entry).and_then(|audio| {
                     let duration_ms = audio.duration_ms();
                     TrackFeed::new(audio, self.sample_rate, self.channels).map(|feed| (feed, duration_ms))
                 });

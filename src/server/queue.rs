@@ -7,9 +7,11 @@
 //! same entries independently.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rand::seq::SliceRandom;
 
+use crate::audio::pipe::PcmPipe;
 use crate::audio::tone::ToneKind;
 use crate::protocol::RepeatMode;
 
@@ -27,7 +29,22 @@ const MAX_PLAYLIST_DEPTH: usize = 8;
 pub enum QueueEntry {
     File(PathBuf),
     Tone(ToneKind),
+    /// Raw PCM from a stream such as stdin: live, so it cannot pause,
+    /// skip, repeat or shuffle.
+    Pipe(PipeEntry),
 }
+
+/// A PCM stream in a queue; entries are equal when they share the stream.
+#[derive(Clone, Debug)]
+pub struct PipeEntry(pub Arc<PcmPipe>);
+
+impl PartialEq for PipeEntry {
+    fn eq(&self, other: &PipeEntry) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for PipeEntry {}
 
 impl QueueEntry {
     /// Describes the entry for logs.
@@ -35,7 +52,13 @@ impl QueueEntry {
         match self {
             QueueEntry::File(path) => path.display().to_string(),
             QueueEntry::Tone(kind) => format!("{} tone", kind.as_str()),
+            QueueEntry::Pipe(_) => "raw PCM from stdin".to_string(),
         }
+    }
+
+    /// Whether the entry is a live stream.
+    pub fn is_live(&self) -> bool {
+        matches!(self, QueueEntry::Pipe(_))
     }
 }
 
@@ -290,6 +313,7 @@ mod tests {
         match queue.current() {
             QueueEntry::File(path) => path.display().to_string(),
             QueueEntry::Tone(kind) => kind.as_str().to_string(),
+            QueueEntry::Pipe(_) => "pipe".to_string(),
         }
     }
 

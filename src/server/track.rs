@@ -2,6 +2,7 @@
 //! timeline it joins.
 
 use crate::audio::convert::map_channels;
+use crate::audio::pipe::PipeReader;
 use crate::audio::resample::StreamResampler;
 use crate::audio::source::{SourceDecoder, SourceError};
 use crate::audio::tone::{ToneSource, TONE_CHANNELS, TONE_RATE};
@@ -15,20 +16,36 @@ const READ_FRAMES: usize = 1024;
 pub enum TrackAudio {
     File(SourceDecoder),
     Tone(ToneSource),
+    Pipe(PipeReader),
 }
 
 impl TrackAudio {
-    pub fn open(entry: &QueueEntry) -> Result<TrackAudio, SourceError> {
+    pub fn open(entry: &QueueEntry) -> Result<TrackAudio, String> {
         Ok(match entry {
-            QueueEntry::File(path) => TrackAudio::File(SourceDecoder::open(path)?),
+            QueueEntry::File(path) => TrackAudio::File(SourceDecoder::open(path).map_err(|err| err.to_string())?),
             QueueEntry::Tone(kind) => TrackAudio::Tone(ToneSource::new(*kind)),
+            QueueEntry::Pipe(pipe) => TrackAudio::Pipe(
+                pipe.0
+                    .claim()
+                    .ok_or("stdin already feeds another group; stop that group first")?,
+            ),
         })
+    }
+
+    /// Whether `frames` frames can be read now: always, except for a live
+    /// stream whose data has not arrived yet.
+    pub fn ready(&self, frames: usize) -> bool {
+        match self {
+            TrackAudio::Pipe(reader) => reader.ready(frames),
+            _ => true,
+        }
     }
 
     pub fn sample_rate(&self) -> u32 {
         match self {
             TrackAudio::File(decoder) => decoder.info().sample_rate,
             TrackAudio::Tone(_) => TONE_RATE,
+            TrackAudio::Pipe(reader) => reader.format().sample_rate,
         }
     }
 
@@ -36,6 +53,7 @@ impl TrackAudio {
         match self {
             TrackAudio::File(decoder) => decoder.info().channels,
             TrackAudio::Tone(_) => TONE_CHANNELS,
+            TrackAudio::Pipe(reader) => reader.format().channels,
         }
     }
 
@@ -46,7 +64,7 @@ impl TrackAudio {
                 let info = decoder.info();
                 info.duration_frames.map(|frames| frames * 1000 / u64::from(info.sample_rate.max(1)))
             }
-            TrackAudio::Tone(_) => None,
+            TrackAudio::Tone(_) | TrackAudio::Pipe(_) => None,
         }
     }
 
@@ -54,6 +72,7 @@ impl TrackAudio {
         match self {
             TrackAudio::File(decoder) => decoder.read(out, max_frames),
             TrackAudio::Tone(tone) => Ok(tone.read(out, max_frames)),
+            TrackAudio::Pipe(reader) => Ok(reader.read(out, max_frames)),
         }
     }
 
@@ -64,6 +83,10 @@ impl TrackAudio {
             TrackAudio::Tone(tone) => {
                 tone.skip(frames);
                 Ok(frames)
+            }
+            TrackAudio::Pipe(reader) => {
+                let mut scratch = Vec::new();
+                Ok(reader.read(&mut scratch, frames as usize) as u64)
             }
             TrackAudio::File(decoder) => {
                 let mut skipped = 0;
@@ -111,6 +134,11 @@ impl TrackFeed {
             pending: Vec::new(),
             ended: false,
         })
+    }
+
+    /// Whether a chunk of `frames` frames can be read now.
+    pub fn ready(&self, frames: usize) -> bool {
+        self.audio.ready(frames)
     }
 
     /// Appends up to `max_frames` timeline frames to `out`; 0 at the end of
