@@ -38,6 +38,7 @@ Register-ArgumentCompleter -Native -CommandName 'resonate' -ScriptBlock {
         }
         'resonate;serve' {
             [CompletionResult]::new('--tone', '--tone', [CompletionResultType]::ParameterName, 'Play a generated test signal after the SOURCEs, or alone')
+            [CompletionResult]::new('--stdin-format', '--stdin-format', [CompletionResultType]::ParameterName, 'Play raw PCM read from stdin, little-endian signed, in this format: RATE:CHANNELS:BITS such as 48000:2:16 (16, 24 or 32 bits). A live stream: controllers can play, stop, change volume and mute, and switch, but not pause, skip, repeat or shuffle')
             [CompletionResult]::new('--listen', '--listen', [CompletionResultType]::ParameterName, 'Address and port to listen on. Use 0.0.0.0:8927 to accept players from the network')
             [CompletionResult]::new('--path', '--path', [CompletionResultType]::ParameterName, 'WebSocket path to accept connections on')
             [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'Friendly server name sent in server/hello')

@@ -222,7 +222,7 @@ _resonate() {
             return 0
             ;;
         resonate__subcmd__serve)
-            opts="-v -q -h -V --tone --listen --path --legacy --name --server-id --loop --repeat --shuffle --grouping --group-name --group --lead-ms --start-delay-ms --codec --opus-bitrate --client --no-mdns --interface --tui --log-file --telemetry --json --demo --demo-seconds --demo-players --verbose --quiet --help --version"
+            opts="-v -q -h -V --tone --stdin-format --listen --path --legacy --name --server-id --loop --repeat --shuffle --grouping --group-name --group --lead-ms --start-delay-ms --codec --opus-bitrate --client --no-mdns --interface --tui --log-file --telemetry --json --demo --demo-seconds --demo-players --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -230,6 +230,10 @@ _resonate() {
             case "${prev}" in
                 --tone)
                     COMPREPLY=($(compgen -W "sine click" -- "${cur}"))
+                    return 0
+                    ;;
+                --stdin-format)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --listen)

@@ -34,6 +34,7 @@ set edit:completion:arg-completer[resonate] = {|@words|
         }
         &'resonate;serve'= {
             cand --tone 'Play a generated test signal after the SOURCEs, or alone'
+            cand --stdin-format 'Play raw PCM read from stdin, little-endian signed, in this format: RATE:CHANNELS:BITS such as 48000:2:16 (16, 24 or 32 bits). A live stream: controllers can play, stop, change volume and mute, and switch, but not pause, skip, repeat or shuffle'
             cand --listen 'Address and port to listen on. Use 0.0.0.0:8927 to accept players from the network'
             cand --path 'WebSocket path to accept connections on'
             cand --name 'Friendly server name sent in server/hello'

@@ -35,6 +35,7 @@ complete -c resonate -n "__fish_resonate_needs_command" -f -a "stress" -d 'Storm
 complete -c resonate -n "__fish_resonate_needs_command" -f -a "monitor" -d 'Watch a telemetry feed: sessions, clock sync, groups and events in a terminal UI, or as plain text'
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l tone -d 'Play a generated test signal after the SOURCEs, or alone' -r -f -a "sine\t'A 440 Hz sine at -12 dBFS, 48000 Hz stereo'
 click\t'A 1 ms click at the start of every second, for checking sync by ear or in recordings'"
+complete -c resonate -n "__fish_resonate_using_subcommand serve" -l stdin-format -d 'Play raw PCM read from stdin, little-endian signed, in this format: RATE:CHANNELS:BITS such as 48000:2:16 (16, 24 or 32 bits). A live stream: controllers can play, stop, change volume and mute, and switch, but not pause, skip, repeat or shuffle' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l listen -d 'Address and port to listen on. Use 0.0.0.0:8927 to accept players from the network' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l path -d 'WebSocket path to accept connections on' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l name -d 'Friendly server name sent in server/hello' -r
