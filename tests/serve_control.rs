@@ -265,6 +265,19 @@ async fn artwork_scaled_and_cleared() {
     // The artist channel has nothing to show and is cleared.
     assert!(artwork_on(&mut art, 2).await.is_empty());
 
+    // A request for another format and size on channel 0 is announced and
+    // answered with the cover in that format.
+    art.send_json(json!({"type": "stream/request-format", "payload": {
+        "artwork": {"channel": 0, "format": "png", "media_width": 100, "media_height": 100},
+    }}))
+    .await;
+    let start = art.expect_type("stream/start").await;
+    assert_eq!(start["payload"]["artwork"]["channels"][0], json!({"source": "album", "format": "png", "width": 100, "height": 100}));
+    let requested = artwork_on(&mut art, 0).await;
+    assert_eq!(image::guess_format(&requested).unwrap(), image::ImageFormat::Png);
+    let decoded = image::load_from_memory(&requested).unwrap();
+    assert_eq!((decoded.width(), decoded.height()), (100, 50));
+
     // The next track has no cover: both album channels are cleared.
     command(&mut art, json!({"command": "next"})).await;
     assert!(artwork_on(&mut art, 0).await.is_empty());

@@ -21,7 +21,10 @@ use super::group::{EventSink, Group, Member, Pacing};
 use super::metadata::MetadataView;
 use super::queue::QueueEntry;
 use crate::audio::tags::{read_tags, TrackTags};
-use crate::protocol::{BinaryFrame, BinaryKind, ClientStateKind, RepeatMode, StreamStart, StreamStartArtwork};
+use crate::protocol::{
+    ArtworkChannelSupport, ArtworkFormatRequest, BinaryFrame, BinaryKind, ClientStateKind, RepeatMode, StreamStart,
+    StreamStartArtwork,
+};
 use crate::dialect::Outgoing;
 use super::negotiate::{answer_request, choose_format};
 use super::volume::{group_muted, group_volume, set_group_volume};
@@ -470,8 +473,10 @@ impl Core {
             self.reject(id, "stream/request-format before client/hello".into());
             return;
         };
+        if let Some(artwork) = &request.artwork {
+            self.change_artwork_channel(&client_id, artwork);
+        }
         let Some(wanted) = request.player else {
-            tracing::debug!(client_id, "ignoring stream/request-format without a player part");
             return;
         };
         let client = &self.clients[&client_id];
@@ -966,6 +971,45 @@ impl Core {
                 QueueEntry::Tone(_) | QueueEntry::Pipe(_) => Arc::new(TrackTags::default()),
             })
             .clone()
+    }
+
+    /// Changes one artwork channel as `stream/request-format` asks, then
+    /// announces the channels again and sends the channel its image.
+    fn change_artwork_channel(&mut self, client_id: &str, request: &ArtworkFormatRequest) {
+        let Some(client) = self.clients.get_mut(client_id) else {
+            return;
+        };
+        let index = usize::from(request.channel);
+        let Some(current) = client.artwork.get(index).copied() else {
+            tracing::info!(client_id, channel = request.channel, "ignoring an artwork request for a channel the client did not declare");
+            return;
+        };
+        let support = ArtworkChannelSupport {
+            source: request.source.clone().unwrap_or_else(|| current.announce().source),
+            format: request.format.clone().unwrap_or_else(|| current.format.as_str().to_string()),
+            media_width: request.media_width.unwrap_or(current.max_width),
+            media_height: request.media_height.unwrap_or(current.max_height),
+        };
+        match ArtChannel::parse(&support) {
+            Ok(channel) => {
+                client.artwork[index] = channel;
+                client.artwork_sent[index] = None;
+            }
+            Err(reason) => {
+                tracing::warn!(client_id, channel = request.channel, %reason, "ignoring an invalid artwork request");
+                return;
+            }
+        }
+        let group_id = client.group.clone();
+        self.start_artwork_stream(client_id);
+        let Some(group) = self.groups.get(&group_id) else {
+            return;
+        };
+        let now = now_us();
+        let playing = group.now_playing(now);
+        let entry = group.queue.entries()[playing.entry].clone();
+        let tags = self.tags_of(playing.entry, &entry);
+        self.send_artwork(client_id, playing.entry, &tags, now);
     }
 
     /// Announces an artwork client's channels with `stream/start`.
