@@ -156,10 +156,7 @@ async fn run_player(url: String, index: usize, codec: Codec, observed: Arc<Obser
 /// returns the smallest lead, the players that reached stream/end and the
 /// process CPU time per second of audio.
 async fn serve_players(source: &Path, codec: Codec, players: usize) -> (i64, u64, f64) {
-    let mut config = ServerConfig::new(SourcePlan {
-        path: source.to_path_buf(),
-        looping: false,
-    });
+    let mut config = ServerConfig::new(SourcePlan::file(source.to_path_buf(), false));
     config.forced_codec = Some(codec);
     config.start_delay = Duration::from_millis(1500);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");

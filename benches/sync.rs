@@ -120,10 +120,7 @@ async fn run_loopback(options: &Options, dir: &Path) {
     write_tone(&tone, 20.0).expect("write the tone");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
     let server_addr = listener.local_addr().unwrap();
-    let mut config = ServerConfig::new(SourcePlan {
-        path: tone,
-        looping: true,
-    });
+    let mut config = ServerConfig::new(SourcePlan::file(tone, true));
     config.server_id = "sync-bench".into();
     config.start_delay = Duration::from_millis(1000);
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -107,10 +107,7 @@ async fn run(sessions: usize, measure: Duration, with_telemetry: bool, tone: &st
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}/sendspin", listener.local_addr().unwrap());
     let stop = CancellationToken::new();
-    let mut server = Server::new(ServerConfig::new(SourcePlan {
-        path: tone.to_path_buf(),
-        looping: true,
-    }));
+    let mut server = Server::new(ServerConfig::new(SourcePlan::file(tone.to_path_buf(), true)));
     let stats = server.stats();
     let hub = Telemetry::new(SourceInfo {
         kind: "serve".into(),

@@ -76,11 +76,39 @@ impl From<CodecArg> for resonate::audio::Codec {
     }
 }
 
+/// Test signal of `serve --tone`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ToneArg {
+    /// A 440 Hz sine at -12 dBFS, 48000 Hz stereo.
+    Sine,
+    /// A 1 ms click at the start of every second, for checking sync by ear or in recordings.
+    Click,
+}
+
+/// Repeat mode of `serve --repeat`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RepeatArg {
+    /// Play the queue once.
+    Off,
+    /// Play the current track over and over.
+    One,
+    /// Start the queue over after its last track.
+    All,
+}
+
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Audio file to stream (WAV, FLAC, MP3, Ogg Vorbis and what else symphonia decodes).
-    #[arg(required_unless_present = "demo")]
-    pub file: Option<PathBuf>,
+    /// What to play, in order: audio files (WAV, FLAC, MP3, Ogg Vorbis and what else symphonia decodes), directories (every audio file inside, sorted by path) and M3U playlists.
+    #[arg(value_name = "SOURCE", required_unless_present_any = ["demo", "tone", "stdin_format"])]
+    pub sources: Vec<PathBuf>,
+
+    /// Play a generated test signal after the SOURCEs, or alone.
+    #[arg(long, value_enum)]
+    pub tone: Option<ToneArg>,
+
+    /// Play raw PCM read from stdin, little-endian signed, in this format: RATE:CHANNELS:BITS such as 48000:2:16 (16, 24 or 32 bits). A live stream: controllers can play, stop, change volume and mute, and switch, but not pause, skip, repeat or shuffle.
+    #[arg(long, value_name = "RATE:CHANNELS:BITS", value_parser = parse_pcm_format, conflicts_with_all = ["sources", "tone", "demo"])]
+    pub stdin_format: Option<resonate::audio::pipe::PcmFormat>,
 
     /// Address and port to listen on. Use 0.0.0.0:8927 to accept players from the network.
     #[arg(long, default_value = "127.0.0.1:8927", value_parser = parse_listen_address)]
@@ -102,9 +130,17 @@ pub struct ServeArgs {
     #[arg(long)]
     pub server_id: Option<String>,
 
-    /// Start the file over at its end instead of ending the stream.
-    #[arg(long = "loop")]
+    /// Start the queue over after its last track instead of ending the stream; the same as --repeat all.
+    #[arg(long = "loop", conflicts_with = "repeat")]
     pub looping: bool,
+
+    /// What follows the end of a track: the next one (off), the same one (one), or, after the last one, the first (all); controllers can change it.
+    #[arg(long, value_enum, default_value_t = RepeatArg::Off)]
+    pub repeat: RepeatArg,
+
+    /// Play the queue in random order; controllers can turn it off.
+    #[arg(long)]
+    pub shuffle: bool,
 
     /// How players are placed in groups.
     #[arg(long, value_enum, default_value_t = GroupingArg::Shared)]
@@ -113,6 +149,10 @@ pub struct ServeArgs {
     /// Name of the shared group.
     #[arg(long, default_value = "Resonate")]
     pub group_name: String,
+
+    /// Put the listed clients in a group of this name, with its own queue and timeline, instead of the group --grouping gives them: NAME=CLIENT_ID,CLIENT_ID; repeat for more groups. Controllers move clients between groups with the switch command.
+    #[arg(long = "group", value_name = "NAME=IDS", value_parser = parse_group_placement)]
+    pub groups: Vec<resonate::server::GroupPlacement>,
 
     /// How far ahead of real time audio is sent, in milliseconds (also bounded by each player's buffer_capacity).
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(100..=30_000))]
@@ -158,7 +198,7 @@ pub struct ServeArgs {
     pub json: bool,
 
     /// Run a self-contained demonstration: serve a generated tone on a random loopback port to in-process players with null outputs, then print a sync report. Needs no file, sound card or network.
-    #[arg(long, conflicts_with_all = ["file", "listen", "clients", "interface"])]
+    #[arg(long, conflicts_with_all = ["sources", "tone", "listen", "clients", "interface"])]
     pub demo: bool,
 
     /// Length of the demonstration in seconds.
@@ -499,4 +539,12 @@ fn parse_telemetry_addr(text: &str) -> Result<SocketAddr, String> {
         return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
     }
     Err(format!("invalid address {text:?}: expected 127.0.0.1:PORT or [::1]:PORT, such as 127.0.0.1:9000"))
+}
+
+fn parse_group_placement(text: &str) -> Result<resonate::server::GroupPlacement, String> {
+    text.parse()
+}
+
+fn parse_pcm_format(text: &str) -> Result<resonate::audio::pipe::PcmFormat, String> {
+    text.parse()
 }

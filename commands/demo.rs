@@ -50,7 +50,7 @@ pub fn run(seconds: u64, players: usize, as_json: bool) -> Result<(), Failure> {
 async fn run_async(tone: &std::path::Path, seconds: u64, count: usize, as_json: bool) -> Result<(), Failure> {
     let listener = TcpListener::bind("127.0.0.1:0").await.context("cannot bind a loopback port")?;
     let addr = listener.local_addr().context("listener has no address")?;
-    let mut config = ServerConfig::new(SourcePlan { path: tone.to_path_buf(), looping: true });
+    let mut config = ServerConfig::new(SourcePlan::file(tone.to_path_buf(), true));
     config.server_id = "resonate-demo".into();
     config.name = "resonate demo".into();
     config.start_delay = Duration::from_millis(1000);

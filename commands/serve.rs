@@ -1,4 +1,5 @@
-//! `resonate serve`: stream an audio file to players, in sync.
+//! `resonate serve`: play a queue of files, playlists or a test signal to
+//! players, in sync.
 
 use std::time::Duration;
 
@@ -6,13 +7,17 @@ use anyhow::Context;
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::cli::{GroupingArg, ServeArgs};
+use crate::cli::{GroupingArg, RepeatArg, ServeArgs, ToneArg};
 use crate::Failure;
 use resonate::dialect::Dialect;
 use resonate::audio::source::SourceDecoder;
+use resonate::audio::pipe::PcmPipe;
+use resonate::audio::tone::{ToneKind, TONE_CHANNELS, TONE_RATE};
+use resonate::protocol::RepeatMode;
 use resonate::discovery::{Advertisement, Mdns, Scope, ServiceType};
 use resonate::server::dial::follow_players;
-use resonate::server::{EncoderSettings, Grouping, Server, ServerConfig, ServerEvent, SourcePlan};
+use resonate::server::queue::PipeEntry;
+use resonate::server::{expand_sources, EncoderSettings, Grouping, QueueEntry, Server, ServerConfig, ServerEvent, SourcePlan};
 use resonate::transport::{parse_ws_url_with_port, DEFAULT_CLIENT_PORT};
 use std::net::SocketAddr;
 
@@ -32,11 +37,10 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             "--path {legacy_path} is where --legacy accepts legacy Resonate clients; give Sendspin clients another path, such as /sendspin"
         )));
     }
-    let file = args.file.clone().expect("clap requires FILE without --demo");
-    let source = SourceDecoder::open(&file).map_err(Failure::usage)?;
-    let info = source.info().clone();
-    drop(source);
-    let config = config_from(&args, SourcePlan { path: file.clone(), looping: args.looping });
+    check_placements(&args.groups)?;
+    let plan = source_plan(&args)?;
+    let first = describe_first(&plan)?;
+    let config = config_from(&args, plan.clone());
     let client_urls = args
         .clients
         .iter()
@@ -114,13 +118,11 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             print_json(&listening);
         } else {
             let also = legacy_url.map(|legacy_url| format!(" and {legacy_url} (legacy Resonate)")).unwrap_or_default();
-            crate::status(&format!(
-                "serving {} ({} Hz, {} ch, {}-bit) on {url}{also}",
-                file.display(),
-                info.sample_rate,
-                info.channels,
-                info.bit_depth
-            ));
+            let more = match plan.entries.len() {
+                1 => String::new(),
+                n => format!(" and {} more", n - 1),
+            };
+            crate::status(&format!("serving {first}{more} on {url}{also}"));
         }
         let printer = tokio::spawn(report_events(events, args.json));
         let outcome = server.run(listener, shutdown).await;
@@ -137,6 +139,86 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
         let _ = tokio::time::timeout(Duration::from_secs(1), printer).await;
         Ok(())
     })
+}
+
+/// Rejects a client placed in two groups and a group named twice.
+fn check_placements(groups: &[resonate::server::GroupPlacement]) -> Result<(), Failure> {
+    let mut names = std::collections::HashSet::new();
+    let mut placed = std::collections::HashMap::new();
+    for group in groups {
+        if group.name == "main" || group.name.starts_with("solo-") {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "--group {} uses a name the server keeps for its own groups (main, solo-*); choose another name",
+                group.name
+            )));
+        }
+        if !names.insert(group.name.as_str()) {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "--group {} is given twice; list all of its clients in one --group",
+                group.name
+            )));
+        }
+        for id in &group.client_ids {
+            if let Some(other) = placed.insert(id.as_str(), group.name.as_str()) {
+                return Err(Failure::usage(anyhow::anyhow!(
+                    "client {id} is placed in both --group {other} and --group {}; place it in one group",
+                    group.name
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Builds the queue from the SOURCEs and --tone, with its repeat and
+/// shuffle modes.
+fn source_plan(args: &ServeArgs) -> Result<SourcePlan, Failure> {
+    if let Some(format) = args.stdin_format {
+        let pipe = PcmPipe::spawn(format, std::io::stdin());
+        return Ok(SourcePlan {
+            entries: vec![QueueEntry::Pipe(PipeEntry(pipe))],
+            repeat: RepeatMode::Off,
+            shuffle: false,
+        });
+    }
+    let mut entries = expand_sources(&args.sources).map_err(|err| Failure::usage(anyhow::Error::new(err)))?;
+    if let Some(tone) = args.tone {
+        entries.push(QueueEntry::Tone(match tone {
+            ToneArg::Sine => ToneKind::Sine,
+            ToneArg::Click => ToneKind::Click,
+        }));
+    }
+    let repeat = match (args.looping, args.repeat) {
+        (true, _) | (_, RepeatArg::All) => RepeatMode::All,
+        (false, RepeatArg::One) => RepeatMode::One,
+        (false, RepeatArg::Off) => RepeatMode::Off,
+    };
+    Ok(SourcePlan {
+        entries,
+        repeat,
+        shuffle: args.shuffle,
+    })
+}
+
+/// Opens the first file of the queue, so a file that cannot play is
+/// reported before the server starts, and describes it.
+fn describe_first(plan: &SourcePlan) -> Result<String, Failure> {
+    match plan.entries.first() {
+        Some(QueueEntry::File(path)) => {
+            let source = SourceDecoder::open(path).map_err(Failure::usage)?;
+            let info = source.info();
+            Ok(format!("{} ({} Hz, {} ch, {}-bit)", path.display(), info.sample_rate, info.channels, info.bit_depth))
+        }
+        Some(QueueEntry::Tone(kind)) => Ok(format!("a {} tone ({TONE_RATE} Hz, {TONE_CHANNELS} ch)", kind.as_str())),
+        Some(QueueEntry::Pipe(pipe)) => {
+            let format = pipe.0.format();
+            Ok(format!(
+                "raw PCM from stdin ({} Hz, {} ch, {}-bit)",
+                format.sample_rate, format.channels, format.bit_depth
+            ))
+        }
+        None => Err(Failure::usage(anyhow::anyhow!("nothing to play; pass an audio file, directory or playlist, or --tone"))),
+    }
 }
 
 /// Advertises the server as `_sendspin-server._tcp` on the interfaces the
@@ -182,6 +264,7 @@ pub fn config_from(args: &ServeArgs, source: SourcePlan) -> ServerConfig {
         GroupingArg::Solo => Grouping::Solo,
     };
     config.group_name = args.group_name.clone();
+    config.placements = args.groups.clone();
     config.lead = Duration::from_millis(args.lead_ms);
     config.start_delay = Duration::from_millis(args.start_delay_ms);
     config.forced_codec = args.codec.map(Into::into);

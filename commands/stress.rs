@@ -400,7 +400,7 @@ impl Embedded {
         crate::demo::write_tone(&tone, TONE_SECONDS).with_context(|| format!("failed to write the tone to {}", tone.display()))?;
         let listener = TcpListener::bind("127.0.0.1:0").await.context("failed to bind a loopback port")?;
         let addr = listener.local_addr().context("listener has no address")?;
-        let mut config = ServerConfig::new(SourcePlan { path: tone, looping: true });
+        let mut config = ServerConfig::new(SourcePlan::file(tone, true));
         config.server_id = "resonate-stress-embedded".into();
         config.name = "resonate stress (embedded)".into();
         config.start_delay = Duration::from_millis(300);

@@ -37,12 +37,16 @@ Register-ArgumentCompleter -Native -CommandName 'resonate' -ScriptBlock {
             break
         }
         'resonate;serve' {
+            [CompletionResult]::new('--tone', '--tone', [CompletionResultType]::ParameterName, 'Play a generated test signal after the SOURCEs, or alone')
+            [CompletionResult]::new('--stdin-format', '--stdin-format', [CompletionResultType]::ParameterName, 'Play raw PCM read from stdin, little-endian signed, in this format: RATE:CHANNELS:BITS such as 48000:2:16 (16, 24 or 32 bits). A live stream: controllers can play, stop, change volume and mute, and switch, but not pause, skip, repeat or shuffle')
             [CompletionResult]::new('--listen', '--listen', [CompletionResultType]::ParameterName, 'Address and port to listen on. Use 0.0.0.0:8927 to accept players from the network')
             [CompletionResult]::new('--path', '--path', [CompletionResultType]::ParameterName, 'WebSocket path to accept connections on')
             [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'Friendly server name sent in server/hello')
             [CompletionResult]::new('--server-id', '--server-id', [CompletionResultType]::ParameterName, 'Server identifier sent in server/hello [default: resonate-HOSTNAME]')
+            [CompletionResult]::new('--repeat', '--repeat', [CompletionResultType]::ParameterName, 'What follows the end of a track: the next one (off), the same one (one), or, after the last one, the first (all); controllers can change it')
             [CompletionResult]::new('--grouping', '--grouping', [CompletionResultType]::ParameterName, 'How players are placed in groups')
             [CompletionResult]::new('--group-name', '--group-name', [CompletionResultType]::ParameterName, 'Name of the shared group')
+            [CompletionResult]::new('--group', '--group', [CompletionResultType]::ParameterName, 'Put the listed clients in a group of this name, with its own queue and timeline, instead of the group --grouping gives them: NAME=CLIENT_ID,CLIENT_ID; repeat for more groups. Controllers move clients between groups with the switch command')
             [CompletionResult]::new('--lead-ms', '--lead-ms', [CompletionResultType]::ParameterName, 'How far ahead of real time audio is sent, in milliseconds (also bounded by each player''s buffer_capacity)')
             [CompletionResult]::new('--start-delay-ms', '--start-delay-ms', [CompletionResultType]::ParameterName, 'Delay from the start of playback until the first sample sounds, in milliseconds; players need about 400 ms to sync their clocks')
             [CompletionResult]::new('--codec', '--codec', [CompletionResultType]::ParameterName, 'Stream this codec to every player, even one that prefers or offers another (for testing players) [default: each player''s first producible format]')
@@ -54,7 +58,8 @@ Register-ArgumentCompleter -Native -CommandName 'resonate' -ScriptBlock {
             [CompletionResult]::new('--demo-seconds', '--demo-seconds', [CompletionResultType]::ParameterName, 'Length of the demonstration in seconds')
             [CompletionResult]::new('--demo-players', '--demo-players', [CompletionResultType]::ParameterName, 'Number of in-process players in the demonstration')
             [CompletionResult]::new('--legacy', '--legacy', [CompletionResultType]::ParameterName, 'Also accept legacy Resonate clients (aioresonate 0.13) at /resonate, in the same groups as Sendspin clients, and advertise _resonate-server._tcp over mDNS')
-            [CompletionResult]::new('--loop', '--loop', [CompletionResultType]::ParameterName, 'Start the file over at its end instead of ending the stream')
+            [CompletionResult]::new('--loop', '--loop', [CompletionResultType]::ParameterName, 'Start the queue over after its last track instead of ending the stream; the same as --repeat all')
+            [CompletionResult]::new('--shuffle', '--shuffle', [CompletionResultType]::ParameterName, 'Play the queue in random order; controllers can turn it off')
             [CompletionResult]::new('--no-mdns', '--no-mdns', [CompletionResultType]::ParameterName, 'Neither advertise this server over mDNS nor browse for players that wait for servers')
             [CompletionResult]::new('--tui', '--tui', [CompletionResultType]::ParameterName, 'Draw the monitor in this terminal while serving; quitting it (q) stops the server. Logs go to --log-file, or nowhere')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print server events as JSON lines on stdout')

@@ -33,13 +33,20 @@ complete -c resonate -n "__fish_resonate_needs_command" -f -a "play" -d 'Play a 
 complete -c resonate -n "__fish_resonate_needs_command" -f -a "discover" -d 'Find servers and players on the local network over mDNS'
 complete -c resonate -n "__fish_resonate_needs_command" -f -a "stress" -d 'Storm a server with virtual clients and report every protocol or lifecycle violation'
 complete -c resonate -n "__fish_resonate_needs_command" -f -a "monitor" -d 'Watch a telemetry feed: sessions, clock sync, groups and events in a terminal UI, or as plain text'
+complete -c resonate -n "__fish_resonate_using_subcommand serve" -l tone -d 'Play a generated test signal after the SOURCEs, or alone' -r -f -a "sine\t'A 440 Hz sine at -12 dBFS, 48000 Hz stereo'
+click\t'A 1 ms click at the start of every second, for checking sync by ear or in recordings'"
+complete -c resonate -n "__fish_resonate_using_subcommand serve" -l stdin-format -d 'Play raw PCM read from stdin, little-endian signed, in this format: RATE:CHANNELS:BITS such as 48000:2:16 (16, 24 or 32 bits). A live stream: controllers can play, stop, change volume and mute, and switch, but not pause, skip, repeat or shuffle' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l listen -d 'Address and port to listen on. Use 0.0.0.0:8927 to accept players from the network' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l path -d 'WebSocket path to accept connections on' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l name -d 'Friendly server name sent in server/hello' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l server-id -d 'Server identifier sent in server/hello [default: resonate-HOSTNAME]' -r
+complete -c resonate -n "__fish_resonate_using_subcommand serve" -l repeat -d 'What follows the end of a track: the next one (off), the same one (one), or, after the last one, the first (all); controllers can change it' -r -f -a "off\t'Play the queue once'
+one\t'Play the current track over and over'
+all\t'Start the queue over after its last track'"
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l grouping -d 'How players are placed in groups' -r -f -a "shared\t'All players join one group and play the source in sync'
 solo\t'Each client gets its own group, which starts the source when it joins'"
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l group-name -d 'Name of the shared group' -r
+complete -c resonate -n "__fish_resonate_using_subcommand serve" -l group -d 'Put the listed clients in a group of this name, with its own queue and timeline, instead of the group --grouping gives them: NAME=CLIENT_ID,CLIENT_ID; repeat for more groups. Controllers move clients between groups with the switch command' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l lead-ms -d 'How far ahead of real time audio is sent, in milliseconds (also bounded by each player\'s buffer_capacity)' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l start-delay-ms -d 'Delay from the start of playback until the first sample sounds, in milliseconds; players need about 400 ms to sync their clocks' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l codec -d 'Stream this codec to every player, even one that prefers or offers another (for testing players) [default: each player\'s first producible format]' -r -f -a "pcm\t'Uncompressed PCM'
@@ -53,7 +60,8 @@ complete -c resonate -n "__fish_resonate_using_subcommand serve" -l telemetry -d
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l demo-seconds -d 'Length of the demonstration in seconds' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l demo-players -d 'Number of in-process players in the demonstration' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l legacy -d 'Also accept legacy Resonate clients (aioresonate 0.13) at /resonate, in the same groups as Sendspin clients, and advertise _resonate-server._tcp over mDNS'
-complete -c resonate -n "__fish_resonate_using_subcommand serve" -l loop -d 'Start the file over at its end instead of ending the stream'
+complete -c resonate -n "__fish_resonate_using_subcommand serve" -l loop -d 'Start the queue over after its last track instead of ending the stream; the same as --repeat all'
+complete -c resonate -n "__fish_resonate_using_subcommand serve" -l shuffle -d 'Play the queue in random order; controllers can turn it off'
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l no-mdns -d 'Neither advertise this server over mDNS nor browse for players that wait for servers'
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l tui -d 'Draw the monitor in this terminal while serving; quitting it (q) stops the server. Logs go to --log-file, or nowhere'
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l json -d 'Print server events as JSON lines on stdout'

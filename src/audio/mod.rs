@@ -9,8 +9,11 @@ pub mod convert;
 pub mod flac;
 pub mod format;
 pub mod opus;
+pub mod pipe;
 pub mod resample;
 pub mod source;
+pub mod tags;
+pub mod tone;
 pub mod wav;
 
 pub use format::{AudioFormat, Codec};

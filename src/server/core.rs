@@ -13,8 +13,19 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::task::TaskTracker;
 
+use std::sync::Arc;
+
+use super::artwork::{render, ArtChannel, ArtSource, MAX_CHANNELS};
 use super::dial::{DialContext, DialRequest, DialSlots, Dialed};
 use super::group::{EventSink, Group, Member, Pacing};
+use super::metadata::MetadataView;
+use super::queue::QueueEntry;
+use crate::audio::tags::{read_tags, TrackTags};
+use crate::protocol::{
+    ArtworkChannelSupport, ArtworkFormatRequest, BinaryFrame, BinaryKind, ClientStateKind, RepeatMode, StreamStart,
+    StreamStartArtwork,
+};
+use crate::dialect::Outgoing;
 use super::negotiate::{answer_request, choose_format};
 use super::volume::{group_muted, group_volume, set_group_volume};
 use super::{Grouping, ServerConfig, ServerEvent, ServerStats};
@@ -30,11 +41,18 @@ use telemetry::{SessionCounts, SessionTelemetry};
 pub(super) use telemetry::telemetry_event;
 
 /// Roles this server activates. The last one lets `resonate` players
-/// report their own clock and buffer state for telemetry.
-const IMPLEMENTED_ROLES: [&str; 3] = ["player@v1", "controller@v1", REPORT_ROLE];
+/// report their own clock and buffer state for telemetry. The visualizer
+/// role is left out: the server has no visualization data to send.
+const IMPLEMENTED_ROLES: [&str; 5] = ["player@v1", "controller@v1", "metadata@v1", "artwork@v1", REPORT_ROLE];
 
 /// Controller commands this server carries out.
-const CONTROLLER_COMMANDS: [&str; 4] = ["play", "stop", "volume", "mute"];
+const CONTROLLER_COMMANDS: [&str; 13] = [
+    "play", "pause", "stop", "next", "previous", "volume", "mute", "repeat_off", "repeat_one", "repeat_all", "shuffle",
+    "unshuffle", "switch",
+];
+
+/// Controller commands that apply to a live stream.
+const LIVE_COMMANDS: [&str; 5] = ["play", "stop", "volume", "mute", "switch"];
 
 /// Interval at which groups produce and send audio.
 const PUMP_INTERVAL: Duration = Duration::from_millis(10);
@@ -82,7 +100,22 @@ struct Client {
     player_commands: Vec<String>,
     volume: u8,
     muted: bool,
+    is_metadata: bool,
+    /// Metadata last sent, the base of the next delta.
+    metadata_sent: Option<MetadataView>,
+    /// Artwork channels, for a client with the artwork role.
+    artwork: Vec<ArtChannel>,
+    /// Per artwork channel: the image last sent (`Some(None)` after a
+    /// clear), or `None` before the first.
+    artwork_sent: Vec<Option<Option<ArtKey>>>,
+    /// The group a client left when it went to an external source, where
+    /// `switch` takes it back first.
+    previous_group: Option<String>,
 }
+
+/// Identity of the image on a channel: a queue entry's cover in one
+/// channel configuration.
+type ArtKey = (usize, ArtChannel);
 
 pub(super) struct Core {
     config: ServerConfig,
@@ -100,6 +133,11 @@ pub(super) struct Core {
     /// Controller state last sent to each group's controllers.
     controller_states: HashMap<String, ControllerState>,
     pacing: Pacing,
+    /// Tags of queue entries by entry index, read once.
+    tags: HashMap<usize, Arc<TrackTags>>,
+    /// Rendered covers; `None` where an entry has no cover or it cannot
+    /// be rendered for that channel.
+    art: HashMap<ArtKey, Option<Arc<Vec<u8>>>>,
     /// Dial loops by player address.
     dial_slots: DialSlots,
     session_counts: SessionCounts,
@@ -132,6 +170,8 @@ impl Core {
             groups: HashMap::new(),
             controller_states: HashMap::new(),
             pacing,
+            tags: HashMap::new(),
+            art: HashMap::new(),
             dial_slots: DialSlots::default(),
             session_counts: SessionCounts::default(),
         }
@@ -309,12 +349,25 @@ impl Core {
             handle.close(CloseCause::ProtocolError(reason));
             return;
         }
-        let activation = activate_roles(&hello.supported_roles, &IMPLEMENTED_ROLES);
+        let mut activation = activate_roles(&hello.supported_roles, &IMPLEMENTED_ROLES);
         if !activation.unsupported.is_empty() {
             tracing::info!(client_id = %hello.client_id, roles = ?activation.unsupported, "client requests roles this server does not implement");
         }
+        let artwork = if activation.active.iter().any(|r| r == "artwork@v1") {
+            match artwork_channels(&hello) {
+                Ok(channels) => channels,
+                Err(reason) => {
+                    tracing::warn!(client_id = %hello.client_id, %reason, "not activating the artwork role");
+                    activation.active.retain(|r| r != "artwork@v1");
+                    Vec::new()
+                }
+            }
+        } else {
+            Vec::new()
+        };
         let is_player = activation.active.iter().any(|r| r == "player@v1");
         let is_controller = activation.active.iter().any(|r| r == "controller@v1");
+        let is_metadata = activation.active.iter().any(|r| r == "metadata@v1");
         let player = if is_player { self.negotiate(&hello) } else { None };
 
         // Replace-and-evict in one step: the registry never holds two
@@ -341,7 +394,13 @@ impl Core {
             player_commands: hello.player_support.as_ref().map(|s| s.supported_commands.clone()).unwrap_or_default(),
             volume: 100,
             muted: false,
+            is_metadata,
+            metadata_sent: None,
+            artwork_sent: vec![None; artwork.len()],
+            artwork,
+            previous_group: None,
         };
+        let has_artwork = !client.artwork.is_empty();
         self.clients.insert(client_id.clone(), client);
         self.stats.set_clients(self.clients.len());
         let reconnects = self.session_counts.record(&client_id);
@@ -374,13 +433,14 @@ impl Core {
         };
         let now = now_us();
         let group = self.groups.get_mut(&group_id).expect("group_for creates the group");
-        group.join(member, &self.config.source, self.pacing, now, &self.events);
+        group.join(member, true, self.pacing, now, &self.events);
+        if has_artwork {
+            self.start_artwork_stream(&client_id);
+        }
         if is_controller {
             self.send_controller_state_to(&client_id);
         }
-        if is_player {
-            self.send_controller_state(&group_id);
-        }
+        self.notify_group(&group_id);
     }
 
     /// Returns `playback` when the client's group is playing, so the client
@@ -413,8 +473,10 @@ impl Core {
             self.reject(id, "stream/request-format before client/hello".into());
             return;
         };
+        if let Some(artwork) = &request.artwork {
+            self.change_artwork_channel(&client_id, artwork);
+        }
         let Some(wanted) = request.player else {
-            tracing::debug!(client_id, "ignoring stream/request-format without a player part");
             return;
         };
         let client = &self.clients[&client_id];
@@ -441,16 +503,28 @@ impl Core {
         group.change_format(&client_id, answer.format, self.pacing, now_us(), &self.events);
     }
 
-    /// Returns the group a new client joins, creating it when needed.
+    /// Returns the group a new client joins, creating it when needed: the
+    /// group `--group` places it in, else the shared group or its own.
     fn group_for(&mut self, client_id: &str) -> String {
-        let (id, name) = match self.config.grouping {
-            Grouping::Shared => ("main".to_string(), self.config.group_name.clone()),
-            Grouping::Solo => (format!("solo-{client_id}"), client_id.to_string()),
+        let placed = self
+            .config
+            .placements
+            .iter()
+            .find(|placement| placement.client_ids.iter().any(|id| id == client_id));
+        let (id, name) = match (placed, self.config.grouping) {
+            (Some(placement), _) => (placement.name.clone(), placement.name.clone()),
+            (None, Grouping::Shared) => (SHARED_GROUP.to_string(), self.config.group_name.clone()),
+            (None, Grouping::Solo) => solo_group(client_id),
         };
-        self.groups
-            .entry(id.clone())
-            .or_insert_with(|| Group::new(id.clone(), name));
+        self.ensure_group(&id, &name);
         id
+    }
+
+    fn ensure_group(&mut self, id: &str, name: &str) {
+        if !self.groups.contains_key(id) {
+            let group = Group::new(id.to_string(), name.to_string(), self.config.source.queue());
+            self.groups.insert(id.to_string(), group);
+        }
     }
 
     fn on_client_state(&mut self, id: SessionId, state: ClientState) {
@@ -474,7 +548,146 @@ impl Core {
             tracing::info!(client_id, state = ?kind, "client state");
         }
         let group = client.group.clone();
+        if state.state == Some(ClientStateKind::ExternalSource) {
+            self.to_external_source(&client_id);
+        }
         self.send_controller_state(&group);
+    }
+
+    /// Moves a client whose output an external source took over from a
+    /// group it shares to a stopped solo group, and remembers the group it
+    /// left. A client already alone in its group stops that group.
+    fn to_external_source(&mut self, client_id: &str) {
+        let Some(client) = self.clients.get(client_id) else {
+            return;
+        };
+        let group_id = client.group.clone();
+        let shared = self.groups.get(&group_id).is_some_and(|g| g.len() > 1);
+        if shared {
+            let (solo, name) = solo_group(client_id);
+            self.move_client(client_id, &solo, &name, false);
+            if let Some(client) = self.clients.get_mut(client_id) {
+                client.previous_group = Some(group_id);
+            }
+        } else if let Some(group) = self.groups.get_mut(&group_id) {
+            if group.stop(now_us(), &self.events) {
+                self.notify_group(&group_id);
+            }
+        }
+    }
+
+    /// Moves a client from its group to group `target` (created with
+    /// `name` when it does not exist). It ends its streams in the old group
+    /// and gets `group/update`, and a stream when `target` plays, in the
+    /// new one. A stopped `target` starts only with `autoplay`.
+    fn move_client(&mut self, client_id: &str, target: &str, name: &str, autoplay: bool) {
+        let Some(client) = self.clients.get(client_id) else {
+            return;
+        };
+        let from = client.group.clone();
+        if from == target {
+            return;
+        }
+        let now = now_us();
+        let Some(member) = self.groups.get_mut(&from).and_then(|g| g.depart(client_id, &self.events)) else {
+            return;
+        };
+        self.after_departure(&from);
+        self.ensure_group(target, name);
+        if let Some(client) = self.clients.get_mut(client_id) {
+            client.group = target.to_string();
+            client.previous_group = None;
+        }
+        let group = self.groups.get_mut(target).expect("ensure_group created it");
+        group.join(member, autoplay, self.pacing, now, &self.events);
+        tracing::info!(client_id, from, to = target, "client moved to another group");
+        if self.clients.get(client_id).is_some_and(|c| c.is_controller) {
+            self.send_controller_state_to(client_id);
+        }
+        self.notify_group(&from);
+        self.notify_group(target);
+    }
+
+    /// Stops a group without players and forgets an empty solo group.
+    fn after_departure(&mut self, group_id: &str) {
+        let Some(group) = self.groups.get_mut(group_id) else {
+            return;
+        };
+        // A group without players stops. The next player to join starts
+        // the current track from its beginning.
+        if !group.has_players() {
+            group.stop(now_us(), &self.events);
+        }
+        if group.is_empty() && group_id.starts_with(SOLO_PREFIX) {
+            self.groups.remove(group_id);
+            self.controller_states.remove(group_id);
+        }
+    }
+
+    /// Moves a client to the next group of the switch cycle: back to the
+    /// group it left for an external source when it can, else playing
+    /// groups of several players, then players playing alone, then (for a
+    /// player) a solo group of its own.
+    fn switch(&mut self, client_id: &str) {
+        let Some(client) = self.clients.get(client_id) else {
+            return;
+        };
+        if let Some(previous) = client.previous_group.clone() {
+            if let Some(name) = self.groups.get(&previous).map(|g| g.name.clone()) {
+                self.move_client(client_id, &previous, &name, false);
+                return;
+            }
+        }
+        let cycle = self.switch_cycle(client_id);
+        let current = &self.clients[client_id].group;
+        let next = match cycle.iter().position(|(id, _)| id == current) {
+            Some(index) => cycle[(index + 1) % cycle.len()].clone(),
+            None => match cycle.first() {
+                Some(first) => first.clone(),
+                None => {
+                    tracing::info!(client_id, "switch: no other group to switch to");
+                    return;
+                }
+            },
+        };
+        self.move_client(client_id, &next.0, &next.1, false);
+    }
+
+    /// Lists the groups `switch` cycles through for `client_id`, in order,
+    /// by id and name.
+    fn switch_cycle(&self, client_id: &str) -> Vec<(String, String)> {
+        let players = |group: &Group| -> Vec<String> {
+            group
+                .member_ids()
+                .filter(|id| self.clients.get(*id).is_some_and(|c| c.is_player))
+                .map(str::to_string)
+                .collect()
+        };
+        let mut shared: Vec<(String, String)> = Vec::new();
+        let mut alone: Vec<(String, String)> = Vec::new();
+        for group in self.groups.values().filter(|g| g.is_playing()) {
+            let members = players(group);
+            let entry = (group.id.clone(), group.name.clone());
+            if members.len() >= 2 {
+                shared.push(entry);
+            } else if members.len() == 1 && members[0] != client_id {
+                alone.push(entry);
+            }
+        }
+        shared.sort();
+        alone.sort();
+        let mut cycle = shared;
+        cycle.extend(alone);
+        if self.clients.get(client_id).is_some_and(|c| c.is_player) {
+            let current = &self.clients[client_id].group;
+            let own_solo = self.groups.get(current).is_some_and(|g| g.len() == 1);
+            cycle.push(if own_solo {
+                (current.clone(), self.groups[current].name.clone())
+            } else {
+                solo_group(client_id)
+            });
+        }
+        cycle
     }
 
     fn on_client_command(&mut self, id: SessionId, command: ClientCommand) {
@@ -491,7 +704,17 @@ impl Core {
             return;
         }
         let group_id = client.group.clone();
-        match controller.command.as_str() {
+        let command = controller.command.as_str();
+        if !self.supported_commands(&group_id).contains(&command) {
+            tracing::info!(client_id, command, "ignoring unsupported controller command");
+            return;
+        }
+        let now = now_us();
+        let (pacing, events) = (self.pacing, self.events.clone());
+        let Some(group) = self.groups.get_mut(&group_id) else {
+            return;
+        };
+        match command {
             "volume" => match controller.volume {
                 Some(volume) => self.set_group_volume(&group_id, volume.clamp(0, 100) as u8),
                 None => tracing::info!(client_id, "ignoring volume command without volume"),
@@ -500,22 +723,29 @@ impl Core {
                 Some(mute) => self.set_group_mute(&group_id, mute),
                 None => tracing::info!(client_id, "ignoring mute command without mute"),
             },
-            "play" => self.play(&group_id),
-            "stop" => {
-                if let Some(group) = self.groups.get_mut(&group_id) {
-                    group.stop(&self.events);
-                }
+            "play" => {
+                group.play(pacing, now, &events);
             }
-            other => tracing::info!(client_id, command = other, "ignoring unsupported controller command"),
+            "pause" => {
+                group.pause(now, &events);
+            }
+            "stop" => {
+                group.stop(now, &events);
+            }
+            "next" => group.skip(true, pacing, now, &events),
+            "previous" => group.skip(false, pacing, now, &events),
+            "repeat_off" => group.queue.set_repeat(RepeatMode::Off),
+            "repeat_one" => group.queue.set_repeat(RepeatMode::One),
+            "repeat_all" => group.queue.set_repeat(RepeatMode::All),
+            "shuffle" => group.queue.set_shuffle(true),
+            "unshuffle" => group.queue.set_shuffle(false),
+            "switch" => {
+                self.switch(&client_id);
+                return;
+            }
+            _ => unreachable!("CONTROLLER_COMMANDS lists every command handled here"),
         }
-        self.send_controller_state(&group_id);
-    }
-
-    /// Starts a stopped group's program with every player in it.
-    fn play(&mut self, group_id: &str) {
-        if let Some(group) = self.groups.get_mut(group_id) {
-            group.play(&self.config.source, self.pacing, now_us(), &self.events);
-        }
+        self.notify_group(&group_id);
     }
 
     fn players_of(&self, group_id: &str) -> Vec<String> {
@@ -620,13 +850,24 @@ impl Core {
         self.controller_states.entry(group_id).or_insert(state);
     }
 
+    /// Lists the commands a group's controllers may send: all of them,
+    /// except that a live stream cannot pause, skip, repeat or shuffle.
+    fn supported_commands(&self, group_id: &str) -> Vec<&'static str> {
+        let live = self.groups.get(group_id).is_some_and(|g| g.queue.entries().iter().any(QueueEntry::is_live));
+        CONTROLLER_COMMANDS
+            .iter()
+            .copied()
+            .filter(|command| !live || LIVE_COMMANDS.contains(command))
+            .collect()
+    }
+
     fn controller_state(&self, group_id: &str) -> ControllerState {
         let for_volume = self.players_accepting(group_id, "volume");
         let for_mute = self.players_accepting(group_id, "mute");
         let volumes: Vec<u8> = for_volume.iter().map(|id| self.clients[id].volume).collect();
         let muted: Vec<bool> = for_mute.iter().map(|id| self.clients[id].muted).collect();
         ControllerState {
-            supported_commands: CONTROLLER_COMMANDS.iter().map(|c| c.to_string()).collect(),
+            supported_commands: self.supported_commands(group_id).iter().map(|c| c.to_string()).collect(),
             volume: group_volume(&volumes),
             muted: group_muted(&muted),
         }
@@ -647,18 +888,10 @@ impl Core {
             if let Some(client) = self.clients.remove(client_id) {
                 if let Some(group) = self.groups.get_mut(&client.group) {
                     group.leave(client_id, &self.events);
-                    // A group nobody listens to stops; the next player to
-                    // join starts the source from the beginning.
-                    if !group.has_players() {
-                        group.stop(&self.events);
-                    }
-                    if group.is_empty() && self.config.grouping == Grouping::Solo {
-                        self.groups.remove(&client.group);
-                        self.controller_states.remove(&client.group);
-                    }
                 }
-                if client.is_player {
-                    self.send_controller_state(&client.group);
+                self.after_departure(&client.group);
+                if self.groups.contains_key(&client.group) {
+                    self.notify_group(&client.group);
                 }
             }
         }
@@ -679,9 +912,161 @@ impl Core {
 
     fn pump_groups(&mut self) {
         let now = now_us();
+        let mut changed = Vec::new();
         for group in self.groups.values_mut() {
             group.pump(self.pacing, now, &self.events);
+            if group.take_track_change(now) {
+                changed.push(group.id.clone());
+            }
         }
+        for group_id in changed {
+            self.notify_group(&group_id);
+        }
+    }
+
+    /// Brings the group's controllers, metadata clients and artwork
+    /// clients up to date: each gets a message only when what it shows
+    /// changed.
+    fn notify_group(&mut self, group_id: &str) {
+        let Some(group) = self.groups.get_mut(group_id) else {
+            return;
+        };
+        // The change is reported here, so the pump does not report it again.
+        let now = now_us();
+        group.take_track_change(now);
+        self.send_controller_state(group_id);
+        let group = &self.groups[group_id];
+        let playing = group.now_playing(now);
+        let entry = group.queue.entries()[playing.entry].clone();
+        let (repeat, shuffle) = (group.queue.repeat(), group.queue.is_shuffled());
+        let members: Vec<String> = group.member_ids().map(str::to_string).collect();
+        let tags = self.tags_of(playing.entry, &entry);
+        let view = MetadataView::of(&entry, &tags, &playing, repeat, shuffle);
+        for client_id in &members {
+            let Some(client) = self.clients.get_mut(client_id) else {
+                continue;
+            };
+            if client.is_metadata {
+                if let Some(delta) = view.delta_from(client.metadata_sent.as_ref()) {
+                    let message = Message::ServerState(ServerState {
+                        metadata: Some(delta),
+                        ..Default::default()
+                    });
+                    let _ = client.handle.send_message(message);
+                    client.metadata_sent = Some(view.clone());
+                }
+            }
+            if !client.artwork.is_empty() {
+                self.send_artwork(client_id, playing.entry, &tags, now);
+            }
+        }
+    }
+
+    /// Tags of queue entry `index`, read on first use.
+    fn tags_of(&mut self, index: usize, entry: &QueueEntry) -> Arc<TrackTags> {
+        self.tags
+            .entry(index)
+            .or_insert_with(|| match entry {
+                QueueEntry::File(path) => Arc::new(read_tags(path)),
+                QueueEntry::Tone(_) | QueueEntry::Pipe(_) => Arc::new(TrackTags::default()),
+            })
+            .clone()
+    }
+
+    /// Changes one artwork channel as `stream/request-format` asks, then
+    /// announces the channels again and sends the channel its image.
+    fn change_artwork_channel(&mut self, client_id: &str, request: &ArtworkFormatRequest) {
+        let Some(client) = self.clients.get_mut(client_id) else {
+            return;
+        };
+        let index = usize::from(request.channel);
+        let Some(current) = client.artwork.get(index).copied() else {
+            tracing::info!(client_id, channel = request.channel, "ignoring an artwork request for a channel the client did not declare");
+            return;
+        };
+        let support = ArtworkChannelSupport {
+            source: request.source.clone().unwrap_or_else(|| current.announce().source),
+            format: request.format.clone().unwrap_or_else(|| current.format.as_str().to_string()),
+            media_width: request.media_width.unwrap_or(current.max_width),
+            media_height: request.media_height.unwrap_or(current.max_height),
+        };
+        match ArtChannel::parse(&support) {
+            Ok(channel) => {
+                client.artwork[index] = channel;
+                client.artwork_sent[index] = None;
+            }
+            Err(reason) => {
+                tracing::warn!(client_id, channel = request.channel, %reason, "ignoring an invalid artwork request");
+                return;
+            }
+        }
+        let group_id = client.group.clone();
+        self.start_artwork_stream(client_id);
+        let Some(group) = self.groups.get(&group_id) else {
+            return;
+        };
+        let now = now_us();
+        let playing = group.now_playing(now);
+        let entry = group.queue.entries()[playing.entry].clone();
+        let tags = self.tags_of(playing.entry, &entry);
+        self.send_artwork(client_id, playing.entry, &tags, now);
+    }
+
+    /// Announces an artwork client's channels with `stream/start`.
+    fn start_artwork_stream(&mut self, client_id: &str) {
+        let Some(client) = self.clients.get(client_id) else {
+            return;
+        };
+        let start = StreamStart {
+            artwork: Some(StreamStartArtwork {
+                channels: client.artwork.iter().map(ArtChannel::announce).collect(),
+            }),
+            ..Default::default()
+        };
+        let _ = client.handle.send_message(Message::StreamStart(start));
+    }
+
+    /// Sends each artwork channel of `client_id` the cover of entry
+    /// `entry`, or an empty image that clears it, where the channel shows
+    /// something else.
+    fn send_artwork(&mut self, client_id: &str, entry: usize, tags: &TrackTags, now: i64) {
+        let channels = self.clients[client_id].artwork.clone();
+        for (index, channel) in channels.iter().enumerate() {
+            let image = match channel.source {
+                ArtSource::Album => self.rendered_art(entry, *channel, tags),
+                ArtSource::Artist | ArtSource::None => None,
+            };
+            let displayed = image.as_ref().map(|_| (entry, *channel));
+            let client = self.clients.get_mut(client_id).expect("checked by the caller");
+            if channel.source == ArtSource::None || client.artwork_sent[index] == Some(displayed) {
+                continue;
+            }
+            client.artwork_sent[index] = Some(displayed);
+            let frame = BinaryFrame {
+                kind: BinaryKind::Artwork(index as u8),
+                timestamp_us: now,
+                payload: image.map(|bytes| bytes.to_vec()).unwrap_or_default(),
+            };
+            let _ = client.handle.send(Outgoing::Binary(frame));
+        }
+    }
+
+    /// Returns the cover of entry `entry` rendered for `channel`, and
+    /// renders each pair only once.
+    fn rendered_art(&mut self, entry: usize, channel: ArtChannel, tags: &TrackTags) -> Option<Arc<Vec<u8>>> {
+        self.art
+            .entry((entry, channel))
+            .or_insert_with(|| {
+                let cover = tags.cover.as_ref()?;
+                match render(cover, &channel) {
+                    Ok(bytes) => Some(Arc::new(bytes)),
+                    Err(reason) => {
+                        tracing::warn!(entry, %reason, "cannot send the cover");
+                        None
+                    }
+                }
+            })
+            .clone()
     }
 
     async fn shut_down(mut self) {
@@ -702,6 +1087,26 @@ impl Core {
         }
         tracing::info!("server stopped");
     }
+}
+
+/// Id of the shared group.
+const SHARED_GROUP: &str = "main";
+
+/// Start of the id of a client's own group.
+const SOLO_PREFIX: &str = "solo-";
+
+/// Id and name of `client_id`'s own group.
+fn solo_group(client_id: &str) -> (String, String) {
+    (format!("{SOLO_PREFIX}{client_id}"), client_id.to_string())
+}
+
+/// Validates and returns the artwork channels of a hello.
+fn artwork_channels(hello: &ClientHello) -> Result<Vec<ArtChannel>, String> {
+    let support = hello.artwork_support.as_ref().ok_or("artwork@v1_support is missing")?;
+    if support.channels.is_empty() || support.channels.len() > MAX_CHANNELS {
+        return Err(format!("artwork@v1_support lists {} channels; 1 to {MAX_CHANNELS} are allowed", support.channels.len()));
+    }
+    support.channels.iter().map(ArtChannel::parse).collect()
 }
 
 fn validate_hello(hello: &ClientHello) -> Result<(), String> {

@@ -1,18 +1,35 @@
-//! Groups: members, one program, and one stream per member player.
+//! Groups: members, a queue, one program, and one stream per member player.
 
 use std::collections::HashMap;
 
 use base64::Engine as _;
 
-use crate::audio::source::SourceDecoder;
 use crate::audio::AudioFormat;
-use crate::protocol::{GroupUpdate, Message, PlaybackState, StreamEnd, StreamStart, StreamStartPlayer};
+use crate::protocol::{GroupUpdate, Message, PlaybackState, StreamClear, StreamEnd, StreamStart, StreamStartPlayer};
 use crate::session::SessionHandle;
 
 use super::encode::EncoderSettings;
-use super::program::Program;
+use super::program::{Program, TrackSpan};
+use super::queue::Queue;
 use super::stream::PlayerStream;
-use super::{ServerEvent, SourcePlan};
+use super::ServerEvent;
+
+/// A `previous` command later than this into a track starts the track
+/// again instead of going back one track, in milliseconds.
+pub const RESTART_TRACK_AFTER_MS: u64 = 3000;
+
+/// The audible track and its position, for metadata.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NowPlaying {
+    /// Index of the track in the queue's entries.
+    pub entry: usize,
+    /// Track time in milliseconds at `at_us`.
+    pub progress_ms: u64,
+    /// Server time in microseconds at which `progress_ms` holds.
+    pub at_us: i64,
+    pub duration_ms: Option<u64>,
+    pub playing: bool,
+}
 
 /// A member as its group needs it.
 pub struct Member {
@@ -26,8 +43,18 @@ pub struct Group {
     pub id: String,
     pub name: String,
     members: Vec<Member>,
+    pub queue: Queue,
+    /// Track time in milliseconds where the next program starts: where a
+    /// pause left the current track, else 0.
+    resume_ms: u64,
+    /// Length of the track a pause stopped in, for metadata.
+    paused_duration_ms: Option<u64>,
     program: Option<Program>,
     streams: HashMap<String, PlayerStream>,
+    /// The span last reported by [`take_track_change`](Self::take_track_change).
+    announced: Option<(u64, u64)>,
+    /// Counts programs, so a new program's first span is a change.
+    programs: u64,
 }
 
 /// Timing of a group's streaming, from the server configuration.
@@ -46,14 +73,71 @@ pub struct Pacing {
 }
 
 impl Group {
-    pub fn new(id: String, name: String) -> Group {
+    pub fn new(id: String, name: String, queue: Queue) -> Group {
         Group {
             id,
             name,
             members: Vec::new(),
+            queue,
+            resume_ms: 0,
+            paused_duration_ms: None,
             program: None,
             streams: HashMap::new(),
+            announced: None,
+            programs: 0,
         }
+    }
+
+    /// Number of members.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Returns the track audible at `now_us`, or the stopped group's position.
+    pub fn now_playing(&self, now_us: i64) -> NowPlaying {
+        match &self.program {
+            Some(program) if program.span_at(now_us).is_some() => {
+                let span = program.span_at(now_us).expect("checked above");
+                // Before the track sounds, its progress is stated as of the
+                // moment it starts.
+                let at_us = now_us.max(program.frame_time_us(span.start_frame));
+                NowPlaying {
+                    entry: span.entry,
+                    progress_ms: program.track_progress_ms(at_us).unwrap_or(0),
+                    at_us,
+                    duration_ms: span.duration_ms,
+                    playing: true,
+                }
+            }
+            _ => NowPlaying {
+                entry: self.queue.entry_index(self.queue.position()),
+                progress_ms: self.resume_ms,
+                at_us: now_us,
+                duration_ms: self.paused_duration_ms.filter(|_| self.resume_ms > 0),
+                playing: false,
+            },
+        }
+    }
+
+    /// Returns true once each time the audible track changes: a new
+    /// program, the timeline reaching the next track, or the end of
+    /// playback.
+    pub fn take_track_change(&mut self, now_us: i64) -> bool {
+        let current = self
+            .program
+            .as_ref()
+            .and_then(|p| p.span_at(now_us))
+            .map(|span| (self.programs, span.serial));
+        if current != self.announced {
+            self.announced = current;
+            return true;
+        }
+        false
+    }
+
+    /// Returns the audible span at `now_us`, while playing.
+    fn audible_span(&self, now_us: i64) -> Option<TrackSpan> {
+        self.program.as_ref()?.span_at(now_us).cloned()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -95,15 +179,16 @@ impl Group {
 
     /// Adds a member, sends it `group/update`, and starts its stream (and
     /// the program, when the group is stopped and the member is a player).
-    pub fn join(&mut self, member: Member, source: &SourcePlan, pacing: Pacing, now_us: i64, events: &EventSink) {
+    /// Starts a stopped group only with `autoplay`.
+    pub fn join(&mut self, member: Member, autoplay: bool, pacing: Pacing, now_us: i64, events: &EventSink) {
         let is_player = member.player.is_some();
         let handle = member.handle.clone();
         let client_id = member.client_id.clone();
         self.members.retain(|m| m.client_id != client_id);
         // The program starts before the joiner is a member, so the joiner
         // gets one complete group/update below and no partial one.
-        if is_player && self.program.is_none() {
-            self.start_program(source, pacing, now_us, events);
+        if is_player && autoplay && self.program.is_none() {
+            self.start_program(pacing.start_delay_us, pacing, now_us, events);
         }
         self.members.push(member);
         let update = GroupUpdate {
@@ -129,36 +214,59 @@ impl Group {
         self.members.retain(|m| m.client_id != client_id);
     }
 
-    /// Starts the program if the group is stopped and has a player.
-    pub fn play(&mut self, source: &SourcePlan, pacing: Pacing, now_us: i64, events: &EventSink) {
-        if self.program.is_none() && self.members.iter().any(|m| m.player.is_some()) {
-            self.start_program(source, pacing, now_us, events);
+    /// Removes a member that moves to another group: a streaming player
+    /// gets `stream/end`. Returns the member, for its new group.
+    pub fn depart(&mut self, client_id: &str, events: &EventSink) -> Option<Member> {
+        let index = self.members.iter().position(|m| m.client_id == client_id)?;
+        let member = self.members.remove(index);
+        if let Some(stream) = self.streams.remove(client_id) {
+            let _ = member.handle.send_message(Message::StreamEnd(StreamEnd::default()));
+            events.emit(ServerEvent::StreamEnded {
+                client_id: client_id.to_string(),
+                chunks_sent: stream.chunks_sent,
+            });
         }
+        Some(member)
     }
 
-    fn start_program(&mut self, source: &SourcePlan, pacing: Pacing, now_us: i64, events: &EventSink) {
-        let decoder = match SourceDecoder::open(&source.path) {
-            Ok(decoder) => decoder,
+    /// Starts the program if the group is stopped and has a player,
+    /// where a pause left it or else at the current track's start.
+    /// Returns whether it started.
+    pub fn play(&mut self, pacing: Pacing, now_us: i64, events: &EventSink) -> bool {
+        if self.program.is_none() && self.has_players() {
+            // The players are in sync already; a short delay is enough.
+            self.start_program(pacing.join_margin_us * 3, pacing, now_us, events);
+            return self.program.is_some();
+        }
+        false
+    }
+
+    fn start_program(&mut self, delay_us: i64, pacing: Pacing, now_us: i64, events: &EventSink) {
+        let start_us = now_us + delay_us;
+        let program = match Program::start(&mut self.queue, self.resume_ms, start_us) {
+            Ok(program) => program,
             Err(err) => {
                 tracing::error!(group = %self.id, cause = %err, "cannot start the program");
                 return;
             }
         };
-        let start_us = now_us + pacing.start_delay_us;
-        self.program = Some(Program::new(decoder, source.looping, start_us));
+        self.resume_ms = 0;
+        self.programs += 1;
+        self.program = Some(program);
         events.emit(ServerEvent::ProgramStarted {
             group_id: self.id.clone(),
             start_us,
         });
-        let players: Vec<String> = self
+        let members: Vec<(String, bool)> = self
             .members
             .iter()
-            .filter(|m| m.player.is_some())
-            .map(|m| m.client_id.clone())
+            .map(|m| (m.client_id.clone(), m.player.is_some()))
             .collect();
-        for client_id in players {
+        for (client_id, is_player) in members {
             self.send_group_state(&client_id);
-            self.start_stream(&client_id, start_us, pacing.encoder, events);
+            if is_player {
+                self.start_stream(&client_id, start_us, pacing.encoder, events);
+            }
         }
     }
 
@@ -180,7 +288,7 @@ impl Group {
             return;
         };
         // Chunks from `from_us` on must exist before the stream can pick one.
-        program.produce_until(from_us + 1);
+        program.produce_until(&mut self.queue, from_us + 1);
         let stream = match PlayerStream::new(format, capacity, program, from_us, encoder) {
             Ok(stream) => stream,
             Err(err) => {
@@ -239,7 +347,7 @@ impl Group {
             return;
         };
         let horizon_us = now_us + pacing.lead_us;
-        program.produce_until(horizon_us);
+        program.produce_until(&mut self.queue, horizon_us);
         for member in &self.members {
             let Some(stream) = self.streams.get_mut(&member.client_id) else {
                 continue;
@@ -253,13 +361,111 @@ impl Group {
             && program.produced_until_us() <= now_us
             && self.streams.values().all(|s| s.is_drained(program));
         if finished {
-            self.stop(events);
+            // The queue ended: the next play starts it from the beginning.
+            self.end_program(events);
+            self.queue.set_position(0);
+            self.resume_ms = 0;
         }
     }
 
-    /// Stops the program: every streaming player gets `stream/end`, every
+    /// Stops playback and goes back to the start of the audible track.
+    /// Returns whether the group was playing.
+    pub fn stop(&mut self, now_us: i64, events: &EventSink) -> bool {
+        if let Some(span) = self.audible_span(now_us) {
+            self.queue.set_position(self.queue.position_of(span.entry));
+        }
+        let changed = self.resume_ms != 0 || self.program.is_some();
+        self.resume_ms = 0;
+        self.end_program(events);
+        changed
+    }
+
+    /// Stops playback and keeps the position in the audible track for the
+    /// next `play`. Returns whether the group was playing.
+    pub fn pause(&mut self, now_us: i64, events: &EventSink) -> bool {
+        let Some(span) = self.audible_span(now_us) else {
+            return false;
+        };
+        let progress = self.program.as_ref().and_then(|p| p.track_progress_ms(now_us)).unwrap_or(0);
+        self.queue.set_position(self.queue.position_of(span.entry));
+        self.end_program(events);
+        self.resume_ms = progress;
+        self.paused_duration_ms = span.duration_ms;
+        true
+    }
+
+    /// Skips to the next track (`forward`) or back to the previous one, or
+    /// to the start of the audible track when it has played for longer
+    /// than [`RESTART_TRACK_AFTER_MS`]. A playing group goes on playing the
+    /// new track after a short delay; players drop what they buffered.
+    pub fn skip(&mut self, forward: bool, pacing: Pacing, now_us: i64, events: &EventSink) {
+        let playing = self.program.is_some();
+        let (position, progress_ms) = match self.audible_span(now_us) {
+            Some(span) => (self.queue.position_of(span.entry), self.program.as_ref().and_then(|p| p.track_progress_ms(now_us)).unwrap_or(0)),
+            None => (self.queue.position(), self.resume_ms),
+        };
+        self.queue.set_position(position);
+        self.resume_ms = 0;
+        let ended = if forward {
+            !self.queue.skip_next()
+        } else {
+            if progress_ms <= RESTART_TRACK_AFTER_MS {
+                self.queue.skip_previous();
+            }
+            false
+        };
+        if !playing {
+            return;
+        }
+        if ended {
+            self.end_program(events);
+            return;
+        }
+        self.restart_program(pacing, now_us, events);
+    }
+
+    /// Replaces a playing program with one that starts at the queue's
+    /// current track shortly after `now_us`. Players keep their streams
+    /// and formats: `stream/clear` drops what they buffered of the old
+    /// program.
+    fn restart_program(&mut self, pacing: Pacing, now_us: i64, events: &EventSink) {
+        let start_us = now_us + pacing.join_margin_us * 3;
+        let program = match Program::start(&mut self.queue, 0, start_us) {
+            Ok(program) => program,
+            Err(err) => {
+                tracing::error!(group = %self.id, cause = %err, "cannot start the next track");
+                self.end_program(events);
+                return;
+            }
+        };
+        self.programs += 1;
+        let program = self.program.insert(program);
+        program.produce_until(&mut self.queue, start_us + 1);
+        for member in &self.members {
+            let Some(stream) = self.streams.get_mut(&member.client_id) else {
+                continue;
+            };
+            let Some((format, capacity)) = member.player else {
+                continue;
+            };
+            match PlayerStream::new(format, capacity, program, start_us, pacing.encoder) {
+                Ok(fresh) => {
+                    let chunks_sent = stream.chunks_sent;
+                    *stream = fresh;
+                    stream.chunks_sent = chunks_sent;
+                    let clear = StreamClear {
+                        roles: Some(vec!["player".to_string()]),
+                    };
+                    let _ = member.handle.send_message(Message::StreamClear(clear));
+                }
+                Err(err) => tracing::error!(client_id = %member.client_id, cause = %err, "cannot stream the next track"),
+            }
+        }
+    }
+
+    /// Ends the program: every streaming player gets `stream/end`, every
     /// member learns that the group stopped.
-    pub fn stop(&mut self, events: &EventSink) {
+    fn end_program(&mut self, events: &EventSink) {
         if self.program.take().is_none() {
             return;
         }

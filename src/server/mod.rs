@@ -5,14 +5,18 @@
 //! streams. Sessions report to it through one channel, so every change of
 //! who is connected happens in one step in one place.
 
+pub mod artwork;
 mod core;
 mod encode;
 pub mod dial;
 mod group;
+pub mod metadata;
 mod negotiate;
 mod program;
+pub mod queue;
 mod stats;
 mod stream;
+mod track;
 pub mod volume;
 
 use std::future::Future;
@@ -25,6 +29,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::audio::{AudioFormat, Codec};
 use crate::dialect::Dialect;
+use crate::protocol::RepeatMode;
 use crate::session::{CloseCause, SessionId};
 use crate::telemetry::Telemetry;
 use crate::transport::Limits;
@@ -34,6 +39,7 @@ pub use dial::{DialBackoff, Dialer};
 pub use encode::EncoderSettings;
 pub use negotiate::{answer_request, choose_format, closest_producible, is_producible, FormatAnswer};
 pub use program::CHUNK_MS;
+pub use queue::{expand_sources, Queue, QueueEntry, SourceListError};
 pub use stats::{ServerStats, StatsSnapshot};
 
 /// How clients are placed in groups.
@@ -46,12 +52,63 @@ pub enum Grouping {
     Solo,
 }
 
-/// The audio a group plays.
+/// A group named on the command line and the clients placed in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupPlacement {
+    /// Id and name of the group.
+    pub name: String,
+    pub client_ids: Vec<String>,
+}
+
+impl std::str::FromStr for GroupPlacement {
+    type Err = String;
+
+    /// Parses `NAME=CLIENT_ID,CLIENT_ID,...`.
+    fn from_str(text: &str) -> Result<GroupPlacement, String> {
+        let (name, ids) = text
+            .split_once('=')
+            .ok_or_else(|| format!("invalid group {text:?}; write NAME=CLIENT_ID,CLIENT_ID, such as kitchen=player-1,player-2"))?;
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(format!("invalid group {text:?}: the name before = is empty"));
+        }
+        let client_ids: Vec<String> = ids.split(',').map(str::trim).filter(|id| !id.is_empty()).map(str::to_string).collect();
+        if client_ids.is_empty() {
+            return Err(format!("invalid group {text:?}: list at least one client id after ="));
+        }
+        Ok(GroupPlacement {
+            name: name.to_string(),
+            client_ids,
+        })
+    }
+}
+
+/// The initial queue of every group.
 #[derive(Clone, Debug)]
 pub struct SourcePlan {
-    pub path: PathBuf,
-    /// Start over at the end instead of ending the stream.
-    pub looping: bool,
+    /// Files and test signals in their original order; at least one.
+    pub entries: Vec<QueueEntry>,
+    /// Repeat mode at the end of a track.
+    pub repeat: RepeatMode,
+    /// Whether the queue starts in random order.
+    pub shuffle: bool,
+}
+
+impl SourcePlan {
+    /// Creates a plan of one file, played once or, with `looping`, over
+    /// and over.
+    pub fn file(path: PathBuf, looping: bool) -> SourcePlan {
+        SourcePlan {
+            entries: vec![QueueEntry::File(path)],
+            repeat: if looping { RepeatMode::All } else { RepeatMode::Off },
+            shuffle: false,
+        }
+    }
+
+    /// Creates a new queue of these entries for one group.
+    pub fn queue(&self) -> Queue {
+        Queue::new(self.entries.clone(), self.repeat, self.shuffle)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -68,6 +125,9 @@ pub struct ServerConfig {
     pub limits: Limits,
     pub source: SourcePlan,
     pub grouping: Grouping,
+    /// Groups named on the command line: their clients join them instead
+    /// of the group `grouping` gives them.
+    pub placements: Vec<GroupPlacement>,
     /// Name of the shared group.
     pub group_name: String,
     /// How far ahead of real time audio is sent.
@@ -95,6 +155,7 @@ impl ServerConfig {
             limits: Limits::default(),
             source,
             grouping: Grouping::Shared,
+            placements: Vec::new(),
             group_name: "Resonate".to_string(),
             lead: Duration::from_millis(2000),
             start_delay: Duration::from_millis(1000),

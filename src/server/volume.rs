@@ -82,6 +82,40 @@ mod tests {
     }
 
     #[test]
+    fn clamping_at_zero_is_redistributed() {
+        // Mean 40, request 10: -30 each would push 10 to -20. The -20 lost
+        // goes to the other two, which end at 50 - 40 and 60 - 40.
+        let volumes = set_group_volume(&[10, 50, 60], 10);
+        assert_eq!(volumes, vec![0, 10, 20]);
+        assert_eq!(group_volume(&volumes), 10);
+    }
+
+    #[test]
+    fn clamping_repeats_until_the_delta_is_applied() {
+        // Mean 53.3, request 90: +36.7 each clamps 90 at 100, losing 26.7,
+        // which gives the other two 13.3 more. That pushes 60 to 110,
+        // clamped again, losing 10, which the last player takes:
+        // 10 + 36.7 + 13.3 + 10 = 70.
+        let volumes = set_group_volume(&[90, 60, 10], 90);
+        assert_eq!(volumes, vec![100, 100, 70]);
+        assert_eq!(group_volume(&volumes), 90);
+        // Two clamped in the first round: 90 and 80 lose 25 and 15, and
+        // the other two take 20 each.
+        assert_eq!(set_group_volume(&[90, 80, 10, 20], 85), vec![100, 100, 65, 75]);
+    }
+
+    #[test]
+    fn clamping_at_both_bounds_leaves_the_nearest_volume() {
+        // One player fixed at each end cannot move the mean past them:
+        // a request of 100 with [0, 100] reaches 100 for both, and a
+        // request of 0 reaches 0 for both.
+        assert_eq!(set_group_volume(&[0, 100], 100), vec![100, 100]);
+        assert_eq!(set_group_volume(&[0, 100], 0), vec![0, 0]);
+        // A single player takes the request as it is.
+        assert_eq!(set_group_volume(&[37], 64), vec![64]);
+    }
+
+    #[test]
     fn request_of_100_reaches_100_everywhere() {
         assert_eq!(set_group_volume(&[10, 95, 60], 100), vec![100, 100, 100]);
     }

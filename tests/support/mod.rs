@@ -142,7 +142,7 @@ impl TestServer {
 }
 
 pub fn config_for(path: PathBuf) -> ServerConfig {
-    let mut config = ServerConfig::new(SourcePlan { path, looping: false });
+    let mut config = ServerConfig::new(SourcePlan::file(path, false));
     config.server_id = "test-server".into();
     config
 }

@@ -1,0 +1,205 @@
+//! The artwork role: a track's cover scaled to fit each channel a client
+//! declares and encoded in the channel's format.
+
+use std::io::Cursor;
+
+use image::imageops::FilterType;
+use image::{DynamicImage, ImageFormat};
+
+use crate::protocol::{ArtworkChannelFormat, ArtworkChannelSupport};
+
+/// Most artwork channels a client may declare.
+pub const MAX_CHANNELS: usize = 4;
+
+/// Largest width or height a channel may ask for, in pixels.
+pub const MAX_SIDE: u32 = 4096;
+
+/// Source of a channel's images.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ArtSource {
+    /// The cover of the track's album.
+    Album,
+    /// A picture of the artist; this server has none, so the channel stays
+    /// clear.
+    Artist,
+    /// Nothing: the client turned the channel off.
+    None,
+}
+
+/// Image format of a channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ArtFormat {
+    Jpeg,
+    Png,
+    Bmp,
+}
+
+impl ArtFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ArtFormat::Jpeg => "jpeg",
+            ArtFormat::Png => "png",
+            ArtFormat::Bmp => "bmp",
+        }
+    }
+
+    fn image_format(self) -> ImageFormat {
+        match self {
+            ArtFormat::Jpeg => ImageFormat::Jpeg,
+            ArtFormat::Png => ImageFormat::Png,
+            ArtFormat::Bmp => ImageFormat::Bmp,
+        }
+    }
+}
+
+/// One artwork channel as a client declared or last requested it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ArtChannel {
+    pub source: ArtSource,
+    pub format: ArtFormat,
+    pub max_width: u32,
+    pub max_height: u32,
+}
+
+impl ArtChannel {
+    /// Validates a channel of `artwork@v1_support`.
+    pub fn parse(support: &ArtworkChannelSupport) -> Result<ArtChannel, String> {
+        let source = match support.source.as_str() {
+            "album" => ArtSource::Album,
+            "artist" => ArtSource::Artist,
+            "none" => ArtSource::None,
+            other => return Err(format!("artwork source {other:?} is not album, artist or none")),
+        };
+        let format = parse_format(&support.format)?;
+        for (name, side) in [("media_width", support.media_width), ("media_height", support.media_height)] {
+            if side == 0 || side > MAX_SIDE {
+                return Err(format!("artwork {name} {side} is outside 1 to {MAX_SIDE} pixels"));
+            }
+        }
+        Ok(ArtChannel {
+            source,
+            format,
+            max_width: support.media_width,
+            max_height: support.media_height,
+        })
+    }
+
+    /// Builds the channel's entry in `stream/start`: its source, format
+    /// and the largest size an image on it has.
+    pub fn announce(&self) -> ArtworkChannelFormat {
+        ArtworkChannelFormat {
+            source: match self.source {
+                ArtSource::Album => "album",
+                ArtSource::Artist => "artist",
+                ArtSource::None => "none",
+            }
+            .to_string(),
+            format: self.format.as_str().to_string(),
+            width: self.max_width,
+            height: self.max_height,
+        }
+    }
+}
+
+pub fn parse_format(text: &str) -> Result<ArtFormat, String> {
+    match text {
+        "jpeg" => Ok(ArtFormat::Jpeg),
+        "png" => Ok(ArtFormat::Png),
+        "bmp" => Ok(ArtFormat::Bmp),
+        other => Err(format!("artwork format {other:?} is not jpeg, png or bmp")),
+    }
+}
+
+/// Returns the largest size with `width`:`height`'s aspect ratio that
+/// fits in `max_width` by `max_height`. Images are never enlarged.
+pub fn fit(width: u32, height: u32, max_width: u32, max_height: u32) -> (u32, u32) {
+    if width <= max_width && height <= max_height {
+        return (width.max(1), height.max(1));
+    }
+    let (w, h) = (u64::from(width), u64::from(height));
+    // Scale by the tighter of the two bounds, rounding to the nearest pixel.
+    if w * u64::from(max_height) >= h * u64::from(max_width) {
+        let scaled = (h * u64::from(max_width) + w / 2) / w;
+        (max_width, (scaled as u32).clamp(1, max_height))
+    } else {
+        let scaled = (w * u64::from(max_height) + h / 2) / h;
+        ((scaled as u32).clamp(1, max_width), max_height)
+    }
+}
+
+/// Decodes `cover`, scales it to fit `channel` and encodes it in the
+/// channel's format.
+pub fn render(cover: &[u8], channel: &ArtChannel) -> Result<Vec<u8>, String> {
+    let image = image::load_from_memory(cover).map_err(|err| format!("cannot decode the cover image: {err}"))?;
+    let (width, height) = fit(image.width(), image.height(), channel.max_width, channel.max_height);
+    let scaled = if (width, height) == (image.width(), image.height()) {
+        image
+    } else {
+        image.resize_exact(width, height, FilterType::Triangle)
+    };
+    // JPEG and BMP carry no alpha channel here; PNG keeps it.
+    let scaled = match channel.format {
+        ArtFormat::Png => scaled,
+        ArtFormat::Jpeg | ArtFormat::Bmp => DynamicImage::ImageRgb8(scaled.to_rgb8()),
+    };
+    let mut out = Cursor::new(Vec::new());
+    scaled
+        .write_to(&mut out, channel.format.image_format())
+        .map_err(|err| format!("cannot encode the cover as {}: {err}", channel.format.as_str()))?;
+    Ok(out.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(width: u32, height: u32) -> Vec<u8> {
+        let image = image::RgbImage::from_fn(width, height, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 128]));
+        let mut out = Cursor::new(Vec::new());
+        DynamicImage::ImageRgb8(image).write_to(&mut out, ImageFormat::Png).unwrap();
+        out.into_inner()
+    }
+
+    fn channel(format: ArtFormat, max_width: u32, max_height: u32) -> ArtChannel {
+        ArtChannel {
+            source: ArtSource::Album,
+            format,
+            max_width,
+            max_height,
+        }
+    }
+
+    #[test]
+    fn fit_keeps_the_aspect_ratio_and_never_enlarges() {
+        assert_eq!(fit(1000, 500, 300, 300), (300, 150));
+        assert_eq!(fit(500, 1000, 300, 300), (150, 300));
+        assert_eq!(fit(1000, 1000, 400, 200), (200, 200));
+        assert_eq!(fit(100, 50, 300, 300), (100, 50));
+        assert_eq!(fit(3000, 1, 100, 100), (100, 1));
+    }
+
+    #[test]
+    fn render_scales_and_encodes_every_format() {
+        let cover = png(800, 400);
+        for (format, expected) in [(ArtFormat::Jpeg, ImageFormat::Jpeg), (ArtFormat::Png, ImageFormat::Png), (ArtFormat::Bmp, ImageFormat::Bmp)] {
+            let bytes = render(&cover, &channel(format, 200, 200)).unwrap();
+            assert_eq!(image::guess_format(&bytes).unwrap(), expected);
+            let decoded = image::load_from_memory(&bytes).unwrap();
+            assert_eq!((decoded.width(), decoded.height()), (200, 100), "{format:?}");
+        }
+    }
+
+    #[test]
+    fn bad_channels_and_covers_are_named() {
+        let support = ArtworkChannelSupport {
+            source: "album".into(),
+            format: "gif".into(),
+            media_width: 100,
+            media_height: 100,
+        };
+        assert!(ArtChannel::parse(&support).unwrap_err().contains("\"gif\""));
+        let support = ArtworkChannelSupport { format: "png".into(), media_width: 0, ..support };
+        assert!(ArtChannel::parse(&support).unwrap_err().contains("media_width 0"));
+        assert!(render(b"not an image", &channel(ArtFormat::Png, 10, 10)).is_err());
+    }
+}
