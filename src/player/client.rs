@@ -700,7 +700,7 @@ impl<'a> SessionState<'a> {
                 BinaryKind::Audio => self.on_audio(frame.timestamp_us, &frame.payload),
                 other => tracing::debug!(kind = ?other, "ignoring binary frame for a role this player lacks"),
             },
-            Incoming::Unknown { .. } => {}
+            Incoming::Unknown { .. } | Incoming::Consumed => {}
         }
     }
 
