@@ -176,9 +176,17 @@ pub struct PlayArgs {
     #[arg(long, short = 's')]
     pub server: Option<String>,
 
-    /// Wire dialect: sendspin-v1, or resonate for legacy Resonate servers (aioresonate 0.13.2), whose default path is /resonate [default: sendspin-v1 with --server or --listen; over mDNS, the dialect of the service type found, preferring Sendspin servers].
+    /// Wire dialect: sendspin (Sendspin 1.0, encrypted with Noise), sendspin-v1 (cleartext), or resonate for legacy Resonate servers (aioresonate 0.13.2), whose default path is /resonate [default: sendspin-v1 with --server or --listen; over mDNS, the dialect of the service type found, preferring Sendspin servers].
     #[arg(long)]
     pub dialect: Option<String>,
+
+    /// Directory of this player's Sendspin 1.0 identity (its key pair, whose public key is the client_id) and pairing records; created on first use, files readable by the owner only [default: $XDG_STATE_HOME/resonate, or ~/.local/state/resonate].
+    #[arg(long, value_name = "DIR", env = "RESONATE_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Noise cipher suite of Sendspin 1.0 connections: 25519_ChaChaPoly_SHA256 or 25519_AESGCM_SHA256.
+    #[arg(long, default_value = "25519_ChaChaPoly_SHA256")]
+    pub suite: String,
 
     /// Wait for servers to connect instead of dialing one: listen on ADDR:PORT [default when given without a value: 0.0.0.0:8928] at /sendspin and advertise _sendspin._tcp over mDNS. When a second server connects, the protocol's rules pick the one to keep.
     #[arg(

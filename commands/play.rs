@@ -29,6 +29,9 @@ use resonate::player::request::parse_format_request;
 use resonate::protocol::SupportedFormat;
 use resonate::sync::SharedClock;
 use resonate::transport::{parse_ws_url, Limits};
+use resonate::dialect::sendspin::ClientPairing;
+use resonate::noise::{Identity, Suite};
+use resonate::player::encrypted::ClientKeys;
 
 pub fn run(args: PlayArgs) -> Result<(), Failure> {
     if args.list_devices {
@@ -64,7 +67,14 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
         None => None,
     };
     let host = crate::host_name();
-    let client_id = args.client_id.clone().unwrap_or_else(|| default_client_id(&host, &spec));
+    let keys = match requested {
+        Some(Dialect::Sendspin) => Some(client_keys(&args)?),
+        _ => None,
+    };
+    let client_id = match &keys {
+        Some(keys) => keys.identity.id(),
+        None => args.client_id.clone().unwrap_or_else(|| default_client_id(&host, &spec)),
+    };
     let last_played = match &args.state_file {
         Some(path) => Some(LastPlayedStore::new(path.clone())),
         None => LastPlayedStore::in_state_dir(&client_id),
@@ -76,9 +86,10 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
             (parse_ws_url(server, dialect.default_path()).map_err(Failure::usage)?, dialect)
         }
         (None, Some(listen)) => {
-            let path = Dialect::SendspinV1.default_path();
+            let dialect = requested.unwrap_or(Dialect::SendspinV1);
+            let path = dialect.default_path();
             let url = Url::parse(&format!("ws://{listen}{path}")).context("listen address makes no URL")?;
-            (url, Dialect::SendspinV1)
+            (url, dialect)
         }
         (None, None) => {
             let last = last_played.as_ref().and_then(LastPlayedStore::load);
@@ -102,6 +113,7 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
         volume: args.volume,
         muted: false,
         format_request,
+        keys,
     };
 
     let url_text = config.url.to_string();
@@ -223,6 +235,33 @@ const TELEMETRY_INTERVAL: Duration = Duration::from_millis(500);
 /// Time `play` browses for servers when neither --server nor --listen is given.
 const SERVER_SEARCH: Duration = Duration::from_secs(3);
 
+/// Loads (or creates) the player's Sendspin 1.0 identity in its state
+/// directory.
+fn client_keys(args: &PlayArgs) -> Result<ClientKeys, Failure> {
+    if args.client_id.is_some() {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "--client-id cannot be combined with --dialect sendspin: a Sendspin 1.0 client_id is the public key stored in the state directory; give each player its own --state-dir instead"
+        )));
+    }
+    let suite = Suite::from_name(&args.suite).ok_or_else(|| {
+        Failure::usage(anyhow::anyhow!(
+            "unknown --suite {:?}; use 25519_ChaChaPoly_SHA256 or 25519_AESGCM_SHA256",
+            args.suite
+        ))
+    })?;
+    let dir = match &args.state_dir {
+        Some(dir) => dir.clone(),
+        None => resonate::noise::default_state_dir().map_err(Failure::usage)?,
+    };
+    let identity = Identity::load_or_create(&dir.join("identity-player.json")).map_err(Failure::usage)?;
+    Ok(ClientKeys {
+        identity,
+        records_path: dir.join("pairings-player.json"),
+        suite,
+        pairing: ClientPairing::default(),
+    })
+}
+
 /// Finds a server over mDNS: the last-played one as soon as it shows up,
 /// otherwise, after [`SERVER_SEARCH`], the first by instance name among
 /// Sendspin servers, then among legacy Resonate servers. `requested` limits
@@ -231,7 +270,7 @@ const SERVER_SEARCH: Duration = Duration::from_secs(3);
 async fn find_server(scope: Scope, last: Option<LastPlayed>, requested: Option<Dialect>) -> Result<(Url, Dialect), Failure> {
     let mdns = Mdns::start(scope).map_err(Failure::usage)?;
     let services: &[ServiceType] = match requested {
-        Some(Dialect::SendspinV1) => &[ServiceType::SENDSPIN_SERVER],
+        Some(Dialect::SendspinV1 | Dialect::Sendspin) => &[ServiceType::SENDSPIN_SERVER],
         Some(Dialect::Resonate) => &[ServiceType::RESONATE_SERVER],
         None => &[ServiceType::SENDSPIN_SERVER, ServiceType::RESONATE_SERVER],
     };

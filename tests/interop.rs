@@ -188,7 +188,7 @@ const MIN_OPUS_SNR_DB: f64 = 20.0;
 
 /// Starts aiosendspin 10.2.1's server on a free port, playing `wav` once in
 /// `codec`.
-fn spawn_peer_server(root: &Path, wav: &Path, codec: &str) -> anyhow::Result<Child> {
+fn spawn_peer_server(root: &Path, wav: &Path, codec: &str, extra: &[&str]) -> anyhow::Result<Child> {
     let mut command = peer_command(root, "venv-sendspin", &peers_dir(), "python3");
     command
         .arg("aiosendspin_server.py")
@@ -202,6 +202,7 @@ fn spawn_peer_server(root: &Path, wav: &Path, codec: &str) -> anyhow::Result<Chi
             "--codec",
             codec,
         ])
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .kill_on_drop(true);
@@ -339,7 +340,21 @@ fn opus_snr_db(source: &[u8], recorded: &[u8], offset: i64) -> f64 {
     10.0 * (signal / noise.max(1e-9)).log10()
 }
 
+/// How `resonate play` connects to aiosendspin's server.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PlayDialect {
+    /// Cleartext Sendspin v1, which the server accepts in its transition mode.
+    V1,
+    /// Sendspin 1.0 over Noise, unpaired: the client offers unpaired access
+    /// and the server approves every client for it (`--trust-unpaired`).
+    Encrypted,
+}
+
 async fn play_from_peer_server(root: &Path, bit_depth: u16, codec: &str) -> anyhow::Result<()> {
+    play_from_peer_server_in(root, bit_depth, codec, PlayDialect::V1).await
+}
+
+async fn play_from_peer_server_in(root: &Path, bit_depth: u16, codec: &str, dialect: PlayDialect) -> anyhow::Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("resonate-interop")
         .tempdir_in("/tmp")?;
@@ -352,9 +367,14 @@ async fn play_from_peer_server(root: &Path, bit_depth: u16, codec: &str) -> anyh
         0,
         "the file is not whole server chunks"
     );
-    let label = format!("aiosendspin server to resonate play, {codec} {bit_depth}-bit");
+    let encrypted = dialect == PlayDialect::Encrypted;
+    let label = format!(
+        "aiosendspin server to resonate play{}, {codec} {bit_depth}-bit",
+        if encrypted { " over Sendspin 1.0" } else { "" }
+    );
 
-    let mut server = spawn_peer_server(root, &source_path, codec)?;
+    let server_flags: &[&str] = if encrypted { &["--trust-unpaired"] } else { &[] };
+    let mut server = spawn_peer_server(root, &source_path, codec, server_flags)?;
     let stdout = server
         .stdout
         .take()
@@ -378,17 +398,27 @@ async fn play_from_peer_server(root: &Path, bit_depth: u16, codec: &str) -> anyh
         "{label}: the server read other PCM from the file than the test wrote"
     );
 
-    let client_id = format!("resonate-play-{codec}-{bit_depth}");
+    // A 1.0 client_id is the public key of the player's identity, created
+    // here in the state directory that play then loads.
+    let state_dir = dir.path().join("state");
+    let client_id = if encrypted {
+        resonate::noise::Identity::load_or_create(&state_dir.join("identity-player.json"))?.id()
+    } else {
+        format!("resonate-play-{codec}-{bit_depth}")
+    };
+    let state_dir_text = state_dir.to_str().expect("temporary paths are UTF-8").to_string();
+    let identity_args: Vec<&str> = if encrypted {
+        vec!["--dialect", "sendspin", "--state-dir", &state_dir_text]
+    } else {
+        vec!["--client-id", &client_id]
+    };
     let played_path = dir.path().join("played.wav");
     let output = format!("wav:{}", played_path.display());
     let bits = bit_depth.to_string();
     let rate = RATE.to_string();
-    let mut play = resonate(&[
-        "play",
-        "--server",
-        &url,
-        "--client-id",
-        &client_id,
+    let mut play_args = vec!["play", "--server", &url];
+    play_args.extend(identity_args);
+    play_args.extend([
         "--output",
         &output,
         "--sample-rate",
@@ -399,6 +429,7 @@ async fn play_from_peer_server(root: &Path, bit_depth: u16, codec: &str) -> anyh
         // The recording must equal the source sample for sample.
         "--no-drift-correction",
     ]);
+    let mut play = resonate(&play_args);
 
     let events = read_until_event("aiosendspin server", &mut lines, "finished").await?;
     let status = wait_exit("aiosendspin server", &mut server).await?;
@@ -752,6 +783,18 @@ async fn aiosendspin_server_flac_and_opus_to_resonate_play() -> anyhow::Result<(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aiosendspin_server_to_resonate_play_encrypted() -> anyhow::Result<()> {
+    let Some(root) = require_peers_root() else {
+        return Ok(());
+    };
+    for bit_depth in BIT_DEPTHS {
+        play_from_peer_server_in(&root, bit_depth, "pcm", PlayDialect::Encrypted).await?;
+    }
+    play_from_peer_server_in(&root, 24, "flac", PlayDialect::Encrypted).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resonate_serve_to_aiosendspin_client() -> anyhow::Result<()> {
     let Some(root) = require_peers_root() else {
         return Ok(());
@@ -794,7 +837,7 @@ async fn observer_joins_aiosendspin_server() -> anyhow::Result<()> {
     let dir = tempfile::Builder::new().prefix("resonate-interop").tempdir_in("/tmp")?;
     let source_path = dir.path().join("source.wav");
     write_source(&source_path, 16, PEER_SERVER_SECONDS);
-    let mut server = spawn_peer_server(&root, &source_path, "pcm")?;
+    let mut server = spawn_peer_server(&root, &source_path, "pcm", &[])?;
     let stdout = server.stdout.take().context("the server's stdout is not piped")?;
     let mut lines = BufReader::new(stdout).lines();
     let head = read_until_event("aiosendspin server", &mut lines, "source").await?;

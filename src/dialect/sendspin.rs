@@ -69,6 +69,9 @@ pub struct SendspinCodec {
     /// The last `available` value a client reported; 1.0 wants it in every
     /// `client/state`, v1 sends the state only when it changes.
     available: bool,
+    /// The player commands a client accepts: in `client/hello` in v1, in
+    /// every `client/state` player object in 1.0.
+    player_commands: Value,
 }
 
 impl SendspinCodec {
@@ -83,6 +86,7 @@ impl SendspinCodec {
             pairing,
             activated: false,
             available: true,
+            player_commands: json!([]),
         }
     }
 
@@ -97,6 +101,7 @@ impl SendspinCodec {
             pairing: ClientPairing::default(),
             activated: false,
             available: true,
+            player_commands: json!([]),
         }
     }
 
@@ -110,12 +115,25 @@ impl SendspinCodec {
         match (self.side, message) {
             (CodecSide::Client, Message::ClientHello(_)) => self.reshape_client_hello(&text),
             (CodecSide::Client, Message::ClientState(state)) => {
+                let commands = self.player_commands.clone();
+                // 1.0 has no error state: `available: false` means an
+                // external source holds the output, and makes the server
+                // move the client out of its group.
                 if let Some(kind) = state.state {
-                    self.available = !matches!(kind, ClientStateKind::ExternalSource | ClientStateKind::Error);
+                    self.available = kind != ClientStateKind::ExternalSource;
                 }
                 reshape(&text, |payload| {
                     payload.remove("state");
                     payload.insert("available".into(), Value::Bool(self.available));
+                    // 1.0 wants these in every player object.
+                    // NOTE: the player applies --static-delay-ms itself and
+                    // reports no output delay or timing needs.
+                    if let Some(player) = payload.get_mut("player").and_then(Value::as_object_mut) {
+                        player.insert("supported_commands".into(), commands);
+                        player.entry("output_delay_ms").or_insert(json!(0));
+                        player.entry("required_lead_time_ms").or_insert(json!(0));
+                        player.entry("min_buffer_ms").or_insert(json!(0));
+                    }
                 })
             }
             (CodecSide::Server, Message::ServerHello(hello)) => {
@@ -135,14 +153,23 @@ impl SendspinCodec {
     }
 
     /// Leaves out the v1 `client_id` and `version` (1.0 sends the id in
-    /// `client/init`) and adds the pairing fields.
-    fn reshape_client_hello(&self, text: &str) -> String {
-        reshape(text, |payload| {
+    /// `client/init`), moves the player commands to `client/state`, and adds
+    /// the pairing fields.
+    fn reshape_client_hello(&mut self, text: &str) -> String {
+        let mut commands = None;
+        let text = reshape(text, |payload| {
             payload.remove("client_id");
             payload.remove("version");
+            if let Some(support) = payload.get_mut("player@v1_support").and_then(Value::as_object_mut) {
+                commands = support.remove("supported_commands");
+            }
             payload.insert("supported_pair_methods".into(), Value::Object(self.pairing.methods.clone()));
             payload.insert("unpaired_access".into(), json!({ "enabled": self.pairing.unpaired_access }));
-        })
+        });
+        if let Some(commands) = commands {
+            self.player_commands = commands;
+        }
+        text
     }
 
     fn binary_plaintext(&self, frame: &BinaryFrame) -> Vec<u8> {
@@ -173,6 +200,12 @@ impl SendspinCodec {
             (CodecSide::Server, "client/hello") => {
                 payload.insert("client_id".into(), Value::String(self.peer_id.clone()));
                 payload.insert("version".into(), json!(1));
+                // NOTE: 1.0 players list their commands in client/state, which
+                // the engine does not read them from; volume and mute are
+                // assumed until it does.
+                if let Some(support) = payload.get_mut("player@v1_support").and_then(Value::as_object_mut) {
+                    support.entry("supported_commands").or_insert(json!(["volume", "mute"]));
+                }
             }
             (CodecSide::Server, "client/state") => {
                 if let Some(available) = payload.remove("available").and_then(|v| v.as_bool()) {

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""Serve one WAV file to cleartext Sendspin v1 players, using aiosendspin 10.2.1.
+"""Serve one WAV file to Sendspin players, using aiosendspin 10.2.1.
 
 Run it inside the peers root, in the venv-sendspin venv. The server listens on
 127.0.0.1 only, at the fixed Sendspin path /sendspin, and accepts cleartext
-(unencrypted) v1 clients because it is built with allow_unencrypted=True. It
+(unencrypted) v1 clients because it is built with allow_unencrypted=True, as
+well as encrypted Sendspin 1.0 clients. An unpaired 1.0 client gets roles and
+playback only with --trust-unpaired. It
 starts no mDNS: SendspinServer.start_server() in 10.2.1 always opens a Zeroconf
 instance and advertises the server, so this script never calls it and serves
 SendspinServer.on_client_connect from its own aiohttp application instead.
@@ -55,7 +57,7 @@ from aiohttp import web
 from aiosendspin.clock import Clock, RawMonotonicClock
 from aiosendspin.models.core import StreamEndMessage, StreamStartMessage
 from aiosendspin.models.types import AudioCodec, Roles
-from aiosendspin.noise import Identity, InMemoryServerPairingStore
+from aiosendspin.noise import Identity, InMemoryServerPairingStore, TrustedUnpairedClient
 from aiosendspin.server import (
     AudioFormat,
     ClientAddedEvent,
@@ -331,6 +333,18 @@ def emit_sent(tap: WireTap, sent_out: str | None) -> None:
         first = False
 
 
+class TrustingPairingStore(InMemoryServerPairingStore):
+    """Pairing store that approves every client for unpaired playback.
+
+    Like the one of the `sendspin serve` 9.0.0 command: an encrypted client
+    that connects with the Sentinel PSK and offers unpaired access gets its
+    roles and playback without pairing.
+    """
+
+    async def trusted_unpaired(self, client_id: str) -> TrustedUnpairedClient | None:
+        return await super().trusted_unpaired(client_id) or TrustedUnpairedClient(client_id)
+
+
 async def serve(args: argparse.Namespace, source: Source) -> int:
     clock = RawMonotonicClock()
     tap = WireTap(source, clock)
@@ -341,7 +355,7 @@ async def serve(args: argparse.Namespace, source: Source) -> int:
         loop,
         Identity.generate(),
         args.name,
-        pairing_store=InMemoryServerPairingStore(),
+        pairing_store=TrustingPairingStore() if args.trust_unpaired else InMemoryServerPairingStore(),
         allow_unencrypted=True,
         clock=clock,
     )
@@ -407,6 +421,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="stream this codec to every player that offers it (default: the player's first choice)",
     )
     parser.add_argument("--name", default="resonate interop server", help="server name in server/hello")
+    parser.add_argument(
+        "--trust-unpaired",
+        action="store_true",
+        help="approve every encrypted (Sendspin 1.0) client for playback without pairing",
+    )
     parser.add_argument("--verbose", action="store_true", help="log aiosendspin at DEBUG to stderr")
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
