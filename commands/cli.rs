@@ -94,6 +94,26 @@ pub struct ServeArgs {
     #[arg(long)]
     pub legacy: bool,
 
+    /// Wire dialect of clients on --path: sendspin-v1 (cleartext) or sendspin (Sendspin 1.0, encrypted with Noise; add --accept-v1 to take cleartext v1 clients on the same path too).
+    #[arg(long, default_value = "sendspin-v1")]
+    pub dialect: String,
+
+    /// With --dialect sendspin, also accept cleartext Sendspin v1 clients, told apart by their first message.
+    #[arg(long)]
+    pub accept_v1: bool,
+
+    /// With --dialect sendspin, give roles and playback to every unpaired client that offers unpaired access.
+    #[arg(long)]
+    pub allow_unpaired: bool,
+
+    /// With --dialect sendspin, give roles and playback to this unpaired client (its client_id, a base64url public key); repeatable.
+    #[arg(long, value_name = "CLIENT_ID")]
+    pub approve: Vec<String>,
+
+    /// Directory of the server's Sendspin 1.0 identity (its key pair, whose public key is the server_id) and pairing records; created on first use, files readable by the owner only [default: $XDG_STATE_HOME/resonate, or ~/.local/state/resonate].
+    #[arg(long, value_name = "DIR", env = "RESONATE_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
     /// Friendly server name sent in server/hello.
     #[arg(long, default_value = "resonate")]
     pub name: String,

@@ -35,6 +35,9 @@ complete -c resonate -n "__fish_resonate_needs_command" -f -a "stress" -d 'Storm
 complete -c resonate -n "__fish_resonate_needs_command" -f -a "monitor" -d 'Watch a telemetry feed: sessions, clock sync, groups and events in a terminal UI, or as plain text'
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l listen -d 'Address and port to listen on. Use 0.0.0.0:8927 to accept players from the network' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l path -d 'WebSocket path to accept connections on' -r
+complete -c resonate -n "__fish_resonate_using_subcommand serve" -l dialect -d 'Wire dialect of clients on --path: sendspin-v1 (cleartext) or sendspin (Sendspin 1.0, encrypted with Noise; add --accept-v1 to take cleartext v1 clients on the same path too)' -r
+complete -c resonate -n "__fish_resonate_using_subcommand serve" -l approve -d 'With --dialect sendspin, give roles and playback to this unpaired client (its client_id, a base64url public key); repeatable' -r
+complete -c resonate -n "__fish_resonate_using_subcommand serve" -l state-dir -d 'Directory of the server\'s Sendspin 1.0 identity (its key pair, whose public key is the server_id) and pairing records; created on first use, files readable by the owner only [default: $XDG_STATE_HOME/resonate, or ~/.local/state/resonate]' -r -F
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l name -d 'Friendly server name sent in server/hello' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l server-id -d 'Server identifier sent in server/hello [default: resonate-HOSTNAME]' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l grouping -d 'How players are placed in groups' -r -f -a "shared\t'All players join one group and play the source in sync'
@@ -53,6 +56,8 @@ complete -c resonate -n "__fish_resonate_using_subcommand serve" -l telemetry -d
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l demo-seconds -d 'Length of the demonstration in seconds' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l demo-players -d 'Number of in-process players in the demonstration' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l legacy -d 'Also accept legacy Resonate clients (aioresonate 0.13) at /resonate, in the same groups as Sendspin clients, and advertise _resonate-server._tcp over mDNS'
+complete -c resonate -n "__fish_resonate_using_subcommand serve" -l accept-v1 -d 'With --dialect sendspin, also accept cleartext Sendspin v1 clients, told apart by their first message'
+complete -c resonate -n "__fish_resonate_using_subcommand serve" -l allow-unpaired -d 'With --dialect sendspin, give roles and playback to every unpaired client that offers unpaired access'
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l loop -d 'Start the file over at its end instead of ending the stream'
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l no-mdns -d 'Neither advertise this server over mDNS nor browse for players that wait for servers'
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l tui -d 'Draw the monitor in this terminal while serving; quitting it (q) stops the server. Logs go to --log-file, or nowhere'
@@ -63,7 +68,9 @@ complete -c resonate -n "__fish_resonate_using_subcommand serve" -s q -l quiet -
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -s V -l version -d 'Print version'
 complete -c resonate -n "__fish_resonate_using_subcommand play" -s s -l server -d 'Server URL, ws://HOST[:PORT][/PATH]; port 8927 and path /sendspin by default. Without --server and --listen, play looks for a server over mDNS, preferring the one that last played here' -r
-complete -c resonate -n "__fish_resonate_using_subcommand play" -l dialect -d 'Wire dialect: sendspin-v1, or resonate for legacy Resonate servers (aioresonate 0.13.2), whose default path is /resonate [default: sendspin-v1 with --server or --listen; over mDNS, the dialect of the service type found, preferring Sendspin servers]' -r
+complete -c resonate -n "__fish_resonate_using_subcommand play" -l dialect -d 'Wire dialect: sendspin (Sendspin 1.0, encrypted with Noise), sendspin-v1 (cleartext), or resonate for legacy Resonate servers (aioresonate 0.13.2), whose default path is /resonate [default: sendspin-v1 with --server or --listen; over mDNS, the dialect of the service type found, preferring Sendspin servers]' -r
+complete -c resonate -n "__fish_resonate_using_subcommand play" -l state-dir -d 'Directory of this player\'s Sendspin 1.0 identity (its key pair, whose public key is the client_id) and pairing records; created on first use, files readable by the owner only [default: $XDG_STATE_HOME/resonate, or ~/.local/state/resonate]' -r -F
+complete -c resonate -n "__fish_resonate_using_subcommand play" -l suite -d 'Noise cipher suite of Sendspin 1.0 connections: 25519_ChaChaPoly_SHA256 or 25519_AESGCM_SHA256' -r
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l listen -d 'Wait for servers to connect instead of dialing one: listen on ADDR:PORT [default when given without a value: 0.0.0.0:8928] at /sendspin and advertise _sendspin._tcp over mDNS. When a second server connects, the protocol\'s rules pick the one to keep' -r
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l interface -d 'Network interface for mDNS, by name [default: loopback only for a loopback --listen address, else every interface]' -r
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l state-file -d 'File that keeps the id of the server that last played here [default: $XDG_STATE_HOME/resonate/last-played-CLIENT_ID.json, or under ~/.local/state]' -r -F

@@ -244,8 +244,15 @@ fn spawn_peer_client(
 
 /// Starts `resonate serve` on a free loopback port and returns it with its URL.
 fn start_serve(wav: &Path) -> (Proc, String) {
+    start_serve_with(wav, &[])
+}
+
+/// Starts `resonate serve` with `extra` flags and returns it with its URL.
+fn start_serve_with(wav: &Path, extra: &[&str]) -> (Proc, String) {
     let wav = wav.to_str().expect("temporary paths are UTF-8");
-    let mut serve = resonate(&["serve", wav, "--listen", "127.0.0.1:0", "--no-mdns", "--json"]);
+    let mut args = vec!["serve", wav, "--listen", "127.0.0.1:0", "--no-mdns", "--json"];
+    args.extend(extra);
+    let mut serve = resonate(&args);
     let listening = serve.wait_event("listening", EVENT_PATIENCE);
     let url = listening["url"]
         .as_str()
@@ -579,7 +586,34 @@ async fn play_from_peer_server_in(root: &Path, bit_depth: u16, codec: &str, dial
     Ok(())
 }
 
+/// Starts aiosendspin 10.2.1's encrypted player client with a new identity,
+/// offering only 48 kHz stereo PCM at `bit_depth`, over `suite`.
+fn spawn_encrypted_peer_client(root: &Path, url: &str, suite: &str, bit_depth: u16, out: &Path) -> anyhow::Result<Child> {
+    let mut command = peer_command(root, "venv-sendspin", &peers_dir(), "python3");
+    command
+        .arg("aiosendspin_encrypted_client.py")
+        .args(["--url", url, "--suite", suite])
+        .args(["--rate", &RATE.to_string(), "--channels", &CHANNELS.to_string()])
+        .args(["--bit-depth", &bit_depth.to_string()])
+        .args(["--seconds", &PEER_CLIENT_SECONDS.to_string()])
+        .arg("--out")
+        .arg(out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+    command.spawn().context(
+        "starting the aiosendspin 10.2.1 client in the peers root failed (entering the root needs root privileges)",
+    )
+}
+
 async fn serve_to_peer_client(root: &Path, bit_depth: u16) -> anyhow::Result<()> {
+    serve_to_peer_client_over(root, bit_depth, None).await
+}
+
+/// Streams to aiosendspin's client: 6.1.1 over cleartext v1 when `suite` is
+/// `None`, else 10.2.1 over Sendspin 1.0 with that cipher suite, admitted
+/// unpaired by `serve --allow-unpaired`.
+async fn serve_to_peer_client_over(root: &Path, bit_depth: u16, suite: Option<&str>) -> anyhow::Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("resonate-interop")
         .tempdir_in("/tmp")?;
@@ -591,12 +625,23 @@ async fn serve_to_peer_client(root: &Path, bit_depth: u16) -> anyhow::Result<()>
         0,
         "the file should end in a partial chunk"
     );
-    let label = format!("resonate serve to aiosendspin client, {bit_depth}-bit");
+    let label = match suite {
+        Some(suite) => format!("resonate serve to aiosendspin 10.2.1 client over Sendspin 1.0 ({suite}), {bit_depth}-bit"),
+        None => format!("resonate serve to aiosendspin client, {bit_depth}-bit"),
+    };
 
-    let (mut serve, url) = start_serve(&source_path);
-    let client_id = format!("aiosendspin-client-{bit_depth}");
+    let state_dir = dir.path().join("state");
+    let state_dir = state_dir.to_str().expect("temporary paths are UTF-8");
+    let (mut serve, url) = match suite {
+        Some(_) => start_serve_with(&source_path, &["--dialect", "sendspin", "--allow-unpaired", "--state-dir", state_dir]),
+        None => start_serve(&source_path),
+    };
+    let mut client_id = format!("aiosendspin-client-{bit_depth}");
     let recording_path = dir.path().join("received.pcm");
-    let mut client = spawn_peer_client(root, &url, &client_id, bit_depth, &recording_path)?;
+    let mut client = match suite {
+        Some(suite) => spawn_encrypted_peer_client(root, &url, suite, bit_depth, &recording_path)?,
+        None => spawn_peer_client(root, &url, &client_id, bit_depth, &recording_path)?,
+    };
     let stdout = client
         .stdout
         .take()
@@ -607,6 +652,15 @@ async fn serve_to_peer_client(root: &Path, bit_depth: u16) -> anyhow::Result<()>
     let done = events
         .last()
         .expect("read_until_event returns the done event");
+    if suite.is_some() {
+        client_id = events
+            .iter()
+            .find(|event| event["event"] == "identity")
+            .and_then(|event| event["client_id"].as_str())
+            .with_context(|| format!("{label}: the client reported no identity: {events:?}"))?
+            .to_string();
+        assert_eq!(client_id.len(), 43, "{label}: client_id {client_id:?} is not a base64url key");
+    }
     assert_eq!(
         done["ended_by"], "stream_end",
         "{label}: the recording did not end at stream/end; events {events:?}"
@@ -802,6 +856,16 @@ async fn resonate_serve_to_aiosendspin_client() -> anyhow::Result<()> {
     for bit_depth in BIT_DEPTHS {
         serve_to_peer_client(&root, bit_depth).await?;
     }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resonate_serve_to_aiosendspin_encrypted_client() -> anyhow::Result<()> {
+    let Some(root) = require_peers_root() else {
+        return Ok(());
+    };
+    serve_to_peer_client_over(&root, 16, Some("25519_ChaChaPoly_SHA256")).await?;
+    serve_to_peer_client_over(&root, 24, Some("25519_AESGCM_SHA256")).await?;
     Ok(())
 }
 

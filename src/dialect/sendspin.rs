@@ -72,6 +72,11 @@ pub struct SendspinCodec {
     /// The player commands a client accepts: in `client/hello` in v1, in
     /// every `client/state` player object in 1.0.
     player_commands: Value,
+    /// Whether the server gives this client roles (server side): paired, or
+    /// an unpaired client the operator approved. A client that is not
+    /// admitted, or that offers no unpaired access on an unpaired session,
+    /// gets no roles and no playback.
+    admitted: bool,
 }
 
 impl SendspinCodec {
@@ -87,6 +92,7 @@ impl SendspinCodec {
             activated: false,
             available: true,
             player_commands: json!([]),
+            admitted: true,
         }
     }
 
@@ -102,7 +108,14 @@ impl SendspinCodec {
             activated: false,
             available: true,
             player_commands: json!([]),
+            admitted: true,
         }
+    }
+
+    /// Sets whether the server gives this client roles.
+    pub fn with_admission(mut self, admitted: bool) -> Self {
+        self.admitted = admitted;
+        self
     }
 
     /// Returns the category of the PSK that keys the session.
@@ -205,6 +218,18 @@ impl SendspinCodec {
                 // assumed until it does.
                 if let Some(support) = payload.get_mut("player@v1_support").and_then(Value::as_object_mut) {
                     support.entry("supported_commands").or_insert(json!(["volume", "mute"]));
+                }
+                let unpaired_access = payload
+                    .get("unpaired_access")
+                    .and_then(|access| access.get("enabled"))
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                let paired = self.category == PskCategory::LongTerm;
+                if !self.admitted || (!paired && !unpaired_access) {
+                    // No roles: server/activate then declares no activities
+                    // and no active roles, which every PSK category allows.
+                    tracing::info!(client = %self.peer_id, admitted = self.admitted, unpaired_access, "activating no roles for an unpaired client");
+                    payload.insert("supported_roles".into(), json!([]));
                 }
             }
             (CodecSide::Server, "client/state") => {
