@@ -2,13 +2,15 @@
 //! an encrypted Noise channel.
 //!
 //! The handshake (`src/noise/`) runs before the session starts, and this
-//! codec then owns the channel: every message is a binary WebSocket
-//! message holding one Noise transport message, JSON bodies have type 0,
-//! and oversized messages travel as type 1 fragments. 1.0 sends
-//! `server/hello` first, before `client/hello`, and adds `server/activate`
-//! after it; the handshake exchanges `server/hello`, and this codec maps
-//! the engine's v1 `server/hello` to `server/activate` and back, so the
-//! session engine sees the v1 order on both sides.
+//! codec then owns the channel. Every message is a binary WebSocket
+//! message carrying one Noise transport message, JSON bodies have type 0,
+//! and oversized messages travel as type 1 fragments.
+//!
+//! 1.0 sends `server/hello` first, before `client/hello`, and adds
+//! `server/activate` after it. The code before the session exchanges
+//! `server/hello`, and this codec maps the engine's v1 `server/hello` to
+//! `server/activate` and back, so the session engine gets the v1 order on
+//! both sides.
 
 use serde_json::{json, Map, Value};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -25,14 +27,14 @@ use crate::protocol::{BinaryFrame, BinaryKind, ClientStateKind, Message};
 /// `send_ahead` in microseconds.
 pub const AUDIO_HEADER_LEN: usize = 13;
 
-/// Which side of the connection this codec serves.
+/// The side of the connection a codec serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CodecSide {
     Client,
     Server,
 }
 
-/// What a client says about pairing in its `client/hello`.
+/// The pairing fields of a client's `client/hello`.
 #[derive(Clone, Debug)]
 pub struct ClientPairing {
     /// `supported_pair_methods`, keyed by method.
@@ -130,7 +132,7 @@ impl SendspinCodec {
             (CodecSide::Client, Message::ClientState(state)) => {
                 let commands = self.player_commands.clone();
                 // 1.0 has no error state: `available: false` means an
-                // external source holds the output, and makes the server
+                // external source uses the output, and makes the server
                 // move the client out of its group.
                 if let Some(kind) = state.state {
                     self.available = kind != ClientStateKind::ExternalSource;

@@ -1,7 +1,7 @@
 //! Fragmentation of Sendspin 1.0 transport messages.
 //!
 //! A Noise transport message carries at most 65535 bytes, 16 of them the
-//! AEAD tag, so one plaintext holds at most [`MAX_PLAINTEXT`] bytes: a type
+//! AEAD tag, so one plaintext carries at most [`MAX_PLAINTEXT`] bytes: a type
 //! byte and up to 65518 bytes of payload. A larger message travels as
 //! fragments of type 1: `[1][flags][orig_type][data]` first, then
 //! `[1][flags][data]`. Flag bit 1 marks the first fragment and bit 0 the

@@ -166,7 +166,7 @@ pub struct ClientOptions<'a> {
     pub records: Option<&'a PairingStore>,
     /// A pairing PSK for this connection, from a pairing token.
     pub pairing_psk: Option<[u8; PSK_LEN]>,
-    /// The server this client expects, when it knows it.
+    /// The expected `server_id`, if any.
     pub expected_server: Option<&'a str>,
     /// Time allowed for each message of the server.
     pub timeout: Duration,
@@ -212,10 +212,10 @@ where
 
     let (psk, category, credential_mismatch) = match resolve_psk(&options, &referenced_id, category, &server_id)? {
         Some(psk) => (psk, category, false),
-        // Sentinel fallback: a reference this client cannot use is answered
-        // under the Sentinel, so the session can carry a re-pairing.
+        // Sentinel fallback: message 2 to a reference this client cannot use
+        // is keyed with the Sentinel, so the session can carry a re-pairing.
         None => {
-            tracing::warn!(server = %server_id, psk_id = %referenced_id, category = category.code(), "no PSK matches the server's reference; answering with the Sentinel PSK");
+            tracing::warn!(server = %server_id, psk_id = %referenced_id, category = category.code(), "no PSK matches the server's psk_id; using the Sentinel PSK");
             (sentinel_psk(), PskCategory::Sentinel, true)
         }
     };
@@ -294,7 +294,7 @@ where
     let (client_id, suite, client_key) = match parse_client_init(&client_init) {
         Ok(parsed) => parsed,
         Err((reason, detail)) => {
-            // An init failure is the one handshake failure that is answered.
+            // An init failure is the one handshake failure that gets a reply.
             let error = envelope("server/error", json!({ "reason": reason }));
             let _ = ws.send(WsMessage::text(error)).await;
             return Err(HandshakeError::InitFailure { reason, detail });
@@ -389,10 +389,10 @@ fn handshake_message(noise: &[u8]) -> String {
     envelope("noise/handshake", json!({ "data": encode_id(noise) }))
 }
 
-/// Parses `client/init` by the failure rules of Sendspin 1.0: anything
-/// that is not the envelope is `malformed`; a `version` integer other than
-/// 1 is `unsupported_version` whatever the other fields; then `suite`, then
-/// `client_id`.
+/// Parses `client/init` by the failure rules of Sendspin 1.0. Anything that
+/// is not the envelope is `malformed`. A `version` integer other than 1 is
+/// `unsupported_version` whatever the other fields are. Then `suite` is
+/// checked, then `client_id`.
 fn parse_client_init(text: &str) -> Result<(String, Suite, [u8; KEY_LEN]), (&'static str, String)> {
     let malformed = |detail: String| ("malformed", detail);
     let value: Value = serde_json::from_str(text).map_err(|err| malformed(format!("not JSON: {err}")))?;
@@ -636,7 +636,8 @@ mod tests {
             assert_eq!(server.peer_id, client_identity.id(), "{suite}");
             assert_eq!(client.category, PskCategory::Sentinel);
             assert_eq!(server.category, PskCategory::Sentinel);
-            assert!(!client.credential_mismatch && !server.credential_mismatch);
+            assert!(!client.credential_mismatch, "client side");
+            assert!(!server.credential_mismatch, "server side");
             assert_eq!(client.handshake_hash, server.handshake_hash);
             exchange(&mut client, &mut server);
         }

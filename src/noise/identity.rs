@@ -211,7 +211,7 @@ pub struct PairingStore {
 }
 
 impl PairingStore {
-    /// Loads the records at `path`; a missing file holds none.
+    /// Loads the records at `path`. A missing file means no records.
     pub fn load(path: &Path) -> Result<PairingStore, StateError> {
         let records = match std::fs::read_to_string(path) {
             Ok(text) => serde_json::from_str(&text).map_err(|err| StateError::Invalid {

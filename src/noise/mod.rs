@@ -41,7 +41,7 @@ pub fn psk_id(psk: &[u8; PSK_LEN]) -> String {
     identity::encode_id(&hasher.finalize())
 }
 
-/// What the server uses the PSK named in Noise message 1 as.
+/// The role of the PSK named in Noise message 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PskCategory {
     /// A long-term PSK from a finished pairing (`lt`).

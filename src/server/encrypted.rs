@@ -31,7 +31,8 @@ pub struct ServerKeys {
     pub approved: HashSet<String>,
 }
 
-/// How an accepted connection continues.
+/// An accepted connection ready for its session: dialect, codec and any
+/// frame already read.
 pub struct Opened {
     pub dialect: Dialect,
     pub codec: Box<dyn WireCodec>,
@@ -69,7 +70,7 @@ where
                 first_frame: Some(first),
             });
         }
-        tracing::info!(%peer, "rejecting a cleartext Sendspin v1 client; serve accepts only Sendspin 1.0 (see --dialect)");
+        tracing::info!(%peer, "rejected a cleartext Sendspin v1 client; pass --accept-v1 to accept v1 clients next to Sendspin 1.0");
         let _ = ws.close(None).await;
         return None;
     }

@@ -2,9 +2,9 @@
 """Record the PCM a Sendspin 1.0 server streams to one player, using aiosendspin 10.2.1.
 
 Run it inside the peers root, in the venv-sendspin venv. The client creates a
-fresh identity (its client_id is the public key), connects to --url over the
-encrypted Sendspin 1.0 transport with the cipher suite --suite, offers the
-pairing PSK method and unpaired access, and plays as a player that
+fresh identity, whose public key is its client_id. It connects to --url over
+the encrypted Sendspin 1.0 transport with the cipher suite --suite and offers
+the pairing PSK method and unpaired access. It plays as a player that
 advertises exactly one PCM format, from --rate, --channels and --bit-depth.
 It holds no pairing record, so the server admits it on the Sentinel PSK.
 
