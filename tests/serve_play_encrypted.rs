@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use process::{resonate, Proc};
-use resonate::noise::Identity;
+use resonate::noise::{Identity, PairingStore};
 use support::{read_recording, write_test_wav};
 
 const RATE: u32 = 48_000;
@@ -183,6 +183,54 @@ fn cleartext_client_rejected_without_accept_v1() {
     let mut player = resonate(&["play", "--server", &url, "--client-id", "cleartext", "--output", "null", "--json"]);
     let disconnected = player.wait_event("disconnected", PATIENCE);
     assert_eq!(disconnected["cause"], "peer_closed", "{disconnected}");
+    assert!(player.interrupt().success());
+    assert!(server.interrupt().success());
+}
+
+/// Writes one pairing record with `psk` on each side, as a finished pairing
+/// leaves them.
+fn pair_by_records(server_state: &Path, player_state: &Path, psk: &[u8; 32]) -> (String, String) {
+    let server_id = Identity::load_or_create(&server_state.join("identity-server.json")).unwrap().id();
+    let player_id = Identity::load_or_create(&player_state.join("identity-player.json")).unwrap().id();
+    let mut server_records = PairingStore::load(&server_state.join("pairings-server.json")).unwrap();
+    server_records.insert(&player_id, psk).unwrap();
+    let mut player_records = PairingStore::load(&player_state.join("pairings-player.json")).unwrap();
+    player_records.insert(&server_id, psk).unwrap();
+    (server_id, player_id)
+}
+
+#[test]
+fn paired_client_plays_without_approval() {
+    let dir = tempfile::tempdir().unwrap();
+    let source_path = dir.path().join("source.wav");
+    write_test_wav(&source_path, RATE, CHANNELS, 16, 1.0);
+    let (server_state, player_state) = (dir.path().join("server"), dir.path().join("player"));
+    let (_, player_id) = pair_by_records(&server_state, &player_state, &[0x5a; 32]);
+
+    let (mut server, url) = start_serve(&source_path, &server_state, &[]);
+    let mut player = start_encrypted_player(&url, &player_state, "25519_ChaChaPoly_SHA256", &dir.path().join("out.wav"));
+    let roles = joined_roles(&mut server, &player_id);
+    assert!(roles.contains(&"player@v1".to_string()), "paired client roles: {roles:?}");
+    server.wait_event("stream_started", PATIENCE);
+    assert!(player.interrupt().success());
+    assert!(server.interrupt().success());
+}
+
+#[test]
+fn lost_record_gets_no_roles() {
+    let dir = tempfile::tempdir().unwrap();
+    let source_path = dir.path().join("source.wav");
+    write_test_wav(&source_path, RATE, CHANNELS, 16, 1.0);
+    let (server_state, player_state) = (dir.path().join("server"), dir.path().join("player"));
+    let (_, player_id) = pair_by_records(&server_state, &player_state, &[0x33; 32]);
+    // The player loses its record; the server still references it, so the
+    // player answers with the Sentinel PSK and the session stays roleless,
+    // even though unpaired clients are allowed.
+    std::fs::remove_file(player_state.join("pairings-player.json")).unwrap();
+
+    let (mut server, url) = start_serve(&source_path, &server_state, &["--allow-unpaired"]);
+    let mut player = start_encrypted_player(&url, &player_state, "25519_ChaChaPoly_SHA256", &dir.path().join("out.wav"));
+    assert_eq!(joined_roles(&mut server, &player_id), Vec::<String>::new(), "roles after a credential mismatch");
     assert!(player.interrupt().success());
     assert!(server.interrupt().success());
 }

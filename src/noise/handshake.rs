@@ -117,6 +117,12 @@ impl Channel {
         }
     }
 
+    /// Puts the keys of a finished re-handshake in place of the old ones.
+    fn rekey(&mut self, transport: snow::TransportState) {
+        self.transport = transport;
+        self.reassembler = Reassembler::default();
+    }
+
     /// Encrypts a type-prefixed plaintext into one or more binary messages,
     /// fragmenting it when it does not fit in one.
     pub fn seal(&mut self, plaintext: Vec<u8>) -> Vec<Vec<u8>> {
@@ -495,7 +501,105 @@ where
     if value.get("type").and_then(Value::as_str) != Some("noise/handshake") {
         return Err(malformed(what, format!("message type {:?}", value.get("type"))));
     }
-    let data = value
+    handshake_data(&value, what)
+}
+
+/// Runs the server side of an in-band re-handshake on an encrypted
+/// connection: Noise message 1 goes out as an encrypted `noise/handshake`,
+/// message 2 comes back under the old keys, and `channel` then uses the new
+/// keys. `prologue` is the handshake hash `h` of the handshake before.
+/// Application messages that arrive before message 2 were sent under the old
+/// keys before the client saw message 1, and are discarded. There is no
+/// Sentinel fallback: a message 2 that fails fails the re-handshake.
+/// Returns the new handshake hash.
+#[allow(clippy::too_many_arguments)]
+pub async fn rehandshake_server<S>(
+    ws: &mut WebSocketStream<S>,
+    channel: &mut Channel,
+    identity: &Identity,
+    client_key: &[u8; KEY_LEN],
+    suite: Suite,
+    prologue: &[u8],
+    choice: &PskChoice,
+    timeout: Duration,
+) -> Result<Vec<u8>, HandshakeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut state = snow::Builder::new(suite.noise_params())
+        .local_private_key(identity.private_key())
+        .remote_public_key(client_key)
+        .prologue(prologue)
+        .psk(2, &choice.psk)
+        .build_initiator()?;
+    let payload = serde_json::to_vec(&json!({ "psk_id": psk_id(&choice.psk), "psk_category": choice.category.code() }))
+        .expect("the message 1 payload serializes");
+    let mut message_1 = vec![0u8; MAX_NOISE_MESSAGE];
+    let len = state.write_message(&payload, &mut message_1)?;
+    send_json(ws, channel, &handshake_message(&message_1[..len])).await?;
+
+    let message_2 = loop {
+        let message = receive_json(ws, channel, "Noise message 2", timeout).await?;
+        if message.get("type").and_then(Value::as_str) == Some("noise/handshake") {
+            break handshake_data(&message, "Noise message 2")?;
+        }
+        tracing::debug!(message_type = ?message.get("type"), "discarding a message sent before the re-handshake");
+    };
+    let mut payload = vec![0u8; message_2.len()];
+    state
+        .read_message(&message_2, &mut payload)
+        .map_err(|_| HandshakeError::Authentication { what: "Noise message 2" })?;
+    let hash = state.get_handshake_hash().to_vec();
+    channel.rekey(state.into_transport_mode()?);
+    Ok(hash)
+}
+
+/// Runs the client side of an in-band re-handshake after `message_1`, the
+/// encrypted `noise/handshake` the server sent, arrived. Message 2 goes out
+/// under the old keys, and `channel` then uses the new ones. A `psk_id`
+/// this client holds no PSK for fails, as the Sentinel fallback applies only
+/// to the first handshake. Returns the new handshake hash.
+pub async fn rehandshake_client<S>(
+    ws: &mut WebSocketStream<S>,
+    channel: &mut Channel,
+    message_1: &Value,
+    options: ClientOptions<'_>,
+    server_id: &str,
+    prologue: &[u8],
+) -> Result<Vec<u8>, HandshakeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let server_key = decode_key(server_id).map_err(|detail| malformed("server_id", detail))?;
+    let mut state = snow::Builder::new(options.suite.noise_params())
+        .local_private_key(options.identity.private_key())
+        .remote_public_key(&server_key)
+        .prologue(prologue)
+        .build_responder()?;
+    let message_1 = handshake_data(message_1, "Noise message 1")?;
+    let mut payload = vec![0u8; message_1.len()];
+    let len = state
+        .read_message(&message_1, &mut payload)
+        .map_err(|_| HandshakeError::Authentication { what: "Noise message 1" })?;
+    let (referenced_id, category) = parse_message_1(&payload[..len])?;
+    let Some(psk) = resolve_psk(&options, &referenced_id, category, server_id)? else {
+        return Err(HandshakeError::UnknownPsk {
+            psk_id: referenced_id,
+            category: category.code(),
+        });
+    };
+    state.set_psk(2, &psk)?;
+    let mut message_2 = vec![0u8; MAX_NOISE_MESSAGE];
+    let len = state.write_message(b"{}", &mut message_2)?;
+    send_json(ws, channel, &handshake_message(&message_2[..len])).await?;
+    let hash = state.get_handshake_hash().to_vec();
+    channel.rekey(state.into_transport_mode()?);
+    Ok(hash)
+}
+
+/// Returns the Noise bytes in the `data` of a `noise/handshake` message.
+fn handshake_data(message: &Value, what: &'static str) -> Result<Vec<u8>, HandshakeError> {
+    let data = message
         .pointer("/payload/data")
         .and_then(Value::as_str)
         .ok_or_else(|| malformed(what, "payload.data is missing"))?;
@@ -769,6 +873,80 @@ mod tests {
         let (client, server) = run(&Identity::generate(), &Identity::generate(), Suite::AesGcm, None, None).await;
         assert!(matches!(server, Err(HandshakeError::Refused { .. })), "{server:?}");
         assert!(client.is_err(), "the client completed a refused handshake");
+    }
+
+    /// Runs a first handshake on the Sentinel, then an in-band re-handshake
+    /// to `choice`, with the client holding `records`.
+    async fn rehandshake(choice: PskChoice, records: Option<&PairingStore>, server_identity: &Identity, client_identity: &Identity) -> (Result<Vec<u8>, HandshakeError>, Result<Vec<u8>, HandshakeError>, Established, Established, WebSocketStream<DuplexStream>, WebSocketStream<DuplexStream>) {
+        let (mut client_ws, mut server_ws) = pair().await;
+        let server = accept(&mut server_ws, None, ServerOptions { identity: server_identity, timeout: TIMEOUT }, |_| Some(PskChoice::sentinel()));
+        let client = connect(&mut client_ws, client_options(client_identity, Suite::AesGcm, records));
+        let (client, server) = tokio::join!(client, server);
+        let (mut client, mut server) = (client.unwrap(), server.unwrap());
+
+        // An application message the client sent before message 1 reached it.
+        send_json(&mut client_ws, &mut client.channel, "{\"type\":\"client/time\",\"payload\":{}}").await.unwrap();
+        let server_side = async {
+            let result = rehandshake_server(
+                &mut server_ws,
+                &mut server.channel,
+                server_identity,
+                client_identity.public_key(),
+                Suite::AesGcm,
+                &server.handshake_hash,
+                &choice,
+                TIMEOUT,
+            )
+            .await;
+            if result.is_err() {
+                let _ = server_ws.close(None).await;
+            }
+            result
+        };
+        let client_side = async {
+            let message_1 = receive_json(&mut client_ws, &mut client.channel, "Noise message 1", TIMEOUT).await.unwrap();
+            let options = client_options(client_identity, Suite::AesGcm, records);
+            let server_id = server_identity.id();
+            let result = rehandshake_client(&mut client_ws, &mut client.channel, &message_1, options, &server_id, &client.handshake_hash).await;
+            if result.is_err() {
+                let _ = client_ws.close(None).await;
+            }
+            result
+        };
+        let (server_result, client_result) = tokio::join!(server_side, client_side);
+        (server_result, client_result, client, server, client_ws, server_ws)
+    }
+
+    #[tokio::test]
+    async fn rehandshake_switches_to_long_term_psk() {
+        let dir = tempfile::tempdir().unwrap();
+        let server_identity = Identity::generate();
+        let client_identity = Identity::generate();
+        let psk = [77u8; PSK_LEN];
+        let mut records = PairingStore::load(&dir.path().join("pairings.json")).unwrap();
+        records.insert(&server_identity.id(), &psk).unwrap();
+        let choice = PskChoice {
+            psk,
+            category: PskCategory::LongTerm,
+        };
+        let (server_result, client_result, mut client, mut server, _client_ws, _server_ws) =
+            rehandshake(choice, Some(&records), &server_identity, &client_identity).await;
+        let server_hash = server_result.unwrap();
+        let client_hash = client_result.unwrap();
+        assert_eq!(server_hash, client_hash, "handshake hashes");
+        assert_ne!(server_hash, server.handshake_hash, "the re-handshake kept the old hash");
+        exchange(&mut client, &mut server);
+    }
+
+    #[tokio::test]
+    async fn rehandshake_miss_fails_without_fallback() {
+        let choice = PskChoice {
+            psk: [3u8; PSK_LEN],
+            category: PskCategory::LongTerm,
+        };
+        let (server_result, client_result, ..) = rehandshake(choice, None, &Identity::generate(), &Identity::generate()).await;
+        assert!(matches!(client_result, Err(HandshakeError::UnknownPsk { .. })), "{client_result:?}");
+        assert!(server_result.is_err(), "the server completed a failed re-handshake");
     }
 
     #[tokio::test]

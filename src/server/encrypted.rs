@@ -115,7 +115,9 @@ where
     let client_id = established.peer_id;
     let admitted = established.category == PskCategory::LongTerm
         || (!established.credential_mismatch && (keys.allow_unpaired || keys.approved.contains(&client_id)));
-    if !admitted {
+    if established.credential_mismatch {
+        tracing::warn!(%peer, client = %client_id, records = %keys.records_path.display(), "client could not use its pairing record, so it gets no roles until it pairs again or its record is removed from the file");
+    } else if !admitted {
         tracing::warn!(%peer, client = %client_id, "unpaired client is not approved, so it gets no roles; approve it with --approve {client_id} or pass --allow-unpaired");
     }
     tracing::info!(%peer, client = %client_id, category = established.category.code(), suite = %established.suite, "Noise handshake done");
