@@ -110,6 +110,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "CLIENT_ID")]
     pub approve: Vec<String>,
 
+    /// With --dialect sendspin, pair with the client whose pairing token (SP:0..., printed by play --pairing-token) this is, when it next connects; repeatable. The pairing record is then kept in the state directory.
+    #[arg(long, value_name = "TOKEN")]
+    pub pair_token: Vec<String>,
+
     /// Directory of the server's Sendspin 1.0 identity (its key pair, whose public key is the server_id) and pairing records; created on first use, files readable by the owner only [default: $XDG_STATE_HOME/resonate, or ~/.local/state/resonate].
     #[arg(long, value_name = "DIR", env = "RESONATE_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
@@ -207,6 +211,10 @@ pub struct PlayArgs {
     /// Noise cipher suite of Sendspin 1.0 connections: 25519_ChaChaPoly_SHA256 or 25519_AESGCM_SHA256.
     #[arg(long, default_value = "25519_ChaChaPoly_SHA256")]
     pub suite: String,
+
+    /// Print this player's Sendspin 1.0 pairing token (from the key pair and pairing PSK in --state-dir, created on first use) and exit. Give it to serve --pair-token to pair.
+    #[arg(long)]
+    pub pairing_token: bool,
 
     /// Wait for servers to connect instead of dialing one: listen on ADDR:PORT [default when given without a value: 0.0.0.0:8928] at /sendspin and advertise _sendspin._tcp over mDNS. When a second server connects, the protocol's rules pick the one to keep.
     #[arg(

@@ -37,6 +37,12 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
     if args.list_devices {
         return list_devices();
     }
+    if args.pairing_token {
+        let keys = client_keys(&args)?;
+        let psk = keys.pairing_psk.expect("client_keys loads the pairing PSK");
+        println!("{}", resonate::noise::pairing::encode_token(keys.identity.public_key(), &psk));
+        return Ok(());
+    }
     let requested: Option<Dialect> = match &args.dialect {
         Some(text) => Some(text.parse().map_err(|e: String| Failure::usage(anyhow::anyhow!(e)))?),
         None => None,
@@ -254,11 +260,13 @@ fn client_keys(args: &PlayArgs) -> Result<ClientKeys, Failure> {
         None => resonate::noise::default_state_dir().map_err(Failure::usage)?,
     };
     let identity = Identity::load_or_create(&dir.join("identity-player.json")).map_err(Failure::usage)?;
+    let pairing_psk = resonate::noise::pairing::load_or_create_pairing_psk(&dir.join("pairing-psk-player.txt")).map_err(Failure::usage)?;
     Ok(ClientKeys {
         identity,
         records_path: dir.join("pairings-player.json"),
         suite,
         pairing: ClientPairing::default(),
+        pairing_psk: Some(pairing_psk),
     })
 }
 

@@ -177,7 +177,12 @@ fn start_mdns(args: &ServeArgs, config: &ServerConfig, addr: SocketAddr) -> Resu
 /// sendspin` asks for it, with the admission policy of the flags.
 fn server_keys(args: &ServeArgs) -> Result<Option<ServerKeys>, Failure> {
     let dialect: Dialect = args.dialect.parse().map_err(|e: String| Failure::usage(anyhow::anyhow!(e)))?;
-    let encrypted_only = [(args.accept_v1, "--accept-v1"), (args.allow_unpaired, "--allow-unpaired"), (!args.approve.is_empty(), "--approve")];
+    let encrypted_only = [
+        (args.accept_v1, "--accept-v1"),
+        (args.allow_unpaired, "--allow-unpaired"),
+        (!args.approve.is_empty(), "--approve"),
+        (!args.pair_token.is_empty(), "--pair-token"),
+    ];
     match dialect {
         Dialect::Sendspin => {}
         Dialect::SendspinV1 => {
@@ -201,6 +206,12 @@ fn server_keys(args: &ServeArgs) -> Result<Option<ServerKeys>, Failure> {
         resonate::noise::identity::decode_key(id)
             .map_err(|reason| Failure::usage(anyhow::anyhow!("invalid --approve {id:?}: {reason}")))?;
     }
+    let pairing_tokens = args
+        .pair_token
+        .iter()
+        .map(|text| resonate::noise::pairing::decode_token(text))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|reason| Failure::usage(anyhow::anyhow!("{reason}; pass the token play --pairing-token printed")))?;
     let dir = match &args.state_dir {
         Some(dir) => dir.clone(),
         None => resonate::noise::default_state_dir().map_err(Failure::usage)?,
@@ -212,6 +223,7 @@ fn server_keys(args: &ServeArgs) -> Result<Option<ServerKeys>, Failure> {
         accept_v1: args.accept_v1,
         allow_unpaired: args.allow_unpaired,
         approved: args.approve.iter().cloned().collect(),
+        pairing_tokens,
     }))
 }
 

@@ -234,3 +234,45 @@ fn lost_record_gets_no_roles() {
     assert!(player.interrupt().success());
     assert!(server.interrupt().success());
 }
+
+#[test]
+fn pairing_token_pairs_and_persists_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let source_path = dir.path().join("source.wav");
+    write_test_wav(&source_path, RATE, CHANNELS, 16, 1.0);
+    let (server_state, player_state) = (dir.path().join("server"), dir.path().join("player"));
+    let player_state_text = player_state.to_str().unwrap().to_string();
+
+    let printed = std::process::Command::new(env!("CARGO_BIN_EXE_resonate"))
+        .args(["play", "--pairing-token", "--state-dir", &player_state_text])
+        .output()
+        .unwrap();
+    assert!(printed.status.success(), "play --pairing-token failed: {printed:?}");
+    let token = String::from_utf8(printed.stdout).unwrap().trim().to_string();
+    assert!(token.starts_with("SP:0"), "token {token:?}");
+    let player_id = Identity::load_or_create(&player_state.join("identity-player.json")).unwrap().id();
+
+    // Pairing: no approval flag, only the token.
+    let (mut server, url) = start_serve(&source_path, &server_state, &["--pair-token", &token]);
+    let server_id = Identity::load_or_create(&server_state.join("identity-server.json")).unwrap().id();
+    let mut player = start_encrypted_player(&url, &player_state, "25519_ChaChaPoly_SHA256", &dir.path().join("out.wav"));
+    let roles = joined_roles(&mut server, &player_id);
+    assert!(roles.contains(&"player@v1".to_string()), "roles after pairing: {roles:?}");
+    server.wait_event("stream_started", PATIENCE);
+    assert!(player.interrupt().success());
+    assert!(server.interrupt().success());
+
+    let server_records = PairingStore::load(&server_state.join("pairings-server.json")).unwrap();
+    let player_records = PairingStore::load(&player_state.join("pairings-player.json")).unwrap();
+    let server_record = server_records.record_of(&player_id).expect("the server stored no record");
+    let player_record = player_records.record_of(&server_id).expect("the player stored no record");
+    assert_eq!(server_record.psk, player_record.psk, "the two records hold different PSKs");
+
+    // The next connection is paired by the record alone.
+    let (mut server, url) = start_serve(&source_path, &server_state, &[]);
+    let mut player = start_encrypted_player(&url, &player_state, "25519_AESGCM_SHA256", &dir.path().join("again.wav"));
+    let roles = joined_roles(&mut server, &player_id);
+    assert!(roles.contains(&"player@v1".to_string()), "roles on the paired reconnect: {roles:?}");
+    assert!(player.interrupt().success());
+    assert!(server.interrupt().success());
+}

@@ -79,6 +79,13 @@ pub struct SendspinCodec {
     /// admitted, or that offers no unpaired access on an unpaired session,
     /// gets no roles and no playback.
     admitted: bool,
+    /// Whether `client/hello` already went out before the session (client
+    /// side, after pairing); the session's hello is then left out.
+    hello_sent: bool,
+    /// A `client/hello` body read before the session (server side, during
+    /// pairing), which the session receives as its first frame in a text
+    /// message; only that one text message is accepted, once.
+    replayed_hello: Option<String>,
 }
 
 impl SendspinCodec {
@@ -95,6 +102,8 @@ impl SendspinCodec {
             available: true,
             player_commands: json!([]),
             admitted: true,
+            hello_sent: false,
+            replayed_hello: None,
         }
     }
 
@@ -111,6 +120,8 @@ impl SendspinCodec {
             available: true,
             player_commands: json!([]),
             admitted: true,
+            hello_sent: false,
+            replayed_hello: None,
         }
     }
 
@@ -118,6 +129,24 @@ impl SendspinCodec {
     pub fn with_admission(mut self, admitted: bool) -> Self {
         self.admitted = admitted;
         self
+    }
+
+    /// Notes that `client/hello` went out before the session started.
+    pub fn mark_hello_sent(&mut self) {
+        self.hello_sent = true;
+    }
+
+    /// Hands the session `hello`, a `client/hello` body read before it
+    /// started; the session passes it back as a text message first.
+    pub fn with_replayed_hello(mut self, hello: String) -> Self {
+        self.replayed_hello = Some(hello);
+        self
+    }
+
+    /// Returns the encrypted channel, for messages exchanged outside the
+    /// session (pairing).
+    pub fn channel_mut(&mut self) -> &mut Channel {
+        &mut self.channel
     }
 
     /// Returns the category of the PSK that keys the session.
@@ -323,6 +352,9 @@ impl WireCodec for SendspinCodec {
     }
 
     fn encode_frames(&mut self, outgoing: &Outgoing) -> Vec<WsMessage> {
+        if self.hello_sent && matches!(outgoing, Outgoing::Message(Message::ClientHello(_))) {
+            return Vec::new();
+        }
         let plaintext = match outgoing {
             Outgoing::Message(message) => {
                 let text = self.message_text(message);
@@ -343,6 +375,10 @@ impl WireCodec for SendspinCodec {
                 Ok(None) => Ok(Incoming::Consumed),
                 Err(err) => Err(DecodeError::Transport(err.to_string())),
             },
+            WsMessage::Text(text) if self.replayed_hello.as_deref() == Some(text.as_str()) => {
+                self.replayed_hello = None;
+                self.decode_json(text.as_bytes())
+            }
             WsMessage::Text(_) => Err(DecodeError::Transport("cleartext message after the Noise handshake".into())),
             _ => Ok(Incoming::Unknown {
                 type_name: "control frame".to_string(),

@@ -9,6 +9,7 @@
 pub mod fragment;
 pub mod handshake;
 pub mod identity;
+pub mod pairing;
 
 use sha2::{Digest, Sha256};
 

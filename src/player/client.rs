@@ -275,7 +275,8 @@ impl Player {
     ) -> SessionEnd {
         let tracker = TaskTracker::new();
         let (events_tx, events) = mpsc::channel(1024);
-        let opening = super::encrypted::open_codec(&mut ws, self.config.dialect, self.config.keys.as_ref(), self.config.limits.handshake_timeout);
+        let hello = self.hello();
+        let opening = super::encrypted::open_codec(&mut ws, self.config.dialect, self.config.keys.as_ref(), &hello, self.config.limits.handshake_timeout);
         let codec = tokio::select! {
             _ = shutdown.as_mut() => return SessionEnd::Shutdown,
             codec = opening => match codec {
@@ -527,7 +528,7 @@ impl Handshake {
             }
         };
         let (events_tx, mut events) = mpsc::channel(1024);
-        let codec = match super::encrypted::open_codec(&mut ws, self.dialect, self.keys.as_ref(), self.limits.handshake_timeout).await {
+        let codec = match super::encrypted::open_codec(&mut ws, self.dialect, self.keys.as_ref(), &self.hello, self.limits.handshake_timeout).await {
             Ok(codec) => codec,
             Err(cause) => {
                 tracing::info!(%peer, %cause, "server connection failed its handshake");

@@ -14,8 +14,10 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::dialect::{Dialect, SendspinCodec, WireCodec};
-use crate::noise::handshake::{self, PskChoice, ServerOptions};
-use crate::noise::{Identity, PairingStore, PskCategory};
+use crate::noise::handshake::{self, Channel, HandshakeError, PskChoice, ServerOptions};
+use crate::noise::identity::decode_key;
+use crate::noise::pairing::PskToken;
+use crate::noise::{Identity, PairingStore, PskCategory, Suite, PSK_LEN};
 
 /// A server's keys and admission policy for encrypted clients.
 #[derive(Clone, Debug)]
@@ -29,6 +31,9 @@ pub struct ServerKeys {
     pub allow_unpaired: bool,
     /// Unpaired clients the operator approved, by `client_id`.
     pub approved: HashSet<String>,
+    /// Pairing tokens the operator entered: a client whose token is here
+    /// and that has no pairing record yet is paired by its pairing PSK.
+    pub pairing_tokens: Vec<PskToken>,
 }
 
 /// An accepted connection ready for its session: dialect, codec and any
@@ -84,12 +89,17 @@ where
     };
     let choose = |client_id: &str| {
         let record = records.as_ref().and_then(|store| store.record_of(client_id)).and_then(|r| r.psk_bytes());
-        Some(match record {
-            Some(psk) => PskChoice {
+        let token = keys.pairing_tokens.iter().find(|token| token.client_id == client_id);
+        Some(match (record, token) {
+            (Some(psk), _) => PskChoice {
                 psk,
                 category: PskCategory::LongTerm,
             },
-            None => PskChoice::sentinel(),
+            (None, Some(token)) => PskChoice {
+                psk: token.pairing_psk,
+                category: PskCategory::Pairing,
+            },
+            (None, None) => PskChoice::sentinel(),
         })
     };
     let options = ServerOptions {
@@ -113,6 +123,25 @@ where
         return None;
     }
     let client_id = established.peer_id;
+    if established.category == PskCategory::Pairing {
+        let suite = established.suite;
+        let hash = established.handshake_hash;
+        return match pair_with_psk(ws, &mut channel, keys, &client_id, suite, &hash, timeout).await {
+            Ok(hello) => {
+                let codec = SendspinCodec::server(channel, client_id, PskCategory::LongTerm).with_replayed_hello(hello.clone());
+                Some(Opened {
+                    dialect: Dialect::Sendspin,
+                    codec: Box::new(codec),
+                    first_frame: Some(WsMessage::text(hello)),
+                })
+            }
+            Err(err) => {
+                tracing::warn!(%peer, client = %client_id, cause = %err, "pairing failed; nothing was stored");
+                let _ = ws.close(None).await;
+                None
+            }
+        };
+    }
     let admitted = established.category == PskCategory::LongTerm
         || (!established.credential_mismatch && (keys.allow_unpaired || keys.approved.contains(&client_id)));
     if established.credential_mismatch {
@@ -127,6 +156,63 @@ where
         codec: Box::new(codec),
         first_frame: None,
     })
+}
+
+/// Runs the server side of the pairing PSK flow on a connection keyed with
+/// the client's pairing PSK: reads `client/hello`, sends the pairing
+/// `server/activate`, reads `client/pair-init` and `client/pair-finalize`,
+/// stores the new long-term PSK, sends `server/pair-finalize` and
+/// re-handshakes to that PSK. Returns the `client/hello` body for the
+/// session.
+async fn pair_with_psk<S>(
+    ws: &mut WebSocketStream<S>,
+    channel: &mut Channel,
+    keys: &ServerKeys,
+    client_id: &str,
+    suite: Suite,
+    handshake_hash: &[u8],
+    timeout: Duration,
+) -> Result<String, HandshakeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let malformed = |what: &'static str, detail: String| HandshakeError::Malformed { what, detail };
+    let hello = handshake::receive_json(ws, channel, "client/hello", timeout).await?;
+    if hello.get("type").and_then(|t| t.as_str()) != Some("client/hello") {
+        return Err(malformed("client/hello", format!("got {hello}")));
+    }
+    let activate = json!({
+        "type": "server/activate",
+        "payload": { "activities": ["pairing"], "active_roles": [], "pairing": { "method": "pairing_psk" } },
+    });
+    handshake::send_json(ws, channel, &activate.to_string()).await?;
+
+    let init = handshake::receive_json(ws, channel, "client/pair-init", timeout).await?;
+    if init.get("type").and_then(|t| t.as_str()) != Some("client/pair-init") {
+        return Err(malformed("client/pair-init", format!("got {init}")));
+    }
+    let finalize = handshake::receive_json(ws, channel, "client/pair-finalize", timeout).await?;
+    let psk = finalize
+        .pointer("/payload/long_term_psk")
+        .and_then(|v| v.as_str())
+        .filter(|_| finalize.get("type").and_then(|t| t.as_str()) == Some("client/pair-finalize"))
+        .ok_or_else(|| malformed("client/pair-finalize", format!("no long_term_psk in {finalize}")))?;
+    let psk: [u8; PSK_LEN] = decode_key(psk).map_err(|detail| malformed("long_term_psk", detail))?;
+
+    let mut records = PairingStore::load(&keys.records_path).map_err(|err| malformed("pairing record file", err.to_string()))?;
+    records
+        .insert(client_id, &psk)
+        .map_err(|err| malformed("pairing record file", err.to_string()))?;
+    tracing::info!(client = %client_id, records = %keys.records_path.display(), "paired with the client; stored the pairing record");
+    handshake::send_json(ws, channel, &json!({ "type": "server/pair-finalize", "payload": {} }).to_string()).await?;
+
+    let client_key = decode_key(client_id).map_err(|detail| malformed("client_id", detail))?;
+    let choice = PskChoice {
+        psk,
+        category: PskCategory::LongTerm,
+    };
+    handshake::rehandshake_server(ws, channel, &keys.identity, &client_key, suite, handshake_hash, &choice, timeout).await?;
+    Ok(hello.to_string())
 }
 
 /// Returns the next text or binary frame, or `None` when the connection ends.
