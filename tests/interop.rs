@@ -355,6 +355,9 @@ enum PlayDialect {
     /// Sendspin 1.0 over Noise, unpaired: the client offers unpaired access
     /// and the server approves every client for it (`--trust-unpaired`).
     Encrypted,
+    /// Sendspin 1.0 over Noise, paired first: the server holds the player's
+    /// pairing token (`--pair-token`) and pairs by pairing PSK.
+    Paired,
 }
 
 async fn play_from_peer_server(root: &Path, bit_depth: u16, codec: &str) -> anyhow::Result<()> {
@@ -374,14 +377,37 @@ async fn play_from_peer_server_in(root: &Path, bit_depth: u16, codec: &str, dial
         0,
         "the file is not whole server chunks"
     );
-    let encrypted = dialect == PlayDialect::Encrypted;
+    let encrypted = dialect != PlayDialect::V1;
     let label = format!(
         "aiosendspin server to resonate play{}, {codec} {bit_depth}-bit",
-        if encrypted { " over Sendspin 1.0" } else { "" }
+        match dialect {
+            PlayDialect::V1 => "",
+            PlayDialect::Encrypted => " over Sendspin 1.0",
+            PlayDialect::Paired => " over Sendspin 1.0 after pairing",
+        }
     );
 
-    let server_flags: &[&str] = if encrypted { &["--trust-unpaired"] } else { &[] };
-    let mut server = spawn_peer_server(root, &source_path, codec, server_flags)?;
+    // A 1.0 client_id is the public key of the player's identity, created
+    // here in the state directory that play then loads, with its pairing PSK.
+    let state_dir = dir.path().join("state");
+    let client_id = if encrypted {
+        resonate::noise::Identity::load_or_create(&state_dir.join("identity-player.json"))?.id()
+    } else {
+        format!("resonate-play-{codec}-{bit_depth}")
+    };
+    let token = if dialect == PlayDialect::Paired {
+        let identity = resonate::noise::Identity::load_or_create(&state_dir.join("identity-player.json"))?;
+        let psk = resonate::noise::pairing::load_or_create_pairing_psk(&state_dir.join("pairing-psk-player.txt"))?;
+        resonate::noise::pairing::encode_token(identity.public_key(), &psk)
+    } else {
+        String::new()
+    };
+    let server_flags: Vec<&str> = match dialect {
+        PlayDialect::V1 => vec![],
+        PlayDialect::Encrypted => vec!["--trust-unpaired"],
+        PlayDialect::Paired => vec!["--pair-token", &token],
+    };
+    let mut server = spawn_peer_server(root, &source_path, codec, &server_flags)?;
     let stdout = server
         .stdout
         .take()
@@ -405,14 +431,6 @@ async fn play_from_peer_server_in(root: &Path, bit_depth: u16, codec: &str, dial
         "{label}: the server read other PCM from the file than the test wrote"
     );
 
-    // A 1.0 client_id is the public key of the player's identity, created
-    // here in the state directory that play then loads.
-    let state_dir = dir.path().join("state");
-    let client_id = if encrypted {
-        resonate::noise::Identity::load_or_create(&state_dir.join("identity-player.json"))?.id()
-    } else {
-        format!("resonate-play-{codec}-{bit_depth}")
-    };
     let state_dir_text = state_dir.to_str().expect("temporary paths are UTF-8").to_string();
     let identity_args: Vec<&str> = if encrypted {
         vec!["--dialect", "sendspin", "--state-dir", &state_dir_text]
@@ -508,6 +526,19 @@ async fn play_from_peer_server_in(root: &Path, bit_depth: u16, codec: &str, dial
         status.success(),
         "{label}: resonate play exited with {status} after SIGINT"
     );
+    if dialect == PlayDialect::Paired {
+        let server_id = head
+            .iter()
+            .find(|event| event["event"] == "identity")
+            .and_then(|event| event["server_id"].as_str())
+            .with_context(|| format!("{label}: the server reported no identity: {head:?}"))?;
+        let records = resonate::noise::PairingStore::load(&state_dir.join("pairings-player.json"))?;
+        assert!(
+            records.record_of(server_id).is_some(),
+            "{label}: play stored no pairing record of server {server_id}: {:?}",
+            records.records()
+        );
+    }
 
     let played = read_played_wav(&played_path);
     assert_eq!(played.spec.sample_rate, RATE, "{label}: WAV sample rate");
@@ -846,6 +877,14 @@ async fn aiosendspin_server_to_resonate_play_encrypted() -> anyhow::Result<()> {
     }
     play_from_peer_server_in(&root, 24, "flac", PlayDialect::Encrypted).await?;
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aiosendspin_server_pairs_resonate_play() -> anyhow::Result<()> {
+    let Some(root) = require_peers_root() else {
+        return Ok(());
+    };
+    play_from_peer_server_in(&root, 16, "pcm", PlayDialect::Paired).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

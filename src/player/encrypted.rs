@@ -140,7 +140,7 @@ where
     ws.flush().await?;
     codec.mark_hello_sent();
 
-    let activation = handshake::receive_json(ws, codec.channel_mut(), "server/activate", timeout).await?;
+    let activation = receive_pairing_step(ws, codec, "server/activate", timeout).await?;
     let method = activation.pointer("/payload/pairing/method").and_then(Value::as_str);
     if message_type(&activation) != Some("server/activate") || method != Some("pairing_psk") {
         return Err(HandshakeError::Malformed {
@@ -155,7 +155,7 @@ where
     handshake::send_json(ws, codec.channel_mut(), &init).await?;
     handshake::send_json(ws, codec.channel_mut(), &finalize).await?;
 
-    let finalized = handshake::receive_json(ws, codec.channel_mut(), "server/pair-finalize", timeout).await?;
+    let finalized = receive_pairing_step(ws, codec, "server/pair-finalize", timeout).await?;
     if message_type(&finalized) != Some("server/pair-finalize") {
         return Err(HandshakeError::Malformed {
             what: "server/pair-finalize",
@@ -172,7 +172,7 @@ where
     })?;
     tracing::info!(server_id, records = %keys.records_path.display(), "paired with the server; stored the pairing record");
 
-    let message_1 = handshake::receive_json(ws, codec.channel_mut(), "re-handshake message 1", timeout).await?;
+    let message_1 = receive_pairing_step(ws, codec, "noise/handshake", timeout).await?;
     let options = ClientOptions {
         identity: &keys.identity,
         suite: keys.suite,
@@ -183,6 +183,27 @@ where
     };
     handshake::rehandshake_client(ws, codec.channel_mut(), &message_1, options, server_id, handshake_hash).await?;
     Ok(())
+}
+
+/// Receives messages until one of type `expected` or `pair/abort` arrives.
+/// Others, such as the `group/update` that aiosendspin 10.2.1 sends after
+/// its pairing activation, are skipped.
+async fn receive_pairing_step<S>(
+    ws: &mut WebSocketStream<S>,
+    codec: &mut SendspinCodec,
+    expected: &'static str,
+    timeout: Duration,
+) -> Result<Value, HandshakeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    loop {
+        let message = handshake::receive_json(ws, codec.channel_mut(), expected, timeout).await?;
+        match message_type(&message) {
+            Some(found) if found == expected || found == "pair/abort" => return Ok(message),
+            other => tracing::debug!(message_type = ?other, expected, "skipping a message during pairing"),
+        }
+    }
 }
 
 fn message_type(message: &Value) -> Option<&str> {

@@ -5,7 +5,9 @@ Run it inside the peers root, in the venv-sendspin venv. The server listens on
 127.0.0.1 only, at the fixed Sendspin path /sendspin, and accepts cleartext
 (unencrypted) v1 clients because it is built with allow_unencrypted=True, as
 well as encrypted Sendspin 1.0 clients. An unpaired 1.0 client gets roles and
-playback only with --trust-unpaired. It
+playback only with --trust-unpaired. A client whose pairing token was given
+with --pair-token pairs by its pairing PSK, after which the server
+re-handshakes to the new long-term PSK and activates it. It
 starts no mDNS: SendspinServer.start_server() in 10.2.1 always opens a Zeroconf
 instance and advertises the server, so this script never calls it and serves
 SendspinServer.on_client_connect from its own aiohttp application instead.
@@ -21,6 +23,7 @@ Once the last sample's playback time has passed it sends stream/end, waits up
 to --grace seconds for the clients to leave, and exits.
 
 Every line on stdout is one JSON object with an "event" key, in this order:
+    identity             server_id (the server's public key)
     listening            port, url
     source               the WAV file's PCM: format, frames, bytes, sha256
     client               a client finished its handshake: client_id, name, roles
@@ -58,6 +61,9 @@ from aiosendspin.clock import Clock, RawMonotonicClock
 from aiosendspin.models.core import StreamEndMessage, StreamStartMessage
 from aiosendspin.models.types import AudioCodec, Roles
 from aiosendspin.noise import Identity, InMemoryServerPairingStore, TrustedUnpairedClient
+from aiosendspin.noise.keys import psk_id_for
+from aiosendspin.noise.pairing_token import decode_psk_token
+from aiosendspin.noise.trust_store import StagedPairingPsk
 from aiosendspin.server import (
     AudioFormat,
     ClientAddedEvent,
@@ -351,11 +357,18 @@ async def serve(args: argparse.Namespace, source: Source) -> int:
     tap.install()
 
     loop = asyncio.get_running_loop()
+    store = TrustingPairingStore() if args.trust_unpaired else InMemoryServerPairingStore()
+    for text in args.pair_token:
+        token = decode_psk_token(text)
+        staged = StagedPairingPsk(psk_id_for(token.pairing_psk), token.pairing_psk)
+        await store.stage_pairing_psk(token.client_id, staged)
+    identity = Identity.generate()
+    emit("identity", server_id=identity.peer_id)
     server = SendspinServer(
         loop,
-        Identity.generate(),
+        identity,
         args.name,
-        pairing_store=TrustingPairingStore() if args.trust_unpaired else InMemoryServerPairingStore(),
+        pairing_store=store,
         allow_unencrypted=True,
         clock=clock,
     )
@@ -421,6 +434,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="stream this codec to every player that offers it (default: the player's first choice)",
     )
     parser.add_argument("--name", default="resonate interop server", help="server name in server/hello")
+    parser.add_argument(
+        "--pair-token",
+        action="append",
+        default=[],
+        help="stage this version-0 pairing token, so its client pairs by pairing PSK (repeatable)",
+    )
     parser.add_argument(
         "--trust-unpaired",
         action="store_true",
