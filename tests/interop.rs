@@ -619,11 +619,12 @@ async fn play_from_peer_server_in(root: &Path, bit_depth: u16, codec: &str, dial
 
 /// Starts aiosendspin 10.2.1's encrypted player client with a new identity,
 /// offering only 48 kHz stereo PCM at `bit_depth`, over `suite`.
-fn spawn_encrypted_peer_client(root: &Path, url: &str, suite: &str, bit_depth: u16, out: &Path) -> anyhow::Result<Child> {
+fn spawn_encrypted_peer_client(root: &Path, url: &str, suite: &str, bit_depth: u16, out: &Path, extra: &[String]) -> anyhow::Result<Child> {
     let mut command = peer_command(root, "venv-sendspin", &peers_dir(), "python3");
     command
         .arg("aiosendspin_encrypted_client.py")
         .args(["--url", url, "--suite", suite])
+        .args(extra)
         .args(["--rate", &RATE.to_string(), "--channels", &CHANNELS.to_string()])
         .args(["--bit-depth", &bit_depth.to_string()])
         .args(["--seconds", &PEER_CLIENT_SECONDS.to_string()])
@@ -638,13 +639,17 @@ fn spawn_encrypted_peer_client(root: &Path, url: &str, suite: &str, bit_depth: u
 }
 
 async fn serve_to_peer_client(root: &Path, bit_depth: u16) -> anyhow::Result<()> {
-    serve_to_peer_client_over(root, bit_depth, None).await
+    serve_to_peer_client_over(root, bit_depth, None, false).await
 }
 
 /// Streams to aiosendspin's client: 6.1.1 over cleartext v1 when `suite` is
 /// `None`, else 10.2.1 over Sendspin 1.0 with that cipher suite, admitted
 /// unpaired by `serve --allow-unpaired`.
-async fn serve_to_peer_client_over(root: &Path, bit_depth: u16, suite: Option<&str>) -> anyhow::Result<()> {
+///
+/// With `pair`, the client gets a known key and pairing PSK, and `serve`
+/// gets their pairing token instead of `--allow-unpaired`, so the two pair
+/// by pairing PSK before the stream.
+async fn serve_to_peer_client_over(root: &Path, bit_depth: u16, suite: Option<&str>, pair: bool) -> anyhow::Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("resonate-interop")
         .tempdir_in("/tmp")?;
@@ -661,16 +666,35 @@ async fn serve_to_peer_client_over(root: &Path, bit_depth: u16, suite: Option<&s
         None => format!("resonate serve to aiosendspin client, {bit_depth}-bit"),
     };
 
-    let state_dir = dir.path().join("state");
-    let state_dir = state_dir.to_str().expect("temporary paths are UTF-8");
+    let state_path = dir.path().join("state");
+    let state_dir = state_path.to_str().expect("temporary paths are UTF-8");
+    let client_key = resonate::noise::Identity::generate();
+    let pairing_psk = [0x42u8; 32];
+    let token = resonate::noise::pairing::encode_token(client_key.public_key(), &pairing_psk);
+    let mut serve_flags = vec!["--dialect", "sendspin", "--state-dir", state_dir];
+    if pair {
+        serve_flags.extend(["--pair-token", token.as_str()]);
+    } else {
+        serve_flags.push("--allow-unpaired");
+    }
     let (mut serve, url) = match suite {
-        Some(_) => start_serve_with(&source_path, &["--dialect", "sendspin", "--allow-unpaired", "--state-dir", state_dir]),
+        Some(_) => start_serve_with(&source_path, &serve_flags),
         None => start_serve(&source_path),
+    };
+    let client_flags: Vec<String> = if pair {
+        vec![
+            "--private-key".into(),
+            resonate::noise::identity::encode_id(client_key.private_key()),
+            "--pairing-psk".into(),
+            resonate::noise::identity::encode_id(&pairing_psk),
+        ]
+    } else {
+        Vec::new()
     };
     let mut client_id = format!("aiosendspin-client-{bit_depth}");
     let recording_path = dir.path().join("received.pcm");
     let mut client = match suite {
-        Some(suite) => spawn_encrypted_peer_client(root, &url, suite, bit_depth, &recording_path)?,
+        Some(suite) => spawn_encrypted_peer_client(root, &url, suite, bit_depth, &recording_path, &client_flags)?,
         None => spawn_peer_client(root, &url, &client_id, bit_depth, &recording_path)?,
     };
     let stdout = client
@@ -727,6 +751,14 @@ async fn serve_to_peer_client_over(root: &Path, bit_depth: u16, suite: Option<&s
         .as_u64()
         .context("the done event has no chunk count")?;
     finish_serve(serve, &client_id, chunks as usize);
+    if pair {
+        let records = resonate::noise::PairingStore::load(&state_path.join("pairings-server.json"))?;
+        assert!(
+            records.record_of(&client_id).is_some(),
+            "{label}: serve stored no pairing record of {client_id}: {:?}",
+            records.records()
+        );
+    }
     Ok(())
 }
 
@@ -903,9 +935,17 @@ async fn resonate_serve_to_aiosendspin_encrypted_client() -> anyhow::Result<()> 
     let Some(root) = require_peers_root() else {
         return Ok(());
     };
-    serve_to_peer_client_over(&root, 16, Some("25519_ChaChaPoly_SHA256")).await?;
-    serve_to_peer_client_over(&root, 24, Some("25519_AESGCM_SHA256")).await?;
+    serve_to_peer_client_over(&root, 16, Some("25519_ChaChaPoly_SHA256"), false).await?;
+    serve_to_peer_client_over(&root, 24, Some("25519_AESGCM_SHA256"), false).await?;
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resonate_serve_pairs_aiosendspin_client() -> anyhow::Result<()> {
+    let Some(root) = require_peers_root() else {
+        return Ok(());
+    };
+    serve_to_peer_client_over(&root, 16, Some("25519_ChaChaPoly_SHA256"), true).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,9 @@ fresh identity, whose public key is its client_id. It connects to --url over
 the encrypted Sendspin 1.0 transport with the cipher suite --suite and offers
 the pairing PSK method and unpaired access. It plays as a player that
 advertises exactly one PCM format, from --rate, --channels and --bit-depth.
-It holds no pairing record, so the server admits it on the Sentinel PSK.
+It holds no pairing record, so the server admits it on the Sentinel PSK,
+unless the server holds the pairing token of --private-key and --pairing-psk:
+then the two pair by pairing PSK first.
 
 Recording, stopping and the output are those of aiosendspin_client.py:
 every line on stdout is one JSON object with an "event" key, "identity"
@@ -27,8 +29,9 @@ from aiosendspin.client import AudioFormat, SendspinClient
 from aiosendspin.models.player import ClientHelloPlayerSupport, SupportedAudioFormat
 from aiosendspin.models.types import AudioCodec, GoodbyeReason, PlayerCommand, Roles
 from aiosendspin.noise import Identity, InMemoryClientPairingStore
+from aiosendspin.noise.keys import b64url_decode, psk_id_for
 from aiosendspin.noise.session import NoiseCipherSuite
-from aiosendspin.noise.trust_store import ClientPairingConfig
+from aiosendspin.noise.trust_store import ClientPairingConfig, PairingPsk
 
 from aiosendspin_client import LOGGER, Recorder, emit, write_recording
 
@@ -43,10 +46,16 @@ class EncryptedRecorder(Recorder):
 
 
 async def record(args: argparse.Namespace) -> int:
-    identity = Identity.generate()
+    if args.private_key:
+        identity = Identity.from_private_bytes(b64url_decode(args.private_key))
+    else:
+        identity = Identity.generate()
     emit("identity", client_id=identity.peer_id)
     store = InMemoryClientPairingStore()
     await store.store_pairing_config(ClientPairingConfig(unpaired_access_enabled=True))
+    if args.pairing_psk:
+        psk = b64url_decode(args.pairing_psk)
+        await store.set_pairing_psk(PairingPsk(psk_id_for(psk), psk))
     pcm_format = SupportedAudioFormat(
         codec=AudioCodec.PCM,
         channels=args.channels,
@@ -106,6 +115,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default="25519_ChaChaPoly_SHA256",
         choices=[suite.value for suite in NoiseCipherSuite],
         help="Noise cipher suite (default 25519_ChaChaPoly_SHA256)",
+    )
+    parser.add_argument("--private-key", help="base64url X25519 private key (default: a new one)")
+    parser.add_argument(
+        "--pairing-psk", help="base64url 32-byte pairing PSK that a server may pair this client with"
     )
     parser.add_argument("--rate", type=int, default=48000, help="sample rate in Hz (default 48000)")
     parser.add_argument("--channels", type=int, default=2, choices=(1, 2), help="channels (default 2)")
