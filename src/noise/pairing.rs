@@ -55,8 +55,10 @@ pub fn decode_token(text: &str) -> Result<PskToken, String> {
         Some(other) => return Err(invalid(&format!("version {other:?} is not 0 (a pairing PSK token)"))),
         None => return Err(invalid("it is empty")),
     }
+
+    // Base32 decoding: 5 bits per symbol, a byte out whenever 8 are pending.
     let mut bits = 0u64;
-    let mut held = 0u32;
+    let mut pending_bits = 0u32;
     let mut payload = Vec::new();
     for symbol in chars.map(|c| if c == '9' { '2' } else { c }) {
         let value = BASE32_ALPHABET
@@ -64,13 +66,14 @@ pub fn decode_token(text: &str) -> Result<PskToken, String> {
             .position(|&a| a as char == symbol)
             .ok_or_else(|| invalid(&format!("{symbol:?} is not a base32 character")))?;
         bits = (bits << 5) | value as u64;
-        held += 5;
-        if held >= 8 {
-            held -= 8;
-            payload.push((bits >> held) as u8);
-            bits &= (1 << held) - 1;
+        pending_bits += 5;
+        if pending_bits >= 8 {
+            pending_bits -= 8;
+            payload.push((bits >> pending_bits) as u8);
+            bits &= (1 << pending_bits) - 1;
         }
     }
+
     if payload.len() < KEY_LEN + PSK_LEN {
         return Err(invalid(&format!("{} payload bytes, expected {}", payload.len(), KEY_LEN + PSK_LEN)));
     }
