@@ -211,6 +211,11 @@ impl Core {
                 // The main path takes Sendspin 1.0 clients when the server
                 // has keys.
                 (Some(keys), 0) => super::encrypted::open(&mut ws, peer, keys, &name, limits.handshake_timeout).await,
+                (None, _) if dialect.is_encrypted() => {
+                    tracing::error!(%peer, "the server has no keys for Sendspin 1.0 (ServerConfig::keys); closing the connection");
+                    let _ = ws.close(None).await;
+                    None
+                }
                 _ => Some(super::encrypted::Opened {
                     dialect,
                     codec: dialect.codec(),
