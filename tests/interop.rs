@@ -404,8 +404,10 @@ async fn play_from_peer_server_in(root: &Path, bit_depth: u16, codec: &str, dial
     };
     let server_flags: Vec<&str> = match dialect {
         PlayDialect::V1 => vec![],
-        PlayDialect::Encrypted => vec!["--trust-unpaired"],
-        PlayDialect::Paired => vec!["--pair-token", &token],
+        // --strict makes aiosendspin reject any deviation from the 1.0 spec
+        // that it would otherwise tolerate and log.
+        PlayDialect::Encrypted => vec!["--trust-unpaired", "--strict"],
+        PlayDialect::Paired => vec!["--pair-token", &token, "--strict"],
     };
     let mut server = spawn_peer_server(root, &source_path, codec, &server_flags)?;
     let stdout = server

@@ -5,7 +5,9 @@ Run it inside the peers root, in the venv-sendspin venv. The server listens on
 127.0.0.1 only, at the fixed Sendspin path /sendspin, and accepts cleartext
 (unencrypted) v1 clients because it is built with allow_unencrypted=True, as
 well as encrypted Sendspin 1.0 clients. An unpaired 1.0 client gets roles and
-playback only with --trust-unpaired. A client whose pairing token was given
+playback only with --trust-unpaired. With --strict the server rejects any
+client that deviates from the 1.0 spec, cleartext ones included, instead of
+logging the deviation. A client whose pairing token was given
 with --pair-token pairs by its pairing PSK, after which the server
 re-handshakes to the new long-term PSK and activates it. It
 starts no mDNS: SendspinServer.start_server() in 10.2.1 always opens a Zeroconf
@@ -369,7 +371,8 @@ async def serve(args: argparse.Namespace, source: Source) -> int:
         identity,
         args.name,
         pairing_store=store,
-        allow_unencrypted=True,
+        allow_unencrypted=not args.strict,
+        allow_noncompliant_clients=not args.strict,
         clock=clock,
     )
     player = Player(server, source, args.codec)
@@ -434,6 +437,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="stream this codec to every player that offers it (default: the player's first choice)",
     )
     parser.add_argument("--name", default="resonate interop server", help="server name in server/hello")
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="reject clients that deviate from the Sendspin 1.0 spec (and cleartext clients)",
+    )
     parser.add_argument(
         "--pair-token",
         action="append",
