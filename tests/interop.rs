@@ -355,7 +355,7 @@ enum PlayDialect {
     /// Sendspin 1.0 over Noise, unpaired: the client offers unpaired access
     /// and the server approves every client for it (`--trust-unpaired`).
     Encrypted,
-    /// Sendspin 1.0 over Noise, paired first: the server holds the player's
+    /// Sendspin 1.0 over Noise, paired first: the server has the player's
     /// pairing token (`--pair-token`) and pairs by pairing PSK.
     Paired,
 }
