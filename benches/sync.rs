@@ -166,6 +166,7 @@ async fn run_loopback(options: &Options, dir: &Path) {
             volume: 100,
             muted: false,
             format_request: None,
+            keys: None,
         };
         let started_us = now_us();
         let player = Player::new(config, scheduler.clone(), publisher);

@@ -122,6 +122,30 @@ pub struct ServeArgs {
     #[arg(long)]
     pub legacy: bool,
 
+    /// Wire dialect of clients on --path: sendspin-v1 (cleartext) or sendspin (Sendspin 1.0, encrypted with Noise; add --accept-v1 to take cleartext v1 clients on the same path too).
+    #[arg(long, default_value = "sendspin-v1")]
+    pub dialect: String,
+
+    /// With --dialect sendspin, also accept cleartext Sendspin v1 clients, told apart by their first message.
+    #[arg(long)]
+    pub accept_v1: bool,
+
+    /// With --dialect sendspin, give roles and playback to every unpaired client that offers unpaired access.
+    #[arg(long)]
+    pub allow_unpaired: bool,
+
+    /// With --dialect sendspin, give roles and playback to this unpaired client (its client_id, a base64url public key); repeatable.
+    #[arg(long, value_name = "CLIENT_ID")]
+    pub approve: Vec<String>,
+
+    /// With --dialect sendspin, pair with the client whose pairing token (SP:0..., printed by play --pairing-token) this is, when it next connects; repeatable. The pairing record is then kept in the state directory.
+    #[arg(long, value_name = "TOKEN")]
+    pub pair_token: Vec<String>,
+
+    /// Directory of the server's Sendspin 1.0 identity (its key pair, whose public key is the server_id) and pairing records; created on first use, files readable by the owner only [default: $XDG_STATE_HOME/resonate, or ~/.local/state/resonate].
+    #[arg(long, value_name = "DIR", env = "RESONATE_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
     /// Friendly server name sent in server/hello.
     #[arg(long, default_value = "resonate")]
     pub name: String,
@@ -216,9 +240,21 @@ pub struct PlayArgs {
     #[arg(long, short = 's')]
     pub server: Option<String>,
 
-    /// Wire dialect: sendspin-v1, or resonate for legacy Resonate servers (aioresonate 0.13.2), whose default path is /resonate [default: sendspin-v1 with --server or --listen; over mDNS, the dialect of the service type found, preferring Sendspin servers].
+    /// Wire dialect: sendspin (Sendspin 1.0, encrypted with Noise), sendspin-v1 (cleartext), or resonate for legacy Resonate servers (aioresonate 0.13.2), whose default path is /resonate [default: sendspin-v1 with --server or --listen; over mDNS, the dialect of the service type found, preferring Sendspin servers].
     #[arg(long)]
     pub dialect: Option<String>,
+
+    /// Directory of this player's Sendspin 1.0 identity (its key pair, whose public key is the client_id) and pairing records; created on first use, files readable by the owner only [default: $XDG_STATE_HOME/resonate, or ~/.local/state/resonate].
+    #[arg(long, value_name = "DIR", env = "RESONATE_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Noise cipher suite of Sendspin 1.0 connections: 25519_ChaChaPoly_SHA256 or 25519_AESGCM_SHA256.
+    #[arg(long, default_value = "25519_ChaChaPoly_SHA256")]
+    pub suite: String,
+
+    /// Print this player's Sendspin 1.0 pairing token (from the key pair and pairing PSK in --state-dir, created on first use) and exit. Give it to serve --pair-token to pair.
+    #[arg(long)]
+    pub pairing_token: bool,
 
     /// Wait for servers to connect instead of dialing one: listen on ADDR:PORT [default when given without a value: 0.0.0.0:8928] at /sendspin and advertise _sendspin._tcp over mDNS. When a second server connects, the protocol's rules pick the one to keep.
     #[arg(

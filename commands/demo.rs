@@ -84,6 +84,7 @@ async fn run_async(tone: &std::path::Path, seconds: u64, count: usize, as_json: 
             volume: 100,
             muted: false,
             format_request: None,
+            keys: None,
         };
         let player = Player::new(config, scheduler.clone(), publisher);
         tasks.push(tokio::spawn(player.run(wait_for(stop_rx.clone()))));

@@ -60,6 +60,11 @@ pub fn run(args: MonitorArgs) -> Result<(), Failure> {
         (Some(url), _) => parse_source(url).map_err(Failure::usage)?,
         (None, Some(server)) => {
             let dialect: Dialect = args.dialect.parse().map_err(|e: String| Failure::usage(anyhow!(e)))?;
+            if dialect.is_encrypted() {
+                return Err(Failure::usage(anyhow!(
+                    "monitor --server does not speak --dialect sendspin (Sendspin 1.0) yet; use sendspin-v1 or resonate"
+                )));
+            }
             let url = parse_ws_url(server, dialect.default_path()).map_err(Failure::usage)?;
             Source::Server { url, dialect }
         }

@@ -34,6 +34,9 @@ use resonate::player::request::parse_format_request;
 use resonate::protocol::SupportedFormat;
 use resonate::sync::SharedClock;
 use resonate::transport::{parse_ws_url, Limits};
+use resonate::dialect::sendspin::ClientPairing;
+use resonate::noise::{Identity, Suite};
+use resonate::player::encrypted::ClientKeys;
 
 /// Returns whether `play` draws its terminal UI: only when stdout is a
 /// terminal, and neither --no-tui nor --json is given.
@@ -96,10 +99,21 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
     }
     // Only --roles can leave out the player role; every default has it.
     let player_role = requested_roles.is_none_or(|roles| roles.player);
+    if args.pairing_token {
+        let keys = client_keys(&args)?;
+        let psk = keys.pairing_psk.expect("client_keys loads the pairing PSK");
+        println!("{}", resonate::noise::pairing::encode_token(keys.identity.public_key(), &psk));
+        return Ok(());
+    }
     let requested: Option<Dialect> = match &args.dialect {
         Some(text) => Some(text.parse().map_err(|e: String| Failure::usage(anyhow::anyhow!(e)))?),
         None => None,
     };
+    if requested == Some(Dialect::Sendspin) && args.listen.is_some() {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "--dialect sendspin cannot be combined with --listen yet: waiting for Sendspin 1.0 servers is not implemented; use --server ws://HOST[:PORT]/sendspin"
+        )));
+    }
     if requested == Some(Dialect::Resonate) && args.listen.is_some() {
         return Err(Failure::usage(anyhow::anyhow!(
             "--dialect resonate cannot be combined with --listen: legacy Resonate servers never connect to players; use --server ws://HOST[:PORT]/resonate"
@@ -131,11 +145,17 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
         None => None,
     };
     let host = crate::host_name();
-    let client_id = match (&args.client_id, requested_roles) {
-        (Some(id), _) => id.clone(),
+    let keys = match requested {
+        Some(Dialect::Sendspin) => Some(client_keys(&args)?),
+        _ => None,
+    };
+    let client_id = match (&keys, &args.client_id, requested_roles) {
+        // A Sendspin 1.0 client's id is its public key.
+        (Some(keys), _, _) => keys.identity.id(),
+        (None, Some(id), _) => id.clone(),
         // A client without audio must not replace the host's player.
-        (None, Some(roles)) if !roles.player => format!("resonate-play-{host}-{}", roles.to_string().replace(',', "-")),
-        (None, _) => default_client_id(&host, &spec),
+        (None, None, Some(roles)) if !roles.player => format!("resonate-play-{host}-{}", roles.to_string().replace(',', "-")),
+        (None, None, _) => default_client_id(&host, &spec),
     };
     let last_played = match &args.state_file {
         Some(path) => Some(LastPlayedStore::new(path.clone())),
@@ -148,9 +168,10 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
             (parse_ws_url(server, dialect.default_path()).map_err(Failure::usage)?, dialect)
         }
         (None, Some(listen)) => {
-            let path = Dialect::SendspinV1.default_path();
+            let dialect = requested.unwrap_or(Dialect::SendspinV1);
+            let path = dialect.default_path();
             let url = Url::parse(&format!("ws://{listen}{path}")).context("listen address makes no URL")?;
-            (url, Dialect::SendspinV1)
+            (url, dialect)
         }
         (None, None) => {
             let last = last_played.as_ref().and_then(LastPlayedStore::load);
@@ -176,6 +197,7 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
         volume: args.volume,
         muted: false,
         format_request,
+        keys,
     };
 
     let url_text = config.url.to_string();
@@ -344,6 +366,35 @@ const TELEMETRY_INTERVAL: Duration = Duration::from_millis(500);
 /// Time `play` browses for servers when neither --server nor --listen is given.
 const SERVER_SEARCH: Duration = Duration::from_secs(3);
 
+/// Loads (or creates) the player's Sendspin 1.0 identity in its state
+/// directory.
+fn client_keys(args: &PlayArgs) -> Result<ClientKeys, Failure> {
+    if args.client_id.is_some() {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "--client-id cannot be combined with --dialect sendspin: a Sendspin 1.0 client_id is the public key stored in the state directory; give each player its own --state-dir instead"
+        )));
+    }
+    let suite = Suite::from_name(&args.suite).ok_or_else(|| {
+        Failure::usage(anyhow::anyhow!(
+            "unknown --suite {:?}; use 25519_ChaChaPoly_SHA256 or 25519_AESGCM_SHA256",
+            args.suite
+        ))
+    })?;
+    let dir = match &args.state_dir {
+        Some(dir) => dir.clone(),
+        None => resonate::noise::default_state_dir().map_err(Failure::usage)?,
+    };
+    let identity = Identity::load_or_create(&dir.join("identity-player.json")).map_err(Failure::usage)?;
+    let pairing_psk = resonate::noise::pairing::load_or_create_pairing_psk(&dir.join("pairing-psk-player.txt")).map_err(Failure::usage)?;
+    Ok(ClientKeys {
+        identity,
+        records_path: dir.join("pairings-player.json"),
+        suite,
+        pairing: ClientPairing::default(),
+        pairing_psk: Some(pairing_psk),
+    })
+}
+
 /// Finds a server over mDNS: the last-played one as soon as it shows up,
 /// otherwise, after [`SERVER_SEARCH`], the first by instance name among
 /// Sendspin servers, then among legacy Resonate servers. `requested` limits
@@ -352,7 +403,7 @@ const SERVER_SEARCH: Duration = Duration::from_secs(3);
 async fn find_server(scope: Scope, last: Option<LastPlayed>, requested: Option<Dialect>) -> Result<(Url, Dialect), Failure> {
     let mdns = Mdns::start(scope).map_err(Failure::usage)?;
     let services: &[ServiceType] = match requested {
-        Some(Dialect::SendspinV1) => &[ServiceType::SENDSPIN_SERVER],
+        Some(Dialect::SendspinV1 | Dialect::Sendspin) => &[ServiceType::SENDSPIN_SERVER],
         Some(Dialect::Resonate) => &[ServiceType::RESONATE_SERVER],
         None => &[ServiceType::SENDSPIN_SERVER, ServiceType::RESONATE_SERVER],
     };

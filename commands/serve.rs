@@ -1,6 +1,8 @@
 //! `resonate serve`: play a queue of files, playlists or a test signal to
 //! players, in sync.
 
+use resonate::noise::Identity;
+use resonate::server::encrypted::ServerKeys;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -40,7 +42,12 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
     check_placements(&args.groups)?;
     let plan = source_plan(&args)?;
     let first = describe_first(&plan)?;
-    let config = config_from(&args, plan.clone());
+    let mut config = config_from(&args, plan.clone());
+    if let Some(keys) = server_keys(&args)? {
+        config.server_id = keys.identity.id();
+        config.dialect = Dialect::Sendspin;
+        config.keys = Some(keys);
+    }
     let client_urls = args
         .clients
         .iter()
@@ -246,6 +253,60 @@ fn start_mdns(args: &ServeArgs, config: &ServerConfig, addr: SocketAddr) -> Resu
         mdns.advertise(&legacy).map_err(Failure::usage)?;
     }
     Ok(mdns)
+}
+
+/// Loads (or creates) the server's Sendspin 1.0 identity when `--dialect
+/// sendspin` asks for it, with the admission policy of the flags.
+fn server_keys(args: &ServeArgs) -> Result<Option<ServerKeys>, Failure> {
+    let dialect: Dialect = args.dialect.parse().map_err(|e: String| Failure::usage(anyhow::anyhow!(e)))?;
+    let encrypted_only = [
+        (args.accept_v1, "--accept-v1"),
+        (args.allow_unpaired, "--allow-unpaired"),
+        (!args.approve.is_empty(), "--approve"),
+        (!args.pair_token.is_empty(), "--pair-token"),
+    ];
+    match dialect {
+        Dialect::Sendspin => {}
+        Dialect::SendspinV1 => {
+            if let Some((_, flag)) = encrypted_only.iter().find(|(given, _)| *given) {
+                return Err(Failure::usage(anyhow::anyhow!("{flag} needs --dialect sendspin")));
+            }
+            return Ok(None);
+        }
+        Dialect::Resonate => {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "--dialect resonate is not a dialect of --path; use --legacy to accept legacy Resonate clients at /resonate"
+            )))
+        }
+    }
+    if args.server_id.is_some() {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "--server-id cannot be combined with --dialect sendspin: a Sendspin 1.0 server_id is the public key stored in the state directory; use --state-dir"
+        )));
+    }
+    for id in &args.approve {
+        resonate::noise::identity::decode_key(id)
+            .map_err(|reason| Failure::usage(anyhow::anyhow!("invalid --approve {id:?}: {reason}")))?;
+    }
+    let pairing_tokens = args
+        .pair_token
+        .iter()
+        .map(|text| resonate::noise::pairing::decode_token(text))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|reason| Failure::usage(anyhow::anyhow!("{reason}; pass the token play --pairing-token printed")))?;
+    let dir = match &args.state_dir {
+        Some(dir) => dir.clone(),
+        None => resonate::noise::default_state_dir().map_err(Failure::usage)?,
+    };
+    let identity = Identity::load_or_create(&dir.join("identity-server.json")).map_err(Failure::usage)?;
+    Ok(Some(ServerKeys {
+        identity,
+        records_path: dir.join("pairings-server.json"),
+        accept_v1: args.accept_v1,
+        allow_unpaired: args.allow_unpaired,
+        approved: args.approve.iter().cloned().collect(),
+        pairing_tokens,
+    }))
 }
 
 pub fn config_from(args: &ServeArgs, source: SourcePlan) -> ServerConfig {

@@ -104,7 +104,7 @@ _resonate() {
             return 0
             ;;
         resonate__subcmd__play)
-            opts="-s -o -v -q -h -V --server --dialect --listen --no-mdns --interface --state-file --output --device --list-devices --client-id --name --static-delay-ms --no-drift-correction --sink-drift-ppm --sink-latency-ms --sync-log --codec --request-format --request-format-after --sample-rate --bit-depth --channels --buffer-capacity --volume --duration --connect-attempts --telemetry --json --roles --no-tui --log-file --verbose --quiet --help --version"
+            opts="-s -o -v -q -h -V --server --dialect --state-dir --suite --pairing-token --listen --no-mdns --interface --state-file --output --device --list-devices --client-id --name --static-delay-ms --no-drift-correction --sink-drift-ppm --sink-latency-ms --sync-log --codec --request-format --request-format-after --sample-rate --bit-depth --channels --buffer-capacity --volume --duration --connect-attempts --telemetry --json --roles --no-tui --log-file --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -119,6 +119,14 @@ _resonate() {
                     return 0
                     ;;
                 --dialect)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --suite)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -230,7 +238,7 @@ _resonate() {
             return 0
             ;;
         resonate__subcmd__serve)
-            opts="-v -q -h -V --tone --stdin-format --listen --path --legacy --name --server-id --loop --repeat --shuffle --grouping --group-name --group --lead-ms --start-delay-ms --codec --opus-bitrate --client --no-mdns --interface --tui --log-file --telemetry --json --demo --demo-seconds --demo-players --verbose --quiet --help --version"
+            opts="-v -q -h -V --tone --stdin-format --listen --path --legacy --dialect --accept-v1 --allow-unpaired --approve --pair-token --state-dir --name --server-id --loop --repeat --shuffle --grouping --group-name --group --lead-ms --start-delay-ms --codec --opus-bitrate --client --no-mdns --interface --tui --log-file --telemetry --json --demo --demo-seconds --demo-players --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -249,6 +257,22 @@ _resonate() {
                     return 0
                     ;;
                 --path)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dialect)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --approve)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pair-token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

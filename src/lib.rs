@@ -10,6 +10,7 @@ pub mod clock;
 pub mod discovery;
 pub mod dialect;
 pub mod monitor;
+pub mod noise;
 pub mod player;
 pub mod protocol;
 pub mod server;

@@ -293,3 +293,38 @@ fn legacy_path_is_not_the_sendspin_path() {
         &["--path /resonate", "--legacy", "/sendspin"],
     );
 }
+
+#[test]
+fn sendspin_dialect_arguments_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = write_silent_wav(dir.path());
+    let wav = wav.to_str().unwrap();
+    let state = dir.path().join("state");
+    let state = state.to_str().unwrap();
+    assert_usage_error(
+        &["play", "--dialect", "sendspin", "--listen", "127.0.0.1:0", "--state-dir", state],
+        &["--dialect sendspin", "--listen", "--server"],
+    );
+    assert_usage_error(
+        &["play", "--dialect", "sendspin", "--client-id", "x", "--server", "ws://127.0.0.1:1", "--state-dir", state],
+        &["--client-id", "--state-dir"],
+    );
+    assert_usage_error(
+        &["play", "--dialect", "sendspin", "--suite", "25519_Nope", "--server", "ws://127.0.0.1:1", "--state-dir", state],
+        &["\"25519_Nope\"", "25519_ChaChaPoly_SHA256"],
+    );
+    assert_usage_error(&["serve", wav, "--allow-unpaired"], &["--allow-unpaired", "--dialect sendspin"]);
+    assert_usage_error(
+        &["serve", wav, "--dialect", "sendspin", "--approve", "not-a-key", "--state-dir", state],
+        &["--approve", "\"not-a-key\""],
+    );
+    assert_usage_error(
+        &["serve", wav, "--dialect", "sendspin", "--pair-token", "SP:1AAAA", "--state-dir", state],
+        &["invalid pairing token", "SP:1AAAA"],
+    );
+    assert_usage_error(
+        &["serve", wav, "--dialect", "sendspin", "--server-id", "x", "--state-dir", state],
+        &["--server-id", "--state-dir"],
+    );
+    assert_usage_error(&["monitor", "--server", "ws://127.0.0.1:1", "--dialect", "sendspin"], &["--dialect sendspin", "sendspin-v1"]);
+}

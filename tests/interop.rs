@@ -188,7 +188,7 @@ const MIN_OPUS_SNR_DB: f64 = 20.0;
 
 /// Starts aiosendspin 10.2.1's server on a free port, playing `wav` once in
 /// `codec`.
-fn spawn_peer_server(root: &Path, wav: &Path, codec: &str) -> anyhow::Result<Child> {
+fn spawn_peer_server(root: &Path, wav: &Path, codec: &str, extra: &[&str]) -> anyhow::Result<Child> {
     let mut command = peer_command(root, "venv-sendspin", &peers_dir(), "python3");
     command
         .arg("aiosendspin_server.py")
@@ -202,6 +202,7 @@ fn spawn_peer_server(root: &Path, wav: &Path, codec: &str) -> anyhow::Result<Chi
             "--codec",
             codec,
         ])
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .kill_on_drop(true);
@@ -243,8 +244,15 @@ fn spawn_peer_client(
 
 /// Starts `resonate serve` on a free loopback port and returns it with its URL.
 fn start_serve(wav: &Path) -> (Proc, String) {
+    start_serve_with(wav, &[])
+}
+
+/// Starts `resonate serve` with `extra` flags and returns it with its URL.
+fn start_serve_with(wav: &Path, extra: &[&str]) -> (Proc, String) {
     let wav = wav.to_str().expect("temporary paths are UTF-8");
-    let mut serve = resonate(&["serve", wav, "--listen", "127.0.0.1:0", "--no-mdns", "--json"]);
+    let mut args = vec!["serve", wav, "--listen", "127.0.0.1:0", "--no-mdns", "--json"];
+    args.extend(extra);
+    let mut serve = resonate(&args);
     let listening = serve.wait_event("listening", EVENT_PATIENCE);
     let url = listening["url"]
         .as_str()
@@ -339,7 +347,24 @@ fn opus_snr_db(source: &[u8], recorded: &[u8], offset: i64) -> f64 {
     10.0 * (signal / noise.max(1e-9)).log10()
 }
 
+/// How `resonate play` connects to aiosendspin's server.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PlayDialect {
+    /// Cleartext Sendspin v1, which the server accepts in its transition mode.
+    V1,
+    /// Sendspin 1.0 over Noise, unpaired: the client offers unpaired access
+    /// and the server approves every client for it (`--trust-unpaired`).
+    Encrypted,
+    /// Sendspin 1.0 over Noise, paired first: the server has the player's
+    /// pairing token (`--pair-token`) and pairs by pairing PSK.
+    Paired,
+}
+
 async fn play_from_peer_server(root: &Path, bit_depth: u16, codec: &str) -> anyhow::Result<()> {
+    play_from_peer_server_in(root, bit_depth, codec, PlayDialect::V1).await
+}
+
+async fn play_from_peer_server_in(root: &Path, bit_depth: u16, codec: &str, dialect: PlayDialect) -> anyhow::Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("resonate-interop")
         .tempdir_in("/tmp")?;
@@ -352,9 +377,39 @@ async fn play_from_peer_server(root: &Path, bit_depth: u16, codec: &str) -> anyh
         0,
         "the file is not whole server chunks"
     );
-    let label = format!("aiosendspin server to resonate play, {codec} {bit_depth}-bit");
+    let encrypted = dialect != PlayDialect::V1;
+    let label = format!(
+        "aiosendspin server to resonate play{}, {codec} {bit_depth}-bit",
+        match dialect {
+            PlayDialect::V1 => "",
+            PlayDialect::Encrypted => " over Sendspin 1.0",
+            PlayDialect::Paired => " over Sendspin 1.0 after pairing",
+        }
+    );
 
-    let mut server = spawn_peer_server(root, &source_path, codec)?;
+    // A 1.0 client_id is the public key of the player's identity, created
+    // here in the state directory that play then loads, with its pairing PSK.
+    let state_dir = dir.path().join("state");
+    let client_id = if encrypted {
+        resonate::noise::Identity::load_or_create(&state_dir.join("identity-player.json"))?.id()
+    } else {
+        format!("resonate-play-{codec}-{bit_depth}")
+    };
+    let token = if dialect == PlayDialect::Paired {
+        let identity = resonate::noise::Identity::load_or_create(&state_dir.join("identity-player.json"))?;
+        let psk = resonate::noise::pairing::load_or_create_pairing_psk(&state_dir.join("pairing-psk-player.txt"))?;
+        resonate::noise::pairing::encode_token(identity.public_key(), &psk)
+    } else {
+        String::new()
+    };
+    let server_flags: Vec<&str> = match dialect {
+        PlayDialect::V1 => vec![],
+        // --strict makes aiosendspin reject any deviation from the 1.0 spec
+        // that it would otherwise tolerate and log.
+        PlayDialect::Encrypted => vec!["--trust-unpaired", "--strict"],
+        PlayDialect::Paired => vec!["--pair-token", &token, "--strict"],
+    };
+    let mut server = spawn_peer_server(root, &source_path, codec, &server_flags)?;
     let stdout = server
         .stdout
         .take()
@@ -378,17 +433,19 @@ async fn play_from_peer_server(root: &Path, bit_depth: u16, codec: &str) -> anyh
         "{label}: the server read other PCM from the file than the test wrote"
     );
 
-    let client_id = format!("resonate-play-{codec}-{bit_depth}");
+    let state_dir_text = state_dir.to_str().expect("temporary paths are UTF-8").to_string();
+    let identity_args: Vec<&str> = if encrypted {
+        vec!["--dialect", "sendspin", "--state-dir", &state_dir_text]
+    } else {
+        vec!["--client-id", &client_id]
+    };
     let played_path = dir.path().join("played.wav");
     let output = format!("wav:{}", played_path.display());
     let bits = bit_depth.to_string();
     let rate = RATE.to_string();
-    let mut play = resonate(&[
-        "play",
-        "--server",
-        &url,
-        "--client-id",
-        &client_id,
+    let mut play_args = vec!["play", "--server", &url];
+    play_args.extend(identity_args);
+    play_args.extend([
         "--output",
         &output,
         "--sample-rate",
@@ -399,6 +456,7 @@ async fn play_from_peer_server(root: &Path, bit_depth: u16, codec: &str) -> anyh
         // The recording must equal the source sample for sample.
         "--no-drift-correction",
     ]);
+    let mut play = resonate(&play_args);
 
     let events = read_until_event("aiosendspin server", &mut lines, "finished").await?;
     let status = wait_exit("aiosendspin server", &mut server).await?;
@@ -470,6 +528,19 @@ async fn play_from_peer_server(root: &Path, bit_depth: u16, codec: &str) -> anyh
         status.success(),
         "{label}: resonate play exited with {status} after SIGINT"
     );
+    if dialect == PlayDialect::Paired {
+        let server_id = head
+            .iter()
+            .find(|event| event["event"] == "identity")
+            .and_then(|event| event["server_id"].as_str())
+            .with_context(|| format!("{label}: the server reported no identity: {head:?}"))?;
+        let records = resonate::noise::PairingStore::load(&state_dir.join("pairings-player.json"))?;
+        assert!(
+            records.record_of(server_id).is_some(),
+            "{label}: play stored no pairing record of server {server_id}: {:?}",
+            records.records()
+        );
+    }
 
     let played = read_played_wav(&played_path);
     assert_eq!(played.spec.sample_rate, RATE, "{label}: WAV sample rate");
@@ -548,7 +619,39 @@ async fn play_from_peer_server(root: &Path, bit_depth: u16, codec: &str) -> anyh
     Ok(())
 }
 
+/// Starts aiosendspin 10.2.1's encrypted player client with a new identity,
+/// offering only 48 kHz stereo PCM at `bit_depth`, over `suite`.
+fn spawn_encrypted_peer_client(root: &Path, url: &str, suite: &str, bit_depth: u16, out: &Path, extra: &[String]) -> anyhow::Result<Child> {
+    let mut command = peer_command(root, "venv-sendspin", &peers_dir(), "python3");
+    command
+        .arg("aiosendspin_encrypted_client.py")
+        .args(["--url", url, "--suite", suite])
+        .args(extra)
+        .args(["--rate", &RATE.to_string(), "--channels", &CHANNELS.to_string()])
+        .args(["--bit-depth", &bit_depth.to_string()])
+        .args(["--seconds", &PEER_CLIENT_SECONDS.to_string()])
+        .arg("--out")
+        .arg(out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+    command.spawn().context(
+        "starting the aiosendspin 10.2.1 client in the peers root failed (entering the root needs root privileges)",
+    )
+}
+
 async fn serve_to_peer_client(root: &Path, bit_depth: u16) -> anyhow::Result<()> {
+    serve_to_peer_client_over(root, bit_depth, None, false).await
+}
+
+/// Streams to aiosendspin's client: 6.1.1 over cleartext v1 when `suite` is
+/// `None`, else 10.2.1 over Sendspin 1.0 with that cipher suite, admitted
+/// unpaired by `serve --allow-unpaired`.
+///
+/// With `pair`, the client gets a known key and pairing PSK, and `serve`
+/// gets their pairing token instead of `--allow-unpaired`, so the two pair
+/// by pairing PSK before the stream.
+async fn serve_to_peer_client_over(root: &Path, bit_depth: u16, suite: Option<&str>, pair: bool) -> anyhow::Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("resonate-interop")
         .tempdir_in("/tmp")?;
@@ -560,12 +663,42 @@ async fn serve_to_peer_client(root: &Path, bit_depth: u16) -> anyhow::Result<()>
         0,
         "the file should end in a partial chunk"
     );
-    let label = format!("resonate serve to aiosendspin client, {bit_depth}-bit");
+    let label = match suite {
+        Some(suite) => format!("resonate serve to aiosendspin 10.2.1 client over Sendspin 1.0 ({suite}), {bit_depth}-bit"),
+        None => format!("resonate serve to aiosendspin client, {bit_depth}-bit"),
+    };
 
-    let (mut serve, url) = start_serve(&source_path);
-    let client_id = format!("aiosendspin-client-{bit_depth}");
+    let state_path = dir.path().join("state");
+    let state_dir = state_path.to_str().expect("temporary paths are UTF-8");
+    let client_key = resonate::noise::Identity::generate();
+    let pairing_psk = [0x42u8; 32];
+    let token = resonate::noise::pairing::encode_token(client_key.public_key(), &pairing_psk);
+    let mut serve_flags = vec!["--dialect", "sendspin", "--state-dir", state_dir];
+    if pair {
+        serve_flags.extend(["--pair-token", token.as_str()]);
+    } else {
+        serve_flags.push("--allow-unpaired");
+    }
+    let (mut serve, url) = match suite {
+        Some(_) => start_serve_with(&source_path, &serve_flags),
+        None => start_serve(&source_path),
+    };
+    let client_flags: Vec<String> = if pair {
+        vec![
+            "--private-key".into(),
+            resonate::noise::identity::encode_id(client_key.private_key()),
+            "--pairing-psk".into(),
+            resonate::noise::identity::encode_id(&pairing_psk),
+        ]
+    } else {
+        Vec::new()
+    };
+    let mut client_id = format!("aiosendspin-client-{bit_depth}");
     let recording_path = dir.path().join("received.pcm");
-    let mut client = spawn_peer_client(root, &url, &client_id, bit_depth, &recording_path)?;
+    let mut client = match suite {
+        Some(suite) => spawn_encrypted_peer_client(root, &url, suite, bit_depth, &recording_path, &client_flags)?,
+        None => spawn_peer_client(root, &url, &client_id, bit_depth, &recording_path)?,
+    };
     let stdout = client
         .stdout
         .take()
@@ -576,6 +709,15 @@ async fn serve_to_peer_client(root: &Path, bit_depth: u16) -> anyhow::Result<()>
     let done = events
         .last()
         .expect("read_until_event returns the done event");
+    if suite.is_some() {
+        client_id = events
+            .iter()
+            .find(|event| event["event"] == "identity")
+            .and_then(|event| event["client_id"].as_str())
+            .with_context(|| format!("{label}: the client reported no identity: {events:?}"))?
+            .to_string();
+        assert_eq!(client_id.len(), 43, "{label}: client_id {client_id:?} is not a base64url key");
+    }
     assert_eq!(
         done["ended_by"], "stream_end",
         "{label}: the recording did not end at stream/end; events {events:?}"
@@ -611,6 +753,14 @@ async fn serve_to_peer_client(root: &Path, bit_depth: u16) -> anyhow::Result<()>
         .as_u64()
         .context("the done event has no chunk count")?;
     finish_serve(serve, &client_id, chunks as usize);
+    if pair {
+        let records = resonate::noise::PairingStore::load(&state_path.join("pairings-server.json"))?;
+        assert!(
+            records.record_of(&client_id).is_some(),
+            "{label}: serve stored no pairing record of {client_id}: {:?}",
+            records.records()
+        );
+    }
     Ok(())
 }
 
@@ -752,6 +902,26 @@ async fn aiosendspin_server_flac_and_opus_to_resonate_play() -> anyhow::Result<(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aiosendspin_server_to_resonate_play_encrypted() -> anyhow::Result<()> {
+    let Some(root) = require_peers_root() else {
+        return Ok(());
+    };
+    for bit_depth in BIT_DEPTHS {
+        play_from_peer_server_in(&root, bit_depth, "pcm", PlayDialect::Encrypted).await?;
+    }
+    play_from_peer_server_in(&root, 24, "flac", PlayDialect::Encrypted).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aiosendspin_server_pairs_resonate_play() -> anyhow::Result<()> {
+    let Some(root) = require_peers_root() else {
+        return Ok(());
+    };
+    play_from_peer_server_in(&root, 16, "pcm", PlayDialect::Paired).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resonate_serve_to_aiosendspin_client() -> anyhow::Result<()> {
     let Some(root) = require_peers_root() else {
         return Ok(());
@@ -760,6 +930,24 @@ async fn resonate_serve_to_aiosendspin_client() -> anyhow::Result<()> {
         serve_to_peer_client(&root, bit_depth).await?;
     }
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resonate_serve_to_aiosendspin_encrypted_client() -> anyhow::Result<()> {
+    let Some(root) = require_peers_root() else {
+        return Ok(());
+    };
+    serve_to_peer_client_over(&root, 16, Some("25519_ChaChaPoly_SHA256"), false).await?;
+    serve_to_peer_client_over(&root, 24, Some("25519_AESGCM_SHA256"), false).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resonate_serve_pairs_aiosendspin_client() -> anyhow::Result<()> {
+    let Some(root) = require_peers_root() else {
+        return Ok(());
+    };
+    serve_to_peer_client_over(&root, 16, Some("25519_ChaChaPoly_SHA256"), true).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -794,7 +982,7 @@ async fn observer_joins_aiosendspin_server() -> anyhow::Result<()> {
     let dir = tempfile::Builder::new().prefix("resonate-interop").tempdir_in("/tmp")?;
     let source_path = dir.path().join("source.wav");
     write_source(&source_path, 16, PEER_SERVER_SECONDS);
-    let mut server = spawn_peer_server(&root, &source_path, "pcm")?;
+    let mut server = spawn_peer_server(&root, &source_path, "pcm", &[])?;
     let stdout = server.stdout.take().context("the server's stdout is not piped")?;
     let mut lines = BufReader::new(stdout).lines();
     let head = read_until_event("aiosendspin server", &mut lines, "source").await?;

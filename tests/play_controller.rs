@@ -62,6 +62,7 @@ fn remote_config(url: &str) -> PlayerConfig {
         volume: 100,
         muted: false,
         format_request: None,
+        keys: None,
     }
 }
 

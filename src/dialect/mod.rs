@@ -6,12 +6,14 @@
 //! see the difference between dialects.
 
 mod resonate;
+pub mod sendspin;
 mod sendspin_v1;
 
 use std::fmt;
 use std::str::FromStr;
 
 pub use resonate::ResonateCodec;
+pub use sendspin::SendspinCodec;
 pub use sendspin_v1::SendspinV1Codec;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -26,6 +28,9 @@ pub enum Dialect {
     /// Legacy Resonate (aioresonate 0.13.2): unversioned roles and binary
     /// frames with a u64 timestamp, translated to the v1 messages.
     Resonate,
+    /// Sendspin 1.0: a Noise handshake, then every message encrypted in a
+    /// binary frame.
+    Sendspin,
 }
 
 impl Dialect {
@@ -33,7 +38,7 @@ impl Dialect {
     /// default.
     pub fn default_path(self) -> &'static str {
         match self {
-            Dialect::SendspinV1 => "/sendspin",
+            Dialect::SendspinV1 | Dialect::Sendspin => "/sendspin",
             Dialect::Resonate => "/resonate",
         }
     }
@@ -42,14 +47,27 @@ impl Dialect {
         match self {
             Dialect::SendspinV1 => "sendspin-v1",
             Dialect::Resonate => "resonate",
+            Dialect::Sendspin => "sendspin",
         }
     }
 
-    /// Creates the per-connection codec of this dialect.
+    /// Whether connections of this dialect start with a handshake that
+    /// yields their codec ([`SendspinCodec`]).
+    pub fn is_encrypted(self) -> bool {
+        self == Dialect::Sendspin
+    }
+
+    /// Creates the per-connection codec of a cleartext dialect.
+    ///
+    /// # Panics
+    ///
+    /// For [`Dialect::Sendspin`], whose codec holds the keys of its Noise
+    /// handshake and comes from [`crate::noise`] instead.
     pub fn codec(self) -> Box<dyn WireCodec> {
         match self {
             Dialect::SendspinV1 => Box::new(SendspinV1Codec),
             Dialect::Resonate => Box::<ResonateCodec>::default(),
+            Dialect::Sendspin => panic!("the Sendspin 1.0 codec comes from its Noise handshake"),
         }
     }
 }
@@ -67,7 +85,8 @@ impl FromStr for Dialect {
         match s {
             "sendspin-v1" | "v1" => Ok(Dialect::SendspinV1),
             "resonate" => Ok(Dialect::Resonate),
-            other => Err(format!("unknown dialect {other:?}; expected sendspin-v1 or resonate")),
+            "sendspin" => Ok(Dialect::Sendspin),
+            other => Err(format!("unknown dialect {other:?}; expected sendspin, sendspin-v1 or resonate")),
         }
     }
 }
@@ -112,6 +131,9 @@ pub enum Incoming {
     /// A well-formed message of a type this dialect does not define; it is
     /// logged and ignored.
     Unknown { type_name: String },
+    /// A frame the codec used up itself, such as a fragment of a message
+    /// not yet complete.
+    Consumed,
 }
 
 /// A frame that does not decode.
@@ -128,6 +150,10 @@ pub enum DecodeError {
     },
     #[error(transparent)]
     ShortBinary(#[from] crate::protocol::binary::ShortFrame),
+    /// The encrypted transport failed: authentication, fragment rules or a
+    /// cleartext frame where only encrypted ones may come.
+    #[error("{0}")]
+    Transport(String),
 }
 
 /// Maps typed messages to frames and back for one connection.
@@ -140,6 +166,12 @@ pub trait WireCodec: Send {
     /// Encodes an outgoing item, or returns `None` for a message this
     /// dialect has no form of; the session then leaves it out.
     fn encode(&mut self, outgoing: &Outgoing) -> Option<WsMessage>;
+
+    /// Encodes an outgoing item into the frames that carry it: none for a
+    /// message this dialect has no form of, several when it is fragmented.
+    fn encode_frames(&mut self, outgoing: &Outgoing) -> Vec<WsMessage> {
+        self.encode(outgoing).into_iter().collect()
+    }
 
     /// Decodes a text or binary frame. Control frames never reach a codec.
     fn decode(&mut self, frame: WsMessage) -> Result<Incoming, DecodeError>;

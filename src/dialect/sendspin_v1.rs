@@ -70,7 +70,7 @@ fn payload<T: DeserializeOwned>(type_name: &str, payload: Value) -> Result<T, De
     })
 }
 
-fn decode_text(text: &str) -> Result<Incoming, DecodeError> {
+pub(super) fn decode_text(text: &str) -> Result<Incoming, DecodeError> {
     let mut value: Value = serde_json::from_str(text).map_err(DecodeError::InvalidJson)?;
     let Some(type_name) = value.get("type").and_then(Value::as_str).map(str::to_string) else {
         return Err(DecodeError::MissingType);

@@ -78,6 +78,9 @@ pub struct PlayerConfig {
     /// A `stream/request-format` to send once per connection, this long
     /// after the connection's first `stream/start`.
     pub format_request: Option<(PlayerFormatRequest, Duration)>,
+    /// Keys for Sendspin 1.0 connections; required when `dialect` is
+    /// [`Dialect::Sendspin`].
+    pub keys: Option<super::encrypted::ClientKeys>,
 }
 
 /// What the player reports as it runs.
@@ -294,13 +297,21 @@ impl Player {
 
     async fn run_session(
         &self,
-        ws: transport::ClientStream,
+        mut ws: transport::ClientStream,
         peer: SocketAddr,
         shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
     ) -> SessionEnd {
         let tracker = TaskTracker::new();
         let (events_tx, events) = mpsc::channel(1024);
-        let codec = self.config.dialect.codec();
+        let hello = self.hello();
+        let opening = super::encrypted::open_codec(&mut ws, self.config.dialect, self.config.keys.as_ref(), &hello, self.config.limits.handshake_timeout);
+        let codec = tokio::select! {
+            _ = shutdown.as_mut() => return SessionEnd::Shutdown,
+            codec = opening => match codec {
+                Ok(codec) => codec,
+                Err(cause) => return SessionEnd::Closed(cause),
+            },
+        };
         let handle = session::spawn(ws, peer, Side::Client, codec, self.config.limits.clone(), events_tx, &tracker);
         tracker.close();
         let _ = handle.send_message(Message::ClientHello(self.hello()));
@@ -431,6 +442,7 @@ impl Player {
                 path,
                 limits: self.config.limits.clone(),
                 dialect: self.config.dialect,
+                keys: self.config.keys.clone(),
                 hello: self.hello(),
                 candidates: candidates_tx,
                 tracker: tracker.clone(),
@@ -558,6 +570,7 @@ struct Handshake {
     path: String,
     limits: Limits,
     dialect: Dialect,
+    keys: Option<super::encrypted::ClientKeys>,
     hello: ClientHello,
     candidates: mpsc::Sender<Candidate>,
     tracker: TaskTracker,
@@ -565,7 +578,7 @@ struct Handshake {
 
 impl Handshake {
     async fn run(self, stream: tokio::net::TcpStream, peer: SocketAddr) {
-        let ws = match transport::accept(stream, &peer.to_string(), &self.path, &self.limits).await {
+        let mut ws = match transport::accept(stream, &peer.to_string(), &self.path, &self.limits).await {
             Ok(ws) => ws,
             Err(err) => {
                 tracing::info!(%peer, cause = %err, "server connection rejected");
@@ -573,7 +586,13 @@ impl Handshake {
             }
         };
         let (events_tx, mut events) = mpsc::channel(1024);
-        let codec = self.dialect.codec();
+        let codec = match super::encrypted::open_codec(&mut ws, self.dialect, self.keys.as_ref(), &self.hello, self.limits.handshake_timeout).await {
+            Ok(codec) => codec,
+            Err(cause) => {
+                tracing::info!(%peer, %cause, "server connection failed its handshake");
+                return;
+            }
+        };
         let handle = session::spawn(ws, peer, Side::Client, codec, self.limits, events_tx, &self.tracker);
         let _ = handle.send_message(Message::ClientHello(self.hello));
         // The session closes itself when the handshake times out.
@@ -761,7 +780,7 @@ impl<'a> SessionState<'a> {
                 BinaryKind::Audio => self.on_audio(frame.timestamp_us, &frame.payload),
                 other => tracing::debug!(kind = ?other, "ignoring binary frame for a role this player lacks"),
             },
-            Incoming::Unknown { .. } => {}
+            Incoming::Unknown { .. } | Incoming::Consumed => {}
         }
     }
 

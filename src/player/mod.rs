@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod decode;
+pub mod encrypted;
 pub mod request;
 pub mod roles;
 pub mod output;

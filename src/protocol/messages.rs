@@ -204,9 +204,20 @@ pub enum GoodbyeReason {
     Restart,
     /// The user disconnected: do not reconnect.
     UserRequest,
+    /// Sendspin 1.0: the server declared activities or roles the client
+    /// does not authorize; do not reconnect with the same ones.
+    Unauthorized,
+    /// Sendspin 1.0: the client admits no unpaired access; pair first.
+    PairingRequired,
+    /// Sendspin 1.0: the client refused the connection under the
+    /// multiple-server rules; retrying later is allowed.
+    ConcurrentAttempt,
+    /// Sendspin 1.0: the client processed `server/unpair`; do not reconnect.
+    Unpaired,
 }
 
 impl GoodbyeReason {
+    /// The reasons of Sendspin v1, which every dialect can carry.
     pub const ALL: [GoodbyeReason; 4] = [
         GoodbyeReason::AnotherServer,
         GoodbyeReason::Shutdown,
@@ -220,6 +231,10 @@ impl GoodbyeReason {
             GoodbyeReason::Shutdown => "shutdown",
             GoodbyeReason::Restart => "restart",
             GoodbyeReason::UserRequest => "user_request",
+            GoodbyeReason::Unauthorized => "unauthorized",
+            GoodbyeReason::PairingRequired => "pairing_required",
+            GoodbyeReason::ConcurrentAttempt => "concurrent_attempt",
+            GoodbyeReason::Unpaired => "unpaired",
         }
     }
 

@@ -77,7 +77,10 @@ pub enum ServerError {
 }
 
 /// An accepted WebSocket with its peer and the dialect of the path it used.
-type Accepted = (WebSocketStream<TcpStream>, SocketAddr, Dialect);
+/// An accepted connection ready for its session: the stream, the peer, the
+/// dialect, and for Sendspin 1.0 the codec of its handshake and a frame
+/// read before the session.
+type Accepted = (WebSocketStream<TcpStream>, SocketAddr, super::encrypted::Opened);
 
 struct SessionEntry {
     handle: SessionHandle,
@@ -207,7 +210,7 @@ impl Core {
                     Err(err) if is_transient(&err) => tracing::warn!(cause = %err, "accept failed; continuing"),
                     Err(err) => break Err(super::ServerError::Accept(err)),
                 },
-                Some((ws, peer, dialect)) = accepted.recv() => self.open_session(ws, peer, dialect, None),
+                Some((ws, peer, opened)) = accepted.recv() => self.open_session(ws, peer, opened, None),
                 Some(request) = dial_requests.recv() => self.dial_slots.apply(request, &dial_context, &self.tracker),
                 Some(connection) = dialed.recv() => self.open_dialed(connection),
                 Some(event) = self.session_events.recv() => self.on_session_event(event),
@@ -231,14 +234,36 @@ impl Core {
             endpoints.push((legacy_path.clone(), Dialect::Resonate));
         }
         let limits = self.config.limits.clone();
+        let keys = self.config.keys.clone();
+        let name = self.config.name.clone();
         crate::transport::prepare_server_socket(&stream, &limits);
         self.tracker.spawn(async move {
             let paths: Vec<&str> = endpoints.iter().map(|(path, _)| path.as_str()).collect();
-            match crate::transport::accept_any(stream, &peer.to_string(), &paths, &limits).await {
-                Ok((ws, index)) => {
-                    let _ = accepted.send((ws, peer, endpoints[index].1)).await;
+            let (mut ws, index) = match crate::transport::accept_any(stream, &peer.to_string(), &paths, &limits).await {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    tracing::info!(%peer, cause = %err, "connection rejected");
+                    return;
                 }
-                Err(err) => tracing::info!(%peer, cause = %err, "connection rejected"),
+            };
+            let dialect = endpoints[index].1;
+            let opened = match (&keys, index) {
+                // The main path takes Sendspin 1.0 clients when the server
+                // has keys.
+                (Some(keys), 0) => super::encrypted::open(&mut ws, peer, keys, &name, limits.handshake_timeout).await,
+                (None, _) if dialect.is_encrypted() => {
+                    tracing::error!(%peer, "the server has no keys for Sendspin 1.0 (ServerConfig::keys); closing the connection");
+                    let _ = ws.close(None).await;
+                    None
+                }
+                _ => Some(super::encrypted::Opened {
+                    dialect,
+                    codec: dialect.codec(),
+                    first_frame: None,
+                }),
+            };
+            if let Some(opened) = opened {
+                let _ = accepted.send((ws, peer, opened)).await;
             }
         });
     }
@@ -250,22 +275,34 @@ impl Core {
             tracing::debug!(address = %connection.address, "dropping a connection of a replaced dial loop");
             return;
         }
-        let dialect = self.config.dialect;
-        self.open_session(connection.ws, connection.peer, dialect, Some(connection.closed));
+        // NOTE: dialed players speak cleartext v1 even when the server has
+        // keys; the 1.0 handshake runs on accepted connections only.
+        let dialect = match self.config.dialect {
+            Dialect::Sendspin => Dialect::SendspinV1,
+            other => other,
+        };
+        let opened = super::encrypted::Opened {
+            dialect,
+            codec: dialect.codec(),
+            first_frame: None,
+        };
+        self.open_session(connection.ws, connection.peer, opened, Some(connection.closed));
     }
 
     fn open_session(
         &mut self,
         ws: WebSocketStream<TcpStream>,
         peer: SocketAddr,
-        dialect: Dialect,
+        opened: super::encrypted::Opened,
         dial_loop: Option<oneshot::Sender<CloseCause>>,
     ) {
-        let handle = session::spawn(
+        let dialect = opened.dialect;
+        let handle = session::spawn_with_first_frame(
             ws,
+            opened.first_frame,
             peer,
             Side::Server,
-            dialect.codec(),
+            opened.codec,
             self.config.limits.clone(),
             self.session_events_tx.clone(),
             &self.tracker,

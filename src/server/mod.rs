@@ -9,6 +9,7 @@ pub mod artwork;
 mod core;
 mod encode;
 pub mod dial;
+pub mod encrypted;
 mod group;
 pub mod metadata;
 mod negotiate;
@@ -142,6 +143,9 @@ pub struct ServerConfig {
     pub encoder: EncoderSettings,
     /// Reconnection timing of server-initiated connections.
     pub dial_backoff: DialBackoff,
+    /// Keys and admission policy for Sendspin 1.0 clients on `path`; `None`
+    /// accepts only the cleartext `dialect`.
+    pub keys: Option<encrypted::ServerKeys>,
 }
 
 impl ServerConfig {
@@ -163,6 +167,7 @@ impl ServerConfig {
             forced_codec: None,
             encoder: EncoderSettings::default(),
             dial_backoff: DialBackoff::default(),
+            keys: None,
         }
     }
 }

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::dialect::{Incoming, Outgoing};
 use crate::protocol::{GoodbyeReason, Message};
-pub use task::spawn;
+pub use task::{spawn, spawn_with_first_frame};
 
 /// Process-unique session number, assigned in creation order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -43,6 +43,26 @@ pub fn spawn<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    spawn_with_first_frame(ws, None, peer, side, codec, limits, events, tracker)
+}
+
+/// Like [`spawn`], for a connection whose first frame was already read (to
+/// tell dialects apart): the session handles `first_frame` before reading
+/// the socket.
+#[allow(clippy::too_many_arguments)]
+pub fn spawn_with_first_frame<S>(
+    ws: WebSocketStream<S>,
+    first_frame: Option<WsMessage>,
+    peer: SocketAddr,
+    side: Side,
+    codec: Box<dyn WireCodec>,
+    limits: Limits,
+    events: mpsc::Sender<SessionEvent>,
+    tracker: &TaskTracker,
+) -> SessionHandle
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let id = SessionId::next();
     let (command_tx, command_rx) = mpsc::channel(limits.outbound_queue.max(1));
     let (close_tx, close_rx) = watch::channel(None);
@@ -70,6 +90,7 @@ where
         last_heard: Instant::now(),
         hello_received: false,
         queued_bytes,
+        first_frame,
     };
     tracker.spawn(task.run());
     handle
@@ -103,6 +124,8 @@ struct SessionTask<S> {
     /// rejected, since their arrival before the reply depends on timing.
     hello_received: bool,
     queued_bytes: Arc<AtomicUsize>,
+    /// A frame read before the session started, handled first.
+    first_frame: Option<WsMessage>,
 }
 
 impl<S> SessionTask<S>
@@ -121,6 +144,11 @@ where
         let first_ping = Instant::now() + self.limits.ping_interval;
         let mut ping = interval_at(first_ping, self.limits.ping_interval);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        if let Some(frame) = self.first_frame.take() {
+            if let Err(cause) = self.on_frame(Some(Ok(frame))).await {
+                return cause;
+            }
+        }
 
         loop {
             let handshaking = *self.state.borrow() == SessionState::Handshaking;
@@ -271,14 +299,17 @@ where
             _ => None,
         };
         *deadline = (*deadline).min(Instant::now() + self.write_timeout_of(&outgoing)?);
-        let Some(frame) = self.codec.encode(&outgoing) else {
+        let frames = self.codec.encode_frames(&outgoing);
+        if frames.is_empty() {
             tracing::trace!(session = %self.id, dialect = %self.codec.dialect(), "leaving out a message the dialect cannot express");
             return Ok(());
-        };
-        match tokio::time::timeout_at(*deadline, self.ws.feed(frame)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => return Err(error_cause(err)),
-            Err(_) => return Err(write_timed_out(self.limits.write_timeout)),
+        }
+        for frame in frames {
+            match tokio::time::timeout_at(*deadline, self.ws.feed(frame)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => return Err(error_cause(err)),
+                Err(_) => return Err(write_timed_out(self.limits.write_timeout)),
+            }
         }
         if let Some(client_transmitted) = time_sent {
             self.emit(EventKind::TimeSent { client_transmitted }).await?;
@@ -362,6 +393,9 @@ where
                     .codec
                     .decode(frame)
                     .map_err(|err| CloseCause::ProtocolError(err.to_string()))?;
+                if incoming == Incoming::Consumed {
+                    return Ok(());
+                }
                 self.on_incoming(incoming, received_us).await
             }
         }
@@ -407,6 +441,7 @@ where
             Incoming::Message(message) => message.type_name().to_string(),
             Incoming::Binary(_) => "a binary frame".to_string(),
             Incoming::Unknown { type_name } => type_name.clone(),
+            Incoming::Consumed => return Ok(()),
         };
         Err(CloseCause::ProtocolError(format!("expected {expected} first, got {got}")))
     }

@@ -339,7 +339,7 @@ impl Checker {
                     Seen::OtherBinary
                 }
             }
-            Incoming::Unknown { .. } => Seen::Unknown,
+            Incoming::Unknown { .. } | Incoming::Consumed => Seen::Unknown,
         }
     }
 

@@ -215,6 +215,7 @@ fn describe(incoming: &Incoming) -> String {
         Incoming::Message(message) => message.type_name().to_string(),
         Incoming::Binary(_) => "a binary frame".into(),
         Incoming::Unknown { type_name } => type_name.clone(),
+        Incoming::Consumed => "a fragment".into(),
     }
 }
 

@@ -213,7 +213,7 @@ impl Probe {
             return Ok(match incoming {
                 Incoming::Message(message) => Seen::Message(message),
                 Incoming::Binary(_) => Seen::OtherBinary,
-                Incoming::Unknown { .. } => Seen::Unknown,
+                Incoming::Unknown { .. } | Incoming::Consumed => Seen::Unknown,
             });
         }
         let seen = self.check.observe(incoming, received_us, &mut self.findings);

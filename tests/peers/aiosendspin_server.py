@@ -1,9 +1,15 @@
 #!/usr/bin/env python3
-"""Serve one WAV file to cleartext Sendspin v1 players, using aiosendspin 10.2.1.
+"""Serve one WAV file to Sendspin players, using aiosendspin 10.2.1.
 
 Run it inside the peers root, in the venv-sendspin venv. The server listens on
 127.0.0.1 only, at the fixed Sendspin path /sendspin, and accepts cleartext
-(unencrypted) v1 clients because it is built with allow_unencrypted=True. It
+(unencrypted) v1 clients because it is built with allow_unencrypted=True, as
+well as encrypted Sendspin 1.0 clients. An unpaired 1.0 client gets roles and
+playback only with --trust-unpaired. With --strict the server rejects any
+client that deviates from the 1.0 spec, cleartext ones included, instead of
+logging the deviation. A client whose pairing token was given
+with --pair-token pairs by its pairing PSK, after which the server
+re-handshakes to the new long-term PSK and activates it. It
 starts no mDNS: SendspinServer.start_server() in 10.2.1 always opens a Zeroconf
 instance and advertises the server, so this script never calls it and serves
 SendspinServer.on_client_connect from its own aiohttp application instead.
@@ -19,6 +25,7 @@ Once the last sample's playback time has passed it sends stream/end, waits up
 to --grace seconds for the clients to leave, and exits.
 
 Every line on stdout is one JSON object with an "event" key, in this order:
+    identity             server_id (the server's public key)
     listening            port, url
     source               the WAV file's PCM: format, frames, bytes, sha256
     client               a client finished its handshake: client_id, name, roles
@@ -61,8 +68,11 @@ from aiohttp import web
 from aiosendspin.clock import Clock, RawMonotonicClock
 from aiosendspin.models.core import StreamEndMessage, StreamStartMessage
 from aiosendspin.models.types import AudioCodec, Roles
+from aiosendspin.noise import Identity, InMemoryServerPairingStore, TrustedUnpairedClient
+from aiosendspin.noise.keys import psk_id_for
+from aiosendspin.noise.pairing_token import decode_psk_token
+from aiosendspin.noise.trust_store import StagedPairingPsk
 from aiosendspin.server.push_stream import StreamStoppedError
-from aiosendspin.noise import Identity, InMemoryServerPairingStore
 from aiosendspin.server import (
     AudioFormat,
     ClientAddedEvent,
@@ -361,18 +371,38 @@ def emit_sent(tap: WireTap, sent_out: str | None) -> None:
         first = False
 
 
+class TrustingPairingStore(InMemoryServerPairingStore):
+    """Pairing store that approves every client for unpaired playback.
+
+    Like the one of the `sendspin serve` 9.0.0 command: an encrypted client
+    that connects with the Sentinel PSK and offers unpaired access gets its
+    roles and playback without pairing.
+    """
+
+    async def trusted_unpaired(self, client_id: str) -> TrustedUnpairedClient | None:
+        return await super().trusted_unpaired(client_id) or TrustedUnpairedClient(client_id)
+
+
 async def serve(args: argparse.Namespace, source: Source) -> int:
     clock = RawMonotonicClock()
     tap = WireTap(source, clock)
     tap.install()
 
     loop = asyncio.get_running_loop()
+    store = TrustingPairingStore() if args.trust_unpaired else InMemoryServerPairingStore()
+    for text in args.pair_token:
+        token = decode_psk_token(text)
+        staged = StagedPairingPsk(psk_id_for(token.pairing_psk), token.pairing_psk)
+        await store.stage_pairing_psk(token.client_id, staged)
+    identity = Identity.generate()
+    emit("identity", server_id=identity.peer_id)
     server = SendspinServer(
         loop,
-        Identity.generate(),
+        identity,
         args.name,
-        pairing_store=InMemoryServerPairingStore(),
-        allow_unencrypted=True,
+        pairing_store=store,
+        allow_unencrypted=not args.strict,
+        allow_noncompliant_clients=not args.strict,
         clock=clock,
     )
     player = Player(server, source, args.codec)
@@ -446,6 +476,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "when aiosendspin stops the stream (a target for resonate stress)",
     )
     parser.add_argument("--name", default="resonate interop server", help="server name in server/hello")
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="reject clients that deviate from the Sendspin 1.0 spec (and cleartext clients)",
+    )
+    parser.add_argument(
+        "--pair-token",
+        action="append",
+        default=[],
+        help="stage this version-0 pairing token, so its client pairs by pairing PSK (repeatable)",
+    )
+    parser.add_argument(
+        "--trust-unpaired",
+        action="store_true",
+        help="approve every encrypted (Sendspin 1.0) client for playback without pairing",
+    )
     parser.add_argument("--verbose", action="store_true", help="log aiosendspin at DEBUG to stderr")
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:

@@ -1,0 +1,336 @@
+//! Long-term identities and pairing records kept in a state directory.
+//!
+//! A Sendspin 1.0 `client_id` or `server_id` is the base64url (no padding)
+//! Curve25519 public key of the device. `serve` and `play` create a key
+//! pair on first use and keep it in `STATE_DIR/identity-ROLE.json`, readable
+//! by the owner only. Long-term PSKs from pairing live in
+//! `STATE_DIR/pairings-ROLE.json`. Both files are written to a temporary
+//! file first and then renamed over the old one, so a crash never leaves a
+//! half-written file.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use snow::resolvers::{CryptoResolver, DefaultResolver};
+use snow::params::DHChoice;
+
+use super::{psk_id, PSK_LEN};
+
+/// Length of a Curve25519 key in bytes.
+pub const KEY_LEN: usize = 32;
+
+/// Length of a base64url-encoded key or PSK id.
+pub const ID_LEN: usize = 43;
+
+/// A failed load or store of the state directory.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot write {path}: {source}; check that the state directory is writable or pick another with --state-dir")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not a valid {what}: {reason}; move it away to start over")]
+    Invalid { path: PathBuf, what: &'static str, reason: String },
+    #[error("no state directory: neither XDG_STATE_HOME nor HOME is set; pass --state-dir")]
+    NoStateDir,
+}
+
+/// Returns `$XDG_STATE_HOME/resonate` or `~/.local/state/resonate`.
+pub fn default_state_dir() -> Result<PathBuf, StateError> {
+    std::env::var_os("XDG_STATE_HOME")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".local/state")))
+        .map(|base| base.join("resonate"))
+        .ok_or(StateError::NoStateDir)
+}
+
+/// Encodes bytes as base64url without padding.
+pub fn encode_id(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Decodes a 43-character base64url key, such as a `client_id`.
+pub fn decode_key(text: &str) -> Result<[u8; KEY_LEN], String> {
+    if text.len() != ID_LEN {
+        return Err(format!("{text:?} has {} characters, expected {ID_LEN} (base64url Curve25519 key)", text.len()));
+    }
+    let bytes = URL_SAFE_NO_PAD
+        .decode(text)
+        .map_err(|err| format!("{text:?} is not base64url without padding: {err}"))?;
+    let key: [u8; KEY_LEN] = bytes
+        .try_into()
+        .map_err(|_| format!("{text:?} does not decode to {KEY_LEN} bytes"))?;
+    if encode_id(&key) != text {
+        return Err(format!("{text:?} is not the canonical base64url form of its key"));
+    }
+    Ok(key)
+}
+
+/// A device's static Curve25519 key pair.
+#[derive(Clone)]
+pub struct Identity {
+    private: [u8; KEY_LEN],
+    public: [u8; KEY_LEN],
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity").field("id", &self.id()).finish_non_exhaustive()
+    }
+}
+
+impl Identity {
+    /// Creates a key pair from the operating system's CSPRNG.
+    pub fn generate() -> Identity {
+        let mut private = [0u8; KEY_LEN];
+        rand::fill(&mut private);
+        Identity::from_private(private)
+    }
+
+    /// Derives the public key of `private`.
+    pub fn from_private(private: [u8; KEY_LEN]) -> Identity {
+        let mut dh = DefaultResolver
+            .resolve_dh(&DHChoice::Curve25519)
+            .expect("the default resolver has Curve25519");
+        dh.set(&private);
+        let mut public = [0u8; KEY_LEN];
+        public.copy_from_slice(dh.pubkey());
+        Identity { private, public }
+    }
+
+    /// Returns the base64url public key: the `client_id` or `server_id`.
+    pub fn id(&self) -> String {
+        encode_id(&self.public)
+    }
+
+    pub fn private_key(&self) -> &[u8; KEY_LEN] {
+        &self.private
+    }
+
+    pub fn public_key(&self) -> &[u8; KEY_LEN] {
+        &self.public
+    }
+
+    /// Loads the identity at `path`, creating and storing a new one when
+    /// the file does not exist.
+    pub fn load_or_create(path: &Path) -> Result<Identity, StateError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let invalid = |reason: String| StateError::Invalid {
+                    path: path.to_path_buf(),
+                    what: "identity file",
+                    reason,
+                };
+                let file: IdentityFile = serde_json::from_str(&text).map_err(|err| invalid(err.to_string()))?;
+                let private = decode_key(&file.private_key).map_err(invalid)?;
+                Ok(Identity::from_private(private))
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                let identity = Identity::generate();
+                let file = IdentityFile {
+                    private_key: encode_id(&identity.private),
+                    public_key: identity.id(),
+                };
+                let text = serde_json::to_string_pretty(&file).expect("the identity file serializes");
+                write_private(path, text.as_bytes())?;
+                tracing::info!(path = %path.display(), id = %identity.id(), "created a new identity");
+                Ok(identity)
+            }
+            Err(source) => Err(StateError::Read {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct IdentityFile {
+    private_key: String,
+    /// Written for people reading the file; the key is derived again on load.
+    public_key: String,
+}
+
+/// Writes `bytes` to `path` readable and writable by the owner only: to a
+/// temporary file in the same directory, then renamed over `path`.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    let error = |source| StateError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(error)?;
+    }
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    let temporary = path.with_file_name(name);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&temporary).map_err(error)?;
+    #[cfg(unix)]
+    {
+        // The mode of open() applies to new files only.
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(error)?;
+    }
+    file.write_all(bytes).map_err(error)?;
+    file.sync_all().map_err(error)?;
+    drop(file);
+    std::fs::rename(&temporary, path).map_err(error)
+}
+
+/// A long-term PSK shared with one peer after pairing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PairingRecord {
+    /// The peer's `client_id` or `server_id`.
+    pub peer_id: String,
+    /// The PSK, base64url.
+    pub psk: String,
+}
+
+impl PairingRecord {
+    pub fn psk_bytes(&self) -> Option<[u8; PSK_LEN]> {
+        URL_SAFE_NO_PAD.decode(&self.psk).ok()?.try_into().ok()
+    }
+}
+
+/// The pairing records of one device, persisted in one file.
+#[derive(Debug)]
+pub struct PairingStore {
+    path: PathBuf,
+    records: Vec<PairingRecord>,
+}
+
+impl PairingStore {
+    /// Loads the records at `path`. A missing file means no records.
+    pub fn load(path: &Path) -> Result<PairingStore, StateError> {
+        let records = match std::fs::read_to_string(path) {
+            Ok(text) => serde_json::from_str(&text).map_err(|err| StateError::Invalid {
+                path: path.to_path_buf(),
+                what: "pairing record file",
+                reason: err.to_string(),
+            })?,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(source) => {
+                return Err(StateError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        };
+        Ok(PairingStore {
+            path: path.to_path_buf(),
+            records,
+        })
+    }
+
+    pub fn records(&self) -> &[PairingRecord] {
+        &self.records
+    }
+
+    /// Returns the record of `peer_id`.
+    pub fn record_of(&self, peer_id: &str) -> Option<&PairingRecord> {
+        self.records.iter().find(|record| record.peer_id == peer_id)
+    }
+
+    /// Returns the long-term PSK whose id is `id`, with its peer.
+    pub fn find_long_term(&self, id: &str) -> Option<(&PairingRecord, [u8; PSK_LEN])> {
+        self.records.iter().find_map(|record| {
+            let psk = record.psk_bytes()?;
+            (psk_id(&psk) == id).then_some((record, psk))
+        })
+    }
+
+    /// Stores (or replaces) the record of `peer_id` and writes the file.
+    pub fn insert(&mut self, peer_id: &str, psk: &[u8; PSK_LEN]) -> Result<(), StateError> {
+        self.records.retain(|record| record.peer_id != peer_id);
+        self.records.push(PairingRecord {
+            peer_id: peer_id.to_string(),
+            psk: encode_id(psk),
+        });
+        self.save()
+    }
+
+    /// Removes the record of `peer_id`; returns whether there was one.
+    pub fn remove(&mut self, peer_id: &str) -> Result<bool, StateError> {
+        let before = self.records.len();
+        self.records.retain(|record| record.peer_id != peer_id);
+        if self.records.len() == before {
+            return Ok(false);
+        }
+        self.save()?;
+        Ok(true)
+    }
+
+    fn save(&self) -> Result<(), StateError> {
+        let text = serde_json::to_string_pretty(&self.records).expect("pairing records serialize");
+        write_private(&self.path, text.as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_persists_with_owner_only_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/identity-player.json");
+        let first = Identity::load_or_create(&path).unwrap();
+        let second = Identity::load_or_create(&path).unwrap();
+        assert_eq!(first.id(), second.id());
+        assert_eq!(first.id().len(), ID_LEN);
+        assert_eq!(decode_key(&first.id()).unwrap(), *first.public_key());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "identity file mode");
+        }
+    }
+
+    #[test]
+    fn two_identities_differ() {
+        assert_ne!(Identity::generate().id(), Identity::generate().id());
+    }
+
+    #[test]
+    fn invalid_identity_file_names_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("identity.json");
+        std::fs::write(&path, "{\"private_key\": \"short\", \"public_key\": \"x\"}").unwrap();
+        let err = Identity::load_or_create(&path).unwrap_err().to_string();
+        assert!(err.contains("identity.json"), "{err}");
+    }
+
+    #[test]
+    fn pairing_records_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pairings.json");
+        let peer = Identity::generate().id();
+        let psk = [7u8; PSK_LEN];
+        let mut store = PairingStore::load(&path).unwrap();
+        store.insert(&peer, &psk).unwrap();
+        let store = PairingStore::load(&path).unwrap();
+        let (record, found) = store.find_long_term(&psk_id(&psk)).unwrap();
+        assert_eq!(record.peer_id, peer);
+        assert_eq!(found, psk);
+        assert!(store.find_long_term(&psk_id(&[8u8; PSK_LEN])).is_none());
+        assert!(!path.with_file_name("pairings.json.tmp").exists(), "temporary file left behind");
+    }
+
+    #[test]
+    fn decode_key_rejects_bad_ids() {
+        assert!(decode_key("abc").is_err());
+        assert!(decode_key(&"+".repeat(ID_LEN)).is_err());
+    }
+}

@@ -1,0 +1,237 @@
+//! The server side of Sendspin 1.0 connections: telling encrypted clients
+//! from cleartext v1 ones on one path, the Noise handshake, `server/hello`,
+//! and who may play without pairing.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::json;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::WebSocketStream;
+
+use crate::dialect::{Dialect, SendspinCodec, WireCodec};
+use crate::noise::handshake::{self, Channel, HandshakeError, PskChoice, ServerOptions};
+use crate::noise::identity::decode_key;
+use crate::noise::pairing::PskToken;
+use crate::noise::{Identity, PairingStore, PskCategory, Suite, PSK_LEN};
+
+/// A server's keys and admission policy for encrypted clients.
+#[derive(Clone, Debug)]
+pub struct ServerKeys {
+    pub identity: Identity,
+    /// File of the server's pairing records (long-term PSKs by client).
+    pub records_path: PathBuf,
+    /// Also accept cleartext Sendspin v1 clients on the same path.
+    pub accept_v1: bool,
+    /// Give roles to every unpaired client that offers unpaired access.
+    pub allow_unpaired: bool,
+    /// Unpaired clients the operator approved, by `client_id`.
+    pub approved: HashSet<String>,
+    /// Pairing tokens the operator entered: a client whose token is here
+    /// and that has no pairing record yet is paired by its pairing PSK.
+    pub pairing_tokens: Vec<PskToken>,
+}
+
+/// An accepted connection ready for its session: dialect, codec and any
+/// frame already read.
+pub struct Opened {
+    pub dialect: Dialect,
+    pub codec: Box<dyn WireCodec>,
+    /// A frame read to tell the dialects apart, for the session to handle
+    /// first.
+    pub first_frame: Option<WsMessage>,
+}
+
+/// Reads the first message of a new connection and opens it in the
+/// dialect it speaks: a cleartext `client/hello` is Sendspin v1 (when
+/// `keys.accept_v1`), anything else runs the 1.0 handshake. Returns `None`
+/// after closing a connection that failed.
+pub async fn open<S>(ws: &mut WebSocketStream<S>, peer: SocketAddr, keys: &ServerKeys, name: &str, timeout: Duration) -> Option<Opened>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let first = match tokio::time::timeout(timeout, next_data_frame(ws)).await {
+        Ok(Some(frame)) => frame,
+        Ok(None) => return None,
+        Err(_) => {
+            tracing::info!(%peer, ?timeout, "no first message; closing");
+            let _ = ws.close(None).await;
+            return None;
+        }
+    };
+    let text = match &first {
+        WsMessage::Text(text) => text.as_str().to_string(),
+        _ => String::new(),
+    };
+    if is_client_hello(&text) {
+        if keys.accept_v1 {
+            return Some(Opened {
+                dialect: Dialect::SendspinV1,
+                codec: Dialect::SendspinV1.codec(),
+                first_frame: Some(first),
+            });
+        }
+        tracing::info!(%peer, "rejected a cleartext Sendspin v1 client; pass --accept-v1 to accept v1 clients next to Sendspin 1.0");
+        let _ = ws.close(None).await;
+        return None;
+    }
+
+    let records = match PairingStore::load(&keys.records_path) {
+        Ok(records) => Some(records),
+        Err(err) => {
+            tracing::warn!(cause = %err, "cannot read the pairing records; admitting clients as unpaired");
+            None
+        }
+    };
+    let choose = |client_id: &str| {
+        let record = records.as_ref().and_then(|store| store.record_of(client_id)).and_then(|r| r.psk_bytes());
+        let token = keys.pairing_tokens.iter().find(|token| token.client_id == client_id);
+        Some(match (record, token) {
+            (Some(psk), _) => PskChoice {
+                psk,
+                category: PskCategory::LongTerm,
+            },
+            (None, Some(token)) => PskChoice {
+                psk: token.pairing_psk,
+                category: PskCategory::Pairing,
+            },
+            (None, None) => PskChoice::sentinel(),
+        })
+    };
+    let options = ServerOptions {
+        identity: &keys.identity,
+        timeout,
+    };
+    let init = (!text.is_empty()).then_some(text);
+    let established = match handshake::accept(ws, init, options, choose).await {
+        Ok(established) => established,
+        Err(err) => {
+            // Handshake failures are silent: no message, only the close.
+            tracing::info!(%peer, cause = %err, "Sendspin 1.0 handshake failed");
+            let _ = ws.close(None).await;
+            return None;
+        }
+    };
+    let mut channel = established.channel;
+    let hello = json!({ "type": "server/hello", "payload": { "name": name } }).to_string();
+    if let Err(err) = handshake::send_json(ws, &mut channel, &hello).await {
+        tracing::info!(%peer, cause = %err, "sending server/hello failed");
+        return None;
+    }
+    let client_id = established.peer_id;
+    if established.category == PskCategory::Pairing {
+        let suite = established.suite;
+        let hash = established.handshake_hash;
+        return match pair_with_psk(ws, &mut channel, keys, &client_id, suite, &hash, timeout).await {
+            Ok(hello) => {
+                let codec = SendspinCodec::server(channel, client_id, PskCategory::LongTerm).with_replayed_hello(hello.clone());
+                Some(Opened {
+                    dialect: Dialect::Sendspin,
+                    codec: Box::new(codec),
+                    first_frame: Some(WsMessage::text(hello)),
+                })
+            }
+            Err(err) => {
+                tracing::warn!(%peer, client = %client_id, cause = %err, "pairing failed; nothing was stored");
+                let _ = ws.close(None).await;
+                None
+            }
+        };
+    }
+    let admitted = established.category == PskCategory::LongTerm
+        || (!established.credential_mismatch && (keys.allow_unpaired || keys.approved.contains(&client_id)));
+    if established.credential_mismatch {
+        tracing::warn!(%peer, client = %client_id, records = %keys.records_path.display(), "client could not use its pairing record, so it gets no roles until it pairs again or its record is removed from the file");
+    } else if !admitted {
+        tracing::warn!(%peer, client = %client_id, "unpaired client is not approved, so it gets no roles; approve it with --approve {client_id} or pass --allow-unpaired");
+    }
+    tracing::info!(%peer, client = %client_id, category = established.category.code(), suite = %established.suite, "Noise handshake done");
+    let codec = SendspinCodec::server(channel, client_id, established.category).with_admission(admitted);
+    Some(Opened {
+        dialect: Dialect::Sendspin,
+        codec: Box::new(codec),
+        first_frame: None,
+    })
+}
+
+/// Runs the server side of the pairing PSK flow on a connection keyed with
+/// the client's pairing PSK: reads `client/hello`, sends the pairing
+/// `server/activate`, reads `client/pair-init` and `client/pair-finalize`,
+/// stores the new long-term PSK, sends `server/pair-finalize` and
+/// re-handshakes to that PSK. Returns the `client/hello` body for the
+/// session.
+async fn pair_with_psk<S>(
+    ws: &mut WebSocketStream<S>,
+    channel: &mut Channel,
+    keys: &ServerKeys,
+    client_id: &str,
+    suite: Suite,
+    handshake_hash: &[u8],
+    timeout: Duration,
+) -> Result<String, HandshakeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let malformed = |what: &'static str, detail: String| HandshakeError::Malformed { what, detail };
+    let hello = handshake::receive_json(ws, channel, "client/hello", timeout).await?;
+    if hello.get("type").and_then(|t| t.as_str()) != Some("client/hello") {
+        return Err(malformed("client/hello", format!("got {hello}")));
+    }
+    let activate = json!({
+        "type": "server/activate",
+        "payload": { "activities": ["pairing"], "active_roles": [], "pairing": { "method": "pairing_psk" } },
+    });
+    handshake::send_json(ws, channel, &activate.to_string()).await?;
+
+    let init = handshake::receive_json(ws, channel, "client/pair-init", timeout).await?;
+    if init.get("type").and_then(|t| t.as_str()) != Some("client/pair-init") {
+        return Err(malformed("client/pair-init", format!("got {init}")));
+    }
+    let finalize = handshake::receive_json(ws, channel, "client/pair-finalize", timeout).await?;
+    let psk = finalize
+        .pointer("/payload/long_term_psk")
+        .and_then(|v| v.as_str())
+        .filter(|_| finalize.get("type").and_then(|t| t.as_str()) == Some("client/pair-finalize"))
+        .ok_or_else(|| malformed("client/pair-finalize", format!("no long_term_psk in {finalize}")))?;
+    let psk: [u8; PSK_LEN] = decode_key(psk).map_err(|detail| malformed("long_term_psk", detail))?;
+
+    let mut records = PairingStore::load(&keys.records_path).map_err(|err| malformed("pairing record file", err.to_string()))?;
+    records
+        .insert(client_id, &psk)
+        .map_err(|err| malformed("pairing record file", err.to_string()))?;
+    tracing::info!(client = %client_id, records = %keys.records_path.display(), "paired with the client; stored the pairing record");
+    handshake::send_json(ws, channel, &json!({ "type": "server/pair-finalize", "payload": {} }).to_string()).await?;
+
+    let client_key = decode_key(client_id).map_err(|detail| malformed("client_id", detail))?;
+    let choice = PskChoice {
+        psk,
+        category: PskCategory::LongTerm,
+    };
+    handshake::rehandshake_server(ws, channel, &keys.identity, &client_key, suite, handshake_hash, &choice, timeout).await?;
+    Ok(hello.to_string())
+}
+
+/// Returns the next text or binary frame, or `None` when the connection ends.
+async fn next_data_frame<S>(ws: &mut WebSocketStream<S>) -> Option<WsMessage>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    loop {
+        match ws.next().await? {
+            Ok(frame @ (WsMessage::Text(_) | WsMessage::Binary(_))) => return Some(frame),
+            Ok(WsMessage::Close(_)) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+}
+
+fn is_client_hello(text: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|value| value.get("type").and_then(|t| t.as_str()).map(|t| t == "client/hello"))
+        .unwrap_or(false)
+}
