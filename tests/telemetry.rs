@@ -97,6 +97,10 @@ async fn serve_and_play_publish_telemetry() {
     let group = snapshot.groups.iter().find(|g| g.id == "main").expect("main group");
     assert!(group.members.iter().any(|m| m == "telemetry-player"), "{group:?}");
     assert_eq!(group.playback, "playing");
+    let track = group.metadata.as_ref().unwrap_or_else(|| panic!("no track in {group:?}"));
+    let stem = std::path::Path::new(FIXTURE).file_stem().unwrap().to_str().unwrap();
+    // The fixture has no tags, so the title is the file name.
+    assert_eq!(track.title.as_deref(), Some(stem), "{track:?}");
     let joined = messages.iter().any(|m| {
         matches!(m, FeedMessage::Event(e) if e.kind == EventKind::Connected && e.client_id.as_deref() == Some("telemetry-player"))
     });

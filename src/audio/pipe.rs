@@ -13,7 +13,7 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use super::convert::decode_pcm;
 
-/// Audio the buffer holds before the reading thread waits, in seconds.
+/// Maximum audio in the buffer before the reading thread waits, in seconds.
 const BUFFER_SECONDS: usize = 10;
 
 /// Bytes read from the stream per read call.
@@ -126,7 +126,8 @@ impl PcmPipe {
         self.format
     }
 
-    /// Claims the pipe for one reader; `None` while another holds it.
+    /// Claims the pipe for one reader. Returns `None` while another reader
+    /// has it.
     pub fn claim(self: &Arc<Self>) -> Option<PipeReader> {
         if self.claimed.swap(true, Ordering::AcqRel) {
             return None;
@@ -145,7 +146,7 @@ impl PipeReader {
         self.pipe.format
     }
 
-    /// Whether `frames` frames can be read without waiting: they are
+    /// Checks whether `frames` frames can be read without waiting: they are
     /// buffered, or the stream has ended.
     pub fn ready(&self, frames: usize) -> bool {
         let buffer = self.pipe.buffer.lock().expect("pipe buffer lock");
@@ -164,7 +165,7 @@ impl PipeReader {
         frames
     }
 
-    /// Whether the stream has ended and every frame was read.
+    /// Checks whether the stream has ended and every frame was read.
     pub fn is_finished(&self) -> bool {
         let buffer = self.pipe.buffer.lock().expect("pipe buffer lock");
         buffer.ended && buffer.samples.is_empty()

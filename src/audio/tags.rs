@@ -178,6 +178,79 @@ mod tests {
         assert_eq!(parse_track("A1"), None);
     }
 
+    /// Copies a FLAC file and adds a Vorbis comment block with `comments`
+    /// and a front-cover picture block holding `cover`.
+    fn tag_flac(source: &Path, target: &Path, comments: &[&str], cover: &[u8]) {
+        let bytes = std::fs::read(source).unwrap();
+        assert_eq!(&bytes[..4], b"fLaC");
+        let mut blocks = Vec::new();
+        let mut at = 4;
+        loop {
+            let header = bytes[at];
+            let len = u32::from_be_bytes([0, bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as usize;
+            blocks.push((header & 0x7f, bytes[at + 4..at + 4 + len].to_vec()));
+            at += 4 + len;
+            if header & 0x80 != 0 {
+                break;
+            }
+        }
+        let mut comment = Vec::new();
+        comment.extend_from_slice(&4u32.to_le_bytes());
+        comment.extend_from_slice(b"test");
+        comment.extend_from_slice(&(comments.len() as u32).to_le_bytes());
+        for text in comments {
+            comment.extend_from_slice(&(text.len() as u32).to_le_bytes());
+            comment.extend_from_slice(text.as_bytes());
+        }
+        blocks.push((4, comment));
+        let mut picture = Vec::new();
+        picture.extend_from_slice(&3u32.to_be_bytes());
+        picture.extend_from_slice(&9u32.to_be_bytes());
+        picture.extend_from_slice(b"image/png");
+        picture.extend_from_slice(&0u32.to_be_bytes());
+        for value in [1u32, 1, 24, 0, cover.len() as u32] {
+            picture.extend_from_slice(&value.to_be_bytes());
+        }
+        picture.extend_from_slice(cover);
+        blocks.push((6, picture));
+
+        let mut out = b"fLaC".to_vec();
+        let count = blocks.len();
+        for (index, (kind, body)) in blocks.into_iter().enumerate() {
+            let last = if index + 1 == count { 0x80 } else { 0 };
+            out.push(kind | last);
+            out.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+            out.extend_from_slice(&body);
+        }
+        out.extend_from_slice(&bytes[at..]);
+        std::fs::write(target, out).unwrap();
+    }
+
+    #[test]
+    fn flac_tags_and_embedded_cover_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sine440_mono_44100_16bit.flac");
+        let tagged = dir.path().join("tagged.flac");
+        let comments = [
+            "TITLE=Song",
+            "ARTIST=Artist",
+            "ALBUMARTIST=Band",
+            "ALBUM=Album",
+            "DATE=2019-05-03",
+            "TRACKNUMBER=3/12",
+        ];
+        tag_flac(&fixture, &tagged, &comments, b"cover bytes");
+        std::fs::write(dir.path().join("cover.jpg"), b"file beside").unwrap();
+        let tags = read_tags(&tagged);
+        assert_eq!(tags.title.as_deref(), Some("Song"));
+        assert_eq!(tags.artist.as_deref(), Some("Artist"));
+        assert_eq!(tags.album_artist.as_deref(), Some("Band"));
+        assert_eq!(tags.album.as_deref(), Some("Album"));
+        assert_eq!(tags.year, Some(2019));
+        assert_eq!(tags.track, Some(3));
+        assert_eq!(tags.cover.as_deref(), Some(&b"cover bytes"[..]), "the embedded cover wins over the file beside");
+    }
+
     #[test]
     fn cover_file_beside_the_audio_is_found() {
         let dir = tempfile::tempdir().unwrap();

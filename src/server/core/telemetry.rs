@@ -8,8 +8,9 @@ use super::{Core, SessionEntry};
 use crate::clock::now_us;
 use crate::server::ServerEvent;
 use crate::session::{CloseCause, SessionState};
+use crate::server::metadata::MetadataView;
 use crate::telemetry::{
-    unix_ms_now, ClockView, Event, EventKind, GroupRow, Phase, PlayerReport, SessionRow, Snapshot, REPORT_KEY,
+    unix_ms_now, ClockView, Event, EventKind, GroupRow, Phase, PlayerReport, SessionRow, Snapshot, TrackInfo, REPORT_KEY,
 };
 
 /// `client/time` exchanges the server's clock estimate looks back over.
@@ -218,7 +219,22 @@ impl Core {
             playback: if group.is_playing() { "playing" } else { "stopped" }.into(),
             volume: has_players.then_some(state.volume),
             muted: has_players.then_some(state.muted),
-            metadata: None,
+            metadata: Some(self.track_info(group)),
+        }
+    }
+
+    /// Describes what a group plays, from tags already read.
+    fn track_info(&self, group: &crate::server::group::Group) -> TrackInfo {
+        let playing = group.now_playing(now_us());
+        let entry = &group.queue.entries()[playing.entry];
+        let tags = self.tags.get(&playing.entry).map(|tags| (**tags).clone()).unwrap_or_default();
+        let view = MetadataView::of(entry, &tags, &playing, group.queue.repeat(), group.queue.is_shuffled());
+        TrackInfo {
+            title: view.title,
+            artist: view.artist,
+            album: view.album,
+            position_ms: Some(playing.progress_ms),
+            duration_ms: playing.duration_ms,
         }
     }
 }
