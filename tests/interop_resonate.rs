@@ -201,7 +201,10 @@ fn assert_legacy_recording(done: &serde_json::Value, out: &std::path::Path, sour
     recorded
 }
 
-fn serve_legacy_to_aioresonate_client(bits: u16) {
+/// Streams to the aioresonate client connected at `path` of `serve
+/// --legacy` and checks its recording, and that the server speaks legacy
+/// Resonate to it whichever path it chose.
+fn serve_legacy_to_aioresonate_client(bits: u16, path: &str) {
     let Some(root) = require_peers_root() else {
         return;
     };
@@ -211,7 +214,7 @@ fn serve_legacy_to_aioresonate_client(bits: u16) {
     let LegacyServer { process: mut server, addr, feed_addr } = start_legacy_server(&wav);
 
     let out = dir.path().join("legacy.pcm");
-    let url = format!("ws://{addr}/resonate");
+    let url = format!("ws://{addr}{path}");
     let mut client = start_legacy_client(&root, &url, "legacy-player", &out, bits, &[]);
     let joined = server.wait_event("client_joined", Duration::from_secs(30));
     assert_eq!(joined["client_id"], "legacy-player");
@@ -229,12 +232,18 @@ fn serve_legacy_to_aioresonate_client(bits: u16) {
 
 #[test]
 fn serve_legacy_to_aioresonate_client_16_bit() {
-    serve_legacy_to_aioresonate_client(16);
+    serve_legacy_to_aioresonate_client(16, "/resonate");
+}
+
+/// A legacy client that dials the Sendspin path is told apart by its hello.
+#[test]
+fn serve_legacy_to_aioresonate_client_at_sendspin_path() {
+    serve_legacy_to_aioresonate_client(16, "/sendspin");
 }
 
 #[test]
 fn serve_legacy_to_aioresonate_client_24_bit() {
-    serve_legacy_to_aioresonate_client(24);
+    serve_legacy_to_aioresonate_client(24, "/resonate");
 }
 
 #[test]

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::task::TaskTracker;
 
@@ -233,6 +234,9 @@ impl Core {
         if let Some(legacy_path) = &self.config.legacy_path {
             endpoints.push((legacy_path.clone(), Dialect::Resonate));
         }
+        // With legacy clients accepted too, a cleartext client's first
+        // message decides its dialect, whichever path it chose.
+        let sniff_dialect = endpoints.len() > 1;
         let limits = self.config.limits.clone();
         let keys = self.config.keys.clone();
         let name = self.config.name.clone();
@@ -256,6 +260,7 @@ impl Core {
                     let _ = ws.close(None).await;
                     None
                 }
+                _ if sniff_dialect => open_cleartext(&mut ws, peer, dialect, limits.handshake_timeout).await,
                 _ => Some(super::encrypted::Opened {
                     dialect,
                     codec: dialect.codec(),
@@ -1167,4 +1172,39 @@ fn is_transient(err: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
     matches!(err.kind(), ConnectionAborted | ConnectionReset | Interrupted | WouldBlock)
         || err.raw_os_error() == Some(24) // EMFILE: too many open files, may clear
+}
+
+/// Reads a cleartext client's first message and opens the connection in
+/// the dialect that message is written in: a `client/hello` with versioned
+/// roles is Sendspin v1, one with bare roles legacy Resonate. Anything else
+/// keeps `path_dialect`, the dialect of the path the client chose. Returns
+/// `None` after closing a connection that sent nothing in time.
+async fn open_cleartext(
+    ws: &mut WebSocketStream<TcpStream>,
+    peer: SocketAddr,
+    path_dialect: Dialect,
+    timeout: Duration,
+) -> Option<super::encrypted::Opened> {
+    let first = match tokio::time::timeout(timeout, super::encrypted::next_data_frame(ws)).await {
+        Ok(Some(frame)) => frame,
+        Ok(None) => return None,
+        Err(_) => {
+            tracing::info!(%peer, ?timeout, "no first message; closing");
+            let _ = ws.close(None).await;
+            return None;
+        }
+    };
+    let spoken = match &first {
+        WsMessage::Text(text) => crate::dialect::dialect_of_hello(text.as_str()),
+        _ => None,
+    };
+    let dialect = spoken.unwrap_or(path_dialect);
+    if dialect != path_dialect {
+        tracing::info!(%peer, path = %path_dialect, spoken = %dialect, "client speaks another dialect than its path's; following its hello");
+    }
+    Some(super::encrypted::Opened {
+        dialect,
+        codec: dialect.codec(),
+        first_frame: Some(first),
+    })
 }

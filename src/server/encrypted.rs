@@ -216,7 +216,7 @@ where
 }
 
 /// Returns the next text or binary frame, or `None` when the connection ends.
-async fn next_data_frame<S>(ws: &mut WebSocketStream<S>) -> Option<WsMessage>
+pub(super) async fn next_data_frame<S>(ws: &mut WebSocketStream<S>) -> Option<WsMessage>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
