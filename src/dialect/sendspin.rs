@@ -71,6 +71,10 @@ pub struct SendspinCodec {
     /// The last `available` value a client reported; 1.0 wants it in every
     /// `client/state`, v1 sends the state only when it changes.
     available: bool,
+    /// Whether the client has reported `available: true` yet (server side).
+    /// aiosendspin 10.2.1 players report `false` until their clock is
+    /// synchronized, which is not an external source.
+    ever_available: bool,
     /// The player commands a client accepts: in `client/hello` in v1, in
     /// every `client/state` player object in 1.0.
     player_commands: Value,
@@ -100,6 +104,7 @@ impl SendspinCodec {
             pairing,
             activated: false,
             available: true,
+            ever_available: false,
             player_commands: json!([]),
             admitted: true,
             hello_sent: false,
@@ -118,6 +123,7 @@ impl SendspinCodec {
             pairing: ClientPairing::default(),
             activated: false,
             available: true,
+            ever_available: false,
             player_commands: json!([]),
             admitted: true,
             hello_sent: false,
@@ -265,8 +271,13 @@ impl SendspinCodec {
             }
             (CodecSide::Server, "client/state") => {
                 if let Some(available) = payload.remove("available").and_then(|v| v.as_bool()) {
-                    let state = if available { "synchronized" } else { "external_source" };
-                    payload.insert("state".into(), json!(state));
+                    // Before the first `true`, `false` only means the
+                    // player is not ready yet, so it leaves the state out.
+                    if available || self.ever_available {
+                        let state = if available { "synchronized" } else { "external_source" };
+                        payload.insert("state".into(), json!(state));
+                    }
+                    self.ever_available |= available;
                 }
             }
             _ => {}
