@@ -235,7 +235,7 @@ fn serve_legacy_to_aioresonate_client_16_bit() {
     serve_legacy_to_aioresonate_client(16, "/resonate");
 }
 
-/// A legacy client that dials the Sendspin path is told apart by its hello.
+/// A legacy client that dials the Sendspin path is recognized by its hello.
 #[test]
 fn serve_legacy_to_aioresonate_client_at_sendspin_path() {
     serve_legacy_to_aioresonate_client(16, "/sendspin");

@@ -51,8 +51,8 @@ impl Dialect {
         }
     }
 
-    /// Whether connections of this dialect start with a handshake that
-    /// yields their codec ([`SendspinCodec`]).
+    /// Returns whether connections of this dialect start with a handshake
+    /// that yields their codec ([`SendspinCodec`]).
     pub fn is_encrypted(self) -> bool {
         self == Dialect::Sendspin
     }
