@@ -33,7 +33,7 @@ fn play_ui_sends_keys_as_controller_commands() {
     tmux.wait_for_line(&["connected to"], Duration::from_secs(20));
     tmux.wait_for_line(&["volume", "group 100%"], Duration::from_secs(20));
     tmux.wait_for_line(&["codec", "no audio: no player role"], Duration::from_secs(5));
-    tmux.wait_for_line(&["commands", "play stop volume mute"], Duration::from_secs(5));
+    tmux.wait_for_line(&["commands", "play pause stop next previous volume mute"], Duration::from_secs(5));
     tmux.wait_for_line(&["↑/↓ volume", "m mute", "q quit"], Duration::from_secs(5));
 
     // The down arrow lowers the group volume by 5. The server applies it
@@ -43,9 +43,11 @@ fn play_ui_sends_keys_as_controller_commands() {
     tmux.wait_for_line(&["sent volume 95"], Duration::from_secs(5));
     tmux.send_keys("m");
     tmux.wait_for_line(&["volume", "group 95%", "muted"], Duration::from_secs(20));
-    // The server lists no next command, so the right arrow sends nothing.
-    tmux.send_keys("Right");
-    tmux.wait_for_line(&["next: not in the server's supported commands"], Duration::from_secs(10));
+    // r moves repeat on from the server's "all" (the file loops) to "one",
+    // and the metadata the server sends back shows it.
+    tmux.wait_for_line(&["repeat all"], Duration::from_secs(5));
+    tmux.send_keys("r");
+    tmux.wait_for_line(&["repeat one"], Duration::from_secs(20));
 
     tmux.send_keys("q");
     assert!(tmux.wait_exit(Duration::from_secs(15)), "play did not quit on q:\n{}", tmux.screen());

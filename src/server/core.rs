@@ -1187,7 +1187,12 @@ async fn open_cleartext(
 ) -> Option<super::encrypted::Opened> {
     let first = match tokio::time::timeout(timeout, super::encrypted::next_data_frame(ws)).await {
         Ok(Some(frame)) => frame,
-        Ok(None) => return None,
+        Ok(None) => {
+            // A client that closed before its hello still gets the reply
+            // to its close frame.
+            let _ = ws.close(None).await;
+            return None;
+        }
         Err(_) => {
             tracing::info!(%peer, ?timeout, "no first message; closing");
             let _ = ws.close(None).await;

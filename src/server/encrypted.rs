@@ -56,7 +56,12 @@ where
 {
     let first = match tokio::time::timeout(timeout, next_data_frame(ws)).await {
         Ok(Some(frame)) => frame,
-        Ok(None) => return None,
+        Ok(None) => {
+            // A client that closed before its first message still gets the
+            // reply to its close frame.
+            let _ = ws.close(None).await;
+            return None;
+        }
         Err(_) => {
             tracing::info!(%peer, ?timeout, "no first message; closing");
             let _ = ws.close(None).await;
