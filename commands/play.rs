@@ -33,7 +33,7 @@ use resonate::audio::{flac, opus};
 use resonate::player::request::parse_format_request;
 use resonate::protocol::SupportedFormat;
 use resonate::sync::SharedClock;
-use resonate::transport::{parse_ws_url, Limits};
+use resonate::transport::parse_ws_url;
 
 /// Returns whether `play` draws its terminal UI: only when stdout is a
 /// terminal, and neither --no-tui nor --json is given.
@@ -168,7 +168,7 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
         dialect,
         formats,
         buffer_capacity: args.buffer_capacity,
-        limits: Limits::default(),
+        limits: args.connection_limits.limits(),
         backoff: Backoff {
             first_connect_attempts: args.connect_attempts,
             ..Backoff::default()

@@ -6,10 +6,13 @@ mod telemetry;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::task::TaskTracker;
 
@@ -103,6 +106,9 @@ pub(super) struct Core {
     /// Dial loops by player address.
     dial_slots: DialSlots,
     session_counts: SessionCounts,
+    /// WebSocket handshakes in progress, each holding one count until its
+    /// task ends.
+    pending_handshakes: Arc<AtomicUsize>,
 }
 
 impl Core {
@@ -134,6 +140,7 @@ impl Core {
             pacing,
             dial_slots: DialSlots::default(),
             session_counts: SessionCounts::default(),
+            pending_handshakes: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -186,11 +193,16 @@ impl Core {
     /// Runs the WebSocket handshake in a tracked task; the open stream comes
     /// back to the core, which alone creates sessions.
     fn start_handshake(&self, stream: TcpStream, peer: SocketAddr, accepted: mpsc::Sender<Accepted>) {
+        let Some(admission) = self.admit(stream, peer) else {
+            return;
+        };
+        let (stream, _pending) = admission;
         let mut endpoints = vec![(self.config.path.clone(), self.config.dialect)];
         if let Some(legacy_path) = &self.config.legacy_path {
             endpoints.push((legacy_path.clone(), Dialect::Resonate));
         }
         let limits = self.config.limits.clone();
+        let stats = self.stats.clone();
         crate::transport::prepare_server_socket(&stream, &limits);
         self.tracker.spawn(async move {
             let paths: Vec<&str> = endpoints.iter().map(|(path, _)| path.as_str()).collect();
@@ -198,9 +210,48 @@ impl Core {
                 Ok((ws, index)) => {
                     let _ = accepted.send((ws, peer, endpoints[index].1)).await;
                 }
-                Err(err) => tracing::info!(%peer, cause = %err, "connection rejected"),
+                Err(err) => {
+                    let cause = match err {
+                        crate::transport::TransportError::AcceptTimeout { .. } => "handshake_timeout",
+                        _ => "handshake_failed",
+                    };
+                    stats.rejected(cause);
+                    log_rejected_connection(peer, cause, &err.to_string());
+                }
             }
+            drop(_pending);
         });
+    }
+
+    /// Applies the limits on pending handshakes and sessions to a new
+    /// connection. Returns the stream with its count among the pending
+    /// handshakes, or `None` when the connection was rejected.
+    fn admit(&self, stream: TcpStream, peer: SocketAddr) -> Option<(TcpStream, PendingHandshake)> {
+        let limits = &self.config.limits;
+        let pending = self.pending_handshakes.load(Ordering::Relaxed);
+        if pending >= limits.max_pending_handshakes {
+            // Dropping the stream closes the connection without a byte read.
+            drop(stream);
+            self.stats.rejected("max_pending_handshakes");
+            let detail = format!("{pending} WebSocket handshakes in progress");
+            log_rejected_connection(peer, "max_pending_handshakes", &detail);
+            return None;
+        }
+        let guard = PendingHandshake::new(&self.pending_handshakes);
+        let open = self.sessions.len() + pending;
+        if open >= limits.max_sessions {
+            self.stats.rejected("max_sessions");
+            let detail = format!("{open} sessions open or in handshake");
+            log_rejected_connection(peer, "max_sessions", &detail);
+            let message = format!("server is full: {} sessions at most; try again later", limits.max_sessions);
+            let limits = limits.clone();
+            self.tracker.spawn(async move {
+                crate::transport::reject(stream, StatusCode::SERVICE_UNAVAILABLE, message, &limits).await;
+                drop(guard);
+            });
+            return None;
+        }
+        Some((stream, guard))
     }
 
     /// Opens a session on a connection a dial loop made, unless a newer
@@ -664,6 +715,9 @@ impl Core {
         }
         self.stats.set_clients(self.clients.len());
         self.stats.session_closed(cause.label());
+        if let Some(rejection) = cause.rejection() {
+            self.stats.rejected(rejection);
+        }
         self.events.emit(ServerEvent::SessionClosed {
             session: id,
             client_id,
@@ -718,6 +772,38 @@ fn validate_hello(hello: &ClientHello) -> Result<(), String> {
         return Err(format!("name must be at most {MAX_ID_BYTES} bytes, got {}", hello.name.len()));
     }
     Ok(())
+}
+
+/// One count among the pending WebSocket handshakes, given back on drop.
+struct PendingHandshake(Arc<AtomicUsize>);
+
+impl PendingHandshake {
+    fn new(count: &Arc<AtomicUsize>) -> PendingHandshake {
+        count.fetch_add(1, Ordering::Relaxed);
+        PendingHandshake(count.clone())
+    }
+}
+
+impl Drop for PendingHandshake {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Logs a connection rejected before it became a session, within the
+/// process-wide budget of rejection log lines.
+fn log_rejected_connection(peer: SocketAddr, rejection: &'static str, detail: &str) {
+    match crate::session::RejectLog::permit() {
+        Some(0) => tracing::warn!(%peer, rejection, cause = detail, "connection rejected"),
+        Some(suppressed) => tracing::warn!(
+            %peer,
+            rejection,
+            cause = detail,
+            suppressed,
+            "connection rejected; suppressed log lines of earlier rejections"
+        ),
+        None => tracing::debug!(%peer, rejection, cause = detail, "connection rejected"),
+    }
 }
 
 /// Accept errors that affect one connection, not the listener.
