@@ -385,3 +385,29 @@ async fn garbage_after_handshake_is_a_protocol_error() {
     assert_alive(&mut bystander).await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn oversized_hello_lists_are_rejected() {
+    let (mut server, _dir) = server_with(|_| {}).await;
+    let roles: Vec<String> = (0..65).map(|n| format!("role{n}@v1")).collect();
+    let long_command = "x".repeat(257);
+    let hellos = [
+        (json!({"client_id": "a", "name": "a", "version": 1, "supported_roles": roles}), "supported_roles must list at most 64"),
+        (
+            json!({"client_id": "b", "name": "b", "version": 1, "supported_roles": ["player@v1"],
+                   "player@v1_support": {"supported_formats": [], "buffer_capacity": 1000, "supported_commands": [long_command]}}),
+            "supported_commands items must be at most 256 bytes",
+        ),
+    ];
+    for (n, (payload, expected)) in hellos.into_iter().enumerate() {
+        let mut client = RawClient::connect(&server.url()).await;
+        let id = opened(&mut server).await;
+        client.send_json(json!({"type": "client/hello", "payload": payload})).await;
+        match closed_cause(&mut server, id).await {
+            CloseCause::ProtocolError(detail) => assert!(detail.contains(expected), "case {n}: {detail}"),
+            other => panic!("case {n}: expected a protocol error, got {other:?}"),
+        }
+    }
+    assert_eq!(rejected(&server.stats, "protocol_error"), 2);
+    server.stop().await;
+}

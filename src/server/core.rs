@@ -55,6 +55,10 @@ const MAX_BUFFER_CAPACITY: u64 = 64 << 20;
 /// Longest `client_id` and `name` accepted, in bytes.
 const MAX_ID_BYTES: usize = 256;
 
+/// Most items in each list of a `client/hello` (roles, formats, commands).
+/// Real clients list a handful; more only costs the server memory and time.
+const MAX_HELLO_LIST_ITEMS: usize = 64;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("accepting connections failed: {0}")]
@@ -770,6 +774,27 @@ fn validate_hello(hello: &ClientHello) -> Result<(), String> {
     }
     if hello.name.len() > MAX_ID_BYTES {
         return Err(format!("name must be at most {MAX_ID_BYTES} bytes, got {}", hello.name.len()));
+    }
+    check_list("supported_roles", &hello.supported_roles, MAX_HELLO_LIST_ITEMS)?;
+    if let Some(support) = &hello.player_support {
+        if support.supported_formats.len() > MAX_HELLO_LIST_ITEMS {
+            return Err(format!(
+                "player@v1_support.supported_formats must list at most {MAX_HELLO_LIST_ITEMS} formats, got {}",
+                support.supported_formats.len()
+            ));
+        }
+        check_list("player@v1_support.supported_commands", &support.supported_commands, MAX_HELLO_LIST_ITEMS)?;
+    }
+    Ok(())
+}
+
+/// Checks the item count and item lengths of a list of names in a hello.
+fn check_list(field: &str, items: &[String], max_items: usize) -> Result<(), String> {
+    if items.len() > max_items {
+        return Err(format!("{field} must list at most {max_items} items, got {}", items.len()));
+    }
+    if let Some(long) = items.iter().find(|item| item.len() > MAX_ID_BYTES) {
+        return Err(format!("{field} items must be at most {MAX_ID_BYTES} bytes, got one of {}", long.len()));
     }
     Ok(())
 }
