@@ -55,7 +55,7 @@ const MAX_BUFFER_CAPACITY: u64 = 64 << 20;
 /// Longest `client_id` and `name` accepted, in bytes.
 const MAX_ID_BYTES: usize = 256;
 
-/// Most items in each list of a `client/hello` (roles, formats, commands).
+/// Maximum items in each list of a `client/hello` (roles, formats, commands).
 /// Real clients list a handful; more only costs the server memory and time.
 const MAX_HELLO_LIST_ITEMS: usize = 64;
 
