@@ -194,7 +194,7 @@ where
     }
 }
 
-/// Answers the WebSocket handshake of an accepted connection with HTTP
+/// Rejects the WebSocket handshake of an accepted connection with HTTP
 /// `status` and `message`, within the handshake timeout, and drops it.
 pub async fn reject<S>(stream: S, status: StatusCode, message: String, limits: &Limits)
 where
@@ -202,12 +202,12 @@ where
 {
     // The error type is tungstenite's HTTP response, large by its design.
     #[allow(clippy::result_large_err)]
-    let refuse = move |_: &Request, _: Response| -> Result<Response, ErrorResponse> {
+    let reject_request = move |_: &Request, _: Response| -> Result<Response, ErrorResponse> {
         let mut rejection = ErrorResponse::new(Some(message));
         *rejection.status_mut() = status;
         Err(rejection)
     };
-    let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, refuse, Some(limits.websocket_config()));
+    let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, reject_request, Some(limits.websocket_config()));
     // The handshake always fails here; only its timing matters.
     let _ = tokio::time::timeout(limits.handshake_timeout, handshake).await;
 }

@@ -134,7 +134,7 @@ fn local_addr(client: &RawClient) -> String {
     }
 }
 
-/// A `client/time` message padded with trailing spaces to `size` bytes.
+/// Builds a `client/time` message padded with trailing spaces to `size` bytes.
 fn time_message_of_size(size: usize) -> WsMessage {
     let mut text = json!({"type": "client/time", "payload": {"client_transmitted": 42}}).to_string();
     assert!(text.len() <= size);
@@ -263,7 +263,7 @@ async fn flood_above_rate_closes_with_1008() {
     let (mut bystander, _) = controller(&mut server, "bystander").await;
     let (mut client, id) = controller(&mut server, "flooder").await;
 
-    // Within the burst: every message is answered.
+    // Within the burst, the server replies to every message.
     for _ in 0..10 {
         assert_alive(&mut client).await;
     }

@@ -50,7 +50,7 @@ const LOG_LINES_PER_SECOND: u32 = 20;
 
 /// The process-wide budget of rejection log lines.
 ///
-/// Each rejection asks for a permit before it logs. A refused rejection is
+/// Each rejection takes a permit before it logs. A rejection without a permit is
 /// counted, and the next permit carries that count so the line can say how
 /// many similar lines were suppressed. Counters in the server's telemetry
 /// count every rejection either way.
