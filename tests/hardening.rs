@@ -411,3 +411,22 @@ async fn oversized_hello_lists_are_rejected() {
     assert_eq!(rejected(&server.stats, "protocol_error"), 2);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn silent_peer_is_closed_as_idle() {
+    let (logs, _guard) = LogCapture::start();
+    let (mut server, _dir) = server_with(|config| {
+        config.limits.ping_interval = Duration::from_millis(100);
+        config.limits.idle_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let (client, id) = controller(&mut server, "silent").await;
+    let peer = local_addr(&client);
+
+    // The client reads nothing from now on, so it answers no ping.
+    assert_eq!(closed_cause(&mut server, id).await, CloseCause::IdleTimeout);
+    assert_eq!(rejected(&server.stats, "idle_timeout"), 1);
+    assert_rejection_logged(&logs, id, &peer, "idle_timeout");
+    drop(client);
+    server.stop().await;
+}
