@@ -6,6 +6,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+// A path attribute, so that tests that include this file find it too.
+#[path = "limits.rs"]
+pub mod limits;
+
 /// Serve, play, discover, stress and monitor Resonate and Sendspin
 /// synchronized multi-room audio networks.
 #[derive(Debug, Parser)]
@@ -232,6 +236,12 @@ pub struct ServeArgs {
     /// Number of in-process players in the demonstration.
     #[arg(long, default_value_t = 2, requires = "demo", value_parser = clap::value_parser!(u64).range(1..=64))]
     pub demo_players: u64,
+
+    #[command(flatten)]
+    pub connection_limits: limits::ConnectionLimitArgs,
+
+    #[command(flatten)]
+    pub server_limits: limits::ServerLimitArgs,
 }
 
 #[derive(Debug, Args)]
@@ -378,6 +388,9 @@ pub struct PlayArgs {
     /// Append the log to PATH. While the terminal UI runs, the log goes here or nowhere.
     #[arg(long, value_name = "PATH")]
     pub log_file: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub connection_limits: limits::ConnectionLimitArgs,
 }
 
 #[derive(Debug, Args)]

@@ -33,7 +33,7 @@ use resonate::audio::{flac, opus};
 use resonate::player::request::parse_format_request;
 use resonate::protocol::SupportedFormat;
 use resonate::sync::SharedClock;
-use resonate::transport::{parse_ws_url, Limits};
+use resonate::transport::parse_ws_url;
 use resonate::dialect::sendspin::ClientPairing;
 use resonate::noise::{Identity, Suite};
 use resonate::player::encrypted::ClientKeys;
@@ -189,7 +189,7 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
         dialect,
         formats,
         buffer_capacity: args.buffer_capacity,
-        limits: Limits::default(),
+        limits: args.connection_limits.limits(),
         backoff: Backoff {
             first_connect_attempts: args.connect_attempts,
             ..Backoff::default()

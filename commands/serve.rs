@@ -332,6 +332,8 @@ pub fn config_from(args: &ServeArgs, source: SourcePlan) -> ServerConfig {
     config.encoder = EncoderSettings {
         opus_bitrate_bps: args.opus_bitrate,
     };
+    args.connection_limits.apply(&mut config.limits);
+    args.server_limits.apply(&mut config.limits);
     config
 }
 

@@ -407,6 +407,12 @@ impl Embedded {
         // Virtual clients of either dialect find the embedded server at
         // their dialect's default path.
         config.legacy_path = Some(Dialect::Resonate.default_path().to_string());
+        // The storms are the load under test, so the limits that would turn
+        // a flood or a handshake storm away are lifted. Malformed input and
+        // slow consumers still trip their limits.
+        config.limits.max_messages_per_second = u32::MAX;
+        config.limits.max_sessions = usize::MAX;
+        config.limits.max_pending_handshakes = usize::MAX;
         let mut server = Server::new(config);
         if let Some(telemetry) = telemetry {
             server = server.with_telemetry(telemetry);

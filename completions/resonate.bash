@@ -104,7 +104,7 @@ _resonate() {
             return 0
             ;;
         resonate__subcmd__play)
-            opts="-s -o -v -q -h -V --server --dialect --state-dir --suite --pairing-token --listen --no-mdns --interface --state-file --output --device --list-devices --client-id --name --static-delay-ms --no-drift-correction --sink-drift-ppm --sink-latency-ms --sync-log --codec --request-format --request-format-after --sample-rate --bit-depth --channels --buffer-capacity --volume --duration --connect-attempts --telemetry --json --roles --no-tui --log-file --verbose --quiet --help --version"
+            opts="-s -o -v -q -h -V --server --dialect --state-dir --suite --pairing-token --listen --no-mdns --interface --state-file --output --device --list-devices --client-id --name --static-delay-ms --no-drift-correction --sink-drift-ppm --sink-latency-ms --sync-log --codec --request-format --request-format-after --sample-rate --bit-depth --channels --buffer-capacity --volume --duration --connect-attempts --telemetry --json --roles --no-tui --log-file --max-frame-bytes --max-message-bytes --handshake-timeout-ms --idle-timeout-ms --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -230,6 +230,22 @@ _resonate() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --max-frame-bytes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-message-bytes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --handshake-timeout-ms)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --idle-timeout-ms)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -238,7 +254,7 @@ _resonate() {
             return 0
             ;;
         resonate__subcmd__serve)
-            opts="-v -q -h -V --tone --stdin-format --listen --path --legacy --dialect --accept-v1 --allow-unpaired --approve --pair-token --state-dir --name --server-id --loop --repeat --shuffle --grouping --group-name --group --lead-ms --start-delay-ms --codec --opus-bitrate --client --no-mdns --interface --tui --log-file --telemetry --json --demo --demo-seconds --demo-players --verbose --quiet --help --version"
+            opts="-v -q -h -V --tone --stdin-format --listen --path --legacy --dialect --accept-v1 --allow-unpaired --approve --pair-token --state-dir --name --server-id --loop --repeat --shuffle --grouping --group-name --group --lead-ms --start-delay-ms --codec --opus-bitrate --client --no-mdns --interface --tui --log-file --telemetry --json --demo --demo-seconds --demo-players --max-frame-bytes --max-message-bytes --handshake-timeout-ms --idle-timeout-ms --outbound-queue --max-sessions --max-pending-handshakes --max-messages-per-second --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -337,6 +353,38 @@ _resonate() {
                     return 0
                     ;;
                 --demo-players)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-frame-bytes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-message-bytes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --handshake-timeout-ms)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --idle-timeout-ms)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --outbound-queue)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-sessions)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-pending-handshakes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-messages-per-second)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -63,6 +63,14 @@ complete -c resonate -n "__fish_resonate_using_subcommand serve" -l log-file -d 
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l telemetry -d 'Publish sessions, groups and events for `resonate monitor` on this loopback address (ws://ADDR/), with Prometheus metrics at http://ADDR/metrics; port 0 picks a free port' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l demo-seconds -d 'Length of the demonstration in seconds' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l demo-players -d 'Number of in-process players in the demonstration' -r
+complete -c resonate -n "__fish_resonate_using_subcommand serve" -l max-frame-bytes -d 'Maximum size of a WebSocket frame from the peer, in bytes. A larger frame closes the connection with code 1009' -r
+complete -c resonate -n "__fish_resonate_using_subcommand serve" -l max-message-bytes -d 'Maximum size of a WebSocket message from the peer, reassembled from its frames, in bytes. A larger message closes the connection with code 1009' -r
+complete -c resonate -n "__fish_resonate_using_subcommand serve" -l handshake-timeout-ms -d 'Time allowed from the TCP connection until both hello messages are exchanged, in milliseconds' -r
+complete -c resonate -n "__fish_resonate_using_subcommand serve" -l idle-timeout-ms -d 'Time a peer may send nothing, not even a pong to a ping, before it is closed, in milliseconds. Pings go out every quarter of it, at most 5 s apart' -r
+complete -c resonate -n "__fish_resonate_using_subcommand serve" -l outbound-queue -d 'Messages queued for one session before it counts as a slow consumer and is closed with code 1008' -r
+complete -c resonate -n "__fish_resonate_using_subcommand serve" -l max-sessions -d 'Sessions open at once, counting handshakes in progress; further connections get HTTP 503' -r
+complete -c resonate -n "__fish_resonate_using_subcommand serve" -l max-pending-handshakes -d 'WebSocket handshakes in progress at once; further connections are closed unread' -r
+complete -c resonate -n "__fish_resonate_using_subcommand serve" -l max-messages-per-second -d 'Frames a client may send per second, with a burst of as many; a client above it is closed with code 1008' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l legacy -d 'Also accept legacy Resonate clients (aioresonate 0.13) at /resonate, in the same groups as Sendspin clients, and advertise _resonate-server._tcp over mDNS'
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l accept-v1 -d 'With --dialect sendspin, also accept cleartext Sendspin v1 clients, told apart by their first message'
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l allow-unpaired -d 'With --dialect sendspin, give roles and playback to every unpaired client that offers unpaired access'
@@ -108,6 +116,10 @@ complete -c resonate -n "__fish_resonate_using_subcommand play" -l connect-attem
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l telemetry -d 'Publish this player\'s connection, clock and buffer for `resonate monitor` on this loopback address (ws://ADDR/), with Prometheus metrics at http://ADDR/metrics; port 0 picks a free port' -r
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l roles -d 'Roles to ask the server for, comma-separated: player plays audio, controller sends the group\'s commands (the terminal UI\'s keys), metadata shows what plays. Without player, play opens no audio output [default: player,controller,metadata; player alone with --dialect resonate]' -r
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l log-file -d 'Append the log to PATH. While the terminal UI runs, the log goes here or nowhere' -r -F
+complete -c resonate -n "__fish_resonate_using_subcommand play" -l max-frame-bytes -d 'Maximum size of a WebSocket frame from the peer, in bytes. A larger frame closes the connection with code 1009' -r
+complete -c resonate -n "__fish_resonate_using_subcommand play" -l max-message-bytes -d 'Maximum size of a WebSocket message from the peer, reassembled from its frames, in bytes. A larger message closes the connection with code 1009' -r
+complete -c resonate -n "__fish_resonate_using_subcommand play" -l handshake-timeout-ms -d 'Time allowed from the TCP connection until both hello messages are exchanged, in milliseconds' -r
+complete -c resonate -n "__fish_resonate_using_subcommand play" -l idle-timeout-ms -d 'Time a peer may send nothing, not even a pong to a ping, before it is closed, in milliseconds. Pings go out every quarter of it, at most 5 s apart' -r
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l pairing-token -d 'Print this player\'s Sendspin 1.0 pairing token (from the key pair and pairing PSK in --state-dir, created on first use) and exit. Give it to serve --pair-token to pair'
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l no-mdns -d 'With --listen, do not advertise over mDNS; servers must be given this player\'s URL'
 complete -c resonate -n "__fish_resonate_using_subcommand play" -l list-devices -d 'List sound cards and exit'

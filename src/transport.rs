@@ -43,6 +43,17 @@ pub struct Limits {
     pub socket_send_buffer: Option<usize>,
     /// Messages queued for one session before it counts as a slow consumer.
     pub outbound_queue: usize,
+    /// Sessions a server keeps open at once, counting WebSocket handshakes
+    /// in progress. Connections past it get HTTP 503.
+    pub max_sessions: usize,
+    /// WebSocket handshakes a server runs at once. Connections past it are
+    /// closed right after the TCP accept, before anything is read.
+    pub max_pending_handshakes: usize,
+    /// Frames (text, binary, ping and pong) a client may send a server per
+    /// second, with a burst of as many. A client above it is closed with
+    /// code 1008. Clients do not limit servers, which send seconds of audio
+    /// ahead in one burst.
+    pub max_messages_per_second: u32,
 }
 
 impl Default for Limits {
@@ -57,6 +68,9 @@ impl Default for Limits {
             audio_late_limit: Duration::from_secs(1),
             socket_send_buffer: Some(256 << 10),
             outbound_queue: 1024,
+            max_sessions: 1024,
+            max_pending_handshakes: 128,
+            max_messages_per_second: 200,
         }
     }
 }
@@ -178,6 +192,24 @@ where
             timeout: limits.handshake_timeout,
         }),
     }
+}
+
+/// Rejects the WebSocket handshake of an accepted connection with HTTP
+/// `status` and `message`, within the handshake timeout, and drops it.
+pub async fn reject<S>(stream: S, status: StatusCode, message: String, limits: &Limits)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    // The error type is tungstenite's HTTP response, large by its design.
+    #[allow(clippy::result_large_err)]
+    let reject_request = move |_: &Request, _: Response| -> Result<Response, ErrorResponse> {
+        let mut rejection = ErrorResponse::new(Some(message));
+        *rejection.status_mut() = status;
+        Err(rejection)
+    };
+    let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, reject_request, Some(limits.websocket_config()));
+    // The handshake always fails here; only its timing matters.
+    let _ = tokio::time::timeout(limits.handshake_timeout, handshake).await;
 }
 
 /// A client-side WebSocket stream.

@@ -6,15 +6,16 @@ mod telemetry;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::task::TaskTracker;
-
-use std::sync::Arc;
 
 use super::artwork::{render, ArtChannel, ArtSource, MAX_CHANNELS};
 use super::dial::{DialContext, DialRequest, DialSlots, Dialed};
@@ -70,6 +71,10 @@ const MAX_BUFFER_CAPACITY: u64 = 64 << 20;
 
 /// Longest `client_id` and `name` accepted, in bytes.
 const MAX_ID_BYTES: usize = 256;
+
+/// Maximum items in each list of a `client/hello` (roles, formats, commands).
+/// Real clients list a handful; more only costs the server memory and time.
+const MAX_HELLO_LIST_ITEMS: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -145,6 +150,9 @@ pub(super) struct Core {
     /// Dial loops by player address.
     dial_slots: DialSlots,
     session_counts: SessionCounts,
+    /// WebSocket handshakes in progress, each holding one count until its
+    /// task ends.
+    pending_handshakes: Arc<AtomicUsize>,
 }
 
 impl Core {
@@ -178,6 +186,7 @@ impl Core {
             art: HashMap::new(),
             dial_slots: DialSlots::default(),
             session_counts: SessionCounts::default(),
+            pending_handshakes: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -230,6 +239,10 @@ impl Core {
     /// Runs the WebSocket handshake in a tracked task; the open stream comes
     /// back to the core, which alone creates sessions.
     fn start_handshake(&self, stream: TcpStream, peer: SocketAddr, accepted: mpsc::Sender<Accepted>) {
+        let Some(admission) = self.admit(stream, peer) else {
+            return;
+        };
+        let (stream, _pending) = admission;
         let mut endpoints = vec![(self.config.path.clone(), self.config.dialect)];
         if let Some(legacy_path) = &self.config.legacy_path {
             endpoints.push((legacy_path.clone(), Dialect::Resonate));
@@ -240,13 +253,19 @@ impl Core {
         let limits = self.config.limits.clone();
         let keys = self.config.keys.clone();
         let name = self.config.name.clone();
+        let stats = self.stats.clone();
         crate::transport::prepare_server_socket(&stream, &limits);
         self.tracker.spawn(async move {
             let paths: Vec<&str> = endpoints.iter().map(|(path, _)| path.as_str()).collect();
             let (mut ws, index) = match crate::transport::accept_any(stream, &peer.to_string(), &paths, &limits).await {
                 Ok(accepted) => accepted,
                 Err(err) => {
-                    tracing::info!(%peer, cause = %err, "connection rejected");
+                    let cause = match err {
+                        crate::transport::TransportError::AcceptTimeout { .. } => "handshake_timeout",
+                        _ => "handshake_failed",
+                    };
+                    stats.rejected(cause);
+                    log_rejected_connection(peer, cause, &err.to_string());
                     return;
                 }
             };
@@ -270,7 +289,39 @@ impl Core {
             if let Some(opened) = opened {
                 let _ = accepted.send((ws, peer, opened)).await;
             }
+            drop(_pending);
         });
+    }
+
+    /// Applies the limits on pending handshakes and sessions to a new
+    /// connection. Returns the stream with its count among the pending
+    /// handshakes, or `None` when the connection was rejected.
+    fn admit(&self, stream: TcpStream, peer: SocketAddr) -> Option<(TcpStream, PendingHandshake)> {
+        let limits = &self.config.limits;
+        let pending = self.pending_handshakes.load(Ordering::Relaxed);
+        if pending >= limits.max_pending_handshakes {
+            // Dropping the stream closes the connection without a byte read.
+            drop(stream);
+            self.stats.rejected("max_pending_handshakes");
+            let detail = format!("{pending} WebSocket handshakes in progress");
+            log_rejected_connection(peer, "max_pending_handshakes", &detail);
+            return None;
+        }
+        let guard = PendingHandshake::new(&self.pending_handshakes);
+        let open = self.sessions.len() + pending;
+        if open >= limits.max_sessions {
+            self.stats.rejected("max_sessions");
+            let detail = format!("{open} sessions open or in handshake");
+            log_rejected_connection(peer, "max_sessions", &detail);
+            let message = format!("server is full: {} sessions at most; try again later", limits.max_sessions);
+            let limits = limits.clone();
+            self.tracker.spawn(async move {
+                crate::transport::reject(stream, StatusCode::SERVICE_UNAVAILABLE, message, &limits).await;
+                drop(guard);
+            });
+            return None;
+        }
+        Some((stream, guard))
     }
 
     /// Opens a session on a connection a dial loop made, unless a newer
@@ -939,6 +990,9 @@ impl Core {
         }
         self.stats.set_clients(self.clients.len());
         self.stats.session_closed(cause.label());
+        if let Some(rejection) = cause.rejection() {
+            self.stats.rejected(rejection);
+        }
         self.events.emit(ServerEvent::SessionClosed {
             session: id,
             client_id,
@@ -1164,7 +1218,60 @@ fn validate_hello(hello: &ClientHello) -> Result<(), String> {
     if hello.name.len() > MAX_ID_BYTES {
         return Err(format!("name must be at most {MAX_ID_BYTES} bytes, got {}", hello.name.len()));
     }
+    check_list("supported_roles", &hello.supported_roles, MAX_HELLO_LIST_ITEMS)?;
+    if let Some(support) = &hello.player_support {
+        if support.supported_formats.len() > MAX_HELLO_LIST_ITEMS {
+            return Err(format!(
+                "player@v1_support.supported_formats must list at most {MAX_HELLO_LIST_ITEMS} formats, got {}",
+                support.supported_formats.len()
+            ));
+        }
+        check_list("player@v1_support.supported_commands", &support.supported_commands, MAX_HELLO_LIST_ITEMS)?;
+    }
     Ok(())
+}
+
+/// Checks the item count and item lengths of a list of names in a hello.
+fn check_list(field: &str, items: &[String], max_items: usize) -> Result<(), String> {
+    if items.len() > max_items {
+        return Err(format!("{field} must list at most {max_items} items, got {}", items.len()));
+    }
+    if let Some(long) = items.iter().find(|item| item.len() > MAX_ID_BYTES) {
+        return Err(format!("{field} items must be at most {MAX_ID_BYTES} bytes, got one of {}", long.len()));
+    }
+    Ok(())
+}
+
+/// One count among the pending WebSocket handshakes, given back on drop.
+struct PendingHandshake(Arc<AtomicUsize>);
+
+impl PendingHandshake {
+    fn new(count: &Arc<AtomicUsize>) -> PendingHandshake {
+        count.fetch_add(1, Ordering::Relaxed);
+        PendingHandshake(count.clone())
+    }
+}
+
+impl Drop for PendingHandshake {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Logs a connection rejected before it became a session, within the
+/// process-wide budget of rejection log lines.
+fn log_rejected_connection(peer: SocketAddr, rejection: &'static str, detail: &str) {
+    match crate::session::RejectLog::permit() {
+        Some(0) => tracing::warn!(%peer, rejection, cause = detail, "connection rejected"),
+        Some(suppressed) => tracing::warn!(
+            %peer,
+            rejection,
+            cause = detail,
+            suppressed,
+            "connection rejected; suppressed log lines of earlier rejections"
+        ),
+        None => tracing::debug!(%peer, rejection, cause = detail, "connection rejected"),
+    }
 }
 
 /// Accept errors that affect one connection, not the listener.

@@ -25,6 +25,7 @@ struct Inner {
     sessions_live: AtomicU64,
     clients_live: AtomicU64,
     closed_by_cause: Mutex<BTreeMap<&'static str, u64>>,
+    rejected_by_cause: Mutex<BTreeMap<&'static str, u64>>,
     tasks: TaskTracker,
 }
 
@@ -39,6 +40,10 @@ pub struct StatsSnapshot {
     pub clients_live: u64,
     /// Closed sessions by cause label.
     pub closed_by_cause: BTreeMap<String, u64>,
+    /// Rejected connections and sessions by cause: the limit a peer went
+    /// past (`max_message_bytes`, `max_sessions`, ...) or the kind of
+    /// misbehaviour (`protocol_error`, `handshake_failed`, ...).
+    pub rejected_by_cause: BTreeMap<String, u64>,
     /// Tasks the server owns that are still running: session tasks and
     /// WebSocket handshakes in progress.
     pub tasks_live: u64,
@@ -64,6 +69,7 @@ impl ServerStats {
                 sessions_live: AtomicU64::new(0),
                 clients_live: AtomicU64::new(0),
                 closed_by_cause: Mutex::new(BTreeMap::new()),
+                rejected_by_cause: Mutex::new(BTreeMap::new()),
                 tasks,
             }),
         }
@@ -71,11 +77,13 @@ impl ServerStats {
 
     pub fn snapshot(&self) -> StatsSnapshot {
         let closed = self.inner.closed_by_cause.lock().expect("stats lock poisoned");
+        let rejected = self.inner.rejected_by_cause.lock().expect("stats lock poisoned");
         StatsSnapshot {
             sessions_opened: self.inner.sessions_opened.load(Ordering::Relaxed),
             sessions_live: self.inner.sessions_live.load(Ordering::Relaxed),
             clients_live: self.inner.clients_live.load(Ordering::Relaxed),
             closed_by_cause: closed.iter().map(|(cause, n)| (cause.to_string(), *n)).collect(),
+            rejected_by_cause: rejected.iter().map(|(cause, n)| (cause.to_string(), *n)).collect(),
             tasks_live: self.inner.tasks.len() as u64,
         }
     }
@@ -90,6 +98,17 @@ impl ServerStats {
         *self
             .inner
             .closed_by_cause
+            .lock()
+            .expect("stats lock poisoned")
+            .entry(cause)
+            .or_insert(0) += 1;
+    }
+
+    /// Counts one rejected connection or session.
+    pub(super) fn rejected(&self, cause: &'static str) {
+        *self
+            .inner
+            .rejected_by_cause
             .lock()
             .expect("stats lock poisoned")
             .entry(cause)

@@ -7,6 +7,7 @@
 //! one [`EventKind::Closed`] with the first cause that was raised.
 
 mod task;
+mod throttle;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -18,6 +19,8 @@ use tokio::sync::{mpsc, watch};
 use crate::dialect::{Incoming, Outgoing};
 use crate::protocol::{GoodbyeReason, Message};
 pub use task::{spawn, spawn_with_first_frame};
+
+pub use throttle::{RejectLog, TokenBucket};
 
 /// Process-unique session number, assigned in creation order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -78,6 +81,9 @@ pub enum CloseCause {
     SlowConsumer(String),
     /// The owner of the session closed it (shutdown or a dropped handle).
     Shutdown,
+    /// The peer went past a configured limit: `limit` is the field of
+    /// [`Limits`](crate::transport::Limits), such as `max_message_bytes`.
+    LimitExceeded { limit: &'static str, detail: String },
 }
 
 impl CloseCause {
@@ -94,6 +100,21 @@ impl CloseCause {
             CloseCause::Replaced => "replaced",
             CloseCause::SlowConsumer(_) => "slow_consumer",
             CloseCause::Shutdown => "shutdown",
+            CloseCause::LimitExceeded { .. } => "limit_exceeded",
+        }
+    }
+
+    /// Returns the rejection this close counts as, for the server's
+    /// `rejected.*` counters: the limit a peer went past, or the kind of
+    /// misbehaviour. Closes that are no fault of the peer return `None`.
+    pub fn rejection(&self) -> Option<&'static str> {
+        match self {
+            CloseCause::LimitExceeded { limit, .. } => Some(limit),
+            CloseCause::ProtocolError(_) => Some("protocol_error"),
+            CloseCause::HandshakeTimeout => Some("handshake_timeout"),
+            CloseCause::IdleTimeout => Some("idle_timeout"),
+            CloseCause::SlowConsumer(_) => Some("slow_consumer"),
+            _ => None,
         }
     }
 
@@ -129,6 +150,7 @@ impl fmt::Display for CloseCause {
             CloseCause::Replaced => f.write_str("replaced by a newer session with the same client_id"),
             CloseCause::SlowConsumer(detail) => write!(f, "slow consumer: {detail}"),
             CloseCause::Shutdown => f.write_str("closed locally"),
+            CloseCause::LimitExceeded { limit, detail } => write!(f, "limit {limit} exceeded: {detail}"),
         }
     }
 }
@@ -210,7 +232,9 @@ impl SessionHandle {
             Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::Closed),
             Err(mpsc::error::TrySendError::Full(_)) => {
                 let queue = self.commands.max_capacity();
-                self.close(CloseCause::SlowConsumer(format!("{queue} messages queued")));
+                self.close(CloseCause::SlowConsumer(format!(
+                    "{queue} messages queued (the outbound_queue limit)"
+                )));
                 Err(SendError::Full)
             }
         }

@@ -14,6 +14,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::task::TaskTracker;
 
+use super::throttle::{RejectLog, TokenBucket};
 use super::{queued_cost, CloseCause, Command, EventKind, SessionEvent, SessionHandle, SessionId, SessionState, Side};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use crate::clock::now_us;
@@ -64,6 +65,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let id = SessionId::next();
+    let limits_rate = limits.max_messages_per_second;
     let (command_tx, command_rx) = mpsc::channel(limits.outbound_queue.max(1));
     let (close_tx, close_rx) = watch::channel(None);
     let (state_tx, state_rx) = watch::channel(SessionState::Handshaking);
@@ -91,6 +93,7 @@ where
         hello_received: false,
         queued_bytes,
         first_frame,
+        inbound: (side == Side::Server).then(|| TokenBucket::new(limits_rate, limits_rate)),
     };
     tracker.spawn(task.run());
     handle
@@ -126,6 +129,10 @@ struct SessionTask<S> {
     queued_bytes: Arc<AtomicUsize>,
     /// A frame read before the session started, handled first.
     first_frame: Option<WsMessage>,
+    /// Frames the peer may still send now, refilled at
+    /// `max_messages_per_second`. Only servers limit the rate: a server
+    /// sends seconds of audio ahead in one burst.
+    inbound: Option<TokenBucket>,
 }
 
 impl<S> SessionTask<S>
@@ -368,10 +375,18 @@ where
         let received_us = now_us();
         let frame = match frame {
             None => return Err(CloseCause::PeerReset("connection ended without a close frame".into())),
-            Some(Err(err)) => return Err(error_cause(err)),
+            Some(Err(err)) => return Err(self.read_error_cause(err)),
             Some(Ok(frame)) => frame,
         };
         self.last_heard = Instant::now();
+        let is_close = matches!(frame, WsMessage::Close(_));
+        if !is_close && self.inbound.as_mut().is_some_and(|bucket| !bucket.take()) {
+            let rate = self.limits.max_messages_per_second;
+            return Err(CloseCause::LimitExceeded {
+                limit: "max_messages_per_second",
+                detail: format!("more than {rate} frames a second"),
+            });
+        }
         match frame {
             WsMessage::Close(close) => {
                 let (code, reason) = close
@@ -426,6 +441,24 @@ where
             _ => {}
         }
         self.emit(EventKind::Received { incoming, received_us }).await
+    }
+
+    /// Returns the close cause of a failed read, naming the size limit a
+    /// frame or message went past.
+    fn read_error_cause(&self, err: WsError) -> CloseCause {
+        use tokio_tungstenite::tungstenite::error::CapacityError;
+        let WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) = err else {
+            return error_cause(err);
+        };
+        let limit = if max_size == self.limits.max_frame_bytes && max_size != self.limits.max_message_bytes {
+            "max_frame_bytes"
+        } else {
+            "max_message_bytes"
+        };
+        CloseCause::LimitExceeded {
+            limit,
+            detail: format!("{size} bytes is over the size limit of {max_size} bytes"),
+        }
     }
 
     /// Rejects anything but the expected hello before the handshake is done.
@@ -491,6 +524,8 @@ fn close_frame(cause: &CloseCause) -> CloseFrame {
     let code = match cause {
         CloseCause::ProtocolError(detail) if detail.contains("size limit") => CloseCode::Size,
         CloseCause::ProtocolError(_) => CloseCode::Policy,
+        CloseCause::LimitExceeded { limit, .. } if limit.ends_with("_bytes") => CloseCode::Size,
+        CloseCause::LimitExceeded { .. } => CloseCode::Policy,
         CloseCause::HandshakeTimeout | CloseCause::IdleTimeout | CloseCause::SlowConsumer(_) => CloseCode::Policy,
         CloseCause::Shutdown => CloseCode::Away,
         _ => CloseCode::Normal,
@@ -511,11 +546,19 @@ fn close_frame(cause: &CloseCause) -> CloseFrame {
     }
 }
 
+/// Logs the one close of a session. Rejections (closes that are the
+/// peer's fault) are warnings within the process-wide budget of
+/// [`RejectLog`], and debug lines past it.
 fn log_close(id: SessionId, peer: SocketAddr, cause: &CloseCause) {
-    match cause {
-        CloseCause::ProtocolError(_) | CloseCause::HandshakeTimeout | CloseCause::IdleTimeout | CloseCause::SlowConsumer(_) => {
-            tracing::warn!(session = %id, %peer, cause = %cause, "session closed");
+    let Some(rejection) = cause.rejection() else {
+        tracing::info!(session = %id, %peer, cause = %cause, "session closed");
+        return;
+    };
+    match RejectLog::permit() {
+        Some(0) => tracing::warn!(session = %id, %peer, rejection, cause = %cause, "session rejected"),
+        Some(suppressed) => {
+            tracing::warn!(session = %id, %peer, rejection, cause = %cause, suppressed, "session rejected; suppressed log lines of earlier rejections")
         }
-        _ => tracing::info!(session = %id, %peer, cause = %cause, "session closed"),
+        None => tracing::debug!(session = %id, %peer, rejection, cause = %cause, "session rejected"),
     }
 }

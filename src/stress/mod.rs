@@ -214,6 +214,11 @@ pub fn stats_of(snapshot: &Snapshot) -> StatsSnapshot {
             .iter()
             .filter_map(|(name, count)| Some((name.strip_prefix("closed.")?.to_string(), *count)))
             .collect(),
+        rejected_by_cause: snapshot
+            .counters
+            .iter()
+            .filter_map(|(name, count)| Some((name.strip_prefix("rejected.")?.to_string(), *count)))
+            .collect(),
         tasks_live: gauge("tasks_live"),
     }
 }

@@ -77,6 +77,8 @@ pub fn read_recording(path: &Path) -> Recording {
 /// A server running in this process on a loopback port.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The server's live counters.
+    pub stats: resonate::server::ServerStats,
     /// Makes the server dial players that wait for servers.
     pub dialer: resonate::server::Dialer,
     pub events: broadcast::Receiver<ServerEvent>,
@@ -91,6 +93,7 @@ impl TestServer {
         let server = Server::new(config);
         let events = server.subscribe();
         let dialer = server.dialer();
+        let stats = server.stats();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             server
@@ -102,6 +105,7 @@ impl TestServer {
         });
         TestServer {
             addr,
+            stats,
             dialer,
             events,
             stop: Some(stop),

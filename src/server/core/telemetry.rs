@@ -160,6 +160,9 @@ impl Core {
         for (cause, count) in stats.closed_by_cause {
             counters.insert(format!("closed.{cause}"), count);
         }
+        for (cause, count) in stats.rejected_by_cause {
+            counters.insert(format!("rejected.{cause}"), count);
+        }
         Snapshot {
             source: Default::default(),
             taken_unix_ms: unix_ms_now(),
