@@ -597,3 +597,81 @@ impl WireCodec for SendspinCodec {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(state: &mut StateShape, payload: Value) -> Option<Value> {
+        let mut payload = payload.as_object().unwrap().clone();
+        state.reshape(&mut payload).then_some(Value::Object(payload))
+    }
+
+    #[test]
+    fn metadata_updates_become_complete_objects() {
+        let mut state = StateShape::default();
+        let first = json!({"metadata": {
+            "timestamp": 1_000_000, "title": "One", "artist": "A", "repeat": "off", "shuffle": false,
+            "progress": {"track_progress": 0, "track_duration": 30_000, "playback_speed": 1000},
+        }});
+        let sent = shape(&mut state, first).unwrap();
+        assert_eq!(sent["metadata"]["title"], "One");
+        assert_eq!(sent["metadata"].get("repeat"), None, "repeat belongs to the controller in 1.0");
+
+        // Two seconds later only the artist changes: the object is complete
+        // and its progress is moved on to the new timestamp.
+        let sent = shape(&mut state, json!({"metadata": {"timestamp": 3_000_000, "artist": null, "album": "B"}})).unwrap();
+        assert_eq!(sent["metadata"]["title"], "One");
+        assert_eq!(sent["metadata"].get("artist"), None);
+        assert_eq!(sent["metadata"]["album"], "B");
+        assert_eq!(sent["metadata"]["timestamp"], 3_000_000);
+        assert_eq!(sent["metadata"]["progress"]["track_progress"], 2000);
+    }
+
+    #[test]
+    fn repeat_and_shuffle_go_to_the_controller() {
+        let mut state = StateShape::default();
+        let controller = json!({"controller": {"supported_commands": ["next"], "volume": 50, "muted": false}});
+        let sent = shape(&mut state, controller).unwrap();
+        assert_eq!(sent["controller"]["repeat"], "off");
+        assert_eq!(sent["controller"]["shuffle"], false);
+
+        // A repeat change alone is controller news, not metadata news.
+        let sent = shape(&mut state, json!({"metadata": {"timestamp": 5, "repeat": "all"}})).unwrap();
+        assert_eq!(sent.get("metadata"), None);
+        assert_eq!(sent["controller"]["repeat"], "all");
+        assert_eq!(sent["controller"]["volume"], 50);
+        assert_eq!(shape(&mut state, json!({"metadata": {"timestamp": 6, "repeat": "all"}})), None, "nothing changed");
+    }
+
+    #[test]
+    fn hidden_metadata_is_not_sent() {
+        let mut state = StateShape { hidden_metadata: true, ..StateShape::default() };
+        assert_eq!(shape(&mut state, json!({"metadata": {"timestamp": 1, "title": "One"}})), None);
+        shape(&mut state, json!({"controller": {"volume": 50}})).unwrap();
+        let sent = shape(&mut state, json!({"metadata": {"timestamp": 2, "title": "Two", "shuffle": true}})).unwrap();
+        assert_eq!(sent.get("metadata"), None);
+        assert_eq!(sent["controller"]["shuffle"], true);
+    }
+
+    #[test]
+    fn images_become_an_announce_and_parts() {
+        let image: Vec<u8> = (0..ARTWORK_PART_DATA + 10).map(|i| i as u8).collect();
+        let frame = BinaryFrame { kind: BinaryKind::Artwork(1), timestamp_us: 0x0102_0304_0506_0708, payload: image.clone() };
+        let messages = artwork_messages(&frame);
+        assert_eq!(messages.len(), 3);
+        let announce = &messages[0];
+        assert_eq!(announce.len(), 14);
+        assert_eq!(announce[..2], [9, ARTWORK_ANNOUNCE]);
+        assert_eq!(announce[2..10], 0x0102_0304_0506_0708i64.to_be_bytes());
+        assert_eq!(announce[10..], (image.len() as u32).to_be_bytes());
+        assert!(messages[1..].iter().all(|part| part[..2] == [9, 0] && part.len() <= MAX_PLAINTEXT));
+        let joined: Vec<u8> = messages[1..].iter().flat_map(|part| part[2..].to_vec()).collect();
+        assert_eq!(joined, image);
+
+        let clear = BinaryFrame { kind: BinaryKind::Artwork(0), timestamp_us: 5, payload: Vec::new() };
+        let messages = artwork_messages(&clear);
+        assert_eq!(messages.len(), 1, "an empty image is the announce alone");
+        assert_eq!(messages[0][10..], [0, 0, 0, 0]);
+    }
+}
