@@ -149,8 +149,9 @@ async fn run_encrypted_controller(root: &std::path::Path, url: &str, commands: &
     for text in commands {
         command.args(["--command", text]);
     }
-    // The clear of the second track follows the last command's state.
-    command.args(["--linger", "1"]).stdin(Stdio::null()).stdout(Stdio::piped()).kill_on_drop(true);
+    // The second track's metadata and artwork clears may be scheduled a
+    // moment after the last command's state.
+    command.args(["--linger", "4"]).stdin(Stdio::null()).stdout(Stdio::piped()).kill_on_drop(true);
     let mut peer = command.spawn().context("starting the aiosendspin 10.2.1 controller in the peers root failed")?;
     let stdout = peer.stdout.take().context("stdout is piped")?;
     let mut lines = BufReader::new(stdout).lines();

@@ -11,10 +11,11 @@ defines: album covers as JPEG at 120x120 pixels on channel 0 and as PNG at
 
 It waits for the first metadata, then sends each --command in order (a
 command with an argument is written NAME:VALUE, such as volume:40 or
-mute:true). After each command it waits for the next server/state before
-sending the following one. After the last command's server/state it keeps
-listening for --linger seconds, or it stops after --seconds, then sends
-client/goodbye with reason "shutdown" and closes.
+mute:true). After each command it waits for the next controller or
+metadata state to become current before sending the following one. After
+the last command's state it keeps listening for --linger seconds, or it
+stops after --seconds, then sends client/goodbye with reason "shutdown"
+and closes.
 
 Every line on stdout is one JSON object with an "event" key:
     identity      client_id
@@ -160,6 +161,7 @@ async def drive(args: argparse.Namespace) -> int:
         emit("metadata", metadata=None if payload is None else payload.to_dict().get("metadata"))
         if payload is not None:
             first_metadata.set()
+            states.put_nowait("state")
 
     def on_group(payload: Any) -> None:
         emit("group", group=payload.to_dict())
