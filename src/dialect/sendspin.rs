@@ -145,6 +145,7 @@ impl StateShape {
         if let Some(Value::Object(update)) = payload.remove("metadata") {
             let mut metadata_changed = false;
             let timestamp = update.get("timestamp").cloned();
+            let new_progress = update.contains_key("progress");
             for (key, value) in update {
                 match key.as_str() {
                     "repeat" | "shuffle" => {
@@ -165,7 +166,9 @@ impl StateShape {
             }
             if metadata_changed {
                 if let Some(timestamp) = timestamp {
-                    self.move_progress_to(&timestamp);
+                    if !new_progress {
+                        self.move_progress_to(&timestamp);
+                    }
                     self.metadata.insert("timestamp".into(), timestamp);
                 }
                 if !self.hidden_metadata {
@@ -443,15 +446,16 @@ impl SendspinCodec {
     /// engine first gets one channel turned off, and the channels arrive
     /// with the client's first `client/state`.
     fn adapt_hello_roles(&mut self, payload: &mut Map<String, Value>) {
+        let has_artwork_support = payload.contains_key("artwork@v1_support");
         let Some(roles) = payload.get_mut("supported_roles").and_then(Value::as_array_mut) else {
             return;
         };
-        let has = |roles: &Vec<Value>, name: &str| roles.iter().any(|role| role == name);
+        let has = |roles: &[Value], name: &str| roles.iter().any(|role| role == name);
         if has(roles, "controller@v1") && !has(roles, "metadata@v1") {
             roles.push(json!("metadata@v1"));
             self.state.hidden_metadata = true;
         }
-        if has(roles, "artwork@v1") && !payload.contains_key("artwork@v1_support") {
+        if has(roles, "artwork@v1") && !has_artwork_support {
             let off = json!({"source": "none", "format": "jpeg", "media_width": 1, "media_height": 1});
             payload.insert("artwork@v1_support".into(), json!({ "channels": [off] }));
         }

@@ -3,7 +3,7 @@
 
 Run it inside the peers root, in the venv-sendspin venv. The client creates a
 fresh identity, whose public key is its client_id, and connects to --url over
-the encrypted Sendspin 1.0 transport, unpaired (it holds no pairing record
+the encrypted Sendspin 1.0 transport, unpaired (it has no pairing record
 and offers unpaired access). It takes the controller@v1, metadata@v1 and
 artwork@v1 roles with two artwork channels, declared in client/state as 1.0
 defines: album covers as JPEG at 120x120 pixels on channel 0 and as PNG at
