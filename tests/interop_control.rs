@@ -217,8 +217,12 @@ async fn aiosendspin_encrypted_controller_metadata_and_artwork_client() -> anyho
     player
         .send_json(serde_json::json!({"type": "client/state", "payload": {"state": "synchronized", "player": {"volume": 80, "muted": false}}}))
         .await;
+    // The player reads what it gets while the peer runs, so the server does
+    // not drop it as a slow consumer.
+    let reader = tokio::spawn(async move { while player.next_frame().await.is_some() {} });
 
     let events = run_encrypted_controller(&root, &server.url(), &["repeat_all", "volume:40", "next"]).await?;
+    reader.abort();
     let of = |kind: &str| -> Vec<&Value> { events.iter().filter(|e| e["event"] == kind).collect() };
     assert_eq!(of("done")[0]["ended_by"], "commands", "{events:?}");
 

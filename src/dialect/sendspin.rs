@@ -102,6 +102,10 @@ pub struct SendspinCodec {
     /// What the server side has told the client in `server/state`, to turn
     /// the engine's v1 updates into 1.0 ones.
     state: StateShape,
+    /// Whether the artwork channels of a 1.0 client are still to come in
+    /// its `client/state` (server side). Until they do, the engine's
+    /// `stream/start` of the stand-in channel is not sent.
+    artwork_undeclared: bool,
 }
 
 /// The server side's record of the `server/state` objects a 1.0 client
@@ -234,6 +238,7 @@ impl SendspinCodec {
             hello_sent: false,
             replayed_hello: None,
             state: StateShape::default(),
+            artwork_undeclared: false,
         }
     }
 
@@ -254,6 +259,7 @@ impl SendspinCodec {
             hello_sent: false,
             replayed_hello: None,
             state: StateShape::default(),
+            artwork_undeclared: false,
         }
     }
 
@@ -333,6 +339,15 @@ impl SendspinCodec {
                     return None;
                 }
                 text
+            }
+            (CodecSide::Server, Message::StreamStart(start)) if self.artwork_undeclared => {
+                let channels = start.artwork.as_ref().map(|artwork| artwork.channels.as_slice()).unwrap_or_default();
+                let artwork_only = start.player.is_none() && start.visualizer.is_none();
+                if artwork_only && channels.iter().all(|channel| channel.source == "none") {
+                    return None;
+                }
+                self.artwork_undeclared = false;
+                return self.message_text(message);
             }
             (CodecSide::Server, Message::StreamStart(_)) => reshape(&text, |payload| {
                 payload.insert("server_transmitted".into(), json!(now_us()));
@@ -443,8 +458,9 @@ impl SendspinCodec {
     /// reads them as v1. A controller without the metadata role gets it
     /// hidden (see [`StateShape::hidden_metadata`]). An artwork client
     /// declares its channels in `client/state`, after the hello, so the
-    /// engine first gets one channel turned off, and the channels arrive
-    /// with the client's first `client/state`.
+    /// engine first gets one channel turned off, whose `stream/start` is
+    /// not sent, and the channels arrive with the client's first
+    /// `client/state`.
     fn adapt_hello_roles(&mut self, payload: &mut Map<String, Value>) {
         let has_artwork_support = payload.contains_key("artwork@v1_support");
         let Some(roles) = payload.get_mut("supported_roles").and_then(Value::as_array_mut) else {
@@ -458,6 +474,7 @@ impl SendspinCodec {
         if has(roles, "artwork@v1") && !has_artwork_support {
             let off = json!({"source": "none", "format": "jpeg", "media_width": 1, "media_height": 1});
             payload.insert("artwork@v1_support".into(), json!({ "channels": [off] }));
+            self.artwork_undeclared = true;
         }
     }
 
