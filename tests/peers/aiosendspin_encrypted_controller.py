@@ -191,7 +191,7 @@ async def drive(args: argparse.Namespace) -> int:
         LOGGER.error("connecting to %s failed: %s", args.url, error)
         await client.disconnect()
         return 1
-    client.add_disconnect_listener(on_disconnect)
+    remove_disconnect_listener = client.add_disconnect_listener(on_disconnect)
     info = client.server_info
     if info is not None:
         emit("connected", server_id=info.server_id, name=info.name)
@@ -223,6 +223,8 @@ async def drive(args: argparse.Namespace) -> int:
         ended_by = "seconds"
     for task in (commands, closed):
         task.cancel()
+    # Only a close by the server is reported as "disconnected".
+    remove_disconnect_listener()
     if client.connected:
         await client.disconnect(GoodbyeReason.SHUTDOWN)
     emit("done", ended_by=ended_by)
