@@ -36,12 +36,13 @@ Every line on stdout is one JSON object with an "event" key:
     sent          command
     error         message, for a command the library rejected
     disconnected  the server closed the connection
-    done          ended_by ("commands", "seconds" or "disconnect")
+    done          ended_by ("commands", "seconds", "disconnect", or "error"
+                  after a command the library rejected)
 Diagnostics and library logs go to stderr.
 
-Exit status: 0 when every command got its server/state, 3 when --seconds ran
-out or the server closed the connection first, 1 when the connection or
-handshake failed, 2 on invalid arguments.
+Exit status: 0 when every command got its state, 3 when --seconds ran out,
+the server closed the connection or the library rejected a command first,
+1 when the connection or handshake failed, 2 on invalid arguments.
 """
 
 from __future__ import annotations
@@ -217,6 +218,8 @@ async def drive(args: argparse.Namespace) -> int:
         ended_by = "commands"
         # Keep reading what follows the last command's server/state.
         await asyncio.wait({closed}, timeout=args.linger)
+    elif commands in done:
+        ended_by = "error"
     elif closed in done:
         ended_by = "disconnect"
     else:
