@@ -18,6 +18,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use super::sendspin_v1::{decode_text, encode_message};
 use super::{DecodeError, Dialect, Incoming, Outgoing, WireCodec};
 use crate::clock::now_us;
+use crate::noise::fragment::MAX_PLAINTEXT;
 use crate::noise::handshake::Channel;
 use crate::noise::PskCategory;
 use crate::protocol::binary::HEADER_LEN;
@@ -26,6 +27,14 @@ use crate::protocol::{BinaryFrame, BinaryKind, ClientStateKind, Message};
 /// Length of the 1.0 player audio header: type, i64 timestamp and u32
 /// `send_ahead` in microseconds.
 pub const AUDIO_HEADER_LEN: usize = 13;
+
+/// Artwork message flag of an announce, which carries an image's
+/// timestamp and total size.
+const ARTWORK_ANNOUNCE: u8 = 0b10;
+
+/// Most image bytes in one artwork part: the part, with its type and flags
+/// bytes, fits in one Noise transport message.
+const ARTWORK_PART_DATA: usize = MAX_PLAINTEXT - 2;
 
 /// The side of the connection a codec serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,6 +99,125 @@ pub struct SendspinCodec {
     /// pairing), which the session receives as its first frame in a text
     /// message; only that one text message is accepted, once.
     replayed_hello: Option<String>,
+    /// What the server side has told the client in `server/state`, to turn
+    /// the engine's v1 updates into 1.0 ones.
+    state: StateShape,
+    /// Whether the artwork channels of a 1.0 client are still to come in
+    /// its `client/state` (server side). Until they do, the engine's
+    /// `stream/start` of the stand-in channel is not sent.
+    artwork_undeclared: bool,
+}
+
+/// The server side's record of the `server/state` objects a 1.0 client
+/// holds. In v1, metadata updates carry only changed fields and `repeat`
+/// and `shuffle`; in 1.0 every metadata object is complete, and `repeat`
+/// and `shuffle` belong to the controller object.
+#[derive(Debug)]
+struct StateShape {
+    /// The complete metadata object, v1 fields included as the engine sent
+    /// them (`timestamp` and `progress` as of the last update).
+    metadata: Map<String, Value>,
+    /// The last controller object the engine sent, without `repeat` and
+    /// `shuffle`.
+    controller: Option<Map<String, Value>>,
+    repeat: Value,
+    shuffle: Value,
+    /// The client took the controller role without the metadata role: the
+    /// engine sends it metadata anyway, so that its controller object
+    /// carries `repeat` and `shuffle`, and the codec keeps that metadata to
+    /// itself.
+    hidden_metadata: bool,
+}
+
+impl Default for StateShape {
+    fn default() -> Self {
+        StateShape {
+            metadata: Map::new(),
+            controller: None,
+            repeat: json!("off"),
+            shuffle: json!(false),
+            hidden_metadata: false,
+        }
+    }
+}
+
+impl StateShape {
+    /// Rewrites the payload of one v1 `server/state` into its 1.0 form.
+    /// Returns false when nothing in it is news to a 1.0 client.
+    fn reshape(&mut self, payload: &mut Map<String, Value>) -> bool {
+        let mut controller_changed = false;
+        if let Some(Value::Object(update)) = payload.remove("metadata") {
+            let mut metadata_changed = false;
+            let timestamp = update.get("timestamp").cloned();
+            let new_progress = update.contains_key("progress");
+            for (key, value) in update {
+                match key.as_str() {
+                    "repeat" | "shuffle" => {
+                        let known = if key == "repeat" { &mut self.repeat } else { &mut self.shuffle };
+                        controller_changed |= *known != value;
+                        *known = value;
+                    }
+                    "timestamp" => {}
+                    _ => {
+                        metadata_changed = true;
+                        if value.is_null() {
+                            self.metadata.remove(&key);
+                        } else {
+                            self.metadata.insert(key, value);
+                        }
+                    }
+                }
+            }
+            if metadata_changed {
+                if let Some(timestamp) = timestamp {
+                    if !new_progress {
+                        self.move_progress_to(&timestamp);
+                    }
+                    self.metadata.insert("timestamp".into(), timestamp);
+                }
+                if !self.hidden_metadata {
+                    payload.insert("metadata".into(), Value::Object(self.metadata.clone()));
+                }
+            }
+        }
+        if let Some(Value::Object(controller)) = payload.remove("controller") {
+            self.controller = Some(controller);
+            controller_changed = true;
+        }
+        if controller_changed {
+            if let Some(controller) = &self.controller {
+                let mut controller = controller.clone();
+                controller.insert("repeat".into(), self.repeat.clone());
+                controller.insert("shuffle".into(), self.shuffle.clone());
+                payload.insert("controller".into(), Value::Object(controller));
+            }
+        }
+        !payload.is_empty()
+    }
+
+    /// Moves the kept progress on to `timestamp` at its playback speed,
+    /// because a 1.0 metadata object states the position at its own
+    /// timestamp and the engine resends progress only when it departs from
+    /// that prediction.
+    fn move_progress_to(&mut self, timestamp: &Value) {
+        let (Some(then), Some(now)) = (self.metadata.get("timestamp").and_then(Value::as_i64), timestamp.as_i64()) else {
+            return;
+        };
+        let Some(progress) = self.metadata.get_mut("progress").and_then(Value::as_object_mut) else {
+            return;
+        };
+        let (Some(position), Some(speed)) = (
+            progress.get("track_progress").and_then(Value::as_i64),
+            progress.get("playback_speed").and_then(Value::as_i64),
+        ) else {
+            return;
+        };
+        let mut moved = position + (now - then) * speed / 1_000_000;
+        if let Some(duration) = progress.get("track_duration").and_then(Value::as_i64).filter(|&d| d > 0) {
+            moved = moved.min(duration);
+        }
+        progress.insert("track_progress".into(), json!(moved.max(0)));
+    }
 }
 
 impl SendspinCodec {
@@ -109,6 +237,8 @@ impl SendspinCodec {
             admitted: true,
             hello_sent: false,
             replayed_hello: None,
+            state: StateShape::default(),
+            artwork_undeclared: false,
         }
     }
 
@@ -128,6 +258,8 @@ impl SendspinCodec {
             admitted: true,
             hello_sent: false,
             replayed_hello: None,
+            state: StateShape::default(),
+            artwork_undeclared: false,
         }
     }
 
@@ -160,9 +292,11 @@ impl SendspinCodec {
         self.category
     }
 
-    fn message_text(&mut self, message: &Message) -> String {
+    /// Encodes `message` in its 1.0 form, or returns `None` when the
+    /// message has nothing for a 1.0 client.
+    fn message_text(&mut self, message: &Message) -> Option<String> {
         let text = encode_message(message);
-        match (self.side, message) {
+        Some(match (self.side, message) {
             (CodecSide::Client, Message::ClientHello(_)) => self.reshape_client_hello(&text),
             (CodecSide::Client, Message::ClientState(state)) => {
                 let commands = self.player_commands.clone();
@@ -189,17 +323,44 @@ impl SendspinCodec {
             (CodecSide::Server, Message::ServerHello(hello)) => {
                 let playback = hello.connection_reason == crate::protocol::ConnectionReason::Playback;
                 let activities: Vec<&str> = if playback { vec!["playback"] } else { vec![] };
+                let hidden_metadata = self.state.hidden_metadata;
+                let active_roles: Vec<&String> =
+                    hello.active_roles.iter().filter(|role| !(hidden_metadata && role.as_str() == "metadata@v1")).collect();
                 json!({
                     "type": "server/activate",
-                    "payload": { "activities": activities, "active_roles": hello.active_roles },
+                    "payload": { "activities": activities, "active_roles": active_roles },
                 })
                 .to_string()
             }
+            (CodecSide::Server, Message::ServerState(_)) => {
+                let mut news = true;
+                let text = reshape(&text, |payload| news = self.state.reshape(payload));
+                if !news {
+                    return None;
+                }
+                text
+            }
+            (CodecSide::Server, Message::StreamStart(start)) if self.artwork_undeclared => {
+                let channels = start.artwork.as_ref().map(|artwork| artwork.channels.as_slice()).unwrap_or_default();
+                let artwork_only = start.player.is_none() && start.visualizer.is_none();
+                if artwork_only && channels.iter().all(|channel| channel.source == "none") {
+                    return None;
+                }
+                self.artwork_undeclared = false;
+                return self.message_text(message);
+            }
             (CodecSide::Server, Message::StreamStart(_)) => reshape(&text, |payload| {
                 payload.insert("server_transmitted".into(), json!(now_us()));
+                // A channel turned off carries no format or size in 1.0.
+                let channels = payload.get_mut("artwork").and_then(|a| a.get_mut("channels")).and_then(Value::as_array_mut);
+                for channel in channels.into_iter().flatten().filter_map(Value::as_object_mut) {
+                    if channel.get("source").and_then(Value::as_str) == Some("none") {
+                        channel.retain(|key, _| key == "source");
+                    }
+                }
             }),
             _ => text,
-        }
+        })
     }
 
     /// Leaves out the v1 `client_id` and `version` (1.0 sends the id in
@@ -222,10 +383,17 @@ impl SendspinCodec {
         text
     }
 
-    fn binary_plaintext(&self, frame: &BinaryFrame) -> Vec<u8> {
-        if frame.kind != BinaryKind::Audio {
-            return frame.to_bytes();
+    /// Builds the plaintexts of one binary frame: one message, except for
+    /// an image, which 1.0 sends as an announce and then parts.
+    fn binary_plaintexts(&self, frame: &BinaryFrame) -> Vec<Vec<u8>> {
+        match frame.kind {
+            BinaryKind::Audio => vec![self.audio_plaintext(frame)],
+            BinaryKind::Artwork(_) => artwork_messages(frame),
+            _ => vec![frame.to_bytes()],
         }
+    }
+
+    fn audio_plaintext(&self, frame: &BinaryFrame) -> Vec<u8> {
         let send_ahead = (frame.timestamp_us - now_us()).clamp(0, i64::from(u32::MAX)) as u32;
         let mut bytes = Vec::with_capacity(AUDIO_HEADER_LEN + frame.payload.len());
         bytes.push(frame.kind.type_byte());
@@ -256,6 +424,7 @@ impl SendspinCodec {
                 if let Some(support) = payload.get_mut("player@v1_support").and_then(Value::as_object_mut) {
                     support.entry("supported_commands").or_insert(json!(["volume", "mute"]));
                 }
+                self.adapt_hello_roles(payload);
                 let unpaired_access = payload
                     .get("unpaired_access")
                     .and_then(|access| access.get("enabled"))
@@ -283,6 +452,30 @@ impl SendspinCodec {
             _ => {}
         }
         decode_text(&value.to_string())
+    }
+
+    /// Prepares the roles of a 1.0 `client/hello` for the engine, which
+    /// reads them as v1. A controller without the metadata role gets it
+    /// hidden (see [`StateShape::hidden_metadata`]). An artwork client
+    /// declares its channels in `client/state`, after the hello, so the
+    /// engine first gets one channel turned off, whose `stream/start` is
+    /// not sent, and the channels arrive with the client's first
+    /// `client/state`.
+    fn adapt_hello_roles(&mut self, payload: &mut Map<String, Value>) {
+        let has_artwork_support = payload.contains_key("artwork@v1_support");
+        let Some(roles) = payload.get_mut("supported_roles").and_then(Value::as_array_mut) else {
+            return;
+        };
+        let has = |roles: &[Value], name: &str| roles.iter().any(|role| role == name);
+        if has(roles, "controller@v1") && !has(roles, "metadata@v1") {
+            roles.push(json!("metadata@v1"));
+            self.state.hidden_metadata = true;
+        }
+        if has(roles, "artwork@v1") && !has_artwork_support {
+            let off = json!({"source": "none", "format": "jpeg", "media_width": 1, "media_height": 1});
+            payload.insert("artwork@v1_support".into(), json!({ "channels": [off] }));
+            self.artwork_undeclared = true;
+        }
     }
 
     /// Maps the first `server/activate` to a v1 `server/hello`; later ones
@@ -337,6 +530,28 @@ impl SendspinCodec {
     }
 }
 
+/// Splits an image into the 1.0 artwork messages: an announce with its
+/// display time and total size, then parts of at most
+/// [`ARTWORK_PART_DATA`] bytes. An empty image, which clears the channel,
+/// is the announce alone. The session writes them back to back, so no
+/// other transfer starts while this one is in flight.
+fn artwork_messages(frame: &BinaryFrame) -> Vec<Vec<u8>> {
+    let type_byte = frame.kind.type_byte();
+    let total = u32::try_from(frame.payload.len()).expect("rendered images are far smaller than 4 GiB");
+    let mut announce = Vec::with_capacity(14);
+    announce.extend_from_slice(&[type_byte, ARTWORK_ANNOUNCE]);
+    announce.extend_from_slice(&frame.timestamp_us.to_be_bytes());
+    announce.extend_from_slice(&total.to_be_bytes());
+    let mut messages = vec![announce];
+    for data in frame.payload.chunks(ARTWORK_PART_DATA) {
+        let mut part = Vec::with_capacity(2 + data.len());
+        part.extend_from_slice(&[type_byte, 0]);
+        part.extend_from_slice(data);
+        messages.push(part);
+    }
+    messages
+}
+
 /// Applies `change` to the payload object of a JSON envelope.
 fn reshape(text: &str, change: impl FnOnce(&mut Map<String, Value>)) -> String {
     let mut value: Value = serde_json::from_str(text).expect("encoded messages are JSON");
@@ -366,17 +581,23 @@ impl WireCodec for SendspinCodec {
         if self.hello_sent && matches!(outgoing, Outgoing::Message(Message::ClientHello(_))) {
             return Vec::new();
         }
-        let plaintext = match outgoing {
+        let plaintexts = match outgoing {
             Outgoing::Message(message) => {
-                let text = self.message_text(message);
+                let Some(text) = self.message_text(message) else {
+                    return Vec::new();
+                };
                 let mut bytes = Vec::with_capacity(text.len() + 1);
                 bytes.push(0);
                 bytes.extend_from_slice(text.as_bytes());
-                bytes
+                vec![bytes]
             }
-            Outgoing::Binary(frame) => self.binary_plaintext(frame),
+            Outgoing::Binary(frame) => self.binary_plaintexts(frame),
         };
-        self.channel.seal(plaintext).into_iter().map(WsMessage::binary).collect()
+        plaintexts
+            .into_iter()
+            .flat_map(|plaintext| self.channel.seal(plaintext))
+            .map(WsMessage::binary)
+            .collect()
     }
 
     fn decode(&mut self, frame: WsMessage) -> Result<Incoming, DecodeError> {
@@ -395,5 +616,83 @@ impl WireCodec for SendspinCodec {
                 type_name: "control frame".to_string(),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(state: &mut StateShape, payload: Value) -> Option<Value> {
+        let mut payload = payload.as_object().unwrap().clone();
+        state.reshape(&mut payload).then_some(Value::Object(payload))
+    }
+
+    #[test]
+    fn metadata_updates_become_complete_objects() {
+        let mut state = StateShape::default();
+        let first = json!({"metadata": {
+            "timestamp": 1_000_000, "title": "One", "artist": "A", "repeat": "off", "shuffle": false,
+            "progress": {"track_progress": 0, "track_duration": 30_000, "playback_speed": 1000},
+        }});
+        let sent = shape(&mut state, first).unwrap();
+        assert_eq!(sent["metadata"]["title"], "One");
+        assert_eq!(sent["metadata"].get("repeat"), None, "repeat belongs to the controller in 1.0");
+
+        // Two seconds later only the artist changes: the object is complete
+        // and its progress is moved on to the new timestamp.
+        let sent = shape(&mut state, json!({"metadata": {"timestamp": 3_000_000, "artist": null, "album": "B"}})).unwrap();
+        assert_eq!(sent["metadata"]["title"], "One");
+        assert_eq!(sent["metadata"].get("artist"), None);
+        assert_eq!(sent["metadata"]["album"], "B");
+        assert_eq!(sent["metadata"]["timestamp"], 3_000_000);
+        assert_eq!(sent["metadata"]["progress"]["track_progress"], 2000);
+    }
+
+    #[test]
+    fn repeat_and_shuffle_go_to_the_controller() {
+        let mut state = StateShape::default();
+        let controller = json!({"controller": {"supported_commands": ["next"], "volume": 50, "muted": false}});
+        let sent = shape(&mut state, controller).unwrap();
+        assert_eq!(sent["controller"]["repeat"], "off");
+        assert_eq!(sent["controller"]["shuffle"], false);
+
+        // A repeat change alone is controller news, not metadata news.
+        let sent = shape(&mut state, json!({"metadata": {"timestamp": 5, "repeat": "all"}})).unwrap();
+        assert_eq!(sent.get("metadata"), None);
+        assert_eq!(sent["controller"]["repeat"], "all");
+        assert_eq!(sent["controller"]["volume"], 50);
+        assert_eq!(shape(&mut state, json!({"metadata": {"timestamp": 6, "repeat": "all"}})), None, "nothing changed");
+    }
+
+    #[test]
+    fn hidden_metadata_is_not_sent() {
+        let mut state = StateShape { hidden_metadata: true, ..StateShape::default() };
+        assert_eq!(shape(&mut state, json!({"metadata": {"timestamp": 1, "title": "One"}})), None);
+        shape(&mut state, json!({"controller": {"volume": 50}})).unwrap();
+        let sent = shape(&mut state, json!({"metadata": {"timestamp": 2, "title": "Two", "shuffle": true}})).unwrap();
+        assert_eq!(sent.get("metadata"), None);
+        assert_eq!(sent["controller"]["shuffle"], true);
+    }
+
+    #[test]
+    fn images_become_an_announce_and_parts() {
+        let image: Vec<u8> = (0..ARTWORK_PART_DATA + 10).map(|i| i as u8).collect();
+        let frame = BinaryFrame { kind: BinaryKind::Artwork(1), timestamp_us: 0x0102_0304_0506_0708, payload: image.clone() };
+        let messages = artwork_messages(&frame);
+        assert_eq!(messages.len(), 3);
+        let announce = &messages[0];
+        assert_eq!(announce.len(), 14);
+        assert_eq!(announce[..2], [9, ARTWORK_ANNOUNCE]);
+        assert_eq!(announce[2..10], 0x0102_0304_0506_0708i64.to_be_bytes());
+        assert_eq!(announce[10..], (image.len() as u32).to_be_bytes());
+        assert!(messages[1..].iter().all(|part| part[..2] == [9, 0] && part.len() <= MAX_PLAINTEXT));
+        let joined: Vec<u8> = messages[1..].iter().flat_map(|part| part[2..].to_vec()).collect();
+        assert_eq!(joined, image);
+
+        let clear = BinaryFrame { kind: BinaryKind::Artwork(0), timestamp_us: 5, payload: Vec::new() };
+        let messages = artwork_messages(&clear);
+        assert_eq!(messages.len(), 1, "an empty image is the announce alone");
+        assert_eq!(messages[0][10..], [0, 0, 0, 0]);
     }
 }

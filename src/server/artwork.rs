@@ -59,6 +59,10 @@ pub struct ArtChannel {
     pub format: ArtFormat,
     pub max_width: u32,
     pub max_height: u32,
+    /// Whether images fill exactly `max_width` by `max_height`, the scaled
+    /// cover centered on black, as Sendspin 1.0 channels declared in
+    /// `client/state` require. v1 channels get the scaled cover alone.
+    pub padded: bool,
 }
 
 impl ArtChannel {
@@ -81,7 +85,35 @@ impl ArtChannel {
             format,
             max_width: support.media_width,
             max_height: support.media_height,
+            padded: false,
         })
+    }
+
+    /// Validates a channel of a Sendspin 1.0 `client/state` artwork object:
+    /// `source`, and unless it is `none`, `format`, `width` and `height`.
+    pub fn parse_state(channel: &serde_json::Value) -> Result<ArtChannel, String> {
+        let source = channel.get("source").and_then(serde_json::Value::as_str).ok_or("artwork channel has no source")?;
+        if source == "none" {
+            return Ok(ArtChannel {
+                source: ArtSource::None,
+                format: ArtFormat::Jpeg,
+                max_width: 1,
+                max_height: 1,
+                padded: true,
+            });
+        }
+        let side = |name: &str| -> Result<u32, String> {
+            let value = channel.get(name).and_then(serde_json::Value::as_u64).ok_or_else(|| format!("artwork channel has no {name}"))?;
+            u32::try_from(value).map_err(|_| format!("artwork {name} {value} is outside 1 to {MAX_SIDE} pixels"))
+        };
+        let support = ArtworkChannelSupport {
+            source: source.to_string(),
+            format: channel.get("format").and_then(serde_json::Value::as_str).ok_or("artwork channel has no format")?.to_string(),
+            media_width: side("width")?,
+            media_height: side("height")?,
+        };
+        let parsed = ArtChannel::parse(&support).map_err(|reason| reason.replace("media_", ""))?;
+        Ok(ArtChannel { padded: true, ..parsed })
     }
 
     /// Builds the channel's entry in `stream/start`: its source, format
@@ -132,11 +164,17 @@ pub fn fit(width: u32, height: u32, max_width: u32, max_height: u32) -> (u32, u3
 pub fn render(cover: &[u8], channel: &ArtChannel) -> Result<Vec<u8>, String> {
     let image = image::load_from_memory(cover).map_err(|err| format!("cannot decode the cover image: {err}"))?;
     let (width, height) = fit(image.width(), image.height(), channel.max_width, channel.max_height);
-    let scaled = if (width, height) == (image.width(), image.height()) {
+    let mut scaled = if (width, height) == (image.width(), image.height()) {
         image
     } else {
         image.resize_exact(width, height, FilterType::Triangle)
     };
+    if channel.padded && (width, height) != (channel.max_width, channel.max_height) {
+        let mut canvas = image::RgbaImage::from_pixel(channel.max_width, channel.max_height, image::Rgba([0, 0, 0, 255]));
+        let (x, y) = ((channel.max_width - width) / 2, (channel.max_height - height) / 2);
+        image::imageops::overlay(&mut canvas, &scaled.to_rgba8(), i64::from(x), i64::from(y));
+        scaled = DynamicImage::ImageRgba8(canvas);
+    }
     // JPEG and BMP carry no alpha channel here; PNG keeps it.
     let scaled = match channel.format {
         ArtFormat::Png => scaled,
@@ -166,6 +204,7 @@ mod tests {
             format,
             max_width,
             max_height,
+            padded: false,
         }
     }
 
@@ -187,6 +226,22 @@ mod tests {
             let decoded = image::load_from_memory(&bytes).unwrap();
             assert_eq!((decoded.width(), decoded.height()), (200, 100), "{format:?}");
         }
+    }
+
+    #[test]
+    fn padded_channels_get_their_exact_size() {
+        let cover = png(800, 400);
+        let channel = ArtChannel::parse_state(&serde_json::json!({"source": "album", "format": "png", "width": 100, "height": 100})).unwrap();
+        let decoded = image::load_from_memory(&render(&cover, &channel).unwrap()).unwrap().to_rgb8();
+        assert_eq!(decoded.dimensions(), (100, 100));
+        // The 100x50 cover sits in rows 25 to 74; the bands around it are black.
+        assert_eq!(decoded.get_pixel(50, 10).0, [0, 0, 0]);
+        assert_eq!(decoded.get_pixel(50, 90).0, [0, 0, 0]);
+        assert_eq!(decoded.get_pixel(50, 50).0[2], 128);
+        let off = ArtChannel::parse_state(&serde_json::json!({"source": "none"})).unwrap();
+        assert_eq!(off.source, ArtSource::None);
+        let missing = ArtChannel::parse_state(&serde_json::json!({"source": "album", "format": "png", "width": 100}));
+        assert_eq!(missing.unwrap_err(), "artwork channel has no height");
     }
 
     #[test]

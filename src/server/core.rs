@@ -644,7 +644,53 @@ impl Core {
         if state.state == Some(ClientStateKind::ExternalSource) {
             self.to_external_source(&client_id);
         }
+        if let Some(artwork) = state.extra.get("artwork") {
+            self.declare_artwork_channels(&client_id, artwork);
+        }
         self.send_controller_state(&group);
+    }
+
+    /// Applies the artwork channels a Sendspin 1.0 client declares in
+    /// `client/state` (the `artwork` object, repeated in every state while
+    /// the role is active): when they changed, announces them with
+    /// `stream/start` and sends each channel its image.
+    fn declare_artwork_channels(&mut self, client_id: &str, artwork: &serde_json::Value) {
+        let Some(client) = self.clients.get_mut(client_id) else {
+            return;
+        };
+        if client.artwork.is_empty() {
+            tracing::info!(client_id, "ignoring artwork channels of a client without the artwork role");
+            return;
+        }
+        let declared = artwork.get("channels").and_then(serde_json::Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        if declared.is_empty() || declared.len() > MAX_CHANNELS {
+            tracing::warn!(client_id, channels = declared.len(), "ignoring an artwork object that does not list 1 to {MAX_CHANNELS} channels");
+            return;
+        }
+        let channels = match declared.iter().map(ArtChannel::parse_state).collect::<Result<Vec<_>, _>>() {
+            Ok(channels) => channels,
+            Err(reason) => {
+                tracing::warn!(client_id, %reason, "ignoring invalid artwork channels");
+                return;
+            }
+        };
+        if channels == client.artwork {
+            return;
+        }
+        // NOTE: a channel turned off is not cleared with an empty image
+        // before the new stream/start, as Sendspin 1.0 asks.
+        client.artwork_sent = vec![None; channels.len()];
+        client.artwork = channels;
+        let group_id = client.group.clone();
+        self.start_artwork_stream(client_id);
+        let Some(group) = self.groups.get(&group_id) else {
+            return;
+        };
+        let now = now_us();
+        let playing = group.now_playing(now);
+        let entry = group.queue.entries()[playing.entry].clone();
+        let tags = self.tags_of(playing.entry, &entry);
+        self.send_artwork(client_id, playing.entry, &tags, now);
     }
 
     /// Moves a client whose output an external source took over from a
