@@ -1342,8 +1342,8 @@ async fn open_cleartext(
         Ok(Some(frame)) => frame,
         Ok(None) => {
             // A client that closed before its hello still gets the reply
-            // to its close frame.
-            let _ = ws.close(None).await;
+            // to its close frame, which tungstenite queued when it read it.
+            let _ = futures_util::SinkExt::flush(ws).await;
             return None;
         }
         Err(_) => {

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -58,8 +58,9 @@ where
         Ok(Some(frame)) => frame,
         Ok(None) => {
             // A client that closed before its first message still gets the
-            // reply to its close frame.
-            let _ = ws.close(None).await;
+            // reply to its close frame, which tungstenite queued when it
+            // read it.
+            let _ = ws.flush().await;
             return None;
         }
         Err(_) => {
