@@ -678,7 +678,7 @@ impl Core {
             return;
         }
         // NOTE: a channel turned off is not cleared with an empty image
-        // before the new stream/start, as Sendspin 1.0 asks.
+        // before the new stream/start, which Sendspin 1.0 requires.
         client.artwork_sent = vec![None; channels.len()];
         client.artwork = channels;
         let group_id = client.group.clone();
@@ -763,10 +763,10 @@ impl Core {
         }
     }
 
-    /// Moves a client to the next group of the switch cycle: back to the
-    /// group it left for an external source when it can, else playing
-    /// groups of several players, then players playing alone, then (for a
-    /// player) a solo group of its own.
+    /// Moves a client to the next group of the switch cycle. The cycle goes
+    /// back to the group the client left for an external source when it
+    /// can, else to playing groups of several players, then to players
+    /// playing alone, then (for a player) to a solo group of its own.
     fn switch(&mut self, client_id: &str) {
         let Some(client) = self.clients.get(client_id) else {
             return;
@@ -1115,7 +1115,7 @@ impl Core {
             .clone()
     }
 
-    /// Changes one artwork channel as `stream/request-format` asks, then
+    /// Changes one artwork channel as `stream/request-format` requests, then
     /// announces the channels again and sends the channel its image.
     fn change_artwork_channel(&mut self, client_id: &str, request: &ArtworkFormatRequest) {
         let Some(client) = self.clients.get_mut(client_id) else {
