@@ -139,7 +139,8 @@ pub struct ServeArgs {
     pub allow_unpaired: bool,
 
     /// With --dialect sendspin, give roles and playback to this unpaired client (its client_id, a base64url public key); repeatable.
-    #[arg(long, value_name = "CLIENT_ID")]
+    // A base64url key may start with '-'.
+    #[arg(long, value_name = "CLIENT_ID", allow_hyphen_values = true)]
     pub approve: Vec<String>,
 
     /// With --dialect sendspin, pair with the client whose pairing token (SP:0..., printed by play --pairing-token) this is, when it next connects; repeatable. The pairing record is then kept in the state directory.

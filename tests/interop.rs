@@ -684,11 +684,11 @@ async fn serve_to_peer_client_over(root: &Path, bit_depth: u16, suite: Option<&s
         None => start_serve(&source_path),
     };
     let client_flags: Vec<String> = if pair {
+        // One argument each: base64url may start with '-', which argparse
+        // would read as an option.
         vec![
-            "--private-key".into(),
-            resonate::noise::identity::encode_id(client_key.private_key()),
-            "--pairing-psk".into(),
-            resonate::noise::identity::encode_id(&pairing_psk),
+            format!("--private-key={}", resonate::noise::identity::encode_id(client_key.private_key())),
+            format!("--pairing-psk={}", resonate::noise::identity::encode_id(&pairing_psk)),
         ]
     } else {
         Vec::new()

@@ -145,7 +145,7 @@ fn unpaired_client_needs_approval() {
     assert!(server.interrupt().success());
 
     // --approve names the client, which then gets the player role.
-    let (mut server, url) = start_serve(&source_path, &dir.path().join("server"), &["--approve", &player_id]);
+    let (mut server, url) = start_serve(&source_path, &dir.path().join("server"), &[&format!("--approve={player_id}")]);
     let mut player = start_encrypted_player(&url, &player_state, "25519_ChaChaPoly_SHA256", &wav);
     let roles = joined_roles(&mut server, &player_id);
     assert!(roles.contains(&"player@v1".to_string()), "roles with --approve: {roles:?}");
