@@ -130,7 +130,7 @@ pub struct ServeArgs {
     #[arg(long, default_value = "sendspin-v1")]
     pub dialect: String,
 
-    /// With --dialect sendspin, also accept cleartext Sendspin v1 clients, told apart by their first message.
+    /// With --dialect sendspin, also accept cleartext Sendspin v1 clients, recognized by their first message.
     #[arg(long)]
     pub accept_v1: bool,
 

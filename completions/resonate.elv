@@ -66,7 +66,7 @@ set edit:completion:arg-completer[resonate] = {|@words|
             cand --max-pending-handshakes 'WebSocket handshakes in progress at once; further connections are closed unread'
             cand --max-messages-per-second 'Frames a client may send per second, with a burst of as many; a client above it is closed with code 1008'
             cand --legacy 'Also accept legacy Resonate clients (aioresonate 0.13) at /resonate, in the same groups as Sendspin clients, and advertise _resonate-server._tcp over mDNS'
-            cand --accept-v1 'With --dialect sendspin, also accept cleartext Sendspin v1 clients, told apart by their first message'
+            cand --accept-v1 'With --dialect sendspin, also accept cleartext Sendspin v1 clients, recognized by their first message'
             cand --allow-unpaired 'With --dialect sendspin, give roles and playback to every unpaired client that offers unpaired access'
             cand --loop 'Start the queue over after its last track instead of ending the stream; the same as --repeat all'
             cand --shuffle 'Play the queue in random order; controllers can turn it off'

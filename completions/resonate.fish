@@ -72,7 +72,7 @@ complete -c resonate -n "__fish_resonate_using_subcommand serve" -l max-sessions
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l max-pending-handshakes -d 'WebSocket handshakes in progress at once; further connections are closed unread' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l max-messages-per-second -d 'Frames a client may send per second, with a burst of as many; a client above it is closed with code 1008' -r
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l legacy -d 'Also accept legacy Resonate clients (aioresonate 0.13) at /resonate, in the same groups as Sendspin clients, and advertise _resonate-server._tcp over mDNS'
-complete -c resonate -n "__fish_resonate_using_subcommand serve" -l accept-v1 -d 'With --dialect sendspin, also accept cleartext Sendspin v1 clients, told apart by their first message'
+complete -c resonate -n "__fish_resonate_using_subcommand serve" -l accept-v1 -d 'With --dialect sendspin, also accept cleartext Sendspin v1 clients, recognized by their first message'
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l allow-unpaired -d 'With --dialect sendspin, give roles and playback to every unpaired client that offers unpaired access'
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l loop -d 'Start the queue over after its last track instead of ending the stream; the same as --repeat all'
 complete -c resonate -n "__fish_resonate_using_subcommand serve" -l shuffle -d 'Play the queue in random order; controllers can turn it off'

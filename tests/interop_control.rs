@@ -279,7 +279,8 @@ async fn aiosendspin_encrypted_controller_metadata_and_artwork_client() -> anyho
     let artwork = of("artwork");
     let on = |channel: u64| -> Vec<&Value> { artwork.iter().copied().filter(|a| a["channel"] == channel).collect() };
     let (jpeg, png) = (on(0), on(1));
-    assert!(!jpeg.is_empty() && !png.is_empty(), "no artwork on some channel: {artwork:?}");
+    assert!(!jpeg.is_empty(), "no artwork on the JPEG channel: {artwork:?}");
+    assert!(!png.is_empty(), "no artwork on the PNG channel: {artwork:?}");
     assert_eq!(jpeg[0]["format"], "jpeg", "{artwork:?}");
     assert_eq!((jpeg[0]["width"].as_u64(), jpeg[0]["height"].as_u64()), (Some(120), Some(120)), "{artwork:?}");
     assert_eq!(png[0]["format"], "png", "{artwork:?}");

@@ -347,7 +347,7 @@ struct Dialed {
 }
 
 impl Dialed {
-    /// Dials the player, reads its `client/hello` and answers as
+    /// Dials the player, reads its `client/hello` and replies as
     /// `server_id` with `connection_reason: playback`.
     async fn connect(ctx: &Context, label: String, server_id: &str) -> Option<Dialed> {
         let Some(mut probe) = ctx.open(label.clone(), None).await else {
@@ -380,7 +380,7 @@ impl Dialed {
         })
     }
 
-    /// The player's PCM formats, first preferred.
+    /// Returns the player's PCM formats, first preferred.
     fn pcm_formats(&self) -> Vec<SupportedFormat> {
         self.hello
             .player_support
@@ -684,7 +684,7 @@ async fn stalled_server(ctx: Arc<Context>) {
             continue;
         }
         // From here on the stalled server writes but never reads. Flooding
-        // it with server/time answers the player is waiting for keeps the
+        // it with server/time replies the player is waiting for keeps the
         // player writing.
         let stall = tokio::time::Instant::now() + Duration::from_millis(rng.random_range(200..800));
         while tokio::time::Instant::now() < stall {
@@ -750,7 +750,7 @@ async fn reconnect_flap(ctx: Arc<Context>) {
 }
 
 /// time-flood: one virtual server sends `server/time` replies for stamps
-/// the player never sent, as fast as it can, while answering the player's
+/// the player never sent, as fast as it can, while replying to the player's
 /// real requests. The player must ignore the strays, stay connected and
 /// keep obeying commands.
 async fn time_flood(ctx: Arc<Context>) {
