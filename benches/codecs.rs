@@ -52,12 +52,19 @@ const SMOKE_PLAYER_COUNTS: [usize; 1] = [4];
 /// `f32`.
 fn test_signal(path: &Path, seconds: f64) -> Vec<f32> {
     let samples = write_test_wav(path, RATE, CHANNELS, 16, seconds);
-    samples.iter().map(|&sample| sample as f32 / 32768.0).collect()
+    samples
+        .iter()
+        .map(|&sample| sample as f32 / 32768.0)
+        .collect()
 }
 
 /// Encodes the test signal, `seconds` long, in 20 ms chunks with `encode`
 /// and returns the wall time and bytes per second of audio, on one thread.
-fn time_encoder(signal: &[f32], seconds: usize, mut encode: impl FnMut(&[f32]) -> usize) -> (Duration, usize) {
+fn time_encoder(
+    signal: &[f32],
+    seconds: usize,
+    mut encode: impl FnMut(&[f32]) -> usize,
+) -> (Duration, usize) {
     let started = Instant::now();
     let mut bytes = 0;
     for chunk in signal.chunks(CHUNK_FRAMES * usize::from(CHANNELS)) {
@@ -67,7 +74,9 @@ fn time_encoder(signal: &[f32], seconds: usize, mut encode: impl FnMut(&[f32]) -
 }
 
 fn encode_costs(dir: &Path, seconds: usize) {
-    println!("## Encode cost per player: 48 kHz stereo, 20 ms chunks, {seconds} s of audio, one thread");
+    println!(
+        "## Encode cost per player: 48 kHz stereo, 20 ms chunks, {seconds} s of audio, one thread"
+    );
     println!();
     println!("| codec | time per second of audio | share of one core | bytes per second |");
     println!("|---|---|---|---|");
@@ -82,20 +91,44 @@ fn encode_costs(dir: &Path, seconds: usize) {
         }),
     ));
     for bits in [16, 24] {
-        let mut encoder = FlacEncoder::new(RATE, CHANNELS, bits, CHUNK_FRAMES).expect("flac encoder");
-        let label = if bits == 16 { "flac 16-bit" } else { "flac 24-bit" };
-        rows.push((label, time_encoder(&signal, seconds, |chunk| encoder.encode(chunk).expect("flac encode").len())));
+        let mut encoder =
+            FlacEncoder::new(RATE, CHANNELS, bits, CHUNK_FRAMES).expect("flac encoder");
+        let label = if bits == 16 {
+            "flac 16-bit"
+        } else {
+            "flac 24-bit"
+        };
+        rows.push((
+            label,
+            time_encoder(&signal, seconds, |chunk| {
+                encoder.encode(chunk).expect("flac encode").len()
+            }),
+        ));
     }
-    for (label, bitrate) in [("opus, libopus default bitrate", None), ("opus 128 kbit/s", Some(128_000)), ("opus 256 kbit/s", Some(256_000))] {
+    for (label, bitrate) in [
+        ("opus, libopus default bitrate", None),
+        ("opus 128 kbit/s", Some(128_000)),
+        ("opus 256 kbit/s", Some(256_000)),
+    ] {
         let mut encoder = OpusEncoder::new(RATE, CHANNELS, bitrate).expect("opus encoder");
         rows.push((
             label,
-            time_encoder(&signal, seconds, |chunk| encoder.encode(chunk).expect("opus encode").iter().map(Vec::len).sum()),
+            time_encoder(&signal, seconds, |chunk| {
+                encoder
+                    .encode(chunk)
+                    .expect("opus encode")
+                    .iter()
+                    .map(Vec::len)
+                    .sum()
+            }),
         ));
     }
     for (label, (per_second, bytes)) in rows {
         let share = per_second.as_secs_f64() * 100.0;
-        println!("| {label} | {:.2} ms | {share:.2}% | {bytes} |", per_second.as_secs_f64() * 1000.0);
+        println!(
+            "| {label} | {:.2} ms | {share:.2}% | {bytes} |",
+            per_second.as_secs_f64() * 1000.0
+        );
     }
     println!();
 }
@@ -105,8 +138,15 @@ fn encode_costs(dir: &Path, seconds: usize) {
 fn process_cpu() -> Duration {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     // Fields after the command name, which is in parentheses.
-    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
-    let ticks: u64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<u64>().ok()).sum();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+        .sum();
     Duration::from_millis(ticks * 10)
 }
 
@@ -139,7 +179,9 @@ async fn run_player(url: String, index: usize, codec: Codec, observed: Arc<Obser
         match frame {
             WsMessage::Binary(bytes) if bytes.len() > 9 => {
                 let timestamp = i64::from_be_bytes(bytes[1..9].try_into().expect("8 bytes"));
-                observed.min_lead_us.fetch_min(timestamp - now_us(), Ordering::Relaxed);
+                observed
+                    .min_lead_us
+                    .fetch_min(timestamp - now_us(), Ordering::Relaxed);
                 observed.chunks.fetch_add(1, Ordering::Relaxed);
             }
             WsMessage::Text(text) if text.as_str().contains("\"stream/end\"") => {
@@ -159,8 +201,13 @@ async fn serve_players(source: &Path, codec: Codec, players: usize) -> (i64, u64
     let mut config = ServerConfig::new(SourcePlan::file(source.to_path_buf(), false));
     config.forced_codec = Some(codec);
     config.start_delay = Duration::from_millis(1500);
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
-    let url = format!("ws://{}/sendspin", listener.local_addr().expect("local address"));
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let url = format!(
+        "ws://{}/sendspin",
+        listener.local_addr().expect("local address")
+    );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(Server::new(config).run(listener, async {
         let _ = stopped.await;
@@ -181,11 +228,17 @@ async fn serve_players(source: &Path, codec: Codec, players: usize) -> (i64, u64
     let _ = stop.send(());
     let _ = server.await;
     let per_audio_second = cpu.as_secs_f64() / SERVE_SECONDS;
-    (observed.min_lead_us.load(Ordering::Relaxed), observed.ended.load(Ordering::Relaxed), per_audio_second)
+    (
+        observed.min_lead_us.load(Ordering::Relaxed),
+        observed.ended.load(Ordering::Relaxed),
+        per_audio_second,
+    )
 }
 
 fn max_players(source: &Path, counts: &[usize]) {
-    println!("## Players fed in real time: in-process server and simulated players, 2 worker threads");
+    println!(
+        "## Players fed in real time: in-process server and simulated players, 2 worker threads"
+    );
     println!();
     println!("| codec | players | smallest lead | reached stream/end | process CPU per second of audio | verdict |");
     println!("|---|---|---|---|---|---|");
@@ -218,13 +271,21 @@ fn main() {
     let selected = |part: &str| filter.as_deref().is_none_or(|f| part.contains(f));
     let dir = tempfile::tempdir().expect("temporary directory");
     if selected("encode") {
-        let seconds = if full { ENCODE_SECONDS } else { SMOKE_ENCODE_SECONDS };
+        let seconds = if full {
+            ENCODE_SECONDS
+        } else {
+            SMOKE_ENCODE_SECONDS
+        };
         encode_costs(dir.path(), seconds);
     }
     if selected("players") {
         let source = dir.path().join("serve.wav");
         test_signal(&source, SERVE_SECONDS);
-        let counts: &[usize] = if full { &PLAYER_COUNTS } else { &SMOKE_PLAYER_COUNTS };
+        let counts: &[usize] = if full {
+            &PLAYER_COUNTS
+        } else {
+            &SMOKE_PLAYER_COUNTS
+        };
         max_players(&source, counts);
     }
 }

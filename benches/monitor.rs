@@ -41,7 +41,11 @@ fn snapshot(step: u64) -> Snapshot {
                 peer: format!("127.0.0.1:{}", 20_000 + n),
                 dialect: "sendspin-v1".into(),
                 roles: vec!["player@v1".into(), "metadata@v1".into()],
-                phase: if n % 50 == 0 { Phase::Handshaking } else { Phase::Active },
+                phase: if n % 50 == 0 {
+                    Phase::Handshaking
+                } else {
+                    Phase::Active
+                },
                 group: Some(format!("g{}", n % 20)),
                 format: Some("opus 48000 Hz 16-bit 2 ch".into()),
                 server_clock: Some(ClockView {
@@ -72,7 +76,10 @@ fn snapshot(step: u64) -> Snapshot {
         .map(|g| GroupRow {
             id: format!("g{g}"),
             name: format!("group {g}"),
-            members: (0..SESSIONS).filter(|n| n % 20 == g).map(|n| format!("stress-client-{n}")).collect(),
+            members: (0..SESSIONS)
+                .filter(|n| n % 20 == g)
+                .map(|n| format!("stress-client-{n}"))
+                .collect(),
             playback: "playing".into(),
             volume: Some(50),
             muted: Some(false),
@@ -104,7 +111,11 @@ fn loaded_app() -> (App, u64) {
     for n in 0..5_000u64 {
         app.apply(Update::Feed(FeedMessage::Event(Event {
             unix_ms: START + n * 50,
-            kind: if n % 2 == 0 { EventKind::Connected } else { EventKind::Disconnected },
+            kind: if n % 2 == 0 {
+                EventKind::Connected
+            } else {
+                EventKind::Disconnected
+            },
             session: Some(format!("s{}", n % SESSIONS)),
             client_id: None,
             detail: "peer closed the connection without goodbye".into(),
@@ -148,11 +159,15 @@ fn main() {
     );
 
     // Fresh snapshots to apply, prepared ahead so building them is not timed.
-    let fresh: Vec<Snapshot> = (0..frames.min(30)).map(|i| snapshot(steps + u64::from(i))).collect();
+    let fresh: Vec<Snapshot> = (0..frames.min(30))
+        .map(|i| snapshot(steps + u64::from(i)))
+        .collect();
 
     let mut test_terminal = Terminal::new(TestBackend::new(WIDTH, HEIGHT)).unwrap();
     measure("sessions table, TestBackend", frames, |_| {
-        test_terminal.draw(|frame| view::render(frame, &app)).unwrap();
+        test_terminal
+            .draw(|frame| view::render(frame, &app))
+            .unwrap();
     });
 
     // A real terminal backend: the diff against the previous frame is
@@ -160,23 +175,35 @@ fn main() {
     // skips the size query before each frame, which without a terminal
     // falls back to running `tput` and would dominate the figures.
     let viewport = Viewport::Fixed(Rect::new(0, 0, WIDTH, HEIGHT));
-    let mut sink_terminal =
-        Terminal::with_options(CrosstermBackend::new(io::sink()), TerminalOptions { viewport }).unwrap();
+    let mut sink_terminal = Terminal::with_options(
+        CrosstermBackend::new(io::sink()),
+        TerminalOptions { viewport },
+    )
+    .unwrap();
     measure("sessions table, crossterm to a sink", frames, |_| {
-        sink_terminal.draw(|frame| view::render(frame, &app)).unwrap();
+        sink_terminal
+            .draw(|frame| view::render(frame, &app))
+            .unwrap();
     });
 
     // Worst case: every frame brings a new snapshot (history, rates and
     // sort), and the selection moves so the drawn rows change.
     let mut i = 0usize;
-    measure("new snapshot + sessions frame, crossterm to a sink", frames, |_| {
-        let mut snapshot = fresh[i % fresh.len()].clone();
-        snapshot.taken_unix_ms += (i as u64 / fresh.len() as u64) * fresh.len() as u64 * HISTORY_STEP_MS;
-        app.apply(Update::Feed(FeedMessage::Snapshot(snapshot)));
-        app.move_by(1);
-        sink_terminal.draw(|frame| view::render(frame, &app)).unwrap();
-        i += 1;
-    });
+    measure(
+        "new snapshot + sessions frame, crossterm to a sink",
+        frames,
+        |_| {
+            let mut snapshot = fresh[i % fresh.len()].clone();
+            snapshot.taken_unix_ms +=
+                (i as u64 / fresh.len() as u64) * fresh.len() as u64 * HISTORY_STEP_MS;
+            app.apply(Update::Feed(FeedMessage::Snapshot(snapshot)));
+            app.move_by(1);
+            sink_terminal
+                .draw(|frame| view::render(frame, &app))
+                .unwrap();
+            i += 1;
+        },
+    );
 
     // Only applying a snapshot, without drawing.
     let mut j = 0usize;
@@ -193,24 +220,36 @@ fn main() {
     for c in "player 1".chars() {
         app.filter_push(c);
     }
-    measure("sessions sorted by |offset|, filter \"player 1\"", frames, |_| {
-        sink_terminal.draw(|frame| view::render(frame, &app)).unwrap();
-    });
+    measure(
+        "sessions sorted by |offset|, filter \"player 1\"",
+        frames,
+        |_| {
+            sink_terminal
+                .draw(|frame| view::render(frame, &app))
+                .unwrap();
+        },
+    );
     app.end_filter(false);
 
     app.toggle_details();
     measure("details with sparklines", frames, |_| {
-        sink_terminal.draw(|frame| view::render(frame, &app)).unwrap();
+        sink_terminal
+            .draw(|frame| view::render(frame, &app))
+            .unwrap();
     });
     app.details = false;
 
     app.show_screen(Screen::Groups);
     measure("groups", frames, |_| {
-        sink_terminal.draw(|frame| view::render(frame, &app)).unwrap();
+        sink_terminal
+            .draw(|frame| view::render(frame, &app))
+            .unwrap();
     });
 
     app.show_screen(Screen::Events);
     measure("event log (5,000 lines)", frames, |_| {
-        sink_terminal.draw(|frame| view::render(frame, &app)).unwrap();
+        sink_terminal
+            .draw(|frame| view::render(frame, &app))
+            .unwrap();
     });
 }

@@ -33,7 +33,9 @@ use resonate::audio::wav::WavWriter;
 use resonate::clock::now_us;
 use resonate::dialect::Dialect;
 use resonate::player::client::{Backoff, Player, PlayerConfig};
-use resonate::player::output::{read_sync_log, BlockRecord, Output, OutputOptions, OutputSpec, SinkModel, SyncLog};
+use resonate::player::output::{
+    read_sync_log, BlockRecord, Output, OutputOptions, OutputSpec, SinkModel, SyncLog,
+};
 use resonate::player::scheduler::{PlaybackState, Scheduler};
 use resonate::protocol::SupportedFormat;
 use resonate::server::{Server, ServerConfig, SourcePlan};
@@ -72,10 +74,15 @@ fn parse_options() -> Options {
             "--drifts" => {
                 options.drifts = value
                     .split(',')
-                    .map(|ppm| ppm.parse().expect("--drifts takes comma-separated ppm values"))
+                    .map(|ppm| {
+                        ppm.parse()
+                            .expect("--drifts takes comma-separated ppm values")
+                    })
                     .collect()
             }
-            "--jitter-ms" => options.jitter_ms = value.parse().expect("--jitter-ms takes milliseconds"),
+            "--jitter-ms" => {
+                options.jitter_ms = value.parse().expect("--jitter-ms takes milliseconds")
+            }
             _ => {
                 index += 1;
                 continue;
@@ -89,7 +96,10 @@ fn parse_options() -> Options {
 fn main() {
     let options = parse_options();
     let dir = tempfile::tempdir().expect("create a temporary directory");
-    println!("# sync benchmark: {} s, sink drifts {:?} ppm, jitter up to {} ms", options.seconds, options.drifts, options.jitter_ms);
+    println!(
+        "# sync benchmark: {} s, sink drifts {:?} ppm, jitter up to {} ms",
+        options.seconds, options.drifts, options.jitter_ms
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -118,7 +128,9 @@ struct BenchPlayer {
 async fn run_loopback(options: &Options, dir: &Path) {
     let tone = dir.join("tone.wav");
     write_tone(&tone, 20.0).expect("write the tone");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
     let server_addr = listener.local_addr().unwrap();
     let mut config = ServerConfig::new(SourcePlan::file(tone, true));
     config.server_id = "sync-bench".into();
@@ -132,7 +144,13 @@ async fn run_loopback(options: &Options, dir: &Path) {
         // Without jitter the players connect directly, because the proxy's
         // own queueing delays the audio direction more than the other.
         let target = if options.jitter_ms > 0.0 {
-            start_jitter_proxy(server_addr.to_string(), options.jitter_ms, index as u64, stop_rx.clone()).await
+            start_jitter_proxy(
+                server_addr.to_string(),
+                options.jitter_ms,
+                index as u64,
+                stop_rx.clone(),
+            )
+            .await
         } else {
             server_addr.to_string()
         };
@@ -147,7 +165,13 @@ async fn run_loopback(options: &Options, dir: &Path) {
             },
             sync_log: Some(SyncLog::create(&log).expect("create the sync log")),
         };
-        let output = Output::start_with(&OutputSpec::Null, output_options, scheduler.clone(), clock.clone()).unwrap();
+        let output = Output::start_with(
+            &OutputSpec::Null,
+            output_options,
+            scheduler.clone(),
+            clock.clone(),
+        )
+        .unwrap();
         let name = format!("bench-{index}");
         let config = PlayerConfig {
             url,
@@ -201,7 +225,10 @@ async fn run_loopback(options: &Options, dir: &Path) {
     for task in tasks {
         let _ = task.await;
     }
-    let statuses: Vec<_> = players.iter().map(|player| player.scheduler.status()).collect();
+    let statuses: Vec<_> = players
+        .iter()
+        .map(|player| player.scheduler.status())
+        .collect();
     let mut logs = Vec::new();
     for player in players.iter() {
         logs.push(player.log.clone());
@@ -212,7 +239,10 @@ async fn run_loopback(options: &Options, dir: &Path) {
     }
     let _ = server.await;
 
-    let records: Vec<Vec<BlockRecord>> = logs.iter().map(|path| read_sync_log(path).expect("read a sync log")).collect();
+    let records: Vec<Vec<BlockRecord>> = logs
+        .iter()
+        .map(|path| read_sync_log(path).expect("read a sync log"))
+        .collect();
     report_loopback(&drifts, &traces, &records, &statuses);
 }
 
@@ -228,18 +258,24 @@ fn report_loopback(
     println!("|---|---|---|---|---|---|---|---|---|");
     let mut all_errors = Vec::new();
     for (index, trace) in traces.iter().enumerate() {
-        let converged_at = trace.iter().find(|(_, _, converged)| *converged).map(|(time, _, _)| *time);
+        let converged_at = trace
+            .iter()
+            .find(|(_, _, converged)| *converged)
+            .map(|(time, _, _)| *time);
         let settled_at = settled_time(trace);
         let mut errors: Vec<f64> = trace
             .iter()
-            .filter(|(time, _, _)| converged_at.is_some_and(|converged| *time >= converged + 2_000_000))
+            .filter(|(time, _, _)| {
+                converged_at.is_some_and(|converged| *time >= converged + 2_000_000)
+            })
             .map(|(_, error, _)| error.abs())
             .collect();
         errors.sort_by(f64::total_cmp);
         all_errors.extend_from_slice(&errors);
         let totals = statuses[index].totals;
         let playing_minutes = totals.frames_played as f64 / f64::from(RATE) / 60.0;
-        let corrections = (totals.frames_inserted + totals.frames_dropped) as f64 / playing_minutes.max(1e-9);
+        let corrections =
+            (totals.frames_inserted + totals.frames_dropped) as f64 / playing_minutes.max(1e-9);
         let discontinuity = max_discontinuity(&records[index]);
         println!(
             "| {:+} ppm | {} | {} | {} | {} | {} | {:.0} | {} | {:.2} |",
@@ -311,7 +347,9 @@ fn settled_time(trace: &ClockTrace) -> Option<i64> {
 fn max_discontinuity(records: &[BlockRecord]) -> f64 {
     let playing: Vec<&BlockRecord> = records
         .iter()
-        .filter(|record| record.state == PlaybackState::Playing && record.content_server_us.is_some())
+        .filter(|record| {
+            record.state == PlaybackState::Playing && record.content_server_us.is_some()
+        })
         .collect();
     let Some(first) = playing.first() else {
         return f64::NAN;
@@ -323,7 +361,8 @@ fn max_discontinuity(records: &[BlockRecord]) -> f64 {
         if before.heard_local_us < from || after.block != before.block + 1 {
             continue;
         }
-        let advanced_us = (after.content_server_us.unwrap() - before.content_server_us.unwrap()) as f64;
+        let advanced_us =
+            (after.content_server_us.unwrap() - before.content_server_us.unwrap()) as f64;
         let advanced_frames = advanced_us * f64::from(RATE) / 1e6;
         // A repeated frame advances the content by one frame less.
         let expected = before.frames as f64 - before.correction_frames as f64;
@@ -339,7 +378,12 @@ fn pair_skews(first: &[BlockRecord], second: &[BlockRecord]) -> Vec<f64> {
         records
             .iter()
             .filter(|record| record.state == PlaybackState::Playing)
-            .filter_map(|record| Some((record.heard_local_us, record.content_server_us? - record.heard_local_us)))
+            .filter_map(|record| {
+                Some((
+                    record.heard_local_us,
+                    record.content_server_us? - record.heard_local_us,
+                ))
+            })
             .collect()
     };
     let (first, second) = (points(first), points(second));
@@ -390,8 +434,15 @@ async fn wait_for(mut stop: watch::Receiver<bool>) {
 /// A fresh draw for every read would not: the many audio reads of the
 /// server's direction would keep its bytes near the maximum delay, an
 /// asymmetry that no `client/time` exchange can observe.
-async fn start_jitter_proxy(target: String, jitter_ms: f64, seed: u64, stop: watch::Receiver<bool>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
+async fn start_jitter_proxy(
+    target: String,
+    jitter_ms: f64,
+    seed: u64,
+    stop: watch::Receiver<bool>,
+) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the proxy");
     let addr = listener.local_addr().unwrap().to_string();
     tokio::spawn(async move {
         let mut connection = 0;
@@ -402,15 +453,27 @@ async fn start_jitter_proxy(target: String, jitter_ms: f64, seed: u64, stop: wat
                 _ = stop.wait_for(|stopped| *stopped) => return,
             };
             let Ok((client, _)) = accepted else { continue };
-            let Ok(upstream) = TcpStream::connect(&target).await else { continue };
+            let Ok(upstream) = TcpStream::connect(&target).await else {
+                continue;
+            };
             let _ = client.set_nodelay(true);
             let _ = upstream.set_nodelay(true);
             let (client_read, client_write) = client.into_split();
             let (upstream_read, upstream_write) = upstream.into_split();
             connection += 2;
             let jitter_us = (jitter_ms * 1000.0) as u64;
-            tokio::spawn(delay_copy(client_read, upstream_write, jitter_us, seed * 1000 + connection));
-            tokio::spawn(delay_copy(upstream_read, client_write, jitter_us, seed * 1000 + connection + 1));
+            tokio::spawn(delay_copy(
+                client_read,
+                upstream_write,
+                jitter_us,
+                seed * 1000 + connection,
+            ));
+            tokio::spawn(delay_copy(
+                upstream_read,
+                client_write,
+                jitter_us,
+                seed * 1000 + connection + 1,
+            ));
         }
     });
     addr
@@ -551,7 +614,11 @@ impl Scenario {
         let mut t1 = 1_000_000.0;
         let mut index = 0;
         while t1 < self.seconds * 1e6 {
-            let base = if t1 >= self.change_at_s * 1e6 { self.base_delay_us.1 } else { self.base_delay_us.0 };
+            let base = if t1 >= self.change_at_s * 1e6 {
+                self.base_delay_us.1
+            } else {
+                self.base_delay_us.0
+            };
             let forward = base + exponential(self.jitter_mean_us);
             let back = base + exponential(self.jitter_mean_us);
             let hold = 30.0;
@@ -573,7 +640,9 @@ impl Scenario {
 
 /// Returns the peers root's `run` script from `RESONATE_PEERS_RUN`, if set.
 fn peers_run() -> Option<String> {
-    std::env::var("RESONATE_PEERS_RUN").ok().filter(|run| !run.is_empty())
+    std::env::var("RESONATE_PEERS_RUN")
+        .ok()
+        .filter(|run| !run.is_empty())
 }
 
 fn run_filter_replay() {
@@ -588,16 +657,28 @@ fn run_filter_replay() {
         let queries = query_times(scenario);
         let ours = replay_ours(&measurements, &queries);
         print_replay_row(scenario, "resonate TimeFilter", &queries, &ours);
-        match python.as_deref().map(|run| replay_python(run, &measurements, &queries)) {
+        match python
+            .as_deref()
+            .map(|run| replay_python(run, &measurements, &queries))
+        {
             Some(Ok(theirs)) => print_replay_row(scenario, "aiosendspin 10.2.1", &queries, &theirs),
-            Some(Err(err)) => println!("| {} | aiosendspin 10.2.1 | failed: {err} | | | |", scenario.name),
-            None => println!("| {} | aiosendspin 10.2.1 | not run; set RESONATE_PEERS_RUN | | | |", scenario.name),
+            Some(Err(err)) => println!(
+                "| {} | aiosendspin 10.2.1 | failed: {err} | | | |",
+                scenario.name
+            ),
+            None => println!(
+                "| {} | aiosendspin 10.2.1 | not run; set RESONATE_PEERS_RUN | | | |",
+                scenario.name
+            ),
         }
     }
 }
 
 fn query_times(scenario: &Scenario) -> Vec<i64> {
-    (0..).map(|step| 1_000_000 + step * 10_000).take_while(|&time| (time as f64) < scenario.seconds * 1e6).collect()
+    (0..)
+        .map(|step| 1_000_000 + step * 10_000)
+        .take_while(|&time| (time as f64) < scenario.seconds * 1e6)
+        .collect()
 }
 
 /// Applies each measurement once its reply has arrived (at T4) and reads
@@ -620,7 +701,11 @@ fn replay_ours(measurements: &[Measurement], queries: &[i64]) -> Vec<Option<i64>
 
 /// Feeds the same measurements and queries to aiosendspin's filter through
 /// `tests/peers/time_filter_replay.py` in the peers root.
-fn replay_python(run: &str, measurements: &[Measurement], queries: &[i64]) -> Result<Vec<Option<i64>>, String> {
+fn replay_python(
+    run: &str,
+    measurements: &[Measurement],
+    queries: &[i64],
+) -> Result<Vec<Option<i64>>, String> {
     // The peers root mounts only the directory given to --cwd.
     let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers");
     let mut child = Command::new(run)
@@ -650,13 +735,21 @@ fn replay_python(run: &str, measurements: &[Measurement], queries: &[i64]) -> Re
     let mut estimates = Vec::with_capacity(queries.len());
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
         let line = line.map_err(|err| err.to_string())?;
-        let value: serde_json::Value = serde_json::from_str(&line).map_err(|err| format!("invalid line {line:?}: {err}"))?;
+        let value: serde_json::Value =
+            serde_json::from_str(&line).map_err(|err| format!("invalid line {line:?}: {err}"))?;
         estimates.push(value["server"].as_i64());
     }
-    writer.join().map_err(|_| "stdin writer panicked".to_string())?.map_err(|err| err.to_string())?;
+    writer
+        .join()
+        .map_err(|_| "stdin writer panicked".to_string())?
+        .map_err(|err| err.to_string())?;
     let status = child.wait().map_err(|err| err.to_string())?;
     if !status.success() || estimates.len() != queries.len() {
-        return Err(format!("driver exited with {status} after {} of {} answers", estimates.len(), queries.len()));
+        return Err(format!(
+            "driver exited with {status} after {} of {} answers",
+            estimates.len(),
+            queries.len()
+        ));
     }
     Ok(estimates)
 }
@@ -666,7 +759,8 @@ fn print_replay_row(scenario: &Scenario, filter: &str, queries: &[i64], estimate
     // change, which the settled time covers instead.
     let counted = |time: f64| {
         let after = |at_s: f64| time >= at_s * 1e6 && time < at_s * 1e6 + 5e6;
-        let disturbed = scenario.step.is_some_and(|(_, at_s)| after(at_s)) || after(scenario.change_at_s);
+        let disturbed =
+            scenario.step.is_some_and(|(_, at_s)| after(at_s)) || after(scenario.change_at_s);
         time >= 5e6 && !disturbed
     };
     let mut errors = Vec::new();

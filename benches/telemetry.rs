@@ -103,11 +103,19 @@ struct Run {
     scrapes: usize,
 }
 
-async fn run(sessions: usize, measure: Duration, with_telemetry: bool, tone: &std::path::Path) -> Run {
+async fn run(
+    sessions: usize,
+    measure: Duration,
+    with_telemetry: bool,
+    tone: &std::path::Path,
+) -> Run {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}/sendspin", listener.local_addr().unwrap());
     let stop = CancellationToken::new();
-    let mut server = Server::new(ServerConfig::new(SourcePlan::file(tone.to_path_buf(), true)));
+    let mut server = Server::new(ServerConfig::new(SourcePlan::file(
+        tone.to_path_buf(),
+        true,
+    )));
     let stats = server.stats();
     let hub = Telemetry::new(SourceInfo {
         kind: "serve".into(),
@@ -120,12 +128,18 @@ async fn run(sessions: usize, measure: Duration, with_telemetry: bool, tone: &st
         server = server.with_telemetry(hub.clone());
         let feed_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         feed_addr = Some(feed_listener.local_addr().unwrap().to_string());
-        feed_task = Some(tokio::spawn(feed::serve(feed_listener, hub.clone(), stop.clone().cancelled_owned())));
+        feed_task = Some(tokio::spawn(feed::serve(
+            feed_listener,
+            hub.clone(),
+            stop.clone().cancelled_owned(),
+        )));
     }
     let server_task = tokio::spawn(server.run(listener, stop.clone().cancelled_owned()));
 
     let clients_stop = CancellationToken::new();
-    let clients: Vec<_> = (0..sessions).map(|n| tokio::spawn(client(url.clone(), n, clients_stop.clone()))).collect();
+    let clients: Vec<_> = (0..sessions)
+        .map(|n| tokio::spawn(client(url.clone(), n, clients_stop.clone())))
+        .collect();
     while stats.snapshot().clients_live < sessions as u64 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -141,7 +155,9 @@ async fn run(sessions: usize, measure: Duration, with_telemetry: bool, tone: &st
     while wall_start.elapsed() < measure {
         tokio::time::sleep(Duration::from_secs(1).min(measure)).await;
         if let Some(addr) = feed_addr.clone() {
-            tokio::task::spawn_blocking(move || scrape(&addr)).await.unwrap();
+            tokio::task::spawn_blocking(move || scrape(&addr))
+                .await
+                .unwrap();
             scrapes += 1;
         }
     }
@@ -171,17 +187,27 @@ async fn run(sessions: usize, measure: Duration, with_telemetry: bool, tone: &st
 
 fn main() {
     let full = std::env::args().any(|arg| arg == "--bench");
-    let (sessions, measure) = if full { (SESSIONS, MEASURE) } else { (SMOKE_SESSIONS, SMOKE_MEASURE) };
+    let (sessions, measure) = if full {
+        (SESSIONS, MEASURE)
+    } else {
+        (SMOKE_SESSIONS, SMOKE_MEASURE)
+    };
     let dir = tempfile::tempdir().unwrap();
     let tone = dir.path().join("tone.wav");
     support::write_test_wav(&tone, 48_000, 2, 16, 2.0);
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let without = runtime.block_on(run(sessions, measure, false, &tone));
     let with = runtime.block_on(run(sessions, measure, true, &tone));
 
     let share = |run: &Run| 100.0 * run.cpu_seconds / run.wall.as_secs_f64();
-    println!("telemetry feed cost with {sessions} sessions over {} s:", measure.as_secs());
+    println!(
+        "telemetry feed cost with {sessions} sessions over {} s:",
+        measure.as_secs()
+    );
     println!("  without telemetry: {:.2}% of one core", share(&without));
     println!(
         "  with hub, subscriber and {} scrapes: {:.2}% of one core ({:.1} KiB/s of feed)",
@@ -189,5 +215,8 @@ fn main() {
         share(&with),
         with.feed_bytes as f64 / 1024.0 / with.wall.as_secs_f64()
     );
-    println!("  difference: {:+.2}% of one core", share(&with) - share(&without));
+    println!(
+        "  difference: {:+.2}% of one core",
+        share(&with) - share(&without)
+    );
 }

@@ -331,7 +331,12 @@ pub struct PlayArgs {
     pub sync_log: Option<PathBuf>,
 
     /// Codecs to advertise, in order of preference, comma-separated; the server streams the first it can produce. Opus is offered only at its rates (48000 Hz by default), FLAC only up to 96000 Hz.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "pcm,flac,opus")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "pcm,flac,opus"
+    )]
     pub codec: Vec<CodecArg>,
 
     /// Send stream/request-format once per connection: CODEC[:RATE[:CHANNELS[:BITS]]], such as flac, opus:48000 or pcm:44100:2:16; empty fields keep the current value.
@@ -339,7 +344,12 @@ pub struct PlayArgs {
     pub request_format: Option<String>,
 
     /// Seconds after the connection's first stream/start at which --request-format is sent (fractions allowed).
-    #[arg(long, default_value_t = 0.0, requires = "request_format", value_name = "SECONDS")]
+    #[arg(
+        long,
+        default_value_t = 0.0,
+        requires = "request_format",
+        value_name = "SECONDS"
+    )]
     pub request_format_after: f64,
 
     /// Only advertise this sample rate, in Hz [default: 48000 and 44100].
@@ -461,8 +471,13 @@ pub struct StressArgs {
 fn scenario_help() -> String {
     let mut help = String::from("Scenarios against a server:\n");
     push_scenarios(&mut help, resonate::stress::Scenario::describe);
-    help.push_str("\nThe same scenarios against a player (--player), where stress acts as servers:\n");
-    push_scenarios(&mut help, resonate::stress::Scenario::describe_against_player);
+    help.push_str(
+        "\nThe same scenarios against a player (--player), where stress acts as servers:\n",
+    );
+    push_scenarios(
+        &mut help,
+        resonate::stress::Scenario::describe_against_player,
+    );
     help.push_str("\nExit status: 0 when no violation was found, 1 when some were, 2 for bad arguments or a target that cannot be reached.");
     help
 }
@@ -475,7 +490,9 @@ fn push_scenarios(help: &mut String, describe: fn(resonate::stress::Scenario) ->
     for scenario in resonate::stress::Scenario::ALL {
         let mut line = format!("  {:<20}", scenario.as_str());
         for word in describe(scenario).split(' ') {
-            if line.len() + 1 + word.len() > LINE_WIDTH && line.trim().len() > scenario.as_str().len() {
+            if line.len() + 1 + word.len() > LINE_WIDTH
+                && line.trim().len() > scenario.as_str().len()
+            {
                 help.push_str(line.trim_end());
                 help.push('\n');
                 line = " ".repeat(NAME_WIDTH);
@@ -524,7 +541,9 @@ fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {
 fn parse_seconds(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(seconds) if seconds > 0.0 && seconds <= 86_400.0 => Ok(seconds),
-        _ => Err(format!("invalid duration {text:?}; expected seconds between 0 and 86400, such as 2.5")),
+        _ => Err(format!(
+            "invalid duration {text:?}; expected seconds between 0 and 86400, such as 2.5"
+        )),
     }
 }
 
@@ -537,7 +556,11 @@ Exit status: 0 when the operator quits, 2 for an invalid URL or a feed that cann
 #[derive(Debug, Args)]
 pub struct MonitorArgs {
     /// Telemetry feed to watch, ws://HOST:PORT: the WebSocket at / of the telemetry address a serve, play or stress process listens on. The monitor reconnects when the feed drops, waiting 0.5 s doubling to 10 s.
-    #[arg(value_name = "URL", required_unless_present = "server", conflicts_with = "server")]
+    #[arg(
+        value_name = "URL",
+        required_unless_present = "server",
+        conflicts_with = "server"
+    )]
     pub url: Option<String>,
 
     /// Watch any Sendspin server, ours or not, at ws://HOST[:PORT][/PATH] (port 8927 and path /sendspin by default): the monitor joins it as a controller and metadata client and shows its group, metadata and the monitor's own clock offset and round trip. A foreign server does not tell a client about other clients.
@@ -553,7 +576,12 @@ pub struct MonitorArgs {
     pub plain: bool,
 
     /// Seconds between plain-text tables, 0.1 to 3600 (fractions allowed).
-    #[arg(long, default_value_t = 2.0, value_name = "SECONDS", allow_negative_numbers = true)]
+    #[arg(
+        long,
+        default_value_t = 2.0,
+        value_name = "SECONDS",
+        allow_negative_numbers = true
+    )]
     pub interval: f64,
 
     /// Append the log to this file [default: stderr with plain output; no log while the terminal UI runs, because it owns the terminal].
@@ -563,16 +591,22 @@ pub struct MonitorArgs {
 
 /// Parses --sink-drift-ppm: a finite number from -2000 to 2000.
 fn parse_sink_drift(value: &str) -> Result<f64, String> {
-    let ppm: f64 = value.parse().map_err(|_| format!("invalid drift {value:?}; expected a number of ppm such as -200 or 150"))?;
+    let ppm: f64 = value.parse().map_err(|_| {
+        format!("invalid drift {value:?}; expected a number of ppm such as -200 or 150")
+    })?;
     if !(-2_000.0..=2_000.0).contains(&ppm) {
-        return Err(format!("drift {ppm} ppm is out of range; use -2000 to 2000"));
+        return Err(format!(
+            "drift {ppm} ppm is out of range; use -2000 to 2000"
+        ));
     }
     Ok(ppm)
 }
 
 /// Parses --sink-latency-ms: a finite number from 0 to 1000.
 fn parse_sink_latency(value: &str) -> Result<f64, String> {
-    let ms: f64 = value.parse().map_err(|_| format!("invalid latency {value:?}; expected milliseconds such as 20 or 2.5"))?;
+    let ms: f64 = value.parse().map_err(|_| {
+        format!("invalid latency {value:?}; expected milliseconds such as 20 or 2.5")
+    })?;
     if !(0.0..=1_000.0).contains(&ms) {
         return Err(format!("latency {ms} ms is out of range; use 0 to 1000"));
     }
@@ -585,10 +619,15 @@ fn parse_telemetry_addr(text: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = text.parse::<SocketAddr>() {
         return Ok(addr);
     }
-    if let Some(port) = text.strip_prefix("localhost:").and_then(|p| p.parse::<u16>().ok()) {
+    if let Some(port) = text
+        .strip_prefix("localhost:")
+        .and_then(|p| p.parse::<u16>().ok())
+    {
         return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
     }
-    Err(format!("invalid address {text:?}: expected 127.0.0.1:PORT or [::1]:PORT, such as 127.0.0.1:9000"))
+    Err(format!(
+        "invalid address {text:?}: expected 127.0.0.1:PORT or [::1]:PORT, such as 127.0.0.1:9000"
+    ))
 }
 
 fn parse_group_placement(text: &str) -> Result<resonate::server::GroupPlacement, String> {

@@ -39,7 +39,8 @@ struct DemoPlayer {
 pub fn run(seconds: u64, players: usize, as_json: bool) -> Result<(), Failure> {
     let dir = tempdir("demo")?;
     let tone = dir.join("tone.wav");
-    write_tone(&tone, seconds as f64 + 2.0).with_context(|| format!("failed to write the demo tone to {}", tone.display()))?;
+    write_tone(&tone, seconds as f64 + 2.0)
+        .with_context(|| format!("failed to write the demo tone to {}", tone.display()))?;
 
     let runtime = crate::runtime()?;
     let result = runtime.block_on(run_async(&tone, seconds, players, as_json));
@@ -47,8 +48,15 @@ pub fn run(seconds: u64, players: usize, as_json: bool) -> Result<(), Failure> {
     result
 }
 
-async fn run_async(tone: &std::path::Path, seconds: u64, count: usize, as_json: bool) -> Result<(), Failure> {
-    let listener = TcpListener::bind("127.0.0.1:0").await.context("cannot bind a loopback port")?;
+async fn run_async(
+    tone: &std::path::Path,
+    seconds: u64,
+    count: usize,
+    as_json: bool,
+) -> Result<(), Failure> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot bind a loopback port")?;
     let addr = listener.local_addr().context("listener has no address")?;
     let mut config = ServerConfig::new(SourcePlan::file(tone.to_path_buf(), true));
     config.server_id = "resonate-demo".into();
@@ -58,7 +66,9 @@ async fn run_async(tone: &std::path::Path, seconds: u64, count: usize, as_json: 
     let (stop_tx, stop_rx) = watch::channel(false);
     let server_task = tokio::spawn(server.run(listener, wait_for(stop_rx.clone())));
     let url = parse_ws_url(&format!("ws://{addr}/sendspin"), "/sendspin").context("demo URL")?;
-    crate::status(&format!("demo server on {url}; {count} players with null outputs for {seconds} s"));
+    crate::status(&format!(
+        "demo server on {url}; {count} players with null outputs for {seconds} s"
+    ));
 
     let mut players = Vec::new();
     let mut tasks = Vec::new();
@@ -66,7 +76,8 @@ async fn run_async(tone: &std::path::Path, seconds: u64, count: usize, as_json: 
         let name = format!("demo-player-{}", index + 1);
         let scheduler = Arc::new(Scheduler::new());
         let (publisher, clock) = SharedClock::channel();
-        let output = Output::start(&OutputSpec::Null, scheduler.clone(), clock.clone()).map_err(Failure::from)?;
+        let output = Output::start(&OutputSpec::Null, scheduler.clone(), clock.clone())
+            .map_err(Failure::from)?;
         let config = PlayerConfig {
             url: url.clone(),
             client_id: name.clone(),
@@ -88,7 +99,12 @@ async fn run_async(tone: &std::path::Path, seconds: u64, count: usize, as_json: 
         };
         let player = Player::new(config, scheduler.clone(), publisher);
         tasks.push(tokio::spawn(player.run(wait_for(stop_rx.clone()))));
-        players.push(DemoPlayer { name, scheduler, clock, output });
+        players.push(DemoPlayer {
+            name,
+            scheduler,
+            clock,
+            output,
+        });
     }
 
     tokio::select! {
@@ -110,7 +126,9 @@ async fn run_async(tone: &std::path::Path, seconds: u64, count: usize, as_json: 
     }
     match server_task.await {
         Ok(result) => result.map_err(Failure::from),
-        Err(err) => Err(Failure::from(anyhow::anyhow!("demo server task failed: {err}"))),
+        Err(err) => Err(Failure::from(anyhow::anyhow!(
+            "demo server task failed: {err}"
+        ))),
     }
 }
 
@@ -142,7 +160,15 @@ fn print_json_report(players: &[DemoPlayer]) {
 fn print_report(players: &[DemoPlayer]) {
     println!(
         "{:<16} {:>9} {:>12} {:>10} {:>10} {:>9} {:>8} {:>6} {:>9}",
-        "player", "state", "played (s)", "late drop", "reanchors", "offset us", "error us", "rtt us", "converged"
+        "player",
+        "state",
+        "played (s)",
+        "late drop",
+        "reanchors",
+        "offset us",
+        "error us",
+        "rtt us",
+        "converged"
     );
     for player in players {
         let status = player.scheduler.status();
@@ -181,7 +207,11 @@ pub(crate) fn write_tone(path: &std::path::Path, seconds: f64) -> std::io::Resul
     let mut samples = Vec::with_capacity(frames * CHANNELS as usize);
     for frame in 0..frames {
         let t = frame as f32 / RATE as f32;
-        let click = if frame % (RATE as usize) < 48 { 0.5 } else { 0.0 };
+        let click = if frame % (RATE as usize) < 48 {
+            0.5
+        } else {
+            0.0
+        };
         let value = 0.25 * (t * 440.0 * std::f32::consts::TAU).sin() + click;
         samples.extend(std::iter::repeat_n(value, CHANNELS as usize));
     }

@@ -63,10 +63,17 @@ async fn snapshot(mut events: Events, args: &DiscoverArgs, limit: Duration) {
     }
     let mut endpoints: Vec<Endpoint> = endpoints.into_values().collect();
     // Servers first, then clients, each by instance name.
-    endpoints.sort_by_key(|endpoint| (endpoint.kind != EndpointKind::Server, endpoint.instance.clone()));
+    endpoints.sort_by_key(|endpoint| {
+        (
+            endpoint.kind != EndpointKind::Server,
+            endpoint.instance.clone(),
+        )
+    });
 
     let probes: Vec<Option<ProbeOutcome>> = if args.probe {
-        let runs = endpoints.iter().map(|endpoint| async move { Some(probe_endpoint(endpoint).await) });
+        let runs = endpoints
+            .iter()
+            .map(|endpoint| async move { Some(probe_endpoint(endpoint).await) });
         futures_util::future::join_all(runs).await
     } else {
         vec![None; endpoints.len()]
@@ -89,7 +96,9 @@ async fn snapshot(mut events: Events, args: &DiscoverArgs, limit: Duration) {
 }
 
 async fn probe_endpoint(endpoint: &Endpoint) -> ProbeOutcome {
-    probe(endpoint, PROBE_LIMIT).await.map_err(|err| err.to_string())
+    probe(endpoint, PROBE_LIMIT)
+        .await
+        .map_err(|err| err.to_string())
 }
 
 /// Prints each endpoint as it appears, changes or leaves, until Ctrl-C or
@@ -97,15 +106,16 @@ async fn probe_endpoint(endpoint: &Endpoint) -> ProbeOutcome {
 async fn watch(mut events: Events, args: &DiscoverArgs, limit: Option<Duration>) {
     let mut known: BTreeMap<String, Endpoint> = BTreeMap::new();
     let mut probes: JoinSet<(&'static str, Endpoint, ProbeOutcome)> = JoinSet::new();
+    let interrupt = crate::interrupted();
     let stop = async {
         match limit {
             Some(limit) => {
                 tokio::select! {
                     _ = tokio::time::sleep(limit) => {}
-                    _ = crate::interrupted() => {}
+                    _ = interrupt => {}
                 }
             }
-            None => crate::interrupted().await,
+            None => interrupt.await,
         }
     };
     tokio::pin!(stop);
@@ -228,7 +238,15 @@ fn micros_text(value: Option<i64>) -> String {
 /// Prints endpoints as an aligned table, with probe columns after `--probe`.
 fn print_table(endpoints: &[Endpoint], probes: &[Option<ProbeOutcome>], probed: bool) {
     let mut rows: Vec<Vec<String>> = Vec::new();
-    let mut header = vec!["KIND", "DIALECT", "INSTANCE", "NAME", "ADDRESSES", "PORT", "PATH"];
+    let mut header = vec![
+        "KIND",
+        "DIALECT",
+        "INSTANCE",
+        "NAME",
+        "ADDRESSES",
+        "PORT",
+        "PATH",
+    ];
     if probed {
         header.push("PROBE");
     }
@@ -250,7 +268,12 @@ fn print_table(endpoints: &[Endpoint], probes: &[Option<ProbeOutcome>], probed: 
     }
     let columns = rows[0].len();
     let widths: Vec<usize> = (0..columns)
-        .map(|column| rows.iter().map(|row| row.get(column).map_or(0, |cell| cell.chars().count())).max().unwrap_or(0))
+        .map(|column| {
+            rows.iter()
+                .map(|row| row.get(column).map_or(0, |cell| cell.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     for row in rows {
         let cells: Vec<String> = row

@@ -105,8 +105,14 @@ mod tests {
         assert_eq!(limits.ping_interval, defaults.ping_interval);
         assert_eq!(limits.outbound_queue, defaults.outbound_queue);
         assert_eq!(limits.max_sessions, defaults.max_sessions);
-        assert_eq!(limits.max_pending_handshakes, defaults.max_pending_handshakes);
-        assert_eq!(limits.max_messages_per_second, defaults.max_messages_per_second);
+        assert_eq!(
+            limits.max_pending_handshakes,
+            defaults.max_pending_handshakes
+        );
+        assert_eq!(
+            limits.max_messages_per_second,
+            defaults.max_messages_per_second
+        );
     }
 
     #[test]

@@ -32,13 +32,18 @@ pub fn init(verbose: u8, quiet: u8, destination: Destination) {
         EnvFilter::new(format!("{deps},resonate={level}"))
     });
     use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
     match destination {
         Destination::Stderr => builder
             .with_ansi(std::io::stderr().is_terminal())
             .with_writer(std::io::stderr)
             .init(),
-        Destination::File(file) => builder.with_ansi(false).with_writer(Mutex::new(file)).init(),
+        Destination::File(file) => builder
+            .with_ansi(false)
+            .with_writer(Mutex::new(file))
+            .init(),
         Destination::Discard => builder.with_writer(std::io::sink).init(),
     }
 }

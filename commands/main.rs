@@ -70,21 +70,26 @@ fn main() -> ExitCode {
             Ok(destination) => destination,
             Err(failure) => return report(failure),
         },
-        Command::Serve(args) if args.tui => match monitor::tui_log_destination(args.log_file.as_deref()) {
-            Ok(destination) => destination,
-            Err(failure) => return report(failure),
-        },
-        Command::Stress(args) if args.tui => match monitor::tui_log_destination(args.log_file.as_deref()) {
-            Ok(destination) => destination,
-            Err(failure) => return report(failure),
-        },
+        Command::Serve(args) if args.tui => {
+            match monitor::tui_log_destination(args.log_file.as_deref()) {
+                Ok(destination) => destination,
+                Err(failure) => return report(failure),
+            }
+        }
+        Command::Stress(args) if args.tui => {
+            match monitor::tui_log_destination(args.log_file.as_deref()) {
+                Ok(destination) => destination,
+                Err(failure) => return report(failure),
+            }
+        }
         Command::Play(args) => match play::log_destination(args) {
             Ok(destination) => destination,
             Err(failure) => return report(failure),
         },
         _ => logging::Destination::Stderr,
     };
-    let tui = matches!(&cli.command, Command::Serve(args) if args.tui) || matches!(&cli.command, Command::Stress(args) if args.tui);
+    let tui = matches!(&cli.command, Command::Serve(args) if args.tui)
+        || matches!(&cli.command, Command::Stress(args) if args.tui);
     if tui {
         // Status lines would draw over the monitor.
         QUIET.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -113,29 +118,46 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|err| Failure::from(anyhow::Error::new(err).context("failed to start the async runtime")))
+        .map_err(|err| {
+            Failure::from(anyhow::Error::new(err).context("failed to start the async runtime"))
+        })
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn interrupted() {
+/// Catches Ctrl-C and SIGTERM from this call on, and resolves when either
+/// arrives.
+///
+/// The handlers are installed when this is called, not when the future is
+/// first polled, so a signal that comes right after a subcommand reports it
+/// is ready still ends it cleanly. Call it inside the runtime, before the
+/// readiness line.
+pub fn interrupted() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
+        let interrupt = signal(SignalKind::interrupt());
+        let terminate = signal(SignalKind::terminate());
+        async move {
+            match (interrupt, terminate) {
+                (Ok(mut interrupt), Ok(mut terminate)) => {
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = terminate.recv() => {}
+                    }
+                }
+                (Ok(mut interrupt), Err(_)) => {
+                    interrupt.recv().await;
+                }
+                (Err(_), _) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

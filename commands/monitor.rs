@@ -34,9 +34,16 @@ pub fn log_destination(args: &MonitorArgs) -> Result<Destination, Failure> {
 
 /// Opens `--log-file` for appending.
 pub fn open_log_file(path: &std::path::Path) -> Result<Destination, Failure> {
-    let file = OpenOptions::new().create(true).append(true).open(path).map_err(|err| {
-        Failure::usage(anyhow!("cannot open log file {}: {err}; pick a writable path for --log-file", path.display()))
-    })?;
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|err| {
+            Failure::usage(anyhow!(
+                "cannot open log file {}: {err}; pick a writable path for --log-file",
+                path.display()
+            ))
+        })?;
     Ok(Destination::File(file))
 }
 
@@ -59,7 +66,10 @@ pub fn run(args: MonitorArgs) -> Result<(), Failure> {
     let source = match (&args.url, &args.server) {
         (Some(url), _) => parse_source(url).map_err(Failure::usage)?,
         (None, Some(server)) => {
-            let dialect: Dialect = args.dialect.parse().map_err(|e: String| Failure::usage(anyhow!(e)))?;
+            let dialect: Dialect = args
+                .dialect
+                .parse()
+                .map_err(|e: String| Failure::usage(anyhow!(e)))?;
             if dialect.is_encrypted() {
                 return Err(Failure::usage(anyhow!(
                     "monitor --server does not speak --dialect sendspin (Sendspin 1.0) yet; use sendspin-v1 or resonate"
@@ -143,10 +153,23 @@ mod tests {
 
     #[test]
     fn feed_url_needs_ws_host_and_port() {
-        assert_eq!(parse_source("ws://127.0.0.1:9000").unwrap(), Source::Feed("ws://127.0.0.1:9000".into()));
-        let err = parse_source("ws://127.0.0.1:8927/sendspin").unwrap_err().to_string();
-        assert!(err.contains("--server ws://127.0.0.1:8927/sendspin"), "{err}");
-        for bad in ["http://127.0.0.1:9000", "ws://127.0.0.1", "127.0.0.1:9000", "wss://127.0.0.1:9000"] {
+        assert_eq!(
+            parse_source("ws://127.0.0.1:9000").unwrap(),
+            Source::Feed("ws://127.0.0.1:9000".into())
+        );
+        let err = parse_source("ws://127.0.0.1:8927/sendspin")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--server ws://127.0.0.1:8927/sendspin"),
+            "{err}"
+        );
+        for bad in [
+            "http://127.0.0.1:9000",
+            "ws://127.0.0.1",
+            "127.0.0.1:9000",
+            "wss://127.0.0.1:9000",
+        ] {
             let err = parse_source(bad).unwrap_err().to_string();
             assert!(err.contains(bad), "{err}");
             assert!(err.contains("ws://HOST:PORT"), "{err}");

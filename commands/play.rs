@@ -19,24 +19,26 @@ use url::Url;
 use crate::cli::{CodecArg, PlayArgs};
 use crate::logging::Destination;
 use crate::Failure;
+use resonate::audio::{flac, opus};
+use resonate::dialect::sendspin::ClientPairing;
 use resonate::dialect::Dialect;
 use resonate::discovery::{Advertisement, BrowseEvent, Endpoint, Family, Mdns, Scope, ServiceType};
-use resonate::player::servers::{LastPlayed, LastPlayedStore};
+use resonate::noise::{Identity, Suite};
 use resonate::player::client::{Backoff, Player, PlayerConfig, PlayerError, PlayerEvent};
+use resonate::player::encrypted::ClientKeys;
+use resonate::player::output::{
+    self, Output, OutputOptions, OutputSpec, SinkModel, SyncLog, SIMULATED_LATENCY_US,
+};
+use resonate::player::request::parse_format_request;
 use resonate::player::roles::Roles;
+use resonate::player::scheduler::Scheduler;
+use resonate::player::servers::{LastPlayed, LastPlayedStore};
+use resonate::player::telemetry::PlayerTelemetry;
 use resonate::player::ui::plain;
 use resonate::player::ui::state::PlayState;
-use resonate::player::output::{self, Output, OutputOptions, OutputSpec, SinkModel, SyncLog, SIMULATED_LATENCY_US};
-use resonate::player::scheduler::Scheduler;
-use resonate::player::telemetry::PlayerTelemetry;
-use resonate::audio::{flac, opus};
-use resonate::player::request::parse_format_request;
 use resonate::protocol::SupportedFormat;
 use resonate::sync::SharedClock;
 use resonate::transport::parse_ws_url;
-use resonate::dialect::sendspin::ClientPairing;
-use resonate::noise::{Identity, Suite};
-use resonate::player::encrypted::ClientKeys;
 
 /// Returns whether `play` draws its terminal UI: only when stdout is a
 /// terminal, and neither --no-tui nor --json is given.
@@ -91,7 +93,10 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
     }
     // Bad roles are reported before anything is looked up over mDNS.
     let requested_roles = match &args.roles {
-        Some(text) => Some(text.parse::<Roles>().map_err(|err| Failure::usage(anyhow::anyhow!(err)))?),
+        Some(text) => Some(
+            text.parse::<Roles>()
+                .map_err(|err| Failure::usage(anyhow::anyhow!(err)))?,
+        ),
         None => None,
     };
     if let Some(roles) = requested_roles {
@@ -102,11 +107,17 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
     if args.pairing_token {
         let keys = client_keys(&args)?;
         let psk = keys.pairing_psk.expect("client_keys loads the pairing PSK");
-        println!("{}", resonate::noise::pairing::encode_token(keys.identity.public_key(), &psk));
+        println!(
+            "{}",
+            resonate::noise::pairing::encode_token(keys.identity.public_key(), &psk)
+        );
         return Ok(());
     }
     let requested: Option<Dialect> = match &args.dialect {
-        Some(text) => Some(text.parse().map_err(|e: String| Failure::usage(anyhow::anyhow!(e)))?),
+        Some(text) => Some(
+            text.parse()
+                .map_err(|e: String| Failure::usage(anyhow::anyhow!(e)))?,
+        ),
         None => None,
     };
     if requested == Some(Dialect::Sendspin) && args.listen.is_some() {
@@ -126,14 +137,16 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
     let (output_options, formats) = if player_role {
         check_wav_directory(&spec)?;
         let output_options = output_options(&args, &spec)?;
-        let formats = advertised_formats(&args, &spec).map_err(|err| Failure::usage(anyhow::anyhow!(err)))?;
+        let formats =
+            advertised_formats(&args, &spec).map_err(|err| Failure::usage(anyhow::anyhow!(err)))?;
         (Some(output_options), formats)
     } else {
         (None, Vec::new())
     };
     let format_request = match &args.request_format {
         Some(spec) => {
-            let request = parse_format_request(spec).map_err(|err| Failure::usage(anyhow::anyhow!(err)))?;
+            let request =
+                parse_format_request(spec).map_err(|err| Failure::usage(anyhow::anyhow!(err)))?;
             if !(0.0..=86_400.0).contains(&args.request_format_after) {
                 return Err(Failure::usage(anyhow::anyhow!(
                     "--request-format-after {} is out of range; use 0 to 86400 seconds",
@@ -154,7 +167,10 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
         (Some(keys), _, _) => keys.identity.id(),
         (None, Some(id), _) => id.clone(),
         // A client without audio must not replace the host's player.
-        (None, None, Some(roles)) if !roles.player => format!("resonate-play-{host}-{}", roles.to_string().replace(',', "-")),
+        (None, None, Some(roles)) if !roles.player => format!(
+            "resonate-play-{host}-{}",
+            roles.to_string().replace(',', "-")
+        ),
         (None, None, _) => default_client_id(&host, &spec),
     };
     let last_played = match &args.state_file {
@@ -165,12 +181,16 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
     let (url, dialect) = match (&args.server, args.listen) {
         (Some(server), _) => {
             let dialect = requested.unwrap_or(Dialect::SendspinV1);
-            (parse_ws_url(server, dialect.default_path()).map_err(Failure::usage)?, dialect)
+            (
+                parse_ws_url(server, dialect.default_path()).map_err(Failure::usage)?,
+                dialect,
+            )
         }
         (None, Some(listen)) => {
             let dialect = requested.unwrap_or(Dialect::SendspinV1);
             let path = dialect.default_path();
-            let url = Url::parse(&format!("ws://{listen}{path}")).context("listen address makes no URL")?;
+            let url = Url::parse(&format!("ws://{listen}{path}"))
+                .context("listen address makes no URL")?;
             (url, dialect)
         }
         (None, None) => {
@@ -208,7 +228,10 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
     scheduler.set_drift_correction(!args.no_drift_correction);
     let (publisher, clock) = SharedClock::channel();
     let output = match output_options {
-        Some(options) => Some(Output::start_with(&spec, options, scheduler.clone(), clock.clone()).map_err(Failure::usage)?),
+        Some(options) => Some(
+            Output::start_with(&spec, options, scheduler.clone(), clock.clone())
+                .map_err(Failure::usage)?,
+        ),
         None => None,
     };
     let mut display = PlayState::new(&url_text, roles);
@@ -223,8 +246,14 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
     let telemetry_addr = args.telemetry;
     let player_name = config.name.clone();
     let url_text_for_feed = url_text.clone();
-    let listen_args = (args.listen, args.no_mdns, args.interface.clone(), name_for_mdns);
+    let listen_args = (
+        args.listen,
+        args.no_mdns,
+        args.interface.clone(),
+        name_for_mdns,
+    );
     let result: Result<(Result<(), PlayerError>, bool), Failure> = runtime.block_on(async move {
+        let interrupt = crate::interrupted();
         let listening = match listen_args {
             (Some(addr), no_mdns, interface, (client_id, name)) => {
                 let listener = TcpListener::bind(addr)
@@ -300,7 +329,7 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
                 }
             };
             tokio::select! {
-                _ = crate::interrupted() => {}
+                _ = interrupt => {}
                 _ = limit => {}
                 _ = quit_by_key.cancelled() => {}
             }
@@ -384,8 +413,11 @@ fn client_keys(args: &PlayArgs) -> Result<ClientKeys, Failure> {
         Some(dir) => dir.clone(),
         None => resonate::noise::default_state_dir().map_err(Failure::usage)?,
     };
-    let identity = Identity::load_or_create(&dir.join("identity-player.json")).map_err(Failure::usage)?;
-    let pairing_psk = resonate::noise::pairing::load_or_create_pairing_psk(&dir.join("pairing-psk-player.txt")).map_err(Failure::usage)?;
+    let identity =
+        Identity::load_or_create(&dir.join("identity-player.json")).map_err(Failure::usage)?;
+    let pairing_psk =
+        resonate::noise::pairing::load_or_create_pairing_psk(&dir.join("pairing-psk-player.txt"))
+            .map_err(Failure::usage)?;
     Ok(ClientKeys {
         identity,
         records_path: dir.join("pairings-player.json"),
@@ -400,7 +432,11 @@ fn client_keys(args: &PlayArgs) -> Result<ClientKeys, Failure> {
 /// Sendspin servers, then among legacy Resonate servers. `requested` limits
 /// the search to one dialect. Returns the URL and the dialect of its
 /// service type.
-async fn find_server(scope: Scope, last: Option<LastPlayed>, requested: Option<Dialect>) -> Result<(Url, Dialect), Failure> {
+async fn find_server(
+    scope: Scope,
+    last: Option<LastPlayed>,
+    requested: Option<Dialect>,
+) -> Result<(Url, Dialect), Failure> {
     let mdns = Mdns::start(scope).map_err(Failure::usage)?;
     let services: &[ServiceType] = match requested {
         Some(Dialect::SendspinV1 | Dialect::Sendspin) => &[ServiceType::SENDSPIN_SERVER],
@@ -429,7 +465,9 @@ async fn find_server(scope: Scope, last: Option<LastPlayed>, requested: Option<D
             },
         }
     }
-    let chosen = found.into_values().find_map(|endpoint| endpoint.url().map(|url| (endpoint, url)));
+    let chosen = found
+        .into_values()
+        .find_map(|endpoint| endpoint.url().map(|url| (endpoint, url)));
     match chosen {
         Some((endpoint, url)) => {
             let name = endpoint.name.as_deref().unwrap_or(&endpoint.instance);
@@ -473,7 +511,12 @@ fn is_last_played(endpoint: &Endpoint, last: Option<&LastPlayed>) -> bool {
 }
 
 /// Advertises this listening player as `_sendspin._tcp`.
-fn advertise_player(addr: SocketAddr, interface: Option<String>, client_id: String, name: String) -> Result<Mdns, Failure> {
+fn advertise_player(
+    addr: SocketAddr,
+    interface: Option<String>,
+    client_id: String,
+    name: String,
+) -> Result<Mdns, Failure> {
     let scope = interface.map_or(Scope::for_listen_address(addr.ip()), Scope::Interface);
     let mut mdns = Mdns::start(scope).map_err(Failure::usage)?;
     let advertisement = Advertisement {
@@ -489,11 +532,20 @@ fn advertise_player(addr: SocketAddr, interface: Option<String>, client_id: Stri
 
 /// Prints what the player did: audio played and dropped, the clock
 /// estimate at the end, and the files written.
-fn report_summary(summary: &output::OutputSummary, scheduler: &Scheduler, clock: &SharedClock, as_json: bool) {
+fn report_summary(
+    summary: &output::OutputSummary,
+    scheduler: &Scheduler,
+    clock: &SharedClock,
+    as_json: bool,
+) {
     let status = scheduler.status();
     let totals = status.totals;
     let clock = clock.snapshot();
-    let files: Vec<String> = summary.files.iter().map(|f| f.display().to_string()).collect();
+    let files: Vec<String> = summary
+        .files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect();
     if as_json {
         let report = json!({
             "event": "finished",
@@ -535,7 +587,11 @@ fn report_summary(summary: &output::OutputSummary, scheduler: &Scheduler, clock:
         totals.corrupt_chunks,
     ));
     if !files.is_empty() {
-        crate::status(&format!("wrote {} frames to {}", summary.frames_written, files.join(", ")));
+        crate::status(&format!(
+            "wrote {} frames to {}",
+            summary.frames_written,
+            files.join(", ")
+        ));
     }
 }
 
@@ -546,12 +602,23 @@ fn default_client_id(host: &str, spec: &OutputSpec) -> String {
     let output = match spec {
         OutputSpec::Default => "default".to_string(),
         OutputSpec::Device(name) => name.clone(),
-        OutputSpec::Wav(path) => format!("wav-{}", path.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default()),
+        OutputSpec::Wav(path) => format!(
+            "wav-{}",
+            path.file_stem()
+                .map(|s| s.to_string_lossy())
+                .unwrap_or_default()
+        ),
         OutputSpec::Null => "null".to_string(),
     };
     let output: String = output
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     format!("resonate-play-{host}-{output}")
 }
@@ -560,7 +627,8 @@ fn default_client_id(host: &str, spec: &OutputSpec) -> String {
 /// `null`, and opens the sync log.
 fn output_options(args: &PlayArgs, spec: &OutputSpec) -> Result<OutputOptions, Failure> {
     let simulated = matches!(spec, OutputSpec::Wav(_) | OutputSpec::Null);
-    let sink_changed = args.sink_drift_ppm != 0.0 || args.sink_latency_ms != SIMULATED_LATENCY_US as f64 / 1000.0;
+    let sink_changed =
+        args.sink_drift_ppm != 0.0 || args.sink_latency_ms != SIMULATED_LATENCY_US as f64 / 1000.0;
     if !simulated && sink_changed {
         return Err(Failure::usage(anyhow::anyhow!(
             "--sink-drift-ppm and --sink-latency-ms apply to --output wav:PATH and null, not to {spec}; \
@@ -658,7 +726,10 @@ fn advertised_formats(args: &PlayArgs, spec: &OutputSpec) -> Result<Vec<Supporte
 fn codec_carries(codec: CodecArg, format: &SupportedFormat) -> bool {
     match codec {
         CodecArg::Pcm => true,
-        CodecArg::Flac => flac::BIT_DEPTHS.contains(&format.bit_depth) && format.sample_rate <= flac::MAX_SAMPLE_RATE,
+        CodecArg::Flac => {
+            flac::BIT_DEPTHS.contains(&format.bit_depth)
+                && format.sample_rate <= flac::MAX_SAMPLE_RATE
+        }
         CodecArg::Opus => opus::SAMPLE_RATES.contains(&format.sample_rate) && format.channels <= 2,
     }
 }
@@ -676,18 +747,26 @@ fn device_capabilities(spec: &OutputSpec) -> Option<(Vec<u32>, u16)> {
         OutputSpec::Device(name) => &device.name == name || &device.id == name,
         _ => device.is_default,
     })?;
-    let channels = device.default_config.as_ref().map_or(2, |config| config.channels.clamp(1, 2));
+    let channels = device
+        .default_config
+        .as_ref()
+        .map_or(2, |config| config.channels.clamp(1, 2));
     let mut rates: Vec<u32> = PREFERRED_RATES
         .into_iter()
         .filter(|rate| {
-            device
-                .supported
-                .iter()
-                .any(|range| range.channels == channels && (range.min_sample_rate..=range.max_sample_rate).contains(rate))
+            device.supported.iter().any(|range| {
+                range.channels == channels
+                    && (range.min_sample_rate..=range.max_sample_rate).contains(rate)
+            })
         })
         .collect();
     if rates.is_empty() {
-        rates.extend(device.default_config.as_ref().map(|config| config.sample_rate));
+        rates.extend(
+            device
+                .default_config
+                .as_ref()
+                .map(|config| config.sample_rate),
+        );
     }
     Some((rates, channels))
 }
@@ -705,7 +784,10 @@ fn list_devices() -> Result<(), Failure> {
             .as_ref()
             .map(|c| format!("{} Hz, {} ch", c.sample_rate, c.channels))
             .unwrap_or_else(|| "no default configuration".to_string());
-        println!("{}{marker}\n    id: {}\n    {config}", device.name, device.id);
+        println!(
+            "{}{marker}\n    id: {}\n    {config}",
+            device.name, device.id
+        );
     }
     Ok(())
 }
@@ -720,7 +802,15 @@ async fn run_interface(
     let mut guard = resonate::monitor::terminal::TerminalGuard::enter()?;
     let mut app = resonate::player::ui::App::new(display);
     let keys = crossterm::event::EventStream::new();
-    resonate::player::ui::run(&mut guard.terminal, &mut app, events, keys, commands, sample).await
+    resonate::player::ui::run(
+        &mut guard.terminal,
+        &mut app,
+        events,
+        keys,
+        commands,
+        sample,
+    )
+    .await
 }
 
 /// Destination of player events.
@@ -774,33 +864,53 @@ async fn report_events(
 /// Prints one status line for a player event.
 fn print_status(event: &PlayerEvent) {
     match event {
-        PlayerEvent::Connected { server_name, .. } => crate::status(&format!("connected to {server_name}")),
-        PlayerEvent::ServerRejected { server_id, .. } => {
-            crate::status(&format!("kept the current server; said goodbye to {server_id}"))
+        PlayerEvent::Connected { server_name, .. } => {
+            crate::status(&format!("connected to {server_name}"))
         }
-        PlayerEvent::ServerSwitched { from, to } => crate::status(&format!("switched from {from} to {to}")),
+        PlayerEvent::ServerRejected { server_id, .. } => crate::status(&format!(
+            "kept the current server; said goodbye to {server_id}"
+        )),
+        PlayerEvent::ServerSwitched { from, to } => {
+            crate::status(&format!("switched from {from} to {to}"))
+        }
         PlayerEvent::StreamStarted { format } => crate::status(&format!("playing {format}")),
         PlayerEvent::StreamEnded => crate::status("stream ended; waiting for the next one"),
         PlayerEvent::Disconnected { cause } => crate::status(&format!("disconnected: {cause}")),
         // The player logs each retry as a warning, and `plain::Printed`
         // returns what changed in the server's state.
-        PlayerEvent::Retrying { .. } | PlayerEvent::ServerState(_) | PlayerEvent::GroupUpdate(_) => {}
+        PlayerEvent::Retrying { .. }
+        | PlayerEvent::ServerState(_)
+        | PlayerEvent::GroupUpdate(_) => {}
     }
 }
 
 /// Returns the JSON lines of a player event. Server state and group deltas
 /// are printed merged, as `metadata`, `controller` and `group` events.
-fn event_json(event: &PlayerEvent, dialect: Dialect, display: &PlayState) -> Vec<serde_json::Value> {
+fn event_json(
+    event: &PlayerEvent,
+    dialect: Dialect,
+    display: &PlayState,
+) -> Vec<serde_json::Value> {
     let value = match event {
-        PlayerEvent::Connected { server_id, server_name, active_roles, connection_reason } => json!({
+        PlayerEvent::Connected {
+            server_id,
+            server_name,
+            active_roles,
+            connection_reason,
+        } => json!({
             "event": "connected", "server_id": server_id, "server_name": server_name, "active_roles": active_roles,
             "dialect": dialect.as_str(),
             "connection_reason": connection_reason
         }),
-        PlayerEvent::ServerRejected { server_id, connection_reason } => json!({
+        PlayerEvent::ServerRejected {
+            server_id,
+            connection_reason,
+        } => json!({
             "event": "server_rejected", "server_id": server_id, "connection_reason": connection_reason
         }),
-        PlayerEvent::ServerSwitched { from, to } => json!({"event": "server_switched", "from": from, "to": to}),
+        PlayerEvent::ServerSwitched { from, to } => {
+            json!({"event": "server_switched", "from": from, "to": to})
+        }
         PlayerEvent::StreamStarted { format } => json!({
             "event": "stream_started", "codec": format.codec.as_str(), "sample_rate": format.sample_rate,
             "channels": format.channels, "bit_depth": format.bit_depth
@@ -809,7 +919,11 @@ fn event_json(event: &PlayerEvent, dialect: Dialect, display: &PlayState) -> Vec
         PlayerEvent::Disconnected { cause } => {
             json!({"event": "disconnected", "cause": cause.label(), "detail": cause.to_string()})
         }
-        PlayerEvent::Retrying { attempt, delay, error } => json!({
+        PlayerEvent::Retrying {
+            attempt,
+            delay,
+            error,
+        } => json!({
             "event": "retrying", "attempt": attempt, "delay_ms": delay.as_millis() as u64, "error": error
         }),
         PlayerEvent::ServerState(state) => {
@@ -850,7 +964,10 @@ mod tests {
     #[test]
     fn sendspin_servers_are_preferred() {
         let mut found = BTreeMap::new();
-        for (instance, family) in [("aaa-legacy", Family::ResonateLegacy), ("zzz", Family::Sendspin)] {
+        for (instance, family) in [
+            ("aaa-legacy", Family::ResonateLegacy),
+            ("zzz", Family::Sendspin),
+        ] {
             let endpoint = endpoint(instance, family);
             found.insert(preference(&endpoint), endpoint);
         }

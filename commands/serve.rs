@@ -11,15 +11,18 @@ use tokio::net::TcpListener;
 
 use crate::cli::{GroupingArg, RepeatArg, ServeArgs, ToneArg};
 use crate::Failure;
-use resonate::dialect::Dialect;
-use resonate::audio::source::SourceDecoder;
 use resonate::audio::pipe::PcmPipe;
+use resonate::audio::source::SourceDecoder;
 use resonate::audio::tone::{ToneKind, TONE_CHANNELS, TONE_RATE};
-use resonate::protocol::RepeatMode;
+use resonate::dialect::Dialect;
 use resonate::discovery::{Advertisement, Mdns, Scope, ServiceType};
+use resonate::protocol::RepeatMode;
 use resonate::server::dial::follow_players;
 use resonate::server::queue::PipeEntry;
-use resonate::server::{expand_sources, EncoderSettings, Grouping, QueueEntry, Server, ServerConfig, ServerEvent, SourcePlan};
+use resonate::server::{
+    expand_sources, EncoderSettings, Grouping, QueueEntry, Server, ServerConfig, ServerEvent,
+    SourcePlan,
+};
 use resonate::transport::{parse_ws_url_with_port, DEFAULT_CLIENT_PORT};
 use std::net::SocketAddr;
 
@@ -59,11 +62,19 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
     runtime.block_on(async move {
         let listener = TcpListener::bind(args.listen)
             .await
-            .with_context(|| format!("cannot listen on {}; choose another --listen address or port", args.listen))
+            .with_context(|| {
+                format!(
+                    "cannot listen on {}; choose another --listen address or port",
+                    args.listen
+                )
+            })
             .map_err(Failure::usage)?;
-        let addr = listener.local_addr().context("listener has no local address")?;
+        let addr = listener
+            .local_addr()
+            .context("listener has no local address")?;
         let mut server = Server::new(config.clone());
-        let hub = (args.telemetry.is_some() || args.tui).then(|| crate::telemetry::hub("serve", &config.name, &addr.to_string()));
+        let hub = (args.telemetry.is_some() || args.tui)
+            .then(|| crate::telemetry::hub("serve", &config.name, &addr.to_string()));
         let feed = match (args.telemetry, &hub) {
             (Some(telemetry_addr), Some(hub)) => {
                 let feed = crate::telemetry::start(telemetry_addr, hub).await?;
@@ -80,15 +91,19 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
         // With --tui, quitting the monitor stops the server like Ctrl-C.
         let monitor_stop = tokio_util::sync::CancellationToken::new();
         let monitor = match (&hub, args.tui) {
-            (Some(hub), true) => Some(tokio::spawn(resonate::monitor::run_in_process(hub.clone(), monitor_stop.clone()))),
+            (Some(hub), true) => Some(tokio::spawn(resonate::monitor::run_in_process(
+                hub.clone(),
+                monitor_stop.clone(),
+            ))),
             _ => None,
         };
         let monitor_ended = monitor_stop.clone();
+        let interrupt = crate::interrupted();
         let shutdown = async move {
             match monitor {
                 Some(monitor) => {
                     tokio::select! {
-                        _ = crate::interrupted() => {}
+                        _ = interrupt => {}
                         ended = monitor => {
                             if let Ok(Err(err)) = ended {
                                 tracing::error!(cause = %err, "the monitor failed");
@@ -96,7 +111,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
                         }
                     }
                 }
-                None => crate::interrupted().await,
+                None => interrupt.await,
             }
             monitor_ended.cancel();
         };
@@ -111,12 +126,19 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             Some(start_mdns(&args, &config, addr)?)
         };
         let browsing = match &mdns {
-            Some(mdns) => Some(mdns.browse(&[ServiceType::SENDSPIN_CLIENT]).map_err(Failure::from)?),
+            Some(mdns) => Some(
+                mdns.browse(&[ServiceType::SENDSPIN_CLIENT])
+                    .map_err(Failure::from)?,
+            ),
             None => None,
         };
-        let follower = browsing.map(|players| tokio::spawn(follow_players(players, dialer.clone())));
+        let follower =
+            browsing.map(|players| tokio::spawn(follow_players(players, dialer.clone())));
         let url = format!("ws://{addr}{}", config.path);
-        let legacy_url = config.legacy_path.as_ref().map(|path| format!("ws://{addr}{path}"));
+        let legacy_url = config
+            .legacy_path
+            .as_ref()
+            .map(|path| format!("ws://{addr}{path}"));
         if args.json {
             let mut listening = json!({"event": "listening", "url": url, "addr": addr.to_string()});
             if let Some(legacy_url) = &legacy_url {
@@ -124,7 +146,9 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             }
             print_json(&listening);
         } else {
-            let also = legacy_url.map(|legacy_url| format!(" and {legacy_url} (legacy Resonate)")).unwrap_or_default();
+            let also = legacy_url
+                .map(|legacy_url| format!(" and {legacy_url} (legacy Resonate)"))
+                .unwrap_or_default();
             let more = match plan.entries.len() {
                 1 => String::new(),
                 n => format!(" and {} more", n - 1),
@@ -188,7 +212,8 @@ fn source_plan(args: &ServeArgs) -> Result<SourcePlan, Failure> {
             shuffle: false,
         });
     }
-    let mut entries = expand_sources(&args.sources).map_err(|err| Failure::usage(anyhow::Error::new(err)))?;
+    let mut entries =
+        expand_sources(&args.sources).map_err(|err| Failure::usage(anyhow::Error::new(err)))?;
     if let Some(tone) = args.tone {
         entries.push(QueueEntry::Tone(match tone {
             ToneArg::Sine => ToneKind::Sine,
@@ -214,9 +239,18 @@ fn describe_first(plan: &SourcePlan) -> Result<String, Failure> {
         Some(QueueEntry::File(path)) => {
             let source = SourceDecoder::open(path).map_err(Failure::usage)?;
             let info = source.info();
-            Ok(format!("{} ({} Hz, {} ch, {}-bit)", path.display(), info.sample_rate, info.channels, info.bit_depth))
+            Ok(format!(
+                "{} ({} Hz, {} ch, {}-bit)",
+                path.display(),
+                info.sample_rate,
+                info.channels,
+                info.bit_depth
+            ))
         }
-        Some(QueueEntry::Tone(kind)) => Ok(format!("a {} tone ({TONE_RATE} Hz, {TONE_CHANNELS} ch)", kind.as_str())),
+        Some(QueueEntry::Tone(kind)) => Ok(format!(
+            "a {} tone ({TONE_RATE} Hz, {TONE_CHANNELS} ch)",
+            kind.as_str()
+        )),
         Some(QueueEntry::Pipe(pipe)) => {
             let format = pipe.0.format();
             Ok(format!(
@@ -224,7 +258,9 @@ fn describe_first(plan: &SourcePlan) -> Result<String, Failure> {
                 format.sample_rate, format.channels, format.bit_depth
             ))
         }
-        None => Err(Failure::usage(anyhow::anyhow!("nothing to play; pass an audio file, directory or playlist, or --tone"))),
+        None => Err(Failure::usage(anyhow::anyhow!(
+            "nothing to play; pass an audio file, directory or playlist, or --tone"
+        ))),
     }
 }
 
@@ -258,7 +294,10 @@ fn start_mdns(args: &ServeArgs, config: &ServerConfig, addr: SocketAddr) -> Resu
 /// Loads (or creates) the server's Sendspin 1.0 identity when `--dialect
 /// sendspin` asks for it, with the admission policy of the flags.
 fn server_keys(args: &ServeArgs) -> Result<Option<ServerKeys>, Failure> {
-    let dialect: Dialect = args.dialect.parse().map_err(|e: String| Failure::usage(anyhow::anyhow!(e)))?;
+    let dialect: Dialect = args
+        .dialect
+        .parse()
+        .map_err(|e: String| Failure::usage(anyhow::anyhow!(e)))?;
     let encrypted_only = [
         (args.accept_v1, "--accept-v1"),
         (args.allow_unpaired, "--allow-unpaired"),
@@ -285,20 +324,26 @@ fn server_keys(args: &ServeArgs) -> Result<Option<ServerKeys>, Failure> {
         )));
     }
     for id in &args.approve {
-        resonate::noise::identity::decode_key(id)
-            .map_err(|reason| Failure::usage(anyhow::anyhow!("invalid --approve {id:?}: {reason}")))?;
+        resonate::noise::identity::decode_key(id).map_err(|reason| {
+            Failure::usage(anyhow::anyhow!("invalid --approve {id:?}: {reason}"))
+        })?;
     }
     let pairing_tokens = args
         .pair_token
         .iter()
         .map(|text| resonate::noise::pairing::decode_token(text))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|reason| Failure::usage(anyhow::anyhow!("{reason}; pass the token play --pairing-token printed")))?;
+        .map_err(|reason| {
+            Failure::usage(anyhow::anyhow!(
+                "{reason}; pass the token play --pairing-token printed"
+            ))
+        })?;
     let dir = match &args.state_dir {
         Some(dir) => dir.clone(),
         None => resonate::noise::default_state_dir().map_err(Failure::usage)?,
     };
-    let identity = Identity::load_or_create(&dir.join("identity-server.json")).map_err(Failure::usage)?;
+    let identity =
+        Identity::load_or_create(&dir.join("identity-server.json")).map_err(Failure::usage)?;
     Ok(Some(ServerKeys {
         identity,
         records_path: dir.join("pairings-server.json"),
@@ -343,7 +388,9 @@ async fn report_events(mut events: tokio::sync::broadcast::Receiver<ServerEvent>
         match events.recv().await {
             Ok(event) if as_json => print_json(&event_json(&event)),
             Ok(event) => tracing::info!(?event, "server event"),
-            Err(RecvError::Lagged(missed)) => tracing::warn!(missed, "event output fell behind; events were dropped"),
+            Err(RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "event output fell behind; events were dropped")
+            }
             Err(RecvError::Closed) => return,
         }
     }
@@ -363,28 +410,47 @@ pub fn event_json(event: &ServerEvent) -> serde_json::Value {
         ServerEvent::SessionOpened { session, peer } => {
             json!({"event": "session_opened", "session": session.to_string(), "peer": peer.to_string()})
         }
-        ServerEvent::ClientJoined { session, client_id, active_roles } => json!({
+        ServerEvent::ClientJoined {
+            session,
+            client_id,
+            active_roles,
+        } => json!({
             "event": "client_joined", "session": session.to_string(), "client_id": client_id, "active_roles": active_roles
         }),
-        ServerEvent::ClientReplaced { client_id, old, new } => json!({
+        ServerEvent::ClientReplaced {
+            client_id,
+            old,
+            new,
+        } => json!({
             "event": "client_replaced", "client_id": client_id, "old": old.to_string(), "new": new.to_string()
         }),
         ServerEvent::ProgramStarted { group_id, start_us } => {
             json!({"event": "program_started", "group_id": group_id, "start_us": start_us})
         }
-        ServerEvent::ProgramEnded { group_id } => json!({"event": "program_ended", "group_id": group_id}),
+        ServerEvent::ProgramEnded { group_id } => {
+            json!({"event": "program_ended", "group_id": group_id})
+        }
         ServerEvent::StreamStarted { client_id, format } => json!({
             "event": "stream_started", "client_id": client_id, "codec": format.codec.as_str(),
             "sample_rate": format.sample_rate, "channels": format.channels, "bit_depth": format.bit_depth
         }),
-        ServerEvent::StreamEnded { client_id, chunks_sent } => {
+        ServerEvent::StreamEnded {
+            client_id,
+            chunks_sent,
+        } => {
             json!({"event": "stream_ended", "client_id": client_id, "chunks_sent": chunks_sent})
         }
-        ServerEvent::SessionClosed { session, client_id, cause } => json!({
+        ServerEvent::SessionClosed {
+            session,
+            client_id,
+            cause,
+        } => json!({
             "event": "session_closed", "session": session.to_string(), "client_id": client_id,
             "cause": cause.label(), "detail": cause.to_string()
         }),
-        ServerEvent::DialStarted { address, url } => json!({"event": "dial_started", "address": address, "url": url}),
+        ServerEvent::DialStarted { address, url } => {
+            json!({"event": "dial_started", "address": address, "url": url})
+        }
         ServerEvent::DialStopped { address, reason } => {
             json!({"event": "dial_stopped", "address": address, "reason": reason})
         }

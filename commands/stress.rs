@@ -15,8 +15,8 @@ use resonate::dialect::Dialect;
 use resonate::server::{Server, ServerConfig, ServerStats, SourcePlan};
 use resonate::stress::{self, Counters, Progress, Scenario, StressConfig, Target, TargetCounters};
 use resonate::telemetry::{Snapshot, Telemetry};
-use tokio_util::sync::CancellationToken;
 use resonate::transport::{parse_ws_url, parse_ws_url_with_port, Limits, DEFAULT_CLIENT_PORT};
+use tokio_util::sync::CancellationToken;
 
 /// Length of the looping tone an embedded server plays.
 const TONE_SECONDS: f64 = 10.0;
@@ -32,9 +32,14 @@ pub fn run(args: StressArgs) -> Result<(), Failure> {
     }
     let storm_roles = match args.roles.as_str() {
         "mixed" => None,
-        list => Some(stress::Roles::parse(list).map_err(|e| Failure::usage(anyhow!("--roles: {e}")))?),
+        list => {
+            Some(stress::Roles::parse(list).map_err(|e| Failure::usage(anyhow!("--roles: {e}")))?)
+        }
     };
-    let dialect: Dialect = args.dialect.parse().map_err(|e: String| Failure::usage(anyhow!(e)))?;
+    let dialect: Dialect = args
+        .dialect
+        .parse()
+        .map_err(|e: String| Failure::usage(anyhow!(e)))?;
     let seed = args.seed.unwrap_or_else(|| {
         // The wall clock, not the process clock, which starts near zero.
         std::time::SystemTime::now()
@@ -167,7 +172,10 @@ fn parse_scenarios(names: &[String]) -> Result<Vec<Scenario>, anyhow::Error> {
             scenarios.extend(Scenario::ALL);
             continue;
         }
-        scenarios.push(name.parse::<Scenario>().map_err(|e| anyhow!("--scenario: {e}"))?);
+        scenarios.push(
+            name.parse::<Scenario>()
+                .map_err(|e| anyhow!("--scenario: {e}"))?,
+        );
     }
     let mut seen = std::collections::HashSet::new();
     scenarios.retain(|s| seen.insert(*s));
@@ -178,13 +186,21 @@ fn seconds(flag: &str, value: f64, min: f64, max: f64) -> Result<Duration, Failu
     if value.is_finite() && (min..=max).contains(&value) {
         Ok(Duration::from_secs_f64(value))
     } else {
-        Err(Failure::usage(anyhow!("invalid {flag} {value}: expected seconds from {min} to {max}")))
+        Err(Failure::usage(anyhow!(
+            "invalid {flag} {value}: expected seconds from {min} to {max}"
+        )))
     }
 }
 
 async fn resolve(url: &url::Url) -> Result<SocketAddr, Failure> {
-    let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']).to_string();
-    let port = url.port_or_known_default().unwrap_or(resonate::transport::DEFAULT_SERVER_PORT);
+    let host = url
+        .host_str()
+        .unwrap_or_default()
+        .trim_matches(['[', ']'])
+        .to_string();
+    let port = url
+        .port_or_known_default()
+        .unwrap_or(resonate::transport::DEFAULT_SERVER_PORT);
     let mut addrs = tokio::net::lookup_host((host.as_str(), port))
         .await
         .map_err(|err| Failure::usage(anyhow!("failed to resolve {host:?} from {url}: {err}")))?;
@@ -213,8 +229,14 @@ async fn preflight(config: &StressConfig) -> Result<(), Failure> {
         // A player speaks first: its client/hello shows it is one.
         let deadline = tokio::time::Instant::now() + config.bound;
         match probe.next_unchecked(deadline).await {
-            Ok((resonate::dialect::Incoming::Message(resonate::protocol::Message::ClientHello(_)), _, _)) => Ok(()),
-            Ok(_) => Err(stress::Ending::Failed("the first message was not client/hello".into())),
+            Ok((
+                resonate::dialect::Incoming::Message(resonate::protocol::Message::ClientHello(_)),
+                _,
+                _,
+            )) => Ok(()),
+            Ok(_) => Err(stress::Ending::Failed(
+                "the first message was not client/hello".into(),
+            )),
             Err(ending) => Err(ending),
         }
     } else {
@@ -241,10 +263,14 @@ async fn run_with_progress(
     let show = std::io::stderr().is_terminal() && !crate::is_quiet();
     let (progress_tx, progress_rx) = watch::channel(Progress::default());
     let printer = show.then(|| tokio::spawn(print_progress(progress_rx.clone())));
-    let relay = config
-        .telemetry
-        .clone()
-        .map(|hub| tokio::spawn(relay_telemetry(hub, server_hub.cloned(), progress_rx, relay_stop.clone())));
+    let relay = config.telemetry.clone().map(|hub| {
+        tokio::spawn(relay_telemetry(
+            hub,
+            server_hub.cloned(),
+            progress_rx,
+            relay_stop.clone(),
+        ))
+    });
     let report = stress::run(config, counters, |progress| {
         let _ = progress_tx.send(progress);
     })
@@ -290,9 +316,16 @@ async fn follow_target_feed(url: &str, patience: Duration) -> Result<TargetCount
         }
     });
     let mut waiting = latest.clone();
-    let arrived = tokio::time::timeout(patience.max(Duration::from_secs(2)), waiting.wait_for(Option::is_some)).await;
+    let arrived = tokio::time::timeout(
+        patience.max(Duration::from_secs(2)),
+        waiting.wait_for(Option::is_some),
+    )
+    .await;
     if !matches!(arrived, Ok(Ok(_))) {
-        let cause = errors.borrow().clone().unwrap_or_else(|| "no snapshot arrived".to_string());
+        let cause = errors
+            .borrow()
+            .clone()
+            .unwrap_or_else(|| "no snapshot arrived".to_string());
         return Err(Failure::usage(anyhow!(
             "no snapshot from the telemetry feed at {url} ({cause}); start the target with `resonate serve --telemetry ADDR` and pass ws://ADDR/"
         )));
@@ -303,7 +336,12 @@ async fn follow_target_feed(url: &str, patience: Duration) -> Result<TargetCount
 /// Publishes the run to `hub` every 500 ms until the run ends: the embedded
 /// server's sessions and events, if there is one, with the counters of the
 /// running scenario.
-async fn relay_telemetry(hub: Telemetry, server_hub: Option<Telemetry>, mut progress: watch::Receiver<Progress>, stop: CancellationToken) {
+async fn relay_telemetry(
+    hub: Telemetry,
+    server_hub: Option<Telemetry>,
+    mut progress: watch::Receiver<Progress>,
+    stop: CancellationToken,
+) {
     let mut server_events = server_hub.as_ref().map(|h| h.subscribe().events);
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut finished = false;
@@ -317,12 +355,22 @@ async fn relay_telemetry(hub: Telemetry, server_hub: Option<Telemetry>, mut prog
                 continue;
             }
         }
-        hub.publish(run_snapshot(server_hub.as_ref(), &progress.borrow(), finished));
+        hub.publish(run_snapshot(
+            server_hub.as_ref(),
+            &progress.borrow(),
+            finished,
+        ));
     }
-    hub.publish(run_snapshot(server_hub.as_ref(), &progress.borrow(), finished));
+    hub.publish(run_snapshot(
+        server_hub.as_ref(),
+        &progress.borrow(),
+        finished,
+    ));
 }
 
-async fn next_event(events: &mut Option<tokio::sync::broadcast::Receiver<resonate::telemetry::Event>>) -> Option<resonate::telemetry::Event> {
+async fn next_event(
+    events: &mut Option<tokio::sync::broadcast::Receiver<resonate::telemetry::Event>>,
+) -> Option<resonate::telemetry::Event> {
     use tokio::sync::broadcast::error::RecvError;
     let events = events.as_mut()?;
     loop {
@@ -335,7 +383,9 @@ async fn next_event(events: &mut Option<tokio::sync::broadcast::Receiver<resonat
 }
 
 fn run_snapshot(server_hub: Option<&Telemetry>, progress: &Progress, finished: bool) -> Snapshot {
-    let mut snapshot = server_hub.map(|h| h.latest().as_ref().clone()).unwrap_or_default();
+    let mut snapshot = server_hub
+        .map(|h| h.latest().as_ref().clone())
+        .unwrap_or_default();
     let counters = &progress.counters;
     for (name, counter) in [
         ("stress.opened", &counters.opened),
@@ -345,18 +395,30 @@ fn run_snapshot(server_hub: Option<&Telemetry>, progress: &Progress, finished: b
         ("stress.audio_chunks", &counters.audio_chunks),
         ("stress.time_replies", &counters.time_replies),
     ] {
-        snapshot.counters.insert(name.to_string(), Counters::get(counter));
+        snapshot
+            .counters
+            .insert(name.to_string(), Counters::get(counter));
     }
     let violations = progress.violations.as_ref().map_or(0, |v| v.total());
-    snapshot.counters.insert("stress.violations".to_string(), violations);
+    snapshot
+        .counters
+        .insert("stress.violations".to_string(), violations);
     snapshot.taken_unix_ms = resonate::telemetry::unix_ms_now();
     snapshot.notes = match progress.scenario {
-        _ if finished => vec!["the run finished; the counters are those of the last scenario".to_string()],
-        Some(scenario) => vec![format!("running scenario {scenario}: {}", scenario.describe())],
+        _ if finished => {
+            vec!["the run finished; the counters are those of the last scenario".to_string()]
+        }
+        Some(scenario) => vec![format!(
+            "running scenario {scenario}: {}",
+            scenario.describe()
+        )],
         None => vec!["starting".to_string()],
     };
     if server_hub.is_none() {
-        snapshot.notes.push("the target is another process: its sessions show in its own telemetry, if it has any".into());
+        snapshot.notes.push(
+            "the target is another process: its sessions show in its own telemetry, if it has any"
+                .into(),
+        );
     }
     snapshot
 }
@@ -370,7 +432,9 @@ async fn print_progress(mut progress: watch::Receiver<Progress>) {
             _ = tick.tick() => {}
         }
         let current = progress.borrow().clone();
-        let Some(scenario) = current.scenario else { continue };
+        let Some(scenario) = current.scenario else {
+            continue;
+        };
         let c = &current.counters;
         let violations = current.violations.as_ref().map_or(0, |v| v.total());
         eprint!(
@@ -397,8 +461,11 @@ impl Embedded {
     async fn start(telemetry: Option<Telemetry>) -> Result<Embedded, Failure> {
         let dir = crate::demo::tempdir("stress")?;
         let tone = dir.join("tone.wav");
-        crate::demo::write_tone(&tone, TONE_SECONDS).with_context(|| format!("failed to write the tone to {}", tone.display()))?;
-        let listener = TcpListener::bind("127.0.0.1:0").await.context("failed to bind a loopback port")?;
+        crate::demo::write_tone(&tone, TONE_SECONDS)
+            .with_context(|| format!("failed to write the tone to {}", tone.display()))?;
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("failed to bind a loopback port")?;
         let addr = listener.local_addr().context("listener has no address")?;
         let mut config = ServerConfig::new(SourcePlan::file(tone, true));
         config.server_id = "resonate-stress-embedded".into();

@@ -47,11 +47,21 @@ pub async fn start(addr: SocketAddr, telemetry: &Telemetry) -> Result<Feed, Fail
     telemetry::feed::check_loopback(addr).map_err(Failure::usage)?;
     let listener = TcpListener::bind(addr)
         .await
-        .with_context(|| format!("cannot listen for telemetry on {addr}; choose another --telemetry port"))
+        .with_context(|| {
+            format!("cannot listen for telemetry on {addr}; choose another --telemetry port")
+        })
         .map_err(Failure::usage)?;
-    let addr = listener.local_addr().context("telemetry listener has no local address")?;
+    let addr = listener
+        .local_addr()
+        .context("telemetry listener has no local address")?;
     let stop = CancellationToken::new();
-    let task = tokio::spawn(telemetry::feed::serve(listener, telemetry.clone(), stop.clone().cancelled_owned()));
-    crate::status(&format!("telemetry feed on ws://{addr}/ and metrics on http://{addr}/metrics"));
+    let task = tokio::spawn(telemetry::feed::serve(
+        listener,
+        telemetry.clone(),
+        stop.clone().cancelled_owned(),
+    ));
+    crate::status(&format!(
+        "telemetry feed on ws://{addr}/ and metrics on http://{addr}/metrics"
+    ));
     Ok(Feed { addr, stop, task })
 }

@@ -16,7 +16,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use resonate::telemetry::{
-    feed, unix_ms_now, ClockView, Event, EventKind, GroupRow, Phase, SessionRow, Snapshot, SourceInfo, Telemetry,
+    feed, unix_ms_now, ClockView, Event, EventKind, GroupRow, Phase, SessionRow, Snapshot,
+    SourceInfo, Telemetry,
 };
 
 fn snapshot(sessions: u64, step: u64) -> Snapshot {
@@ -57,7 +58,10 @@ fn snapshot(sessions: u64, step: u64) -> Snapshot {
         .map(|g| GroupRow {
             id: format!("g{g}"),
             name: format!("group {g}"),
-            members: (0..sessions).filter(|n| n % 10 == g).map(|n| format!("client-{n}")).collect(),
+            members: (0..sessions)
+                .filter(|n| n % 10 == g)
+                .map(|n| format!("client-{n}"))
+                .collect(),
             playback: "playing".into(),
             volume: Some(50),
             ..Default::default()
@@ -76,10 +80,18 @@ fn snapshot(sessions: u64, step: u64) -> Snapshot {
 #[tokio::main]
 async fn main() {
     let mut args = std::env::args().skip(1);
-    let sessions: u64 = args.next().map_or(2_000, |a| a.parse().expect("invalid SESSIONS: expected a whole number, such as 2000"));
-    let seconds: u64 = args.next().map_or(30, |a| a.parse().expect("invalid SECONDS: expected a whole number, such as 30"));
+    let sessions: u64 = args.next().map_or(2_000, |a| {
+        a.parse()
+            .expect("invalid SESSIONS: expected a whole number, such as 2000")
+    });
+    let seconds: u64 = args.next().map_or(30, |a| {
+        a.parse()
+            .expect("invalid SECONDS: expected a whole number, such as 30")
+    });
 
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
     let addr = listener.local_addr().expect("bound address");
     let telemetry = Telemetry::new(SourceInfo {
         kind: "serve".into(),
@@ -90,15 +102,26 @@ async fn main() {
     println!("ws://{addr}");
 
     let stop = CancellationToken::new();
-    let server = tokio::spawn(feed::serve(listener, telemetry.clone(), stop.clone().cancelled_owned()));
+    let server = tokio::spawn(feed::serve(
+        listener,
+        telemetry.clone(),
+        stop.clone().cancelled_owned(),
+    ));
     let mut ticks = tokio::time::interval(Duration::from_millis(50));
     for tick in 0..seconds * 20 {
         ticks.tick().await;
         if tick % 20 == 0 {
             telemetry.publish(snapshot(sessions, tick / 20));
         }
-        let kind = if tick % 2 == 0 { EventKind::Connected } else { EventKind::Disconnected };
-        telemetry.emit(Event::now(kind, format!("synthetic event {tick}")).with_session(format!("s{}", tick % sessions.max(1))));
+        let kind = if tick % 2 == 0 {
+            EventKind::Connected
+        } else {
+            EventKind::Disconnected
+        };
+        telemetry.emit(
+            Event::now(kind, format!("synthetic event {tick}"))
+                .with_session(format!("s{}", tick % sessions.max(1))),
+        );
     }
     stop.cancel();
     server.await.expect("feed server task");

@@ -29,7 +29,10 @@ fn epoch() -> Epoch {
 /// every process of one host shares.
 #[cfg(unix)]
 fn read_system_monotonic_us() -> i64 {
-    let mut time = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut time = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `time` is a valid, writable timespec for the whole call.
     let status = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut time) };
     if status != 0 {

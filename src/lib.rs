@@ -7,8 +7,8 @@
 
 pub mod audio;
 pub mod clock;
-pub mod discovery;
 pub mod dialect;
+pub mod discovery;
 pub mod monitor;
 pub mod noise;
 pub mod player;

@@ -120,16 +120,25 @@ pub fn parse_ws_url(text: &str, default_path: &str) -> Result<Url, TransportErro
 }
 
 /// Parses a `ws://` URL whose port defaults to `default_port`.
-pub fn parse_ws_url_with_port(text: &str, default_path: &str, default_port: u16) -> Result<Url, TransportError> {
+pub fn parse_ws_url_with_port(
+    text: &str,
+    default_path: &str,
+    default_port: u16,
+) -> Result<Url, TransportError> {
     let invalid = |reason: &str| TransportError::InvalidUrl {
         url: text.to_string(),
         reason: reason.to_string(),
     };
-    let mut url = Url::parse(text).map_err(|err| invalid(&format!("{err}; expected ws://HOST:PORT/PATH")))?;
+    let mut url =
+        Url::parse(text).map_err(|err| invalid(&format!("{err}; expected ws://HOST:PORT/PATH")))?;
     match url.scheme() {
         "ws" => {}
         "wss" => return Err(invalid("wss:// is not supported; use ws://")),
-        other => return Err(invalid(&format!("scheme {other:?} is not ws; expected ws://HOST:PORT/PATH"))),
+        other => {
+            return Err(invalid(&format!(
+                "scheme {other:?} is not ws; expected ws://HOST:PORT/PATH"
+            )))
+        }
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(invalid("no host; expected ws://HOST:PORT/PATH"));
@@ -146,11 +155,18 @@ pub fn parse_ws_url_with_port(text: &str, default_path: &str, default_port: u16)
 
 /// Completes the WebSocket handshake of an accepted TCP connection, rejecting
 /// requests for any path but `path` with 404.
-pub async fn accept<S>(stream: S, peer: &str, path: &str, limits: &Limits) -> Result<WebSocketStream<S>, TransportError>
+pub async fn accept<S>(
+    stream: S,
+    peer: &str,
+    path: &str,
+    limits: &Limits,
+) -> Result<WebSocketStream<S>, TransportError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    accept_any(stream, peer, &[path], limits).await.map(|(ws, _)| ws)
+    accept_any(stream, peer, &[path], limits)
+        .await
+        .map(|(ws, _)| ws)
 }
 
 /// Completes the WebSocket handshake of an accepted TCP connection for any
@@ -170,17 +186,26 @@ where
     let matched_in_check = matched.clone();
     // The error type is tungstenite's HTTP response, large by its design.
     #[allow(clippy::result_large_err)]
-    let check_path = move |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
-        if let Some(index) = expected.iter().position(|p| p == request.uri().path()) {
-            matched_in_check.store(index, std::sync::atomic::Ordering::Relaxed);
-            return Ok(response);
-        }
-        let message = format!("no endpoint at {}; use {}", request.uri().path(), expected.join(" or "));
-        let mut rejection = ErrorResponse::new(Some(message));
-        *rejection.status_mut() = StatusCode::NOT_FOUND;
-        Err(rejection)
-    };
-    let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, check_path, Some(limits.websocket_config()));
+    let check_path =
+        move |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
+            if let Some(index) = expected.iter().position(|p| p == request.uri().path()) {
+                matched_in_check.store(index, std::sync::atomic::Ordering::Relaxed);
+                return Ok(response);
+            }
+            let message = format!(
+                "no endpoint at {}; use {}",
+                request.uri().path(),
+                expected.join(" or ")
+            );
+            let mut rejection = ErrorResponse::new(Some(message));
+            *rejection.status_mut() = StatusCode::NOT_FOUND;
+            Err(rejection)
+        };
+    let handshake = tokio_tungstenite::accept_hdr_async_with_config(
+        stream,
+        check_path,
+        Some(limits.websocket_config()),
+    );
     match tokio::time::timeout(limits.handshake_timeout, handshake).await {
         Ok(Ok(ws)) => Ok((ws, matched.load(std::sync::atomic::Ordering::Relaxed))),
         Ok(Err(source)) => Err(TransportError::Accept {
@@ -207,7 +232,11 @@ where
         *rejection.status_mut() = status;
         Err(rejection)
     };
-    let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, reject_request, Some(limits.websocket_config()));
+    let handshake = tokio_tungstenite::accept_hdr_async_with_config(
+        stream,
+        reject_request,
+        Some(limits.websocket_config()),
+    );
     // The handshake always fails here; only its timing matters.
     let _ = tokio::time::timeout(limits.handshake_timeout, handshake).await;
 }
@@ -217,7 +246,11 @@ pub type ClientStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Connects to a `ws://` URL within the handshake timeout.
 pub async fn connect(url: &Url, limits: &Limits) -> Result<ClientStream, TransportError> {
-    let connecting = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(limits.websocket_config()), true);
+    let connecting = tokio_tungstenite::connect_async_with_config(
+        url.as_str(),
+        Some(limits.websocket_config()),
+        true,
+    );
     match tokio::time::timeout(limits.handshake_timeout, connecting).await {
         Ok(Ok((ws, _response))) => Ok(ws),
         Ok(Err(source)) => Err(TransportError::Connect {
@@ -254,12 +287,20 @@ pub async fn dial(url: &Url, limits: &Limits) -> Result<PlainStream, TransportEr
         source,
     };
     let dialing = async {
-        let addrs = url.socket_addrs(|| Some(DEFAULT_CLIENT_PORT)).map_err(|err| connect_error(err.into()))?;
-        let tcp = TcpStream::connect(&*addrs).await.map_err(|err| connect_error(err.into()))?;
-        prepare_server_socket(&tcp, limits);
-        let (ws, _response) = tokio_tungstenite::client_async_with_config(url.as_str(), tcp, Some(limits.websocket_config()))
+        let addrs = url
+            .socket_addrs(|| Some(DEFAULT_CLIENT_PORT))
+            .map_err(|err| connect_error(err.into()))?;
+        let tcp = TcpStream::connect(&*addrs)
             .await
-            .map_err(connect_error)?;
+            .map_err(|err| connect_error(err.into()))?;
+        prepare_server_socket(&tcp, limits);
+        let (ws, _response) = tokio_tungstenite::client_async_with_config(
+            url.as_str(),
+            tcp,
+            Some(limits.websocket_config()),
+        )
+        .await
+        .map_err(connect_error)?;
         Ok(ws)
     };
     match tokio::time::timeout(limits.handshake_timeout, dialing).await {
@@ -285,7 +326,12 @@ mod tests {
 
     #[test]
     fn url_errors_name_the_value() {
-        for bad in ["http://127.0.0.1/", "127.0.0.1:8927", "wss://127.0.0.1/", "ws://"] {
+        for bad in [
+            "http://127.0.0.1/",
+            "127.0.0.1:8927",
+            "wss://127.0.0.1/",
+            "ws://",
+        ] {
             let err = parse_ws_url(bad, "/sendspin").unwrap_err().to_string();
             assert!(err.contains(bad), "{err}");
         }

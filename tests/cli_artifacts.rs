@@ -19,7 +19,13 @@ fn root() -> PathBuf {
 /// Every generated file, by path relative to the repository root.
 fn generate() -> Vec<(PathBuf, Vec<u8>)> {
     let mut files = Vec::new();
-    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish, Shell::Elvish, Shell::PowerShell] {
+    for shell in [
+        Shell::Bash,
+        Shell::Zsh,
+        Shell::Fish,
+        Shell::Elvish,
+        Shell::PowerShell,
+    ] {
         let mut command = cli::Cli::command();
         let mut bytes = Vec::new();
         clap_complete::generate(shell, &mut command, "resonate", &mut bytes);
@@ -38,14 +44,19 @@ fn generate() -> Vec<(PathBuf, Vec<u8>)> {
     for sub in command.get_subcommands() {
         let name = format!("resonate-{}", sub.get_name());
         let page = sub.clone().name(name.clone());
-        files.push((Path::new("man").join(format!("{name}.1")), render_man(&page)));
+        files.push((
+            Path::new("man").join(format!("{name}.1")),
+            render_man(&page),
+        ));
     }
     files
 }
 
 fn render_man(command: &clap::Command) -> Vec<u8> {
     let mut bytes = Vec::new();
-    clap_mangen::Man::new(command.clone()).render(&mut bytes).expect("render man page");
+    clap_mangen::Man::new(command.clone())
+        .render(&mut bytes)
+        .expect("render man page");
     bytes
 }
 

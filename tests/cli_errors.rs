@@ -17,13 +17,19 @@ fn assert_usage_error(args: &[&str], needles: &[&str]) {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
     for needle in needles {
-        assert!(stderr.contains(needle), "{args:?}: {needle:?} missing from {stderr}");
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: {needle:?} missing from {stderr}"
+        );
     }
 }
 
 #[test]
 fn missing_file_is_named() {
-    assert_usage_error(&["serve", "/no/such/file.wav"], &["/no/such/file.wav", "not found"]);
+    assert_usage_error(
+        &["serve", "/no/such/file.wav"],
+        &["/no/such/file.wav", "not found"],
+    );
 }
 
 #[test]
@@ -32,7 +38,10 @@ fn non_audio_file_is_named() {
     let path = dir.path().join("notes.wav");
     std::fs::write(&path, "these are not samples").unwrap();
     let path = path.to_str().unwrap();
-    assert_usage_error(&["serve", path], &[path, "not a recognized audio file", "convert"]);
+    assert_usage_error(
+        &["serve", path],
+        &[path, "not a recognized audio file", "convert"],
+    );
 }
 
 #[test]
@@ -55,7 +64,13 @@ fn malformed_url_is_named() {
 #[test]
 fn unknown_output_lists_valid_forms() {
     assert_usage_error(
-        &["play", "--server", "ws://127.0.0.1:1", "--output", "speaker"],
+        &[
+            "play",
+            "--server",
+            "ws://127.0.0.1:1",
+            "--output",
+            "speaker",
+        ],
         &["speaker", "wav:PATH", "null"],
     );
 }
@@ -64,8 +79,19 @@ fn unknown_output_lists_valid_forms() {
 fn unreachable_server_is_explained_after_retries() {
     // Port 1 on loopback refuses connections.
     assert_usage_error(
-        &["play", "--server", "ws://127.0.0.1:1/sendspin", "--output", "null", "--connect-attempts", "2"],
-        &["cannot reach the server at ws://127.0.0.1:1/sendspin after 2 attempt(s)", "check that the server runs"],
+        &[
+            "play",
+            "--server",
+            "ws://127.0.0.1:1/sendspin",
+            "--output",
+            "null",
+            "--connect-attempts",
+            "2",
+        ],
+        &[
+            "cannot reach the server at ws://127.0.0.1:1/sendspin after 2 attempt(s)",
+            "check that the server runs",
+        ],
     );
 }
 
@@ -75,7 +101,10 @@ fn occupied_port_is_named() {
     let addr = listener.local_addr().unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
     let wav = write_silent_wav(dir.path());
-    assert_usage_error(&["serve", wav.to_str().unwrap(), "--listen", &addr], &[&addr, "--listen"]);
+    assert_usage_error(
+        &["serve", wav.to_str().unwrap(), "--listen", &addr],
+        &[&addr, "--listen"],
+    );
 }
 
 /// Writes 0.1 s of 8 kHz mono silence to `a.wav` in `dir`.
@@ -97,7 +126,10 @@ fn write_silent_wav(dir: &std::path::Path) -> std::path::PathBuf {
 
 #[test]
 fn monitor_rejects_non_websocket_url() {
-    assert_usage_error(&["monitor", "http://127.0.0.1:8930", "--plain"], &["http://127.0.0.1:8930", "ws://HOST:PORT"]);
+    assert_usage_error(
+        &["monitor", "http://127.0.0.1:8930", "--plain"],
+        &["http://127.0.0.1:8930", "ws://HOST:PORT"],
+    );
 }
 
 #[test]
@@ -105,76 +137,146 @@ fn monitor_names_unreachable_feed() {
     // Port 1 on loopback refuses connections.
     assert_usage_error(
         &["monitor", "ws://127.0.0.1:1", "--plain"],
-        &["ws://127.0.0.1:1", "check that the process publishing telemetry runs"],
+        &[
+            "ws://127.0.0.1:1",
+            "check that the process publishing telemetry runs",
+        ],
     );
 }
 
 #[test]
 fn monitor_rejects_zero_interval() {
-    assert_usage_error(&["monitor", "ws://127.0.0.1:1", "--interval", "0"], &["--interval 0", "0.1"]);
+    assert_usage_error(
+        &["monitor", "ws://127.0.0.1:1", "--interval", "0"],
+        &["--interval 0", "0.1"],
+    );
 }
 
 #[test]
 fn monitor_names_unwritable_log_file() {
     assert_usage_error(
-        &["monitor", "ws://127.0.0.1:1", "--log-file", "/no/such/dir/monitor.log"],
+        &[
+            "monitor",
+            "ws://127.0.0.1:1",
+            "--log-file",
+            "/no/such/dir/monitor.log",
+        ],
         &["/no/such/dir/monitor.log", "--log-file"],
     );
 }
 
 #[test]
 fn play_names_bad_dialect_arguments() {
-    assert_usage_error(&["play", "--dialect", "carrier-pigeon"], &["\"carrier-pigeon\"", "resonate"]);
+    assert_usage_error(
+        &["play", "--dialect", "carrier-pigeon"],
+        &["\"carrier-pigeon\"", "resonate"],
+    );
     assert_usage_error(
         &["play", "--dialect", "resonate", "--listen", "127.0.0.1:0"],
         &["--dialect resonate", "--listen", "--server", "/resonate"],
     );
-    assert_usage_error(&["stress", "--dialect", "carrier-pigeon"], &["\"carrier-pigeon\"", "sendspin-v1", "resonate"]);
+    assert_usage_error(
+        &["stress", "--dialect", "carrier-pigeon"],
+        &["\"carrier-pigeon\"", "sendspin-v1", "resonate"],
+    );
 }
 
 #[test]
 fn stress_names_bad_arguments() {
-    assert_usage_error(&["stress", "--scenario", "thunder"], &["\"thunder\"", "handshake-storm"]);
-    assert_usage_error(&["stress", "--duration", "0"], &["--duration 0", "seconds from"]);
+    assert_usage_error(
+        &["stress", "--scenario", "thunder"],
+        &["\"thunder\"", "handshake-storm"],
+    );
+    assert_usage_error(
+        &["stress", "--duration", "0"],
+        &["--duration 0", "seconds from"],
+    );
     assert_usage_error(&["stress", "--rate=-5"], &["--rate -5", "per second"]);
-    assert_usage_error(&["stress", "--dialect", "carrier-pigeon"], &["\"carrier-pigeon\"", "sendspin-v1"]);
-    assert_usage_error(&["stress", "--server", "http://127.0.0.1:1/"], &["http://127.0.0.1:1/", "ws://"]);
+    assert_usage_error(
+        &["stress", "--dialect", "carrier-pigeon"],
+        &["\"carrier-pigeon\"", "sendspin-v1"],
+    );
+    assert_usage_error(
+        &["stress", "--server", "http://127.0.0.1:1/"],
+        &["http://127.0.0.1:1/", "ws://"],
+    );
 }
 
 #[test]
 fn stress_of_an_unreachable_server_exits_2() {
     // A port that was free a moment ago; nothing listens on it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let url = format!("ws://127.0.0.1:{port}/sendspin");
-    assert_usage_error(&["stress", "--server", &url, "--duration", "1"], &[&format!("127.0.0.1:{port}"), "Without --server"]);
+    assert_usage_error(
+        &["stress", "--server", &url, "--duration", "1"],
+        &[&format!("127.0.0.1:{port}"), "Without --server"],
+    );
 }
 
 #[test]
 fn play_that_never_connects_exits_2() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let url = format!("ws://127.0.0.1:{port}/sendspin");
-    assert_usage_error(&["play", "--server", &url, "--output", "null", "--duration", "0.5"], &["never connected", &url]);
+    assert_usage_error(
+        &[
+            "play",
+            "--server",
+            &url,
+            "--output",
+            "null",
+            "--duration",
+            "0.5",
+        ],
+        &["never connected", &url],
+    );
 }
 
 #[test]
 fn listen_address_errors_show_the_form() {
-    assert_usage_error(&["play", "--listen", "localhost:18930", "--output", "null"], &["\"localhost:18930\"", "IP:PORT"]);
-    assert_usage_error(&["serve", "--demo", "--listen", "127.0.0.1"], &["\"127.0.0.1\"", "IP:PORT"]);
+    assert_usage_error(
+        &["play", "--listen", "localhost:18930", "--output", "null"],
+        &["\"localhost:18930\"", "IP:PORT"],
+    );
+    assert_usage_error(
+        &["serve", "--demo", "--listen", "127.0.0.1"],
+        &["\"127.0.0.1\"", "IP:PORT"],
+    );
 }
 
 #[test]
 fn serve_path_needs_a_leading_slash() {
     let dir = tempfile::tempdir().unwrap();
     let wav = write_silent_wav(dir.path());
-    let args = ["serve", wav.to_str().unwrap(), "--no-mdns", "--path", "nopath"];
+    let args = [
+        "serve",
+        wav.to_str().unwrap(),
+        "--no-mdns",
+        "--path",
+        "nopath",
+    ];
     assert_usage_error(&args, &["\"nopath\"", "starts with /"]);
 }
 
 #[test]
 fn stress_of_an_absent_player_exits_2() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let url = format!("ws://127.0.0.1:{port}");
-    assert_usage_error(&["stress", "--player", &url, "--duration", "1"], &[&format!("127.0.0.1:{port}"), "play --listen"]);
+    assert_usage_error(
+        &["stress", "--player", &url, "--duration", "1"],
+        &[&format!("127.0.0.1:{port}"), "play --listen"],
+    );
 }
 
 #[test]
@@ -185,20 +287,32 @@ fn discover_timeout_must_be_positive() {
 
 #[test]
 fn unknown_interface_is_named() {
-    assert_usage_error(&["discover", "--interface", "nosuch0"], &["\"nosuch0\"", "not found", "ip link"]);
+    assert_usage_error(
+        &["discover", "--interface", "nosuch0"],
+        &["\"nosuch0\"", "not found", "ip link"],
+    );
 }
 
 #[test]
 fn serve_client_url_is_checked() {
     let dir = tempfile::tempdir().unwrap();
     let wav = write_silent_wav(dir.path());
-    let args = ["serve", wav.to_str().unwrap(), "--no-mdns", "--client", "http://127.0.0.1:8928/"];
+    let args = [
+        "serve",
+        wav.to_str().unwrap(),
+        "--no-mdns",
+        "--client",
+        "http://127.0.0.1:8928/",
+    ];
     assert_usage_error(&args, &["http://127.0.0.1:8928/", "--client", "ws://"]);
 }
 
 #[test]
 fn invalid_flag_value_exits_2() {
-    assert_usage_error(&["play", "--server", "ws://127.0.0.1", "--volume", "101"], &["--volume", "101"]);
+    assert_usage_error(
+        &["play", "--server", "ws://127.0.0.1", "--volume", "101"],
+        &["--volume", "101"],
+    );
 }
 
 #[test]
@@ -228,11 +342,27 @@ fn impossible_wav_header_is_an_error_not_a_crash() {
 #[test]
 fn bad_format_request_is_named() {
     assert_usage_error(
-        &["play", "--server", "ws://127.0.0.1:1", "--output", "null", "--request-format", "aac:48000"],
+        &[
+            "play",
+            "--server",
+            "ws://127.0.0.1:1",
+            "--output",
+            "null",
+            "--request-format",
+            "aac:48000",
+        ],
         &["aac", "pcm, flac or opus"],
     );
     assert_usage_error(
-        &["play", "--server", "ws://127.0.0.1:1", "--output", "null", "--request-format", "flac:fast"],
+        &[
+            "play",
+            "--server",
+            "ws://127.0.0.1:1",
+            "--output",
+            "null",
+            "--request-format",
+            "flac:fast",
+        ],
         &["fast", "whole number"],
     );
 }
@@ -240,7 +370,17 @@ fn bad_format_request_is_named() {
 #[test]
 fn codec_without_usable_format_is_named() {
     assert_usage_error(
-        &["play", "--server", "ws://127.0.0.1:1", "--output", "null", "--codec", "opus", "--sample-rate", "44100"],
+        &[
+            "play",
+            "--server",
+            "ws://127.0.0.1:1",
+            "--output",
+            "null",
+            "--codec",
+            "opus",
+            "--sample-rate",
+            "44100",
+        ],
         &["opus", "44100", "48000"],
     );
 }
@@ -249,21 +389,48 @@ fn codec_without_usable_format_is_named() {
 fn opus_bitrate_out_of_range_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("x.wav");
-    assert_usage_error(&["serve", path.to_str().unwrap(), "--opus-bitrate", "100"], &["100", "500..=512000"]);
+    assert_usage_error(
+        &["serve", path.to_str().unwrap(), "--opus-bitrate", "100"],
+        &["100", "500..=512000"],
+    );
 }
 
 #[test]
 fn sink_options_name_their_limits() {
     assert_usage_error(
-        &["play", "--server", "ws://127.0.0.1:1", "--output", "null", "--sink-drift-ppm", "5000"],
+        &[
+            "play",
+            "--server",
+            "ws://127.0.0.1:1",
+            "--output",
+            "null",
+            "--sink-drift-ppm",
+            "5000",
+        ],
         &["5000", "-2000 to 2000"],
     );
     assert_usage_error(
-        &["play", "--server", "ws://127.0.0.1:1", "--output", "null", "--sink-latency-ms", "-1"],
+        &[
+            "play",
+            "--server",
+            "ws://127.0.0.1:1",
+            "--output",
+            "null",
+            "--sink-latency-ms",
+            "-1",
+        ],
         &["-1", "0 to 1000"],
     );
     assert_usage_error(
-        &["play", "--server", "ws://127.0.0.1:1", "--output", "device:speaker", "--sink-drift-ppm", "20"],
+        &[
+            "play",
+            "--server",
+            "ws://127.0.0.1:1",
+            "--output",
+            "device:speaker",
+            "--sink-drift-ppm",
+            "20",
+        ],
         &["--sink-drift-ppm", "device:speaker", "wav:PATH and null"],
     );
 }
@@ -271,25 +438,56 @@ fn sink_options_name_their_limits() {
 #[test]
 fn sync_log_in_missing_directory_is_named() {
     assert_usage_error(
-        &["play", "--server", "ws://127.0.0.1:1", "--output", "null", "--sync-log", "/no/such/dir/sync.jsonl"],
+        &[
+            "play",
+            "--server",
+            "ws://127.0.0.1:1",
+            "--output",
+            "null",
+            "--sync-log",
+            "/no/such/dir/sync.jsonl",
+        ],
         &["/no/such/dir/sync.jsonl", "directory"],
     );
 }
 
 #[test]
 fn non_loopback_telemetry_is_rejected() {
-    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sine440_mono_44100_16bit.flac");
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/sine440_mono_44100_16bit.flac"
+    );
     assert_usage_error(
-        &["serve", file, "--listen", "127.0.0.1:0", "--no-mdns", "--telemetry", "0.0.0.0:0"],
+        &[
+            "serve",
+            file,
+            "--listen",
+            "127.0.0.1:0",
+            "--no-mdns",
+            "--telemetry",
+            "0.0.0.0:0",
+        ],
         &["0.0.0.0:0", "not a loopback address", "127.0.0.1:PORT"],
     );
 }
 
 #[test]
 fn legacy_path_is_not_the_sendspin_path() {
-    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sine440_mono_44100_16bit.flac");
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/sine440_mono_44100_16bit.flac"
+    );
     assert_usage_error(
-        &["serve", file, "--legacy", "--path", "/resonate", "--listen", "127.0.0.1:0", "--no-mdns"],
+        &[
+            "serve",
+            file,
+            "--legacy",
+            "--path",
+            "/resonate",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-mdns",
+        ],
         &["--path /resonate", "--legacy", "/sendspin"],
     );
 }
@@ -302,29 +500,96 @@ fn sendspin_dialect_arguments_are_checked() {
     let state = dir.path().join("state");
     let state = state.to_str().unwrap();
     assert_usage_error(
-        &["play", "--dialect", "sendspin", "--listen", "127.0.0.1:0", "--state-dir", state],
+        &[
+            "play",
+            "--dialect",
+            "sendspin",
+            "--listen",
+            "127.0.0.1:0",
+            "--state-dir",
+            state,
+        ],
         &["--dialect sendspin", "--listen", "--server"],
     );
     assert_usage_error(
-        &["play", "--dialect", "sendspin", "--client-id", "x", "--server", "ws://127.0.0.1:1", "--state-dir", state],
+        &[
+            "play",
+            "--dialect",
+            "sendspin",
+            "--client-id",
+            "x",
+            "--server",
+            "ws://127.0.0.1:1",
+            "--state-dir",
+            state,
+        ],
         &["--client-id", "--state-dir"],
     );
     assert_usage_error(
-        &["play", "--dialect", "sendspin", "--suite", "25519_Nope", "--server", "ws://127.0.0.1:1", "--state-dir", state],
+        &[
+            "play",
+            "--dialect",
+            "sendspin",
+            "--suite",
+            "25519_Nope",
+            "--server",
+            "ws://127.0.0.1:1",
+            "--state-dir",
+            state,
+        ],
         &["\"25519_Nope\"", "25519_ChaChaPoly_SHA256"],
     );
-    assert_usage_error(&["serve", wav, "--allow-unpaired"], &["--allow-unpaired", "--dialect sendspin"]);
     assert_usage_error(
-        &["serve", wav, "--dialect", "sendspin", "--approve", "not-a-key", "--state-dir", state],
+        &["serve", wav, "--allow-unpaired"],
+        &["--allow-unpaired", "--dialect sendspin"],
+    );
+    assert_usage_error(
+        &[
+            "serve",
+            wav,
+            "--dialect",
+            "sendspin",
+            "--approve",
+            "not-a-key",
+            "--state-dir",
+            state,
+        ],
         &["--approve", "\"not-a-key\""],
     );
     assert_usage_error(
-        &["serve", wav, "--dialect", "sendspin", "--pair-token", "SP:1AAAA", "--state-dir", state],
+        &[
+            "serve",
+            wav,
+            "--dialect",
+            "sendspin",
+            "--pair-token",
+            "SP:1AAAA",
+            "--state-dir",
+            state,
+        ],
         &["invalid pairing token", "SP:1AAAA"],
     );
     assert_usage_error(
-        &["serve", wav, "--dialect", "sendspin", "--server-id", "x", "--state-dir", state],
+        &[
+            "serve",
+            wav,
+            "--dialect",
+            "sendspin",
+            "--server-id",
+            "x",
+            "--state-dir",
+            state,
+        ],
         &["--server-id", "--state-dir"],
     );
-    assert_usage_error(&["monitor", "--server", "ws://127.0.0.1:1", "--dialect", "sendspin"], &["--dialect sendspin", "sendspin-v1"]);
+    assert_usage_error(
+        &[
+            "monitor",
+            "--server",
+            "ws://127.0.0.1:1",
+            "--dialect",
+            "sendspin",
+        ],
+        &["--dialect sendspin", "sendspin-v1"],
+    );
 }

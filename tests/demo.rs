@@ -6,7 +6,15 @@ use std::process::Command;
 #[test]
 fn demo_reports_synced_players() {
     let output = Command::new(env!("CARGO_BIN_EXE_resonate"))
-        .args(["serve", "--demo", "--demo-seconds", "3", "--demo-players", "3", "--json"])
+        .args([
+            "serve",
+            "--demo",
+            "--demo-seconds",
+            "3",
+            "--demo-players",
+            "3",
+            "--json",
+        ])
         .output()
         .expect("run resonate serve --demo");
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -20,7 +20,8 @@ use serde_json::Value;
 const PATIENCE: Duration = Duration::from_secs(20);
 
 fn fixture() -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sine440_mono_44100_16bit.flac");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/sine440_mono_44100_16bit.flac");
     path.to_str().unwrap().to_string()
 }
 
@@ -37,10 +38,25 @@ fn port_of(listening: &Value) -> u64 {
     addr.rsplit(':').next().unwrap().parse().unwrap()
 }
 
-fn start_listening_player(netns: &Netns, client_id: &str, name: &str, state: &std::path::Path) -> (Proc, u64) {
+fn start_listening_player(
+    netns: &Netns,
+    client_id: &str,
+    name: &str,
+    state: &std::path::Path,
+) -> (Proc, u64) {
     let mut play = spawn(netns.resonate(&[
-        "play", "--listen", "127.0.0.1:0", "--output", "null", "--client-id", client_id, "--name", name,
-        "--state-file", state.to_str().unwrap(), "--json",
+        "play",
+        "--listen",
+        "127.0.0.1:0",
+        "--output",
+        "null",
+        "--client-id",
+        client_id,
+        "--name",
+        name,
+        "--state-file",
+        state.to_str().unwrap(),
+        "--json",
     ]));
     let port = port_of(&play.wait_event("listening", PATIENCE));
     (play, port)
@@ -50,9 +66,22 @@ fn start_listening_player(netns: &Netns, client_id: &str, name: &str, state: &st
 fn discover_lists_serve_and_listening_play() {
     let Some(netns) = Netns::create() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let (_play, play_port) = start_listening_player(&netns, "kitchen-1", "Kitchen", &dir.path().join("state.json"));
+    let (_play, play_port) = start_listening_player(
+        &netns,
+        "kitchen-1",
+        "Kitchen",
+        &dir.path().join("state.json"),
+    );
     let mut serve = spawn(netns.resonate(&[
-        "serve", &fixture(), "--listen", "127.0.0.1:0", "--server-id", "living-room", "--name", "Living Room", "--json",
+        "serve",
+        &fixture(),
+        "--listen",
+        "127.0.0.1:0",
+        "--server-id",
+        "living-room",
+        "--name",
+        "Living Room",
+        "--json",
     ]));
     let serve_port = port_of(&serve.wait_event("listening", PATIENCE));
 
@@ -82,15 +111,27 @@ fn discover_lists_serve_and_listening_play() {
     assert_eq!(client["path"], "/sendspin");
     assert_eq!(client["probe"]["id"], "kitchen-1");
     assert_eq!(client["probe"]["roles"][0], "player@v1");
-    assert_eq!(client["probe"]["device_info"]["product_name"], "resonate play");
+    assert_eq!(
+        client["probe"]["device_info"]["product_name"],
+        "resonate play"
+    );
 }
 
 #[test]
 fn serve_dials_player_found_over_mdns() {
     let Some(netns) = Netns::create() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let (mut play, play_port) = start_listening_player(&netns, "den-1", "Den", &dir.path().join("state.json"));
-    let mut serve = spawn(netns.resonate(&["serve", &fixture(), "--listen", "127.0.0.1:0", "--server-id", "srv-den", "--json"]));
+    let (mut play, play_port) =
+        start_listening_player(&netns, "den-1", "Den", &dir.path().join("state.json"));
+    let mut serve = spawn(netns.resonate(&[
+        "serve",
+        &fixture(),
+        "--listen",
+        "127.0.0.1:0",
+        "--server-id",
+        "srv-den",
+        "--json",
+    ]));
 
     let dial = serve.wait_event("dial_started", PATIENCE);
     assert_eq!(dial["url"], format!("ws://127.0.0.1:{play_port}/sendspin"));
@@ -105,7 +146,15 @@ fn serve_dials_player_found_over_mdns() {
 fn discover_probes_legacy_serve_endpoint() {
     let Some(netns) = Netns::create() else { return };
     let mut serve = spawn(netns.resonate(&[
-        "serve", &fixture(), "--legacy", "--listen", "127.0.0.1:0", "--server-id", "both-dialects", "--name", "Both",
+        "serve",
+        &fixture(),
+        "--legacy",
+        "--listen",
+        "127.0.0.1:0",
+        "--server-id",
+        "both-dialects",
+        "--name",
+        "Both",
         "--json",
     ]));
     let serve_port = port_of(&serve.wait_event("listening", PATIENCE));
@@ -120,7 +169,10 @@ fn discover_probes_legacy_serve_endpoint() {
     // The probe completed a legacy handshake and clock exchanges.
     assert_eq!(legacy["probe"]["id"], "both-dialects", "{legacy}");
     assert_eq!(legacy["probe"]["name"], "Both");
-    assert_eq!(legacy["probe"]["roles"], serde_json::json!(["controller@v1"]));
+    assert_eq!(
+        legacy["probe"]["roles"],
+        serde_json::json!(["controller@v1"])
+    );
     assert_eq!(legacy["probe"]["samples"], 5);
     assert!(legacy["probe"]["rtt_us"].as_i64().is_some(), "{legacy}");
 
@@ -138,35 +190,76 @@ fn peer_in(netns: &Netns, root: &std::path::Path, venv: &str, args: &[&str]) -> 
     let peer = peers::peer_command(root, venv, &workdir, "python3");
     let peer = peer.as_std();
     let mut command = netns.command(peer.get_program());
-    command.args(peer.get_args()).arg("mdns_peers.py").args(args);
+    command
+        .args(peer.get_args())
+        .arg("mdns_peers.py")
+        .args(args);
     command
 }
 
 #[test]
 fn aiosendspin_discovers_resonate_serve() {
-    let Some(root) = peers::require_peers_root() else { return };
+    let Some(root) = peers::require_peers_root() else {
+        return;
+    };
     let Some(netns) = Netns::create() else { return };
-    let mut serve = spawn(netns.resonate(&["serve", &fixture(), "--listen", "127.0.0.1:0", "--server-id", "srv-interop", "--json"]));
+    let mut serve = spawn(netns.resonate(&[
+        "serve",
+        &fixture(),
+        "--listen",
+        "127.0.0.1:0",
+        "--server-id",
+        "srv-interop",
+        "--json",
+    ]));
     let serve_port = port_of(&serve.wait_event("listening", PATIENCE));
 
-    let mut browse = spawn(peer_in(&netns, &root, "venv-sendspin", &["browse-servers", "--expect", "srv-interop", "--timeout", "15"]));
+    let mut browse = spawn(peer_in(
+        &netns,
+        &root,
+        "venv-sendspin",
+        &[
+            "browse-servers",
+            "--expect",
+            "srv-interop",
+            "--timeout",
+            "15",
+        ],
+    ));
     let found = browse.wait_event("server", PATIENCE);
     let status = browse.wait(PATIENCE);
-    assert!(status.success(), "browse-servers exited with {status}; saw {:?}", browse.seen);
+    assert!(
+        status.success(),
+        "browse-servers exited with {status}; saw {:?}",
+        browse.seen
+    );
     assert_eq!(found["name"], "srv-interop");
-    assert_eq!(found["url"], format!("ws://127.0.0.1:{serve_port}/sendspin"));
+    assert_eq!(
+        found["url"],
+        format!("ws://127.0.0.1:{serve_port}/sendspin")
+    );
 }
 
 #[test]
 fn discover_lists_aiosendspin_server() {
-    let Some(root) = peers::require_peers_root() else { return };
+    let Some(root) = peers::require_peers_root() else {
+        return;
+    };
     let Some(netns) = Netns::create() else { return };
     // The namespace is private, so the default port is free.
     let mut server = spawn(peer_in(
         &netns,
         &root,
         "venv-sendspin",
-        &["serve", "--port", "8927", "--timeout", "30", "--name", "Py Server"],
+        &[
+            "serve",
+            "--port",
+            "8927",
+            "--timeout",
+            "30",
+            "--name",
+            "Py Server",
+        ],
     ));
     let listening = server.wait_event("listening", PATIENCE);
 
@@ -190,7 +283,15 @@ fn play_prefers_last_played_server_over_mdns() {
     let dir = tempfile::tempdir().unwrap();
     let mut serves = Vec::new();
     for server_id in ["srv-one", "srv-two"] {
-        let mut serve = spawn(netns.resonate(&["serve", &fixture(), "--listen", "127.0.0.1:0", "--server-id", server_id, "--json"]));
+        let mut serve = spawn(netns.resonate(&[
+            "serve",
+            &fixture(),
+            "--listen",
+            "127.0.0.1:0",
+            "--server-id",
+            server_id,
+            "--json",
+        ]));
         serve.wait_event("listening", PATIENCE);
         serves.push(serve);
     }
@@ -199,7 +300,14 @@ fn play_prefers_last_played_server_over_mdns() {
     let state = dir.path().join("state.json");
     std::fs::write(&state, r#"{"server_id": "srv-two"}"#).unwrap();
     let mut play = spawn(netns.resonate(&[
-        "play", "--output", "null", "--client-id", "finder", "--state-file", state.to_str().unwrap(), "--json",
+        "play",
+        "--output",
+        "null",
+        "--client-id",
+        "finder",
+        "--state-file",
+        state.to_str().unwrap(),
+        "--json",
     ]));
     let connected = play.wait_event("connected", PATIENCE);
     assert_eq!(connected["server_id"], "srv-two");
@@ -208,7 +316,14 @@ fn play_prefers_last_played_server_over_mdns() {
     // Without a last-played server, it takes the first by instance name.
     let empty = dir.path().join("empty.json");
     let mut play = spawn(netns.resonate(&[
-        "play", "--output", "null", "--client-id", "finder-2", "--state-file", empty.to_str().unwrap(), "--json",
+        "play",
+        "--output",
+        "null",
+        "--client-id",
+        "finder-2",
+        "--state-file",
+        empty.to_str().unwrap(),
+        "--json",
     ]));
     let connected = play.wait_event("connected", PATIENCE);
     assert_eq!(connected["server_id"], "srv-one");
@@ -221,14 +336,29 @@ fn play_picks_dialect_from_service_type() {
     let dir = tempfile::tempdir().unwrap();
     // One server advertised twice: as Sendspin and as legacy Resonate.
     let mut serve = spawn(netns.resonate(&[
-        "serve", &fixture(), "--legacy", "--loop", "--listen", "127.0.0.1:0", "--server-id", "two-faced", "--json",
+        "serve",
+        &fixture(),
+        "--legacy",
+        "--loop",
+        "--listen",
+        "127.0.0.1:0",
+        "--server-id",
+        "two-faced",
+        "--json",
     ]));
     serve.wait_event("listening", PATIENCE);
     let state = dir.path().join("state.json");
 
     // Without --dialect, the Sendspin record wins.
     let mut play = spawn(netns.resonate(&[
-        "play", "--output", "null", "--client-id", "auto", "--state-file", state.to_str().unwrap(), "--json",
+        "play",
+        "--output",
+        "null",
+        "--client-id",
+        "auto",
+        "--state-file",
+        state.to_str().unwrap(),
+        "--json",
     ]));
     let connected = play.wait_event("connected", PATIENCE);
     assert_eq!(connected["dialect"], "sendspin-v1", "{connected}");
@@ -236,8 +366,16 @@ fn play_picks_dialect_from_service_type() {
 
     // --dialect resonate looks only for legacy servers, and plays from one.
     let mut play = spawn(netns.resonate(&[
-        "play", "--dialect", "resonate", "--output", "null", "--client-id", "legacy", "--state-file",
-        state.to_str().unwrap(), "--json",
+        "play",
+        "--dialect",
+        "resonate",
+        "--output",
+        "null",
+        "--client-id",
+        "legacy",
+        "--state-file",
+        state.to_str().unwrap(),
+        "--json",
     ]));
     let connected = play.wait_event("connected", PATIENCE);
     assert_eq!(connected["dialect"], "resonate", "{connected}");
@@ -251,12 +389,23 @@ fn play_picks_dialect_from_service_type() {
 fn play_without_server_reports_none_found() {
     let Some(netns) = Netns::create() else { return };
     let output = netns
-        .resonate(&["play", "--output", "null", "--client-id", "alone", "--state-file", "/nonexistent/state.json"])
+        .resonate(&[
+            "play",
+            "--output",
+            "null",
+            "--client-id",
+            "alone",
+            "--state-file",
+            "/nonexistent/state.json",
+        ])
         .output()
         .expect("run play");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("no Sendspin server answered over mDNS"), "{stderr}");
+    assert!(
+        stderr.contains("no Sendspin server answered over mDNS"),
+        "{stderr}"
+    );
     assert!(stderr.contains("--server"), "{stderr}");
 }
 
@@ -277,7 +426,9 @@ impl Gauge {
 
 #[test]
 fn flapping_mdns_record_leaves_one_dial_loop() {
-    let Some(root) = peers::require_peers_root() else { return };
+    let Some(root) = peers::require_peers_root() else {
+        return;
+    };
     let Some(netns) = Netns::create() else { return };
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.json");
@@ -287,11 +438,28 @@ fn flapping_mdns_record_leaves_one_dial_loop() {
     // record for a second, then 3 times 1.5 s apart, which they see as
     // removals.
     let mut play = spawn(netns.resonate(&[
-        "play", "--listen", "127.0.0.1:0", "--no-mdns", "--output", "null", "--client-id", "flapper",
-        "--state-file", state.to_str().unwrap(), "--json",
+        "play",
+        "--listen",
+        "127.0.0.1:0",
+        "--no-mdns",
+        "--output",
+        "null",
+        "--client-id",
+        "flapper",
+        "--state-file",
+        state.to_str().unwrap(),
+        "--json",
     ]));
     let play_port = port_of(&play.wait_event("listening", PATIENCE)).to_string();
-    let mut serve = spawn(netns.resonate(&["serve", &fixture(), "--listen", "127.0.0.1:0", "--server-id", "srv-flap", "--json"]));
+    let mut serve = spawn(netns.resonate(&[
+        "serve",
+        &fixture(),
+        "--listen",
+        "127.0.0.1:0",
+        "--server-id",
+        "srv-flap",
+        "--json",
+    ]));
     serve.wait_event("listening", PATIENCE);
 
     let mut flapper = spawn(peer_in(
@@ -299,8 +467,21 @@ fn flapping_mdns_record_leaves_one_dial_loop() {
         &root,
         "venv-sendspin",
         &[
-            "flap", "--port", &play_port, "--instance", "flapper", "--times", "300", "--gap", "0.005", "--slow", "3",
-            "--slow-gap", "1.5", "--timeout", "40",
+            "flap",
+            "--port",
+            &play_port,
+            "--instance",
+            "flapper",
+            "--times",
+            "300",
+            "--gap",
+            "0.005",
+            "--slow",
+            "3",
+            "--slow-gap",
+            "1.5",
+            "--timeout",
+            "40",
         ],
     ));
     flapper.wait_event("flapped", PATIENCE);
@@ -313,7 +494,11 @@ fn flapping_mdns_record_leaves_one_dial_loop() {
     let mut loops = Gauge::default();
     let mut sessions = Gauge::default();
     let mut peers_by_session = std::collections::HashMap::new();
-    let dials = serve.seen.iter().filter(|event| event["event"] == "dial_started").count();
+    let dials = serve
+        .seen
+        .iter()
+        .filter(|event| event["event"] == "dial_started")
+        .count();
     eprintln!("the server started {dials} dial loops while the record flapped");
     for event in &serve.seen {
         match event["event"].as_str().unwrap_or_default() {
@@ -332,7 +517,11 @@ fn flapping_mdns_record_leaves_one_dial_loop() {
             _ => {}
         }
     }
-    assert!(loops.max <= 1, "{} dial loops ran at once for {address}", loops.max);
+    assert!(
+        loops.max <= 1,
+        "{} dial loops ran at once for {address}",
+        loops.max
+    );
     assert_eq!(sessions.max, 1, "sessions open at once for {address}");
 }
 
@@ -341,7 +530,8 @@ fn discover_watch_reports_added_and_removed() {
     let Some(netns) = Netns::create() else { return };
     let dir = tempfile::tempdir().unwrap();
     let mut watch = spawn(netns.resonate(&["discover", "--watch", "--json", "--timeout", "30"]));
-    let (mut play, play_port) = start_listening_player(&netns, "watched-1", "Hall", &dir.path().join("state.json"));
+    let (mut play, play_port) =
+        start_listening_player(&netns, "watched-1", "Hall", &dir.path().join("state.json"));
 
     let added = watch.wait_event("added", PATIENCE);
     assert_eq!(added["kind"], "client");
@@ -357,15 +547,28 @@ fn discover_watch_reports_added_and_removed() {
 
 #[test]
 fn discover_reports_legacy_and_failed_probes() {
-    let Some(root) = peers::require_peers_root() else { return };
+    let Some(root) = peers::require_peers_root() else {
+        return;
+    };
     let Some(netns) = Netns::create() else { return };
     let mut advertiser = spawn(peer_in(
         &netns,
         &root,
         "venv-sendspin",
         &[
-            "flap", "--service-type", "_resonate-server._tcp.local.", "--path", "/resonate", "--instance", "old-server",
-            "--port", "8927", "--times", "0", "--timeout", "30",
+            "flap",
+            "--service-type",
+            "_resonate-server._tcp.local.",
+            "--path",
+            "/resonate",
+            "--instance",
+            "old-server",
+            "--port",
+            "8927",
+            "--times",
+            "0",
+            "--timeout",
+            "30",
         ],
     ));
     advertiser.wait_event("flapped", PATIENCE);
@@ -374,7 +577,19 @@ fn discover_reports_legacy_and_failed_probes() {
         &netns,
         &root,
         "venv-sendspin",
-        &["flap", "--service-type", "_sendspin-server._tcp.local.", "--instance", "dead-server", "--port", "9", "--times", "0", "--timeout", "30"],
+        &[
+            "flap",
+            "--service-type",
+            "_sendspin-server._tcp.local.",
+            "--instance",
+            "dead-server",
+            "--port",
+            "9",
+            "--times",
+            "0",
+            "--timeout",
+            "30",
+        ],
     ));
     dead.wait_event("flapped", PATIENCE);
 

@@ -50,12 +50,18 @@ impl LogCapture {
             .with_max_level(tracing::Level::DEBUG)
             .with_ansi(false)
             .finish();
-        (capture.clone(), tracing::subscriber::set_default(subscriber))
+        (
+            capture.clone(),
+            tracing::subscriber::set_default(subscriber),
+        )
     }
 
     fn lines(&self) -> Vec<String> {
         let bytes = self.0.lock().unwrap();
-        String::from_utf8_lossy(&bytes).lines().map(str::to_string).collect()
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 
     /// Returns the log lines that contain every one of `needles`.
@@ -96,14 +102,18 @@ async fn controller(server: &mut TestServer, client_id: &str) -> (RawClient, Ses
 async fn closed_cause(server: &mut TestServer, id: SessionId) -> CloseCause {
     server
         .next_event(|e| match e {
-            ServerEvent::SessionClosed { session, cause, .. } if *session == id => Some(cause.clone()),
+            ServerEvent::SessionClosed { session, cause, .. } if *session == id => {
+                Some(cause.clone())
+            }
             _ => None,
         })
         .await
 }
 
 async fn assert_alive(client: &mut RawClient) {
-    client.send_json(json!({"type": "client/time", "payload": {"client_transmitted": 42}})).await;
+    client
+        .send_json(json!({"type": "client/time", "payload": {"client_transmitted": 42}}))
+        .await;
     let reply = client.expect_type("server/time").await;
     assert_eq!(reply["payload"]["client_transmitted"], 42);
 }
@@ -112,7 +122,14 @@ async fn assert_alive(client: &mut RawClient) {
 async fn wait_rejected(stats: &ServerStats, cause: &str, count: u64) {
     let wait = async {
         loop {
-            if stats.snapshot().rejected_by_cause.get(cause).copied().unwrap_or(0) >= count {
+            if stats
+                .snapshot()
+                .rejected_by_cause
+                .get(cause)
+                .copied()
+                .unwrap_or(0)
+                >= count
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -120,11 +137,21 @@ async fn wait_rejected(stats: &ServerStats, cause: &str, count: u64) {
     };
     tokio::time::timeout(PATIENCE, wait)
         .await
-        .unwrap_or_else(|_| panic!("no {cause} rejection counted: {:?}", stats.snapshot().rejected_by_cause));
+        .unwrap_or_else(|_| {
+            panic!(
+                "no {cause} rejection counted: {:?}",
+                stats.snapshot().rejected_by_cause
+            )
+        });
 }
 
 fn rejected(stats: &ServerStats, cause: &str) -> u64 {
-    stats.snapshot().rejected_by_cause.get(cause).copied().unwrap_or(0)
+    stats
+        .snapshot()
+        .rejected_by_cause
+        .get(cause)
+        .copied()
+        .unwrap_or(0)
 }
 
 fn local_addr(client: &RawClient) -> String {
@@ -136,7 +163,8 @@ fn local_addr(client: &RawClient) -> String {
 
 /// Builds a `client/time` message padded with trailing spaces to `size` bytes.
 fn time_message_of_size(size: usize) -> WsMessage {
-    let mut text = json!({"type": "client/time", "payload": {"client_transmitted": 42}}).to_string();
+    let mut text =
+        json!({"type": "client/time", "payload": {"client_transmitted": 42}}).to_string();
     assert!(text.len() <= size);
     text.extend(std::iter::repeat_n(' ', size - text.len()));
     WsMessage::text(text)
@@ -148,7 +176,12 @@ fn assert_rejection_logged(logs: &LogCapture, session: SessionId, peer: &str, re
     let session_field = format!("session={session}");
     let peer_field = format!("peer={peer}");
     let lines = logs.matching(&["session rejected", &session_field, &peer_field, rejection]);
-    assert_eq!(lines.len(), 1, "log lines of the rejection: {lines:?}\nall: {:#?}", logs.lines());
+    assert_eq!(
+        lines.len(),
+        1,
+        "log lines of the rejection: {lines:?}\nall: {:#?}",
+        logs.lines()
+    );
 }
 
 #[tokio::test]
@@ -167,7 +200,16 @@ async fn frame_one_byte_over_limit_closes_with_1009() {
     assert_eq!(code, 1009);
     assert!(reason.contains("max_frame_bytes"), "{reason}");
     let cause = closed_cause(&mut server, id).await;
-    assert!(matches!(cause, CloseCause::LimitExceeded { limit: "max_frame_bytes", .. }), "{cause:?}");
+    assert!(
+        matches!(
+            cause,
+            CloseCause::LimitExceeded {
+                limit: "max_frame_bytes",
+                ..
+            }
+        ),
+        "{cause:?}"
+    );
     assert_eq!(rejected(&server.stats, "max_frame_bytes"), 1);
     assert_rejection_logged(&logs, id, &local_addr(&client), "max_frame_bytes");
     assert_alive(&mut bystander).await;
@@ -187,7 +229,16 @@ async fn message_one_byte_over_limit_closes_with_1009() {
     let (code, _) = client.expect_close().await.expect("close frame");
     assert_eq!(code, 1009);
     let cause = closed_cause(&mut server, id).await;
-    assert!(matches!(cause, CloseCause::LimitExceeded { limit: "max_message_bytes", .. }), "{cause:?}");
+    assert!(
+        matches!(
+            cause,
+            CloseCause::LimitExceeded {
+                limit: "max_message_bytes",
+                ..
+            }
+        ),
+        "{cause:?}"
+    );
     assert_eq!(rejected(&server.stats, "max_message_bytes"), 1);
     assert_rejection_logged(&logs, id, &local_addr(&client), "max_message_bytes");
     server.stop().await;
@@ -196,16 +247,23 @@ async fn message_one_byte_over_limit_closes_with_1009() {
 #[tokio::test]
 async fn stalled_http_upgrade_times_out() {
     let (logs, _guard) = LogCapture::start();
-    let (server, _dir) = server_with(|config| config.limits.handshake_timeout = Duration::from_millis(300)).await;
+    let (server, _dir) =
+        server_with(|config| config.limits.handshake_timeout = Duration::from_millis(300)).await;
     let mut stalled = TcpStream::connect(server.addr).await.unwrap();
     let peer = stalled.local_addr().unwrap().to_string();
 
     // The server closes the connection without a byte once the timeout passes.
     let mut buffer = [0u8; 64];
-    let read = tokio::time::timeout(PATIENCE, stalled.read(&mut buffer)).await.expect("server closes");
+    let read = tokio::time::timeout(PATIENCE, stalled.read(&mut buffer))
+        .await
+        .expect("server closes");
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
     wait_rejected(&server.stats, "handshake_timeout", 1).await;
-    let lines = logs.matching(&["connection rejected", "handshake_timeout", &format!("peer={peer}")]);
+    let lines = logs.matching(&[
+        "connection rejected",
+        "handshake_timeout",
+        &format!("peer={peer}"),
+    ]);
     assert_eq!(lines.len(), 1, "{:#?}", logs.lines());
     server.stop().await;
 }
@@ -213,13 +271,17 @@ async fn stalled_http_upgrade_times_out() {
 #[tokio::test]
 async fn stalled_hello_times_out() {
     let (logs, _guard) = LogCapture::start();
-    let (mut server, _dir) = server_with(|config| config.limits.handshake_timeout = Duration::from_millis(300)).await;
+    let (mut server, _dir) =
+        server_with(|config| config.limits.handshake_timeout = Duration::from_millis(300)).await;
     let mut client = RawClient::connect(&server.url()).await;
     let id = opened(&mut server).await;
 
     let (code, _) = client.expect_close().await.expect("close frame");
     assert_eq!(code, 1008);
-    assert_eq!(closed_cause(&mut server, id).await, CloseCause::HandshakeTimeout);
+    assert_eq!(
+        closed_cause(&mut server, id).await,
+        CloseCause::HandshakeTimeout
+    );
     assert_eq!(rejected(&server.stats, "handshake_timeout"), 1);
     assert_rejection_logged(&logs, id, &local_addr(&client), "handshake_timeout");
     server.stop().await;
@@ -241,10 +303,14 @@ async fn consumer_that_stops_reading_is_closed() {
     socket.set_recv_buffer_size(4096).unwrap();
     let tcp = socket.connect(server.addr).await.unwrap();
     let peer = tcp.local_addr().unwrap().to_string();
-    let (ws, _) = tokio_tungstenite::client_async(server.url(), MaybeTlsStream::Plain(tcp)).await.unwrap();
+    let (ws, _) = tokio_tungstenite::client_async(server.url(), MaybeTlsStream::Plain(tcp))
+        .await
+        .unwrap();
     let mut player = RawClient { ws };
     let id = opened(&mut server).await;
-    player.hello("stops-reading", &["player@v1"], Some((48_000, 2, 16))).await;
+    player
+        .hello("stops-reading", &["player@v1"], Some((48_000, 2, 16)))
+        .await;
 
     // The player never reads again.
     let cause = closed_cause(&mut server, id).await;
@@ -269,13 +335,24 @@ async fn flood_above_rate_closes_with_1008() {
     }
 
     for n in 0..100 {
-        client.send_json(json!({"type": "client/time", "payload": {"client_transmitted": n}})).await;
+        client
+            .send_json(json!({"type": "client/time", "payload": {"client_transmitted": n}}))
+            .await;
     }
     let (code, reason) = client.expect_close().await.expect("close frame");
     assert_eq!(code, 1008);
     assert!(reason.contains("max_messages_per_second"), "{reason}");
     let cause = closed_cause(&mut server, id).await;
-    assert!(matches!(cause, CloseCause::LimitExceeded { limit: "max_messages_per_second", .. }), "{cause:?}");
+    assert!(
+        matches!(
+            cause,
+            CloseCause::LimitExceeded {
+                limit: "max_messages_per_second",
+                ..
+            }
+        ),
+        "{cause:?}"
+    );
     assert_eq!(rejected(&server.stats, "max_messages_per_second"), 1);
     assert_rejection_logged(&logs, id, &local_addr(&client), "max_messages_per_second");
     assert_alive(&mut bystander).await;
@@ -291,15 +368,25 @@ async fn sessions_past_limit_get_503() {
 
     let refused = tokio_tungstenite::connect_async(server.url()).await;
     match refused {
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 503),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503)
+        }
         other => panic!("expected HTTP 503, got {other:?}"),
     }
     wait_rejected(&server.stats, "max_sessions", 1).await;
-    assert_eq!(logs.matching(&["connection rejected", "max_sessions"]).len(), 1, "{:#?}", logs.lines());
+    assert_eq!(
+        logs.matching(&["connection rejected", "max_sessions"])
+            .len(),
+        1,
+        "{:#?}",
+        logs.lines()
+    );
     assert_alive(&mut first).await;
 
     // A freed place takes a new session.
-    second.send_json(json!({"type": "client/goodbye", "payload": {"reason": "shutdown"}})).await;
+    second
+        .send_json(json!({"type": "client/goodbye", "payload": {"reason": "shutdown"}}))
+        .await;
     closed_cause(&mut server, second_id).await;
     let (mut third, _) = controller(&mut server, "third").await;
     assert_alive(&mut third).await;
@@ -315,10 +402,16 @@ async fn handshakes_past_limit_are_closed_unread() {
     let mut refused = TcpStream::connect(server.addr).await.unwrap();
     let peer = refused.local_addr().unwrap().to_string();
     let mut buffer = [0u8; 64];
-    let read = tokio::time::timeout(PATIENCE, refused.read(&mut buffer)).await.expect("server closes");
+    let read = tokio::time::timeout(PATIENCE, refused.read(&mut buffer))
+        .await
+        .expect("server closes");
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
     wait_rejected(&server.stats, "max_pending_handshakes", 1).await;
-    let lines = logs.matching(&["connection rejected", "max_pending_handshakes", &format!("peer={peer}")]);
+    let lines = logs.matching(&[
+        "connection rejected",
+        "max_pending_handshakes",
+        &format!("peer={peer}"),
+    ]);
     assert_eq!(lines.len(), 1, "{:#?}", logs.lines());
 
     // Once the stalled handshake ends, handshakes are accepted again.
@@ -345,9 +438,15 @@ async fn garbage_before_handshake_is_rejected() {
         let peer = tcp.local_addr().unwrap().to_string();
         tcp.write_all(bytes).await.unwrap();
         let mut reply = Vec::new();
-        let _ = tokio::time::timeout(PATIENCE, tcp.read_to_end(&mut reply)).await.expect("server closes");
+        let _ = tokio::time::timeout(PATIENCE, tcp.read_to_end(&mut reply))
+            .await
+            .expect("server closes");
         wait_rejected(&server.stats, "handshake_failed", n as u64 + 1).await;
-        let lines = logs.matching(&["connection rejected", "handshake_failed", &format!("peer={peer}")]);
+        let lines = logs.matching(&[
+            "connection rejected",
+            "handshake_failed",
+            &format!("peer={peer}"),
+        ]);
         assert_eq!(lines.len(), 1, "case {n}: {:#?}", logs.lines());
     }
     assert_eq!(server.stats.snapshot().sessions_opened, 1);
@@ -392,7 +491,10 @@ async fn oversized_hello_lists_are_rejected() {
     let roles: Vec<String> = (0..65).map(|n| format!("role{n}@v1")).collect();
     let long_command = "x".repeat(257);
     let hellos = [
-        (json!({"client_id": "a", "name": "a", "version": 1, "supported_roles": roles}), "supported_roles must list at most 64"),
+        (
+            json!({"client_id": "a", "name": "a", "version": 1, "supported_roles": roles}),
+            "supported_roles must list at most 64",
+        ),
         (
             json!({"client_id": "b", "name": "b", "version": 1, "supported_roles": ["player@v1"],
                    "player@v1_support": {"supported_formats": [], "buffer_capacity": 1000, "supported_commands": [long_command]}}),
@@ -402,9 +504,13 @@ async fn oversized_hello_lists_are_rejected() {
     for (n, (payload, expected)) in hellos.into_iter().enumerate() {
         let mut client = RawClient::connect(&server.url()).await;
         let id = opened(&mut server).await;
-        client.send_json(json!({"type": "client/hello", "payload": payload})).await;
+        client
+            .send_json(json!({"type": "client/hello", "payload": payload}))
+            .await;
         match closed_cause(&mut server, id).await {
-            CloseCause::ProtocolError(detail) => assert!(detail.contains(expected), "case {n}: {detail}"),
+            CloseCause::ProtocolError(detail) => {
+                assert!(detail.contains(expected), "case {n}: {detail}")
+            }
             other => panic!("case {n}: expected a protocol error, got {other:?}"),
         }
     }

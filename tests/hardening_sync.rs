@@ -30,52 +30,97 @@ const ABUSERS: usize = 8;
 fn start_player(url: &str, id: &str, wav: &Path) -> Proc {
     let output = format!("wav:{}", wav.display());
     resonate(&[
-        "play", "--server", url, "--client-id", id, "--output", &output, "--sample-rate", "48000",
-        "--bit-depth", "16", "--json", "--no-drift-correction",
+        "play",
+        "--server",
+        url,
+        "--client-id",
+        id,
+        "--output",
+        &output,
+        "--sample-rate",
+        "48000",
+        "--bit-depth",
+        "16",
+        "--json",
+        "--no-drift-correction",
     ])
 }
 
 /// Checks that `recording` is the source from the frame its timestamp
 /// maps to, and returns that frame.
-fn assert_matches_source(name: &str, recording: &Recording, source: &[i32], start_us: i64) -> usize {
+fn assert_matches_source(
+    name: &str,
+    recording: &Recording,
+    source: &[i32],
+    start_us: i64,
+) -> usize {
     let offset_us = recording.first_frame_server_us - start_us;
-    assert!(offset_us >= 0, "{name}: starts {offset_us} us before the program");
+    assert!(
+        offset_us >= 0,
+        "{name}: starts {offset_us} us before the program"
+    );
     let frame = ((offset_us as f64) * RATE as f64 / 1e6).round() as usize;
     let start = frame * CHANNELS as usize;
-    let audible = recording.samples.len().min(source.len().saturating_sub(start));
+    let audible = recording
+        .samples
+        .len()
+        .min(source.len().saturating_sub(start));
     let played = &recording.samples[..audible];
     assert!(!played.is_empty(), "{name}: wrote no audio");
     let expected = &source[start..start + played.len()];
     let first_difference = played.iter().zip(expected).position(|(a, b)| a != b);
-    assert_eq!(first_difference, None, "{name}: differs from the source (frame offset {frame})");
+    assert_eq!(
+        first_difference, None,
+        "{name}: differs from the source (frame offset {frame})"
+    );
     frame
 }
 
 /// Returns malformed message number `n`: what to send after an optional
 /// valid hello.
 fn malformed(n: usize) -> (bool, WsMessage) {
-    let hello = |payload: serde_json::Value| WsMessage::text(json!({"type": "client/hello", "payload": payload}).to_string());
+    let hello = |payload: serde_json::Value| {
+        WsMessage::text(json!({"type": "client/hello", "payload": payload}).to_string())
+    };
     match n % 7 {
         0 => (false, WsMessage::text("this is not json")),
         1 => (false, WsMessage::binary(vec![4u8; 20])),
-        2 => (false, WsMessage::text(r#"{"type":"client/time","payload":{"client_transmitted":1}}"#)),
+        2 => (
+            false,
+            WsMessage::text(r#"{"type":"client/time","payload":{"client_transmitted":1}}"#),
+        ),
         3 => (false, hello(json!({"client_id": 5}))),
-        4 => (false, hello(json!({"client_id": format!("bad-{n}"), "name": "x", "version": 99, "supported_roles": []}))),
-        5 => (true, WsMessage::text("{\"type\": \"client/state\", \"payload\": ")),
-        _ => (true, WsMessage::text(r#"{"type":"client/command","payload":{"controller":{"command":7}}}"#)),
+        4 => (
+            false,
+            hello(
+                json!({"client_id": format!("bad-{n}"), "name": "x", "version": 99, "supported_roles": []}),
+            ),
+        ),
+        5 => (
+            true,
+            WsMessage::text("{\"type\": \"client/state\", \"payload\": "),
+        ),
+        _ => (
+            true,
+            WsMessage::text(r#"{"type":"client/command","payload":{"controller":{"command":7}}}"#),
+        ),
     }
 }
 
 /// Sends malformed message `n` on a new connection and waits until the
 /// server closes it. Returns whether it did.
 async fn send_malformed(url: &str, n: usize) -> bool {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect to serve");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect to serve");
     let (with_hello, message) = malformed(n);
     if with_hello {
         let hello = json!({"type": "client/hello", "payload": {
             "client_id": format!("abuser-{n}"), "name": "abuser", "version": 1, "supported_roles": ["controller@v1"],
         }});
-        ws.send(WsMessage::text(hello.to_string())).await.expect("send hello");
+        ws.send(WsMessage::text(hello.to_string()))
+            .await
+            .expect("send hello");
     }
     ws.send(message).await.expect("send malformed message");
     let closed = async {
@@ -85,7 +130,9 @@ async fn send_malformed(url: &str, n: usize) -> bool {
             }
         }
     };
-    tokio::time::timeout(Duration::from_secs(10), closed).await.is_ok()
+    tokio::time::timeout(Duration::from_secs(10), closed)
+        .await
+        .is_ok()
 }
 
 async fn abuse(url: String) -> usize {
@@ -112,8 +159,12 @@ async fn abuse(url: String) -> usize {
 /// Returns the sum of the server's `rejected` counters, read from its
 /// Prometheus text at `telemetry_addr`.
 async fn rejected_total(telemetry_addr: &str) -> u64 {
-    let mut tcp = tokio::net::TcpStream::connect(telemetry_addr).await.expect("connect to telemetry");
-    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut tcp = tokio::net::TcpStream::connect(telemetry_addr)
+        .await
+        .expect("connect to telemetry");
+    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
     let mut body = String::new();
     tcp.read_to_string(&mut body).await.unwrap();
     body.lines()
@@ -130,7 +181,15 @@ fn thousand_malformed_messages_leave_players_in_sync() {
 
     let source_arg = source_path.to_str().unwrap();
     let mut server = resonate(&[
-        "serve", source_arg, "--listen", "127.0.0.1:0", "--no-mdns", "--start-delay-ms", "1500", "--json", "--telemetry",
+        "serve",
+        source_arg,
+        "--listen",
+        "127.0.0.1:0",
+        "--no-mdns",
+        "--start-delay-ms",
+        "1500",
+        "--json",
+        "--telemetry",
         "127.0.0.1:0",
     ]);
     let telemetry = server.wait_event("telemetry", Duration::from_secs(20));
@@ -147,7 +206,10 @@ fn thousand_malformed_messages_leave_players_in_sync() {
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let closed = runtime.block_on(abuse(url.clone()));
-    assert_eq!(closed, MALFORMED, "the server left connections with malformed messages open");
+    assert_eq!(
+        closed, MALFORMED,
+        "the server left connections with malformed messages open"
+    );
 
     server.wait_event("program_ended", Duration::from_secs(30));
     std::thread::sleep(Duration::from_millis(500));
@@ -176,6 +238,12 @@ fn thousand_malformed_messages_leave_players_in_sync() {
     let second_frame = assert_matches_source("second", &second, &source, start_us);
     assert_eq!(first_frame, 0, "first player missed the start");
     assert_eq!(second_frame, 0, "second player missed the start");
-    assert!(first.samples.len() >= source.len(), "first player did not play everything");
-    assert!(second.samples.len() >= source.len(), "second player did not play everything");
+    assert!(
+        first.samples.len() >= source.len(),
+        "first player did not play everything"
+    );
+    assert!(
+        second.samples.len() >= source.len(),
+        "second player did not play everything"
+    );
 }

@@ -188,7 +188,12 @@ const MIN_OPUS_SNR_DB: f64 = 20.0;
 
 /// Starts aiosendspin 10.2.1's server on a free port, playing `wav` once in
 /// `codec`.
-fn spawn_peer_server(root: &Path, wav: &Path, codec: &str, extra: &[&str]) -> anyhow::Result<Child> {
+fn spawn_peer_server(
+    root: &Path,
+    wav: &Path,
+    codec: &str,
+    extra: &[&str],
+) -> anyhow::Result<Child> {
     let mut command = peer_command(root, "venv-sendspin", &peers_dir(), "python3");
     command
         .arg("aiosendspin_server.py")
@@ -250,7 +255,14 @@ fn start_serve(wav: &Path) -> (Proc, String) {
 /// Starts `resonate serve` with `extra` flags and returns it with its URL.
 fn start_serve_with(wav: &Path, extra: &[&str]) -> (Proc, String) {
     let wav = wav.to_str().expect("temporary paths are UTF-8");
-    let mut args = vec!["serve", wav, "--listen", "127.0.0.1:0", "--no-mdns", "--json"];
+    let mut args = vec![
+        "serve",
+        wav,
+        "--listen",
+        "127.0.0.1:0",
+        "--no-mdns",
+        "--json",
+    ];
     args.extend(extra);
     let mut serve = resonate(&args);
     let listening = serve.wait_event("listening", EVENT_PATIENCE);
@@ -330,7 +342,10 @@ fn read_played_wav(path: &Path) -> PlayedWav {
 /// the codec's start-up).
 fn opus_snr_db(source: &[u8], recorded: &[u8], offset: i64) -> f64 {
     let to_samples = |bytes: &[u8]| -> Vec<f64> {
-        bytes.chunks_exact(2).map(|pair| f64::from(i16::from_le_bytes([pair[0], pair[1]]))).collect()
+        bytes
+            .chunks_exact(2)
+            .map(|pair| f64::from(i16::from_le_bytes([pair[0], pair[1]])))
+            .collect()
     };
     let (source, recorded) = (to_samples(source), to_samples(recorded));
     let channels = i64::from(CHANNELS);
@@ -364,7 +379,12 @@ async fn play_from_peer_server(root: &Path, bit_depth: u16, codec: &str) -> anyh
     play_from_peer_server_in(root, bit_depth, codec, PlayDialect::V1).await
 }
 
-async fn play_from_peer_server_in(root: &Path, bit_depth: u16, codec: &str, dialect: PlayDialect) -> anyhow::Result<()> {
+async fn play_from_peer_server_in(
+    root: &Path,
+    bit_depth: u16,
+    codec: &str,
+    dialect: PlayDialect,
+) -> anyhow::Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("resonate-interop")
         .tempdir_in("/tmp")?;
@@ -396,8 +416,11 @@ async fn play_from_peer_server_in(root: &Path, bit_depth: u16, codec: &str, dial
         format!("resonate-play-{codec}-{bit_depth}")
     };
     let token = if dialect == PlayDialect::Paired {
-        let identity = resonate::noise::Identity::load_or_create(&state_dir.join("identity-player.json"))?;
-        let psk = resonate::noise::pairing::load_or_create_pairing_psk(&state_dir.join("pairing-psk-player.txt"))?;
+        let identity =
+            resonate::noise::Identity::load_or_create(&state_dir.join("identity-player.json"))?;
+        let psk = resonate::noise::pairing::load_or_create_pairing_psk(
+            &state_dir.join("pairing-psk-player.txt"),
+        )?;
         resonate::noise::pairing::encode_token(identity.public_key(), &psk)
     } else {
         String::new()
@@ -433,7 +456,10 @@ async fn play_from_peer_server_in(root: &Path, bit_depth: u16, codec: &str, dial
         "{label}: the server read other PCM from the file than the test wrote"
     );
 
-    let state_dir_text = state_dir.to_str().expect("temporary paths are UTF-8").to_string();
+    let state_dir_text = state_dir
+        .to_str()
+        .expect("temporary paths are UTF-8")
+        .to_string();
     let identity_args: Vec<&str> = if encrypted {
         vec!["--dialect", "sendspin", "--state-dir", &state_dir_text]
     } else {
@@ -484,7 +510,10 @@ async fn play_from_peer_server_in(root: &Path, bit_depth: u16, codec: &str, dial
             source.len()
         );
     }
-    assert_eq!(sent["format"]["codec"], codec, "{label}: the server streamed another codec");
+    assert_eq!(
+        sent["format"]["codec"], codec,
+        "{label}: the server streamed another codec"
+    );
     // Source frame 0 sounds at the stream's start. aiosendspin stamps its
     // first Opus packet earlier by the encoder delay, so for Opus the first
     // chunk's timestamp is not the source's start.
@@ -494,7 +523,10 @@ async fn play_from_peer_server_in(root: &Path, bit_depth: u16, codec: &str, dial
         .and_then(|event| event["play_start_us"].as_i64())
         .with_context(|| format!("no stream_started event with play_start_us in {events:?}"))?;
     if codec != "opus" {
-        assert_eq!(sent["first_timestamp_us"], first_chunk_us, "{label}: first chunk is not at the stream's start");
+        assert_eq!(
+            sent["first_timestamp_us"], first_chunk_us,
+            "{label}: first chunk is not at the stream's start"
+        );
     }
     // Frames on the wire, from the chunk timestamps: PCM chunks carry
     // 1200 frames and every FLAC chunk but the last is one 4608-frame
@@ -502,9 +534,14 @@ async fn play_from_peer_server_in(root: &Path, bit_depth: u16, codec: &str, dial
     // block, so the source's last frames never reach the player.
     let sent_frames = match codec {
         "flac" => {
-            let chunks = sent["chunks"].as_i64().context("the sent event has no chunk count")?;
-            let last_us = sent["last_timestamp_us"].as_i64().context("the sent event has no last_timestamp_us")?;
-            let span_frames = ((last_us - first_chunk_us) as f64 * f64::from(RATE) / 1e6).round() as i64;
+            let chunks = sent["chunks"]
+                .as_i64()
+                .context("the sent event has no chunk count")?;
+            let last_us = sent["last_timestamp_us"]
+                .as_i64()
+                .context("the sent event has no last_timestamp_us")?;
+            let span_frames =
+                ((last_us - first_chunk_us) as f64 * f64::from(RATE) / 1e6).round() as i64;
             (span_frames + span_frames / (chunks - 1).max(1)) as usize
         }
         _ => source_frames,
@@ -513,7 +550,10 @@ async fn play_from_peer_server_in(root: &Path, bit_depth: u16, codec: &str, dial
     // Play closes its WAV file at stream/end, which the server sent before
     // its "finished" line. SIGINT then makes play send client/goodbye and exit.
     let stream_started = play.wait_event("stream_started", EVENT_PATIENCE);
-    assert_eq!(stream_started["codec"], codec, "{label}: play got another codec");
+    assert_eq!(
+        stream_started["codec"], codec,
+        "{label}: play got another codec"
+    );
     assert_eq!(
         stream_started["bit_depth"], bit_depth,
         "{label}: play got another format"
@@ -560,11 +600,21 @@ async fn play_from_peer_server_in(root: &Path, bit_depth: u16, codec: &str, dial
         let rate = i128::from(RATE);
         let offset = (i128::from(offset_us) * rate / 1_000_000) as i64;
         let snr_at = |lag: i64| opus_snr_db(&source, &played.pcm, offset + lag);
-        let best_lag = (-48..=48).max_by(|&a, &b| snr_at(a).total_cmp(&snr_at(b))).unwrap();
+        let best_lag = (-48..=48)
+            .max_by(|&a, &b| snr_at(a).total_cmp(&snr_at(b)))
+            .unwrap();
         let snr = snr_at(0);
-        eprintln!("{label}: first frame at {offset} frames, SNR {snr:.1} dB, best lag {best_lag} frames");
-        assert!(best_lag.abs() <= 1, "{label}: audio is {best_lag} frames away from where its timestamps put it");
-        assert!(snr >= MIN_OPUS_SNR_DB, "{label}: SNR {snr:.1} dB below {MIN_OPUS_SNR_DB} dB");
+        eprintln!(
+            "{label}: first frame at {offset} frames, SNR {snr:.1} dB, best lag {best_lag} frames"
+        );
+        assert!(
+            best_lag.abs() <= 1,
+            "{label}: audio is {best_lag} frames away from where its timestamps put it"
+        );
+        assert!(
+            snr >= MIN_OPUS_SNR_DB,
+            "{label}: SNR {snr:.1} dB below {MIN_OPUS_SNR_DB} dB"
+        );
         return Ok(());
     }
     assert!(
@@ -621,13 +671,25 @@ async fn play_from_peer_server_in(root: &Path, bit_depth: u16, codec: &str, dial
 
 /// Starts aiosendspin 10.2.1's encrypted player client with a new identity,
 /// offering only 48 kHz stereo PCM at `bit_depth`, over `suite`.
-fn spawn_encrypted_peer_client(root: &Path, url: &str, suite: &str, bit_depth: u16, out: &Path, extra: &[String]) -> anyhow::Result<Child> {
+fn spawn_encrypted_peer_client(
+    root: &Path,
+    url: &str,
+    suite: &str,
+    bit_depth: u16,
+    out: &Path,
+    extra: &[String],
+) -> anyhow::Result<Child> {
     let mut command = peer_command(root, "venv-sendspin", &peers_dir(), "python3");
     command
         .arg("aiosendspin_encrypted_client.py")
         .args(["--url", url, "--suite", suite])
         .args(extra)
-        .args(["--rate", &RATE.to_string(), "--channels", &CHANNELS.to_string()])
+        .args([
+            "--rate",
+            &RATE.to_string(),
+            "--channels",
+            &CHANNELS.to_string(),
+        ])
         .args(["--bit-depth", &bit_depth.to_string()])
         .args(["--seconds", &PEER_CLIENT_SECONDS.to_string()])
         .arg("--out")
@@ -651,7 +713,12 @@ async fn serve_to_peer_client(root: &Path, bit_depth: u16) -> anyhow::Result<()>
 /// With `pair`, the client gets a known key and pairing PSK, and `serve`
 /// gets their pairing token instead of `--allow-unpaired`, so the two pair
 /// by pairing PSK before the stream.
-async fn serve_to_peer_client_over(root: &Path, bit_depth: u16, suite: Option<&str>, pair: bool) -> anyhow::Result<()> {
+async fn serve_to_peer_client_over(
+    root: &Path,
+    bit_depth: u16,
+    suite: Option<&str>,
+    pair: bool,
+) -> anyhow::Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("resonate-interop")
         .tempdir_in("/tmp")?;
@@ -687,8 +754,14 @@ async fn serve_to_peer_client_over(root: &Path, bit_depth: u16, suite: Option<&s
         // One argument each: base64url may start with '-', which argparse
         // would read as an option.
         vec![
-            format!("--private-key={}", resonate::noise::identity::encode_id(client_key.private_key())),
-            format!("--pairing-psk={}", resonate::noise::identity::encode_id(&pairing_psk)),
+            format!(
+                "--private-key={}",
+                resonate::noise::identity::encode_id(client_key.private_key())
+            ),
+            format!(
+                "--pairing-psk={}",
+                resonate::noise::identity::encode_id(&pairing_psk)
+            ),
         ]
     } else {
         Vec::new()
@@ -696,7 +769,14 @@ async fn serve_to_peer_client_over(root: &Path, bit_depth: u16, suite: Option<&s
     let mut client_id = format!("aiosendspin-client-{bit_depth}");
     let recording_path = dir.path().join("received.pcm");
     let mut client = match suite {
-        Some(suite) => spawn_encrypted_peer_client(root, &url, suite, bit_depth, &recording_path, &client_flags)?,
+        Some(suite) => spawn_encrypted_peer_client(
+            root,
+            &url,
+            suite,
+            bit_depth,
+            &recording_path,
+            &client_flags,
+        )?,
         None => spawn_peer_client(root, &url, &client_id, bit_depth, &recording_path)?,
     };
     let stdout = client
@@ -716,7 +796,11 @@ async fn serve_to_peer_client_over(root: &Path, bit_depth: u16, suite: Option<&s
             .and_then(|event| event["client_id"].as_str())
             .with_context(|| format!("{label}: the client reported no identity: {events:?}"))?
             .to_string();
-        assert_eq!(client_id.len(), 43, "{label}: client_id {client_id:?} is not a base64url key");
+        assert_eq!(
+            client_id.len(),
+            43,
+            "{label}: client_id {client_id:?} is not a base64url key"
+        );
     }
     assert_eq!(
         done["ended_by"], "stream_end",
@@ -754,7 +838,8 @@ async fn serve_to_peer_client_over(root: &Path, bit_depth: u16, suite: Option<&s
         .context("the done event has no chunk count")?;
     finish_serve(serve, &client_id, chunks as usize);
     if pair {
-        let records = resonate::noise::PairingStore::load(&state_path.join("pairings-server.json"))?;
+        let records =
+            resonate::noise::PairingStore::load(&state_path.join("pairings-server.json"))?;
         assert!(
             records.record_of(&client_id).is_some(),
             "{label}: serve stored no pairing record of {client_id}: {:?}",
@@ -823,7 +908,9 @@ async fn serve_codec_to_sendspin_crate(bit_depth: u16, codec: &str) -> anyhow::R
     use base64::Engine as _;
     use sendspin::audio::decode::{Decoder, FlacDecoder, OpusDecoder};
 
-    let dir = tempfile::Builder::new().prefix("resonate-interop").tempdir()?;
+    let dir = tempfile::Builder::new()
+        .prefix("resonate-interop")
+        .tempdir()?;
     let source_path = dir.path().join("source.wav");
     let source = write_source(&source_path, bit_depth, SERVE_SECONDS);
     let label = format!("resonate serve to sendspin crate, {codec} {bit_depth}-bit");
@@ -832,43 +919,78 @@ async fn serve_codec_to_sendspin_crate(bit_depth: u16, codec: &str) -> anyhow::R
     let client_id = format!("sendspin-crate-{codec}-{bit_depth}");
     let format = (RATE, CHANNELS as u8, bit_depth as u8);
     let recording = sendspin_peer::record(&url, &client_id, codec, format, RECORD_MAX).await?;
-    assert!(recording.stream_ended, "{label}: no stream/end from {url} within {RECORD_MAX:?}");
-    assert_eq!(recording.format, format, "{label}: stream/start format differs from the one offered");
+    assert!(
+        recording.stream_ended,
+        "{label}: no stream/end from {url} within {RECORD_MAX:?}"
+    );
+    assert_eq!(
+        recording.format, format,
+        "{label}: stream/start format differs from the one offered"
+    );
     let started = serve.wait_event("program_started", EVENT_PATIENCE);
-    let start_us = started["start_us"].as_i64().context("program_started has no start_us")?;
+    let start_us = started["start_us"]
+        .as_i64()
+        .context("program_started has no start_us")?;
 
     let decoder: Box<dyn Decoder> = match codec {
         "flac" => {
-            let header = recording.codec_header.as_deref().context("no codec_header for flac")?;
+            let header = recording
+                .codec_header
+                .as_deref()
+                .context("no codec_header for flac")?;
             let header = base64::engine::general_purpose::STANDARD.decode(header)?;
             Box::new(FlacDecoder::with_header(&header).map_err(|err| anyhow::anyhow!("{err}"))?)
         }
-        _ => Box::new(OpusDecoder::new(RATE, CHANNELS as u8).map_err(|err| anyhow::anyhow!("{err}"))?),
+        _ => Box::new(
+            OpusDecoder::new(RATE, CHANNELS as u8).map_err(|err| anyhow::anyhow!("{err}"))?,
+        ),
     };
     // The crate widens every sample to full-scale i32.
     let shift = 32 - u32::from(if codec == "opus" { 16 } else { bit_depth });
     let mut decoded: Vec<i32> = Vec::new();
     for (index, (_, payload)) in recording.chunks.iter().enumerate() {
-        let samples = decoder.decode(payload).map_err(|err| anyhow::anyhow!("{label}: chunk {index}: {err}"))?;
-        decoded.extend(samples.iter().map(|&sample| ((i64::from(sample) + (1 << (shift - 1))) >> shift) as i32));
+        let samples = decoder
+            .decode(payload)
+            .map_err(|err| anyhow::anyhow!("{label}: chunk {index}: {err}"))?;
+        decoded.extend(
+            samples
+                .iter()
+                .map(|&sample| ((i64::from(sample) + (1 << (shift - 1))) >> shift) as i32),
+        );
     }
     let first_us = recording.first_timestamp_us().context("no audio chunks")?;
     let decoded_pcm = pcm_bytes(&decoded, if codec == "opus" { 16 } else { bit_depth });
 
     if codec == "flac" {
-        assert_eq!(first_us, start_us, "{label}: first chunk is not at the program start");
+        assert_eq!(
+            first_us, start_us,
+            "{label}: first chunk is not at the program start"
+        );
         assert_same_pcm(&label, &decoded_pcm, &source, frame_bytes(bit_depth));
     } else {
         // The first packet is stamped before the program start by the
         // encoder delay, and the crate plays every decoded frame.
         let offset = ((first_us - start_us) as f64 * f64::from(RATE) / 1e6).round() as i64;
         let snr_at = |lag: i64| opus_snr_db(&source, &decoded_pcm, offset + lag);
-        let best_lag = (-48..=48).max_by(|&a, &b| snr_at(a).total_cmp(&snr_at(b))).unwrap();
+        let best_lag = (-48..=48)
+            .max_by(|&a, &b| snr_at(a).total_cmp(&snr_at(b)))
+            .unwrap();
         let snr = snr_at(0);
-        eprintln!("{label}: first frame at {offset} frames, SNR {snr:.1} dB, best lag {best_lag} frames");
-        assert!(offset < 0, "{label}: first packet not stamped before the program start");
-        assert_eq!(best_lag, 0, "{label}: audio is {best_lag} frames away from where its timestamps put it");
-        assert!(snr >= MIN_OPUS_SNR_DB, "{label}: SNR {snr:.1} dB below {MIN_OPUS_SNR_DB} dB");
+        eprintln!(
+            "{label}: first frame at {offset} frames, SNR {snr:.1} dB, best lag {best_lag} frames"
+        );
+        assert!(
+            offset < 0,
+            "{label}: first packet not stamped before the program start"
+        );
+        assert_eq!(
+            best_lag, 0,
+            "{label}: audio is {best_lag} frames away from where its timestamps put it"
+        );
+        assert!(
+            snr >= MIN_OPUS_SNR_DB,
+            "{label}: SNR {snr:.1} dB below {MIN_OPUS_SNR_DB} dB"
+        );
     }
     finish_serve(serve, &client_id, recording.chunks.len());
     Ok(())
@@ -979,16 +1101,25 @@ async fn observer_joins_aiosendspin_server() -> anyhow::Result<()> {
     let Some(root) = require_peers_root() else {
         return Ok(());
     };
-    let dir = tempfile::Builder::new().prefix("resonate-interop").tempdir_in("/tmp")?;
+    let dir = tempfile::Builder::new()
+        .prefix("resonate-interop")
+        .tempdir_in("/tmp")?;
     let source_path = dir.path().join("source.wav");
     write_source(&source_path, 16, PEER_SERVER_SECONDS);
     let mut server = spawn_peer_server(&root, &source_path, "pcm", &[])?;
-    let stdout = server.stdout.take().context("the server's stdout is not piped")?;
+    let stdout = server
+        .stdout
+        .take()
+        .context("the server's stdout is not piped")?;
     let mut lines = BufReader::new(stdout).lines();
     let head = read_until_event("aiosendspin server", &mut lines, "source").await?;
     let url = head
         .iter()
-        .find_map(|event| (event["event"] == "listening").then(|| event["url"].as_str()).flatten())
+        .find_map(|event| {
+            (event["event"] == "listening")
+                .then(|| event["url"].as_str())
+                .flatten()
+        })
         .with_context(|| format!("the server reported no listening URL: {head:?}"))?
         .to_string();
 
@@ -1006,23 +1137,47 @@ async fn observer_joins_aiosendspin_server() -> anyhow::Result<()> {
     let mut snapshots = hub.subscribe().snapshots;
     let deadline = tokio::time::Instant::now() + EVENT_PATIENCE;
     let converged = |s: &resonate::telemetry::Snapshot| {
-        s.sessions.iter().any(|r| r.phase == Phase::Active && r.client_clock.and_then(|c| c.converged) == Some(true))
+        s.sessions.iter().any(|r| {
+            r.phase == Phase::Active && r.client_clock.and_then(|c| c.converged) == Some(true)
+        })
     };
     while !converged(&snapshots.borrow_and_update()) {
-        if tokio::time::timeout_at(deadline, snapshots.changed()).await.is_err() {
+        if tokio::time::timeout_at(deadline, snapshots.changed())
+            .await
+            .is_err()
+        {
             break;
         }
     }
     let snapshot = snapshots.borrow().clone();
     stop.cancel();
-    tokio::time::timeout(Duration::from_secs(10), observer).await??.context("observer failed")?;
+    tokio::time::timeout(Duration::from_secs(10), observer)
+        .await??
+        .context("observer failed")?;
 
-    let row = snapshot.sessions.first().with_context(|| format!("no session row: {snapshot:?}"))?;
+    let row = snapshot
+        .sessions
+        .first()
+        .with_context(|| format!("no session row: {snapshot:?}"))?;
     assert_eq!(row.phase, Phase::Active, "{snapshot:?}");
-    assert_eq!(row.name.as_deref(), Some("resonate interop server"), "{row:?}");
-    assert!(row.roles.iter().any(|r| r == "controller@v1"), "controller not activated: {:?}", row.roles);
-    assert!(row.roles.iter().any(|r| r == "metadata@v1"), "metadata not activated: {:?}", row.roles);
-    let clock = row.client_clock.with_context(|| format!("no clock estimate: {row:?}"))?;
+    assert_eq!(
+        row.name.as_deref(),
+        Some("resonate interop server"),
+        "{row:?}"
+    );
+    assert!(
+        row.roles.iter().any(|r| r == "controller@v1"),
+        "controller not activated: {:?}",
+        row.roles
+    );
+    assert!(
+        row.roles.iter().any(|r| r == "metadata@v1"),
+        "metadata not activated: {:?}",
+        row.roles
+    );
+    let clock = row
+        .client_clock
+        .with_context(|| format!("no clock estimate: {row:?}"))?;
     assert_eq!(clock.converged, Some(true), "{clock:?}");
     assert!(!snapshot.notes.is_empty());
     Ok(())

@@ -34,12 +34,15 @@ async fn aiosendspin_controller_metadata_and_artwork_client() -> anyhow::Result<
     let Some(root) = require_peers_root() else {
         return Ok(());
     };
-    let dir = tempfile::Builder::new().prefix("resonate-interop-control").tempdir_in("/tmp")?;
+    let dir = tempfile::Builder::new()
+        .prefix("resonate-interop-control")
+        .tempdir_in("/tmp")?;
     let album = dir.path().join("album");
     std::fs::create_dir(&album)?;
     let covered = album.join("covered.wav");
     write_test_wav(&covered, 48_000, 2, 16, 30.0);
-    image::RgbImage::from_fn(600, 300, |x, _| image::Rgb([(x % 256) as u8, 90, 10])).save(album.join("cover.png"))?;
+    image::RgbImage::from_fn(600, 300, |x, _| image::Rgb([(x % 256) as u8, 90, 10]))
+        .save(album.join("cover.png"))?;
     let bare = dir.path().join("bare.wav");
     write_test_wav(&bare, 48_000, 2, 16, 30.0);
     let mut config = ServerConfig::new(SourcePlan {
@@ -52,7 +55,9 @@ async fn aiosendspin_controller_metadata_and_artwork_client() -> anyhow::Result<
 
     // A player at volume 80, so the group plays and has a volume to set.
     let mut player = RawClient::connect(&server.url()).await;
-    player.hello("player", &["player@v1"], Some((48_000, 2, 16))).await;
+    player
+        .hello("player", &["player@v1"], Some((48_000, 2, 16)))
+        .await;
     player.expect_type("server/hello").await;
     player
         .send_json(serde_json::json!({"type": "client/state", "payload": {"state": "synchronized", "player": {"volume": 80, "muted": false}}}))
@@ -63,24 +68,38 @@ async fn aiosendspin_controller_metadata_and_artwork_client() -> anyhow::Result<
     command
         .arg("aiosendspin_controller.py")
         .args(["--url", &server.url()])
-        .args(["--command", "repeat_all", "--command", "next", "--command", "volume:40"])
+        .args([
+            "--command",
+            "repeat_all",
+            "--command",
+            "next",
+            "--command",
+            "volume:40",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .kill_on_drop(true);
-    let mut peer = command.spawn().context("starting the aiosendspin controller in the peers root failed")?;
+    let mut peer = command
+        .spawn()
+        .context("starting the aiosendspin controller in the peers root failed")?;
     let stdout = peer.stdout.take().context("stdout is piped")?;
     let mut lines = BufReader::new(stdout).lines();
     let mut events: Vec<Value> = Vec::new();
     tokio::time::timeout(PEER_PATIENCE, async {
         while let Some(line) = lines.next_line().await? {
-            events.push(serde_json::from_str(&line).with_context(|| format!("invalid JSON line {line}"))?);
+            events.push(
+                serde_json::from_str(&line).with_context(|| format!("invalid JSON line {line}"))?,
+            );
         }
         anyhow::Ok(())
     })
     .await
     .context("the aiosendspin controller did not finish")??;
     let status = peer.wait().await?;
-    assert!(status.success(), "the peer exited with {status}; events {events:?}");
+    assert!(
+        status.success(),
+        "the peer exited with {status}; events {events:?}"
+    );
     let of = |kind: &str| -> Vec<&Value> { events.iter().filter(|e| e["event"] == kind).collect() };
 
     // The first metadata is complete; later ones carry only changes.
@@ -91,8 +110,14 @@ async fn aiosendspin_controller_metadata_and_artwork_client() -> anyhow::Result<
     assert_eq!(first["shuffle"], false);
     assert_eq!(first["progress"]["playback_speed"], 1000);
     assert_eq!(first["progress"]["track_duration"], 30_000);
-    assert!(metadata.iter().any(|m| m["metadata"]["repeat"] == "all"), "repeat_all: {metadata:?}");
-    assert!(metadata.iter().any(|m| m["metadata"]["title"] == "bare"), "next: {metadata:?}");
+    assert!(
+        metadata.iter().any(|m| m["metadata"]["repeat"] == "all"),
+        "repeat_all: {metadata:?}"
+    );
+    assert!(
+        metadata.iter().any(|m| m["metadata"]["title"] == "bare"),
+        "next: {metadata:?}"
+    );
 
     // Group volume: the mean of the one player, then what was set.
     let controller = of("controller");
@@ -105,9 +130,22 @@ async fn aiosendspin_controller_metadata_and_artwork_client() -> anyhow::Result<
     // The cover (600x300) fits 120x120 as JPEG and 64x64 as PNG; the next
     // track has none and both channels are cleared.
     let artwork = of("artwork");
-    let on = |channel: u64| -> Vec<&Value> { artwork.iter().copied().filter(|a| a["channel"] == channel).collect() };
-    assert!(on(0)[0]["magic"].as_str().unwrap().starts_with("ffd8ff"), "{artwork:?}");
-    assert_eq!((on(1)[0]["width"].as_u64(), on(1)[0]["height"].as_u64()), (Some(64), Some(32)), "{artwork:?}");
+    let on = |channel: u64| -> Vec<&Value> {
+        artwork
+            .iter()
+            .copied()
+            .filter(|a| a["channel"] == channel)
+            .collect()
+    };
+    assert!(
+        on(0)[0]["magic"].as_str().unwrap().starts_with("ffd8ff"),
+        "{artwork:?}"
+    );
+    assert_eq!(
+        (on(1)[0]["width"].as_u64(), on(1)[0]["height"].as_u64()),
+        (Some(64), Some(32)),
+        "{artwork:?}"
+    );
     assert_eq!(on(0).last().unwrap()["bytes"], 0, "{artwork:?}");
     assert_eq!(on(1).last().unwrap()["bytes"], 0, "{artwork:?}");
     assert_eq!(of("done")[0]["ended_by"], "commands");
@@ -121,7 +159,12 @@ fn prepend_id3(path: &std::path::Path, frames: &[(&str, &str)]) -> anyhow::Resul
     // ID3v2.4 sizes are "synchsafe": 7 bits per byte.
     let synchsafe = |size: usize| -> [u8; 4] {
         let size = u32::try_from(size).expect("test tags are small");
-        [(size >> 21) as u8 & 0x7f, (size >> 14) as u8 & 0x7f, (size >> 7) as u8 & 0x7f, size as u8 & 0x7f]
+        [
+            (size >> 21) as u8 & 0x7f,
+            (size >> 14) as u8 & 0x7f,
+            (size >> 7) as u8 & 0x7f,
+            size as u8 & 0x7f,
+        ]
     };
     let mut body = Vec::new();
     for (id, text) in frames {
@@ -142,30 +185,47 @@ fn prepend_id3(path: &std::path::Path, frames: &[(&str, &str)]) -> anyhow::Resul
 
 /// Runs `tests/peers/aiosendspin_encrypted_controller.py` against `url` with
 /// `commands` and returns its event lines once it exits successfully.
-async fn run_encrypted_controller(root: &std::path::Path, url: &str, commands: &[&str]) -> anyhow::Result<Vec<Value>> {
+async fn run_encrypted_controller(
+    root: &std::path::Path,
+    url: &str,
+    commands: &[&str],
+) -> anyhow::Result<Vec<Value>> {
     let peers_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers");
     let mut command = peer_command(root, "venv-sendspin", &peers_dir, "python3");
-    command.arg("aiosendspin_encrypted_controller.py").args(["--url", url]);
+    command
+        .arg("aiosendspin_encrypted_controller.py")
+        .args(["--url", url]);
     for text in commands {
         command.args(["--command", text]);
     }
     // The second track's metadata and artwork clears may be scheduled a
     // moment after the last command's state.
-    command.args(["--linger", "4"]).stdin(Stdio::null()).stdout(Stdio::piped()).kill_on_drop(true);
-    let mut peer = command.spawn().context("starting the aiosendspin 10.2.1 controller in the peers root failed")?;
+    command
+        .args(["--linger", "4"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+    let mut peer = command
+        .spawn()
+        .context("starting the aiosendspin 10.2.1 controller in the peers root failed")?;
     let stdout = peer.stdout.take().context("stdout is piped")?;
     let mut lines = BufReader::new(stdout).lines();
     let mut events: Vec<Value> = Vec::new();
     tokio::time::timeout(PEER_PATIENCE, async {
         while let Some(line) = lines.next_line().await? {
-            events.push(serde_json::from_str(&line).with_context(|| format!("invalid JSON line {line}"))?);
+            events.push(
+                serde_json::from_str(&line).with_context(|| format!("invalid JSON line {line}"))?,
+            );
         }
         anyhow::Ok(())
     })
     .await
     .context("the aiosendspin 10.2.1 controller did not finish")??;
     let status = peer.wait().await?;
-    assert!(status.success(), "the peer exited with {status}; events {events:?}");
+    assert!(
+        status.success(),
+        "the peer exited with {status}; events {events:?}"
+    );
     Ok(events)
 }
 
@@ -174,7 +234,9 @@ async fn aiosendspin_encrypted_controller_metadata_and_artwork_client() -> anyho
     let Some(root) = require_peers_root() else {
         return Ok(());
     };
-    let dir = tempfile::Builder::new().prefix("resonate-interop-control").tempdir_in("/tmp")?;
+    let dir = tempfile::Builder::new()
+        .prefix("resonate-interop-control")
+        .tempdir_in("/tmp")?;
     let album = dir.path().join("album");
     std::fs::create_dir(&album)?;
     let covered = album.join("covered.wav");
@@ -188,7 +250,8 @@ async fn aiosendspin_encrypted_controller_metadata_and_artwork_client() -> anyho
         ("TRCK", "3/12"),
     ];
     prepend_id3(&covered, &covered_tags)?;
-    image::RgbImage::from_fn(600, 300, |x, _| image::Rgb([(x % 256) as u8, 90, 10])).save(album.join("cover.png"))?;
+    image::RgbImage::from_fn(600, 300, |x, _| image::Rgb([(x % 256) as u8, 90, 10]))
+        .save(album.join("cover.png"))?;
     let bare = dir.path().join("bare.wav");
     write_test_wav(&bare, 48_000, 2, 16, 30.0);
     prepend_id3(&bare, &[("TIT2", "Second Song"), ("TPE1", "Second Artist")])?;
@@ -212,7 +275,9 @@ async fn aiosendspin_encrypted_controller_metadata_and_artwork_client() -> anyho
 
     // A player at volume 80, so the group plays and has a volume to set.
     let mut player = RawClient::connect(&server.url()).await;
-    player.hello("player", &["player@v1"], Some((48_000, 2, 16))).await;
+    player
+        .hello("player", &["player@v1"], Some((48_000, 2, 16)))
+        .await;
     player.expect_type("server/hello").await;
     player
         .send_json(serde_json::json!({"type": "client/state", "payload": {"state": "synchronized", "player": {"volume": 80, "muted": false}}}))
@@ -221,14 +286,18 @@ async fn aiosendspin_encrypted_controller_metadata_and_artwork_client() -> anyho
     // not drop it as a slow consumer.
     let reader = tokio::spawn(async move { while player.next_frame().await.is_some() {} });
 
-    let events = run_encrypted_controller(&root, &server.url(), &["repeat_all", "volume:40", "next"]).await?;
+    let events =
+        run_encrypted_controller(&root, &server.url(), &["repeat_all", "volume:40", "next"])
+            .await?;
     reader.abort();
     let of = |kind: &str| -> Vec<&Value> { events.iter().filter(|e| e["event"] == kind).collect() };
     assert_eq!(of("done")[0]["ended_by"], "commands", "{events:?}");
 
     // The first metadata is complete: every tag, and progress.
     let metadata = of("metadata");
-    let first = &metadata.first().with_context(|| format!("no metadata: {events:?}"))?["metadata"];
+    let first = &metadata
+        .first()
+        .with_context(|| format!("no metadata: {events:?}"))?["metadata"];
     assert_eq!(first["title"], "First Song", "{first}");
     assert_eq!(first["artist"], "First Artist", "{first}");
     assert_eq!(first["album_artist"], "Album Band", "{first}");
@@ -254,39 +323,117 @@ async fn aiosendspin_encrypted_controller_metadata_and_artwork_client() -> anyho
     // Controller: the group volume is the mean of the one player, then what
     // was set; repeat is in the controller object in 1.0.
     let controller = of("controller");
-    let initial = &controller.first().with_context(|| format!("no controller state: {events:?}"))?["controller"];
+    let initial = &controller
+        .first()
+        .with_context(|| format!("no controller state: {events:?}"))?["controller"];
     assert_eq!(initial["volume"], 80, "{initial}");
     assert_eq!(initial["muted"], false, "{initial}");
     assert_eq!(initial["repeat"], "off", "{initial}");
     assert_eq!(initial["shuffle"], false, "{initial}");
-    let supported = initial["supported_commands"].as_array().context("supported_commands is a list")?;
-    for command in ["play", "pause", "stop", "next", "previous", "volume", "mute", "repeat_off", "repeat_one", "repeat_all", "shuffle", "unshuffle", "switch"] {
-        assert!(supported.iter().any(|c| c == command), "{command} missing from {supported:?}");
+    let supported = initial["supported_commands"]
+        .as_array()
+        .context("supported_commands is a list")?;
+    for command in [
+        "play",
+        "pause",
+        "stop",
+        "next",
+        "previous",
+        "volume",
+        "mute",
+        "repeat_off",
+        "repeat_one",
+        "repeat_all",
+        "shuffle",
+        "unshuffle",
+        "switch",
+    ] {
+        assert!(
+            supported.iter().any(|c| c == command),
+            "{command} missing from {supported:?}"
+        );
     }
-    assert!(controller.iter().any(|c| c["controller"]["repeat"] == "all"), "repeat_all: {controller:?}");
-    assert_eq!(controller.last().unwrap()["controller"]["volume"], 40, "{controller:?}");
-    assert_eq!(controller.last().unwrap()["controller"]["repeat"], "all", "{controller:?}");
+    assert!(
+        controller
+            .iter()
+            .any(|c| c["controller"]["repeat"] == "all"),
+        "repeat_all: {controller:?}"
+    );
+    assert_eq!(
+        controller.last().unwrap()["controller"]["volume"],
+        40,
+        "{controller:?}"
+    );
+    assert_eq!(
+        controller.last().unwrap()["controller"]["repeat"],
+        "all",
+        "{controller:?}"
+    );
 
     // Artwork: the stream/start echoes both channels; the cover (600x300)
     // arrives at each channel's exact size in its format, and the second
     // track, without a cover, clears both channels.
     let starts = of("stream_start");
-    let channels = &starts.first().with_context(|| format!("no artwork stream/start: {events:?}"))?["artwork"]["channels"];
+    let channels = &starts
+        .first()
+        .with_context(|| format!("no artwork stream/start: {events:?}"))?["artwork"]["channels"];
     assert_eq!(channels[0]["format"], "jpeg", "{channels}");
-    assert_eq!((channels[0]["width"].as_u64(), channels[0]["height"].as_u64()), (Some(120), Some(120)), "{channels}");
+    assert_eq!(
+        (
+            channels[0]["width"].as_u64(),
+            channels[0]["height"].as_u64()
+        ),
+        (Some(120), Some(120)),
+        "{channels}"
+    );
     assert_eq!(channels[1]["format"], "png", "{channels}");
-    assert_eq!((channels[1]["width"].as_u64(), channels[1]["height"].as_u64()), (Some(64), Some(64)), "{channels}");
+    assert_eq!(
+        (
+            channels[1]["width"].as_u64(),
+            channels[1]["height"].as_u64()
+        ),
+        (Some(64), Some(64)),
+        "{channels}"
+    );
     let artwork = of("artwork");
-    let on = |channel: u64| -> Vec<&Value> { artwork.iter().copied().filter(|a| a["channel"] == channel).collect() };
+    let on = |channel: u64| -> Vec<&Value> {
+        artwork
+            .iter()
+            .copied()
+            .filter(|a| a["channel"] == channel)
+            .collect()
+    };
     let (jpeg, png) = (on(0), on(1));
-    assert!(!jpeg.is_empty(), "no artwork on the JPEG channel: {artwork:?}");
-    assert!(!png.is_empty(), "no artwork on the PNG channel: {artwork:?}");
+    assert!(
+        !jpeg.is_empty(),
+        "no artwork on the JPEG channel: {artwork:?}"
+    );
+    assert!(
+        !png.is_empty(),
+        "no artwork on the PNG channel: {artwork:?}"
+    );
     assert_eq!(jpeg[0]["format"], "jpeg", "{artwork:?}");
-    assert_eq!((jpeg[0]["width"].as_u64(), jpeg[0]["height"].as_u64()), (Some(120), Some(120)), "{artwork:?}");
+    assert_eq!(
+        (jpeg[0]["width"].as_u64(), jpeg[0]["height"].as_u64()),
+        (Some(120), Some(120)),
+        "{artwork:?}"
+    );
     assert_eq!(png[0]["format"], "png", "{artwork:?}");
-    assert_eq!((png[0]["width"].as_u64(), png[0]["height"].as_u64()), (Some(64), Some(64)), "{artwork:?}");
-    assert_eq!(jpeg.last().unwrap()["bytes"], 0, "channel 0 not cleared: {artwork:?}");
-    assert_eq!(png.last().unwrap()["bytes"], 0, "channel 1 not cleared: {artwork:?}");
+    assert_eq!(
+        (png[0]["width"].as_u64(), png[0]["height"].as_u64()),
+        (Some(64), Some(64)),
+        "{artwork:?}"
+    );
+    assert_eq!(
+        jpeg.last().unwrap()["bytes"],
+        0,
+        "channel 0 not cleared: {artwork:?}"
+    );
+    assert_eq!(
+        png.last().unwrap()["bytes"],
+        0,
+        "channel 1 not cleared: {artwork:?}"
+    );
     server.stop().await;
     Ok(())
 }

@@ -49,31 +49,60 @@ fn spawn_driver(root: &std::path::Path) -> anyhow::Result<(Child, Lines<BufReade
     command
         .arg("aiosendspin_metadata_server.py")
         .args(["--port", "0", "--timeout", &PEER_TIMEOUT_S.to_string()])
-        .args(["--title", TITLE, "--artist", ARTIST, "--album-artist", ALBUM_ARTIST, "--album", ALBUM])
+        .args([
+            "--title",
+            TITLE,
+            "--artist",
+            ARTIST,
+            "--album-artist",
+            ALBUM_ARTIST,
+            "--album",
+            ALBUM,
+        ])
         .args(["--year", &YEAR.to_string(), "--track", &TRACK.to_string()])
-        .args(["--progress-ms", &PROGRESS_MS.to_string(), "--duration-ms", &DURATION_MS.to_string()])
-        .args(["--speed", &SPEED.to_string(), "--repeat", "all", "--shuffle"])
+        .args([
+            "--progress-ms",
+            &PROGRESS_MS.to_string(),
+            "--duration-ms",
+            &DURATION_MS.to_string(),
+        ])
+        .args([
+            "--speed",
+            &SPEED.to_string(),
+            "--repeat",
+            "all",
+            "--shuffle",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .kill_on_drop(true);
     let mut child = command
         .spawn()
         .context("starting the aiosendspin metadata server in the peers root failed (entering the root needs root privileges)")?;
-    let stdout = child.stdout.take().context("the driver's stdout is not piped")?;
+    let stdout = child
+        .stdout
+        .take()
+        .context("the driver's stdout is not piped")?;
     Ok((child, BufReader::new(stdout).lines()))
 }
 
 /// Reads the driver's JSON lines until one with `event` == `expected`.
-async fn next_event(lines: &mut Lines<BufReader<ChildStdout>>, expected: &str) -> anyhow::Result<Value> {
+async fn next_event(
+    lines: &mut Lines<BufReader<ChildStdout>>,
+    expected: &str,
+) -> anyhow::Result<Value> {
     let mut read = Vec::new();
     loop {
         let line = tokio::time::timeout(LINE_TIMEOUT, lines.next_line())
             .await
-            .with_context(|| format!("timed out waiting for the driver's {expected:?} event; read {read:?}"))??;
+            .with_context(|| {
+                format!("timed out waiting for the driver's {expected:?} event; read {read:?}")
+            })??;
         let Some(line) = line else {
             bail!("the driver's stdout closed before its {expected:?} event; read {read:?}");
         };
-        let event: Value = serde_json::from_str(&line).with_context(|| format!("invalid JSON line: {line}"))?;
+        let event: Value =
+            serde_json::from_str(&line).with_context(|| format!("invalid JSON line: {line}"))?;
         if event["event"] == expected {
             return Ok(event);
         }
@@ -97,11 +126,20 @@ fn assert_track(shown: &Value, set: &Value) {
     assert_eq!(progress["playback_speed"], SPEED, "{shown}");
     // The server may restate the progress at a later timestamp, so the
     // position it sends must be the set one moved on at the set speed.
-    let set_at = set["timestamp_us"].as_i64().expect("metadata_set has timestamp_us");
-    let shown_at = shown["progress_timestamp_us"].as_i64().expect("metadata has progress_timestamp_us");
-    assert!(shown_at >= set_at, "progress stamped {shown_at} us, before the driver set it at {set_at} us");
+    let set_at = set["timestamp_us"]
+        .as_i64()
+        .expect("metadata_set has timestamp_us");
+    let shown_at = shown["progress_timestamp_us"]
+        .as_i64()
+        .expect("metadata has progress_timestamp_us");
+    assert!(
+        shown_at >= set_at,
+        "progress stamped {shown_at} us, before the driver set it at {set_at} us"
+    );
     let expected = PROGRESS_MS + (shown_at - set_at) * SPEED / 1_000_000;
-    let track_progress = progress["track_progress"].as_i64().expect("track_progress is a number");
+    let track_progress = progress["track_progress"]
+        .as_i64()
+        .expect("track_progress is a number");
     assert!(
         (track_progress - expected).abs() <= 1,
         "track_progress {track_progress} ms at {shown_at} us; the driver set {PROGRESS_MS} ms at {set_at} us"
@@ -114,19 +152,43 @@ async fn play_shows_driver_metadata(roles: &str) -> anyhow::Result<()> {
     };
     let (mut driver, mut lines) = spawn_driver(&root)?;
     let listening = next_event(&mut lines, "listening").await?;
-    let url = listening["url"].as_str().context("listening has no url")?.to_string();
+    let url = listening["url"]
+        .as_str()
+        .context("listening has no url")?
+        .to_string();
 
-    let mut play = resonate(&["play", "--server", &url, "--roles", roles, "--json", "--duration", "60"]);
+    let mut play = resonate(&[
+        "play",
+        "--server",
+        &url,
+        "--roles",
+        roles,
+        "--json",
+        "--duration",
+        "60",
+    ]);
     let connected = play.wait_event("connected", EVENT_PATIENCE);
-    let active = connected["active_roles"].as_array().context("connected has no active_roles")?;
-    assert!(active.iter().any(|r| r == "metadata@v1"), "metadata not activated: {active:?}");
-    assert!(!active.iter().any(|r| r == "player@v1"), "player activated without being asked for: {active:?}");
+    let active = connected["active_roles"]
+        .as_array()
+        .context("connected has no active_roles")?;
+    assert!(
+        active.iter().any(|r| r == "metadata@v1"),
+        "metadata not activated: {active:?}"
+    );
+    assert!(
+        !active.iter().any(|r| r == "player@v1"),
+        "player activated without being asked for: {active:?}"
+    );
 
     let set = next_event(&mut lines, "metadata_set").await?;
     // The server may send the track in several deltas, and the merged state
     // must reach what the driver set.
     let mut shown = play.wait_event("metadata", EVENT_PATIENCE);
-    while shown["title"] != TITLE || shown["shuffle"] != true || shown["repeat"] != "all" || shown["progress"].is_null() {
+    while shown["title"] != TITLE
+        || shown["shuffle"] != true
+        || shown["repeat"] != "all"
+        || shown["progress"].is_null()
+    {
         shown = play.wait_event("metadata", EVENT_PATIENCE);
     }
     assert_track(&shown, &set);
@@ -153,10 +215,16 @@ async fn terminal_ui_shows_aiosendspin_track() -> anyhow::Result<()> {
     };
     let (mut driver, mut lines) = spawn_driver(&root)?;
     let listening = next_event(&mut lines, "listening").await?;
-    let url = listening["url"].as_str().context("listening has no url")?.to_string();
+    let url = listening["url"]
+        .as_str()
+        .context("listening has no url")?
+        .to_string();
 
     let bin = env!("CARGO_BIN_EXE_resonate");
-    let tmux = Tmux::start("interop-metadata", &format!("{bin} play --server {url} --roles metadata"));
+    let tmux = Tmux::start(
+        "interop-metadata",
+        &format!("{bin} play --server {url} --roles metadata"),
+    );
     next_event(&mut lines, "metadata_set").await?;
     let patience = EVENT_PATIENCE;
     tmux.wait_for_line(&[TITLE], patience);
@@ -166,7 +234,11 @@ async fn terminal_ui_shows_aiosendspin_track() -> anyhow::Result<()> {
     // The bar ends with the position and the track length, 5:37.
     tmux.wait_for_line(&["━", " / 5:37"], patience);
     tmux.send_keys("q");
-    assert!(tmux.wait_exit(Duration::from_secs(15)), "play did not quit on q:\n{}", tmux.screen());
+    assert!(
+        tmux.wait_exit(Duration::from_secs(15)),
+        "play did not quit on q:\n{}",
+        tmux.screen()
+    );
     driver.kill().await.ok();
     Ok(())
 }

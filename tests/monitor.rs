@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 use resonate::monitor::plain::render_plain;
 use resonate::monitor::{self, App, Update};
 use resonate::telemetry::{
-    feed, ClockView, Event, EventKind, FeedHello, FeedMessage, GroupRow, Phase, SessionRow, Snapshot, SourceInfo,
-    Telemetry, TrackInfo, FEED_VERSION,
+    feed, ClockView, Event, EventKind, FeedHello, FeedMessage, GroupRow, Phase, SessionRow,
+    Snapshot, SourceInfo, Telemetry, TrackInfo, FEED_VERSION,
 };
 
 const STARTED: u64 = 1_700_000_000_000;
@@ -171,11 +171,27 @@ fn script(notes: &[&str]) -> Vec<Update> {
         })),
     ];
     let kinds = [
-        (EventKind::Connected, "s1", "client player-1 completed its handshake"),
+        (
+            EventKind::Connected,
+            "s1",
+            "client player-1 completed its handshake",
+        ),
         (EventKind::Marker, "-", "scenario churn started"),
-        (EventKind::Disconnected, "s4", "peer said goodbye (shutdown)"),
-        (EventKind::Replaced, "s5", "replaced by s2 with the same client_id"),
-        (EventKind::Violation, "s6", "binary frame before client/hello"),
+        (
+            EventKind::Disconnected,
+            "s4",
+            "peer said goodbye (shutdown)",
+        ),
+        (
+            EventKind::Replaced,
+            "s5",
+            "replaced by s2 with the same client_id",
+        ),
+        (
+            EventKind::Violation,
+            "s6",
+            "binary frame before client/hello",
+        ),
     ];
     for step in 0..60u64 {
         let at = NOW - (59 - step) * 1_000;
@@ -198,7 +214,12 @@ fn keys_of(text: &str) -> Vec<KeyEvent> {
 /// Runs the draw loop on a `width` x `height` test terminal with every
 /// update queued, then once per key, as a person typing gets a frame after
 /// each key. Returns the screen after the last frame.
-async fn drive(width: u16, height: u16, updates: Vec<Update>, keys: Vec<KeyEvent>) -> (TestBackend, App) {
+async fn drive(
+    width: u16,
+    height: u16,
+    updates: Vec<Update>,
+    keys: Vec<KeyEvent>,
+) -> (TestBackend, App) {
     let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
     let mut app = App::new(TARGET, NOW);
     let (sender, receiver) = mpsc::channel(updates.len() + 1);
@@ -207,12 +228,16 @@ async fn drive(width: u16, height: u16, updates: Vec<Update>, keys: Vec<KeyEvent
     }
     drop(sender);
     let no_keys = futures_util::stream::iter(Vec::<std::io::Result<TermEvent>>::new());
-    monitor::run(&mut terminal, &mut app, receiver, no_keys, || NOW).await.unwrap();
+    monitor::run(&mut terminal, &mut app, receiver, no_keys, || NOW)
+        .await
+        .unwrap();
 
     for key in keys {
         let (_, closed) = mpsc::channel(1);
         let one_key = futures_util::stream::iter([Ok(TermEvent::Key(key))]);
-        monitor::run(&mut terminal, &mut app, closed, one_key, || NOW).await.unwrap();
+        monitor::run(&mut terminal, &mut app, closed, one_key, || NOW)
+            .await
+            .unwrap();
     }
     (terminal.backend().clone(), app)
 }
@@ -235,7 +260,11 @@ async fn sessions_sorted_by_offset_descending() {
     let mut keys = keys_of("sssss");
     keys.push(key(KeyCode::Char('S')));
     let (screen, app) = drive(120, 24, script(&[]), keys).await;
-    let order: Vec<&str> = app.order.iter().map(|&i| app.shown.sessions[i].session.as_str()).collect();
+    let order: Vec<&str> = app
+        .order
+        .iter()
+        .map(|&i| app.shown.sessions[i].session.as_str())
+        .collect();
     assert_eq!(order, ["s2", "s10", "s1", "s3"]);
     insta::assert_snapshot!(screen);
 }
@@ -267,7 +296,11 @@ async fn selected_row_is_reversed() {
     // Rows start below the header (2 lines), the tabs, the title and the
     // column names; s1 is on line 5 and s2 on line 6.
     let buffer = screen.buffer();
-    let reversed = |y: u16| buffer[(0, y)].modifier.contains(ratatui::style::Modifier::REVERSED);
+    let reversed = |y: u16| {
+        buffer[(0, y)]
+            .modifier
+            .contains(ratatui::style::Modifier::REVERSED)
+    };
     assert!(!reversed(5));
     assert!(reversed(6));
     assert_eq!(buffer[(0, 6)].symbol(), "s");
@@ -290,7 +323,11 @@ async fn groups_screen() {
 #[tokio::test]
 async fn event_log_scrolled_back() {
     // The log shows 19 lines at 80x24, so Page Up moves 18 and Up one more.
-    let keys = vec![key(KeyCode::Char('3')), key(KeyCode::PageUp), key(KeyCode::Up)];
+    let keys = vec![
+        key(KeyCode::Char('3')),
+        key(KeyCode::PageUp),
+        key(KeyCode::Up),
+    ];
     let (screen, app) = drive(80, 24, script(&[]), keys).await;
     assert_eq!(app.event_scroll, 19);
     insta::assert_snapshot!(screen);
@@ -314,7 +351,9 @@ async fn paused_view_stays_frozen() {
     }
     drop(sender);
     let events = futures_util::stream::iter(Vec::<std::io::Result<TermEvent>>::new());
-    monitor::run(&mut terminal, &mut app, receiver, events, || NOW).await.unwrap();
+    monitor::run(&mut terminal, &mut app, receiver, events, || NOW)
+        .await
+        .unwrap();
     assert_eq!(app.shown.taken_unix_ms, shown_at_pause);
     assert_eq!(app.live.taken_unix_ms, NOW);
     // History kept growing while paused.
@@ -339,7 +378,10 @@ async fn quit_key_ends_loop_with_updates_open() {
     let events = futures_util::stream::iter(vec![Ok(TermEvent::Key(key(KeyCode::Char('q'))))]);
     let mut app = App::new(TARGET, NOW);
     let run = monitor::run(&mut terminal, &mut app, receiver, events, || NOW);
-    tokio::time::timeout(Duration::from_secs(5), run).await.expect("q ends the loop").unwrap();
+    tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .expect("q ends the loop")
+        .unwrap();
 }
 
 #[test]
@@ -364,7 +406,9 @@ async fn plain_run_prints_last_report_when_updates_end() {
     }
     drop(sender);
     let mut out = Vec::new();
-    monitor::run_plain(TARGET, receiver, &mut out, Duration::from_secs(3_600)).await.unwrap();
+    monitor::run_plain(TARGET, receiver, &mut out, Duration::from_secs(3_600))
+        .await
+        .unwrap();
     let text = String::from_utf8(out).unwrap();
     assert!(text.contains("4 sessions"), "{text}");
     assert!(text.contains("Kitchen"), "{text}");
@@ -373,15 +417,23 @@ async fn plain_run_prints_last_report_when_updates_end() {
 }
 
 /// Starts a feed server for `telemetry` on a loopback port.
-async fn serve_feed(telemetry: Telemetry, stop: CancellationToken) -> (String, tokio::task::JoinHandle<()>) {
+async fn serve_feed(
+    telemetry: Telemetry,
+    stop: CancellationToken,
+) -> (String, tokio::task::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(async move { feed::serve(listener, telemetry, stop.cancelled_owned()).await });
+    let server =
+        tokio::spawn(async move { feed::serve(listener, telemetry, stop.cancelled_owned()).await });
     (url, server)
 }
 
 /// Applies updates from `receiver` to `app` until `done` holds, or fails after 10 s.
-async fn apply_until(app: &mut App, receiver: &mut mpsc::Receiver<Update>, done: impl Fn(&App) -> bool) {
+async fn apply_until(
+    app: &mut App,
+    receiver: &mut mpsc::Receiver<Update>,
+    done: impl Fn(&App) -> bool,
+) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !done(app) {
         let update = tokio::time::timeout_at(deadline, receiver.recv())
@@ -408,7 +460,10 @@ async fn feed_round_trip_into_app() {
     let mut app = App::new(url.clone(), NOW);
 
     // The backlog event and the hub's first snapshot come with the hello.
-    apply_until(&mut app, &mut receiver, |app| app.source.is_some() && app.events_total >= 1).await;
+    apply_until(&mut app, &mut receiver, |app| {
+        app.source.is_some() && app.events_total >= 1
+    })
+    .await;
     assert_eq!(app.source.as_ref().unwrap().name, "kitchen");
     assert_eq!(app.events[0].event.detail, "before the monitor");
 
@@ -420,7 +475,10 @@ async fn feed_round_trip_into_app() {
         ..Default::default()
     });
     telemetry.emit(Event::now(EventKind::Violation, "oversized frame").with_session("s2"));
-    apply_until(&mut app, &mut receiver, |app| app.live.sessions.len() == 4 && app.events_total >= 2).await;
+    apply_until(&mut app, &mut receiver, |app| {
+        app.live.sessions.len() == 4 && app.events_total >= 2
+    })
+    .await;
     assert_eq!(app.shown.groups.len(), 2);
     assert_eq!(app.shown.notes, ["a note"]);
     assert_eq!(app.events[1].event.kind, EventKind::Violation);
@@ -429,7 +487,12 @@ async fn feed_round_trip_into_app() {
     // When the feed goes away, the status reports it and a planned retry.
     server_stop.cancel();
     server.await.unwrap();
-    apply_until(&mut app, &mut receiver, |app| app.status.as_deref().is_some_and(|s| s.contains("retry in"))).await;
+    apply_until(&mut app, &mut receiver, |app| {
+        app.status
+            .as_deref()
+            .is_some_and(|s| s.contains("retry in"))
+    })
+    .await;
 
     monitor_stop.cancel();
     follow.await.unwrap().unwrap();
@@ -438,7 +501,12 @@ async fn feed_round_trip_into_app() {
 #[tokio::test]
 async fn unreachable_feed_fails_at_first_attempt() {
     // Bind and drop a listener to find a loopback port with no listener.
-    let port = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let url = format!("ws://127.0.0.1:{port}");
     let (sender, _receiver) = mpsc::channel(8);
     let result = tokio::time::timeout(
@@ -461,7 +529,11 @@ async fn hub_forwarding_into_app() {
     });
     let (sender, mut receiver) = mpsc::channel(64);
     let stop = CancellationToken::new();
-    let forward = tokio::spawn(monitor::forward_hub(telemetry.clone(), sender, stop.clone()));
+    let forward = tokio::spawn(monitor::forward_hub(
+        telemetry.clone(),
+        sender,
+        stop.clone(),
+    ));
     let mut app = App::new("in process", NOW);
     apply_until(&mut app, &mut receiver, |app| app.live.sessions.len() == 4).await;
     telemetry.emit(Event::now(EventKind::Marker, "scenario churn ended"));

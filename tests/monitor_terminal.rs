@@ -12,27 +12,56 @@ use std::time::Duration;
 use process::resonate;
 use tmux::Tmux;
 
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sine440_660_stereo_48000_24bit.flac");
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/sine440_660_stereo_48000_24bit.flac"
+);
 const BIN: &str = env!("CARGO_BIN_EXE_resonate");
 
 /// Returns whether a sessions-table line shows a clock offset, a number with a unit.
 fn has_offset(line: &str) -> bool {
-    line.split_whitespace()
-        .any(|word| word.trim_end_matches('*').ends_with("us") || word.trim_end_matches('*').ends_with("ms"))
+    line.split_whitespace().any(|word| {
+        word.trim_end_matches('*').ends_with("us") || word.trim_end_matches('*').ends_with("ms")
+    })
 }
 
 #[test]
 fn monitor_shows_sessions_of_a_real_server() {
     let mut serve = resonate(&[
-        "serve", FIXTURE, "--listen", "127.0.0.1:0", "--no-mdns", "--loop", "--json", "--telemetry", "127.0.0.1:0",
+        "serve",
+        FIXTURE,
+        "--listen",
+        "127.0.0.1:0",
+        "--no-mdns",
+        "--loop",
+        "--json",
+        "--telemetry",
+        "127.0.0.1:0",
     ]);
-    let feed = serve.wait_event("telemetry", Duration::from_secs(20))["addr"].as_str().unwrap().to_string();
-    let url = serve.wait_event("listening", Duration::from_secs(20))["url"].as_str().unwrap().to_string();
+    let feed = serve.wait_event("telemetry", Duration::from_secs(20))["addr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let url = serve.wait_event("listening", Duration::from_secs(20))["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let mut players: Vec<_> = ["kitchen", "hall"]
         .iter()
         .map(|name| {
             resonate(&[
-                "play", "--server", &url, "--output", "null", "--name", name, "--client-id", name, "--duration", "60", "--json",
+                "play",
+                "--server",
+                &url,
+                "--output",
+                "null",
+                "--name",
+                name,
+                "--client-id",
+                name,
+                "--duration",
+                "60",
+                "--json",
             ])
         })
         .collect();
@@ -47,7 +76,11 @@ fn monitor_shows_sessions_of_a_real_server() {
     tmux.send_keys("2");
     tmux.wait_for_line(&["main", "playing"], Duration::from_secs(10));
     tmux.send_keys("q");
-    assert!(tmux.wait_exit(Duration::from_secs(10)), "monitor did not quit on q:\n{}", tmux.screen());
+    assert!(
+        tmux.wait_exit(Duration::from_secs(10)),
+        "monitor did not quit on q:\n{}",
+        tmux.screen()
+    );
 
     for player in &mut players {
         assert!(player.interrupt().success());
@@ -61,18 +94,36 @@ fn serve_tui_draws_and_quits() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
     };
-    let tmux = Tmux::start("serve", &format!("{BIN} serve {FIXTURE} --listen 127.0.0.1:{port} --no-mdns --loop --tui"));
+    let tmux = Tmux::start(
+        "serve",
+        &format!("{BIN} serve {FIXTURE} --listen 127.0.0.1:{port} --no-mdns --loop --tui"),
+    );
     tmux.wait_for_line(&["serve", "up"], Duration::from_secs(20));
     let url = format!("ws://127.0.0.1:{port}/sendspin");
     let mut player = resonate(&[
-        "play", "--server", &url, "--output", "null", "--name", "porch", "--client-id", "porch", "--duration", "60", "--json",
+        "play",
+        "--server",
+        &url,
+        "--output",
+        "null",
+        "--name",
+        "porch",
+        "--client-id",
+        "porch",
+        "--duration",
+        "60",
+        "--json",
     ]);
     let line = tmux.wait_for_line(&["porch", "active"], Duration::from_secs(30));
     assert!(has_offset(&line), "no offset in {line:?}");
 
     // Quitting the monitor stops the server, which closes the player's session.
     tmux.send_keys("q");
-    assert!(tmux.wait_exit(Duration::from_secs(15)), "serve did not stop on q:\n{}", tmux.screen());
+    assert!(
+        tmux.wait_exit(Duration::from_secs(15)),
+        "serve did not stop on q:\n{}",
+        tmux.screen()
+    );
     player.wait_event("disconnected", Duration::from_secs(15));
     assert!(player.interrupt().success());
 }

@@ -19,15 +19,38 @@ use resonate::protocol::{ControllerCommand, ControllerState};
 use resonate::sync::SharedClock;
 use resonate::transport::Limits;
 
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sine440_660_stereo_48000_24bit.flac");
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/sine440_660_stereo_48000_24bit.flac"
+);
 
 /// Starts `serve` with one `play --output null` player in its group and
 /// returns both and the server URL.
 fn serve_with_player(player_id: &str) -> (Proc, Proc, String) {
-    let mut serve = resonate(&["serve", FIXTURE, "--listen", "127.0.0.1:0", "--no-mdns", "--loop", "--json"]);
-    let url = serve.wait_event("listening", Duration::from_secs(20))["url"].as_str().unwrap().to_string();
+    let mut serve = resonate(&[
+        "serve",
+        FIXTURE,
+        "--listen",
+        "127.0.0.1:0",
+        "--no-mdns",
+        "--loop",
+        "--json",
+    ]);
+    let url = serve.wait_event("listening", Duration::from_secs(20))["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let mut player = resonate(&[
-        "play", "--server", &url, "--output", "null", "--client-id", player_id, "--duration", "120", "--json",
+        "play",
+        "--server",
+        &url,
+        "--output",
+        "null",
+        "--client-id",
+        player_id,
+        "--duration",
+        "120",
+        "--json",
     ]);
     player.wait_event("stream_started", Duration::from_secs(30));
     (serve, player, url)
@@ -87,13 +110,23 @@ async fn controller_commands_change_group_state() {
     let Some(PlayerEvent::Connected { active_roles, .. }) = events.recv().await else {
         panic!("the first event is not a connection");
     };
-    assert!(active_roles.iter().any(|r| r == "controller@v1"), "{active_roles:?}");
-    assert!(!active_roles.iter().any(|r| r == "player@v1"), "{active_roles:?}");
+    assert!(
+        active_roles.iter().any(|r| r == "controller@v1"),
+        "{active_roles:?}"
+    );
+    assert!(
+        !active_roles.iter().any(|r| r == "player@v1"),
+        "{active_roles:?}"
+    );
 
     let initial = next_controller(&mut events).await;
     assert_eq!(initial.volume, 100);
     assert!(!initial.muted);
-    assert!(initial.supported_commands.iter().any(|c| c == "mute"), "{:?}", initial.supported_commands);
+    assert!(
+        initial.supported_commands.iter().any(|c| c == "mute"),
+        "{:?}",
+        initial.supported_commands
+    );
 
     commands
         .send(ControllerCommand {
@@ -161,10 +194,16 @@ async fn commands_before_connection_are_dropped() {
         .unwrap();
     let mut state = next_controller(&mut events).await;
     while state.volume != 60 {
-        assert!(!state.muted, "the mute given before the connection was sent");
+        assert!(
+            !state.muted,
+            "the mute given before the connection was sent"
+        );
         state = next_controller(&mut events).await;
     }
-    assert!(!state.muted, "the mute given before the connection was sent");
+    assert!(
+        !state.muted,
+        "the mute given before the connection was sent"
+    );
 
     stop.send(()).unwrap();
     running.await.unwrap().unwrap();
@@ -176,7 +215,14 @@ async fn commands_before_connection_are_dropped() {
 fn play_without_player_role_opens_no_output() {
     let (mut serve, mut player, url) = serve_with_player("hall");
     let mut remote = resonate(&[
-        "play", "--server", &url, "--roles", "controller,metadata", "--json", "--duration", "60",
+        "play",
+        "--server",
+        &url,
+        "--roles",
+        "controller,metadata",
+        "--json",
+        "--duration",
+        "60",
     ]);
     let connected = remote.wait_event("connected", Duration::from_secs(20));
     let roles = connected["active_roles"].as_array().unwrap();
@@ -191,7 +237,10 @@ fn play_without_player_role_opens_no_output() {
 
     assert!(remote.interrupt().success());
     assert!(
-        !remote.seen.iter().any(|event| event["event"] == "stream_started"),
+        !remote
+            .seen
+            .iter()
+            .any(|event| event["event"] == "stream_started"),
         "a client without the player role got a stream: {:?}",
         remote.seen
     );
@@ -202,15 +251,32 @@ fn play_without_player_role_opens_no_output() {
 #[test]
 fn audio_options_need_the_player_role() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_resonate"))
-        .args(["play", "--server", "ws://127.0.0.1:9/sendspin", "--roles", "metadata", "--output", "null"])
+        .args([
+            "play",
+            "--server",
+            "ws://127.0.0.1:9/sendspin",
+            "--roles",
+            "metadata",
+            "--output",
+            "null",
+        ])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("--output needs the player role"), "{stderr}");
+    assert!(
+        stderr.contains("--output needs the player role"),
+        "{stderr}"
+    );
 
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_resonate"))
-        .args(["play", "--server", "ws://127.0.0.1:9/sendspin", "--roles", "player,visualizer"])
+        .args([
+            "play",
+            "--server",
+            "ws://127.0.0.1:9/sendspin",
+            "--roles",
+            "player,visualizer",
+        ])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
@@ -221,7 +287,13 @@ fn audio_options_need_the_player_role() {
 #[test]
 fn unwritable_log_file_is_named() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_resonate"))
-        .args(["play", "--server", "ws://127.0.0.1:9/sendspin", "--log-file", "/nonexistent-dir/play.log"])
+        .args([
+            "play",
+            "--server",
+            "ws://127.0.0.1:9/sendspin",
+            "--log-file",
+            "/nonexistent-dir/play.log",
+        ])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));

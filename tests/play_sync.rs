@@ -32,7 +32,14 @@ const SKEW_BOUND_US: f64 = 1_000.0;
 const SETTLE_US: i64 = 2_000_000;
 
 fn start_server(source: &Path, extra: &[&str]) -> (Proc, String) {
-    let mut args = vec!["serve", source.to_str().unwrap(), "--listen", "127.0.0.1:0", "--no-mdns", "--json"];
+    let mut args = vec![
+        "serve",
+        source.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--no-mdns",
+        "--json",
+    ];
     args.extend_from_slice(extra);
     let mut server = resonate(&args);
     let listening = server.wait_event("listening", Duration::from_secs(20));
@@ -44,8 +51,22 @@ fn start_player(addr: &str, id: &str, drift_ppm: &str, log: &Path, seconds: &str
     let url = format!("ws://{addr}/sendspin");
     let log = log.to_str().unwrap();
     resonate(&[
-        "play", "--server", &url, "--client-id", id, "--output", "null", "--sample-rate", "48000",
-        "--sink-drift-ppm", drift_ppm, "--sync-log", log, "--duration", seconds, "--json",
+        "play",
+        "--server",
+        &url,
+        "--client-id",
+        id,
+        "--output",
+        "null",
+        "--sample-rate",
+        "48000",
+        "--sink-drift-ppm",
+        drift_ppm,
+        "--sync-log",
+        log,
+        "--duration",
+        seconds,
+        "--json",
     ])
 }
 
@@ -57,7 +78,10 @@ fn playing_points(records: &[BlockRecord]) -> Vec<(i64, i64)> {
         .filter(|record| record.state == PlaybackState::Playing)
         .filter_map(|record| {
             let content = record.content_server_us?;
-            Some((record.heard_monotonic_us, content - record.heard_monotonic_us))
+            Some((
+                record.heard_monotonic_us,
+                content - record.heard_monotonic_us,
+            ))
         })
         .collect()
 }
@@ -90,7 +114,11 @@ fn percentile(sorted: &[f64], fraction: f64) -> f64 {
 
 /// Sorted magnitudes of the skews at or after `from_us`.
 fn settled_magnitudes(skews: &[(i64, f64)], from_us: i64) -> Vec<f64> {
-    let mut magnitudes: Vec<f64> = skews.iter().filter(|(time, _)| *time >= from_us).map(|(_, skew)| skew.abs()).collect();
+    let mut magnitudes: Vec<f64> = skews
+        .iter()
+        .filter(|(time, _)| *time >= from_us)
+        .map(|(_, skew)| skew.abs())
+        .collect();
     magnitudes.sort_by(f64::total_cmp);
     magnitudes
 }
@@ -113,11 +141,18 @@ fn opposite_drift_players_stay_in_sync() {
     let slow_points = playing_points(&read_sync_log(&slow_log).unwrap());
     let fast_points = playing_points(&read_sync_log(&fast_log).unwrap());
     let played_us = slow_points.last().unwrap().0 - slow_points[0].0;
-    assert!(played_us >= 60_000_000, "slow player played only {played_us} us");
+    assert!(
+        played_us >= 60_000_000,
+        "slow player played only {played_us} us"
+    );
     let from_us = slow_points[0].0.max(fast_points[0].0) + SETTLE_US;
     let skews = skews(&slow_points, &fast_points);
     let magnitudes = settled_magnitudes(&skews, from_us);
-    assert!(magnitudes.len() > 5_000, "only {} comparable blocks", magnitudes.len());
+    assert!(
+        magnitudes.len() > 5_000,
+        "only {} comparable blocks",
+        magnitudes.len()
+    );
     let max = *magnitudes.last().unwrap();
     eprintln!(
         "skew over {} blocks: p50 {:.0} us, p99 {:.0} us, max {max:.0} us",
@@ -130,8 +165,14 @@ fn opposite_drift_players_stay_in_sync() {
     // 200 ppm of about 64 s at 48 kHz is about 610 frames each way.
     let dropped = slow_report["frames_dropped"].as_u64().unwrap();
     let inserted = fast_report["frames_inserted"].as_u64().unwrap();
-    assert!((400..=800).contains(&dropped), "slow player dropped {dropped} frames");
-    assert!((400..=800).contains(&inserted), "fast player repeated {inserted} frames");
+    assert!(
+        (400..=800).contains(&dropped),
+        "slow player dropped {dropped} frames"
+    );
+    assert!(
+        (400..=800).contains(&inserted),
+        "fast player repeated {inserted} frames"
+    );
     assert_eq!(slow_report["reanchors"], 0, "{slow_report}");
     assert_eq!(fast_report["reanchors"], 0, "{fast_report}");
 }
@@ -249,10 +290,21 @@ fn reconnect_mid_stream_resumes_in_sync() {
         .map(|&(time, _)| time)
         .find(|&time| time > cut_us + 500_000)
         .expect("the reconnected player never played again");
-    let magnitudes = settled_magnitudes(&skews(&cut_points, &steady_points), resumed_us + SETTLE_US);
-    assert!(magnitudes.len() > 500, "only {} comparable blocks after the reconnect", magnitudes.len());
+    let magnitudes =
+        settled_magnitudes(&skews(&cut_points, &steady_points), resumed_us + SETTLE_US);
+    assert!(
+        magnitudes.len() > 500,
+        "only {} comparable blocks after the reconnect",
+        magnitudes.len()
+    );
     let max = *magnitudes.last().unwrap();
-    eprintln!("skew after the reconnect: p99 {:.0} us, max {max:.0} us", percentile(&magnitudes, 0.99));
-    assert!(max < SKEW_BOUND_US, "skew after the reconnect reached {max:.0} us");
+    eprintln!(
+        "skew after the reconnect: p99 {:.0} us, max {max:.0} us",
+        percentile(&magnitudes, 0.99)
+    );
+    assert!(
+        max < SKEW_BOUND_US,
+        "skew after the reconnect reached {max:.0} us"
+    );
     assert_eq!(cut_report["event"], "finished");
 }

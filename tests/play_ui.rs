@@ -17,8 +17,8 @@ use resonate::player::scheduler::{PlaybackState as AudioState, PlaybackStatus};
 use resonate::player::ui::input::{handle_key, VOLUME_STEP};
 use resonate::player::ui::{self, Action, App, Live, PlayState};
 use resonate::protocol::{
-    ConnectionReason, ControllerCommand, ControllerState, GroupUpdate, Metadata, PlaybackState, RepeatMode,
-    ServerState, TrackProgress,
+    ConnectionReason, ControllerCommand, ControllerState, GroupUpdate, Metadata, PlaybackState,
+    RepeatMode, ServerState, TrackProgress,
 };
 use resonate::sync::ClockSnapshot;
 
@@ -117,7 +117,11 @@ async fn draw(width: u16, height: u16, roles: Roles, events: Vec<PlayerEvent>) -
     drop(sender);
     let no_keys = futures_util::stream::iter(Vec::<std::io::Result<TermEvent>>::new());
     let (commands, _) = mpsc::unbounded_channel();
-    ui::run(&mut terminal, &mut app, receiver, no_keys, commands, || live(roles.player)).await.unwrap();
+    ui::run(&mut terminal, &mut app, receiver, no_keys, commands, || {
+        live(roles.player)
+    })
+    .await
+    .unwrap();
     terminal.backend().clone()
 }
 
@@ -126,7 +130,13 @@ async fn now_playing_screen() {
     let events = vec![
         connected(&["player@v1", "controller@v1", "metadata@v1"]),
         group(PlaybackState::Playing),
-        controller(&["play", "pause", "next", "previous", "volume", "mute", "switch"], 45, false),
+        controller(
+            &[
+                "play", "pause", "next", "previous", "volume", "mute", "switch",
+            ],
+            45,
+            false,
+        ),
         track(),
         PlayerEvent::StreamStarted {
             format: AudioFormat::pcm(48_000, 2, 24),
@@ -198,8 +208,19 @@ fn sent(action: Action) -> ControllerCommand {
 /// group at volume 45 and the scripted track.
 fn full_state() -> PlayState {
     let all = [
-        "play", "pause", "stop", "next", "previous", "volume", "mute", "repeat_off", "repeat_one", "repeat_all",
-        "shuffle", "unshuffle", "switch",
+        "play",
+        "pause",
+        "stop",
+        "next",
+        "previous",
+        "volume",
+        "mute",
+        "repeat_off",
+        "repeat_one",
+        "repeat_all",
+        "shuffle",
+        "unshuffle",
+        "switch",
     ];
     let mut state = PlayState::new(TARGET, Roles::ALL);
     for event in [
@@ -232,16 +253,25 @@ fn keys_map_to_controller_commands() {
     }
 
     let up = sent(handle_key(&state, &key(KeyCode::Up)));
-    assert_eq!((up.command.as_str(), up.volume), ("volume", Some(45 + VOLUME_STEP as i64)));
+    assert_eq!(
+        (up.command.as_str(), up.volume),
+        ("volume", Some(45 + VOLUME_STEP as i64))
+    );
     let down = sent(handle_key(&state, &key(KeyCode::Down)));
-    assert_eq!((down.command.as_str(), down.volume), ("volume", Some(45 - VOLUME_STEP as i64)));
+    assert_eq!(
+        (down.command.as_str(), down.volume),
+        ("volume", Some(45 - VOLUME_STEP as i64))
+    );
     let mute = sent(handle_key(&state, &key(KeyCode::Char('m'))));
     assert_eq!((mute.command.as_str(), mute.mute), ("mute", Some(true)));
 
     assert_eq!(handle_key(&state, &key(KeyCode::Char('q'))), Action::Quit);
     let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
     assert_eq!(handle_key(&state, &ctrl_c), Action::Quit);
-    assert_eq!(handle_key(&state, &key(KeyCode::Char('z'))), Action::Ignored);
+    assert_eq!(
+        handle_key(&state, &key(KeyCode::Char('z'))),
+        Action::Ignored
+    );
 }
 
 #[test]
@@ -249,7 +279,10 @@ fn keys_follow_current_state() {
     let mut state = full_state();
     // Stopped group: space plays.
     state.apply(&group(PlaybackState::Stopped));
-    assert_eq!(sent(handle_key(&state, &key(KeyCode::Char(' ')))).command, "play");
+    assert_eq!(
+        sent(handle_key(&state, &key(KeyCode::Char(' ')))).command,
+        "play"
+    );
     // Repeat one goes to off, shuffle on goes to unshuffle, muted unmutes,
     // and volume stays within 0 to 100.
     state.apply(&PlayerEvent::ServerState(ServerState {
@@ -263,12 +296,27 @@ fn keys_follow_current_state() {
     }));
     state.controller.as_mut().unwrap().muted = true;
     state.controller.as_mut().unwrap().volume = 98;
-    assert_eq!(sent(handle_key(&state, &key(KeyCode::Char('r')))).command, "repeat_off");
-    assert_eq!(sent(handle_key(&state, &key(KeyCode::Char('x')))).command, "unshuffle");
-    assert_eq!(sent(handle_key(&state, &key(KeyCode::Char('m')))).mute, Some(false));
-    assert_eq!(sent(handle_key(&state, &key(KeyCode::Up))).volume, Some(100));
+    assert_eq!(
+        sent(handle_key(&state, &key(KeyCode::Char('r')))).command,
+        "repeat_off"
+    );
+    assert_eq!(
+        sent(handle_key(&state, &key(KeyCode::Char('x')))).command,
+        "unshuffle"
+    );
+    assert_eq!(
+        sent(handle_key(&state, &key(KeyCode::Char('m')))).mute,
+        Some(false)
+    );
+    assert_eq!(
+        sent(handle_key(&state, &key(KeyCode::Up))).volume,
+        Some(100)
+    );
     state.controller.as_mut().unwrap().volume = 2;
-    assert_eq!(sent(handle_key(&state, &key(KeyCode::Down))).volume, Some(0));
+    assert_eq!(
+        sent(handle_key(&state, &key(KeyCode::Down))).volume,
+        Some(0)
+    );
 }
 
 #[test]
@@ -278,10 +326,21 @@ fn unsupported_keys_send_nothing() {
     state.apply(&group(PlaybackState::Playing));
     state.apply(&controller(&["play", "stop", "volume", "mute"], 50, false));
     // Playing without pause support: space stops.
-    assert_eq!(sent(handle_key(&state, &key(KeyCode::Char(' ')))).command, "stop");
-    for code in [KeyCode::Right, KeyCode::Left, KeyCode::Char('r'), KeyCode::Char('x'), KeyCode::Char('g')] {
+    assert_eq!(
+        sent(handle_key(&state, &key(KeyCode::Char(' ')))).command,
+        "stop"
+    );
+    for code in [
+        KeyCode::Right,
+        KeyCode::Left,
+        KeyCode::Char('r'),
+        KeyCode::Char('x'),
+        KeyCode::Char('g'),
+    ] {
         match handle_key(&state, &key(code)) {
-            Action::Unavailable(reason) => assert!(reason.contains("supported commands"), "{reason}"),
+            Action::Unavailable(reason) => {
+                assert!(reason.contains("supported commands"), "{reason}")
+            }
             other => panic!("key {code:?} gave {other:?}"),
         }
     }
@@ -299,18 +358,38 @@ async fn draw_loop_sends_commands_for_keys() {
     let mut terminal = Terminal::new(TestBackend::new(80, 20)).unwrap();
     let mut app = App::new(PlayState::new(TARGET, Roles::ALL));
     let (events, receiver) = mpsc::unbounded_channel();
-    events.send(connected(&["player@v1", "controller@v1", "metadata@v1"])).unwrap();
-    events.send(controller(&["play", "stop", "volume", "mute"], 30, false)).unwrap();
+    events
+        .send(connected(&["player@v1", "controller@v1", "metadata@v1"]))
+        .unwrap();
+    events
+        .send(controller(&["play", "stop", "volume", "mute"], 30, false))
+        .unwrap();
     let keys = futures_util::stream::iter(
-        [KeyCode::Up, KeyCode::Right, KeyCode::Char('m'), KeyCode::Char('q')].map(|code| Ok(TermEvent::Key(key(code)))),
+        [
+            KeyCode::Up,
+            KeyCode::Right,
+            KeyCode::Char('m'),
+            KeyCode::Char('q'),
+        ]
+        .map(|code| Ok(TermEvent::Key(key(code)))),
     );
     let (commands, mut sent) = mpsc::unbounded_channel();
-    ui::run(&mut terminal, &mut app, receiver, keys, commands, || live(true)).await.unwrap();
+    ui::run(&mut terminal, &mut app, receiver, keys, commands, || {
+        live(true)
+    })
+    .await
+    .unwrap();
     let volume = sent.try_recv().expect("no command for the up arrow");
-    assert_eq!((volume.command.as_str(), volume.volume), ("volume", Some(35)));
+    assert_eq!(
+        (volume.command.as_str(), volume.volume),
+        ("volume", Some(35))
+    );
     let mute = sent.try_recv().expect("no command for m");
     assert_eq!((mute.command.as_str(), mute.mute), ("mute", Some(true)));
-    assert!(sent.try_recv().is_err(), "next was sent although the server does not support it");
+    assert!(
+        sent.try_recv().is_err(),
+        "next was sent although the server does not support it"
+    );
     assert_eq!(app.notice.as_deref(), Some("sent mute on"));
     drop(events);
 }
@@ -325,9 +404,21 @@ async fn listening_player_waits_for_servers() {
     drop(sender);
     let no_keys = futures_util::stream::iter(Vec::<std::io::Result<TermEvent>>::new());
     let (commands, _) = mpsc::unbounded_channel();
-    ui::run(&mut terminal, &mut app, receiver, no_keys, commands, Live::default).await.unwrap();
+    ui::run(
+        &mut terminal,
+        &mut app,
+        receiver,
+        no_keys,
+        commands,
+        Live::default,
+    )
+    .await
+    .unwrap();
     let text = format!("{:?}", terminal.backend());
-    assert!(text.contains("waiting for servers to connect to ws://0.0.0.0:8928/sendspin"), "{text}");
+    assert!(
+        text.contains("waiting for servers to connect to ws://0.0.0.0:8928/sendspin"),
+        "{text}"
+    );
     assert!(text.contains("clock not synced yet"), "{text}");
     assert!(text.contains("no metadata from the server yet"), "{text}");
 }
@@ -349,14 +440,38 @@ async fn tiny_terminal_draws_without_panic() {
 #[tokio::test]
 async fn every_command_fits_in_80_columns() {
     let all = [
-        "play", "pause", "stop", "next", "previous", "volume", "mute", "repeat_off", "repeat_one", "repeat_all",
-        "shuffle", "unshuffle", "switch",
+        "play",
+        "pause",
+        "stop",
+        "next",
+        "previous",
+        "volume",
+        "mute",
+        "repeat_off",
+        "repeat_one",
+        "repeat_all",
+        "shuffle",
+        "unshuffle",
+        "switch",
     ];
-    let events = vec![connected(&["controller@v1", "metadata@v1"]), controller(&all, 45, false), track()];
+    let events = vec![
+        connected(&["controller@v1", "metadata@v1"]),
+        controller(&all, 45, false),
+        track(),
+    ];
     let screen = draw(80, 20, "controller,metadata".parse().unwrap(), events).await;
     insta::assert_snapshot!(screen);
     let text = format!("{screen:?}");
-    assert!(text.contains("switch"), "the commands row lost its end: {text}");
-    assert!(text.contains(" space play  ←/→ skip"), "the footer lost its start: {text}");
-    assert!(text.contains("g group  q quit"), "the footer lost its end: {text}");
+    assert!(
+        text.contains("switch"),
+        "the commands row lost its end: {text}"
+    );
+    assert!(
+        text.contains(" space play  ←/→ skip"),
+        "the footer lost its start: {text}"
+    );
+    assert!(
+        text.contains("g group  q quit"),
+        "the footer lost its end: {text}"
+    );
 }

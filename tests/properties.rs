@@ -5,8 +5,9 @@
 use proptest::prelude::*;
 use resonate::dialect::{Dialect, Incoming, Outgoing};
 use resonate::protocol::{
-    BinaryFrame, BinaryKind, ClientGoodbye, ClientHello, ClientState, ClientTime, ConnectionReason, GoodbyeReason, Message,
-    PlayerState, PlayerSupport, ServerHello, ServerTime, StreamEnd, SupportedFormat,
+    BinaryFrame, BinaryKind, ClientGoodbye, ClientHello, ClientState, ClientTime, ConnectionReason,
+    GoodbyeReason, Message, PlayerState, PlayerSupport, ServerHello, ServerTime, StreamEnd,
+    SupportedFormat,
 };
 use resonate::sync::{ClockSnapshot, FilterConfig, Measurement, TimeFilter};
 use serde_json::Map;
@@ -17,36 +18,55 @@ fn text() -> impl Strategy<Value = String> {
 }
 
 fn supported_format() -> impl Strategy<Value = SupportedFormat> {
-    (prop_oneof!["pcm", "flac", "opus", "[a-z]{1,6}"], any::<u16>(), any::<u32>(), any::<u16>()).prop_map(
-        |(codec, channels, sample_rate, bit_depth)| SupportedFormat {
-            codec,
-            channels,
-            sample_rate,
-            bit_depth,
-        },
+    (
+        prop_oneof!["pcm", "flac", "opus", "[a-z]{1,6}"],
+        any::<u16>(),
+        any::<u32>(),
+        any::<u16>(),
     )
+        .prop_map(
+            |(codec, channels, sample_rate, bit_depth)| SupportedFormat {
+                codec,
+                channels,
+                sample_rate,
+                bit_depth,
+            },
+        )
 }
 
 fn client_hello() -> impl Strategy<Value = ClientHello> {
-    let support = (prop::collection::vec(supported_format(), 0..4), any::<u64>(), prop::collection::vec(text(), 0..3))
-        .prop_map(|(supported_formats, buffer_capacity, supported_commands)| PlayerSupport {
-            supported_formats,
-            buffer_capacity,
-            supported_commands,
-        });
-    (text(), text(), any::<u32>(), prop::collection::vec(text(), 0..4), prop::option::of(support)).prop_map(
-        |(client_id, name, version, supported_roles, player_support)| ClientHello {
-            client_id,
-            name,
-            device_info: None,
-            version,
-            supported_roles,
-            player_support,
-            artwork_support: None,
-            visualizer_support: None,
-            extra: Map::new(),
-        },
+    let support = (
+        prop::collection::vec(supported_format(), 0..4),
+        any::<u64>(),
+        prop::collection::vec(text(), 0..3),
     )
+        .prop_map(
+            |(supported_formats, buffer_capacity, supported_commands)| PlayerSupport {
+                supported_formats,
+                buffer_capacity,
+                supported_commands,
+            },
+        );
+    (
+        text(),
+        text(),
+        any::<u32>(),
+        prop::collection::vec(text(), 0..4),
+        prop::option::of(support),
+    )
+        .prop_map(
+            |(client_id, name, version, supported_roles, player_support)| ClientHello {
+                client_id,
+                name,
+                device_info: None,
+                version,
+                supported_roles,
+                player_support,
+                artwork_support: None,
+                visualizer_support: None,
+                extra: Map::new(),
+            },
+        )
 }
 
 fn goodbye_reason() -> impl Strategy<Value = GoodbyeReason> {
@@ -57,46 +77,74 @@ fn goodbye_reason() -> impl Strategy<Value = GoodbyeReason> {
 fn v1_message() -> impl Strategy<Value = Message> {
     prop_oneof![
         client_hello().prop_map(Message::ClientHello),
-        any::<i64>().prop_map(|t| Message::ClientTime(ClientTime { client_transmitted: t })),
-        (any::<i64>(), any::<i64>(), any::<i64>()).prop_map(|(t1, t2, t3)| Message::ServerTime(ServerTime {
-            client_transmitted: t1,
-            server_received: t2,
-            server_transmitted: t3,
+        any::<i64>().prop_map(|t| Message::ClientTime(ClientTime {
+            client_transmitted: t
         })),
+        (any::<i64>(), any::<i64>(), any::<i64>()).prop_map(|(t1, t2, t3)| Message::ServerTime(
+            ServerTime {
+                client_transmitted: t1,
+                server_received: t2,
+                server_transmitted: t3,
+            }
+        )),
         goodbye_reason().prop_map(|reason| Message::ClientGoodbye(ClientGoodbye { reason })),
-        (text(), text(), any::<u32>(), prop::collection::vec(text(), 0..3), any::<bool>()).prop_map(
-            |(server_id, name, version, active_roles, playback)| Message::ServerHello(ServerHello {
-                server_id,
-                name,
-                version,
-                active_roles,
-                connection_reason: if playback { ConnectionReason::Playback } else { ConnectionReason::Discovery },
-            })
-        ),
-        (prop::option::of(any::<u8>()), prop::option::of(any::<bool>())).prop_map(|(volume, muted)| {
-            Message::ClientState(ClientState {
-                player: Some(PlayerState { volume, muted }),
-                ..Default::default()
-            })
-        }),
-        prop::option::of(prop::collection::vec(text(), 0..3)).prop_map(|roles| Message::StreamEnd(StreamEnd { roles })),
+        (
+            text(),
+            text(),
+            any::<u32>(),
+            prop::collection::vec(text(), 0..3),
+            any::<bool>()
+        )
+            .prop_map(|(server_id, name, version, active_roles, playback)| {
+                Message::ServerHello(ServerHello {
+                    server_id,
+                    name,
+                    version,
+                    active_roles,
+                    connection_reason: if playback {
+                        ConnectionReason::Playback
+                    } else {
+                        ConnectionReason::Discovery
+                    },
+                })
+            }),
+        (
+            prop::option::of(any::<u8>()),
+            prop::option::of(any::<bool>())
+        )
+            .prop_map(|(volume, muted)| {
+                Message::ClientState(ClientState {
+                    player: Some(PlayerState { volume, muted }),
+                    ..Default::default()
+                })
+            }),
+        prop::option::of(prop::collection::vec(text(), 0..3))
+            .prop_map(|roles| Message::StreamEnd(StreamEnd { roles })),
     ]
 }
 
 fn binary_frame() -> impl Strategy<Value = BinaryFrame> {
-    (any::<u8>(), any::<i64>(), prop::collection::vec(any::<u8>(), 0..64)).prop_map(|(kind, timestamp_us, payload)| {
-        BinaryFrame {
+    (
+        any::<u8>(),
+        any::<i64>(),
+        prop::collection::vec(any::<u8>(), 0..64),
+    )
+        .prop_map(|(kind, timestamp_us, payload)| BinaryFrame {
             kind: BinaryKind::from_type(kind),
             timestamp_us,
             payload,
-        }
-    })
+        })
 }
 
 /// Encodes `outgoing` in `dialect` and decodes the frame again.
 fn round_trip(dialect: Dialect, outgoing: &Outgoing) -> Option<Incoming> {
     let frame = dialect.codec().encode(outgoing)?;
-    Some(dialect.codec().decode(frame).expect("an encoded frame decodes"))
+    Some(
+        dialect
+            .codec()
+            .decode(frame)
+            .expect("an encoded frame decodes"),
+    )
 }
 
 proptest! {

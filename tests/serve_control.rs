@@ -8,8 +8,8 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use resonate::server::{GroupPlacement, QueueEntry, ServerConfig, SourcePlan};
 use resonate::protocol::RepeatMode;
+use resonate::server::{GroupPlacement, QueueEntry, ServerConfig, SourcePlan};
 use serde_json::{json, Value};
 use support::{write_test_wav, RawClient, TestServer};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -38,13 +38,17 @@ fn config_for_queue(paths: Vec<PathBuf>, repeat: RepeatMode) -> ServerConfig {
 
 async fn join(server: &TestServer, client_id: &str, roles: &[&str], player: bool) -> RawClient {
     let mut client = RawClient::connect(&server.url()).await;
-    client.hello(client_id, roles, player.then_some((48_000, 2, 16))).await;
+    client
+        .hello(client_id, roles, player.then_some((48_000, 2, 16)))
+        .await;
     client.expect_type("server/hello").await;
     client
 }
 
 async fn command(client: &mut RawClient, command: Value) {
-    client.send_json(json!({"type": "client/command", "payload": {"controller": command}})).await;
+    client
+        .send_json(json!({"type": "client/command", "payload": {"controller": command}}))
+        .await;
 }
 
 /// Reads text messages until `fence` matches one, and returns those
@@ -63,7 +67,10 @@ async fn until(client: &mut RawClient, fence: impl Fn(&Value) -> bool) -> Vec<Va
 }
 
 fn types(messages: &[Value]) -> Vec<&str> {
-    messages.iter().map(|m| m["type"].as_str().unwrap_or("?")).collect()
+    messages
+        .iter()
+        .map(|m| m["type"].as_str().unwrap_or("?"))
+        .collect()
 }
 
 /// The players, the controller and metadata client, and the fence that
@@ -81,10 +88,19 @@ impl Room {
     async fn collect(&mut self) -> (Vec<Vec<Value>>, Vec<Value>) {
         self.fence_volume = if self.fence_volume == 30 { 70 } else { 30 };
         let volume = self.fence_volume;
-        command(&mut self.remote, json!({"command": "volume", "volume": volume})).await;
+        command(
+            &mut self.remote,
+            json!({"command": "volume", "volume": volume}),
+        )
+        .await;
         let mut players = Vec::new();
         for player in &mut self.players {
-            players.push(until(player, |m| m["type"] == "server/command" && m["payload"]["player"]["volume"] == volume).await);
+            players.push(
+                until(player, |m| {
+                    m["type"] == "server/command" && m["payload"]["player"]["volume"] == volume
+                })
+                .await,
+            );
         }
         let remote = until(&mut self.remote, |m| {
             m["type"] == "server/state" && m["payload"]["controller"]["volume"] == volume
@@ -99,40 +115,118 @@ async fn controller_commands_notify_each_member_once() {
     let dir = tempfile::tempdir().unwrap();
     let tracks = write_tracks(dir.path(), &[("first", 30.0), ("second", 30.0)]);
     let server = TestServer::start(config_for_queue(tracks, RepeatMode::Off)).await;
-    let players = vec![join(&server, "p1", &["player@v1"], true).await, join(&server, "p2", &["player@v1"], true).await];
+    let players = vec![
+        join(&server, "p1", &["player@v1"], true).await,
+        join(&server, "p2", &["player@v1"], true).await,
+    ];
     let remote = join(&server, "remote", &["controller@v1", "metadata@v1"], false).await;
-    let mut room = Room { players, remote, fence_volume: 70 };
+    let mut room = Room {
+        players,
+        remote,
+        fence_volume: 70,
+    };
     let (_, remote) = room.collect().await;
-    let state = remote.iter().find(|m| m["payload"]["controller"].is_object()).expect("controller state on join");
+    let state = remote
+        .iter()
+        .find(|m| m["payload"]["controller"].is_object())
+        .expect("controller state on join");
     let supported: Vec<&str> = state["payload"]["controller"]["supported_commands"]
         .as_array()
         .unwrap()
         .iter()
         .map(|c| c.as_str().unwrap())
         .collect();
-    for expected in ["play", "pause", "stop", "next", "previous", "volume", "mute", "repeat_off", "repeat_one", "repeat_all", "shuffle", "unshuffle", "switch"] {
-        assert!(supported.contains(&expected), "{expected} missing from {supported:?}");
+    for expected in [
+        "play",
+        "pause",
+        "stop",
+        "next",
+        "previous",
+        "volume",
+        "mute",
+        "repeat_off",
+        "repeat_one",
+        "repeat_all",
+        "shuffle",
+        "unshuffle",
+        "switch",
+    ] {
+        assert!(
+            supported.contains(&expected),
+            "{expected} missing from {supported:?}"
+        );
     }
-    let metadata = remote.iter().find(|m| m["payload"]["metadata"].is_object()).expect("metadata on join");
+    let metadata = remote
+        .iter()
+        .find(|m| m["payload"]["metadata"].is_object())
+        .expect("metadata on join");
     assert_eq!(metadata["payload"]["metadata"]["title"], "first");
 
     // Each case: the command, what each player gets, what the remote gets.
     let cases: Vec<(Value, Vec<&str>, Vec<&str>)> = vec![
-        (json!({"command": "pause"}), vec!["stream/end", "group/update"], vec!["group/update", "server/state"]),
+        (
+            json!({"command": "pause"}),
+            vec!["stream/end", "group/update"],
+            vec!["group/update", "server/state"],
+        ),
         (json!({"command": "pause"}), vec![], vec![]),
-        (json!({"command": "play"}), vec!["group/update", "stream/start"], vec!["group/update", "server/state"]),
-        (json!({"command": "next"}), vec!["stream/clear"], vec!["server/state"]),
-        (json!({"command": "previous"}), vec!["stream/clear"], vec!["server/state"]),
-        (json!({"command": "repeat_all"}), vec![], vec!["server/state"]),
-        (json!({"command": "repeat_one"}), vec![], vec!["server/state"]),
-        (json!({"command": "repeat_off"}), vec![], vec!["server/state"]),
+        (
+            json!({"command": "play"}),
+            vec!["group/update", "stream/start"],
+            vec!["group/update", "server/state"],
+        ),
+        (
+            json!({"command": "next"}),
+            vec!["stream/clear"],
+            vec!["server/state"],
+        ),
+        (
+            json!({"command": "previous"}),
+            vec!["stream/clear"],
+            vec!["server/state"],
+        ),
+        (
+            json!({"command": "repeat_all"}),
+            vec![],
+            vec!["server/state"],
+        ),
+        (
+            json!({"command": "repeat_one"}),
+            vec![],
+            vec!["server/state"],
+        ),
+        (
+            json!({"command": "repeat_off"}),
+            vec![],
+            vec!["server/state"],
+        ),
         (json!({"command": "shuffle"}), vec![], vec!["server/state"]),
-        (json!({"command": "unshuffle"}), vec![], vec!["server/state"]),
-        (json!({"command": "mute", "mute": true}), vec!["server/command"], vec!["server/state"]),
-        (json!({"command": "volume", "volume": 50}), vec!["server/command"], vec!["server/state"]),
-        (json!({"command": "stop"}), vec!["stream/end", "group/update"], vec!["group/update", "server/state"]),
+        (
+            json!({"command": "unshuffle"}),
+            vec![],
+            vec!["server/state"],
+        ),
+        (
+            json!({"command": "mute", "mute": true}),
+            vec!["server/command"],
+            vec!["server/state"],
+        ),
+        (
+            json!({"command": "volume", "volume": 50}),
+            vec!["server/command"],
+            vec!["server/state"],
+        ),
+        (
+            json!({"command": "stop"}),
+            vec!["stream/end", "group/update"],
+            vec!["group/update", "server/state"],
+        ),
         (json!({"command": "stop"}), vec![], vec![]),
-        (json!({"command": "play"}), vec!["group/update", "stream/start"], vec!["group/update", "server/state"]),
+        (
+            json!({"command": "play"}),
+            vec!["group/update", "stream/start"],
+            vec!["group/update", "server/state"],
+        ),
         (json!({"command": "no_such_command"}), vec![], vec![]),
     ];
     for (sent, for_players, for_remote) in cases {
@@ -141,9 +235,16 @@ async fn controller_commands_notify_each_member_once() {
         for got in &players {
             assert_eq!(types(got), for_players, "players after {sent}: {got:?}");
         }
-        assert_eq!(types(&remote), for_remote, "remote after {sent}: {remote:?}");
+        assert_eq!(
+            types(&remote),
+            for_remote,
+            "remote after {sent}: {remote:?}"
+        );
         let name = sent["command"].as_str().unwrap();
-        let payload = remote.last().map(|m| m["payload"].clone()).unwrap_or(Value::Null);
+        let payload = remote
+            .last()
+            .map(|m| m["payload"].clone())
+            .unwrap_or(Value::Null);
         match name {
             "pause" if !remote.is_empty() => {
                 assert_eq!(remote[0]["payload"]["playback_state"], "stopped");
@@ -162,16 +263,28 @@ async fn controller_commands_notify_each_member_once() {
             "unshuffle" => assert_eq!(payload["metadata"]["shuffle"], false),
             "mute" => {
                 assert_eq!(payload["controller"]["muted"], true);
-                assert_eq!(players[0][0]["payload"]["player"], json!({"command": "mute", "mute": true}));
+                assert_eq!(
+                    players[0][0]["payload"]["player"],
+                    json!({"command": "mute", "mute": true})
+                );
             }
             "volume" => {
                 assert_eq!(payload["controller"]["volume"], 50);
-                assert_eq!(players[0][0]["payload"]["player"], json!({"command": "volume", "volume": 50}));
+                assert_eq!(
+                    players[0][0]["payload"]["player"],
+                    json!({"command": "volume", "volume": 50})
+                );
             }
             "stop" if !remote.is_empty() => {
                 assert_eq!(remote[0]["payload"]["playback_state"], "stopped");
                 let progress = &payload["metadata"]["progress"];
-                assert_eq!((progress["track_progress"].as_i64(), progress["playback_speed"].as_i64()), (Some(0), Some(0)));
+                assert_eq!(
+                    (
+                        progress["track_progress"].as_i64(),
+                        progress["playback_speed"].as_i64()
+                    ),
+                    (Some(0), Some(0))
+                );
             }
             _ => {}
         }
@@ -179,7 +292,10 @@ async fn controller_commands_notify_each_member_once() {
         if let Some(metadata) = payload.get("metadata") {
             assert!(metadata["timestamp"].is_i64(), "{metadata}");
             let fields = metadata.as_object().unwrap().len();
-            assert!(fields <= 3, "a delta of {fields} fields after {sent}: {metadata}");
+            assert!(
+                fields <= 3,
+                "a delta of {fields} fields after {sent}: {metadata}"
+            );
         }
     }
 }
@@ -222,7 +338,8 @@ async fn artwork_on(client: &mut RawClient, channel: u8) -> Vec<u8> {
 }
 
 fn write_cover(path: &Path, width: u32, height: u32) {
-    let image = image::RgbImage::from_fn(width, height, |x, _| image::Rgb([(x % 256) as u8, 40, 200]));
+    let image =
+        image::RgbImage::from_fn(width, height, |x, _| image::Rgb([(x % 256) as u8, 40, 200]));
     image.save(path).unwrap();
 }
 
@@ -250,16 +367,29 @@ async fn artwork_scaled_and_cleared() {
     }}))
     .await;
     let hello = art.expect_type("server/hello").await;
-    assert_eq!(hello["payload"]["active_roles"], json!(["artwork@v1", "controller@v1"]), "no visualizer without data");
+    assert_eq!(
+        hello["payload"]["active_roles"],
+        json!(["artwork@v1", "controller@v1"]),
+        "no visualizer without data"
+    );
     let start = art.expect_type("stream/start").await;
-    assert_eq!(start["payload"]["artwork"]["channels"][1], json!({"source": "album", "format": "bmp", "width": 100, "height": 40}));
+    assert_eq!(
+        start["payload"]["artwork"]["channels"][1],
+        json!({"source": "album", "format": "bmp", "width": 100, "height": 40})
+    );
 
     let large = artwork_on(&mut art, 0).await;
-    assert_eq!(image::guess_format(&large).unwrap(), image::ImageFormat::Jpeg);
+    assert_eq!(
+        image::guess_format(&large).unwrap(),
+        image::ImageFormat::Jpeg
+    );
     let decoded = image::load_from_memory(&large).unwrap();
     assert_eq!((decoded.width(), decoded.height()), (300, 150));
     let small = artwork_on(&mut art, 1).await;
-    assert_eq!(image::guess_format(&small).unwrap(), image::ImageFormat::Bmp);
+    assert_eq!(
+        image::guess_format(&small).unwrap(),
+        image::ImageFormat::Bmp
+    );
     let decoded = image::load_from_memory(&small).unwrap();
     assert_eq!((decoded.width(), decoded.height()), (80, 40));
     // The artist channel has nothing to show and is cleared.
@@ -272,9 +402,15 @@ async fn artwork_scaled_and_cleared() {
     }}))
     .await;
     let start = art.expect_type("stream/start").await;
-    assert_eq!(start["payload"]["artwork"]["channels"][0], json!({"source": "album", "format": "png", "width": 100, "height": 100}));
+    assert_eq!(
+        start["payload"]["artwork"]["channels"][0],
+        json!({"source": "album", "format": "png", "width": 100, "height": 100})
+    );
     let requested = artwork_on(&mut art, 0).await;
-    assert_eq!(image::guess_format(&requested).unwrap(), image::ImageFormat::Png);
+    assert_eq!(
+        image::guess_format(&requested).unwrap(),
+        image::ImageFormat::Png
+    );
     let decoded = image::load_from_memory(&requested).unwrap();
     assert_eq!((decoded.width(), decoded.height()), (100, 50));
 
@@ -337,9 +473,16 @@ async fn external_source_moves_to_solo_group() {
     assert_eq!(next_group(&mut tv).await, "main");
     tv.expect_type("stream/start").await;
 
-    tv.send_json(json!({"type": "client/state", "payload": {"state": "external_source"}})).await;
-    let before = until(&mut tv, |m| m["type"] == "group/update" && m["payload"]["group_id"] == "solo-tv").await;
-    assert!(types(&before).contains(&"stream/end"), "the stream ends first: {before:?}");
+    tv.send_json(json!({"type": "client/state", "payload": {"state": "external_source"}}))
+        .await;
+    let before = until(&mut tv, |m| {
+        m["type"] == "group/update" && m["payload"]["group_id"] == "solo-tv"
+    })
+    .await;
+    assert!(
+        types(&before).contains(&"stream/end"),
+        "the stream ends first: {before:?}"
+    );
     // The group left behind plays on for the other player.
     stay.expect_type("stream/start").await;
 
@@ -350,11 +493,21 @@ async fn external_source_moves_to_solo_group() {
     // Alone in its group, a client going to an external source stops the
     // group and stays in it. The group volume shows when the other player
     // has left: 60 with both, 100 with the client alone.
-    stay.send_json(json!({"type": "client/state", "payload": {"player": {"volume": 20, "muted": false}}})).await;
-    until(&mut tv, |m| m["type"] == "server/state" && m["payload"]["controller"]["volume"] == 60).await;
+    stay.send_json(
+        json!({"type": "client/state", "payload": {"player": {"volume": 20, "muted": false}}}),
+    )
+    .await;
+    until(&mut tv, |m| {
+        m["type"] == "server/state" && m["payload"]["controller"]["volume"] == 60
+    })
+    .await;
     drop(stay);
-    until(&mut tv, |m| m["type"] == "server/state" && m["payload"]["controller"]["volume"] == 100).await;
-    tv.send_json(json!({"type": "client/state", "payload": {"state": "external_source"}})).await;
+    until(&mut tv, |m| {
+        m["type"] == "server/state" && m["payload"]["controller"]["volume"] == 100
+    })
+    .await;
+    tv.send_json(json!({"type": "client/state", "payload": {"state": "external_source"}}))
+        .await;
     let before = until(&mut tv, |m| m["type"] == "stream/end").await;
     assert!(!types(&before).contains(&"group/update"), "{before:?}");
     let update = tv.expect_type("group/update").await;

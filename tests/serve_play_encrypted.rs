@@ -36,7 +36,10 @@ fn start_serve(source: &Path, state_dir: &Path, extra: &[&str]) -> (Proc, String
     ];
     args.extend(extra);
     let mut server = resonate(&args);
-    let url = server.wait_event("listening", PATIENCE)["url"].as_str().unwrap().to_string();
+    let url = server.wait_event("listening", PATIENCE)["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
     (server, url)
 }
 
@@ -83,17 +86,35 @@ fn encrypted_and_cleartext_players_share_a_group() {
     let dir = tempfile::tempdir().unwrap();
     let source_path = dir.path().join("source.wav");
     let source = write_test_wav(&source_path, RATE, CHANNELS, 16, 3.0);
-    let (mut server, url) = start_serve(&source_path, &dir.path().join("server"), &["--accept-v1", "--allow-unpaired"]);
+    let (mut server, url) = start_serve(
+        &source_path,
+        &dir.path().join("server"),
+        &["--accept-v1", "--allow-unpaired"],
+    );
 
     let player_state = dir.path().join("player");
-    let player_id = Identity::load_or_create(&player_state.join("identity-player.json")).unwrap().id();
+    let player_id = Identity::load_or_create(&player_state.join("identity-player.json"))
+        .unwrap()
+        .id();
     let encrypted_wav = dir.path().join("encrypted.wav");
     let cleartext_wav = dir.path().join("cleartext.wav");
-    let mut encrypted = start_encrypted_player(&url, &player_state, "25519_AESGCM_SHA256", &encrypted_wav);
+    let mut encrypted =
+        start_encrypted_player(&url, &player_state, "25519_AESGCM_SHA256", &encrypted_wav);
     let output = format!("wav:{}", cleartext_wav.display());
     let mut cleartext = resonate(&[
-        "play", "--server", &url, "--client-id", "cleartext", "--output", &output, "--sample-rate", "48000",
-        "--bit-depth", "16", "--json", "--no-drift-correction",
+        "play",
+        "--server",
+        &url,
+        "--client-id",
+        "cleartext",
+        "--output",
+        &output,
+        "--sample-rate",
+        "48000",
+        "--bit-depth",
+        "16",
+        "--json",
+        "--no-drift-correction",
     ]);
 
     let started = server.wait_event("program_started", PATIENCE);
@@ -104,10 +125,18 @@ fn encrypted_and_cleartext_players_share_a_group() {
         .seen
         .iter()
         .find(|event| event["event"] == "client_joined" && event["client_id"] == player_id.as_str())
-        .unwrap_or_else(|| panic!("the encrypted player {player_id} never joined: {:?}", server.seen))
+        .unwrap_or_else(|| {
+            panic!(
+                "the encrypted player {player_id} never joined: {:?}",
+                server.seen
+            )
+        })
         .clone();
     let roles = joined["active_roles"].as_array().unwrap();
-    assert!(roles.iter().any(|role| role == "player@v1"), "encrypted player roles {roles:?}");
+    assert!(
+        roles.iter().any(|role| role == "player@v1"),
+        "encrypted player roles {roles:?}"
+    );
     std::thread::sleep(Duration::from_millis(500));
     for (name, player) in [("encrypted", &mut encrypted), ("cleartext", &mut cleartext)] {
         let status = player.interrupt();
@@ -120,11 +149,24 @@ fn encrypted_and_cleartext_players_share_a_group() {
         let offset_us = recording.first_frame_server_us - start_us;
         let frame = ((offset_us as f64) * f64::from(RATE) / 1e6).round() as usize;
         let start = frame * usize::from(CHANNELS);
-        assert!(start < source.len(), "{name}: first frame {frame} is past the source");
+        assert!(
+            start < source.len(),
+            "{name}: first frame {frame} is past the source"
+        );
         let audible = recording.samples.len().min(source.len() - start);
-        assert!(audible * 2 >= source.len(), "{name}: played {audible} of {} samples", source.len());
-        let first_difference = recording.samples[..audible].iter().zip(&source[start..]).position(|(a, b)| a != b);
-        assert_eq!(first_difference, None, "{name}: differs from the source (frame offset {frame})");
+        assert!(
+            audible * 2 >= source.len(),
+            "{name}: played {audible} of {} samples",
+            source.len()
+        );
+        let first_difference = recording.samples[..audible]
+            .iter()
+            .zip(&source[start..])
+            .position(|(a, b)| a != b);
+        assert_eq!(
+            first_difference, None,
+            "{name}: differs from the source (frame offset {frame})"
+        );
     }
 }
 
@@ -134,21 +176,34 @@ fn unpaired_client_needs_approval() {
     let source_path = dir.path().join("source.wav");
     write_test_wav(&source_path, RATE, CHANNELS, 16, 1.0);
     let player_state = dir.path().join("player");
-    let player_id = Identity::load_or_create(&player_state.join("identity-player.json")).unwrap().id();
+    let player_id = Identity::load_or_create(&player_state.join("identity-player.json"))
+        .unwrap()
+        .id();
     let wav = dir.path().join("out.wav");
 
     // Without approval the session opens, but with no roles.
     let (mut server, url) = start_serve(&source_path, &dir.path().join("server"), &[]);
     let mut player = start_encrypted_player(&url, &player_state, "25519_ChaChaPoly_SHA256", &wav);
-    assert_eq!(joined_roles(&mut server, &player_id), Vec::<String>::new(), "roles without approval");
+    assert_eq!(
+        joined_roles(&mut server, &player_id),
+        Vec::<String>::new(),
+        "roles without approval"
+    );
     assert!(player.interrupt().success());
     assert!(server.interrupt().success());
 
     // --approve names the client, which then gets the player role.
-    let (mut server, url) = start_serve(&source_path, &dir.path().join("server"), &[&format!("--approve={player_id}")]);
+    let (mut server, url) = start_serve(
+        &source_path,
+        &dir.path().join("server"),
+        &[&format!("--approve={player_id}")],
+    );
     let mut player = start_encrypted_player(&url, &player_state, "25519_ChaChaPoly_SHA256", &wav);
     let roles = joined_roles(&mut server, &player_id);
-    assert!(roles.contains(&"player@v1".to_string()), "roles with --approve: {roles:?}");
+    assert!(
+        roles.contains(&"player@v1".to_string()),
+        "roles with --approve: {roles:?}"
+    );
     assert!(player.interrupt().success());
     assert!(server.interrupt().success());
 }
@@ -179,8 +234,21 @@ fn cleartext_client_rejected_without_accept_v1() {
     let dir = tempfile::tempdir().unwrap();
     let source_path = dir.path().join("source.wav");
     write_test_wav(&source_path, RATE, CHANNELS, 16, 1.0);
-    let (mut server, url) = start_serve(&source_path, &dir.path().join("server"), &["--allow-unpaired"]);
-    let mut player = resonate(&["play", "--server", &url, "--client-id", "cleartext", "--output", "null", "--json"]);
+    let (mut server, url) = start_serve(
+        &source_path,
+        &dir.path().join("server"),
+        &["--allow-unpaired"],
+    );
+    let mut player = resonate(&[
+        "play",
+        "--server",
+        &url,
+        "--client-id",
+        "cleartext",
+        "--output",
+        "null",
+        "--json",
+    ]);
     let disconnected = player.wait_event("disconnected", PATIENCE);
     assert_eq!(disconnected["cause"], "peer_closed", "{disconnected}");
     assert!(player.interrupt().success());
@@ -190,11 +258,17 @@ fn cleartext_client_rejected_without_accept_v1() {
 /// Writes one pairing record with `psk` on each side, as a finished pairing
 /// leaves them.
 fn pair_by_records(server_state: &Path, player_state: &Path, psk: &[u8; 32]) -> (String, String) {
-    let server_id = Identity::load_or_create(&server_state.join("identity-server.json")).unwrap().id();
-    let player_id = Identity::load_or_create(&player_state.join("identity-player.json")).unwrap().id();
-    let mut server_records = PairingStore::load(&server_state.join("pairings-server.json")).unwrap();
+    let server_id = Identity::load_or_create(&server_state.join("identity-server.json"))
+        .unwrap()
+        .id();
+    let player_id = Identity::load_or_create(&player_state.join("identity-player.json"))
+        .unwrap()
+        .id();
+    let mut server_records =
+        PairingStore::load(&server_state.join("pairings-server.json")).unwrap();
     server_records.insert(&player_id, psk).unwrap();
-    let mut player_records = PairingStore::load(&player_state.join("pairings-player.json")).unwrap();
+    let mut player_records =
+        PairingStore::load(&player_state.join("pairings-player.json")).unwrap();
     player_records.insert(&server_id, psk).unwrap();
     (server_id, player_id)
 }
@@ -208,9 +282,17 @@ fn paired_client_plays_without_approval() {
     let (_, player_id) = pair_by_records(&server_state, &player_state, &[0x5a; 32]);
 
     let (mut server, url) = start_serve(&source_path, &server_state, &[]);
-    let mut player = start_encrypted_player(&url, &player_state, "25519_ChaChaPoly_SHA256", &dir.path().join("out.wav"));
+    let mut player = start_encrypted_player(
+        &url,
+        &player_state,
+        "25519_ChaChaPoly_SHA256",
+        &dir.path().join("out.wav"),
+    );
     let roles = joined_roles(&mut server, &player_id);
-    assert!(roles.contains(&"player@v1".to_string()), "paired client roles: {roles:?}");
+    assert!(
+        roles.contains(&"player@v1".to_string()),
+        "paired client roles: {roles:?}"
+    );
     server.wait_event("stream_started", PATIENCE);
     assert!(player.interrupt().success());
     assert!(server.interrupt().success());
@@ -229,8 +311,17 @@ fn lost_record_gets_no_roles() {
     std::fs::remove_file(player_state.join("pairings-player.json")).unwrap();
 
     let (mut server, url) = start_serve(&source_path, &server_state, &["--allow-unpaired"]);
-    let mut player = start_encrypted_player(&url, &player_state, "25519_ChaChaPoly_SHA256", &dir.path().join("out.wav"));
-    assert_eq!(joined_roles(&mut server, &player_id), Vec::<String>::new(), "roles after a credential mismatch");
+    let mut player = start_encrypted_player(
+        &url,
+        &player_state,
+        "25519_ChaChaPoly_SHA256",
+        &dir.path().join("out.wav"),
+    );
+    assert_eq!(
+        joined_roles(&mut server, &player_id),
+        Vec::<String>::new(),
+        "roles after a credential mismatch"
+    );
     assert!(player.interrupt().success());
     assert!(server.interrupt().success());
 }
@@ -247,32 +338,65 @@ fn pairing_token_pairs_and_persists_records() {
         .args(["play", "--pairing-token", "--state-dir", &player_state_text])
         .output()
         .unwrap();
-    assert!(printed.status.success(), "play --pairing-token failed: {printed:?}");
-    let token = String::from_utf8(printed.stdout).unwrap().trim().to_string();
+    assert!(
+        printed.status.success(),
+        "play --pairing-token failed: {printed:?}"
+    );
+    let token = String::from_utf8(printed.stdout)
+        .unwrap()
+        .trim()
+        .to_string();
     assert!(token.starts_with("SP:0"), "token {token:?}");
-    let player_id = Identity::load_or_create(&player_state.join("identity-player.json")).unwrap().id();
+    let player_id = Identity::load_or_create(&player_state.join("identity-player.json"))
+        .unwrap()
+        .id();
 
     // Pairing: no approval flag, only the token.
     let (mut server, url) = start_serve(&source_path, &server_state, &["--pair-token", &token]);
-    let server_id = Identity::load_or_create(&server_state.join("identity-server.json")).unwrap().id();
-    let mut player = start_encrypted_player(&url, &player_state, "25519_ChaChaPoly_SHA256", &dir.path().join("out.wav"));
+    let server_id = Identity::load_or_create(&server_state.join("identity-server.json"))
+        .unwrap()
+        .id();
+    let mut player = start_encrypted_player(
+        &url,
+        &player_state,
+        "25519_ChaChaPoly_SHA256",
+        &dir.path().join("out.wav"),
+    );
     let roles = joined_roles(&mut server, &player_id);
-    assert!(roles.contains(&"player@v1".to_string()), "roles after pairing: {roles:?}");
+    assert!(
+        roles.contains(&"player@v1".to_string()),
+        "roles after pairing: {roles:?}"
+    );
     server.wait_event("stream_started", PATIENCE);
     assert!(player.interrupt().success());
     assert!(server.interrupt().success());
 
     let server_records = PairingStore::load(&server_state.join("pairings-server.json")).unwrap();
     let player_records = PairingStore::load(&player_state.join("pairings-player.json")).unwrap();
-    let server_record = server_records.record_of(&player_id).expect("the server stored no record");
-    let player_record = player_records.record_of(&server_id).expect("the player stored no record");
-    assert_eq!(server_record.psk, player_record.psk, "the two records hold different PSKs");
+    let server_record = server_records
+        .record_of(&player_id)
+        .expect("the server stored no record");
+    let player_record = player_records
+        .record_of(&server_id)
+        .expect("the player stored no record");
+    assert_eq!(
+        server_record.psk, player_record.psk,
+        "the two records hold different PSKs"
+    );
 
     // The next connection is paired by the record alone.
     let (mut server, url) = start_serve(&source_path, &server_state, &[]);
-    let mut player = start_encrypted_player(&url, &player_state, "25519_AESGCM_SHA256", &dir.path().join("again.wav"));
+    let mut player = start_encrypted_player(
+        &url,
+        &player_state,
+        "25519_AESGCM_SHA256",
+        &dir.path().join("again.wav"),
+    );
     let roles = joined_roles(&mut server, &player_id);
-    assert!(roles.contains(&"player@v1".to_string()), "roles on the paired reconnect: {roles:?}");
+    assert!(
+        roles.contains(&"player@v1".to_string()),
+        "roles on the paired reconnect: {roles:?}"
+    );
     assert!(player.interrupt().success());
     assert!(server.interrupt().success());
 }

@@ -24,7 +24,15 @@ async fn stdin_pcm_reaches_player_unchanged() {
         .collect();
     let mut command = Command::new(env!("CARGO_BIN_EXE_resonate"));
     command
-        .args(["serve", "--stdin-format", "48000:2:16", "--listen", "127.0.0.1:0", "--no-mdns", "--json"])
+        .args([
+            "serve",
+            "--stdin-format",
+            "48000:2:16",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-mdns",
+            "--json",
+        ])
         .args(["--start-delay-ms", "300"])
         .stdin(Stdio::piped());
     let mut serve = process::spawn(command);
@@ -44,16 +52,25 @@ async fn stdin_pcm_reaches_player_unchanged() {
     );
 
     let mut player = RawClient::connect(&url).await;
-    player.hello("player", &["player@v1"], Some((48_000, 2, 16))).await;
+    player
+        .hello("player", &["player@v1"], Some((48_000, 2, 16)))
+        .await;
     let mut received = Vec::new();
     loop {
-        match player.next_frame().await.expect("the server keeps the connection open") {
+        match player
+            .next_frame()
+            .await
+            .expect("the server keeps the connection open")
+        {
             WsMessage::Binary(bytes) if bytes[0] == 4 => received.extend_from_slice(&bytes[9..]),
             WsMessage::Text(text) if text.as_str().contains("\"stream/end\"") => break,
             _ => {}
         }
     }
     assert_eq!(received.len(), pcm.len());
-    assert!(received == pcm, "the PCM differs from what was written to stdin");
+    assert!(
+        received == pcm,
+        "the PCM differs from what was written to stdin"
+    );
     serve.interrupt();
 }

@@ -1,17 +1,17 @@
 //! Server-initiated connections: dial loops, goodbye reasons, mDNS-style
 //! record flaps and the multiple-server rules, on loopback without mDNS.
 
-mod support;
 #[path = "support/process.rs"]
 mod process;
+mod support;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use resonate::protocol::GoodbyeReason;
 use resonate::server::{DialBackoff, ServerEvent};
 use resonate::session::CloseCause;
-use resonate::protocol::GoodbyeReason;
 use serde_json::{json, Value};
 use support::{config_for, write_test_wav, TestServer, PATIENCE};
 use tokio::net::{TcpListener, TcpStream};
@@ -27,7 +27,9 @@ struct WaitingPlayer {
 
 impl WaitingPlayer {
     async fn bind() -> WaitingPlayer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
         let url = Url::parse(&format!("ws://{}/sendspin", listener.local_addr().unwrap())).unwrap();
         WaitingPlayer { listener, url }
     }
@@ -46,7 +48,9 @@ impl WaitingPlayer {
                 }
             }
         };
-        tokio::time::timeout(PATIENCE, accepting).await.expect("no server connected in time")
+        tokio::time::timeout(PATIENCE, accepting)
+            .await
+            .expect("no server connected in time")
     }
 
     /// Accepts one connection and tries the handshake. Returns `None` when
@@ -91,7 +95,9 @@ fn fast_config(dir: &std::path::Path, server_id: &str) -> resonate::server::Serv
 
 async fn say_goodbye(ws: &mut WebSocketStream<TcpStream>, reason: &str) {
     let goodbye = json!({"type": "client/goodbye", "payload": {"reason": reason}});
-    ws.send(WsMessage::text(goodbye.to_string())).await.expect("send goodbye");
+    ws.send(WsMessage::text(goodbye.to_string()))
+        .await
+        .expect("send goodbye");
     // The server closes the connection after a goodbye.
     while let Some(Ok(frame)) = ws.next().await {
         if matches!(frame, WsMessage::Close(_)) {
@@ -122,7 +128,11 @@ async fn restart_goodbye_and_lost_connection_redial() {
 
 #[tokio::test]
 async fn final_goodbyes_stop_the_dial_loop() {
-    for reason in [GoodbyeReason::Shutdown, GoodbyeReason::UserRequest, GoodbyeReason::AnotherServer] {
+    for reason in [
+        GoodbyeReason::Shutdown,
+        GoodbyeReason::UserRequest,
+        GoodbyeReason::AnotherServer,
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let mut server = TestServer::start(fast_config(dir.path(), "final")).await;
         let player = WaitingPlayer::bind().await;
@@ -140,8 +150,13 @@ async fn final_goodbyes_stop_the_dial_loop() {
         let address = player.address();
         let stopped = server
             .next_event(|event| match event {
-                ServerEvent::DialStopped { address: stopped, reason } if *stopped == address => Some(reason.clone()),
-                ServerEvent::SessionOpened { .. } => panic!("the server redialed after goodbye {}", reason.as_str()),
+                ServerEvent::DialStopped {
+                    address: stopped,
+                    reason,
+                } if *stopped == address => Some(reason.clone()),
+                ServerEvent::SessionOpened { .. } => {
+                    panic!("the server redialed after goodbye {}", reason.as_str())
+                }
                 _ => None,
             })
             .await;
@@ -186,10 +201,16 @@ async fn flapping_record_leaves_one_loop_and_one_session() {
     });
 
     for _ in 0..1000 {
-        server.dialer.add(Url::parse(&format!("ws://{address}/sendspin")).unwrap());
-        server.dialer.remove(&Url::parse(&format!("ws://{address}/sendspin")).unwrap());
+        server
+            .dialer
+            .add(Url::parse(&format!("ws://{address}/sendspin")).unwrap());
+        server
+            .dialer
+            .remove(&Url::parse(&format!("ws://{address}/sendspin")).unwrap());
     }
-    server.dialer.add(Url::parse(&format!("ws://{address}/sendspin")).unwrap());
+    server
+        .dialer
+        .add(Url::parse(&format!("ws://{address}/sendspin")).unwrap());
     // The core applies requests in order, so once the sentinel's loop runs,
     // every flap request has been applied.
     server.dialer.add(sentinel.url.clone());
@@ -203,9 +224,15 @@ async fn flapping_record_leaves_one_loop_and_one_session() {
     while !(joined && sentinel_started) {
         let event = server.next_event(|event| Some(event.clone())).await;
         match event {
-            ServerEvent::DialStarted { address: started, .. } if started == address => loops.change(&address, 1),
-            ServerEvent::DialStopped { address: stopped, .. } if stopped == address => loops.change(&address, -1),
-            ServerEvent::DialStarted { address: started, .. } if started == sentinel_address => sentinel_started = true,
+            ServerEvent::DialStarted {
+                address: started, ..
+            } if started == address => loops.change(&address, 1),
+            ServerEvent::DialStopped {
+                address: stopped, ..
+            } if stopped == address => loops.change(&address, -1),
+            ServerEvent::DialStarted {
+                address: started, ..
+            } if started == sentinel_address => sentinel_started = true,
             ServerEvent::SessionOpened { session, peer } => {
                 session_peers.insert(session, peer.to_string());
                 sessions.change(&peer.to_string(), 1);
@@ -219,7 +246,11 @@ async fn flapping_record_leaves_one_loop_and_one_session() {
             _ => {}
         }
     }
-    assert!(loops.max <= 1, "{} dial loops ran at once for one address", loops.max);
+    assert!(
+        loops.max <= 1,
+        "{} dial loops ran at once for one address",
+        loops.max
+    );
     assert!(loops.running[&address] <= 1);
     assert_eq!(sessions.max, 1, "sessions open at once for one address");
     assert_eq!(sessions.running.get(&address).copied().unwrap_or(1), 1);
@@ -232,8 +263,17 @@ async fn playback_server_takes_over_a_discovery_player() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("last-played.json");
     let mut play = process::resonate(&[
-        "play", "--listen", "127.0.0.1:0", "--no-mdns", "--output", "null", "--client-id", "taken",
-        "--state-file", state.to_str().unwrap(), "--json",
+        "play",
+        "--listen",
+        "127.0.0.1:0",
+        "--no-mdns",
+        "--output",
+        "null",
+        "--client-id",
+        "taken",
+        "--state-file",
+        state.to_str().unwrap(),
+        "--json",
     ]);
     let listening = tokio::task::block_in_place(|| play.wait_event("listening", PATIENCE));
     let url = Url::parse(listening["url"].as_str().unwrap()).unwrap();
@@ -248,7 +288,9 @@ async fn playback_server_takes_over_a_discovery_player() {
     // Server B is playing to another player, so it connects for playback.
     let server_b = TestServer::start(fast_config(dir.path(), "server-b")).await;
     let mut listener = support::RawClient::connect(&server_b.url()).await;
-    listener.hello("b-listener", &["player@v1"], Some((48_000, 2, 16))).await;
+    listener
+        .hello("b-listener", &["player@v1"], Some((48_000, 2, 16)))
+        .await;
     listener.expect_type("stream/start").await;
     server_b.dialer.add(url.clone());
 
@@ -260,7 +302,11 @@ async fn playback_server_takes_over_a_discovery_player() {
     assert_eq!(connected["connection_reason"], "playback");
     let cause = server_a
         .next_event(|event| match event {
-            ServerEvent::SessionClosed { client_id: Some(id), cause, .. } if id == "taken" => Some(cause.clone()),
+            ServerEvent::SessionClosed {
+                client_id: Some(id),
+                cause,
+                ..
+            } if id == "taken" => Some(cause.clone()),
             _ => None,
         })
         .await;
@@ -288,8 +334,12 @@ async fn playback_server_takes_over_a_discovery_player() {
 
     let status = tokio::task::block_in_place(|| play.interrupt());
     assert!(status.success(), "play exited with {status}");
-    let stored: Value = serde_json::from_str(&std::fs::read_to_string(&state).expect("last-played file")).unwrap();
-    assert_eq!(stored["server_id"], "server-b", "the last server that played is stored");
+    let stored: Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).expect("last-played file")).unwrap();
+    assert_eq!(
+        stored["server_id"], "server-b",
+        "the last server that played is stored"
+    );
     server_a.stop().await;
     server_b.stop().await;
     server_c.stop().await;

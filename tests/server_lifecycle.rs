@@ -6,19 +6,21 @@ mod support;
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use resonate::protocol::GoodbyeReason;
 use resonate::server::ServerEvent;
 use resonate::session::{CloseCause, SessionId};
 use serde_json::json;
 use support::{config_for, write_test_wav, RawClient, TestServer};
-use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 async fn server() -> (TestServer, tempfile::TempDir) {
     server_with(|_| {}).await
 }
 
-async fn server_with(adjust: impl FnOnce(&mut resonate::server::ServerConfig)) -> (TestServer, tempfile::TempDir) {
+async fn server_with(
+    adjust: impl FnOnce(&mut resonate::server::ServerConfig),
+) -> (TestServer, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let wav = dir.path().join("source.wav");
     write_test_wav(&wav, 48_000, 2, 16, 1.0);
@@ -45,9 +47,11 @@ async fn controller(server: &mut TestServer, client_id: &str) -> (RawClient, Ses
 async fn closed_event(server: &mut TestServer, id: SessionId) -> (Option<String>, CloseCause) {
     server
         .next_event(|e| match e {
-            ServerEvent::SessionClosed { session, client_id, cause } if *session == id => {
-                Some((client_id.clone(), cause.clone()))
-            }
+            ServerEvent::SessionClosed {
+                session,
+                client_id,
+                cause,
+            } if *session == id => Some((client_id.clone(), cause.clone())),
             _ => None,
         })
         .await
@@ -55,7 +59,9 @@ async fn closed_event(server: &mut TestServer, id: SessionId) -> (Option<String>
 
 /// Checks that a session still replies to `client/time`.
 async fn assert_alive(client: &mut RawClient) {
-    client.send_json(json!({"type": "client/time", "payload": {"client_transmitted": 42}})).await;
+    client
+        .send_json(json!({"type": "client/time", "payload": {"client_transmitted": 42}}))
+        .await;
     let reply = client.expect_type("server/time").await;
     assert_eq!(reply["payload"]["client_transmitted"], 42);
 }
@@ -68,7 +74,11 @@ async fn duplicate_client_id_replaces_old_session() {
 
     let replaced = server
         .next_event(|e| match e {
-            ServerEvent::ClientReplaced { client_id, old, new } => Some((client_id.clone(), *old, *new)),
+            ServerEvent::ClientReplaced {
+                client_id,
+                old,
+                new,
+            } => Some((client_id.clone(), *old, *new)),
             _ => None,
         })
         .await;
@@ -77,7 +87,10 @@ async fn duplicate_client_id_replaces_old_session() {
     assert_eq!(client_id.as_deref(), Some("same"));
     assert_eq!(cause, CloseCause::Replaced);
 
-    let (code, reason) = first.expect_close().await.expect("old session gets a close frame");
+    let (code, reason) = first
+        .expect_close()
+        .await
+        .expect("old session gets a close frame");
     assert_eq!(code, 1000);
     assert!(reason.contains("replaced"), "{reason}");
     assert_alive(&mut second).await;
@@ -98,7 +111,8 @@ async fn abrupt_close_is_reported_once_as_reset() {
 
     // No second close report for the same session arrives.
     let (_, later) = controller(&mut server, "later").await;
-    let next_close = tokio::time::timeout(Duration::from_millis(300), closed_event(&mut server, id)).await;
+    let next_close =
+        tokio::time::timeout(Duration::from_millis(300), closed_event(&mut server, id)).await;
     assert!(next_close.is_err(), "a second Closed event for {id}");
     let _ = later;
     server.stop().await;
@@ -116,7 +130,10 @@ async fn every_goodbye_reason_closes_with_that_reason() {
         assert_eq!(client_id.as_deref(), Some(reason.as_str()));
         assert_eq!(cause, CloseCause::Goodbye(reason));
         assert_eq!(cause.wants_reconnect(), reason == GoodbyeReason::Restart);
-        let (code, _) = client.expect_close().await.expect("server closes after goodbye");
+        let (code, _) = client
+            .expect_close()
+            .await
+            .expect("server closes after goodbye");
         assert_eq!(code, 1000);
     }
     server.stop().await;
@@ -124,15 +141,36 @@ async fn every_goodbye_reason_closes_with_that_reason() {
 
 #[tokio::test]
 async fn malformed_frames_close_only_their_session() {
-    let (mut server, _dir) = server_with(|config| config.limits.max_message_bytes = 64 * 1024).await;
+    let (mut server, _dir) =
+        server_with(|config| config.limits.max_message_bytes = 64 * 1024).await;
     let (mut bystander, _) = controller(&mut server, "bystander").await;
 
     let cases: Vec<(&str, WsMessage, &str)> = vec![
-        ("garbage", WsMessage::text("this is not json"), "not valid JSON"),
-        ("no type", WsMessage::text(r#"{"payload": {}}"#), "no string \"type\""),
-        ("binary first", WsMessage::binary(vec![4u8; 20]), "expected client/hello first, got a binary frame"),
-        ("time first", WsMessage::text(r#"{"type":"client/time","payload":{"client_transmitted":1}}"#), "expected client/hello first, got client/time"),
-        ("wrong field type", WsMessage::text(r#"{"type":"client/hello","payload":{"client_id":5}}"#), "invalid payload of client/hello"),
+        (
+            "garbage",
+            WsMessage::text("this is not json"),
+            "not valid JSON",
+        ),
+        (
+            "no type",
+            WsMessage::text(r#"{"payload": {}}"#),
+            "no string \"type\"",
+        ),
+        (
+            "binary first",
+            WsMessage::binary(vec![4u8; 20]),
+            "expected client/hello first, got a binary frame",
+        ),
+        (
+            "time first",
+            WsMessage::text(r#"{"type":"client/time","payload":{"client_transmitted":1}}"#),
+            "expected client/hello first, got client/time",
+        ),
+        (
+            "wrong field type",
+            WsMessage::text(r#"{"type":"client/hello","payload":{"client_id":5}}"#),
+            "invalid payload of client/hello",
+        ),
     ];
     for (name, frame, expected) in cases {
         let mut client = RawClient::connect(&server.url()).await;
@@ -146,7 +184,9 @@ async fn malformed_frames_close_only_their_session() {
         let (client_id, cause) = closed_event(&mut server, id).await;
         assert_eq!(client_id, None, "{name}");
         match &cause {
-            CloseCause::ProtocolError(detail) => assert!(detail.contains(expected), "{name}: {detail}"),
+            CloseCause::ProtocolError(detail) => {
+                assert!(detail.contains(expected), "{name}: {detail}")
+            }
             other => panic!("{name}: expected a protocol error, got {other:?}"),
         }
         assert_alive(&mut bystander).await;
@@ -162,7 +202,10 @@ async fn wrong_message_after_hello_is_a_protocol_error() {
         .send_json(json!({"type": "server/time", "payload": {"client_transmitted": 1, "server_received": 2, "server_transmitted": 3}}))
         .await;
     let (_, cause) = closed_event(&mut server, id).await;
-    assert_eq!(cause, CloseCause::ProtocolError("server/time is a server message".into()));
+    assert_eq!(
+        cause,
+        CloseCause::ProtocolError("server/time is a server message".into())
+    );
     server.stop().await;
 }
 
@@ -170,14 +213,17 @@ async fn wrong_message_after_hello_is_a_protocol_error() {
 async fn unknown_message_type_is_ignored() {
     let (mut server, _dir) = server().await;
     let (mut client, _) = controller(&mut server, "future").await;
-    client.send_json(json!({"type": "client/dance", "payload": {"style": "waltz"}})).await;
+    client
+        .send_json(json!({"type": "client/dance", "payload": {"style": "waltz"}}))
+        .await;
     assert_alive(&mut client).await;
     server.stop().await;
 }
 
 #[tokio::test]
 async fn silent_connection_times_out_in_handshake() {
-    let (mut server, _dir) = server_with(|config| config.limits.handshake_timeout = Duration::from_millis(300)).await;
+    let (mut server, _dir) =
+        server_with(|config| config.limits.handshake_timeout = Duration::from_millis(300)).await;
     let mut client = RawClient::connect(&server.url()).await;
     let id = server
         .next_event(|e| match e {
@@ -196,12 +242,17 @@ async fn silent_connection_times_out_in_handshake() {
 async fn server_time_stamps_are_ordered() {
     let (mut server, _dir) = server().await;
     let (mut client, _) = controller(&mut server, "timer").await;
-    client.send_json(json!({"type": "client/time", "payload": {"client_transmitted": 7}})).await;
+    client
+        .send_json(json!({"type": "client/time", "payload": {"client_transmitted": 7}}))
+        .await;
     let reply = client.expect_type("server/time").await;
     let received = reply["payload"]["server_received"].as_i64().unwrap();
     let transmitted = reply["payload"]["server_transmitted"].as_i64().unwrap();
     assert!(received > 0);
-    assert!(transmitted >= received, "T3 {transmitted} before T2 {received}");
+    assert!(
+        transmitted >= received,
+        "T3 {transmitted} before T2 {received}"
+    );
     server.stop().await;
 }
 
@@ -234,7 +285,9 @@ async fn peer_that_stops_answering_pings_times_out() {
                 }
             }
         };
-        tokio::time::timeout(Duration::from_millis(1500), reading).await.is_err()
+        tokio::time::timeout(Duration::from_millis(1500), reading)
+            .await
+            .is_err()
     });
     let (client_id, cause) = closed_event(&mut server, id).await;
     assert_eq!(client_id.as_deref(), Some("silent"));
@@ -248,7 +301,9 @@ async fn peer_that_stops_answering_pings_times_out() {
 /// Connects a player (16-bit stereo PCM) and completes the hello.
 async fn player(server: &mut TestServer, client_id: &str) -> RawClient {
     let mut client = RawClient::connect(&server.url()).await;
-    client.hello(client_id, &["player@v1"], Some((48_000, 2, 16))).await;
+    client
+        .hello(client_id, &["player@v1"], Some((48_000, 2, 16)))
+        .await;
     client.expect_type("server/hello").await;
     client
 }
@@ -260,19 +315,26 @@ async fn shared_grouping_puts_players_in_one_group() {
     let mut second = player(&mut server, "two").await;
     let first_group = first.expect_type("group/update").await;
     let second_group = second.expect_type("group/update").await;
-    assert_eq!(first_group["payload"]["group_id"], second_group["payload"]["group_id"]);
+    assert_eq!(
+        first_group["payload"]["group_id"],
+        second_group["payload"]["group_id"]
+    );
     assert_eq!(second_group["payload"]["playback_state"], "playing");
     server.stop().await;
 }
 
 #[tokio::test]
 async fn solo_grouping_gives_each_client_its_group() {
-    let (mut server, _dir) = server_with(|config| config.grouping = resonate::server::Grouping::Solo).await;
+    let (mut server, _dir) =
+        server_with(|config| config.grouping = resonate::server::Grouping::Solo).await;
     let mut first = player(&mut server, "one").await;
     let mut second = player(&mut server, "two").await;
     let first_group = first.expect_type("group/update").await;
     let second_group = second.expect_type("group/update").await;
-    assert_ne!(first_group["payload"]["group_id"], second_group["payload"]["group_id"]);
+    assert_ne!(
+        first_group["payload"]["group_id"],
+        second_group["payload"]["group_id"]
+    );
     assert_eq!(first_group["payload"]["playback_state"], "playing");
     server.stop().await;
 }
@@ -301,8 +363,14 @@ async fn group_volume_command_spreads_delta_over_players() {
 
     let quiet_command = quiet.expect_type("server/command").await;
     let loud_command = loud.expect_type("server/command").await;
-    assert_eq!(quiet_command["payload"]["player"], json!({"command": "volume", "volume": 40}));
-    assert_eq!(loud_command["payload"]["player"], json!({"command": "volume", "volume": 60}));
+    assert_eq!(
+        quiet_command["payload"]["player"],
+        json!({"command": "volume", "volume": 40})
+    );
+    assert_eq!(
+        loud_command["payload"]["player"],
+        json!({"command": "volume", "volume": 60})
+    );
     server.stop().await;
 }
 
@@ -335,13 +403,19 @@ async fn fixed_volume_player_stays_out_of_group_volume() {
         if state["payload"]["controller"]["volume"] == 20 {
             break;
         }
-        assert_ne!(state["payload"]["controller"]["volume"], 60, "the fixed player counted: {state}");
+        assert_ne!(
+            state["payload"]["controller"]["volume"], 60,
+            "the fixed player counted: {state}"
+        );
     }
     remote
         .send_json(json!({"type": "client/command", "payload": {"controller": {"command": "volume", "volume": 50}}}))
         .await;
     let command = adjustable.expect_type("server/command").await;
-    assert_eq!(command["payload"]["player"], json!({"command": "volume", "volume": 50}));
+    assert_eq!(
+        command["payload"]["player"],
+        json!({"command": "volume", "volume": 50})
+    );
     let state = loop {
         let state = remote.expect_type("server/state").await;
         if state["payload"]["controller"]["volume"] != 20 {
@@ -365,7 +439,10 @@ async fn group_mute_command_mutes_every_player() {
         .await;
     for client in [&mut first, &mut second] {
         let command = client.expect_type("server/command").await;
-        assert_eq!(command["payload"]["player"], json!({"command": "mute", "mute": true}));
+        assert_eq!(
+            command["payload"]["player"],
+            json!({"command": "mute", "mute": true})
+        );
     }
     let state = loop {
         let state = remote.expect_type("server/state").await;
@@ -383,11 +460,15 @@ async fn messages_right_after_hello_are_kept() {
     let mut client = RawClient::connect(&server.url()).await;
     // No wait for server/hello: the state and time request follow the hello
     // at once and must be processed in order, not rejected.
-    client.hello("eager", &["player@v1"], Some((48_000, 2, 16))).await;
+    client
+        .hello("eager", &["player@v1"], Some((48_000, 2, 16)))
+        .await;
     client
         .send_json(json!({"type": "client/state", "payload": {"state": "synchronized", "player": {"volume": 50, "muted": false}}}))
         .await;
-    client.send_json(json!({"type": "client/time", "payload": {"client_transmitted": 9}})).await;
+    client
+        .send_json(json!({"type": "client/time", "payload": {"client_transmitted": 9}}))
+        .await;
     client.expect_type("server/hello").await;
     let reply = client.expect_type("server/time").await;
     assert_eq!(reply["payload"]["client_transmitted"], 9);

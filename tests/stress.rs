@@ -33,7 +33,14 @@ fn violation_kinds(report: &Value) -> Vec<String> {
         .as_array()
         .unwrap()
         .iter()
-        .flat_map(|s| s["violations"].as_object().unwrap().keys().cloned().collect::<Vec<_>>())
+        .flat_map(|s| {
+            s["violations"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+        })
         .collect();
     kinds.sort();
     kinds.dedup();
@@ -45,26 +52,60 @@ fn violation_kinds(report: &Value) -> Vec<String> {
 /// session, client or task on the server after each scenario.
 fn embedded_server_survives_every_scenario_clean(dialect: &str, path: &str) {
     let output = stress(&[
-        "--scenario", "all", "--duration", "1", "--clients", "8", "--seed", "42", "--bound", "8", "--dialect", dialect, "--json",
+        "--scenario",
+        "all",
+        "--duration",
+        "1",
+        "--clients",
+        "8",
+        "--seed",
+        "42",
+        "--bound",
+        "8",
+        "--dialect",
+        dialect,
+        "--json",
     ]);
     let report = report_of(&output);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(report["dialect"], dialect);
-    assert!(report["target"].as_str().unwrap().ends_with(path), "{}", report["target"]);
+    assert!(
+        report["target"].as_str().unwrap().ends_with(path),
+        "{}",
+        report["target"]
+    );
 
     let kinds = violation_kinds(&report);
-    assert!(kinds.is_empty(), "violations {kinds:?} in {report:#}\nstderr: {stderr}");
+    assert!(
+        kinds.is_empty(),
+        "violations {kinds:?} in {report:#}\nstderr: {stderr}"
+    );
     assert_eq!(output.status.code(), Some(0), "stderr: {stderr}");
 
     let scenarios = report["scenarios"].as_array().unwrap();
-    let names: Vec<&str> = scenarios.iter().map(|s| s["scenario"].as_str().unwrap()).collect();
+    let names: Vec<&str> = scenarios
+        .iter()
+        .map(|s| s["scenario"].as_str().unwrap())
+        .collect();
     assert_eq!(
         names,
-        ["handshake-storm", "churn", "same-id", "goodbyes", "slow-consumer", "reconnect-flap", "time-flood", "concurrent-control"]
+        [
+            "handshake-storm",
+            "churn",
+            "same-id",
+            "goodbyes",
+            "slow-consumer",
+            "reconnect-flap",
+            "time-flood",
+            "concurrent-control"
+        ]
     );
     for scenario in scenarios {
         let name = scenario["scenario"].as_str().unwrap();
-        assert!(scenario["handshakes"].as_u64().unwrap() > 0, "{name} completed no handshake: {scenario:#}");
+        assert!(
+            scenario["handshakes"].as_u64().unwrap() > 0,
+            "{name} completed no handshake: {scenario:#}"
+        );
         let server = &scenario["server"];
         assert_eq!(server["sessions_live"], 0, "{name}: {server}");
         assert_eq!(server["clients_live"], 0, "{name}: {server}");
@@ -75,10 +116,25 @@ fn embedded_server_survives_every_scenario_clean(dialect: &str, path: &str) {
     // replacements happened, slow consumers were dropped, time replies arrived.
     let by_name = |name: &str| scenarios.iter().find(|s| s["scenario"] == name).unwrap();
     assert!(by_name("churn")["audio_chunks"].as_u64().unwrap() > 0);
-    assert!(by_name("same-id")["server"]["closed_by_cause"]["replaced"].as_u64().unwrap() > 0);
-    assert!(by_name("slow-consumer")["server"]["closed_by_cause"]["slow_consumer"].as_u64().unwrap() > 0);
+    assert!(
+        by_name("same-id")["server"]["closed_by_cause"]["replaced"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert!(
+        by_name("slow-consumer")["server"]["closed_by_cause"]["slow_consumer"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
     assert!(by_name("time-flood")["time_replies"].as_u64().unwrap() > 100);
-    assert!(by_name("handshake-storm")["latency"]["handshake"]["count"].as_u64().unwrap() > 0);
+    assert!(
+        by_name("handshake-storm")["latency"]["handshake"]["count"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
 }
 
 #[test]
@@ -95,16 +151,43 @@ fn embedded_server_survives_every_scenario_clean_in_legacy_resonate() {
 /// The report names the seed, so a run can be repeated, and the target.
 #[test]
 fn report_names_seed_and_target() {
-    let output = stress(&["--scenario", "time-flood", "--duration", "0.5", "--clients", "1", "--seed", "7", "--json"]);
+    let output = stress(&[
+        "--scenario",
+        "time-flood",
+        "--duration",
+        "0.5",
+        "--clients",
+        "1",
+        "--seed",
+        "7",
+        "--json",
+    ]);
     let report = report_of(&output);
     assert_eq!(report["seed"], 7);
-    assert!(report["target"].as_str().unwrap().starts_with("ws://127.0.0.1:"), "{report}");
+    assert!(
+        report["target"]
+            .as_str()
+            .unwrap()
+            .starts_with("ws://127.0.0.1:"),
+        "{report}"
+    );
     assert_eq!(report["dialect"], "sendspin-v1");
 
     // Without --seed, the seed comes from the wall clock.
-    let output = stress(&["--scenario", "time-flood", "--duration", "0.2", "--clients", "1", "--json"]);
+    let output = stress(&[
+        "--scenario",
+        "time-flood",
+        "--duration",
+        "0.2",
+        "--clients",
+        "1",
+        "--json",
+    ]);
     let seed = report_of(&output)["seed"].as_u64().unwrap();
-    assert!(seed > 1_000_000_000, "seed {seed} is not taken from the clock");
+    assert!(
+        seed > 1_000_000_000,
+        "seed {seed} is not taken from the clock"
+    );
 }
 
 /// Runs a server that breaks the protocol in known ways. It sends
@@ -134,14 +217,20 @@ async fn faulty_server(listener: TcpListener) {
                         vec![hello.clone(), hello]
                     }
                     Some("client/time") => {
-                        let sent = message["payload"]["client_transmitted"].as_i64().unwrap_or(0);
+                        let sent = message["payload"]["client_transmitted"]
+                            .as_i64()
+                            .unwrap_or(0);
                         vec![json!({"type": "server/time", "payload": {
                             "client_transmitted": sent + 1, "server_received": 10, "server_transmitted": 20}})]
                     }
                     _ => Vec::new(),
                 };
                 for reply in reply {
-                    if ws.send(WsMessage::Text(reply.to_string().into())).await.is_err() {
+                    if ws
+                        .send(WsMessage::Text(reply.to_string().into()))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -157,19 +246,50 @@ fn faulty_server_violations_exit_1() {
     let addr = listener.local_addr().unwrap();
     runtime.spawn(faulty_server(listener));
     let url = format!("ws://{addr}/sendspin");
-    let output = stress(&["--server", &url, "--scenario", "handshake-storm", "--duration", "0.5", "--clients", "4", "--seed", "3", "--bound", "2", "--json"]);
+    let output = stress(&[
+        "--server",
+        &url,
+        "--scenario",
+        "handshake-storm",
+        "--duration",
+        "0.5",
+        "--clients",
+        "4",
+        "--seed",
+        "3",
+        "--bound",
+        "2",
+        "--json",
+    ]);
     let report = report_of(&output);
-    assert_eq!(output.status.code(), Some(1), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 
     let kinds = violation_kinds(&report);
     for expected in ["duplicate_hello", "foreign_time_reply", "unclean_close"] {
-        assert!(kinds.iter().any(|k| k == expected), "{expected} not found among {kinds:?}");
+        assert!(
+            kinds.iter().any(|k| k == expected),
+            "{expected} not found among {kinds:?}"
+        );
     }
 
     let storm = &report["scenarios"][0];
-    assert!(storm.get("server").is_none(), "a foreign server has no counters to show: {storm}");
+    assert!(
+        storm.get("server").is_none(),
+        "a foreign server has no counters to show: {storm}"
+    );
     let example = &storm["violations"]["duplicate_hello"]["examples"][0];
-    assert!(example["message"].as_str().unwrap().contains("server/hello"), "{example}");
+    assert!(
+        example["message"]
+            .as_str()
+            .unwrap()
+            .contains("server/hello"),
+        "{example}"
+    );
 }
 
 /// Virtual servers dial a waiting player, several at once, stream to it and
@@ -177,10 +297,24 @@ fn faulty_server_violations_exit_1() {
 /// every close handshake and still accept servers afterwards.
 #[test]
 fn listening_player_survives_a_server_storm() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let listen = format!("127.0.0.1:{port}");
     let mut player = Command::new(env!("CARGO_BIN_EXE_resonate"))
-        .args(["play", "--listen", &listen, "--no-mdns", "--output", "null", "--client-id", "storm-target", "-q"])
+        .args([
+            "play",
+            "--listen",
+            &listen,
+            "--no-mdns",
+            "--output",
+            "null",
+            "--client-id",
+            "storm-target",
+            "-q",
+        ])
         .env_remove("RUST_LOG")
         .spawn()
         .expect("start resonate play --listen");
@@ -193,26 +327,49 @@ fn listening_player_survives_a_server_storm() {
     });
     assert!(ready, "play --listen did not start listening on {listen}");
 
-    let output = stress(&["--player", &url, "--scenario", "all", "--duration", "1", "--clients", "4", "--seed", "9", "--json"]);
+    let output = stress(&[
+        "--player",
+        &url,
+        "--scenario",
+        "all",
+        "--duration",
+        "1",
+        "--clients",
+        "4",
+        "--seed",
+        "9",
+        "--json",
+    ]);
     let still_running = player.try_wait().unwrap().is_none();
     let _ = player.kill();
     let _ = player.wait();
     let report = report_of(&output);
     let kinds = violation_kinds(&report);
     assert!(kinds.is_empty(), "violations {kinds:?} in {report:#}");
-    assert_eq!(output.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(still_running, "the player exited during the storm");
 
     let scenarios = report["scenarios"].as_array().unwrap();
     assert_eq!(scenarios.len(), 8, "{report:#}");
     for scenario in scenarios {
         assert!(scenario["handshakes"].as_u64().unwrap() > 0, "{scenario:#}");
-        assert!(scenario["notes"].as_array().unwrap().is_empty(), "the player obeys volume and mute: {scenario:#}");
+        assert!(
+            scenario["notes"].as_array().unwrap().is_empty(),
+            "the player obeys volume and mute: {scenario:#}"
+        );
     }
     let by_name = |name: &str| scenarios.iter().find(|s| s["scenario"] == name).unwrap();
     assert!(by_name("handshake-storm")["audio_chunks"].as_u64().unwrap() > 0);
     assert!(by_name("churn")["audio_chunks"].as_u64().unwrap() > 0);
-    assert!(by_name("time-flood")["time_replies"].as_u64().unwrap() > 100, "stray server/time messages were sent");
+    assert!(
+        by_name("time-flood")["time_replies"].as_u64().unwrap() > 100,
+        "stray server/time messages were sent"
+    );
     assert!(by_name("reconnect-flap")["handshakes"].as_u64().unwrap() > 4);
 }
 
@@ -235,7 +392,11 @@ async fn faulty_player(listener: TcpListener) {
                 "player@v1_support": {
                     "supported_formats": [{"codec": "pcm", "sample_rate": 48000, "channels": 2, "bit_depth": 16}],
                     "buffer_capacity": 1_000_000, "supported_commands": ["volume", "mute"]}}});
-            if ws.send(WsMessage::Text(hello.to_string().into())).await.is_err() {
+            if ws
+                .send(WsMessage::Text(hello.to_string().into()))
+                .await
+                .is_err()
+            {
                 return;
             }
             let state = json!({"type": "client/state", "payload": {
@@ -245,7 +406,11 @@ async fn faulty_player(listener: TcpListener) {
                     // A close frame: drop the connection without replying.
                     WsMessage::Close(_) => return,
                     WsMessage::Text(text) if text.contains("server/hello") => {
-                        if ws.send(WsMessage::Text(state.to_string().into())).await.is_err() {
+                        if ws
+                            .send(WsMessage::Text(state.to_string().into()))
+                            .await
+                            .is_err()
+                        {
                             return;
                         }
                     }
@@ -264,14 +429,34 @@ fn faulty_player_violations_exit_1() {
     runtime.spawn(faulty_player(listener));
     let url = format!("ws://{addr}/sendspin");
     let output = stress(&[
-        "--player", &url, "--scenario", "same-id", "--scenario", "concurrent-control", "--duration", "0.5", "--clients", "4", "--seed",
-        "3", "--bound", "1", "--json",
+        "--player",
+        &url,
+        "--scenario",
+        "same-id",
+        "--scenario",
+        "concurrent-control",
+        "--duration",
+        "0.5",
+        "--clients",
+        "4",
+        "--seed",
+        "3",
+        "--bound",
+        "1",
+        "--json",
     ]);
     let report = report_of(&output);
-    assert_eq!(output.status.code(), Some(1), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let scenarios = report["scenarios"].as_array().unwrap();
     let same_id = &scenarios[0]["violations"];
-    let detail = same_id["survivor_count"]["examples"][0]["detail"].as_str().unwrap();
+    let detail = same_id["survivor_count"]["examples"][0]["detail"]
+        .as_str()
+        .unwrap();
     assert!(detail.starts_with("4 of 4 connections"), "{detail}");
     assert!(same_id.get("unclean_close").is_some(), "{same_id:#}");
     let control = &scenarios[1]["violations"];

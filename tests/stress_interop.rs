@@ -36,18 +36,35 @@ impl PeerServer {
     /// Writes a tone, starts the driver in `venv` with `args` (the tone's
     /// path is appended where `{wav}` appears) and waits for its
     /// `listening` line.
-    async fn start(root: &Path, venv: &str, script: &str, args: &[&str]) -> anyhow::Result<PeerServer> {
+    async fn start(
+        root: &Path,
+        venv: &str,
+        script: &str,
+        args: &[&str],
+    ) -> anyhow::Result<PeerServer> {
         let peers = peers_dir();
-        let dir = tempfile::Builder::new().prefix("resonate-stress-interop").tempdir_in("/tmp")?;
+        let dir = tempfile::Builder::new()
+            .prefix("resonate-stress-interop")
+            .tempdir_in("/tmp")?;
         let wav = dir.path().join("tone.wav");
         let make_wav = std::process::Command::new("python3")
             .arg(peers.join("make_wav.py"))
             .args(["--out", wav.to_str().unwrap(), "--seconds", SOURCE_SECONDS])
             .output()
             .context("running make_wav.py")?;
-        assert!(make_wav.status.success(), "make_wav.py failed: {}", String::from_utf8_lossy(&make_wav.stderr));
+        assert!(
+            make_wav.status.success(),
+            "make_wav.py failed: {}",
+            String::from_utf8_lossy(&make_wav.stderr)
+        );
 
-        let args = args.iter().map(|arg| if *arg == "{wav}" { wav.to_str().unwrap() } else { arg });
+        let args = args.iter().map(|arg| {
+            if *arg == "{wav}" {
+                wav.to_str().unwrap()
+            } else {
+                arg
+            }
+        });
         let mut child = peer_command(root, venv, &peers, "python3")
             .arg(script)
             .args(args)
@@ -61,10 +78,18 @@ impl PeerServer {
         let url = loop {
             let event = next_event(&mut lines, script).await?;
             if event["event"] == "listening" {
-                break event["url"].as_str().context("listening line is missing \"url\"")?.to_string();
+                break event["url"]
+                    .as_str()
+                    .context("listening line is missing \"url\"")?
+                    .to_string();
             }
         };
-        Ok(PeerServer { child, lines, url, _dir: dir })
+        Ok(PeerServer {
+            child,
+            lines,
+            url,
+            _dir: dir,
+        })
     }
 }
 
@@ -73,7 +98,10 @@ fn peers_dir() -> PathBuf {
 }
 
 /// Reads the driver's next JSON event line, waiting at most a minute.
-async fn next_event(lines: &mut Lines<BufReader<ChildStdout>>, script: &str) -> anyhow::Result<Value> {
+async fn next_event(
+    lines: &mut Lines<BufReader<ChildStdout>>,
+    script: &str,
+) -> anyhow::Result<Value> {
     let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
         .await
         .with_context(|| format!("timed out after 60 s waiting for a line from {script}"))??;
@@ -87,21 +115,45 @@ async fn next_event(lines: &mut Lines<BufReader<ChildStdout>>, script: &str) -> 
 /// checking that each scenario completed handshakes with the peer.
 async fn stress_all(url: &str, dialect: &str) -> anyhow::Result<Value> {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_resonate"))
-        .args(["stress", "--server", url, "--dialect", dialect, "--scenario", "all", "--duration", "1", "--clients", "8"])
+        .args([
+            "stress",
+            "--server",
+            url,
+            "--dialect",
+            dialect,
+            "--scenario",
+            "all",
+            "--duration",
+            "1",
+            "--clients",
+            "8",
+        ])
         .args(["--bound", "6", "--seed", "5", "--json"])
         .env_remove("RUST_LOG")
         .output()
         .await
         .context("running resonate stress")?;
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let report: Value = serde_json::from_slice(&output.stdout).with_context(|| format!("no JSON report; stderr: {stderr}"))?;
-    assert!(matches!(output.status.code(), Some(0 | 1)), "stress failed to run: {stderr}");
-    let scenarios = report["scenarios"].as_array().context("no scenarios in the report")?;
+    let report: Value = serde_json::from_slice(&output.stdout)
+        .with_context(|| format!("no JSON report; stderr: {stderr}"))?;
+    assert!(
+        matches!(output.status.code(), Some(0 | 1)),
+        "stress failed to run: {stderr}"
+    );
+    let scenarios = report["scenarios"]
+        .as_array()
+        .context("no scenarios in the report")?;
     assert_eq!(scenarios.len(), 8, "{report:#}");
     for scenario in scenarios {
         let name = &scenario["scenario"];
-        assert!(scenario["handshakes"].as_u64().unwrap_or(0) > 0, "{name} completed no handshake with the peer: {scenario:#}");
-        assert!(scenario.get("server").is_none(), "{name}: a foreign server has no counters");
+        assert!(
+            scenario["handshakes"].as_u64().unwrap_or(0) > 0,
+            "{name} completed no handshake with the peer: {scenario:#}"
+        );
+        assert!(
+            scenario.get("server").is_none(),
+            "{name}: a foreign server has no counters"
+        );
     }
     Ok(report)
 }
@@ -122,7 +174,15 @@ async fn stress_all_scenarios_against_aiosendspin() -> anyhow::Result<()> {
         &root,
         "venv-sendspin",
         "aiosendspin_server.py",
-        &["--wav", "{wav}", "--port", "0", "--loop", "--timeout", PEER_TIMEOUT_S],
+        &[
+            "--wav",
+            "{wav}",
+            "--port",
+            "0",
+            "--loop",
+            "--timeout",
+            PEER_TIMEOUT_S,
+        ],
     )
     .await?;
     // Keep reading the server's lines so its pipe never fills.
@@ -160,9 +220,17 @@ async fn stress_all_scenarios_against_aioresonate() -> anyhow::Result<()> {
     // without looking for an earlier one, so all sockets of one id survive.
     let same_id = scenario(&report, "same-id");
     let survivors = &same_id["violations"]["survivor_count"];
-    assert!(survivors.is_object(), "one session per client_id survived; update docs/stress.md: {same_id:#}");
-    let detail = survivors["examples"][0]["detail"].as_str().unwrap_or_default();
-    assert!(detail.starts_with("8 of 8 sessions"), "expected every same-id socket to survive: {detail}");
+    assert!(
+        survivors.is_object(),
+        "one session per client_id survived; update docs/stress.md: {same_id:#}"
+    );
+    let detail = survivors["examples"][0]["detail"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        detail.starts_with("8 of 8 sessions"),
+        "expected every same-id socket to survive: {detail}"
+    );
     // It has no bound on a session's queue and never drops a slow consumer.
     let slow = scenario(&report, "slow-consumer");
     assert!(
@@ -174,7 +242,10 @@ async fn stress_all_scenarios_against_aioresonate() -> anyhow::Result<()> {
     // it ends: every client has gone, yet aioresonate still lists some of
     // them as members of the groups they joined, because a join that
     // overlaps the client's disconnect adds it back after its cleanup.
-    let pid = server.child.id().context("the aioresonate server already exited")?;
+    let pid = server
+        .child
+        .id()
+        .context("the aioresonate server already exited")?;
     // SAFETY: kill() only sends a signal to the driver this test started.
     unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
     let view = loop {
@@ -186,6 +257,9 @@ async fn stress_all_scenarios_against_aioresonate() -> anyhow::Result<()> {
     eprintln!("aioresonate's view after the run: {view}");
     assert_eq!(view["reason"], "terminated", "{view}");
     let stranded = view["members_not_connected"].as_array().map_or(0, Vec::len);
-    assert!(stranded > 0, "no group kept a departed member; update docs/stress.md: {view}");
+    assert!(
+        stranded > 0,
+        "no group kept a departed member; update docs/stress.md: {view}"
+    );
     Ok(())
 }

@@ -9,14 +9,21 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use resonate::telemetry::{feed, EventKind, FeedMessage, Snapshot};
 use process::resonate;
+use resonate::telemetry::{feed, EventKind, FeedMessage, Snapshot};
 
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sine440_660_stereo_48000_24bit.flac");
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/sine440_660_stereo_48000_24bit.flac"
+);
 
 /// Reads the feed at `url` until `done` returns true for the messages seen
 /// so far, or `patience` runs out; returns every message read.
-async fn read_feed_until(url: &str, patience: Duration, done: impl Fn(&[FeedMessage]) -> bool) -> Vec<FeedMessage> {
+async fn read_feed_until(
+    url: &str,
+    patience: Duration,
+    done: impl Fn(&[FeedMessage]) -> bool,
+) -> Vec<FeedMessage> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let url = url.to_string();
     let reader = tokio::spawn(async move { feed::read(&url, move |m| drop(tx.send(m))).await });
@@ -42,38 +49,73 @@ fn snapshots(messages: &[FeedMessage]) -> impl Iterator<Item = &Snapshot> {
 /// Returns whether a snapshot shows the player with both clock views.
 fn shows_both_clocks(snapshot: &Snapshot, client_id: &str) -> bool {
     snapshot.sessions.iter().any(|row| {
-        row.client_id.as_deref() == Some(client_id) && row.server_clock.is_some() && row.client_clock.is_some()
+        row.client_id.as_deref() == Some(client_id)
+            && row.server_clock.is_some()
+            && row.client_clock.is_some()
     })
 }
 
 fn http_get(addr: &str, path: &str) -> String {
     let mut stream = TcpStream::connect(addr).expect("connect to the telemetry address");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
     let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read the HTTP response");
+    stream
+        .read_to_string(&mut response)
+        .expect("read the HTTP response");
     response
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_and_play_publish_telemetry() {
     let mut serve = resonate(&[
-        "serve", FIXTURE, "--listen", "127.0.0.1:0", "--no-mdns", "--loop", "--json", "--telemetry", "127.0.0.1:0",
+        "serve",
+        FIXTURE,
+        "--listen",
+        "127.0.0.1:0",
+        "--no-mdns",
+        "--loop",
+        "--json",
+        "--telemetry",
+        "127.0.0.1:0",
     ]);
-    let serve_feed = serve.wait_event("telemetry", Duration::from_secs(20))["addr"].as_str().unwrap().to_string();
-    let server_url = serve.wait_event("listening", Duration::from_secs(20))["url"].as_str().unwrap().to_string();
+    let serve_feed = serve.wait_event("telemetry", Duration::from_secs(20))["addr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let server_url = serve.wait_event("listening", Duration::from_secs(20))["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     let mut play = resonate(&[
-        "play", "--server", &server_url, "--output", "null", "--client-id", "telemetry-player", "--duration", "30",
-        "--json", "--telemetry", "127.0.0.1:0",
+        "play",
+        "--server",
+        &server_url,
+        "--output",
+        "null",
+        "--client-id",
+        "telemetry-player",
+        "--duration",
+        "30",
+        "--json",
+        "--telemetry",
+        "127.0.0.1:0",
     ]);
-    let play_feed = play.wait_event("telemetry", Duration::from_secs(20))["addr"].as_str().unwrap().to_string();
+    let play_feed = play.wait_event("telemetry", Duration::from_secs(20))["addr"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     // The server shows the player with its own estimate and with the
     // player's report, and the two agree on loopback.
-    let messages = read_feed_until(&format!("ws://{serve_feed}/"), Duration::from_secs(30), |seen| {
-        snapshots(seen).any(|s| shows_both_clocks(s, "telemetry-player"))
-    })
+    let messages = read_feed_until(
+        &format!("ws://{serve_feed}/"),
+        Duration::from_secs(30),
+        |seen| snapshots(seen).any(|s| shows_both_clocks(s, "telemetry-player")),
+    )
     .await;
     assert!(
         matches!(messages.first(), Some(FeedMessage::Hello(hello)) if hello.source.kind == "serve"),
@@ -87,18 +129,39 @@ async fn serve_and_play_publish_telemetry() {
         .find(|row| row.client_id.as_deref() == Some("telemetry-player"))
         .unwrap_or_else(|| panic!("player row missing: {snapshot:?}"));
     assert_eq!(row.phase, resonate::telemetry::Phase::Active);
-    assert!(row.roles.iter().any(|r| r == "player@v1"), "{:?}", row.roles);
+    assert!(
+        row.roles.iter().any(|r| r == "player@v1"),
+        "{:?}",
+        row.roles
+    );
     assert_eq!(row.group.as_deref(), Some("main"));
     assert!(row.format.is_some(), "{row:?}");
     let server_view = row.server_clock.expect("server estimate");
     let client_view = row.client_clock.expect("player report");
     let disagreement = (server_view.offset_us - client_view.offset_us).abs();
-    assert!(disagreement < 20_000.0, "server {server_view:?} and player {client_view:?} disagree by {disagreement} µs");
-    let group = snapshot.groups.iter().find(|g| g.id == "main").expect("main group");
-    assert!(group.members.iter().any(|m| m == "telemetry-player"), "{group:?}");
+    assert!(
+        disagreement < 20_000.0,
+        "server {server_view:?} and player {client_view:?} disagree by {disagreement} µs"
+    );
+    let group = snapshot
+        .groups
+        .iter()
+        .find(|g| g.id == "main")
+        .expect("main group");
+    assert!(
+        group.members.iter().any(|m| m == "telemetry-player"),
+        "{group:?}"
+    );
     assert_eq!(group.playback, "playing");
-    let track = group.metadata.as_ref().unwrap_or_else(|| panic!("no track in {group:?}"));
-    let stem = std::path::Path::new(FIXTURE).file_stem().unwrap().to_str().unwrap();
+    let track = group
+        .metadata
+        .as_ref()
+        .unwrap_or_else(|| panic!("no track in {group:?}"));
+    let stem = std::path::Path::new(FIXTURE)
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap();
     // The fixture has no tags, so the title is the file name.
     assert_eq!(track.title.as_deref(), Some(stem), "{track:?}");
     let joined = messages.iter().any(|m| {
@@ -107,9 +170,17 @@ async fn serve_and_play_publish_telemetry() {
     assert!(joined, "no connected event in {messages:?}");
 
     // The player's own feed shows its connection and clock.
-    let messages = read_feed_until(&format!("ws://{play_feed}/"), Duration::from_secs(20), |seen| {
-        snapshots(seen).any(|s| s.sessions.iter().any(|row| row.client_clock.is_some() && row.format.is_some()))
-    })
+    let messages = read_feed_until(
+        &format!("ws://{play_feed}/"),
+        Duration::from_secs(20),
+        |seen| {
+            snapshots(seen).any(|s| {
+                s.sessions
+                    .iter()
+                    .any(|row| row.client_clock.is_some() && row.format.is_some())
+            })
+        },
+    )
     .await;
     let snapshot = snapshots(&messages).last().expect("a player snapshot");
     assert_eq!(snapshot.source.kind, "play");
@@ -119,10 +190,19 @@ async fn serve_and_play_publish_telemetry() {
     // Prometheus text from both.
     let metrics = http_get(&serve_feed, "/metrics");
     assert!(metrics.starts_with("HTTP/1.1 200 OK"), "{metrics}");
-    assert!(metrics.contains("resonate_clock_offset_microseconds{session="), "{metrics}");
-    assert!(metrics.contains("client_id=\"telemetry-player\",estimate=\"client_report\""), "{metrics}");
+    assert!(
+        metrics.contains("resonate_clock_offset_microseconds{session="),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("client_id=\"telemetry-player\",estimate=\"client_report\""),
+        "{metrics}"
+    );
     let metrics = http_get(&play_feed, "/metrics");
-    assert!(metrics.contains("resonate_frames_played_total"), "{metrics}");
+    assert!(
+        metrics.contains("resonate_frames_played_total"),
+        "{metrics}"
+    );
     let missing = http_get(&serve_feed, "/nothing");
     assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
 
@@ -131,7 +211,9 @@ async fn serve_and_play_publish_telemetry() {
         let url = format!("ws://{serve_feed}/");
         async move {
             read_feed_until(&url, Duration::from_secs(30), |seen| {
-                seen.iter().any(|m| matches!(m, FeedMessage::Event(e) if e.kind == EventKind::Disconnected))
+                seen.iter().any(
+                    |m| matches!(m, FeedMessage::Event(e) if e.kind == EventKind::Disconnected),
+                )
             })
             .await
         }
@@ -162,7 +244,10 @@ async fn wait_snapshot(
         if done(&latest) {
             return latest;
         }
-        if tokio::time::timeout_at(deadline, snapshots.changed()).await.is_err() {
+        if tokio::time::timeout_at(deadline, snapshots.changed())
+            .await
+            .is_err()
+        {
             return latest;
         }
     }
@@ -172,10 +257,30 @@ async fn wait_snapshot(
 async fn observer_shows_a_server_from_outside() {
     use resonate::telemetry::observer::{observe, ObserverConfig};
 
-    let mut serve = resonate(&["serve", FIXTURE, "--listen", "127.0.0.1:0", "--no-mdns", "--loop", "--json"]);
-    let server_url = serve.wait_event("listening", Duration::from_secs(20))["url"].as_str().unwrap().to_string();
+    let mut serve = resonate(&[
+        "serve",
+        FIXTURE,
+        "--listen",
+        "127.0.0.1:0",
+        "--no-mdns",
+        "--loop",
+        "--json",
+    ]);
+    let server_url = serve.wait_event("listening", Duration::from_secs(20))["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let mut play = resonate(&[
-        "play", "--server", &server_url, "--output", "null", "--client-id", "observed-player", "--duration", "30", "--json",
+        "play",
+        "--server",
+        &server_url,
+        "--output",
+        "null",
+        "--client-id",
+        "observed-player",
+        "--duration",
+        "30",
+        "--json",
     ]);
     play.wait_event("stream_started", Duration::from_secs(20));
 
@@ -191,17 +296,35 @@ async fn observer_shows_a_server_from_outside() {
     let observer = tokio::spawn(observe(config, hub.clone(), stop.clone().cancelled_owned()));
 
     let snapshot = wait_snapshot(&hub, Duration::from_secs(30), |s| {
-        s.groups.iter().any(|g| g.playback == "playing" && g.volume.is_some())
-            && s.sessions.iter().any(|r| r.client_clock.and_then(|c| c.converged) == Some(true))
+        s.groups
+            .iter()
+            .any(|g| g.playback == "playing" && g.volume.is_some())
+            && s.sessions
+                .iter()
+                .any(|r| r.client_clock.and_then(|c| c.converged) == Some(true))
     })
     .await;
     let row = &snapshot.sessions[0];
-    assert_eq!(row.phase, resonate::telemetry::Phase::Active, "{snapshot:?}");
-    assert!(row.roles.iter().any(|r| r == "controller@v1"), "{:?}", row.roles);
+    assert_eq!(
+        row.phase,
+        resonate::telemetry::Phase::Active,
+        "{snapshot:?}"
+    );
+    assert!(
+        row.roles.iter().any(|r| r == "controller@v1"),
+        "{:?}",
+        row.roles
+    );
     let clock = row.client_clock.expect("the observer's own clock");
     assert_eq!(clock.converged, Some(true), "{clock:?}");
-    assert!(clock.rtt_us.is_some_and(|rtt| rtt < 1_000_000.0), "{clock:?}");
-    let group = snapshot.groups.first().unwrap_or_else(|| panic!("no group in {snapshot:?}"));
+    assert!(
+        clock.rtt_us.is_some_and(|rtt| rtt < 1_000_000.0),
+        "{clock:?}"
+    );
+    let group = snapshot
+        .groups
+        .first()
+        .unwrap_or_else(|| panic!("no group in {snapshot:?}"));
     assert_eq!(group.id, "main");
     assert_eq!(group.playback, "playing");
     assert_eq!(group.volume, Some(100));
@@ -209,7 +332,11 @@ async fn observer_shows_a_server_from_outside() {
 
     // The observer's goodbye is a clean one for the server.
     stop.cancel();
-    tokio::time::timeout(Duration::from_secs(10), observer).await.expect("observer stops").unwrap().expect("observer ends cleanly");
+    tokio::time::timeout(Duration::from_secs(10), observer)
+        .await
+        .expect("observer stops")
+        .unwrap()
+        .expect("observer ends cleanly");
     assert!(play.interrupt().success());
     assert!(serve.interrupt().success());
 }
@@ -224,8 +351,18 @@ fn free_loopback_addr() -> String {
 async fn stress_publishes_markers_and_sessions() {
     let addr = free_loopback_addr();
     let mut stress = resonate(&[
-        "stress", "--scenario", "churn", "--duration", "4", "--clients", "4", "--seed", "7", "--json",
-        "--telemetry", &addr,
+        "stress",
+        "--scenario",
+        "churn",
+        "--duration",
+        "4",
+        "--clients",
+        "4",
+        "--seed",
+        "7",
+        "--json",
+        "--telemetry",
+        &addr,
     ]);
     let url = format!("ws://{addr}/");
 
@@ -241,7 +378,11 @@ async fn stress_publishes_markers_and_sessions() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(stress.wait(Duration::from_secs(60)).success(), "stress failed: {:?}", stress.seen);
+    assert!(
+        stress.wait(Duration::from_secs(60)).success(),
+        "stress failed: {:?}",
+        stress.seen
+    );
 
     let markers: Vec<&str> = messages
         .iter()
@@ -250,38 +391,98 @@ async fn stress_publishes_markers_and_sessions() {
             _ => None,
         })
         .collect();
-    assert!(markers.iter().any(|m| m.contains("churn started")), "{markers:?}");
-    assert!(markers.iter().any(|m| m.contains("churn ended")), "{markers:?}");
-    let busiest = snapshots(&messages).max_by_key(|s| s.sessions.len()).expect("a snapshot");
-    assert!(!busiest.sessions.is_empty(), "the embedded server's sessions show");
+    assert!(
+        markers.iter().any(|m| m.contains("churn started")),
+        "{markers:?}"
+    );
+    assert!(
+        markers.iter().any(|m| m.contains("churn ended")),
+        "{markers:?}"
+    );
+    let busiest = snapshots(&messages)
+        .max_by_key(|s| s.sessions.len())
+        .expect("a snapshot");
+    assert!(
+        !busiest.sessions.is_empty(),
+        "the embedded server's sessions show"
+    );
     let last = snapshots(&messages).last().unwrap();
-    assert!(last.counters.get("stress.opened").copied().unwrap_or(0) > 0, "{:?}", last.counters);
-    assert_eq!(last.counters.get("stress.violations"), Some(&0), "{:?}", last.counters);
+    assert!(
+        last.counters.get("stress.opened").copied().unwrap_or(0) > 0,
+        "{:?}",
+        last.counters
+    );
+    assert_eq!(
+        last.counters.get("stress.violations"),
+        Some(&0),
+        "{:?}",
+        last.counters
+    );
     assert_eq!(last.source.kind, "stress");
 }
 
 /// Runs `stress` against `server_url`, reading counters from `feed_addr`,
 /// and returns its exit status and JSON report.
-fn stress_with_feed(server_url: &str, feed_addr: &str) -> (std::process::ExitStatus, serde_json::Value) {
+fn stress_with_feed(
+    server_url: &str,
+    feed_addr: &str,
+) -> (std::process::ExitStatus, serde_json::Value) {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_resonate"))
-        .args(["stress", "--server", server_url, "--server-telemetry", &format!("ws://{feed_addr}/")])
-        .args(["--scenario", "handshake-storm", "--duration", "1", "--clients", "4", "--seed", "5", "--json"])
+        .args([
+            "stress",
+            "--server",
+            server_url,
+            "--server-telemetry",
+            &format!("ws://{feed_addr}/"),
+        ])
+        .args([
+            "--scenario",
+            "handshake-storm",
+            "--duration",
+            "1",
+            "--clients",
+            "4",
+            "--seed",
+            "5",
+            "--json",
+        ])
         .output()
         .expect("run stress");
-    let report = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|err| panic!("no JSON report ({err}): {}", String::from_utf8_lossy(&output.stderr)));
+    let report = serde_json::from_slice(&output.stdout).unwrap_or_else(|err| {
+        panic!(
+            "no JSON report ({err}): {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
     (output.status, report)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stress_reads_server_counters_from_its_feed() {
     let mut serve = resonate(&[
-        "serve", FIXTURE, "--listen", "127.0.0.1:0", "--no-mdns", "--loop", "--json", "--telemetry", "127.0.0.1:0",
+        "serve",
+        FIXTURE,
+        "--listen",
+        "127.0.0.1:0",
+        "--no-mdns",
+        "--loop",
+        "--json",
+        "--telemetry",
+        "127.0.0.1:0",
     ]);
-    let feed_addr = serve.wait_event("telemetry", Duration::from_secs(20))["addr"].as_str().unwrap().to_string();
-    let server_url = serve.wait_event("listening", Duration::from_secs(20))["url"].as_str().unwrap().to_string();
+    let feed_addr = serve.wait_event("telemetry", Duration::from_secs(20))["addr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let server_url = serve.wait_event("listening", Duration::from_secs(20))["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
-    let (status, report) = tokio::task::spawn_blocking(move || stress_with_feed(&server_url, &feed_addr)).await.unwrap();
+    let (status, report) =
+        tokio::task::spawn_blocking(move || stress_with_feed(&server_url, &feed_addr))
+            .await
+            .unwrap();
     assert!(status.success(), "{report:#}");
     let server = &report["scenarios"][0]["server"];
     assert!(server["sessions_opened"].as_u64().unwrap() > 0, "{server}");
@@ -295,8 +496,19 @@ async fn stress_reads_server_counters_from_its_feed() {
 async fn stress_reports_a_leak_the_feed_shows() {
     use resonate::telemetry::{Phase, SessionRow, SourceInfo, Telemetry};
 
-    let mut serve = resonate(&["serve", FIXTURE, "--listen", "127.0.0.1:0", "--no-mdns", "--loop", "--json"]);
-    let server_url = serve.wait_event("listening", Duration::from_secs(20))["url"].as_str().unwrap().to_string();
+    let mut serve = resonate(&[
+        "serve",
+        FIXTURE,
+        "--listen",
+        "127.0.0.1:0",
+        "--no-mdns",
+        "--loop",
+        "--json",
+    ]);
+    let server_url = serve.wait_event("listening", Duration::from_secs(20))["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     // A feed that keeps showing one open session and client, as a server
     // that leaks them would.
@@ -304,7 +516,11 @@ async fn stress_reports_a_leak_the_feed_shows() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let feed_addr = listener.local_addr().unwrap().to_string();
     let stop = tokio_util::sync::CancellationToken::new();
-    let feed = tokio::spawn(feed::serve(listener, hub.clone(), stop.clone().cancelled_owned()));
+    let feed = tokio::spawn(feed::serve(
+        listener,
+        hub.clone(),
+        stop.clone().cancelled_owned(),
+    ));
     let publisher = tokio::spawn({
         let hub = hub.clone();
         async move {
@@ -324,7 +540,10 @@ async fn stress_reports_a_leak_the_feed_shows() {
         }
     });
 
-    let (status, report) = tokio::task::spawn_blocking(move || stress_with_feed(&server_url, &feed_addr)).await.unwrap();
+    let (status, report) =
+        tokio::task::spawn_blocking(move || stress_with_feed(&server_url, &feed_addr))
+            .await
+            .unwrap();
     publisher.abort();
     stop.cancel();
     feed.await.unwrap();

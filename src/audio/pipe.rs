@@ -37,17 +37,29 @@ impl FromStr for PcmFormat {
         let [rate, channels, bits] = parts[..] else {
             return Err(format!("invalid PCM format {text:?}; {usage}"));
         };
-        let sample_rate: u32 = rate.parse().map_err(|_| format!("invalid sample rate {rate:?}; {usage}"))?;
-        let channels: u16 = channels.parse().map_err(|_| format!("invalid channel count {channels:?}; {usage}"))?;
-        let bit_depth: u16 = bits.parse().map_err(|_| format!("invalid bit depth {bits:?}; {usage}"))?;
+        let sample_rate: u32 = rate
+            .parse()
+            .map_err(|_| format!("invalid sample rate {rate:?}; {usage}"))?;
+        let channels: u16 = channels
+            .parse()
+            .map_err(|_| format!("invalid channel count {channels:?}; {usage}"))?;
+        let bit_depth: u16 = bits
+            .parse()
+            .map_err(|_| format!("invalid bit depth {bits:?}; {usage}"))?;
         if !(8_000..=384_000).contains(&sample_rate) {
-            return Err(format!("sample rate {sample_rate} Hz is outside 8000 to 384000 Hz; {usage}"));
+            return Err(format!(
+                "sample rate {sample_rate} Hz is outside 8000 to 384000 Hz; {usage}"
+            ));
         }
         if !(1..=8).contains(&channels) {
-            return Err(format!("channel count {channels} is outside 1 to 8; {usage}"));
+            return Err(format!(
+                "channel count {channels} is outside 1 to 8; {usage}"
+            ));
         }
         if ![16, 24, 32].contains(&bit_depth) {
-            return Err(format!("bit depth {bit_depth} is not 16, 24 or 32; {usage}"));
+            return Err(format!(
+                "bit depth {bit_depth} is not 16, 24 or 32; {usage}"
+            ));
         }
         Ok(PcmFormat {
             sample_rate,
@@ -75,7 +87,9 @@ pub struct PcmPipe {
 
 impl std::fmt::Debug for PcmPipe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PcmPipe").field("format", &self.format).finish()
+        f.debug_struct("PcmPipe")
+            .field("format", &self.format)
+            .finish()
     }
 }
 
@@ -107,7 +121,14 @@ impl PcmPipe {
                 carry.extend_from_slice(&bytes[..read]);
                 let whole = carry.len() / frame_bytes * frame_bytes;
                 let mut samples = Vec::new();
-                if decode_pcm(&carry[..whole], format.bit_depth, format.channels, &mut samples).is_err() {
+                if decode_pcm(
+                    &carry[..whole],
+                    format.bit_depth,
+                    format.channels,
+                    &mut samples,
+                )
+                .is_err()
+                {
                     break;
                 }
                 carry.drain(..whole);
@@ -186,26 +207,61 @@ mod tests {
     fn formats_parse_and_bad_ones_are_named() {
         assert_eq!(
             "44100:1:24".parse::<PcmFormat>(),
-            Ok(PcmFormat { sample_rate: 44_100, channels: 1, bit_depth: 24 })
+            Ok(PcmFormat {
+                sample_rate: 44_100,
+                channels: 1,
+                bit_depth: 24
+            })
         );
-        assert!("48000:2".parse::<PcmFormat>().unwrap_err().contains("RATE:CHANNELS:BITS"));
-        assert!("48000:2:8".parse::<PcmFormat>().unwrap_err().contains("bit depth 8"));
-        assert!("fast:2:16".parse::<PcmFormat>().unwrap_err().contains("\"fast\""));
+        assert!("48000:2"
+            .parse::<PcmFormat>()
+            .unwrap_err()
+            .contains("RATE:CHANNELS:BITS"));
+        assert!("48000:2:8"
+            .parse::<PcmFormat>()
+            .unwrap_err()
+            .contains("bit depth 8"));
+        assert!("fast:2:16"
+            .parse::<PcmFormat>()
+            .unwrap_err()
+            .contains("\"fast\""));
     }
 
     #[test]
     fn pipe_decodes_and_one_reader_claims_it() {
-        let bytes: Vec<u8> = [1000i16, -1000, 2000, -2000, 3000].iter().flat_map(|s| s.to_le_bytes()).collect();
-        let format = PcmFormat { sample_rate: 48_000, channels: 2, bit_depth: 16 };
+        let bytes: Vec<u8> = [1000i16, -1000, 2000, -2000, 3000]
+            .iter()
+            .flat_map(|s| s.to_le_bytes())
+            .collect();
+        let format = PcmFormat {
+            sample_rate: 48_000,
+            channels: 2,
+            bit_depth: 16,
+        };
         let pipe = PcmPipe::spawn(format, std::io::Cursor::new(bytes));
         let mut reader = pipe.claim().unwrap();
-        assert!(pipe.claim().is_none(), "a second reader while the first holds it");
+        assert!(
+            pipe.claim().is_none(),
+            "a second reader while the first holds it"
+        );
         while !reader.ready(10) {
             std::thread::yield_now();
         }
         let mut out = Vec::new();
-        assert_eq!(reader.read(&mut out, 10), 2, "the trailing half frame is dropped");
-        assert_eq!(out, vec![1000.0 / 32768.0, -1000.0 / 32768.0, 2000.0 / 32768.0, -2000.0 / 32768.0]);
+        assert_eq!(
+            reader.read(&mut out, 10),
+            2,
+            "the trailing half frame is dropped"
+        );
+        assert_eq!(
+            out,
+            vec![
+                1000.0 / 32768.0,
+                -1000.0 / 32768.0,
+                2000.0 / 32768.0,
+                -2000.0 / 32768.0
+            ]
+        );
         assert!(reader.is_finished());
         drop(reader);
         assert!(pipe.claim().is_some());

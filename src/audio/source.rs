@@ -181,12 +181,12 @@ impl SourceDecoder {
         let probed = std::panic::catch_unwind(|| open_format(&path));
         let format = match probed {
             Ok(result) => result?,
-            Err(_) => {
-                return Err(SourceError::Corrupt {
-                    path,
-                    detail: "its header describes an impossible stream (the decoder panicked reading it)".into(),
-                })
-            }
+            Err(_) => return Err(SourceError::Corrupt {
+                path,
+                detail:
+                    "its header describes an impossible stream (the decoder panicked reading it)"
+                        .into(),
+            }),
         };
 
         let track = format

@@ -11,12 +11,21 @@ use std::path::{Path, PathBuf};
 
 use symphonia::core::formats::FormatOptions;
 use symphonia::core::io::MediaSourceStream;
-use symphonia::core::meta::{MetadataOptions, MetadataRevision, StandardTagKey, StandardVisualKey, Value};
+use symphonia::core::meta::{
+    MetadataOptions, MetadataRevision, StandardTagKey, StandardVisualKey, Value,
+};
 use symphonia::core::probe::Hint;
 
 /// Image files beside an audio file that count as its cover, in order of
 /// preference; names are compared without regard to case.
-pub const COVER_FILES: [&str; 6] = ["cover.jpg", "cover.png", "folder.jpg", "folder.png", "front.jpg", "front.png"];
+pub const COVER_FILES: [&str; 6] = [
+    "cover.jpg",
+    "cover.png",
+    "folder.jpg",
+    "folder.png",
+    "front.jpg",
+    "front.png",
+];
 
 /// Tags of one track, as the file states them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -57,8 +66,12 @@ fn probe_tags(path: &Path) -> Result<TrackTags, symphonia::core::errors::Error> 
         hint.with_extension(extension);
     }
     let stream = MediaSourceStream::new(Box::new(file), Default::default());
-    let mut probed =
-        symphonia::default::get_probe().format(&hint, stream, &FormatOptions::default(), &MetadataOptions::default())?;
+    let mut probed = symphonia::default::get_probe().format(
+        &hint,
+        stream,
+        &FormatOptions::default(),
+        &MetadataOptions::default(),
+    )?;
     let mut tags = TrackTags::default();
     // Tags in front of the container first, so the container's own
     // override them.
@@ -127,7 +140,11 @@ fn value_text(value: &Value) -> String {
 /// Reads the year from a date such as `2019`, `2019-05-03` or
 /// `2019-05-03T10:00:00`.
 pub fn parse_year(text: &str) -> Option<i32> {
-    let digits: String = text.trim().chars().take_while(|c| c.is_ascii_digit()).collect();
+    let digits: String = text
+        .trim()
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
     if digits.len() != 4 {
         return None;
     }
@@ -142,8 +159,14 @@ pub fn parse_track(text: &str) -> Option<u32> {
 
 /// Reads the first of [`COVER_FILES`] in the audio file's directory.
 fn cover_beside(path: &Path) -> Option<Vec<u8>> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let entries: Vec<PathBuf> = std::fs::read_dir(dir).ok()?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
     for wanted in COVER_FILES {
         let found = entries.iter().find(|candidate| {
             candidate
@@ -155,7 +178,9 @@ fn cover_beside(path: &Path) -> Option<Vec<u8>> {
             match std::fs::read(found) {
                 Ok(bytes) if !bytes.is_empty() => return Some(bytes),
                 Ok(_) => {}
-                Err(err) => tracing::warn!(path = %found.display(), cause = %err, "cannot read the cover image"),
+                Err(err) => {
+                    tracing::warn!(path = %found.display(), cause = %err, "cannot read the cover image")
+                }
             }
         }
     }
@@ -229,7 +254,8 @@ mod tests {
     #[test]
     fn flac_tags_and_embedded_cover_are_read() {
         let dir = tempfile::tempdir().unwrap();
-        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sine440_mono_44100_16bit.flac");
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/sine440_mono_44100_16bit.flac");
         let tagged = dir.path().join("tagged.flac");
         let comments = [
             "TITLE=Song",
@@ -248,7 +274,11 @@ mod tests {
         assert_eq!(tags.album.as_deref(), Some("Album"));
         assert_eq!(tags.year, Some(2019));
         assert_eq!(tags.track, Some(3));
-        assert_eq!(tags.cover.as_deref(), Some(&b"cover bytes"[..]), "the embedded cover wins over the file beside");
+        assert_eq!(
+            tags.cover.as_deref(),
+            Some(&b"cover bytes"[..]),
+            "the embedded cover wins over the file beside"
+        );
     }
 
     #[test]
@@ -260,6 +290,10 @@ mod tests {
         std::fs::write(dir.path().join("Folder.PNG"), b"png bytes").unwrap();
         assert_eq!(read_tags(&audio).cover.as_deref(), Some(&b"png bytes"[..]));
         std::fs::write(dir.path().join("cover.jpg"), b"jpeg bytes").unwrap();
-        assert_eq!(read_tags(&audio).cover.as_deref(), Some(&b"jpeg bytes"[..]), "cover.jpg comes first");
+        assert_eq!(
+            read_tags(&audio).cover.as_deref(),
+            Some(&b"jpeg bytes"[..]),
+            "cover.jpg comes first"
+        );
     }
 }

@@ -93,7 +93,9 @@ impl ToneSource {
                 // degrade as the frame count grows.
                 let period = u64::from(TONE_RATE) / gcd(u64::from(TONE_RATE), SINE_HZ as u64);
                 let within = (frame % period) as f64;
-                (SINE_PEAK * (2.0 * std::f64::consts::PI * SINE_HZ * within / f64::from(TONE_RATE)).sin()) as f32
+                (SINE_PEAK
+                    * (2.0 * std::f64::consts::PI * SINE_HZ * within / f64::from(TONE_RATE)).sin())
+                    as f32
             }
             ToneKind::Click => {
                 if frame % u64::from(TONE_RATE) < CLICK_FRAMES {
@@ -141,8 +143,14 @@ mod tests {
         let mut samples = Vec::new();
         tone.read(&mut samples, TONE_RATE as usize);
         let left: Vec<f32> = samples.chunks(2).map(|frame| frame[0]).collect();
-        let rising_zero_crossings = left.windows(2).filter(|pair| pair[0] < 0.0 && pair[1] >= 0.0).count();
-        assert!((439..=441).contains(&rising_zero_crossings), "{rising_zero_crossings} crossings in 1 s");
+        let rising_zero_crossings = left
+            .windows(2)
+            .filter(|pair| pair[0] < 0.0 && pair[1] >= 0.0)
+            .count();
+        assert!(
+            (439..=441).contains(&rising_zero_crossings),
+            "{rising_zero_crossings} crossings in 1 s"
+        );
         let peak = left.iter().fold(0.0f32, |max, v| max.max(v.abs()));
         assert!((peak - SINE_PEAK as f32).abs() < 1e-3, "peak {peak}");
     }

@@ -86,7 +86,9 @@ impl FromStr for Dialect {
             "sendspin-v1" | "v1" => Ok(Dialect::SendspinV1),
             "resonate" => Ok(Dialect::Resonate),
             "sendspin" => Ok(Dialect::Sendspin),
-            other => Err(format!("unknown dialect {other:?}; expected sendspin, sendspin-v1 or resonate")),
+            other => Err(format!(
+                "unknown dialect {other:?}; expected sendspin, sendspin-v1 or resonate"
+            )),
         }
     }
 }
@@ -103,11 +105,17 @@ pub fn dialect_of_hello(text: &str) -> Option<Dialect> {
     }
     let payload = message.get("payload")?;
     let roles = payload.get("supported_roles")?.as_array()?;
-    let versioned = roles.iter().filter_map(|role| role.as_str()).any(|role| role.contains('@'));
+    let versioned = roles
+        .iter()
+        .filter_map(|role| role.as_str())
+        .any(|role| role.contains('@'));
     if versioned || payload.get("player@v1_support").is_some() {
         return Some(Dialect::SendspinV1);
     }
-    let bare = roles.iter().filter_map(|role| role.as_str()).any(|role| !role.is_empty());
+    let bare = roles
+        .iter()
+        .filter_map(|role| role.as_str())
+        .any(|role| !role.is_empty());
     (bare || payload.get("player_support").is_some()).then_some(Dialect::Resonate)
 }
 
@@ -130,7 +138,9 @@ pub enum Incoming {
     Binary(BinaryFrame),
     /// A well-formed message of a type this dialect does not define; it is
     /// logged and ignored.
-    Unknown { type_name: String },
+    Unknown {
+        type_name: String,
+    },
     /// A frame the codec used up itself, such as a fragment of a message
     /// not yet complete.
     Consumed,
@@ -194,8 +204,17 @@ mod tests {
     #[test]
     fn hello_dialect_needs_a_hello_with_roles() {
         assert_eq!(dialect_of_hello("not json"), None);
-        assert_eq!(dialect_of_hello(r#"{"type":"client/time","payload":{"client_transmitted":1}}"#), None);
-        assert_eq!(dialect_of_hello(r#"{"type":"client/hello","payload":{"supported_roles":[]}}"#), None);
-        assert_eq!(dialect_of_hello(r#"{"type":"client/hello","payload":{}}"#), None);
+        assert_eq!(
+            dialect_of_hello(r#"{"type":"client/time","payload":{"client_transmitted":1}}"#),
+            None
+        );
+        assert_eq!(
+            dialect_of_hello(r#"{"type":"client/hello","payload":{"supported_roles":[]}}"#),
+            None
+        );
+        assert_eq!(
+            dialect_of_hello(r#"{"type":"client/hello","payload":{}}"#),
+            None
+        );
     }
 }

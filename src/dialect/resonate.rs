@@ -19,9 +19,10 @@ use super::sendspin_v1::encode_message as encode_v1_message;
 use super::{DecodeError, Dialect, Incoming, Outgoing, WireCodec};
 use crate::protocol::binary::ShortFrame;
 use crate::protocol::{
-    BinaryFrame, BinaryKind, ClientCommand, ClientHello, ClientState, ClientStateKind, ConnectionReason,
-    ControllerCommand, ControllerState, GroupUpdate, Message, PlaybackState, PlayerFormatRequest, PlayerState,
-    PlayerSupport, ServerHello, ServerState, StreamEnd, StreamRequestFormat, StreamStart, StreamStartPlayer, SupportedFormat,
+    BinaryFrame, BinaryKind, ClientCommand, ClientHello, ClientState, ClientStateKind,
+    ConnectionReason, ControllerCommand, ControllerState, GroupUpdate, Message, PlaybackState,
+    PlayerFormatRequest, PlayerState, PlayerSupport, ServerHello, ServerState, StreamEnd,
+    StreamRequestFormat, StreamStart, StreamStartPlayer, SupportedFormat,
 };
 
 /// Bytes in front of a legacy binary payload: a type byte and a u64
@@ -175,7 +176,10 @@ fn payload<T: DeserializeOwned>(type_name: &str, payload: Value) -> Result<T, De
 /// legacy dialect does not forward.
 fn legacy_role(role: &str) -> Option<&'static str> {
     let family = role.split('@').next().unwrap_or(role);
-    FORWARDED_ROLES.iter().copied().find(|known| *known == family)
+    FORWARDED_ROLES
+        .iter()
+        .copied()
+        .find(|known| *known == family)
 }
 
 /// Adds `@v1` to a legacy role; unknown roles are kept as they are.
@@ -298,7 +302,10 @@ impl ResonateCodec {
                 self.stream = start.player.clone();
                 let mut legacy = Map::new();
                 if let Some(player) = &start.player {
-                    legacy.insert("player".into(), serde_json::to_value(player).expect("formats serialize"));
+                    legacy.insert(
+                        "player".into(),
+                        serde_json::to_value(player).expect("formats serialize"),
+                    );
                 }
                 envelope("stream/start", &legacy)
             }
@@ -344,7 +351,11 @@ impl ResonateCodec {
 
     fn decode_text(&mut self, text: &str) -> Result<Incoming, DecodeError> {
         let mut value: Value = serde_json::from_str(text).map_err(DecodeError::InvalidJson)?;
-        let Some(type_name) = value.get("type").and_then(Value::as_str).map(str::to_string) else {
+        let Some(type_name) = value
+            .get("type")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+        else {
             return Err(DecodeError::MissingType);
         };
         // `stream/end` has no payload in legacy, so a missing one is empty.
@@ -361,7 +372,11 @@ impl ResonateCodec {
                     name: legacy.name,
                     device_info: None,
                     version: legacy.version,
-                    supported_roles: legacy.supported_roles.iter().map(|role| v1_role(role)).collect(),
+                    supported_roles: legacy
+                        .supported_roles
+                        .iter()
+                        .map(|role| v1_role(role))
+                        .collect(),
                     player_support: legacy.player_support.map(v1_player_support),
                     artwork_support: None,
                     visualizer_support: None,
@@ -450,7 +465,9 @@ impl ResonateCodec {
                 let legacy: LegacySessionUpdate = payload(t, body)?;
                 let playback_state = legacy.playback_state.map(|state| match state {
                     LegacyPlaybackState::Playing => PlaybackState::Playing,
-                    LegacyPlaybackState::Paused | LegacyPlaybackState::Stopped => PlaybackState::Stopped,
+                    LegacyPlaybackState::Paused | LegacyPlaybackState::Stopped => {
+                        PlaybackState::Stopped
+                    }
                 });
                 self.group_id = Some(legacy.group_id.clone());
                 Message::GroupUpdate(GroupUpdate {
@@ -547,9 +564,15 @@ mod tests {
     fn messages_without_legacy_form_are_left_out() {
         use crate::protocol::{ClientGoodbye, GoodbyeReason, ServerState};
         let mut codec = ResonateCodec::default();
-        let goodbye = Message::ClientGoodbye(ClientGoodbye { reason: GoodbyeReason::Shutdown });
+        let goodbye = Message::ClientGoodbye(ClientGoodbye {
+            reason: GoodbyeReason::Shutdown,
+        });
         assert!(codec.encode(&Outgoing::Message(goodbye)).is_none());
-        assert!(codec.encode(&Outgoing::Message(Message::ServerState(ServerState::default()))).is_none());
+        assert!(codec
+            .encode(&Outgoing::Message(Message::ServerState(
+                ServerState::default()
+            )))
+            .is_none());
     }
 
     fn text_json(frame: Option<WsMessage>) -> Value {
@@ -610,7 +633,11 @@ mod tests {
         );
         assert_eq!(support.supported_formats[7].codec, "flac");
         assert_eq!(support.supported_formats[7].sample_rate, 44100);
-        assert!(support.supported_commands.is_empty(), "{:?}", support.supported_commands);
+        assert!(
+            support.supported_commands.is_empty(),
+            "{:?}",
+            support.supported_commands
+        );
     }
 
     #[test]
@@ -620,13 +647,20 @@ mod tests {
             name: "C".into(),
             device_info: None,
             version: 1,
-            supported_roles: vec!["player@v2".into(), "player@v1".into(), "artwork@v1".into(), "_x@v1".into()],
+            supported_roles: vec![
+                "player@v2".into(),
+                "player@v1".into(),
+                "artwork@v1".into(),
+                "_x@v1".into(),
+            ],
             player_support: None,
             artwork_support: None,
             visualizer_support: None,
             extra: Map::new(),
         };
-        let json = text_json(ResonateCodec::default().encode(&Outgoing::Message(Message::ClientHello(hello))));
+        let json = text_json(
+            ResonateCodec::default().encode(&Outgoing::Message(Message::ClientHello(hello))),
+        );
         assert_eq!(json["payload"]["supported_roles"], json!(["player"]));
         assert!(json["payload"].get("player_support").is_none());
     }
@@ -653,7 +687,11 @@ mod tests {
             name: "Probe".into(),
             device_info: None,
             version: 1,
-            supported_roles: vec!["controller@v2".into(), "controller@v1".into(), "metadata@v1".into()],
+            supported_roles: vec![
+                "controller@v2".into(),
+                "controller@v1".into(),
+                "metadata@v1".into(),
+            ],
             player_support: None,
             artwork_support: None,
             visualizer_support: None,
@@ -676,7 +714,12 @@ mod tests {
             &mut codec,
             json!({"type": "client/time", "payload": {"client_transmitted": 123456789}}),
         );
-        assert_eq!(message, Message::ClientTime(ClientTime { client_transmitted: 123456789 }));
+        assert_eq!(
+            message,
+            Message::ClientTime(ClientTime {
+                client_transmitted: 123456789
+            })
+        );
         let message = assert_round_trip(
             &mut codec,
             json!({"type": "server/time", "payload": {
@@ -719,14 +762,18 @@ mod tests {
         let Message::StreamStart(start) = message else {
             panic!("expected stream/start, got {message:?}");
         };
-        assert_eq!(start.player.unwrap().codec_header.as_deref(), Some("ZkxhQw=="));
+        assert_eq!(
+            start.player.unwrap().codec_header.as_deref(),
+            Some("ZkxhQw==")
+        );
         assert!(start.extra.is_empty());
     }
 
     #[test]
     fn stream_update_becomes_stream_start() {
         let mut codec = ResonateCodec::default();
-        let update = json!({"type": "stream/update", "payload": {"player": {"sample_rate": 44100}}});
+        let update =
+            json!({"type": "stream/update", "payload": {"player": {"sample_rate": 44100}}});
         let before_start = codec.decode(WsMessage::text(update.to_string())).unwrap();
         assert_eq!(
             before_start,
@@ -850,7 +897,8 @@ mod tests {
     #[test]
     fn group_command_maps_to_controller_command() {
         let mut codec = ResonateCodec::default();
-        let volume = json!({"type": "group/command", "payload": {"command": "volume", "volume": 30}});
+        let volume =
+            json!({"type": "group/command", "payload": {"command": "volume", "volume": 30}});
         let message = assert_round_trip(&mut codec, volume);
         assert_eq!(
             message,
@@ -863,20 +911,30 @@ mod tests {
                 extra: Map::new(),
             })
         );
-        assert_round_trip(&mut codec, json!({"type": "group/command", "payload": {"command": "mute", "mute": true}}));
-        assert_round_trip(&mut codec, json!({"type": "group/command", "payload": {"command": "play"}}));
+        assert_round_trip(
+            &mut codec,
+            json!({"type": "group/command", "payload": {"command": "mute", "mute": true}}),
+        );
+        assert_round_trip(
+            &mut codec,
+            json!({"type": "group/command", "payload": {"command": "play"}}),
+        );
     }
 
     #[test]
     fn client_command_without_controller_is_left_out() {
         let command = Message::ClientCommand(ClientCommand::default());
-        assert!(ResonateCodec::default().encode(&Outgoing::Message(command)).is_none());
+        assert!(ResonateCodec::default()
+            .encode(&Outgoing::Message(command))
+            .is_none());
     }
 
     #[test]
     fn group_messages_are_unknown() {
         let incoming = ResonateCodec::default()
-            .decode(WsMessage::text(r#"{"type": "group/list", "payload": {"groups": []}}"#))
+            .decode(WsMessage::text(
+                r#"{"type": "group/list", "payload": {"groups": []}}"#,
+            ))
             .unwrap();
         assert_eq!(
             incoming,
@@ -893,7 +951,8 @@ mod tests {
         bytes.extend_from_slice(&timestamp.to_be_bytes());
         bytes.extend_from_slice(&[9, 8, 7, 6]);
         let mut codec = ResonateCodec::default();
-        let Incoming::Binary(frame) = codec.decode(WsMessage::binary(bytes.clone())).unwrap() else {
+        let Incoming::Binary(frame) = codec.decode(WsMessage::binary(bytes.clone())).unwrap()
+        else {
             panic!("expected a binary frame");
         };
         assert_eq!(frame.kind, BinaryKind::Audio);
@@ -915,6 +974,9 @@ mod tests {
     #[test]
     fn short_binary_is_an_error() {
         let result = ResonateCodec::default().decode(WsMessage::binary(vec![1u8, 0, 0]));
-        assert!(matches!(result, Err(DecodeError::ShortBinary(ShortFrame(3)))));
+        assert!(matches!(
+            result,
+            Err(DecodeError::ShortBinary(ShortFrame(3)))
+        ));
     }
 }

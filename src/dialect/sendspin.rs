@@ -153,7 +153,11 @@ impl StateShape {
             for (key, value) in update {
                 match key.as_str() {
                     "repeat" | "shuffle" => {
-                        let known = if key == "repeat" { &mut self.repeat } else { &mut self.shuffle };
+                        let known = if key == "repeat" {
+                            &mut self.repeat
+                        } else {
+                            &mut self.shuffle
+                        };
                         controller_changed |= *known != value;
                         *known = value;
                     }
@@ -200,10 +204,17 @@ impl StateShape {
     /// timestamp and the engine resends progress only when it departs from
     /// that prediction.
     fn move_progress_to(&mut self, timestamp: &Value) {
-        let (Some(then), Some(now)) = (self.metadata.get("timestamp").and_then(Value::as_i64), timestamp.as_i64()) else {
+        let (Some(then), Some(now)) = (
+            self.metadata.get("timestamp").and_then(Value::as_i64),
+            timestamp.as_i64(),
+        ) else {
             return;
         };
-        let Some(progress) = self.metadata.get_mut("progress").and_then(Value::as_object_mut) else {
+        let Some(progress) = self
+            .metadata
+            .get_mut("progress")
+            .and_then(Value::as_object_mut)
+        else {
             return;
         };
         let (Some(position), Some(speed)) = (
@@ -213,7 +224,11 @@ impl StateShape {
             return;
         };
         let mut moved = position + (now - then) * speed / 1_000_000;
-        if let Some(duration) = progress.get("track_duration").and_then(Value::as_i64).filter(|&d| d > 0) {
+        if let Some(duration) = progress
+            .get("track_duration")
+            .and_then(Value::as_i64)
+            .filter(|&d| d > 0)
+        {
             moved = moved.min(duration);
         }
         progress.insert("track_progress".into(), json!(moved.max(0)));
@@ -222,7 +237,13 @@ impl StateShape {
 
 impl SendspinCodec {
     /// Creates the client side's codec after `server/hello` arrived.
-    pub fn client(channel: Channel, server_id: String, server_name: String, category: PskCategory, pairing: ClientPairing) -> Self {
+    pub fn client(
+        channel: Channel,
+        server_id: String,
+        server_name: String,
+        category: PskCategory,
+        pairing: ClientPairing,
+    ) -> Self {
         SendspinCodec {
             side: CodecSide::Client,
             channel,
@@ -321,11 +342,15 @@ impl SendspinCodec {
                 })
             }
             (CodecSide::Server, Message::ServerHello(hello)) => {
-                let playback = hello.connection_reason == crate::protocol::ConnectionReason::Playback;
+                let playback =
+                    hello.connection_reason == crate::protocol::ConnectionReason::Playback;
                 let activities: Vec<&str> = if playback { vec!["playback"] } else { vec![] };
                 let hidden_metadata = self.state.hidden_metadata;
-                let active_roles: Vec<&String> =
-                    hello.active_roles.iter().filter(|role| !(hidden_metadata && role.as_str() == "metadata@v1")).collect();
+                let active_roles: Vec<&String> = hello
+                    .active_roles
+                    .iter()
+                    .filter(|role| !(hidden_metadata && role.as_str() == "metadata@v1"))
+                    .collect();
                 json!({
                     "type": "server/activate",
                     "payload": { "activities": activities, "active_roles": active_roles },
@@ -341,7 +366,11 @@ impl SendspinCodec {
                 text
             }
             (CodecSide::Server, Message::StreamStart(start)) if self.artwork_undeclared => {
-                let channels = start.artwork.as_ref().map(|artwork| artwork.channels.as_slice()).unwrap_or_default();
+                let channels = start
+                    .artwork
+                    .as_ref()
+                    .map(|artwork| artwork.channels.as_slice())
+                    .unwrap_or_default();
                 let artwork_only = start.player.is_none() && start.visualizer.is_none();
                 if artwork_only && channels.iter().all(|channel| channel.source == "none") {
                     return None;
@@ -352,8 +381,15 @@ impl SendspinCodec {
             (CodecSide::Server, Message::StreamStart(_)) => reshape(&text, |payload| {
                 payload.insert("server_transmitted".into(), json!(now_us()));
                 // A channel turned off carries no format or size in 1.0.
-                let channels = payload.get_mut("artwork").and_then(|a| a.get_mut("channels")).and_then(Value::as_array_mut);
-                for channel in channels.into_iter().flatten().filter_map(Value::as_object_mut) {
+                let channels = payload
+                    .get_mut("artwork")
+                    .and_then(|a| a.get_mut("channels"))
+                    .and_then(Value::as_array_mut);
+                for channel in channels
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_object_mut)
+                {
                     if channel.get("source").and_then(Value::as_str) == Some("none") {
                         channel.retain(|key, _| key == "source");
                     }
@@ -371,11 +407,20 @@ impl SendspinCodec {
         let text = reshape(text, |payload| {
             payload.remove("client_id");
             payload.remove("version");
-            if let Some(support) = payload.get_mut("player@v1_support").and_then(Value::as_object_mut) {
+            if let Some(support) = payload
+                .get_mut("player@v1_support")
+                .and_then(Value::as_object_mut)
+            {
                 commands = support.remove("supported_commands");
             }
-            payload.insert("supported_pair_methods".into(), Value::Object(self.pairing.methods.clone()));
-            payload.insert("unpaired_access".into(), json!({ "enabled": self.pairing.unpaired_access }));
+            payload.insert(
+                "supported_pair_methods".into(),
+                Value::Object(self.pairing.methods.clone()),
+            );
+            payload.insert(
+                "unpaired_access".into(),
+                json!({ "enabled": self.pairing.unpaired_access }),
+            );
         });
         if let Some(commands) = commands {
             self.player_commands = commands;
@@ -405,14 +450,21 @@ impl SendspinCodec {
 
     fn decode_json(&mut self, body: &[u8]) -> Result<Incoming, DecodeError> {
         let mut value: Value = serde_json::from_slice(body).map_err(DecodeError::InvalidJson)?;
-        let type_name = value.get("type").and_then(Value::as_str).ok_or(DecodeError::MissingType)?.to_string();
+        let type_name = value
+            .get("type")
+            .and_then(Value::as_str)
+            .ok_or(DecodeError::MissingType)?
+            .to_string();
         if let Some(Value::Null) | None = value.get("payload") {
             value["payload"] = json!({});
         }
-        let payload = value["payload"].as_object_mut().ok_or_else(|| DecodeError::InvalidPayload {
-            type_name: type_name.clone(),
-            source: serde::de::Error::custom("payload is not an object"),
-        })?;
+        let payload =
+            value["payload"]
+                .as_object_mut()
+                .ok_or_else(|| DecodeError::InvalidPayload {
+                    type_name: type_name.clone(),
+                    source: serde::de::Error::custom("payload is not an object"),
+                })?;
         match (self.side, type_name.as_str()) {
             (CodecSide::Client, "server/activate") => return self.on_activate(&type_name, payload),
             (CodecSide::Server, "client/hello") => {
@@ -421,8 +473,13 @@ impl SendspinCodec {
                 // NOTE: 1.0 players list their commands in client/state, which
                 // the engine does not read them from; volume and mute are
                 // assumed until it does.
-                if let Some(support) = payload.get_mut("player@v1_support").and_then(Value::as_object_mut) {
-                    support.entry("supported_commands").or_insert(json!(["volume", "mute"]));
+                if let Some(support) = payload
+                    .get_mut("player@v1_support")
+                    .and_then(Value::as_object_mut)
+                {
+                    support
+                        .entry("supported_commands")
+                        .or_insert(json!(["volume", "mute"]));
                 }
                 self.adapt_hello_roles(payload);
                 let unpaired_access = payload
@@ -443,7 +500,11 @@ impl SendspinCodec {
                     // Before the first `true`, `false` only means the
                     // player is not ready yet, so it leaves the state out.
                     if available || self.ever_available {
-                        let state = if available { "synchronized" } else { "external_source" };
+                        let state = if available {
+                            "synchronized"
+                        } else {
+                            "external_source"
+                        };
                         payload.insert("state".into(), json!(state));
                     }
                     self.ever_available |= available;
@@ -463,7 +524,10 @@ impl SendspinCodec {
     /// `client/state`.
     fn adapt_hello_roles(&mut self, payload: &mut Map<String, Value>) {
         let has_artwork_support = payload.contains_key("artwork@v1_support");
-        let Some(roles) = payload.get_mut("supported_roles").and_then(Value::as_array_mut) else {
+        let Some(roles) = payload
+            .get_mut("supported_roles")
+            .and_then(Value::as_array_mut)
+        else {
             return;
         };
         let has = |roles: &[Value], name: &str| roles.iter().any(|role| role == name);
@@ -472,7 +536,8 @@ impl SendspinCodec {
             self.state.hidden_metadata = true;
         }
         if has(roles, "artwork@v1") && !has_artwork_support {
-            let off = json!({"source": "none", "format": "jpeg", "media_width": 1, "media_height": 1});
+            let off =
+                json!({"source": "none", "format": "jpeg", "media_width": 1, "media_height": 1});
             payload.insert("artwork@v1_support".into(), json!({ "channels": [off] }));
             self.artwork_undeclared = true;
         }
@@ -481,7 +546,11 @@ impl SendspinCodec {
     /// Maps the first `server/activate` to a v1 `server/hello`; later ones
     /// change only the declared activities, which a dialing player does not
     /// act on.
-    fn on_activate(&mut self, type_name: &str, payload: &Map<String, Value>) -> Result<Incoming, DecodeError> {
+    fn on_activate(
+        &mut self,
+        type_name: &str,
+        payload: &Map<String, Value>,
+    ) -> Result<Incoming, DecodeError> {
         let invalid = |detail: &str| DecodeError::InvalidPayload {
             type_name: type_name.to_string(),
             source: serde::de::Error::custom(detail),
@@ -496,7 +565,10 @@ impl SendspinCodec {
             return Ok(Incoming::Consumed);
         }
         self.activated = true;
-        let active_roles = payload.get("active_roles").cloned().unwrap_or_else(|| json!([]));
+        let active_roles = payload
+            .get("active_roles")
+            .cloned()
+            .unwrap_or_else(|| json!([]));
         let hello = json!({
             "type": "server/hello",
             "payload": {
@@ -515,7 +587,9 @@ impl SendspinCodec {
             Some(&0) => self.decode_json(&plaintext[1..]),
             Some(4..=7) => {
                 if plaintext.len() < AUDIO_HEADER_LEN {
-                    return Err(DecodeError::ShortBinary(crate::protocol::binary::ShortFrame(plaintext.len())));
+                    return Err(DecodeError::ShortBinary(
+                        crate::protocol::binary::ShortFrame(plaintext.len()),
+                    ));
                 }
                 let mut timestamp = [0u8; 8];
                 timestamp.copy_from_slice(&plaintext[1..HEADER_LEN]);
@@ -537,7 +611,8 @@ impl SendspinCodec {
 /// other transfer starts while this one is in flight.
 fn artwork_messages(frame: &BinaryFrame) -> Vec<Vec<u8>> {
     let type_byte = frame.kind.type_byte();
-    let total = u32::try_from(frame.payload.len()).expect("rendered images are far smaller than 4 GiB");
+    let total =
+        u32::try_from(frame.payload.len()).expect("rendered images are far smaller than 4 GiB");
     let mut announce = Vec::with_capacity(14);
     announce.extend_from_slice(&[type_byte, ARTWORK_ANNOUNCE]);
     announce.extend_from_slice(&frame.timestamp_us.to_be_bytes());
@@ -571,7 +646,10 @@ impl WireCodec for SendspinCodec {
         if frames.len() != 1 {
             // Only small messages go through this path (goodbye,
             // server/time); every other write uses encode_frames.
-            tracing::error!(frames = frames.len(), "a message needing fragmentation was encoded as one frame");
+            tracing::error!(
+                frames = frames.len(),
+                "a message needing fragmentation was encoded as one frame"
+            );
             return None;
         }
         frames.pop()
@@ -611,7 +689,9 @@ impl WireCodec for SendspinCodec {
                 self.replayed_hello = None;
                 self.decode_json(text.as_bytes())
             }
-            WsMessage::Text(_) => Err(DecodeError::Transport("cleartext message after the Noise handshake".into())),
+            WsMessage::Text(_) => Err(DecodeError::Transport(
+                "cleartext message after the Noise handshake".into(),
+            )),
             _ => Ok(Incoming::Unknown {
                 type_name: "control frame".to_string(),
             }),
@@ -625,7 +705,9 @@ mod tests {
 
     fn shape(state: &mut StateShape, payload: Value) -> Option<Value> {
         let mut payload = payload.as_object().unwrap().clone();
-        state.reshape(&mut payload).then_some(Value::Object(payload))
+        state
+            .reshape(&mut payload)
+            .then_some(Value::Object(payload))
     }
 
     #[test]
@@ -637,11 +719,19 @@ mod tests {
         }});
         let sent = shape(&mut state, first).unwrap();
         assert_eq!(sent["metadata"]["title"], "One");
-        assert_eq!(sent["metadata"].get("repeat"), None, "repeat belongs to the controller in 1.0");
+        assert_eq!(
+            sent["metadata"].get("repeat"),
+            None,
+            "repeat belongs to the controller in 1.0"
+        );
 
         // Two seconds later only the artist changes: the object is complete
         // and its progress is moved on to the new timestamp.
-        let sent = shape(&mut state, json!({"metadata": {"timestamp": 3_000_000, "artist": null, "album": "B"}})).unwrap();
+        let sent = shape(
+            &mut state,
+            json!({"metadata": {"timestamp": 3_000_000, "artist": null, "album": "B"}}),
+        )
+        .unwrap();
         assert_eq!(sent["metadata"]["title"], "One");
         assert_eq!(sent["metadata"].get("artist"), None);
         assert_eq!(sent["metadata"]["album"], "B");
@@ -652,25 +742,50 @@ mod tests {
     #[test]
     fn repeat_and_shuffle_go_to_the_controller() {
         let mut state = StateShape::default();
-        let controller = json!({"controller": {"supported_commands": ["next"], "volume": 50, "muted": false}});
+        let controller =
+            json!({"controller": {"supported_commands": ["next"], "volume": 50, "muted": false}});
         let sent = shape(&mut state, controller).unwrap();
         assert_eq!(sent["controller"]["repeat"], "off");
         assert_eq!(sent["controller"]["shuffle"], false);
 
         // A repeat change alone is controller news, not metadata news.
-        let sent = shape(&mut state, json!({"metadata": {"timestamp": 5, "repeat": "all"}})).unwrap();
+        let sent = shape(
+            &mut state,
+            json!({"metadata": {"timestamp": 5, "repeat": "all"}}),
+        )
+        .unwrap();
         assert_eq!(sent.get("metadata"), None);
         assert_eq!(sent["controller"]["repeat"], "all");
         assert_eq!(sent["controller"]["volume"], 50);
-        assert_eq!(shape(&mut state, json!({"metadata": {"timestamp": 6, "repeat": "all"}})), None, "nothing changed");
+        assert_eq!(
+            shape(
+                &mut state,
+                json!({"metadata": {"timestamp": 6, "repeat": "all"}})
+            ),
+            None,
+            "nothing changed"
+        );
     }
 
     #[test]
     fn hidden_metadata_is_not_sent() {
-        let mut state = StateShape { hidden_metadata: true, ..StateShape::default() };
-        assert_eq!(shape(&mut state, json!({"metadata": {"timestamp": 1, "title": "One"}})), None);
+        let mut state = StateShape {
+            hidden_metadata: true,
+            ..StateShape::default()
+        };
+        assert_eq!(
+            shape(
+                &mut state,
+                json!({"metadata": {"timestamp": 1, "title": "One"}})
+            ),
+            None
+        );
         shape(&mut state, json!({"controller": {"volume": 50}})).unwrap();
-        let sent = shape(&mut state, json!({"metadata": {"timestamp": 2, "title": "Two", "shuffle": true}})).unwrap();
+        let sent = shape(
+            &mut state,
+            json!({"metadata": {"timestamp": 2, "title": "Two", "shuffle": true}}),
+        )
+        .unwrap();
         assert_eq!(sent.get("metadata"), None);
         assert_eq!(sent["controller"]["shuffle"], true);
     }
@@ -678,7 +793,11 @@ mod tests {
     #[test]
     fn images_become_an_announce_and_parts() {
         let image: Vec<u8> = (0..ARTWORK_PART_DATA + 10).map(|i| i as u8).collect();
-        let frame = BinaryFrame { kind: BinaryKind::Artwork(1), timestamp_us: 0x0102_0304_0506_0708, payload: image.clone() };
+        let frame = BinaryFrame {
+            kind: BinaryKind::Artwork(1),
+            timestamp_us: 0x0102_0304_0506_0708,
+            payload: image.clone(),
+        };
         let messages = artwork_messages(&frame);
         assert_eq!(messages.len(), 3);
         let announce = &messages[0];
@@ -686,11 +805,20 @@ mod tests {
         assert_eq!(announce[..2], [9, ARTWORK_ANNOUNCE]);
         assert_eq!(announce[2..10], 0x0102_0304_0506_0708i64.to_be_bytes());
         assert_eq!(announce[10..], (image.len() as u32).to_be_bytes());
-        assert!(messages[1..].iter().all(|part| part[..2] == [9, 0] && part.len() <= MAX_PLAINTEXT));
-        let joined: Vec<u8> = messages[1..].iter().flat_map(|part| part[2..].to_vec()).collect();
+        assert!(messages[1..]
+            .iter()
+            .all(|part| part[..2] == [9, 0] && part.len() <= MAX_PLAINTEXT));
+        let joined: Vec<u8> = messages[1..]
+            .iter()
+            .flat_map(|part| part[2..].to_vec())
+            .collect();
         assert_eq!(joined, image);
 
-        let clear = BinaryFrame { kind: BinaryKind::Artwork(0), timestamp_us: 5, payload: Vec::new() };
+        let clear = BinaryFrame {
+            kind: BinaryKind::Artwork(0),
+            timestamp_us: 5,
+            payload: Vec::new(),
+        };
         let messages = artwork_messages(&clear);
         assert_eq!(messages.len(), 1, "an empty image is the announce alone");
         assert_eq!(messages[0][10..], [0, 0, 0, 0]);

@@ -72,7 +72,11 @@ fn payload<T: DeserializeOwned>(type_name: &str, payload: Value) -> Result<T, De
 
 pub(super) fn decode_text(text: &str) -> Result<Incoming, DecodeError> {
     let mut value: Value = serde_json::from_str(text).map_err(DecodeError::InvalidJson)?;
-    let Some(type_name) = value.get("type").and_then(Value::as_str).map(str::to_string) else {
+    let Some(type_name) = value
+        .get("type")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+    else {
         return Err(DecodeError::MissingType);
     };
     // A missing payload is treated as an empty object, so messages whose
@@ -114,7 +118,9 @@ mod tests {
     #[test]
     fn messages_round_trip() {
         let messages = [
-            Message::ClientTime(ClientTime { client_transmitted: 7 }),
+            Message::ClientTime(ClientTime {
+                client_transmitted: 7,
+            }),
             Message::ServerTime(ServerTime {
                 client_transmitted: 1,
                 server_received: 2,
@@ -127,7 +133,9 @@ mod tests {
             }),
         ];
         for message in messages {
-            let frame = SendspinV1Codec.encode(&Outgoing::Message(message.clone())).unwrap();
+            let frame = SendspinV1Codec
+                .encode(&Outgoing::Message(message.clone()))
+                .unwrap();
             match SendspinV1Codec.decode(frame).unwrap() {
                 Incoming::Message(back) => assert_eq!(back, message),
                 other => panic!("expected a message, got {other:?}"),
@@ -148,8 +156,14 @@ mod tests {
 
     #[test]
     fn garbage_and_wrong_types_are_errors() {
-        assert!(matches!(decode("not json"), Err(DecodeError::InvalidJson(_))));
-        assert!(matches!(decode(r#"{"payload": {}}"#), Err(DecodeError::MissingType)));
+        assert!(matches!(
+            decode("not json"),
+            Err(DecodeError::InvalidJson(_))
+        ));
+        assert!(matches!(
+            decode(r#"{"payload": {}}"#),
+            Err(DecodeError::MissingType)
+        ));
         assert!(matches!(
             decode(r#"{"type": "client/time", "payload": {"client_transmitted": "x"}}"#),
             Err(DecodeError::InvalidPayload { .. })

@@ -13,13 +13,19 @@ pub enum BrowseEvent {
     /// An endpoint appeared or its record changed (address, port or TXT).
     Resolved(Endpoint),
     /// The instance `fullname` of `service` withdrew its record or its TTL ran out.
-    Removed { service: ServiceType, fullname: String },
+    Removed {
+        service: ServiceType,
+        fullname: String,
+    },
 }
 
 /// Browses for `services` on `daemon` and returns their events as one stream.
 ///
 /// The stream ends when the daemon shuts down.
-pub fn browse(daemon: &ServiceDaemon, services: &[ServiceType]) -> Result<BoxStream<'static, BrowseEvent>, DiscoveryError> {
+pub fn browse(
+    daemon: &ServiceDaemon,
+    services: &[ServiceType],
+) -> Result<BoxStream<'static, BrowseEvent>, DiscoveryError> {
     let mut streams = Vec::new();
     for &service in services {
         let receiver = daemon
@@ -35,15 +41,23 @@ pub fn browse(daemon: &ServiceDaemon, services: &[ServiceType]) -> Result<BoxStr
 
 fn convert(service: ServiceType, event: ServiceEvent) -> Option<BrowseEvent> {
     match event {
-        ServiceEvent::ServiceResolved(resolved) => endpoint_of(service, &resolved).map(BrowseEvent::Resolved),
-        ServiceEvent::ServiceRemoved(_, fullname) => Some(BrowseEvent::Removed { service, fullname }),
+        ServiceEvent::ServiceResolved(resolved) => {
+            endpoint_of(service, &resolved).map(BrowseEvent::Resolved)
+        }
+        ServiceEvent::ServiceRemoved(_, fullname) => {
+            Some(BrowseEvent::Removed { service, fullname })
+        }
         _ => None,
     }
 }
 
 /// Builds the endpoint of a resolved record, or `None` when it has no address.
 pub(super) fn endpoint_of(service: ServiceType, resolved: &ResolvedService) -> Option<Endpoint> {
-    let mut addresses: Vec<IpAddr> = resolved.get_addresses().iter().map(|ip| ip.to_ip_addr()).collect();
+    let mut addresses: Vec<IpAddr> = resolved
+        .get_addresses()
+        .iter()
+        .map(|ip| ip.to_ip_addr())
+        .collect();
     if addresses.is_empty() {
         return None;
     }
@@ -88,7 +102,10 @@ mod tests {
     #[test]
     fn instance_label_drops_the_service_domain() {
         let domain = ServiceType::SENDSPIN_CLIENT.domain();
-        assert_eq!(instance_of("kitchen._sendspin._tcp.local.", domain), "kitchen");
+        assert_eq!(
+            instance_of("kitchen._sendspin._tcp.local.", domain),
+            "kitchen"
+        );
         assert_eq!(instance_of("a\\.b._sendspin._tcp.local.", domain), "a.b");
     }
 }

@@ -110,7 +110,9 @@ impl ServiceType {
     }
 
     pub fn from_domain(domain: &str) -> Option<ServiceType> {
-        ServiceType::ALL.into_iter().find(|service| service.domain() == domain)
+        ServiceType::ALL
+            .into_iter()
+            .find(|service| service.domain() == domain)
     }
 }
 
@@ -195,13 +197,22 @@ pub enum DiscoveryError {
     #[error("failed to start mDNS: {0}. Pass --no-mdns to run without it")]
     Start(mdns_sd::Error),
     #[error("mDNS failed on interface {interface:?}: {source}. Check the name with `ip link`")]
-    Interface { interface: String, source: mdns_sd::Error },
+    Interface {
+        interface: String,
+        source: mdns_sd::Error,
+    },
     #[error("network interface {0:?} not found. List the interfaces with `ip link` and pass one of their names to --interface")]
     NoSuchInterface(String),
     #[error("mDNS advertisement of {service} failed: {source}")]
-    Advertise { service: ServiceType, source: mdns_sd::Error },
+    Advertise {
+        service: ServiceType,
+        source: mdns_sd::Error,
+    },
     #[error("mDNS browsing for {service} failed: {source}")]
-    Browse { service: ServiceType, source: mdns_sd::Error },
+    Browse {
+        service: ServiceType,
+        source: mdns_sd::Error,
+    },
 }
 
 /// Record advertised for one endpoint of this process.
@@ -234,7 +245,9 @@ impl Mdns {
         let daemon = ServiceDaemon::new().map_err(DiscoveryError::Start)?;
         let selected = match &scope {
             Scope::All => None,
-            Scope::Loopback => Some(IfKind::Predicate(mdns_sd::IfPredicate::new(|intf| intf.is_loopback()))),
+            Scope::Loopback => Some(IfKind::Predicate(mdns_sd::IfPredicate::new(|intf| {
+                intf.is_loopback()
+            }))),
             Scope::Interface(name) => Some(IfKind::Name(name.clone())),
         };
         if let Some(selected) = selected {
@@ -262,7 +275,10 @@ impl Mdns {
     pub fn advertise(&mut self, advertisement: &Advertisement) -> Result<(), DiscoveryError> {
         let service = advertisement.service;
         let host = format!("{}.local.", sanitize_label(&advertisement.instance));
-        let properties = [("path", advertisement.path.as_str()), ("name", advertisement.name.as_str())];
+        let properties = [
+            ("path", advertisement.path.as_str()),
+            ("name", advertisement.name.as_str()),
+        ];
         // With loopback scope the daemon's automatic address list would be
         // empty, so the loopback address is given explicitly.
         let addresses = match self.scope {
@@ -278,7 +294,11 @@ impl Mdns {
             &properties[..],
         )
         .map_err(|source| DiscoveryError::Advertise { service, source })?;
-        let info = if addresses.is_empty() { info.enable_addr_auto() } else { info };
+        let info = if addresses.is_empty() {
+            info.enable_addr_auto()
+        } else {
+            info
+        };
         let fullname = info.get_fullname().to_string();
         self.daemon
             .register(info)
@@ -289,7 +309,10 @@ impl Mdns {
     }
 
     /// Starts browsing for `services`, as described in [`browse`].
-    pub fn browse(&self, services: &[ServiceType]) -> Result<futures_util::stream::BoxStream<'static, BrowseEvent>, DiscoveryError> {
+    pub fn browse(
+        &self,
+        services: &[ServiceType],
+    ) -> Result<futures_util::stream::BoxStream<'static, BrowseEvent>, DiscoveryError> {
         browse(&self.daemon, services)
     }
 }
@@ -312,7 +335,9 @@ impl Drop for Mdns {
 fn check_interface(name: &str) -> Result<(), DiscoveryError> {
     let interfaces = std::path::Path::new("/sys/class/net");
     // NOTE: only systems with Linux's sysfs check the name here.
-    if interfaces.is_dir() && (name.is_empty() || name.contains('/') || !interfaces.join(name).exists()) {
+    if interfaces.is_dir()
+        && (name.is_empty() || name.contains('/') || !interfaces.join(name).exists())
+    {
         return Err(DiscoveryError::NoSuchInterface(name.to_string()));
     }
     Ok(())
@@ -322,7 +347,13 @@ fn check_interface(name: &str) -> Result<(), DiscoveryError> {
 fn sanitize_label(text: &str) -> String {
     let label: String = text
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .take(63)
         .collect();
     if label.is_empty() {
@@ -357,19 +388,34 @@ mod tests {
             port: 8928,
             path: "sendspin".into(),
         };
-        assert_eq!(endpoint.url().unwrap().as_str(), "ws://192.0.2.7:8928/sendspin");
+        assert_eq!(
+            endpoint.url().unwrap().as_str(),
+            "ws://192.0.2.7:8928/sendspin"
+        );
         let v6_only = Endpoint {
             addresses: vec!["2001:db8::7".parse().unwrap()],
             ..endpoint
         };
-        assert_eq!(v6_only.url().unwrap().as_str(), "ws://[2001:db8::7]:8928/sendspin");
+        assert_eq!(
+            v6_only.url().unwrap().as_str(),
+            "ws://[2001:db8::7]:8928/sendspin"
+        );
     }
 
     #[test]
     fn loopback_listeners_stay_on_loopback() {
-        assert_eq!(Scope::for_listen_address("127.0.0.1".parse().unwrap()), Scope::Loopback);
-        assert_eq!(Scope::for_listen_address("::1".parse().unwrap()), Scope::Loopback);
-        assert_eq!(Scope::for_listen_address("0.0.0.0".parse().unwrap()), Scope::All);
+        assert_eq!(
+            Scope::for_listen_address("127.0.0.1".parse().unwrap()),
+            Scope::Loopback
+        );
+        assert_eq!(
+            Scope::for_listen_address("::1".parse().unwrap()),
+            Scope::Loopback
+        );
+        assert_eq!(
+            Scope::for_listen_address("0.0.0.0".parse().unwrap()),
+            Scope::All
+        );
     }
 
     #[test]

@@ -30,8 +30,8 @@ use super::{Endpoint, EndpointKind, Family};
 use crate::clock::now_us;
 use crate::dialect::{Dialect, Incoming, Outgoing, WireCodec};
 use crate::protocol::{
-    ClientGoodbye, ClientHello, ClientTime, ConnectionReason, DeviceInfo, GoodbyeReason, Message, ServerHello, ServerTime,
-    PROTOCOL_VERSION,
+    ClientGoodbye, ClientHello, ClientTime, ConnectionReason, DeviceInfo, GoodbyeReason, Message,
+    ServerHello, ServerTime, PROTOCOL_VERSION,
 };
 use crate::transport::{self, Limits, PlainStream};
 
@@ -77,7 +77,10 @@ pub enum ProbeError {
     #[error(transparent)]
     Connect(#[from] transport::TransportError),
     #[error("timed out after {timeout:?} waiting for {expected}")]
-    Timeout { expected: &'static str, timeout: Duration },
+    Timeout {
+        expected: &'static str,
+        timeout: Duration,
+    },
     #[error("connection closed before {expected}")]
     Closed { expected: &'static str },
     #[error("protocol error: {0}")]
@@ -124,15 +127,17 @@ impl Peer {
         let Some(frame) = self.codec.encode(&Outgoing::Message(message)) else {
             return Ok(());
         };
-        self.ws
-            .send(frame)
-            .await
-            .map_err(|_| ProbeError::Closed { expected: "the write" })
+        self.ws.send(frame).await.map_err(|_| ProbeError::Closed {
+            expected: "the write",
+        })
     }
 
     /// Reads the next frame before the deadline. Returns `None` for a
     /// closed connection.
-    async fn next_frame(&mut self, expected: &'static str) -> Result<Option<WsMessage>, ProbeError> {
+    async fn next_frame(
+        &mut self,
+        expected: &'static str,
+    ) -> Result<Option<WsMessage>, ProbeError> {
         match timeout_at(self.deadline, self.ws.next()).await {
             Err(_) => Err(ProbeError::Timeout {
                 expected,
@@ -144,7 +149,10 @@ impl Peer {
     }
 
     /// Reads the next protocol message, skipping binary and control frames.
-    async fn next_message(&mut self, expected: &'static str) -> Result<Option<Message>, ProbeError> {
+    async fn next_message(
+        &mut self,
+        expected: &'static str,
+    ) -> Result<Option<Message>, ProbeError> {
         loop {
             let Some(frame) = self.next_frame(expected).await? else {
                 return Ok(None);
@@ -167,7 +175,11 @@ impl Peer {
             match self.next_message("server/hello").await? {
                 Some(Message::ServerHello(hello)) => break hello,
                 Some(_) => continue,
-                None => return Err(ProbeError::Closed { expected: "server/hello" }),
+                None => {
+                    return Err(ProbeError::Closed {
+                        expected: "server/hello",
+                    })
+                }
             }
         };
 
@@ -183,12 +195,21 @@ impl Peer {
         let mut best: Option<(i64, i64)> = None;
         for _ in 0..SAMPLES {
             let client_transmitted = now_us();
-            self.send(Message::ClientTime(ClientTime { client_transmitted })).await?;
+            self.send(Message::ClientTime(ClientTime { client_transmitted }))
+                .await?;
             let reply = loop {
                 match self.next_message("server/time").await? {
-                    Some(Message::ServerTime(time)) if time.client_transmitted == client_transmitted => break time,
+                    Some(Message::ServerTime(time))
+                        if time.client_transmitted == client_transmitted =>
+                    {
+                        break time
+                    }
                     Some(_) => continue,
-                    None => return Err(ProbeError::Closed { expected: "server/time" }),
+                    None => {
+                        return Err(ProbeError::Closed {
+                            expected: "server/time",
+                        })
+                    }
                 }
             };
             let sample = clock_sample(&reply, now_us());
@@ -217,7 +238,11 @@ impl Peer {
                     other.type_name()
                 )))
             }
-            None => return Err(ProbeError::Closed { expected: "client/hello" }),
+            None => {
+                return Err(ProbeError::Closed {
+                    expected: "client/hello",
+                })
+            }
         };
         let mut report = ProbeReport {
             id: hello.client_id,
@@ -255,7 +280,12 @@ impl Peer {
             if outstanding.is_none() && pings_left > 0 {
                 let sent = now_us();
                 let payload = sent.to_be_bytes().to_vec();
-                if self.ws.send(WsMessage::Ping(payload.clone().into())).await.is_err() {
+                if self
+                    .ws
+                    .send(WsMessage::Ping(payload.clone().into()))
+                    .await
+                    .is_err()
+                {
                     break;
                 }
                 pings_left -= 1;
@@ -278,7 +308,11 @@ impl Peer {
             };
             let received = now_us();
             match frame {
-                WsMessage::Pong(data) if outstanding.as_ref().is_some_and(|(_, payload)| data.as_ref() == payload.as_slice()) => {
+                WsMessage::Pong(data)
+                    if outstanding
+                        .as_ref()
+                        .is_some_and(|(_, payload)| data.as_ref() == payload.as_slice()) =>
+                {
                     let (sent, _) = outstanding.take().expect("checked above");
                     report.samples += 1;
                     let rtt = received - sent;

@@ -1,7 +1,9 @@
 //! Keys and mouse: each terminal event changes the [`App`] and returns
 //! whether it was used and whether the monitor should quit.
 
-use crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
+use crossterm::event::{
+    Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind,
+};
 
 use super::state::{App, Screen};
 
@@ -155,7 +157,9 @@ mod tests {
         use crate::telemetry::{Event as FeedEvent, EventKind, FeedMessage};
         let mut app = App::new("t", 0);
         for n in 0..5 {
-            app.apply(super::super::Update::Feed(FeedMessage::Event(FeedEvent::now(EventKind::Info, n.to_string()))));
+            app.apply(super::super::Update::Feed(FeedMessage::Event(
+                FeedEvent::now(EventKind::Info, n.to_string()),
+            )));
         }
         app.show_screen(Screen::Events);
         // A log page of two lines leaves room to scroll back three.
@@ -168,11 +172,17 @@ mod tests {
                 modifiers: KeyModifiers::NONE,
             })
         };
-        assert_eq!(handle(&mut app, &wheel(MouseEventKind::ScrollUp)), Outcome::Consumed);
+        assert_eq!(
+            handle(&mut app, &wheel(MouseEventKind::ScrollUp)),
+            Outcome::Consumed
+        );
         assert_eq!(app.event_scroll, 1);
         handle(&mut app, &wheel(MouseEventKind::ScrollDown));
         assert_eq!(app.event_scroll, 0);
-        assert_eq!(handle(&mut app, &wheel(MouseEventKind::Moved)), Outcome::Ignored);
+        assert_eq!(
+            handle(&mut app, &wheel(MouseEventKind::Moved)),
+            Outcome::Ignored
+        );
     }
 
     #[test]

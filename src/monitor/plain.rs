@@ -41,7 +41,10 @@ pub async fn run_plain(
         };
         app.now_unix_ms = unix_ms_now();
         let report = render_plain(&app, &mut printed_events);
-        match writer.write_all(report.as_bytes()).and_then(|()| writer.flush()) {
+        match writer
+            .write_all(report.as_bytes())
+            .and_then(|()| writer.flush())
+        {
             Err(err) if err.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
             other => other?,
         }
@@ -58,9 +61,16 @@ pub fn render_plain(app: &App, printed_events: &mut u64) -> String {
     let mut out = String::new();
     let snapshot = &app.shown;
 
-    let mut header = format!("== {} UTC  feed {}", time_of_day(app.now_unix_ms), app.target);
+    let mut header = format!(
+        "== {} UTC  feed {}",
+        time_of_day(app.now_unix_ms),
+        app.target
+    );
     if let Some(source) = &app.source {
-        header.push_str(&format!("  {} \"{}\" at {}", source.kind, source.name, source.target));
+        header.push_str(&format!(
+            "  {} \"{}\" at {}",
+            source.kind, source.name, source.target
+        ));
     }
     if let Some(uptime) = app.uptime_ms() {
         header.push_str(&format!("  up {}", duration(uptime)));
@@ -72,8 +82,20 @@ pub fn render_plain(app: &App, printed_events: &mut u64) -> String {
     out.push('\n');
 
     let mut sessions = vec![[
-        "SESSION", "NAME", "DIALECT", "ROLES", "STATE", "GROUP", "FORMAT", "RTT", "OFFSET", "DRIFT_PPM", "ERROR", "BUFFER",
-        "LATE/DROP", "RECONNECTS",
+        "SESSION",
+        "NAME",
+        "DIALECT",
+        "ROLES",
+        "STATE",
+        "GROUP",
+        "FORMAT",
+        "RTT",
+        "OFFSET",
+        "DRIFT_PPM",
+        "ERROR",
+        "BUFFER",
+        "LATE/DROP",
+        "RECONNECTS",
     ]
     .map(String::from)];
     let mut any_server_figure = false;
@@ -89,7 +111,10 @@ pub fn render_plain(app: &App, printed_events: &mut u64) -> String {
         };
         sessions.push([
             row.session.clone(),
-            row.name.clone().or_else(|| row.client_id.clone()).unwrap_or_else(|| "-".into()),
+            row.name
+                .clone()
+                .or_else(|| row.client_id.clone())
+                .unwrap_or_else(|| "-".into()),
             row.dialect.clone(),
             short_roles(&row.roles),
             row.phase.as_str().to_string(),
@@ -99,7 +124,8 @@ pub fn render_plain(app: &App, printed_events: &mut u64) -> String {
             figure(clock_figure(row, |c| Some(c.offset_us)), micros),
             figure(clock_figure(row, |c| c.drift_ppm), |v| format!("{v:+.1}")),
             figure(clock_figure(row, |c| c.error_us), micros),
-            row.buffer_ms.map_or_else(|| "-".into(), |ms| format!("{ms:.0}ms")),
+            row.buffer_ms
+                .map_or_else(|| "-".into(), |ms| format!("{ms:.0}ms")),
             format!("{}/{}", row.late_chunks, row.dropped_chunks),
             row.reconnects.to_string(),
         ]);
@@ -107,19 +133,35 @@ pub fn render_plain(app: &App, printed_events: &mut u64) -> String {
     out.push_str(&format!("{} sessions\n", snapshot.sessions.len()));
     push_table(&mut out, &sessions);
     if any_server_figure {
-        out.push_str(&format!("{SERVER_MARK} = the server's estimate; other clock figures are the client's own\n"));
+        out.push_str(&format!(
+            "{SERVER_MARK} = the server's estimate; other clock figures are the client's own\n"
+        ));
     }
 
-    let mut groups = vec![["GROUP", "NAME", "PLAYBACK", "VOLUME", "MUTED", "MEMBERS", "NOW_PLAYING"].map(String::from)];
+    let mut groups = vec![[
+        "GROUP",
+        "NAME",
+        "PLAYBACK",
+        "VOLUME",
+        "MUTED",
+        "MEMBERS",
+        "NOW_PLAYING",
+    ]
+    .map(String::from)];
     for group in &snapshot.groups {
         groups.push([
             group.id.clone(),
             group.name.clone(),
             group.playback.clone(),
             group.volume.map_or_else(|| "-".into(), |v| v.to_string()),
-            group.muted.map_or_else(|| "-".into(), |m| if m { "yes" } else { "no" }.into()),
+            group
+                .muted
+                .map_or_else(|| "-".into(), |m| if m { "yes" } else { "no" }.into()),
             group.members.join(","),
-            group.metadata.as_ref().map_or_else(|| "-".into(), track_text),
+            group
+                .metadata
+                .as_ref()
+                .map_or_else(|| "-".into(), track_text),
         ]);
     }
     out.push_str(&format!("{} groups\n", snapshot.groups.len()));
@@ -132,8 +174,17 @@ pub fn render_plain(app: &App, printed_events: &mut u64) -> String {
     let first_new = *printed_events;
     for logged in app.visible_events().filter(|e| e.seq >= first_new) {
         let event = &logged.event;
-        let who = event.session.as_deref().or(event.client_id.as_deref()).unwrap_or("-");
-        out.push_str(&format!("{} {:<12} {who}: {}\n", time_of_day(event.unix_ms), event.kind.as_str(), event.detail));
+        let who = event
+            .session
+            .as_deref()
+            .or(event.client_id.as_deref())
+            .unwrap_or("-");
+        out.push_str(&format!(
+            "{} {:<12} {who}: {}\n",
+            time_of_day(event.unix_ms),
+            event.kind.as_str(),
+            event.detail
+        ));
         *printed_events = logged.seq + 1;
     }
     out.push('\n');

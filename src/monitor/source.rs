@@ -11,9 +11,9 @@ use url::Url;
 use crate::dialect::Dialect;
 use crate::telemetry::feed::{self, FeedError};
 use crate::telemetry::observer::{observe, ObserverConfig};
+use crate::telemetry::Telemetry;
 use crate::telemetry::{unix_ms_now, Phase, SourceInfo};
 use crate::transport::{Limits, TransportError};
-use crate::telemetry::Telemetry;
 
 use super::Update;
 
@@ -56,17 +56,28 @@ impl Source {
     /// Sends updates from this source to `updates` until `stop` is
     /// cancelled or the receiver is dropped. Fails only when the first
     /// connection attempt fails, so a wrong address is reported at once.
-    pub async fn follow(self, updates: mpsc::Sender<Update>, stop: CancellationToken) -> Result<(), SourceError> {
+    pub async fn follow(
+        self,
+        updates: mpsc::Sender<Update>,
+        stop: CancellationToken,
+    ) -> Result<(), SourceError> {
         match self {
             Source::Feed(url) => Ok(follow_feed(&url, updates, stop).await?),
-            Source::Server { url, dialect } => Ok(follow_server(url, dialect, updates, stop).await?),
+            Source::Server { url, dialect } => {
+                Ok(follow_server(url, dialect, updates, stop).await?)
+            }
         }
     }
 }
 
 /// Joins the server at `url` with an observer and forwards what it
 /// publishes to `updates`.
-async fn follow_server(url: Url, dialect: Dialect, updates: mpsc::Sender<Update>, stop: CancellationToken) -> Result<(), TransportError> {
+async fn follow_server(
+    url: Url,
+    dialect: Dialect,
+    updates: mpsc::Sender<Update>,
+    stop: CancellationToken,
+) -> Result<(), TransportError> {
     let hub = Telemetry::new(SourceInfo {
         kind: "server".into(),
         name: "joined as a client".into(),
@@ -91,7 +102,11 @@ async fn follow_server(url: Url, dialect: Dialect, updates: mpsc::Sender<Update>
         let mut snapshots = hub.subscribe().snapshots;
         let mut last = None;
         while snapshots.changed().await.is_ok() {
-            let phase = snapshots.borrow_and_update().sessions.first().map(|row| row.phase);
+            let phase = snapshots
+                .borrow_and_update()
+                .sessions
+                .first()
+                .map(|row| row.phase);
             if phase != last {
                 last = phase;
                 let status = match phase {
@@ -117,10 +132,18 @@ async fn follow_server(url: Url, dialect: Dialect, updates: mpsc::Sender<Update>
 /// 0.5 s doubling to 10 s whenever it drops, and reporting each step as an
 /// [`Update::Status`]. Returns an error only when the first attempt cannot
 /// connect; returns `Ok` when `stop` is cancelled or `updates` is closed.
-pub async fn follow_feed(url: &str, updates: mpsc::Sender<Update>, stop: CancellationToken) -> Result<(), FeedError> {
+pub async fn follow_feed(
+    url: &str,
+    updates: mpsc::Sender<Update>,
+    stop: CancellationToken,
+) -> Result<(), FeedError> {
     let mut retry = RETRY_FIRST;
     let mut first_attempt = true;
-    if updates.send(Update::Status("connecting".into())).await.is_err() {
+    if updates
+        .send(Update::Status("connecting".into()))
+        .await
+        .is_err()
+    {
         return Ok(());
     }
     loop {
@@ -146,7 +169,9 @@ pub async fn follow_feed(url: &str, updates: mpsc::Sender<Update>, stop: Cancell
 
         if dropped > 0 {
             tracing::warn!(%url, dropped, "monitor fell behind the feed");
-            let _ = updates.try_send(Update::Status(format!("monitor fell behind; {dropped} feed messages were skipped")));
+            let _ = updates.try_send(Update::Status(format!(
+                "monitor fell behind; {dropped} feed messages were skipped"
+            )));
         }
         if first_attempt && !received {
             if let Err(err) = result {
@@ -172,7 +197,11 @@ pub async fn follow_feed(url: &str, updates: mpsc::Sender<Update>, stop: Cancell
             _ = tokio::time::sleep(retry) => {}
         }
         retry = (retry * 2).min(RETRY_MAX);
-        if updates.send(Update::Status("connecting".into())).await.is_err() {
+        if updates
+            .send(Update::Status("connecting".into()))
+            .await
+            .is_err()
+        {
             return Ok(());
         }
     }
@@ -182,7 +211,11 @@ pub async fn follow_feed(url: &str, updates: mpsc::Sender<Update>, stop: Cancell
 /// events, the current snapshot, then each new snapshot and event, until
 /// `stop` is cancelled or the receiver is dropped. For a monitor drawn in
 /// the same process as the source (`serve`, `stress`).
-pub async fn forward_hub(telemetry: Telemetry, updates: mpsc::Sender<Update>, stop: CancellationToken) {
+pub async fn forward_hub(
+    telemetry: Telemetry,
+    updates: mpsc::Sender<Update>,
+    stop: CancellationToken,
+) {
     let mut subscription = telemetry.subscribe();
     for message in subscription.opening_messages() {
         if updates.send(Update::Feed(message)).await.is_err() {

@@ -8,7 +8,9 @@ use std::cmp::Ordering;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use crate::telemetry::{ClockView, Event, EventKind, FeedMessage, SessionRow, Snapshot, SourceInfo};
+use crate::telemetry::{
+    ClockView, Event, EventKind, FeedMessage, SessionRow, Snapshot, SourceInfo,
+};
 
 use super::Update;
 
@@ -93,7 +95,10 @@ impl SortColumn {
     }
 
     fn next(self) -> SortColumn {
-        let index = SortColumn::ORDER.iter().position(|c| *c == self).unwrap_or(0);
+        let index = SortColumn::ORDER
+            .iter()
+            .position(|c| *c == self)
+            .unwrap_or(0);
         SortColumn::ORDER[(index + 1) % SortColumn::ORDER.len()]
     }
 }
@@ -109,11 +114,17 @@ pub enum ClockSide {
 
 /// Returns a clock figure from the client's own view when it has one,
 /// otherwise the server's estimate, with the side it came from.
-pub fn clock_figure(row: &SessionRow, field: impl Fn(&ClockView) -> Option<f64>) -> Option<(f64, ClockSide)> {
+pub fn clock_figure(
+    row: &SessionRow,
+    field: impl Fn(&ClockView) -> Option<f64>,
+) -> Option<(f64, ClockSide)> {
     if let Some(value) = row.client_clock.as_ref().and_then(&field) {
         return Some((value, ClockSide::Client));
     }
-    row.server_clock.as_ref().and_then(field).map(|value| (value, ClockSide::Server))
+    row.server_clock
+        .as_ref()
+        .and_then(field)
+        .map(|value| (value, ClockSide::Server))
 }
 
 /// One history sample of a session.
@@ -269,10 +280,17 @@ impl App {
         // History goes on while paused; only the drawn snapshot freezes.
         let taken = snapshot.taken_unix_ms;
         for row in &snapshot.sessions {
-            self.histories.entry(row.session.clone()).or_default().record(row, taken);
+            self.histories
+                .entry(row.session.clone())
+                .or_default()
+                .record(row, taken);
         }
         if self.histories.len() > snapshot.sessions.len() {
-            let present: std::collections::HashSet<&str> = snapshot.sessions.iter().map(|r| r.session.as_str()).collect();
+            let present: std::collections::HashSet<&str> = snapshot
+                .sessions
+                .iter()
+                .map(|r| r.session.as_str())
+                .collect();
             self.histories.retain(|id, _| present.contains(id.as_str()));
         }
         if let Some(&opened) = snapshot.counters.get("sessions_opened") {
@@ -331,7 +349,9 @@ impl App {
 
     /// Returns the selected session row, if any row is listed.
     pub fn selected_row(&self) -> Option<&SessionRow> {
-        self.order.get(self.selected).map(|&i| &self.shown.sessions[i])
+        self.order
+            .get(self.selected)
+            .map(|&i| &self.shown.sessions[i])
     }
 
     /// Moves the selection or scrolls the current screen by `delta` lines.
@@ -355,7 +375,13 @@ impl App {
     pub fn move_to_end(&mut self, to_end: bool) {
         match self.screen {
             Screen::Sessions => self.select(if to_end { usize::MAX } else { 0 }),
-            Screen::Groups => self.group_scroll = if to_end { self.shown.groups.len().saturating_sub(1) } else { 0 },
+            Screen::Groups => {
+                self.group_scroll = if to_end {
+                    self.shown.groups.len().saturating_sub(1)
+                } else {
+                    0
+                }
+            }
             Screen::Events => self.event_scroll = if to_end { 0 } else { self.max_event_scroll() },
         }
     }
@@ -367,7 +393,10 @@ impl App {
     }
 
     pub fn next_screen(&mut self, step: isize) {
-        let index = Screen::ALL.iter().position(|s| *s == self.screen).unwrap_or(0) as isize;
+        let index = Screen::ALL
+            .iter()
+            .position(|s| *s == self.screen)
+            .unwrap_or(0) as isize;
         let count = Screen::ALL.len() as isize;
         self.screen = Screen::ALL[(index + step).rem_euclid(count) as usize];
         self.details = false;
@@ -430,7 +459,9 @@ impl App {
 
     /// Returns the events the log shows, oldest first: all of them, or
     /// those received before the pause.
-    pub fn visible_events(&self) -> impl DoubleEndedIterator<Item = &LoggedEvent> + ExactSizeIterator {
+    pub fn visible_events(
+        &self,
+    ) -> impl DoubleEndedIterator<Item = &LoggedEvent> + ExactSizeIterator {
         let hidden = match self.paused_at {
             Some(at) => self.events.iter().rev().take_while(|e| e.seq >= at).count(),
             None => 0,
@@ -465,7 +496,10 @@ impl App {
 
     fn recent_events(&self, wanted: impl Fn(EventKind) -> bool) -> f64 {
         // A source younger than the window is averaged over its uptime.
-        let window = self.uptime_ms().unwrap_or(RATE_WINDOW_MS).clamp(1_000, RATE_WINDOW_MS);
+        let window = self
+            .uptime_ms()
+            .unwrap_or(RATE_WINDOW_MS)
+            .clamp(1_000, RATE_WINDOW_MS);
         let since = self.now_unix_ms.saturating_sub(window);
         let count = self
             .events
@@ -495,7 +529,13 @@ fn row_matches(row: &SessionRow, needle: &str) -> bool {
 /// Orders two rows by `column`; rows without a value sort last in either
 /// direction.
 fn compare_rows(a: &SessionRow, b: &SessionRow, column: SortColumn, descending: bool) -> Ordering {
-    let direct = |ordering: Ordering| if descending { ordering.reverse() } else { ordering };
+    let direct = |ordering: Ordering| {
+        if descending {
+            ordering.reverse()
+        } else {
+            ordering
+        }
+    };
     let number = |row: &SessionRow| -> Option<f64> {
         match column {
             SortColumn::Rtt => clock_figure(row, |c| c.rtt_us).map(|(v, _)| v),
@@ -510,7 +550,12 @@ fn compare_rows(a: &SessionRow, b: &SessionRow, column: SortColumn, descending: 
     };
     match column {
         SortColumn::Session => direct(natural_cmp(&a.session, &b.session)),
-        SortColumn::Name => direct(a.name.as_deref().unwrap_or("").cmp(b.name.as_deref().unwrap_or(""))),
+        SortColumn::Name => direct(
+            a.name
+                .as_deref()
+                .unwrap_or("")
+                .cmp(b.name.as_deref().unwrap_or("")),
+        ),
         SortColumn::State => direct(a.phase.cmp(&b.phase)),
         SortColumn::Group => direct(a.group.cmp(&b.group)),
         _ => match (number(a), number(b)) {
@@ -563,13 +608,19 @@ mod tests {
     }
 
     fn shown_ids(app: &App) -> Vec<&str> {
-        app.order.iter().map(|&i| app.shown.sessions[i].session.as_str()).collect()
+        app.order
+            .iter()
+            .map(|&i| app.shown.sessions[i].session.as_str())
+            .collect()
     }
 
     #[test]
     fn session_ids_sort_by_number() {
         let mut app = App::new("t", 0);
-        app.apply(snapshot(1, vec![row("s10", 0.0), row("s9", 0.0), row("s1", 0.0)]));
+        app.apply(snapshot(
+            1,
+            vec![row("s10", 0.0), row("s9", 0.0), row("s1", 0.0)],
+        ));
         assert_eq!(shown_ids(&app), ["s1", "s9", "s10"]);
     }
 
@@ -578,7 +629,10 @@ mod tests {
         let mut app = App::new("t", 0);
         let mut no_clock = row("s4", 0.0);
         no_clock.server_clock = None;
-        app.apply(snapshot(1, vec![row("s1", -50.0), row("s2", 10.0), no_clock, row("s3", 20.0)]));
+        app.apply(snapshot(
+            1,
+            vec![row("s1", -50.0), row("s2", 10.0), no_clock, row("s3", 20.0)],
+        ));
         while app.sort != SortColumn::Offset {
             app.next_sort();
         }
@@ -604,10 +658,16 @@ mod tests {
     #[test]
     fn selection_follows_session_across_snapshots() {
         let mut app = App::new("t", 0);
-        app.apply(snapshot(1, vec![row("s1", 0.0), row("s2", 0.0), row("s3", 0.0)]));
+        app.apply(snapshot(
+            1,
+            vec![row("s1", 0.0), row("s2", 0.0), row("s3", 0.0)],
+        ));
         app.move_by(1);
         assert_eq!(app.selected_row().unwrap().session, "s2");
-        app.apply(snapshot(2, vec![row("s0", 0.0), row("s2", 0.0), row("s3", 0.0)]));
+        app.apply(snapshot(
+            2,
+            vec![row("s0", 0.0), row("s2", 0.0), row("s3", 0.0)],
+        ));
         assert_eq!(app.selected_row().unwrap().session, "s2");
         app.apply(snapshot(3, vec![row("s0", 0.0)]));
         assert_eq!(app.selected_row().unwrap().session, "s0");
@@ -632,7 +692,10 @@ mod tests {
         app.apply(snapshot(1_000, vec![row("s1", 1.0)]));
         app.toggle_pause();
         app.apply(snapshot(2_000, vec![row("s1", 2.0), row("s2", 0.0)]));
-        app.apply(Update::Feed(FeedMessage::Event(Event::now(EventKind::Info, "later"))));
+        app.apply(Update::Feed(FeedMessage::Event(Event::now(
+            EventKind::Info,
+            "later",
+        ))));
         assert_eq!(shown_ids(&app), ["s1"]);
         assert_eq!(app.histories["s1"].samples.len(), 2);
         assert_eq!(app.visible_events().count(), 0);
@@ -667,7 +730,10 @@ mod tests {
     fn event_log_is_bounded() {
         let mut app = App::new("t", 0);
         for n in 0..EVENT_LOG_LINES + 5 {
-            app.apply(Update::Feed(FeedMessage::Event(Event::now(EventKind::Info, n.to_string()))));
+            app.apply(Update::Feed(FeedMessage::Event(Event::now(
+                EventKind::Info,
+                n.to_string(),
+            ))));
         }
         assert_eq!(app.events.len(), EVENT_LOG_LINES);
         assert_eq!(app.events.front().unwrap().event.detail, "5");
@@ -681,9 +747,15 @@ mod tests {
             offset_us: 5.0,
             ..Default::default()
         });
-        assert_eq!(clock_figure(&both, |c| Some(c.offset_us)), Some((5.0, ClockSide::Client)));
+        assert_eq!(
+            clock_figure(&both, |c| Some(c.offset_us)),
+            Some((5.0, ClockSide::Client))
+        );
         let server_only = row("s2", 100.0);
-        assert_eq!(clock_figure(&server_only, |c| Some(c.offset_us)), Some((100.0, ClockSide::Server)));
+        assert_eq!(
+            clock_figure(&server_only, |c| Some(c.offset_us)),
+            Some((100.0, ClockSide::Server))
+        );
         assert_eq!(clock_figure(&server_only, |c| c.rtt_us), None);
     }
 

@@ -4,10 +4,12 @@
 use std::io::{self, Stdout};
 use std::sync::Once;
 
-use crossterm::event::{DisableMouseCapture, EnableMouseCapture, EventStream};
 use crossterm::cursor::Show;
+use crossterm::event::{DisableMouseCapture, EnableMouseCapture, EventStream};
 use crossterm::execute;
-use crossterm::terminal::{disable_raw_mode, enable_raw_mode, EnterAlternateScreen, LeaveAlternateScreen};
+use crossterm::terminal::{
+    disable_raw_mode, enable_raw_mode, EnterAlternateScreen, LeaveAlternateScreen,
+};
 use ratatui::backend::CrosstermBackend;
 use ratatui::Terminal;
 use tokio::sync::mpsc;
@@ -54,7 +56,12 @@ impl Drop for TerminalGuard {
 /// Leaves the alternate screen and raw mode and shows the cursor; safe to
 /// call more than once.
 fn restore() {
-    let _ = execute!(io::stdout(), DisableMouseCapture, LeaveAlternateScreen, Show);
+    let _ = execute!(
+        io::stdout(),
+        DisableMouseCapture,
+        LeaveAlternateScreen,
+        Show
+    );
     let _ = disable_raw_mode();
 }
 
@@ -74,7 +81,14 @@ fn install_panic_hook() {
 pub async fn run_terminal(target: &str, updates: mpsc::Receiver<Update>) -> io::Result<()> {
     let mut guard = TerminalGuard::enter()?;
     let mut app = App::new(target, unix_ms_now());
-    run(&mut guard.terminal, &mut app, updates, EventStream::new(), unix_ms_now).await
+    run(
+        &mut guard.terminal,
+        &mut app,
+        updates,
+        EventStream::new(),
+        unix_ms_now,
+    )
+    .await
 }
 
 /// Draws the monitor of an in-process `telemetry` hub on the terminal,
@@ -82,7 +96,11 @@ pub async fn run_terminal(target: &str, updates: mpsc::Receiver<Update>) -> io::
 /// `stop` is cancelled; the caller decides what quitting stops. The caller
 /// must keep its own status lines and logs off the terminal meanwhile.
 pub async fn run_in_process(telemetry: Telemetry, stop: CancellationToken) -> io::Result<()> {
-    let target = format!("in process: {} {}", telemetry.source().kind, telemetry.source().target);
+    let target = format!(
+        "in process: {} {}",
+        telemetry.source().kind,
+        telemetry.source().target
+    );
     let (sender, receiver) = mpsc::channel(UPDATE_CHANNEL);
     let _ = sender.send(Update::Status("live".into())).await;
     // The forwarder ends only on stop or when the monitor is gone, so it

@@ -9,7 +9,7 @@ use ratatui::Frame;
 
 use crate::telemetry::{ClockView, EventKind, GroupRow, SessionRow, TrackInfo};
 
-use super::state::{clock_figure, App, ClockSide, History, Screen, Sample};
+use super::state::{clock_figure, App, ClockSide, History, Sample, Screen};
 
 /// Marks a clock figure that is the server's estimate, not the client's own.
 pub const SERVER_MARK: &str = "*";
@@ -44,14 +44,21 @@ pub fn render(frame: &mut Frame, app: &App) {
 /// Draws the pause marker, source, uptime and rates, then the feed and
 /// its connection status.
 pub fn render_header(frame: &mut Frame, app: &App, area: Rect) {
-    let [top, status] = Layout::vertical([Constraint::Length(1), Constraint::Length(1)]).areas(area);
+    let [top, status] =
+        Layout::vertical([Constraint::Length(1), Constraint::Length(1)]).areas(area);
     let mut spans = Vec::new();
     if app.paused() {
-        spans.push(Span::styled(" PAUSED ", Style::new().black().on_yellow().bold()));
+        spans.push(Span::styled(
+            " PAUSED ",
+            Style::new().black().on_yellow().bold(),
+        ));
         spans.push(Span::raw(" "));
     }
     match &app.source {
-        Some(source) => spans.push(Span::styled(format!("{} \"{}\"", source.kind, source.name), Style::new().bold())),
+        Some(source) => spans.push(Span::styled(
+            format!("{} \"{}\"", source.kind, source.name),
+            Style::new().bold(),
+        )),
         None => spans.push(Span::styled("resonate monitor", Style::new().bold())),
     }
     if let Some(uptime) = app.uptime_ms() {
@@ -69,8 +76,14 @@ pub fn render_header(frame: &mut Frame, app: &App, area: Rect) {
     if let Some(source) = &app.source {
         feed.push_str(&format!(" ({})", source.target));
     }
-    let state = app.status.as_deref().unwrap_or("waiting for the first message");
-    let line = Line::from(vec![Span::raw(feed).dark_gray(), Span::raw(format!("  {state}"))]);
+    let state = app
+        .status
+        .as_deref()
+        .unwrap_or("waiting for the first message");
+    let line = Line::from(vec![
+        Span::raw(feed).dark_gray(),
+        Span::raw(format!("  {state}")),
+    ]);
     frame.render_widget(Paragraph::new(line), status);
 }
 
@@ -157,42 +170,79 @@ fn fitting_columns(width: u16) -> Vec<(Column, &'static str, u16)> {
     let mut used = 0u16;
     let mut chosen = Vec::new();
     for column in PRIORITY {
-        let (_, _, w) = COLUMNS.iter().find(|(c, _, _)| *c == column).copied().expect("every column has a width");
+        let (_, _, w) = COLUMNS
+            .iter()
+            .find(|(c, _, _)| *c == column)
+            .copied()
+            .expect("every column has a width");
         if used + w < width {
             used += w + 1;
             chosen.push(column);
         }
     }
-    COLUMNS.iter().copied().filter(|(c, _, _)| chosen.contains(c)).collect()
+    COLUMNS
+        .iter()
+        .copied()
+        .filter(|(c, _, _)| chosen.contains(c))
+        .collect()
 }
 
 /// Draws the sessions table: only the rows that fit are built.
 pub fn render_sessions(frame: &mut Frame, app: &App, area: Rect) {
-    let [title, table_area] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(area);
+    let [title, table_area] =
+        Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(area);
     let title_line = Line::from(vec![
-        Span::raw(format!("{} of {} sessions", app.order.len(), app.shown.sessions.len())).bold(),
-        Span::raw(format!("  clock figures: the client's own; {SERVER_MARK} = the server's estimate")).dark_gray(),
+        Span::raw(format!(
+            "{} of {} sessions",
+            app.order.len(),
+            app.shown.sessions.len()
+        ))
+        .bold(),
+        Span::raw(format!(
+            "  clock figures: the client's own; {SERVER_MARK} = the server's estimate"
+        ))
+        .dark_gray(),
     ]);
     frame.render_widget(Paragraph::new(title_line), title);
 
     let columns = fitting_columns(table_area.width);
     let rows_visible = table_area.height.saturating_sub(1) as usize;
     app.page_lines.set(rows_visible);
-    let offset = scroll_to_show(app.table_offset.get(), app.selected, rows_visible, app.order.len());
+    let offset = scroll_to_show(
+        app.table_offset.get(),
+        app.selected,
+        rows_visible,
+        app.order.len(),
+    );
     app.table_offset.set(offset);
 
-    let header = Row::new(columns.iter().map(|(_, name, _)| Cell::from(*name))).style(Style::new().bold().underlined());
-    let rows = app.order.iter().enumerate().skip(offset).take(rows_visible).map(|(position, &index)| {
-        let row = &app.shown.sessions[index];
-        let style = if position == app.selected {
-            Style::new().add_modifier(Modifier::REVERSED)
-        } else {
-            Style::new()
-        };
-        Row::new(columns.iter().map(|(column, _, _)| session_cell(row, *column))).style(style)
-    });
+    let header = Row::new(columns.iter().map(|(_, name, _)| Cell::from(*name)))
+        .style(Style::new().bold().underlined());
+    let rows = app
+        .order
+        .iter()
+        .enumerate()
+        .skip(offset)
+        .take(rows_visible)
+        .map(|(position, &index)| {
+            let row = &app.shown.sessions[index];
+            let style = if position == app.selected {
+                Style::new().add_modifier(Modifier::REVERSED)
+            } else {
+                Style::new()
+            };
+            Row::new(
+                columns
+                    .iter()
+                    .map(|(column, _, _)| session_cell(row, *column)),
+            )
+            .style(style)
+        });
     let widths = columns.iter().map(|(_, _, w)| Constraint::Length(*w));
-    frame.render_widget(Table::new(rows, widths).header(header).column_spacing(1), table_area);
+    frame.render_widget(
+        Table::new(rows, widths).header(header).column_spacing(1),
+        table_area,
+    );
 }
 
 /// Returns the first row to draw so `selected` stays within `visible` rows,
@@ -225,7 +275,10 @@ fn session_cell(row: &SessionRow, column: Column) -> Cell<'static> {
         Column::Offset => marked(clock_figure(row, |c| Some(c.offset_us)), micros),
         Column::Drift => marked(clock_figure(row, |c| c.drift_ppm), |v| format!("{v:+.1}")),
         Column::Error => marked(clock_figure(row, |c| c.error_us), micros),
-        Column::Buffer => Cell::from(row.buffer_ms.map_or_else(|| "-".into(), |ms| format!("{ms:.0}ms"))),
+        Column::Buffer => Cell::from(
+            row.buffer_ms
+                .map_or_else(|| "-".into(), |ms| format!("{ms:.0}ms")),
+        ),
         Column::LateDropped => {
             let text = format!("{}/{}", row.late_chunks, row.dropped_chunks);
             let style = if row.late_chunks + row.dropped_chunks > 0 {
@@ -258,12 +311,18 @@ fn marked(figure: Option<(f64, ClockSide)>, format: impl Fn(f64) -> String) -> C
 }
 
 fn display_name(row: &SessionRow) -> &str {
-    row.name.as_deref().or(row.client_id.as_deref()).unwrap_or("-")
+    row.name
+        .as_deref()
+        .or(row.client_id.as_deref())
+        .unwrap_or("-")
 }
 
 /// Returns roles without their version suffix, such as `player,metadata`.
 pub fn short_roles(roles: &[String]) -> String {
-    let names: Vec<&str> = roles.iter().map(|role| role.split('@').next().unwrap_or(role)).collect();
+    let names: Vec<&str> = roles
+        .iter()
+        .map(|role| role.split('@').next().unwrap_or(role))
+        .collect();
     if names.is_empty() {
         "-".into()
     } else {
@@ -300,36 +359,72 @@ pub fn duration(ms: u64) -> String {
 pub fn time_of_day(unix_ms: u64) -> String {
     let ms = unix_ms % 86_400_000;
     let seconds = ms / 1_000;
-    format!("{:02}:{:02}:{:02}.{:03}", seconds / 3_600, seconds / 60 % 60, seconds % 60, ms % 1_000)
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        seconds / 3_600,
+        seconds / 60 % 60,
+        seconds % 60,
+        ms % 1_000
+    )
 }
 
 /// Draws the selected session: its fields, both clock views side by side,
 /// and sparklines of its recent history.
 pub fn render_details(frame: &mut Frame, app: &App, area: Rect) {
     let Some(row) = app.selected_row() else {
-        frame.render_widget(Paragraph::new("no session selected; Esc returns to the table"), area);
+        frame.render_widget(
+            Paragraph::new("no session selected; Esc returns to the table"),
+            area,
+        );
         return;
     };
     let [info, charts] = Layout::vertical([Constraint::Length(9), Constraint::Min(3)]).areas(area);
-    let [fields, clocks] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(info);
+    let [fields, clocks] =
+        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(info);
 
-    let age = (row.opened_unix_ms > 0).then(|| duration(app.now_unix_ms.saturating_sub(row.opened_unix_ms)));
+    let age = (row.opened_unix_ms > 0)
+        .then(|| duration(app.now_unix_ms.saturating_sub(row.opened_unix_ms)));
     let field_lines = vec![
-        Line::from(vec![Span::raw(row.session.clone()).bold(), Span::raw(format!("  {}", display_name(row)))]),
-        Line::from(format!("client id {}", row.client_id.as_deref().unwrap_or("-"))),
+        Line::from(vec![
+            Span::raw(row.session.clone()).bold(),
+            Span::raw(format!("  {}", display_name(row))),
+        ]),
+        Line::from(format!(
+            "client id {}",
+            row.client_id.as_deref().unwrap_or("-")
+        )),
         Line::from(format!("peer {}  {}", row.peer, row.dialect)),
-        Line::from(format!("roles {}", if row.roles.is_empty() { "-".into() } else { row.roles.join(", ") })),
-        Line::from(format!("state {}  group {}", row.phase.as_str(), row.group.as_deref().unwrap_or("-"))),
+        Line::from(format!(
+            "roles {}",
+            if row.roles.is_empty() {
+                "-".into()
+            } else {
+                row.roles.join(", ")
+            }
+        )),
+        Line::from(format!(
+            "state {}  group {}",
+            row.phase.as_str(),
+            row.group.as_deref().unwrap_or("-")
+        )),
         Line::from(format!("format {}", row.format.as_deref().unwrap_or("-"))),
         Line::from(format!(
             "buffer {}  late {}  dropped {}",
-            row.buffer_ms.map_or_else(|| "-".into(), |ms| format!("{ms:.0} ms")),
+            row.buffer_ms
+                .map_or_else(|| "-".into(), |ms| format!("{ms:.0} ms")),
             row.late_chunks,
             row.dropped_chunks
         )),
-        Line::from(format!("reconnects {}  open for {}", row.reconnects, age.as_deref().unwrap_or("-"))),
+        Line::from(format!(
+            "reconnects {}  open for {}",
+            row.reconnects,
+            age.as_deref().unwrap_or("-")
+        )),
     ];
-    frame.render_widget(Paragraph::new(field_lines).wrap(Wrap { trim: true }), fields);
+    frame.render_widget(
+        Paragraph::new(field_lines).wrap(Wrap { trim: true }),
+        fields,
+    );
     frame.render_widget(Paragraph::new(clock_lines(row)), clocks);
 
     let history = app.histories.get(&row.session);
@@ -344,13 +439,23 @@ fn clock_lines(row: &SessionRow) -> Vec<Line<'static>> {
     };
     let figures: [(&str, [String; 2]); 6] = [
         ("offset", cell(&|c| Some(micros(c.offset_us)))),
-        ("drift ppm", cell(&|c| c.drift_ppm.map(|v| format!("{v:+.2}")))),
+        (
+            "drift ppm",
+            cell(&|c| c.drift_ppm.map(|v| format!("{v:+.2}"))),
+        ),
         ("error", cell(&|c| c.error_us.map(micros))),
         ("rtt", cell(&|c| c.rtt_us.map(micros))),
         ("samples", cell(&|c| Some(c.samples.to_string()))),
-        ("converged", cell(&|c| c.converged.map(|v| if v { "yes" } else { "no" }.to_string()))),
+        (
+            "converged",
+            cell(&|c| {
+                c.converged
+                    .map(|v| if v { "yes" } else { "no" }.to_string())
+            }),
+        ),
     ];
-    let mut lines = vec![Line::from(format!("{:<10} {:>11} {:>11}", "clock", "client", "server")).bold()];
+    let mut lines =
+        vec![Line::from(format!("{:<10} {:>11} {:>11}", "clock", "client", "server")).bold()];
     for (name, [client, server]) in figures {
         lines.push(Line::from(format!("{name:<10} {client:>11} {server:>11}")));
     }
@@ -370,9 +475,16 @@ fn render_history(frame: &mut Frame, history: Option<&History>, area: Rect) {
         ("buffer", |s| s.buffer_ms, |ms| format!("{ms:.0}ms")),
     ];
     for ((name, pick, format), part) in series.into_iter().zip(parts.iter()) {
-        let [label, chart] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(*part);
+        let [label, chart] =
+            Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(*part);
         let samples: Vec<&Sample> = history
-            .map(|h| h.samples.iter().rev().take(chart.width as usize).collect::<Vec<_>>())
+            .map(|h| {
+                h.samples
+                    .iter()
+                    .rev()
+                    .take(chart.width as usize)
+                    .collect::<Vec<_>>()
+            })
             .unwrap_or_default()
             .into_iter()
             .rev()
@@ -410,14 +522,21 @@ fn render_history(frame: &mut Frame, history: Option<&History>, area: Rect) {
                 })
             })
             .collect();
-        frame.render_widget(Sparkline::default().data(bars).max(101).style(Style::new().cyan()), chart);
+        frame.render_widget(
+            Sparkline::default()
+                .data(bars)
+                .max(101)
+                .style(Style::new().cyan()),
+            chart,
+        );
     }
 }
 
 /// Draws the groups table: members, playback, volume, mute and metadata.
 pub fn render_groups(frame: &mut Frame, app: &App, area: Rect) {
     let groups = &app.shown.groups;
-    let header = Row::new(["group", "playback", "volume", "members", "now playing"]).style(Style::new().bold().underlined());
+    let header = Row::new(["group", "playback", "volume", "members", "now playing"])
+        .style(Style::new().bold().underlined());
     let rows = groups.iter().skip(app.group_scroll).map(group_row);
     let widths = [
         Constraint::Length(20),
@@ -427,8 +546,14 @@ pub fn render_groups(frame: &mut Frame, app: &App, area: Rect) {
         Constraint::Fill(2),
     ];
     let [title, table] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(area);
-    frame.render_widget(Paragraph::new(format!("{} groups", groups.len())).bold(), title);
-    frame.render_widget(Table::new(rows, widths).header(header).column_spacing(1), table);
+    frame.render_widget(
+        Paragraph::new(format!("{} groups", groups.len())).bold(),
+        title,
+    );
+    frame.render_widget(
+        Table::new(rows, widths).header(header).column_spacing(1),
+        table,
+    );
 }
 
 fn group_row(group: &GroupRow) -> Row<'static> {
@@ -453,7 +578,12 @@ fn group_row(group: &GroupRow) -> Row<'static> {
         Cell::from(group.playback.clone()).style(playback_style),
         Cell::from(volume),
         Cell::from(members),
-        Cell::from(group.metadata.as_ref().map_or_else(|| "-".into(), track_text)),
+        Cell::from(
+            group
+                .metadata
+                .as_ref()
+                .map_or_else(|| "-".into(), track_text),
+        ),
     ])
 }
 
@@ -470,7 +600,9 @@ pub fn track_text(track: &TrackInfo) -> String {
     }
     let clock = |ms: u64| format!("{}:{:02}", ms / 60_000, ms / 1_000 % 60);
     match (track.position_ms, track.duration_ms) {
-        (Some(position), Some(length)) => text.push_str(&format!(" {}/{}", clock(position), clock(length))),
+        (Some(position), Some(length)) => {
+            text.push_str(&format!(" {}/{}", clock(position), clock(length)))
+        }
         (Some(position), None) => text.push_str(&format!(" {}", clock(position))),
         _ => {}
     }
@@ -487,7 +619,11 @@ pub fn render_events(frame: &mut Frame, app: &App, area: Rect) {
     app.page_lines.set(height);
     let start = end.saturating_sub(height);
     let title_text = if app.event_scroll > 0 {
-        format!("{total} events (UTC), lines {}-{end}, scrolled back {}", start + 1, app.event_scroll)
+        format!(
+            "{total} events (UTC), lines {}-{end}, scrolled back {}",
+            start + 1,
+            app.event_scroll
+        )
     } else {
         format!("{total} events (UTC), newest last")
     };
@@ -507,7 +643,10 @@ pub fn render_events(frame: &mut Frame, app: &App, area: Rect) {
             Line::from(vec![
                 Span::raw(time_of_day(event.unix_ms)).dark_gray(),
                 Span::raw(" "),
-                Span::styled(format!("{:<12}", event.kind.as_str()), kind_style(event.kind)),
+                Span::styled(
+                    format!("{:<12}", event.kind.as_str()),
+                    kind_style(event.kind),
+                ),
                 Span::raw(format!(" {who}: {}", event.detail)),
             ])
         })

@@ -129,7 +129,10 @@ impl Reassembler {
             }
             &plaintext[2..]
         };
-        let (_, buffer) = self.in_flight.as_mut().expect("a fragmented message is in flight");
+        let (_, buffer) = self
+            .in_flight
+            .as_mut()
+            .expect("a fragmented message is in flight");
         if buffer.len() + data.len() > MAX_REASSEMBLED {
             return Err(FragmentError::TooLarge);
         }
@@ -163,7 +166,10 @@ mod tests {
             let plain = message(4, len);
             let pieces = split(plain.clone());
             assert!(pieces.len() >= 2, "{len} bytes were not fragmented");
-            assert!(pieces.iter().all(|p| p.len() <= MAX_PLAINTEXT), "a fragment exceeds the limit");
+            assert!(
+                pieces.iter().all(|p| p.len() <= MAX_PLAINTEXT),
+                "a fragment exceeds the limit"
+            );
             assert_eq!(pieces[0][..3], [TYPE_FRAGMENT, FLAG_FIRST, 4]);
             assert_eq!(pieces.last().unwrap()[1], FLAG_LAST);
             let mut reassembler = Reassembler::default();
@@ -179,7 +185,9 @@ mod tests {
     #[test]
     fn single_first_and_last_fragment() {
         let mut reassembler = Reassembler::default();
-        let out = reassembler.push(vec![TYPE_FRAGMENT, FLAG_FIRST | FLAG_LAST, 0, b'{', b'}']).unwrap();
+        let out = reassembler
+            .push(vec![TYPE_FRAGMENT, FLAG_FIRST | FLAG_LAST, 0, b'{', b'}'])
+            .unwrap();
         assert_eq!(out, Some(vec![0, b'{', b'}']));
     }
 
@@ -188,12 +196,27 @@ mod tests {
         let cases: Vec<(Vec<Vec<u8>>, FragmentError)> = vec![
             (vec![vec![]], FragmentError::Empty),
             (vec![vec![TYPE_FRAGMENT]], FragmentError::MissingFlags),
-            (vec![vec![TYPE_FRAGMENT, 0x04 | FLAG_FIRST, 0]], FragmentError::ReservedFlags(0x06)),
-            (vec![vec![TYPE_FRAGMENT, FLAG_FIRST]], FragmentError::MissingOrigType),
-            (vec![vec![TYPE_FRAGMENT, FLAG_FIRST, TYPE_FRAGMENT]], FragmentError::NestedFragment),
-            (vec![vec![TYPE_FRAGMENT, FLAG_LAST, 1, 2]], FragmentError::NothingInFlight),
             (
-                vec![vec![TYPE_FRAGMENT, FLAG_FIRST, 0, 1], vec![TYPE_FRAGMENT, FLAG_FIRST, 0, 1]],
+                vec![vec![TYPE_FRAGMENT, 0x04 | FLAG_FIRST, 0]],
+                FragmentError::ReservedFlags(0x06),
+            ),
+            (
+                vec![vec![TYPE_FRAGMENT, FLAG_FIRST]],
+                FragmentError::MissingOrigType,
+            ),
+            (
+                vec![vec![TYPE_FRAGMENT, FLAG_FIRST, TYPE_FRAGMENT]],
+                FragmentError::NestedFragment,
+            ),
+            (
+                vec![vec![TYPE_FRAGMENT, FLAG_LAST, 1, 2]],
+                FragmentError::NothingInFlight,
+            ),
+            (
+                vec![
+                    vec![TYPE_FRAGMENT, FLAG_FIRST, 0, 1],
+                    vec![TYPE_FRAGMENT, FLAG_FIRST, 0, 1],
+                ],
                 FragmentError::FirstInFlight,
             ),
             (
@@ -207,15 +230,23 @@ mod tests {
             for piece in head {
                 assert_eq!(reassembler.push(piece.clone()), Ok(None), "{sequence:?}");
             }
-            assert_eq!(reassembler.push(last.clone()), Err(expected), "{sequence:?}");
+            assert_eq!(
+                reassembler.push(last.clone()),
+                Err(expected),
+                "{sequence:?}"
+            );
         }
     }
 
     #[test]
     fn error_clears_the_buffer() {
         let mut reassembler = Reassembler::default();
-        reassembler.push(vec![TYPE_FRAGMENT, FLAG_FIRST, 0, 1]).unwrap();
-        assert!(reassembler.push(vec![TYPE_FRAGMENT, FLAG_FIRST, 0, 1]).is_err());
+        reassembler
+            .push(vec![TYPE_FRAGMENT, FLAG_FIRST, 0, 1])
+            .unwrap();
+        assert!(reassembler
+            .push(vec![TYPE_FRAGMENT, FLAG_FIRST, 0, 1])
+            .is_err());
         assert_eq!(reassembler.push(vec![4, 9]), Ok(Some(vec![4, 9])));
     }
 }

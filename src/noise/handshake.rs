@@ -26,7 +26,10 @@ const MAX_NOISE_MESSAGE: usize = 65535;
 #[derive(Debug, thiserror::Error)]
 pub enum HandshakeError {
     #[error("timed out after {timeout:?} waiting for {what}")]
-    Timeout { what: &'static str, timeout: Duration },
+    Timeout {
+        what: &'static str,
+        timeout: Duration,
+    },
     #[error("the peer closed the connection while this side waited for {what}")]
     Closed { what: &'static str },
     #[error("WebSocket error during the handshake: {0}")]
@@ -34,15 +37,25 @@ pub enum HandshakeError {
     #[error("the server rejected client/init with server/error reason {reason:?}")]
     Rejected { reason: String },
     #[error("client/init rejected with server/error reason {reason}: {detail}")]
-    InitFailure { reason: &'static str, detail: String },
+    InitFailure {
+        reason: &'static str,
+        detail: String,
+    },
     #[error("malformed {what}: {detail}")]
     Malformed { what: &'static str, detail: String },
     #[error("{what} failed Noise authentication")]
     Authentication { what: &'static str },
     #[error("the server's psk_id {psk_id} names no PSK of category {category} held here")]
-    UnknownPsk { psk_id: String, category: &'static str },
+    UnknownPsk {
+        psk_id: String,
+        category: &'static str,
+    },
     #[error("the pairing record of psk_id {psk_id} belongs to server {stored}, not to {actual}")]
-    RecordMismatch { psk_id: String, stored: String, actual: String },
+    RecordMismatch {
+        psk_id: String,
+        stored: String,
+        actual: String,
+    },
     #[error("expected server_id {expected}, the server sent {actual}")]
     UnexpectedServer { expected: String, actual: String },
     #[error("the server refused client {client_id}: no PSK admits it")]
@@ -179,7 +192,10 @@ pub struct ClientOptions<'a> {
 }
 
 /// Runs the client side (Noise responder) of the handshake on `ws`.
-pub async fn connect<S>(ws: &mut WebSocketStream<S>, options: ClientOptions<'_>) -> Result<Established, HandshakeError>
+pub async fn connect<S>(
+    ws: &mut WebSocketStream<S>,
+    options: ClientOptions<'_>,
+) -> Result<Established, HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -211,12 +227,19 @@ where
     // Message 1: its payload names the PSK the server mixes in at message 2.
     let message_1 = receive_handshake(ws, "Noise message 1", options.timeout).await?;
     let mut payload = vec![0u8; message_1.len()];
-    let len = state
-        .read_message(&message_1, &mut payload)
-        .map_err(|_| HandshakeError::Authentication { what: "Noise message 1" })?;
+    let len = state.read_message(&message_1, &mut payload).map_err(|_| {
+        HandshakeError::Authentication {
+            what: "Noise message 1",
+        }
+    })?;
     let (referenced_id, category) = parse_message_1(&payload[..len])?;
 
-    let (psk, category, credential_mismatch) = match resolve_psk(&options, &referenced_id, category, &server_id)? {
+    let (psk, category, credential_mismatch) = match resolve_psk(
+        &options,
+        &referenced_id,
+        category,
+        &server_id,
+    )? {
         Some(psk) => (psk, category, false),
         // Sentinel fallback: message 2 to a reference this client cannot use
         // is keyed with the Sentinel, so the session can carry a re-pairing.
@@ -229,7 +252,8 @@ where
 
     let mut message_2 = vec![0u8; MAX_NOISE_MESSAGE];
     let len = state.write_message(b"{}", &mut message_2)?;
-    ws.send(WsMessage::text(handshake_message(&message_2[..len]))).await?;
+    ws.send(WsMessage::text(handshake_message(&message_2[..len])))
+        .await?;
 
     let handshake_hash = state.get_handshake_hash().to_vec();
     Ok(Established {
@@ -255,9 +279,14 @@ fn resolve_psk(
             let sentinel = sentinel_psk();
             Ok((psk_id(&sentinel) == referenced_id).then_some(sentinel))
         }
-        PskCategory::Pairing => Ok(options.pairing_psk.filter(|psk| psk_id(psk) == referenced_id)),
+        PskCategory::Pairing => Ok(options
+            .pairing_psk
+            .filter(|psk| psk_id(psk) == referenced_id)),
         PskCategory::LongTerm => {
-            let Some((record, psk)) = options.records.and_then(|store| store.find_long_term(referenced_id)) else {
+            let Some((record, psk)) = options
+                .records
+                .and_then(|store| store.find_long_term(referenced_id))
+            else {
                 return Ok(None);
             };
             if record.peer_id != server_id {
@@ -310,14 +339,18 @@ where
         return Err(HandshakeError::Refused { client_id });
     };
 
-    let server_init = envelope("server/init", json!({ "server_id": options.identity.id(), "version": CORE_VERSION }));
+    let server_init = envelope(
+        "server/init",
+        json!({ "server_id": options.identity.id(), "version": CORE_VERSION }),
+    );
     let prologue = [client_init.as_bytes(), server_init.as_bytes()].concat();
     // The ephemeral key is kept so that message 2 can be checked again under
     // the Sentinel PSK: that means replaying message 1 on the same ephemeral.
     let ephemeral = snow::Builder::new(suite.noise_params()).generate_keypair()?;
-    let message_1_payload =
-        serde_json::to_vec(&json!({ "psk_id": psk_id(&choice.psk), "psk_category": choice.category.code() }))
-            .expect("the message 1 payload serializes");
+    let message_1_payload = serde_json::to_vec(
+        &json!({ "psk_id": psk_id(&choice.psk), "psk_category": choice.category.code() }),
+    )
+    .expect("the message 1 payload serializes");
     let initiator = |psk: &[u8; PSK_LEN]| -> Result<(snow::HandshakeState, Vec<u8>), snow::Error> {
         let mut state = snow::Builder::new(suite.noise_params())
             .local_private_key(options.identity.private_key())
@@ -334,7 +367,8 @@ where
     let (mut state, message_1) = initiator(&choice.psk)?;
 
     ws.send(WsMessage::text(server_init)).await?;
-    ws.send(WsMessage::text(handshake_message(&message_1))).await?;
+    ws.send(WsMessage::text(handshake_message(&message_1)))
+        .await?;
 
     let message_2 = receive_handshake(ws, "Noise message 2", options.timeout).await?;
     let mut payload = vec![0u8; message_2.len()];
@@ -348,23 +382,32 @@ where
             // not use the referenced PSK.
             let (mut replay, replayed_1) = initiator(&sentinel_psk())?;
             debug_assert_eq!(replayed_1, message_1, "replaying message 1 changed it");
-            let len = replay
-                .read_message(&message_2, &mut payload)
-                .map_err(|_| HandshakeError::Authentication { what: "Noise message 2" })?;
+            let len = replay.read_message(&message_2, &mut payload).map_err(|_| {
+                HandshakeError::Authentication {
+                    what: "Noise message 2",
+                }
+            })?;
             state = replay;
             category = PskCategory::Sentinel;
             credential_mismatch = true;
             tracing::warn!(client = %client_id, "client could not use the referenced PSK; admitted on the Sentinel PSK");
             len
         }
-        Err(_) => return Err(HandshakeError::Authentication { what: "Noise message 2" }),
+        Err(_) => {
+            return Err(HandshakeError::Authentication {
+                what: "Noise message 2",
+            })
+        }
     };
     match serde_json::from_slice::<Value>(&payload[..len]) {
         Ok(Value::Object(_)) => {}
         _ => {
             return Err(malformed(
                 "Noise message 2 payload",
-                format!("{:?} is not a JSON object", String::from_utf8_lossy(&payload[..len])),
+                format!(
+                    "{:?} is not a JSON object",
+                    String::from_utf8_lossy(&payload[..len])
+                ),
             ))
         }
     }
@@ -401,8 +444,12 @@ fn handshake_message(noise: &[u8]) -> String {
 /// checked, then `client_id`.
 fn parse_client_init(text: &str) -> Result<(String, Suite, [u8; KEY_LEN]), (&'static str, String)> {
     let malformed = |detail: String| ("malformed", detail);
-    let value: Value = serde_json::from_str(text).map_err(|err| malformed(format!("not JSON: {err}")))?;
-    let payload = match (value.get("type").and_then(Value::as_str), value.get("payload")) {
+    let value: Value =
+        serde_json::from_str(text).map_err(|err| malformed(format!("not JSON: {err}")))?;
+    let payload = match (
+        value.get("type").and_then(Value::as_str),
+        value.get("payload"),
+    ) {
         (Some("client/init"), Some(Value::Object(payload))) => payload,
         _ => return Err(malformed("not a client/init envelope".into())),
     };
@@ -413,7 +460,12 @@ fn parse_client_init(text: &str) -> Result<(String, Suite, [u8; KEY_LEN]), (&'st
                 return Err(("unsupported_version", format!("version {number}")));
             }
         }
-        Some(Value::Number(number)) if number.to_string().chars().all(|c| c.is_ascii_digit() || c == '-') => {
+        Some(Value::Number(number))
+            if number
+                .to_string()
+                .chars()
+                .all(|c| c.is_ascii_digit() || c == '-') =>
+        {
             return Err(("unsupported_version", format!("version {number}")));
         }
         other => return Err(malformed(format!("version {other:?} is not an integer"))),
@@ -422,7 +474,8 @@ fn parse_client_init(text: &str) -> Result<(String, Suite, [u8; KEY_LEN]), (&'st
         .get("suite")
         .and_then(Value::as_str)
         .ok_or_else(|| malformed("suite is missing or not a string".into()))?;
-    let suite = Suite::from_name(suite_name).ok_or(("unsupported_suite", format!("suite {suite_name:?}")))?;
+    let suite = Suite::from_name(suite_name)
+        .ok_or(("unsupported_suite", format!("suite {suite_name:?}")))?;
     let client_id = payload
         .get("client_id")
         .and_then(Value::as_str)
@@ -432,12 +485,16 @@ fn parse_client_init(text: &str) -> Result<(String, Suite, [u8; KEY_LEN]), (&'st
 }
 
 fn parse_server_init(text: &str) -> Result<String, HandshakeError> {
-    let value: Value = serde_json::from_str(text).map_err(|err| malformed("server/init", err.to_string()))?;
+    let value: Value =
+        serde_json::from_str(text).map_err(|err| malformed("server/init", err.to_string()))?;
     let payload = value.get("payload").cloned().unwrap_or(Value::Null);
     match value.get("type").and_then(Value::as_str) {
         Some("server/init") => {}
         Some("server/error") => {
-            let reason = payload.get("reason").and_then(Value::as_str).unwrap_or("(none)");
+            let reason = payload
+                .get("reason")
+                .and_then(Value::as_str)
+                .unwrap_or("(none)");
             return Err(HandshakeError::Rejected {
                 reason: reason.to_string(),
             });
@@ -446,7 +503,12 @@ fn parse_server_init(text: &str) -> Result<String, HandshakeError> {
     }
     match payload.get("version").and_then(Value::as_u64) {
         Some(CORE_VERSION) => {}
-        other => return Err(malformed("server/init", format!("version {other:?}, expected {CORE_VERSION}"))),
+        other => {
+            return Err(malformed(
+                "server/init",
+                format!("version {other:?}, expected {CORE_VERSION}"),
+            ))
+        }
     }
     payload
         .get("server_id")
@@ -457,7 +519,8 @@ fn parse_server_init(text: &str) -> Result<String, HandshakeError> {
 
 fn parse_message_1(payload: &[u8]) -> Result<(String, PskCategory), HandshakeError> {
     let what = "Noise message 1 payload";
-    let value: Value = serde_json::from_slice(payload).map_err(|err| malformed(what, err.to_string()))?;
+    let value: Value =
+        serde_json::from_slice(payload).map_err(|err| malformed(what, err.to_string()))?;
     let psk_id = value
         .get("psk_id")
         .and_then(Value::as_str)
@@ -466,22 +529,31 @@ fn parse_message_1(payload: &[u8]) -> Result<(String, PskCategory), HandshakeErr
         .get("psk_category")
         .and_then(Value::as_str)
         .ok_or_else(|| malformed(what, "psk_category is missing"))?;
-    let category = PskCategory::from_code(code).ok_or_else(|| malformed(what, format!("unknown psk_category {code:?}")))?;
+    let category = PskCategory::from_code(code)
+        .ok_or_else(|| malformed(what, format!("unknown psk_category {code:?}")))?;
     Ok((psk_id.to_string(), category))
 }
 
 /// Receives the next text message, skipping control frames.
-async fn receive_text<S>(ws: &mut WebSocketStream<S>, what: &'static str, timeout: Duration) -> Result<String, HandshakeError>
+async fn receive_text<S>(
+    ws: &mut WebSocketStream<S>,
+    what: &'static str,
+    timeout: Duration,
+) -> Result<String, HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let receive = async {
         loop {
             match ws.next().await {
-                None | Some(Ok(WsMessage::Close(_))) => return Err(HandshakeError::Closed { what }),
+                None | Some(Ok(WsMessage::Close(_))) => {
+                    return Err(HandshakeError::Closed { what })
+                }
                 Some(Err(err)) => return Err(HandshakeError::WebSocket(err)),
                 Some(Ok(WsMessage::Text(text))) => return Ok(text.as_str().to_string()),
-                Some(Ok(WsMessage::Binary(_))) => return Err(malformed(what, "a binary message instead of text")),
+                Some(Ok(WsMessage::Binary(_))) => {
+                    return Err(malformed(what, "a binary message instead of text"))
+                }
                 Some(Ok(_)) => {}
             }
         }
@@ -492,14 +564,22 @@ where
 }
 
 /// Receives a `noise/handshake` message and returns its Noise bytes.
-async fn receive_handshake<S>(ws: &mut WebSocketStream<S>, what: &'static str, timeout: Duration) -> Result<Vec<u8>, HandshakeError>
+async fn receive_handshake<S>(
+    ws: &mut WebSocketStream<S>,
+    what: &'static str,
+    timeout: Duration,
+) -> Result<Vec<u8>, HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let text = receive_text(ws, what, timeout).await?;
-    let value: Value = serde_json::from_str(&text).map_err(|err| malformed(what, err.to_string()))?;
+    let value: Value =
+        serde_json::from_str(&text).map_err(|err| malformed(what, err.to_string()))?;
     if value.get("type").and_then(Value::as_str) != Some("noise/handshake") {
-        return Err(malformed(what, format!("message type {:?}", value.get("type"))));
+        return Err(malformed(
+            what,
+            format!("message type {:?}", value.get("type")),
+        ));
     }
     handshake_data(&value, what)
 }
@@ -532,8 +612,10 @@ where
         .prologue(prologue)
         .psk(2, &choice.psk)
         .build_initiator()?;
-    let payload = serde_json::to_vec(&json!({ "psk_id": psk_id(&choice.psk), "psk_category": choice.category.code() }))
-        .expect("the message 1 payload serializes");
+    let payload = serde_json::to_vec(
+        &json!({ "psk_id": psk_id(&choice.psk), "psk_category": choice.category.code() }),
+    )
+    .expect("the message 1 payload serializes");
     let mut message_1 = vec![0u8; MAX_NOISE_MESSAGE];
     let len = state.write_message(&payload, &mut message_1)?;
     send_json(ws, channel, &handshake_message(&message_1[..len])).await?;
@@ -548,7 +630,9 @@ where
     let mut payload = vec![0u8; message_2.len()];
     state
         .read_message(&message_2, &mut payload)
-        .map_err(|_| HandshakeError::Authentication { what: "Noise message 2" })?;
+        .map_err(|_| HandshakeError::Authentication {
+            what: "Noise message 2",
+        })?;
     let hash = state.get_handshake_hash().to_vec();
     channel.rekey(state.into_transport_mode()?);
     Ok(hash)
@@ -578,9 +662,11 @@ where
         .build_responder()?;
     let message_1 = handshake_data(message_1, "Noise message 1")?;
     let mut payload = vec![0u8; message_1.len()];
-    let len = state
-        .read_message(&message_1, &mut payload)
-        .map_err(|_| HandshakeError::Authentication { what: "Noise message 1" })?;
+    let len = state.read_message(&message_1, &mut payload).map_err(|_| {
+        HandshakeError::Authentication {
+            what: "Noise message 1",
+        }
+    })?;
     let (referenced_id, category) = parse_message_1(&payload[..len])?;
     let Some(psk) = resolve_psk(&options, &referenced_id, category, server_id)? else {
         return Err(HandshakeError::UnknownPsk {
@@ -614,7 +700,11 @@ fn handshake_data(message: &Value, what: &'static str) -> Result<Vec<u8>, Handsh
 }
 
 /// Sends one JSON message over the encrypted channel.
-pub async fn send_json<S>(ws: &mut WebSocketStream<S>, channel: &mut Channel, text: &str) -> Result<(), WsError>
+pub async fn send_json<S>(
+    ws: &mut WebSocketStream<S>,
+    channel: &mut Channel,
+    text: &str,
+) -> Result<(), WsError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -637,10 +727,14 @@ where
     let receive = async {
         loop {
             let bytes = match ws.next().await {
-                None | Some(Ok(WsMessage::Close(_))) => return Err(HandshakeError::Closed { what }),
+                None | Some(Ok(WsMessage::Close(_))) => {
+                    return Err(HandshakeError::Closed { what })
+                }
                 Some(Err(err)) => return Err(HandshakeError::WebSocket(err)),
                 Some(Ok(WsMessage::Binary(bytes))) => bytes,
-                Some(Ok(WsMessage::Text(_))) => return Err(malformed(what, "a cleartext message after the handshake")),
+                Some(Ok(WsMessage::Text(_))) => {
+                    return Err(malformed(what, "a cleartext message after the handshake"))
+                }
                 Some(Ok(_)) => continue,
             };
             let message = match channel.open(&bytes) {
@@ -649,9 +743,13 @@ where
                 Err(err) => return Err(malformed(what, err.to_string())),
             };
             if message.first() != Some(&TYPE_JSON) {
-                return Err(malformed(what, format!("binary message of type {} before it", message[0])));
+                return Err(malformed(
+                    what,
+                    format!("binary message of type {} before it", message[0]),
+                ));
             }
-            return serde_json::from_slice(&message[1..]).map_err(|err| malformed(what, err.to_string()));
+            return serde_json::from_slice(&message[1..])
+                .map_err(|err| malformed(what, err.to_string()));
         }
     };
     tokio::time::timeout(timeout, receive)
@@ -675,7 +773,11 @@ mod tests {
         (client, server)
     }
 
-    fn client_options<'a>(identity: &'a Identity, suite: Suite, records: Option<&'a PairingStore>) -> ClientOptions<'a> {
+    fn client_options<'a>(
+        identity: &'a Identity,
+        suite: Suite,
+        records: Option<&'a PairingStore>,
+    ) -> ClientOptions<'a> {
         ClientOptions {
             identity,
             suite,
@@ -693,18 +795,34 @@ mod tests {
         suite: Suite,
         records: Option<&PairingStore>,
         choice: Option<PskChoice>,
-    ) -> (Result<Established, HandshakeError>, Result<Established, HandshakeError>) {
+    ) -> (
+        Result<Established, HandshakeError>,
+        Result<Established, HandshakeError>,
+    ) {
         let (mut client_ws, mut server_ws) = pair().await;
         // A failing side closes its socket, as the callers of both functions do.
         let server = async {
-            let result = accept(&mut server_ws, None, ServerOptions { identity: server_identity, timeout: TIMEOUT }, |_| choice).await;
+            let result = accept(
+                &mut server_ws,
+                None,
+                ServerOptions {
+                    identity: server_identity,
+                    timeout: TIMEOUT,
+                },
+                |_| choice,
+            )
+            .await;
             if result.is_err() {
                 let _ = server_ws.close(None).await;
             }
             result
         };
         let client = async {
-            let result = connect(&mut client_ws, client_options(client_identity, suite, records)).await;
+            let result = connect(
+                &mut client_ws,
+                client_options(client_identity, suite, records),
+            )
+            .await;
             if result.is_err() {
                 let _ = client_ws.close(None).await;
             }
@@ -725,7 +843,10 @@ mod tests {
             assert_eq!(received[0], TYPE_JSON);
             assert_eq!(received.len(), len + 1);
             let frames = client.channel.seal(vec![4, 1, 2, 3]);
-            assert_eq!(server.channel.open(&frames[0]).unwrap(), Some(vec![4, 1, 2, 3]));
+            assert_eq!(
+                server.channel.open(&frames[0]).unwrap(),
+                Some(vec![4, 1, 2, 3])
+            );
         }
     }
 
@@ -734,7 +855,14 @@ mod tests {
         let client_identity = Identity::generate();
         let server_identity = Identity::generate();
         for suite in Suite::ALL {
-            let (client, server) = run(&client_identity, &server_identity, suite, None, Some(PskChoice::sentinel())).await;
+            let (client, server) = run(
+                &client_identity,
+                &server_identity,
+                suite,
+                None,
+                Some(PskChoice::sentinel()),
+            )
+            .await;
             let (mut client, mut server) = (client.unwrap(), server.unwrap());
             assert_eq!(client.peer_id, server_identity.id(), "{suite}");
             assert_eq!(server.peer_id, client_identity.id(), "{suite}");
@@ -754,13 +882,22 @@ mod tests {
         let server_identity = Identity::generate();
         let psk = [42u8; PSK_LEN];
         let mut records = PairingStore::load(&dir.path().join("pairings.json")).unwrap();
-        records.insert(&Identity::generate().id(), &[1u8; PSK_LEN]).unwrap();
+        records
+            .insert(&Identity::generate().id(), &[1u8; PSK_LEN])
+            .unwrap();
         records.insert(&server_identity.id(), &psk).unwrap();
         let choice = PskChoice {
             psk,
             category: PskCategory::LongTerm,
         };
-        let (client, server) = run(&client_identity, &server_identity, Suite::AesGcm, Some(&records), Some(choice)).await;
+        let (client, server) = run(
+            &client_identity,
+            &server_identity,
+            Suite::AesGcm,
+            Some(&records),
+            Some(choice),
+        )
+        .await;
         let (mut client, mut server) = (client.unwrap(), server.unwrap());
         assert_eq!(client.category, PskCategory::LongTerm);
         assert_eq!(server.category, PskCategory::LongTerm);
@@ -775,7 +912,14 @@ mod tests {
             psk: [9u8; PSK_LEN],
             category: PskCategory::LongTerm,
         };
-        let (client, server) = run(&client_identity, &server_identity, Suite::ChaChaPoly, None, Some(choice)).await;
+        let (client, server) = run(
+            &client_identity,
+            &server_identity,
+            Suite::ChaChaPoly,
+            None,
+            Some(choice),
+        )
+        .await;
         let (mut client, mut server) = (client.unwrap(), server.unwrap());
         assert!(client.credential_mismatch, "client side");
         assert!(server.credential_mismatch, "server side");
@@ -793,8 +937,18 @@ mod tests {
             psk,
             category: PskCategory::LongTerm,
         };
-        let (client, server) = run(&Identity::generate(), &Identity::generate(), Suite::ChaChaPoly, Some(&records), Some(choice)).await;
-        assert!(matches!(client, Err(HandshakeError::RecordMismatch { .. })), "{client:?}");
+        let (client, server) = run(
+            &Identity::generate(),
+            &Identity::generate(),
+            Suite::ChaChaPoly,
+            Some(&records),
+            Some(choice),
+        )
+        .await;
+        assert!(
+            matches!(client, Err(HandshakeError::RecordMismatch { .. })),
+            "{client:?}"
+        );
         assert!(server.is_err(), "the server completed without message 2");
     }
 
@@ -807,9 +961,14 @@ mod tests {
         let server_identity = Identity::generate();
         let impostor = Identity::generate();
         let server = async {
-            let init = receive_text(&mut server_ws, "client/init", TIMEOUT).await.unwrap();
+            let init = receive_text(&mut server_ws, "client/init", TIMEOUT)
+                .await
+                .unwrap();
             let (_, suite, client_key) = parse_client_init(&init).unwrap();
-            let server_init = envelope("server/init", json!({ "server_id": server_identity.id(), "version": 1 }));
+            let server_init = envelope(
+                "server/init",
+                json!({ "server_id": server_identity.id(), "version": 1 }),
+            );
             let prologue = [init.as_bytes(), server_init.as_bytes()].concat();
             let mut state = snow::Builder::new(suite.noise_params())
                 .local_private_key(impostor.private_key())
@@ -819,14 +978,25 @@ mod tests {
                 .build_initiator()
                 .unwrap();
             let mut message = vec![0u8; 1024];
-            let len = state.write_message(b"{\"psk_id\":\"x\",\"psk_category\":\"sn\"}", &mut message).unwrap();
+            let len = state
+                .write_message(b"{\"psk_id\":\"x\",\"psk_category\":\"sn\"}", &mut message)
+                .unwrap();
             server_ws.send(WsMessage::text(server_init)).await.unwrap();
-            server_ws.send(WsMessage::text(handshake_message(&message[..len]))).await.unwrap();
+            server_ws
+                .send(WsMessage::text(handshake_message(&message[..len])))
+                .await
+                .unwrap();
             server_ws
         };
-        let client = connect(&mut client_ws, client_options(&client_identity, Suite::ChaChaPoly, None));
+        let client = connect(
+            &mut client_ws,
+            client_options(&client_identity, Suite::ChaChaPoly, None),
+        );
         let (client, _server) = tokio::join!(client, server);
-        assert!(matches!(client, Err(HandshakeError::Authentication { .. })), "{client:?}");
+        assert!(
+            matches!(client, Err(HandshakeError::Authentication { .. })),
+            "{client:?}"
+        );
     }
 
     #[tokio::test]
@@ -844,9 +1014,23 @@ mod tests {
         for (init, reason) in cases {
             let (mut client_ws, mut server_ws) = pair().await;
             client_ws.send(WsMessage::text(init.clone())).await.unwrap();
-            let result = accept(&mut server_ws, None, ServerOptions { identity: &server_identity, timeout: TIMEOUT }, |_| Some(PskChoice::sentinel())).await;
-            assert!(matches!(result, Err(HandshakeError::InitFailure { reason: r, .. }) if r == reason), "{init}: {result:?}");
-            let reply = receive_text(&mut client_ws, "server/error", TIMEOUT).await.unwrap();
+            let result = accept(
+                &mut server_ws,
+                None,
+                ServerOptions {
+                    identity: &server_identity,
+                    timeout: TIMEOUT,
+                },
+                |_| Some(PskChoice::sentinel()),
+            )
+            .await;
+            assert!(
+                matches!(result, Err(HandshakeError::InitFailure { reason: r, .. }) if r == reason),
+                "{init}: {result:?}"
+            );
+            let reply = receive_text(&mut client_ws, "server/error", TIMEOUT)
+                .await
+                .unwrap();
             let reply: Value = serde_json::from_str(&reply).unwrap();
             assert_eq!(reply["type"], "server/error", "{init}");
             assert_eq!(reply["payload"]["reason"], reason, "{init}");
@@ -858,34 +1042,81 @@ mod tests {
         let (mut client_ws, mut server_ws) = pair().await;
         let client_identity = Identity::generate();
         let server = async {
-            receive_text(&mut server_ws, "client/init", TIMEOUT).await.unwrap();
+            receive_text(&mut server_ws, "client/init", TIMEOUT)
+                .await
+                .unwrap();
             let error = envelope("server/error", json!({ "reason": "unsupported_suite" }));
             server_ws.send(WsMessage::text(error)).await.unwrap();
             server_ws
         };
-        let client = connect(&mut client_ws, client_options(&client_identity, Suite::AesGcm, None));
+        let client = connect(
+            &mut client_ws,
+            client_options(&client_identity, Suite::AesGcm, None),
+        );
         let (client, _server) = tokio::join!(client, server);
-        assert!(matches!(&client, Err(HandshakeError::Rejected { reason }) if reason == "unsupported_suite"), "{client:?}");
+        assert!(
+            matches!(&client, Err(HandshakeError::Rejected { reason }) if reason == "unsupported_suite"),
+            "{client:?}"
+        );
     }
 
     #[tokio::test]
     async fn refused_client_gets_no_server_init() {
-        let (client, server) = run(&Identity::generate(), &Identity::generate(), Suite::AesGcm, None, None).await;
-        assert!(matches!(server, Err(HandshakeError::Refused { .. })), "{server:?}");
+        let (client, server) = run(
+            &Identity::generate(),
+            &Identity::generate(),
+            Suite::AesGcm,
+            None,
+            None,
+        )
+        .await;
+        assert!(
+            matches!(server, Err(HandshakeError::Refused { .. })),
+            "{server:?}"
+        );
         assert!(client.is_err(), "the client completed a refused handshake");
     }
 
     /// Runs a first handshake on the Sentinel, then an in-band re-handshake
     /// to `choice`, with the client holding `records`.
-    async fn rehandshake(choice: PskChoice, records: Option<&PairingStore>, server_identity: &Identity, client_identity: &Identity) -> (Result<Vec<u8>, HandshakeError>, Result<Vec<u8>, HandshakeError>, Established, Established, WebSocketStream<DuplexStream>, WebSocketStream<DuplexStream>) {
+    async fn rehandshake(
+        choice: PskChoice,
+        records: Option<&PairingStore>,
+        server_identity: &Identity,
+        client_identity: &Identity,
+    ) -> (
+        Result<Vec<u8>, HandshakeError>,
+        Result<Vec<u8>, HandshakeError>,
+        Established,
+        Established,
+        WebSocketStream<DuplexStream>,
+        WebSocketStream<DuplexStream>,
+    ) {
         let (mut client_ws, mut server_ws) = pair().await;
-        let server = accept(&mut server_ws, None, ServerOptions { identity: server_identity, timeout: TIMEOUT }, |_| Some(PskChoice::sentinel()));
-        let client = connect(&mut client_ws, client_options(client_identity, Suite::AesGcm, records));
+        let server = accept(
+            &mut server_ws,
+            None,
+            ServerOptions {
+                identity: server_identity,
+                timeout: TIMEOUT,
+            },
+            |_| Some(PskChoice::sentinel()),
+        );
+        let client = connect(
+            &mut client_ws,
+            client_options(client_identity, Suite::AesGcm, records),
+        );
         let (client, server) = tokio::join!(client, server);
         let (mut client, mut server) = (client.unwrap(), server.unwrap());
 
         // An application message the client sent before message 1 reached it.
-        send_json(&mut client_ws, &mut client.channel, "{\"type\":\"client/time\",\"payload\":{}}").await.unwrap();
+        send_json(
+            &mut client_ws,
+            &mut client.channel,
+            "{\"type\":\"client/time\",\"payload\":{}}",
+        )
+        .await
+        .unwrap();
         let server_side = async {
             let result = rehandshake_server(
                 &mut server_ws,
@@ -904,17 +1135,39 @@ mod tests {
             result
         };
         let client_side = async {
-            let message_1 = receive_json(&mut client_ws, &mut client.channel, "Noise message 1", TIMEOUT).await.unwrap();
+            let message_1 = receive_json(
+                &mut client_ws,
+                &mut client.channel,
+                "Noise message 1",
+                TIMEOUT,
+            )
+            .await
+            .unwrap();
             let options = client_options(client_identity, Suite::AesGcm, records);
             let server_id = server_identity.id();
-            let result = rehandshake_client(&mut client_ws, &mut client.channel, &message_1, options, &server_id, &client.handshake_hash).await;
+            let result = rehandshake_client(
+                &mut client_ws,
+                &mut client.channel,
+                &message_1,
+                options,
+                &server_id,
+                &client.handshake_hash,
+            )
+            .await;
             if result.is_err() {
                 let _ = client_ws.close(None).await;
             }
             result
         };
         let (server_result, client_result) = tokio::join!(server_side, client_side);
-        (server_result, client_result, client, server, client_ws, server_ws)
+        (
+            server_result,
+            client_result,
+            client,
+            server,
+            client_ws,
+            server_ws,
+        )
     }
 
     #[tokio::test]
@@ -934,7 +1187,10 @@ mod tests {
         let server_hash = server_result.unwrap();
         let client_hash = client_result.unwrap();
         assert_eq!(server_hash, client_hash, "handshake hashes");
-        assert_ne!(server_hash, server.handshake_hash, "the re-handshake kept the old hash");
+        assert_ne!(
+            server_hash, server.handshake_hash,
+            "the re-handshake kept the old hash"
+        );
         exchange(&mut client, &mut server);
     }
 
@@ -944,17 +1200,34 @@ mod tests {
             psk: [3u8; PSK_LEN],
             category: PskCategory::LongTerm,
         };
-        let (server_result, client_result, ..) = rehandshake(choice, None, &Identity::generate(), &Identity::generate()).await;
-        assert!(matches!(client_result, Err(HandshakeError::UnknownPsk { .. })), "{client_result:?}");
-        assert!(server_result.is_err(), "the server completed a failed re-handshake");
+        let (server_result, client_result, ..) =
+            rehandshake(choice, None, &Identity::generate(), &Identity::generate()).await;
+        assert!(
+            matches!(client_result, Err(HandshakeError::UnknownPsk { .. })),
+            "{client_result:?}"
+        );
+        assert!(
+            server_result.is_err(),
+            "the server completed a failed re-handshake"
+        );
     }
 
     #[tokio::test]
     async fn tampered_transport_message_fails() {
-        let (client, server) = run(&Identity::generate(), &Identity::generate(), Suite::ChaChaPoly, None, Some(PskChoice::sentinel())).await;
+        let (client, server) = run(
+            &Identity::generate(),
+            &Identity::generate(),
+            Suite::ChaChaPoly,
+            None,
+            Some(PskChoice::sentinel()),
+        )
+        .await;
         let (mut client, mut server) = (client.unwrap(), server.unwrap());
         let mut frame = server.channel.seal_json("{}").remove(0);
         frame[0] ^= 1;
-        assert!(matches!(client.channel.open(&frame), Err(ChannelError::Authentication)));
+        assert!(matches!(
+            client.channel.open(&frame),
+            Err(ChannelError::Authentication)
+        ));
     }
 }

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use snow::resolvers::{CryptoResolver, DefaultResolver};
 use snow::params::DHChoice;
+use snow::resolvers::{CryptoResolver, DefaultResolver};
 
 use super::{psk_id, PSK_LEN};
 
@@ -29,11 +29,21 @@ pub const ID_LEN: usize = 43;
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot write {path}: {source}; check that the state directory is writable or pick another with --state-dir")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} is not a valid {what}: {reason}; move it away to start over")]
-    Invalid { path: PathBuf, what: &'static str, reason: String },
+    Invalid {
+        path: PathBuf,
+        what: &'static str,
+        reason: String,
+    },
     #[error("no state directory: neither XDG_STATE_HOME nor HOME is set; pass --state-dir")]
     NoStateDir,
 }
@@ -56,7 +66,10 @@ pub fn encode_id(bytes: &[u8]) -> String {
 /// Decodes a 43-character base64url key, such as a `client_id`.
 pub fn decode_key(text: &str) -> Result<[u8; KEY_LEN], String> {
     if text.len() != ID_LEN {
-        return Err(format!("{text:?} has {} characters, expected {ID_LEN} (base64url Curve25519 key)", text.len()));
+        return Err(format!(
+            "{text:?} has {} characters, expected {ID_LEN} (base64url Curve25519 key)",
+            text.len()
+        ));
     }
     let bytes = URL_SAFE_NO_PAD
         .decode(text)
@@ -65,7 +78,9 @@ pub fn decode_key(text: &str) -> Result<[u8; KEY_LEN], String> {
         .try_into()
         .map_err(|_| format!("{text:?} does not decode to {KEY_LEN} bytes"))?;
     if encode_id(&key) != text {
-        return Err(format!("{text:?} is not the canonical base64url form of its key"));
+        return Err(format!(
+            "{text:?} is not the canonical base64url form of its key"
+        ));
     }
     Ok(key)
 }
@@ -79,7 +94,9 @@ pub struct Identity {
 
 impl std::fmt::Debug for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Identity").field("id", &self.id()).finish_non_exhaustive()
+        f.debug_struct("Identity")
+            .field("id", &self.id())
+            .finish_non_exhaustive()
     }
 }
 
@@ -125,7 +142,8 @@ impl Identity {
                     what: "identity file",
                     reason,
                 };
-                let file: IdentityFile = serde_json::from_str(&text).map_err(|err| invalid(err.to_string()))?;
+                let file: IdentityFile =
+                    serde_json::from_str(&text).map_err(|err| invalid(err.to_string()))?;
                 let private = decode_key(&file.private_key).map_err(invalid)?;
                 Ok(Identity::from_private(private))
             }
@@ -135,7 +153,8 @@ impl Identity {
                     private_key: encode_id(&identity.private),
                     public_key: identity.id(),
                 };
-                let text = serde_json::to_string_pretty(&file).expect("the identity file serializes");
+                let text =
+                    serde_json::to_string_pretty(&file).expect("the identity file serializes");
                 write_private(path, text.as_bytes())?;
                 tracing::info!(path = %path.display(), id = %identity.id(), "created a new identity");
                 Ok(identity)
@@ -180,7 +199,8 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     {
         // The mode of open() applies to new files only.
         use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(error)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(error)?;
     }
     file.write_all(bytes).map_err(error)?;
     file.sync_all().map_err(error)?;
@@ -325,7 +345,10 @@ mod tests {
         assert_eq!(record.peer_id, peer);
         assert_eq!(found, psk);
         assert!(store.find_long_term(&psk_id(&[8u8; PSK_LEN])).is_none());
-        assert!(!path.with_file_name("pairings.json.tmp").exists(), "temporary file left behind");
+        assert!(
+            !path.with_file_name("pairings.json.tmp").exists(),
+            "temporary file left behind"
+        );
     }
 
     #[test]

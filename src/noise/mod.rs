@@ -116,13 +116,23 @@ mod tests {
     fn sentinel_matches_the_published_constants() {
         let sentinel = sentinel_psk();
         let hex: String = sentinel.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(hex, "1b5e24dbc1aed95fc2a5a338a90c05df44bd10f5ec1f4cd66cbf86272767b9d3");
-        assert_eq!(psk_id(&sentinel), "GFsV9tLaSQm9HcFWpKsgYQOr7wFTvNUtkmFwuVz3zoo");
+        assert_eq!(
+            hex,
+            "1b5e24dbc1aed95fc2a5a338a90c05df44bd10f5ec1f4cd66cbf86272767b9d3"
+        );
+        assert_eq!(
+            psk_id(&sentinel),
+            "GFsV9tLaSQm9HcFWpKsgYQOr7wFTvNUtkmFwuVz3zoo"
+        );
     }
 
     #[test]
     fn category_codes_round_trip() {
-        for category in [PskCategory::LongTerm, PskCategory::Pairing, PskCategory::Sentinel] {
+        for category in [
+            PskCategory::LongTerm,
+            PskCategory::Pairing,
+            PskCategory::Sentinel,
+        ] {
             assert_eq!(PskCategory::from_code(category.code()), Some(category));
         }
         assert_eq!(PskCategory::from_code("xx"), None);

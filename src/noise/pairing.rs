@@ -32,14 +32,19 @@ pub fn encode_token(client_key: &[u8; KEY_LEN], pairing_psk: &[u8; PSK_LEN]) -> 
     for chunk in payload.chunks(5) {
         let mut block = [0u8; 5];
         block[..chunk.len()].copy_from_slice(chunk);
-        let bits = block.iter().fold(0u64, |acc, &byte| (acc << 8) | u64::from(byte));
+        let bits = block
+            .iter()
+            .fold(0u64, |acc, &byte| (acc << 8) | u64::from(byte));
         let symbols = (chunk.len() * 8).div_ceil(5);
         for index in 0..symbols {
             let value = (bits >> (35 - 5 * index)) & 0x1f;
             body.push(BASE32_ALPHABET[value as usize] as char);
         }
     }
-    format!("{TOKEN_PREFIX}{PSK_TOKEN_VERSION}{}", body.replace('2', "9"))
+    format!(
+        "{TOKEN_PREFIX}{PSK_TOKEN_VERSION}{}",
+        body.replace('2', "9")
+    )
 }
 
 /// Decodes a version-0 pairing token, leniently: surrounding whitespace,
@@ -52,7 +57,11 @@ pub fn decode_token(text: &str) -> Result<PskToken, String> {
     let mut chars = rest.chars();
     match chars.next() {
         Some(PSK_TOKEN_VERSION) => {}
-        Some(other) => return Err(invalid(&format!("version {other:?} is not 0 (a pairing PSK token)"))),
+        Some(other) => {
+            return Err(invalid(&format!(
+                "version {other:?} is not 0 (a pairing PSK token)"
+            )))
+        }
         None => return Err(invalid("it is empty")),
     }
 
@@ -75,9 +84,15 @@ pub fn decode_token(text: &str) -> Result<PskToken, String> {
     }
 
     if payload.len() < KEY_LEN + PSK_LEN {
-        return Err(invalid(&format!("{} payload bytes, expected {}", payload.len(), KEY_LEN + PSK_LEN)));
+        return Err(invalid(&format!(
+            "{} payload bytes, expected {}",
+            payload.len(),
+            KEY_LEN + PSK_LEN
+        )));
     }
-    let pairing_psk: [u8; PSK_LEN] = payload[KEY_LEN..KEY_LEN + PSK_LEN].try_into().expect("length checked");
+    let pairing_psk: [u8; PSK_LEN] = payload[KEY_LEN..KEY_LEN + PSK_LEN]
+        .try_into()
+        .expect("length checked");
     Ok(PskToken {
         client_id: encode_id(&payload[..KEY_LEN]),
         pairing_psk,
@@ -133,7 +148,11 @@ mod tests {
     #[test]
     fn token_decodes_leniently() {
         let (key, psk) = reference_inputs();
-        for text in [REFERENCE.to_string(), format!("  {}  ", REFERENCE.to_lowercase()), REFERENCE[3..].to_string()] {
+        for text in [
+            REFERENCE.to_string(),
+            format!("  {}  ", REFERENCE.to_lowercase()),
+            REFERENCE[3..].to_string(),
+        ] {
             let token = decode_token(&text).unwrap();
             assert_eq!(token.client_id, encode_id(&key), "{text}");
             assert_eq!(token.pairing_psk, psk, "{text}");

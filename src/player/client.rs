@@ -19,10 +19,13 @@ use super::servers::{choose_server, Choice, LastPlayed, LastPlayedStore, ServerS
 use crate::audio::AudioFormat;
 use crate::clock::now_us;
 use crate::dialect::{Dialect, Incoming};
+use crate::protocol::GoodbyeReason;
 use crate::protocol::{
-    BinaryKind, ClientCommand, ClientHello, ClientState, ClientStateKind, ClientTime, ConnectionReason, ControllerCommand,
-    DeviceInfo, GroupUpdate, Message, PlaybackState as GroupPlayback, PlayerFormatRequest, PlayerState, PlayerSupport,
-    ServerCommand, ServerHello, ServerState, StreamRequestFormat, StreamStartPlayer, SupportedFormat, PROTOCOL_VERSION,
+    BinaryKind, ClientCommand, ClientHello, ClientState, ClientStateKind, ClientTime,
+    ConnectionReason, ControllerCommand, DeviceInfo, GroupUpdate, Message,
+    PlaybackState as GroupPlayback, PlayerFormatRequest, PlayerState, PlayerSupport, ServerCommand,
+    ServerHello, ServerState, StreamRequestFormat, StreamStartPlayer, SupportedFormat,
+    PROTOCOL_VERSION,
 };
 use crate::session::{self, CloseCause, EventKind, SessionEvent, SessionHandle, Side};
 use crate::sync::filter::{ClockPublisher, FilterConfig, Measurement, TimeFilter};
@@ -30,7 +33,6 @@ use crate::sync::schedule::{ScheduleConfig, SyncSchedule};
 use crate::sync::ClockSnapshot;
 use crate::telemetry::{ClockView, PlayerReport, REPORT_KEY, REPORT_ROLE};
 use crate::transport::{self, Limits, TransportError};
-use crate::protocol::GoodbyeReason;
 
 /// Interval at which playback state is checked for `client/state` changes.
 const STATE_POLL: Duration = Duration::from_millis(100);
@@ -94,14 +96,28 @@ pub enum PlayerEvent {
     },
     /// A server that connected while another was current lost the choice
     /// and got `client/goodbye` with `another_server`.
-    ServerRejected { server_id: String, connection_reason: ConnectionReason },
+    ServerRejected {
+        server_id: String,
+        connection_reason: ConnectionReason,
+    },
     /// The current server lost the choice to a newly connected one and got
     /// `client/goodbye` with `another_server`.
-    ServerSwitched { from: String, to: String },
-    StreamStarted { format: AudioFormat },
+    ServerSwitched {
+        from: String,
+        to: String,
+    },
+    StreamStarted {
+        format: AudioFormat,
+    },
     StreamEnded,
-    Disconnected { cause: CloseCause },
-    Retrying { attempt: u32, delay: Duration, error: String },
+    Disconnected {
+        cause: CloseCause,
+    },
+    Retrying {
+        attempt: u32,
+        delay: Duration,
+        error: String,
+    },
     /// A `server/state` as received: a delta of the metadata and
     /// controller state, merged by the receiver in arrival order.
     ServerState(ServerState),
@@ -112,7 +128,11 @@ pub enum PlayerEvent {
 #[derive(Debug, thiserror::Error)]
 pub enum PlayerError {
     #[error("cannot reach the server at {url} after {attempts} attempt(s): {last}; check that the server runs and that the URL and path are right")]
-    Unreachable { url: String, attempts: u32, last: String },
+    Unreachable {
+        url: String,
+        attempts: u32,
+        last: String,
+    },
     #[error("the server at {url} has no endpoint at {path} (HTTP 404); check the path in the server URL (servers use /sendspin by default)")]
     NoEndpoint { url: String, path: String },
     #[error("another player connected with the same client_id {client_id:?} and replaced this one; give each player its own --client-id")]
@@ -192,13 +212,17 @@ impl Player {
     /// Keeps the server that last played in `store`, and prefers it when
     /// two servers connect for discovery.
     pub fn with_last_played(mut self, store: LastPlayedStore) -> Player {
-        *self.last_played_id.lock().expect("last-played lock") = store.load().map(|last| last.server_id);
+        *self.last_played_id.lock().expect("last-played lock") =
+            store.load().map(|last| last.server_id);
         self.last_played = Some(store);
         self
     }
 
     fn last_played_id(&self) -> Option<String> {
-        self.last_played_id.lock().expect("last-played lock").clone()
+        self.last_played_id
+            .lock()
+            .expect("last-played lock")
+            .clone()
     }
 
     /// Stores `server_id` as the last-played server when it changed.
@@ -216,7 +240,9 @@ impl Player {
         };
         match store.save(&last) {
             Ok(()) => *cached = Some(server_id.to_string()),
-            Err(err) => tracing::warn!(path = %store.path().display(), cause = %err, "cannot store the last-played server"),
+            Err(err) => {
+                tracing::warn!(path = %store.path().display(), cause = %err, "cannot store the last-played server")
+            }
         }
     }
 
@@ -304,7 +330,13 @@ impl Player {
         let tracker = TaskTracker::new();
         let (events_tx, events) = mpsc::channel(1024);
         let hello = self.hello();
-        let opening = super::encrypted::open_codec(&mut ws, self.config.dialect, self.config.keys.as_ref(), &hello, self.config.limits.handshake_timeout);
+        let opening = super::encrypted::open_codec(
+            &mut ws,
+            self.config.dialect,
+            self.config.keys.as_ref(),
+            &hello,
+            self.config.limits.handshake_timeout,
+        );
         let codec = tokio::select! {
             _ = shutdown.as_mut() => return SessionEnd::Shutdown,
             codec = opening => match codec {
@@ -312,7 +344,15 @@ impl Player {
                 Err(cause) => return SessionEnd::Closed(cause),
             },
         };
-        let handle = session::spawn(ws, peer, Side::Client, codec, self.config.limits.clone(), events_tx, &tracker);
+        let handle = session::spawn(
+            ws,
+            peer,
+            Side::Client,
+            codec,
+            self.config.limits.clone(),
+            events_tx,
+            &tracker,
+        );
         tracker.close();
         let _ = handle.send_message(Message::ClientHello(self.hello()));
         let end = self.drive(handle, events, None, shutdown, None).await;
@@ -347,7 +387,10 @@ impl Player {
                 stale += 1;
             }
             if stale > 0 {
-                tracing::warn!(count = stale, "dropping controller commands given while disconnected");
+                tracing::warn!(
+                    count = stale,
+                    "dropping controller commands given while disconnected"
+                );
             }
         }
         let end = loop {
@@ -409,7 +452,11 @@ impl Player {
         };
         match choice {
             Choice::SwitchToNew => {
-                let from = state.server.as_ref().map(|(id, _)| id.clone()).unwrap_or_default();
+                let from = state
+                    .server
+                    .as_ref()
+                    .map(|(id, _)| id.clone())
+                    .unwrap_or_default();
                 tracing::info!(%from, to = %candidate.hello.server_id, "switching to a newly connected server");
                 self.report(PlayerEvent::ServerSwitched {
                     from,
@@ -423,7 +470,9 @@ impl Player {
                     server_id: candidate.hello.server_id.clone(),
                     connection_reason: candidate.hello.connection_reason,
                 });
-                candidate.handle.close(CloseCause::LocalGoodbye(GoodbyeReason::AnotherServer));
+                candidate
+                    .handle
+                    .close(CloseCause::LocalGoodbye(GoodbyeReason::AnotherServer));
                 None
             }
         }
@@ -432,7 +481,12 @@ impl Player {
     /// Waits for servers to connect on `listener` (server-initiated
     /// connections) and plays from the one the multiple-server rules pick,
     /// until `shutdown` completes. Never dials out.
-    pub async fn run_listening(mut self, listener: TcpListener, path: String, shutdown: impl Future<Output = ()>) -> Result<(), PlayerError> {
+    pub async fn run_listening(
+        mut self,
+        listener: TcpListener,
+        path: String,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), PlayerError> {
         self.listening = true;
         tokio::pin!(shutdown);
         let tracker = TaskTracker::new();
@@ -464,7 +518,16 @@ impl Player {
                 hello_event,
                 ..
             } = candidate;
-            match self.drive(handle.clone(), events, Some(hello_event), &mut shutdown, Some(&mut candidates)).await {
+            match self
+                .drive(
+                    handle.clone(),
+                    events,
+                    Some(hello_event),
+                    &mut shutdown,
+                    Some(&mut candidates),
+                )
+                .await
+            {
                 SessionEnd::Shutdown => break,
                 SessionEnd::Switched(candidate) => next = Some(*candidate),
                 SessionEnd::Closed(cause) => self.report(PlayerEvent::Disconnected { cause }),
@@ -474,7 +537,9 @@ impl Player {
         accepting.abort();
         candidates.close();
         while let Ok(candidate) = candidates.try_recv() {
-            candidate.handle.close(CloseCause::LocalGoodbye(GoodbyeReason::Shutdown));
+            candidate
+                .handle
+                .close(CloseCause::LocalGoodbye(GoodbyeReason::Shutdown));
         }
         tracker.close();
         let _ = tokio::time::timeout(Duration::from_secs(3), tracker.wait()).await;
@@ -500,7 +565,12 @@ impl Player {
                 software_version: Some(env!("CARGO_PKG_VERSION").into()),
             }),
             version: PROTOCOL_VERSION,
-            supported_roles: self.roles.versioned().into_iter().chain([REPORT_ROLE.to_string()]).collect(),
+            supported_roles: self
+                .roles
+                .versioned()
+                .into_iter()
+                .chain([REPORT_ROLE.to_string()])
+                .collect(),
             player_support: self.roles.player.then(|| PlayerSupport {
                 supported_formats: self.config.formats.clone(),
                 buffer_capacity: self.config.buffer_capacity,
@@ -578,22 +648,39 @@ struct Handshake {
 
 impl Handshake {
     async fn run(self, stream: tokio::net::TcpStream, peer: SocketAddr) {
-        let mut ws = match transport::accept(stream, &peer.to_string(), &self.path, &self.limits).await {
-            Ok(ws) => ws,
-            Err(err) => {
-                tracing::info!(%peer, cause = %err, "server connection rejected");
-                return;
-            }
-        };
+        let mut ws =
+            match transport::accept(stream, &peer.to_string(), &self.path, &self.limits).await {
+                Ok(ws) => ws,
+                Err(err) => {
+                    tracing::info!(%peer, cause = %err, "server connection rejected");
+                    return;
+                }
+            };
         let (events_tx, mut events) = mpsc::channel(1024);
-        let codec = match super::encrypted::open_codec(&mut ws, self.dialect, self.keys.as_ref(), &self.hello, self.limits.handshake_timeout).await {
+        let codec = match super::encrypted::open_codec(
+            &mut ws,
+            self.dialect,
+            self.keys.as_ref(),
+            &self.hello,
+            self.limits.handshake_timeout,
+        )
+        .await
+        {
             Ok(codec) => codec,
             Err(cause) => {
                 tracing::info!(%peer, %cause, "server connection failed its handshake");
                 return;
             }
         };
-        let handle = session::spawn(ws, peer, Side::Client, codec, self.limits, events_tx, &self.tracker);
+        let handle = session::spawn(
+            ws,
+            peer,
+            Side::Client,
+            codec,
+            self.limits,
+            events_tx,
+            &self.tracker,
+        );
         let _ = handle.send_message(Message::ClientHello(self.hello));
         // The session closes itself when the handshake times out.
         while let Some(event) = events.recv().await {
@@ -616,7 +703,10 @@ impl Handshake {
                         hello_event,
                     };
                     if let Err(refused) = self.candidates.send(candidate).await {
-                        refused.0.handle.close(CloseCause::LocalGoodbye(GoodbyeReason::Shutdown));
+                        refused
+                            .0
+                            .handle
+                            .close(CloseCause::LocalGoodbye(GoodbyeReason::Shutdown));
                     }
                     return;
                 }
@@ -633,7 +723,9 @@ impl Handshake {
 fn peer_addr(ws: &transport::ClientStream) -> SocketAddr {
     use tokio_tungstenite::MaybeTlsStream;
     match ws.get_ref() {
-        MaybeTlsStream::Plain(stream) => stream.peer_addr().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into()),
+        MaybeTlsStream::Plain(stream) => stream
+            .peer_addr()
+            .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into()),
         _ => ([0, 0, 0, 0], 0).into(),
     }
 }
@@ -715,7 +807,11 @@ impl<'a> SessionState<'a> {
     }
 
     fn send_format_request(&mut self) {
-        if self.format_request_sent || self.format_request_due.is_none_or(|due| due > Instant::now()) {
+        if self.format_request_sent
+            || self
+                .format_request_due
+                .is_none_or(|due| due > Instant::now())
+        {
             return;
         }
         let Some((request, _)) = &self.player.config.format_request else {
@@ -737,7 +833,11 @@ impl<'a> SessionState<'a> {
             return Duration::from_secs(3600);
         }
         match self.request_queued {
-            Some(queued) => self.schedule.config().reply_timeout.saturating_sub(queued.elapsed()),
+            Some(queued) => self
+                .schedule
+                .config()
+                .reply_timeout
+                .saturating_sub(queued.elapsed()),
             None => self.schedule.send_delay(now_us()),
         }
     }
@@ -755,7 +855,9 @@ impl<'a> SessionState<'a> {
         }
         // T1 is stamped by the session right before the write; the schedule
         // learns it from the TimeSent event.
-        let request = Message::ClientTime(ClientTime { client_transmitted: 0 });
+        let request = Message::ClientTime(ClientTime {
+            client_transmitted: 0,
+        });
         if self.handle.send_message(request).is_ok() {
             self.request_queued = Some(Instant::now());
         }
@@ -767,9 +869,17 @@ impl<'a> SessionState<'a> {
 
     fn on_event(&mut self, event: SessionEvent) {
         match event.kind {
-            EventKind::TimeSent { client_transmitted } => self.schedule.record_sent(client_transmitted),
-            EventKind::Received { incoming, received_us } => self.on_incoming(incoming, received_us),
-            EventKind::Activated | EventKind::TimeAnswered { .. } | EventKind::RoundTrip { .. } | EventKind::Closed(_) => {}
+            EventKind::TimeSent { client_transmitted } => {
+                self.schedule.record_sent(client_transmitted)
+            }
+            EventKind::Received {
+                incoming,
+                received_us,
+            } => self.on_incoming(incoming, received_us),
+            EventKind::Activated
+            | EventKind::TimeAnswered { .. }
+            | EventKind::RoundTrip { .. }
+            | EventKind::Closed(_) => {}
         }
     }
 
@@ -778,7 +888,9 @@ impl<'a> SessionState<'a> {
             Incoming::Message(message) => self.on_message(message, received_us),
             Incoming::Binary(frame) => match frame.kind {
                 BinaryKind::Audio => self.on_audio(frame.timestamp_us, &frame.payload),
-                other => tracing::debug!(kind = ?other, "ignoring binary frame for a role this player lacks"),
+                other => {
+                    tracing::debug!(kind = ?other, "ignoring binary frame for a role this player lacks")
+                }
             },
             Incoming::Unknown { .. } | Incoming::Consumed => {}
         }
@@ -837,12 +949,16 @@ impl<'a> SessionState<'a> {
                 self.player.report(PlayerEvent::GroupUpdate(update.clone()));
                 if update.playback_state == Some(Some(GroupPlayback::Playing)) {
                     if let Some((server_id, _)) = &self.server {
-                        self.player.remember_played(server_id, self.player.dialed_url());
+                        self.player
+                            .remember_played(server_id, self.player.dialed_url());
                     }
                 }
             }
             Message::ServerState(state) => self.player.report(PlayerEvent::ServerState(state)),
-            other => tracing::debug!(type_name = other.type_name(), "ignoring a client message sent by the server"),
+            other => tracing::debug!(
+                type_name = other.type_name(),
+                "ignoring a client message sent by the server"
+            ),
         }
     }
 
@@ -888,13 +1004,18 @@ impl<'a> SessionState<'a> {
     fn on_audio(&mut self, timestamp_us: i64, payload: &[u8]) {
         if !(-MAX_TIMESTAMP_US..=MAX_TIMESTAMP_US).contains(&timestamp_us) {
             self.rejected_chunks += 1;
-            tracing::debug!(timestamp_us, "dropping an audio chunk with an impossible timestamp");
+            tracing::debug!(
+                timestamp_us,
+                "dropping an audio chunk with an impossible timestamp"
+            );
             return;
         }
         let Some(decoder) = self.decoder.as_mut() else {
             self.rejected_chunks += 1;
             if self.rejected_chunks == 1 {
-                tracing::warn!("audio chunk before stream/start; rejecting audio until a stream starts");
+                tracing::warn!(
+                    "audio chunk before stream/start; rejecting audio until a stream starts"
+                );
             }
             return;
         };
@@ -985,7 +1106,8 @@ impl<'a> SessionState<'a> {
         // Audio waiting for a clock, or anchored playback that ran dry, is
         // out of sync. The scheduler plays silence meanwhile and keeps
         // queueing chunks.
-        let waiting_for_clock = status.state == PlaybackState::Buffering && status.buffered_us > 0 && !clock.converged;
+        let waiting_for_clock =
+            status.state == PlaybackState::Buffering && status.buffered_us > 0 && !clock.converged;
         let failing = self.decoder.is_some() && (waiting_for_clock || status.underrun);
         let wanted = if failing {
             ClientStateKind::Error
@@ -1015,7 +1137,9 @@ impl<'a> SessionState<'a> {
             clock: clock.is_valid().then(|| clock_view(clock)),
             buffer_ms: status.format.map(|_| status.buffered_us as f64 / 1000.0),
             late_chunks: status.totals.late_chunks_dropped,
-            dropped_chunks: status.totals.overflow_chunks_dropped + status.totals.corrupt_chunks + self.rejected_chunks,
+            dropped_chunks: status.totals.overflow_chunks_dropped
+                + status.totals.corrupt_chunks
+                + self.rejected_chunks,
         };
         let Ok(value) = serde_json::to_value(&report) else {
             return;
@@ -1051,13 +1175,22 @@ const STREAM_RATES: std::ops::RangeInclusive<u32> = 1_000..=768_000;
 /// from hostile values.
 fn check_stream_format(format: &AudioFormat) -> Result<(), String> {
     if !STREAM_RATES.contains(&format.sample_rate) {
-        return Err(format!("sample rate {} Hz is outside 1000 to 768000 Hz", format.sample_rate));
+        return Err(format!(
+            "sample rate {} Hz is outside 1000 to 768000 Hz",
+            format.sample_rate
+        ));
     }
     if !(1..=MAX_STREAM_CHANNELS).contains(&format.channels) {
-        return Err(format!("{} channels is outside 1 to {MAX_STREAM_CHANNELS}", format.channels));
+        return Err(format!(
+            "{} channels is outside 1 to {MAX_STREAM_CHANNELS}",
+            format.channels
+        ));
     }
     if crate::audio::convert::check_bit_depth(format.bit_depth).is_err() {
-        return Err(format!("bit depth {} is not 16, 24 or 32", format.bit_depth));
+        return Err(format!(
+            "bit depth {} is not 16, 24 or 32",
+            format.bit_depth
+        ));
     }
     Ok(())
 }
@@ -1068,7 +1201,9 @@ fn check_stream_format(format: &AudioFormat) -> Result<(), String> {
 const MAX_TIMESTAMP_US: i64 = i64::MAX / 1024;
 
 fn roles_include(roles: &Option<Vec<String>>, role: &str) -> bool {
-    roles.as_ref().is_none_or(|roles| roles.iter().any(|r| r == role))
+    roles
+        .as_ref()
+        .is_none_or(|roles| roles.iter().any(|r| r == role))
 }
 
 #[cfg(test)]

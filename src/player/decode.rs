@@ -50,11 +50,13 @@ impl ChunkDecoder {
                         start.sample_rate
                     ));
                 }
-                let decoder = OpusDecoder::new(start.sample_rate, start.channels).map_err(|err| err.to_string())?;
+                let decoder = OpusDecoder::new(start.sample_rate, start.channels)
+                    .map_err(|err| err.to_string())?;
                 CodecDecoder::Opus(decoder)
             }
         };
-        let default_frames = (u64::from(format.sample_rate) * DEFAULT_CHUNK_US / 1_000_000) as usize;
+        let default_frames =
+            (u64::from(format.sample_rate) * DEFAULT_CHUNK_US / 1_000_000) as usize;
         Ok(ChunkDecoder {
             format,
             codec,
@@ -71,7 +73,11 @@ impl ChunkDecoder {
     /// channel count and bit depth. A codec change that keeps it lets the scheduler
     /// play on without a break.
     pub fn output_format(&self) -> AudioFormat {
-        AudioFormat::pcm(self.format.sample_rate, self.format.channels, self.format.bit_depth)
+        AudioFormat::pcm(
+            self.format.sample_rate,
+            self.format.channels,
+            self.format.bit_depth,
+        )
     }
 
     /// Decodes one chunk and appends its samples to `out`.
@@ -80,10 +86,16 @@ impl ChunkDecoder {
     /// Call [`conceal`](Self::conceal) to fill its time.
     pub fn decode(&mut self, payload: &[u8], out: &mut Vec<f32>) -> Result<usize, String> {
         let frames = match &mut self.codec {
-            CodecDecoder::Pcm => decode_pcm(payload, self.format.bit_depth, self.format.channels, out)
+            CodecDecoder::Pcm => {
+                decode_pcm(payload, self.format.bit_depth, self.format.channels, out)
+                    .map_err(|err| err.to_string())?
+            }
+            CodecDecoder::Flac(decoder) => decoder
+                .decode(payload, out)
                 .map_err(|err| err.to_string())?,
-            CodecDecoder::Flac(decoder) => decoder.decode(payload, out).map_err(|err| err.to_string())?,
-            CodecDecoder::Opus(decoder) => decoder.decode(payload, out).map_err(|err| err.to_string())?,
+            CodecDecoder::Opus(decoder) => decoder
+                .decode(payload, out)
+                .map_err(|err| err.to_string())?,
         };
         if frames > 0 {
             self.last_chunk_frames = frames;
@@ -112,13 +124,18 @@ impl ChunkDecoder {
 /// announced format when the header is missing.
 fn flac_decoder(start: &StreamStartPlayer) -> Result<FlacDecoder, String> {
     let Some(encoded) = &start.codec_header else {
-        return FlacDecoder::from_format(start.sample_rate, start.channels, start.bit_depth).map_err(|err| err.to_string());
+        return FlacDecoder::from_format(start.sample_rate, start.channels, start.bit_depth)
+            .map_err(|err| err.to_string());
     };
     let header = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
         .map_err(|err| format!("flac codec_header is not valid base64: {err}"))?;
     let decoder = FlacDecoder::new(&header).map_err(|err| err.to_string())?;
-    let from_header = (decoder.sample_rate(), decoder.channels(), decoder.bit_depth());
+    let from_header = (
+        decoder.sample_rate(),
+        decoder.channels(),
+        decoder.bit_depth(),
+    );
     let announced = (start.sample_rate, start.channels, start.bit_depth);
     if from_header != announced {
         return Err(format!(
@@ -135,7 +152,13 @@ mod tests {
     use crate::audio::flac::FlacEncoder;
     use crate::audio::opus::OpusEncoder;
 
-    fn start(codec: &str, rate: u32, channels: u16, bits: u16, header: Option<&[u8]>) -> StreamStartPlayer {
+    fn start(
+        codec: &str,
+        rate: u32,
+        channels: u16,
+        bits: u16,
+        header: Option<&[u8]>,
+    ) -> StreamStartPlayer {
         StreamStartPlayer {
             codec: codec.into(),
             sample_rate: rate,
@@ -146,15 +169,21 @@ mod tests {
     }
 
     fn ramp(frames: usize, channels: usize) -> Vec<f32> {
-        (0..frames * channels).map(|i| ((i % 2000) as f32 / 2000.0) - 0.5).collect()
+        (0..frames * channels)
+            .map(|i| ((i % 2000) as f32 / 2000.0) - 0.5)
+            .collect()
     }
 
     #[test]
     fn flac_chunk_decodes_bit_exact() {
         let mut encoder = FlacEncoder::new(48_000, 2, 16, 960).unwrap();
-        let input: Vec<f32> = ramp(960, 2).iter().map(|s| (s * 32768.0).round() / 32768.0).collect();
+        let input: Vec<f32> = ramp(960, 2)
+            .iter()
+            .map(|s| (s * 32768.0).round() / 32768.0)
+            .collect();
         let frame = encoder.encode(&input).unwrap();
-        let mut decoder = ChunkDecoder::new(&start("flac", 48_000, 2, 16, Some(&encoder.header()))).unwrap();
+        let mut decoder =
+            ChunkDecoder::new(&start("flac", 48_000, 2, 16, Some(&encoder.header()))).unwrap();
         let mut out = Vec::new();
         assert_eq!(decoder.decode(&frame, &mut out).unwrap(), 960);
         assert_eq!(out, input);
@@ -165,7 +194,8 @@ mod tests {
     fn corrupt_flac_chunk_is_concealed_with_silence() {
         let mut encoder = FlacEncoder::new(48_000, 1, 24, 480).unwrap();
         let good = encoder.encode(&ramp(480, 1)).unwrap();
-        let mut decoder = ChunkDecoder::new(&start("flac", 48_000, 1, 24, Some(&encoder.header()))).unwrap();
+        let mut decoder =
+            ChunkDecoder::new(&start("flac", 48_000, 1, 24, Some(&encoder.header()))).unwrap();
         let mut out = Vec::new();
         decoder.decode(&good, &mut out).unwrap();
         let mut damaged = encoder.encode(&ramp(480, 1)).unwrap();
@@ -181,9 +211,13 @@ mod tests {
     #[test]
     fn flac_header_must_match_stream_start() {
         let encoder = FlacEncoder::new(44_100, 2, 16, 882).unwrap();
-        let err = ChunkDecoder::new(&start("flac", 48_000, 2, 16, Some(&encoder.header()))).err().unwrap();
+        let err = ChunkDecoder::new(&start("flac", 48_000, 2, 16, Some(&encoder.header())))
+            .err()
+            .unwrap();
         assert!(err.contains("44100 Hz"), "{err}");
-        let err = ChunkDecoder::new(&start("flac", 48_000, 2, 16, Some(b"not flac"))).err().unwrap();
+        let err = ChunkDecoder::new(&start("flac", 48_000, 2, 16, Some(b"not flac")))
+            .err()
+            .unwrap();
         assert!(err.contains("flac"), "{err}");
     }
 
@@ -201,13 +235,17 @@ mod tests {
 
     #[test]
     fn opus_at_44100_is_rejected() {
-        let err = ChunkDecoder::new(&start("opus", 44_100, 2, 16, None)).err().unwrap();
+        let err = ChunkDecoder::new(&start("opus", 44_100, 2, 16, None))
+            .err()
+            .unwrap();
         assert!(err.contains("44100"), "{err}");
     }
 
     #[test]
     fn unknown_codec_is_rejected() {
-        let err = ChunkDecoder::new(&start("aac", 48_000, 2, 16, None)).err().unwrap();
+        let err = ChunkDecoder::new(&start("aac", 48_000, 2, 16, None))
+            .err()
+            .unwrap();
         assert!(err.contains("aac"), "{err}");
     }
 }

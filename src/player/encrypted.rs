@@ -48,7 +48,9 @@ where
         return Ok(dialect.codec());
     }
     let Some(keys) = keys else {
-        return Err(CloseCause::ProtocolError("no identity for an encrypted connection".into()));
+        return Err(CloseCause::ProtocolError(
+            "no identity for an encrypted connection".into(),
+        ));
     };
     match handshake_and_hello(ws, keys, hello, timeout).await {
         Ok(codec) => Ok(Box::new(codec)),
@@ -89,7 +91,8 @@ where
         timeout,
     };
     let mut established = handshake::connect(ws, options).await?;
-    let hello = handshake::receive_json(ws, &mut established.channel, "server/hello", timeout).await?;
+    let hello =
+        handshake::receive_json(ws, &mut established.channel, "server/hello", timeout).await?;
     if hello.get("type").and_then(|t| t.as_str()) != Some("server/hello") {
         return Err(HandshakeError::Malformed {
             what: "server/hello",
@@ -109,9 +112,24 @@ where
         handshake_hash,
         ..
     } = established;
-    let mut codec = SendspinCodec::client(channel, peer_id.clone(), name, category, keys.pairing.clone());
+    let mut codec = SendspinCodec::client(
+        channel,
+        peer_id.clone(),
+        name,
+        category,
+        keys.pairing.clone(),
+    );
     if category == PskCategory::Pairing {
-        pair_with_psk(ws, &mut codec, keys, client_hello, &peer_id, &handshake_hash, timeout).await?;
+        pair_with_psk(
+            ws,
+            &mut codec,
+            keys,
+            client_hello,
+            &peer_id,
+            &handshake_hash,
+            timeout,
+        )
+        .await?;
     }
     Ok(codec)
 }
@@ -134,14 +152,18 @@ async fn pair_with_psk<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    for frame in codec.encode_frames(&Outgoing::Message(Message::ClientHello(client_hello.clone()))) {
+    for frame in codec.encode_frames(&Outgoing::Message(Message::ClientHello(
+        client_hello.clone(),
+    ))) {
         ws.feed(frame).await?;
     }
     ws.flush().await?;
     codec.mark_hello_sent();
 
     let activation = receive_pairing_step(ws, codec, "server/activate", timeout).await?;
-    let method = activation.pointer("/payload/pairing/method").and_then(Value::as_str);
+    let method = activation
+        .pointer("/payload/pairing/method")
+        .and_then(Value::as_str);
     if message_type(&activation) != Some("server/activate") || method != Some("pairing_psk") {
         return Err(HandshakeError::Malformed {
             what: "pairing server/activate",
@@ -162,14 +184,17 @@ where
             detail: format!("got {finalized}"),
         });
     }
-    let mut records = PairingStore::load(&keys.records_path).map_err(|err| HandshakeError::Malformed {
-        what: "pairing record file",
-        detail: err.to_string(),
-    })?;
-    records.insert(server_id, &long_term).map_err(|err| HandshakeError::Malformed {
-        what: "pairing record file",
-        detail: err.to_string(),
-    })?;
+    let mut records =
+        PairingStore::load(&keys.records_path).map_err(|err| HandshakeError::Malformed {
+            what: "pairing record file",
+            detail: err.to_string(),
+        })?;
+    records
+        .insert(server_id, &long_term)
+        .map_err(|err| HandshakeError::Malformed {
+            what: "pairing record file",
+            detail: err.to_string(),
+        })?;
     tracing::info!(server_id, records = %keys.records_path.display(), "paired with the server; stored the pairing record");
 
     let message_1 = receive_pairing_step(ws, codec, "noise/handshake", timeout).await?;
@@ -181,7 +206,15 @@ where
         expected_server: Some(server_id),
         timeout,
     };
-    handshake::rehandshake_client(ws, codec.channel_mut(), &message_1, options, server_id, handshake_hash).await?;
+    handshake::rehandshake_client(
+        ws,
+        codec.channel_mut(),
+        &message_1,
+        options,
+        server_id,
+        handshake_hash,
+    )
+    .await?;
     Ok(())
 }
 
@@ -201,7 +234,9 @@ where
         let message = handshake::receive_json(ws, codec.channel_mut(), expected, timeout).await?;
         match message_type(&message) {
             Some(found) if found == expected || found == "pair/abort" => return Ok(message),
-            other => tracing::debug!(message_type = ?other, expected, "skipping a message during pairing"),
+            other => {
+                tracing::debug!(message_type = ?other, expected, "skipping a message during pairing")
+            }
         }
     }
 }

@@ -5,9 +5,9 @@
 pub mod client;
 pub mod decode;
 pub mod encrypted;
+pub mod output;
 pub mod request;
 pub mod roles;
-pub mod output;
 pub mod scheduler;
 pub mod servers;
 pub mod telemetry;

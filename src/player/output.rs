@@ -204,7 +204,11 @@ impl Output {
     /// Device outputs fail here when no matching device exists, with
     /// [`OutputError::NoDefaultDevice`] or [`OutputError::DeviceNotFound`].
     /// WAV files are created later, at the first audible frame of a stream.
-    pub fn start(spec: &OutputSpec, scheduler: Arc<Scheduler>, clock: impl ClockSource) -> Result<Output, OutputError> {
+    pub fn start(
+        spec: &OutputSpec,
+        scheduler: Arc<Scheduler>,
+        clock: impl ClockSource,
+    ) -> Result<Output, OutputError> {
         Self::start_with(spec, OutputOptions::default(), scheduler, clock)
     }
 
@@ -220,8 +224,12 @@ impl Output {
         let stop = StopFlag::default();
         let clock: Arc<dyn ClockSource> = Arc::new(clock);
         let thread = match spec {
-            OutputSpec::Default => device::spawn(None, options.sync_log, scheduler, clock, stop.clone())?,
-            OutputSpec::Device(name) => device::spawn(Some(name), options.sync_log, scheduler, clock, stop.clone())?,
+            OutputSpec::Default => {
+                device::spawn(None, options.sync_log, scheduler, clock, stop.clone())?
+            }
+            OutputSpec::Device(name) => {
+                device::spawn(Some(name), options.sync_log, scheduler, clock, stop.clone())?
+            }
             OutputSpec::Wav(path) => {
                 let recorder = recorder::Recorder::new(path.clone());
                 simulated::spawn(Some(recorder), options, scheduler, clock, stop.clone())?
@@ -289,7 +297,14 @@ mod tests {
 
     #[test]
     fn spec_rejects_invalid_forms() {
-        for value in ["", "speaker", "wav:", "device:", "Default", "file:/tmp/x.wav"] {
+        for value in [
+            "",
+            "speaker",
+            "wav:",
+            "device:",
+            "Default",
+            "file:/tmp/x.wav",
+        ] {
             let err = value.parse::<OutputSpec>().unwrap_err();
             assert_eq!(err.value, value);
             let message = err.to_string();

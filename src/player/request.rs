@@ -38,13 +38,19 @@ pub fn parse_format_request(spec: &str) -> Result<PlayerFormatRequest, String> {
     Ok(request)
 }
 
-fn parse_number<T: std::str::FromStr + Default + PartialEq>(spec: &str, field: &str, value: Option<&str>) -> Result<Option<T>, String> {
+fn parse_number<T: std::str::FromStr + Default + PartialEq>(
+    spec: &str,
+    field: &str,
+    value: Option<&str>,
+) -> Result<Option<T>, String> {
     let Some(value) = value else {
         return Ok(None);
     };
     match value.parse::<T>() {
         Ok(number) if number != T::default() => Ok(Some(number)),
-        _ => Err(format!("invalid format request {spec:?}: {field} {value:?} is not a positive whole number")),
+        _ => Err(format!(
+            "invalid format request {spec:?}: {field} {value:?} is not a positive whole number"
+        )),
     }
 }
 

@@ -202,7 +202,9 @@ pub struct PlaybackStatus {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SchedulerError {
     /// A chunk arrived while no stream was active.
-    #[error("audio chunk at server time {server_ts_us} us arrived before stream/start; it was dropped")]
+    #[error(
+        "audio chunk at server time {server_ts_us} us arrived before stream/start; it was dropped"
+    )]
     NoStream {
         /// Server time of the chunk's first frame in microseconds.
         server_ts_us: i64,
@@ -391,7 +393,9 @@ impl Scheduler {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A poisoned lock is recovered, because an audio callback that
         // panics on every later buffer is worse than playing on.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Starts a stream in `format`, as announced by `stream/start`.
@@ -541,8 +545,14 @@ impl Scheduler {
     /// includes its output latency in the local time. The buffer is silent
     /// when no stream is active, when `out` is not a whole number of frames,
     /// or when `clock` is not converged.
-    pub fn fill(&self, out: &mut [f32], local_time_of_first_frame_us: i64, clock: &ClockSnapshot) -> FillReport {
-        self.lock().fill(out, local_time_of_first_frame_us, clock, None)
+    pub fn fill(
+        &self,
+        out: &mut [f32],
+        local_time_of_first_frame_us: i64,
+        clock: &ClockSnapshot,
+    ) -> FillReport {
+        self.lock()
+            .fill(out, local_time_of_first_frame_us, clock, None)
     }
 
     /// Fills `out` like [`Scheduler::fill`] when the active stream is in
@@ -608,7 +618,13 @@ impl State {
             .iter()
             .rposition(|queued| queued.server_ts_us <= server_ts_us)
             .map_or(0, |index| index + 1);
-        self.queue.insert(position, Chunk { server_ts_us, samples });
+        self.queue.insert(
+            position,
+            Chunk {
+                server_ts_us,
+                samples,
+            },
+        );
         self.evict_overflow(format);
         Ok(())
     }
@@ -700,7 +716,13 @@ impl State {
     /// Anchors playback on the first queued chunk that reaches into a buffer
     /// of `frames` frames starting at `server_time_us`, dropping chunks that
     /// end before it. Returns false when no chunk reaches into the buffer.
-    fn anchor(&mut self, server_time_us: i64, frames: usize, format: AudioFormat, report: &mut FillReport) -> bool {
+    fn anchor(
+        &mut self,
+        server_time_us: i64,
+        frames: usize,
+        format: AudioFormat,
+        report: &mut FillReport,
+    ) -> bool {
         let channels = usize::from(format.channels);
         while let Some(front) = self.queue.front() {
             let offset = us_to_frames(front.server_ts_us - server_time_us, format.sample_rate);
@@ -749,7 +771,8 @@ impl State {
         };
         cursor.correction = Correction::None;
         let clock_frame = us_to_frames(server_time_us - cursor.ref_ts_us, sample_rate);
-        let exact_clock_frame = (server_time_us - cursor.ref_ts_us) as f64 * f64::from(sample_rate) / 1e6;
+        let exact_clock_frame =
+            (server_time_us - cursor.ref_ts_us) as f64 * f64::from(sample_rate) / 1e6;
         let error_frames = cursor.next_frame as f64 - exact_clock_frame;
         let error_us = frames_to_us(cursor.next_frame - clock_frame, sample_rate);
         if error_us.abs() <= REANCHOR_THRESHOLD_US {
@@ -783,7 +806,10 @@ impl State {
     /// time, and applies the planned one-frame correction at the end.
     fn render(&mut self, out: &mut [f32], format: AudioFormat, report: &mut FillReport) {
         let channels = usize::from(format.channels);
-        let correction = self.cursor.as_ref().map_or(Correction::None, |cursor| cursor.correction);
+        let correction = self
+            .cursor
+            .as_ref()
+            .map_or(Correction::None, |cursor| cursor.correction);
         let mut frames = out.len() / channels;
         if correction == Correction::Insert && frames >= 2 {
             // The last frame repeats the one before it, so one frame less
@@ -793,7 +819,10 @@ impl State {
         self.render_frames(&mut out[..frames * channels], format, report);
         match correction {
             Correction::Insert if frames < out.len() / channels => {
-                out.copy_within((frames - 1) * channels..frames * channels, frames * channels);
+                out.copy_within(
+                    (frames - 1) * channels..frames * channels,
+                    frames * channels,
+                );
                 report.counters.frames_inserted += 1;
             }
             Correction::Drop => {
@@ -820,7 +849,9 @@ impl State {
             let remaining = frames - written;
             let run = match self.current.as_ref() {
                 None => self.play_starved(remaining, report),
-                Some(_) => self.play_current(&mut out[written * channels..], format, written, report),
+                Some(_) => {
+                    self.play_current(&mut out[written * channels..], format, written, report)
+                }
             };
             written += run;
         }
@@ -881,7 +912,13 @@ impl State {
     /// up to the first available frame, or samples up to the chunk's end.
     /// `out_frame` is the run's frame index in the whole buffer. Returns the
     /// frames written.
-    fn play_current(&mut self, out: &mut [f32], format: AudioFormat, out_frame: usize, report: &mut FillReport) -> usize {
+    fn play_current(
+        &mut self,
+        out: &mut [f32],
+        format: AudioFormat,
+        out_frame: usize,
+        report: &mut FillReport,
+    ) -> usize {
         let channels = usize::from(format.channels);
         let remaining = out.len() / channels;
         let (Some(cursor), Some(current)) = (self.cursor.as_mut(), self.current.as_ref()) else {
@@ -1030,7 +1067,12 @@ mod tests {
         let chunks = seconds * RATE as usize / chunk_frames + 20;
         for index in 0..chunks {
             let server_us = 100_000 + frames_to_us((index * chunk_frames) as i64, RATE);
-            scheduler.push_chunk(server_us, ramp(index * chunk_frames * CHANNELS, chunk_frames)).unwrap();
+            scheduler
+                .push_chunk(
+                    server_us,
+                    ramp(index * chunk_frames * CHANNELS, chunk_frames),
+                )
+                .unwrap();
         }
         let block_frames = 480;
         let card_rate = f64::from(RATE) * (1.0 + drift_ppm * 1e-6);
@@ -1048,7 +1090,10 @@ mod tests {
     /// Returns the largest step between consecutive output frames, in
     /// frames of the ramp.
     fn max_ramp_step(output: &[f32]) -> f64 {
-        let firsts: Vec<f64> = output.chunks(CHANNELS).map(|frame| f64::from(frame[0]) * 65_536.0).collect();
+        let firsts: Vec<f64> = output
+            .chunks(CHANNELS)
+            .map(|frame| f64::from(frame[0]) * 65_536.0)
+            .collect();
         let mut worst: f64 = 0.0;
         for pair in firsts.windows(2) {
             let mut step = pair[1] - pair[0];
@@ -1067,12 +1112,22 @@ mod tests {
         let counters = total(&reports);
 
         // 30 s at 200 ppm is 288 frames behind, caught up one at a time.
-        assert!((280..=296).contains(&counters.frames_dropped), "{counters:?}");
+        assert!(
+            (280..=296).contains(&counters.frames_dropped),
+            "{counters:?}"
+        );
         assert_eq!(counters.frames_inserted, 0);
         assert_eq!(counters.reanchors, 0);
-        let worst = reports.iter().filter_map(|r| r.position_error_frames).map(f64::abs).fold(0.0, f64::max);
+        let worst = reports
+            .iter()
+            .filter_map(|r| r.position_error_frames)
+            .map(f64::abs)
+            .fold(0.0, f64::max);
         assert!(worst < 1.5, "position error reached {worst} frames");
-        assert!(max_ramp_step(&output) <= 1.0 + 1e-6, "a jump of more than one frame");
+        assert!(
+            max_ramp_step(&output) <= 1.0 + 1e-6,
+            "a jump of more than one frame"
+        );
     }
 
     #[test]
@@ -1081,12 +1136,22 @@ mod tests {
         let counters = total(&reports);
 
         // 30 s at 150 ppm is 216 frames ahead.
-        assert!((208..=224).contains(&counters.frames_inserted), "{counters:?}");
+        assert!(
+            (208..=224).contains(&counters.frames_inserted),
+            "{counters:?}"
+        );
         assert_eq!(counters.frames_dropped, 0);
         assert_eq!(counters.reanchors, 0);
-        let worst = reports.iter().filter_map(|r| r.position_error_frames).map(f64::abs).fold(0.0, f64::max);
+        let worst = reports
+            .iter()
+            .filter_map(|r| r.position_error_frames)
+            .map(f64::abs)
+            .fold(0.0, f64::max);
         assert!(worst < 1.5, "position error reached {worst} frames");
-        assert!(max_ramp_step(&output) <= 1.0 + 1e-6, "a jump of more than one frame");
+        assert!(
+            max_ramp_step(&output) <= 1.0 + 1e-6,
+            "a jump of more than one frame"
+        );
     }
 
     #[test]
@@ -1097,7 +1162,9 @@ mod tests {
         for index in 0..10 {
             let samples = ramp(source.len(), 480);
             source.extend_from_slice(&samples);
-            scheduler.push_chunk(2_000_000 + index * 10_000, samples).unwrap();
+            scheduler
+                .push_chunk(2_000_000 + index * 10_000, samples)
+                .unwrap();
         }
         play(&scheduler, &clock(), local(2_000_000), 1, 480);
 
@@ -1236,7 +1303,12 @@ mod tests {
     #[test]
     fn volume_and_mute() {
         let chunk = ramp(0, 480);
-        let cases: [(u8, bool, f32); 4] = [(100, false, 1.0), (50, false, 0.125), (100, true, 0.0), (0, false, 0.0)];
+        let cases: [(u8, bool, f32); 4] = [
+            (100, false, 1.0),
+            (50, false, 0.125),
+            (100, true, 0.0),
+            (0, false, 0.0),
+        ];
         for (volume, muted, gain) in cases {
             let scheduler = started();
             scheduler.set_volume(volume);
@@ -1247,7 +1319,10 @@ mod tests {
 
             let expected: Vec<f32> = chunk.iter().map(|sample| sample * gain).collect();
             assert_samples_eq(&output, &expected);
-            assert_eq!(reports[0].counters.frames_played, 480, "volume {volume} muted {muted}");
+            assert_eq!(
+                reports[0].counters.frames_played, 480,
+                "volume {volume} muted {muted}"
+            );
         }
     }
 
@@ -1293,7 +1368,9 @@ mod tests {
         assert_eq!(reports[0].format, None);
         assert_eq!(
             scheduler.push_chunk(2_020_000, ramp(0, 480)),
-            Err(SchedulerError::NoStream { server_ts_us: 2_020_000 })
+            Err(SchedulerError::NoStream {
+                server_ts_us: 2_020_000
+            })
         );
         scheduler.start_stream(format()).unwrap();
         assert_eq!(scheduler.status().stream_generation, 2);
@@ -1307,7 +1384,9 @@ mod tests {
         assert_eq!(scheduler.status().buffered_us, 10_000);
         assert_eq!(scheduler.status().stream_generation, 1);
 
-        scheduler.start_stream(AudioFormat::pcm(44_100, 2, 16)).unwrap();
+        scheduler
+            .start_stream(AudioFormat::pcm(44_100, 2, 16))
+            .unwrap();
         assert_eq!(scheduler.status().buffered_us, 0);
         assert_eq!(scheduler.status().stream_generation, 2);
     }
@@ -1320,7 +1399,9 @@ mod tests {
         for index in 0..20 {
             let samples = ramp(source.len(), chunk_frames);
             source.extend_from_slice(&samples);
-            scheduler.push_chunk(2_000_000 + index * 10_000, samples).unwrap();
+            scheduler
+                .push_chunk(2_000_000 + index * 10_000, samples)
+                .unwrap();
         }
         play(&scheduler, &clock(), local(2_000_000), 2, 480);
 
@@ -1349,7 +1430,9 @@ mod tests {
         for index in 0..20 {
             let samples = ramp(source.len(), 480);
             source.extend_from_slice(&samples);
-            scheduler.push_chunk(2_000_000 + index * 10_000, samples).unwrap();
+            scheduler
+                .push_chunk(2_000_000 + index * 10_000, samples)
+                .unwrap();
         }
         play(&scheduler, &clock(), local(2_000_000), 2, 480);
 
@@ -1374,7 +1457,9 @@ mod tests {
         for index in 0..10 {
             let samples = ramp(source.len(), 480);
             source.extend_from_slice(&samples);
-            scheduler.push_chunk(2_000_000 + index * 10_000, samples).unwrap();
+            scheduler
+                .push_chunk(2_000_000 + index * 10_000, samples)
+                .unwrap();
         }
         play(&scheduler, &clock(), local(2_000_000), 1, 480);
 
@@ -1388,7 +1473,10 @@ mod tests {
         assert_eq!(counters.frames_dropped, 6);
         assert_samples_eq(frames(&output, 0, 480), frames(&source, 480, 480));
         assert_samples_eq(frames(&output, 480, 480), frames(&source, 961, 480));
-        assert!(max_ramp_step(&output) <= 1.0 + 1e-6, "a jump of more than one frame");
+        assert!(
+            max_ramp_step(&output) <= 1.0 + 1e-6,
+            "a jump of more than one frame"
+        );
     }
 
     #[test]
@@ -1400,7 +1488,10 @@ mod tests {
         assert_samples_eq(frames(&output, 0, 480), &first[..]);
         assert_eq!(total(&reports).underruns, 1);
         assert_eq!(reports[2].state, PlaybackState::Buffering);
-        assert!(scheduler.status().underrun, "an underrun is reported while starved");
+        assert!(
+            scheduler.status().underrun,
+            "an underrun is reported while starved"
+        );
 
         // The next chunk arrives 20 ms after its start time: it joins at its
         // frame position, so its first 960 frames are skipped.
@@ -1411,7 +1502,10 @@ mod tests {
         assert_samples_eq(&output, frames(&late, 960, 480));
         assert_eq!(reports[0].state, PlaybackState::Playing);
         assert_eq!(reports[0].counters.underruns, 0);
-        assert!(!scheduler.status().underrun, "the underrun ends once audio plays");
+        assert!(
+            !scheduler.status().underrun,
+            "the underrun ends once audio plays"
+        );
     }
 
     #[test]
@@ -1435,7 +1529,9 @@ mod tests {
         let scheduler = Scheduler::with_max_buffer_us(50_000);
         scheduler.start_stream(format()).unwrap();
         for index in 0..10 {
-            scheduler.push_chunk(2_000_000 + index * 10_000, ramp(0, 480)).unwrap();
+            scheduler
+                .push_chunk(2_000_000 + index * 10_000, ramp(0, 480))
+                .unwrap();
         }
 
         let status = scheduler.status();
@@ -1485,10 +1581,16 @@ mod tests {
         let scheduler = started();
         assert_eq!(
             scheduler.push_chunk(0, vec![0.0; 3]),
-            Err(SchedulerError::PartialFrame { samples: 3, channels: 2 })
+            Err(SchedulerError::PartialFrame {
+                samples: 3,
+                channels: 2
+            })
         );
         let bad = AudioFormat::pcm(0, 2, 16);
-        assert_eq!(scheduler.start_stream(bad), Err(SchedulerError::InvalidFormat { format: bad }));
+        assert_eq!(
+            scheduler.start_stream(bad),
+            Err(SchedulerError::InvalidFormat { format: bad })
+        );
     }
 
     #[test]

@@ -31,7 +31,11 @@ pub struct ServerSide<'a> {
 
 /// Applies the multiple-server rules to a `current` server and a `new` one
 /// that has completed its handshake.
-pub fn choose_server(current: ServerSide<'_>, new: ServerSide<'_>, last_played: Option<&str>) -> Choice {
+pub fn choose_server(
+    current: ServerSide<'_>,
+    new: ServerSide<'_>,
+    last_played: Option<&str>,
+) -> Choice {
     match (current.reason, new.reason) {
         (_, ConnectionReason::Playback) => Choice::SwitchToNew,
         (ConnectionReason::Playback, ConnectionReason::Discovery) => Choice::KeepCurrent,
@@ -73,12 +77,23 @@ impl LastPlayedStore {
         let base = std::env::var_os("XDG_STATE_HOME")
             .filter(|dir| !dir.is_empty())
             .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".local/state")))?;
+            .or_else(|| {
+                std::env::var_os("HOME").map(|home| Path::new(&home).join(".local/state"))
+            })?;
         let file: String = client_id
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '-'
+                }
+            })
             .collect();
-        Some(LastPlayedStore::new(base.join("resonate").join(format!("last-played-{file}.json"))))
+        Some(LastPlayedStore::new(
+            base.join("resonate")
+                .join(format!("last-played-{file}.json")),
+        ))
     }
 
     pub fn path(&self) -> &Path {

@@ -34,7 +34,12 @@ struct Connection {
 }
 
 impl PlayerTelemetry {
-    pub fn new(hub: Telemetry, dialect: Dialect, scheduler: Arc<Scheduler>, clock: SharedClock) -> PlayerTelemetry {
+    pub fn new(
+        hub: Telemetry,
+        dialect: Dialect,
+        scheduler: Arc<Scheduler>,
+        clock: SharedClock,
+    ) -> PlayerTelemetry {
         let connection = Connection {
             phase: Phase::Connecting,
             ..Default::default()
@@ -50,7 +55,10 @@ impl PlayerTelemetry {
 
     /// Updates the connection state from a player event and logs it.
     pub fn on_event(&self, event: &PlayerEvent) {
-        let mut connection = self.connection.lock().expect("player telemetry lock poisoned");
+        let mut connection = self
+            .connection
+            .lock()
+            .expect("player telemetry lock poisoned");
         let line = match event {
             PlayerEvent::Connected {
                 server_id,
@@ -65,10 +73,20 @@ impl PlayerTelemetry {
                 connection.server_name = Some(server_name.clone());
                 connection.roles = active_roles.clone();
                 connection.connected_unix_ms = unix_ms_now();
-                Event::now(EventKind::Connected, format!("connected to {server_name:?}")).with_client(Some(server_id.as_str()))
+                Event::now(
+                    EventKind::Connected,
+                    format!("connected to {server_name:?}"),
+                )
+                .with_client(Some(server_id.as_str()))
             }
-            PlayerEvent::ServerRejected { server_id, .. } => Event::now(EventKind::Info, format!("kept the current server over {server_id}")),
-            PlayerEvent::ServerSwitched { from, to } => Event::now(EventKind::Replaced, format!("switched from server {from} to {to}")),
+            PlayerEvent::ServerRejected { server_id, .. } => Event::now(
+                EventKind::Info,
+                format!("kept the current server over {server_id}"),
+            ),
+            PlayerEvent::ServerSwitched { from, to } => Event::now(
+                EventKind::Replaced,
+                format!("switched from server {from} to {to}"),
+            ),
             PlayerEvent::StreamStarted { format } => {
                 connection.format = Some(format.to_string());
                 Event::now(EventKind::Stream, format!("stream started: {format}"))
@@ -80,13 +98,21 @@ impl PlayerTelemetry {
             PlayerEvent::Disconnected { cause } => {
                 connection.phase = Phase::Connecting;
                 connection.format = None;
-                Event::now(EventKind::Disconnected, cause.to_string()).with_client(connection.server_id.as_deref())
+                Event::now(EventKind::Disconnected, cause.to_string())
+                    .with_client(connection.server_id.as_deref())
             }
             // The feed shows the player's connection, not what its group plays.
             PlayerEvent::ServerState(_) | PlayerEvent::GroupUpdate(_) => return,
-            PlayerEvent::Retrying { attempt, delay, error } => Event::now(
+            PlayerEvent::Retrying {
+                attempt,
+                delay,
+                error,
+            } => Event::now(
                 EventKind::Info,
-                format!("connection attempt {attempt} failed ({error}); retrying in {} ms", delay.as_millis()),
+                format!(
+                    "connection attempt {attempt} failed ({error}); retrying in {} ms",
+                    delay.as_millis()
+                ),
             ),
         };
         drop(connection);
@@ -97,7 +123,10 @@ impl PlayerTelemetry {
     pub fn publish(&self) {
         let status = self.scheduler.status();
         let clock = self.clock.snapshot();
-        let connection = self.connection.lock().expect("player telemetry lock poisoned");
+        let connection = self
+            .connection
+            .lock()
+            .expect("player telemetry lock poisoned");
         let source = self.hub.source();
         let row = SessionRow {
             session: "server".into(),

@@ -80,11 +80,23 @@ pub struct ClientHello {
     pub version: u32,
     /// Versioned roles in priority order, most preferred first.
     pub supported_roles: Vec<String>,
-    #[serde(rename = "player@v1_support", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "player@v1_support",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub player_support: Option<PlayerSupport>,
-    #[serde(rename = "artwork@v1_support", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "artwork@v1_support",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub artwork_support: Option<ArtworkSupport>,
-    #[serde(rename = "visualizer@v1_support", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "visualizer@v1_support",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub visualizer_support: Option<Value>,
     /// Support objects of other roles and versions, by key.
     #[serde(flatten)]
@@ -325,25 +337,65 @@ pub enum RepeatMode {
 pub struct Metadata {
     /// Server clock in microseconds at which this metadata is valid.
     pub timestamp: i64,
-    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub title: Option<Option<String>>,
-    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub artist: Option<Option<String>>,
-    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub album_artist: Option<Option<String>>,
-    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub album: Option<Option<String>>,
-    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub artwork_url: Option<Option<String>>,
-    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub year: Option<Option<i32>>,
-    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub track: Option<Option<u32>>,
-    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub progress: Option<Option<TrackProgress>>,
-    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub repeat: Option<Option<RepeatMode>>,
-    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub shuffle: Option<Option<bool>>,
 }
 
@@ -447,11 +499,23 @@ pub enum PlaybackState {
 /// The client's group, as a delta.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct GroupUpdate {
-    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub playback_state: Option<Option<PlaybackState>>,
-    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub group_id: Option<Option<String>>,
-    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub group_name: Option<Option<String>>,
 }
 

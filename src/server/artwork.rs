@@ -72,12 +72,21 @@ impl ArtChannel {
             "album" => ArtSource::Album,
             "artist" => ArtSource::Artist,
             "none" => ArtSource::None,
-            other => return Err(format!("artwork source {other:?} is not album, artist or none")),
+            other => {
+                return Err(format!(
+                    "artwork source {other:?} is not album, artist or none"
+                ))
+            }
         };
         let format = parse_format(&support.format)?;
-        for (name, side) in [("media_width", support.media_width), ("media_height", support.media_height)] {
+        for (name, side) in [
+            ("media_width", support.media_width),
+            ("media_height", support.media_height),
+        ] {
             if side == 0 || side > MAX_SIDE {
-                return Err(format!("artwork {name} {side} is outside 1 to {MAX_SIDE} pixels"));
+                return Err(format!(
+                    "artwork {name} {side} is outside 1 to {MAX_SIDE} pixels"
+                ));
             }
         }
         Ok(ArtChannel {
@@ -92,7 +101,10 @@ impl ArtChannel {
     /// Validates a channel of a Sendspin 1.0 `client/state` artwork object:
     /// `source`, and unless it is `none`, `format`, `width` and `height`.
     pub fn parse_state(channel: &serde_json::Value) -> Result<ArtChannel, String> {
-        let source = channel.get("source").and_then(serde_json::Value::as_str).ok_or("artwork channel has no source")?;
+        let source = channel
+            .get("source")
+            .and_then(serde_json::Value::as_str)
+            .ok_or("artwork channel has no source")?;
         if source == "none" {
             return Ok(ArtChannel {
                 source: ArtSource::None,
@@ -103,17 +115,28 @@ impl ArtChannel {
             });
         }
         let side = |name: &str| -> Result<u32, String> {
-            let value = channel.get(name).and_then(serde_json::Value::as_u64).ok_or_else(|| format!("artwork channel has no {name}"))?;
-            u32::try_from(value).map_err(|_| format!("artwork {name} {value} is outside 1 to {MAX_SIDE} pixels"))
+            let value = channel
+                .get(name)
+                .and_then(serde_json::Value::as_u64)
+                .ok_or_else(|| format!("artwork channel has no {name}"))?;
+            u32::try_from(value)
+                .map_err(|_| format!("artwork {name} {value} is outside 1 to {MAX_SIDE} pixels"))
         };
         let support = ArtworkChannelSupport {
             source: source.to_string(),
-            format: channel.get("format").and_then(serde_json::Value::as_str).ok_or("artwork channel has no format")?.to_string(),
+            format: channel
+                .get("format")
+                .and_then(serde_json::Value::as_str)
+                .ok_or("artwork channel has no format")?
+                .to_string(),
             media_width: side("width")?,
             media_height: side("height")?,
         };
         let parsed = ArtChannel::parse(&support).map_err(|reason| reason.replace("media_", ""))?;
-        Ok(ArtChannel { padded: true, ..parsed })
+        Ok(ArtChannel {
+            padded: true,
+            ..parsed
+        })
     }
 
     /// Builds the channel's entry in `stream/start`: its source, format
@@ -162,16 +185,29 @@ pub fn fit(width: u32, height: u32, max_width: u32, max_height: u32) -> (u32, u3
 /// Decodes `cover`, scales it to fit `channel` and encodes it in the
 /// channel's format.
 pub fn render(cover: &[u8], channel: &ArtChannel) -> Result<Vec<u8>, String> {
-    let image = image::load_from_memory(cover).map_err(|err| format!("cannot decode the cover image: {err}"))?;
-    let (width, height) = fit(image.width(), image.height(), channel.max_width, channel.max_height);
+    let image = image::load_from_memory(cover)
+        .map_err(|err| format!("cannot decode the cover image: {err}"))?;
+    let (width, height) = fit(
+        image.width(),
+        image.height(),
+        channel.max_width,
+        channel.max_height,
+    );
     let mut scaled = if (width, height) == (image.width(), image.height()) {
         image
     } else {
         image.resize_exact(width, height, FilterType::Triangle)
     };
     if channel.padded && (width, height) != (channel.max_width, channel.max_height) {
-        let mut canvas = image::RgbaImage::from_pixel(channel.max_width, channel.max_height, image::Rgba([0, 0, 0, 255]));
-        let (x, y) = ((channel.max_width - width) / 2, (channel.max_height - height) / 2);
+        let mut canvas = image::RgbaImage::from_pixel(
+            channel.max_width,
+            channel.max_height,
+            image::Rgba([0, 0, 0, 255]),
+        );
+        let (x, y) = (
+            (channel.max_width - width) / 2,
+            (channel.max_height - height) / 2,
+        );
         image::imageops::overlay(&mut canvas, &scaled.to_rgba8(), i64::from(x), i64::from(y));
         scaled = DynamicImage::ImageRgba8(canvas);
     }
@@ -183,7 +219,12 @@ pub fn render(cover: &[u8], channel: &ArtChannel) -> Result<Vec<u8>, String> {
     let mut out = Cursor::new(Vec::new());
     scaled
         .write_to(&mut out, channel.format.image_format())
-        .map_err(|err| format!("cannot encode the cover as {}: {err}", channel.format.as_str()))?;
+        .map_err(|err| {
+            format!(
+                "cannot encode the cover as {}: {err}",
+                channel.format.as_str()
+            )
+        })?;
     Ok(out.into_inner())
 }
 
@@ -192,9 +233,13 @@ mod tests {
     use super::*;
 
     fn png(width: u32, height: u32) -> Vec<u8> {
-        let image = image::RgbImage::from_fn(width, height, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 128]));
+        let image = image::RgbImage::from_fn(width, height, |x, y| {
+            image::Rgb([(x % 256) as u8, (y % 256) as u8, 128])
+        });
         let mut out = Cursor::new(Vec::new());
-        DynamicImage::ImageRgb8(image).write_to(&mut out, ImageFormat::Png).unwrap();
+        DynamicImage::ImageRgb8(image)
+            .write_to(&mut out, ImageFormat::Png)
+            .unwrap();
         out.into_inner()
     }
 
@@ -220,19 +265,32 @@ mod tests {
     #[test]
     fn render_scales_and_encodes_every_format() {
         let cover = png(800, 400);
-        for (format, expected) in [(ArtFormat::Jpeg, ImageFormat::Jpeg), (ArtFormat::Png, ImageFormat::Png), (ArtFormat::Bmp, ImageFormat::Bmp)] {
+        for (format, expected) in [
+            (ArtFormat::Jpeg, ImageFormat::Jpeg),
+            (ArtFormat::Png, ImageFormat::Png),
+            (ArtFormat::Bmp, ImageFormat::Bmp),
+        ] {
             let bytes = render(&cover, &channel(format, 200, 200)).unwrap();
             assert_eq!(image::guess_format(&bytes).unwrap(), expected);
             let decoded = image::load_from_memory(&bytes).unwrap();
-            assert_eq!((decoded.width(), decoded.height()), (200, 100), "{format:?}");
+            assert_eq!(
+                (decoded.width(), decoded.height()),
+                (200, 100),
+                "{format:?}"
+            );
         }
     }
 
     #[test]
     fn padded_channels_get_their_exact_size() {
         let cover = png(800, 400);
-        let channel = ArtChannel::parse_state(&serde_json::json!({"source": "album", "format": "png", "width": 100, "height": 100})).unwrap();
-        let decoded = image::load_from_memory(&render(&cover, &channel).unwrap()).unwrap().to_rgb8();
+        let channel = ArtChannel::parse_state(
+            &serde_json::json!({"source": "album", "format": "png", "width": 100, "height": 100}),
+        )
+        .unwrap();
+        let decoded = image::load_from_memory(&render(&cover, &channel).unwrap())
+            .unwrap()
+            .to_rgb8();
         assert_eq!(decoded.dimensions(), (100, 100));
         // The 100x50 cover sits in rows 25 to 74; the bands around it are black.
         assert_eq!(decoded.get_pixel(50, 10).0, [0, 0, 0]);
@@ -240,7 +298,9 @@ mod tests {
         assert_eq!(decoded.get_pixel(50, 50).0[2], 128);
         let off = ArtChannel::parse_state(&serde_json::json!({"source": "none"})).unwrap();
         assert_eq!(off.source, ArtSource::None);
-        let missing = ArtChannel::parse_state(&serde_json::json!({"source": "album", "format": "png", "width": 100}));
+        let missing = ArtChannel::parse_state(
+            &serde_json::json!({"source": "album", "format": "png", "width": 100}),
+        );
         assert_eq!(missing.unwrap_err(), "artwork channel has no height");
     }
 
@@ -253,8 +313,14 @@ mod tests {
             media_height: 100,
         };
         assert!(ArtChannel::parse(&support).unwrap_err().contains("\"gif\""));
-        let support = ArtworkChannelSupport { format: "png".into(), media_width: 0, ..support };
-        assert!(ArtChannel::parse(&support).unwrap_err().contains("media_width 0"));
+        let support = ArtworkChannelSupport {
+            format: "png".into(),
+            media_width: 0,
+            ..support
+        };
+        assert!(ArtChannel::parse(&support)
+            .unwrap_err()
+            .contains("media_width 0"));
         assert!(render(b"not an image", &channel(ArtFormat::Png, 10, 10)).is_err());
     }
 }

@@ -21,36 +21,54 @@ use super::artwork::{render, ArtChannel, ArtSource, MAX_CHANNELS};
 use super::dial::{DialContext, DialRequest, DialSlots, Dialed};
 use super::group::{EventSink, Group, Member, Pacing};
 use super::metadata::MetadataView;
-use super::queue::QueueEntry;
-use crate::audio::tags::{read_tags, TrackTags};
-use crate::protocol::{
-    ArtworkChannelSupport, ArtworkFormatRequest, BinaryFrame, BinaryKind, ClientStateKind, RepeatMode, StreamStart,
-    StreamStartArtwork,
-};
-use crate::dialect::Outgoing;
 use super::negotiate::{answer_request, choose_format};
+use super::queue::QueueEntry;
 use super::volume::{group_muted, group_volume, set_group_volume};
 use super::{Grouping, ServerConfig, ServerEvent, ServerStats};
+use crate::audio::tags::{read_tags, TrackTags};
 use crate::clock::now_us;
+use crate::dialect::Outgoing;
 use crate::dialect::{Dialect, Incoming};
 use crate::protocol::{
-    activate_roles, ClientCommand, ClientHello, ClientState, ConnectionReason, ControllerState, Message, PlayerCommand,
-    ServerCommand, ServerHello, ServerState, StreamRequestFormat, PROTOCOL_VERSION,
+    activate_roles, ClientCommand, ClientHello, ClientState, ConnectionReason, ControllerState,
+    Message, PlayerCommand, ServerCommand, ServerHello, ServerState, StreamRequestFormat,
+    PROTOCOL_VERSION,
+};
+use crate::protocol::{
+    ArtworkChannelSupport, ArtworkFormatRequest, BinaryFrame, BinaryKind, ClientStateKind,
+    RepeatMode, StreamStart, StreamStartArtwork,
 };
 use crate::session::{self, CloseCause, EventKind, SessionEvent, SessionHandle, SessionId, Side};
 use crate::telemetry::{Telemetry, REPORT_ROLE};
-use telemetry::{SessionCounts, SessionTelemetry};
 pub(super) use telemetry::telemetry_event;
+use telemetry::{SessionCounts, SessionTelemetry};
 
 /// Roles this server activates. The last one lets `resonate` players
 /// report their own clock and buffer state for telemetry. The visualizer
 /// role is left out: the server has no visualization data to send.
-const IMPLEMENTED_ROLES: [&str; 5] = ["player@v1", "controller@v1", "metadata@v1", "artwork@v1", REPORT_ROLE];
+const IMPLEMENTED_ROLES: [&str; 5] = [
+    "player@v1",
+    "controller@v1",
+    "metadata@v1",
+    "artwork@v1",
+    REPORT_ROLE,
+];
 
 /// Controller commands this server carries out.
 const CONTROLLER_COMMANDS: [&str; 13] = [
-    "play", "pause", "stop", "next", "previous", "volume", "mute", "repeat_off", "repeat_one", "repeat_all", "shuffle",
-    "unshuffle", "switch",
+    "play",
+    "pause",
+    "stop",
+    "next",
+    "previous",
+    "volume",
+    "mute",
+    "repeat_off",
+    "repeat_one",
+    "repeat_all",
+    "shuffle",
+    "unshuffle",
+    "switch",
 ];
 
 /// Controller commands that apply to a live stream.
@@ -86,7 +104,11 @@ pub enum ServerError {
 /// An accepted connection ready for its session: the stream, the peer, the
 /// dialect, and for Sendspin 1.0 the codec of its handshake and a frame
 /// read before the session.
-type Accepted = (WebSocketStream<TcpStream>, SocketAddr, super::encrypted::Opened);
+type Accepted = (
+    WebSocketStream<TcpStream>,
+    SocketAddr,
+    super::encrypted::Opened,
+);
 
 struct SessionEntry {
     handle: SessionHandle,
@@ -238,7 +260,12 @@ impl Core {
 
     /// Runs the WebSocket handshake in a tracked task; the open stream comes
     /// back to the core, which alone creates sessions.
-    fn start_handshake(&self, stream: TcpStream, peer: SocketAddr, accepted: mpsc::Sender<Accepted>) {
+    fn start_handshake(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        accepted: mpsc::Sender<Accepted>,
+    ) {
         let Some(admission) = self.admit(stream, peer) else {
             return;
         };
@@ -313,10 +340,14 @@ impl Core {
             self.stats.rejected("max_sessions");
             let detail = format!("{open} sessions open or in handshake");
             log_rejected_connection(peer, "max_sessions", &detail);
-            let message = format!("server is full: {} sessions at most; try again later", limits.max_sessions);
+            let message = format!(
+                "server is full: {} sessions at most; try again later",
+                limits.max_sessions
+            );
             let limits = limits.clone();
             self.tracker.spawn(async move {
-                crate::transport::reject(stream, StatusCode::SERVICE_UNAVAILABLE, message, &limits).await;
+                crate::transport::reject(stream, StatusCode::SERVICE_UNAVAILABLE, message, &limits)
+                    .await;
                 drop(guard);
             });
             return None;
@@ -327,7 +358,10 @@ impl Core {
     /// Opens a session on a connection a dial loop made, unless a newer
     /// loop for the same address has replaced that loop.
     fn open_dialed(&mut self, connection: Dialed) {
-        if !self.dial_slots.is_current(&connection.address, connection.generation) {
+        if !self
+            .dial_slots
+            .is_current(&connection.address, connection.generation)
+        {
             tracing::debug!(address = %connection.address, "dropping a connection of a replaced dial loop");
             return;
         }
@@ -342,7 +376,12 @@ impl Core {
             codec: dialect.codec(),
             first_frame: None,
         };
-        self.open_session(connection.ws, connection.peer, opened, Some(connection.closed));
+        self.open_session(
+            connection.ws,
+            connection.peer,
+            opened,
+            Some(connection.closed),
+        );
     }
 
     fn open_session(
@@ -363,7 +402,10 @@ impl Core {
             self.session_events_tx.clone(),
             &self.tracker,
         );
-        self.events.emit(ServerEvent::SessionOpened { session: handle.id, peer });
+        self.events.emit(ServerEvent::SessionOpened {
+            session: handle.id,
+            peer,
+        });
         let entry = SessionEntry {
             handle,
             dialect,
@@ -386,7 +428,10 @@ impl Core {
                 ..
             } => {
                 if let Some(entry) = self.sessions.get_mut(&id) {
-                    entry.telemetry.clock.record_exchange(client_transmitted, server_received);
+                    entry
+                        .telemetry
+                        .clock
+                        .record_exchange(client_transmitted, server_received);
                 }
             }
             EventKind::RoundTrip { rtt_us } => {
@@ -435,7 +480,9 @@ impl Core {
         };
         let handle = entry.handle.clone();
         if entry.client_id.is_some() {
-            handle.close(CloseCause::ProtocolError("second client/hello on one connection".into()));
+            handle.close(CloseCause::ProtocolError(
+                "second client/hello on one connection".into(),
+            ));
             return;
         }
         if let Err(reason) = validate_hello(&hello) {
@@ -461,7 +508,11 @@ impl Core {
         let is_player = activation.active.iter().any(|r| r == "player@v1");
         let is_controller = activation.active.iter().any(|r| r == "controller@v1");
         let is_metadata = activation.active.iter().any(|r| r == "metadata@v1");
-        let player = if is_player { self.negotiate(&hello) } else { None };
+        let player = if is_player {
+            self.negotiate(&hello)
+        } else {
+            None
+        };
 
         // Replace-and-evict in one step: the registry never holds two
         // sessions for one client_id.
@@ -484,7 +535,11 @@ impl Core {
             group: group_id.clone(),
             is_player,
             is_controller,
-            player_commands: hello.player_support.as_ref().map(|s| s.supported_commands.clone()).unwrap_or_default(),
+            player_commands: hello
+                .player_support
+                .as_ref()
+                .map(|s| s.supported_commands.clone())
+                .unwrap_or_default(),
             volume: 100,
             muted: false,
             is_metadata,
@@ -525,7 +580,10 @@ impl Core {
             player,
         };
         let now = now_us();
-        let group = self.groups.get_mut(&group_id).expect("group_for creates the group");
+        let group = self
+            .groups
+            .get_mut(&group_id)
+            .expect("group_for creates the group");
         group.join(member, true, self.pacing, now, &self.events);
         if has_artwork {
             self.start_artwork_stream(&client_id);
@@ -577,7 +635,10 @@ impl Core {
             return;
         };
         let Some(current) = group.player_format(&client_id) else {
-            tracing::info!(client_id, "ignoring stream/request-format from a client that gets no audio");
+            tracing::info!(
+                client_id,
+                "ignoring stream/request-format from a client that gets no audio"
+            );
             return;
         };
         let answer = answer_request(current, &wanted);
@@ -593,7 +654,13 @@ impl Core {
             tracing::info!(client_id, format = %current, "requested format is the current one");
             return;
         }
-        group.change_format(&client_id, answer.format, self.pacing, now_us(), &self.events);
+        group.change_format(
+            &client_id,
+            answer.format,
+            self.pacing,
+            now_us(),
+            &self.events,
+        );
     }
 
     /// Returns the group a new client joins, creating it when needed: the
@@ -628,7 +695,10 @@ impl Core {
         if let Some(entry) = self.sessions.get_mut(&id) {
             entry.telemetry.take_report(&state.extra, &client_id);
         }
-        let client = self.clients.get_mut(&client_id).expect("client_of found it");
+        let client = self
+            .clients
+            .get_mut(&client_id)
+            .expect("client_of found it");
         if let Some(player) = state.player {
             if let Some(volume) = player.volume {
                 client.volume = volume.min(100);
@@ -659,15 +729,30 @@ impl Core {
             return;
         };
         if client.artwork.is_empty() {
-            tracing::info!(client_id, "ignoring artwork channels of a client without the artwork role");
+            tracing::info!(
+                client_id,
+                "ignoring artwork channels of a client without the artwork role"
+            );
             return;
         }
-        let declared = artwork.get("channels").and_then(serde_json::Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        let declared = artwork
+            .get("channels")
+            .and_then(serde_json::Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         if declared.is_empty() || declared.len() > MAX_CHANNELS {
-            tracing::warn!(client_id, channels = declared.len(), "ignoring an artwork object that does not list 1 to {MAX_CHANNELS} channels");
+            tracing::warn!(
+                client_id,
+                channels = declared.len(),
+                "ignoring an artwork object that does not list 1 to {MAX_CHANNELS} channels"
+            );
             return;
         }
-        let channels = match declared.iter().map(ArtChannel::parse_state).collect::<Result<Vec<_>, _>>() {
+        let channels = match declared
+            .iter()
+            .map(ArtChannel::parse_state)
+            .collect::<Result<Vec<_>, _>>()
+        {
             Ok(channels) => channels,
             Err(reason) => {
                 tracing::warn!(client_id, %reason, "ignoring invalid artwork channels");
@@ -728,7 +813,11 @@ impl Core {
             return;
         }
         let now = now_us();
-        let Some(member) = self.groups.get_mut(&from).and_then(|g| g.depart(client_id, &self.events)) else {
+        let Some(member) = self
+            .groups
+            .get_mut(&from)
+            .and_then(|g| g.depart(client_id, &self.events))
+        else {
             return;
         };
         self.after_departure(&from);
@@ -737,9 +826,17 @@ impl Core {
             client.group = target.to_string();
             client.previous_group = None;
         }
-        let group = self.groups.get_mut(target).expect("ensure_group created it");
+        let group = self
+            .groups
+            .get_mut(target)
+            .expect("ensure_group created it");
         group.join(member, autoplay, self.pacing, now, &self.events);
-        tracing::info!(client_id, from, to = target, "client moved to another group");
+        tracing::info!(
+            client_id,
+            from,
+            to = target,
+            "client moved to another group"
+        );
         if self.clients.get(client_id).is_some_and(|c| c.is_controller) {
             self.send_controller_state_to(client_id);
         }
@@ -839,13 +936,20 @@ impl Core {
         };
         let client = &self.clients[&client_id];
         if !client.is_controller {
-            tracing::info!(client_id, "ignoring controller command from a client without the controller role");
+            tracing::info!(
+                client_id,
+                "ignoring controller command from a client without the controller role"
+            );
             return;
         }
         let group_id = client.group.clone();
         let command = controller.command.as_str();
         if !self.supported_commands(&group_id).contains(&command) {
-            tracing::info!(client_id, command, "ignoring unsupported controller command");
+            tracing::info!(
+                client_id,
+                command,
+                "ignoring unsupported controller command"
+            );
             return;
         }
         let now = now_us();
@@ -906,7 +1010,12 @@ impl Core {
         let players = self.players_of(group_id);
         let accepting: Vec<String> = players
             .iter()
-            .filter(|id| self.clients[*id].player_commands.iter().any(|c| c == command))
+            .filter(|id| {
+                self.clients[*id]
+                    .player_commands
+                    .iter()
+                    .any(|c| c == command)
+            })
             .cloned()
             .collect();
         if accepting.is_empty() {
@@ -921,7 +1030,10 @@ impl Core {
         let current: Vec<u8> = players.iter().map(|id| self.clients[id].volume).collect();
         let target = set_group_volume(&current, requested);
         for (client_id, volume) in players.iter().zip(target) {
-            let client = self.clients.get_mut(client_id).expect("players_of lists clients");
+            let client = self
+                .clients
+                .get_mut(client_id)
+                .expect("players_of lists clients");
             if client.volume == volume || !client.player_commands.iter().any(|c| c == "volume") {
                 continue;
             }
@@ -931,16 +1043,21 @@ impl Core {
                 volume: Some(i64::from(volume)),
                 mute: None,
             };
-            let _ = client.handle.send_message(Message::ServerCommand(ServerCommand {
-                player: Some(command),
-                ..Default::default()
-            }));
+            let _ = client
+                .handle
+                .send_message(Message::ServerCommand(ServerCommand {
+                    player: Some(command),
+                    ..Default::default()
+                }));
         }
     }
 
     fn set_group_mute(&mut self, group_id: &str, mute: bool) {
         for client_id in self.players_of(group_id) {
-            let client = self.clients.get_mut(&client_id).expect("players_of lists clients");
+            let client = self
+                .clients
+                .get_mut(&client_id)
+                .expect("players_of lists clients");
             if client.muted == mute || !client.player_commands.iter().any(|c| c == "mute") {
                 continue;
             }
@@ -950,10 +1067,12 @@ impl Core {
                 volume: None,
                 mute: Some(mute),
             };
-            let _ = client.handle.send_message(Message::ServerCommand(ServerCommand {
-                player: Some(command),
-                ..Default::default()
-            }));
+            let _ = client
+                .handle
+                .send_message(Message::ServerCommand(ServerCommand {
+                    player: Some(command),
+                    ..Default::default()
+                }));
         }
     }
 
@@ -964,8 +1083,13 @@ impl Core {
         if self.controller_states.get(group_id) == Some(&state) {
             return;
         }
-        self.controller_states.insert(group_id.to_string(), state.clone());
-        for client in self.clients.values().filter(|c| c.group == group_id && c.is_controller) {
+        self.controller_states
+            .insert(group_id.to_string(), state.clone());
+        for client in self
+            .clients
+            .values()
+            .filter(|c| c.group == group_id && c.is_controller)
+        {
             let message = Message::ServerState(ServerState {
                 controller: Some(state.clone()),
                 ..Default::default()
@@ -992,7 +1116,10 @@ impl Core {
     /// Lists the commands a group's controllers may send: all of them,
     /// except that a live stream cannot pause, skip, repeat or shuffle.
     fn supported_commands(&self, group_id: &str) -> Vec<&'static str> {
-        let live = self.groups.get(group_id).is_some_and(|g| g.queue.entries().iter().any(QueueEntry::is_live));
+        let live = self
+            .groups
+            .get(group_id)
+            .is_some_and(|g| g.queue.entries().iter().any(QueueEntry::is_live));
         CONTROLLER_COMMANDS
             .iter()
             .copied()
@@ -1003,10 +1130,17 @@ impl Core {
     fn controller_state(&self, group_id: &str) -> ControllerState {
         let for_volume = self.players_accepting(group_id, "volume");
         let for_mute = self.players_accepting(group_id, "mute");
-        let volumes: Vec<u8> = for_volume.iter().map(|id| self.clients[id].volume).collect();
+        let volumes: Vec<u8> = for_volume
+            .iter()
+            .map(|id| self.clients[id].volume)
+            .collect();
         let muted: Vec<bool> = for_mute.iter().map(|id| self.clients[id].muted).collect();
         ControllerState {
-            supported_commands: self.supported_commands(group_id).iter().map(|c| c.to_string()).collect(),
+            supported_commands: self
+                .supported_commands(group_id)
+                .iter()
+                .map(|c| c.to_string())
+                .collect(),
             volume: group_volume(&volumes),
             muted: group_muted(&muted),
         }
@@ -1123,12 +1257,22 @@ impl Core {
         };
         let index = usize::from(request.channel);
         let Some(current) = client.artwork.get(index).copied() else {
-            tracing::info!(client_id, channel = request.channel, "ignoring an artwork request for a channel the client did not declare");
+            tracing::info!(
+                client_id,
+                channel = request.channel,
+                "ignoring an artwork request for a channel the client did not declare"
+            );
             return;
         };
         let support = ArtworkChannelSupport {
-            source: request.source.clone().unwrap_or_else(|| current.announce().source),
-            format: request.format.clone().unwrap_or_else(|| current.format.as_str().to_string()),
+            source: request
+                .source
+                .clone()
+                .unwrap_or_else(|| current.announce().source),
+            format: request
+                .format
+                .clone()
+                .unwrap_or_else(|| current.format.as_str().to_string()),
             media_width: request.media_width.unwrap_or(current.max_width),
             media_height: request.media_height.unwrap_or(current.max_height),
         };
@@ -1179,7 +1323,10 @@ impl Core {
                 ArtSource::Artist | ArtSource::None => None,
             };
             let displayed = image.as_ref().map(|_| (entry, *channel));
-            let client = self.clients.get_mut(client_id).expect("checked by the caller");
+            let client = self
+                .clients
+                .get_mut(client_id)
+                .expect("checked by the caller");
             if channel.source == ArtSource::None || client.artwork_sent[index] == Some(displayed) {
                 continue;
             }
@@ -1195,7 +1342,12 @@ impl Core {
 
     /// Returns the cover of entry `entry` rendered for `channel`, and
     /// renders each pair only once.
-    fn rendered_art(&mut self, entry: usize, channel: ArtChannel, tags: &TrackTags) -> Option<Arc<Vec<u8>>> {
+    fn rendered_art(
+        &mut self,
+        entry: usize,
+        channel: ArtChannel,
+        tags: &TrackTags,
+    ) -> Option<Arc<Vec<u8>>> {
         self.art
             .entry((entry, channel))
             .or_insert_with(|| {
@@ -1224,8 +1376,14 @@ impl Core {
         }
         self.tracker.close();
         drop(self.session_events);
-        if tokio::time::timeout_at(deadline, self.tracker.wait()).await.is_err() {
-            tracing::warn!(open = self.sessions.len(), "sessions still open at shutdown");
+        if tokio::time::timeout_at(deadline, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                open = self.sessions.len(),
+                "sessions still open at shutdown"
+            );
         }
         tracing::info!("server stopped");
     }
@@ -1244,9 +1402,15 @@ fn solo_group(client_id: &str) -> (String, String) {
 
 /// Validates and returns the artwork channels of a hello.
 fn artwork_channels(hello: &ClientHello) -> Result<Vec<ArtChannel>, String> {
-    let support = hello.artwork_support.as_ref().ok_or("artwork@v1_support is missing")?;
+    let support = hello
+        .artwork_support
+        .as_ref()
+        .ok_or("artwork@v1_support is missing")?;
     if support.channels.is_empty() || support.channels.len() > MAX_CHANNELS {
-        return Err(format!("artwork@v1_support lists {} channels; 1 to {MAX_CHANNELS} are allowed", support.channels.len()));
+        return Err(format!(
+            "artwork@v1_support lists {} channels; 1 to {MAX_CHANNELS} are allowed",
+            support.channels.len()
+        ));
     }
     support.channels.iter().map(ArtChannel::parse).collect()
 }
@@ -1259,12 +1423,22 @@ fn validate_hello(hello: &ClientHello) -> Result<(), String> {
         ));
     }
     if hello.client_id.is_empty() || hello.client_id.len() > MAX_ID_BYTES {
-        return Err(format!("client_id must be 1 to {MAX_ID_BYTES} bytes, got {}", hello.client_id.len()));
+        return Err(format!(
+            "client_id must be 1 to {MAX_ID_BYTES} bytes, got {}",
+            hello.client_id.len()
+        ));
     }
     if hello.name.len() > MAX_ID_BYTES {
-        return Err(format!("name must be at most {MAX_ID_BYTES} bytes, got {}", hello.name.len()));
+        return Err(format!(
+            "name must be at most {MAX_ID_BYTES} bytes, got {}",
+            hello.name.len()
+        ));
     }
-    check_list("supported_roles", &hello.supported_roles, MAX_HELLO_LIST_ITEMS)?;
+    check_list(
+        "supported_roles",
+        &hello.supported_roles,
+        MAX_HELLO_LIST_ITEMS,
+    )?;
     if let Some(support) = &hello.player_support {
         if support.supported_formats.len() > MAX_HELLO_LIST_ITEMS {
             return Err(format!(
@@ -1272,7 +1446,11 @@ fn validate_hello(hello: &ClientHello) -> Result<(), String> {
                 support.supported_formats.len()
             ));
         }
-        check_list("player@v1_support.supported_commands", &support.supported_commands, MAX_HELLO_LIST_ITEMS)?;
+        check_list(
+            "player@v1_support.supported_commands",
+            &support.supported_commands,
+            MAX_HELLO_LIST_ITEMS,
+        )?;
     }
     Ok(())
 }
@@ -1280,10 +1458,16 @@ fn validate_hello(hello: &ClientHello) -> Result<(), String> {
 /// Checks the item count and item lengths of a list of names in a hello.
 fn check_list(field: &str, items: &[String], max_items: usize) -> Result<(), String> {
     if items.len() > max_items {
-        return Err(format!("{field} must list at most {max_items} items, got {}", items.len()));
+        return Err(format!(
+            "{field} must list at most {max_items} items, got {}",
+            items.len()
+        ));
     }
     if let Some(long) = items.iter().find(|item| item.len() > MAX_ID_BYTES) {
-        return Err(format!("{field} items must be at most {MAX_ID_BYTES} bytes, got one of {}", long.len()));
+        return Err(format!(
+            "{field} items must be at most {MAX_ID_BYTES} bytes, got one of {}",
+            long.len()
+        ));
     }
     Ok(())
 }
@@ -1323,8 +1507,10 @@ fn log_rejected_connection(peer: SocketAddr, rejection: &'static str, detail: &s
 /// Accept errors that affect one connection, not the listener.
 fn is_transient(err: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
-    matches!(err.kind(), ConnectionAborted | ConnectionReset | Interrupted | WouldBlock)
-        || err.raw_os_error() == Some(24) // EMFILE: too many open files, may clear
+    matches!(
+        err.kind(),
+        ConnectionAborted | ConnectionReset | Interrupted | WouldBlock
+    ) || err.raw_os_error() == Some(24) // EMFILE: too many open files, may clear
 }
 
 /// Reads a cleartext client's first message and opens the connection in

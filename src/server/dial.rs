@@ -77,7 +77,9 @@ impl Dialer {
 /// Returns the key of a dial slot: `host:port` of the URL.
 pub fn address_key(url: &Url) -> String {
     let host = url.host_str().unwrap_or_default();
-    let port = url.port_or_known_default().unwrap_or(transport::DEFAULT_CLIENT_PORT);
+    let port = url
+        .port_or_known_default()
+        .unwrap_or(transport::DEFAULT_CLIENT_PORT);
     format!("{host}:{port}")
 }
 
@@ -119,12 +121,16 @@ pub(super) struct DialSlots {
 impl DialSlots {
     /// Returns the addresses (`host:port`) dialing is requested for.
     pub fn addresses(&self) -> impl Iterator<Item = &str> {
-        self.slots.iter().filter(|(_, slot)| slot.requested).map(|(address, _)| address.as_str())
+        self.slots
+            .iter()
+            .filter(|(_, slot)| slot.requested)
+            .map(|(address, _)| address.as_str())
     }
 
     /// Applies one request in one step.
     pub fn apply(&mut self, request: DialRequest, context: &DialContext, tracker: &TaskTracker) {
-        self.slots.retain(|_, slot| slot.requested || !slot.task.is_finished());
+        self.slots
+            .retain(|_, slot| slot.requested || !slot.task.is_finished());
         match request {
             DialRequest::Add(url) => self.add(url, context, tracker),
             DialRequest::Remove(address) => {
@@ -169,7 +175,9 @@ impl DialSlots {
 
     /// Returns whether `generation` is the current loop of `address`.
     pub fn is_current(&self, address: &str, generation: u64) -> bool {
-        self.slots.get(address).is_some_and(|slot| slot.generation == generation)
+        self.slots
+            .get(address)
+            .is_some_and(|slot| slot.generation == generation)
     }
 
     /// Tells every loop to stop, for shutdown.
@@ -314,7 +322,9 @@ pub async fn follow_players(mut events: BoxStream<'static, BrowseEvent>, dialer:
     let mut urls: HashMap<String, Url> = HashMap::new();
     while let Some(event) = events.next().await {
         match event {
-            BrowseEvent::Resolved(endpoint) if endpoint.kind == EndpointKind::Client && endpoint.family == Family::Sendspin => {
+            BrowseEvent::Resolved(endpoint)
+                if endpoint.kind == EndpointKind::Client && endpoint.family == Family::Sendspin =>
+            {
                 let Some(url) = endpoint.url() else {
                     continue;
                 };
@@ -348,12 +358,20 @@ mod tests {
             stable_after: Duration::from_secs(10),
         };
         let mut delays = RetryDelays::new(backoff);
-        let waits: Vec<u64> = (0..5).map(|_| delays.after_failure().as_millis() as u64).collect();
+        let waits: Vec<u64> = (0..5)
+            .map(|_| delays.after_failure().as_millis() as u64)
+            .collect();
         assert_eq!(waits, [100, 200, 400, 500, 500]);
 
         // A short session keeps the grown delay; a long one starts over.
-        assert_eq!(delays.after_session(Duration::from_secs(1)), Duration::from_millis(500));
-        assert_eq!(delays.after_session(Duration::from_secs(10)), Duration::from_millis(100));
+        assert_eq!(
+            delays.after_session(Duration::from_secs(1)),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            delays.after_session(Duration::from_secs(10)),
+            Duration::from_millis(100)
+        );
         assert_eq!(delays.after_failure(), Duration::from_millis(200));
     }
 

@@ -27,8 +27,14 @@ pub struct EncodedChunk {
 
 /// Encoder of one player stream.
 pub enum ChunkEncoder {
-    Pcm { bit_depth: u16, channels: u16 },
-    Flac { encoder: Box<FlacEncoder>, channels: usize },
+    Pcm {
+        bit_depth: u16,
+        channels: u16,
+    },
+    Flac {
+        encoder: Box<FlacEncoder>,
+        channels: usize,
+    },
     Opus(OpusEncoder),
 }
 
@@ -57,7 +63,8 @@ impl ChunkEncoder {
                     // blocks get twice that, and longer output is split.
                     (BlockStrategy::Variable, chunk_frames * 2)
                 };
-                let block_frames = block_frames.clamp(flac::MIN_BLOCK_FRAMES, flac::MAX_BLOCK_FRAMES);
+                let block_frames =
+                    block_frames.clamp(flac::MIN_BLOCK_FRAMES, flac::MAX_BLOCK_FRAMES);
                 let encoder = FlacEncoder::with_strategy(
                     format.sample_rate,
                     format.channels,
@@ -101,11 +108,20 @@ impl ChunkEncoder {
     /// `start_frame` of the player's timeline, and appends the finished
     /// chunks to `out`. Opus keeps input shorter than a packet for the
     /// next call.
-    pub fn encode(&mut self, samples: &[f32], start_frame: u64, out: &mut Vec<EncodedChunk>) -> Result<(), CodecError> {
+    pub fn encode(
+        &mut self,
+        samples: &[f32],
+        start_frame: u64,
+        out: &mut Vec<EncodedChunk>,
+    ) -> Result<(), CodecError> {
         match self {
-            ChunkEncoder::Pcm { bit_depth, channels } => {
+            ChunkEncoder::Pcm {
+                bit_depth,
+                channels,
+            } => {
                 let frames = samples.len() / usize::from(*channels);
-                let mut payload = Vec::with_capacity(samples.len() * usize::from(*bit_depth).div_ceil(8));
+                let mut payload =
+                    Vec::with_capacity(samples.len() * usize::from(*bit_depth).div_ceil(8));
                 encode_pcm(samples, *bit_depth, &mut payload);
                 out.push(EncodedChunk {
                     start_frame,
@@ -160,7 +176,12 @@ fn opus_pending_frames(encoder: &OpusEncoder, next_frame: u64) -> u64 {
 
 /// Appends Opus packets whose first input frame is `first_frame`, one
 /// packet length apart.
-fn push_opus_packets(encoder: &OpusEncoder, packets: Vec<Vec<u8>>, first_frame: u64, out: &mut Vec<EncodedChunk>) {
+fn push_opus_packets(
+    encoder: &OpusEncoder,
+    packets: Vec<Vec<u8>>,
+    first_frame: u64,
+    out: &mut Vec<EncodedChunk>,
+) {
     let packet_frames = encoder.packet_frames();
     for (index, payload) in packets.into_iter().enumerate() {
         out.push(EncodedChunk {
@@ -176,7 +197,9 @@ mod tests {
     use super::*;
 
     fn tone(frames: usize, channels: usize) -> Vec<f32> {
-        (0..frames * channels).map(|i| ((i / channels) as f32 * 0.03).sin() * 0.4).collect()
+        (0..frames * channels)
+            .map(|i| ((i / channels) as f32 * 0.03).sin() * 0.4)
+            .collect()
     }
 
     #[test]
@@ -188,12 +211,18 @@ mod tests {
             bit_depth: 16,
         };
         // A variable-block-size stream gets blocks of twice the chunk.
-        let mut encoder = ChunkEncoder::new(format, 100, false, EncoderSettings::default()).unwrap();
+        let mut encoder =
+            ChunkEncoder::new(format, 100, false, EncoderSettings::default()).unwrap();
         let mut out = Vec::new();
         encoder.encode(&tone(450, 2), 1_000, &mut out).unwrap();
-        let placed: Vec<(u64, usize)> = out.iter().map(|chunk| (chunk.start_frame, chunk.frames)).collect();
+        let placed: Vec<(u64, usize)> = out
+            .iter()
+            .map(|chunk| (chunk.start_frame, chunk.frames))
+            .collect();
         assert_eq!(placed, vec![(1_000, 200), (1_200, 200), (1_400, 50)]);
-        assert!(encoder.header().is_some_and(|header| header.starts_with(b"fLaC")));
+        assert!(encoder
+            .header()
+            .is_some_and(|header| header.starts_with(b"fLaC")));
         assert_eq!(encoder.delay_us(), 0);
     }
 
@@ -205,7 +234,8 @@ mod tests {
             channels: 1,
             bit_depth: 16,
         };
-        let mut encoder = ChunkEncoder::new(format, 960, false, EncoderSettings::default()).unwrap();
+        let mut encoder =
+            ChunkEncoder::new(format, 960, false, EncoderSettings::default()).unwrap();
         let mut out = Vec::new();
         // Chunks of a resampled stream do not line up with 960-frame packets.
         encoder.encode(&tone(700, 1), 5_000, &mut out).unwrap();
@@ -225,7 +255,13 @@ mod tests {
 
     #[test]
     fn pcm_chunk_is_one_payload() {
-        let mut encoder = ChunkEncoder::new(AudioFormat::pcm(44_100, 2, 24), 882, true, EncoderSettings::default()).unwrap();
+        let mut encoder = ChunkEncoder::new(
+            AudioFormat::pcm(44_100, 2, 24),
+            882,
+            true,
+            EncoderSettings::default(),
+        )
+        .unwrap();
         let mut out = Vec::new();
         encoder.encode(&tone(882, 2), 0, &mut out).unwrap();
         assert_eq!(out.len(), 1);

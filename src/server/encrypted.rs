@@ -50,7 +50,13 @@ pub struct Opened {
 /// dialect it speaks: a cleartext `client/hello` is Sendspin v1 (when
 /// `keys.accept_v1`), anything else runs the 1.0 handshake. Returns `None`
 /// after closing a connection that failed.
-pub async fn open<S>(ws: &mut WebSocketStream<S>, peer: SocketAddr, keys: &ServerKeys, name: &str, timeout: Duration) -> Option<Opened>
+pub async fn open<S>(
+    ws: &mut WebSocketStream<S>,
+    peer: SocketAddr,
+    keys: &ServerKeys,
+    name: &str,
+    timeout: Duration,
+) -> Option<Opened>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -94,8 +100,14 @@ where
         }
     };
     let choose = |client_id: &str| {
-        let record = records.as_ref().and_then(|store| store.record_of(client_id)).and_then(|r| r.psk_bytes());
-        let token = keys.pairing_tokens.iter().find(|token| token.client_id == client_id);
+        let record = records
+            .as_ref()
+            .and_then(|store| store.record_of(client_id))
+            .and_then(|r| r.psk_bytes());
+        let token = keys
+            .pairing_tokens
+            .iter()
+            .find(|token| token.client_id == client_id);
         Some(match (record, token) {
             (Some(psk), _) => PskChoice {
                 psk,
@@ -132,9 +144,11 @@ where
     if established.category == PskCategory::Pairing {
         let suite = established.suite;
         let hash = established.handshake_hash;
-        return match pair_with_psk(ws, &mut channel, keys, &client_id, suite, &hash, timeout).await {
+        return match pair_with_psk(ws, &mut channel, keys, &client_id, suite, &hash, timeout).await
+        {
             Ok(hello) => {
-                let codec = SendspinCodec::server(channel, client_id, PskCategory::LongTerm).with_replayed_hello(hello.clone());
+                let codec = SendspinCodec::server(channel, client_id, PskCategory::LongTerm)
+                    .with_replayed_hello(hello.clone());
                 Some(Opened {
                     dialect: Dialect::Sendspin,
                     codec: Box::new(codec),
@@ -149,14 +163,16 @@ where
         };
     }
     let admitted = established.category == PskCategory::LongTerm
-        || (!established.credential_mismatch && (keys.allow_unpaired || keys.approved.contains(&client_id)));
+        || (!established.credential_mismatch
+            && (keys.allow_unpaired || keys.approved.contains(&client_id)));
     if established.credential_mismatch {
         tracing::warn!(%peer, client = %client_id, records = %keys.records_path.display(), "client could not use its pairing record, so it gets no roles until it pairs again or its record is removed from the file");
     } else if !admitted {
         tracing::warn!(%peer, client = %client_id, "unpaired client is not approved, so it gets no roles; approve it with --approve {client_id} or pass --allow-unpaired");
     }
     tracing::info!(%peer, client = %client_id, category = established.category.code(), suite = %established.suite, "Noise handshake done");
-    let codec = SendspinCodec::server(channel, client_id, established.category).with_admission(admitted);
+    let codec =
+        SendspinCodec::server(channel, client_id, established.category).with_admission(admitted);
     Some(Opened {
         dialect: Dialect::Sendspin,
         codec: Box::new(codec),
@@ -202,22 +218,44 @@ where
         .pointer("/payload/long_term_psk")
         .and_then(|v| v.as_str())
         .filter(|_| finalize.get("type").and_then(|t| t.as_str()) == Some("client/pair-finalize"))
-        .ok_or_else(|| malformed("client/pair-finalize", format!("no long_term_psk in {finalize}")))?;
-    let psk: [u8; PSK_LEN] = decode_key(psk).map_err(|detail| malformed("long_term_psk", detail))?;
+        .ok_or_else(|| {
+            malformed(
+                "client/pair-finalize",
+                format!("no long_term_psk in {finalize}"),
+            )
+        })?;
+    let psk: [u8; PSK_LEN] =
+        decode_key(psk).map_err(|detail| malformed("long_term_psk", detail))?;
 
-    let mut records = PairingStore::load(&keys.records_path).map_err(|err| malformed("pairing record file", err.to_string()))?;
+    let mut records = PairingStore::load(&keys.records_path)
+        .map_err(|err| malformed("pairing record file", err.to_string()))?;
     records
         .insert(client_id, &psk)
         .map_err(|err| malformed("pairing record file", err.to_string()))?;
     tracing::info!(client = %client_id, records = %keys.records_path.display(), "paired with the client; stored the pairing record");
-    handshake::send_json(ws, channel, &json!({ "type": "server/pair-finalize", "payload": {} }).to_string()).await?;
+    handshake::send_json(
+        ws,
+        channel,
+        &json!({ "type": "server/pair-finalize", "payload": {} }).to_string(),
+    )
+    .await?;
 
     let client_key = decode_key(client_id).map_err(|detail| malformed("client_id", detail))?;
     let choice = PskChoice {
         psk,
         category: PskCategory::LongTerm,
     };
-    handshake::rehandshake_server(ws, channel, &keys.identity, &client_key, suite, handshake_hash, &choice, timeout).await?;
+    handshake::rehandshake_server(
+        ws,
+        channel,
+        &keys.identity,
+        &client_key,
+        suite,
+        handshake_hash,
+        &choice,
+        timeout,
+    )
+    .await?;
     Ok(hello.to_string())
 }
 
@@ -238,6 +276,11 @@ where
 fn is_client_hello(text: &str) -> bool {
     serde_json::from_str::<serde_json::Value>(text)
         .ok()
-        .and_then(|value| value.get("type").and_then(|t| t.as_str()).map(|t| t == "client/hello"))
+        .and_then(|value| {
+            value
+                .get("type")
+                .and_then(|t| t.as_str())
+                .map(|t| t == "client/hello")
+        })
         .unwrap_or(false)
 }

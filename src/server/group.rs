@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use base64::Engine as _;
 
 use crate::audio::AudioFormat;
-use crate::protocol::{GroupUpdate, Message, PlaybackState, StreamClear, StreamEnd, StreamStart, StreamStartPlayer};
+use crate::protocol::{
+    GroupUpdate, Message, PlaybackState, StreamClear, StreamEnd, StreamStart, StreamStartPlayer,
+};
 use crate::session::SessionHandle;
 
 use super::encode::EncoderSettings;
@@ -162,7 +164,9 @@ impl Group {
     /// Returns how much audio member `client_id` has been sent ahead of
     /// `now_us`, in microseconds, if it gets a stream.
     pub fn sent_ahead_us(&self, client_id: &str, now_us: i64) -> Option<i64> {
-        self.streams.get(client_id).map(|stream| stream.sent_ahead_us(now_us))
+        self.streams
+            .get(client_id)
+            .map(|stream| stream.sent_ahead_us(now_us))
     }
 
     pub fn is_playing(&self) -> bool {
@@ -180,7 +184,14 @@ impl Group {
     /// Adds a member, sends it `group/update`, and starts its stream (and
     /// the program, when the group is stopped and the member is a player).
     /// Starts a stopped group only with `autoplay`.
-    pub fn join(&mut self, member: Member, autoplay: bool, pacing: Pacing, now_us: i64, events: &EventSink) {
+    pub fn join(
+        &mut self,
+        member: Member,
+        autoplay: bool,
+        pacing: Pacing,
+        now_us: i64,
+        events: &EventSink,
+    ) {
         let is_player = member.player.is_some();
         let handle = member.handle.clone();
         let client_id = member.client_id.clone();
@@ -198,7 +209,12 @@ impl Group {
         };
         let _ = handle.send_message(Message::GroupUpdate(update));
         if is_player && self.program.is_some() {
-            self.start_stream(&client_id, now_us + pacing.join_margin_us, pacing.encoder, events);
+            self.start_stream(
+                &client_id,
+                now_us + pacing.join_margin_us,
+                pacing.encoder,
+                events,
+            );
         }
     }
 
@@ -220,7 +236,9 @@ impl Group {
         let index = self.members.iter().position(|m| m.client_id == client_id)?;
         let member = self.members.remove(index);
         if let Some(stream) = self.streams.remove(client_id) {
-            let _ = member.handle.send_message(Message::StreamEnd(StreamEnd::default()));
+            let _ = member
+                .handle
+                .send_message(Message::StreamEnd(StreamEnd::default()));
             events.emit(ServerEvent::StreamEnded {
                 client_id: client_id.to_string(),
                 chunks_sent: stream.chunks_sent,
@@ -280,8 +298,17 @@ impl Group {
         }
     }
 
-    fn start_stream(&mut self, client_id: &str, from_us: i64, encoder: EncoderSettings, events: &EventSink) {
-        let (Some(program), Some(member)) = (self.program.as_mut(), self.members.iter().find(|m| m.client_id == client_id)) else {
+    fn start_stream(
+        &mut self,
+        client_id: &str,
+        from_us: i64,
+        encoder: EncoderSettings,
+        events: &EventSink,
+    ) {
+        let (Some(program), Some(member)) = (
+            self.program.as_mut(),
+            self.members.iter().find(|m| m.client_id == client_id),
+        ) else {
             return;
         };
         let Some((format, capacity)) = member.player else {
@@ -297,7 +324,11 @@ impl Group {
             }
         };
         let start = stream_start(&stream);
-        if member.handle.send_message(Message::StreamStart(start)).is_ok() {
+        if member
+            .handle
+            .send_message(Message::StreamStart(start))
+            .is_ok()
+        {
             events.emit(ServerEvent::StreamStarted {
                 client_id: client_id.to_string(),
                 format,
@@ -312,14 +343,23 @@ impl Group {
     /// format restarts the stream `pacing.join_margin_us` after `now_us`,
     /// as for a late joiner. Other players' streams are not touched. A
     /// stopped group only records the format for the player's next stream.
-    pub fn change_format(&mut self, client_id: &str, format: AudioFormat, pacing: Pacing, now_us: i64, events: &EventSink) {
+    pub fn change_format(
+        &mut self,
+        client_id: &str,
+        format: AudioFormat,
+        pacing: Pacing,
+        now_us: i64,
+        events: &EventSink,
+    ) {
         let Some(member) = self.members.iter_mut().find(|m| m.client_id == client_id) else {
             return;
         };
         let Some((current, capacity)) = member.player else {
             return;
         };
-        let (Some(program), Some(stream)) = (self.program.as_ref(), self.streams.get_mut(client_id)) else {
+        let (Some(program), Some(stream)) =
+            (self.program.as_ref(), self.streams.get_mut(client_id))
+        else {
             member.player = Some((format, capacity));
             return;
         };
@@ -328,7 +368,11 @@ impl Group {
             return;
         }
         member.player = Some((format, capacity));
-        if member.handle.send_message(Message::StreamStart(stream_start(stream))).is_ok() {
+        if member
+            .handle
+            .send_message(Message::StreamStart(stream_start(stream)))
+            .is_ok()
+        {
             tracing::info!(client_id, from = %current, to = %format, "stream format changed");
             events.emit(ServerEvent::StreamStarted {
                 client_id: client_id.to_string(),
@@ -386,7 +430,11 @@ impl Group {
         let Some(span) = self.audible_span(now_us) else {
             return false;
         };
-        let progress = self.program.as_ref().and_then(|p| p.track_progress_ms(now_us)).unwrap_or(0);
+        let progress = self
+            .program
+            .as_ref()
+            .and_then(|p| p.track_progress_ms(now_us))
+            .unwrap_or(0);
         self.queue.set_position(self.queue.position_of(span.entry));
         self.end_program(events);
         self.resume_ms = progress;
@@ -401,7 +449,13 @@ impl Group {
     pub fn skip(&mut self, forward: bool, pacing: Pacing, now_us: i64, events: &EventSink) {
         let playing = self.program.is_some();
         let (position, progress_ms) = match self.audible_span(now_us) {
-            Some(span) => (self.queue.position_of(span.entry), self.program.as_ref().and_then(|p| p.track_progress_ms(now_us)).unwrap_or(0)),
+            Some(span) => (
+                self.queue.position_of(span.entry),
+                self.program
+                    .as_ref()
+                    .and_then(|p| p.track_progress_ms(now_us))
+                    .unwrap_or(0),
+            ),
             None => (self.queue.position(), self.resume_ms),
         };
         self.queue.set_position(position);
@@ -458,7 +512,9 @@ impl Group {
                     };
                     let _ = member.handle.send_message(Message::StreamClear(clear));
                 }
-                Err(err) => tracing::error!(client_id = %member.client_id, cause = %err, "cannot stream the next track"),
+                Err(err) => {
+                    tracing::error!(client_id = %member.client_id, cause = %err, "cannot stream the next track")
+                }
             }
         }
     }
@@ -471,7 +527,9 @@ impl Group {
         }
         for member in &self.members {
             if let Some(stream) = self.streams.remove(&member.client_id) {
-                let _ = member.handle.send_message(Message::StreamEnd(StreamEnd::default()));
+                let _ = member
+                    .handle
+                    .send_message(Message::StreamEnd(StreamEnd::default()));
                 events.emit(ServerEvent::StreamEnded {
                     client_id: member.client_id.clone(),
                     chunks_sent: stream.chunks_sent,

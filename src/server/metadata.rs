@@ -34,10 +34,17 @@ pub struct MetadataView {
 impl MetadataView {
     /// Builds the view of a group playing `entry` with `tags` at the
     /// position in `now`.
-    pub fn of(entry: &QueueEntry, tags: &TrackTags, now: &NowPlaying, repeat: RepeatMode, shuffle: bool) -> MetadataView {
+    pub fn of(
+        entry: &QueueEntry,
+        tags: &TrackTags,
+        now: &NowPlaying,
+        repeat: RepeatMode,
+        shuffle: bool,
+    ) -> MetadataView {
         let title = match entry {
             QueueEntry::File(path) => tags.title.clone().or_else(|| {
-                path.file_stem().map(|stem| stem.to_string_lossy().into_owned())
+                path.file_stem()
+                    .map(|stem| stem.to_string_lossy().into_owned())
             }),
             QueueEntry::Tone(kind) => Some(kind.title().to_string()),
             QueueEntry::Pipe(_) => Some("Live input".to_string()),
@@ -125,7 +132,6 @@ fn progress_agrees(earlier: &MetadataView, later: &MetadataView) -> bool {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,7 +163,13 @@ mod tests {
     #[test]
     fn first_delta_is_complete() {
         let entry = QueueEntry::File(PathBuf::from("/music/song.flac"));
-        let view = MetadataView::of(&entry, &tagged(), &now(0, 1_000, true), RepeatMode::Off, false);
+        let view = MetadataView::of(
+            &entry,
+            &tagged(),
+            &now(0, 1_000, true),
+            RepeatMode::Off,
+            false,
+        );
         let delta = view.delta_from(None).unwrap();
         let json = serde_json::to_value(&delta).unwrap();
         assert_eq!(json["title"], "Song");
@@ -167,7 +179,10 @@ mod tests {
         assert_eq!(json["track"], 3);
         assert_eq!(json["repeat"], "off");
         assert_eq!(json["shuffle"], false);
-        assert_eq!(json["progress"], serde_json::json!({"track_progress": 0, "track_duration": 180_000, "playback_speed": 1000}));
+        assert_eq!(
+            json["progress"],
+            serde_json::json!({"track_progress": 0, "track_duration": 180_000, "playback_speed": 1000})
+        );
         assert_eq!(json["timestamp"], 1_000);
     }
 
@@ -175,7 +190,13 @@ mod tests {
     fn unchanged_view_sends_nothing() {
         let entry = QueueEntry::File(PathBuf::from("/music/song.flac"));
         let first = MetadataView::of(&entry, &tagged(), &now(0, 0, true), RepeatMode::Off, false);
-        let later = MetadataView::of(&entry, &tagged(), &now(5_000, 5_000_000, true), RepeatMode::Off, false);
+        let later = MetadataView::of(
+            &entry,
+            &tagged(),
+            &now(5_000, 5_000_000, true),
+            RepeatMode::Off,
+            false,
+        );
         assert_eq!(later.delta_from(Some(&first)), None);
     }
 
@@ -186,9 +207,20 @@ mod tests {
         let mut untagged = tagged();
         untagged.artist = None;
         untagged.title = Some("Other".into());
-        let second = MetadataView::of(&entry, &untagged, &now(1_000, 1_000_000, true), RepeatMode::All, false);
+        let second = MetadataView::of(
+            &entry,
+            &untagged,
+            &now(1_000, 1_000_000, true),
+            RepeatMode::All,
+            false,
+        );
         let json = serde_json::to_value(second.delta_from(Some(&first)).unwrap()).unwrap();
-        let keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
+        let keys: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
         assert_eq!(keys.len(), 4, "{json}");
         assert_eq!(json["title"], "Other");
         assert_eq!(json["artist"], serde_json::Value::Null);
@@ -199,10 +231,29 @@ mod tests {
     #[test]
     fn pause_sends_progress_with_speed_zero() {
         let entry = QueueEntry::Tone(ToneKind::Click);
-        let playing = MetadataView::of(&entry, &TrackTags::default(), &now(0, 0, true), RepeatMode::Off, false);
-        let paused = MetadataView::of(&entry, &TrackTags::default(), &now(2_000, 2_000_000, false), RepeatMode::Off, false);
+        let playing = MetadataView::of(
+            &entry,
+            &TrackTags::default(),
+            &now(0, 0, true),
+            RepeatMode::Off,
+            false,
+        );
+        let paused = MetadataView::of(
+            &entry,
+            &TrackTags::default(),
+            &now(2_000, 2_000_000, false),
+            RepeatMode::Off,
+            false,
+        );
         let delta = paused.delta_from(Some(&playing)).unwrap();
-        assert_eq!(delta.progress, Some(Some(TrackProgress { track_progress: 2_000, track_duration: 180_000, playback_speed: 0 })));
+        assert_eq!(
+            delta.progress,
+            Some(Some(TrackProgress {
+                track_progress: 2_000,
+                track_duration: 180_000,
+                playback_speed: 0
+            }))
+        );
         assert_eq!(delta.title, None);
         assert_eq!(playing.title.as_deref(), Some(ToneKind::Click.title()));
     }

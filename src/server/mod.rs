@@ -7,8 +7,8 @@
 
 pub mod artwork;
 mod core;
-mod encode;
 pub mod dial;
+mod encode;
 pub mod encrypted;
 mod group;
 pub mod metadata;
@@ -38,7 +38,9 @@ use crate::transport::Limits;
 pub use self::core::ServerError;
 pub use dial::{DialBackoff, Dialer};
 pub use encode::EncoderSettings;
-pub use negotiate::{answer_request, choose_format, closest_producible, is_producible, FormatAnswer};
+pub use negotiate::{
+    answer_request, choose_format, closest_producible, is_producible, FormatAnswer,
+};
 pub use program::CHUNK_MS;
 pub use queue::{expand_sources, Queue, QueueEntry, SourceListError};
 pub use stats::{ServerStats, StatsSnapshot};
@@ -71,11 +73,20 @@ impl std::str::FromStr for GroupPlacement {
             .ok_or_else(|| format!("invalid group {text:?}; write NAME=CLIENT_ID,CLIENT_ID, such as kitchen=player-1,player-2"))?;
         let name = name.trim();
         if name.is_empty() {
-            return Err(format!("invalid group {text:?}: the name before = is empty"));
+            return Err(format!(
+                "invalid group {text:?}: the name before = is empty"
+            ));
         }
-        let client_ids: Vec<String> = ids.split(',').map(str::trim).filter(|id| !id.is_empty()).map(str::to_string).collect();
+        let client_ids: Vec<String> = ids
+            .split(',')
+            .map(str::trim)
+            .filter(|id| !id.is_empty())
+            .map(str::to_string)
+            .collect();
         if client_ids.is_empty() {
-            return Err(format!("invalid group {text:?}: list at least one client id after ="));
+            return Err(format!(
+                "invalid group {text:?}: list at least one client id after ="
+            ));
         }
         Ok(GroupPlacement {
             name: name.to_string(),
@@ -101,7 +112,11 @@ impl SourcePlan {
     pub fn file(path: PathBuf, looping: bool) -> SourcePlan {
         SourcePlan {
             entries: vec![QueueEntry::File(path)],
-            repeat: if looping { RepeatMode::All } else { RepeatMode::Off },
+            repeat: if looping {
+                RepeatMode::All
+            } else {
+                RepeatMode::Off
+            },
             shuffle: false,
         }
     }
@@ -175,21 +190,53 @@ impl ServerConfig {
 /// What the server reports as it runs, for logs, tests and monitors.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ServerEvent {
-    SessionOpened { session: SessionId, peer: SocketAddr },
+    SessionOpened {
+        session: SessionId,
+        peer: SocketAddr,
+    },
     /// A client completed the handshake.
-    ClientJoined { session: SessionId, client_id: String, active_roles: Vec<String> },
+    ClientJoined {
+        session: SessionId,
+        client_id: String,
+        active_roles: Vec<String>,
+    },
     /// A second connection with the same `client_id` replaced the first.
-    ClientReplaced { client_id: String, old: SessionId, new: SessionId },
-    ProgramStarted { group_id: String, start_us: i64 },
-    ProgramEnded { group_id: String },
-    StreamStarted { client_id: String, format: AudioFormat },
-    StreamEnded { client_id: String, chunks_sent: u64 },
+    ClientReplaced {
+        client_id: String,
+        old: SessionId,
+        new: SessionId,
+    },
+    ProgramStarted {
+        group_id: String,
+        start_us: i64,
+    },
+    ProgramEnded {
+        group_id: String,
+    },
+    StreamStarted {
+        client_id: String,
+        format: AudioFormat,
+    },
+    StreamEnded {
+        client_id: String,
+        chunks_sent: u64,
+    },
     /// The one close report of a session, with its cause.
-    SessionClosed { session: SessionId, client_id: Option<String>, cause: CloseCause },
+    SessionClosed {
+        session: SessionId,
+        client_id: Option<String>,
+        cause: CloseCause,
+    },
     /// A dial loop for the player at `address` (`host:port`) started.
-    DialStarted { address: String, url: String },
+    DialStarted {
+        address: String,
+        url: String,
+    },
     /// The dial loop for `address` ended, for the reason given.
-    DialStopped { address: String, reason: String },
+    DialStopped {
+        address: String,
+        reason: String,
+    },
 }
 
 /// A server ready to run on a bound listener.
@@ -247,9 +294,19 @@ impl Server {
 
     /// Serves on `listener` until `shutdown` completes, then closes every
     /// session and waits for their tasks.
-    pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-        self::core::Core::new(self.config, self.events, self.telemetry, self.tasks, self.stats)
-            .run(listener, self.dial_requests, shutdown)
-            .await
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ServerError> {
+        self::core::Core::new(
+            self.config,
+            self.events,
+            self.telemetry,
+            self.tasks,
+            self.stats,
+        )
+        .run(listener, self.dial_requests, shutdown)
+        .await
     }
 }

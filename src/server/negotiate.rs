@@ -27,7 +27,10 @@ const RATE_RANGE: std::ops::RangeInclusive<u32> = 8_000..=384_000;
 /// offer.
 ///
 /// Fails with the list of formats offered when nothing fits.
-pub fn choose_format(offered: &[SupportedFormat], forced: Option<Codec>) -> Result<AudioFormat, String> {
+pub fn choose_format(
+    offered: &[SupportedFormat],
+    forced: Option<Codec>,
+) -> Result<AudioFormat, String> {
     let candidates = offered.iter().filter_map(offered_format);
     let mut candidates: Vec<AudioFormat> = match forced {
         Some(codec) => candidates.filter(|format| format.codec == codec).collect(),
@@ -60,7 +63,12 @@ fn describe_offer(offered: &[SupportedFormat]) -> String {
     let mut listed: Vec<String> = offered
         .iter()
         .take(5)
-        .map(|f| format!("{} {} Hz {} ch {}-bit", f.codec, f.sample_rate, f.channels, f.bit_depth))
+        .map(|f| {
+            format!(
+                "{} {} Hz {} ch {}-bit",
+                f.codec, f.sample_rate, f.channels, f.bit_depth
+            )
+        })
         .collect();
     if offered.len() > listed.len() {
         listed.push(format!("and {} more", offered.len() - listed.len()));
@@ -103,12 +111,29 @@ pub fn is_producible(format: &AudioFormat) -> bool {
 /// rate, channel count and bit depth are each moved to the nearest value
 /// the codec supports. A producible `requested` comes back unchanged.
 pub fn closest_producible(requested: AudioFormat) -> AudioFormat {
-    let channel_limit = if requested.codec == Codec::Opus { 2 } else { MAX_CHANNELS };
+    let channel_limit = if requested.codec == Codec::Opus {
+        2
+    } else {
+        MAX_CHANNELS
+    };
     let channels = requested.channels.clamp(1, channel_limit);
     let (sample_rate, depths): (u32, &[u16]) = match requested.codec {
-        Codec::Pcm => (requested.sample_rate.clamp(*RATE_RANGE.start(), *RATE_RANGE.end()), &PCM_BIT_DEPTHS),
-        Codec::Flac => (requested.sample_rate.clamp(*RATE_RANGE.start(), flac::MAX_SAMPLE_RATE), &flac::BIT_DEPTHS),
-        Codec::Opus => (nearest(&opus::SAMPLE_RATES, requested.sample_rate), &OPUS_BIT_DEPTHS),
+        Codec::Pcm => (
+            requested
+                .sample_rate
+                .clamp(*RATE_RANGE.start(), *RATE_RANGE.end()),
+            &PCM_BIT_DEPTHS,
+        ),
+        Codec::Flac => (
+            requested
+                .sample_rate
+                .clamp(*RATE_RANGE.start(), flac::MAX_SAMPLE_RATE),
+            &flac::BIT_DEPTHS,
+        ),
+        Codec::Opus => (
+            nearest(&opus::SAMPLE_RATES, requested.sample_rate),
+            &OPUS_BIT_DEPTHS,
+        ),
     };
     let bit_depth = nearest(depths, requested.bit_depth);
     AudioFormat {
@@ -192,11 +217,24 @@ mod tests {
     #[test]
     fn player_order_decides() {
         let offered = [offer("pcm", 44_100, 2, 24), offer("pcm", 48_000, 2, 16)];
-        assert_eq!(choose_format(&offered, None).unwrap(), AudioFormat::pcm(44_100, 2, 24));
-        let offered = [offer("opus", 48_000, 2, 16), offer("flac", 48_000, 2, 24), offer("pcm", 48_000, 2, 24)];
-        assert_eq!(choose_format(&offered, None).unwrap(), format(Codec::Opus, 48_000, 2, 16));
+        assert_eq!(
+            choose_format(&offered, None).unwrap(),
+            AudioFormat::pcm(44_100, 2, 24)
+        );
+        let offered = [
+            offer("opus", 48_000, 2, 16),
+            offer("flac", 48_000, 2, 24),
+            offer("pcm", 48_000, 2, 24),
+        ];
+        assert_eq!(
+            choose_format(&offered, None).unwrap(),
+            format(Codec::Opus, 48_000, 2, 16)
+        );
         let offered = [offer("flac", 44_100, 1, 16), offer("pcm", 48_000, 2, 24)];
-        assert_eq!(choose_format(&offered, None).unwrap(), format(Codec::Flac, 44_100, 1, 16));
+        assert_eq!(
+            choose_format(&offered, None).unwrap(),
+            format(Codec::Flac, 44_100, 1, 16)
+        );
     }
 
     #[test]
@@ -210,7 +248,10 @@ mod tests {
             offer("opus", 48_000, 6, 16),
             offer("pcm", 48_000, 1, 16),
         ];
-        assert_eq!(choose_format(&offered, None).unwrap(), AudioFormat::pcm(48_000, 1, 16));
+        assert_eq!(
+            choose_format(&offered, None).unwrap(),
+            AudioFormat::pcm(48_000, 1, 16)
+        );
     }
 
     #[test]
@@ -222,26 +263,51 @@ mod tests {
     #[test]
     fn forced_codec_wins_over_order() {
         let offered = [offer("pcm", 48_000, 2, 24), offer("flac", 48_000, 2, 16)];
-        assert_eq!(choose_format(&offered, Some(Codec::Flac)).unwrap(), format(Codec::Flac, 48_000, 2, 16));
+        assert_eq!(
+            choose_format(&offered, Some(Codec::Flac)).unwrap(),
+            format(Codec::Flac, 48_000, 2, 16)
+        );
     }
 
     #[test]
     fn forced_codec_not_offered_uses_closest() {
         let offered = [offer("pcm", 44_100, 2, 24)];
-        assert_eq!(choose_format(&offered, Some(Codec::Opus)).unwrap(), format(Codec::Opus, 48_000, 2, 24));
+        assert_eq!(
+            choose_format(&offered, Some(Codec::Opus)).unwrap(),
+            format(Codec::Opus, 48_000, 2, 24)
+        );
     }
 
     #[test]
     fn closest_moves_each_field() {
         let cases = [
-            (format(Codec::Flac, 192_000, 2, 32), format(Codec::Flac, 96_000, 2, 24)),
-            (format(Codec::Opus, 44_100, 6, 16), format(Codec::Opus, 48_000, 2, 16)),
-            (format(Codec::Opus, 20_000, 1, 20), format(Codec::Opus, 24_000, 1, 24)),
-            (format(Codec::Pcm, 1_000, 0, 8), format(Codec::Pcm, 8_000, 1, 16)),
-            (format(Codec::Pcm, 48_000, 2, 24), format(Codec::Pcm, 48_000, 2, 24)),
+            (
+                format(Codec::Flac, 192_000, 2, 32),
+                format(Codec::Flac, 96_000, 2, 24),
+            ),
+            (
+                format(Codec::Opus, 44_100, 6, 16),
+                format(Codec::Opus, 48_000, 2, 16),
+            ),
+            (
+                format(Codec::Opus, 20_000, 1, 20),
+                format(Codec::Opus, 24_000, 1, 24),
+            ),
+            (
+                format(Codec::Pcm, 1_000, 0, 8),
+                format(Codec::Pcm, 8_000, 1, 16),
+            ),
+            (
+                format(Codec::Pcm, 48_000, 2, 24),
+                format(Codec::Pcm, 48_000, 2, 24),
+            ),
         ];
         for (requested, expected) in cases {
-            assert_eq!(closest_producible(requested), expected, "closest to {requested}");
+            assert_eq!(
+                closest_producible(requested),
+                expected,
+                "closest to {requested}"
+            );
         }
     }
 

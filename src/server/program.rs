@@ -93,7 +93,15 @@ impl Program {
                         }
                     }
                     let feed = TrackFeed::new(audio, rate, channels)?;
-                    return Ok(Program::with_feed(feed, rate, channels, queue, offset_ms, duration_ms, start_us));
+                    return Ok(Program::with_feed(
+                        feed,
+                        rate,
+                        channels,
+                        queue,
+                        offset_ms,
+                        duration_ms,
+                        start_us,
+                    ));
                 }
                 Err(err) => {
                     tracing::warn!(entry = %entry.describe(), cause = %err, "cannot open a queue entry; skipping it");
@@ -193,7 +201,11 @@ impl Program {
     pub fn produce_until(&mut self, queue: &mut Queue, horizon_us: i64) {
         while !self.ended && self.produced_until_us() < horizon_us {
             // A live stream is read only as far as its data has arrived.
-            if self.feed.as_ref().is_some_and(|feed| !feed.ready(self.chunk_frames)) {
+            if self
+                .feed
+                .as_ref()
+                .is_some_and(|feed| !feed.ready(self.chunk_frames))
+            {
                 break;
             }
             match self.read_chunk(queue) {
@@ -213,9 +225,10 @@ impl Program {
             queue.set_position(position);
             let entry = queue.current().clone();
             let opened = TrackAudio::open(&entry).and_then(|audio| {
-                    let duration_ms = audio.duration_ms();
-                    TrackFeed::new(audio, self.sample_rate, self.channels).map(|feed| (feed, duration_ms))
-                });
+                let duration_ms = audio.duration_ms();
+                TrackFeed::new(audio, self.sample_rate, self.channels)
+                    .map(|feed| (feed, duration_ms))
+            });
             match opened {
                 Ok((feed, duration_ms)) => {
                     self.feed = Some(feed);
@@ -254,7 +267,9 @@ impl Program {
                     self.feed = None;
                     self.empty_tracks += 1;
                     if self.empty_tracks > queue.len() {
-                        tracing::error!("every queue entry ended without audio; ending the program");
+                        tracing::error!(
+                            "every queue entry ended without audio; ending the program"
+                        );
                         break;
                     }
                     let start_frame = self.produced_frames + (samples.len() / channels) as u64;

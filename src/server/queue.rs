@@ -17,8 +17,8 @@ use crate::protocol::RepeatMode;
 
 /// File name extensions a directory is scanned for.
 pub const AUDIO_EXTENSIONS: [&str; 18] = [
-    "wav", "wave", "flac", "mp3", "mp2", "mp1", "ogg", "oga", "m4a", "m4b", "mp4", "aac", "aif", "aiff", "aifc",
-    "caf", "mka", "webm",
+    "wav", "wave", "flac", "mp3", "mp2", "mp1", "ogg", "oga", "m4a", "m4b", "mp4", "aac", "aif",
+    "aiff", "aifc", "caf", "mka", "webm",
 ];
 
 /// Playlists nest at most this deep, so a playlist that lists itself ends.
@@ -87,7 +87,11 @@ pub fn expand_sources(paths: &[PathBuf]) -> Result<Vec<QueueEntry>, SourceListEr
     Ok(entries)
 }
 
-fn expand_one(path: &Path, depth: usize, entries: &mut Vec<QueueEntry>) -> Result<(), SourceListError> {
+fn expand_one(
+    path: &Path,
+    depth: usize,
+    entries: &mut Vec<QueueEntry>,
+) -> Result<(), SourceListError> {
     let metadata = std::fs::metadata(path).map_err(|err| match err.kind() {
         std::io::ErrorKind::NotFound => SourceListError::NotFound(path.to_path_buf()),
         _ => SourceListError::Unreadable {
@@ -121,7 +125,11 @@ fn expand_one(path: &Path, depth: usize, entries: &mut Vec<QueueEntry>) -> Resul
             }
             let line = line.strip_prefix("file://").unwrap_or(&line);
             let entry = Path::new(line);
-            let resolved = if entry.is_absolute() { entry.to_path_buf() } else { base.join(entry) };
+            let resolved = if entry.is_absolute() {
+                entry.to_path_buf()
+            } else {
+                base.join(entry)
+            };
             expand_one(&resolved, depth + 1, entries)?;
         }
     } else {
@@ -306,7 +314,10 @@ mod tests {
     use super::*;
 
     fn files(names: &[&str]) -> Vec<QueueEntry> {
-        names.iter().map(|n| QueueEntry::File(PathBuf::from(n))).collect()
+        names
+            .iter()
+            .map(|n| QueueEntry::File(PathBuf::from(n)))
+            .collect()
     }
 
     fn name(queue: &Queue) -> String {
@@ -335,7 +346,10 @@ mod tests {
         assert!(queue.skip_next());
         assert!(queue.skip_next());
         assert_eq!(name(&queue), "c");
-        assert!(!queue.skip_next(), "next after the last entry ends the queue");
+        assert!(
+            !queue.skip_next(),
+            "next after the last entry ends the queue"
+        );
         assert_eq!(name(&queue), "a");
         queue.skip_previous();
         assert_eq!(name(&queue), "a", "previous at the first entry stays there");
@@ -362,7 +376,10 @@ mod tests {
         let playing = name(&queue);
         queue.set_shuffle(false);
         assert_eq!(name(&queue), playing);
-        assert_eq!(queue.entry_index(queue.position() + 1), queue.entry_index(queue.position()) + 1);
+        assert_eq!(
+            queue.entry_index(queue.position() + 1),
+            queue.entry_index(queue.position()) + 1
+        );
     }
 
     #[test]
@@ -376,15 +393,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         std::fs::create_dir_all(root.join("album/disc2")).unwrap();
-        for file in ["album/02.flac", "album/01.wav", "album/cover.jpg", "album/disc2/01.mp3", "single.ogg"] {
+        for file in [
+            "album/02.flac",
+            "album/01.wav",
+            "album/cover.jpg",
+            "album/disc2/01.mp3",
+            "single.ogg",
+        ] {
             std::fs::write(root.join(file), b"x").unwrap();
         }
         std::fs::write(root.join("list.m3u"), "#EXTM3U\nsingle.ogg\nalbum\n").unwrap();
         let entries = expand_sources(&[root.join("list.m3u"), root.join("single.ogg")]).unwrap();
-        let expected: Vec<QueueEntry> = ["single.ogg", "album/01.wav", "album/02.flac", "album/disc2/01.mp3", "single.ogg"]
-            .iter()
-            .map(|f| QueueEntry::File(root.join(f)))
-            .collect();
+        let expected: Vec<QueueEntry> = [
+            "single.ogg",
+            "album/01.wav",
+            "album/02.flac",
+            "album/disc2/01.mp3",
+            "single.ogg",
+        ]
+        .iter()
+        .map(|f| QueueEntry::File(root.join(f)))
+        .collect();
         assert_eq!(entries, expected);
     }
 
@@ -392,7 +421,10 @@ mod tests {
     fn bad_sources_name_the_path() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("missing.flac");
-        assert_eq!(expand_sources(&[missing.clone()]), Err(SourceListError::NotFound(missing)));
+        assert_eq!(
+            expand_sources(&[missing.clone()]),
+            Err(SourceListError::NotFound(missing))
+        );
         std::fs::create_dir(dir.path().join("empty")).unwrap();
         let err = expand_sources(&[dir.path().join("empty")]).unwrap_err();
         assert!(err.to_string().contains("holds no audio files"), "{err}");

@@ -76,14 +76,28 @@ impl ServerStats {
     }
 
     pub fn snapshot(&self) -> StatsSnapshot {
-        let closed = self.inner.closed_by_cause.lock().expect("stats lock poisoned");
-        let rejected = self.inner.rejected_by_cause.lock().expect("stats lock poisoned");
+        let closed = self
+            .inner
+            .closed_by_cause
+            .lock()
+            .expect("stats lock poisoned");
+        let rejected = self
+            .inner
+            .rejected_by_cause
+            .lock()
+            .expect("stats lock poisoned");
         StatsSnapshot {
             sessions_opened: self.inner.sessions_opened.load(Ordering::Relaxed),
             sessions_live: self.inner.sessions_live.load(Ordering::Relaxed),
             clients_live: self.inner.clients_live.load(Ordering::Relaxed),
-            closed_by_cause: closed.iter().map(|(cause, n)| (cause.to_string(), *n)).collect(),
-            rejected_by_cause: rejected.iter().map(|(cause, n)| (cause.to_string(), *n)).collect(),
+            closed_by_cause: closed
+                .iter()
+                .map(|(cause, n)| (cause.to_string(), *n))
+                .collect(),
+            rejected_by_cause: rejected
+                .iter()
+                .map(|(cause, n)| (cause.to_string(), *n))
+                .collect(),
             tasks_live: self.inner.tasks.len() as u64,
         }
     }
@@ -116,6 +130,8 @@ impl ServerStats {
     }
 
     pub(super) fn set_clients(&self, count: usize) {
-        self.inner.clients_live.store(count as u64, Ordering::Relaxed);
+        self.inner
+            .clients_live
+            .store(count as u64, Ordering::Relaxed);
     }
 }

@@ -102,12 +102,23 @@ impl PlayerStream {
         program: &Program,
         settings: EncoderSettings,
     ) -> Result<(StreamResampler, ChunkEncoder), String> {
-        let resampler = StreamResampler::new(program.sample_rate, format.sample_rate, format.channels)
-            .map_err(|err| format!("cannot resample {} Hz to {} Hz: {err}", program.sample_rate, format.sample_rate))?;
-        let chunk_frames =
-            (program.chunk_frames() as u64 * u64::from(format.sample_rate) / u64::from(program.sample_rate)) as usize;
-        let encoder = ChunkEncoder::new(format, chunk_frames.max(1), resampler.is_passthrough(), settings)
-            .map_err(|err| format!("cannot encode {format}: {err}"))?;
+        let resampler =
+            StreamResampler::new(program.sample_rate, format.sample_rate, format.channels)
+                .map_err(|err| {
+                    format!(
+                        "cannot resample {} Hz to {} Hz: {err}",
+                        program.sample_rate, format.sample_rate
+                    )
+                })?;
+        let chunk_frames = (program.chunk_frames() as u64 * u64::from(format.sample_rate)
+            / u64::from(program.sample_rate)) as usize;
+        let encoder = ChunkEncoder::new(
+            format,
+            chunk_frames.max(1),
+            resampler.is_passthrough(),
+            settings,
+        )
+        .map_err(|err| format!("cannot encode {format}: {err}"))?;
         Ok((resampler, encoder))
     }
 
@@ -126,12 +137,23 @@ impl PlayerStream {
     /// its buffered audio to change its output format, so the new format
     /// starts with the first chunk at or after `restart_us` and nothing
     /// sent before counts any more.
-    pub fn switch_format(&mut self, format: AudioFormat, program: &Program, restart_us: i64) -> Result<(), String> {
+    pub fn switch_format(
+        &mut self,
+        format: AudioFormat,
+        program: &Program,
+        restart_us: i64,
+    ) -> Result<(), String> {
         let (resampler, encoder) = Self::build_pipeline(format, program, self.settings)?;
         let keeps_output = (format.sample_rate, format.channels, format.bit_depth)
-            == (self.format.sample_rate, self.format.channels, self.format.bit_depth);
+            == (
+                self.format.sample_rate,
+                self.format.channels,
+                self.format.bit_depth,
+            );
         let restart_seq = if keeps_output {
-            self.pending.front().map_or(self.next_seq, |chunk| chunk.source_seq)
+            self.pending
+                .front()
+                .map_or(self.next_seq, |chunk| chunk.source_seq)
         } else {
             self.in_flight.clear();
             self.in_flight_bytes = 0;
@@ -148,10 +170,13 @@ impl PlayerStream {
     /// encoder there.
     fn seek(&mut self, program: &Program, seq: u64) {
         self.next_seq = seq;
-        let start_frame = program.chunk(seq).map_or_else(|| program.produced_frames(), |c| c.start_frame);
-        self.out_frames =
-            (start_frame as u128 * self.format.sample_rate as u128 / program.sample_rate as u128) as u64;
-        if let Ok((resampler, encoder)) = Self::build_pipeline(self.format, program, self.settings) {
+        let start_frame = program
+            .chunk(seq)
+            .map_or_else(|| program.produced_frames(), |c| c.start_frame);
+        self.out_frames = (start_frame as u128 * self.format.sample_rate as u128
+            / program.sample_rate as u128) as u64;
+        if let Ok((resampler, encoder)) = Self::build_pipeline(self.format, program, self.settings)
+        {
             self.resampler = resampler;
             // A fresh encoder drops input buffered before the jump, and a
             // FLAC header stays the same for the same format.
@@ -164,7 +189,9 @@ impl PlayerStream {
     /// Audio sent and not yet due at `now_us`, in microseconds: what the
     /// player holds if it received everything.
     pub fn sent_ahead_us(&self, now_us: i64) -> i64 {
-        self.in_flight.back().map_or(0, |last| (last.end_us - now_us).max(0))
+        self.in_flight
+            .back()
+            .map_or(0, |last| (last.end_us - now_us).max(0))
     }
 
     /// Whether every chunk of an exhausted program has been sent.
@@ -174,7 +201,13 @@ impl PlayerStream {
 
     /// Sends what fits: chunks up to `horizon_us`, bounded by the player's
     /// buffer capacity counted over audio not yet heard at `now_us`.
-    pub fn pump(&mut self, program: &Program, handle: &SessionHandle, now_us: i64, horizon_us: i64) -> Result<(), SendError> {
+    pub fn pump(
+        &mut self,
+        program: &Program,
+        handle: &SessionHandle,
+        now_us: i64,
+        horizon_us: i64,
+    ) -> Result<(), SendError> {
         while let Some(front) = self.in_flight.front() {
             if front.end_us > now_us {
                 break;
@@ -194,7 +227,10 @@ impl PlayerStream {
                 continue;
             };
             let bytes = chunk.payload.len();
-            if chunk.timestamp_us > horizon_us || !self.has_room(bytes) || handle.queued_bytes() > self.queue_limit() {
+            if chunk.timestamp_us > horizon_us
+                || !self.has_room(bytes)
+                || handle.queued_bytes() > self.queue_limit()
+            {
                 return Ok(());
             }
             let Some(chunk) = self.pending.pop_front() else {
@@ -257,7 +293,11 @@ impl PlayerStream {
                     let mapped = if self.source_channels == self.format.channels {
                         None
                     } else {
-                        Some(map_channels(&chunk.samples, self.source_channels, self.format.channels))
+                        Some(map_channels(
+                            &chunk.samples,
+                            self.source_channels,
+                            self.format.channels,
+                        ))
                     };
                     let input: &[f32] = mapped.as_deref().unwrap_or(&chunk.samples);
                     let samples = self.resampler.process(input);
@@ -265,7 +305,10 @@ impl PlayerStream {
                 }
                 // After the source's last chunk, the resampler and the
                 // encoder still hold the tail of the timeline.
-                None if program.is_exhausted() && self.next_seq >= program.next_seq() && !self.flushed => {
+                None if program.is_exhausted()
+                    && self.next_seq >= program.next_seq()
+                    && !self.flushed =>
+                {
                     self.flushed = true;
                     let tail = self.resampler.flush();
                     self.encode_samples(&tail, &mut encoded)
@@ -287,7 +330,11 @@ impl PlayerStream {
     }
 
     /// Encodes resampled samples that continue the player's timeline.
-    fn encode_samples(&mut self, samples: &[f32], out: &mut Vec<EncodedChunk>) -> Result<(), crate::audio::CodecError> {
+    fn encode_samples(
+        &mut self,
+        samples: &[f32],
+        out: &mut Vec<EncodedChunk>,
+    ) -> Result<(), crate::audio::CodecError> {
         let frames = samples.len() / usize::from(self.format.channels);
         if frames == 0 {
             // A resampler may hold back a whole small chunk.
@@ -301,7 +348,10 @@ impl PlayerStream {
     /// Stamps an encoded chunk on the server clock and queues it.
     fn queue_encoded(&mut self, program: &Program, chunk: EncodedChunk, source_seq: u64) {
         let start_us = program.start_us() + self.format.frames_to_us(chunk.start_frame);
-        let end_us = program.start_us() + self.format.frames_to_us(chunk.start_frame + chunk.frames as u64);
+        let end_us = program.start_us()
+            + self
+                .format
+                .frames_to_us(chunk.start_frame + chunk.frames as u64);
         self.pending.push_back(OutgoingChunk {
             timestamp_us: start_us - self.encoder.delay_us(),
             end_us,

@@ -22,7 +22,9 @@ pub enum TrackAudio {
 impl TrackAudio {
     pub fn open(entry: &QueueEntry) -> Result<TrackAudio, String> {
         Ok(match entry {
-            QueueEntry::File(path) => TrackAudio::File(SourceDecoder::open(path).map_err(|err| err.to_string())?),
+            QueueEntry::File(path) => {
+                TrackAudio::File(SourceDecoder::open(path).map_err(|err| err.to_string())?)
+            }
             QueueEntry::Tone(kind) => TrackAudio::Tone(ToneSource::new(*kind)),
             QueueEntry::Pipe(pipe) => TrackAudio::Pipe(
                 pipe.0
@@ -62,7 +64,8 @@ impl TrackAudio {
         match self {
             TrackAudio::File(decoder) => {
                 let info = decoder.info();
-                info.duration_frames.map(|frames| frames * 1000 / u64::from(info.sample_rate.max(1)))
+                info.duration_frames
+                    .map(|frames| frames * 1000 / u64::from(info.sample_rate.max(1)))
             }
             TrackAudio::Tone(_) | TrackAudio::Pipe(_) => None,
         }
@@ -123,8 +126,12 @@ impl TrackFeed {
             None
         } else {
             Some(
-                StreamResampler::new(audio.sample_rate(), rate, channels)
-                    .map_err(|err| format!("cannot resample {} Hz to {rate} Hz: {err}", audio.sample_rate()))?,
+                StreamResampler::new(audio.sample_rate(), rate, channels).map_err(|err| {
+                    format!(
+                        "cannot resample {} Hz to {rate} Hz: {err}",
+                        audio.sample_rate()
+                    )
+                })?,
             )
         };
         Ok(TrackFeed {

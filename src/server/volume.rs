@@ -54,7 +54,10 @@ pub fn set_group_volume(volumes: &[u8], requested: u8) -> Vec<u8> {
         }
         per_player = lost / free as f64;
     }
-    levels.iter().map(|&level| level.round().clamp(0.0, 100.0) as u8).collect()
+    levels
+        .iter()
+        .map(|&level| level.round().clamp(0.0, 100.0) as u8)
+        .collect()
 }
 
 #[cfg(test)]
@@ -101,7 +104,10 @@ mod tests {
         assert_eq!(group_volume(&volumes), 90);
         // Two clamped in the first round: 90 and 80 lose 25 and 15, and
         // the other two take 20 each.
-        assert_eq!(set_group_volume(&[90, 80, 10, 20], 85), vec![100, 100, 65, 75]);
+        assert_eq!(
+            set_group_volume(&[90, 80, 10, 20], 85),
+            vec![100, 100, 65, 75]
+        );
     }
 
     #[test]

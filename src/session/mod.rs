@@ -67,7 +67,10 @@ pub enum CloseCause {
     /// This side (a client) sent `client/goodbye` with this reason.
     LocalGoodbye(GoodbyeReason),
     /// The peer sent a WebSocket close frame.
-    PeerClosed { code: u16, reason: String },
+    PeerClosed {
+        code: u16,
+        reason: String,
+    },
     /// The connection ended without a close frame (reset or EOF).
     PeerReset(String),
     /// The peer broke the protocol, as the text describes.
@@ -83,7 +86,10 @@ pub enum CloseCause {
     Shutdown,
     /// The peer went past a configured limit: `limit` is the field of
     /// [`Limits`](crate::transport::Limits), such as `max_message_bytes`.
-    LimitExceeded { limit: &'static str, detail: String },
+    LimitExceeded {
+        limit: &'static str,
+        detail: String,
+    },
 }
 
 impl CloseCause {
@@ -147,10 +153,14 @@ impl fmt::Display for CloseCause {
             CloseCause::ProtocolError(detail) => write!(f, "protocol error: {detail}"),
             CloseCause::HandshakeTimeout => f.write_str("handshake timed out"),
             CloseCause::IdleTimeout => f.write_str("peer idle: no frame or pong in time"),
-            CloseCause::Replaced => f.write_str("replaced by a newer session with the same client_id"),
+            CloseCause::Replaced => {
+                f.write_str("replaced by a newer session with the same client_id")
+            }
             CloseCause::SlowConsumer(detail) => write!(f, "slow consumer: {detail}"),
             CloseCause::Shutdown => f.write_str("closed locally"),
-            CloseCause::LimitExceeded { limit, detail } => write!(f, "limit {limit} exceeded: {detail}"),
+            CloseCause::LimitExceeded { limit, detail } => {
+                write!(f, "limit {limit} exceeded: {detail}")
+            }
         }
     }
 }
@@ -167,10 +177,17 @@ pub struct SessionEvent {
 pub enum EventKind {
     /// A decoded message or binary frame, with the local clock in
     /// microseconds at which its frame was read.
-    Received { incoming: Incoming, received_us: i64 },
+    Received {
+        incoming: Incoming,
+        received_us: i64,
+    },
     /// The session replied to `client/time` (server side), with the
     /// timestamps of the exchange that this side has.
-    TimeAnswered { client_transmitted: i64, server_received: i64, server_transmitted: i64 },
+    TimeAnswered {
+        client_transmitted: i64,
+        server_received: i64,
+        server_transmitted: i64,
+    },
     /// The session wrote `client/time` (client side) stamped with this T1.
     TimeSent { client_transmitted: i64 },
     /// The peer's pong to a WebSocket ping arrived this many microseconds

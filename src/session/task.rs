@@ -15,12 +15,15 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_util::task::TaskTracker;
 
 use super::throttle::{RejectLog, TokenBucket};
-use super::{queued_cost, CloseCause, Command, EventKind, SessionEvent, SessionHandle, SessionId, SessionState, Side};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use super::{
+    queued_cost, CloseCause, Command, EventKind, SessionEvent, SessionHandle, SessionId,
+    SessionState, Side,
+};
 use crate::clock::now_us;
 use crate::dialect::{Incoming, Outgoing, WireCodec};
 use crate::protocol::{BinaryKind, ClientGoodbye, ClientTime, Message, ServerTime};
 use crate::transport::Limits;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Time allowed for the close frame (and a goodbye before it) to go out.
 const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -192,13 +195,19 @@ where
     async fn finish(mut self, cause: CloseCause) {
         let was_active = *self.state.borrow() == SessionState::Active;
         self.state.send_replace(SessionState::Closing);
-        let mut peer_gone = matches!(cause, CloseCause::PeerReset(_) | CloseCause::PeerClosed { .. });
+        let mut peer_gone = matches!(
+            cause,
+            CloseCause::PeerReset(_) | CloseCause::PeerClosed { .. }
+        );
         if let CloseCause::LocalGoodbye(reason) = &cause {
             if self.side == Side::Client && was_active {
-                let goodbye = Outgoing::Message(Message::ClientGoodbye(ClientGoodbye { reason: *reason }));
+                let goodbye =
+                    Outgoing::Message(Message::ClientGoodbye(ClientGoodbye { reason: *reason }));
                 // A dialect without a goodbye goes straight to the close frame.
                 let sent = match self.codec.encode(&goodbye) {
-                    Some(frame) => tokio::time::timeout(CLOSE_WRITE_TIMEOUT, self.ws.send(frame)).await,
+                    Some(frame) => {
+                        tokio::time::timeout(CLOSE_WRITE_TIMEOUT, self.ws.send(frame)).await
+                    }
                     None => Ok(Err(WsError::ConnectionClosed)),
                 };
                 // The server closes the connection after a goodbye. Waiting
@@ -244,12 +253,20 @@ where
                 }
             }
         };
-        tokio::time::timeout(CLOSE_WRITE_TIMEOUT, drain).await.is_ok()
+        tokio::time::timeout(CLOSE_WRITE_TIMEOUT, drain)
+            .await
+            .is_ok()
     }
 
     async fn emit(&mut self, kind: EventKind) -> Result<(), CloseCause> {
-        let event = SessionEvent { session: self.id, kind };
-        self.events.send(event).await.map_err(|_| CloseCause::Shutdown)
+        let event = SessionEvent {
+            session: self.id,
+            kind,
+        };
+        self.events
+            .send(event)
+            .await
+            .map_err(|_| CloseCause::Shutdown)
     }
 
     fn activate(&mut self) -> bool {
@@ -294,7 +311,11 @@ where
     /// Clock stamps (`client_transmitted` on the client, `server_transmitted`
     /// on the server) are taken here, right before the batch is flushed, not
     /// when the message was queued.
-    async fn feed(&mut self, mut outgoing: Outgoing, deadline: &mut Instant) -> Result<(), CloseCause> {
+    async fn feed(
+        &mut self,
+        mut outgoing: Outgoing,
+        deadline: &mut Instant,
+    ) -> Result<(), CloseCause> {
         match &mut outgoing {
             Outgoing::Message(Message::ClientTime(time)) => time.client_transmitted = now_us(),
             Outgoing::Message(Message::ServerTime(time)) => time.server_transmitted = now_us(),
@@ -319,7 +340,8 @@ where
             }
         }
         if let Some(client_transmitted) = time_sent {
-            self.emit(EventKind::TimeSent { client_transmitted }).await?;
+            self.emit(EventKind::TimeSent { client_transmitted })
+                .await?;
         }
         if is_server_hello && self.side == Side::Server && self.activate() {
             self.emit(EventKind::Activated).await?;
@@ -346,14 +368,22 @@ where
                 (limit_us - left_us) / 1000
             )));
         }
-        Ok(self.limits.write_timeout.min(Duration::from_micros(left_us as u64)))
+        Ok(self
+            .limits
+            .write_timeout
+            .min(Duration::from_micros(left_us as u64)))
     }
 
     async fn send_frame(&mut self, frame: WsMessage) -> Result<(), CloseCause> {
-        self.send_frame_within(frame, self.limits.write_timeout).await
+        self.send_frame_within(frame, self.limits.write_timeout)
+            .await
     }
 
-    async fn send_frame_within(&mut self, frame: WsMessage, timeout: Duration) -> Result<(), CloseCause> {
+    async fn send_frame_within(
+        &mut self,
+        frame: WsMessage,
+        timeout: Duration,
+    ) -> Result<(), CloseCause> {
         match tokio::time::timeout(timeout, self.ws.send(frame)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(err)) => Err(error_cause(err)),
@@ -371,10 +401,17 @@ where
         self.send_frame(WsMessage::Ping(sent_us.into())).await
     }
 
-    async fn on_frame(&mut self, frame: Option<Result<WsMessage, WsError>>) -> Result<(), CloseCause> {
+    async fn on_frame(
+        &mut self,
+        frame: Option<Result<WsMessage, WsError>>,
+    ) -> Result<(), CloseCause> {
         let received_us = now_us();
         let frame = match frame {
-            None => return Err(CloseCause::PeerReset("connection ended without a close frame".into())),
+            None => {
+                return Err(CloseCause::PeerReset(
+                    "connection ended without a close frame".into(),
+                ))
+            }
             Some(Err(err)) => return Err(self.read_error_cause(err)),
             Some(Ok(frame)) => frame,
         };
@@ -416,13 +453,22 @@ where
         }
     }
 
-    async fn on_incoming(&mut self, incoming: Incoming, received_us: i64) -> Result<(), CloseCause> {
+    async fn on_incoming(
+        &mut self,
+        incoming: Incoming,
+        received_us: i64,
+    ) -> Result<(), CloseCause> {
         let handshaking = *self.state.borrow() == SessionState::Handshaking;
         if handshaking && !self.hello_received {
             self.check_handshake_order(&incoming)?;
             self.hello_received = true;
-        } else if handshaking && self.side == Side::Server && matches!(incoming, Incoming::Binary(_)) {
-            return Err(CloseCause::ProtocolError("binary frame before server/hello was sent".into()));
+        } else if handshaking
+            && self.side == Side::Server
+            && matches!(incoming, Incoming::Binary(_))
+        {
+            return Err(CloseCause::ProtocolError(
+                "binary frame before server/hello was sent".into(),
+            ));
         }
         match (&incoming, self.side) {
             (Incoming::Message(Message::ClientGoodbye(goodbye)), Side::Server) => {
@@ -440,7 +486,11 @@ where
             }
             _ => {}
         }
-        self.emit(EventKind::Received { incoming, received_us }).await
+        self.emit(EventKind::Received {
+            incoming,
+            received_us,
+        })
+        .await
     }
 
     /// Returns the close cause of a failed read, naming the size limit a
@@ -450,7 +500,9 @@ where
         let WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) = err else {
             return error_cause(err);
         };
-        let limit = if max_size == self.limits.max_frame_bytes && max_size != self.limits.max_message_bytes {
+        let limit = if max_size == self.limits.max_frame_bytes
+            && max_size != self.limits.max_message_bytes
+        {
             "max_frame_bytes"
         } else {
             "max_message_bytes"
@@ -468,15 +520,21 @@ where
             Side::Client => "server/hello",
         };
         let got = match incoming {
-            Incoming::Message(Message::ClientHello(_)) if self.side == Side::Server => return Ok(()),
-            Incoming::Message(Message::ServerHello(_)) if self.side == Side::Client => return Ok(()),
+            Incoming::Message(Message::ClientHello(_)) if self.side == Side::Server => {
+                return Ok(())
+            }
+            Incoming::Message(Message::ServerHello(_)) if self.side == Side::Client => {
+                return Ok(())
+            }
             // Any other message before the hello is an error.
             Incoming::Message(message) => message.type_name().to_string(),
             Incoming::Binary(_) => "a binary frame".to_string(),
             Incoming::Unknown { type_name } => type_name.clone(),
             Incoming::Consumed => return Ok(()),
         };
-        Err(CloseCause::ProtocolError(format!("expected {expected} first, got {got}")))
+        Err(CloseCause::ProtocolError(format!(
+            "expected {expected} first, got {got}"
+        )))
     }
 
     async fn answer_time(&mut self, time: &ClientTime, received_us: i64) -> Result<(), CloseCause> {
@@ -512,10 +570,18 @@ fn error_cause(err: WsError) -> CloseCause {
         WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
             CloseCause::PeerReset("connection reset without a close frame".into())
         }
-        WsError::Capacity(err) => CloseCause::ProtocolError(format!("frame exceeds the size limit: {err}")),
-        WsError::Protocol(err) => CloseCause::ProtocolError(format!("WebSocket protocol violation: {err}")),
-        WsError::Utf8(err) => CloseCause::ProtocolError(format!("text frame is not valid UTF-8: {err}")),
-        WsError::ConnectionClosed | WsError::AlreadyClosed => CloseCause::PeerReset("connection closed".into()),
+        WsError::Capacity(err) => {
+            CloseCause::ProtocolError(format!("frame exceeds the size limit: {err}"))
+        }
+        WsError::Protocol(err) => {
+            CloseCause::ProtocolError(format!("WebSocket protocol violation: {err}"))
+        }
+        WsError::Utf8(err) => {
+            CloseCause::ProtocolError(format!("text frame is not valid UTF-8: {err}"))
+        }
+        WsError::ConnectionClosed | WsError::AlreadyClosed => {
+            CloseCause::PeerReset("connection closed".into())
+        }
         other => CloseCause::PeerReset(other.to_string()),
     }
 }
@@ -526,7 +592,9 @@ fn close_frame(cause: &CloseCause) -> CloseFrame {
         CloseCause::ProtocolError(_) => CloseCode::Policy,
         CloseCause::LimitExceeded { limit, .. } if limit.ends_with("_bytes") => CloseCode::Size,
         CloseCause::LimitExceeded { .. } => CloseCode::Policy,
-        CloseCause::HandshakeTimeout | CloseCause::IdleTimeout | CloseCause::SlowConsumer(_) => CloseCode::Policy,
+        CloseCause::HandshakeTimeout | CloseCause::IdleTimeout | CloseCause::SlowConsumer(_) => {
+            CloseCode::Policy
+        }
         CloseCause::Shutdown => CloseCode::Away,
         _ => CloseCode::Normal,
     };
@@ -555,10 +623,14 @@ fn log_close(id: SessionId, peer: SocketAddr, cause: &CloseCause) {
         return;
     };
     match RejectLog::permit() {
-        Some(0) => tracing::warn!(session = %id, %peer, rejection, cause = %cause, "session rejected"),
+        Some(0) => {
+            tracing::warn!(session = %id, %peer, rejection, cause = %cause, "session rejected")
+        }
         Some(suppressed) => {
             tracing::warn!(session = %id, %peer, rejection, cause = %cause, suppressed, "session rejected; suppressed log lines of earlier rejections")
         }
-        None => tracing::debug!(session = %id, %peer, rejection, cause = %cause, "session rejected"),
+        None => {
+            tracing::debug!(session = %id, %peer, rejection, cause = %cause, "session rejected")
+        }
     }
 }

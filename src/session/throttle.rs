@@ -71,7 +71,9 @@ impl RejectLog {
     /// number of rejections left unlogged since the last permit, and `None`
     /// when the budget is spent.
     pub fn permit() -> Option<u64> {
-        let mut budget = BUDGET.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut budget = BUDGET
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let bucket = budget
             .bucket
             .get_or_insert_with(|| TokenBucket::new(LOG_LINES_PER_SECOND, LOG_LINES_PER_SECOND));

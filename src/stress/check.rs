@@ -10,7 +10,9 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::dialect::Incoming;
-use crate::protocol::{BinaryFrame, BinaryKind, Message, ServerHello, ServerTime, StreamStartPlayer};
+use crate::protocol::{
+    BinaryFrame, BinaryKind, Message, ServerHello, ServerTime, StreamStartPlayer,
+};
 use crate::telemetry::{Event, EventKind, Telemetry};
 
 /// Maximum gap or overlap between consecutive audio chunks, in
@@ -169,7 +171,14 @@ impl Violations {
         self
     }
 
-    pub fn record(&self, kind: ViolationKind, scenario: &'static str, session: &str, detail: String, message: Option<String>) {
+    pub fn record(
+        &self,
+        kind: ViolationKind,
+        scenario: &'static str,
+        session: &str,
+        detail: String,
+        message: Option<String>,
+    ) {
         tracing::debug!(%kind, scenario, session, %detail, "violation");
         let violation = Violation {
             kind,
@@ -191,11 +200,19 @@ impl Violations {
     }
 
     pub fn total(&self) -> u64 {
-        self.groups.lock().expect("violations lock poisoned").values().map(|g| g.count).sum()
+        self.groups
+            .lock()
+            .expect("violations lock poisoned")
+            .values()
+            .map(|g| g.count)
+            .sum()
     }
 
     pub fn snapshot(&self) -> BTreeMap<ViolationKind, ViolationGroup> {
-        self.groups.lock().expect("violations lock poisoned").clone()
+        self.groups
+            .lock()
+            .expect("violations lock poisoned")
+            .clone()
     }
 }
 
@@ -207,12 +224,18 @@ fn log_violation(telemetry: &Telemetry, violation: &Violation, count: u64) {
     let event = match count {
         n if n <= LOGGED_PER_KIND => Event::now(
             EventKind::Violation,
-            format!("{} in {}: {}", violation.kind, violation.scenario, violation.detail),
+            format!(
+                "{} in {}: {}",
+                violation.kind, violation.scenario, violation.detail
+            ),
         )
         .with_session(&violation.session),
         n if n == LOGGED_PER_KIND + 1 => Event::now(
             EventKind::Info,
-            format!("further {} violations are counted in the report, not logged", violation.kind),
+            format!(
+                "further {} violations are counted in the report, not logged",
+                violation.kind
+            ),
         ),
         _ => return,
     };
@@ -322,7 +345,12 @@ impl Checker {
     }
 
     /// Checks one decoded frame received at local time `received_us`.
-    pub fn observe(&mut self, incoming: Incoming, received_us: i64, findings: &mut Vec<Finding>) -> Seen {
+    pub fn observe(
+        &mut self,
+        incoming: Incoming,
+        received_us: i64,
+        findings: &mut Vec<Finding>,
+    ) -> Seen {
         match incoming {
             Incoming::Message(message) => {
                 self.observe_message(&message, received_us, findings);
@@ -330,7 +358,10 @@ impl Checker {
             }
             Incoming::Binary(frame) => {
                 if self.hello.is_none() {
-                    findings.push((ViolationKind::BeforeHello, "binary frame before server/hello".into()));
+                    findings.push((
+                        ViolationKind::BeforeHello,
+                        "binary frame before server/hello".into(),
+                    ));
                 }
                 if frame.kind == BinaryKind::Audio {
                     self.observe_audio(&frame, findings);
@@ -343,10 +374,18 @@ impl Checker {
         }
     }
 
-    fn observe_message(&mut self, message: &Message, received_us: i64, findings: &mut Vec<Finding>) {
+    fn observe_message(
+        &mut self,
+        message: &Message,
+        received_us: i64,
+        findings: &mut Vec<Finding>,
+    ) {
         let is_hello = matches!(message, Message::ServerHello(_));
         if self.hello.is_none() && !is_hello {
-            findings.push((ViolationKind::BeforeHello, format!("{} before server/hello", message.type_name())));
+            findings.push((
+                ViolationKind::BeforeHello,
+                format!("{} before server/hello", message.type_name()),
+            ));
         }
         match message {
             Message::ServerHello(hello) => self.observe_hello(hello, findings),
@@ -362,10 +401,16 @@ impl Checker {
                 }
             }
             Message::StreamEnd(end) => {
-                let ends_player = end.roles.as_ref().is_none_or(|roles| roles.iter().any(|r| r.starts_with("player")));
+                let ends_player = end
+                    .roles
+                    .as_ref()
+                    .is_none_or(|roles| roles.iter().any(|r| r.starts_with("player")));
                 if ends_player {
                     if self.track.is_none() && self.is_active("player") {
-                        findings.push((ViolationKind::EndWithoutStream, "stream/end for the player with no stream running".into()));
+                        findings.push((
+                            ViolationKind::EndWithoutStream,
+                            "stream/end for the player with no stream running".into(),
+                        ));
                     }
                     self.track = None;
                 }
@@ -376,25 +421,36 @@ impl Checker {
             | Message::ClientCommand(_)
             | Message::ClientGoodbye(_)
             | Message::StreamRequestFormat(_) => {
-                findings.push((ViolationKind::WrongDirection, format!("server sent the client message {}", message.type_name())));
+                findings.push((
+                    ViolationKind::WrongDirection,
+                    format!("server sent the client message {}", message.type_name()),
+                ));
             }
             Message::ServerState(_) | Message::ServerCommand(_) | Message::GroupUpdate(_) => {}
         }
     }
 
     fn is_active(&self, family: &str) -> bool {
-        self.hello
-            .as_ref()
-            .is_some_and(|h| h.active_roles.iter().any(|r| r.split('@').next() == Some(family)))
+        self.hello.as_ref().is_some_and(|h| {
+            h.active_roles
+                .iter()
+                .any(|r| r.split('@').next() == Some(family))
+        })
     }
 
     fn observe_hello(&mut self, hello: &ServerHello, findings: &mut Vec<Finding>) {
         if self.hello.is_some() {
-            findings.push((ViolationKind::DuplicateHello, "second server/hello on one connection".into()));
+            findings.push((
+                ViolationKind::DuplicateHello,
+                "second server/hello on one connection".into(),
+            ));
             return;
         }
         if hello.version != crate::protocol::PROTOCOL_VERSION {
-            findings.push((ViolationKind::BadHello, format!("server/hello version {}", hello.version)));
+            findings.push((
+                ViolationKind::BadHello,
+                format!("server/hello version {}", hello.version),
+            ));
         }
         let foreign: Vec<&String> = hello
             .active_roles
@@ -402,7 +458,10 @@ impl Checker {
             .filter(|role| !self.requested_roles.contains(role))
             .collect();
         if !foreign.is_empty() {
-            findings.push((ViolationKind::BadHello, format!("activated roles the client did not request: {foreign:?}")));
+            findings.push((
+                ViolationKind::BadHello,
+                format!("activated roles the client did not request: {foreign:?}"),
+            ));
         }
         self.hello = Some(hello.clone());
     }
@@ -422,14 +481,23 @@ impl Checker {
         if !awaited {
             findings.push((
                 ViolationKind::ForeignTimeReply,
-                format!("server/time echoes client_transmitted {} that this connection did not send", time.client_transmitted),
+                format!(
+                    "server/time echoes client_transmitted {} that this connection did not send",
+                    time.client_transmitted
+                ),
             ));
             return;
         }
         let in_server = time.server_transmitted - time.server_received;
         let round_trip = received_us - time.client_transmitted;
         if in_server < 0 {
-            findings.push((ViolationKind::TimeCausality, format!("server_transmitted is {} µs before server_received", -in_server)));
+            findings.push((
+                ViolationKind::TimeCausality,
+                format!(
+                    "server_transmitted is {} µs before server_received",
+                    -in_server
+                ),
+            ));
         } else if in_server > round_trip {
             findings.push((
                 ViolationKind::TimeCausality,
@@ -440,13 +508,18 @@ impl Checker {
             if time.server_received < last {
                 findings.push((
                     ViolationKind::TimeNotMonotonic,
-                    format!("server_received went back {} µs", last - time.server_received),
+                    format!(
+                        "server_received went back {} µs",
+                        last - time.server_received
+                    ),
                 ));
             }
         }
         self.last_server_received = Some(time.server_received);
         let rtt = (round_trip - in_server).max(0);
-        let offset = ((time.server_received - time.client_transmitted) + (time.server_transmitted - received_us)) / 2;
+        let offset = ((time.server_received - time.client_transmitted)
+            + (time.server_transmitted - received_us))
+            / 2;
         if self.best_rtt.is_none_or(|(best, _)| rtt < best) {
             self.best_rtt = Some((rtt, offset));
         }
@@ -454,7 +527,8 @@ impl Checker {
     }
 
     fn start_track(&mut self, player: &StreamStartPlayer) {
-        let pcm_frame_bytes = (player.codec == "pcm").then(|| u32::from(player.channels) * u32::from(player.bit_depth.div_ceil(8)));
+        let pcm_frame_bytes = (player.codec == "pcm")
+            .then(|| u32::from(player.channels) * u32::from(player.bit_depth.div_ceil(8)));
         self.track = Some(Track {
             pcm_frame_bytes: pcm_frame_bytes.filter(|b| *b > 0),
             sample_rate: player.sample_rate.max(1),
@@ -465,7 +539,10 @@ impl Checker {
 
     fn observe_audio(&mut self, frame: &BinaryFrame, findings: &mut Vec<Finding>) {
         let Some(track) = &mut self.track else {
-            findings.push((ViolationKind::AudioWithoutStream, format!("audio chunk at {} µs outside a stream", frame.timestamp_us)));
+            findings.push((
+                ViolationKind::AudioWithoutStream,
+                format!("audio chunk at {} µs outside a stream", frame.timestamp_us),
+            ));
             return;
         };
         let first = track.chunks == 0;
@@ -476,11 +553,17 @@ impl Checker {
         if let (true, Some(expected)) = (self.check_continuity, track.next_us) {
             let error = frame.timestamp_us - expected;
             if error > CONTINUITY_SLACK_US {
-                findings.push((ViolationKind::AudioGap, format!("chunk at {} µs leaves a {error} µs gap", frame.timestamp_us)));
+                findings.push((
+                    ViolationKind::AudioGap,
+                    format!("chunk at {} µs leaves a {error} µs gap", frame.timestamp_us),
+                ));
             } else if error < -CONTINUITY_SLACK_US {
                 findings.push((
                     ViolationKind::AudioOverlap,
-                    format!("chunk at {} µs overlaps the previous one by {} µs", frame.timestamp_us, -error),
+                    format!(
+                        "chunk at {} µs overlaps the previous one by {} µs",
+                        frame.timestamp_us, -error
+                    ),
                 ));
             }
         }
@@ -497,7 +580,9 @@ impl Checker {
     /// so a chunk stamped earlier was late when it left. Timing against its
     /// arrival instead would blame the server for a busy client.
     fn judge_first_chunk(&mut self, findings: &mut Vec<Finding>) {
-        let (Some(timestamp_us), Some(offset), Some(hello_sent_us)) = (self.first_chunk_us, self.offset_us(), self.hello_sent_us) else {
+        let (Some(timestamp_us), Some(offset), Some(hello_sent_us)) =
+            (self.first_chunk_us, self.offset_us(), self.hello_sent_us)
+        else {
             return;
         };
         self.first_chunk_us = None;
@@ -560,7 +645,11 @@ mod tests {
         checker.observe(Incoming::Message(start()), 0, &mut findings);
         checker.observe(audio(1_000_000, 960), 0, &mut findings);
         checker.observe(audio(1_020_000, 960), 0, &mut findings);
-        checker.observe(Incoming::Message(Message::StreamEnd(StreamEnd::default())), 0, &mut findings);
+        checker.observe(
+            Incoming::Message(Message::StreamEnd(StreamEnd::default())),
+            0,
+            &mut findings,
+        );
         assert!(findings.is_empty(), "{findings:?}");
         assert_eq!(checker.audio_chunks(), 0, "stream/end ends the track");
     }
@@ -577,8 +666,16 @@ mod tests {
         checker.observe(audio(1_000_000, 960), 0, &mut findings);
         checker.observe(audio(1_040_000, 960), 0, &mut findings);
         checker.observe(audio(1_050_000, 960), 0, &mut findings);
-        checker.observe(Incoming::Message(Message::StreamEnd(StreamEnd::default())), 0, &mut findings);
-        checker.observe(Incoming::Message(Message::StreamEnd(StreamEnd::default())), 0, &mut findings);
+        checker.observe(
+            Incoming::Message(Message::StreamEnd(StreamEnd::default())),
+            0,
+            &mut findings,
+        );
+        checker.observe(
+            Incoming::Message(Message::StreamEnd(StreamEnd::default())),
+            0,
+            &mut findings,
+        );
         assert_eq!(
             kinds(&findings),
             [
@@ -614,7 +711,11 @@ mod tests {
         checker.observe(reply(200, 4_000, 4_500), 400, &mut findings);
         assert_eq!(
             kinds(&findings),
-            [ViolationKind::ForeignTimeReply, ViolationKind::TimeCausality, ViolationKind::TimeNotMonotonic]
+            [
+                ViolationKind::ForeignTimeReply,
+                ViolationKind::TimeCausality,
+                ViolationKind::TimeNotMonotonic
+            ]
         );
     }
 
@@ -689,7 +790,11 @@ mod tests {
             server_received: 1_000_100,
             server_transmitted: 1_000_100,
         };
-        checker.observe(Incoming::Message(Message::ServerTime(reply)), 1_000_200, &mut findings);
+        checker.observe(
+            Incoming::Message(Message::ServerTime(reply)),
+            1_000_200,
+            &mut findings,
+        );
         assert_eq!(kinds(&findings), [ViolationKind::LateChunk]);
     }
 }

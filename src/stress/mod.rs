@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 pub use check::{Violation, ViolationGroup, ViolationKind, Violations};
 pub use probe::{Ending, Probe, Target};
-pub use scenarios::{hello, Roles};
 pub use report::{Counters, LatencySummary, Report, ScenarioReport};
+pub use scenarios::{hello, Roles};
 
 use crate::server::{ServerStats, StatsSnapshot};
 use crate::telemetry::{unix_ms_now, Event, EventKind, Phase, Snapshot, Telemetry};
@@ -139,10 +139,16 @@ impl FromStr for Scenario {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Scenario::ALL.into_iter().find(|s| s.as_str() == text).ok_or_else(|| {
-            let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.as_str()).collect();
-            format!("unknown scenario {text:?}: expected `all` or one of {}", names.join(", "))
-        })
+        Scenario::ALL
+            .into_iter()
+            .find(|s| s.as_str() == text)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.as_str()).collect();
+                format!(
+                    "unknown scenario {text:?}: expected `all` or one of {}",
+                    names.join(", ")
+                )
+            })
     }
 }
 
@@ -206,8 +212,16 @@ impl TargetCounters {
 pub fn stats_of(snapshot: &Snapshot) -> StatsSnapshot {
     let gauge = |name: &str| snapshot.gauges.get(name).copied().unwrap_or(0.0) as u64;
     StatsSnapshot {
-        sessions_opened: snapshot.counters.get("sessions_opened").copied().unwrap_or(0),
-        sessions_live: snapshot.sessions.iter().filter(|row| row.phase != Phase::Connecting).count() as u64,
+        sessions_opened: snapshot
+            .counters
+            .get("sessions_opened")
+            .copied()
+            .unwrap_or(0),
+        sessions_live: snapshot
+            .sessions
+            .iter()
+            .filter(|row| row.phase != Phase::Connecting)
+            .count() as u64,
         clients_live: gauge("clients_live"),
         closed_by_cause: snapshot
             .counters
@@ -229,7 +243,11 @@ pub fn stats_of(snapshot: &Snapshot) -> StatsSnapshot {
 /// embedded server or publishes telemetry. After each scenario the run
 /// waits for them to fall back to idle and records a leak if they do not.
 /// `progress` receives the live counters of each scenario as it starts.
-pub async fn run(config: &StressConfig, target_counters: Option<&TargetCounters>, progress: impl Fn(Progress)) -> Report {
+pub async fn run(
+    config: &StressConfig,
+    target_counters: Option<&TargetCounters>,
+    progress: impl Fn(Progress),
+) -> Report {
     let mut reports = Vec::new();
     let id_prefix = format!("stress-{:x}", config.seed & 0xffff_ffff);
     for &scenario in &config.scenarios {
@@ -311,7 +329,11 @@ fn mark(config: &StressConfig, line: String) {
 /// Waits until the server has no open session, client or task. Records a
 /// leak with the remaining counts if that does not happen within
 /// [`SETTLE_TIMEOUT`], and returns the last snapshot.
-async fn settle(counters: &TargetCounters, violations: &Violations, scenario: Scenario) -> StatsSnapshot {
+async fn settle(
+    counters: &TargetCounters,
+    violations: &Violations,
+    scenario: Scenario,
+) -> StatsSnapshot {
     let deadline = Instant::now() + SETTLE_TIMEOUT;
     // A snapshot from a feed counts only when taken after the scenario
     // ended, so an older, idle one cannot hide a leak.

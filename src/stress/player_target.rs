@@ -17,8 +17,9 @@ use super::Scenario;
 use crate::clock::now_us;
 use crate::dialect::Incoming;
 use crate::protocol::{
-    activate_roles, BinaryFrame, BinaryKind, ClientHello, ConnectionReason, Message, PlayerCommand, PlayerState, ServerCommand,
-    ServerHello, ServerTime, StreamClear, StreamEnd, StreamStart, StreamStartPlayer, SupportedFormat, PROTOCOL_VERSION,
+    activate_roles, BinaryFrame, BinaryKind, ClientHello, ConnectionReason, Message, PlayerCommand,
+    PlayerState, ServerCommand, ServerHello, ServerTime, StreamClear, StreamEnd, StreamStart,
+    StreamStartPlayer, SupportedFormat, PROTOCOL_VERSION,
 };
 
 /// Roles a virtual server activates.
@@ -104,14 +105,24 @@ async fn serve_once(ctx: &Context, label: String, rng: &mut StdRng) {
         active_roles: activation.active.clone(),
         connection_reason: ConnectionReason::Playback,
     };
-    if probe.send(Message::ServerHello(server_hello)).await.is_err() {
+    if probe
+        .send(Message::ServerHello(server_hello))
+        .await
+        .is_err()
+    {
         ctx.finish(&mut probe).await;
         return;
     }
     let format = hello
         .player_support
         .as_ref()
-        .and_then(|support| support.supported_formats.iter().find(|f| f.codec == "pcm").cloned())
+        .and_then(|support| {
+            support
+                .supported_formats
+                .iter()
+                .find(|f| f.codec == "pcm")
+                .cloned()
+        })
         .filter(|_| activation.active.iter().any(|r| r == "player@v1"));
     let stream_for = Duration::from_millis(rng.random_range(100..1_500));
     let mut checks = PlayerChecks::default();
@@ -139,7 +150,13 @@ async fn serve_once(ctx: &Context, label: String, rng: &mut StdRng) {
         return finish_dropped(ctx, probe).await;
     }
 
-    match [Hangup::Close, Hangup::EndThenClose, Hangup::Reset, Hangup::ResetMidFrame][rng.random_range(0..4)] {
+    match [
+        Hangup::Close,
+        Hangup::EndThenClose,
+        Hangup::Reset,
+        Hangup::ResetMidFrame,
+    ][rng.random_range(0..4)]
+    {
         Hangup::Close => ctx.finish(&mut probe).await,
         Hangup::EndThenClose => {
             let _ = probe.send(Message::StreamEnd(StreamEnd::default())).await;
@@ -174,7 +191,13 @@ async fn await_client_hello(ctx: &Context, probe: &mut Probe) -> Option<ClientHe
         match probe.next_unchecked(deadline).await {
             Ok((Incoming::Message(Message::ClientHello(hello)), text, _)) => {
                 if let Err(problem) = check_client_hello(&hello) {
-                    ctx.violations.record(ViolationKind::BadHello, ctx.name(), &probe.label, problem, text);
+                    ctx.violations.record(
+                        ViolationKind::BadHello,
+                        ctx.name(),
+                        &probe.label,
+                        problem,
+                        text,
+                    );
                 }
                 return Some(hello);
             }
@@ -186,7 +209,10 @@ async fn await_client_hello(ctx: &Context, probe: &mut Probe) -> Option<ClientHe
                 text,
             ),
             Err(Ending::Timeout) => {
-                probe.violation(ViolationKind::HelloTimeout, format!("no client/hello within {:?} of connecting", ctx.bound));
+                probe.violation(
+                    ViolationKind::HelloTimeout,
+                    format!("no client/hello within {:?} of connecting", ctx.bound),
+                );
                 return None;
             }
             Err(_) => return None,
@@ -204,7 +230,12 @@ fn check_client_hello(hello: &ClientHello) -> Result<(), String> {
     if hello.supported_roles.is_empty() {
         return Err("client/hello with no supported_roles".into());
     }
-    if hello.supported_roles.iter().any(|r| r.starts_with("player@")) && hello.player_support.is_none() {
+    if hello
+        .supported_roles
+        .iter()
+        .any(|r| r.starts_with("player@"))
+        && hello.player_support.is_none()
+    {
         return Err("client/hello offers the player role without player support".into());
     }
     Ok(())
@@ -233,7 +264,12 @@ struct PlayerChecks {
 /// Handles one message from the player: replies to `client/time` and
 /// checks for messages a player must not send. Returns false when the player ended the
 /// connection.
-async fn handle_player_frame(ctx: &Context, probe: &mut Probe, checks: &mut PlayerChecks, deadline: tokio::time::Instant) -> Option<bool> {
+async fn handle_player_frame(
+    ctx: &Context,
+    probe: &mut Probe,
+    checks: &mut PlayerChecks,
+    deadline: tokio::time::Instant,
+) -> Option<bool> {
     match probe.next_unchecked(deadline).await {
         Ok((Incoming::Message(message), text, received_us)) => {
             match message {
@@ -244,7 +280,10 @@ async fn handle_player_frame(ctx: &Context, probe: &mut Probe, checks: &mut Play
                                 ViolationKind::TimeNotMonotonic,
                                 ctx.name(),
                                 &probe.label,
-                                format!("client_transmitted went back {} µs", last - time.client_transmitted),
+                                format!(
+                                    "client_transmitted went back {} µs",
+                                    last - time.client_transmitted
+                                ),
                                 text,
                             );
                         }
@@ -262,7 +301,10 @@ async fn handle_player_frame(ctx: &Context, probe: &mut Probe, checks: &mut Play
                     Counters::add(&ctx.counters.time_replies, 1);
                 }
                 Message::ClientHello(_) => {
-                    probe.violation(ViolationKind::DuplicateHello, "second client/hello on one connection".into());
+                    probe.violation(
+                        ViolationKind::DuplicateHello,
+                        "second client/hello on one connection".into(),
+                    );
                 }
                 Message::ClientState(state) => {
                     if let Some(player) = state.player {
@@ -297,7 +339,13 @@ async fn handle_player_frame(ctx: &Context, probe: &mut Probe, checks: &mut Play
 /// Streams silence for `duration`, a chunk every 20 ms stamped half a
 /// second ahead, while replying to the player. Returns false when the
 /// player ended the connection.
-async fn stream_silence(ctx: &Context, probe: &mut Probe, checks: &mut PlayerChecks, chunk_bytes: usize, duration: Duration) -> bool {
+async fn stream_silence(
+    ctx: &Context,
+    probe: &mut Probe,
+    checks: &mut PlayerChecks,
+    chunk_bytes: usize,
+    duration: Duration,
+) -> bool {
     let until = Instant::now() + duration;
     let mut next_chunk_us = now_us() + LEAD_US;
     let silence = vec![0u8; chunk_bytes];
@@ -316,7 +364,14 @@ async fn stream_silence(ctx: &Context, probe: &mut Probe, checks: &mut PlayerChe
         next_chunk_us += CHUNK_US;
         // Answer what the player sent meanwhile, without waiting.
         loop {
-            match handle_player_frame(ctx, probe, checks, tokio::time::Instant::now() + Duration::from_millis(1)).await {
+            match handle_player_frame(
+                ctx,
+                probe,
+                checks,
+                tokio::time::Instant::now() + Duration::from_millis(1),
+            )
+            .await
+            {
                 Some(true) => continue,
                 Some(false) => return false,
                 None => break,
@@ -328,7 +383,12 @@ async fn stream_silence(ctx: &Context, probe: &mut Probe, checks: &mut PlayerChe
 
 /// Answers the player for `duration` without streaming. Returns false when
 /// the player ended the connection.
-async fn answer_for(ctx: &Context, probe: &mut Probe, checks: &mut PlayerChecks, duration: Duration) -> bool {
+async fn answer_for(
+    ctx: &Context,
+    probe: &mut Probe,
+    checks: &mut PlayerChecks,
+    duration: Duration,
+) -> bool {
     let deadline = tokio::time::Instant::now() + duration;
     loop {
         match handle_player_frame(ctx, probe, checks, deadline).await {
@@ -351,7 +411,13 @@ impl Dialed {
     /// `server_id` with `connection_reason: playback`.
     async fn connect(ctx: &Context, label: String, server_id: &str) -> Option<Dialed> {
         let Some(mut probe) = ctx.open(label.clone(), None).await else {
-            ctx.violations.record(ViolationKind::Unresponsive, ctx.name(), &label, "the player did not accept a connection".into(), None);
+            ctx.violations.record(
+                ViolationKind::Unresponsive,
+                ctx.name(),
+                &label,
+                "the player did not accept a connection".into(),
+                None,
+            );
             return None;
         };
         let started = Instant::now();
@@ -369,7 +435,11 @@ impl Dialed {
             active_roles: activation.active,
             connection_reason: ConnectionReason::Playback,
         };
-        if probe.send(Message::ServerHello(server_hello)).await.is_err() {
+        if probe
+            .send(Message::ServerHello(server_hello))
+            .await
+            .is_err()
+        {
             finish_dropped(ctx, probe).await;
             return None;
         }
@@ -385,7 +455,14 @@ impl Dialed {
         self.hello
             .player_support
             .as_ref()
-            .map(|support| support.supported_formats.iter().filter(|f| f.codec == "pcm").cloned().collect())
+            .map(|support| {
+                support
+                    .supported_formats
+                    .iter()
+                    .filter(|f| f.codec == "pcm")
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -426,8 +503,16 @@ impl Dialed {
             }),
             ..Default::default()
         };
-        if self.probe.send(Message::ServerCommand(command)).await.is_err() {
-            self.probe.violation(ViolationKind::Unresponsive, format!("the player closed the connection {after}"));
+        if self
+            .probe
+            .send(Message::ServerCommand(command))
+            .await
+            .is_err()
+        {
+            self.probe.violation(
+                ViolationKind::Unresponsive,
+                format!("the player closed the connection {after}"),
+            );
             return false;
         }
         let deadline = tokio::time::Instant::now() + ctx.bound;
@@ -438,13 +523,19 @@ impl Dialed {
             match handle_player_frame(ctx, &mut self.probe, &mut self.checks, deadline).await {
                 Some(true) => {}
                 Some(false) => {
-                    self.probe.violation(ViolationKind::Unresponsive, format!("the player closed the connection {after}"));
+                    self.probe.violation(
+                        ViolationKind::Unresponsive,
+                        format!("the player closed the connection {after}"),
+                    );
                     return false;
                 }
                 None => {
                     self.probe.violation(
                         ViolationKind::Unresponsive,
-                        format!("the player did not report volume {volume} within {:?} {after}", ctx.bound),
+                        format!(
+                            "the player did not report volume {volume} within {:?} {after}",
+                            ctx.bound
+                        ),
                     );
                     return false;
                 }
@@ -462,7 +553,11 @@ async fn still_obeys(ctx: &Context, dialed: &mut Dialed, rng: &mut StdRng, after
     }
     let volume = rng.random_range(0..=100u8);
     // A player that already reports this volume would not send a state.
-    let volume = if dialed.checks.player.volume == Some(volume) { (volume + 1) % 101 } else { volume };
+    let volume = if dialed.checks.player.volume == Some(volume) {
+        (volume + 1) % 101
+    } else {
+        volume
+    };
     dialed.obeys(ctx, volume, after).await
 }
 
@@ -488,12 +583,30 @@ async fn stream_churn(ctx: Arc<Context>) {
             break;
         };
         let stream_for = Duration::from_millis(rng.random_range(50..400));
-        if !stream_silence(&ctx, &mut dialed.probe, &mut dialed.checks, chunk_bytes, stream_for).await {
+        if !stream_silence(
+            &ctx,
+            &mut dialed.probe,
+            &mut dialed.checks,
+            chunk_bytes,
+            stream_for,
+        )
+        .await
+        {
             break;
         }
         let sent = match rng.random_range(0..3) {
-            0 => dialed.probe.send(Message::StreamClear(StreamClear::default())).await,
-            1 => dialed.probe.send(Message::StreamEnd(StreamEnd::default())).await,
+            0 => {
+                dialed
+                    .probe
+                    .send(Message::StreamClear(StreamClear::default()))
+                    .await
+            }
+            1 => {
+                dialed
+                    .probe
+                    .send(Message::StreamEnd(StreamEnd::default()))
+                    .await
+            }
             // A new stream/start without an end: a format change.
             _ => Ok(()),
         };
@@ -501,12 +614,17 @@ async fn stream_churn(ctx: Arc<Context>) {
             break;
         }
         changes += 1;
-        if changes % 8 == 0 && !still_obeys(&ctx, &mut dialed, &mut rng, "while its streams changed").await {
+        if changes % 8 == 0
+            && !still_obeys(&ctx, &mut dialed, &mut rng, "while its streams changed").await
+        {
             break;
         }
     }
     if dialed.probe.ended().is_some() {
-        dialed.probe.violation(ViolationKind::NeighbourDisturbed, format!("the player left its server after {changes} stream changes"));
+        dialed.probe.violation(
+            ViolationKind::NeighbourDisturbed,
+            format!("the player left its server after {changes} stream changes"),
+        );
     } else {
         still_obeys(&ctx, &mut dialed, &mut rng, "after its streams changed").await;
     }
@@ -561,7 +679,10 @@ async fn same_id(ctx: Arc<Context>) {
                     if !matches!(probe.ended(), Some(Ending::Closed { .. })) {
                         probe.violation(
                             ViolationKind::UncleanClose,
-                            format!("the player dropped a server without a close frame: {:?}", probe.ended()),
+                            format!(
+                                "the player dropped a server without a close frame: {:?}",
+                                probe.ended()
+                            ),
                         );
                     }
                     ctx.count_ended(&probe);
@@ -575,7 +696,10 @@ async fn same_id(ctx: Arc<Context>) {
                 ViolationKind::SurvivorCount,
                 ctx.name(),
                 &server_id,
-                format!("{} of {sockets} connections of one server_id survived; exactly one should", survivors.len()),
+                format!(
+                    "{} of {sockets} connections of one server_id survived; exactly one should",
+                    survivors.len()
+                ),
                 None,
             );
         }
@@ -595,12 +719,18 @@ async fn hangups(ctx: Arc<Context>) {
     while Instant::now() < deadline {
         round += 1;
         // Before server/hello: a close frame, a reset, a torn upgrade.
-        if let Some(mut probe) = ctx.open(ctx.client_id("close-before-hello", round), None).await {
+        if let Some(mut probe) = ctx
+            .open(ctx.client_id("close-before-hello", round), None)
+            .await
+        {
             if await_client_hello(&ctx, &mut probe).await.is_some() {
                 ctx.finish(&mut probe).await;
             }
         }
-        if let Some(mut probe) = ctx.open(ctx.client_id("reset-before-hello", round), None).await {
+        if let Some(mut probe) = ctx
+            .open(ctx.client_id("reset-before-hello", round), None)
+            .await
+        {
             let _ = await_client_hello(&ctx, &mut probe).await;
             ctx.count_ended(&probe);
             probe.reset();
@@ -609,7 +739,12 @@ async fn hangups(ctx: Arc<Context>) {
             tracing::debug!(cause = %err, "torn upgrade could not connect");
         }
         // After the handshake and a short stream, each way of hanging up.
-        for hangup in [Hangup::Close, Hangup::EndThenClose, Hangup::Reset, Hangup::ResetMidFrame] {
+        for hangup in [
+            Hangup::Close,
+            Hangup::EndThenClose,
+            Hangup::Reset,
+            Hangup::ResetMidFrame,
+        ] {
             let label = ctx.client_id(&format!("{hangup:?}").to_lowercase(), round);
             let Some(mut dialed) = Dialed::connect(&ctx, label.clone(), &label).await else {
                 continue;
@@ -617,7 +752,14 @@ async fn hangups(ctx: Arc<Context>) {
             if let Some(format) = dialed.pcm_formats().first().cloned() {
                 if let Some(chunk_bytes) = dialed.start_stream(&format).await {
                     let stream_for = Duration::from_millis(rng.random_range(20..200));
-                    stream_silence(&ctx, &mut dialed.probe, &mut dialed.checks, chunk_bytes, stream_for).await;
+                    stream_silence(
+                        &ctx,
+                        &mut dialed.probe,
+                        &mut dialed.checks,
+                        chunk_bytes,
+                        stream_for,
+                    )
+                    .await;
                 }
             }
             hang_up(&ctx, dialed.probe, hangup).await;
@@ -625,7 +767,13 @@ async fn hangups(ctx: Arc<Context>) {
         // The next server must still be accepted and obeyed.
         let label = ctx.client_id("after", round);
         if let Some(mut dialed) = Dialed::connect(&ctx, label.clone(), &label).await {
-            still_obeys(&ctx, &mut dialed, &mut rng, "after servers hung up in every way").await;
+            still_obeys(
+                &ctx,
+                &mut dialed,
+                &mut rng,
+                "after servers hung up in every way",
+            )
+            .await;
             finish_dropped(&ctx, dialed.probe).await;
         }
     }
@@ -679,7 +827,11 @@ async fn stalled_server(ctx: Arc<Context>) {
             active_roles: activation.active,
             connection_reason: ConnectionReason::Playback,
         };
-        if probe.send(Message::ServerHello(server_hello)).await.is_err() {
+        if probe
+            .send(Message::ServerHello(server_hello))
+            .await
+            .is_err()
+        {
             finish_dropped(&ctx, probe).await;
             continue;
         }
@@ -700,7 +852,13 @@ async fn stalled_server(ctx: Arc<Context>) {
         }
         let label = ctx.client_id("successor", round);
         if let Some(mut dialed) = Dialed::connect(&ctx, label.clone(), &label).await {
-            still_obeys(&ctx, &mut dialed, &mut rng, "while another server had stopped reading").await;
+            still_obeys(
+                &ctx,
+                &mut dialed,
+                &mut rng,
+                "while another server had stopped reading",
+            )
+            .await;
             finish_dropped(&ctx, dialed.probe).await;
         }
         ctx.count_ended(&probe);
@@ -719,7 +877,9 @@ async fn reconnect_flap(ctx: Arc<Context>) {
     let mut n = 0u64;
     while Instant::now() < deadline {
         n += 1;
-        let Some(mut dialed) = Dialed::connect(&ctx, format!("{server_id}-flap{n}"), &server_id).await else {
+        let Some(mut dialed) =
+            Dialed::connect(&ctx, format!("{server_id}-flap{n}"), &server_id).await
+        else {
             continue;
         };
         let until = tokio::time::Instant::now() + ctx.bound;
@@ -744,7 +904,11 @@ async fn reconnect_flap(ctx: Arc<Context>) {
         if answered && n % 4 == 0 {
             still_obeys(&ctx, &mut dialed, &mut rng, "after a reconnect").await;
         }
-        let hangup = if rng.random_bool(0.5) { Hangup::Close } else { Hangup::Reset };
+        let hangup = if rng.random_bool(0.5) {
+            Hangup::Close
+        } else {
+            Hangup::Reset
+        };
         hang_up(&ctx, dialed.probe, hangup).await;
     }
 }
@@ -777,13 +941,29 @@ async fn time_flood(ctx: Arc<Context>) {
             break;
         }
         // Answer what the player sent meanwhile, without waiting.
-        while let Some(true) = handle_player_frame(&ctx, &mut dialed.probe, &mut dialed.checks, tokio::time::Instant::now()).await {}
+        while let Some(true) = handle_player_frame(
+            &ctx,
+            &mut dialed.probe,
+            &mut dialed.checks,
+            tokio::time::Instant::now(),
+        )
+        .await
+        {}
     }
     Counters::add(&ctx.counters.time_replies, strays);
     if dialed.probe.ended().is_some() {
-        dialed.probe.violation(ViolationKind::Unresponsive, format!("the player left after {strays} stray server/time messages"));
+        dialed.probe.violation(
+            ViolationKind::Unresponsive,
+            format!("the player left after {strays} stray server/time messages"),
+        );
     } else {
-        still_obeys(&ctx, &mut dialed, &mut rng, &format!("after {strays} stray server/time messages")).await;
+        still_obeys(
+            &ctx,
+            &mut dialed,
+            &mut rng,
+            &format!("after {strays} stray server/time messages"),
+        )
+        .await;
     }
     finish_dropped(&ctx, dialed.probe).await;
 }
@@ -798,7 +978,9 @@ async fn command_burst(ctx: Arc<Context>) {
         return;
     };
     if !dialed.supports_command("volume") || !dialed.supports_command("mute") {
-        ctx.note_once("the player lists neither volume nor mute among its commands, so none were sent".into());
+        ctx.note_once(
+            "the player lists neither volume nor mute among its commands, so none were sent".into(),
+        );
         return finish_dropped(&ctx, dialed.probe).await;
     }
     let deadline = Instant::now() + ctx.duration;
@@ -807,17 +989,35 @@ async fn command_burst(ctx: Arc<Context>) {
         for _ in 0..ctx.clients.clamp(2, 64) {
             last = (rng.random_range(0..=100u8), rng.random_bool(0.5));
             for command in [
-                PlayerCommand { command: "volume".into(), volume: Some(i64::from(last.0)), mute: None },
-                PlayerCommand { command: "mute".into(), volume: None, mute: Some(last.1) },
+                PlayerCommand {
+                    command: "volume".into(),
+                    volume: Some(i64::from(last.0)),
+                    mute: None,
+                },
+                PlayerCommand {
+                    command: "mute".into(),
+                    volume: None,
+                    mute: Some(last.1),
+                },
             ] {
-                let command = ServerCommand { player: Some(command), ..Default::default() };
-                if dialed.probe.send(Message::ServerCommand(command)).await.is_err() {
+                let command = ServerCommand {
+                    player: Some(command),
+                    ..Default::default()
+                };
+                if dialed
+                    .probe
+                    .send(Message::ServerCommand(command))
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }
         }
         let settled = tokio::time::Instant::now() + ctx.bound;
-        while dialed.checks.player.volume != Some(last.0) || dialed.checks.player.muted != Some(last.1) {
+        while dialed.checks.player.volume != Some(last.0)
+            || dialed.checks.player.muted != Some(last.1)
+        {
             match handle_player_frame(&ctx, &mut dialed.probe, &mut dialed.checks, settled).await {
                 Some(true) => {}
                 Some(false) => break,

@@ -15,7 +15,9 @@ use url::Url;
 use super::check::{Checker, Finding, Seen, ViolationKind, Violations};
 use crate::clock::now_us;
 use crate::dialect::{Dialect, Incoming, Outgoing, WireCodec};
-use crate::protocol::{BinaryFrame, ClientGoodbye, ClientHello, ClientTime, GoodbyeReason, Message, ServerHello};
+use crate::protocol::{
+    BinaryFrame, ClientGoodbye, ClientHello, ClientTime, GoodbyeReason, Message, ServerHello,
+};
 use crate::transport::Limits;
 
 /// Outcome of a connection, as the virtual client saw it end.
@@ -35,7 +37,10 @@ pub enum Ending {
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error("failed to connect to {addr}: {source}")]
-    Tcp { addr: SocketAddr, source: std::io::Error },
+    Tcp {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("WebSocket handshake with {url} failed: {source}")]
     Upgrade {
         url: String,
@@ -59,8 +64,16 @@ impl Target {
     /// Opens a plain TCP connection to the target, with an optional small
     /// receive buffer so a client that stops reading pushes back quickly.
     pub async fn tcp(&self, receive_buffer: Option<u32>) -> Result<TcpStream, ConnectError> {
-        let tcp_error = |source| ConnectError::Tcp { addr: self.addr, source };
-        let socket = if self.addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(tcp_error)?;
+        let tcp_error = |source| ConnectError::Tcp {
+            addr: self.addr,
+            source,
+        };
+        let socket = if self.addr.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+        .map_err(tcp_error)?;
         if let Some(bytes) = receive_buffer {
             socket.set_recv_buffer_size(bytes).map_err(tcp_error)?;
         }
@@ -105,12 +118,16 @@ impl Probe {
         let timeout = target.limits.handshake_timeout;
         let connecting = async {
             let tcp = target.tcp(receive_buffer).await?;
-            tokio_tungstenite::client_async_with_config(target.url.as_str(), tcp, Some(target.limits.websocket_config()))
-                .await
-                .map_err(|source| ConnectError::Upgrade {
-                    url: target.url.to_string(),
-                    source,
-                })
+            tokio_tungstenite::client_async_with_config(
+                target.url.as_str(),
+                tcp,
+                Some(target.limits.websocket_config()),
+            )
+            .await
+            .map_err(|source| ConnectError::Upgrade {
+                url: target.url.to_string(),
+                source,
+            })
         };
         let (ws, _response) = tokio::time::timeout(timeout, connecting)
             .await
@@ -129,7 +146,12 @@ impl Probe {
             ended: None,
             peer_is_server: true,
         };
-        Ok((probe, OpenTimes { connect: started.elapsed() }))
+        Ok((
+            probe,
+            OpenTimes {
+                connect: started.elapsed(),
+            },
+        ))
     }
 
     /// Makes this probe a virtual server's connection to a player: frames
@@ -140,7 +162,8 @@ impl Probe {
 
     /// Records a violation against this connection.
     pub fn violation(&self, kind: ViolationKind, detail: String) {
-        self.violations.record(kind, self.scenario, &self.label, detail, None);
+        self.violations
+            .record(kind, self.scenario, &self.label, detail, None);
     }
 
     pub fn ended(&self) -> Option<&Ending> {
@@ -173,15 +196,28 @@ impl Probe {
         // Two sends within one microsecond share a stamp. The checker counts
         // each stamp, so it expects one reply per send.
         let stamp = now_us();
-        self.send(Message::ClientTime(ClientTime { client_transmitted: stamp })).await
+        self.send(Message::ClientTime(ClientTime {
+            client_transmitted: stamp,
+        }))
+        .await
     }
 
     /// Sends `hello` and waits for `server/hello`, checking every frame that
     /// arrives first. Records a violation if no reply comes within `bound`.
-    pub async fn handshake(&mut self, hello: ClientHello, bound: Duration) -> Result<ServerHello, Ending> {
-        let keep = (self.check.check_continuity, self.check.check_first_chunk_future);
+    pub async fn handshake(
+        &mut self,
+        hello: ClientHello,
+        bound: Duration,
+    ) -> Result<ServerHello, Ending> {
+        let keep = (
+            self.check.check_continuity,
+            self.check.check_first_chunk_future,
+        );
         self.check = Checker::new(hello.supported_roles.clone());
-        (self.check.check_continuity, self.check.check_first_chunk_future) = keep;
+        (
+            self.check.check_continuity,
+            self.check.check_first_chunk_future,
+        ) = keep;
         self.check.sent_hello(now_us());
         self.send(Message::ClientHello(hello)).await?;
 
@@ -193,7 +229,10 @@ impl Probe {
             match self.next_until(deadline).await {
                 Ok(_) => {}
                 Err(Ending::Timeout) => {
-                    self.violation(ViolationKind::HelloTimeout, format!("no server/hello within {bound:?}"));
+                    self.violation(
+                        ViolationKind::HelloTimeout,
+                        format!("no server/hello within {bound:?}"),
+                    );
                     return Err(Ending::Timeout);
                 }
                 Err(ending) => return Err(ending),
@@ -216,9 +255,12 @@ impl Probe {
                 Incoming::Unknown { .. } | Incoming::Consumed => Seen::Unknown,
             });
         }
-        let seen = self.check.observe(incoming, received_us, &mut self.findings);
+        let seen = self
+            .check
+            .observe(incoming, received_us, &mut self.findings);
         for (kind, detail) in self.findings.drain(..) {
-            self.violations.record(kind, self.scenario, &self.label, detail, text.clone());
+            self.violations
+                .record(kind, self.scenario, &self.label, detail, text.clone());
         }
         Ok(seen)
     }
@@ -226,7 +268,10 @@ impl Probe {
     /// Receives the next decoded frame without the checks of server
     /// messages, with its text and local arrival time. A virtual server
     /// reads a player with it. Undecodable frames are recorded and skipped.
-    pub async fn next_unchecked(&mut self, deadline: tokio::time::Instant) -> Result<(Incoming, Option<String>, i64), Ending> {
+    pub async fn next_unchecked(
+        &mut self,
+        deadline: tokio::time::Instant,
+    ) -> Result<(Incoming, Option<String>, i64), Ending> {
         loop {
             if let Some(ending) = &self.ended {
                 return Err(ending.clone());
@@ -250,8 +295,13 @@ impl Probe {
             match self.codec.decode(frame) {
                 Ok(incoming) => return Ok((incoming, text, received_us)),
                 Err(err) => {
-                    self.violations
-                        .record(ViolationKind::UndecodableFrame, self.scenario, &self.label, err.to_string(), text);
+                    self.violations.record(
+                        ViolationKind::UndecodableFrame,
+                        self.scenario,
+                        &self.label,
+                        err.to_string(),
+                        text,
+                    );
                 }
             }
         }
@@ -259,7 +309,10 @@ impl Probe {
 
     /// Sends a binary frame, as a virtual server sends audio.
     pub async fn send_binary(&mut self, frame: BinaryFrame) -> Result<(), Ending> {
-        let frame = self.codec.encode(&Outgoing::Binary(frame)).expect("every dialect has binary frames");
+        let frame = self
+            .codec
+            .encode(&Outgoing::Binary(frame))
+            .expect("every dialect has binary frames");
         self.write(frame).await
     }
 
@@ -283,7 +336,8 @@ impl Probe {
 
     /// Sends `client/goodbye` with `reason`, after which the server should close.
     pub async fn goodbye(&mut self, reason: GoodbyeReason) -> Result<(), Ending> {
-        self.send(Message::ClientGoodbye(ClientGoodbye { reason })).await
+        self.send(Message::ClientGoodbye(ClientGoodbye { reason }))
+            .await
     }
 
     /// Starts the WebSocket close handshake, waits up to `wait` for the
@@ -320,7 +374,9 @@ fn ending_of(err: tokio_tungstenite::tungstenite::Error) -> Ending {
     use tokio_tungstenite::tungstenite::Error;
     match err {
         Error::ConnectionClosed | Error::AlreadyClosed => Ending::Eof,
-        Error::Protocol(tokio_tungstenite::tungstenite::error::ProtocolError::ResetWithoutClosingHandshake) => Ending::Eof,
+        Error::Protocol(
+            tokio_tungstenite::tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+        ) => Ending::Eof,
         other => Ending::Failed(other.to_string()),
     }
 }
@@ -329,7 +385,11 @@ fn ending_of(err: tokio_tungstenite::tungstenite::Error) -> Ending {
 /// resets it, like a client that vanishes mid-handshake.
 pub async fn reset_mid_upgrade(target: &Target) -> Result<(), ConnectError> {
     let mut tcp = target.tcp(None).await?;
-    let partial = format!("GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\n", target.url.path(), target.addr);
+    let partial = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\n",
+        target.url.path(),
+        target.addr
+    );
     let _ = tcp.write_all(partial.as_bytes()).await;
     let _ = tcp.set_zero_linger();
     Ok(())

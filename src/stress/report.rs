@@ -82,7 +82,11 @@ pub struct Latencies {
 
 impl Default for Latencies {
     fn default() -> Self {
-        let histogram = || Mutex::new(Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"));
+        let histogram = || {
+            Mutex::new(
+                Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"),
+            )
+        };
         Latencies {
             histograms: Measure::ALL.iter().map(|_| histogram()).collect(),
         }
@@ -92,14 +96,18 @@ impl Default for Latencies {
 impl Latencies {
     pub fn record(&self, measure: Measure, elapsed: Duration) {
         let micros = (elapsed.as_micros() as u64).max(1);
-        let mut histogram = self.histograms[measure as usize].lock().expect("histogram lock poisoned");
+        let mut histogram = self.histograms[measure as usize]
+            .lock()
+            .expect("histogram lock poisoned");
         histogram.saturating_record(micros);
     }
 
     pub fn summaries(&self) -> BTreeMap<&'static str, LatencySummary> {
         let mut summaries = BTreeMap::new();
         for measure in Measure::ALL {
-            let histogram = self.histograms[measure as usize].lock().expect("histogram lock poisoned");
+            let histogram = self.histograms[measure as usize]
+                .lock()
+                .expect("histogram lock poisoned");
             if histogram.is_empty() {
                 continue;
             }
@@ -169,13 +177,20 @@ pub struct Report {
 
 impl Report {
     pub fn violation_count(&self) -> u64 {
-        self.scenarios.iter().map(ScenarioReport::violation_count).sum()
+        self.scenarios
+            .iter()
+            .map(ScenarioReport::violation_count)
+            .sum()
     }
 
     /// Formats the report as text for a terminal.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "target {} ({}), seed {}, {} clients", self.target, self.dialect, self.seed, self.clients);
+        let _ = writeln!(
+            out,
+            "target {} ({}), seed {}, {} clients",
+            self.target, self.dialect, self.seed, self.clients
+        );
         for scenario in &self.scenarios {
             render_scenario(&mut out, scenario);
         }
@@ -206,10 +221,18 @@ fn render_scenario(out: &mut String, s: &ScenarioReport) {
         s.connect_failures
     );
     if s.audio_chunks > 0 || s.time_replies > 0 {
-        let _ = writeln!(out, "  {} audio chunks, {} time replies", s.audio_chunks, s.time_replies);
+        let _ = writeln!(
+            out,
+            "  {} audio chunks, {} time replies",
+            s.audio_chunks, s.time_replies
+        );
     }
     if !s.latency.is_empty() {
-        let _ = writeln!(out, "  {:<16}{:>8}{:>12}{:>12}{:>12}{:>12}{:>12}", "latency", "count", "p50", "p90", "p99", "p99.9", "max");
+        let _ = writeln!(
+            out,
+            "  {:<16}{:>8}{:>12}{:>12}{:>12}{:>12}{:>12}",
+            "latency", "count", "p50", "p90", "p99", "p99.9", "max"
+        );
         for (name, l) in &s.latency {
             let _ = writeln!(
                 out,
@@ -227,14 +250,22 @@ fn render_scenario(out: &mut String, s: &ScenarioReport) {
     for (kind, group) in &s.violations {
         let _ = writeln!(out, "  violation {kind}: {}", group.count);
         for example in &group.examples {
-            let _ = writeln!(out, "    at {} ms, {}: {}", example.at_ms, example.session, example.detail);
+            let _ = writeln!(
+                out,
+                "    at {} ms, {}: {}",
+                example.at_ms, example.session, example.detail
+            );
             if let Some(message) = &example.message {
                 let _ = writeln!(out, "      {message}");
             }
         }
     }
     if let Some(server) = &s.server {
-        let closed: Vec<String> = server.closed_by_cause.iter().map(|(cause, n)| format!("{cause} {n}")).collect();
+        let closed: Vec<String> = server
+            .closed_by_cause
+            .iter()
+            .map(|(cause, n)| format!("{cause} {n}"))
+            .collect();
         let _ = writeln!(
             out,
             "  server now: {} sessions live, {} clients, {} tasks; since it started: {} opened, closed: {}",

@@ -15,8 +15,9 @@ use super::report::{Counters, Latencies, Measure};
 use super::Scenario;
 use crate::clock::now_us;
 use crate::protocol::{
-    ArtworkChannelSupport, ArtworkSupport, ClientCommand, ClientHello, ClientState, ClientStateKind, ControllerCommand,
-    DeviceInfo, GoodbyeReason, Message, PlayerState, PlayerSupport, SupportedFormat, PROTOCOL_VERSION,
+    ArtworkChannelSupport, ArtworkSupport, ClientCommand, ClientHello, ClientState,
+    ClientStateKind, ControllerCommand, DeviceInfo, GoodbyeReason, Message, PlayerState,
+    PlayerSupport, SupportedFormat, PROTOCOL_VERSION,
 };
 
 /// Settings and shared records of one scenario, used by all its virtual clients.
@@ -74,7 +75,15 @@ impl Context {
     /// Opens a connection and counts it. A failure is counted as a connect
     /// failure, logged at debug level, and returns `None`.
     pub(super) async fn open(&self, label: String, receive_buffer: Option<u32>) -> Option<Probe> {
-        match Probe::open(&self.target, self.name(), label, &self.violations, receive_buffer).await {
+        match Probe::open(
+            &self.target,
+            self.name(),
+            label,
+            &self.violations,
+            receive_buffer,
+        )
+        .await
+        {
             Ok((mut probe, times)) => {
                 if self.against_player {
                     probe.act_as_server();
@@ -107,7 +116,12 @@ impl Context {
                 return None;
             }
         }
-        if roles.player && probe.send(Message::ClientState(initial_state())).await.is_err() {
+        if roles.player
+            && probe
+                .send(Message::ClientState(initial_state()))
+                .await
+                .is_err()
+        {
             self.finish(&mut probe).await;
             return None;
         }
@@ -139,10 +153,14 @@ impl Context {
     fn expect_clean(&self, probe: &Probe, ending: &Ending, when: &str) {
         match ending {
             Ending::Closed { .. } => {}
-            Ending::Timeout => probe.violation(ViolationKind::NotClosed, format!("connection still open {when}, {:?} later", self.bound)),
-            Ending::Eof | Ending::Failed(_) => {
-                probe.violation(ViolationKind::UncleanClose, format!("connection ended without a close frame {when}: {ending:?}"))
-            }
+            Ending::Timeout => probe.violation(
+                ViolationKind::NotClosed,
+                format!("connection still open {when}, {:?} later", self.bound),
+            ),
+            Ending::Eof | Ending::Failed(_) => probe.violation(
+                ViolationKind::UncleanClose,
+                format!("connection ended without a close frame {when}: {ending:?}"),
+            ),
         }
     }
 
@@ -158,7 +176,13 @@ impl Context {
                 }
                 Ok(_) => {}
                 Err(Ending::Timeout) => {
-                    probe.violation(ViolationKind::NoAudio, format!("no audio chunk within {:?} of joining a playing group", self.bound));
+                    probe.violation(
+                        ViolationKind::NoAudio,
+                        format!(
+                            "no audio chunk within {:?} of joining a playing group",
+                            self.bound
+                        ),
+                    );
                     return false;
                 }
                 Err(_) => return false,
@@ -183,7 +207,10 @@ impl Context {
                 }
                 Ok(_) => {}
                 Err(Ending::Timeout) => {
-                    probe.violation(ViolationKind::Unresponsive, format!("no server/time within {:?}", self.bound));
+                    probe.violation(
+                        ViolationKind::Unresponsive,
+                        format!("no server/time within {:?}", self.bound),
+                    );
                     return false;
                 }
                 Err(_) => return false,
@@ -418,7 +445,9 @@ async fn churn(ctx: Arc<Context>) {
     for n in 0..2 {
         let ctx = ctx.clone();
         survivors.spawn(async move {
-            let Some((mut probe, joined)) = ctx.join(ctx.client_id("survivor", n), Roles::PLAYER).await else {
+            let Some((mut probe, joined)) =
+                ctx.join(ctx.client_id("survivor", n), Roles::PLAYER).await
+            else {
                 return;
             };
             probe.check.check_continuity = true;
@@ -441,7 +470,10 @@ async fn churn(ctx: Arc<Context>) {
             let mut n = 0;
             while Instant::now() < deadline {
                 n += 1;
-                let Some((mut probe, joined)) = ctx.join(ctx.client_id(&format!("w{worker}"), n), Roles::PLAYER).await else {
+                let Some((mut probe, joined)) = ctx
+                    .join(ctx.client_id(&format!("w{worker}"), n), Roles::PLAYER)
+                    .await
+                else {
                     continue;
                 };
                 probe.check.check_first_chunk_future = true;
@@ -527,7 +559,9 @@ async fn same_id(ctx: Arc<Context>) {
                 barrier.wait().await;
                 let mut probe = probe?;
                 let started = Instant::now();
-                let result = probe.handshake(hello(&client_id, Roles::PLAYER), ctx.bound).await;
+                let result = probe
+                    .handshake(hello(&client_id, Roles::PLAYER), ctx.bound)
+                    .await;
                 if result.is_ok() {
                     ctx.latencies.record(Measure::Handshake, started.elapsed());
                     Counters::add(&ctx.counters.handshakes, 1);
@@ -539,14 +573,21 @@ async fn same_id(ctx: Arc<Context>) {
                 Some((probe, ending))
             });
         }
-        let results: Vec<(Probe, Ending)> = contenders.join_all().await.into_iter().flatten().collect();
-        let survivors = results.iter().filter(|(_, ending)| *ending == Ending::Timeout).count();
+        let results: Vec<(Probe, Ending)> =
+            contenders.join_all().await.into_iter().flatten().collect();
+        let survivors = results
+            .iter()
+            .filter(|(_, ending)| *ending == Ending::Timeout)
+            .count();
         if survivors != 1 && !results.is_empty() {
             ctx.violations.record(
                 ViolationKind::SurvivorCount,
                 ctx.name(),
                 &client_id,
-                format!("{survivors} of {} sessions with one client_id survived; exactly one should", results.len()),
+                format!(
+                    "{survivors} of {} sessions with one client_id survived; exactly one should",
+                    results.len()
+                ),
                 None,
             );
         }
@@ -588,7 +629,9 @@ async fn goodbyes(ctx: Arc<Context>) {
         endings.spawn(async move {
             let ctx = abrupt;
             // A close frame without goodbye.
-            if let Some((mut probe, _)) = ctx.join(ctx.client_id("close", round), Roles::PLAYER).await {
+            if let Some((mut probe, _)) =
+                ctx.join(ctx.client_id("close", round), Roles::PLAYER).await
+            {
                 ctx.finish(&mut probe).await;
             }
             // A reset after the handshake.
@@ -597,17 +640,26 @@ async fn goodbyes(ctx: Arc<Context>) {
                 probe.reset();
             }
             // A reset in the middle of a frame.
-            if let Some((probe, _)) = ctx.join(ctx.client_id("reset-mid-frame", round), Roles::PLAYER).await {
+            if let Some((probe, _)) = ctx
+                .join(ctx.client_id("reset-mid-frame", round), Roles::PLAYER)
+                .await
+            {
                 ctx.count_ended(&probe);
                 probe.reset_mid_frame(4096).await;
             }
             // A reset after the upgrade, before any hello.
-            if let Some(probe) = ctx.open(ctx.client_id("reset-before-hello", round), None).await {
+            if let Some(probe) = ctx
+                .open(ctx.client_id("reset-before-hello", round), None)
+                .await
+            {
                 ctx.count_ended(&probe);
                 probe.reset();
             }
             // A close frame before any hello.
-            if let Some(mut probe) = ctx.open(ctx.client_id("close-before-hello", round), None).await {
+            if let Some(mut probe) = ctx
+                .open(ctx.client_id("close-before-hello", round), None)
+                .await
+            {
                 ctx.finish(&mut probe).await;
             }
             // A reset in the middle of the HTTP upgrade.
@@ -641,7 +693,13 @@ async fn slow_consumer(ctx: Arc<Context>) {
         for n in 0..2 {
             let ctx = ctx.clone();
             witnesses.spawn(async move {
-                let Some((mut probe, joined)) = ctx.join(ctx.client_id(&format!("witness-r{round}"), n), Roles::PLAYER).await else {
+                let Some((mut probe, joined)) = ctx
+                    .join(
+                        ctx.client_id(&format!("witness-r{round}"), n),
+                        Roles::PLAYER,
+                    )
+                    .await
+                else {
                     return;
                 };
                 probe.check.check_continuity = true;
@@ -653,7 +711,10 @@ async fn slow_consumer(ctx: Arc<Context>) {
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
         let mut stalls = JoinSet::new();
-        for (n, stall) in [Stall::Plain, Stall::AfterGoodbye, Stall::ThenReset].into_iter().enumerate() {
+        for (n, stall) in [Stall::Plain, Stall::AfterGoodbye, Stall::ThenReset]
+            .into_iter()
+            .enumerate()
+        {
             let ctx = ctx.clone();
             stalls.spawn(async move { stall_once(&ctx, stall, round, n as u64).await });
         }
@@ -708,7 +769,10 @@ async fn stall_once(ctx: &Context, stall: Stall, round: u64, n: u64) {
         Ending::Timeout => {
             probe.violation(
                 ViolationKind::SlowConsumerKept,
-                format!("a client that stopped reading ({stall:?}) was still served {:?} later", ctx.bound),
+                format!(
+                    "a client that stopped reading ({stall:?}) was still served {:?} later",
+                    ctx.bound
+                ),
             );
             ctx.finish(&mut probe).await;
         }
@@ -724,11 +788,16 @@ async fn reconnect_flap(ctx: Arc<Context>) {
     let anchor_ctx = ctx.clone();
     let anchor = tokio::spawn(async move {
         let ctx = anchor_ctx;
-        let Some((mut probe, joined)) = ctx.join(ctx.client_id("anchor", 0), Roles::PLAYER).await else {
+        let Some((mut probe, joined)) = ctx.join(ctx.client_id("anchor", 0), Roles::PLAYER).await
+        else {
             return;
         };
         if ctx.first_audio(&mut probe, joined).await {
-            let _ = probe.drain(deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(500)).await;
+            let _ = probe
+                .drain(
+                    deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(500),
+                )
+                .await;
         }
         ctx.finish(&mut probe).await;
     });
@@ -740,7 +809,8 @@ async fn reconnect_flap(ctx: Arc<Context>) {
             let mut rng = ctx.rng(worker);
             let client_id = ctx.client_id("flap", worker);
             while Instant::now() < deadline {
-                let Some((mut probe, joined)) = ctx.join(client_id.clone(), Roles::PLAYER).await else {
+                let Some((mut probe, joined)) = ctx.join(client_id.clone(), Roles::PLAYER).await
+                else {
                     continue;
                 };
                 probe.check.check_first_chunk_future = true;
@@ -772,7 +842,10 @@ async fn time_flood(ctx: Arc<Context>) {
     for worker in 0..ctx.clients.clamp(1, 8) as u64 {
         let ctx = ctx.clone();
         workers.spawn(async move {
-            let Some((mut probe, _)) = ctx.join(ctx.client_id("flood", worker), Roles::CONTROLLER).await else {
+            let Some((mut probe, _)) = ctx
+                .join(ctx.client_id("flood", worker), Roles::CONTROLLER)
+                .await
+            else {
                 return;
             };
             let mut in_flight = std::collections::VecDeque::new();
@@ -796,7 +869,10 @@ async fn time_flood(ctx: Arc<Context>) {
                     }
                     Ok(_) => {}
                     Err(Ending::Timeout) => {
-                        probe.violation(ViolationKind::Unresponsive, format!("no server/time within {:?} under a flood", ctx.bound));
+                        probe.violation(
+                            ViolationKind::Unresponsive,
+                            format!("no server/time within {:?} under a flood", ctx.bound),
+                        );
                         break;
                     }
                     Err(_) => break,
@@ -816,7 +892,13 @@ async fn time_flood(ctx: Arc<Context>) {
                 }
             }
             if answered < sent && probe.ended().is_none() {
-                probe.violation(ViolationKind::Unresponsive, format!("{} of {sent} client/time messages got no reply", sent - answered));
+                probe.violation(
+                    ViolationKind::Unresponsive,
+                    format!(
+                        "{} of {sent} client/time messages got no reply",
+                        sent - answered
+                    ),
+                );
             }
             ctx.finish(&mut probe).await;
         });
@@ -833,7 +915,10 @@ async fn concurrent_control(ctx: Arc<Context>) {
     let mut round = 0;
     while round == 0 || Instant::now() < deadline {
         round += 1;
-        let Some((mut player, _)) = ctx.join(ctx.client_id(&format!("player-r{round}"), 0), Roles::PLAYER).await else {
+        let Some((mut player, _)) = ctx
+            .join(ctx.client_id(&format!("player-r{round}"), 0), Roles::PLAYER)
+            .await
+        else {
             return;
         };
         let barrier = Arc::new(Barrier::new(controllers));
@@ -948,7 +1033,10 @@ async fn last_controller_state(
     while let Ok(seen) = probe.next_until(deadline).await {
         if let Seen::Message(Message::ServerState(state)) = seen {
             if let Some(controller) = state.controller {
-                last = Some(((controller.volume, controller.muted), controller.supported_commands));
+                last = Some((
+                    (controller.volume, controller.muted),
+                    controller.supported_commands,
+                ));
                 if first_only {
                     break;
                 }
@@ -958,10 +1046,18 @@ async fn last_controller_state(
     last
 }
 
-fn judge_control(ctx: &Context, results: &[(String, Option<(u8, bool)>)], player_volume: u8, player_muted: bool) {
+fn judge_control(
+    ctx: &Context,
+    results: &[(String, Option<(u8, bool)>)],
+    player_volume: u8,
+    player_muted: bool,
+) {
     let finals: Vec<(u8, bool)> = results.iter().filter_map(|(_, last)| *last).collect();
     let Some(first) = finals.first().copied() else {
-        ctx.note("no controller received a controller state, so the final state could not be compared".into());
+        ctx.note(
+            "no controller received a controller state, so the final state could not be compared"
+                .into(),
+        );
         return;
     };
     if finals.iter().any(|f| *f != first) {

@@ -90,7 +90,10 @@ pub enum MeasurementError {
         "measurement at local time {local_us} µs is not later than the previous one at \
          {previous_local_us} µs"
     )]
-    OutOfOrder { local_us: i64, previous_local_us: i64 },
+    OutOfOrder {
+        local_us: i64,
+        previous_local_us: i64,
+    },
 }
 
 /// A validated measurement reduced to what the filter uses.
@@ -413,7 +416,9 @@ impl TimeFilter {
     }
 
     fn measurement_variance(&self, sample: &Sample) -> f64 {
-        let std_dev = sample.max_error_us.max(self.config.min_measurement_error_us);
+        let std_dev = sample
+            .max_error_us
+            .max(self.config.min_measurement_error_us);
         std_dev * std_dev
     }
 
@@ -500,7 +505,8 @@ impl TimeFilter {
     /// Returns whether adaptive forgetting applies. It does only after the
     /// warm-up, and for residuals of either sign.
     fn should_forget(&self, residual_us: f64, max_error_us: f64) -> bool {
-        self.samples >= self.config.forget_min_samples && residual_us.abs() > self.config.forget_cutoff * max_error_us
+        self.samples >= self.config.forget_min_samples
+            && residual_us.abs() > self.config.forget_cutoff * max_error_us
     }
 }
 
@@ -681,11 +687,19 @@ mod tests {
 
     /// Feeds one exchange every `interval_us` from `start_us` and returns
     /// the local time after the last one.
-    fn run(filter: &mut TimeFilter, world: &mut World, start_us: i64, count: usize, interval_us: i64) -> i64 {
+    fn run(
+        filter: &mut TimeFilter,
+        world: &mut World,
+        start_us: i64,
+        count: usize,
+        interval_us: i64,
+    ) -> i64 {
         let mut now = start_us;
         for _ in 0..count {
             let measurement = world.exchange(now).expect("simulation without loss");
-            filter.update(measurement).expect("simulated measurement is valid");
+            filter
+                .update(measurement)
+                .expect("simulated measurement is valid");
             now += interval_us;
         }
         now
@@ -838,7 +852,10 @@ mod tests {
         assert_eq!(first.rtt_us, 1_600);
         assert_eq!(first.reference_local_us, SECOND);
         assert!((first.error_us - 800.0).abs() < 1e-9);
-        assert!(first.converged, "one precise sample is enough to schedule audio");
+        assert!(
+            first.converged,
+            "one precise sample is enough to schedule audio"
+        );
         assert_eq!(second.samples, 2);
         assert_eq!(second.rtt_us, 600);
         assert_eq!(second.reference_local_us, 2 * SECOND);
@@ -890,7 +907,11 @@ mod tests {
 
         assert!(snapshot.converged);
         assert!(error.abs() < 200.0, "offset error {error} µs");
-        assert!(snapshot.drift.abs() < 1e-6, "drift {} ppm", snapshot.drift_ppm());
+        assert!(
+            snapshot.drift.abs() < 1e-6,
+            "drift {} ppm",
+            snapshot.drift_ppm()
+        );
     }
 
     #[test]
@@ -906,8 +927,14 @@ mod tests {
             // estimate.
             let error = estimate_error(&filter, &world, end + 60 * SECOND);
 
-            assert!(drift_error_ppm.abs() < 0.5, "drift error {drift_error_ppm} ppm");
-            assert!(error.abs() < 300.0, "offset error {error} µs one minute ahead");
+            assert!(
+                drift_error_ppm.abs() < 0.5,
+                "drift error {drift_error_ppm} ppm"
+            );
+            assert!(
+                error.abs() < 300.0,
+                "offset error {error} µs one minute ahead"
+            );
         }
     }
 
@@ -932,8 +959,14 @@ mod tests {
 
         // The filter cannot tell the bias from a real clock change, so it
         // follows it slowly. It must stay far from the full 15 ms.
-        assert!(worst < 5_000.0, "worst offset error {worst} µs while delayed");
-        assert!(error.abs() < 300.0, "offset error {error} µs after recovery");
+        assert!(
+            worst < 5_000.0,
+            "worst offset error {worst} µs while delayed"
+        );
+        assert!(
+            error.abs() < 300.0,
+            "offset error {error} µs after recovery"
+        );
     }
 
     #[test]
@@ -952,7 +985,10 @@ mod tests {
 
             assert!(innovation.bound_ratio() > 100.0, "{innovation:?}");
             assert!(filter.is_converged());
-            assert!(error.abs() < 1_000.0, "offset error {error} µs after step {step}");
+            assert!(
+                error.abs() < 1_000.0,
+                "offset error {error} µs after step {step}"
+            );
         }
     }
 
@@ -1021,7 +1057,10 @@ mod tests {
         assert!(ahead_forgot);
         assert!(behind_forgot);
         assert!(!small_forgot, "700 µs is within 0.75 of max_error");
-        assert!((ahead + behind).abs() < 1e-6, "moves {ahead} and {behind} differ");
+        assert!(
+            (ahead + behind).abs() < 1e-6,
+            "moves {ahead} and {behind} differ"
+        );
         assert!(
             ahead > 1.5 * ahead_plain,
             "forgetting moved {ahead}, plain {ahead_plain}"
@@ -1039,10 +1078,16 @@ mod tests {
         let mut reports = Vec::new();
         for second in 1..=12 {
             let residual = if second % 2 == 0 { 900 } else { -900 };
-            reports.push(filter.update(exact(second * SECOND, residual, 1_000)).unwrap());
+            reports.push(
+                filter
+                    .update(exact(second * SECOND, residual, 1_000))
+                    .unwrap(),
+            );
         }
 
-        assert!(reports[..10].iter().all(|report| !report.forgetting_applied));
+        assert!(reports[..10]
+            .iter()
+            .all(|report| !report.forgetting_applied));
         assert!(reports[10..].iter().all(|report| report.forgetting_applied));
     }
 

@@ -53,7 +53,8 @@ impl ClockSnapshot {
     /// Maps a server time to the local clock, in microseconds.
     pub fn server_to_local(&self, server_us: i64) -> i64 {
         // Solve server = local + offset + drift * (local - reference) for local.
-        let numerator = server_us as f64 - self.offset_us + self.drift * self.reference_local_us as f64;
+        let numerator =
+            server_us as f64 - self.offset_us + self.drift * self.reference_local_us as f64;
         (numerator / (1.0 + self.drift)).round() as i64
     }
 

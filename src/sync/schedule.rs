@@ -214,7 +214,9 @@ impl SyncSchedule {
     /// Returns the current phase.
     pub fn phase(&self) -> SchedulePhase {
         match self.phase {
-            Phase::Burst(burst) if burst.reason != BurstReason::Steady => SchedulePhase::Burst(burst.reason),
+            Phase::Burst(burst) if burst.reason != BurstReason::Steady => {
+                SchedulePhase::Burst(burst.reason)
+            }
             Phase::Burst(_) | Phase::Steady => SchedulePhase::Steady,
         }
     }
@@ -258,12 +260,18 @@ impl SyncSchedule {
     ///
     /// A reply whose T1 differs from the request in flight is
     /// [`ExchangeOutcome::Stale`].
-    pub fn record_reply(&mut self, measurement: Measurement, filter: &mut TimeFilter) -> ExchangeOutcome {
+    pub fn record_reply(
+        &mut self,
+        measurement: Measurement,
+        filter: &mut TimeFilter,
+    ) -> ExchangeOutcome {
         if self.in_flight != Some(measurement.client_transmitted) {
             return ExchangeOutcome::Stale;
         }
         self.in_flight = None;
-        let now_us = measurement.client_received.max(measurement.client_transmitted);
+        let now_us = measurement
+            .client_received
+            .max(measurement.client_transmitted);
         let sample = measurement.sample();
 
         match &mut self.phase {
@@ -315,7 +323,9 @@ impl SyncSchedule {
 
     fn burst_complete(&self) -> bool {
         match self.phase {
-            Phase::Burst(burst) if burst.reason == BurstReason::Steady => burst.sent >= self.config.steady_burst_size.max(1),
+            Phase::Burst(burst) if burst.reason == BurstReason::Steady => {
+                burst.sent >= self.config.steady_burst_size.max(1)
+            }
             Phase::Burst(burst) => burst.sent >= self.config.burst_size.max(1),
             Phase::Steady => false,
         }
@@ -357,7 +367,9 @@ impl SyncSchedule {
         now_us: i64,
         filter: &mut TimeFilter,
     ) -> ExchangeOutcome {
-        let step = filter.innovation(&sample).filter(|innovation| self.is_step(innovation));
+        let step = filter
+            .innovation(&sample)
+            .filter(|innovation| self.is_step(innovation));
         if let Some(innovation) = step {
             return match burst {
                 Some(_) => self.restart_after_step(sample, innovation, now_us, filter),
@@ -377,7 +389,8 @@ impl SyncSchedule {
     }
 
     fn is_step(&self, innovation: &Innovation) -> bool {
-        innovation.bound_ratio() > self.config.step_ratio && innovation.residual_us.abs() > self.config.min_step_us
+        innovation.bound_ratio() > self.config.step_ratio
+            && innovation.residual_us.abs() > self.config.min_step_us
     }
 
     fn check_step(&mut self, innovation: Innovation, now_us: i64) -> ExchangeOutcome {
@@ -560,7 +573,10 @@ mod tests {
         let mut harness = Harness::new(World::new(11, 5_000_000.0, 0.0));
         let spacing = harness.schedule.config().burst_spacing.as_micros() as i64;
 
-        assert_eq!(harness.schedule.phase(), SchedulePhase::Burst(BurstReason::Start));
+        assert_eq!(
+            harness.schedule.phase(),
+            SchedulePhase::Burst(BurstReason::Start)
+        );
         assert_eq!(harness.schedule.send_delay(0), Duration::ZERO);
         let burst = burst_of(&mut harness);
 
@@ -571,7 +587,10 @@ mod tests {
         for exchange in &burst[..burst.len() - 1] {
             assert_eq!(exchange.outcome, ExchangeOutcome::Buffered);
         }
-        assert!(matches!(burst.last().unwrap().outcome, ExchangeOutcome::Applied(_)));
+        assert!(matches!(
+            burst.last().unwrap().outcome,
+            ExchangeOutcome::Applied(_)
+        ));
         assert_eq!(harness.filter.samples(), 1);
         assert_eq!(harness.schedule.phase(), SchedulePhase::Steady);
         assert_eq!(
@@ -608,11 +627,16 @@ mod tests {
             .map(|pair| pair[1].sent_us - pair[0].reply.unwrap().client_received)
             .collect();
 
-        assert_eq!(gaps[0], harness.schedule.config().min_interval.as_micros() as i64);
+        assert_eq!(
+            gaps[0],
+            harness.schedule.config().min_interval.as_micros() as i64
+        );
         assert!(gaps.windows(2).all(|pair| pair[1] >= pair[0]), "{gaps:?}");
         assert_eq!(*gaps.last().unwrap(), max_interval.as_micros() as i64);
         assert_eq!(harness.schedule.interval(), max_interval);
-        assert!(!exchanges.iter().any(|exchange| is_step_outcome(&exchange.outcome)));
+        assert!(!exchanges
+            .iter()
+            .any(|exchange| is_step_outcome(&exchange.outcome)));
         assert!(harness.offset_error_us().abs() < 500.0);
     }
 
@@ -630,7 +654,8 @@ mod tests {
             harness.schedule.record_sent(sent_us);
             let mut reply = harness.world.exchange(sent_us).unwrap();
             let innovation = harness.filter.innovation(&reply.sample().unwrap()).unwrap();
-            let shift = (sign * 2.0 * innovation.bound_us() - innovation.residual_us).round() as i64;
+            let shift =
+                (sign * 2.0 * innovation.bound_us() - innovation.residual_us).round() as i64;
             reply.server_received += shift;
             reply.server_transmitted += shift;
             let exchange = harness.finish(sent_us, Some(reply));
@@ -654,9 +679,15 @@ mod tests {
 
         harness.schedule.reset();
 
-        assert_eq!(harness.schedule.phase(), SchedulePhase::Burst(BurstReason::Start));
+        assert_eq!(
+            harness.schedule.phase(),
+            SchedulePhase::Burst(BurstReason::Start)
+        );
         assert_eq!(harness.schedule.send_delay(harness.now_us), Duration::ZERO);
-        assert_eq!(harness.schedule.interval(), harness.schedule.config().min_interval);
+        assert_eq!(
+            harness.schedule.interval(),
+            harness.schedule.config().min_interval
+        );
         let burst = burst_of(&mut harness);
         assert!(burst[..burst.len() - 1]
             .iter()
@@ -683,10 +714,16 @@ mod tests {
             let (Some(suspected), Some(confirmed)) = (suspected, confirmed) else {
                 panic!("step {step} µs: no suspected and confirmed step in {exchanges:?}");
             };
-            assert_eq!(confirmed - suspected, harness.schedule.config().burst_size as usize);
+            assert_eq!(
+                confirmed - suspected,
+                harness.schedule.config().burst_size as usize
+            );
             assert!(harness.filter.is_converged(), "step {step} µs");
             let error = harness.offset_error_us();
-            assert!(error.abs() < 1_000.0, "offset error {error} µs after step {step} µs");
+            assert!(
+                error.abs() < 1_000.0,
+                "offset error {error} µs after step {step} µs"
+            );
         }
     }
 
@@ -705,9 +742,14 @@ mod tests {
         harness.world.step_us = 1_500.0;
         let exchanges = harness.run_for(60 * SECOND);
 
-        assert!(!exchanges.iter().any(|exchange| is_step_outcome(&exchange.outcome)));
+        assert!(!exchanges
+            .iter()
+            .any(|exchange| is_step_outcome(&exchange.outcome)));
         let error = harness.offset_error_us();
-        assert!(error.abs() < 100.0, "offset error {error} µs after a 1.5 ms step");
+        assert!(
+            error.abs() < 100.0,
+            "offset error {error} µs after a 1.5 ms step"
+        );
     }
 
     #[test]
@@ -726,8 +768,15 @@ mod tests {
         let check = burst_of(&mut harness);
 
         assert!(matches!(outlier.outcome, ExchangeOutcome::StepSuspected(_)));
-        assert_eq!(harness.schedule.phase(), SchedulePhase::Steady, "the check burst ended");
-        assert!(matches!(check.last().unwrap().outcome, ExchangeOutcome::Applied(_)));
+        assert_eq!(
+            harness.schedule.phase(),
+            SchedulePhase::Steady,
+            "the check burst ended"
+        );
+        assert!(matches!(
+            check.last().unwrap().outcome,
+            ExchangeOutcome::Applied(_)
+        ));
         assert_eq!(harness.filter.samples(), samples + 1);
         assert!(harness.offset_error_us().abs() < 500.0);
     }
@@ -746,11 +795,18 @@ mod tests {
         harness.world.forward = Path::symmetric_lan();
         let recovered = harness.run_for(60 * SECOND);
 
-        assert!(!delayed.iter().any(|exchange| is_step_outcome(&exchange.outcome)));
-        assert!(!recovered.iter().any(|exchange| is_step_outcome(&exchange.outcome)));
+        assert!(!delayed
+            .iter()
+            .any(|exchange| is_step_outcome(&exchange.outcome)));
+        assert!(!recovered
+            .iter()
+            .any(|exchange| is_step_outcome(&exchange.outcome)));
         assert!(worst < 5_000.0, "offset error {worst} µs while delayed");
         let error = harness.offset_error_us();
-        assert!(error.abs() < 500.0, "offset error {error} µs after recovery");
+        assert!(
+            error.abs() < 500.0,
+            "offset error {error} µs after recovery"
+        );
     }
 
     #[test]
@@ -765,7 +821,9 @@ mod tests {
         harness.world.loss = 0.0;
         burst_of(&mut harness);
 
-        assert!(lost.iter().all(|exchange| exchange.outcome == ExchangeOutcome::Lost));
+        assert!(lost
+            .iter()
+            .all(|exchange| exchange.outcome == ExchangeOutcome::Lost));
         assert_eq!(phase_after_loss, SchedulePhase::Burst(BurstReason::Start));
         assert_eq!(retry_delay, harness.schedule.config().min_interval);
         assert_eq!(harness.filter.samples(), 1);

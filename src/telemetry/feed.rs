@@ -40,10 +40,15 @@ pub enum FeedError {
         source: tokio_tungstenite::tungstenite::Error,
     },
     #[error("telemetry feed {url} sent an invalid message: {source}")]
-    Invalid { url: String, source: serde_json::Error },
+    Invalid {
+        url: String,
+        source: serde_json::Error,
+    },
     #[error("{url} sent no telemetry hello within {} s; it is not a telemetry feed (for a Sendspin server, use `resonate monitor --server URL`)", FIRST_MESSAGE_TIMEOUT.as_secs())]
     NoHello { url: String },
-    #[error("telemetry feed {url} speaks version {version}; this monitor reads version {FEED_VERSION}")]
+    #[error(
+        "telemetry feed {url} speaks version {version}; this monitor reads version {FEED_VERSION}"
+    )]
     Version { url: String, version: u32 },
     #[error("reading telemetry feed {url} failed: {source}")]
     Read {
@@ -64,7 +69,11 @@ pub fn check_loopback(addr: SocketAddr) -> Result<(), FeedError> {
 
 /// Serves the feed of `telemetry` on `listener` until `shutdown`
 /// completes, then closes every subscriber and waits for them.
-pub async fn serve(listener: TcpListener, telemetry: Telemetry, shutdown: impl Future<Output = ()>) {
+pub async fn serve(
+    listener: TcpListener,
+    telemetry: Telemetry,
+    shutdown: impl Future<Output = ()>,
+) {
     let tasks = TaskTracker::new();
     let stop = CancellationToken::new();
     tokio::pin!(shutdown);
@@ -102,7 +111,11 @@ enum Request {
     Malformed,
 }
 
-async fn handle(mut stream: TcpStream, telemetry: Telemetry, stop: CancellationToken) -> std::io::Result<()> {
+async fn handle(
+    mut stream: TcpStream,
+    telemetry: Telemetry,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
     let head = match tokio::time::timeout(REQUEST_TIMEOUT, peek_head(&stream)).await {
         Ok(head) => head?,
         Err(_) => return Ok(()),
@@ -125,10 +138,22 @@ async fn handle(mut stream: TcpStream, telemetry: Telemetry, stop: CancellationT
             let body = format!(
                 "nothing to serve for this request to {path}: the feed is a WebSocket at / (resonate monitor ws://ADDR/) and Prometheus text is GET /metrics\n"
             );
-            respond(&mut stream, "404 Not Found", "text/plain; charset=utf-8", &body).await
+            respond(
+                &mut stream,
+                "404 Not Found",
+                "text/plain; charset=utf-8",
+                &body,
+            )
+            .await
         }
         Request::Malformed => {
-            respond(&mut stream, "400 Bad Request", "text/plain; charset=utf-8", "invalid HTTP request\n").await
+            respond(
+                &mut stream,
+                "400 Bad Request",
+                "text/plain; charset=utf-8",
+                "invalid HTTP request\n",
+            )
+            .await
         }
     }
 }
@@ -158,7 +183,10 @@ async fn peek_head(stream: &TcpStream) -> std::io::Result<Vec<u8>> {
 }
 
 fn find_head_end(bytes: &[u8]) -> Option<usize> {
-    bytes.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+    bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 4)
 }
 
 fn parse_request(head: &[u8]) -> Request {
@@ -175,8 +203,10 @@ fn parse_request(head: &[u8]) -> Request {
     };
     let path = target.split('?').next().unwrap_or(target);
     let upgrade = lines.any(|line| {
-        line.split_once(':')
-            .is_some_and(|(name, value)| name.trim().eq_ignore_ascii_case("upgrade") && value.trim().eq_ignore_ascii_case("websocket"))
+        line.split_once(':').is_some_and(|(name, value)| {
+            name.trim().eq_ignore_ascii_case("upgrade")
+                && value.trim().eq_ignore_ascii_case("websocket")
+        })
     });
     match (method, path, upgrade) {
         ("GET", "/metrics", false) => Request::Metrics,
@@ -190,18 +220,29 @@ async fn discard(stream: &mut TcpStream, len: usize) -> std::io::Result<()> {
     stream.read_exact(&mut head).await.map(|_| ())
 }
 
-async fn respond(stream: &mut TcpStream, status: &str, content_type: &str, body: &str) -> std::io::Result<()> {
+async fn respond(
+    stream: &mut TcpStream,
+    status: &str,
+    content_type: &str,
+    body: &str,
+) -> std::io::Result<()> {
     let response = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(response.as_bytes()))
         .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "response write timed out"))??;
+        .map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::TimedOut, "response write timed out")
+        })??;
     stream.shutdown().await
 }
 
-async fn send_feed(mut ws: tokio_tungstenite::WebSocketStream<TcpStream>, telemetry: Telemetry, stop: CancellationToken) {
+async fn send_feed(
+    mut ws: tokio_tungstenite::WebSocketStream<TcpStream>,
+    telemetry: Telemetry,
+    stop: CancellationToken,
+) {
     let mut subscription = telemetry.subscribe();
     for message in subscription.opening_messages() {
         if send(&mut ws, &message).await.is_err() {
@@ -228,7 +269,10 @@ async fn send_feed(mut ws: tokio_tungstenite::WebSocketStream<TcpStream>, teleme
     let _ = tokio::time::timeout(WRITE_TIMEOUT, ws.close(None)).await;
 }
 
-async fn send(ws: &mut tokio_tungstenite::WebSocketStream<TcpStream>, message: &FeedMessage) -> Result<(), ()> {
+async fn send(
+    ws: &mut tokio_tungstenite::WebSocketStream<TcpStream>,
+    message: &FeedMessage,
+) -> Result<(), ()> {
     let json = serde_json::to_string(message).expect("feed messages serialize");
     match tokio::time::timeout(WRITE_TIMEOUT, ws.send(WsMessage::text(json))).await {
         Ok(Ok(())) => Ok(()),
@@ -239,13 +283,17 @@ async fn send(ws: &mut tokio_tungstenite::WebSocketStream<TcpStream>, message: &
 /// Connects to the feed at `url` and calls `on_message` with each message
 /// until the feed closes. Checks the version in the feed's `hello`.
 pub async fn read(url: &str, mut on_message: impl FnMut(FeedMessage)) -> Result<(), FeedError> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.map_err(|source| FeedError::Connect {
-        url: url.to_string(),
-        source,
-    })?;
-    let first = tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, ws.next()).await.map_err(|_| FeedError::NoHello {
-        url: url.to_string(),
-    })?;
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .map_err(|source| FeedError::Connect {
+            url: url.to_string(),
+            source,
+        })?;
+    let first = tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, ws.next())
+        .await
+        .map_err(|_| FeedError::NoHello {
+            url: url.to_string(),
+        })?;
     let frames = futures_util::stream::iter(first).chain(ws);
     tokio::pin!(frames);
     while let Some(frame) = frames.next().await {
@@ -256,10 +304,11 @@ pub async fn read(url: &str, mut on_message: impl FnMut(FeedMessage)) -> Result<
         let WsMessage::Text(text) = frame else {
             continue;
         };
-        let message: FeedMessage = serde_json::from_str(&text).map_err(|source| FeedError::Invalid {
-            url: url.to_string(),
-            source,
-        })?;
+        let message: FeedMessage =
+            serde_json::from_str(&text).map_err(|source| FeedError::Invalid {
+                url: url.to_string(),
+                source,
+            })?;
         if let FeedMessage::Hello(hello) = &message {
             if hello.version != FEED_VERSION {
                 return Err(FeedError::Version {
@@ -281,7 +330,8 @@ mod tests {
     fn parses_requests() {
         let metrics = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
         assert_eq!(parse_request(metrics), Request::Metrics);
-        let feed = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+        let feed =
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
         assert_eq!(parse_request(feed), Request::Feed);
         let other = b"GET /nope?x=1 HTTP/1.1\r\n\r\n";
         assert_eq!(parse_request(other), Request::NotFound("/nope".into()));

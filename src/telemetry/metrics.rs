@@ -26,12 +26,29 @@ pub fn render(snapshot: &Snapshot) -> String {
 
 fn render_source(out: &mut String, snapshot: &Snapshot) {
     let source = &snapshot.source;
-    header(out, "resonate_info", "gauge", "Source of this telemetry; the value is always 1.");
-    let labels = [("kind", source.kind.as_str()), ("name", source.name.as_str()), ("target", source.target.as_str())];
+    header(
+        out,
+        "resonate_info",
+        "gauge",
+        "Source of this telemetry; the value is always 1.",
+    );
+    let labels = [
+        ("kind", source.kind.as_str()),
+        ("name", source.name.as_str()),
+        ("target", source.target.as_str()),
+    ];
     sample(out, "resonate_info", &labels, 1.0);
 
-    let uptime = snapshot.taken_unix_ms.saturating_sub(source.started_unix_ms) as f64 / 1000.0;
-    header(out, "resonate_uptime_seconds", "gauge", "Seconds since the source started.");
+    let uptime = snapshot
+        .taken_unix_ms
+        .saturating_sub(source.started_unix_ms) as f64
+        / 1000.0;
+    header(
+        out,
+        "resonate_uptime_seconds",
+        "gauge",
+        "Seconds since the source started.",
+    );
     sample(out, "resonate_uptime_seconds", &[], uptime);
 }
 
@@ -42,7 +59,10 @@ fn render_counters(out: &mut String, snapshot: &Snapshot) {
             Some((family, key)) => (family, Some(key)),
             None => (name.as_str(), None),
         };
-        families.entry(metric_name(family)).or_default().push((key, *value));
+        families
+            .entry(metric_name(family))
+            .or_default()
+            .push((key, *value));
     }
     for (family, series) in families {
         let name = format!("resonate_{family}_total");
@@ -66,57 +86,147 @@ fn render_gauges(out: &mut String, snapshot: &Snapshot) {
 
 fn render_sessions(out: &mut String, snapshot: &Snapshot) {
     header(out, "resonate_sessions", "gauge", "Sessions by phase.");
-    for phase in [Phase::Connecting, Phase::Handshaking, Phase::Active, Phase::Closing] {
-        let count = snapshot.sessions.iter().filter(|s| s.phase == phase).count();
-        sample(out, "resonate_sessions", &[("phase", phase.as_str())], count as f64);
+    for phase in [
+        Phase::Connecting,
+        Phase::Handshaking,
+        Phase::Active,
+        Phase::Closing,
+    ] {
+        let count = snapshot
+            .sessions
+            .iter()
+            .filter(|s| s.phase == phase)
+            .count();
+        sample(
+            out,
+            "resonate_sessions",
+            &[("phase", phase.as_str())],
+            count as f64,
+        );
     }
 
     let clocks = [
-        ("resonate_clock_offset_microseconds", "Server time minus client time.", Field::Offset),
-        ("resonate_clock_rtt_microseconds", "Round-trip time between client and server.", Field::Rtt),
-        ("resonate_clock_drift_ppm", "Rate of change of the clock offset.", Field::Drift),
-        ("resonate_clock_error_microseconds", "Standard deviation of the offset estimate.", Field::Error),
+        (
+            "resonate_clock_offset_microseconds",
+            "Server time minus client time.",
+            Field::Offset,
+        ),
+        (
+            "resonate_clock_rtt_microseconds",
+            "Round-trip time between client and server.",
+            Field::Rtt,
+        ),
+        (
+            "resonate_clock_drift_ppm",
+            "Rate of change of the clock offset.",
+            Field::Drift,
+        ),
+        (
+            "resonate_clock_error_microseconds",
+            "Standard deviation of the offset estimate.",
+            Field::Error,
+        ),
     ];
     for (name, help, field) in clocks {
         header(out, name, "gauge", help);
         for row in &snapshot.sessions {
             let client_id = row.client_id.as_deref().unwrap_or("");
-            let views = [("server_estimate", row.server_clock), ("client_report", row.client_clock)];
+            let views = [
+                ("server_estimate", row.server_clock),
+                ("client_report", row.client_clock),
+            ];
             for (estimate, view) in views {
                 if let Some(value) = view.as_ref().and_then(|v| field.read(v)) {
-                    let labels = [("session", row.session.as_str()), ("client_id", client_id), ("estimate", estimate)];
+                    let labels = [
+                        ("session", row.session.as_str()),
+                        ("client_id", client_id),
+                        ("estimate", estimate),
+                    ];
                     sample(out, name, &labels, value);
                 }
             }
         }
     }
 
-    header(out, "resonate_buffer_milliseconds", "gauge", "Audio buffered ahead of the play position.");
+    header(
+        out,
+        "resonate_buffer_milliseconds",
+        "gauge",
+        "Audio buffered ahead of the play position.",
+    );
     for row in &snapshot.sessions {
         if let Some(buffer_ms) = row.buffer_ms {
-            sample(out, "resonate_buffer_milliseconds", &session_labels(row), buffer_ms);
+            sample(
+                out,
+                "resonate_buffer_milliseconds",
+                &session_labels(row),
+                buffer_ms,
+            );
         }
     }
-    header(out, "resonate_late_chunks", "gauge", "Audio chunks of the session that arrived after their play time.");
+    header(
+        out,
+        "resonate_late_chunks",
+        "gauge",
+        "Audio chunks of the session that arrived after their play time.",
+    );
     for row in &snapshot.sessions {
-        sample(out, "resonate_late_chunks", &session_labels(row), row.late_chunks as f64);
+        sample(
+            out,
+            "resonate_late_chunks",
+            &session_labels(row),
+            row.late_chunks as f64,
+        );
     }
-    header(out, "resonate_dropped_chunks", "gauge", "Audio chunks of the session that were dropped.");
+    header(
+        out,
+        "resonate_dropped_chunks",
+        "gauge",
+        "Audio chunks of the session that were dropped.",
+    );
     for row in &snapshot.sessions {
-        sample(out, "resonate_dropped_chunks", &session_labels(row), row.dropped_chunks as f64);
+        sample(
+            out,
+            "resonate_dropped_chunks",
+            &session_labels(row),
+            row.dropped_chunks as f64,
+        );
     }
 }
 
 fn render_groups(out: &mut String, snapshot: &Snapshot) {
-    header(out, "resonate_group_members", "gauge", "Members of each group.");
+    header(
+        out,
+        "resonate_group_members",
+        "gauge",
+        "Members of each group.",
+    );
     for group in &snapshot.groups {
-        let labels = [("group", group.id.as_str()), ("playback", group.playback.as_str())];
-        sample(out, "resonate_group_members", &labels, group.members.len() as f64);
+        let labels = [
+            ("group", group.id.as_str()),
+            ("playback", group.playback.as_str()),
+        ];
+        sample(
+            out,
+            "resonate_group_members",
+            &labels,
+            group.members.len() as f64,
+        );
     }
-    header(out, "resonate_group_volume", "gauge", "Group volume, 0 to 100.");
+    header(
+        out,
+        "resonate_group_volume",
+        "gauge",
+        "Group volume, 0 to 100.",
+    );
     for group in &snapshot.groups {
         if let Some(volume) = group.volume {
-            sample(out, "resonate_group_volume", &[("group", group.id.as_str())], f64::from(volume));
+            sample(
+                out,
+                "resonate_group_volume",
+                &[("group", group.id.as_str())],
+                f64::from(volume),
+            );
         }
     }
 }
@@ -141,7 +251,10 @@ impl Field {
 }
 
 fn session_labels(row: &super::SessionRow) -> [(&'static str, &str); 2] {
-    [("session", row.session.as_str()), ("client_id", row.client_id.as_deref().unwrap_or(""))]
+    [
+        ("session", row.session.as_str()),
+        ("client_id", row.client_id.as_deref().unwrap_or("")),
+    ]
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -183,7 +296,11 @@ fn format_value(value: f64) -> String {
     if value.is_nan() {
         "NaN".into()
     } else if value.is_infinite() {
-        if value > 0.0 { "+Inf".into() } else { "-Inf".into() }
+        if value > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
     } else {
         format!("{value}")
     }
@@ -194,7 +311,13 @@ fn format_value(value: f64) -> String {
 fn metric_name(family: &str) -> String {
     family
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -232,7 +355,11 @@ mod tests {
                 volume: Some(35),
                 ..Default::default()
             }],
-            counters: [("sessions_opened".to_string(), 4), ("closed.goodbye".to_string(), 3)].into(),
+            counters: [
+                ("sessions_opened".to_string(), 4),
+                ("closed.goodbye".to_string(), 3),
+            ]
+            .into(),
             gauges: [("tasks_live".to_string(), 2.0)].into(),
             notes: vec![],
         }

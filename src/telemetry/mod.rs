@@ -8,8 +8,8 @@
 
 pub mod feed;
 pub mod metrics;
-pub mod observer;
 mod model;
+pub mod observer;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -17,8 +17,9 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, watch};
 
 pub use model::{
-    unix_ms_now, ClockView, Event, EventKind, FeedHello, FeedMessage, GroupRow, Phase, PlayerReport, SessionRow,
-    Snapshot, SourceInfo, TrackInfo, FEED_VERSION, OFFSET_NOTE, REPORT_KEY, REPORT_ROLE,
+    unix_ms_now, ClockView, Event, EventKind, FeedHello, FeedMessage, GroupRow, Phase,
+    PlayerReport, SessionRow, Snapshot, SourceInfo, TrackInfo, FEED_VERSION, OFFSET_NOTE,
+    REPORT_KEY, REPORT_ROLE,
 };
 
 /// Events kept for subscribers that join late, so a new monitor shows
@@ -125,7 +126,11 @@ impl Telemetry {
 
     /// Records an event and sends it to every subscriber.
     pub fn emit(&self, event: Event) {
-        let mut backlog = self.inner.backlog.lock().expect("telemetry backlog lock poisoned");
+        let mut backlog = self
+            .inner
+            .backlog
+            .lock()
+            .expect("telemetry backlog lock poisoned");
         if backlog.len() == BACKLOG_EVENTS {
             backlog.pop_front();
         }
@@ -135,7 +140,11 @@ impl Telemetry {
     }
 
     pub fn subscribe(&self) -> Subscription {
-        let backlog = self.inner.backlog.lock().expect("telemetry backlog lock poisoned");
+        let backlog = self
+            .inner
+            .backlog
+            .lock()
+            .expect("telemetry backlog lock poisoned");
         Subscription {
             source: self.inner.source.clone(),
             backlog: backlog.iter().cloned().collect(),
@@ -165,7 +174,11 @@ mod tests {
         let mut subscription = telemetry.subscribe();
         telemetry.emit(Event::now(EventKind::Disconnected, "second"));
 
-        let backlog: Vec<&str> = subscription.backlog.iter().map(|e| e.detail.as_str()).collect();
+        let backlog: Vec<&str> = subscription
+            .backlog
+            .iter()
+            .map(|e| e.detail.as_str())
+            .collect();
         assert_eq!(backlog, ["first"]);
         let live = subscription.events.try_recv().unwrap();
         assert_eq!(live.detail, "second");

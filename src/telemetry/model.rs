@@ -64,7 +64,9 @@ pub struct Snapshot {
 }
 
 /// Lifecycle phase of a session as the monitor shows it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// Before the WebSocket is open: dialing or waiting to reconnect.
@@ -349,7 +351,10 @@ mod tests {
                 source: snapshot.source.clone(),
             }),
             FeedMessage::Snapshot(snapshot),
-            FeedMessage::Event(Event::now(EventKind::Disconnected, "peer said goodbye (shutdown)").with_session("s1")),
+            FeedMessage::Event(
+                Event::now(EventKind::Disconnected, "peer said goodbye (shutdown)")
+                    .with_session("s1"),
+            ),
         ];
         for message in messages {
             let json = serde_json::to_string(&message).unwrap();

@@ -14,14 +14,18 @@ use tokio::time::{sleep, Instant};
 use tokio_util::task::TaskTracker;
 use url::Url;
 
-use super::{unix_ms_now, Event, EventKind, GroupRow, Phase, SessionRow, Snapshot, Telemetry, TrackInfo};
+use super::{
+    unix_ms_now, Event, EventKind, GroupRow, Phase, SessionRow, Snapshot, Telemetry, TrackInfo,
+};
 use crate::clock::now_us;
 use crate::dialect::{Dialect, Incoming};
 use crate::protocol::{
-    ClientHello, ClientTime, ControllerState, GoodbyeReason, GroupUpdate, Message, Metadata, PlaybackState, ServerHello,
-    PROTOCOL_VERSION,
+    ClientHello, ClientTime, ControllerState, GoodbyeReason, GroupUpdate, Message, Metadata,
+    PlaybackState, ServerHello, PROTOCOL_VERSION,
 };
-use crate::session::{self, CloseCause, EventKind as SessionEventKind, SessionEvent, SessionHandle, Side};
+use crate::session::{
+    self, CloseCause, EventKind as SessionEventKind, SessionEvent, SessionHandle, Side,
+};
 use crate::sync::filter::{FilterConfig, Measurement, TimeFilter};
 use crate::sync::schedule::{ScheduleConfig, SyncSchedule};
 use crate::transport::{self, Limits};
@@ -120,7 +124,11 @@ pub async fn observe(
             Err(err) => {
                 telemetry.emit(Event::now(
                     EventKind::Info,
-                    format!("connecting to {} failed ({err}); retrying in {} ms", config.url, delay.as_millis()),
+                    format!(
+                        "connecting to {} failed ({err}); retrying in {} ms",
+                        config.url,
+                        delay.as_millis()
+                    ),
                 ));
             }
         }
@@ -148,7 +156,15 @@ async fn run_session(
     let peer = peer.unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
     let tracker = TaskTracker::new();
     let (events_tx, mut events) = mpsc::channel(256);
-    let handle = session::spawn(ws, peer, Side::Client, config.dialect.codec(), config.limits.clone(), events_tx, &tracker);
+    let handle = session::spawn(
+        ws,
+        peer,
+        Side::Client,
+        config.dialect.codec(),
+        config.limits.clone(),
+        events_tx,
+        &tracker,
+    );
     tracker.close();
     let _ = handle.send_message(Message::ClientHello(hello(config)));
     view.phase = Phase::Handshaking;
@@ -176,7 +192,9 @@ async fn run_session(
     };
     match &cause {
         Some(cause) => {
-            telemetry.emit(Event::now(EventKind::Disconnected, cause.to_string()).with_client(server_id(view)));
+            telemetry.emit(
+                Event::now(EventKind::Disconnected, cause.to_string()).with_client(server_id(view)),
+            );
         }
         None => {
             // Let the goodbye go out before the runtime ends.
@@ -204,9 +222,17 @@ fn server_id(view: &View) -> Option<&str> {
     view.hello.as_ref().map(|h| h.server_id.as_str())
 }
 
-fn on_event(event: SessionEvent, handle: &SessionHandle, telemetry: &Telemetry, view: &mut View, sync: &mut ClockSync) {
+fn on_event(
+    event: SessionEvent,
+    handle: &SessionHandle,
+    telemetry: &Telemetry,
+    view: &mut View,
+    sync: &mut ClockSync,
+) {
     match event.kind {
-        SessionEventKind::TimeSent { client_transmitted } => sync.schedule.record_sent(client_transmitted),
+        SessionEventKind::TimeSent { client_transmitted } => {
+            sync.schedule.record_sent(client_transmitted)
+        }
         SessionEventKind::Received {
             incoming: Incoming::Message(message),
             received_us,
@@ -219,13 +245,25 @@ fn on_event(event: SessionEvent, handle: &SessionHandle, telemetry: &Telemetry, 
     }
 }
 
-fn on_message(message: Message, received_us: i64, telemetry: &Telemetry, view: &mut View, sync: &mut ClockSync) {
+fn on_message(
+    message: Message,
+    received_us: i64,
+    telemetry: &Telemetry,
+    view: &mut View,
+    sync: &mut ClockSync,
+) {
     match message {
         Message::ServerHello(hello) => {
             view.connections += 1;
             view.connected_unix_ms = unix_ms_now();
-            let line = format!("joined {:?} with roles {}", hello.name, hello.active_roles.join(", "));
-            telemetry.emit(Event::now(EventKind::Connected, line).with_client(Some(hello.server_id.as_str())));
+            let line = format!(
+                "joined {:?} with roles {}",
+                hello.name,
+                hello.active_roles.join(", ")
+            );
+            telemetry.emit(
+                Event::now(EventKind::Connected, line).with_client(Some(hello.server_id.as_str())),
+            );
             view.hello = Some(hello);
         }
         Message::ServerTime(time) => {
@@ -261,7 +299,10 @@ fn on_group_update(update: GroupUpdate, telemetry: &Telemetry, view: &mut View) 
     if let Some(playback) = update.playback_state {
         if playback != view.playback {
             let state = playback.map_or("unknown", playback_name);
-            telemetry.emit(Event::now(EventKind::Stream, format!("group playback is {state}")));
+            telemetry.emit(Event::now(
+                EventKind::Stream,
+                format!("group playback is {state}"),
+            ));
         }
         view.playback = playback;
     }
@@ -271,7 +312,10 @@ fn on_metadata(metadata: Metadata, telemetry: &Telemetry, view: &mut View) {
     if let Some(title) = metadata.title {
         if title != view.track.title {
             if let Some(title) = &title {
-                telemetry.emit(Event::now(EventKind::Stream, format!("now playing {title:?}")));
+                telemetry.emit(Event::now(
+                    EventKind::Stream,
+                    format!("now playing {title:?}"),
+                ));
             }
         }
         view.track.title = title;
@@ -286,7 +330,8 @@ fn on_metadata(metadata: Metadata, telemetry: &Telemetry, view: &mut View) {
         match progress {
             Some(progress) => {
                 view.track.position_ms = Some(progress.track_progress.max(0) as u64);
-                view.track.duration_ms = (progress.track_duration > 0).then_some(progress.track_duration as u64);
+                view.track.duration_ms =
+                    (progress.track_duration > 0).then_some(progress.track_duration as u64);
                 view.progress_at = Some((metadata.timestamp, progress.playback_speed));
             }
             None => {
@@ -327,7 +372,11 @@ impl ClockSync {
             return Duration::from_secs(3600);
         }
         match self.waiting {
-            Some(queued) => self.schedule.config().reply_timeout.saturating_sub(queued.elapsed()),
+            Some(queued) => self
+                .schedule
+                .config()
+                .reply_timeout
+                .saturating_sub(queued.elapsed()),
             None => self.schedule.send_delay(now_us()),
         }
     }
@@ -344,14 +393,21 @@ impl ClockSync {
             return;
         }
         // The session stamps T1 as it writes the message.
-        if handle.send_message(Message::ClientTime(ClientTime { client_transmitted: 0 })).is_ok() {
+        if handle
+            .send_message(Message::ClientTime(ClientTime {
+                client_transmitted: 0,
+            }))
+            .is_ok()
+        {
             self.waiting = Some(Instant::now());
         }
     }
 
     fn view(&self) -> Option<super::ClockView> {
         let snapshot = self.filter.snapshot();
-        snapshot.is_valid().then(|| crate::player::client::clock_view(&snapshot))
+        snapshot
+            .is_valid()
+            .then(|| crate::player::client::clock_view(&snapshot))
     }
 }
 
@@ -408,9 +464,12 @@ fn track_now(view: &View) -> Option<TrackInfo> {
         return None;
     }
     let mut track = view.track.clone();
-    if let (Some(position), Some((timestamp, speed)), Some(clock)) = (track.position_ms, view.progress_at, view.clock) {
+    if let (Some(position), Some((timestamp, speed)), Some(clock)) =
+        (track.position_ms, view.progress_at, view.clock)
+    {
         let server_now = now_us() as f64 + clock.offset_us;
-        let elapsed_ms = ((server_now - timestamp as f64) / 1000.0).max(0.0) * speed as f64 / 1000.0;
+        let elapsed_ms =
+            ((server_now - timestamp as f64) / 1000.0).max(0.0) * speed as f64 / 1000.0;
         let mut moved = position + elapsed_ms as u64;
         if let Some(duration) = track.duration_ms {
             moved = moved.min(duration);

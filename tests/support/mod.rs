@@ -22,7 +22,13 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 /// Writes a WAV file of a deterministic signal: a sine per channel with a
 /// little pseudo-random noise, so every sample is distinct enough that
 /// misalignment shows.
-pub fn write_test_wav(path: &Path, sample_rate: u32, channels: u16, bits: u16, seconds: f64) -> Vec<i32> {
+pub fn write_test_wav(
+    path: &Path,
+    sample_rate: u32,
+    channels: u16,
+    bits: u16,
+    seconds: f64,
+) -> Vec<i32> {
     let spec = hound::WavSpec {
         channels,
         sample_rate,
@@ -39,7 +45,9 @@ pub fn write_test_wav(path: &Path, sample_rate: u32, channels: u16, bits: u16, s
             noise ^= noise << 13;
             noise ^= noise >> 17;
             noise ^= noise << 5;
-            let tone = (frame as f64 * (440.0 + 110.0 * channel as f64) * std::f64::consts::TAU / sample_rate as f64).sin();
+            let tone = (frame as f64 * (440.0 + 110.0 * channel as f64) * std::f64::consts::TAU
+                / sample_rate as f64)
+                .sin();
             let dither = (noise % 64) as f64 - 32.0;
             let value = (tone * peak + dither).round() as i32;
             writer.write_sample(value).expect("write sample");
@@ -60,7 +68,8 @@ pub struct Recording {
 
 /// Reads a recording written by `play --output wav:PATH`.
 pub fn read_recording(path: &Path) -> Recording {
-    let mut reader = hound::WavReader::open(path).unwrap_or_else(|err| panic!("read {}: {err}", path.display()));
+    let mut reader =
+        hound::WavReader::open(path).unwrap_or_else(|err| panic!("read {}: {err}", path.display()));
     let spec = reader.spec();
     let samples: Vec<i32> = reader.samples::<i32>().map(|s| s.unwrap()).collect();
     let note = resonate::audio::wav::read_note(path)
@@ -69,7 +78,9 @@ pub fn read_recording(path: &Path) -> Recording {
     let note: serde_json::Value = serde_json::from_str(&note).expect("note is JSON");
     Recording {
         samples,
-        first_frame_server_us: note["first_frame_server_us"].as_i64().expect("first_frame_server_us"),
+        first_frame_server_us: note["first_frame_server_us"]
+            .as_i64()
+            .expect("first_frame_server_us"),
         spec,
     }
 }
@@ -88,7 +99,9 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(config: ServerConfig) -> TestServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
         let addr = listener.local_addr().unwrap();
         let server = Server::new(config);
         let events = server.subscribe();
@@ -132,7 +145,9 @@ impl TestServer {
                 }
             }
         };
-        tokio::time::timeout(PATIENCE, wait).await.expect("timed out waiting for a server event")
+        tokio::time::timeout(PATIENCE, wait)
+            .await
+            .expect("timed out waiting for a server event")
     }
 
     pub async fn stop(mut self) {
@@ -140,7 +155,10 @@ impl TestServer {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
-            tokio::time::timeout(PATIENCE, task).await.expect("server stops").expect("server task");
+            tokio::time::timeout(PATIENCE, task)
+                .await
+                .expect("server stops")
+                .expect("server task");
         }
     }
 }
@@ -158,12 +176,17 @@ pub struct RawClient {
 
 impl RawClient {
     pub async fn connect(url: &str) -> RawClient {
-        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect to test server");
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("connect to test server");
         RawClient { ws }
     }
 
     pub async fn send_json(&mut self, value: Value) {
-        self.ws.send(WsMessage::text(value.to_string())).await.expect("send");
+        self.ws
+            .send(WsMessage::text(value.to_string()))
+            .await
+            .expect("send");
     }
 
     pub async fn send_raw(&mut self, frame: WsMessage) {
@@ -171,7 +194,12 @@ impl RawClient {
     }
 
     /// Sends a hello with the given roles and, for players, one PCM format.
-    pub async fn hello(&mut self, client_id: &str, roles: &[&str], format: Option<(u32, u16, u16)>) {
+    pub async fn hello(
+        &mut self,
+        client_id: &str,
+        roles: &[&str],
+        format: Option<(u32, u16, u16)>,
+    ) {
         let mut payload = json!({
             "client_id": client_id, "name": client_id, "version": 1, "supported_roles": roles,
         });
@@ -181,14 +209,17 @@ impl RawClient {
                 "buffer_capacity": 10_000_000, "supported_commands": ["volume", "mute"],
             });
         }
-        self.send_json(json!({"type": "client/hello", "payload": payload})).await;
+        self.send_json(json!({"type": "client/hello", "payload": payload}))
+            .await;
     }
 
     /// Reads the next text message, skipping binary frames.
     pub async fn next_json(&mut self) -> Option<Value> {
         loop {
             match self.next_frame().await? {
-                WsMessage::Text(text) => return Some(serde_json::from_str(text.as_str()).expect("server sends JSON")),
+                WsMessage::Text(text) => {
+                    return Some(serde_json::from_str(text.as_str()).expect("server sends JSON"))
+                }
                 WsMessage::Close(_) => return None,
                 _ => continue,
             }

@@ -23,7 +23,11 @@ impl Netns {
     /// cannot be created here.
     pub fn create() -> Option<Netns> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
-        let name = format!("rsnt-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        let name = format!(
+            "rsnt-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
         if let Err(reason) = run(&["ip", "netns", "add", &name]) {
             let thread = std::thread::current();
             let test = thread.name().unwrap_or("mDNS test");
@@ -38,7 +42,8 @@ impl Netns {
         ] {
             let mut args = vec!["ip", "netns", "exec", netns.name.as_str()];
             args.extend_from_slice(step);
-            run(&args).unwrap_or_else(|reason| panic!("setting up namespace {}: {reason}", netns.name));
+            run(&args)
+                .unwrap_or_else(|reason| panic!("setting up namespace {}: {reason}", netns.name));
         }
         Some(netns)
     }
@@ -75,5 +80,9 @@ fn run(args: &[&str]) -> Result<(), String> {
     if output.status.success() {
         return Ok(());
     }
-    Err(format!("`{}` failed: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim()))
+    Err(format!(
+        "`{}` failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr).trim()
+    ))
 }

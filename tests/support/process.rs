@@ -60,7 +60,10 @@ impl Proc {
     /// Waits up to `patience` for the next JSON line whose `event` is
     /// `name`, after the last one this method returned.
     pub fn wait_event(&mut self, name: &str, patience: Duration) -> Value {
-        if let Some(offset) = self.seen[self.consumed..].iter().position(|v| v["event"] == name) {
+        if let Some(offset) = self.seen[self.consumed..]
+            .iter()
+            .position(|v| v["event"] == name)
+        {
             self.consumed += offset + 1;
             return self.seen[self.consumed - 1].clone();
         }
@@ -101,7 +104,10 @@ impl Proc {
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                panic!("process {} did not exit within {patience:?}", self.child.id());
+                panic!(
+                    "process {} did not exit within {patience:?}",
+                    self.child.id()
+                );
             }
             thread::sleep(Duration::from_millis(20));
         }

@@ -19,7 +19,17 @@ impl Tmux {
         };
         let status = tmux
             .command()
-            .args(["new-session", "-d", "-s", "test", "-x", "120", "-y", "30", command])
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                "test",
+                "-x",
+                "120",
+                "-y",
+                "30",
+                command,
+            ])
             .status()
             .expect("tmux is needed for this test; install it (the README's test command does)");
         assert!(status.success(), "tmux new-session failed");
@@ -33,7 +43,11 @@ impl Tmux {
     }
 
     pub fn screen(&self) -> String {
-        let output = self.command().args(["capture-pane", "-p", "-t", "test"]).output().expect("run tmux capture-pane");
+        let output = self
+            .command()
+            .args(["capture-pane", "-p", "-t", "test"])
+            .output()
+            .expect("run tmux capture-pane");
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
@@ -42,16 +56,26 @@ impl Tmux {
         let deadline = Instant::now() + patience;
         loop {
             let screen = self.screen();
-            if let Some(line) = screen.lines().find(|line| needles.iter().all(|n| line.contains(n))) {
+            if let Some(line) = screen
+                .lines()
+                .find(|line| needles.iter().all(|n| line.contains(n)))
+            {
                 return line.to_string();
             }
-            assert!(Instant::now() < deadline, "no line with {needles:?} within {patience:?}; screen:\n{screen}");
+            assert!(
+                Instant::now() < deadline,
+                "no line with {needles:?} within {patience:?}; screen:\n{screen}"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
 
     pub fn send_keys(&self, keys: &str) {
-        let status = self.command().args(["send-keys", "-t", "test", keys]).status().expect("run tmux send-keys");
+        let status = self
+            .command()
+            .args(["send-keys", "-t", "test", keys])
+            .status()
+            .expect("run tmux send-keys");
         assert!(status.success());
     }
 
@@ -59,7 +83,11 @@ impl Tmux {
     pub fn wait_exit(&self, patience: Duration) -> bool {
         let deadline = Instant::now() + patience;
         while Instant::now() < deadline {
-            let alive = self.command().args(["has-session", "-t", "test"]).output().is_ok_and(|o| o.status.success());
+            let alive = self
+                .command()
+                .args(["has-session", "-t", "test"])
+                .output()
+                .is_ok_and(|o| o.status.success());
             if !alive {
                 return true;
             }
@@ -74,4 +102,3 @@ impl Drop for Tmux {
         let _ = self.command().arg("kill-server").output();
     }
 }
-

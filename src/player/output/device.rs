@@ -16,7 +16,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
-use cpal::{FromSample, OutputCallbackInfo, SampleFormat, SizedSample, StreamConfig, SupportedStreamConfigRange};
+use cpal::{
+    FromSample, OutputCallbackInfo, SampleFormat, SizedSample, StreamConfig,
+    SupportedStreamConfigRange,
+};
 
 use crate::audio::AudioFormat;
 use crate::clock::now_us;
@@ -102,7 +105,9 @@ fn device_id(device: &cpal::Device) -> String {
 /// [`OutputError::Backend`] when the host cannot enumerate devices.
 pub fn list_devices() -> Result<Vec<DeviceInfo>, OutputError> {
     let host = cpal::default_host();
-    let default_id = host.default_output_device().map(|device| device_id(&device));
+    let default_id = host
+        .default_output_device()
+        .map(|device| device_id(&device));
     let devices = host
         .output_devices()
         .map_err(|err| backend_error("list output devices", err))?;
@@ -114,11 +119,14 @@ pub fn list_devices() -> Result<Vec<DeviceInfo>, OutputError> {
 
 fn describe(device: &cpal::Device, default_id: Option<&str>) -> DeviceInfo {
     let id = device_id(device);
-    let default_config = device.default_output_config().ok().map(|config| DeviceConfig {
-        sample_rate: config.sample_rate(),
-        channels: config.channels(),
-        sample_format: config.sample_format().to_string(),
-    });
+    let default_config = device
+        .default_output_config()
+        .ok()
+        .map(|config| DeviceConfig {
+            sample_rate: config.sample_rate(),
+            channels: config.channels(),
+            sample_format: config.sample_format().to_string(),
+        });
     let supported = device
         .supported_output_configs()
         .map(|ranges| ranges.map(|range| supported_range(&range)).collect())
@@ -145,13 +153,19 @@ fn supported_range(range: &SupportedStreamConfigRange) -> SupportedRange {
 fn find_device(name: Option<&str>) -> Result<cpal::Device, OutputError> {
     let host = cpal::default_host();
     let Some(name) = name else {
-        let device = host.default_output_device().ok_or(OutputError::NoDefaultDevice)?;
+        let device = host
+            .default_output_device()
+            .ok_or(OutputError::NoDefaultDevice)?;
         // ALSA reports a "default" device even without a sound card, so a
         // device that has no output configuration counts as missing.
         let usable = device
             .supported_output_configs()
             .is_ok_and(|mut ranges| ranges.next().is_some());
-        return if usable { Ok(device) } else { Err(OutputError::NoDefaultDevice) };
+        return if usable {
+            Ok(device)
+        } else {
+            Err(OutputError::NoDefaultDevice)
+        };
     };
 
     let devices: Vec<cpal::Device> = host
@@ -165,7 +179,11 @@ fn find_device(name: Option<&str>) -> Result<cpal::Device, OutputError> {
         Some(device) => Ok(device.clone()),
         None => {
             let names: Vec<String> = devices.iter().map(device_name).collect();
-            let available = if names.is_empty() { "none".to_string() } else { names.join(", ") };
+            let available = if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            };
             Err(OutputError::DeviceNotFound {
                 name: name.to_string(),
                 available,
@@ -192,7 +210,9 @@ pub(super) fn spawn(
     std::thread::Builder::new()
         .name("device-output".into())
         .spawn(run)
-        .map_err(|err| OutputError::Thread(format!("failed to spawn the device output thread: {err}")))
+        .map_err(|err| {
+            OutputError::Thread(format!("failed to spawn the device output thread: {err}"))
+        })
 }
 
 /// Keeps one cpal stream open in the active stream's format until `stop` is
@@ -215,7 +235,13 @@ fn run_control(
             // Dropping the stream stops it before another one opens.
             open = None;
             if let Some(format) = wanted.filter(|format| rejected != Some(*format)) {
-                match open_stream(device, format, scheduler.clone(), clock.clone(), sync_log.cloned()) {
+                match open_stream(
+                    device,
+                    format,
+                    scheduler.clone(),
+                    clock.clone(),
+                    sync_log.cloned(),
+                ) {
                     Ok(stream) => {
                         tracing::info!(device = %name, %format, "audio output started");
                         open = Some((format, stream));
@@ -235,7 +261,10 @@ fn run_control(
 /// Picks the device configuration for `format`: the right channel count and
 /// sample rate, with the best sample format by cpal's default ranking
 /// (`f32` first, then wider integers).
-fn pick_config(device: &cpal::Device, format: AudioFormat) -> Result<(StreamConfig, SampleFormat), OutputError> {
+fn pick_config(
+    device: &cpal::Device,
+    format: AudioFormat,
+) -> Result<(StreamConfig, SampleFormat), OutputError> {
     let ranges = device
         .supported_output_configs()
         .map_err(|err| backend_error("read supported output configurations", err))?;
@@ -276,7 +305,9 @@ fn open_stream(
             message: format!("sample format {other} is not supported by the player"),
         }),
     }?;
-    stream.play().map_err(|err| backend_error("start the output stream", err))?;
+    stream
+        .play()
+        .map_err(|err| backend_error("start the output stream", err))?;
     Ok(stream)
 }
 
@@ -294,7 +325,9 @@ where
     let mut scratch = vec![0.0_f32; INITIAL_CALLBACK_SAMPLES];
     let callback = move |data: &mut [T], info: &OutputCallbackInfo| {
         let timestamp = info.timestamp();
-        let latency = timestamp.playback.saturating_duration_since(timestamp.callback);
+        let latency = timestamp
+            .playback
+            .saturating_duration_since(timestamp.callback);
         let heard_at_us = now_us() + latency.as_micros() as i64;
         if scratch.len() < data.len() {
             scratch.resize(data.len(), 0.0);
@@ -305,7 +338,13 @@ where
         if let Some(Ok(mut log)) = sync_log.as_ref().map(|log| log.try_lock()) {
             let frames = data.len() / usize::from(format.channels.max(1));
             let block = log.1;
-            log.0.record(BlockRecord::new(block, heard_at_us, frames, &report, &snapshot));
+            log.0.record(BlockRecord::new(
+                block,
+                heard_at_us,
+                frames,
+                &report,
+                &snapshot,
+            ));
             log.1 += 1;
         }
         for (out, &sample) in data.iter_mut().zip(buffer.iter()) {
@@ -337,7 +376,10 @@ mod tests {
         match list_devices() {
             Ok(devices) => {
                 for device in devices {
-                    assert!(!device.name.is_empty() || !device.id.is_empty(), "{device:?}");
+                    assert!(
+                        !device.name.is_empty() || !device.id.is_empty(),
+                        "{device:?}"
+                    );
                 }
             }
             Err(err) => assert!(err.to_string().contains("list output devices"), "{err}"),
@@ -348,12 +390,18 @@ mod tests {
     fn unknown_device_lists_alternatives() {
         let name = "no such device for resonate tests";
         match find_device(Some(name)) {
-            Err(OutputError::DeviceNotFound { name: missing, available }) => {
+            Err(OutputError::DeviceNotFound {
+                name: missing,
+                available,
+            }) => {
                 assert_eq!(missing, name);
                 assert!(!available.is_empty());
             }
             Err(OutputError::Backend { .. }) => {}
-            other => panic!("expected a missing device, got {:?}", other.map(|device| device_name(&device))),
+            other => panic!(
+                "expected a missing device, got {:?}",
+                other.map(|device| device_name(&device))
+            ),
         }
     }
 }

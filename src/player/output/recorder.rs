@@ -31,7 +31,10 @@ pub fn segment_path(path: &Path, segment: u32) -> PathBuf {
     if segment == 0 {
         return path.to_path_buf();
     }
-    let stem = path.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = path
+        .file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let name = match path.extension() {
         Some(extension) => format!("{stem}.{segment}.{}", extension.to_string_lossy()),
         None => format!("{stem}.{segment}"),
@@ -100,33 +103,42 @@ impl Recorder {
 
     fn record_inner(&mut self, buffer: &[f32], report: &FillReport) -> Result<(), OutputError> {
         let same_stream = self.segment.as_ref().is_some_and(|segment| {
-            report.format == Some(segment.format) && report.stream_generation == segment.stream_generation
+            report.format == Some(segment.format)
+                && report.stream_generation == segment.stream_generation
         });
         if !same_stream {
             self.finish_segment()?;
         }
 
         if let Some(segment) = self.segment.as_mut() {
-            return segment.writer.write(buffer).map_err(|source| OutputError::Wav {
-                path: segment.writer.path().to_path_buf(),
-                source,
-            });
+            return segment
+                .writer
+                .write(buffer)
+                .map_err(|source| OutputError::Wav {
+                    path: segment.writer.path().to_path_buf(),
+                    source,
+                });
         }
 
         // No file is open, so recording starts at the buffer's first audible
         // frame, if it has one.
-        let (Some(first_frame), Some(server_us), Some(format)) =
-            (report.first_audio_frame, report.first_audio_server_us, report.format)
-        else {
+        let (Some(first_frame), Some(server_us), Some(format)) = (
+            report.first_audio_frame,
+            report.first_audio_server_us,
+            report.format,
+        ) else {
             return Ok(());
         };
         let segment = self.open_segment(format, report.stream_generation, server_us)?;
         let first_sample = first_frame * usize::from(format.channels);
         let audible = buffer.get(first_sample..).unwrap_or_default();
-        segment.writer.write(audible).map_err(|source| OutputError::Wav {
-            path: segment.writer.path().to_path_buf(),
-            source,
-        })
+        segment
+            .writer
+            .write(audible)
+            .map_err(|source| OutputError::Wav {
+                path: segment.writer.path().to_path_buf(),
+                source,
+            })
     }
 
     fn open_segment(
@@ -138,11 +150,17 @@ impl Recorder {
         let index = self.next_segment;
         let path = segment_path(&self.base_path, index);
         let note = note_json(first_frame_server_us, &format, index);
-        let writer = WavWriter::create_with_note(&path, format.sample_rate, format.channels, format.bit_depth, &note)
-            .map_err(|source| OutputError::Wav {
-                path: path.clone(),
-                source,
-            })?;
+        let writer = WavWriter::create_with_note(
+            &path,
+            format.sample_rate,
+            format.channels,
+            format.bit_depth,
+            &note,
+        )
+        .map_err(|source| OutputError::Wav {
+            path: path.clone(),
+            source,
+        })?;
         tracing::info!(path = %path.display(), %format, first_frame_server_us, "recording started");
         self.next_segment += 1;
         Ok(self.segment.insert(Segment {
@@ -159,10 +177,10 @@ impl Recorder {
         };
         let path = segment.writer.path().to_path_buf();
         let frames = segment.writer.frames_written();
-        segment
-            .writer
-            .finish()
-            .map_err(|source| OutputError::Wav { path: path.clone(), source })?;
+        segment.writer.finish().map_err(|source| OutputError::Wav {
+            path: path.clone(),
+            source,
+        })?;
         tracing::info!(path = %path.display(), frames, "recording finished");
         self.summary.files.push(path);
         self.summary.frames_written += frames;
@@ -201,7 +219,11 @@ mod tests {
     use crate::audio::wav::read_note;
     use crate::player::scheduler::PlaybackState;
 
-    fn report(format: AudioFormat, generation: u64, first_audio: Option<(usize, i64)>) -> FillReport {
+    fn report(
+        format: AudioFormat,
+        generation: u64,
+        first_audio: Option<(usize, i64)>,
+    ) -> FillReport {
         FillReport {
             state: PlaybackState::Playing,
             clock_converged: true,
@@ -222,10 +244,19 @@ mod tests {
 
     #[test]
     fn segment_path_suffixes() {
-        assert_eq!(segment_path(Path::new("/tmp/out.wav"), 0), PathBuf::from("/tmp/out.wav"));
-        assert_eq!(segment_path(Path::new("/tmp/out.wav"), 2), PathBuf::from("/tmp/out.2.wav"));
+        assert_eq!(
+            segment_path(Path::new("/tmp/out.wav"), 0),
+            PathBuf::from("/tmp/out.wav")
+        );
+        assert_eq!(
+            segment_path(Path::new("/tmp/out.wav"), 2),
+            PathBuf::from("/tmp/out.2.wav")
+        );
         assert_eq!(segment_path(Path::new("out"), 1), PathBuf::from("out.1"));
-        assert_eq!(segment_path(Path::new("a.b.wav"), 1), PathBuf::from("a.b.1.wav"));
+        assert_eq!(
+            segment_path(Path::new("a.b.wav"), 1),
+            PathBuf::from("a.b.1.wav")
+        );
     }
 
     #[test]
@@ -247,7 +278,8 @@ mod tests {
         assert_eq!(spec.channels, 1);
         assert_eq!(spec.bits_per_sample, 16);
         assert_eq!(samples, vec![16_384, -16_384, 0, 8_192]);
-        let note: serde_json::Value = serde_json::from_str(&read_note(&path).unwrap().unwrap()).unwrap();
+        let note: serde_json::Value =
+            serde_json::from_str(&read_note(&path).unwrap().unwrap()).unwrap();
         assert_eq!(note["first_frame_server_us"], 7_000);
         assert_eq!(note["format"], "pcm 48000 Hz 1 ch 16-bit");
     }
@@ -262,17 +294,27 @@ mod tests {
 
         recorder.record(&[0.5, 0.5], &report(first, 1, Some((0, 1_000))));
         recorder.record(&[0.0; 4], &FillReport::default());
-        recorder.record(&[0.25, 0.25, 0.0, 0.0], &report(second, 2, Some((0, 9_000))));
+        recorder.record(
+            &[0.25, 0.25, 0.0, 0.0],
+            &report(second, 2, Some((0, 9_000))),
+        );
         recorder.record(&[0.5, 0.5], &report(first, 3, Some((0, 20_000))));
         let summary = recorder.finish().unwrap();
 
         let second_path = dir.path().join("out.1.wav");
         let third_path = dir.path().join("out.2.wav");
-        assert_eq!(summary.files, vec![path.clone(), second_path.clone(), third_path.clone()]);
+        assert_eq!(
+            summary.files,
+            vec![path.clone(), second_path.clone(), third_path.clone()]
+        );
         assert_eq!(read_samples(&path).1, vec![16_384, 16_384]);
         let spec = hound::WavReader::open(&second_path).unwrap().spec();
-        assert_eq!((spec.sample_rate, spec.channels, spec.bits_per_sample), (44_100, 2, 24));
-        let note: serde_json::Value = serde_json::from_str(&read_note(&third_path).unwrap().unwrap()).unwrap();
+        assert_eq!(
+            (spec.sample_rate, spec.channels, spec.bits_per_sample),
+            (44_100, 2, 24)
+        );
+        let note: serde_json::Value =
+            serde_json::from_str(&read_note(&third_path).unwrap().unwrap()).unwrap();
         assert_eq!(note["first_frame_server_us"], 20_000);
         assert_eq!(note["segment"], 2);
     }
@@ -287,6 +329,9 @@ mod tests {
         recorder.record(&[0.5], &report(format, 1, Some((0, 0))));
 
         let err = recorder.finish().unwrap_err();
-        assert!(matches!(err, OutputError::Wav { path: ref failed, .. } if *failed == path), "{err}");
+        assert!(
+            matches!(err, OutputError::Wav { path: ref failed, .. } if *failed == path),
+            "{err}"
+        );
     }
 }

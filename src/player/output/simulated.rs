@@ -92,12 +92,17 @@ impl Timeline {
 
     /// Local time in microseconds at which the next block is requested.
     fn next_request_us(&self) -> i64 {
-        self.start_local_us + self.sink.frames_to_local_us(self.frames_rendered, self.format.sample_rate)
+        self.start_local_us
+            + self
+                .sink
+                .frames_to_local_us(self.frames_rendered, self.format.sample_rate)
     }
 
     /// Moves the timeline to the last block boundary at or before `now_us`.
     fn skip_to(&mut self, now_us: i64) {
-        let elapsed_frames = self.sink.local_us_to_frames(now_us - self.start_local_us, self.format.sample_rate);
+        let elapsed_frames = self
+            .sink
+            .local_us_to_frames(now_us - self.start_local_us, self.format.sample_rate);
         let block_frames = self.block_frames() as u64;
         self.frames_rendered = elapsed_frames / block_frames * block_frames;
     }
@@ -123,7 +128,11 @@ impl SimulatedCard {
 
     /// Creates a stopped card with the clock and latency of `sink` that
     /// logs every block to `sync_log`.
-    pub fn with_sink(recorder: Option<Recorder>, sink: SinkModel, sync_log: Option<SyncLog>) -> Self {
+    pub fn with_sink(
+        recorder: Option<Recorder>,
+        sink: SinkModel,
+        sync_log: Option<SyncLog>,
+    ) -> Self {
         SimulatedCard {
             timeline: None,
             buffer: Vec::new(),
@@ -137,7 +146,12 @@ impl SimulatedCard {
     /// Renders every block requested up to local time `now_us` and returns
     /// the local time of the next request, or `None` while no stream is
     /// active.
-    pub fn render_due(&mut self, now_us: i64, scheduler: &Scheduler, clock: &dyn ClockSource) -> Option<i64> {
+    pub fn render_due(
+        &mut self,
+        now_us: i64,
+        scheduler: &Scheduler,
+        clock: &dyn ClockSource,
+    ) -> Option<i64> {
         let Some(format) = scheduler.format() else {
             self.timeline = None;
             // An idle report finishes the file of the ended stream.
@@ -160,7 +174,10 @@ impl SimulatedCard {
                 return Some(request_us);
             }
             if now_us - request_us > MAX_LAG_US {
-                tracing::warn!(lag_us = now_us - request_us, "simulated output fell behind; skipping missed blocks");
+                tracing::warn!(
+                    lag_us = now_us - request_us,
+                    "simulated output fell behind; skipping missed blocks"
+                );
                 timeline.skip_to(now_us);
                 continue;
             }
@@ -169,14 +186,21 @@ impl SimulatedCard {
             self.buffer.resize(samples, 0.0);
             let heard_at_us = request_us + self.sink.latency_us;
             let snapshot = clock.snapshot();
-            let report = scheduler.fill_expecting(&mut self.buffer, heard_at_us, &snapshot, &format);
+            let report =
+                scheduler.fill_expecting(&mut self.buffer, heard_at_us, &snapshot, &format);
             timeline.frames_rendered += timeline.block_frames() as u64;
             if let Some(recorder) = self.recorder.as_mut() {
                 recorder.record(&self.buffer, &report);
             }
             if let Some(log) = self.sync_log.as_mut() {
                 let frames = timeline.block_frames();
-                log.record(BlockRecord::new(self.blocks, heard_at_us, frames, &report, &snapshot));
+                log.record(BlockRecord::new(
+                    self.blocks,
+                    heard_at_us,
+                    frames,
+                    &report,
+                    &snapshot,
+                ));
             }
             self.blocks += 1;
             if report.format != Some(format) {
@@ -226,7 +250,11 @@ pub(super) fn spawn(
     std::thread::Builder::new()
         .name("simulated-output".into())
         .spawn(run)
-        .map_err(|err| OutputError::Thread(format!("failed to spawn the simulated output thread: {err}")))
+        .map_err(|err| {
+            OutputError::Thread(format!(
+                "failed to spawn the simulated output thread: {err}"
+            ))
+        })
 }
 
 #[cfg(test)]
@@ -250,7 +278,10 @@ mod tests {
     }
 
     fn to_i16(samples: &[f32]) -> Vec<i16> {
-        samples.iter().map(|&sample| (sample * 32_768.0) as i16).collect()
+        samples
+            .iter()
+            .map(|&sample| (sample * 32_768.0) as i16)
+            .collect()
     }
 
     fn read_samples(path: &std::path::Path) -> (hound::WavSpec, Vec<i16>) {
@@ -263,12 +294,20 @@ mod tests {
     #[test]
     fn card_renders_blocks_on_schedule() {
         let scheduler = Scheduler::new();
-        scheduler.start_stream(AudioFormat::pcm(44_100, 2, 16)).unwrap();
+        scheduler
+            .start_stream(AudioFormat::pcm(44_100, 2, 16))
+            .unwrap();
         let mut card = SimulatedCard::new(None);
 
-        assert_eq!(card.render_due(1_000_000, &scheduler, &clock()), Some(1_010_000));
+        assert_eq!(
+            card.render_due(1_000_000, &scheduler, &clock()),
+            Some(1_010_000)
+        );
         // 441 frames per block; 10 blocks later the schedule is still exact.
-        assert_eq!(card.render_due(1_095_000, &scheduler, &clock()), Some(1_100_000));
+        assert_eq!(
+            card.render_due(1_095_000, &scheduler, &clock()),
+            Some(1_100_000)
+        );
         assert_eq!(scheduler.status().totals.silence_frames, 10 * 441);
 
         scheduler.end_stream();
@@ -278,7 +317,9 @@ mod tests {
     #[test]
     fn drifting_card_requests_blocks_early() {
         let scheduler = Scheduler::new();
-        scheduler.start_stream(AudioFormat::pcm(48_000, 2, 16)).unwrap();
+        scheduler
+            .start_stream(AudioFormat::pcm(48_000, 2, 16))
+            .unwrap();
         let sink = SinkModel {
             drift_ppm: 1_000.0,
             latency_us: 5_000,
@@ -300,7 +341,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("blocks.jsonl");
         let scheduler = Scheduler::new();
-        scheduler.start_stream(AudioFormat::pcm(48_000, 2, 16)).unwrap();
+        scheduler
+            .start_stream(AudioFormat::pcm(48_000, 2, 16))
+            .unwrap();
         let sink = SinkModel {
             drift_ppm: 0.0,
             latency_us: 35_000,
@@ -323,7 +366,9 @@ mod tests {
     #[test]
     fn card_skips_after_long_stall() {
         let scheduler = Scheduler::new();
-        scheduler.start_stream(AudioFormat::pcm(48_000, 1, 16)).unwrap();
+        scheduler
+            .start_stream(AudioFormat::pcm(48_000, 1, 16))
+            .unwrap();
         let mut card = SimulatedCard::new(None);
         card.render_due(0, &scheduler, &clock());
 
@@ -362,8 +407,15 @@ mod tests {
 
         assert_eq!(summary.files, vec![path.clone()]);
         let (spec, samples) = read_samples(&path);
-        assert_eq!((spec.sample_rate, spec.channels, spec.bits_per_sample), (48_000, 2, 16));
-        assert!(samples.len() >= source.len(), "{} samples written", samples.len());
+        assert_eq!(
+            (spec.sample_rate, spec.channels, spec.bits_per_sample),
+            (48_000, 2, 16)
+        );
+        assert!(
+            samples.len() >= source.len(),
+            "{} samples written",
+            samples.len()
+        );
         assert_eq!(samples[..source.len()], to_i16(&source)[..]);
         assert!(samples[source.len()..].iter().all(|&sample| sample == 0));
         let note = crate::audio::wav::read_note(&path).unwrap().unwrap();
@@ -376,7 +428,10 @@ mod tests {
     fn wait_for_frames_played(scheduler: &Scheduler, frames: u64) {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while scheduler.status().totals.frames_played < frames {
-            assert!(std::time::Instant::now() < deadline, "output stopped before playing {frames} frames");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "output stopped before playing {frames} frames"
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
     }
@@ -399,7 +454,9 @@ mod tests {
         for index in 0..30 {
             let samples = ramp(first_source.len(), 960);
             first_source.extend_from_slice(&samples);
-            scheduler.push_chunk(start_us + index * 10_000, samples).unwrap();
+            scheduler
+                .push_chunk(start_us + index * 10_000, samples)
+                .unwrap();
         }
         wait_for_frames_played(&scheduler, 30 * 480);
 
@@ -407,7 +464,9 @@ mod tests {
         scheduler.start_stream(second_format).unwrap();
         let restart_us = now_us() + 200_000;
         let second_source = ramp(0, 4_410);
-        scheduler.push_chunk(restart_us, second_source.clone()).unwrap();
+        scheduler
+            .push_chunk(restart_us, second_source.clone())
+            .unwrap();
         wait_for_frames_played(&scheduler, 30 * 480 + 4_410);
         scheduler.end_stream();
         let summary = output.stop().unwrap();
@@ -417,7 +476,9 @@ mod tests {
         let (spec, samples) = read_samples(&path);
         assert_eq!((spec.sample_rate, spec.channels), (48_000, 2));
         assert_eq!(samples[..first_source.len()], to_i16(&first_source)[..]);
-        assert!(samples[first_source.len()..].iter().all(|&sample| sample == 0));
+        assert!(samples[first_source.len()..]
+            .iter()
+            .all(|&sample| sample == 0));
         let (spec, samples) = read_samples(&second_path);
         assert_eq!((spec.sample_rate, spec.channels), (44_100, 1));
         assert_eq!(samples[..second_source.len()], to_i16(&second_source)[..]);

@@ -79,7 +79,13 @@ pub struct ClockRecord {
 impl BlockRecord {
     /// Builds the record of a block of `frames` frames whose first frame is
     /// heard at `heard_local_us`.
-    pub fn new(block: u64, heard_local_us: i64, frames: usize, report: &FillReport, clock: &ClockSnapshot) -> Self {
+    pub fn new(
+        block: u64,
+        heard_local_us: i64,
+        frames: usize,
+        report: &FillReport,
+        clock: &ClockSnapshot,
+    ) -> Self {
         let sample_rate = report.format.map_or(0, |format| format.sample_rate);
         let content_server_us = match (report.first_audio_frame, report.first_audio_server_us) {
             (Some(frame), Some(server_us)) if sample_rate > 0 => {
@@ -104,7 +110,11 @@ impl BlockRecord {
             clock: ClockRecord {
                 offset_us: (heard_server_us - heard_local_us) as f64,
                 drift_ppm: clock.drift_ppm(),
-                error_us: if clock.error_us.is_finite() { clock.error_us } else { -1.0 },
+                error_us: if clock.error_us.is_finite() {
+                    clock.error_us
+                } else {
+                    -1.0
+                },
                 rtt_us: clock.rtt_us,
                 samples: clock.samples,
                 converged: clock.converged,
@@ -128,14 +138,16 @@ impl SyncLog {
     pub fn create(path: &Path) -> std::io::Result<SyncLog> {
         let file = File::create(path)?;
         let (sender, receiver) = sync_channel::<BlockRecord>(QUEUE_RECORDS);
-        let writer = std::thread::Builder::new().name("sync-log".into()).spawn(move || {
-            let mut out = BufWriter::new(file);
-            for record in receiver {
-                serde_json::to_writer(&mut out, &record)?;
-                out.write_all(b"\n")?;
-            }
-            out.flush()
-        })?;
+        let writer = std::thread::Builder::new()
+            .name("sync-log".into())
+            .spawn(move || {
+                let mut out = BufWriter::new(file);
+                for record in receiver {
+                    serde_json::to_writer(&mut out, &record)?;
+                    out.write_all(b"\n")?;
+                }
+                out.flush()
+            })?;
         Ok(SyncLog {
             path: path.to_path_buf(),
             sender: Some(sender),
@@ -171,7 +183,9 @@ impl SyncLog {
         };
         match writer.join() {
             Ok(Ok(())) => {}
-            Ok(Err(err)) => tracing::error!(path = %self.path.display(), error = %err, "failed to write the sync log"),
+            Ok(Err(err)) => {
+                tracing::error!(path = %self.path.display(), error = %err, "failed to write the sync log")
+            }
             Err(_) => tracing::error!(path = %self.path.display(), "sync log writer panicked"),
         }
         if self.dropped > 0 {
@@ -234,7 +248,13 @@ mod tests {
         let clock = ClockSnapshot::default();
         let mut log = SyncLog::create(&path).unwrap();
         for block in 0..3 {
-            log.record(BlockRecord::new(block, block as i64 * 10_000, 480, &report, &clock));
+            log.record(BlockRecord::new(
+                block,
+                block as i64 * 10_000,
+                480,
+                &report,
+                &clock,
+            ));
         }
         drop(log);
 

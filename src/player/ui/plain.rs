@@ -34,7 +34,11 @@ impl Printed {
         if changes.group {
             let group = &display.group;
             let line = group.id.as_ref().map(|id| {
-                let name = group.name.as_ref().map(|name| format!("{name} ")).unwrap_or_default();
+                let name = group
+                    .name
+                    .as_ref()
+                    .map(|name| format!("{name} "))
+                    .unwrap_or_default();
                 let playback = match group.playback {
                     Some(PlaybackState::Playing) => "playing",
                     Some(PlaybackState::Stopped) => "stopped",
@@ -63,7 +67,10 @@ pub fn track_line(track: &NowPlaying) -> Option<String> {
     if track.title.is_none() && track.artist.is_none() && track.album.is_none() {
         return None;
     }
-    let mut line = format!("now playing {:?}", track.title.as_deref().unwrap_or("untitled"));
+    let mut line = format!(
+        "now playing {:?}",
+        track.title.as_deref().unwrap_or("untitled")
+    );
     if let Some(artist) = &track.artist {
         line.push_str(&format!(" by {artist}"));
     }
@@ -129,7 +136,10 @@ mod tests {
         let mut printed = Printed::default();
 
         let changes = display.apply(&metadata(Some("Song"), Some("Band")));
-        assert_eq!(printed.changed_lines(&display, changes), ["now playing \"Song\" by Band"]);
+        assert_eq!(
+            printed.changed_lines(&display, changes),
+            ["now playing \"Song\" by Band"]
+        );
         // The same track again prints nothing.
         let changes = display.apply(&metadata(Some("Song"), Some("Band")));
         assert!(printed.changed_lines(&display, changes).is_empty());
@@ -148,14 +158,20 @@ mod tests {
             }),
             ..Default::default()
         }));
-        assert_eq!(printed.changed_lines(&display, changes), ["group volume 30, muted"]);
+        assert_eq!(
+            printed.changed_lines(&display, changes),
+            ["group volume 30, muted"]
+        );
 
         let changes = display.apply(&PlayerEvent::GroupUpdate(GroupUpdate {
             playback_state: Some(Some(PlaybackState::Stopped)),
             group_id: Some(Some("g1".into())),
             group_name: Some(Some("Kitchen".into())),
         }));
-        assert_eq!(printed.changed_lines(&display, changes), ["group Kitchen (g1) is stopped"]);
+        assert_eq!(
+            printed.changed_lines(&display, changes),
+            ["group Kitchen (g1) is stopped"]
+        );
     }
 
     #[test]

@@ -6,7 +6,9 @@ use crate::audio::AudioFormat;
 use crate::player::client::PlayerEvent;
 use crate::player::roles::Roles;
 use crate::player::scheduler::PlaybackStatus;
-use crate::protocol::{ControllerState, GroupUpdate, Metadata, PlaybackState, RepeatMode, TrackProgress};
+use crate::protocol::{
+    ControllerState, GroupUpdate, Metadata, PlaybackState, RepeatMode, TrackProgress,
+};
 use crate::sync::ClockSnapshot;
 
 /// The track, merged from `server/state` metadata deltas: an absent field
@@ -43,7 +45,11 @@ impl NowPlaying {
         merge(&mut self.shuffle, metadata.shuffle);
         if let Some(progress) = metadata.progress {
             self.progress = progress;
-            self.progress_timestamp_us = if progress.is_some() { metadata.timestamp } else { 0 };
+            self.progress_timestamp_us = if progress.is_some() {
+                metadata.timestamp
+            } else {
+                0
+            };
         }
     }
 
@@ -59,7 +65,8 @@ impl NowPlaying {
     pub fn position_ms(&self, server_now_us: i64) -> Option<i64> {
         let progress = self.progress?;
         let elapsed_us = (server_now_us - self.progress_timestamp_us) as i128;
-        let moved = progress.track_progress as i128 + elapsed_us * progress.playback_speed as i128 / 1_000_000;
+        let moved = progress.track_progress as i128
+            + elapsed_us * progress.playback_speed as i128 / 1_000_000;
         let mut position = moved.max(0);
         if progress.track_duration > 0 {
             position = position.min(progress.track_duration as i128);
@@ -69,7 +76,9 @@ impl NowPlaying {
 
     /// Returns the track length in milliseconds, when known.
     pub fn duration_ms(&self) -> Option<i64> {
-        self.progress.map(|p| p.track_duration).filter(|duration| *duration > 0)
+        self.progress
+            .map(|p| p.track_duration)
+            .filter(|duration| *duration > 0)
     }
 
     /// Returns whether the track is paused: progress with speed 0.
@@ -194,7 +203,9 @@ impl PlayState {
                 changes.connection = true;
                 changes.stream = true;
             }
-            PlayerEvent::ServerSwitched { .. } | PlayerEvent::ServerRejected { .. } | PlayerEvent::Retrying { .. } => {}
+            PlayerEvent::ServerSwitched { .. }
+            | PlayerEvent::ServerRejected { .. }
+            | PlayerEvent::Retrying { .. } => {}
             PlayerEvent::StreamStarted { format } => {
                 self.format = Some(*format);
                 changes.stream = true;
@@ -281,7 +292,11 @@ impl App {
 mod tests {
     use super::*;
 
-    fn progress(track_progress: i64, track_duration: i64, playback_speed: i64) -> Option<Option<TrackProgress>> {
+    fn progress(
+        track_progress: i64,
+        track_duration: i64,
+        playback_speed: i64,
+    ) -> Option<Option<TrackProgress>> {
         Some(Some(TrackProgress {
             track_progress,
             track_duration,
@@ -358,7 +373,11 @@ mod tests {
             ..Default::default()
         });
         assert!(now.paused());
-        assert_eq!(now.position_ms(50_000_000), Some(4_000), "paused position moved");
+        assert_eq!(
+            now.position_ms(50_000_000),
+            Some(4_000),
+            "paused position moved"
+        );
         assert_eq!(now.duration_ms(), None);
 
         now.apply(Metadata {

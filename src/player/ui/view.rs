@@ -47,19 +47,30 @@ pub fn render(frame: &mut Frame, app: &App) {
 pub fn render_header(frame: &mut Frame, state: &PlayState, area: Rect) {
     let [top, roles] = Layout::vertical([Constraint::Length(1), Constraint::Length(1)]).areas(area);
     let connection = match &state.connection {
-        Connection::Connecting if state.listening => {
-            Span::raw(format!("waiting for servers to connect to {}", state.target)).yellow()
-        }
+        Connection::Connecting if state.listening => Span::raw(format!(
+            "waiting for servers to connect to {}",
+            state.target
+        ))
+        .yellow(),
         Connection::Connecting => Span::raw(format!("connecting to {}", state.target)).yellow(),
-        Connection::Connected { server_name, .. } if state.listening => {
-            Span::raw(format!("connected to \"{server_name}\", which dialed {}", state.target)).green()
+        Connection::Connected { server_name, .. } if state.listening => Span::raw(format!(
+            "connected to \"{server_name}\", which dialed {}",
+            state.target
+        ))
+        .green(),
+        Connection::Connected { server_name, .. } => Span::raw(format!(
+            "connected to \"{server_name}\" at {}",
+            state.target
+        ))
+        .green(),
+        Connection::Disconnected(cause) => {
+            Span::raw(format!("disconnected ({cause}); reconnecting")).red()
         }
-        Connection::Connected { server_name, .. } => {
-            Span::raw(format!("connected to \"{server_name}\" at {}", state.target)).green()
-        }
-        Connection::Disconnected(cause) => Span::raw(format!("disconnected ({cause}); reconnecting")).red(),
     };
-    let line = Line::from(vec![Span::styled("resonate play  ", Style::new().bold()), connection]);
+    let line = Line::from(vec![
+        Span::styled("resonate play  ", Style::new().bold()),
+        connection,
+    ]);
     frame.render_widget(Paragraph::new(line), top);
 
     let active = if state.active_roles.is_empty() {
@@ -78,12 +89,16 @@ pub fn render_now_playing(frame: &mut Frame, app: &App, area: Rect) {
     frame.render_widget(block, area);
     let track = &app.state.metadata;
     if !app.state.roles.metadata {
-        let line = Line::from("no metadata role; add metadata to --roles to see what plays").dark_gray();
+        let line =
+            Line::from("no metadata role; add metadata to --roles to see what plays").dark_gray();
         frame.render_widget(Paragraph::new(line), inner);
         return;
     }
     if track.is_empty() {
-        frame.render_widget(Paragraph::new(Line::from("no metadata from the server yet").dark_gray()), inner);
+        frame.render_widget(
+            Paragraph::new(Line::from("no metadata from the server yet").dark_gray()),
+            inner,
+        );
         return;
     }
 
@@ -127,7 +142,9 @@ fn progress_line(app: &App, width: u16) -> Line<'static> {
     let Some(server_now) = app.live.server_now_us() else {
         return Line::from("progress waits for the clock to sync").dark_gray();
     };
-    let position = track.position_ms(server_now).unwrap_or(progress.track_progress);
+    let position = track
+        .position_ms(server_now)
+        .unwrap_or(progress.track_progress);
     let mut time = clock_time(position);
     if let Some(duration) = track.duration_ms() {
         time.push_str(&format!(" / {}", clock_time(duration)));
@@ -162,11 +179,18 @@ pub fn render_status(frame: &mut Frame, app: &App, area: Rect) {
         None if state.roles.controller => "group: waiting for the server".into(),
         None => "group: no controller role".into(),
     };
-    let own_volume = app.live.playback.filter(|_| state.roles.player).map(|playback| {
-        let mute = if playback.muted { " muted" } else { "" };
-        format!("  player {}%{mute}", playback.volume)
-    });
-    rows.push(("volume", format!("{group_volume}{}", own_volume.unwrap_or_default())));
+    let own_volume = app
+        .live
+        .playback
+        .filter(|_| state.roles.player)
+        .map(|playback| {
+            let mute = if playback.muted { " muted" } else { "" };
+            format!("  player {}%{mute}", playback.volume)
+        });
+    rows.push((
+        "volume",
+        format!("{group_volume}{}", own_volume.unwrap_or_default()),
+    ));
 
     let group = &state.group;
     let name = match (&group.name, &group.id) {
@@ -199,7 +223,12 @@ pub fn render_status(frame: &mut Frame, app: &App, area: Rect) {
 
     let lines: Vec<Line> = rows
         .into_iter()
-        .map(|(label, value)| Line::from(vec![Span::raw(format!(" {label:<9}")).dark_gray(), Span::raw(value)]))
+        .map(|(label, value)| {
+            Line::from(vec![
+                Span::raw(format!(" {label:<9}")).dark_gray(),
+                Span::raw(value),
+            ])
+        })
         .collect();
     // The commands row comes last, so a long list wraps onto free lines.
     frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), area);
@@ -211,15 +240,26 @@ fn sync_text(live: &Live, player: bool) -> String {
     let mut text = if !clock.is_valid() {
         "clock not synced yet".to_string()
     } else if clock.converged {
-        format!("clock synced: offset {} ±{}", micros(clock.offset_us), micros(clock.error_us))
+        format!(
+            "clock synced: offset {} ±{}",
+            micros(clock.offset_us),
+            micros(clock.error_us)
+        )
     } else {
-        format!("clock converging ({} samples, error ±{})", clock.samples, micros(clock.error_us))
+        format!(
+            "clock converging ({} samples, error ±{})",
+            clock.samples,
+            micros(clock.error_us)
+        )
     };
     if let Some(playback) = live.playback.filter(|_| player) {
         let audio = match playback.state {
             AudioState::Idle => "audio idle".to_string(),
             AudioState::Buffering => "audio buffering".to_string(),
-            AudioState::Playing => format!("audio in sync, {:.1} s buffered", playback.buffered_us as f64 / 1e6),
+            AudioState::Playing => format!(
+                "audio in sync, {:.1} s buffered",
+                playback.buffered_us as f64 / 1e6
+            ),
         };
         text.push_str(&format!("; {audio}"));
         if playback.underrun {
@@ -235,7 +275,9 @@ pub fn render_footer(frame: &mut Frame, state: &PlayState, area: Rect) {
     let mut spans = Vec::new();
     // The space key's label is the command it sends now.
     let space = [super::input::play_or_pause(state)];
-    let keys = [("space", space[0], space.as_slice())].into_iter().chain(KEYS);
+    let keys = [("space", space[0], space.as_slice())]
+        .into_iter()
+        .chain(KEYS);
     for (key, label, commands) in keys {
         if commands.iter().any(|command| state.supports(command)) {
             spans.push(Span::styled(format!(" {key}"), Style::new().bold()));

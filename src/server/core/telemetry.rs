@@ -6,11 +6,12 @@ use std::collections::{HashMap, VecDeque};
 
 use super::{Core, SessionEntry};
 use crate::clock::now_us;
+use crate::server::metadata::MetadataView;
 use crate::server::ServerEvent;
 use crate::session::{CloseCause, SessionState};
-use crate::server::metadata::MetadataView;
 use crate::telemetry::{
-    unix_ms_now, ClockView, Event, EventKind, GroupRow, Phase, PlayerReport, SessionRow, Snapshot, TrackInfo, REPORT_KEY,
+    unix_ms_now, ClockView, Event, EventKind, GroupRow, Phase, PlayerReport, SessionRow, Snapshot,
+    TrackInfo, REPORT_KEY,
 };
 
 /// `client/time` exchanges the server's clock estimate looks back over.
@@ -40,7 +41,11 @@ pub(super) struct ServerClockEstimate {
 
 impl ServerClockEstimate {
     pub fn record_exchange(&mut self, client_transmitted: i64, server_received: i64) {
-        push_bounded(&mut self.uplink, server_received - client_transmitted, EXCHANGE_WINDOW);
+        push_bounded(
+            &mut self.uplink,
+            server_received - client_transmitted,
+            EXCHANGE_WINDOW,
+        );
         self.exchanges += 1;
     }
 
@@ -97,13 +102,19 @@ impl SessionTelemetry {
     /// Takes the player's report from the `_resonate` object of a
     /// `client/state`, if it has one. An invalid report is logged and
     /// ignored: it is information for people, not for playback.
-    pub fn take_report(&mut self, extra: &serde_json::Map<String, serde_json::Value>, client_id: &str) {
+    pub fn take_report(
+        &mut self,
+        extra: &serde_json::Map<String, serde_json::Value>,
+        client_id: &str,
+    ) {
         let Some(value) = extra.get(REPORT_KEY) else {
             return;
         };
         match serde_json::from_value::<PlayerReport>(value.clone()) {
             Ok(report) => self.report = Some(report),
-            Err(err) => tracing::debug!(client_id, cause = %err, "ignoring an invalid {REPORT_KEY} report"),
+            Err(err) => {
+                tracing::debug!(client_id, cause = %err, "ignoring an invalid {REPORT_KEY} report")
+            }
         }
     }
 }
@@ -138,10 +149,18 @@ impl Core {
     /// Builds a snapshot of every session and group from the core's state.
     pub(super) fn telemetry_snapshot(&self) -> Snapshot {
         let now = now_us();
-        let mut sessions: Vec<SessionRow> = self.sessions.iter().map(|(id, entry)| self.session_row(*id, entry, now)).collect();
+        let mut sessions: Vec<SessionRow> = self
+            .sessions
+            .iter()
+            .map(|(id, entry)| self.session_row(*id, entry, now))
+            .collect();
         sessions.sort_by_key(|row| row.opened_unix_ms);
         for address in self.dial_slots.addresses() {
-            if !self.sessions.values().any(|entry| entry.handle.peer.to_string() == address) {
+            if !self
+                .sessions
+                .values()
+                .any(|entry| entry.handle.peer.to_string() == address)
+            {
                 sessions.push(SessionRow {
                     session: "-".into(),
                     peer: address.to_string(),
@@ -152,11 +171,18 @@ impl Core {
             }
         }
 
-        let mut groups: Vec<GroupRow> = self.groups.values().map(|group| self.group_row(group)).collect();
+        let mut groups: Vec<GroupRow> = self
+            .groups
+            .values()
+            .map(|group| self.group_row(group))
+            .collect();
         groups.sort_by(|a, b| a.id.cmp(&b.id));
 
         let stats = self.stats.snapshot();
-        let mut counters = std::collections::BTreeMap::from([("sessions_opened".to_string(), stats.sessions_opened)]);
+        let mut counters = std::collections::BTreeMap::from([(
+            "sessions_opened".to_string(),
+            stats.sessions_opened,
+        )]);
         for (cause, count) in stats.closed_by_cause {
             counters.insert(format!("closed.{cause}"), count);
         }
@@ -180,13 +206,24 @@ impl Core {
         }
     }
 
-    fn session_row(&self, id: crate::session::SessionId, entry: &SessionEntry, now: i64) -> SessionRow {
+    fn session_row(
+        &self,
+        id: crate::session::SessionId,
+        entry: &SessionEntry,
+        now: i64,
+    ) -> SessionRow {
         let registered = self.client_of(id).is_some();
-        let client = entry.client_id.as_ref().filter(|_| registered).and_then(|c| self.clients.get(c));
+        let client = entry
+            .client_id
+            .as_ref()
+            .filter(|_| registered)
+            .and_then(|c| self.clients.get(c));
         let group = client.and_then(|c| self.groups.get(&c.group));
         let client_id = entry.client_id.as_deref();
         let format = group.zip(client_id).and_then(|(g, c)| g.player_format(c));
-        let sent_ahead = group.zip(client_id).and_then(|(g, c)| g.sent_ahead_us(c, now));
+        let sent_ahead = group
+            .zip(client_id)
+            .and_then(|(g, c)| g.sent_ahead_us(c, now));
         let report = entry.telemetry.report.as_ref();
         SessionRow {
             session: id.to_string(),
@@ -219,7 +256,12 @@ impl Core {
             id: group.id.clone(),
             name: group.name.clone(),
             members: group.member_ids().map(str::to_string).collect(),
-            playback: if group.is_playing() { "playing" } else { "stopped" }.into(),
+            playback: if group.is_playing() {
+                "playing"
+            } else {
+                "stopped"
+            }
+            .into(),
             volume: has_players.then_some(state.volume),
             muted: has_players.then_some(state.muted),
             metadata: Some(self.track_info(group)),
@@ -230,8 +272,18 @@ impl Core {
     fn track_info(&self, group: &crate::server::group::Group) -> TrackInfo {
         let playing = group.now_playing(now_us());
         let entry = &group.queue.entries()[playing.entry];
-        let tags = self.tags.get(&playing.entry).map(|tags| (**tags).clone()).unwrap_or_default();
-        let view = MetadataView::of(entry, &tags, &playing, group.queue.repeat(), group.queue.is_shuffled());
+        let tags = self
+            .tags
+            .get(&playing.entry)
+            .map(|tags| (**tags).clone())
+            .unwrap_or_default();
+        let view = MetadataView::of(
+            entry,
+            &tags,
+            &playing,
+            group.queue.repeat(),
+            group.queue.is_shuffled(),
+        );
         TrackInfo {
             title: view.title,
             artist: view.artist,
@@ -255,33 +307,63 @@ fn phase_of(state: SessionState) -> Phase {
 pub(in crate::server) fn telemetry_event(event: &ServerEvent) -> Option<Event> {
     let line = match event {
         ServerEvent::SessionOpened { .. } => return None,
-        ServerEvent::ClientJoined { session, client_id, active_roles } => {
-            Event::now(EventKind::Connected, format!("joined with roles {}", active_roles.join(", ")))
-                .with_session(session)
-                .with_client(Some(client_id.as_str()))
-        }
-        ServerEvent::ClientReplaced { client_id, old, new } => {
-            Event::now(EventKind::Replaced, format!("session {new} replaced {old}"))
-                .with_session(new)
-                .with_client(Some(client_id.as_str()))
-        }
-        ServerEvent::SessionClosed { session, client_id, cause } => {
+        ServerEvent::ClientJoined {
+            session,
+            client_id,
+            active_roles,
+        } => Event::now(
+            EventKind::Connected,
+            format!("joined with roles {}", active_roles.join(", ")),
+        )
+        .with_session(session)
+        .with_client(Some(client_id.as_str())),
+        ServerEvent::ClientReplaced {
+            client_id,
+            old,
+            new,
+        } => Event::now(EventKind::Replaced, format!("session {new} replaced {old}"))
+            .with_session(new)
+            .with_client(Some(client_id.as_str())),
+        ServerEvent::SessionClosed {
+            session,
+            client_id,
+            cause,
+        } => {
             let kind = match cause {
                 CloseCause::ProtocolError(_) => EventKind::Violation,
                 _ => EventKind::Disconnected,
             };
-            Event::now(kind, cause.to_string()).with_session(session).with_client(client_id.as_deref())
+            Event::now(kind, cause.to_string())
+                .with_session(session)
+                .with_client(client_id.as_deref())
         }
-        ServerEvent::ProgramStarted { group_id, .. } => Event::now(EventKind::Stream, format!("group {group_id} started playing")),
-        ServerEvent::ProgramEnded { group_id } => Event::now(EventKind::Stream, format!("group {group_id} stopped")),
+        ServerEvent::ProgramStarted { group_id, .. } => Event::now(
+            EventKind::Stream,
+            format!("group {group_id} started playing"),
+        ),
+        ServerEvent::ProgramEnded { group_id } => {
+            Event::now(EventKind::Stream, format!("group {group_id} stopped"))
+        }
         ServerEvent::StreamStarted { client_id, format } => {
-            Event::now(EventKind::Stream, format!("stream started: {format}")).with_client(Some(client_id.as_str()))
+            Event::now(EventKind::Stream, format!("stream started: {format}"))
+                .with_client(Some(client_id.as_str()))
         }
-        ServerEvent::StreamEnded { client_id, chunks_sent } => {
-            Event::now(EventKind::Stream, format!("stream ended after {chunks_sent} chunks")).with_client(Some(client_id.as_str()))
-        }
-        ServerEvent::DialStarted { address, url } => Event::now(EventKind::Info, format!("dialing player {address} at {url}")),
-        ServerEvent::DialStopped { address, reason } => Event::now(EventKind::Info, format!("stopped dialing {address}: {reason}")),
+        ServerEvent::StreamEnded {
+            client_id,
+            chunks_sent,
+        } => Event::now(
+            EventKind::Stream,
+            format!("stream ended after {chunks_sent} chunks"),
+        )
+        .with_client(Some(client_id.as_str())),
+        ServerEvent::DialStarted { address, url } => Event::now(
+            EventKind::Info,
+            format!("dialing player {address} at {url}"),
+        ),
+        ServerEvent::DialStopped { address, reason } => Event::now(
+            EventKind::Info,
+            format!("stopped dialing {address}: {reason}"),
+        ),
     };
     Some(line)
 }
