@@ -6,6 +6,7 @@
 //! the second handshake message, so the first message's payload, which
 //! names the PSK by its id, is readable without it.
 
+pub mod cpace;
 pub mod fragment;
 pub mod handshake;
 pub mod identity;
