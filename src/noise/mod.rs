@@ -11,6 +11,7 @@ pub mod fragment;
 pub mod handshake;
 pub mod identity;
 pub mod pairing;
+pub mod pairing_code;
 
 use sha2::{Digest, Sha256};
 

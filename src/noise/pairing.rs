@@ -1,5 +1,6 @@
-//! Pairing by pairing PSK: the pairing token that carries a client's key and
-//! pairing PSK to the server, and the client's persisted pairing PSK.
+//! Pairing tokens, which carry a client's key and pairing PSK (version 0)
+//! or a dynamic pairing code (version 1) to the server, and the client's
+//! persisted pairing PSK.
 //!
 //! A pairing token is `SP:`, a version character and the base32 (RFC 4648,
 //! no padding) of its payload with every `2` written as `9`. Version 0
@@ -15,6 +16,9 @@ use super::PSK_LEN;
 
 const TOKEN_PREFIX: &str = "SP:";
 const PSK_TOKEN_VERSION: char = '0';
+const CODE_TOKEN_VERSION: char = '1';
+/// Length of a dynamic pairing code in the `qr_code` format.
+pub const QR_CODE_LEN: usize = 24;
 const BASE32_ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 
 /// A decoded version-0 pairing token.
@@ -27,7 +31,52 @@ pub struct PskToken {
 
 /// Encodes a version-0 pairing token.
 pub fn encode_token(client_key: &[u8; KEY_LEN], pairing_psk: &[u8; PSK_LEN]) -> String {
-    let payload = [client_key.as_slice(), pairing_psk.as_slice()].concat();
+    encode_payload(
+        PSK_TOKEN_VERSION,
+        &[client_key.as_slice(), pairing_psk.as_slice()].concat(),
+    )
+}
+
+/// Decodes a version-0 pairing token, leniently: surrounding whitespace,
+/// lower case and a missing `SP:` prefix are accepted, and payload bytes
+/// past the 64 that version 0 defines are ignored.
+pub fn decode_token(text: &str) -> Result<PskToken, String> {
+    let payload = decode_payload(
+        text,
+        PSK_TOKEN_VERSION,
+        KEY_LEN + PSK_LEN,
+        "a pairing PSK token",
+    )?;
+    let pairing_psk: [u8; PSK_LEN] = payload[KEY_LEN..KEY_LEN + PSK_LEN]
+        .try_into()
+        .expect("length checked");
+    Ok(PskToken {
+        client_id: encode_id(&payload[..KEY_LEN]),
+        pairing_psk,
+    })
+}
+
+/// Encodes a version-1 pairing token: a dynamic pairing code in the
+/// `qr_code` format.
+pub fn encode_code_token(code: &[u8; QR_CODE_LEN]) -> String {
+    encode_payload(CODE_TOKEN_VERSION, code)
+}
+
+/// Decodes a version-1 pairing token as leniently as `decode_token`,
+/// returning the 24-byte pairing code it carries.
+pub fn decode_code_token(text: &str) -> Result<[u8; QR_CODE_LEN], String> {
+    let payload = decode_payload(
+        text,
+        CODE_TOKEN_VERSION,
+        QR_CODE_LEN,
+        "a pairing code token",
+    )?;
+    Ok(payload[..QR_CODE_LEN].try_into().expect("length checked"))
+}
+
+/// Writes `SP:`, the version and the base32 of `payload` with every `2`
+/// written as `9`.
+fn encode_payload(version: char, payload: &[u8]) -> String {
     let mut body = String::new();
     for chunk in payload.chunks(5) {
         let mut block = [0u8; 5];
@@ -41,25 +90,26 @@ pub fn encode_token(client_key: &[u8; KEY_LEN], pairing_psk: &[u8; PSK_LEN]) -> 
             body.push(BASE32_ALPHABET[value as usize] as char);
         }
     }
-    format!(
-        "{TOKEN_PREFIX}{PSK_TOKEN_VERSION}{}",
-        body.replace('2', "9")
-    )
+    format!("{TOKEN_PREFIX}{version}{}", body.replace('2', "9"))
 }
 
-/// Decodes a version-0 pairing token, leniently: surrounding whitespace,
-/// lower case and a missing `SP:` prefix are accepted, and payload bytes
-/// past the 64 that version 0 defines are ignored.
-pub fn decode_token(text: &str) -> Result<PskToken, String> {
+/// Reads the payload of a token of `version` that must carry at least
+/// `min_len` bytes; `kind` names the token in errors.
+fn decode_payload(
+    text: &str,
+    version: char,
+    min_len: usize,
+    kind: &str,
+) -> Result<Vec<u8>, String> {
     let invalid = |reason: &str| format!("invalid pairing token {text:?}: {reason}");
     let upper = text.trim().to_ascii_uppercase();
     let rest = upper.strip_prefix(TOKEN_PREFIX).unwrap_or(&upper);
     let mut chars = rest.chars();
     match chars.next() {
-        Some(PSK_TOKEN_VERSION) => {}
+        Some(found) if found == version => {}
         Some(other) => {
             return Err(invalid(&format!(
-                "version {other:?} is not 0 (a pairing PSK token)"
+                "version {other:?} is not {version} ({kind})"
             )))
         }
         None => return Err(invalid("it is empty")),
@@ -82,21 +132,13 @@ pub fn decode_token(text: &str) -> Result<PskToken, String> {
             bits &= (1 << pending_bits) - 1;
         }
     }
-
-    if payload.len() < KEY_LEN + PSK_LEN {
+    if payload.len() < min_len {
         return Err(invalid(&format!(
-            "{} payload bytes, expected {}",
-            payload.len(),
-            KEY_LEN + PSK_LEN
+            "{} payload bytes, expected {min_len}",
+            payload.len()
         )));
     }
-    let pairing_psk: [u8; PSK_LEN] = payload[KEY_LEN..KEY_LEN + PSK_LEN]
-        .try_into()
-        .expect("length checked");
-    Ok(PskToken {
-        client_id: encode_id(&payload[..KEY_LEN]),
-        pairing_psk,
-    })
+    Ok(payload)
 }
 
 /// Loads the client's pairing PSK from `path`, creating and storing a new
@@ -165,6 +207,22 @@ mod tests {
             let err = decode_token(text).unwrap_err();
             assert!(err.contains("invalid pairing token"), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn code_token_matches_reference_vector() {
+        let code: [u8; QR_CODE_LEN] = std::array::from_fn(|i| 0xe0 + i as u8);
+        let reference = "SP:14DQ6FY7E4XTOP9HJ5LV6Z3PO57YPD4XT6T97N5Y";
+        assert_eq!(encode_code_token(&code), reference);
+        assert_eq!(decode_code_token(&reference.to_lowercase()).unwrap(), code);
+    }
+
+    #[test]
+    fn token_versions_are_not_mixed() {
+        let err = decode_code_token(REFERENCE).unwrap_err();
+        assert!(err.contains("version '0' is not 1"), "{err}");
+        let err = decode_token("SP:14DQ6FY7E4XTOP9HJ5LV6Z3PO57YPD4XT6T97N5Y").unwrap_err();
+        assert!(err.contains("version '1' is not 0"), "{err}");
     }
 
     #[test]
