@@ -37,8 +37,10 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Stream an audio file to players, in sync.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Serve(ServeArgs),
     /// Play a server's stream through the sound card, a WAV file or nothing.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Play(PlayArgs),
     /// Find servers and players on the local network over mDNS.
     Discover(DiscoverArgs),
@@ -48,6 +50,101 @@ pub enum Command {
     /// Watch a telemetry feed: sessions, clock sync, groups and events in a terminal UI, or as plain text.
     #[command(after_long_help = MONITOR_KEYS)]
     Monitor(MonitorArgs),
+}
+
+/// What `serve` does instead of serving.
+#[derive(Debug, Subcommand)]
+pub enum ServeAction {
+    /// Pair one Sendspin 1.0 player with this server, by the code it shows or its pairing token, then exit. Paired players are admitted by serve --dialect sendspin with the same --state-dir.
+    Pair(ServePairArgs),
+}
+
+/// The pairing method `serve pair` starts on a player that connects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PairMethodArg {
+    /// A dynamic code when the player offers one, else its static code.
+    Auto,
+    /// The player's fixed 8-digit code, such as 1234-5678.
+    Static,
+    /// A 6-digit code the player derives for this pairing and shows or speaks.
+    Dynamic,
+}
+
+#[derive(Debug, Args)]
+pub struct ServePairArgs {
+    /// Address and port to wait for the player on.
+    #[arg(long, default_value = "127.0.0.1:8927", value_parser = parse_listen_address)]
+    pub listen: SocketAddr,
+
+    /// WebSocket path to accept the player on.
+    #[arg(long, default_value = "/sendspin")]
+    pub path: String,
+
+    /// The player's static pairing code (8 digits, such as 1234-5678); without it, serve pair asks on the terminal for the code the player shows.
+    #[arg(long, value_name = "CODE")]
+    pub code: Option<String>,
+
+    /// Pair by the player's pairing token (SP:0..., printed by play pair) instead of a code.
+    #[arg(long, value_name = "TOKEN", conflicts_with_all = ["code", "method"])]
+    pub token: Option<String>,
+
+    /// Pairing method to start on a player that offers codes.
+    #[arg(long, value_enum)]
+    pub method: Option<PairMethodArg>,
+
+    /// Seconds to wait for a player to connect and finish pairing.
+    #[arg(long, default_value_t = 300.0, value_name = "SECONDS")]
+    pub timeout: f64,
+
+    /// Directory of the server's identity and pairing records, as for serve [default: $XDG_STATE_HOME/resonate, or ~/.local/state/resonate].
+    #[arg(long, value_name = "DIR", env = "RESONATE_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Friendly server name sent in server/hello.
+    #[arg(long, default_value = "resonate")]
+    pub name: String,
+
+    /// Print events as JSON lines on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What `play` does instead of playing.
+#[derive(Debug, Subcommand)]
+pub enum PlayAction {
+    /// Show this player's Sendspin 1.0 pairing token and static pairing code; with --server, also connect and wait for that server to pair, then exit.
+    Pair(PlayPairArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PlayPairArgs {
+    /// Server to pair with, ws://HOST[:PORT][/PATH]; port 8927 and path /sendspin by default.
+    #[arg(long, short = 's')]
+    pub server: Option<String>,
+
+    /// Set this player's static pairing code to CODE (8 digits, such as 1234-5678) and keep it in --state-dir; by default a random code is made on first use.
+    #[arg(long, value_name = "CODE")]
+    pub code: Option<String>,
+
+    /// Seconds the pairing window stays open: how long play pair waits for the server to start pairing.
+    #[arg(long, default_value_t = 300.0, value_name = "SECONDS")]
+    pub window: f64,
+
+    /// Directory of this player's identity, pairing PSK, static code and pairing records, as for play [default: $XDG_STATE_HOME/resonate, or ~/.local/state/resonate].
+    #[arg(long, value_name = "DIR", env = "RESONATE_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Noise cipher suite: 25519_ChaChaPoly_SHA256 or 25519_AESGCM_SHA256.
+    #[arg(long, default_value = "25519_ChaChaPoly_SHA256")]
+    pub suite: String,
+
+    /// Player name sent in client/hello [default: the host name].
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// Print events as JSON lines on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// How `serve` places players in groups.
@@ -102,6 +199,9 @@ pub enum RepeatArg {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    #[command(subcommand)]
+    pub action: Option<ServeAction>,
+
     /// What to play, in order: audio files (WAV, FLAC, MP3, Ogg Vorbis and what else symphonia decodes), directories (every audio file inside, sorted by path) and M3U playlists.
     #[arg(value_name = "SOURCE", required_unless_present_any = ["demo", "tone", "stdin_format"])]
     pub sources: Vec<PathBuf>,
@@ -247,6 +347,9 @@ pub struct ServeArgs {
 
 #[derive(Debug, Args)]
 pub struct PlayArgs {
+    #[command(subcommand)]
+    pub action: Option<PlayAction>,
+
     /// Server URL, ws://HOST[:PORT][/PATH]; port 8927 and path /sendspin by default. Without --server and --listen, play looks for a server over mDNS, preferring the one that last played here.
     #[arg(long, short = 's')]
     pub server: Option<String>,

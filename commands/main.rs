@@ -10,6 +10,7 @@ mod demo;
 mod discover;
 mod logging;
 mod monitor;
+mod pair;
 mod play;
 mod serve;
 mod stress;
@@ -19,7 +20,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{Cli, Command};
+use cli::{Cli, Command, PlayAction, PlayArgs, ServeAction, ServeArgs};
 
 /// An error together with the exit status it maps to.
 #[derive(Debug)]
@@ -96,6 +97,14 @@ fn main() -> ExitCode {
     }
     logging::init(cli.verbose, cli.quiet, destination);
     let result = match cli.command {
+        Command::Serve(ServeArgs {
+            action: Some(ServeAction::Pair(args)),
+            ..
+        }) => pair::serve_pair(args),
+        Command::Play(PlayArgs {
+            action: Some(PlayAction::Pair(args)),
+            ..
+        }) => pair::play_pair(args),
         Command::Serve(args) => serve::run(args),
         Command::Play(args) => play::run(args),
         Command::Discover(args) => discover::run(args),

@@ -66,21 +66,40 @@ impl std::fmt::Debug for StaticCode {
     }
 }
 
+/// Loads the client's static pairing code from `path`, creating one from
+/// the CSPRNG and storing it (owner-readable only) when the file does not
+/// exist. `replace` stores an operator-chosen code instead.
+pub fn load_or_create_static_code(
+    path: &std::path::Path,
+    replace: Option<&StaticCode>,
+) -> Result<StaticCode, super::StateError> {
+    if let Some(code) = replace {
+        super::identity::write_private(path, code.digits().as_bytes())?;
+        return Ok(code.clone());
+    }
+    match std::fs::read_to_string(path) {
+        Ok(text) => StaticCode::parse(&text).map_err(|reason| super::StateError::Invalid {
+            path: path.to_path_buf(),
+            what: "static pairing code file",
+            reason,
+        }),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            let code = StaticCode::generate();
+            super::identity::write_private(path, code.digits().as_bytes())?;
+            Ok(code)
+        }
+        Err(source) => Err(super::StateError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
 /// Removes the spaces and hyphens people type between groups of a code.
 pub fn strip_separators(text: &str) -> String {
     text.chars()
         .filter(|c| !c.is_whitespace() && *c != '-')
         .collect()
-}
-
-/// Presents a 6-digit dynamic code as `123-456`; other text is returned as
-/// it is.
-pub fn group_dynamic_code(code: &str) -> String {
-    if code.len() == DYNAMIC_CODE_DIGITS && code.is_ascii() {
-        format!("{}-{}", &code[..3], &code[3..])
-    } else {
-        code.to_string()
-    }
 }
 
 /// Returns `commit_B`: SHA-256 of the commit label and `nonce_B`.
@@ -163,6 +182,27 @@ pub fn open(suite: Suite, key: &[u8; 32], sealed: &[u8]) -> Option<[u8; 32]> {
     opened.ok()?.try_into().ok()
 }
 
+/// Why a pairing attempt ended without a record.
+#[derive(Debug, thiserror::Error)]
+pub enum PairingError {
+    #[error(transparent)]
+    Handshake(#[from] super::HandshakeError),
+    #[error("the peer aborted the pairing with reason {reason:?}")]
+    Aborted { reason: String },
+    #[error("the peer's key confirmation did not verify, so the two sides used different codes")]
+    CodeMismatch,
+    #[error("the operator cancelled the pairing")]
+    Cancelled,
+    #[error("pairing protocol error: {0}")]
+    Protocol(String),
+    #[error("cannot store the pairing record: {0}")]
+    Store(String),
+    #[error("the client held the attempt back for {0:?}; open its pairing window and try again")]
+    PendingTooLong(std::time::Duration),
+    #[error("no pairing started within {0:?}; start the pairing on the server while this waits")]
+    NotStarted(std::time::Duration),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,6 +230,25 @@ mod tests {
             let code = StaticCode::generate();
             assert_eq!(StaticCode::parse(&code.grouped()).unwrap(), code);
         }
+    }
+
+    #[test]
+    fn static_code_persists() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pairing-code.txt");
+        let first = load_or_create_static_code(&path, None).unwrap();
+        assert_eq!(load_or_create_static_code(&path, None).unwrap(), first);
+        let chosen = StaticCode::parse("8765-4321").unwrap();
+        assert_eq!(
+            load_or_create_static_code(&path, Some(&chosen)).unwrap(),
+            chosen
+        );
+        assert_eq!(load_or_create_static_code(&path, None).unwrap(), chosen);
+        std::fs::write(&path, "12").unwrap();
+        let err = load_or_create_static_code(&path, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("static pairing code file"), "{err}");
     }
 
     #[test]

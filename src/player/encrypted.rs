@@ -12,8 +12,13 @@ use serde_json::{json, Value};
 
 use crate::dialect::sendspin::ClientPairing;
 use crate::dialect::{Dialect, Outgoing, SendspinCodec, WireCodec};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+
+use crate::noise::cpace::{Cpace, Role};
 use crate::noise::handshake::{self, ClientOptions, Established, HandshakeError};
 use crate::noise::identity::encode_id;
+use crate::noise::pairing_code::{self, PairingError, StaticCode, PSK_WRAP_LABEL};
 use crate::noise::{Identity, PairingStore, PskCategory, Suite, PSK_LEN};
 use crate::protocol::{ClientHello, Message};
 use crate::session::CloseCause;
@@ -184,13 +189,39 @@ where
             detail: format!("got {finalized}"),
         });
     }
+    store_and_rehandshake(
+        ws,
+        codec,
+        keys,
+        server_id,
+        &long_term,
+        handshake_hash,
+        timeout,
+    )
+    .await
+}
+
+/// Stores the pairing record with the new long-term PSK once the server
+/// confirmed its own, then answers the server's re-handshake to that PSK.
+async fn store_and_rehandshake<S>(
+    ws: &mut WebSocketStream<S>,
+    codec: &mut SendspinCodec,
+    keys: &ClientKeys,
+    server_id: &str,
+    long_term: &[u8; PSK_LEN],
+    handshake_hash: &[u8],
+    timeout: Duration,
+) -> Result<(), HandshakeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut records =
         PairingStore::load(&keys.records_path).map_err(|err| HandshakeError::Malformed {
             what: "pairing record file",
             detail: err.to_string(),
         })?;
     records
-        .insert(server_id, &long_term)
+        .insert(server_id, long_term)
         .map_err(|err| HandshakeError::Malformed {
             what: "pairing record file",
             detail: err.to_string(),
@@ -216,6 +247,254 @@ where
     )
     .await?;
     Ok(())
+}
+
+/// How a pairing run by `play pair` ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Paired {
+    /// A new pairing record for this server, made with the method named.
+    New {
+        server_id: String,
+        method: &'static str,
+    },
+    /// The connection used an existing record: nothing to pair.
+    Already { server_id: String },
+}
+
+/// Connects as `play pair` does: runs the handshake, sends `hello`, and
+/// pairs by whichever method the server starts, the pairing PSK (when the
+/// server holds this client's pairing token) or `code`. Waits up to
+/// `window` for the server to start, as the client's pairing window.
+pub async fn pair<S>(
+    ws: &mut WebSocketStream<S>,
+    keys: &ClientKeys,
+    hello: &ClientHello,
+    code: &StaticCode,
+    window: Duration,
+    timeout: Duration,
+) -> Result<Paired, PairingError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let options = ClientOptions {
+        identity: &keys.identity,
+        suite: keys.suite,
+        records: None,
+        pairing_psk: keys.pairing_psk,
+        expected_server: None,
+        timeout,
+    };
+    let mut established = handshake::connect(ws, options).await?;
+    let server_hello =
+        handshake::receive_json(ws, &mut established.channel, "server/hello", timeout).await?;
+    if message_type(&server_hello) != Some("server/hello") {
+        return Err(PairingError::Protocol(format!(
+            "the first encrypted message is {server_hello}, expected server/hello"
+        )));
+    }
+    let Established {
+        channel,
+        peer_id: server_id,
+        category,
+        handshake_hash,
+        ..
+    } = established;
+    let mut codec = SendspinCodec::client(
+        channel,
+        server_id.clone(),
+        String::new(),
+        category,
+        keys.pairing.clone(),
+    );
+    match category {
+        PskCategory::Pairing => {
+            pair_with_psk(
+                ws,
+                &mut codec,
+                keys,
+                hello,
+                &server_id,
+                &handshake_hash,
+                timeout,
+            )
+            .await?;
+            return Ok(Paired::New {
+                server_id,
+                method: "pairing_psk",
+            });
+        }
+        PskCategory::LongTerm => return Ok(Paired::Already { server_id }),
+        PskCategory::Sentinel => {}
+    }
+    for frame in codec.encode_frames(&Outgoing::Message(Message::ClientHello(hello.clone()))) {
+        ws.feed(frame).await.map_err(HandshakeError::from)?;
+    }
+    ws.flush().await.map_err(HandshakeError::from)?;
+    codec.mark_hello_sent();
+
+    // The pairing window: wait for a static-code pairing activation.
+    let deadline = tokio::time::Instant::now() + window;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Err(PairingError::NotStarted(window));
+        }
+        let activation = match receive_pairing_step(ws, &mut codec, "server/activate", left).await {
+            Err(HandshakeError::Timeout { .. }) => return Err(PairingError::NotStarted(window)),
+            other => other?,
+        };
+        if message_type(&activation) == Some("pair/abort") {
+            tracing::info!(%activation, "the server aborted a pairing attempt; waiting for the next");
+            continue;
+        }
+        match activation
+            .pointer("/payload/pairing/method")
+            .and_then(Value::as_str)
+        {
+            Some("static_pairing_code") => break,
+            Some(other) => {
+                let abort = json!({ "type": "pair/abort", "payload": { "reason": "method_not_supported" } });
+                handshake::send_json(ws, codec.channel_mut(), &abort.to_string())
+                    .await
+                    .map_err(HandshakeError::from)?;
+                tracing::warn!(
+                    method = other,
+                    "the server started a pairing method this client does not offer"
+                );
+            }
+            None => tracing::info!(
+                "the server activated the connection without pairing; waiting for a pairing"
+            ),
+        }
+    }
+    pair_with_static_code(
+        ws,
+        &mut codec,
+        keys,
+        &server_id,
+        &handshake_hash,
+        code,
+        timeout,
+    )
+    .await?;
+    Ok(Paired::New {
+        server_id,
+        method: "static_pairing_code",
+    })
+}
+
+/// Runs the static pairing code flow after its `server/activate`:
+/// `client/pair-init`, the CPace round with the code, key confirmation,
+/// and the new long-term PSK sealed under the CPace output.
+async fn pair_with_static_code<S>(
+    ws: &mut WebSocketStream<S>,
+    codec: &mut SendspinCodec,
+    keys: &ClientKeys,
+    server_id: &str,
+    handshake_hash: &[u8],
+    code: &StaticCode,
+    timeout: Duration,
+) -> Result<(), PairingError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    const PAIRING_INDEX: u32 = 1;
+    let send = |message: Value| message.to_string();
+    let init = json!({ "type": "client/pair-init", "payload": { "pairing_index": PAIRING_INDEX } });
+    handshake::send_json(ws, codec.channel_mut(), &send(init))
+        .await
+        .map_err(HandshakeError::from)?;
+
+    let auth = expect_step(ws, codec, "server/pair-auth", timeout).await?;
+    let server_share = payload_bytes(&auth, "pake_msg_1")?;
+    let sid = pairing_code::pake_sid(handshake_hash, PAIRING_INDEX, 1);
+    let pake = Cpace::start(
+        Role::Responder,
+        code.digits().as_bytes(),
+        b"",
+        &sid,
+        b"client",
+    )
+    .map_err(|err| PairingError::Protocol(err.to_string()))?;
+    let own_share = pake.share();
+    let reply =
+        json!({ "type": "client/pair-auth", "payload": { "pake_msg_2": encode_id(&own_share) } });
+    handshake::send_json(ws, codec.channel_mut(), &send(reply))
+        .await
+        .map_err(HandshakeError::from)?;
+    let pake_keys = pake
+        .finish(&server_share, b"server")
+        .map_err(|err| PairingError::Protocol(err.to_string()))?;
+
+    let confirm = expect_step(ws, codec, "server/pair-confirm", timeout).await?;
+    let server_tag = payload_bytes(&confirm, "server_kc")?;
+    if !pake_keys.verify_peer_tag(&server_tag) {
+        let abort =
+            json!({ "type": "pair/abort", "payload": { "reason": "pairing_code_mismatch" } });
+        handshake::send_json(ws, codec.channel_mut(), &send(abort))
+            .await
+            .map_err(HandshakeError::from)?;
+        return Err(PairingError::CodeMismatch);
+    }
+    let long_term: [u8; PSK_LEN] = rand::random();
+    let key = pairing_code::wrap_key(PSK_WRAP_LABEL, &sid, pake_keys.isk());
+    let sealed = pairing_code::seal(keys.suite, &key, &long_term);
+    let confirm = json!({ "type": "client/pair-confirm", "payload": { "client_kc": encode_id(&pake_keys.own_tag()) } });
+    let finalize =
+        json!({ "type": "client/pair-finalize", "payload": { "wrapped_psk": encode_id(&sealed) } });
+    handshake::send_json(ws, codec.channel_mut(), &send(confirm))
+        .await
+        .map_err(HandshakeError::from)?;
+    handshake::send_json(ws, codec.channel_mut(), &send(finalize))
+        .await
+        .map_err(HandshakeError::from)?;
+
+    expect_step(ws, codec, "server/pair-finalize", timeout).await?;
+    store_and_rehandshake(
+        ws,
+        codec,
+        keys,
+        server_id,
+        &long_term,
+        handshake_hash,
+        timeout,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Receives the pairing step `expected`; a `pair/abort` ends the attempt.
+async fn expect_step<S>(
+    ws: &mut WebSocketStream<S>,
+    codec: &mut SendspinCodec,
+    expected: &'static str,
+    timeout: Duration,
+) -> Result<Value, PairingError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let message = receive_pairing_step(ws, codec, expected, timeout).await?;
+    if message_type(&message) == Some("pair/abort") {
+        let reason = message
+            .pointer("/payload/reason")
+            .and_then(Value::as_str)
+            .unwrap_or("none given");
+        return Err(PairingError::Aborted {
+            reason: reason.to_string(),
+        });
+    }
+    Ok(message)
+}
+
+/// Decodes a base64url payload field.
+fn payload_bytes(message: &Value, field: &str) -> Result<Vec<u8>, PairingError> {
+    let text = message
+        .pointer(&format!("/payload/{field}"))
+        .and_then(Value::as_str)
+        .ok_or_else(|| PairingError::Protocol(format!("missing {field} in {message}")))?;
+    URL_SAFE_NO_PAD
+        .decode(text)
+        .map_err(|err| PairingError::Protocol(format!("{field} is not base64url: {err}")))
 }
 
 /// Receives messages until one of type `expected` or `pair/abort` arrives.

@@ -144,7 +144,18 @@ where
     if established.category == PskCategory::Pairing {
         let suite = established.suite;
         let hash = established.handshake_hash;
-        return match pair_with_psk(ws, &mut channel, keys, &client_id, suite, &hash, timeout).await
+        let records = &keys.records_path;
+        return match pair_with_psk(
+            ws,
+            &mut channel,
+            &keys.identity,
+            records,
+            &client_id,
+            suite,
+            &hash,
+            timeout,
+        )
+        .await
         {
             Ok(hello) => {
                 let codec = SendspinCodec::server(channel, client_id, PskCategory::LongTerm)
@@ -186,10 +197,12 @@ where
 /// stores the new long-term PSK, sends `server/pair-finalize` and
 /// re-handshakes to that PSK. Returns the `client/hello` body for the
 /// session.
-async fn pair_with_psk<S>(
+#[allow(clippy::too_many_arguments)]
+pub async fn pair_with_psk<S>(
     ws: &mut WebSocketStream<S>,
     channel: &mut Channel,
-    keys: &ServerKeys,
+    identity: &Identity,
+    records_path: &std::path::Path,
     client_id: &str,
     suite: Suite,
     handshake_hash: &[u8],
@@ -227,12 +240,12 @@ where
     let psk: [u8; PSK_LEN] =
         decode_key(psk).map_err(|detail| malformed("long_term_psk", detail))?;
 
-    let mut records = PairingStore::load(&keys.records_path)
+    let mut records = PairingStore::load(records_path)
         .map_err(|err| malformed("pairing record file", err.to_string()))?;
     records
         .insert(client_id, &psk)
         .map_err(|err| malformed("pairing record file", err.to_string()))?;
-    tracing::info!(client = %client_id, records = %keys.records_path.display(), "paired with the client; stored the pairing record");
+    tracing::info!(client = %client_id, records = %records_path.display(), "paired with the client; stored the pairing record");
     handshake::send_json(
         ws,
         channel,
@@ -248,7 +261,7 @@ where
     handshake::rehandshake_server(
         ws,
         channel,
-        &keys.identity,
+        identity,
         &client_key,
         suite,
         handshake_hash,

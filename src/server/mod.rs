@@ -13,6 +13,7 @@ pub mod encrypted;
 mod group;
 pub mod metadata;
 mod negotiate;
+pub mod pairing;
 mod program;
 pub mod queue;
 mod stats;
