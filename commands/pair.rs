@@ -264,7 +264,12 @@ async fn wait_and_pair(
             timeout: STEP_TIMEOUT,
         };
         let outcome = pairing.run(method, operator).await;
-        let _ = ws.close(None).await;
+        match outcome {
+            Ok(()) => end_pairing(&mut ws, &mut channel).await,
+            Err(_) => {
+                let _ = ws.close(None).await;
+            }
+        }
         return match outcome {
             Ok(()) => Ok((client_id, method_name(method))),
             Err(PairingError::CodeMismatch) => Err(Failure::from(anyhow!(
@@ -273,6 +278,23 @@ async fn wait_and_pair(
             Err(err) => Err(Failure::from(anyhow!("pairing with player {client_id} failed: {err}"))),
         };
     }
+}
+
+/// Ends the pairing activity as the spec asks, with a `server/activate`
+/// that declares no activities and no roles, then closes: this run only
+/// pairs, and `serve` activates the player when it connects there.
+async fn end_pairing<S>(
+    ws: &mut tokio_tungstenite::WebSocketStream<S>,
+    channel: &mut resonate::noise::handshake::Channel,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let activate =
+        json!({ "type": "server/activate", "payload": { "activities": [], "active_roles": [] } });
+    if let Err(err) = handshake::send_json(ws, channel, &activate.to_string()).await {
+        tracing::info!(cause = %err, "the player left before the closing server/activate");
+    }
+    let _ = ws.close(None).await;
 }
 
 /// Picks the method to start from what the player offers and what the
