@@ -86,6 +86,27 @@ Register-ArgumentCompleter -Native -CommandName 'resonate' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('pair', 'pair', [CompletionResultType]::ParameterValue, 'Pair one Sendspin 1.0 player with this server, by the code it shows or its pairing token, then exit. Paired players are admitted by serve --dialect sendspin with the same --state-dir')
+            break
+        }
+        'resonate;serve;pair' {
+            [CompletionResult]::new('--listen', '--listen', [CompletionResultType]::ParameterName, 'Address and port to wait for the player on')
+            [CompletionResult]::new('--path', '--path', [CompletionResultType]::ParameterName, 'WebSocket path to accept the player on')
+            [CompletionResult]::new('--code', '--code', [CompletionResultType]::ParameterName, 'The player''s static pairing code (8 digits, such as 1234-5678); without it, serve pair asks on the terminal for the code the player shows')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Pair by the player''s pairing token (SP:0..., printed by play pair) instead of a code')
+            [CompletionResult]::new('--method', '--method', [CompletionResultType]::ParameterName, 'Pairing method to start on a player that offers codes')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Seconds to wait for a player to connect and finish pairing')
+            [CompletionResult]::new('--state-dir', '--state-dir', [CompletionResultType]::ParameterName, 'Directory of the server''s identity and pairing records, as for serve [default: $XDG_STATE_HOME/resonate, or ~/.local/state/resonate]')
+            [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'Friendly server name sent in server/hello')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print events as JSON lines on stdout')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
         'resonate;play' {
@@ -135,6 +156,26 @@ Register-ArgumentCompleter -Native -CommandName 'resonate' -ScriptBlock {
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('pair', 'pair', [CompletionResultType]::ParameterValue, 'Show this player''s Sendspin 1.0 pairing token and static pairing code; with --server, also connect and wait for that server to pair, then exit')
+            break
+        }
+        'resonate;play;pair' {
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'Server to pair with, ws://HOST[:PORT][/PATH]; port 8927 and path /sendspin by default')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server to pair with, ws://HOST[:PORT][/PATH]; port 8927 and path /sendspin by default')
+            [CompletionResult]::new('--code', '--code', [CompletionResultType]::ParameterName, 'Set this player''s static pairing code to CODE (8 digits, such as 1234-5678) and keep it in --state-dir; by default a random code is made on first use')
+            [CompletionResult]::new('--window', '--window', [CompletionResultType]::ParameterName, 'Seconds the pairing window stays open: how long play pair waits for the server to start pairing')
+            [CompletionResult]::new('--state-dir', '--state-dir', [CompletionResultType]::ParameterName, 'Directory of this player''s identity, pairing PSK, static code and pairing records, as for play [default: $XDG_STATE_HOME/resonate, or ~/.local/state/resonate]')
+            [CompletionResult]::new('--suite', '--suite', [CompletionResultType]::ParameterName, 'Noise cipher suite: 25519_ChaChaPoly_SHA256 or 25519_AESGCM_SHA256')
+            [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'Player name sent in client/hello [default: the host name]')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print events as JSON lines on stdout')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break

@@ -31,6 +31,12 @@ _resonate() {
             resonate,stress)
                 cmd="resonate__subcmd__stress"
                 ;;
+            resonate__subcmd__play,pair)
+                cmd="resonate__subcmd__play__subcmd__pair"
+                ;;
+            resonate__subcmd__serve,pair)
+                cmd="resonate__subcmd__serve__subcmd__pair"
+                ;;
             *)
                 ;;
         esac
@@ -104,7 +110,7 @@ _resonate() {
             return 0
             ;;
         resonate__subcmd__play)
-            opts="-s -o -v -q -h -V --server --dialect --state-dir --suite --pairing-token --listen --no-mdns --interface --state-file --output --device --list-devices --client-id --name --static-delay-ms --no-drift-correction --sink-drift-ppm --sink-latency-ms --sync-log --codec --request-format --request-format-after --sample-rate --bit-depth --channels --buffer-capacity --volume --duration --connect-attempts --telemetry --json --roles --no-tui --log-file --max-frame-bytes --max-message-bytes --handshake-timeout-ms --idle-timeout-ms --verbose --quiet --help --version"
+            opts="-s -o -v -q -h -V --server --dialect --state-dir --suite --pairing-token --listen --no-mdns --interface --state-file --output --device --list-devices --client-id --name --static-delay-ms --no-drift-correction --sink-drift-ppm --sink-latency-ms --sync-log --codec --request-format --request-format-after --sample-rate --bit-depth --channels --buffer-capacity --volume --duration --connect-attempts --telemetry --json --roles --no-tui --log-file --max-frame-bytes --max-message-bytes --handshake-timeout-ms --idle-timeout-ms --verbose --quiet --help --version pair"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -253,8 +259,50 @@ _resonate() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        resonate__subcmd__play__subcmd__pair)
+            opts="-s -v -q -h -V --server --code --window --state-dir --suite --name --json --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -s)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --code)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --window)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --suite)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         resonate__subcmd__serve)
-            opts="-v -q -h -V --tone --stdin-format --listen --path --legacy --dialect --accept-v1 --allow-unpaired --approve --pair-token --state-dir --name --server-id --loop --repeat --shuffle --grouping --group-name --group --lead-ms --start-delay-ms --codec --opus-bitrate --client --no-mdns --interface --tui --log-file --telemetry --json --demo --demo-seconds --demo-players --max-frame-bytes --max-message-bytes --handshake-timeout-ms --idle-timeout-ms --outbound-queue --max-sessions --max-pending-handshakes --max-messages-per-second --verbose --quiet --help --version"
+            opts="-v -q -h -V --tone --stdin-format --listen --path --legacy --dialect --accept-v1 --allow-unpaired --approve --pair-token --state-dir --name --server-id --loop --repeat --shuffle --grouping --group-name --group --lead-ms --start-delay-ms --codec --opus-bitrate --client --no-mdns --interface --tui --log-file --telemetry --json --demo --demo-seconds --demo-players --max-frame-bytes --max-message-bytes --handshake-timeout-ms --idle-timeout-ms --outbound-queue --max-sessions --max-pending-handshakes --max-messages-per-second --verbose --quiet --help --version pair"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -385,6 +433,52 @@ _resonate() {
                     return 0
                     ;;
                 --max-messages-per-second)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        resonate__subcmd__serve__subcmd__pair)
+            opts="-v -q -h -V --listen --path --code --token --method --timeout --state-dir --name --json --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --path)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --code)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --method)
+                    COMPREPLY=($(compgen -W "auto static dynamic" -- "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -311,3 +311,47 @@ fn aiosendspin_client_retries_wrong_dynamic_code() {
     assert!(client.wait(PATIENCE).success());
     assert!(server.wait(PATIENCE).success());
 }
+
+#[test]
+fn play_pair_pairs_with_aiosendspin_server_by_static_code() {
+    let Some(root) = require_peers_root() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let player_state = dir.path().join("player");
+    let peers_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers");
+    let mut command = peer_command(&root, "venv-sendspin", &peers_dir, "python3");
+    command.args([
+        "aiosendspin_pairing_server.py",
+        "--static-code",
+        "11223344",
+        "--timeout",
+        "45",
+    ]);
+    let mut server = spawn(command.into_std());
+    let server_id = server.wait_event("identity", PATIENCE)["server_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let url = server.wait_event("listening", PATIENCE)["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let mut player = play_pair(&player_state, &url, &["--code", "1122-3344"]);
+    let client_id = player.wait_event("pairing_secrets", PATIENCE)["client_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let player_paired = player.wait_event("paired", PATIENCE);
+    assert_eq!(player_paired["server_id"], server_id.as_str());
+    assert_eq!(player_paired["method"], "static_pairing_code");
+    let server_paired = server.wait_event("paired", PATIENCE);
+    assert_eq!(server_paired["client_id"], client_id.as_str());
+    assert!(player.wait(PATIENCE).success());
+    assert!(server.wait(PATIENCE).success());
+    assert_eq!(
+        records(&player_state.join("pairings-player.json")),
+        vec![server_id]
+    );
+}

@@ -318,6 +318,7 @@ where
                 timeout,
             )
             .await?;
+            leave_after_pairing(ws, &mut codec, timeout).await;
             return Ok(Paired::New {
                 server_id,
                 method: "pairing_psk",
@@ -377,10 +378,32 @@ where
         timeout,
     )
     .await?;
+    leave_after_pairing(ws, &mut codec, timeout).await;
     Ok(Paired::New {
         server_id,
         method: "static_pairing_code",
     })
+}
+
+/// Waits for the `server/activate` that ends the pairing activity, then
+/// says goodbye: `play pair` only pairs, so it leaves instead of playing.
+async fn leave_after_pairing<S>(
+    ws: &mut WebSocketStream<S>,
+    codec: &mut SendspinCodec,
+    timeout: Duration,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match receive_pairing_step(ws, codec, "server/activate", timeout).await {
+        Ok(activation) => tracing::debug!(%activation, "pairing ended"),
+        Err(err) => {
+            tracing::info!(cause = %err, "no server/activate after pairing; leaving anyway")
+        }
+    }
+    let goodbye = json!({ "type": "client/goodbye", "payload": { "reason": "shutdown" } });
+    if let Err(err) = handshake::send_json(ws, codec.channel_mut(), &goodbye.to_string()).await {
+        tracing::info!(cause = %err, "the server left before client/goodbye");
+    }
 }
 
 /// Runs the static pairing code flow after its `server/activate`:
