@@ -360,14 +360,14 @@ impl TerminalOperator {
 
 impl Operator for TerminalOperator {
     fn pending(&mut self, client_id: &str, message: Option<&str>) {
-        let said = message
+        let quoted = message
             .map(|text| format!(": \"{text}\""))
             .unwrap_or_default();
         print_event(
             self.json_output,
             json!({ "event": "pair_pending", "client_id": client_id, "message": message }),
             &format!(
-                "player {client_id} holds the pairing back until its pairing window opens{said}"
+                "player {client_id} holds the pairing back until its pairing window opens{quoted}"
             ),
         );
     }
@@ -388,7 +388,7 @@ impl Operator for TerminalOperator {
             if let Some(reason) = rejected {
                 crate::status(reason);
             }
-            let what = match method {
+            let wanted = match method {
                 CodeMethod::Static => "the player's static pairing code (1234-5678)",
                 CodeMethod::DynamicDigits => "the code the player shows or speaks (123-456)",
                 CodeMethod::DynamicQrCode => "the pairing token the player shows (SP:1...)",
@@ -401,7 +401,7 @@ impl Operator for TerminalOperator {
             print_event(
                 self.json_output,
                 json!({ "event": "code_wanted", "client_id": client_id, "round": round }),
-                &format!("type {what}{again}, then Enter:"),
+                &format!("type {wanted}{again}, then Enter:"),
             );
             self.lines().recv().await
         })

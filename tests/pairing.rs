@@ -1,7 +1,7 @@
 //! Sendspin 1.0 pairing with `resonate serve pair` and `resonate play pair`:
 //! by static code, by dynamic code typed on the server's terminal and by
-//! pairing token, between the two commands and with aiosendspin 10.2.1
-//! clients; then the paired player is admitted by `serve` without approval.
+//! pairing token, between the two commands and with aiosendspin 10.2.1.
+//! Afterwards `serve` admits the paired player without approval.
 
 #[path = "support/peers.rs"]
 mod peers;
@@ -259,11 +259,11 @@ fn aiosendspin_client_pairs_by_dynamic_code() {
         .as_str()
         .unwrap()
         .to_string();
-    let shown = client.wait_event("pairing_code", PATIENCE);
-    let grouped = shown["grouped"].as_str().unwrap().to_string();
+    let displayed = client.wait_event("pairing_code", PATIENCE);
+    let grouped = displayed["grouped"].as_str().unwrap().to_string();
     assert_eq!(grouped.len(), 7, "{grouped}");
-    let wanted = server.wait_event("code_wanted", PATIENCE);
-    assert_eq!(wanted["round"], 1);
+    let prompt = server.wait_event("code_wanted", PATIENCE);
+    assert_eq!(prompt["round"], 1);
 
     // A typo first: the server asks again without starting a round.
     let mut stdin = server.child.stdin.take().unwrap();
@@ -294,8 +294,8 @@ fn aiosendspin_client_retries_wrong_dynamic_code() {
     let (mut server, url) = start_serve_pair(&server_state, &[]);
     let mut client = aiosendspin_pairing_client(&root, &url, &["--dynamic"]);
 
-    let shown = client.wait_event("pairing_code", PATIENCE);
-    let code = shown["code"].as_str().unwrap().to_string();
+    let displayed = client.wait_event("pairing_code", PATIENCE);
+    let code = displayed["code"].as_str().unwrap().to_string();
     let wrong = format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000);
     let mut stdin = server.child.stdin.take().unwrap();
     server.wait_event("code_wanted", PATIENCE);
@@ -313,7 +313,7 @@ fn aiosendspin_client_retries_wrong_dynamic_code() {
 }
 
 #[test]
-fn play_pair_pairs_with_aiosendspin_server_by_static_code() {
+fn play_pair_with_aiosendspin_server() {
     let Some(root) = require_peers_root() else {
         return;
     };

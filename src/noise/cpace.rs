@@ -146,8 +146,8 @@ impl Cpace {
     }
 }
 
-/// What a finished CPace run leaves: the session key and the tags that
-/// confirm both sides hold it.
+/// The keys of a finished CPace run: the session key, and the key of the
+/// tags that confirm both sides hold it.
 pub struct SessionKeys {
     role: Role,
     isk: [u8; ISK_LEN],
@@ -220,7 +220,7 @@ fn prefixed_len(data: &[u8]) -> usize {
     length_bytes + data.len()
 }
 
-/// One side's share and associated data, each length-prefixed.
+/// Returns one side's share and associated data, each length-prefixed.
 fn transcript_part(side: &([u8; SHARE_LEN], Vec<u8>)) -> Vec<u8> {
     let mut out = Vec::new();
     push_prefixed(&mut out, &side.0);

@@ -182,7 +182,7 @@ pub fn open(suite: Suite, key: &[u8; 32], sealed: &[u8]) -> Option<[u8; 32]> {
     opened.ok()?.try_into().ok()
 }
 
-/// Why a pairing attempt ended without a record.
+/// Reasons a pairing attempt ends without a record.
 #[derive(Debug, thiserror::Error)]
 pub enum PairingError {
     #[error(transparent)]

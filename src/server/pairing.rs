@@ -3,10 +3,10 @@
 //!
 //! Both flows run on a Sentinel-keyed connection after `server/hello` and
 //! `client/hello`. The server sends the pairing `server/activate`, waits for
-//! `client/pair-init`, runs CPace with the code as password, checks the
-//! client's confirmation (and, for a dynamic code, that the code is bound to
-//! this handshake), opens the sealed long-term PSK, stores it and
-//! re-handshakes to it.
+//! `client/pair-init` and runs CPace with the code as password. It then
+//! checks the client's confirmation and, for a dynamic code, that the code
+//! is bound to this handshake. Last, it opens the sealed long-term PSK,
+//! stores it and re-handshakes to it.
 
 use std::time::Duration;
 
