@@ -545,7 +545,7 @@ pub struct StressArgs {
     #[arg(long, default_value_t = 5.0, allow_negative_numbers = true)]
     pub bound: f64,
 
-    /// Wire dialect of the virtual clients: sendspin-v1, or resonate for legacy Resonate servers such as aioresonate 0.13 (default path /resonate).
+    /// Wire dialect of the virtual clients: sendspin-v1, sendspin (Sendspin 1.0: each client runs the Noise handshake unpaired, so a server must admit unpaired clients, as serve --allow-unpaired does), or resonate for legacy Resonate servers such as aioresonate 0.13 (default path /resonate).
     #[arg(long, default_value = "sendspin-v1")]
     pub dialect: String,
 

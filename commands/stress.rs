@@ -40,6 +40,11 @@ pub fn run(args: StressArgs) -> Result<(), Failure> {
         .dialect
         .parse()
         .map_err(|e: String| Failure::usage(anyhow!(e)))?;
+    if dialect == Dialect::Sendspin && args.player.is_some() {
+        return Err(Failure::usage(anyhow!(
+            "--dialect sendspin cannot be combined with --player: listening Sendspin 1.0 players are not supported yet; use --dialect sendspin-v1"
+        )));
+    }
     let seed = args.seed.unwrap_or_else(|| {
         // The wall clock, not the process clock, which starts near zero.
         std::time::SystemTime::now()
@@ -53,7 +58,7 @@ pub fn run(args: StressArgs) -> Result<(), Failure> {
         let publishing = args.telemetry.is_some() || args.tui;
         let server_hub = publishing.then(|| crate::telemetry::hub("serve", "resonate stress (embedded)", "embedded"));
         let embedded = match (&args.server, &args.player) {
-            (None, None) => Some(Embedded::start(server_hub.clone()).await?),
+            (None, None) => Some(Embedded::start(server_hub.clone(), dialect).await?),
             _ => None,
         };
         let url = match (&args.server, &args.player, &embedded) {
@@ -458,7 +463,7 @@ struct Embedded {
 }
 
 impl Embedded {
-    async fn start(telemetry: Option<Telemetry>) -> Result<Embedded, Failure> {
+    async fn start(telemetry: Option<Telemetry>, dialect: Dialect) -> Result<Embedded, Failure> {
         let dir = crate::demo::tempdir("stress")?;
         let tone = dir.join("tone.wav");
         crate::demo::write_tone(&tone, TONE_SECONDS)
@@ -474,6 +479,19 @@ impl Embedded {
         // Virtual clients of either dialect find the embedded server at
         // their dialect's default path.
         config.legacy_path = Some(Dialect::Resonate.default_path().to_string());
+        if dialect == Dialect::Sendspin {
+            // Sendspin 1.0 virtual clients connect unpaired; v1 clients
+            // share the path.
+            config.dialect = Dialect::Sendspin;
+            config.keys = Some(resonate::server::encrypted::ServerKeys {
+                identity: resonate::noise::Identity::generate(),
+                records_path: dir.join("pairings-server.json"),
+                accept_v1: true,
+                allow_unpaired: true,
+                approved: Default::default(),
+                pairing_tokens: Vec::new(),
+            });
+        }
         // The storms are the load under test, so the limits that would turn
         // a flood or a handshake storm away are lifted. Malformed input and
         // slow consumers still trip their limits.

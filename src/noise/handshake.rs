@@ -153,6 +153,19 @@ impl Channel {
             .collect()
     }
 
+    /// Encrypts one plaintext as one transport message, without
+    /// fragmenting it or checking its type byte. Tests and `stress` use it
+    /// to send fragment sequences the protocol forbids.
+    pub fn seal_unchecked(&mut self, plaintext: &[u8]) -> Vec<u8> {
+        let mut out = vec![0u8; plaintext.len() + 16];
+        let len = self
+            .transport
+            .write_message(plaintext, &mut out)
+            .expect("the plaintext fits in one Noise message");
+        out.truncate(len);
+        out
+    }
+
     /// Encrypts a JSON message body (type 0).
     pub fn seal_json(&mut self, text: &str) -> Vec<Vec<u8>> {
         let mut plaintext = Vec::with_capacity(text.len() + 1);

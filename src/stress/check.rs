@@ -86,6 +86,12 @@ pub enum ViolationKind {
     Leak,
     /// The server stopped accepting or responding to new sessions.
     Unresponsive,
+    /// A Sendspin 1.0 Noise handshake that failed or stalled on a server
+    /// that should admit unpaired clients.
+    NoiseHandshake,
+    /// A reply to a message the protocol makes fatal, such as `server/init`
+    /// to an invalid `client/init`.
+    AbuseAccepted,
 }
 
 impl ViolationKind {
@@ -114,6 +120,8 @@ impl ViolationKind {
             ViolationKind::InconsistentState => "inconsistent_state",
             ViolationKind::Leak => "leak",
             ViolationKind::Unresponsive => "unresponsive",
+            ViolationKind::NoiseHandshake => "noise_handshake",
+            ViolationKind::AbuseAccepted => "abuse_accepted",
         }
     }
 }

@@ -3,6 +3,7 @@
 //! reports every violation found.
 
 mod check;
+mod noise_abuse;
 mod player_target;
 mod probe;
 mod report;
@@ -37,10 +38,11 @@ pub enum Scenario {
     ReconnectFlap,
     TimeFlood,
     ConcurrentControl,
+    NoiseAbuse,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::HandshakeStorm,
         Scenario::Churn,
         Scenario::SameId,
@@ -49,6 +51,7 @@ impl Scenario {
         Scenario::ReconnectFlap,
         Scenario::TimeFlood,
         Scenario::ConcurrentControl,
+        Scenario::NoiseAbuse,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -61,6 +64,7 @@ impl Scenario {
             Scenario::ReconnectFlap => "reconnect-flap",
             Scenario::TimeFlood => "time-flood",
             Scenario::ConcurrentControl => "concurrent-control",
+            Scenario::NoiseAbuse => "noise-abuse",
         }
     }
 
@@ -90,6 +94,9 @@ impl Scenario {
             }
             Scenario::ConcurrentControl => {
                 "many controllers send volume and mute commands at once; all controllers and the player end with the same group state"
+            }
+            Scenario::NoiseAbuse => {
+                "Sendspin 1.0 only: a wrong suite, a malformed client_id, truncated and forged Noise messages, cleartext after the handshake and an orphan fragment; the server answers none of them, closes each connection, and still serves clean clients"
             }
         }
     }
@@ -125,6 +132,7 @@ impl Scenario {
             Scenario::ConcurrentControl => {
                 "a server sends bursts of volume and mute commands without waiting; the player's reported state settles on the last of each"
             }
+            Scenario::NoiseAbuse => "not run against players: it needs a Sendspin 1.0 server",
         }
     }
 }

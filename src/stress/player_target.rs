@@ -53,6 +53,8 @@ pub async fn run(ctx: Arc<Context>) {
         Scenario::ReconnectFlap => reconnect_flap(ctx).await,
         Scenario::TimeFlood => time_flood(ctx).await,
         Scenario::ConcurrentControl => command_burst(ctx).await,
+        Scenario::NoiseAbuse => ctx
+            .note_once("noise-abuse needs a Sendspin 1.0 server; skipped against a player".into()),
     }
 }
 

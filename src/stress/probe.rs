@@ -14,11 +14,16 @@ use url::Url;
 
 use super::check::{Checker, Finding, Seen, ViolationKind, Violations};
 use crate::clock::now_us;
+use crate::dialect::sendspin::ClientPairing;
 use crate::dialect::{Dialect, Incoming, Outgoing, WireCodec};
+use crate::noise::{Identity, Suite};
+use crate::player::encrypted::{open_codec, ClientKeys};
 use crate::protocol::{
     BinaryFrame, ClientGoodbye, ClientHello, ClientTime, GoodbyeReason, Message, ServerHello,
 };
+use crate::session::CloseCause;
 use crate::transport::Limits;
+use sha2::{Digest, Sha256};
 
 /// Outcome of a connection, as the virtual client saw it end.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,6 +108,11 @@ pub struct Probe {
     /// Whether frames are checked as a server's. A virtual server reads a
     /// player, whose messages have checks of their own.
     peer_is_server: bool,
+    /// Sendspin 1.0: the Noise handshake runs when the first
+    /// `client/hello` is sent, with an identity derived from its
+    /// `client_id`, so sockets that share a `client_id` share a key.
+    noise_pending: bool,
+    handshake_timeout: Duration,
 }
 
 impl Probe {
@@ -139,12 +149,19 @@ impl Probe {
             label,
             scenario,
             ws,
-            codec: target.dialect.codec(),
+            // Until the Noise handshake, a 1.0 probe writes cleartext v1
+            // frames, which is what abuse before the handshake sends.
+            codec: match target.dialect {
+                Dialect::Sendspin => Dialect::SendspinV1.codec(),
+                other => other.codec(),
+            },
             check: Checker::new(Vec::new()),
             violations: violations.clone(),
             findings: Vec::new(),
             ended: None,
             peer_is_server: true,
+            noise_pending: target.dialect == Dialect::Sendspin,
+            handshake_timeout: timeout,
         };
         Ok((
             probe,
@@ -152,6 +169,12 @@ impl Probe {
                 connect: started.elapsed(),
             },
         ))
+    }
+
+    /// Gives up the checks and returns the socket, for scenarios that write
+    /// frames no codec would.
+    pub fn into_socket(self) -> WebSocketStream<TcpStream> {
+        self.ws
     }
 
     /// Makes this probe a virtual server's connection to a player: frames
@@ -174,10 +197,66 @@ impl Probe {
         if let Message::ClientTime(time) = &message {
             self.check.sent_time(time.client_transmitted);
         }
+        if let Message::ClientHello(hello) = &message {
+            if self.noise_pending {
+                self.noise_pending = false;
+                self.noise_handshake(hello).await?;
+            }
+        }
         match self.codec.encode(&Outgoing::Message(message)) {
             Some(frame) => self.write(frame).await,
             // The dialect has no form of it, so there is nothing to send.
             None => Ok(()),
+        }
+    }
+
+    /// Runs the Sendspin 1.0 handshake on the Sentinel PSK, as an unpaired
+    /// client, and takes the codec it yields.
+    async fn noise_handshake(&mut self, hello: &ClientHello) -> Result<(), Ending> {
+        if let Some(ending) = &self.ended {
+            return Err(ending.clone());
+        }
+        let keys = ClientKeys {
+            identity: identity_for(&hello.client_id),
+            // No records: every virtual client connects unpaired.
+            records_path: std::path::PathBuf::new(),
+            suite: Suite::ChaChaPoly,
+            pairing: ClientPairing::default(),
+            pairing_psk: None,
+        };
+        match open_codec(
+            &mut self.ws,
+            Dialect::Sendspin,
+            Some(&keys),
+            hello,
+            self.handshake_timeout,
+        )
+        .await
+        {
+            Ok(codec) => {
+                self.codec = codec;
+                Ok(())
+            }
+            Err(CloseCause::HandshakeTimeout) => {
+                self.violation(
+                    ViolationKind::NoiseHandshake,
+                    format!(
+                        "the Noise handshake did not finish within {:?}",
+                        self.handshake_timeout
+                    ),
+                );
+                Err(self.end(Ending::Timeout))
+            }
+            Err(cause) => {
+                let detail = cause.to_string();
+                // A server that hangs up is judged by the scenario, as for
+                // cleartext clients; anything else is a broken handshake.
+                if !detail.contains("closed the connection") && !detail.contains("WebSocket error")
+                {
+                    self.violation(ViolationKind::NoiseHandshake, detail.clone());
+                }
+                Err(self.end(Ending::Failed(detail)))
+            }
         }
     }
 
@@ -393,4 +472,13 @@ pub async fn reset_mid_upgrade(target: &Target) -> Result<(), ConnectError> {
     let _ = tcp.write_all(partial.as_bytes()).await;
     let _ = tcp.set_zero_linger();
     Ok(())
+}
+
+/// Returns the Sendspin 1.0 identity of a virtual client: its private key is
+/// a hash of its `client_id`, so one `client_id` always gives one key.
+pub fn identity_for(client_id: &str) -> Identity {
+    let mut hasher = Sha256::new();
+    hasher.update(b"resonate-stress-identity-v1");
+    hasher.update(client_id.as_bytes());
+    Identity::from_private(hasher.finalize().into())
 }

@@ -376,6 +376,7 @@ pub async fn run(ctx: Arc<Context>) {
         Scenario::ReconnectFlap => reconnect_flap(ctx).await,
         Scenario::TimeFlood => time_flood(ctx).await,
         Scenario::ConcurrentControl => concurrent_control(ctx).await,
+        Scenario::NoiseAbuse => super::noise_abuse::run(ctx).await,
     }
 }
 
