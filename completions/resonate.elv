@@ -198,7 +198,7 @@ set edit:completion:arg-completer[resonate] = {|@words|
             cand --roles 'Roles of the handshake storm''s clients: mixed (every combination, drawn at random) or a comma-separated list of player, controller, metadata, artwork'
             cand --seed 'Seed of the random schedules; the same seed repeats the same run [default: from the clock]'
             cand --bound 'Seconds the target has for what a check waits for, 0.1 to 600: replying to a hello, closing a session, dropping a slow consumer, starting audio'
-            cand --dialect 'Wire dialect of the virtual clients: sendspin-v1, or resonate for legacy Resonate servers such as aioresonate 0.13 (default path /resonate)'
+            cand --dialect 'Wire dialect of the virtual clients: sendspin-v1, sendspin (Sendspin 1.0: each client runs the Noise handshake unpaired, so a server must admit unpaired clients, as serve --allow-unpaired does), or resonate for legacy Resonate servers such as aioresonate 0.13 (default path /resonate)'
             cand --server-telemetry 'Telemetry feed of the target server, ws://ADDR/ as `resonate serve --telemetry ADDR` prints it; after each scenario the run checks there that the server''s sessions, clients and tasks return to zero, and reports a leak when they do not'
             cand --log-file 'Append the log to this file while --tui owns the terminal [default: no log]'
             cand --telemetry 'Publish the run for `resonate monitor` on this loopback address (ws://ADDR/): scenario markers, violations, counters and, with the embedded server, its sessions; Prometheus metrics at http://ADDR/metrics; port 0 picks a free port'

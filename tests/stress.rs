@@ -97,11 +97,24 @@ fn embedded_server_survives_every_scenario_clean(dialect: &str, path: &str) {
             "slow-consumer",
             "reconnect-flap",
             "time-flood",
-            "concurrent-control"
+            "concurrent-control",
+            "noise-abuse"
         ]
     );
     for scenario in scenarios {
         let name = scenario["scenario"].as_str().unwrap();
+        if name == "noise-abuse" && dialect != "sendspin" {
+            // Only Sendspin 1.0 has a Noise handshake to abuse.
+            assert_eq!(scenario["sessions_opened"], 0, "{scenario:#}");
+            assert!(
+                scenario["notes"][0]
+                    .as_str()
+                    .unwrap()
+                    .contains("only with --dialect sendspin"),
+                "{scenario:#}"
+            );
+            continue;
+        }
         assert!(
             scenario["handshakes"].as_u64().unwrap() > 0,
             "{name} completed no handshake: {scenario:#}"
@@ -135,11 +148,28 @@ fn embedded_server_survives_every_scenario_clean(dialect: &str, path: &str) {
             .unwrap()
             > 0
     );
+    if dialect == "sendspin" {
+        // The server closed the abusers as protocol errors.
+        let abuse = by_name("noise-abuse");
+        assert!(abuse["sessions_opened"].as_u64().unwrap() > abuse["handshakes"].as_u64().unwrap());
+        let closed = &abuse["server"]["closed_by_cause"];
+        assert!(
+            closed["protocol_error"].as_u64().unwrap_or(0) > 0,
+            "{closed}"
+        );
+    }
 }
 
 #[test]
 fn embedded_server_survives_every_scenario_clean_in_sendspin_v1() {
     embedded_server_survives_every_scenario_clean("sendspin-v1", "/sendspin");
+}
+
+/// Sendspin 1.0 clients run the Noise handshake, unpaired, with the
+/// embedded server, which admits them.
+#[test]
+fn embedded_server_survives_every_scenario_clean_in_sendspin() {
+    embedded_server_survives_every_scenario_clean("sendspin", "/sendspin");
 }
 
 /// Legacy Resonate clients reach the embedded server at /resonate.
@@ -355,8 +385,14 @@ fn listening_player_survives_a_server_storm() {
     assert!(still_running, "the player exited during the storm");
 
     let scenarios = report["scenarios"].as_array().unwrap();
-    assert_eq!(scenarios.len(), 8, "{report:#}");
+    assert_eq!(scenarios.len(), 9, "{report:#}");
     for scenario in scenarios {
+        if scenario["scenario"] == "noise-abuse" {
+            // It needs a Sendspin 1.0 server, so it only leaves a note.
+            assert_eq!(scenario["sessions_opened"], 0, "{scenario:#}");
+            assert_eq!(scenario["notes"].as_array().unwrap().len(), 1, "{scenario:#}");
+            continue;
+        }
         assert!(scenario["handshakes"].as_u64().unwrap() > 0, "{scenario:#}");
         assert!(
             scenario["notes"].as_array().unwrap().is_empty(),
