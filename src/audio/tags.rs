@@ -30,7 +30,7 @@ pub const COVER_FILES: [&str; 6] = [
 
 /// Largest cover image kept, in encoded bytes. A larger embedded picture or
 /// cover file is skipped with a warning, because the server keeps the
-/// cover of every track it has played in memory.
+/// covers of several tracks in memory and decodes each one.
 pub const MAX_COVER_BYTES: usize = 16 << 20;
 
 /// Tags of one track, as the file states them.

@@ -1,6 +1,8 @@
 //! The artwork role: a track's cover scaled to fit each channel a client
 //! declares and encoded in the channel's format.
 
+use std::collections::HashMap;
+use std::hash::Hash;
 use std::io::Cursor;
 
 use image::imageops::FilterType;
@@ -237,6 +239,18 @@ pub fn render(cover: &[u8], channel: &ArtChannel) -> Result<Vec<u8>, String> {
     Ok(out.into_inner())
 }
 
+/// Empties `cache` when it contains `capacity` values and `key` is not one of
+/// them, so the caller's insert keeps it at `capacity` at most.
+///
+/// Cached covers are large (up to 16 MiB read from a file, and a 4096 by
+/// 4096 BMP rendered for a channel takes 48 MiB), and a client picks the
+/// channel sizes, so these caches must not grow with every request.
+pub fn make_room<K: Eq + Hash, V>(cache: &mut HashMap<K, V>, key: &K, capacity: usize) {
+    if cache.len() >= capacity && !cache.contains_key(key) {
+        cache.clear();
+    }
+}
+
 /// Decodes `cover` after checking, from its header alone, that neither
 /// side exceeds [`MAX_COVER_SIDE`].
 fn decode_cover(cover: &[u8]) -> Result<DynamicImage, String> {
@@ -362,7 +376,7 @@ mod tests {
     }
 
     /// Returns a PNG that states `width` by `height` pixels in its header
-    /// but holds an empty IDAT chunk, so only a dimension check reads it
+    /// but contains an empty IDAT chunk, so only a dimension check reads it
     /// without an error.
     fn png_header(width: u32, height: u32) -> Vec<u8> {
         let mut header = Vec::new();
@@ -412,6 +426,21 @@ mod tests {
         let wide = png_header(MAX_COVER_SIDE + 1, 10);
         let reason = render(&wide, &channel(ArtFormat::Jpeg, 300, 300)).unwrap_err();
         assert!(reason.contains("8193x10 pixels"), "{reason}");
+    }
+
+    #[test]
+    fn make_room_bounds_the_cache() {
+        let mut cache: HashMap<u32, &str> = HashMap::new();
+        for key in 0..3 {
+            make_room(&mut cache, &key, 3);
+            cache.insert(key, "cover");
+        }
+        assert_eq!(cache.len(), 3);
+
+        make_room(&mut cache, &1, 3);
+        assert_eq!(cache.len(), 3, "a cached key keeps the cache");
+        make_room(&mut cache, &7, 3);
+        assert!(cache.is_empty(), "a new key past the capacity empties it");
     }
 
     #[test]
