@@ -573,7 +573,15 @@ impl SourceDecoder {
             );
         }
         if let Some(expected) = self.info.duration_frames {
-            if self.frames_decoded < expected {
+            if self.frames_decoded < expected && self.skipped_packets > 0 {
+                tracing::warn!(
+                    path = %self.path.display(),
+                    decoded = self.frames_decoded,
+                    expected,
+                    skipped = self.skipped_packets,
+                    "stream is shorter than the length in its header because damaged packets were skipped"
+                );
+            } else if self.frames_decoded < expected {
                 tracing::warn!(
                     path = %self.path.display(),
                     decoded = self.frames_decoded,
