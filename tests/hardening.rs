@@ -332,6 +332,112 @@ async fn write_timeout_closes_stalled_player() {
     server.stop().await;
 }
 
+/// Starts `resonate serve` on `wav` with `flags`, and returns the process,
+/// its stderr lines as they arrive, and its WebSocket URL.
+fn spawn_serve(
+    wav: &std::path::Path,
+    flags: &[&str],
+) -> (
+    std::process::Child,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    String,
+) {
+    use std::io::BufRead;
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_resonate"))
+        .arg("serve")
+        .arg(wav)
+        .args(["--no-mdns", "--listen", "127.0.0.1:0", "--json"])
+        .args(flags)
+        .env("RUST_LOG", "resonate=warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start resonate serve");
+    let stderr = child.stderr.take().unwrap();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let collected = lines.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            collected.lock().unwrap().push(line);
+        }
+    });
+    let stdout = child.stdout.take().unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut first)
+        .expect("read the listening line");
+    let listening: serde_json::Value = serde_json::from_str(&first).expect("a JSON line");
+    let url = listening["url"].as_str().expect("a url").to_string();
+    (child, lines, url)
+}
+
+#[tokio::test]
+async fn late_audio_flag_reaches_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("source.wav");
+    write_test_wav(&wav, 48_000, 2, 16, 5.0);
+    let (mut child, lines, url) = spawn_serve(
+        &wav,
+        &[
+            "--late-audio-ms",
+            "50",
+            "--write-timeout-ms",
+            "600000",
+            "--outbound-queue",
+            "1000000",
+            "--send-buffer-bytes",
+            "4096",
+        ],
+    );
+
+    let addr: std::net::SocketAddr = url
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(addr).await.unwrap();
+    let (ws, _) = tokio_tungstenite::client_async(url.as_str(), MaybeTlsStream::Plain(tcp))
+        .await
+        .unwrap();
+    let mut player = RawClient { ws };
+    player
+        .hello("late-audio-flag", &["player@v1"], Some((48_000, 2, 16)))
+        .await;
+
+    // The player never reads again, so the server must log the close.
+    let rejection = async {
+        loop {
+            let found = lines
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|line| line.contains("session rejected"))
+                .cloned();
+            if let Some(line) = found {
+                return line;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let line = tokio::time::timeout(PATIENCE, rejection)
+        .await
+        .unwrap_or_else(|_| panic!("no rejection logged: {:#?}", lines.lock().unwrap()));
+    assert!(line.contains("slow_consumer"), "{line}");
+    assert!(line.contains("within 50 ms after its play time"), "{line}");
+
+    drop(player);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
 #[tokio::test]
 async fn flood_above_rate_closes_with_1008() {
     let (logs, _guard) = LogCapture::start();
