@@ -246,9 +246,14 @@ fn channel_layouts_decode_with_every_channel() {
 
 /// Starts a server on `entries`, played once in order.
 async fn queue_server(entries: Vec<PathBuf>) -> TestServer {
+    repeating_server(entries, RepeatMode::Off).await
+}
+
+/// Starts a server on `entries` in order, with `repeat`.
+async fn repeating_server(entries: Vec<PathBuf>, repeat: RepeatMode) -> TestServer {
     let plan = SourcePlan {
         entries: entries.into_iter().map(QueueEntry::File).collect(),
-        repeat: RepeatMode::Off,
+        repeat,
         shuffle: false,
     };
     let mut config = ServerConfig::new(plan);
@@ -342,6 +347,29 @@ async fn bad_tracks_are_skipped_and_the_next_streams() {
         let lines = logs.matching(&["WARN", "skipping", name]);
         assert_eq!(lines.len(), 1, "warnings about {name}: {lines:#?}");
     }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn repeated_bad_track_warns_once() {
+    let (logs, _guard) = LogCapture::start();
+    let dir = tempfile::tempdir().unwrap();
+    let notes = dir.path().join("notes.wav");
+    std::fs::write(&notes, "meeting notes\n".repeat(40)).unwrap();
+    let good = dir.path().join("good.wav");
+    let samples = ramps(4800, 2);
+    write_wav_samples(&good, 48_000, 2, &samples);
+
+    let server = repeating_server(vec![notes, good], RepeatMode::All).await;
+    let once = to_i16(&samples);
+    let received = receive_samples(&server, 48_000, 2, once.len() * 3).await;
+    for (round, part) in received.chunks(once.len()).enumerate() {
+        assert!(part == once, "round {round} is not the good track");
+    }
+    let warnings = logs.matching(&["WARN", "notes.wav"]);
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    let again = logs.matching(&["DEBUG", "notes.wav", "failed to open before"]);
+    assert!(again.len() >= 2, "{:#?}", logs.lines());
     server.stop().await;
 }
 
