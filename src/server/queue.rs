@@ -444,7 +444,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("missing.flac");
         assert_eq!(
-            expand_sources(&[missing.clone()]),
+            expand_sources(std::slice::from_ref(&missing)),
             Err(SourceListError::NotFound(missing))
         );
         std::fs::create_dir(dir.path().join("empty")).unwrap();
