@@ -242,9 +242,9 @@ pub fn render(cover: &[u8], channel: &ArtChannel) -> Result<Vec<u8>, String> {
 /// Empties `cache` when it contains `capacity` values and `key` is not one of
 /// them, so the caller's insert keeps it at `capacity` at most.
 ///
-/// Cached covers are large (up to 16 MiB read from a file, and a 4096 by
-/// 4096 BMP rendered for a channel takes 48 MiB), and a client picks the
-/// channel sizes, so these caches must not grow with every request.
+/// Cached covers are large: up to 16 MiB read from a file, and 48 MiB for
+/// a 4096 by 4096 BMP rendered for a channel. A client picks the channel
+/// sizes, so these caches must not grow with every request.
 pub fn make_room<K: Eq + Hash, V>(cache: &mut HashMap<K, V>, key: &K, capacity: usize) {
     if cache.len() >= capacity && !cache.contains_key(key) {
         cache.clear();
