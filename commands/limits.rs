@@ -67,6 +67,18 @@ pub struct ServerLimitArgs {
     /// Frames a client may send per second, with a burst of as many; a client above it is closed with code 1008.
     #[arg(long, default_value_t = 200, value_name = "FRAMES", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_messages_per_second: u32,
+
+    /// Time one write to a session's socket may take, in milliseconds. A session whose write takes longer is closed as a slow consumer with code 1008.
+    #[arg(long, default_value_t = 10_000, value_name = "MS", value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub write_timeout_ms: u64,
+
+    /// How far past its play time an audio chunk may be when it reaches a session's socket, in milliseconds. A later chunk closes the session as a slow consumer with code 1008.
+    #[arg(long, default_value_t = 1_000, value_name = "MS", value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub late_audio_ms: u64,
+
+    /// Kernel send buffer of each server socket, in bytes (Linux doubles the value). It bounds how much audio a peer that stops reading can hide in the kernel.
+    #[arg(long, default_value_t = 256 << 10, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(4096..=64 << 20))]
+    pub send_buffer_bytes: u64,
 }
 
 impl ServerLimitArgs {
@@ -76,6 +88,9 @@ impl ServerLimitArgs {
         limits.max_sessions = self.max_sessions as usize;
         limits.max_pending_handshakes = self.max_pending_handshakes as usize;
         limits.max_messages_per_second = self.max_messages_per_second;
+        limits.write_timeout = Duration::from_millis(self.write_timeout_ms);
+        limits.audio_late_limit = Duration::from_millis(self.late_audio_ms);
+        limits.socket_send_buffer = Some(self.send_buffer_bytes as usize);
     }
 }
 
@@ -113,6 +128,9 @@ mod tests {
             limits.max_messages_per_second,
             defaults.max_messages_per_second
         );
+        assert_eq!(limits.write_timeout, defaults.write_timeout);
+        assert_eq!(limits.audio_late_limit, defaults.audio_late_limit);
+        assert_eq!(limits.socket_send_buffer, defaults.socket_send_buffer);
     }
 
     #[test]
@@ -127,6 +145,12 @@ mod tests {
             "3",
             "--max-messages-per-second",
             "7",
+            "--write-timeout-ms",
+            "2500",
+            "--late-audio-ms",
+            "250",
+            "--send-buffer-bytes",
+            "65536",
         ]);
         let mut limits = both.connection.limits();
         both.server.apply(&mut limits);
@@ -135,5 +159,27 @@ mod tests {
         assert_eq!(limits.ping_interval, Duration::from_millis(375));
         assert_eq!(limits.max_sessions, 3);
         assert_eq!(limits.max_messages_per_second, 7);
+        assert_eq!(limits.write_timeout, Duration::from_millis(2500));
+        assert_eq!(limits.audio_late_limit, Duration::from_millis(250));
+        assert_eq!(limits.socket_send_buffer, Some(65536));
+    }
+
+    #[test]
+    fn zero_and_absurd_server_limits_are_rejected() {
+        for (flag, value) in [
+            ("--write-timeout-ms", "0"),
+            ("--write-timeout-ms", "600001"),
+            ("--late-audio-ms", "0"),
+            ("--late-audio-ms", "60001"),
+            ("--send-buffer-bytes", "0"),
+            ("--send-buffer-bytes", "67108865"),
+        ] {
+            let err = Both::try_parse_from(["test", flag, value])
+                .err()
+                .unwrap_or_else(|| panic!("{flag} {value} was accepted"));
+            let message = err.to_string();
+            assert!(message.contains(flag), "{flag} {value}: {message}");
+            assert!(message.contains(value), "{flag} {value}: {message}");
+        }
     }
 }

@@ -43,8 +43,8 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
         )));
     }
     check_placements(&args.groups)?;
-    let plan = source_plan(&args)?;
-    let first = describe_first(&plan)?;
+    let mut plan = source_plan(&args)?;
+    let first = describe_first(&mut plan)?;
     let mut config = config_from(&args, plan.clone());
     if let Some(keys) = server_keys(&args)? {
         config.server_id = keys.identity.id();
@@ -232,35 +232,51 @@ fn source_plan(args: &ServeArgs) -> Result<SourcePlan, Failure> {
     })
 }
 
-/// Opens the first file of the queue, so a file that cannot play is
-/// reported before the server starts, and describes it.
-fn describe_first(plan: &SourcePlan) -> Result<String, Failure> {
-    match plan.entries.first() {
-        Some(QueueEntry::File(path)) => {
-            let source = SourceDecoder::open(path).map_err(Failure::usage)?;
-            let info = source.info();
-            Ok(format!(
-                "{} ({} Hz, {} ch, {}-bit)",
-                path.display(),
-                info.sample_rate,
-                info.channels,
-                info.bit_depth
-            ))
+/// Opens the queue's files from the first on until one plays, and
+/// describes the first entry that plays. A file that cannot play is dropped
+/// from the queue with a warning when more entries follow it, so the server
+/// starts with the next one. A file that cannot play with nothing after it
+/// is an error before the server starts.
+fn describe_first(plan: &mut SourcePlan) -> Result<String, Failure> {
+    loop {
+        let path = match plan.entries.first() {
+            Some(QueueEntry::File(path)) => path,
+            Some(QueueEntry::Tone(kind)) => {
+                return Ok(format!(
+                    "a {} tone ({TONE_RATE} Hz, {TONE_CHANNELS} ch)",
+                    kind.as_str()
+                ))
+            }
+            Some(QueueEntry::Pipe(pipe)) => {
+                let format = pipe.0.format();
+                return Ok(format!(
+                    "raw PCM from stdin ({} Hz, {} ch, {}-bit)",
+                    format.sample_rate, format.channels, format.bit_depth
+                ));
+            }
+            None => {
+                return Err(Failure::usage(anyhow::anyhow!(
+                    "nothing to play; pass an audio file, directory or playlist, or --tone"
+                )))
+            }
+        };
+        match SourceDecoder::open(path) {
+            Ok(source) => {
+                let info = source.info();
+                return Ok(format!(
+                    "{} ({} Hz, {} ch, {}-bit)",
+                    path.display(),
+                    info.sample_rate,
+                    info.channels,
+                    info.bit_depth
+                ));
+            }
+            Err(err) if plan.entries.len() > 1 => {
+                tracing::warn!(path = %path.display(), cause = %err, "skipping a queue entry that cannot play");
+                plan.entries.remove(0);
+            }
+            Err(err) => return Err(Failure::usage(err)),
         }
-        Some(QueueEntry::Tone(kind)) => Ok(format!(
-            "a {} tone ({TONE_RATE} Hz, {TONE_CHANNELS} ch)",
-            kind.as_str()
-        )),
-        Some(QueueEntry::Pipe(pipe)) => {
-            let format = pipe.0.format();
-            Ok(format!(
-                "raw PCM from stdin ({} Hz, {} ch, {}-bit)",
-                format.sample_rate, format.channels, format.bit_depth
-            ))
-        }
-        None => Err(Failure::usage(anyhow::anyhow!(
-            "nothing to play; pass an audio file, directory or playlist, or --tone"
-        ))),
     }
 }
 

@@ -316,6 +316,28 @@ pub async fn dial(url: &Url, limits: &Limits) -> Result<PlainStream, TransportEr
 mod tests {
     use super::*;
 
+    /// Linux stores twice the requested send buffer, for its bookkeeping.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn server_socket_gets_the_send_buffer_limit() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        let limits = Limits {
+            socket_send_buffer: Some(32 << 10),
+            ..Limits::default()
+        };
+        prepare_server_socket(&accepted, &limits);
+        let size = socket2::SockRef::from(&accepted)
+            .send_buffer_size()
+            .unwrap();
+        assert_eq!(size, 64 << 10);
+        assert!(accepted.nodelay().unwrap());
+        drop(client);
+    }
+
     #[test]
     fn url_gets_default_port_and_path() {
         let url = parse_ws_url("ws://127.0.0.1", "/sendspin").unwrap();

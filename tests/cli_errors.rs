@@ -593,3 +593,19 @@ fn sendspin_dialect_arguments_are_checked() {
         &["--dialect sendspin", "sendspin-v1"],
     );
 }
+
+#[test]
+fn serve_rejects_zero_and_absurd_socket_limits() {
+    for (flag, value, range) in [
+        ("--write-timeout-ms", "0", "100..=600000"),
+        ("--late-audio-ms", "0", "10..=60000"),
+        ("--late-audio-ms", "3600000", "10..=60000"),
+        ("--send-buffer-bytes", "0", "4096..=67108864"),
+        ("--send-buffer-bytes", "1073741824", "4096..=67108864"),
+    ] {
+        assert_usage_error(
+            &["serve", "--tone", "sine", flag, value],
+            &[flag, value, range],
+        );
+    }
+}

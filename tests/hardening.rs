@@ -2,12 +2,13 @@
 //! its documented close, log line and `rejected` counter, and a bystander
 //! session notices none of it.
 
+#[path = "support/logs.rs"]
+mod logs;
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use logs::LogCapture;
 use resonate::server::{ServerConfig, ServerEvent, ServerStats};
 use resonate::session::{CloseCause, SessionId};
 use serde_json::json;
@@ -16,62 +17,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::MaybeTlsStream;
-use tracing_subscriber::fmt::MakeWriter;
-
-/// Log output of the test's thread. `#[tokio::test]` runs the server on
-/// the test's own thread, so a thread-local subscriber sees its lines.
-#[derive(Clone, Default)]
-struct LogCapture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogCapture {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for LogCapture {
-    type Writer = LogCapture;
-
-    fn make_writer(&'a self) -> LogCapture {
-        self.clone()
-    }
-}
-
-impl LogCapture {
-    fn start() -> (LogCapture, tracing::subscriber::DefaultGuard) {
-        let capture = LogCapture::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(capture.clone())
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .finish();
-        (
-            capture.clone(),
-            tracing::subscriber::set_default(subscriber),
-        )
-    }
-
-    fn lines(&self) -> Vec<String> {
-        let bytes = self.0.lock().unwrap();
-        String::from_utf8_lossy(&bytes)
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-
-    /// Returns the log lines that contain every one of `needles`.
-    fn matching(&self, needles: &[&str]) -> Vec<String> {
-        self.lines()
-            .into_iter()
-            .filter(|line| needles.iter().all(|needle| line.contains(needle)))
-            .collect()
-    }
-}
 
 async fn server_with(adjust: impl FnOnce(&mut ServerConfig)) -> (TestServer, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -297,8 +242,24 @@ async fn consumer_that_stops_reading_is_closed() {
     })
     .await;
     let (mut bystander, _) = controller(&mut server, "bystander").await;
-
     // A small receive buffer, so the kernel cannot hide the backlog.
+    let (player, id, peer) = stalled_player(&mut server, "stops-reading").await;
+
+    let cause = closed_cause(&mut server, id).await;
+    assert!(matches!(cause, CloseCause::SlowConsumer(_)), "{cause:?}");
+    assert_eq!(rejected(&server.stats, "slow_consumer"), 1);
+    assert_rejection_logged(&logs, id, &peer, "slow_consumer");
+    assert_alive(&mut bystander).await;
+    drop(player);
+    server.stop().await;
+}
+
+/// Connects a player with a 4 KiB receive buffer, sends its hello and
+/// never reads again. Returns the client, its session and its address.
+async fn stalled_player(
+    server: &mut TestServer,
+    client_id: &str,
+) -> (RawClient, SessionId, String) {
     let socket = TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let tcp = socket.connect(server.addr).await.unwrap();
@@ -307,19 +268,174 @@ async fn consumer_that_stops_reading_is_closed() {
         .await
         .unwrap();
     let mut player = RawClient { ws };
-    let id = opened(&mut server).await;
+    let id = opened(server).await;
     player
-        .hello("stops-reading", &["player@v1"], Some((48_000, 2, 16)))
+        .hello(client_id, &["player@v1"], Some((48_000, 2, 16)))
         .await;
+    (player, id, peer)
+}
 
-    // The player never reads again.
+#[tokio::test]
+async fn late_audio_limit_closes_stalled_player() {
+    let (logs, _guard) = LogCapture::start();
+    // Only the late-audio limit can trip: the queue and the write timeout
+    // are far larger than the test runs.
+    let (mut server, _dir) = server_with(|config| {
+        config.limits.outbound_queue = 1_000_000;
+        config.limits.write_timeout = Duration::from_secs(600);
+        config.limits.audio_late_limit = Duration::from_millis(200);
+        config.limits.socket_send_buffer = Some(4096);
+        config.start_delay = Duration::from_millis(100);
+    })
+    .await;
+    let (mut bystander, _) = controller(&mut server, "bystander").await;
+    let (player, id, peer) = stalled_player(&mut server, "late-audio").await;
+
     let cause = closed_cause(&mut server, id).await;
-    assert!(matches!(cause, CloseCause::SlowConsumer(_)), "{cause:?}");
+    let CloseCause::SlowConsumer(detail) = &cause else {
+        panic!("expected a slow consumer, got {cause:?}");
+    };
+    assert!(detail.contains("after its play time"), "{detail}");
+    assert!(detail.contains("200 ms"), "{detail}");
     assert_eq!(rejected(&server.stats, "slow_consumer"), 1);
     assert_rejection_logged(&logs, id, &peer, "slow_consumer");
     assert_alive(&mut bystander).await;
     drop(player);
     server.stop().await;
+}
+
+#[tokio::test]
+async fn write_timeout_closes_stalled_player() {
+    let (logs, _guard) = LogCapture::start();
+    // Only the write timeout can trip: audio may be ten minutes late and
+    // the queue is far larger than the test runs.
+    let (mut server, _dir) = server_with(|config| {
+        config.limits.outbound_queue = 1_000_000;
+        config.limits.write_timeout = Duration::from_millis(300);
+        config.limits.audio_late_limit = Duration::from_secs(600);
+        config.limits.socket_send_buffer = Some(4096);
+        config.start_delay = Duration::from_millis(100);
+    })
+    .await;
+    let (mut bystander, _) = controller(&mut server, "bystander").await;
+    let (player, id, peer) = stalled_player(&mut server, "write-timeout").await;
+
+    let cause = closed_cause(&mut server, id).await;
+    let CloseCause::SlowConsumer(detail) = &cause else {
+        panic!("expected a slow consumer, got {cause:?}");
+    };
+    assert!(detail.contains("a write timed out after 300ms"), "{detail}");
+    assert_eq!(rejected(&server.stats, "slow_consumer"), 1);
+    assert_rejection_logged(&logs, id, &peer, "slow_consumer");
+    assert_alive(&mut bystander).await;
+    drop(player);
+    server.stop().await;
+}
+
+/// Starts `resonate serve` on `wav` with `flags`, and returns the process,
+/// its stderr lines as they arrive, and its WebSocket URL.
+fn spawn_serve(
+    wav: &std::path::Path,
+    flags: &[&str],
+) -> (
+    std::process::Child,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    String,
+) {
+    use std::io::BufRead;
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_resonate"))
+        .arg("serve")
+        .arg(wav)
+        .args(["--no-mdns", "--listen", "127.0.0.1:0", "--json"])
+        .args(flags)
+        .env("RUST_LOG", "resonate=warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start resonate serve");
+    let stderr = child.stderr.take().unwrap();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let collected = lines.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            collected.lock().unwrap().push(line);
+        }
+    });
+    let stdout = child.stdout.take().unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut first)
+        .expect("read the listening line");
+    let listening: serde_json::Value = serde_json::from_str(&first).expect("a JSON line");
+    let url = listening["url"].as_str().expect("a url").to_string();
+    (child, lines, url)
+}
+
+#[tokio::test]
+async fn late_audio_flag_reaches_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("source.wav");
+    write_test_wav(&wav, 48_000, 2, 16, 5.0);
+    let (mut child, lines, url) = spawn_serve(
+        &wav,
+        &[
+            "--late-audio-ms",
+            "50",
+            "--write-timeout-ms",
+            "600000",
+            "--outbound-queue",
+            "1000000",
+            "--send-buffer-bytes",
+            "4096",
+        ],
+    );
+
+    let addr: std::net::SocketAddr = url
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(addr).await.unwrap();
+    let (ws, _) = tokio_tungstenite::client_async(url.as_str(), MaybeTlsStream::Plain(tcp))
+        .await
+        .unwrap();
+    let mut player = RawClient { ws };
+    player
+        .hello("late-audio-flag", &["player@v1"], Some((48_000, 2, 16)))
+        .await;
+
+    // The player never reads again, so the server must log the close.
+    let rejection = async {
+        loop {
+            let found = lines
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|line| line.contains("session rejected"))
+                .cloned();
+            if let Some(line) = found {
+                return line;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let line = tokio::time::timeout(PATIENCE, rejection)
+        .await
+        .unwrap_or_else(|_| panic!("no rejection logged: {:#?}", lines.lock().unwrap()));
+    assert!(line.contains("slow_consumer"), "{line}");
+    assert!(line.contains("within 50 ms after its play time"), "{line}");
+
+    drop(player);
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
 
 #[tokio::test]

@@ -131,11 +131,13 @@ fn read_le_signed(bytes: &[u8]) -> i32 {
 ///
 /// - Equal counts: the input is copied.
 /// - Mono to N channels: the mono sample goes to every channel.
-/// - N channels to mono: the channels are averaged.
+/// - 3 to 8 channels to stereo or mono: a downmix (see [`downmix_weights`])
+///   that keeps the centre and surround channels audible.
+/// - Other counts to mono: the channels are averaged.
 /// - Otherwise the first `min(from, to)` channels are copied in order and
 ///   any extra output channels are silent. So stereo to 5.1 fills front left
-///   and right, and 5.1 to stereo keeps front left and right without
-///   folding in the centre or surround channels.
+///   and right, and more than 8 channels, whose layout is unknown, keep
+///   their first channels.
 ///
 /// A trailing partial frame is dropped. Returns an empty vector when `from`
 /// or `to` is 0.
@@ -143,6 +145,7 @@ pub fn map_channels(input: &[f32], from: u16, to: u16) -> Vec<f32> {
     if from == 0 || to == 0 {
         return Vec::new();
     }
+    let weights = if to <= 2 { downmix_weights(from) } else { None };
     let (from, to) = (from as usize, to as usize);
     let frames = input.chunks_exact(from);
     let mut out = Vec::with_capacity(frames.len() * to);
@@ -152,6 +155,13 @@ pub fn map_channels(input: &[f32], from: u16, to: u16) -> Vec<f32> {
             out.extend_from_slice(frame);
         } else if from == 1 {
             out.extend(std::iter::repeat_n(frame[0], to));
+        } else if let Some(weights) = weights {
+            let (left, right) = downmix_frame(frame, weights);
+            if to == 2 {
+                out.extend([left, right]);
+            } else {
+                out.push((left + right) / 2.0);
+            }
         } else if to == 1 {
             out.push(frame.iter().sum::<f32>() / from as f32);
         } else {
@@ -161,6 +171,58 @@ pub fn map_channels(input: &[f32], from: u16, to: u16) -> Vec<f32> {
         }
     }
     out
+}
+
+/// Gain of a centre or surround channel in a stereo downmix: -3 dB.
+const SIDE_GAIN: f32 = std::f32::consts::FRAC_1_SQRT_2;
+
+/// Returns the (left, right) weight of each channel in a stereo downmix
+/// of `channels` channels, for 3 to 8 channels in the default order of
+/// FLAC and of WAV files without a channel mask:
+///
+/// | channels | order |
+/// |---|---|
+/// | 3 | FL FR FC |
+/// | 4 | FL FR BL BR |
+/// | 5 | FL FR FC BL BR |
+/// | 6 | FL FR FC LFE BL BR |
+/// | 7 | FL FR FC LFE BC SL SR |
+/// | 8 | FL FR FC LFE BL BR SL SR |
+///
+/// The centre and the surrounds join at -3 dB, a back centre at -6 dB on
+/// each side, and the LFE channel is left out. Each side's weights are
+/// then scaled to sum to 1, so the downmix never clips.
+fn downmix_weights(channels: u16) -> Option<&'static [(f32, f32)]> {
+    const C: (f32, f32) = (SIDE_GAIN, SIDE_GAIN);
+    const L: (f32, f32) = (1.0, 0.0);
+    const R: (f32, f32) = (0.0, 1.0);
+    const SL: (f32, f32) = (SIDE_GAIN, 0.0);
+    const SR: (f32, f32) = (0.0, SIDE_GAIN);
+    const LFE: (f32, f32) = (0.0, 0.0);
+    const BC: (f32, f32) = (0.5, 0.5);
+    Some(match channels {
+        3 => &[L, R, C],
+        4 => &[L, R, SL, SR],
+        5 => &[L, R, C, SL, SR],
+        6 => &[L, R, C, LFE, SL, SR],
+        7 => &[L, R, C, LFE, BC, SL, SR],
+        8 => &[L, R, C, LFE, SL, SR, SL, SR],
+        _ => return None,
+    })
+}
+
+/// Mixes one frame down to stereo with `weights`, scaled so each side's
+/// weights sum to 1.
+fn downmix_frame(frame: &[f32], weights: &[(f32, f32)]) -> (f32, f32) {
+    let (mut left, mut right) = (0.0, 0.0);
+    let (mut left_total, mut right_total) = (0.0, 0.0);
+    for (&sample, &(to_left, to_right)) in frame.iter().zip(weights) {
+        left += sample * to_left;
+        right += sample * to_right;
+        left_total += to_left;
+        right_total += to_right;
+    }
+    (left / left_total, right / right_total)
 }
 
 #[cfg(test)]
@@ -316,9 +378,52 @@ mod tests {
     }
 
     #[test]
-    fn map_six_to_stereo_keeps_first_two() {
-        let input = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
-        assert_eq!(map_channels(&input, 6, 2), [0.1, 0.2, 1.0, 2.0]);
+    fn map_six_to_stereo_downmixes() {
+        let total = 1.0 + 2.0 * SIDE_GAIN;
+        // Front left alone, centre alone, LFE alone, back right alone.
+        let input = [
+            1.0, 0.0, 0.0, 0.0, 0.0, 0.0, //
+            0.0, 0.0, 1.0, 0.0, 0.0, 0.0, //
+            0.0, 0.0, 0.0, 1.0, 0.0, 0.0, //
+            0.0, 0.0, 0.0, 0.0, 0.0, 1.0,
+        ];
+        let out = map_channels(&input, 6, 2);
+        let expected = [
+            1.0 / total,
+            0.0,
+            SIDE_GAIN / total,
+            SIDE_GAIN / total,
+            0.0,
+            0.0,
+            0.0,
+            SIDE_GAIN / total,
+        ];
+        assert_eq!(out.len(), expected.len());
+        for (index, (&got, &want)) in out.iter().zip(&expected).enumerate() {
+            assert!((got - want).abs() < 1e-6, "sample {index}: {got} != {want}");
+        }
+    }
+
+    #[test]
+    fn downmix_of_full_scale_never_clips() {
+        for channels in 3..=8u16 {
+            let input = vec![1.0; channels as usize];
+            for to in [1, 2] {
+                for (index, &sample) in map_channels(&input, channels, to).iter().enumerate() {
+                    assert!(
+                        (sample - 1.0).abs() < 1e-6,
+                        "{channels} to {to} channels, sample {index}: {sample}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn map_unknown_layout_keeps_first_channels() {
+        let input: Vec<f32> = (0..10).map(|n| n as f32 / 10.0).collect();
+        assert_eq!(map_channels(&input, 10, 2), [0.0, 0.1]);
+        assert_eq!(map_channels(&input[..6], 6, 4), [0.0, 0.1, 0.2, 0.3]);
     }
 
     #[test]

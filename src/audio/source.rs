@@ -19,6 +19,7 @@
 
 use std::fs::{self, File};
 use std::io;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 
 use symphonia::core::audio::{AudioBufferRef, SampleBuffer};
@@ -218,7 +219,16 @@ impl SourceDecoder {
             frames_decoded: 0,
             frames_read: 0,
         };
-        source.decode_first_packet()?;
+        let first = std::panic::catch_unwind(AssertUnwindSafe(|| source.decode_first_packet()));
+        match first {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(SourceError::Corrupt {
+                    path: source.path,
+                    detail: "the decoder panicked on its first packet".into(),
+                })
+            }
+        }
         Ok(source)
     }
 
@@ -259,7 +269,7 @@ impl SourceDecoder {
         let mut frames = 0;
         while frames < max_frames {
             if self.pending_offset == self.pending.len() {
-                match self.decode_next_packet() {
+                match self.decode_next_packet_guarded() {
                     Ok(true) => continue,
                     Ok(false) => break,
                     Err(err) => {
@@ -322,6 +332,20 @@ impl SourceDecoder {
         self.info.sample_rate = first.sample_rate;
         self.info.channels = first.channels as u16;
         Ok(())
+    }
+
+    /// Runs [`decode_next_packet`](Self::decode_next_packet) and turns a
+    /// panic inside symphonia into [`SourceError::Corrupt`], so a damaged
+    /// file ends its own track and not the program that plays it.
+    fn decode_next_packet_guarded(&mut self) -> Result<bool, SourceError> {
+        let frame = self.frames_decoded;
+        let decoded = std::panic::catch_unwind(AssertUnwindSafe(|| self.decode_next_packet()));
+        decoded.unwrap_or_else(|_| {
+            Err(SourceError::Corrupt {
+                path: self.path.clone(),
+                detail: format!("the decoder panicked on the packet after frame {frame}"),
+            })
+        })
     }
 
     /// Replaces `pending` with the next packet's frames. Returns `false` at
@@ -549,7 +573,15 @@ impl SourceDecoder {
             );
         }
         if let Some(expected) = self.info.duration_frames {
-            if self.frames_decoded < expected {
+            if self.frames_decoded < expected && self.skipped_packets > 0 {
+                tracing::warn!(
+                    path = %self.path.display(),
+                    decoded = self.frames_decoded,
+                    expected,
+                    skipped = self.skipped_packets,
+                    "stream is shorter than the length in its header because damaged packets were skipped"
+                );
+            } else if self.frames_decoded < expected {
                 tracing::warn!(
                     path = %self.path.display(),
                     decoded = self.frames_decoded,

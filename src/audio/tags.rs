@@ -7,6 +7,7 @@
 //! `cover.jpg` or `folder.png`.
 
 use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use symphonia::core::formats::FormatOptions;
@@ -26,6 +27,11 @@ pub const COVER_FILES: [&str; 6] = [
     "front.jpg",
     "front.png",
 ];
+
+/// Largest cover image kept, in encoded bytes. A larger embedded picture or
+/// cover file is skipped with a warning, because the server keeps the
+/// covers of several tracks in memory and decodes each one.
+pub const MAX_COVER_BYTES: usize = 16 << 20;
 
 /// Tags of one track, as the file states them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -77,16 +83,16 @@ fn probe_tags(path: &Path) -> Result<TrackTags, symphonia::core::errors::Error> 
     // override them.
     if let Some(metadata) = probed.metadata.get() {
         if let Some(revision) = metadata.current() {
-            apply_revision(&mut tags, revision);
+            apply_revision(&mut tags, revision, path);
         }
     }
     if let Some(revision) = probed.format.metadata().current() {
-        apply_revision(&mut tags, revision);
+        apply_revision(&mut tags, revision, path);
     }
     Ok(tags)
 }
 
-fn apply_revision(tags: &mut TrackTags, revision: &MetadataRevision) {
+fn apply_revision(tags: &mut TrackTags, revision: &MetadataRevision, path: &Path) {
     for tag in revision.tags() {
         let Some(key) = tag.std_key else {
             continue;
@@ -122,7 +128,14 @@ fn apply_revision(tags: &mut TrackTags, revision: &MetadataRevision) {
         .find(|v| v.usage == Some(StandardVisualKey::FrontCover))
         .or_else(|| visuals.first());
     if let Some(visual) = front {
-        if !visual.data.is_empty() {
+        if visual.data.len() > MAX_COVER_BYTES {
+            tracing::warn!(
+                path = %path.display(),
+                bytes = visual.data.len(),
+                limit = MAX_COVER_BYTES,
+                "skipping an embedded picture larger than the cover limit"
+            );
+        } else if !visual.data.is_empty() {
             tags.cover = Some(visual.data.to_vec());
         }
     }
@@ -175,9 +188,9 @@ fn cover_beside(path: &Path) -> Option<Vec<u8>> {
                 .is_some_and(|name| name.eq_ignore_ascii_case(wanted))
         });
         if let Some(found) = found {
-            match std::fs::read(found) {
-                Ok(bytes) if !bytes.is_empty() => return Some(bytes),
-                Ok(_) => {}
+            match read_cover_file(found) {
+                Ok(Some(bytes)) => return Some(bytes),
+                Ok(None) => {}
                 Err(err) => {
                     tracing::warn!(path = %found.display(), cause = %err, "cannot read the cover image")
                 }
@@ -185,6 +198,30 @@ fn cover_beside(path: &Path) -> Option<Vec<u8>> {
         }
     }
     None
+}
+
+/// Reads a cover image file. Returns `None` for an empty file, and for a
+/// file larger than [`MAX_COVER_BYTES`], with a warning, without reading it.
+fn read_cover_file(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    let file = File::open(path)?;
+    let len = file.metadata()?.len();
+    if len > MAX_COVER_BYTES as u64 {
+        tracing::warn!(
+            path = %path.display(),
+            bytes = len,
+            limit = MAX_COVER_BYTES,
+            "skipping a cover image file larger than the cover limit"
+        );
+        return Ok(None);
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    // The file may grow after the length check, so the read stops at the limit.
+    file.take(MAX_COVER_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() > MAX_COVER_BYTES || bytes.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(bytes))
 }
 
 #[cfg(test)]
@@ -278,6 +315,81 @@ mod tests {
             tags.cover.as_deref(),
             Some(&b"cover bytes"[..]),
             "the embedded cover wins over the file beside"
+        );
+    }
+
+    /// Copies an audio file behind an ID3v2.3 tag whose only frame is a
+    /// front-cover APIC frame holding `cover`.
+    fn tag_id3(source: &Path, target: &Path, cover: &[u8]) {
+        let mut apic = vec![0u8];
+        apic.extend_from_slice(b"image/png\0");
+        apic.push(3);
+        apic.push(0);
+        apic.extend_from_slice(cover);
+        let mut frames = b"APIC".to_vec();
+        frames.extend_from_slice(&(apic.len() as u32).to_be_bytes());
+        frames.extend_from_slice(&[0, 0]);
+        frames.extend_from_slice(&apic);
+
+        let size = frames.len() as u32;
+        assert!(size < 1 << 28, "an ID3v2 tag holds at most 256 MiB");
+        let mut out = b"ID3\x03\x00\x00".to_vec();
+        // The tag size is syncsafe: 7 bits in each of four bytes.
+        for shift in [21, 14, 7, 0] {
+            out.push(((size >> shift) & 0x7f) as u8);
+        }
+        out.extend_from_slice(&frames);
+        out.extend_from_slice(&std::fs::read(source).unwrap());
+        std::fs::write(target, out).unwrap();
+    }
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name)
+    }
+
+    #[test]
+    fn id3_cover_is_read_below_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let tagged = dir.path().join("small.mp3");
+        tag_id3(&fixture("sine440_mono_44100.mp3"), &tagged, b"small cover");
+        assert_eq!(
+            read_tags(&tagged).cover.as_deref(),
+            Some(&b"small cover"[..])
+        );
+    }
+
+    #[test]
+    fn oversized_embedded_cover_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let tagged = dir.path().join("huge.mp3");
+        let cover = vec![0x55; MAX_COVER_BYTES + 1];
+        tag_id3(&fixture("sine440_mono_44100.mp3"), &tagged, &cover);
+        assert_eq!(read_tags(&tagged).cover, None);
+
+        // The file beside the audio replaces the skipped picture.
+        std::fs::write(dir.path().join("cover.png"), b"small cover").unwrap();
+        assert_eq!(
+            read_tags(&tagged).cover.as_deref(),
+            Some(&b"small cover"[..])
+        );
+    }
+
+    #[test]
+    fn oversized_cover_file_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let audio = dir.path().join("song.wav");
+        std::fs::write(&audio, b"not audio").unwrap();
+        let huge = std::fs::File::create(dir.path().join("cover.jpg")).unwrap();
+        huge.set_len(MAX_COVER_BYTES as u64 + 1).unwrap();
+        assert_eq!(read_tags(&audio).cover, None);
+
+        std::fs::write(dir.path().join("folder.jpg"), b"jpeg bytes").unwrap();
+        assert_eq!(
+            read_tags(&audio).cover.as_deref(),
+            Some(&b"jpeg bytes"[..]),
+            "the next cover file stands in for the oversized one"
         );
     }
 

@@ -1,10 +1,12 @@
 //! The artwork role: a track's cover scaled to fit each channel a client
 //! declares and encoded in the channel's format.
 
+use std::collections::HashMap;
+use std::hash::Hash;
 use std::io::Cursor;
 
 use image::imageops::FilterType;
-use image::{DynamicImage, ImageFormat};
+use image::{DynamicImage, ImageFormat, ImageReader, Limits};
 
 use crate::protocol::{ArtworkChannelFormat, ArtworkChannelSupport};
 
@@ -13,6 +15,16 @@ pub const MAX_CHANNELS: usize = 4;
 
 /// Largest width or height a channel may ask for, in pixels.
 pub const MAX_SIDE: u32 = 4096;
+
+/// Largest width or height of a cover image the server decodes, in
+/// pixels. A larger cover is skipped before it is decoded, because an
+/// 8192 by 8192 RGBA image already takes 256 MiB and decoding blocks the
+/// server's core task.
+pub const MAX_COVER_SIDE: u32 = 8192;
+
+/// Memory the image decoder may allocate for one cover, in bytes: an RGBA
+/// image of [`MAX_COVER_SIDE`] by [`MAX_COVER_SIDE`] pixels.
+const MAX_COVER_ALLOC: u64 = MAX_COVER_SIDE as u64 * MAX_COVER_SIDE as u64 * 4;
 
 /// Source of a channel's images.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -185,8 +197,7 @@ pub fn fit(width: u32, height: u32, max_width: u32, max_height: u32) -> (u32, u3
 /// Decodes `cover`, scales it to fit `channel` and encodes it in the
 /// channel's format.
 pub fn render(cover: &[u8], channel: &ArtChannel) -> Result<Vec<u8>, String> {
-    let image = image::load_from_memory(cover)
-        .map_err(|err| format!("cannot decode the cover image: {err}"))?;
+    let image = decode_cover(cover)?;
     let (width, height) = fit(
         image.width(),
         image.height(),
@@ -226,6 +237,46 @@ pub fn render(cover: &[u8], channel: &ArtChannel) -> Result<Vec<u8>, String> {
             )
         })?;
     Ok(out.into_inner())
+}
+
+/// Empties `cache` when it contains `capacity` values and `key` is not one of
+/// them, so the caller's insert keeps it at `capacity` at most.
+///
+/// Cached covers are large: up to 16 MiB read from a file, and 48 MiB for
+/// a 4096 by 4096 BMP rendered for a channel. A client picks the channel
+/// sizes, so these caches must not grow with every request.
+pub fn make_room<K: Eq + Hash, V>(cache: &mut HashMap<K, V>, key: &K, capacity: usize) {
+    if cache.len() >= capacity && !cache.contains_key(key) {
+        cache.clear();
+    }
+}
+
+/// Decodes `cover` after checking, from its header alone, that neither
+/// side exceeds [`MAX_COVER_SIDE`].
+fn decode_cover(cover: &[u8]) -> Result<DynamicImage, String> {
+    let reader = || {
+        ImageReader::new(Cursor::new(cover))
+            .with_guessed_format()
+            .map_err(|err| format!("cannot read the cover image: {err}"))
+    };
+    let (width, height) = reader()?
+        .into_dimensions()
+        .map_err(|err| format!("cannot decode the cover image: {err}"))?;
+    if width > MAX_COVER_SIDE || height > MAX_COVER_SIDE {
+        return Err(format!(
+            "the cover image is {width}x{height} pixels, larger than the \
+             {MAX_COVER_SIDE}x{MAX_COVER_SIDE} limit; scale it down to send it"
+        ));
+    }
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_COVER_SIDE);
+    limits.max_image_height = Some(MAX_COVER_SIDE);
+    limits.max_alloc = Some(MAX_COVER_ALLOC);
+    let mut decoder = reader()?;
+    decoder.limits(limits);
+    decoder
+        .decode()
+        .map_err(|err| format!("cannot decode the cover image: {err}"))
 }
 
 #[cfg(test)]
@@ -322,5 +373,81 @@ mod tests {
             .unwrap_err()
             .contains("media_width 0"));
         assert!(render(b"not an image", &channel(ArtFormat::Png, 10, 10)).is_err());
+    }
+
+    /// Returns a PNG that states `width` by `height` pixels in its header
+    /// but contains an empty IDAT chunk, so only a dimension check reads it
+    /// without an error.
+    fn png_header(width: u32, height: u32) -> Vec<u8> {
+        let mut header = Vec::new();
+        header.extend_from_slice(&width.to_be_bytes());
+        header.extend_from_slice(&height.to_be_bytes());
+        // 8-bit RGB, deflate, adaptive filtering, no interlace.
+        header.extend_from_slice(&[8, 2, 0, 0, 0]);
+        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+        for (kind, body) in [
+            (b"IHDR", header),
+            (b"IDAT", Vec::new()),
+            (b"IEND", Vec::new()),
+        ] {
+            let mut chunk = kind.to_vec();
+            chunk.extend_from_slice(&body);
+            out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+            out.extend_from_slice(&chunk);
+            out.extend_from_slice(&crc32(&chunk).to_be_bytes());
+        }
+        out
+    }
+
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &byte in bytes {
+            crc ^= u32::from(byte);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+
+    #[test]
+    fn oversized_cover_is_skipped_before_decoding() {
+        // 20000 by 20000 RGB pixels would take 1.2 GB once decoded, from a
+        // file of 57 bytes, so only a dimension check can stop it.
+        let header = png_header(20_000, 20_000);
+        let reason = render(&header, &channel(ArtFormat::Jpeg, 300, 300)).unwrap_err();
+        assert!(reason.contains("20000x20000 pixels"), "{reason}");
+        assert!(reason.contains("8192x8192 limit"), "{reason}");
+
+        let wide = png_header(MAX_COVER_SIDE + 1, 10);
+        let reason = render(&wide, &channel(ArtFormat::Jpeg, 300, 300)).unwrap_err();
+        assert!(reason.contains("8193x10 pixels"), "{reason}");
+    }
+
+    #[test]
+    fn make_room_bounds_the_cache() {
+        let mut cache: HashMap<u32, &str> = HashMap::new();
+        for key in 0..3 {
+            make_room(&mut cache, &key, 3);
+            cache.insert(key, "cover");
+        }
+        assert_eq!(cache.len(), 3);
+
+        make_room(&mut cache, &1, 3);
+        assert_eq!(cache.len(), 3, "a cached key keeps the cache");
+        make_room(&mut cache, &7, 3);
+        assert!(cache.is_empty(), "a new key past the capacity empties it");
+    }
+
+    #[test]
+    fn cover_at_the_side_limit_is_decoded() {
+        let cover = png(MAX_COVER_SIDE, 2);
+        let bytes = render(&cover, &channel(ArtFormat::Png, 400, 400)).unwrap();
+        let decoded = image::load_from_memory(&bytes).unwrap();
+        assert_eq!((decoded.width(), decoded.height()), (400, 1));
     }
 }

@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::task::TaskTracker;
 
-use super::artwork::{render, ArtChannel, ArtSource, MAX_CHANNELS};
+use super::artwork::{make_room, render, ArtChannel, ArtSource, MAX_CHANNELS};
 use super::dial::{DialContext, DialRequest, DialSlots, Dialed};
 use super::group::{EventSink, Group, Member, Pacing};
 use super::metadata::MetadataView;
@@ -148,6 +148,12 @@ struct Client {
 /// channel configuration.
 type ArtKey = (usize, ArtChannel);
 
+/// Queue entries whose tags, covers included, the server keeps at once.
+const CACHED_TAGS: usize = 16;
+
+/// Rendered covers the server keeps at once, over all entries and channels.
+const CACHED_ART: usize = 64;
+
 pub(super) struct Core {
     config: ServerConfig,
     events: EventSink,
@@ -164,10 +170,10 @@ pub(super) struct Core {
     /// Controller state last sent to each group's controllers.
     controller_states: HashMap<String, ControllerState>,
     pacing: Pacing,
-    /// Tags of queue entries by entry index, read once.
+    /// Tags of queue entries by entry index, read once while cached.
     tags: HashMap<usize, Arc<TrackTags>>,
-    /// Rendered covers; `None` where an entry has no cover or it cannot
-    /// be rendered for that channel.
+    /// Rendered covers, rendered once while cached; `None` where an entry
+    /// has no cover or it cannot be rendered for that channel.
     art: HashMap<ArtKey, Option<Arc<Vec<u8>>>>,
     /// Dial loops by player address.
     dial_slots: DialSlots,
@@ -1238,8 +1244,10 @@ impl Core {
         }
     }
 
-    /// Tags of queue entry `index`, read on first use.
+    /// Returns the tags of queue entry `index`, read from its file when
+    /// they are not cached.
     fn tags_of(&mut self, index: usize, entry: &QueueEntry) -> Arc<TrackTags> {
+        make_room(&mut self.tags, &index, CACHED_TAGS);
         self.tags
             .entry(index)
             .or_insert_with(|| match entry {
@@ -1341,13 +1349,14 @@ impl Core {
     }
 
     /// Returns the cover of entry `entry` rendered for `channel`, and
-    /// renders each pair only once.
+    /// renders each pair only once while it stays cached.
     fn rendered_art(
         &mut self,
         entry: usize,
         channel: ArtChannel,
         tags: &TrackTags,
     ) -> Option<Arc<Vec<u8>>> {
+        make_room(&mut self.art, &(entry, channel), CACHED_ART);
         self.art
             .entry((entry, channel))
             .or_insert_with(|| {

@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::queue::Queue;
+use super::queue::{Queue, QueueEntry};
 use super::track::{TrackAudio, TrackFeed};
 
 /// Length of one audio chunk in milliseconds. Every chunk but a source's
@@ -104,7 +104,7 @@ impl Program {
                     ));
                 }
                 Err(err) => {
-                    tracing::warn!(entry = %entry.describe(), cause = %err, "cannot open a queue entry; skipping it");
+                    report_unplayable(queue, &entry, &err);
                     last_error = err;
                     queue.skip_next();
                     offset_ms = 0;
@@ -245,7 +245,7 @@ impl Program {
                 }
                 Err(err) => {
                     self.source_errors += 1;
-                    tracing::warn!(entry = %entry.describe(), cause = %err, "cannot open the next queue entry; skipping it");
+                    report_unplayable(queue, &entry, &err);
                 }
             }
         }
@@ -346,5 +346,16 @@ impl Program {
     /// Sequence number of the oldest kept chunk.
     pub fn first_kept_seq(&self) -> u64 {
         self.chunks.front().map_or(self.next_seq, |chunk| chunk.seq)
+    }
+}
+
+/// Logs that `entry`, the queue's current entry, cannot open and is
+/// skipped: a warning the first time, and at debug level when the queue
+/// comes round to it again, as it does with repeat all.
+fn report_unplayable(queue: &mut Queue, entry: &QueueEntry, cause: &str) {
+    if queue.mark_current_unplayable() {
+        tracing::warn!(entry = %entry.describe(), cause, "cannot open a queue entry; skipping it");
+    } else {
+        tracing::debug!(entry = %entry.describe(), cause, "skipping a queue entry that failed to open before");
     }
 }

@@ -6,6 +6,7 @@
 //! signals. Each group has a queue of its own, so groups move through the
 //! same entries independently.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -189,6 +190,9 @@ pub struct Queue {
     position: usize,
     repeat: RepeatMode,
     shuffled: bool,
+    /// Indices into `entries` that failed to open, so each gets one
+    /// warning however often the queue comes round to it.
+    unplayable: HashSet<usize>,
 }
 
 impl Queue {
@@ -201,6 +205,7 @@ impl Queue {
             position: 0,
             repeat,
             shuffled: false,
+            unplayable: HashSet::new(),
         };
         if shuffled {
             queue.set_shuffle(true);
@@ -250,6 +255,12 @@ impl Queue {
 
     pub fn is_shuffled(&self) -> bool {
         self.shuffled
+    }
+
+    /// Records that the current entry failed to open. Returns true the
+    /// first time for that entry, when the failure deserves a warning.
+    pub fn mark_current_unplayable(&mut self) -> bool {
+        self.unplayable.insert(self.entry_index(self.position))
     }
 
     /// Makes play-order position `position` the current one.
@@ -376,10 +387,21 @@ mod tests {
         let playing = name(&queue);
         queue.set_shuffle(false);
         assert_eq!(name(&queue), playing);
-        assert_eq!(
-            queue.entry_index(queue.position() + 1),
-            queue.entry_index(queue.position()) + 1
+        // The next entry may be the last one, so the whole order is checked.
+        let order: Vec<usize> = (0..20).map(|p| queue.entry_index(p)).collect();
+        assert_eq!(order, (0..20).collect::<Vec<_>>(), "the original order");
+    }
+
+    #[test]
+    fn unplayable_entry_is_marked_once() {
+        let mut queue = Queue::new(files(&["a", "b"]), RepeatMode::All, false);
+        assert!(queue.mark_current_unplayable());
+        assert!(
+            !queue.mark_current_unplayable(),
+            "a second failure is known"
         );
+        queue.skip_next();
+        assert!(queue.mark_current_unplayable(), "another entry is new");
     }
 
     #[test]
@@ -422,7 +444,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("missing.flac");
         assert_eq!(
-            expand_sources(&[missing.clone()]),
+            expand_sources(std::slice::from_ref(&missing)),
             Err(SourceListError::NotFound(missing))
         );
         std::fs::create_dir(dir.path().join("empty")).unwrap();

@@ -284,7 +284,10 @@ where
     /// message must be out before its own deadline (see
     /// [`write_timeout_of`](Self::write_timeout_of)).
     async fn write_batch(&mut self, first: Outgoing) -> Result<(), CloseCause> {
-        let mut deadline = Instant::now() + self.limits.write_timeout;
+        let mut deadline = WriteDeadline {
+            at: Instant::now() + self.limits.write_timeout,
+            late_audio: false,
+        };
         let mut next = Some(first);
         let mut fed = 0;
         while let Some(outgoing) = next.take() {
@@ -299,10 +302,23 @@ where
                 }
             }
         }
-        match tokio::time::timeout_at(deadline, self.ws.flush()).await {
+        match tokio::time::timeout_at(deadline.at, self.ws.flush()).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(err)) => Err(error_cause(err)),
-            Err(_) => Err(write_timed_out(self.limits.write_timeout)),
+            Err(_) => Err(self.deadline_missed(&deadline)),
+        }
+    }
+
+    /// Returns the close cause for a write that missed `deadline`: the
+    /// late-audio limit when an audio frame set it, else the write timeout.
+    fn deadline_missed(&self, deadline: &WriteDeadline) -> CloseCause {
+        if deadline.late_audio {
+            CloseCause::SlowConsumer(format!(
+                "audio was not written within {} ms after its play time",
+                self.limits.audio_late_limit.as_millis()
+            ))
+        } else {
+            write_timed_out(self.limits.write_timeout)
         }
     }
 
@@ -314,7 +330,7 @@ where
     async fn feed(
         &mut self,
         mut outgoing: Outgoing,
-        deadline: &mut Instant,
+        deadline: &mut WriteDeadline,
     ) -> Result<(), CloseCause> {
         match &mut outgoing {
             Outgoing::Message(Message::ClientTime(time)) => time.client_transmitted = now_us(),
@@ -326,17 +342,24 @@ where
             Outgoing::Message(Message::ClientTime(time)) => Some(time.client_transmitted),
             _ => None,
         };
-        *deadline = (*deadline).min(Instant::now() + self.write_timeout_of(&outgoing)?);
+        let (allowed, late_audio) = self.write_timeout_of(&outgoing)?;
+        let own = Instant::now() + allowed;
+        if own < deadline.at {
+            *deadline = WriteDeadline {
+                at: own,
+                late_audio,
+            };
+        }
         let frames = self.codec.encode_frames(&outgoing);
         if frames.is_empty() {
             tracing::trace!(session = %self.id, dialect = %self.codec.dialect(), "leaving out a message the dialect cannot express");
             return Ok(());
         }
         for frame in frames {
-            match tokio::time::timeout_at(*deadline, self.ws.feed(frame)).await {
+            match tokio::time::timeout_at(deadline.at, self.ws.feed(frame)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(err)) => return Err(error_cause(err)),
-                Err(_) => return Err(write_timed_out(self.limits.write_timeout)),
+                Err(_) => return Err(self.deadline_missed(deadline)),
             }
         }
         if let Some(client_transmitted) = time_sent {
@@ -349,16 +372,17 @@ where
         Ok(())
     }
 
-    /// Returns the time allowed for writing `outgoing`. Audio a server sends must reach
-    /// the socket before its play time is `audio_late_limit` past: a peer
-    /// that delays it longer cannot keep up, and later audio would only pile
-    /// up behind it.
-    fn write_timeout_of(&self, outgoing: &Outgoing) -> Result<Duration, CloseCause> {
+    /// Returns the time allowed for writing `outgoing`, and whether the
+    /// late-audio limit set it. Audio a server sends must reach the socket
+    /// before its play time is `audio_late_limit` past: a peer that delays
+    /// it longer cannot keep up, and later audio would only pile up behind
+    /// it.
+    fn write_timeout_of(&self, outgoing: &Outgoing) -> Result<(Duration, bool), CloseCause> {
         let Outgoing::Binary(frame) = outgoing else {
-            return Ok(self.limits.write_timeout);
+            return Ok((self.limits.write_timeout, false));
         };
         if self.side != Side::Server || frame.kind != BinaryKind::Audio {
-            return Ok(self.limits.write_timeout);
+            return Ok((self.limits.write_timeout, false));
         }
         let limit_us = self.limits.audio_late_limit.as_micros() as i64;
         let left_us = frame.timestamp_us + limit_us - now_us();
@@ -368,10 +392,11 @@ where
                 (limit_us - left_us) / 1000
             )));
         }
-        Ok(self
-            .limits
-            .write_timeout
-            .min(Duration::from_micros(left_us as u64)))
+        let left = Duration::from_micros(left_us as u64);
+        Ok((
+            self.limits.write_timeout.min(left),
+            left < self.limits.write_timeout,
+        ))
     }
 
     async fn send_frame(&mut self, frame: WsMessage) -> Result<(), CloseCause> {
@@ -560,6 +585,14 @@ where
 }
 
 /// Returns the close cause of a write that did not finish within `timeout`.
+/// The time by which a batch of writes must be out.
+struct WriteDeadline {
+    at: Instant,
+    /// Whether an audio frame's late-audio limit set `at`, rather than the
+    /// write timeout.
+    late_audio: bool,
+}
+
 fn write_timed_out(timeout: Duration) -> CloseCause {
     CloseCause::SlowConsumer(format!("a write timed out after {timeout:?}"))
 }
