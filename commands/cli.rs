@@ -238,10 +238,14 @@ pub struct ServeArgs {
     #[arg(long)]
     pub allow_unpaired: bool,
 
-    /// With --dialect sendspin, give roles and playback to this unpaired client (its client_id, a base64url public key); repeatable.
+    /// With --dialect sendspin, give roles and playback to this unpaired client (its client_id, a base64url public key) from now on: the approval is kept in the state directory until --revoke or a pairing with that client discards it; repeatable.
     // A base64url key may start with '-'.
     #[arg(long, value_name = "CLIENT_ID", allow_hyphen_values = true)]
     pub approve: Vec<String>,
+
+    /// With --dialect sendspin, revoke the stored approval of this unpaired client; repeatable.
+    #[arg(long, value_name = "CLIENT_ID", allow_hyphen_values = true)]
+    pub revoke: Vec<String>,
 
     /// With --dialect sendspin, pair with the client whose pairing token (SP:0..., printed by play --pairing-token) this is, when it next connects; repeatable. The pairing record is then kept in the state directory.
     #[arg(long, value_name = "TOKEN")]

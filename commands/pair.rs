@@ -16,7 +16,7 @@ use resonate::dialect::sendspin::ClientPairing;
 use resonate::noise::handshake::{self, PskChoice, ServerOptions};
 use resonate::noise::pairing::{decode_token, encode_token, PskToken};
 use resonate::noise::pairing_code::{self, PairingError, StaticCode};
-use resonate::noise::{Identity, PairingStore, PskCategory, Suite};
+use resonate::noise::{ApprovalStore, Identity, PairingStore, PskCategory, Suite};
 use resonate::player::encrypted::{self as client_side, ClientKeys, Paired};
 use resonate::protocol::ClientHello;
 use resonate::server::pairing::{CodeMethod, CodePairing, Operator};
@@ -102,6 +102,12 @@ pub fn serve_pair(args: ServePairArgs) -> Result<(), Failure> {
         tokio::select! {
             outcome = tokio::time::timeout(limit, pairing) => match outcome {
                 Ok(Ok((client_id, method))) => {
+                    // A paired client needs no approval any more.
+                    let approvals = dir.join("approvals-server.json");
+                    let discarded = ApprovalStore::load(&approvals).and_then(|mut stored| stored.remove(&client_id));
+                    if let Err(err) = discarded {
+                        tracing::warn!(client = %client_id, cause = %err, "cannot discard the approval of the paired client");
+                    }
                     print_event(
                         args.json,
                         json!({ "event": "paired", "client_id": client_id, "method": method }),

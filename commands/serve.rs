@@ -1,7 +1,7 @@
 //! `resonate serve`: play a queue of files, playlists or a test signal to
 //! players, in sync.
 
-use resonate::noise::Identity;
+use resonate::noise::{ApprovalStore, Identity};
 use resonate::server::encrypted::ServerKeys;
 use std::time::Duration;
 
@@ -318,6 +318,7 @@ fn server_keys(args: &ServeArgs) -> Result<Option<ServerKeys>, Failure> {
         (args.accept_v1, "--accept-v1"),
         (args.allow_unpaired, "--allow-unpaired"),
         (!args.approve.is_empty(), "--approve"),
+        (!args.revoke.is_empty(), "--revoke"),
         (!args.pair_token.is_empty(), "--pair-token"),
     ];
     match dialect {
@@ -339,10 +340,17 @@ fn server_keys(args: &ServeArgs) -> Result<Option<ServerKeys>, Failure> {
             "--server-id cannot be combined with --dialect sendspin: a Sendspin 1.0 server_id is the public key stored in the state directory; use --state-dir"
         )));
     }
-    for id in &args.approve {
-        resonate::noise::identity::decode_key(id).map_err(|reason| {
-            Failure::usage(anyhow::anyhow!("invalid --approve {id:?}: {reason}"))
-        })?;
+    for (flag, ids) in [("--approve", &args.approve), ("--revoke", &args.revoke)] {
+        for id in ids {
+            resonate::noise::identity::decode_key(id).map_err(|reason| {
+                Failure::usage(anyhow::anyhow!("invalid {flag} {id:?}: {reason}"))
+            })?;
+        }
+    }
+    if let Some(id) = args.approve.iter().find(|id| args.revoke.contains(id)) {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "client {id} is given to both --approve and --revoke; give it to one of them"
+        )));
     }
     let pairing_tokens = args
         .pair_token
@@ -360,12 +368,23 @@ fn server_keys(args: &ServeArgs) -> Result<Option<ServerKeys>, Failure> {
     };
     let identity =
         Identity::load_or_create(&dir.join("identity-server.json")).map_err(Failure::usage)?;
+    let approvals_path = dir.join("approvals-server.json");
+    let mut approvals = ApprovalStore::load(&approvals_path).map_err(Failure::usage)?;
+    for id in &args.approve {
+        approvals.insert(id).map_err(Failure::usage)?;
+    }
+    for id in &args.revoke {
+        if !approvals.remove(id).map_err(Failure::usage)? {
+            crate::status(&format!("client {id} had no stored approval to revoke"));
+        }
+    }
     Ok(Some(ServerKeys {
         identity,
         records_path: dir.join("pairings-server.json"),
         accept_v1: args.accept_v1,
         allow_unpaired: args.allow_unpaired,
         approved: args.approve.iter().cloned().collect(),
+        approvals_path: Some(approvals_path),
         pairing_tokens,
     }))
 }

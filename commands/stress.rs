@@ -489,6 +489,7 @@ impl Embedded {
                 accept_v1: true,
                 allow_unpaired: true,
                 approved: Default::default(),
+                approvals_path: None,
                 pairing_tokens: Vec::new(),
             });
         }

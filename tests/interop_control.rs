@@ -269,6 +269,7 @@ async fn aiosendspin_encrypted_controller_metadata_and_artwork_client() -> anyho
         accept_v1: true,
         allow_unpaired: true,
         approved: Default::default(),
+        approvals_path: None,
         pairing_tokens: Vec::new(),
     });
     let server = TestServer::start(config).await;

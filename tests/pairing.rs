@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use peers::{peer_command, require_peers_root};
 use process::{resonate, spawn, Proc};
-use resonate::noise::PairingStore;
+use resonate::noise::{ApprovalStore, PairingStore};
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -135,6 +135,14 @@ fn pairing_token_pairs_resonate_commands() {
     let token = secrets["token"].as_str().unwrap();
     assert!(token.starts_with("SP:0"), "{token}");
 
+    // An approval the operator gave before pairing is discarded by it.
+    let client_id = secrets["client_id"].as_str().unwrap();
+    let approvals_path = server_state.join("approvals-server.json");
+    ApprovalStore::load(&approvals_path)
+        .unwrap()
+        .insert(client_id)
+        .unwrap();
+
     let (mut server, url) = start_serve_pair(&server_state, &[&format!("--token={token}")]);
     let mut player = play_pair(&player_state, &url, &[]);
     let player_paired = player.wait_event("paired", PATIENCE);
@@ -143,11 +151,10 @@ fn pairing_token_pairs_resonate_commands() {
     assert_eq!(server_paired["client_id"], secrets["client_id"]);
     assert!(player.wait(PATIENCE).success());
     assert!(server.wait(PATIENCE).success());
-    assert_paired_player_is_admitted(
-        &server_state,
-        &player_state,
-        secrets["client_id"].as_str().unwrap(),
-    );
+    assert!(!ApprovalStore::load(&approvals_path)
+        .unwrap()
+        .contains(client_id));
+    assert_paired_player_is_admitted(&server_state, &player_state, client_id);
 }
 
 /// Runs `serve --dialect sendspin` and `play --dialect sendspin` with the

@@ -208,6 +208,48 @@ fn unpaired_client_needs_approval() {
     assert!(server.interrupt().success());
 }
 
+/// An approval is stored: it outlives the server until --revoke.
+#[test]
+fn approval_persists_until_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let source_path = dir.path().join("source.wav");
+    write_test_wav(&source_path, RATE, CHANNELS, 16, 1.0);
+    let player_state = dir.path().join("player");
+    let server_state = dir.path().join("server");
+    let player_id = Identity::load_or_create(&player_state.join("identity-player.json"))
+        .unwrap()
+        .id();
+    let wav = dir.path().join("out.wav");
+    let roles_with = |extra: &[&str]| {
+        let (mut server, url) = start_serve(&source_path, &server_state, extra);
+        let mut player =
+            start_encrypted_player(&url, &player_state, "25519_ChaChaPoly_SHA256", &wav);
+        let roles = joined_roles(&mut server, &player_id);
+        assert!(player.interrupt().success());
+        assert!(server.interrupt().success());
+        roles
+    };
+
+    let approved = roles_with(&[&format!("--approve={player_id}")]);
+    assert!(
+        approved.contains(&"player@v1".to_string()),
+        "roles with --approve: {approved:?}"
+    );
+    let restarted = roles_with(&[]);
+    assert!(
+        restarted.contains(&"player@v1".to_string()),
+        "roles after a restart: {restarted:?}"
+    );
+    let revoked = roles_with(&[&format!("--revoke={player_id}")]);
+    assert_eq!(revoked, Vec::<String>::new(), "roles after --revoke");
+    let after = roles_with(&[]);
+    assert_eq!(
+        after,
+        Vec::<String>::new(),
+        "roles after a restart that followed --revoke"
+    );
+}
+
 #[test]
 fn server_identity_persists_owner_only() {
     let dir = tempfile::tempdir().unwrap();

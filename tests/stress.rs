@@ -390,7 +390,11 @@ fn listening_player_survives_a_server_storm() {
         if scenario["scenario"] == "noise-abuse" {
             // It needs a Sendspin 1.0 server, so it only leaves a note.
             assert_eq!(scenario["sessions_opened"], 0, "{scenario:#}");
-            assert_eq!(scenario["notes"].as_array().unwrap().len(), 1, "{scenario:#}");
+            assert_eq!(
+                scenario["notes"].as_array().unwrap().len(),
+                1,
+                "{scenario:#}"
+            );
             continue;
         }
         assert!(scenario["handshakes"].as_u64().unwrap() > 0, "{scenario:#}");

@@ -143,9 +143,14 @@ async fn stress_all(url: &str, dialect: &str) -> anyhow::Result<Value> {
     let scenarios = report["scenarios"]
         .as_array()
         .context("no scenarios in the report")?;
-    assert_eq!(scenarios.len(), 8, "{report:#}");
+    assert_eq!(scenarios.len(), 9, "{report:#}");
     for scenario in scenarios {
         let name = &scenario["scenario"];
+        if name == "noise-abuse" && dialect != "sendspin" {
+            // Only Sendspin 1.0 has a Noise handshake to abuse.
+            assert_eq!(scenario["sessions_opened"], 0, "{scenario:#}");
+            continue;
+        }
         assert!(
             scenario["handshakes"].as_u64().unwrap_or(0) > 0,
             "{name} completed no handshake with the peer: {scenario:#}"
@@ -199,6 +204,54 @@ async fn stress_all_scenarios_against_aiosendspin() -> anyhow::Result<()> {
         slow["violations"].get("slow_consumer_kept").is_some(),
         "the slow consumer was dropped; update docs/stress.md: {slow:#}"
     );
+    Ok(())
+}
+
+/// The same run in Sendspin 1.0: every virtual client runs the Noise
+/// handshake unpaired, which the driver's server approves, and the
+/// noise-abuse scenario runs too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stress_all_scenarios_against_aiosendspin_encrypted() -> anyhow::Result<()> {
+    let Some(root) = require_peers_root() else {
+        return Ok(());
+    };
+    let server = PeerServer::start(
+        &root,
+        "venv-sendspin",
+        "aiosendspin_server.py",
+        &[
+            "--wav",
+            "{wav}",
+            "--port",
+            "0",
+            "--loop",
+            "--trust-unpaired",
+            "--timeout",
+            PEER_TIMEOUT_S,
+        ],
+    )
+    .await?;
+    let mut lines = server.lines;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let mut child = server.child;
+
+    let report = stress_all(&server.url, "sendspin").await?;
+    let _ = child.start_kill();
+
+    let slow = scenario(&report, "slow-consumer");
+    assert!(
+        slow["violations"].get("slow_consumer_kept").is_some(),
+        "the slow consumer was dropped; update docs/stress.md: {slow:#}"
+    );
+    // Every abusive connection was closed without a reply, and the clean
+    // handshakes between them went through.
+    let abuse = scenario(&report, "noise-abuse");
+    assert_eq!(abuse["violations"], serde_json::json!({}), "{abuse:#}");
+    assert!(abuse["sessions_opened"].as_u64().unwrap() > abuse["handshakes"].as_u64().unwrap());
+    // A key is one identity here: exactly one socket of each same-id round
+    // survives.
+    let same_id = &scenario(&report, "same-id")["violations"];
+    assert!(same_id.get("survivor_count").is_none(), "{same_id:#}");
     Ok(())
 }
 

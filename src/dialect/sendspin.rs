@@ -106,6 +106,9 @@ pub struct SendspinCodec {
     /// its `client/state` (server side). Until they do, the engine's
     /// `stream/start` of the stand-in channel is not sent.
     artwork_undeclared: bool,
+    /// The timestamp of the last metadata object from the server (client
+    /// side), for `repeat` and `shuffle` changes that come without one.
+    metadata_timestamp: i64,
 }
 
 /// The server side's record of the `server/state` objects a 1.0 client
@@ -260,6 +263,7 @@ impl SendspinCodec {
             replayed_hello: None,
             state: StateShape::default(),
             artwork_undeclared: false,
+            metadata_timestamp: 0,
         }
     }
 
@@ -281,6 +285,7 @@ impl SendspinCodec {
             replayed_hello: None,
             state: StateShape::default(),
             artwork_undeclared: false,
+            metadata_timestamp: 0,
         }
     }
 
@@ -495,6 +500,9 @@ impl SendspinCodec {
                     payload.insert("supported_roles".into(), json!([]));
                 }
             }
+            (CodecSide::Client, "server/state") => {
+                state_for_engine(payload, &mut self.metadata_timestamp)
+            }
             (CodecSide::Server, "client/state") => {
                 if let Some(available) = payload.remove("available").and_then(|v| v.as_bool()) {
                     // Before the first `true`, `false` only means the
@@ -699,9 +707,101 @@ impl WireCodec for SendspinCodec {
     }
 }
 
+/// Metadata fields of v1 that a 1.0 metadata object leaves out when they
+/// have no value.
+const METADATA_FIELDS: [&str; 8] = [
+    "title",
+    "artist",
+    "album_artist",
+    "album",
+    "artwork_url",
+    "year",
+    "track",
+    "progress",
+];
+
+/// Rewrites a 1.0 `server/state` into the v1 form the engine reads. A 1.0
+/// metadata object is complete, so a field it leaves out is cleared (null
+/// in v1). `repeat` and `shuffle` move from the controller object to the
+/// metadata object, where v1 keeps them.
+fn state_for_engine(payload: &mut Map<String, Value>, metadata_timestamp: &mut i64) {
+    if let Some(Value::Object(metadata)) = payload.get_mut("metadata") {
+        for field in METADATA_FIELDS {
+            metadata.entry(field).or_insert(Value::Null);
+        }
+        if let Some(timestamp) = metadata.get("timestamp").and_then(Value::as_i64) {
+            *metadata_timestamp = timestamp;
+        }
+    }
+    let moved: Vec<(String, Value)> = match payload.get_mut("controller") {
+        Some(Value::Object(controller)) => ["repeat", "shuffle"]
+            .into_iter()
+            .filter_map(|key| Some((key.to_string(), controller.remove(key)?)))
+            .collect(),
+        _ => Vec::new(),
+    };
+    if moved.is_empty() {
+        return;
+    }
+    if !matches!(payload.get("metadata"), Some(Value::Object(_))) {
+        payload.insert(
+            "metadata".into(),
+            json!({ "timestamp": *metadata_timestamp }),
+        );
+    }
+    if let Some(Value::Object(metadata)) = payload.get_mut("metadata") {
+        metadata.extend(moved);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn complete_metadata_clears_left_out_fields() {
+        let mut timestamp = 0;
+        let mut payload = json!({"metadata": {"timestamp": 5_000, "title": "Two"}})
+            .as_object()
+            .unwrap()
+            .clone();
+        state_for_engine(&mut payload, &mut timestamp);
+        assert_eq!(payload["metadata"]["title"], "Two");
+        assert_eq!(payload["metadata"]["artist"], Value::Null);
+        assert_eq!(payload["metadata"]["progress"], Value::Null);
+        assert_eq!(timestamp, 5_000);
+        let state: crate::protocol::ServerState =
+            serde_json::from_value(Value::Object(payload)).unwrap();
+        assert_eq!(
+            state.metadata.unwrap().artist,
+            Some(None),
+            "v1 reads null as cleared"
+        );
+    }
+
+    #[test]
+    fn controller_repeat_and_shuffle_reach_metadata() {
+        let mut timestamp = 7_000;
+        let mut payload = json!({"controller": {
+            "supported_commands": ["play"], "volume": 50, "muted": false, "repeat": "all", "shuffle": true,
+        }})
+        .as_object()
+        .unwrap()
+        .clone();
+        state_for_engine(&mut payload, &mut timestamp);
+        assert_eq!(payload["controller"].get("repeat"), None);
+        assert_eq!(payload["metadata"]["repeat"], "all");
+        assert_eq!(payload["metadata"]["shuffle"], true);
+        assert_eq!(payload["metadata"]["timestamp"], 7_000);
+        assert_eq!(
+            payload["metadata"].get("title"),
+            None,
+            "no metadata object came, so nothing is cleared"
+        );
+        let state: crate::protocol::ServerState =
+            serde_json::from_value(Value::Object(payload)).unwrap();
+        assert_eq!(state.metadata.unwrap().shuffle, Some(Some(true)));
+    }
 
     fn shape(state: &mut StateShape, payload: Value) -> Option<Value> {
         let mut payload = payload.as_object().unwrap().clone();

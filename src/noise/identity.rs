@@ -297,6 +297,69 @@ impl PairingStore {
     }
 }
 
+/// The operator's approvals of unpaired clients, by `client_id`, kept in
+/// a file so they outlive the process. A successful pairing discards the
+/// client's approval, since its pairing record admits it from then on.
+#[derive(Clone, Debug)]
+pub struct ApprovalStore {
+    path: PathBuf,
+    client_ids: std::collections::BTreeSet<String>,
+}
+
+impl ApprovalStore {
+    /// Loads the approvals at `path`. A missing file means none.
+    pub fn load(path: &Path) -> Result<ApprovalStore, StateError> {
+        let client_ids = match std::fs::read_to_string(path) {
+            Ok(text) => serde_json::from_str(&text).map_err(|err| StateError::Invalid {
+                path: path.to_path_buf(),
+                what: "approval file",
+                reason: err.to_string(),
+            })?,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Default::default(),
+            Err(source) => {
+                return Err(StateError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        };
+        Ok(ApprovalStore {
+            path: path.to_path_buf(),
+            client_ids,
+        })
+    }
+
+    pub fn contains(&self, client_id: &str) -> bool {
+        self.client_ids.contains(client_id)
+    }
+
+    pub fn client_ids(&self) -> impl Iterator<Item = &str> {
+        self.client_ids.iter().map(String::as_str)
+    }
+
+    /// Approves `client_id` and writes the file when it was not approved.
+    pub fn insert(&mut self, client_id: &str) -> Result<(), StateError> {
+        if self.client_ids.insert(client_id.to_string()) {
+            self.save()?;
+        }
+        Ok(())
+    }
+
+    /// Revokes the approval of `client_id`; returns whether there was one.
+    pub fn remove(&mut self, client_id: &str) -> Result<bool, StateError> {
+        if !self.client_ids.remove(client_id) {
+            return Ok(false);
+        }
+        self.save()?;
+        Ok(true)
+    }
+
+    fn save(&self) -> Result<(), StateError> {
+        let text = serde_json::to_string_pretty(&self.client_ids).expect("approvals serialize");
+        write_private(&self.path, text.as_bytes())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,5 +418,28 @@ mod tests {
     fn decode_key_rejects_bad_ids() {
         assert!(decode_key("abc").is_err());
         assert!(decode_key(&"+".repeat(ID_LEN)).is_err());
+    }
+
+    #[test]
+    fn approvals_persist_and_revoke() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("approvals.json");
+        let mut approvals = ApprovalStore::load(&path).unwrap();
+        assert!(!approvals.contains("a"));
+        approvals.insert("a").unwrap();
+        approvals.insert("b").unwrap();
+        let reloaded = ApprovalStore::load(&path).unwrap();
+        assert!(reloaded.contains("a"));
+        assert!(reloaded.contains("b"));
+
+        let mut revoked = ApprovalStore::load(&path).unwrap();
+        assert!(revoked.remove("a").unwrap());
+        assert!(!revoked.remove("a").unwrap());
+        let reloaded = ApprovalStore::load(&path).unwrap();
+        assert!(!reloaded.contains("a"));
+        assert!(reloaded.contains("b"));
+        std::fs::write(&path, "{").unwrap();
+        let err = ApprovalStore::load(&path).unwrap_err().to_string();
+        assert!(err.contains("approval file"), "{err}");
     }
 }

@@ -16,7 +16,7 @@ pub mod pairing_code;
 use sha2::{Digest, Sha256};
 
 pub use handshake::{accept, connect, Established, HandshakeError, PskChoice};
-pub use identity::{default_state_dir, Identity, PairingStore, StateError};
+pub use identity::{default_state_dir, ApprovalStore, Identity, PairingStore, StateError};
 
 /// Length of a PSK in bytes.
 pub const PSK_LEN: usize = 32;

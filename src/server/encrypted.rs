@@ -17,7 +17,7 @@ use crate::dialect::{Dialect, SendspinCodec, WireCodec};
 use crate::noise::handshake::{self, Channel, HandshakeError, PskChoice, ServerOptions};
 use crate::noise::identity::decode_key;
 use crate::noise::pairing::PskToken;
-use crate::noise::{Identity, PairingStore, PskCategory, Suite, PSK_LEN};
+use crate::noise::{ApprovalStore, Identity, PairingStore, PskCategory, Suite, PSK_LEN};
 
 /// A server's keys and admission policy for encrypted clients.
 #[derive(Clone, Debug)]
@@ -29,8 +29,11 @@ pub struct ServerKeys {
     pub accept_v1: bool,
     /// Give roles to every unpaired client that offers unpaired access.
     pub allow_unpaired: bool,
-    /// Unpaired clients the operator approved, by `client_id`.
+    /// Unpaired clients the operator approved for this run, by `client_id`.
     pub approved: HashSet<String>,
+    /// File of the approvals that outlive the process, read on every
+    /// connection, so approvals and revocations apply without a restart.
+    pub approvals_path: Option<PathBuf>,
     /// Pairing tokens the operator entered: a client whose token is here
     /// and that has no pairing record yet is paired by its pairing PSK.
     pub pairing_tokens: Vec<PskToken>,
@@ -158,6 +161,7 @@ where
         .await
         {
             Ok(hello) => {
+                discard_approval(keys, &client_id);
                 let codec = SendspinCodec::server(channel, client_id, PskCategory::LongTerm)
                     .with_replayed_hello(hello.clone());
                 Some(Opened {
@@ -175,7 +179,9 @@ where
     }
     let admitted = established.category == PskCategory::LongTerm
         || (!established.credential_mismatch
-            && (keys.allow_unpaired || keys.approved.contains(&client_id)));
+            && (keys.allow_unpaired
+                || keys.approved.contains(&client_id)
+                || stored_approval(keys, &client_id)));
     if established.credential_mismatch {
         tracing::warn!(%peer, client = %client_id, records = %keys.records_path.display(), "client could not use its pairing record, so it gets no roles until it pairs again or its record is removed from the file");
     } else if !admitted {
@@ -189,6 +195,33 @@ where
         codec: Box::new(codec),
         first_frame: None,
     })
+}
+
+/// Returns whether the approval file approves `client_id`. A file that
+/// cannot be read approves no one, with a warning.
+fn stored_approval(keys: &ServerKeys, client_id: &str) -> bool {
+    let Some(path) = &keys.approvals_path else {
+        return false;
+    };
+    match ApprovalStore::load(path) {
+        Ok(approvals) => approvals.contains(client_id),
+        Err(err) => {
+            tracing::warn!(cause = %err, "cannot read the approvals; approving no unpaired client from the file");
+            false
+        }
+    }
+}
+
+/// Discards the stored approval of a client that just paired: its pairing
+/// record admits it from now on.
+pub fn discard_approval(keys: &ServerKeys, client_id: &str) {
+    let Some(path) = &keys.approvals_path else {
+        return;
+    };
+    let removed = ApprovalStore::load(path).and_then(|mut approvals| approvals.remove(client_id));
+    if let Err(err) = removed {
+        tracing::warn!(client = %client_id, cause = %err, "cannot discard the approval of a paired client");
+    }
 }
 
 /// Runs the server side of the pairing PSK flow on a connection keyed with

@@ -2,9 +2,9 @@
 //! messages that the protocol makes fatal, against a server.
 //!
 //! Each virtual client breaks the rules once, in one of seven ways, and
-//! checks that the server rejects it: no `server/init` to a bad
-//! `client/init`, no message at all after a forged Noise message, and a
-//! closed connection within the bound. Between attempts, a well-behaved
+//! checks that the server rejects it. A bad `client/init` gets no
+//! `server/init`, a forged Noise message gets no message at all, and the
+//! connection is closed within the bound. Between attempts, a well-behaved
 //! client checks that the server still completes handshakes.
 
 use std::sync::Arc;
@@ -109,7 +109,7 @@ pub async fn run(ctx: Arc<Context>) {
 }
 
 /// Opens one connection, breaks the rules in the way of `abuse`, and checks
-/// the server's answer.
+/// how the server reacts.
 async fn abuse_once(ctx: &Context, abuse: Abuse, label: String) {
     let Some(probe) = ctx.open(label.clone(), None).await else {
         return;
@@ -242,7 +242,7 @@ async fn abuse_once(ctx: &Context, abuse: Abuse, label: String) {
     Counters::add(&ctx.counters.closed, 1);
 }
 
-/// What the server did after the abuse.
+/// The server's reaction to the abuse.
 enum Outcome {
     /// It closed the connection, as it should.
     Ended,
@@ -259,7 +259,7 @@ async fn send(ws: &mut WebSocketStream<TcpStream>, frame: WsMessage) {
 }
 
 /// Reads until the connection ends. `server/init` to a bad `client/init`
-/// is a violation; `server/error` is the answer the spec gives.
+/// is a violation; `server/error` is the reply the spec gives.
 async fn expect_rejected_init(ctx: &Context, ws: &mut WebSocketStream<TcpStream>) -> Outcome {
     let deadline = Instant::now() + ctx.bound;
     loop {
