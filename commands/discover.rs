@@ -226,6 +226,9 @@ fn probe_text(outcome: &ProbeOutcome) -> String {
             if let Some(goodbye) = report.goodbye {
                 text.push_str(&format!(" goodbye={}", goodbye.as_str()));
             }
+            if report.encrypted {
+                text.push_str(" encrypted=sendspin-1.0");
+            }
             text
         }
     }

@@ -28,7 +28,10 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use super::{Endpoint, EndpointKind, Family};
 use crate::clock::now_us;
+use crate::dialect::sendspin::ClientPairing;
 use crate::dialect::{Dialect, Incoming, Outgoing, WireCodec};
+use crate::noise::{Identity, Suite};
+use crate::player::encrypted::{open_codec, ClientKeys};
 use crate::protocol::{
     ClientGoodbye, ClientHello, ClientTime, ConnectionReason, DeviceInfo, GoodbyeReason, Message,
     ServerHello, ServerTime, PROTOCOL_VERSION,
@@ -67,6 +70,10 @@ pub struct ProbeReport {
     /// from a player that kept its current server.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub goodbye: Option<GoodbyeReason>,
+    /// Whether the server spoke Sendspin 1.0 (encrypted) after it rejected
+    /// the cleartext v1 hello.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub encrypted: bool,
 }
 
 /// Error of a failed probe.
@@ -107,7 +114,36 @@ pub async fn probe(endpoint: &Endpoint, limit: Duration) -> Result<ProbeReport, 
         limit,
     };
     match endpoint.kind {
-        EndpointKind::Server => peer.probe_server().await,
+        EndpointKind::Server => match peer.probe_server().await {
+            // A Sendspin 1.0 server closes a cleartext hello unanswered, so
+            // the probe tries again over the encrypted transport.
+            Err(ProbeError::Closed {
+                expected: "server/hello",
+            }) if dialect == Dialect::SendspinV1 => {
+                let mut ws = transport::dial(&url, &limits).await?;
+                let keys = ClientKeys {
+                    identity: Identity::generate(),
+                    records_path: std::path::PathBuf::new(),
+                    suite: Suite::ChaChaPoly,
+                    pairing: ClientPairing::default(),
+                    pairing_psk: None,
+                };
+                let left = deadline.saturating_duration_since(Instant::now());
+                let codec = open_codec(&mut ws, Dialect::Sendspin, Some(&keys), &probe_hello(), left)
+                    .await
+                    .map_err(|cause| ProbeError::Protocol(format!("the cleartext hello was closed unanswered, and the Sendspin 1.0 handshake failed: {cause}")))?;
+                let mut peer = Peer {
+                    ws,
+                    codec,
+                    deadline,
+                    limit,
+                };
+                let mut report = peer.probe_server().await?;
+                report.encrypted = true;
+                Ok(report)
+            }
+            other => other,
+        },
         EndpointKind::Client => peer.probe_client().await,
     }
 }
@@ -158,7 +194,8 @@ impl Peer {
                 return Ok(None);
             };
             match frame {
-                WsMessage::Text(_) => match self.codec.decode(frame) {
+                // Sendspin 1.0 messages travel in binary frames.
+                WsMessage::Text(_) | WsMessage::Binary(_) => match self.codec.decode(frame) {
                     Ok(Incoming::Message(message)) => return Ok(Some(message)),
                     Ok(_) => continue,
                     Err(err) => return Err(ProbeError::Protocol(err.to_string())),
