@@ -674,7 +674,7 @@ pub struct MonitorArgs {
     #[arg(long, value_name = "URL")]
     pub server: Option<String>,
 
-    /// Wire dialect of --server: sendspin-v1, or resonate for legacy servers (path /resonate by default).
+    /// Wire dialect of --server: sendspin-v1, sendspin (Sendspin 1.0: the monitor joins as an unpaired client with a new key, whose client_id it shows; the server must approve it to show its group and metadata), or resonate for legacy servers (path /resonate by default).
     #[arg(long, default_value = "sendspin-v1", requires = "server")]
     pub dialect: String,
 

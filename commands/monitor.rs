@@ -70,11 +70,6 @@ pub fn run(args: MonitorArgs) -> Result<(), Failure> {
                 .dialect
                 .parse()
                 .map_err(|e: String| Failure::usage(anyhow!(e)))?;
-            if dialect.is_encrypted() {
-                return Err(Failure::usage(anyhow!(
-                    "monitor --server does not speak --dialect sendspin (Sendspin 1.0) yet; use sendspin-v1 or resonate"
-                )));
-            }
             let url = parse_ws_url(server, dialect.default_path()).map_err(Failure::usage)?;
             Source::Server { url, dialect }
         }

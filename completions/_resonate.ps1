@@ -229,7 +229,7 @@ Register-ArgumentCompleter -Native -CommandName 'resonate' -ScriptBlock {
         }
         'resonate;monitor' {
             [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Watch any Sendspin server, ours or not, at ws://HOST[:PORT][/PATH] (port 8927 and path /sendspin by default): the monitor joins it as a controller and metadata client and shows its group, metadata and the monitor''s own clock offset and round trip. A foreign server does not tell a client about other clients')
-            [CompletionResult]::new('--dialect', '--dialect', [CompletionResultType]::ParameterName, 'Wire dialect of --server: sendspin-v1, or resonate for legacy servers (path /resonate by default)')
+            [CompletionResult]::new('--dialect', '--dialect', [CompletionResultType]::ParameterName, 'Wire dialect of --server: sendspin-v1, sendspin (Sendspin 1.0: the monitor joins as an unpaired client with a new key, whose client_id it shows; the server must approve it to show its group and metadata), or resonate for legacy servers (path /resonate by default)')
             [CompletionResult]::new('--interval', '--interval', [CompletionResultType]::ParameterName, 'Seconds between plain-text tables, 0.1 to 3600 (fractions allowed)')
             [CompletionResult]::new('--log-file', '--log-file', [CompletionResultType]::ParameterName, 'Append the log to this file [default: stderr with plain output; no log while the terminal UI runs, because it owns the terminal]')
             [CompletionResult]::new('--plain', '--plain', [CompletionResultType]::ParameterName, 'Print a plain-text table of sessions, groups and new events every --interval seconds instead of the terminal UI; chosen automatically when stdout is not a terminal')

@@ -341,6 +341,68 @@ async fn observer_shows_a_server_from_outside() {
     assert!(serve.interrupt().success());
 }
 
+/// The observer over Sendspin 1.0, against a server that admits unpaired
+/// clients: it runs the Noise handshake, gets its roles and follows the
+/// group and its own clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observer_joins_an_encrypted_server() {
+    use resonate::telemetry::observer::{observe, ObserverConfig};
+
+    let state = tempfile::tempdir().unwrap();
+    let mut serve = resonate(&[
+        "serve",
+        FIXTURE,
+        "--listen",
+        "127.0.0.1:0",
+        "--no-mdns",
+        "--loop",
+        "--json",
+        "--dialect",
+        "sendspin",
+        "--allow-unpaired",
+        "--state-dir",
+        state.path().to_str().unwrap(),
+    ]);
+    let server_url = serve.wait_event("listening", Duration::from_secs(20))["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let hub = resonate::telemetry::Telemetry::new(Default::default());
+    let config = ObserverConfig {
+        url: url::Url::parse(&server_url).unwrap(),
+        dialect: resonate::dialect::Dialect::Sendspin,
+        client_id: "observer-test".into(),
+        name: "observer test".into(),
+        limits: Default::default(),
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let observer = tokio::spawn(observe(config, hub.clone(), stop.clone().cancelled_owned()));
+
+    let snapshot = wait_snapshot(&hub, Duration::from_secs(30), |s| {
+        s.sessions.iter().any(|r| {
+            r.phase == resonate::telemetry::Phase::Active
+                && r.client_clock.and_then(|c| c.converged) == Some(true)
+        })
+    })
+    .await;
+    let row = &snapshot.sessions[0];
+    assert!(
+        row.roles.iter().any(|r| r == "controller@v1"),
+        "{:?}",
+        row.roles
+    );
+    assert!(!snapshot.groups.is_empty(), "{snapshot:?}");
+
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(10), observer)
+        .await
+        .expect("observer stops")
+        .unwrap()
+        .expect("observer ends cleanly");
+    assert!(serve.interrupt().success());
+}
+
 /// Returns a loopback address with a port that was free a moment ago.
 fn free_loopback_addr() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

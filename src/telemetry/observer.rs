@@ -18,7 +18,10 @@ use super::{
     unix_ms_now, Event, EventKind, GroupRow, Phase, SessionRow, Snapshot, Telemetry, TrackInfo,
 };
 use crate::clock::now_us;
+use crate::dialect::sendspin::ClientPairing;
 use crate::dialect::{Dialect, Incoming};
+use crate::noise::{Identity, Suite};
+use crate::player::encrypted::{open_codec, ClientKeys};
 use crate::protocol::{
     ClientHello, ClientTime, ControllerState, GoodbyeReason, GroupUpdate, Message, Metadata,
     PlaybackState, ServerHello, PROTOCOL_VERSION,
@@ -99,6 +102,18 @@ pub async fn observe(
         connections: 0,
         clock: None,
     };
+    // Sendspin 1.0: one key for the whole run, so an operator who approves
+    // the monitor's client_id approves it across reconnects.
+    let identity = config.dialect.is_encrypted().then(Identity::generate);
+    if let Some(identity) = &identity {
+        telemetry.emit(Event::now(
+            EventKind::Info,
+            format!(
+                "joining as the unpaired Sendspin 1.0 client {}; the server shows its group and metadata only once it approves that client_id",
+                identity.id()
+            ),
+        ));
+    }
     let mut delay = RETRY_FIRST;
     let mut first_attempt = true;
     loop {
@@ -112,7 +127,15 @@ pub async fn observe(
             Ok(ws) => {
                 first_attempt = false;
                 delay = RETRY_FIRST;
-                let ended = run_session(&config, ws, &telemetry, &mut view, &mut shutdown).await;
+                let ended = run_session(
+                    &config,
+                    identity.as_ref(),
+                    ws,
+                    &telemetry,
+                    &mut view,
+                    &mut shutdown,
+                )
+                .await;
                 view.phase = Phase::Connecting;
                 view.clock = None;
                 publish(&telemetry, &view);
@@ -144,11 +167,40 @@ pub async fn observe(
 /// `shutdown` ended it.
 async fn run_session(
     config: &ObserverConfig,
-    ws: transport::ClientStream,
+    identity: Option<&Identity>,
+    mut ws: transport::ClientStream,
     telemetry: &Telemetry,
     view: &mut View,
     shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
 ) -> Option<CloseCause> {
+    let codec = match identity {
+        Some(identity) => {
+            let keys = ClientKeys {
+                identity: identity.clone(),
+                records_path: std::path::PathBuf::new(),
+                suite: Suite::ChaChaPoly,
+                pairing: ClientPairing::default(),
+                pairing_psk: None,
+            };
+            view.phase = Phase::Handshaking;
+            match open_codec(
+                &mut ws,
+                config.dialect,
+                Some(&keys),
+                &hello(config),
+                config.limits.handshake_timeout,
+            )
+            .await
+            {
+                Ok(codec) => codec,
+                Err(cause) => {
+                    telemetry.emit(Event::now(EventKind::Disconnected, cause.to_string()));
+                    return Some(cause);
+                }
+            }
+        }
+        None => config.dialect.codec(),
+    };
     let peer = match ws.get_ref() {
         tokio_tungstenite::MaybeTlsStream::Plain(stream) => stream.peer_addr().ok(),
         _ => None,
@@ -160,7 +212,7 @@ async fn run_session(
         ws,
         peer,
         Side::Client,
-        config.dialect.codec(),
+        codec,
         config.limits.clone(),
         events_tx,
         &tracker,
