@@ -120,11 +120,6 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
         ),
         None => None,
     };
-    if requested == Some(Dialect::Sendspin) && args.listen.is_some() {
-        return Err(Failure::usage(anyhow::anyhow!(
-            "--dialect sendspin cannot be combined with --listen yet: waiting for Sendspin 1.0 servers is not implemented; use --server ws://HOST[:PORT]/sendspin"
-        )));
-    }
     if requested == Some(Dialect::Resonate) && args.listen.is_some() {
         return Err(Failure::usage(anyhow::anyhow!(
             "--dialect resonate cannot be combined with --listen: legacy Resonate servers never connect to players; use --server ws://HOST[:PORT]/resonate"

@@ -373,6 +373,9 @@ enum PlayDialect {
     /// Sendspin 1.0 over Noise, paired first: the server has the player's
     /// pairing token (`--pair-token`) and pairs by pairing PSK.
     Paired,
+    /// Sendspin 1.0 over Noise, unpaired, with the server dialing the
+    /// player, which listens (`play --listen`).
+    Listening,
 }
 
 async fn play_from_peer_server(root: &Path, bit_depth: u16, codec: &str) -> anyhow::Result<()> {
@@ -404,6 +407,7 @@ async fn play_from_peer_server_in(
             PlayDialect::V1 => "",
             PlayDialect::Encrypted => " over Sendspin 1.0",
             PlayDialect::Paired => " over Sendspin 1.0 after pairing",
+            PlayDialect::Listening => " over Sendspin 1.0, dialed by the server",
         }
     );
 
@@ -425,8 +429,14 @@ async fn play_from_peer_server_in(
     } else {
         String::new()
     };
+    let listen_addr = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.local_addr()?.to_string()
+    };
+    let dial_url = format!("ws://{listen_addr}/sendspin");
     let server_flags: Vec<&str> = match dialect {
         PlayDialect::V1 => vec![],
+        PlayDialect::Listening => vec!["--trust-unpaired", "--strict", "--dial", &dial_url],
         // --strict makes aiosendspin reject any deviation from the 1.0 spec
         // that it would otherwise tolerate and log.
         PlayDialect::Encrypted => vec!["--trust-unpaired", "--strict"],
@@ -469,7 +479,10 @@ async fn play_from_peer_server_in(
     let output = format!("wav:{}", played_path.display());
     let bits = bit_depth.to_string();
     let rate = RATE.to_string();
-    let mut play_args = vec!["play", "--server", &url];
+    let mut play_args = match dialect {
+        PlayDialect::Listening => vec!["play", "--listen", &listen_addr, "--no-mdns"],
+        _ => vec!["play", "--server", &url],
+    };
     play_args.extend(identity_args);
     play_args.extend([
         "--output",
@@ -1033,6 +1046,15 @@ async fn aiosendspin_server_to_resonate_play_encrypted() -> anyhow::Result<()> {
     }
     play_from_peer_server_in(&root, 24, "flac", PlayDialect::Encrypted).await?;
     Ok(())
+}
+
+/// aiosendspin's server dials `resonate play --listen --dialect sendspin`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aiosendspin_server_dials_resonate_play_encrypted() -> anyhow::Result<()> {
+    let Some(root) = require_peers_root() else {
+        return Ok(());
+    };
+    play_from_peer_server_in(&root, 16, "pcm", PlayDialect::Listening).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

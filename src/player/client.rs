@@ -465,14 +465,19 @@ impl Player {
                 Some(SessionEnd::Switched(Box::new(candidate)))
             }
             Choice::KeepCurrent => {
-                tracing::info!(server_id = %candidate.hello.server_id, "keeping the current server; the new one gets another_server");
+                // Sendspin 1.0 tells a rejected incoming server that another
+                // attempt holds the client; v1 has only another_server.
+                let reason = if self.config.dialect.is_encrypted() {
+                    GoodbyeReason::ConcurrentAttempt
+                } else {
+                    GoodbyeReason::AnotherServer
+                };
+                tracing::info!(server_id = %candidate.hello.server_id, reason = reason.as_str(), "keeping the current server; saying goodbye to the new one");
                 self.report(PlayerEvent::ServerRejected {
                     server_id: candidate.hello.server_id.clone(),
                     connection_reason: candidate.hello.connection_reason,
                 });
-                candidate
-                    .handle
-                    .close(CloseCause::LocalGoodbye(GoodbyeReason::AnotherServer));
+                candidate.handle.close(CloseCause::LocalGoodbye(reason));
                 None
             }
         }

@@ -67,7 +67,7 @@ from typing import Any
 from aiohttp import web
 from aiosendspin.clock import Clock, RawMonotonicClock
 from aiosendspin.models.core import StreamEndMessage, StreamStartMessage
-from aiosendspin.models.types import AudioCodec, Roles
+from aiosendspin.models.types import AudioCodec, ConnectionReason, Roles
 from aiosendspin.noise import Identity, InMemoryServerPairingStore, TrustedUnpairedClient
 from aiosendspin.noise.keys import psk_id_for
 from aiosendspin.noise.pairing_token import decode_psk_token
@@ -421,6 +421,12 @@ async def serve(args: argparse.Namespace, source: Source) -> int:
     await web.SockSite(runner, sock).start()
     port = sock.getsockname()[1]
     emit("listening", port=port, url=f"ws://127.0.0.1:{port}{SendspinServer.API_PATH}")
+    if args.dial:
+        # A listening player: the server opens the connection, for playback,
+        # and retries until the player listens.
+        server.connect_to_client(
+            args.dial, connection_reason=ConnectionReason.PLAYBACK, retry_initial_connection=True
+        )
     emit("source", path=args.wav, format=source.describe(), frames=source.frames,
          bytes=len(source.pcm), sha256=hashlib.sha256(source.pcm).hexdigest())
 
@@ -491,6 +497,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--trust-unpaired",
         action="store_true",
         help="approve every encrypted (Sendspin 1.0) client for playback without pairing",
+    )
+    parser.add_argument(
+        "--dial",
+        help="also connect to the listening player at this ws:// URL (on 127.0.0.1), retrying until it listens",
     )
     parser.add_argument("--verbose", action="store_true", help="log aiosendspin at DEBUG to stderr")
     args = parser.parse_args(argv)
