@@ -250,6 +250,54 @@ fn approval_persists_until_revoked() {
     );
 }
 
+/// `serve --dialect sendspin --client URL` dials a player that listens
+/// in Sendspin 1.0, runs the handshake as the Noise initiator it always is,
+/// and streams to it once approved.
+#[test]
+fn server_dials_listening_encrypted_player() {
+    let dir = tempfile::tempdir().unwrap();
+    let source_path = dir.path().join("source.wav");
+    write_test_wav(&source_path, RATE, CHANNELS, 16, 1.0);
+    let player_state = dir.path().join("player");
+    let player_id = Identity::load_or_create(&player_state.join("identity-player.json"))
+        .unwrap()
+        .id();
+    let wav = dir.path().join("out.wav");
+    let output = format!("wav:{}", wav.display());
+    let mut player = resonate(&[
+        "play",
+        "--listen",
+        "127.0.0.1:0",
+        "--no-mdns",
+        "--dialect",
+        "sendspin",
+        "--state-dir",
+        player_state.to_str().unwrap(),
+        "--output",
+        &output,
+        "--json",
+    ]);
+    let player_url = player.wait_event("listening", PATIENCE)["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let (mut server, _url) = start_serve(
+        &source_path,
+        &dir.path().join("server"),
+        &["--client", &player_url, &format!("--approve={player_id}")],
+    );
+    let roles = joined_roles(&mut server, &player_id);
+    assert!(
+        roles.contains(&"player@v1".to_string()),
+        "roles of the dialed player: {roles:?}"
+    );
+    let started = player.wait_event("stream_started", PATIENCE);
+    assert_eq!(started["codec"], "pcm", "{started}");
+    assert!(server.interrupt().success());
+    assert!(player.interrupt().success());
+}
+
 #[test]
 fn server_identity_persists_owner_only() {
     let dir = tempfile::tempdir().unwrap();

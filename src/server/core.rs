@@ -231,6 +231,10 @@ impl Core {
             backoff: self.config.dial_backoff,
             dialed: dialed_tx,
             events: self.events.clone(),
+            encrypted: match (self.config.dialect, &self.config.keys) {
+                (Dialect::Sendspin, Some(keys)) => Some((keys.clone(), self.config.name.clone())),
+                _ => None,
+            },
         };
         let mut pump = tokio::time::interval(PUMP_INTERVAL);
         pump.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -371,16 +375,21 @@ impl Core {
             tracing::debug!(address = %connection.address, "dropping a connection of a replaced dial loop");
             return;
         }
-        // NOTE: dialed players speak cleartext v1 even when the server has
-        // keys; the 1.0 handshake runs on accepted connections only.
-        let dialect = match self.config.dialect {
-            Dialect::Sendspin => Dialect::SendspinV1,
-            other => other,
-        };
-        let opened = super::encrypted::Opened {
-            dialect,
-            codec: dialect.codec(),
-            first_frame: None,
+        // The dial loop ran the 1.0 handshake already; other dialects open
+        // here.
+        let opened = match connection.opened {
+            Some(opened) => opened,
+            None => {
+                let dialect = match self.config.dialect {
+                    Dialect::Sendspin => Dialect::SendspinV1,
+                    other => other,
+                };
+                super::encrypted::Opened {
+                    dialect,
+                    codec: dialect.codec(),
+                    first_frame: None,
+                }
+            }
         };
         self.open_session(
             connection.ws,

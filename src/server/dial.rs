@@ -87,6 +87,9 @@ pub fn address_key(url: &Url) -> String {
 pub(super) struct Dialed {
     pub ws: PlainStream,
     pub peer: SocketAddr,
+    /// The connection after the Sendspin 1.0 handshake; `None` for a
+    /// cleartext one.
+    pub opened: Option<super::encrypted::Opened>,
     pub address: String,
     pub generation: u64,
     /// Receives the session's close cause, which decides whether to redial.
@@ -109,6 +112,9 @@ pub(super) struct DialContext {
     pub backoff: DialBackoff,
     pub dialed: mpsc::Sender<Dialed>,
     pub events: EventSink,
+    /// Keys and server name of a Sendspin 1.0 server, whose dialed
+    /// connections run the Noise handshake before the core gets them.
+    pub encrypted: Option<(super::encrypted::ServerKeys, String)>,
 }
 
 /// Single owner of all dial loops, kept by the core.
@@ -162,6 +168,7 @@ impl DialSlots {
             backoff: context.backoff,
             dialed: context.dialed.clone(),
             events: context.events.clone(),
+            encrypted: context.encrypted.clone(),
         };
         let task = tracker.spawn(dial_loop.run(previous));
         let slot = Slot {
@@ -198,6 +205,7 @@ struct DialLoop {
     backoff: DialBackoff,
     dialed: mpsc::Sender<Dialed>,
     events: EventSink,
+    encrypted: Option<(super::encrypted::ServerKeys, String)>,
 }
 
 impl DialLoop {
@@ -237,10 +245,38 @@ impl DialLoop {
             };
             let delay = match connecting {
                 None => return "record removed".into(),
-                Some(Ok(ws)) => {
+                Some(Ok(mut ws)) => {
+                    let opened = match &self.encrypted {
+                        Some((keys, name)) => {
+                            let peer = ws.get_ref().peer_addr().ok();
+                            let peer = peer.unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
+                            match super::encrypted::open(
+                                &mut ws,
+                                peer,
+                                keys,
+                                name,
+                                self.limits.handshake_timeout,
+                            )
+                            .await
+                            {
+                                Some(opened) => Some(opened),
+                                None => {
+                                    attempt += 1;
+                                    let delay = delays.after_failure();
+                                    tracing::info!(url = %self.url, attempt, ?delay, "the Sendspin 1.0 handshake with the player failed; retrying");
+                                    tokio::select! {
+                                        _ = sleep(delay) => {}
+                                        _ = self.requested.wait_for(|requested| !requested) => return "record removed".into(),
+                                    }
+                                    continue;
+                                }
+                            }
+                        }
+                        None => None,
+                    };
                     attempt = 0;
                     let started = Instant::now();
-                    let cause = match self.hand_over(ws).await {
+                    let cause = match self.hand_over(ws, opened).await {
                         Some(cause) => cause,
                         None => return "superseded or shutting down".into(),
                     };
@@ -267,12 +303,17 @@ impl DialLoop {
 
     /// Gives an open connection to the core and waits until its session
     /// closes. Returns `None` when the core did not take it.
-    async fn hand_over(&self, ws: PlainStream) -> Option<CloseCause> {
+    async fn hand_over(
+        &self,
+        ws: PlainStream,
+        opened: Option<super::encrypted::Opened>,
+    ) -> Option<CloseCause> {
         let peer = ws.get_ref().peer_addr().ok()?;
         let (closed, close_cause) = oneshot::channel();
         let dialed = Dialed {
             ws,
             peer,
+            opened,
             address: self.address.clone(),
             generation: self.generation,
             closed,
