@@ -392,7 +392,7 @@ impl Operator for TerminalOperator {
                 }
             }
             if let Some(reason) = rejected {
-                crate::status(reason);
+                eprintln!("resonate: {reason}");
             }
             let wanted = match method {
                 CodeMethod::Static => "the player's static pairing code (1234-5678)",
@@ -404,11 +404,12 @@ impl Operator for TerminalOperator {
             } else {
                 ""
             };
-            print_event(
-                self.json_output,
-                json!({ "event": "code_wanted", "client_id": client_id, "round": round }),
-                &format!("type {wanted}{again}, then Enter:"),
-            );
+            if self.json_output {
+                println!("{}", json!({ "event": "code_wanted", "client_id": client_id, "round": round }));
+            } else {
+                // A prompt, so -q does not hide it.
+                eprintln!("resonate: type {wanted}{again}, then Enter:");
+            }
             self.lines().recv().await
         })
     }

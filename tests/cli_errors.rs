@@ -501,15 +501,13 @@ fn sendspin_dialect_arguments_are_checked() {
     let state = state.to_str().unwrap();
     assert_usage_error(
         &[
-            "play",
+            "stress",
             "--dialect",
             "sendspin",
-            "--listen",
-            "127.0.0.1:0",
-            "--state-dir",
-            state,
+            "--player",
+            "ws://127.0.0.1:9/sendspin",
         ],
-        &["--dialect sendspin", "--listen", "--server"],
+        &["--dialect sendspin", "--player", "sendspin-v1"],
     );
     assert_usage_error(
         &[
