@@ -37,9 +37,19 @@ pub enum Scenario {
     ReconnectFlap,
     TimeFlood,
     ConcurrentControl,
+    FanOut,
 }
 
 impl Scenario {
+    /// Measurements, named with `--scenario` only: `all` leaves them out.
+    pub const MEASUREMENTS: [Scenario; 1] = [Scenario::FanOut];
+
+    /// Every scenario that `--scenario` accepts by name.
+    pub fn named() -> impl Iterator<Item = Scenario> {
+        Scenario::ALL.into_iter().chain(Scenario::MEASUREMENTS)
+    }
+
+    /// The checks that `all` runs.
     pub const ALL: [Scenario; 8] = [
         Scenario::HandshakeStorm,
         Scenario::Churn,
@@ -61,6 +71,7 @@ impl Scenario {
             Scenario::ReconnectFlap => "reconnect-flap",
             Scenario::TimeFlood => "time-flood",
             Scenario::ConcurrentControl => "concurrent-control",
+            Scenario::FanOut => "fan-out",
         }
     }
 
@@ -90,6 +101,9 @@ impl Scenario {
             }
             Scenario::ConcurrentControl => {
                 "many controllers send volume and mute commands at once; all controllers and the player end with the same group state"
+            }
+            Scenario::FanOut => {
+                "--clients players join one group and only read audio for --duration seconds after the last joined; every chunk must arrive before its play time (not part of all)"
             }
         }
     }
@@ -125,6 +139,9 @@ impl Scenario {
             Scenario::ConcurrentControl => {
                 "a server sends bursts of volume and mute commands without waiting; the player's reported state settles on the last of each"
             }
+            Scenario::FanOut => {
+                "not available against a player"
+            }
         }
     }
 }
@@ -139,11 +156,10 @@ impl FromStr for Scenario {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Scenario::ALL
-            .into_iter()
+        Scenario::named()
             .find(|s| s.as_str() == text)
             .ok_or_else(|| {
-                let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.as_str()).collect();
+                let names: Vec<&str> = Scenario::named().map(|s| s.as_str()).collect();
                 format!(
                     "unknown scenario {text:?}: expected `all` or one of {}",
                     names.join(", ")
@@ -303,6 +319,8 @@ pub async fn run(
             handshakes_per_second: handshakes as f64 / elapsed.as_secs_f64().max(1e-9),
             audio_chunks: Counters::get(&counters.audio_chunks),
             time_replies: Counters::get(&counters.time_replies),
+            chunks_judged: Counters::get(&counters.chunks_judged),
+            chunks_late: Counters::get(&counters.chunks_late),
             latency: ctx.latencies.summaries(),
             violations: violations.snapshot(),
             server,
