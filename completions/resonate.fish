@@ -145,7 +145,7 @@ complete -c resonate -n "__fish_resonate_using_subcommand stress" -l scenario -d
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -l duration -d 'How long each scenario starts new work, in seconds, 0.1 to 3600 (fractions allowed); rounds already started finish, so some scenarios run longer' -r
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -l clients -d 'Concurrent virtual clients per scenario' -r
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -l rate -d 'New sessions per second in the handshake storm [default: as fast as possible]' -r
-complete -c resonate -n "__fish_resonate_using_subcommand stress" -l roles -d 'Roles of the handshake storm\'s clients: mixed (every combination, drawn at random) or a comma-separated list of player, controller, metadata, artwork' -r
+complete -c resonate -n "__fish_resonate_using_subcommand stress" -l roles -d 'Roles of the handshake storm\'s and fan-out\'s clients: mixed (every combination, drawn at random; fan-out then uses player alone) or a comma-separated list of player, controller, metadata, artwork' -r
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -l seed -d 'Seed of the random schedules; the same seed repeats the same run [default: from the clock]' -r
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -l bound -d 'Seconds the target has for what a check waits for, 0.1 to 600: replying to a hello, closing a session, dropping a slow consumer, starting audio' -r
 complete -c resonate -n "__fish_resonate_using_subcommand stress" -l dialect -d 'Wire dialect of the virtual clients: sendspin-v1, or resonate for legacy Resonate servers such as aioresonate 0.13 (default path /resonate)' -r
