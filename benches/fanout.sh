@@ -9,8 +9,10 @@
 #   RESONATE_BIN  binary to measure [target/release/resonate, built first]
 #   DURATION      seconds of each measurement after every client joined [60]
 #   COUNTS        client counts ["10 100 1000"]
-#   CODECS        codecs streamed to players ["pcm flac opus"]
+#   CODECS        codecs streamed to players, empty for idle runs only ["pcm flac opus"]
 #   PORT          loopback port of the server; PORT+1 is its telemetry [18940]
+#   TELEMETRY     off runs the server without its telemetry feed, which
+#                 leaves the server closes column empty [on]
 # Every run is bounded: stress stops after its ramp plus DURATION, and
 # the server it started is ended by pid. docs/benchmarks.md explains the
 # columns.
@@ -19,10 +21,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR=${1:-target/fanout}
 DURATION=${DURATION:-60}
-COUNTS=${COUNTS:-"10 100 1000"}
-CODECS=${CODECS:-"pcm flac opus"}
+COUNTS=${COUNTS-"10 100 1000"}
+CODECS=${CODECS-"pcm flac opus"}
 PORT=${PORT:-18940}
 TELEMETRY_PORT=$((PORT + 1))
+TELEMETRY=${TELEMETRY:-on}
 if [[ -z "${RESONATE_BIN:-}" ]]; then
     cargo build --release --locked --bin resonate >&2
     RESONATE_BIN=${CARGO_TARGET_DIR:-target}/release/resonate
@@ -68,13 +71,19 @@ run_one() {
     local name="$mode-$codec-$count"
     local codec_args=()
     local role_args=()
+    local serve_telemetry=(--telemetry "127.0.0.1:$TELEMETRY_PORT")
+    local stress_telemetry=(--server-telemetry "ws://127.0.0.1:$TELEMETRY_PORT/")
+    if [[ $TELEMETRY == off ]]; then
+        serve_telemetry=()
+        stress_telemetry=()
+    fi
     if [[ $mode == idle ]]; then
         role_args=(--roles controller)
     else
         codec_args=(--codec "$codec")
     fi
     "$RESONATE_BIN" serve --tone sine --loop --no-mdns -q \
-        --listen "127.0.0.1:$PORT" --telemetry "127.0.0.1:$TELEMETRY_PORT" \
+        --listen "127.0.0.1:$PORT" "${serve_telemetry[@]}" \
         --max-sessions $((count + 64)) "${codec_args[@]}" 2> "$OUT_DIR/$name.serve.log" &
     server_pid=$!
     wait_for 20 listening || { echo "fanout.sh: serve did not listen on port $PORT within 20 s" >&2; exit 1; }
@@ -83,7 +92,7 @@ run_one() {
     rss_before=$(rss_kib "$server_pid")
 
     "$RESONATE_BIN" stress --server "ws://127.0.0.1:$PORT/sendspin" \
-        --server-telemetry "ws://127.0.0.1:$TELEMETRY_PORT/" \
+        "${stress_telemetry[@]}" \
         --scenario fan-out --clients "$count" --duration "$DURATION" --seed 1 \
         "${role_args[@]}" --json > "$OUT_DIR/$name.json" 2> "$OUT_DIR/$name.stress.log" &
     stress_pid=$!
