@@ -9,10 +9,14 @@
 #   RESONATE_BIN  binary to measure [target/release/resonate, built first]
 #   DURATION      seconds of each measurement after every client joined [60]
 #   COUNTS        client counts ["10 100 1000"]
-#   CODECS        codecs streamed to players, empty for idle runs only ["pcm flac opus"]
+#   CODECS        codecs streamed to players ["pcm flac opus"]
+#   MODES         idle, streaming or both ["idle streaming"]
 #   PORT          loopback port of the server; PORT+1 is its telemetry [18940]
 #   TELEMETRY     off runs the server without its telemetry feed, which
 #                 leaves the server closes column empty [on]
+# Each run appends its raw figures to OUT_DIR/raw.csv: mode, codec,
+# clients, server CPU seconds, wall seconds, and VmRSS in KiB before the
+# clients, after they joined and at the end.
 # Every run is bounded: stress stops after its ramp plus DURATION, and
 # the server it started is ended by pid. docs/benchmarks.md explains the
 # columns.
@@ -23,6 +27,7 @@ OUT_DIR=${1:-target/fanout}
 DURATION=${DURATION:-60}
 COUNTS=${COUNTS-"10 100 1000"}
 CODECS=${CODECS-"pcm flac opus"}
+MODES=${MODES-"idle streaming"}
 PORT=${PORT:-18940}
 TELEMETRY_PORT=$((PORT + 1))
 TELEMETRY=${TELEMETRY:-on}
@@ -124,6 +129,8 @@ server = scenario.get("server") or {}
 closed = server.get("closed_by_cause", {})
 lead = scenario["latency"].get("min_chunk_lead", {})
 growth_kib = max(int(rss1), int(rss2)) - int(rss0)
+with open(path.rsplit("/", 1)[0] + "/raw.csv", "a") as raw:
+    raw.write("%s,%s,%d,%.3f,%.3f,%s,%s,%s\n" % (mode, codec, count, cpu_s, wall_s, rss0, rss1, rss2))
 print("| %s | %s | %d | %d | %d | %d | %s | %.1f%% | %.0f µs | %.1f KiB | %s |" % (
     mode, codec if mode == "streaming" else "-", count, scenario["handshakes"],
     scenario["chunks_judged"], scenario["chunks_late"],
@@ -135,11 +142,15 @@ PY
 
 echo "| mode | codec | clients | joined | chunks judged | late | min lead p50 | server CPU | CPU per client per s | RSS growth per session | server closes |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|"
-for count in $COUNTS; do
-    run_one idle - "$count"
-done
-for codec in $CODECS; do
+if [[ " $MODES " == *" idle "* ]]; then
     for count in $COUNTS; do
-        run_one streaming "$codec" "$count"
+        run_one idle - "$count"
     done
-done
+fi
+if [[ " $MODES " == *" streaming "* ]]; then
+    for codec in $CODECS; do
+        for count in $COUNTS; do
+            run_one streaming "$codec" "$count"
+        done
+    done
+fi

@@ -430,7 +430,7 @@ pub struct StressArgs {
     #[arg(long, allow_negative_numbers = true)]
     pub rate: Option<f64>,
 
-    /// Roles of the handshake storm's and fan-out's clients: mixed (every combination, drawn at random; fan-out then uses player alone) or a comma-separated list of player, controller, metadata, artwork.
+    /// Roles of the handshake storm's and fan-out's clients: mixed draws every combination at random (fan-out then uses player alone), or a comma-separated list of player, controller, metadata, artwork.
     #[arg(long, default_value = "mixed")]
     pub roles: String,
 

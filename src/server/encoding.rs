@@ -88,8 +88,8 @@ impl SharedEncoding {
         self.first_index + self.chunks.len() as u64
     }
 
-    /// Whether a player that starts with source chunk `seq` can take its
-    /// chunks from this encoding: nothing from `seq` on has been dropped.
+    /// Returns whether a player that starts with source chunk `seq` can take
+    /// its chunks from this encoding: nothing from `seq` on has been dropped.
     pub fn covers(&self, seq: u64) -> bool {
         let front_seq = self
             .chunks
@@ -134,8 +134,8 @@ impl SharedEncoding {
         self.chunks.get(offset)
     }
 
-    /// Whether the program is exhausted and a player at `index` has been
-    /// sent every chunk.
+    /// Returns whether the program is exhausted and a player at `index` has
+    /// been sent every chunk.
     pub fn is_drained(&self, index: u64, program: &Program) -> bool {
         index >= self.end_index() && self.next_seq >= program.next_seq() && self.flushed
     }

@@ -424,8 +424,8 @@ impl Group {
     /// Produces audio up to the lead and sends each player what fits; ends
     /// the program once its last chunk has been heard.
     // NOTE: encoding runs here, in the server core's one task, once per
-    // format in the group; sending to every player runs here too
-    // (docs/benchmarks.md has the player counts this allows).
+    // format in the group. Queueing every player's chunks runs here too,
+    // and docs/benchmarks.md has the player counts this allows.
     pub fn pump(&mut self, pacing: Pacing, now_us: i64, events: &EventSink) {
         let Some(program) = self.program.as_mut() else {
             return;

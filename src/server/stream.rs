@@ -26,7 +26,7 @@ struct InFlight {
     bytes: usize,
 }
 
-/// Where a player is in its encoding.
+/// A player's position in its encoding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Cursor {
     /// At the first chunk produced from this source chunk or later, which
@@ -183,8 +183,8 @@ impl PlayerStream {
     }
 }
 
-/// Whether a chunk of `bytes` may be sent: it `fits` the player's buffer
-/// capacity, or nothing is in flight. Warns once per stream when the
+/// Returns whether a chunk of `bytes` may be sent: it `fits` the player's
+/// buffer capacity, or nothing is in flight. Warns once per stream when the
 /// capacity is smaller than one chunk.
 fn has_room(
     warned_small_capacity: &mut bool,

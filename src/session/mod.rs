@@ -201,9 +201,10 @@ pub enum EventKind {
 
 /// A request to a session task.
 ///
-/// The session queue keeps its slots for the session's life, 32 at a time,
-/// so a slot holds at most a binary frame: a whole [`Message`] (288 bytes)
-/// is boxed. That keeps an idle session's queue near 1.5 KiB instead of 9.
+/// The session queue allocates its slots 32 at a time and keeps them for
+/// the session's life. A slot therefore contains at most a binary frame,
+/// and a whole [`Message`] (288 bytes) is boxed, which keeps a streaming
+/// session's queue near 1.5 KiB instead of 9 KiB.
 #[derive(Debug)]
 pub(crate) enum Command {
     /// A binary frame, such as an audio chunk, the bulk of what a server sends.

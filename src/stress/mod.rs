@@ -44,7 +44,7 @@ impl Scenario {
     /// Measurements, named with `--scenario` only: `all` leaves them out.
     pub const MEASUREMENTS: [Scenario; 1] = [Scenario::FanOut];
 
-    /// Every scenario that `--scenario` accepts by name.
+    /// Returns every scenario that `--scenario` accepts by name.
     pub fn named() -> impl Iterator<Item = Scenario> {
         Scenario::ALL.into_iter().chain(Scenario::MEASUREMENTS)
     }
