@@ -534,7 +534,10 @@ fn fan_out_reports_chunk_counts() {
         // Three players, 2 s, 20 ms chunks: 300 chunks in real time, and
         // the server sends ahead of that. Half of it allows for a slow
         // start on a loaded machine.
-        assert!(judged >= 150, "{codec}: {judged} chunks judged: {fan_out:#}");
+        assert!(
+            judged >= 150,
+            "{codec}: {judged} chunks judged: {fan_out:#}"
+        );
         assert!(received >= judged, "{codec}: {fan_out:#}");
         assert!(late <= judged, "{codec}: {fan_out:#}");
         let late_violations = fan_out["violations"]["audio_late"]["count"]
@@ -581,7 +584,12 @@ fn fan_out_of_controllers_judges_no_audio() {
 
 #[test]
 fn fan_out_against_player_is_rejected() {
-    let output = stress(&["--player", "ws://127.0.0.1:9/sendspin", "--scenario", "fan-out"]);
+    let output = stress(&[
+        "--player",
+        "ws://127.0.0.1:9/sendspin",
+        "--scenario",
+        "fan-out",
+    ]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("fan-out"), "{stderr}");

@@ -279,3 +279,103 @@ fn build_pipeline(
     .map_err(|err| format!("cannot encode {format}: {err}"))?;
     Ok((resampler, encoder))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audio::tone::ToneKind;
+    use crate::audio::Codec;
+    use crate::protocol::RepeatMode;
+    use crate::server::queue::{Queue, QueueEntry};
+
+    fn format(codec: Codec) -> AudioFormat {
+        AudioFormat {
+            codec,
+            sample_rate: 48_000,
+            channels: 2,
+            bit_depth: 16,
+        }
+    }
+
+    /// Returns a looping sine program starting at 0 µs with its first
+    /// second produced.
+    fn program() -> Program {
+        let mut queue = Queue::new(
+            vec![QueueEntry::Tone(ToneKind::Sine)],
+            RepeatMode::All,
+            false,
+        );
+        let mut program = Program::start(&mut queue, 0, 0).unwrap();
+        program.produce_until(&mut queue, 1_000_000);
+        program
+    }
+
+    #[test]
+    fn late_reader_matches_own_encoding() {
+        let program = program();
+        let mut shared =
+            SharedEncoding::new(format(Codec::Pcm), &program, 0, Default::default()).unwrap();
+        for index in 0..10 {
+            assert!(shared.chunk(index, &program).is_some());
+        }
+        // A player joining at source chunk 5 reads the shared chunks; a
+        // private encoding started there produces the same PCM.
+        let mut own =
+            SharedEncoding::new(format(Codec::Pcm), &program, 5, Default::default()).unwrap();
+        let shared_start = shared.index_from_seq(5, &program).unwrap();
+        let own_start = own.index_from_seq(5, &program).unwrap();
+        assert_eq!(own_start, 0);
+        for step in 0..5 {
+            let expected = own
+                .chunk(own_start + step, &program)
+                .map(|c| (c.timestamp_us, c.payload.clone()));
+            let got = shared
+                .chunk(shared_start + step, &program)
+                .map(|c| (c.timestamp_us, c.payload.clone()));
+            assert!(expected.is_some());
+            assert_eq!(got, expected, "chunk {step} after source chunk 5");
+        }
+    }
+
+    #[test]
+    fn heard_chunks_are_dropped() {
+        let mut program = program();
+        let mut shared =
+            SharedEncoding::new(format(Codec::Pcm), &program, 0, Default::default()).unwrap();
+        for index in 0..10 {
+            assert!(shared.chunk(index, &program).is_some());
+        }
+        let fourth_end = shared.chunk(3, &program).unwrap().end_us;
+        program.discard_heard(fourth_end);
+        shared.discard_heard(&program);
+
+        assert_eq!(shared.first_index(), 4);
+        assert_eq!(shared.end_index(), 10);
+        assert!(shared.chunk(3, &program).is_none());
+        assert!(!shared.covers(3));
+        assert!(shared.covers(4));
+        assert!(shared.covers(20));
+    }
+
+    #[test]
+    fn flac_chunks_continue_timeline() {
+        let program = program();
+        let mut shared =
+            SharedEncoding::new(format(Codec::Flac), &program, 0, Default::default()).unwrap();
+        assert!(shared
+            .codec_header()
+            .is_some_and(|h| h.starts_with(b"fLaC")));
+        let mut previous_end = None;
+        for index in 0..20 {
+            let chunk = shared.chunk(index, &program).unwrap();
+            assert!(!chunk.payload.is_empty());
+            if let Some(end) = previous_end {
+                assert_eq!(
+                    chunk.timestamp_us, end,
+                    "chunk {index} leaves a gap or overlaps"
+                );
+            }
+            previous_end = Some(chunk.end_us);
+        }
+    }
+}

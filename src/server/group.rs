@@ -567,8 +567,12 @@ impl Group {
                 pacing.encoder,
             ) {
                 Ok(encoding_id) => {
-                    let fresh =
-                        PlayerStream::new(encoding_id, &self.encodings[&encoding_id], capacity, seq);
+                    let fresh = PlayerStream::new(
+                        encoding_id,
+                        &self.encodings[&encoding_id],
+                        capacity,
+                        seq,
+                    );
                     let chunks_sent = stream.chunks_sent;
                     *stream = fresh;
                     stream.chunks_sent = chunks_sent;

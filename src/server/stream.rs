@@ -52,7 +52,12 @@ pub struct PlayerStream {
 impl PlayerStream {
     /// Creates a stream that reads `encoding` (id `encoding_id`) from the
     /// first chunk produced from source chunk `seq` or later.
-    pub fn new(encoding_id: u64, encoding: &SharedEncoding, capacity: u64, seq: u64) -> PlayerStream {
+    pub fn new(
+        encoding_id: u64,
+        encoding: &SharedEncoding,
+        capacity: u64,
+        seq: u64,
+    ) -> PlayerStream {
         PlayerStream {
             format: encoding.format,
             encoding: encoding_id,

@@ -609,7 +609,10 @@ impl Checker {
             self.chunks_late += 1;
             findings.push((
                 ViolationKind::AudioLate,
-                format!("chunk at {timestamp_us} µs arrived {} µs after its play time", -lead_us),
+                format!(
+                    "chunk at {timestamp_us} µs arrived {} µs after its play time",
+                    -lead_us
+                ),
             ));
         }
     }

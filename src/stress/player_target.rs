@@ -55,9 +55,9 @@ pub async fn run(ctx: Arc<Context>) {
         Scenario::ConcurrentControl => command_burst(ctx).await,
         // The command line rejects fan-out against a player, so only a
         // library caller gets here.
-        Scenario::FanOut => ctx.note(
-            "fan-out measures a server; it did not run against the player".into(),
-        ),
+        Scenario::FanOut => {
+            ctx.note("fan-out measures a server; it did not run against the player".into())
+        }
     }
 }
 

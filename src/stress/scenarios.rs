@@ -1204,7 +1204,9 @@ async fn fan_out_listen(
                 Err(ending) => {
                     probe.violation(
                         ViolationKind::NeighbourDisturbed,
-                        format!("the server ended a fan-out player during the measurement: {ending:?}"),
+                        format!(
+                            "the server ended a fan-out player during the measurement: {ending:?}"
+                        ),
                     );
                     break;
                 }
