@@ -537,7 +537,7 @@ pub struct StressArgs {
     #[arg(long, allow_negative_numbers = true)]
     pub rate: Option<f64>,
 
-    /// Roles of the handshake storm's clients: mixed (every combination, drawn at random) or a comma-separated list of player, controller, metadata, artwork.
+    /// Roles of the handshake storm's and fan-out's clients: mixed draws every combination at random (fan-out then uses player alone), or a comma-separated list of player, controller, metadata, artwork.
     #[arg(long, default_value = "mixed")]
     pub roles: String,
 
@@ -577,12 +577,14 @@ pub struct StressArgs {
 /// Returns the scenario list for `stress --help`.
 fn scenario_help() -> String {
     let mut help = String::from("Scenarios against a server:\n");
-    push_scenarios(&mut help, resonate::stress::Scenario::describe);
+    let named: Vec<_> = resonate::stress::Scenario::named().collect();
+    push_scenarios(&mut help, &named, resonate::stress::Scenario::describe);
     help.push_str(
         "\nThe same scenarios against a player (--player), where stress acts as servers:\n",
     );
     push_scenarios(
         &mut help,
+        &resonate::stress::Scenario::ALL,
         resonate::stress::Scenario::describe_against_player,
     );
     help.push_str("\nExit status: 0 when no violation was found, 1 when some were, 2 for bad arguments or a target that cannot be reached.");
@@ -591,10 +593,14 @@ fn scenario_help() -> String {
 
 /// Appends one line per scenario to `help`, each description wrapped under
 /// itself so the names stay readable in a column of their own.
-fn push_scenarios(help: &mut String, describe: fn(resonate::stress::Scenario) -> &'static str) {
+fn push_scenarios(
+    help: &mut String,
+    scenarios: &[resonate::stress::Scenario],
+    describe: fn(resonate::stress::Scenario) -> &'static str,
+) {
     const NAME_WIDTH: usize = 22;
     const LINE_WIDTH: usize = 78;
-    for scenario in resonate::stress::Scenario::ALL {
+    for &scenario in scenarios {
         let mut line = format!("  {:<20}", scenario.as_str());
         for word in describe(scenario).split(' ') {
             if line.len() + 1 + word.len() > LINE_WIDTH

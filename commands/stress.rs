@@ -23,6 +23,9 @@ const TONE_SECONDS: f64 = 10.0;
 
 pub fn run(args: StressArgs) -> Result<(), Failure> {
     let scenarios = parse_scenarios(&args.scenarios).map_err(Failure::usage)?;
+    if args.player.is_some() && scenarios.contains(&Scenario::FanOut) {
+        return Err(Failure::usage(anyhow!("--scenario fan-out measures a server and cannot run against --player; use --server URL")));
+    }
     let duration = seconds("--duration", args.duration, 0.1, 3_600.0)?;
     let bound = seconds("--bound", args.bound, 0.1, 600.0)?;
     if let Some(rate) = args.rate {

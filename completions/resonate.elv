@@ -199,7 +199,7 @@ set edit:completion:arg-completer[resonate] = {|@words|
             cand --duration 'How long each scenario starts new work, in seconds, 0.1 to 3600 (fractions allowed); rounds already started finish, so some scenarios run longer'
             cand --clients 'Concurrent virtual clients per scenario'
             cand --rate 'New sessions per second in the handshake storm [default: as fast as possible]'
-            cand --roles 'Roles of the handshake storm''s clients: mixed (every combination, drawn at random) or a comma-separated list of player, controller, metadata, artwork'
+            cand --roles 'Roles of the handshake storm''s and fan-out''s clients: mixed draws every combination at random (fan-out then uses player alone), or a comma-separated list of player, controller, metadata, artwork'
             cand --seed 'Seed of the random schedules; the same seed repeats the same run [default: from the clock]'
             cand --bound 'Seconds the target has for what a check waits for, 0.1 to 600: replying to a hello, closing a session, dropping a slow consumer, starting audio'
             cand --dialect 'Wire dialect of the virtual clients: sendspin-v1, sendspin (Sendspin 1.0: each client runs the Noise handshake unpaired, so a server must admit unpaired clients, as serve --allow-unpaired does), or resonate for legacy Resonate servers such as aioresonate 0.13 (default path /resonate)'

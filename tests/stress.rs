@@ -502,3 +502,135 @@ fn faulty_player_violations_exit_1() {
     let control = &scenarios[1]["violations"];
     assert!(control.get("inconsistent_state").is_some(), "{control:#}");
 }
+
+/// A `resonate serve` in its own process, playing a looping sine tone,
+/// ended when dropped.
+struct ServeProcess {
+    child: std::process::Child,
+    url: String,
+}
+
+impl ServeProcess {
+    fn start(extra: &[&str]) -> ServeProcess {
+        use std::io::BufRead;
+
+        let mut child = Command::new(env!("CARGO_BIN_EXE_resonate"))
+            .args(["serve", "--tone", "sine", "--loop", "--no-mdns", "--json"])
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start resonate serve");
+        let stdout = child.stdout.take().unwrap();
+        let url = std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|line| serde_json::from_str::<Value>(&line).ok())
+            .find(|event| event["event"] == "listening")
+            .and_then(|event| event["url"].as_str().map(str::to_string))
+            .expect("serve --json printed no listening event");
+        ServeProcess { child, url }
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the fan-out scenario once at a tiny size against a serve process,
+/// for each codec, and checks that its counts add up.
+#[test]
+fn fan_out_reports_chunk_counts() {
+    for codec in ["pcm", "flac", "opus"] {
+        let server = ServeProcess::start(&["--codec", codec]);
+        let output = stress(&[
+            "--server",
+            &server.url,
+            "--scenario",
+            "fan-out",
+            "--duration",
+            "2",
+            "--clients",
+            "3",
+            "--seed",
+            "4",
+            "--json",
+        ]);
+        let report = report_of(&output);
+        let scenarios = report["scenarios"].as_array().unwrap();
+        assert_eq!(scenarios.len(), 1, "{report:#}");
+        let fan_out = &scenarios[0];
+        assert_eq!(fan_out["scenario"], "fan-out");
+        assert_eq!(fan_out["handshakes"], 3, "{codec}: {fan_out:#}");
+        assert_eq!(fan_out["sessions_closed"], 3, "{codec}: {fan_out:#}");
+        let judged = fan_out["chunks_judged"].as_u64().unwrap();
+        let late = fan_out["chunks_late"].as_u64().unwrap();
+        let received = fan_out["audio_chunks"].as_u64().unwrap();
+        // Three players, 2 s, 20 ms chunks: 300 chunks in real time, and
+        // the server sends ahead of that. Half of it allows for a slow
+        // start on a loaded machine.
+        assert!(
+            judged >= 150,
+            "{codec}: {judged} chunks judged: {fan_out:#}"
+        );
+        assert!(received >= judged, "{codec}: {fan_out:#}");
+        assert!(late <= judged, "{codec}: {fan_out:#}");
+        let late_violations = fan_out["violations"]["audio_late"]["count"]
+            .as_u64()
+            .unwrap_or(0);
+        assert_eq!(late_violations, late, "{codec}: {fan_out:#}");
+        let lead = &fan_out["latency"]["min_chunk_lead"];
+        if late == 0 {
+            assert_eq!(lead["count"], 3, "{codec}: {fan_out:#}");
+        }
+    }
+}
+
+/// Fan-out with controller-only clients keeps idle sessions open and
+/// judges no audio.
+#[test]
+fn fan_out_of_controllers_judges_no_audio() {
+    let server = ServeProcess::start(&[]);
+    let output = stress(&[
+        "--server",
+        &server.url,
+        "--scenario",
+        "fan-out",
+        "--roles",
+        "controller",
+        "--duration",
+        "1",
+        "--clients",
+        "3",
+        "--json",
+    ]);
+    let report = report_of(&output);
+    let fan_out = &report["scenarios"][0];
+    assert_eq!(fan_out["handshakes"], 3, "{fan_out:#}");
+    assert_eq!(fan_out["chunks_judged"], 0, "{fan_out:#}");
+    assert_eq!(fan_out["audio_chunks"], 0, "{fan_out:#}");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn fan_out_against_player_is_rejected() {
+    let output = stress(&[
+        "--player",
+        "ws://127.0.0.1:9/sendspin",
+        "--scenario",
+        "fan-out",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("fan-out"), "{stderr}");
+}

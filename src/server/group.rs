@@ -11,6 +11,7 @@ use crate::protocol::{
 use crate::session::SessionHandle;
 
 use super::encode::EncoderSettings;
+use super::encoding::SharedEncoding;
 use super::program::{Program, TrackSpan};
 use super::queue::Queue;
 use super::stream::PlayerStream;
@@ -53,6 +54,10 @@ pub struct Group {
     paused_duration_ms: Option<u64>,
     program: Option<Program>,
     streams: HashMap<String, PlayerStream>,
+    /// Encodings of the program by id, one for each format players stream
+    /// in (sometimes more, see [`encoding_for`]).
+    encodings: HashMap<u64, SharedEncoding>,
+    next_encoding_id: u64,
     /// The span last reported by [`take_track_change`](Self::take_track_change).
     announced: Option<(u64, u64)>,
     /// Counts programs, so a new program's first span is a change.
@@ -85,6 +90,8 @@ impl Group {
             paused_duration_ms: None,
             program: None,
             streams: HashMap::new(),
+            encodings: HashMap::new(),
+            next_encoding_id: 0,
             announced: None,
             programs: 0,
         }
@@ -271,6 +278,7 @@ impl Group {
         self.resume_ms = 0;
         self.programs += 1;
         self.program = Some(program);
+        self.encodings.clear();
         events.emit(ServerEvent::ProgramStarted {
             group_id: self.id.clone(),
             start_us,
@@ -316,14 +324,24 @@ impl Group {
         };
         // Chunks from `from_us` on must exist before the stream can pick one.
         program.produce_until(&mut self.queue, from_us + 1);
-        let stream = match PlayerStream::new(format, capacity, program, from_us, encoder) {
-            Ok(stream) => stream,
+        let seq = program.first_seq_from(from_us);
+        let encoding_id = match encoding_for(
+            &mut self.encodings,
+            &mut self.next_encoding_id,
+            program,
+            format,
+            seq,
+            encoder,
+        ) {
+            Ok(id) => id,
             Err(err) => {
                 tracing::error!(client_id, cause = %err, "cannot stream to player");
                 return;
             }
         };
-        let start = stream_start(&stream);
+        let encoding = &self.encodings[&encoding_id];
+        let stream = PlayerStream::new(encoding_id, encoding, capacity, seq);
+        let start = stream_start(encoding);
         if member
             .handle
             .send_message(Message::StreamStart(start))
@@ -363,14 +381,36 @@ impl Group {
             member.player = Some((format, capacity));
             return;
         };
-        if let Err(err) = stream.switch_format(format, program, now_us + pacing.join_margin_us) {
-            tracing::error!(client_id, from = %current, to = %format, cause = %err, "cannot change the stream format; keeping the current one");
-            return;
+        // When the decoded audio keeps its rate, channels and bit depth, the
+        // first source chunk not yet sent is the first in the new format.
+        // Otherwise the new format starts as for a late joiner.
+        let keeps_output = (format.sample_rate, format.channels, format.bit_depth)
+            == (current.sample_rate, current.channels, current.bit_depth);
+        let seq = match self.encodings.get(&stream.encoding) {
+            Some(encoding) if keeps_output => stream.next_source_seq(encoding),
+            _ => program.first_seq_from(now_us + pacing.join_margin_us),
         }
+        .max(program.first_kept_seq());
+        let encoding_id = match encoding_for(
+            &mut self.encodings,
+            &mut self.next_encoding_id,
+            program,
+            format,
+            seq,
+            pacing.encoder,
+        ) {
+            Ok(id) => id,
+            Err(err) => {
+                tracing::error!(client_id, from = %current, to = %format, cause = %err, "cannot change the stream format; keeping the current one");
+                return;
+            }
+        };
+        let encoding = &self.encodings[&encoding_id];
+        stream.switch_to(encoding_id, encoding, seq, keeps_output);
         member.player = Some((format, capacity));
         if member
             .handle
-            .send_message(Message::StreamStart(stream_start(stream)))
+            .send_message(Message::StreamStart(stream_start(encoding)))
             .is_ok()
         {
             tracing::info!(client_id, from = %current, to = %format, "stream format changed");
@@ -383,9 +423,9 @@ impl Group {
 
     /// Produces audio up to the lead and sends each player what fits; ends
     /// the program once its last chunk has been heard.
-    // NOTE: every player's resampling and encoding runs here, in the
-    // server core's one task, so encoding uses one core however many the
-    // machine has (docs/benchmarks.md has the player counts this allows).
+    // NOTE: encoding runs here, in the server core's one task, once per
+    // format in the group. Queueing every player's chunks runs here too,
+    // and docs/benchmarks.md has the player counts this allows.
     pub fn pump(&mut self, pacing: Pacing, now_us: i64, events: &EventSink) {
         let Some(program) = self.program.as_mut() else {
             return;
@@ -396,14 +436,28 @@ impl Group {
             let Some(stream) = self.streams.get_mut(&member.client_id) else {
                 continue;
             };
+            let Some(encoding) = self.encodings.get_mut(&stream.encoding) else {
+                continue;
+            };
             // A failed send has already closed the session as a slow
             // consumer; its Closed event removes the member.
-            let _ = stream.pump(program, &member.handle, now_us, horizon_us);
+            let _ = stream.pump(program, encoding, &member.handle, now_us, horizon_us);
         }
         program.discard_heard(now_us);
+        let streams = &self.streams;
+        self.encodings
+            .retain(|id, _| streams.values().any(|stream| stream.encoding == *id));
+        for encoding in self.encodings.values_mut() {
+            encoding.discard_heard(program);
+        }
+        let encodings = &self.encodings;
         let finished = program.is_exhausted()
             && program.produced_until_us() <= now_us
-            && self.streams.values().all(|s| s.is_drained(program));
+            && self.streams.values().all(|s| {
+                encodings
+                    .get(&s.encoding)
+                    .is_none_or(|encoding| s.is_drained(encoding, program))
+            });
         if finished {
             // The queue ended: the next play starts it from the beginning.
             self.end_program(events);
@@ -494,7 +548,9 @@ impl Group {
         };
         self.programs += 1;
         let program = self.program.insert(program);
+        self.encodings.clear();
         program.produce_until(&mut self.queue, start_us + 1);
+        let seq = program.first_seq_from(start_us);
         for member in &self.members {
             let Some(stream) = self.streams.get_mut(&member.client_id) else {
                 continue;
@@ -502,8 +558,21 @@ impl Group {
             let Some((format, capacity)) = member.player else {
                 continue;
             };
-            match PlayerStream::new(format, capacity, program, start_us, pacing.encoder) {
-                Ok(fresh) => {
+            match encoding_for(
+                &mut self.encodings,
+                &mut self.next_encoding_id,
+                program,
+                format,
+                seq,
+                pacing.encoder,
+            ) {
+                Ok(encoding_id) => {
+                    let fresh = PlayerStream::new(
+                        encoding_id,
+                        &self.encodings[&encoding_id],
+                        capacity,
+                        seq,
+                    );
                     let chunks_sent = stream.chunks_sent;
                     *stream = fresh;
                     stream.chunks_sent = chunks_sent;
@@ -525,6 +594,7 @@ impl Group {
         if self.program.take().is_none() {
             return;
         }
+        self.encodings.clear();
         for member in &self.members {
             if let Some(stream) = self.streams.remove(&member.client_id) {
                 let _ = member
@@ -545,11 +615,38 @@ impl Group {
     }
 }
 
-/// Builds the `stream/start` that announces `stream`'s format and codec
+/// Returns the id of an encoding of `format` that a player starting with
+/// source chunk `seq` can read, creating one when none can. An encoding
+/// that has already dropped chunks from `seq` on cannot serve such a
+/// player, so a group may then have two encodings of one format.
+fn encoding_for(
+    encodings: &mut HashMap<u64, SharedEncoding>,
+    next_id: &mut u64,
+    program: &Program,
+    format: AudioFormat,
+    seq: u64,
+    settings: EncoderSettings,
+) -> Result<u64, String> {
+    let shared = encodings
+        .iter()
+        .filter(|(_, encoding)| encoding.format == format && encoding.covers(seq))
+        .map(|(id, _)| *id)
+        .min();
+    if let Some(id) = shared {
+        return Ok(id);
+    }
+    let encoding = SharedEncoding::new(format, program, seq, settings)?;
+    let id = *next_id;
+    *next_id += 1;
+    encodings.insert(id, encoding);
+    Ok(id)
+}
+
+/// Builds the `stream/start` that announces `encoding`'s format and codec
 /// header.
-fn stream_start(stream: &PlayerStream) -> StreamStart {
-    let format = stream.format;
-    let codec_header = stream
+fn stream_start(encoding: &SharedEncoding) -> StreamStart {
+    let format = encoding.format;
+    let codec_header = encoding
         .codec_header()
         .map(|header| base64::engine::general_purpose::STANDARD.encode(header));
     StreamStart {

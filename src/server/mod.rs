@@ -9,6 +9,7 @@ pub mod artwork;
 mod core;
 pub mod dial;
 mod encode;
+mod encoding;
 pub mod encrypted;
 mod group;
 pub mod metadata;

@@ -200,9 +200,34 @@ pub enum EventKind {
 }
 
 /// A request to a session task.
+///
+/// The session queue allocates its slots 32 at a time and keeps them for
+/// the session's life. A slot therefore contains at most a binary frame,
+/// and a whole [`Message`] (288 bytes) is boxed, which keeps a streaming
+/// session's queue near 1.5 KiB instead of 9 KiB.
 #[derive(Debug)]
 pub(crate) enum Command {
-    Send(Outgoing),
+    /// A binary frame, such as an audio chunk, the bulk of what a server sends.
+    SendBinary(crate::protocol::BinaryFrame),
+    /// A message.
+    Send(Box<Message>),
+}
+
+impl Command {
+    fn wrap(outgoing: Outgoing) -> Command {
+        match outgoing {
+            Outgoing::Binary(frame) => Command::SendBinary(frame),
+            Outgoing::Message(message) => Command::Send(Box::new(message)),
+        }
+    }
+
+    /// Returns the item to send.
+    pub(crate) fn into_outgoing(self) -> Outgoing {
+        match self {
+            Command::SendBinary(frame) => Outgoing::Binary(frame),
+            Command::Send(message) => Outgoing::Message(*message),
+        }
+    }
 }
 
 /// The reason a message could not be queued for a session.
@@ -241,7 +266,7 @@ impl SessionHandle {
     /// reading: the session is closed as a slow consumer.
     pub fn send(&self, outgoing: Outgoing) -> Result<(), SendError> {
         let cost = queued_cost(&outgoing);
-        match self.commands.try_send(Command::Send(outgoing)) {
+        match self.commands.try_send(Command::wrap(outgoing)) {
             Ok(()) => {
                 self.queued_bytes.fetch_add(cost, Ordering::Relaxed);
                 Ok(())

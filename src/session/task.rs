@@ -177,7 +177,7 @@ where
             };
             let step = match wakeup {
                 Wakeup::CloseRequested(cause) => Err(cause),
-                Wakeup::Command(Some(Command::Send(outgoing))) => self.write_batch(outgoing).await,
+                Wakeup::Command(Some(command)) => self.write_batch(command.into_outgoing()).await,
                 Wakeup::Command(None) => Err(CloseCause::Shutdown),
                 Wakeup::Frame(frame) => self.on_frame(frame).await,
                 Wakeup::HandshakeDeadline => Err(CloseCause::HandshakeTimeout),
@@ -297,8 +297,8 @@ where
             result?;
             fed += 1;
             if fed < WRITE_BATCH {
-                if let Ok(Command::Send(more)) = self.commands.try_recv() {
-                    next = Some(more);
+                if let Ok(more) = self.commands.try_recv() {
+                    next = Some(more.into_outgoing());
                 }
             }
         }

@@ -66,6 +66,9 @@ pub enum ViolationKind {
     AudioOverlap,
     /// A joiner's first audio chunk stamped for a time already past.
     LateChunk,
+    /// An audio chunk that arrived after its play time, on the server clock
+    /// as the client's own time exchange measured it (fan-out).
+    AudioLate,
     /// No audio within the bound after a player joined a playing group.
     NoAudio,
     /// A session the server should have closed that stayed open.
@@ -111,6 +114,7 @@ impl ViolationKind {
             ViolationKind::AudioGap => "audio_gap",
             ViolationKind::AudioOverlap => "audio_overlap",
             ViolationKind::LateChunk => "late_chunk",
+            ViolationKind::AudioLate => "audio_late",
             ViolationKind::NoAudio => "no_audio",
             ViolationKind::NotClosed => "not_closed",
             ViolationKind::UncleanClose => "unclean_close",
@@ -300,6 +304,16 @@ pub struct Checker {
     pub check_continuity: bool,
     /// Check that the first chunk of each stream is not already late.
     pub check_first_chunk_future: bool,
+    /// Check that every chunk arrives before its play time, once the clock
+    /// offset is known.
+    pub check_arrival: bool,
+    /// Chunks judged against their play time by `check_arrival`.
+    pub chunks_judged: u64,
+    /// Chunks that arrived after their play time.
+    pub chunks_late: u64,
+    /// Smallest time from arrival to play time of a judged chunk, in
+    /// microseconds; negative when a chunk was late.
+    pub min_lead_us: Option<i64>,
 }
 
 /// A finding of the checker, before it is attributed to a session.
@@ -318,6 +332,10 @@ impl Checker {
             first_chunk_us: None,
             check_continuity: false,
             check_first_chunk_future: false,
+            check_arrival: false,
+            chunks_judged: 0,
+            chunks_late: 0,
+            min_lead_us: None,
         }
     }
 
@@ -373,6 +391,9 @@ impl Checker {
                 }
                 if frame.kind == BinaryKind::Audio {
                     self.observe_audio(&frame, findings);
+                    if self.check_arrival {
+                        self.judge_arrival(frame.timestamp_us, received_us, findings);
+                    }
                     Seen::Audio
                 } else {
                     Seen::OtherBinary
@@ -580,6 +601,28 @@ impl Checker {
             frame.timestamp_us + frames * 1_000_000 / i64::from(track.sample_rate)
         });
         self.judge_first_chunk(findings);
+    }
+
+    /// Compares a chunk's play time with its local arrival time on the
+    /// server clock. Chunks that arrive before the clock offset is known
+    /// are not judged.
+    fn judge_arrival(&mut self, timestamp_us: i64, received_us: i64, findings: &mut Vec<Finding>) {
+        let Some(offset) = self.offset_us() else {
+            return;
+        };
+        let lead_us = timestamp_us - (received_us + offset);
+        self.chunks_judged += 1;
+        self.min_lead_us = Some(self.min_lead_us.map_or(lead_us, |min| min.min(lead_us)));
+        if lead_us < 0 {
+            self.chunks_late += 1;
+            findings.push((
+                ViolationKind::AudioLate,
+                format!(
+                    "chunk at {timestamp_us} µs arrived {} µs after its play time",
+                    -lead_us
+                ),
+            ));
+        }
     }
 
     /// Checks the first chunk of a stream once the clock offset is known.
@@ -804,5 +847,43 @@ mod tests {
             &mut findings,
         );
         assert_eq!(kinds(&findings), [ViolationKind::LateChunk]);
+    }
+
+    #[test]
+    fn late_arrival_is_found() {
+        let mut checker = Checker::new(vec!["player@v1".into()]);
+        checker.check_arrival = true;
+        let mut findings = Vec::new();
+        checker.observe(Incoming::Message(hello()), 0, &mut findings);
+        checker.observe(Incoming::Message(start()), 0, &mut findings);
+        // Read before the clock offset is known: not judged.
+        checker.observe(audio(10, 960), 1_000, &mut findings);
+        assert_eq!(checker.chunks_judged, 0);
+
+        // The server clock is 5,000 µs ahead of the local clock.
+        checker.sent_time(2_000);
+        let reply = ServerTime {
+            client_transmitted: 2_000,
+            server_received: 7_050,
+            server_transmitted: 7_050,
+        };
+        checker.observe(
+            Incoming::Message(Message::ServerTime(reply)),
+            2_100,
+            &mut findings,
+        );
+        assert_eq!(checker.offset_us(), Some(5_000));
+
+        // Due at server time 100,000, read at local 90,000 (server 95,000).
+        checker.observe(audio(100_000, 960), 90_000, &mut findings);
+        assert!(findings.is_empty(), "{findings:?}");
+        assert_eq!(checker.min_lead_us, Some(5_000));
+
+        // Due at server time 120,000, read at local 116,000 (server 121,000).
+        checker.observe(audio(120_000, 960), 116_000, &mut findings);
+        assert_eq!(kinds(&findings), [ViolationKind::AudioLate]);
+        assert_eq!(checker.chunks_judged, 2);
+        assert_eq!(checker.chunks_late, 1);
+        assert_eq!(checker.min_lead_us, Some(-1_000));
     }
 }

@@ -39,9 +39,19 @@ pub enum Scenario {
     TimeFlood,
     ConcurrentControl,
     NoiseAbuse,
+    FanOut,
 }
 
 impl Scenario {
+    /// Measurements, named with `--scenario` only: `all` leaves them out.
+    pub const MEASUREMENTS: [Scenario; 1] = [Scenario::FanOut];
+
+    /// Returns every scenario that `--scenario` accepts by name.
+    pub fn named() -> impl Iterator<Item = Scenario> {
+        Scenario::ALL.into_iter().chain(Scenario::MEASUREMENTS)
+    }
+
+    /// The checks that `all` runs.
     pub const ALL: [Scenario; 9] = [
         Scenario::HandshakeStorm,
         Scenario::Churn,
@@ -65,6 +75,7 @@ impl Scenario {
             Scenario::TimeFlood => "time-flood",
             Scenario::ConcurrentControl => "concurrent-control",
             Scenario::NoiseAbuse => "noise-abuse",
+            Scenario::FanOut => "fan-out",
         }
     }
 
@@ -97,6 +108,9 @@ impl Scenario {
             }
             Scenario::NoiseAbuse => {
                 "Sendspin 1.0 only: a wrong suite, a malformed client_id, truncated and forged Noise messages, cleartext after the handshake and an orphan fragment; the server answers none of them, closes each connection, and still serves clean clients"
+            }
+            Scenario::FanOut => {
+                "--clients players join one group and only read audio for --duration seconds after the last joined; every chunk must arrive before its play time (not part of all)"
             }
         }
     }
@@ -133,6 +147,9 @@ impl Scenario {
                 "a server sends bursts of volume and mute commands without waiting; the player's reported state settles on the last of each"
             }
             Scenario::NoiseAbuse => "not run against players: it needs a Sendspin 1.0 server",
+            Scenario::FanOut => {
+                "not available against a player"
+            }
         }
     }
 }
@@ -147,11 +164,10 @@ impl FromStr for Scenario {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Scenario::ALL
-            .into_iter()
+        Scenario::named()
             .find(|s| s.as_str() == text)
             .ok_or_else(|| {
-                let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.as_str()).collect();
+                let names: Vec<&str> = Scenario::named().map(|s| s.as_str()).collect();
                 format!(
                     "unknown scenario {text:?}: expected `all` or one of {}",
                     names.join(", ")
@@ -311,6 +327,8 @@ pub async fn run(
             handshakes_per_second: handshakes as f64 / elapsed.as_secs_f64().max(1e-9),
             audio_chunks: Counters::get(&counters.audio_chunks),
             time_replies: Counters::get(&counters.time_replies),
+            chunks_judged: Counters::get(&counters.chunks_judged),
+            chunks_late: Counters::get(&counters.chunks_late),
             latency: ctx.latencies.summaries(),
             violations: violations.snapshot(),
             server,

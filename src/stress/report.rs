@@ -27,6 +27,10 @@ pub struct Counters {
     pub audio_chunks: AtomicU64,
     /// `server/time` replies received.
     pub time_replies: AtomicU64,
+    /// Audio chunks judged against their play time (fan-out).
+    pub chunks_judged: AtomicU64,
+    /// Audio chunks that arrived after their play time (fan-out).
+    pub chunks_late: AtomicU64,
 }
 
 impl Counters {
@@ -52,15 +56,19 @@ pub enum Measure {
     TimeRtt,
     /// `client/hello` sent to the first audio chunk received.
     FirstAudio,
+    /// Smallest time from arrival to play time over one player's chunks,
+    /// one sample per player that got no late chunk (fan-out).
+    MinChunkLead,
 }
 
 impl Measure {
-    const ALL: [Measure; 5] = [
+    const ALL: [Measure; 6] = [
         Measure::Connect,
         Measure::Handshake,
         Measure::FirstTimeRtt,
         Measure::TimeRtt,
         Measure::FirstAudio,
+        Measure::MinChunkLead,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -70,6 +78,7 @@ impl Measure {
             Measure::FirstTimeRtt => "first_time_rtt",
             Measure::TimeRtt => "time_rtt",
             Measure::FirstAudio => "first_audio",
+            Measure::MinChunkLead => "min_chunk_lead",
         }
     }
 }
@@ -149,6 +158,10 @@ pub struct ScenarioReport {
     pub handshakes_per_second: f64,
     pub audio_chunks: u64,
     pub time_replies: u64,
+    /// Audio chunks judged against their play time, and those of them
+    /// that arrived late (fan-out only).
+    pub chunks_judged: u64,
+    pub chunks_late: u64,
     pub latency: BTreeMap<&'static str, LatencySummary>,
     pub violations: BTreeMap<ViolationKind, ViolationGroup>,
     /// The server's counters after the scenario, when the target is an
@@ -225,6 +238,13 @@ fn render_scenario(out: &mut String, s: &ScenarioReport) {
             out,
             "  {} audio chunks, {} time replies",
             s.audio_chunks, s.time_replies
+        );
+    }
+    if s.chunks_judged > 0 {
+        let _ = writeln!(
+            out,
+            "  {} chunks judged against their play time, {} arrived late",
+            s.chunks_judged, s.chunks_late
         );
     }
     if !s.latency.is_empty() {

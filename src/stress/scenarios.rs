@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio::sync::Barrier;
+use tokio::sync::{watch, Barrier, Notify, Semaphore};
 use tokio::task::JoinSet;
 
 use super::check::{Seen, ViolationKind, Violations};
@@ -377,6 +377,7 @@ pub async fn run(ctx: Arc<Context>) {
         Scenario::TimeFlood => time_flood(ctx).await,
         Scenario::ConcurrentControl => concurrent_control(ctx).await,
         Scenario::NoiseAbuse => super::noise_abuse::run(ctx).await,
+        Scenario::FanOut => fan_out(ctx).await,
     }
 }
 
@@ -1084,4 +1085,140 @@ fn judge_control(
             None,
         );
     }
+}
+
+/// Fan-out players that join at once during the ramp, well under a
+/// server's default limit of 128 WebSocket handshakes in progress.
+const FAN_OUT_JOINS_AT_ONCE: usize = 32;
+
+/// `client/time` exchanges each fan-out player makes before it judges
+/// chunks. The offset of the exchange with the smallest round trip counts.
+const FAN_OUT_TIME_EXCHANGES: usize = 4;
+
+/// Measures how many players the server feeds in real time: `clients`
+/// players join one group, then all of them read audio for `duration` and
+/// judge every chunk against its play time on the server clock. With
+/// `--roles` (such as `controller`), the clients join with those roles
+/// instead, which measures idle sessions when none is a player.
+async fn fan_out(ctx: Arc<Context>) {
+    let ramp_started = Instant::now();
+    let joins = Arc::new(Semaphore::new(FAN_OUT_JOINS_AT_ONCE));
+    let ramped = Arc::new(AtomicU64::new(0));
+    let ramp_step = Arc::new(Notify::new());
+    let (end_tx, end_rx) = watch::channel::<Option<tokio::time::Instant>>(None);
+    let mut players = JoinSet::new();
+    for n in 0..ctx.clients as u64 {
+        let ctx = ctx.clone();
+        let joins = joins.clone();
+        let ramped = ramped.clone();
+        let ramp_step = ramp_step.clone();
+        let end_rx = end_rx.clone();
+        players.spawn(async move {
+            let joined = fan_out_join(&ctx, &joins, n).await;
+            ramped.fetch_add(1, Ordering::Relaxed);
+            ramp_step.notify_one();
+            if let Some((mut probe, joined_at)) = joined {
+                fan_out_listen(&ctx, &mut probe, joined_at, end_rx).await;
+            }
+        });
+    }
+
+    // The measurement starts once every player has joined or failed to.
+    let ramp_limit = ctx.bound * 2 + Duration::from_millis(20) * ctx.clients as u32;
+    let ramp_deadline = tokio::time::Instant::now() + ramp_limit;
+    while ramped.load(Ordering::Relaxed) < ctx.clients as u64 {
+        if tokio::time::timeout_at(ramp_deadline, ramp_step.notified())
+            .await
+            .is_err()
+        {
+            ctx.note(format!(
+                "{} of {} clients had not joined after {ramp_limit:?}; measuring the others",
+                ctx.clients as u64 - ramped.load(Ordering::Relaxed),
+                ctx.clients
+            ));
+            break;
+        }
+    }
+    let handshakes = Counters::get(&ctx.counters.handshakes);
+    ctx.note(format!(
+        "{handshakes} clients joined in {:.1} s; the measurement ran {:.1} s after that",
+        ramp_started.elapsed().as_secs_f64(),
+        ctx.duration.as_secs_f64()
+    ));
+    let _ = end_tx.send(Some(tokio::time::Instant::now() + ctx.duration));
+    players.join_all().await;
+    let judged = Counters::get(&ctx.counters.chunks_judged);
+    if handshakes > 0 && judged > 0 {
+        ctx.note(format!(
+            "{:.1} chunks judged per player per second of measurement",
+            judged as f64 / handshakes as f64 / ctx.duration.as_secs_f64()
+        ));
+    }
+}
+
+/// Joins as a player and measures the clock offset, at most
+/// [`FAN_OUT_JOINS_AT_ONCE`] players at a time.
+async fn fan_out_join(ctx: &Context, joins: &Semaphore, n: u64) -> Option<(Probe, Instant)> {
+    let _permit = joins.acquire().await.ok()?;
+    let roles = ctx.storm_roles.unwrap_or(Roles::PLAYER);
+    let (mut probe, joined_at) = ctx.join(ctx.client_id("client", n), roles).await?;
+    for exchange in 0..FAN_OUT_TIME_EXCHANGES {
+        let measure = if exchange == 0 {
+            Measure::FirstTimeRtt
+        } else {
+            Measure::TimeRtt
+        };
+        if !ctx.time_exchange(&mut probe, measure).await {
+            break;
+        }
+    }
+    probe.check.check_arrival = true;
+    Some((probe, joined_at))
+}
+
+/// Reads audio until the measurement ends, then counts what the player
+/// judged and closes its connection.
+async fn fan_out_listen(
+    ctx: &Context,
+    probe: &mut Probe,
+    joined_at: Instant,
+    end: watch::Receiver<Option<tokio::time::Instant>>,
+) {
+    let is_player = ctx.storm_roles.unwrap_or(Roles::PLAYER).player;
+    if !is_player || ctx.first_audio(probe, joined_at).await {
+        loop {
+            let measurement_end = *end.borrow();
+            let wait_until = measurement_end
+                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_millis(250));
+            if measurement_end.is_some_and(|end| tokio::time::Instant::now() >= end) {
+                break;
+            }
+            match probe.next_until(wait_until).await {
+                Ok(Seen::Message(Message::StreamEnd(_))) => {
+                    probe.violation(
+                        ViolationKind::NeighbourDisturbed,
+                        "stream/end reached a fan-out player during the measurement; serve a looping source (serve --loop)".into(),
+                    );
+                    break;
+                }
+                Ok(_) | Err(Ending::Timeout) => {}
+                Err(ending) => {
+                    probe.violation(
+                        ViolationKind::NeighbourDisturbed,
+                        format!(
+                            "the server ended a fan-out player during the measurement: {ending:?}"
+                        ),
+                    );
+                    break;
+                }
+            }
+        }
+    }
+    Counters::add(&ctx.counters.chunks_judged, probe.check.chunks_judged);
+    Counters::add(&ctx.counters.chunks_late, probe.check.chunks_late);
+    if let (0, Some(lead_us)) = (probe.check.chunks_late, probe.check.min_lead_us) {
+        let lead = Duration::from_micros(lead_us.max(0) as u64);
+        ctx.latencies.record(Measure::MinChunkLead, lead);
+    }
+    ctx.finish(probe).await;
 }
