@@ -588,7 +588,7 @@ fn sendspin_dialect_arguments_are_checked() {
             "--dialect",
             "sendspin",
         ],
-        &["--dialect sendspin", "sendspin-v1"],
+        &["ws://127.0.0.1:1/sendspin", "check that a Sendspin server listens"],
     );
 }
 
