@@ -405,7 +405,10 @@ impl Operator for TerminalOperator {
                 ""
             };
             if self.json_output {
-                println!("{}", json!({ "event": "code_wanted", "client_id": client_id, "round": round }));
+                println!(
+                    "{}",
+                    json!({ "event": "code_wanted", "client_id": client_id, "round": round })
+                );
             } else {
                 // A prompt, so -q does not hide it.
                 eprintln!("resonate: type {wanted}{again}, then Enter:");

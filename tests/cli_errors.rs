@@ -588,7 +588,10 @@ fn sendspin_dialect_arguments_are_checked() {
             "--dialect",
             "sendspin",
         ],
-        &["ws://127.0.0.1:1/sendspin", "check that a Sendspin server listens"],
+        &[
+            "ws://127.0.0.1:1/sendspin",
+            "check that a Sendspin server listens",
+        ],
     );
 }
 

@@ -975,8 +975,16 @@ async fn concurrent_control(ctx: Arc<Context>) {
                         break;
                     }
                 }
-                let last = last_controller_state(&mut probe, Duration::from_secs(1), initial, false).await;
+                let last = settled_controller_state(&mut probe, ctx.bound, initial).await;
+                // A controller the server closed meanwhile, such as a slow
+                // consumer under overload, missed the last updates, so its
+                // state is not compared.
+                let closed_by_server = probe.ended().is_some();
                 ctx.finish(&mut probe).await;
+                if closed_by_server {
+                    ctx.note_once("some controllers were closed by the server before the end, so their final state was not compared".into());
+                    return Some((probe.label.clone(), None));
+                }
                 Some((probe.label.clone(), last.map(|(state, _)| state)))
             });
         }
@@ -1046,6 +1054,37 @@ async fn last_controller_state(
         }
     }
     last
+}
+
+/// Reads until no controller state has arrived for a second, or at most
+/// `bound`, and returns the last controller volume and mute. A loaded
+/// client may still be reading a backlog of updates after a fixed wait, so
+/// the wait ends only once the server has gone quiet.
+async fn settled_controller_state(
+    probe: &mut Probe,
+    bound: Duration,
+    mut last: Option<((u8, bool), Vec<String>)>,
+) -> Option<((u8, bool), Vec<String>)> {
+    const QUIET: Duration = Duration::from_secs(1);
+    let limit = tokio::time::Instant::now() + bound.max(QUIET);
+    loop {
+        let deadline = (tokio::time::Instant::now() + QUIET).min(limit);
+        match probe.next_until(deadline).await {
+            Ok(Seen::Message(Message::ServerState(state))) => {
+                if let Some(controller) = state.controller {
+                    last = Some((
+                        (controller.volume, controller.muted),
+                        controller.supported_commands,
+                    ));
+                }
+            }
+            Ok(_) => {}
+            Err(_) => return last,
+        }
+        if tokio::time::Instant::now() >= limit {
+            return last;
+        }
+    }
 }
 
 fn judge_control(
