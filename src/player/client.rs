@@ -465,8 +465,8 @@ impl Player {
                 Some(SessionEnd::Switched(Box::new(candidate)))
             }
             Choice::KeepCurrent => {
-                // Sendspin 1.0 tells a rejected incoming server that another
-                // attempt holds the client; v1 has only another_server.
+                // Sendspin 1.0 gives a rejected incoming server the reason
+                // concurrent_attempt; v1 has only another_server.
                 let reason = if self.config.dialect.is_encrypted() {
                     GoodbyeReason::ConcurrentAttempt
                 } else {

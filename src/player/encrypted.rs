@@ -202,7 +202,7 @@ where
 }
 
 /// Stores the pairing record with the new long-term PSK once the server
-/// confirmed its own, then answers the server's re-handshake to that PSK.
+/// confirmed its own, then completes the server's re-handshake to that PSK.
 async fn store_and_rehandshake<S>(
     ws: &mut WebSocketStream<S>,
     codec: &mut SendspinCodec,
@@ -249,7 +249,7 @@ where
     Ok(())
 }
 
-/// How a pairing run by `play pair` ended.
+/// The outcome of a pairing run by `play pair`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Paired {
     /// A new pairing record for this server, made with the method named.
@@ -263,7 +263,7 @@ pub enum Paired {
 
 /// Connects as `play pair` does: runs the handshake, sends `hello`, and
 /// pairs by whichever method the server starts, the pairing PSK (when the
-/// server holds this client's pairing token) or `code`. Waits up to
+/// server has this client's pairing token) or `code`. Waits up to
 /// `window` for the server to start, as the client's pairing window.
 pub async fn pair<S>(
     ws: &mut WebSocketStream<S>,
@@ -386,7 +386,8 @@ where
 }
 
 /// Waits for the `server/activate` that ends the pairing activity, then
-/// says goodbye: `play pair` only pairs, so it leaves instead of playing.
+/// sends `client/goodbye`: `play pair` only pairs, so it leaves instead of
+/// playing.
 async fn leave_after_pairing<S>(
     ws: &mut WebSocketStream<S>,
     codec: &mut SendspinCodec,

@@ -3,9 +3,10 @@
 
 Run it inside the peers root, in the venv-sendspin venv. The client creates a
 fresh identity and connects to --url as a metadata client that offers one
-code method: with --static-code CODE, the static pairing code CODE, with its
-pairing window opened before it connects; with --dynamic, a dynamic pairing
-code in the digits format, shown on a "display" that prints it.
+code method. With --static-code CODE it offers the static pairing code CODE
+and opens its pairing window before it connects. With --dynamic it offers a
+dynamic pairing code in the digits format, shown on a "display" that prints
+it.
 
 Every line on stdout is one JSON object with an "event" key: "identity"
 (client_id) first; "pairing_code" (code, grouped) each time the client shows
