@@ -28,9 +28,8 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use super::{Endpoint, EndpointKind, Family};
 use crate::clock::now_us;
-use crate::dialect::sendspin::ClientPairing;
 use crate::dialect::{Dialect, Incoming, Outgoing, WireCodec};
-use crate::noise::{Identity, Suite};
+use crate::noise::Identity;
 use crate::player::encrypted::{open_codec, ClientKeys};
 use crate::protocol::{
     ClientGoodbye, ClientHello, ClientTime, ConnectionReason, DeviceInfo, GoodbyeReason, Message,
@@ -121,13 +120,7 @@ pub async fn probe(endpoint: &Endpoint, limit: Duration) -> Result<ProbeReport, 
                 expected: "server/hello",
             }) if dialect == Dialect::SendspinV1 => {
                 let mut ws = transport::dial(&url, &limits).await?;
-                let keys = ClientKeys {
-                    identity: Identity::generate(),
-                    records_path: std::path::PathBuf::new(),
-                    suite: Suite::ChaChaPoly,
-                    pairing: ClientPairing::default(),
-                    pairing_psk: None,
-                };
+                let keys = ClientKeys::unpaired(Identity::generate());
                 let left = deadline.saturating_duration_since(Instant::now());
                 let codec = open_codec(&mut ws, Dialect::Sendspin, Some(&keys), &probe_hello(), left)
                     .await

@@ -182,6 +182,24 @@ pub fn open(suite: Suite, key: &[u8; 32], sealed: &[u8]) -> Option<[u8; 32]> {
     opened.ok()?.try_into().ok()
 }
 
+/// Decodes the base64url payload field `field` of a pairing message.
+pub fn payload_field(message: &serde_json::Value, field: &str) -> Result<Vec<u8>, PairingError> {
+    use base64::Engine;
+    let type_name = message.get("type").and_then(serde_json::Value::as_str);
+    let text = message
+        .pointer(&format!("/payload/{field}"))
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| {
+            PairingError::Protocol(format!(
+                "missing {field} in {}",
+                type_name.unwrap_or("a message")
+            ))
+        })?;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .map_err(|err| PairingError::Protocol(format!("{field} is not base64url: {err}")))
+}
+
 /// Reasons a pairing attempt ends without a record.
 #[derive(Debug, thiserror::Error)]
 pub enum PairingError {

@@ -12,8 +12,6 @@ use serde_json::{json, Value};
 
 use crate::dialect::sendspin::ClientPairing;
 use crate::dialect::{Dialect, Outgoing, SendspinCodec, WireCodec};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 
 use crate::noise::cpace::{Cpace, Role};
 use crate::noise::handshake::{self, ClientOptions, Established, HandshakeError};
@@ -34,6 +32,21 @@ pub struct ClientKeys {
     /// This client's pairing PSK, which a server holding its pairing token
     /// uses to pair with it.
     pub pairing_psk: Option<[u8; PSK_LEN]>,
+}
+
+impl ClientKeys {
+    /// Returns the keys of a client that connects unpaired with `identity`:
+    /// no pairing records, no pairing PSK, the ChaChaPoly suite. Probes,
+    /// observers and stress clients use them.
+    pub fn unpaired(identity: Identity) -> ClientKeys {
+        ClientKeys {
+            identity,
+            records_path: PathBuf::new(),
+            suite: Suite::ChaChaPoly,
+            pairing: ClientPairing::default(),
+            pairing_psk: None,
+        }
+    }
 }
 
 /// Returns the codec of a new connection: for Sendspin 1.0, after running
@@ -430,7 +443,7 @@ where
         .map_err(HandshakeError::from)?;
 
     let auth = expect_step(ws, codec, "server/pair-auth", timeout).await?;
-    let server_share = payload_bytes(&auth, "pake_msg_1")?;
+    let server_share = pairing_code::payload_field(&auth, "pake_msg_1")?;
     let sid = pairing_code::pake_sid(handshake_hash, PAIRING_INDEX, 1);
     let pake = Cpace::start(
         Role::Responder,
@@ -451,7 +464,7 @@ where
         .map_err(|err| PairingError::Protocol(err.to_string()))?;
 
     let confirm = expect_step(ws, codec, "server/pair-confirm", timeout).await?;
-    let server_tag = payload_bytes(&confirm, "server_kc")?;
+    let server_tag = pairing_code::payload_field(&confirm, "server_kc")?;
     if !pake_keys.verify_peer_tag(&server_tag) {
         let abort =
             json!({ "type": "pair/abort", "payload": { "reason": "pairing_code_mismatch" } });
@@ -508,17 +521,6 @@ where
         });
     }
     Ok(message)
-}
-
-/// Decodes a base64url payload field.
-fn payload_bytes(message: &Value, field: &str) -> Result<Vec<u8>, PairingError> {
-    let text = message
-        .pointer(&format!("/payload/{field}"))
-        .and_then(Value::as_str)
-        .ok_or_else(|| PairingError::Protocol(format!("missing {field} in {message}")))?;
-    URL_SAFE_NO_PAD
-        .decode(text)
-        .map_err(|err| PairingError::Protocol(format!("{field} is not base64url: {err}")))
 }
 
 /// Receives messages until one of type `expected` or `pair/abort` arrives.

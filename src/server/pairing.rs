@@ -206,7 +206,7 @@ where
         };
 
         let finalize = self.receive(&["client/pair-finalize"]).await?;
-        let sealed = field_vec(&finalize, "wrapped_psk")?;
+        let sealed = pairing_code::payload_field(&finalize, "wrapped_psk")?;
         let key = pairing_code::wrap_key(PSK_WRAP_LABEL, &sid, keys.isk());
         let psk = pairing_code::open(self.suite, &key, &sealed)
             .ok_or_else(|| PairingError::Protocol("wrapped_psk did not decrypt".into()))?;
@@ -314,7 +314,7 @@ where
         method: CodeMethod,
         entered: &[u8],
     ) -> Result<(), PairingError> {
-        let sealed = field_vec(confirm, "wrapped_nonce_B")?;
+        let sealed = pairing_code::payload_field(confirm, "wrapped_nonce_B")?;
         let key = pairing_code::wrap_key(NONCE_WRAP_LABEL, sid, keys.isk());
         let nonce_b = pairing_code::open(self.suite, &key, &sealed)
             .ok_or_else(|| PairingError::Protocol("wrapped_nonce_B did not decrypt".into()))?;
@@ -421,25 +421,10 @@ fn message_type(message: &Value) -> Option<&str> {
 
 /// Decodes a base64url payload field of exactly `N` bytes.
 fn field_bytes<const N: usize>(message: &Value, field: &str) -> Result<[u8; N], PairingError> {
-    let bytes = field_vec(message, field)?;
+    let bytes = pairing_code::payload_field(message, field)?;
     bytes.try_into().map_err(|bytes: Vec<u8>| {
         PairingError::Protocol(format!("{field} has {} bytes, expected {N}", bytes.len()))
     })
-}
-
-fn field_vec(message: &Value, field: &str) -> Result<Vec<u8>, PairingError> {
-    let text = message
-        .pointer(&format!("/payload/{field}"))
-        .and_then(Value::as_str)
-        .ok_or_else(|| {
-            PairingError::Protocol(format!(
-                "missing {field} in {}",
-                message_type(message).unwrap_or("a message")
-            ))
-        })?;
-    URL_SAFE_NO_PAD
-        .decode(text)
-        .map_err(|err| PairingError::Protocol(format!("{field} is not base64url: {err}")))
 }
 
 #[cfg(test)]

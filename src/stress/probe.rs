@@ -14,9 +14,8 @@ use url::Url;
 
 use super::check::{Checker, Finding, Seen, ViolationKind, Violations};
 use crate::clock::now_us;
-use crate::dialect::sendspin::ClientPairing;
 use crate::dialect::{Dialect, Incoming, Outgoing, WireCodec};
-use crate::noise::{Identity, Suite};
+use crate::noise::Identity;
 use crate::player::encrypted::{open_codec, ClientKeys};
 use crate::protocol::{
     BinaryFrame, ClientGoodbye, ClientHello, ClientTime, GoodbyeReason, Message, ServerHello,
@@ -216,14 +215,7 @@ impl Probe {
         if let Some(ending) = &self.ended {
             return Err(ending.clone());
         }
-        let keys = ClientKeys {
-            identity: identity_for(&hello.client_id),
-            // No records: every virtual client connects unpaired.
-            records_path: std::path::PathBuf::new(),
-            suite: Suite::ChaChaPoly,
-            pairing: ClientPairing::default(),
-            pairing_psk: None,
-        };
+        let keys = ClientKeys::unpaired(identity_for(&hello.client_id));
         match open_codec(
             &mut self.ws,
             Dialect::Sendspin,

@@ -18,9 +18,8 @@ use super::{
     unix_ms_now, Event, EventKind, GroupRow, Phase, SessionRow, Snapshot, Telemetry, TrackInfo,
 };
 use crate::clock::now_us;
-use crate::dialect::sendspin::ClientPairing;
 use crate::dialect::{Dialect, Incoming};
-use crate::noise::{Identity, Suite};
+use crate::noise::Identity;
 use crate::player::encrypted::{open_codec, ClientKeys};
 use crate::protocol::{
     ClientHello, ClientTime, ControllerState, GoodbyeReason, GroupUpdate, Message, Metadata,
@@ -175,13 +174,7 @@ async fn run_session(
 ) -> Option<CloseCause> {
     let codec = match identity {
         Some(identity) => {
-            let keys = ClientKeys {
-                identity: identity.clone(),
-                records_path: std::path::PathBuf::new(),
-                suite: Suite::ChaChaPoly,
-                pairing: ClientPairing::default(),
-                pairing_psk: None,
-            };
+            let keys = ClientKeys::unpaired(identity.clone());
             view.phase = Phase::Handshaking;
             match open_codec(
                 &mut ws,
