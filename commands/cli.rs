@@ -52,7 +52,7 @@ pub enum Command {
     Monitor(MonitorArgs),
 }
 
-/// What `serve` does instead of serving.
+/// Subcommands of `serve` that run instead of serving.
 #[derive(Debug, Subcommand)]
 pub enum ServeAction {
     /// Pair one Sendspin 1.0 player with this server, by the code it shows or its pairing token, then exit. Paired players are admitted by serve --dialect sendspin with the same --state-dir.
@@ -80,7 +80,7 @@ pub struct ServePairArgs {
     #[arg(long, default_value = "/sendspin")]
     pub path: String,
 
-    /// The player's static pairing code (8 digits, such as 1234-5678); without it, serve pair asks on the terminal for the code the player shows.
+    /// The player's static pairing code (8 digits, such as 1234-5678); without it, serve pair prompts on the terminal for the code the player shows.
     #[arg(long, value_name = "CODE")]
     pub code: Option<String>,
 
@@ -109,7 +109,7 @@ pub struct ServePairArgs {
     pub json: bool,
 }
 
-/// What `play` does instead of playing.
+/// Subcommands of `play` that run instead of playing.
 #[derive(Debug, Subcommand)]
 pub enum PlayAction {
     /// Show this player's Sendspin 1.0 pairing token and static pairing code; with --server, also connect and wait for that server to pair, then exit.
@@ -122,7 +122,7 @@ pub struct PlayPairArgs {
     #[arg(long, short = 's')]
     pub server: Option<String>,
 
-    /// Set this player's static pairing code to CODE (8 digits, such as 1234-5678) and keep it in --state-dir; by default a random code is made on first use.
+    /// Set this player's static pairing code to CODE (8 digits, such as 1234-5678) and keep it in --state-dir. By default a random code is made on first use.
     #[arg(long, value_name = "CODE")]
     pub code: Option<String>,
 
@@ -238,7 +238,7 @@ pub struct ServeArgs {
     #[arg(long)]
     pub allow_unpaired: bool,
 
-    /// With --dialect sendspin, give roles and playback to this unpaired client (its client_id, a base64url public key) from now on: the approval is kept in the state directory until --revoke or a pairing with that client discards it; repeatable.
+    /// With --dialect sendspin, give roles and playback to this unpaired client (its client_id, a base64url public key) from now on. The approval is kept in the state directory until --revoke, or until a pairing with that client discards it. Repeatable.
     // A base64url key may start with '-'.
     #[arg(long, value_name = "CLIENT_ID", allow_hyphen_values = true)]
     pub approve: Vec<String>,
@@ -549,7 +549,7 @@ pub struct StressArgs {
     #[arg(long, default_value_t = 5.0, allow_negative_numbers = true)]
     pub bound: f64,
 
-    /// Wire dialect of the virtual clients: sendspin-v1, sendspin (Sendspin 1.0: each client runs the Noise handshake unpaired, so a server must admit unpaired clients, as serve --allow-unpaired does), or resonate for legacy Resonate servers such as aioresonate 0.13 (default path /resonate).
+    /// Wire dialect of the virtual clients: sendspin-v1, sendspin (Sendspin 1.0, unpaired, so the server must admit unpaired clients as serve --allow-unpaired does), or resonate for legacy Resonate servers such as aioresonate 0.13 (default path /resonate).
     #[arg(long, default_value = "sendspin-v1")]
     pub dialect: String,
 
@@ -680,7 +680,7 @@ pub struct MonitorArgs {
     #[arg(long, value_name = "URL")]
     pub server: Option<String>,
 
-    /// Wire dialect of --server: sendspin-v1, sendspin (Sendspin 1.0: the monitor joins as an unpaired client with a new key, whose client_id it shows; the server must approve it to show its group and metadata), or resonate for legacy servers (path /resonate by default).
+    /// Wire dialect of --server: sendspin-v1, sendspin (Sendspin 1.0, as an unpaired client with a new key whose client_id the monitor shows, which the server must approve), or resonate for legacy servers (path /resonate by default).
     #[arg(long, default_value = "sendspin-v1", requires = "server")]
     pub dialect: String,
 

@@ -28,8 +28,8 @@ use crate::Failure;
 /// How long each pairing message may take to arrive once an attempt runs.
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn state_dir(given: &Option<PathBuf>) -> Result<PathBuf, Failure> {
-    match given {
+fn state_dir(requested: &Option<PathBuf>) -> Result<PathBuf, Failure> {
+    match requested {
         Some(dir) => Ok(dir.clone()),
         None => resonate::noise::default_state_dir().map_err(Failure::usage),
     }
@@ -129,8 +129,9 @@ pub fn serve_pair(args: ServePairArgs) -> Result<(), Failure> {
     })
 }
 
-/// Accepts players until one pairs. Players that are already paired, or
-/// that offer no method this server can start, are told why and closed.
+/// Accepts players until one pairs. A player that is already paired, or
+/// that offers no method this server can start, gets a status line with
+/// the reason, and its connection is closed.
 async fn wait_and_pair(
     listener: &TcpListener,
     identity: &Identity,
@@ -286,7 +287,7 @@ async fn wait_and_pair(
     }
 }
 
-/// Ends the pairing activity as the spec asks, with a `server/activate`
+/// Ends the pairing activity as the spec requires, with a `server/activate`
 /// that declares no activities and no roles, then closes: this run only
 /// pairs, and `serve` activates the player when it connects there.
 async fn end_pairing<S>(
@@ -394,7 +395,7 @@ impl Operator for TerminalOperator {
             if let Some(reason) = rejected {
                 eprintln!("resonate: {reason}");
             }
-            let wanted = match method {
+            let expected_input = match method {
                 CodeMethod::Static => "the player's static pairing code (1234-5678)",
                 CodeMethod::DynamicDigits => "the code the player shows or speaks (123-456)",
                 CodeMethod::DynamicQrCode => "the pairing token the player shows (SP:1...)",
@@ -411,7 +412,7 @@ impl Operator for TerminalOperator {
                 );
             } else {
                 // A prompt, so -q does not hide it.
-                eprintln!("resonate: type {wanted}{again}, then Enter:");
+                eprintln!("resonate: type {expected_input}{again}, then Enter:");
             }
             self.lines().recv().await
         })

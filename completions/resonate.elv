@@ -38,7 +38,7 @@ set edit:completion:arg-completer[resonate] = {|@words|
             cand --listen 'Address and port to listen on. Use 0.0.0.0:8927 to accept players from the network'
             cand --path 'WebSocket path to accept connections on'
             cand --dialect 'Wire dialect of clients on --path: sendspin-v1 (cleartext) or sendspin (Sendspin 1.0, encrypted with Noise; add --accept-v1 to take cleartext v1 clients on the same path too)'
-            cand --approve 'With --dialect sendspin, give roles and playback to this unpaired client (its client_id, a base64url public key) from now on: the approval is kept in the state directory until --revoke or a pairing with that client discards it; repeatable'
+            cand --approve 'With --dialect sendspin, give roles and playback to this unpaired client (its client_id, a base64url public key) from now on. The approval is kept in the state directory until --revoke, or until a pairing with that client discards it. Repeatable'
             cand --revoke 'With --dialect sendspin, revoke the stored approval of this unpaired client; repeatable'
             cand --pair-token 'With --dialect sendspin, pair with the client whose pairing token (SP:0..., printed by play --pairing-token) this is, when it next connects; repeatable. The pairing record is then kept in the state directory'
             cand --state-dir 'Directory of the server''s Sendspin 1.0 identity (its key pair, whose public key is the server_id) and pairing records; created on first use, files readable by the owner only [default: $XDG_STATE_HOME/resonate, or ~/.local/state/resonate]'
@@ -91,7 +91,7 @@ set edit:completion:arg-completer[resonate] = {|@words|
         &'resonate;serve;pair'= {
             cand --listen 'Address and port to wait for the player on'
             cand --path 'WebSocket path to accept the player on'
-            cand --code 'The player''s static pairing code (8 digits, such as 1234-5678); without it, serve pair asks on the terminal for the code the player shows'
+            cand --code 'The player''s static pairing code (8 digits, such as 1234-5678); without it, serve pair prompts on the terminal for the code the player shows'
             cand --token 'Pair by the player''s pairing token (SP:0..., printed by play pair) instead of a code'
             cand --method 'Pairing method to start on a player that offers codes'
             cand --timeout 'Seconds to wait for a player to connect and finish pairing'
@@ -161,7 +161,7 @@ set edit:completion:arg-completer[resonate] = {|@words|
         &'resonate;play;pair'= {
             cand -s 'Server to pair with, ws://HOST[:PORT][/PATH]; port 8927 and path /sendspin by default'
             cand --server 'Server to pair with, ws://HOST[:PORT][/PATH]; port 8927 and path /sendspin by default'
-            cand --code 'Set this player''s static pairing code to CODE (8 digits, such as 1234-5678) and keep it in --state-dir; by default a random code is made on first use'
+            cand --code 'Set this player''s static pairing code to CODE (8 digits, such as 1234-5678) and keep it in --state-dir. By default a random code is made on first use'
             cand --window 'Seconds the pairing window stays open: how long play pair waits for the server to start pairing'
             cand --state-dir 'Directory of this player''s identity, pairing PSK, static code and pairing records, as for play [default: $XDG_STATE_HOME/resonate, or ~/.local/state/resonate]'
             cand --suite 'Noise cipher suite: 25519_ChaChaPoly_SHA256 or 25519_AESGCM_SHA256'
@@ -202,7 +202,7 @@ set edit:completion:arg-completer[resonate] = {|@words|
             cand --roles 'Roles of the handshake storm''s and fan-out''s clients: mixed draws every combination at random (fan-out then uses player alone), or a comma-separated list of player, controller, metadata, artwork'
             cand --seed 'Seed of the random schedules; the same seed repeats the same run [default: from the clock]'
             cand --bound 'Seconds the target has for what a check waits for, 0.1 to 600: replying to a hello, closing a session, dropping a slow consumer, starting audio'
-            cand --dialect 'Wire dialect of the virtual clients: sendspin-v1, sendspin (Sendspin 1.0: each client runs the Noise handshake unpaired, so a server must admit unpaired clients, as serve --allow-unpaired does), or resonate for legacy Resonate servers such as aioresonate 0.13 (default path /resonate)'
+            cand --dialect 'Wire dialect of the virtual clients: sendspin-v1, sendspin (Sendspin 1.0, unpaired, so the server must admit unpaired clients as serve --allow-unpaired does), or resonate for legacy Resonate servers such as aioresonate 0.13 (default path /resonate)'
             cand --server-telemetry 'Telemetry feed of the target server, ws://ADDR/ as `resonate serve --telemetry ADDR` prints it; after each scenario the run checks there that the server''s sessions, clients and tasks return to zero, and reports a leak when they do not'
             cand --log-file 'Append the log to this file while --tui owns the terminal [default: no log]'
             cand --telemetry 'Publish the run for `resonate monitor` on this loopback address (ws://ADDR/): scenario markers, violations, counters and, with the embedded server, its sessions; Prometheus metrics at http://ADDR/metrics; port 0 picks a free port'
@@ -219,7 +219,7 @@ set edit:completion:arg-completer[resonate] = {|@words|
         }
         &'resonate;monitor'= {
             cand --server 'Watch any Sendspin server, ours or not, at ws://HOST[:PORT][/PATH] (port 8927 and path /sendspin by default): the monitor joins it as a controller and metadata client and shows its group, metadata and the monitor''s own clock offset and round trip. A foreign server does not tell a client about other clients'
-            cand --dialect 'Wire dialect of --server: sendspin-v1, sendspin (Sendspin 1.0: the monitor joins as an unpaired client with a new key, whose client_id it shows; the server must approve it to show its group and metadata), or resonate for legacy servers (path /resonate by default)'
+            cand --dialect 'Wire dialect of --server: sendspin-v1, sendspin (Sendspin 1.0, as an unpaired client with a new key whose client_id the monitor shows, which the server must approve), or resonate for legacy servers (path /resonate by default)'
             cand --interval 'Seconds between plain-text tables, 0.1 to 3600 (fractions allowed)'
             cand --log-file 'Append the log to this file [default: stderr with plain output; no log while the terminal UI runs, because it owns the terminal]'
             cand --plain 'Print a plain-text table of sessions, groups and new events every --interval seconds instead of the terminal UI; chosen automatically when stdout is not a terminal'

@@ -120,7 +120,7 @@ fn wrong_static_code_stores_nothing() {
 fn pairing_token_pairs_resonate_commands() {
     let dir = tempfile::tempdir().unwrap();
     let (server_state, player_state) = (dir.path().join("server"), dir.path().join("player"));
-    let shown = Command::new(env!("CARGO_BIN_EXE_resonate"))
+    let output = Command::new(env!("CARGO_BIN_EXE_resonate"))
         .args([
             "play",
             "pair",
@@ -130,8 +130,8 @@ fn pairing_token_pairs_resonate_commands() {
         ])
         .output()
         .unwrap();
-    assert!(shown.status.success());
-    let secrets: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert!(output.status.success());
+    let secrets: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let token = secrets["token"].as_str().unwrap();
     assert!(token.starts_with("SP:0"), "{token}");
 
@@ -272,7 +272,7 @@ fn aiosendspin_client_pairs_by_dynamic_code() {
     let prompt = server.wait_event("code_wanted", PATIENCE);
     assert_eq!(prompt["round"], 1);
 
-    // A typo first: the server asks again without starting a round.
+    // A typo first: the server prompts again without starting a round.
     let mut stdin = server.child.stdin.take().unwrap();
     writeln!(stdin, "12-34").unwrap();
     let again = server.wait_event("code_wanted", PATIENCE);
@@ -308,7 +308,7 @@ fn aiosendspin_client_retries_wrong_dynamic_code() {
     server.wait_event("code_wanted", PATIENCE);
     writeln!(stdin, "{wrong}").unwrap();
 
-    // The client does not verify the server's tag and asks for a round 2,
+    // The client does not verify the server's tag and requests a round 2,
     // where the same code is shown again.
     let again = server.wait_event("code_wanted", PATIENCE);
     assert_eq!(again["round"], 2);

@@ -100,8 +100,8 @@ impl std::fmt::Display for CodeMethod {
 
 /// The person who enters pairing codes into the server.
 pub trait Operator: Send {
-    /// Tells the operator that the client holds the attempt back, with the
-    /// client's own words when it sent some.
+    /// Tells the operator that the client is holding the attempt back, with
+    /// the client's own message when it sent one.
     fn pending(&mut self, client_id: &str, message: Option<&str>);
 
     /// Asks for the code of `round` (1 for the first). `rejected` carries

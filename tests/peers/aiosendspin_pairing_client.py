@@ -11,7 +11,7 @@ it.
 Every line on stdout is one JSON object with an "event" key: "identity"
 (client_id) first; "pairing_code" (code, grouped) each time the client shows
 a dynamic code; "paired" (server_id) when the server closed the connection and the client
-holds a pairing record; "done" (reason). Exit status: 0 when a record was stored, 3 when --seconds
+has a pairing record; "done" (reason). Exit status: 0 when a record was stored, 3 when --seconds
 passed without one, 1 when connecting failed, 2 on invalid arguments.
 """
 
