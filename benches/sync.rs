@@ -191,6 +191,7 @@ async fn run_loopback(options: &Options, dir: &Path) {
             muted: false,
             format_request: None,
             keys: None,
+            cleartext_fallback: false,
         };
         let started_us = now_us();
         let player = Player::new(config, scheduler.clone(), publisher);

@@ -226,28 +226,28 @@ pub struct ServeArgs {
     #[arg(long)]
     pub legacy: bool,
 
-    /// Wire dialect of clients on --path: sendspin-v1 (cleartext) or sendspin (Sendspin 1.0, encrypted with Noise; add --accept-v1 to take cleartext v1 clients on the same path too).
-    #[arg(long, default_value = "sendspin-v1")]
+    /// Wire dialect of clients on --path: sendspin (Sendspin 1.0, encrypted with Noise; add --accept-v1 to take cleartext v1 clients on the same path too) or sendspin-v1 (cleartext only).
+    #[arg(long, default_value = "sendspin")]
     pub dialect: String,
 
-    /// With --dialect sendspin, also accept cleartext Sendspin v1 clients, recognized by their first message.
+    /// Also accept cleartext Sendspin v1 clients, recognized by their first message.
     #[arg(long)]
     pub accept_v1: bool,
 
-    /// With --dialect sendspin, give roles and playback to every unpaired client that offers unpaired access.
+    /// Give roles and playback to every unpaired client that offers unpaired access.
     #[arg(long)]
     pub allow_unpaired: bool,
 
-    /// With --dialect sendspin, give roles and playback to this unpaired client (its client_id, a base64url public key) from now on. The approval is kept in the state directory until --revoke, or until a pairing with that client discards it. Repeatable.
+    /// Give roles and playback to this unpaired client (its client_id, a base64url public key) from now on. The approval is kept in the state directory until --revoke, or until a pairing with that client discards it. Repeatable.
     // A base64url key may start with '-'.
     #[arg(long, value_name = "CLIENT_ID", allow_hyphen_values = true)]
     pub approve: Vec<String>,
 
-    /// With --dialect sendspin, revoke the stored approval of this unpaired client; repeatable.
+    /// Revoke the stored approval of this unpaired client; repeatable.
     #[arg(long, value_name = "CLIENT_ID", allow_hyphen_values = true)]
     pub revoke: Vec<String>,
 
-    /// With --dialect sendspin, pair with the client whose pairing token (SP:0..., printed by play --pairing-token) this is, when it next connects; repeatable. The pairing record is then kept in the state directory.
+    /// Pair with the client whose pairing token (SP:0..., printed by play --pairing-token) this is, when it next connects; repeatable. The pairing record is then kept in the state directory.
     #[arg(long, value_name = "TOKEN")]
     pub pair_token: Vec<String>,
 
@@ -358,7 +358,7 @@ pub struct PlayArgs {
     #[arg(long, short = 's')]
     pub server: Option<String>,
 
-    /// Wire dialect: sendspin (Sendspin 1.0, encrypted with Noise), sendspin-v1 (cleartext), or resonate for legacy Resonate servers (aioresonate 0.13.2), whose default path is /resonate [default: sendspin-v1 with --server or --listen; over mDNS, the dialect of the service type found, preferring Sendspin servers].
+    /// Wire dialect: sendspin (Sendspin 1.0, encrypted with Noise), sendspin-v1 (cleartext), or resonate for legacy Resonate servers (aioresonate 0.13.2), whose default path is /resonate [default: sendspin, falling back to sendspin-v1 when a server it dials closes the connection before sending server/init; over mDNS, Sendspin servers are preferred to legacy Resonate ones].
     #[arg(long)]
     pub dialect: Option<String>,
 

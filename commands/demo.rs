@@ -96,6 +96,7 @@ async fn run_async(
             muted: false,
             format_request: None,
             keys: None,
+            cleartext_fallback: false,
         };
         let player = Player::new(config, scheduler.clone(), publisher);
         tasks.push(tokio::spawn(player.run(wait_for(stop_rx.clone()))));

@@ -104,8 +104,9 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
     }
     // Only --roles can leave out the player role; every default has it.
     let player_role = requested_roles.is_none_or(|roles| roles.player);
+    let stem = identity_stem(requested_roles);
     if args.pairing_token {
-        let keys = client_keys(&args)?;
+        let keys = client_keys(&args, &stem)?;
         let psk = keys.pairing_psk.expect("client_keys loads the pairing PSK");
         println!(
             "{}",
@@ -153,9 +154,11 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
         None => None,
     };
     let host = crate::host_name();
+    // Sendspin 1.0 is the default: only a chosen cleartext dialect goes
+    // without keys.
     let keys = match requested {
-        Some(Dialect::Sendspin) => Some(client_keys(&args)?),
-        _ => None,
+        Some(Dialect::SendspinV1 | Dialect::Resonate) => None,
+        Some(Dialect::Sendspin) | None => Some(client_keys(&args, &stem)?),
     };
     let client_id = match (&keys, &args.client_id, requested_roles) {
         // A Sendspin 1.0 client's id is its public key.
@@ -175,14 +178,14 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
     let runtime = crate::runtime()?;
     let (url, dialect) = match (&args.server, args.listen) {
         (Some(server), _) => {
-            let dialect = requested.unwrap_or(Dialect::SendspinV1);
+            let dialect = requested.unwrap_or(Dialect::Sendspin);
             (
                 parse_ws_url(server, dialect.default_path()).map_err(Failure::usage)?,
                 dialect,
             )
         }
         (None, Some(listen)) => {
-            let dialect = requested.unwrap_or(Dialect::SendspinV1);
+            let dialect = requested.unwrap_or(Dialect::Sendspin);
             let path = dialect.default_path();
             let url = Url::parse(&format!("ws://{listen}{path}"))
                 .context("listen address makes no URL")?;
@@ -212,6 +215,11 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
         volume: args.volume,
         muted: false,
         format_request,
+        // A listening player cannot tell a cleartext server from one that
+        // failed its handshake: servers dial it, and it only replies.
+        cleartext_fallback: requested.is_none()
+            && dialect == Dialect::Sendspin
+            && args.listen.is_none(),
         keys,
     };
 
@@ -390,12 +398,22 @@ const TELEMETRY_INTERVAL: Duration = Duration::from_millis(500);
 /// Time `play` browses for servers when neither --server nor --listen is given.
 const SERVER_SEARCH: Duration = Duration::from_secs(3);
 
-/// Loads (or creates) the player's Sendspin 1.0 identity in its state
-/// directory.
-fn client_keys(args: &PlayArgs) -> Result<ClientKeys, Failure> {
+/// Returns the name part of the state files of a client with `roles`:
+/// `player` for a player, the roles otherwise, so that a client without
+/// audio has its own key and never replaces the host's player.
+fn identity_stem(roles: Option<Roles>) -> String {
+    match roles {
+        Some(roles) if !roles.player => roles.to_string().replace(',', "-"),
+        _ => "player".to_string(),
+    }
+}
+
+/// Loads (or creates) the client's Sendspin 1.0 identity, its pairing PSK
+/// and its pairing records, named after `stem`, in its state directory.
+fn client_keys(args: &PlayArgs, stem: &str) -> Result<ClientKeys, Failure> {
     if args.client_id.is_some() {
         return Err(Failure::usage(anyhow::anyhow!(
-            "--client-id cannot be combined with --dialect sendspin: a Sendspin 1.0 client_id is the public key stored in the state directory; give each player its own --state-dir instead"
+            "--client-id cannot be combined with Sendspin 1.0, the default dialect: its client_id is the public key stored in the state directory; give each player its own --state-dir, or add --dialect sendspin-v1 to keep the id"
         )));
     }
     let suite = Suite::from_name(&args.suite).ok_or_else(|| {
@@ -408,14 +426,15 @@ fn client_keys(args: &PlayArgs) -> Result<ClientKeys, Failure> {
         Some(dir) => dir.clone(),
         None => resonate::noise::default_state_dir().map_err(Failure::usage)?,
     };
-    let identity =
-        Identity::load_or_create(&dir.join("identity-player.json")).map_err(Failure::usage)?;
-    let pairing_psk =
-        resonate::noise::pairing::load_or_create_pairing_psk(&dir.join("pairing-psk-player.txt"))
-            .map_err(Failure::usage)?;
+    let identity = Identity::load_or_create(&dir.join(format!("identity-{stem}.json")))
+        .map_err(Failure::usage)?;
+    let pairing_psk = resonate::noise::pairing::load_or_create_pairing_psk(
+        &dir.join(format!("pairing-psk-{stem}.txt")),
+    )
+    .map_err(Failure::usage)?;
     Ok(ClientKeys {
         identity,
-        records_path: dir.join("pairings-player.json"),
+        records_path: dir.join(format!("pairings-{stem}.json")),
         suite,
         pairing: ClientPairing::default(),
         pairing_psk: Some(pairing_psk),
@@ -466,7 +485,7 @@ async fn find_server(
     match chosen {
         Some((endpoint, url)) => {
             let name = endpoint.name.as_deref().unwrap_or(&endpoint.instance);
-            let dialect = dialect_of(endpoint.family);
+            let dialect = requested.unwrap_or_else(|| dialect_of(endpoint.family));
             crate::status(&format!("found server {name:?} at {url} over mDNS, speaking {dialect}"));
             Ok((url, dialect))
         }
@@ -490,7 +509,7 @@ fn preference(endpoint: &Endpoint) -> (u8, String) {
 /// Returns the dialect a server of `family` speaks.
 fn dialect_of(family: Family) -> Dialect {
     match family {
-        Family::Sendspin => Dialect::SendspinV1,
+        Family::Sendspin => Dialect::Sendspin,
         Family::ResonateLegacy => Dialect::Resonate,
     }
 }
@@ -824,7 +843,7 @@ enum EventOutput {
 async fn report_events(
     mut events: mpsc::UnboundedReceiver<PlayerEvent>,
     output: EventOutput,
-    dialect: Dialect,
+    mut dialect: Dialect,
     telemetry: Option<PlayerTelemetry>,
     mut display: PlayState,
 ) -> bool {
@@ -832,6 +851,9 @@ async fn report_events(
     let mut printed = plain::Printed::default();
     while let Some(event) = events.recv().await {
         connected |= matches!(event, PlayerEvent::Connected { .. });
+        if let PlayerEvent::FellBack { dialect: now } = event {
+            dialect = now;
+        }
         if let Some(telemetry) = &telemetry {
             telemetry.on_event(&event);
         }
@@ -871,9 +893,10 @@ fn print_status(event: &PlayerEvent) {
         PlayerEvent::StreamStarted { format } => crate::status(&format!("playing {format}")),
         PlayerEvent::StreamEnded => crate::status("stream ended; waiting for the next one"),
         PlayerEvent::Disconnected { cause } => crate::status(&format!("disconnected: {cause}")),
-        // The player logs each retry as a warning, and `plain::Printed`
-        // returns what changed in the server's state.
+        // The player logs each retry and fallback as a warning, and
+        // `plain::Printed` returns what changed in the server's state.
         PlayerEvent::Retrying { .. }
+        | PlayerEvent::FellBack { .. }
         | PlayerEvent::ServerState(_)
         | PlayerEvent::GroupUpdate(_) => {}
     }
@@ -911,6 +934,9 @@ fn event_json(
             "channels": format.channels, "bit_depth": format.bit_depth
         }),
         PlayerEvent::StreamEnded => json!({"event": "stream_ended"}),
+        PlayerEvent::FellBack { dialect } => {
+            json!({"event": "fell_back", "dialect": dialect.as_str()})
+        }
         PlayerEvent::Disconnected { cause } => {
             json!({"event": "disconnected", "cause": cause.label(), "detail": cause.to_string()})
         }
@@ -942,6 +968,18 @@ fn event_json(
 mod tests {
     use super::*;
 
+    #[test]
+    fn clients_without_audio_keep_their_own_key() {
+        let roles = |text: &str| Some(text.parse::<Roles>().unwrap());
+        assert_eq!(identity_stem(None), "player");
+        assert_eq!(identity_stem(roles("player,controller")), "player");
+        assert_eq!(identity_stem(roles("controller")), "controller");
+        assert_eq!(
+            identity_stem(roles("controller,metadata")),
+            "controller-metadata"
+        );
+    }
+
     fn endpoint(instance: &str, family: Family) -> Endpoint {
         Endpoint {
             kind: resonate::discovery::EndpointKind::Server,
@@ -968,7 +1006,7 @@ mod tests {
         }
         let first = found.into_values().next().unwrap();
         assert_eq!(first.instance, "zzz");
-        assert_eq!(dialect_of(first.family), Dialect::SendspinV1);
+        assert_eq!(dialect_of(first.family), Dialect::Sendspin);
     }
 
     #[test]

@@ -140,7 +140,10 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             .as_ref()
             .map(|path| format!("ws://{addr}{path}"));
         if args.json {
-            let mut listening = json!({"event": "listening", "url": url, "addr": addr.to_string()});
+            let mut listening = json!({
+                "event": "listening", "url": url, "addr": addr.to_string(),
+                "dialect": config.dialect.as_str(), "server_id": config.server_id,
+            });
             if let Some(legacy_url) = &legacy_url {
                 listening["legacy_url"] = json!(legacy_url);
             }
@@ -153,7 +156,15 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
                 1 => String::new(),
                 n => format!(" and {} more", n - 1),
             };
-            crate::status(&format!("serving {first}{more} on {url}{also}"));
+            let dialect = match &config.keys {
+                Some(keys) if keys.accept_v1 => format!(
+                    "Sendspin 1.0 as server {}, and cleartext v1",
+                    config.server_id
+                ),
+                Some(_) => format!("Sendspin 1.0 as server {}", config.server_id),
+                None => "cleartext Sendspin v1".to_string(),
+            };
+            crate::status(&format!("serving {first}{more} on {url} ({dialect}){also}"));
         }
         let printer = tokio::spawn(report_events(events, args.json));
         let outcome = server.run(listener, shutdown).await;
@@ -325,7 +336,7 @@ fn server_keys(args: &ServeArgs) -> Result<Option<ServerKeys>, Failure> {
         Dialect::Sendspin => {}
         Dialect::SendspinV1 => {
             if let Some((_, flag)) = encrypted_only.iter().find(|(given, _)| *given) {
-                return Err(Failure::usage(anyhow::anyhow!("{flag} needs --dialect sendspin")));
+                return Err(Failure::usage(anyhow::anyhow!("{flag} applies to Sendspin 1.0 clients only; drop it or drop --dialect sendspin-v1")));
             }
             return Ok(None);
         }
@@ -337,7 +348,7 @@ fn server_keys(args: &ServeArgs) -> Result<Option<ServerKeys>, Failure> {
     }
     if args.server_id.is_some() {
         return Err(Failure::usage(anyhow::anyhow!(
-            "--server-id cannot be combined with --dialect sendspin: a Sendspin 1.0 server_id is the public key stored in the state directory; use --state-dir"
+            "--server-id cannot be combined with Sendspin 1.0, the default dialect: its server_id is the public key stored in the state directory; use --state-dir, or add --dialect sendspin-v1 to keep the id"
         )));
     }
     for (flag, ids) in [("--approve", &args.approve), ("--revoke", &args.revoke)] {

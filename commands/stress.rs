@@ -253,8 +253,16 @@ async fn preflight(config: &StressConfig) -> Result<(), Failure> {
     };
     let _ = probe.close(config.bound).await;
     result.map_err(|ending| {
+        // Sendspin 1.0 servers, `resonate serve` by default among them,
+        // close the connection of a cleartext hello without a reply.
+        let hint = match config.target.dialect {
+            Dialect::SendspinV1 if matches!(ending, stress::Ending::Closed { .. }) => {
+                "; a Sendspin 1.0 server closes cleartext hellos: add --dialect sendspin (unpaired clients, which the server must admit, as serve --allow-unpaired does)"
+            }
+            _ => "; check the path and the dialect",
+        };
         Failure::usage(anyhow!(
-            "{} accepted the connection but did not complete the Sendspin handshake ({ending:?}); check the path and the dialect",
+            "{} accepted the connection but did not complete the Sendspin handshake ({ending:?}){hint}",
             config.target.url
         ))
     })

@@ -6,6 +6,12 @@ use std::process::{Command, Output};
 fn resonate(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_resonate"))
         .args(args)
+        // Sendspin 1.0, the default, keeps its identity in the state
+        // directory: never the user's own here.
+        .env(
+            "RESONATE_STATE_DIR",
+            concat!(env!("CARGO_TARGET_TMPDIR"), "/cli-errors-state"),
+        )
         .env_remove("RUST_LOG")
         .output()
         .expect("run resonate")
@@ -538,8 +544,26 @@ fn sendspin_dialect_arguments_are_checked() {
         &["\"25519_Nope\"", "25519_ChaChaPoly_SHA256"],
     );
     assert_usage_error(
-        &["serve", wav, "--allow-unpaired"],
-        &["--allow-unpaired", "--dialect sendspin"],
+        &["serve", wav, "--dialect", "sendspin-v1", "--allow-unpaired"],
+        &["--allow-unpaired", "Sendspin 1.0", "--dialect sendspin-v1"],
+    );
+    // Sendspin 1.0 is the default dialect, so ids of the cleartext dialect
+    // are rejected unless it is chosen, and the error names the flag.
+    assert_usage_error(
+        &["serve", wav, "--server-id", "x", "--state-dir", state],
+        &["--server-id", "default dialect", "--dialect sendspin-v1"],
+    );
+    assert_usage_error(
+        &[
+            "play",
+            "--client-id",
+            "x",
+            "--server",
+            "ws://127.0.0.1:1",
+            "--state-dir",
+            state,
+        ],
+        &["--client-id", "default dialect", "--dialect sendspin-v1"],
     );
     assert_usage_error(
         &[

@@ -29,6 +29,8 @@ const MIN_OPUS_SNR_DB: f64 = 30.0;
 fn start_server(source: &Path, extra: &[&str]) -> (Proc, String) {
     let mut args = vec![
         "serve",
+        "--dialect",
+        "sendspin-v1",
         source.to_str().unwrap(),
         "--listen",
         "127.0.0.1:0",
@@ -48,6 +50,8 @@ fn start_player(url: &str, id: &str, wav: &Path, flags: &[&str]) -> Proc {
     let output = format!("wav:{}", wav.display());
     let mut args = vec![
         "play",
+        "--dialect",
+        "sendspin-v1",
         "--server",
         url,
         "--client-id",
@@ -514,6 +518,8 @@ async fn corrupt_chunks_are_counted_not_fatal() {
         let server = tokio::spawn(fake_server(listener, broadcast));
         let mut player = resonate(&[
             "play",
+            "--dialect",
+            "sendspin-v1",
             "--server",
             &url,
             "--output",

@@ -8,6 +8,8 @@ fn demo_reports_synced_players() {
     let output = Command::new(env!("CARGO_BIN_EXE_resonate"))
         .args([
             "serve",
+            "--dialect",
+            "sendspin-v1",
             "--demo",
             "--demo-seconds",
             "3",

@@ -46,6 +46,8 @@ fn start_listening_player(
 ) -> (Proc, u64) {
     let mut play = spawn(netns.resonate(&[
         "play",
+        "--dialect",
+        "sendspin-v1",
         "--listen",
         "127.0.0.1:0",
         "--output",
@@ -74,6 +76,8 @@ fn discover_lists_serve_and_listening_play() {
     );
     let mut serve = spawn(netns.resonate(&[
         "serve",
+        "--dialect",
+        "sendspin-v1",
         &fixture(),
         "--listen",
         "127.0.0.1:0",
@@ -125,6 +129,8 @@ fn serve_dials_player_found_over_mdns() {
         start_listening_player(&netns, "den-1", "Den", &dir.path().join("state.json"));
     let mut serve = spawn(netns.resonate(&[
         "serve",
+        "--dialect",
+        "sendspin-v1",
         &fixture(),
         "--listen",
         "127.0.0.1:0",
@@ -147,6 +153,8 @@ fn discover_probes_legacy_serve_endpoint() {
     let Some(netns) = Netns::create() else { return };
     let mut serve = spawn(netns.resonate(&[
         "serve",
+        "--dialect",
+        "sendspin-v1",
         &fixture(),
         "--legacy",
         "--listen",
@@ -205,6 +213,8 @@ fn aiosendspin_discovers_resonate_serve() {
     let Some(netns) = Netns::create() else { return };
     let mut serve = spawn(netns.resonate(&[
         "serve",
+        "--dialect",
+        "sendspin-v1",
         &fixture(),
         "--listen",
         "127.0.0.1:0",
@@ -285,6 +295,8 @@ fn play_prefers_last_played_server_over_mdns() {
     for server_id in ["srv-one", "srv-two"] {
         let mut serve = spawn(netns.resonate(&[
             "serve",
+            "--dialect",
+            "sendspin-v1",
             &fixture(),
             "--listen",
             "127.0.0.1:0",
@@ -301,6 +313,8 @@ fn play_prefers_last_played_server_over_mdns() {
     std::fs::write(&state, r#"{"server_id": "srv-two"}"#).unwrap();
     let mut play = spawn(netns.resonate(&[
         "play",
+        "--dialect",
+        "sendspin-v1",
         "--output",
         "null",
         "--client-id",
@@ -317,6 +331,8 @@ fn play_prefers_last_played_server_over_mdns() {
     let empty = dir.path().join("empty.json");
     let mut play = spawn(netns.resonate(&[
         "play",
+        "--dialect",
+        "sendspin-v1",
         "--output",
         "null",
         "--client-id",
@@ -337,6 +353,8 @@ fn play_picks_dialect_from_service_type() {
     // One server advertised twice: as Sendspin and as legacy Resonate.
     let mut serve = spawn(netns.resonate(&[
         "serve",
+        "--dialect",
+        "sendspin-v1",
         &fixture(),
         "--legacy",
         "--loop",
@@ -352,6 +370,8 @@ fn play_picks_dialect_from_service_type() {
     // Without --dialect, the Sendspin record wins.
     let mut play = spawn(netns.resonate(&[
         "play",
+        "--dialect",
+        "sendspin-v1",
         "--output",
         "null",
         "--client-id",
@@ -391,6 +411,8 @@ fn play_without_server_reports_none_found() {
     let output = netns
         .resonate(&[
             "play",
+            "--dialect",
+            "sendspin-v1",
             "--output",
             "null",
             "--client-id",
@@ -439,6 +461,8 @@ fn flapping_mdns_record_leaves_one_dial_loop() {
     // removals.
     let mut play = spawn(netns.resonate(&[
         "play",
+        "--dialect",
+        "sendspin-v1",
         "--listen",
         "127.0.0.1:0",
         "--no-mdns",
@@ -453,6 +477,8 @@ fn flapping_mdns_record_leaves_one_dial_loop() {
     let play_port = port_of(&play.wait_event("listening", PATIENCE)).to_string();
     let mut serve = spawn(netns.resonate(&[
         "serve",
+        "--dialect",
+        "sendspin-v1",
         &fixture(),
         "--listen",
         "127.0.0.1:0",

@@ -345,7 +345,7 @@ fn spawn_serve(
     use std::io::BufRead;
 
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_resonate"))
-        .arg("serve")
+        .args(["serve", "--dialect", "sendspin-v1"])
         .arg(wav)
         .args(["--no-mdns", "--listen", "127.0.0.1:0", "--json"])
         .args(flags)

@@ -449,7 +449,7 @@ async fn more_channels_than_pcm_carries_still_play() {
 /// Runs `resonate serve ARGS` and returns its exit code and stderr.
 fn serve_and_wait(args: &[&str]) -> (Option<i32>, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_resonate"))
-        .arg("serve")
+        .args(["serve", "--dialect", "sendspin-v1"])
         .args(args)
         .args(["--no-mdns", "--listen", "127.0.0.1:0"])
         .env_remove("RUST_LOG")
@@ -503,7 +503,13 @@ fn bad_first_file_is_skipped_at_start_up() {
     write_test_wav(&good, 48_000, 2, 16, 0.5);
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_resonate"))
-        .args(["serve", notes.to_str().unwrap(), good.to_str().unwrap()])
+        .args([
+            "serve",
+            "--dialect",
+            "sendspin-v1",
+            notes.to_str().unwrap(),
+            good.to_str().unwrap(),
+        ])
         .args(["--no-mdns", "--listen", "127.0.0.1:0", "--json"])
         .env("RUST_LOG", "resonate=warn")
         .stdout(Stdio::piped())

@@ -31,6 +31,8 @@ fn start_player(url: &str, id: &str, wav: &Path) -> Proc {
     let output = format!("wav:{}", wav.display());
     resonate(&[
         "play",
+        "--dialect",
+        "sendspin-v1",
         "--server",
         url,
         "--client-id",
@@ -182,6 +184,8 @@ fn thousand_malformed_messages_leave_players_in_sync() {
     let source_arg = source_path.to_str().unwrap();
     let mut server = resonate(&[
         "serve",
+        "--dialect",
+        "sendspin-v1",
         source_arg,
         "--listen",
         "127.0.0.1:0",

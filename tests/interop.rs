@@ -257,6 +257,8 @@ fn start_serve_with(wav: &Path, extra: &[&str]) -> (Proc, String) {
     let wav = wav.to_str().expect("temporary paths are UTF-8");
     let mut args = vec![
         "serve",
+        "--dialect",
+        "sendspin-v1",
         wav,
         "--listen",
         "127.0.0.1:0",
@@ -473,7 +475,7 @@ async fn play_from_peer_server_in(
     let identity_args: Vec<&str> = if encrypted {
         vec!["--dialect", "sendspin", "--state-dir", &state_dir_text]
     } else {
-        vec!["--client-id", &client_id]
+        vec!["--dialect", "sendspin-v1", "--client-id", &client_id]
     };
     let played_path = dir.path().join("played.wav");
     let output = format!("wav:{}", played_path.display());

@@ -159,6 +159,8 @@ async fn play_shows_driver_metadata(roles: &str) -> anyhow::Result<()> {
 
     let mut play = resonate(&[
         "play",
+        "--dialect",
+        "sendspin-v1",
         "--server",
         &url,
         "--roles",
@@ -223,7 +225,7 @@ async fn terminal_ui_shows_aiosendspin_track() -> anyhow::Result<()> {
     let bin = env!("CARGO_BIN_EXE_resonate");
     let tmux = Tmux::start(
         "interop-metadata",
-        &format!("{bin} play --server {url} --roles metadata"),
+        &format!("{bin} play --dialect sendspin-v1 --server {url} --roles metadata"),
     );
     next_event(&mut lines, "metadata_set").await?;
     let patience = EVENT_PATIENCE;

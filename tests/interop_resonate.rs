@@ -179,6 +179,8 @@ struct LegacyServer {
 fn start_legacy_server(source: &std::path::Path) -> LegacyServer {
     let mut process = resonate(&[
         "serve",
+        "--dialect",
+        "sendspin-v1",
         source.to_str().unwrap(),
         "--legacy",
         "--listen",
@@ -388,6 +390,8 @@ fn serve_legacy_mixed_group_in_sync() {
     let url = format!("ws://{addr}/sendspin");
     let mut player = resonate(&[
         "play",
+        "--dialect",
+        "sendspin-v1",
         "--server",
         &url,
         "--client-id",
@@ -542,6 +546,8 @@ fn serve_legacy_late_joiner_gets_future_chunks() {
     let output = format!("wav:{}", played_wav.display());
     let mut player = resonate(&[
         "play",
+        "--dialect",
+        "sendspin-v1",
         "--server",
         &format!("ws://{addr}/sendspin"),
         "--client-id",

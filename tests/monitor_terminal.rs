@@ -29,6 +29,8 @@ fn has_offset(line: &str) -> bool {
 fn monitor_shows_sessions_of_a_real_server() {
     let mut serve = resonate(&[
         "serve",
+        "--dialect",
+        "sendspin-v1",
         FIXTURE,
         "--listen",
         "127.0.0.1:0",
@@ -51,6 +53,8 @@ fn monitor_shows_sessions_of_a_real_server() {
         .map(|name| {
             resonate(&[
                 "play",
+                "--dialect",
+                "sendspin-v1",
                 "--server",
                 &url,
                 "--output",
@@ -96,12 +100,14 @@ fn serve_tui_draws_and_quits() {
     };
     let tmux = Tmux::start(
         "serve",
-        &format!("{BIN} serve {FIXTURE} --listen 127.0.0.1:{port} --no-mdns --loop --tui"),
+        &format!("{BIN} serve --dialect sendspin-v1 {FIXTURE} --listen 127.0.0.1:{port} --no-mdns --loop --tui"),
     );
     tmux.wait_for_line(&["serve", "up"], Duration::from_secs(20));
     let url = format!("ws://127.0.0.1:{port}/sendspin");
     let mut player = resonate(&[
         "play",
+        "--dialect",
+        "sendspin-v1",
         "--server",
         &url,
         "--output",

@@ -29,6 +29,8 @@ const FIXTURE: &str = concat!(
 fn serve_with_player(player_id: &str) -> (Proc, Proc, String) {
     let mut serve = resonate(&[
         "serve",
+        "--dialect",
+        "sendspin-v1",
         FIXTURE,
         "--listen",
         "127.0.0.1:0",
@@ -42,6 +44,8 @@ fn serve_with_player(player_id: &str) -> (Proc, Proc, String) {
         .to_string();
     let mut player = resonate(&[
         "play",
+        "--dialect",
+        "sendspin-v1",
         "--server",
         &url,
         "--output",
@@ -86,6 +90,7 @@ fn remote_config(url: &str) -> PlayerConfig {
         muted: false,
         format_request: None,
         keys: None,
+        cleartext_fallback: false,
     }
 }
 
@@ -216,6 +221,8 @@ fn play_without_player_role_opens_no_output() {
     let (mut serve, mut player, url) = serve_with_player("hall");
     let mut remote = resonate(&[
         "play",
+        "--dialect",
+        "sendspin-v1",
         "--server",
         &url,
         "--roles",
@@ -253,6 +260,8 @@ fn audio_options_need_the_player_role() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_resonate"))
         .args([
             "play",
+            "--dialect",
+            "sendspin-v1",
             "--server",
             "ws://127.0.0.1:9/sendspin",
             "--roles",
@@ -272,6 +281,8 @@ fn audio_options_need_the_player_role() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_resonate"))
         .args([
             "play",
+            "--dialect",
+            "sendspin-v1",
             "--server",
             "ws://127.0.0.1:9/sendspin",
             "--roles",
@@ -289,6 +300,8 @@ fn unwritable_log_file_is_named() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_resonate"))
         .args([
             "play",
+            "--dialect",
+            "sendspin-v1",
             "--server",
             "ws://127.0.0.1:9/sendspin",
             "--log-file",

@@ -26,6 +26,8 @@ fn player_reconnects_after_server_restart() {
     let listen = format!("127.0.0.1:{port}");
     let serve_args = [
         "serve",
+        "--dialect",
+        "sendspin-v1",
         source.as_str(),
         "--listen",
         listen.as_str(),
@@ -38,6 +40,8 @@ fn player_reconnects_after_server_restart() {
     let url = format!("ws://{listen}/sendspin");
     let mut player = resonate(&[
         "play",
+        "--dialect",
+        "sendspin-v1",
         "--server",
         &url,
         "--client-id",
@@ -72,6 +76,8 @@ fn wrong_path_fails_at_once_with_404() {
     write_test_wav(&source, 48_000, 2, 16, 1.0);
     let mut server = resonate(&[
         "serve",
+        "--dialect",
+        "sendspin-v1",
         source.to_str().unwrap(),
         "--listen",
         "127.0.0.1:0",
@@ -85,6 +91,8 @@ fn wrong_path_fails_at_once_with_404() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_resonate"))
         .args([
             "play",
+            "--dialect",
+            "sendspin-v1",
             "--server",
             &wrong,
             "--output",
@@ -110,6 +118,8 @@ fn player_replaced_by_same_id_stops() {
     write_test_wav(&source, 48_000, 2, 16, 5.0);
     let mut server = resonate(&[
         "serve",
+        "--dialect",
+        "sendspin-v1",
         source.to_str().unwrap(),
         "--listen",
         "127.0.0.1:0",
@@ -123,6 +133,8 @@ fn player_replaced_by_same_id_stops() {
 
     let play_args = [
         "play",
+        "--dialect",
+        "sendspin-v1",
         "--server",
         url.as_str(),
         "--client-id",

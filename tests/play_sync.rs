@@ -34,6 +34,8 @@ const SETTLE_US: i64 = 2_000_000;
 fn start_server(source: &Path, extra: &[&str]) -> (Proc, String) {
     let mut args = vec![
         "serve",
+        "--dialect",
+        "sendspin-v1",
         source.to_str().unwrap(),
         "--listen",
         "127.0.0.1:0",
@@ -52,6 +54,8 @@ fn start_player(addr: &str, id: &str, drift_ppm: &str, log: &Path, seconds: &str
     let log = log.to_str().unwrap();
     resonate(&[
         "play",
+        "--dialect",
+        "sendspin-v1",
         "--server",
         &url,
         "--client-id",

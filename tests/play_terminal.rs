@@ -21,6 +21,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_resonate");
 fn serve() -> (Proc, String) {
     let mut serve = resonate(&[
         "serve",
+        "--dialect",
+        "sendspin-v1",
         FIXTURE,
         "--listen",
         "127.0.0.1:0",
@@ -40,6 +42,8 @@ fn play_ui_sends_keys_as_controller_commands() {
     let (mut serve, url) = serve();
     let mut player = resonate(&[
         "play",
+        "--dialect",
+        "sendspin-v1",
         "--server",
         &url,
         "--output",
@@ -54,7 +58,7 @@ fn play_ui_sends_keys_as_controller_commands() {
 
     let tmux = Tmux::start(
         "remote",
-        &format!("{BIN} play --server {url} --roles controller,metadata --client-id remote"),
+        &format!("{BIN} play --dialect sendspin-v1 --server {url} --roles controller,metadata --client-id remote"),
     );
     tmux.wait_for_line(&["connected to"], Duration::from_secs(20));
     tmux.wait_for_line(&["volume", "group 100%"], Duration::from_secs(20));
@@ -96,7 +100,7 @@ fn play_ui_shows_the_stream_and_sync() {
     let (mut serve, url) = serve();
     let tmux = Tmux::start(
         "player",
-        &format!("{BIN} play --server {url} --output null --client-id porch"),
+        &format!("{BIN} play --dialect sendspin-v1 --server {url} --output null --client-id porch"),
     );
     tmux.wait_for_line(
         &["roles player,controller,metadata", "player@v1"],

@@ -21,6 +21,8 @@ fn start_player(url: &str, id: &str, wav: &Path, bits: u16) -> Proc {
     let bits = bits.to_string();
     resonate(&[
         "play",
+        "--dialect",
+        "sendspin-v1",
         "--server",
         url,
         "--client-id",
@@ -87,6 +89,8 @@ fn run_sync_test(bits: u16) {
     let source_arg = source_path.to_str().unwrap();
     let mut server = resonate(&[
         "serve",
+        "--dialect",
+        "sendspin-v1",
         source_arg,
         "--listen",
         "127.0.0.1:0",
@@ -185,6 +189,8 @@ fn player_rate_differs_so_server_resamples() {
 
     let mut server = resonate(&[
         "serve",
+        "--dialect",
+        "sendspin-v1",
         source_path.to_str().unwrap(),
         "--listen",
         "127.0.0.1:0",

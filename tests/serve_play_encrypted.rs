@@ -103,6 +103,8 @@ fn encrypted_and_cleartext_players_share_a_group() {
     let output = format!("wav:{}", cleartext_wav.display());
     let mut cleartext = resonate(&[
         "play",
+        "--dialect",
+        "sendspin-v1",
         "--server",
         &url,
         "--client-id",
@@ -331,6 +333,8 @@ fn cleartext_client_rejected_without_accept_v1() {
     );
     let mut player = resonate(&[
         "play",
+        "--dialect",
+        "sendspin-v1",
         "--server",
         &url,
         "--client-id",

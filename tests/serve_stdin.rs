@@ -26,6 +26,8 @@ async fn stdin_pcm_reaches_player_unchanged() {
     command
         .args([
             "serve",
+            "--dialect",
+            "sendspin-v1",
             "--stdin-format",
             "48000:2:16",
             "--listen",
@@ -48,7 +50,15 @@ async fn stdin_pcm_reaches_player_unchanged() {
     let state = remote.expect_type("server/state").await;
     assert_eq!(
         state["payload"]["controller"]["supported_commands"],
-        json!(["play", "stop", "volume", "mute", "switch"])
+        json!([
+            "play",
+            "--dialect",
+            "sendspin-v1",
+            "stop",
+            "volume",
+            "mute",
+            "switch"
+        ])
     );
 
     let mut player = RawClient::connect(&url).await;

@@ -264,6 +264,8 @@ async fn playback_server_takes_over_a_discovery_player() {
     let state = dir.path().join("last-played.json");
     let mut play = process::resonate(&[
         "play",
+        "--dialect",
+        "sendspin-v1",
         "--listen",
         "127.0.0.1:0",
         "--no-mdns",

@@ -19,6 +19,8 @@ fn serve_exits_cleanly_on_early_sigint() {
     for round in 0..ROUNDS {
         let mut server = resonate(&[
             "serve",
+            "--dialect",
+            "sendspin-v1",
             "--tone",
             "sine",
             "--listen",
@@ -37,6 +39,8 @@ fn listening_player_exits_cleanly_on_early_sigint() {
     for round in 0..ROUNDS {
         let mut player = resonate(&[
             "play",
+            "--dialect",
+            "sendspin-v1",
             "--listen",
             "127.0.0.1:0",
             "--no-mdns",

@@ -336,6 +336,8 @@ fn listening_player_survives_a_server_storm() {
     let mut player = Command::new(env!("CARGO_BIN_EXE_resonate"))
         .args([
             "play",
+            "--dialect",
+            "sendspin-v1",
             "--listen",
             &listen,
             "--no-mdns",
@@ -515,7 +517,16 @@ impl ServeProcess {
         use std::io::BufRead;
 
         let mut child = Command::new(env!("CARGO_BIN_EXE_resonate"))
-            .args(["serve", "--tone", "sine", "--loop", "--no-mdns", "--json"])
+            .args([
+                "serve",
+                "--dialect",
+                "sendspin-v1",
+                "--tone",
+                "sine",
+                "--loop",
+                "--no-mdns",
+                "--json",
+            ])
             .args(["--listen", "127.0.0.1:0"])
             .args(extra)
             .env_remove("RUST_LOG")

@@ -72,6 +72,8 @@ fn http_get(addr: &str, path: &str) -> String {
 async fn serve_and_play_publish_telemetry() {
     let mut serve = resonate(&[
         "serve",
+        "--dialect",
+        "sendspin-v1",
         FIXTURE,
         "--listen",
         "127.0.0.1:0",
@@ -92,6 +94,8 @@ async fn serve_and_play_publish_telemetry() {
 
     let mut play = resonate(&[
         "play",
+        "--dialect",
+        "sendspin-v1",
         "--server",
         &server_url,
         "--output",
@@ -259,6 +263,8 @@ async fn observer_shows_a_server_from_outside() {
 
     let mut serve = resonate(&[
         "serve",
+        "--dialect",
+        "sendspin-v1",
         FIXTURE,
         "--listen",
         "127.0.0.1:0",
@@ -272,6 +278,8 @@ async fn observer_shows_a_server_from_outside() {
         .to_string();
     let mut play = resonate(&[
         "play",
+        "--dialect",
+        "sendspin-v1",
         "--server",
         &server_url,
         "--output",
@@ -523,6 +531,8 @@ fn stress_with_feed(
 async fn stress_reads_server_counters_from_its_feed() {
     let mut serve = resonate(&[
         "serve",
+        "--dialect",
+        "sendspin-v1",
         FIXTURE,
         "--listen",
         "127.0.0.1:0",
@@ -560,6 +570,8 @@ async fn stress_reports_a_leak_the_feed_shows() {
 
     let mut serve = resonate(&[
         "serve",
+        "--dialect",
+        "sendspin-v1",
         FIXTURE,
         "--listen",
         "127.0.0.1:0",

@@ -124,6 +124,7 @@ pub async fn probe(endpoint: &Endpoint, limit: Duration) -> Result<ProbeReport, 
                 let left = deadline.saturating_duration_since(Instant::now());
                 let codec = open_codec(&mut ws, Dialect::Sendspin, Some(&keys), &probe_hello(), left)
                     .await
+                    .map_err(|failure| failure.cause)
                     .map_err(|cause| ProbeError::Protocol(format!("the cleartext hello was closed unanswered, and the Sendspin 1.0 handshake failed: {cause}")))?;
                 let mut peer = Peer {
                     ws,

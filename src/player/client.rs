@@ -83,6 +83,10 @@ pub struct PlayerConfig {
     /// Keys for Sendspin 1.0 connections; required when `dialect` is
     /// [`Dialect::Sendspin`].
     pub keys: Option<super::encrypted::ClientKeys>,
+    /// Dial again in cleartext Sendspin v1 when the first server closes
+    /// the connection before sending `server/init`: for a dialect the
+    /// user did not choose.
+    pub cleartext_fallback: bool,
 }
 
 /// What the player reports as it runs.
@@ -123,6 +127,11 @@ pub enum PlayerEvent {
     ServerState(ServerState),
     /// A `group/update` as received, a delta of the player's group.
     GroupUpdate(GroupUpdate),
+    /// The server closed the Sendspin 1.0 handshake before `server/init`, and the
+    /// player dials it again in this dialect.
+    FellBack {
+        dialect: Dialect,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -135,7 +144,7 @@ pub enum PlayerError {
     },
     #[error("the server at {url} has no endpoint at {path} (HTTP 404); check the path in the server URL (servers use /sendspin by default)")]
     NoEndpoint { url: String, path: String },
-    #[error("another player connected with the same client_id {client_id:?} and replaced this one; give each player its own --client-id")]
+    #[error("another player connected with the same client_id {client_id:?} and replaced this one; give each player its own --state-dir (Sendspin 1.0) or --client-id (v1)")]
     Replaced { client_id: String },
 }
 
@@ -161,6 +170,8 @@ pub struct Player {
 /// Why one session ended, as the reconnect loop sees it.
 enum SessionEnd {
     Closed(CloseCause),
+    /// The server closed the connection before sending `server/init`.
+    ClosedBeforeInit(CloseCause),
     Shutdown,
     /// A newly connected server won the choice; the old session is closed.
     /// Boxed because a candidate carries a whole `server/hello`.
@@ -260,12 +271,15 @@ impl Player {
 
     /// Plays until `shutdown` completes, reconnecting as needed. Returns an
     /// error only when the server cannot be reached at all.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), PlayerError> {
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), PlayerError> {
         tokio::pin!(shutdown);
         let backoff = self.config.backoff;
         let mut delay = backoff.initial;
         let mut failures = 0u32;
         let mut ever_connected = false;
+        // Whether any server sent server/init: only before that may a closed
+        // handshake mean a cleartext-only server.
+        let mut init_received = false;
         loop {
             let attempt = tokio::select! {
                 _ = &mut shutdown => return Ok(()),
@@ -280,7 +294,15 @@ impl Player {
                     match self.run_session(ws, peer, &mut shutdown).await {
                         // A dialing player has no candidates to switch to.
                         SessionEnd::Shutdown | SessionEnd::Switched(_) => return Ok(()),
+                        SessionEnd::ClosedBeforeInit(cause) => {
+                            if self.config.cleartext_fallback && !init_received {
+                                self.fall_back();
+                                continue;
+                            }
+                            self.report(PlayerEvent::Disconnected { cause });
+                        }
                         SessionEnd::Closed(cause) => {
+                            init_received = true;
                             if was_replaced(&cause) {
                                 self.report(PlayerEvent::Disconnected { cause });
                                 return Err(PlayerError::Replaced {
@@ -321,6 +343,14 @@ impl Player {
         }
     }
 
+    /// Switches to cleartext Sendspin v1 for every later connection.
+    fn fall_back(&mut self) {
+        let dialect = Dialect::SendspinV1;
+        tracing::warn!(url = %self.config.url, "the server closed the connection before sending server/init of the Sendspin 1.0 handshake; dialing again in cleartext Sendspin v1 (pass --dialect sendspin to insist on 1.0)");
+        self.config.dialect = dialect;
+        self.report(PlayerEvent::FellBack { dialect });
+    }
+
     async fn run_session(
         &self,
         mut ws: transport::ClientStream,
@@ -341,7 +371,8 @@ impl Player {
             _ = shutdown.as_mut() => return SessionEnd::Shutdown,
             codec = opening => match codec {
                 Ok(codec) => codec,
-                Err(cause) => return SessionEnd::Closed(cause),
+                Err(failure) if failure.before_init => return SessionEnd::ClosedBeforeInit(failure.cause),
+                Err(failure) => return SessionEnd::Closed(failure.cause),
             },
         };
         let handle = session::spawn(
@@ -535,7 +566,9 @@ impl Player {
             {
                 SessionEnd::Shutdown => break,
                 SessionEnd::Switched(candidate) => next = Some(*candidate),
-                SessionEnd::Closed(cause) => self.report(PlayerEvent::Disconnected { cause }),
+                SessionEnd::Closed(cause) | SessionEnd::ClosedBeforeInit(cause) => {
+                    self.report(PlayerEvent::Disconnected { cause })
+                }
             }
         }
 
@@ -672,8 +705,8 @@ impl Handshake {
         .await
         {
             Ok(codec) => codec,
-            Err(cause) => {
-                tracing::info!(%peer, %cause, "server connection failed its handshake");
+            Err(failure) => {
+                tracing::info!(%peer, cause = %failure.cause, "server connection failed its handshake");
                 return;
             }
         };
@@ -909,6 +942,9 @@ impl<'a> SessionState<'a> {
                 self.server = Some((hello.server_id.clone(), hello.connection_reason));
                 if hello.active_roles.iter().any(|role| role == REPORT_ROLE) {
                     self.report_sent = Some(None);
+                }
+                if hello.active_roles.is_empty() && self.player.config.dialect.is_encrypted() {
+                    tracing::warn!(server = %hello.name, client_id = %self.player.config.client_id, "the server gave this client no roles: it is neither paired with the server nor approved by its operator; pair it (resonate play pair --server URL, with resonate serve pair on the server), or have the operator approve this client_id (serve --approve CLIENT_ID)");
                 }
                 self.activated_roles = hello.active_roles.clone();
                 self.player.report(PlayerEvent::Connected {

@@ -49,6 +49,15 @@ impl ClientKeys {
     }
 }
 
+/// The failure of a connection to open.
+#[derive(Debug)]
+pub struct OpenFailure {
+    pub cause: CloseCause,
+    /// The server closed the connection before sending `server/init`,
+    /// as servers that speak only cleartext dialects do.
+    pub before_init: bool,
+}
+
 /// Returns the codec of a new connection: for Sendspin 1.0, after running
 /// the handshake and receiving `server/hello` on `ws`; for a cleartext
 /// dialect, right away.
@@ -58,7 +67,7 @@ pub async fn open_codec<S>(
     keys: Option<&ClientKeys>,
     hello: &ClientHello,
     timeout: Duration,
-) -> Result<Box<dyn WireCodec>, CloseCause>
+) -> Result<Box<dyn WireCodec>, OpenFailure>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -66,9 +75,10 @@ where
         return Ok(dialect.codec());
     }
     let Some(keys) = keys else {
-        return Err(CloseCause::ProtocolError(
-            "no identity for an encrypted connection".into(),
-        ));
+        return Err(OpenFailure {
+            cause: CloseCause::ProtocolError("no identity for an encrypted connection".into()),
+            before_init: false,
+        });
     };
     match handshake_and_hello(ws, keys, hello, timeout).await {
         Ok(codec) => Ok(Box::new(codec)),
@@ -76,10 +86,17 @@ where
             // Handshake failures are silent: close without another message.
             let _ = futures_util::SinkExt::close(ws).await;
             tracing::warn!(cause = %err, "Sendspin 1.0 handshake failed");
-            Err(match err {
+            let before_init = matches!(
+                err,
+                HandshakeError::Closed {
+                    what: "server/init"
+                }
+            );
+            let cause = match err {
                 HandshakeError::Timeout { .. } => CloseCause::HandshakeTimeout,
                 other => CloseCause::ProtocolError(other.to_string()),
-            })
+            };
+            Err(OpenFailure { cause, before_init })
         }
     }
 }

@@ -15,7 +15,6 @@ pub struct PlayerTelemetry {
     hub: Telemetry,
     scheduler: Arc<Scheduler>,
     clock: SharedClock,
-    dialect: &'static str,
     connection: Arc<Mutex<Connection>>,
 }
 
@@ -23,6 +22,7 @@ pub struct PlayerTelemetry {
 #[derive(Debug, Default)]
 struct Connection {
     phase: Phase,
+    dialect: &'static str,
     server_id: Option<String>,
     server_name: Option<String>,
     roles: Vec<String>,
@@ -42,13 +42,13 @@ impl PlayerTelemetry {
     ) -> PlayerTelemetry {
         let connection = Connection {
             phase: Phase::Connecting,
+            dialect: dialect.as_str(),
             ..Default::default()
         };
         PlayerTelemetry {
             hub,
             scheduler,
             clock,
-            dialect: dialect.as_str(),
             connection: Arc::new(Mutex::new(connection)),
         }
     }
@@ -101,6 +101,13 @@ impl PlayerTelemetry {
                 Event::now(EventKind::Disconnected, cause.to_string())
                     .with_client(connection.server_id.as_deref())
             }
+            PlayerEvent::FellBack { dialect } => {
+                connection.dialect = dialect.as_str();
+                Event::now(
+                    EventKind::Info,
+                    format!("the server closed the Sendspin 1.0 handshake before server/init; dialing again in {dialect}"),
+                )
+            }
             // The feed shows the player's connection, not what its group plays.
             PlayerEvent::ServerState(_) | PlayerEvent::GroupUpdate(_) => return,
             PlayerEvent::Retrying {
@@ -133,7 +140,7 @@ impl PlayerTelemetry {
             client_id: connection.server_id.clone(),
             name: connection.server_name.clone(),
             peer: source.target.clone(),
-            dialect: self.dialect.to_string(),
+            dialect: connection.dialect.to_string(),
             roles: connection.roles.clone(),
             phase: connection.phase,
             group: None,

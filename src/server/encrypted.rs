@@ -90,7 +90,7 @@ where
                 first_frame: Some(first),
             });
         }
-        tracing::info!(%peer, "rejected a cleartext Sendspin v1 client; pass --accept-v1 to accept v1 clients next to Sendspin 1.0");
+        tracing::warn!(%peer, "rejected a cleartext Sendspin v1 client; pass --accept-v1 to accept v1 clients next to Sendspin 1.0");
         let _ = ws.close(None).await;
         return None;
     }

@@ -557,8 +557,15 @@ where
             Incoming::Unknown { type_name } => type_name.clone(),
             Incoming::Consumed => return Ok(()),
         };
+        // A Sendspin 1.0 client opens with client/init, which a cleartext
+        // server cannot answer.
+        let hint = if got == "client/init" {
+            " (a Sendspin 1.0 client; serve --dialect sendspin takes it)"
+        } else {
+            ""
+        };
         Err(CloseCause::ProtocolError(format!(
-            "expected {expected} first, got {got}"
+            "expected {expected} first, got {got}{hint}"
         )))
     }
 

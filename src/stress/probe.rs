@@ -224,6 +224,7 @@ impl Probe {
             self.handshake_timeout,
         )
         .await
+        .map_err(|failure| failure.cause)
         {
             Ok(codec) => {
                 self.codec = codec;

@@ -184,6 +184,7 @@ async fn run_session(
                 config.limits.handshake_timeout,
             )
             .await
+            .map_err(|failure| failure.cause)
             {
                 Ok(codec) => codec,
                 Err(cause) => {
@@ -237,8 +238,20 @@ async fn run_session(
     };
     match &cause {
         Some(cause) => {
+            // Sendspin 1.0 servers close a cleartext hello unanswered.
+            let hint = if view.hello.is_none()
+                && !config.dialect.is_encrypted()
+                && matches!(
+                    cause,
+                    CloseCause::PeerClosed { .. } | CloseCause::PeerReset(_)
+                ) {
+                "; the server closed the connection before server/hello, as Sendspin 1.0 servers do with cleartext clients: run the monitor with --dialect sendspin"
+            } else {
+                ""
+            };
             telemetry.emit(
-                Event::now(EventKind::Disconnected, cause.to_string()).with_client(server_id(view)),
+                Event::now(EventKind::Disconnected, format!("{cause}{hint}"))
+                    .with_client(server_id(view)),
             );
         }
         None => {

@@ -205,7 +205,8 @@ impl PlayState {
             }
             PlayerEvent::ServerSwitched { .. }
             | PlayerEvent::ServerRejected { .. }
-            | PlayerEvent::Retrying { .. } => {}
+            | PlayerEvent::Retrying { .. }
+            | PlayerEvent::FellBack { .. } => {}
             PlayerEvent::StreamStarted { format } => {
                 self.format = Some(*format);
                 changes.stream = true;
