@@ -247,6 +247,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "CLIENT_ID", allow_hyphen_values = true)]
     pub revoke: Vec<String>,
 
+    /// Unpair this paired client: when it next connects on its pairing record, it is sent server/unpair, and both sides drop the record (the client connects unpaired from then on). Kept in the state directory until then. Repeatable.
+    #[arg(long, value_name = "CLIENT_ID", allow_hyphen_values = true)]
+    pub unpair: Vec<String>,
+
     /// Pair with the client whose pairing token (SP:0..., printed by play --pairing-token) this is, when it next connects; repeatable. The pairing record is then kept in the state directory.
     #[arg(long, value_name = "TOKEN")]
     pub pair_token: Vec<String>,

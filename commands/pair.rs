@@ -16,7 +16,7 @@ use resonate::dialect::sendspin::ClientPairing;
 use resonate::noise::handshake::{self, PskChoice, ServerOptions};
 use resonate::noise::pairing::{decode_token, encode_token, PskToken};
 use resonate::noise::pairing_code::{self, PairingError, StaticCode};
-use resonate::noise::{ApprovalStore, Identity, PairingStore, PskCategory, Suite};
+use resonate::noise::{ClientIdSet, Identity, PairingStore, PskCategory, Suite, APPROVALS};
 use resonate::player::encrypted::{self as client_side, ClientKeys, Paired};
 use resonate::protocol::ClientHello;
 use resonate::server::pairing::{CodeMethod, CodePairing, Operator};
@@ -104,7 +104,7 @@ pub fn serve_pair(args: ServePairArgs) -> Result<(), Failure> {
                 Ok(Ok((client_id, method))) => {
                     // A paired client needs no approval any more.
                     let approvals = dir.join("approvals-server.json");
-                    let discarded = ApprovalStore::load(&approvals).and_then(|mut stored| stored.remove(&client_id));
+                    let discarded = ClientIdSet::load(&approvals, APPROVALS).and_then(|mut stored| stored.remove(&client_id));
                     if let Err(err) = discarded {
                         tracing::warn!(client = %client_id, cause = %err, "cannot discard the approval of the paired client");
                     }

@@ -1,7 +1,7 @@
 //! `resonate serve`: play a queue of files, playlists or a test signal to
 //! players, in sync.
 
-use resonate::noise::{ApprovalStore, Identity};
+use resonate::noise::{ClientIdSet, Identity, PairingStore, APPROVALS, PENDING_UNPAIRS};
 use resonate::server::encrypted::ServerKeys;
 use std::time::Duration;
 
@@ -330,6 +330,7 @@ fn server_keys(args: &ServeArgs) -> Result<Option<ServerKeys>, Failure> {
         (args.allow_unpaired, "--allow-unpaired"),
         (!args.approve.is_empty(), "--approve"),
         (!args.revoke.is_empty(), "--revoke"),
+        (!args.unpair.is_empty(), "--unpair"),
         (!args.pair_token.is_empty(), "--pair-token"),
     ];
     match dialect {
@@ -351,7 +352,11 @@ fn server_keys(args: &ServeArgs) -> Result<Option<ServerKeys>, Failure> {
             "--server-id cannot be combined with Sendspin 1.0, the default dialect: its server_id is the public key stored in the state directory; use --state-dir, or add --dialect sendspin-v1 to keep the id"
         )));
     }
-    for (flag, ids) in [("--approve", &args.approve), ("--revoke", &args.revoke)] {
+    for (flag, ids) in [
+        ("--approve", &args.approve),
+        ("--revoke", &args.revoke),
+        ("--unpair", &args.unpair),
+    ] {
         for id in ids {
             resonate::noise::identity::decode_key(id).map_err(|reason| {
                 Failure::usage(anyhow::anyhow!("invalid {flag} {id:?}: {reason}"))
@@ -380,7 +385,7 @@ fn server_keys(args: &ServeArgs) -> Result<Option<ServerKeys>, Failure> {
     let identity =
         Identity::load_or_create(&dir.join("identity-server.json")).map_err(Failure::usage)?;
     let approvals_path = dir.join("approvals-server.json");
-    let mut approvals = ApprovalStore::load(&approvals_path).map_err(Failure::usage)?;
+    let mut approvals = ClientIdSet::load(&approvals_path, APPROVALS).map_err(Failure::usage)?;
     for id in &args.approve {
         approvals.insert(id).map_err(Failure::usage)?;
     }
@@ -389,14 +394,31 @@ fn server_keys(args: &ServeArgs) -> Result<Option<ServerKeys>, Failure> {
             crate::status(&format!("client {id} had no stored approval to revoke"));
         }
     }
+    let records_path = dir.join("pairings-server.json");
+    let unpairs_path = dir.join("unpairs-server.json");
+    if !args.unpair.is_empty() {
+        let records = PairingStore::load(&records_path).map_err(Failure::usage)?;
+        let mut pending =
+            ClientIdSet::load(&unpairs_path, PENDING_UNPAIRS).map_err(Failure::usage)?;
+        for id in &args.unpair {
+            if records.record_of(id).is_none() {
+                return Err(Failure::usage(anyhow::anyhow!(
+                    "--unpair {id}: no pairing record of that client in {}; give the client_id of a paired client",
+                    records_path.display()
+                )));
+            }
+            pending.insert(id).map_err(Failure::usage)?;
+        }
+    }
     Ok(Some(ServerKeys {
         identity,
-        records_path: dir.join("pairings-server.json"),
+        records_path,
         accept_v1: args.accept_v1,
         allow_unpaired: args.allow_unpaired,
         approved: args.approve.iter().cloned().collect(),
         approvals_path: Some(approvals_path),
         pairing_tokens,
+        unpairs_path: Some(unpairs_path),
     }))
 }
 

@@ -502,6 +502,7 @@ impl Embedded {
                 approved: Default::default(),
                 approvals_path: None,
                 pairing_tokens: Vec::new(),
+                unpairs_path: None,
             });
         }
         // The storms are the load under test, so the limits that would turn

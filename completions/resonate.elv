@@ -40,6 +40,7 @@ set edit:completion:arg-completer[resonate] = {|@words|
             cand --dialect 'Wire dialect of clients on --path: sendspin (Sendspin 1.0, encrypted with Noise; add --accept-v1 to take cleartext v1 clients on the same path too) or sendspin-v1 (cleartext only)'
             cand --approve 'Give roles and playback to this unpaired client (its client_id, a base64url public key) from now on. The approval is kept in the state directory until --revoke, or until a pairing with that client discards it. Repeatable'
             cand --revoke 'Revoke the stored approval of this unpaired client; repeatable'
+            cand --unpair 'Unpair this paired client: when it next connects on its pairing record, it is sent server/unpair, and both sides drop the record (the client connects unpaired from then on). Kept in the state directory until then. Repeatable'
             cand --pair-token 'Pair with the client whose pairing token (SP:0..., printed by play --pairing-token) this is, when it next connects; repeatable. The pairing record is then kept in the state directory'
             cand --state-dir 'Directory of the server''s Sendspin 1.0 identity (its key pair, whose public key is the server_id) and pairing records; created on first use, files readable by the owner only [default: $XDG_STATE_HOME/resonate, or ~/.local/state/resonate]'
             cand --name 'Friendly server name sent in server/hello'

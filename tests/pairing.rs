@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use peers::{peer_command, require_peers_root};
 use process::{resonate, spawn, Proc};
-use resonate::noise::{ApprovalStore, PairingStore};
+use resonate::noise::{ClientIdSet, PairingStore, APPROVALS};
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -138,7 +138,7 @@ fn pairing_token_pairs_resonate_commands() {
     // An approval the operator gave before pairing is discarded by it.
     let client_id = secrets["client_id"].as_str().unwrap();
     let approvals_path = server_state.join("approvals-server.json");
-    ApprovalStore::load(&approvals_path)
+    ClientIdSet::load(&approvals_path, APPROVALS)
         .unwrap()
         .insert(client_id)
         .unwrap();
@@ -151,7 +151,7 @@ fn pairing_token_pairs_resonate_commands() {
     assert_eq!(server_paired["client_id"], secrets["client_id"]);
     assert!(player.wait(PATIENCE).success());
     assert!(server.wait(PATIENCE).success());
-    assert!(!ApprovalStore::load(&approvals_path)
+    assert!(!ClientIdSet::load(&approvals_path, APPROVALS)
         .unwrap()
         .contains(client_id));
     assert_paired_player_is_admitted(&server_state, &player_state, client_id);

@@ -494,3 +494,62 @@ fn pairing_token_pairs_and_persists_records() {
     assert!(player.interrupt().success());
     assert!(server.interrupt().success());
 }
+
+#[test]
+fn unpair_drops_both_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let source_path = dir.path().join("source.wav");
+    write_test_wav(&source_path, RATE, CHANNELS, 16, 1.0);
+    let (server_state, player_state) = (dir.path().join("server"), dir.path().join("player"));
+    let (server_id, player_id) = pair_by_records(&server_state, &player_state, &[0x3c; 32]);
+
+    let (mut server, url) = start_serve(&source_path, &server_state, &["--unpair", &player_id]);
+    let mut player = start_encrypted_player(
+        &url,
+        &player_state,
+        "25519_ChaChaPoly_SHA256",
+        &dir.path().join("out.wav"),
+    );
+    // The paired session carries server/unpair; the player says goodbye
+    // and connects again, unpaired and not approved.
+    let goodbye = player.wait_event("disconnected", PATIENCE);
+    assert_eq!(goodbye["cause"], "local_goodbye", "{goodbye}");
+    assert!(
+        goodbye["detail"].as_str().unwrap().contains("unpaired"),
+        "{goodbye}"
+    );
+    let again = player.wait_event("connected", PATIENCE);
+    assert_eq!(again["active_roles"], serde_json::json!([]), "{again}");
+
+    let server_records = PairingStore::load(&server_state.join("pairings-server.json")).unwrap();
+    assert!(server_records.record_of(&player_id).is_none());
+    let player_records = PairingStore::load(&player_state.join("pairings-player.json")).unwrap();
+    assert!(player_records.record_of(&server_id).is_none());
+    let pending = resonate::noise::ClientIdSet::load(
+        &server_state.join("unpairs-server.json"),
+        resonate::noise::PENDING_UNPAIRS,
+    )
+    .unwrap();
+    assert!(!pending.contains(&player_id), "the unpair stayed pending");
+    assert!(player.interrupt().success());
+    assert!(server.interrupt().success());
+
+    // A client without a record cannot be unpaired.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_resonate"))
+        .arg("serve")
+        .arg(&source_path)
+        .args([
+            "--no-mdns",
+            "--listen",
+            "127.0.0.1:0",
+            "--unpair",
+            &player_id,
+        ])
+        .arg("--state-dir")
+        .arg(&server_state)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no pairing record"), "{stderr}");
+}

@@ -144,6 +144,10 @@ pub enum Incoming {
     /// A frame the codec used up itself, such as a fragment of a message
     /// not yet complete.
     Consumed,
+    /// The server dropped its pairing record of this client: a Sendspin
+    /// 1.0 `server/unpair` on a session keyed by that record. The client
+    /// removes its own record, says goodbye (`unpaired`) and closes.
+    Unpaired,
 }
 
 /// A frame that does not decode.

@@ -472,6 +472,14 @@ impl SendspinCodec {
                 })?;
         match (self.side, type_name.as_str()) {
             (CodecSide::Client, "server/activate") => return self.on_activate(&type_name, payload),
+            (CodecSide::Client, "server/unpair") => {
+                if self.category == PskCategory::LongTerm {
+                    return Ok(Incoming::Unpaired);
+                }
+                // An unpaired session has no record to drop.
+                tracing::debug!(server = %self.peer_id, "ignoring server/unpair on an unpaired session");
+                return Ok(Incoming::Consumed);
+            }
             (CodecSide::Server, "client/hello") => {
                 payload.insert("client_id".into(), Value::String(self.peer_id.clone()));
                 payload.insert("version".into(), json!(1));

@@ -297,22 +297,31 @@ impl PairingStore {
     }
 }
 
-/// The operator's approvals of unpaired clients, by `client_id`, kept in
-/// a file so they outlive the process. A successful pairing discards the
-/// client's approval, since its pairing record admits it from then on.
+/// Names the file of the operator's approvals of unpaired clients. A
+/// successful pairing discards the client's approval, since its pairing
+/// record admits it from then on.
+pub const APPROVALS: &str = "approval file";
+
+/// Names the file of the paired clients the operator unpairs: each is sent
+/// `server/unpair` when it next connects on its pairing record.
+pub const PENDING_UNPAIRS: &str = "pending unpair file";
+
+/// A set of `client_id`s kept in a file so that it outlives the process,
+/// such as the [`APPROVALS`] and the [`PENDING_UNPAIRS`].
 #[derive(Clone, Debug)]
-pub struct ApprovalStore {
+pub struct ClientIdSet {
     path: PathBuf,
     client_ids: std::collections::BTreeSet<String>,
 }
 
-impl ApprovalStore {
-    /// Loads the approvals at `path`. A missing file means none.
-    pub fn load(path: &Path) -> Result<ApprovalStore, StateError> {
+impl ClientIdSet {
+    /// Loads the set at `path`, which `what` names in errors. A missing
+    /// file means an empty set.
+    pub fn load(path: &Path, what: &'static str) -> Result<ClientIdSet, StateError> {
         let client_ids = match std::fs::read_to_string(path) {
             Ok(text) => serde_json::from_str(&text).map_err(|err| StateError::Invalid {
                 path: path.to_path_buf(),
-                what: "approval file",
+                what,
                 reason: err.to_string(),
             })?,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Default::default(),
@@ -323,7 +332,7 @@ impl ApprovalStore {
                 })
             }
         };
-        Ok(ApprovalStore {
+        Ok(ClientIdSet {
             path: path.to_path_buf(),
             client_ids,
         })
@@ -337,7 +346,7 @@ impl ApprovalStore {
         self.client_ids.iter().map(String::as_str)
     }
 
-    /// Approves `client_id` and writes the file when it was not approved.
+    /// Adds `client_id` and writes the file when it was not in the set.
     pub fn insert(&mut self, client_id: &str) -> Result<(), StateError> {
         if self.client_ids.insert(client_id.to_string()) {
             self.save()?;
@@ -345,7 +354,7 @@ impl ApprovalStore {
         Ok(())
     }
 
-    /// Revokes the approval of `client_id`; returns whether there was one.
+    /// Removes `client_id`; returns whether it was in the set.
     pub fn remove(&mut self, client_id: &str) -> Result<bool, StateError> {
         if !self.client_ids.remove(client_id) {
             return Ok(false);
@@ -355,7 +364,7 @@ impl ApprovalStore {
     }
 
     fn save(&self) -> Result<(), StateError> {
-        let text = serde_json::to_string_pretty(&self.client_ids).expect("approvals serialize");
+        let text = serde_json::to_string_pretty(&self.client_ids).expect("client ids serialize");
         write_private(&self.path, text.as_bytes())
     }
 }
@@ -424,22 +433,22 @@ mod tests {
     fn approvals_persist_and_revoke() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("approvals.json");
-        let mut approvals = ApprovalStore::load(&path).unwrap();
+        let mut approvals = ClientIdSet::load(&path, APPROVALS).unwrap();
         assert!(!approvals.contains("a"));
         approvals.insert("a").unwrap();
         approvals.insert("b").unwrap();
-        let reloaded = ApprovalStore::load(&path).unwrap();
+        let reloaded = ClientIdSet::load(&path, APPROVALS).unwrap();
         assert!(reloaded.contains("a"));
         assert!(reloaded.contains("b"));
 
-        let mut revoked = ApprovalStore::load(&path).unwrap();
+        let mut revoked = ClientIdSet::load(&path, APPROVALS).unwrap();
         assert!(revoked.remove("a").unwrap());
         assert!(!revoked.remove("a").unwrap());
-        let reloaded = ApprovalStore::load(&path).unwrap();
+        let reloaded = ClientIdSet::load(&path, APPROVALS).unwrap();
         assert!(!reloaded.contains("a"));
         assert!(reloaded.contains("b"));
         std::fs::write(&path, "{").unwrap();
-        let err = ApprovalStore::load(&path).unwrap_err().to_string();
+        let err = ClientIdSet::load(&path, APPROVALS).unwrap_err().to_string();
         assert!(err.contains("approval file"), "{err}");
     }
 }

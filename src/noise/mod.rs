@@ -16,7 +16,9 @@ pub mod pairing_code;
 use sha2::{Digest, Sha256};
 
 pub use handshake::{accept, connect, Established, HandshakeError, PskChoice};
-pub use identity::{default_state_dir, ApprovalStore, Identity, PairingStore, StateError};
+pub use identity::{
+    default_state_dir, ClientIdSet, Identity, PairingStore, StateError, APPROVALS, PENDING_UNPAIRS,
+};
 
 /// Length of a PSK in bytes.
 pub const PSK_LEN: usize = 32;

@@ -930,8 +930,31 @@ impl<'a> SessionState<'a> {
                     tracing::debug!(kind = ?other, "ignoring binary frame for a role this player lacks")
                 }
             },
+            Incoming::Unpaired => self.on_unpaired(),
             Incoming::Unknown { .. } | Incoming::Consumed => {}
         }
+    }
+
+    /// Removes the pairing record of the server that unpaired this client
+    /// and closes the session with the goodbye reason `unpaired`. The next
+    /// connection to that server is unpaired.
+    fn on_unpaired(&mut self) {
+        let server_id = self.server.as_ref().map(|(id, _)| id.clone());
+        let keys = self.player.config.keys.as_ref();
+        if let (Some(server_id), Some(keys)) = (&server_id, keys) {
+            let removed = crate::noise::PairingStore::load(&keys.records_path)
+                .and_then(|mut records| records.remove(server_id));
+            match removed {
+                Ok(_) => {
+                    tracing::warn!(server = %server_id, records = %keys.records_path.display(), "the server unpaired this client; removed its pairing record")
+                }
+                Err(err) => {
+                    tracing::warn!(server = %server_id, cause = %err, "the server unpaired this client, but its pairing record could not be removed")
+                }
+            }
+        }
+        self.handle
+            .close(CloseCause::LocalGoodbye(GoodbyeReason::Unpaired));
     }
 
     fn on_message(&mut self, message: Message, received_us: i64) {

@@ -17,7 +17,9 @@ use crate::dialect::{Dialect, SendspinCodec, WireCodec};
 use crate::noise::handshake::{self, Channel, HandshakeError, PskChoice, ServerOptions};
 use crate::noise::identity::decode_key;
 use crate::noise::pairing::PskToken;
-use crate::noise::{ApprovalStore, Identity, PairingStore, PskCategory, Suite, PSK_LEN};
+use crate::noise::{
+    ClientIdSet, Identity, PairingStore, PskCategory, Suite, APPROVALS, PENDING_UNPAIRS, PSK_LEN,
+};
 
 /// A server's keys and admission policy for encrypted clients.
 #[derive(Clone, Debug)]
@@ -37,6 +39,10 @@ pub struct ServerKeys {
     /// Pairing tokens the operator entered: a client whose token is here
     /// and that has no pairing record yet is paired by its pairing PSK.
     pub pairing_tokens: Vec<PskToken>,
+    /// File of the paired clients to unpair, read on every connection: a
+    /// client in it that connects on its pairing record is sent
+    /// `server/unpair`, and both sides drop the record.
+    pub unpairs_path: Option<PathBuf>,
 }
 
 /// An accepted connection ready for its session: dialect, codec and any
@@ -177,6 +183,18 @@ where
             }
         };
     }
+    if established.category == PskCategory::LongTerm && unpair_pending(keys, &client_id) {
+        match unpair(ws, &mut channel, keys, &client_id, timeout).await {
+            Ok(()) => {
+                tracing::info!(%peer, client = %client_id, "unpaired the client; removed its pairing record")
+            }
+            Err(err) => {
+                tracing::warn!(%peer, client = %client_id, cause = %err, "unpairing the client failed; its record stays until it next connects")
+            }
+        }
+        let _ = ws.close(None).await;
+        return None;
+    }
     let admitted = established.category == PskCategory::LongTerm
         || (!established.credential_mismatch
             && (keys.allow_unpaired
@@ -203,7 +221,7 @@ fn stored_approval(keys: &ServerKeys, client_id: &str) -> bool {
     let Some(path) = &keys.approvals_path else {
         return false;
     };
-    match ApprovalStore::load(path) {
+    match ClientIdSet::load(path, APPROVALS) {
         Ok(approvals) => approvals.contains(client_id),
         Err(err) => {
             tracing::warn!(cause = %err, "cannot read the approvals; approving no unpaired client from the file");
@@ -212,13 +230,85 @@ fn stored_approval(keys: &ServerKeys, client_id: &str) -> bool {
     }
 }
 
+/// Returns whether the operator asked to unpair `client_id`. A file that
+/// cannot be read unpairs no one, with a warning.
+fn unpair_pending(keys: &ServerKeys, client_id: &str) -> bool {
+    let Some(path) = &keys.unpairs_path else {
+        return false;
+    };
+    match ClientIdSet::load(path, PENDING_UNPAIRS) {
+        Ok(pending) => pending.contains(client_id),
+        Err(err) => {
+            tracing::warn!(cause = %err, "cannot read the clients to unpair; unpairing none");
+            false
+        }
+    }
+}
+
+/// Unpairs a client connected on its pairing record: reads its
+/// `client/hello`, activates nothing, sends `server/unpair`, removes the
+/// record and the pending entry, and waits for the client's
+/// `client/goodbye` (reason `unpaired`) or for it to close.
+async fn unpair<S>(
+    ws: &mut WebSocketStream<S>,
+    channel: &mut Channel,
+    keys: &ServerKeys,
+    client_id: &str,
+    timeout: Duration,
+) -> Result<(), HandshakeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let malformed = |what: &'static str, detail: String| HandshakeError::Malformed { what, detail };
+    let hello = handshake::receive_json(ws, channel, "client/hello", timeout).await?;
+    if hello.get("type").and_then(|t| t.as_str()) != Some("client/hello") {
+        return Err(malformed("client/hello", format!("got {hello}")));
+    }
+    let activate = json!({
+        "type": "server/activate",
+        "payload": { "activities": [], "active_roles": [] },
+    });
+    handshake::send_json(ws, channel, &activate.to_string()).await?;
+    handshake::send_json(
+        ws,
+        channel,
+        &json!({ "type": "server/unpair", "payload": {} }).to_string(),
+    )
+    .await?;
+    let mut records = PairingStore::load(&keys.records_path)
+        .map_err(|err| malformed("pairing record file", err.to_string()))?;
+    records
+        .remove(client_id)
+        .map_err(|err| malformed("pairing record file", err.to_string()))?;
+    if let Some(path) = &keys.unpairs_path {
+        ClientIdSet::load(path, PENDING_UNPAIRS)
+            .and_then(|mut pending| pending.remove(client_id))
+            .map_err(|err| malformed("pending unpair file", err.to_string()))?;
+    }
+    // The client's goodbye is its acknowledgement; a client that closes
+    // without one has dropped the session all the same.
+    match handshake::receive_json(ws, channel, "client/goodbye", timeout).await {
+        Ok(goodbye) => {
+            let reason = goodbye
+                .pointer("/payload/reason")
+                .cloned()
+                .unwrap_or_default();
+            tracing::debug!(client = %client_id, %reason, "client sent client/goodbye after server/unpair");
+        }
+        Err(HandshakeError::Closed { .. }) => {}
+        Err(err) => return Err(err),
+    }
+    Ok(())
+}
+
 /// Discards the stored approval of a client that just paired: its pairing
 /// record admits it from now on.
 pub fn discard_approval(keys: &ServerKeys, client_id: &str) {
     let Some(path) = &keys.approvals_path else {
         return;
     };
-    let removed = ApprovalStore::load(path).and_then(|mut approvals| approvals.remove(client_id));
+    let removed =
+        ClientIdSet::load(path, APPROVALS).and_then(|mut approvals| approvals.remove(client_id));
     if let Err(err) = removed {
         tracing::warn!(client = %client_id, cause = %err, "cannot discard the approval of a paired client");
     }

@@ -556,6 +556,7 @@ where
             Incoming::Binary(_) => "a binary frame".to_string(),
             Incoming::Unknown { type_name } => type_name.clone(),
             Incoming::Consumed => return Ok(()),
+            Incoming::Unpaired => "server/unpair".to_string(),
         };
         // A Sendspin 1.0 client opens with client/init, which a cleartext
         // server cannot answer.

@@ -254,6 +254,7 @@ fn describe(incoming: &Incoming) -> String {
         Incoming::Binary(_) => "a binary frame".into(),
         Incoming::Unknown { type_name } => type_name.clone(),
         Incoming::Consumed => "a fragment".into(),
+        Incoming::Unpaired => "server/unpair".into(),
     }
 }
 

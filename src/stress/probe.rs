@@ -324,7 +324,7 @@ impl Probe {
             return Ok(match incoming {
                 Incoming::Message(message) => Seen::Message(message),
                 Incoming::Binary(_) => Seen::OtherBinary,
-                Incoming::Unknown { .. } | Incoming::Consumed => Seen::Unknown,
+                Incoming::Unknown { .. } | Incoming::Consumed | Incoming::Unpaired => Seen::Unknown,
             });
         }
         let seen = self
