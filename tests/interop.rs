@@ -253,18 +253,20 @@ fn start_serve(wav: &Path) -> (Proc, String) {
 }
 
 /// Starts `resonate serve` with `extra` flags and returns it with its URL.
+/// It speaks cleartext v1 unless `extra` names a dialect.
 fn start_serve_with(wav: &Path, extra: &[&str]) -> (Proc, String) {
     let wav = wav.to_str().expect("temporary paths are UTF-8");
     let mut args = vec![
         "serve",
-        "--dialect",
-        "sendspin-v1",
         wav,
         "--listen",
         "127.0.0.1:0",
         "--no-mdns",
         "--json",
     ];
+    if !extra.contains(&"--dialect") {
+        args.extend(["--dialect", "sendspin-v1"]);
+    }
     args.extend(extra);
     let mut serve = resonate(&args);
     let listening = serve.wait_event("listening", EVENT_PATIENCE);

@@ -337,8 +337,6 @@ async fn aiosendspin_encrypted_controller_metadata_and_artwork_client() -> anyho
         .context("supported_commands is a list")?;
     for command in [
         "play",
-        "--dialect",
-        "sendspin-v1",
         "pause",
         "stop",
         "next",

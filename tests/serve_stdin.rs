@@ -50,15 +50,7 @@ async fn stdin_pcm_reaches_player_unchanged() {
     let state = remote.expect_type("server/state").await;
     assert_eq!(
         state["payload"]["controller"]["supported_commands"],
-        json!([
-            "play",
-            "--dialect",
-            "sendspin-v1",
-            "stop",
-            "volume",
-            "mute",
-            "switch"
-        ])
+        json!(["play", "stop", "volume", "mute", "switch"])
     );
 
     let mut player = RawClient::connect(&url).await;
