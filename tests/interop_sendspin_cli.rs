@@ -305,12 +305,12 @@ fn sendspin_serve_streams_pcm_to_play() {
 
     // Record until the WAV file contains about 2.5 source lengths, so the
     // check below covers a whole loop and the seam between two loops.
-    let wanted = (source.len() as u64 * u64::from(BIT_DEPTH / 8)) * 5 / 2;
+    let target_bytes = (source.len() as u64 * u64::from(BIT_DEPTH / 8)) * 5 / 2;
     let deadline = Instant::now() + PATIENCE;
-    while wav_data_bytes(&played_path) < wanted {
+    while wav_data_bytes(&played_path) < target_bytes {
         assert!(
             Instant::now() < deadline,
-            "resonate play wrote {} of {wanted} bytes within {PATIENCE:?}; events {:?}",
+            "resonate play wrote {} of {target_bytes} bytes within {PATIENCE:?}; events {:?}",
             wav_data_bytes(&played_path),
             play.seen
         );
