@@ -4,11 +4,12 @@
 //! - `sendspin serve SOURCE.wav` streams to `resonate play`, which records
 //!   what it plays to a WAV file that must repeat the source sample for
 //!   sample (the CLI loops its source forever);
-//! - `sendspin daemon --url` joins `resonate serve` as a player and gets the
-//!   whole stream in PCM, played to an ALSA `file` plugin device. The daemon
-//!   needs PortAudio, and the test skips with the reason when the peers root
-//!   has none. What it plays is not checked: the untimed device makes it
-//!   play silence.
+//! - `sendspin daemon --url` joins `resonate serve` as a player and plays
+//!   the stream to an ALSA `file` plugin device that writes into a FIFO,
+//!   which the test reads at the sample rate. The captured PCM must be the
+//!   looped source, split only where the daemon repeats or drops a frame to
+//!   keep sync. The daemon needs PortAudio, and the test skips with the
+//!   reason when the peers root has none.
 //!
 //! Both CLI programs advertise over mDNS, so every test runs them in a
 //! network namespace of its own, whose only interface is loopback. The tests
@@ -375,12 +376,18 @@ fn sendspin_daemon_plays_from_serve() {
         .unwrap();
     let home = dir.path().join("home");
     std::fs::create_dir(&home).unwrap();
-    // NOTE: the PCM the daemon plays is thrown away, not checked. The
-    // `null` plugin takes frames as fast as they are written, not at the
-    // sample rate, and a trial capture of 3 MB through the `file` plugin
-    // held only silence from sendspin 9.0.0. docs/protocol-notes.md has the
-    // details. A timed sink needs a sound server or the snd-aloop module.
-    write_asoundrc(&home, Path::new("/dev/null"));
+    // The device writes what the daemon plays into a FIFO, which the test
+    // reads at the sample rate. The `null` plugin alone takes frames as fast
+    // as they are written, and a daemon writing faster than real time drops
+    // everything as late, so the paced reader is the clock of this device.
+    let capture = dir.path().join("capture.fifo");
+    let status = Command::new("mkfifo")
+        .arg(&capture)
+        .status()
+        .expect("run mkfifo");
+    assert!(status.success(), "mkfifo {} failed", capture.display());
+    write_asoundrc(&home, &capture);
+    let captured = start_paced_capture(&capture, CAPTURE_SECONDS);
 
     // The daemon opens every output through PortAudio, even an ALSA plugin
     // device, and exits at once when the library is missing.
@@ -416,6 +423,7 @@ fn sendspin_daemon_plays_from_serve() {
     let mut serve = spawn(netns.resonate(&[
         "serve",
         source_path.to_str().unwrap(),
+        "--loop",
         "--listen",
         "127.0.0.1:0",
         "--allow-unpaired",
@@ -430,7 +438,15 @@ fn sendspin_daemon_plays_from_serve() {
         .expect("listening url")
         .to_string();
 
+    // The daemon scales its output by its volume, 25 of 100 by default, so
+    // it starts at 100 to play the stream unchanged.
     let settings = dir.path().join("daemon-settings");
+    std::fs::create_dir(&settings).unwrap();
+    std::fs::write(
+        settings.join("settings-daemon.json"),
+        r#"{"player_volume": 100, "player_muted": false}"#,
+    )
+    .unwrap();
     let format = format!("pcm:{RATE}:{BIT_DEPTH}:{CHANNELS}");
     let mut daemon = CliProc::start(
         &netns,
@@ -473,18 +489,10 @@ fn sendspin_daemon_plays_from_serve() {
         PATIENCE,
     );
 
-    // serve sends the whole file, then ends the stream: 20 ms chunks.
-    let ended = serve.wait_event("stream_ended", PATIENCE);
-    assert_eq!(ended["client_id"], client_id.as_str(), "{ended}");
-    let source_frames = (f64::from(RATE) * SOURCE_SECONDS) as u64;
-    let chunk_frames = u64::from(RATE) / 50;
-    assert_eq!(
-        ended["chunks_sent"],
-        source_frames.div_ceil(chunk_frames),
-        "{ended}"
-    );
-    serve.wait_event("program_ended", PATIENCE);
-
+    // The capture ends after CAPTURE_SECONDS of paced reading.
+    let captured = captured
+        .recv_timeout(PATIENCE + Duration::from_secs(CAPTURE_SECONDS))
+        .expect("the paced capture did not finish");
     let status = daemon.interrupt();
     assert!(
         status.success(),
@@ -493,4 +501,150 @@ fn sendspin_daemon_plays_from_serve() {
     let closed = serve.wait_event("session_closed", PATIENCE);
     assert_eq!(closed["client_id"], client_id.as_str(), "{closed}");
     assert!(serve.interrupt().success());
+
+    let samples: Vec<i32> = captured
+        .chunks_exact(2)
+        .map(|pair| i32::from(i16::from_le_bytes([pair[0], pair[1]])))
+        .collect();
+    let source = read_recording_source(&source_path);
+    let label = "resonate serve to sendspin daemon";
+    let matched = assert_source_runs(label, &source, &samples);
+    let source_frames = source.len() / usize::from(CHANNELS);
+    assert!(
+        matched >= source_frames,
+        "{label}: only {matched} captured frames match the source, less than one source length \
+         ({source_frames} frames)"
+    );
+}
+
+/// Seconds of the daemon's output that the capture reads.
+const CAPTURE_SECONDS: u64 = 10;
+
+/// Reads the FIFO at `capture` at the sample rate of 16-bit stereo, as a
+/// sound card would take frames, and sends the first `seconds` of bytes.
+/// The device is opened and closed once while PortAudio lists devices, so
+/// the FIFO is opened again after each end of file. The bytes after the
+/// capture are read and dropped until the daemon closes the device.
+fn start_paced_capture(capture: &Path, seconds: u64) -> mpsc::Receiver<Vec<u8>> {
+    let bytes_per_second = u64::from(RATE) * u64::from(CHANNELS) * u64::from(BIT_DEPTH / 8);
+    let total = (bytes_per_second * seconds) as usize;
+    let capture = capture.to_path_buf();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut data = Vec::with_capacity(total);
+        let mut started: Option<Instant> = None;
+        let mut buffer = vec![0u8; 3840];
+        while data.len() < total {
+            let Ok(mut fifo) = std::fs::File::open(&capture) else {
+                return;
+            };
+            loop {
+                let start = *started.get_or_insert_with(Instant::now);
+                let due =
+                    start + Duration::from_secs_f64(data.len() as f64 / bytes_per_second as f64);
+                thread::sleep(due.saturating_duration_since(Instant::now()));
+                let want = buffer.len().min(total - data.len());
+                match std::io::Read::read(&mut fifo, &mut buffer[..want]) {
+                    Ok(0) | Err(_) => break,
+                    Ok(read) => data.extend_from_slice(&buffer[..read]),
+                }
+                if data.len() == total {
+                    let _ = tx.send(std::mem::take(&mut data));
+                    let _ = std::io::copy(&mut fifo, &mut std::io::sink());
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// Returns the samples of the source WAV file.
+fn read_recording_source(path: &Path) -> Vec<i32> {
+    hound::WavReader::open(path)
+        .expect("open the source WAV")
+        .samples::<i32>()
+        .map(|sample| sample.expect("read a source sample"))
+        .collect()
+}
+
+/// Checks that every frame of `captured` after its leading silence belongs
+/// to a run of at least 8 frames that equals the looped source sample for
+/// sample. A run that follows another without silence must start within 2
+/// source frames of where the other ended. The daemon corrects
+/// its sync by repeating or dropping single frames, which splits the runs.
+/// Returns the number of frames in runs.
+fn assert_source_runs(label: &str, source: &[i32], captured: &[i32]) -> usize {
+    const PROBE_FRAMES: usize = 8;
+    let channels = usize::from(CHANNELS);
+    let source_frames = source.len() / channels;
+    let frames = captured.len() / channels;
+    let frame = |index: usize| &captured[index * channels..(index + 1) * channels];
+    let source_frame = |index: usize| {
+        let index = index % source_frames;
+        &source[index * channels..(index + 1) * channels]
+    };
+    let silent = leading_silent_frames(captured);
+    assert!(
+        silent < frames,
+        "{label}: the daemon played only silence ({frames} frames)"
+    );
+
+    let (mut index, mut matched, mut runs) = (silent, 0, 0);
+    let mut previous_end: Option<usize> = None;
+    while index < frames {
+        if frame(index).iter().all(|&sample| sample == 0) {
+            previous_end = None;
+            index += 1;
+            continue;
+        }
+        let probe_end = (index + PROBE_FRAMES).min(frames);
+        let probe = &captured[index * channels..probe_end * channels];
+        // A run after a repeated or dropped frame starts next to where the
+        // previous run ended, so those places are tried before a search.
+        let nearby = previous_end.and_then(|end| {
+            [0, 1, source_frames - 1, 2, source_frames - 2]
+                .into_iter()
+                .map(|step| (end + step) % source_frames)
+                .find(|&start| {
+                    (0..probe.len() / channels).all(|k| frame(index + k) == source_frame(start + k))
+                })
+        });
+        let start = nearby
+            .or_else(|| find_in_loop(source, probe))
+            .unwrap_or_else(|| {
+                panic!(
+                "{label}: captured frames {index}..{probe_end} {:?} occur nowhere in the source; \
+                 {runs} runs matched before them",
+                &probe[..probe.len().min(8)]
+            )
+            });
+        if let Some(end) = previous_end {
+            let distance = (start + source_frames - end % source_frames) % source_frames;
+            assert!(
+                distance <= 2 || distance >= source_frames - 2,
+                "{label}: the run at captured frame {index} starts at source frame {start}, \
+                 {distance} frames from the end of the previous run (source frame {})",
+                end % source_frames
+            );
+        }
+        let mut length = 0;
+        while index + length < frames && frame(index + length) == source_frame(start + length) {
+            length += 1;
+        }
+        assert!(
+            length >= PROBE_FRAMES || index + length == frames,
+            "{label}: a run of only {length} frames matches the source at captured frame {index}"
+        );
+        matched += length;
+        runs += 1;
+        previous_end = Some(start + length);
+        index += length;
+    }
+    eprintln!(
+        "{label}: {silent} silent frames, then {matched} of {} frames in {runs} runs equal to the \
+         looped source",
+        frames - silent
+    );
+    matched
 }
