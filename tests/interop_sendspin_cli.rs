@@ -376,18 +376,8 @@ fn sendspin_daemon_plays_from_serve() {
         .unwrap();
     let home = dir.path().join("home");
     std::fs::create_dir(&home).unwrap();
-    // The device writes what the daemon plays into a FIFO, which the test
-    // reads at the sample rate. The `null` plugin alone takes frames as fast
-    // as they are written, and a daemon writing faster than real time drops
-    // everything as late, so the paced reader is the clock of this device.
-    let capture = dir.path().join("capture.fifo");
-    let status = Command::new("mkfifo")
-        .arg(&capture)
-        .status()
-        .expect("run mkfifo");
-    assert!(status.success(), "mkfifo {} failed", capture.display());
-    write_asoundrc(&home, &capture);
-    let captured = start_paced_capture(&capture, CAPTURE_SECONDS);
+    // The listing opens the device once, so it writes to /dev/null here.
+    write_asoundrc(&home, Path::new("/dev/null"));
 
     // The daemon opens every output through PortAudio, even an ALSA plugin
     // device, and exits at once when the library is missing.
@@ -416,6 +406,19 @@ fn sendspin_daemon_plays_from_serve() {
         "sendspin audio-devices list does not list the ALSA device of {}: {listing}",
         home.join(".asoundrc").display()
     );
+
+    // The device writes what the daemon plays into a FIFO, which the test
+    // reads at the sample rate. The `null` plugin alone takes frames as fast
+    // as they are written, and a daemon writing faster than real time drops
+    // everything as late, so the paced reader is the clock of this device.
+    let capture = dir.path().join("capture.fifo");
+    let status = Command::new("mkfifo")
+        .arg(&capture)
+        .status()
+        .expect("run mkfifo");
+    assert!(status.success(), "mkfifo {} failed", capture.display());
+    write_asoundrc(&home, &capture);
+    let captured = start_paced_capture(&capture, CAPTURE_SECONDS);
 
     let source_path = dir.path().join("source.wav");
     write_test_wav(&source_path, RATE, CHANNELS, BIT_DEPTH, SOURCE_SECONDS);
