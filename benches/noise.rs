@@ -1,8 +1,8 @@
-//! Cost of Sendspin 1.0's encryption: full `KKpsk2` handshakes (the
-//! `client/init` and `server/init` messages and both Noise messages,
-//! client and server in one thread over an in-memory WebSocket), and the
-//! sealing and opening of one transport message per audio chunk, for both
-//! cipher suites.
+//! Cost of Sendspin 1.0's encryption, for both cipher suites. A full
+//! `KKpsk2` handshake is `client/init`, `server/init` and both Noise
+//! messages, with client and server in one thread over an in-memory
+//! WebSocket. A chunk costs the sealing and opening of one transport
+//! message.
 //!
 //! Run with `cargo bench --bench noise`; `docs/benchmarks.md` records the
 //! figures and the machine. A chunk's cost is per player: every session
