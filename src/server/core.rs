@@ -1227,10 +1227,23 @@ impl Core {
         group.take_track_change(now);
         self.send_controller_state(group_id);
         let group = &self.groups[group_id];
+        // Only metadata and artwork clients get anything here, so the ids
+        // of the others (controllers, plain players) are not copied.
+        let members: Vec<String> = group
+            .member_ids()
+            .filter(|id| {
+                self.clients
+                    .get(*id)
+                    .is_some_and(|c| c.is_metadata || !c.artwork.is_empty())
+            })
+            .map(str::to_string)
+            .collect();
+        if members.is_empty() {
+            return;
+        }
         let playing = group.now_playing(now);
         let entry = group.queue.entries()[playing.entry].clone();
         let (repeat, shuffle) = (group.queue.repeat(), group.queue.is_shuffled());
-        let members: Vec<String> = group.member_ids().map(str::to_string).collect();
         let tags = self.tags_of(playing.entry, &entry);
         let view = MetadataView::of(&entry, &tags, &playing, repeat, shuffle);
         for client_id in &members {
