@@ -252,8 +252,9 @@ impl Core {
                 Some(connection) = dialed.recv() => self.open_dialed(connection),
                 Some(event) = self.session_events.recv() => {
                     // A session sends its handle to `accepted` before its
-                    // first event, but the two channels are read in no set
-                    // order: register the sessions waiting there first.
+                    // first event, but select! reads the two channels in no
+                    // set order. So the sessions waiting there are
+                    // registered first.
                     if !self.sessions.contains_key(&event.session) {
                         while let Ok((handle, dialect)) = accepted.try_recv() {
                             self.register_session(handle, dialect, None);
