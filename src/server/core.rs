@@ -336,7 +336,6 @@ impl Core {
                     first_frame: None,
                 }),
             };
-            drop(_pending);
             let Some(opened) = opened else {
                 return;
             };
@@ -349,9 +348,12 @@ impl Core {
                 limits,
                 events,
             );
-            // A core that has stopped drops the handle, and the session
-            // never starts.
-            if accepted.send((handle, opened.dialect)).await.is_ok() {
+            // The connection counts as a pending handshake until the core
+            // can take its handle. A core that has stopped drops the
+            // handle, and the session never starts.
+            let sent = accepted.send((handle, opened.dialect)).await.is_ok();
+            drop(_pending);
+            if sent {
                 session.await;
             }
         });
