@@ -16,6 +16,7 @@ use serde_json::{json, Map, Value};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use super::sendspin_v1::encode_message as encode_v1_message;
+use super::sendspin_v1::envelope;
 use super::{DecodeError, Dialect, Incoming, Outgoing, WireCodec};
 use crate::protocol::binary::ShortFrame;
 use crate::protocol::{
@@ -158,11 +159,6 @@ impl WireCodec for ResonateCodec {
             }),
         }
     }
-}
-
-fn envelope<T: Serialize>(type_name: &str, payload: &T) -> String {
-    let payload = serde_json::to_value(payload).expect("protocol types serialize to JSON");
-    json!({ "type": type_name, "payload": payload }).to_string()
 }
 
 fn payload<T: DeserializeOwned>(type_name: &str, payload: Value) -> Result<T, DecodeError> {

@@ -37,9 +37,20 @@ impl WireCodec for SendspinV1Codec {
     }
 }
 
-fn envelope<T: Serialize>(type_name: &str, payload: &T) -> String {
-    let payload = serde_json::to_value(payload).expect("protocol types serialize to JSON");
-    serde_json::json!({ "type": type_name, "payload": payload }).to_string()
+/// A JSON envelope: the message type and its payload.
+#[derive(Serialize)]
+struct Envelope<'a, T> {
+    #[serde(rename = "type")]
+    type_name: &'a str,
+    payload: &'a T,
+}
+
+/// Serializes `payload` inside a `{"type", "payload"}` envelope in one
+/// pass, without building a `serde_json::Value` tree first. Payload keys
+/// keep the order of their struct's fields.
+pub(super) fn envelope<T: Serialize>(type_name: &str, payload: &T) -> String {
+    serde_json::to_string(&Envelope { type_name, payload })
+        .expect("protocol types serialize to JSON")
 }
 
 /// Serializes one message as a v1 JSON envelope.

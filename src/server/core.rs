@@ -100,15 +100,10 @@ pub enum ServerError {
     Accept(std::io::Error),
 }
 
-/// An accepted WebSocket with its peer and the dialect of the path it used.
-/// An accepted connection ready for its session: the stream, the peer, the
-/// dialect, and for Sendspin 1.0 the codec of its handshake and a frame
-/// read before the session.
-type Accepted = (
-    WebSocketStream<TcpStream>,
-    SocketAddr,
-    super::encrypted::Opened,
-);
+/// A session started on an accepted connection, for the core to register:
+/// its handle and its dialect. The task that accepted the connection runs
+/// the session, and sends this before the session reports anything.
+type Accepted = (SessionHandle, Dialect);
 
 struct SessionEntry {
     handle: SessionHandle,
@@ -252,24 +247,41 @@ impl Core {
                     Err(err) if is_transient(&err) => tracing::warn!(cause = %err, "accept failed; continuing"),
                     Err(err) => break Err(super::ServerError::Accept(err)),
                 },
-                Some((ws, peer, opened)) = accepted.recv() => self.open_session(ws, peer, opened, None),
+                Some((handle, dialect)) = accepted.recv() => self.register_session(handle, dialect, None),
                 Some(request) = dial_requests.recv() => self.dial_slots.apply(request, &dial_context, &self.tracker),
                 Some(connection) = dialed.recv() => self.open_dialed(connection),
-                Some(event) = self.session_events.recv() => self.on_session_event(event),
+                Some(event) = self.session_events.recv() => {
+                    // A session sends its handle to `accepted` before its
+                    // first event, but select! reads the two channels in no
+                    // set order. So the sessions waiting there are
+                    // registered first.
+                    if !self.sessions.contains_key(&event.session) {
+                        while let Ok((handle, dialect)) = accepted.try_recv() {
+                            self.register_session(handle, dialect, None);
+                        }
+                    }
+                    self.on_session_event(event)
+                }
                 _ = pump.tick() => self.pump_groups(),
                 _ = publish.tick(), if publishing => self.publish_telemetry(),
             }
         };
-        // Loops that still try to hand over a connection find the channel
-        // closed and end.
+        // Sessions already started are registered, so shutdown closes them.
+        // Loops and accept tasks that still try to hand over a connection
+        // find their channel closed and end.
+        while let Ok((handle, dialect)) = accepted.try_recv() {
+            self.register_session(handle, dialect, None);
+        }
+        drop(accepted);
         drop(dialed);
         self.dial_slots.stop_all();
         self.shut_down().await;
         result
     }
 
-    /// Runs the WebSocket handshake in a tracked task; the open stream comes
-    /// back to the core, which alone creates sessions.
+    /// Runs the WebSocket handshake in a tracked task, which then runs the
+    /// session too, so a connection costs one task. The task sends the
+    /// session's handle to the core, which alone changes the registry.
     fn start_handshake(
         &self,
         stream: TcpStream,
@@ -291,6 +303,7 @@ impl Core {
         let keys = self.config.keys.clone();
         let name = self.config.name.clone();
         let stats = self.stats.clone();
+        let events = self.session_events_tx.clone();
         crate::transport::prepare_server_socket(&stream, &limits);
         self.tracker.spawn(async move {
             let paths: Vec<&str> = endpoints.iter().map(|(path, _)| path.as_str()).collect();
@@ -323,10 +336,26 @@ impl Core {
                     first_frame: None,
                 }),
             };
-            if let Some(opened) = opened {
-                let _ = accepted.send((ws, peer, opened)).await;
-            }
+            let Some(opened) = opened else {
+                return;
+            };
+            let (handle, session) = session::create(
+                ws,
+                opened.first_frame,
+                peer,
+                Side::Server,
+                opened.codec,
+                limits,
+                events,
+            );
+            // The connection counts as a pending handshake until the core
+            // can take its handle. A core that has stopped drops the
+            // handle, and the session never starts.
+            let sent = accepted.send((handle, opened.dialect)).await.is_ok();
             drop(_pending);
+            if sent {
+                session.await;
+            }
         });
     }
 
@@ -406,7 +435,6 @@ impl Core {
         opened: super::encrypted::Opened,
         dial_loop: Option<oneshot::Sender<CloseCause>>,
     ) {
-        let dialect = opened.dialect;
         let handle = session::spawn_with_first_frame(
             ws,
             opened.first_frame,
@@ -417,9 +445,19 @@ impl Core {
             self.session_events_tx.clone(),
             &self.tracker,
         );
+        self.register_session(handle, opened.dialect, dial_loop);
+    }
+
+    /// Adds a started session to the registry and reports it opened.
+    fn register_session(
+        &mut self,
+        handle: SessionHandle,
+        dialect: Dialect,
+        dial_loop: Option<oneshot::Sender<CloseCause>>,
+    ) {
         self.events.emit(ServerEvent::SessionOpened {
             session: handle.id,
-            peer,
+            peer: handle.peer,
         });
         let entry = SessionEntry {
             handle,
@@ -1227,10 +1265,23 @@ impl Core {
         group.take_track_change(now);
         self.send_controller_state(group_id);
         let group = &self.groups[group_id];
+        // Only metadata and artwork clients get anything here, so the ids
+        // of the others (controllers, plain players) are not copied.
+        let members: Vec<String> = group
+            .member_ids()
+            .filter(|id| {
+                self.clients
+                    .get(*id)
+                    .is_some_and(|c| c.is_metadata || !c.artwork.is_empty())
+            })
+            .map(str::to_string)
+            .collect();
+        if members.is_empty() {
+            return;
+        }
         let playing = group.now_playing(now);
         let entry = group.queue.entries()[playing.entry].clone();
         let (repeat, shuffle) = (group.queue.repeat(), group.queue.is_shuffled());
-        let members: Vec<String> = group.member_ids().map(str::to_string).collect();
         let tags = self.tags_of(playing.entry, &entry);
         let view = MetadataView::of(&entry, &tags, &playing, repeat, shuffle);
         for client_id in &members {

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::dialect::{Incoming, Outgoing};
 use crate::protocol::{GoodbyeReason, Message};
-pub use task::{spawn, spawn_with_first_frame};
+pub use task::{create, spawn, spawn_with_first_frame};
 
 pub use throttle::{RejectLog, TokenBucket};
 

@@ -1,5 +1,6 @@
 //! The session task: the only code that touches a session's socket.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,6 +68,27 @@ pub fn spawn_with_first_frame<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let (handle, run) = create(ws, first_frame, peer, side, codec, limits, events);
+    tracker.spawn(run);
+    handle
+}
+
+/// Creates a session like [`spawn_with_first_frame`] but spawns nothing:
+/// returns the handle and the future that runs the session to its end,
+/// for a caller that runs it in a task it already owns. Events go to
+/// `events` only once the future is polled.
+pub fn create<S>(
+    ws: WebSocketStream<S>,
+    first_frame: Option<WsMessage>,
+    peer: SocketAddr,
+    side: Side,
+    codec: Box<dyn WireCodec>,
+    limits: Limits,
+    events: mpsc::Sender<SessionEvent>,
+) -> (SessionHandle, impl Future<Output = ()> + Send + 'static)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let id = SessionId::next();
     let limits_rate = limits.max_messages_per_second;
     let (command_tx, command_rx) = mpsc::channel(limits.outbound_queue.max(1));
@@ -98,8 +120,7 @@ where
         first_frame,
         inbound: (side == Side::Server).then(|| TokenBucket::new(limits_rate, limits_rate)),
     };
-    tracker.spawn(task.run());
-    handle
+    (handle, task.run())
 }
 
 /// The cause of one wakeup of the session loop. It lives for one loop turn, so the size of

@@ -193,6 +193,13 @@ impl Probe {
     }
 
     pub async fn send(&mut self, message: Message) -> Result<(), Ending> {
+        self.send_or_queue(message, true).await
+    }
+
+    /// Encodes `message` and writes it to the socket when `flush` is set,
+    /// or only queues it in the WebSocket's write buffer, so that it goes
+    /// out with the next frame that is flushed.
+    async fn send_or_queue(&mut self, message: Message, flush: bool) -> Result<(), Ending> {
         if let Message::ClientTime(time) = &message {
             self.check.sent_time(time.client_transmitted);
         }
@@ -203,7 +210,8 @@ impl Probe {
             }
         }
         match self.codec.encode(&Outgoing::Message(message)) {
-            Some(frame) => self.write(frame).await,
+            Some(frame) if flush => self.write(frame).await,
+            Some(frame) => self.queue(frame).await,
             // The dialect has no form of it, so there is nothing to send.
             None => Ok(()),
         }
@@ -258,6 +266,17 @@ impl Probe {
             return Err(ending.clone());
         }
         match self.ws.send(frame).await {
+            Ok(()) => Ok(()),
+            Err(err) => Err(self.end(Ending::Failed(err.to_string()))),
+        }
+    }
+
+    /// Puts `frame` in the WebSocket's write buffer without flushing it.
+    async fn queue(&mut self, frame: WsMessage) -> Result<(), Ending> {
+        if let Some(ending) = &self.ended {
+            return Err(ending.clone());
+        }
+        match self.ws.feed(frame).await {
             Ok(()) => Ok(()),
             Err(err) => Err(self.end(Ending::Failed(err.to_string()))),
         }
@@ -409,6 +428,15 @@ impl Probe {
     /// Sends `client/goodbye` with `reason`, after which the server should close.
     pub async fn goodbye(&mut self, reason: GoodbyeReason) -> Result<(), Ending> {
         self.send(Message::ClientGoodbye(ClientGoodbye { reason }))
+            .await
+    }
+
+    /// Queues `client/goodbye` with `reason` without flushing it, so that it
+    /// goes out in one write with the close frame that
+    /// [`close`](Self::close) sends next. The server still reads the
+    /// goodbye first.
+    pub async fn queue_goodbye(&mut self, reason: GoodbyeReason) -> Result<(), Ending> {
+        self.send_or_queue(Message::ClientGoodbye(ClientGoodbye { reason }), false)
             .await
     }
 

@@ -431,8 +431,10 @@ async fn handshake_storm(ctx: Arc<Context>) {
                 if rng.random_bool(0.25) {
                     ctx.time_exchange(&mut probe, Measure::FirstTimeRtt).await;
                 }
+                // The goodbye goes out in one write with the close frame
+                // that `finish` sends.
                 if rng.random_bool(0.5) {
-                    let _ = probe.goodbye(GoodbyeReason::Shutdown).await;
+                    let _ = probe.queue_goodbye(GoodbyeReason::Shutdown).await;
                 }
                 ctx.finish(&mut probe).await;
             }
