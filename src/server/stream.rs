@@ -8,7 +8,6 @@ use std::collections::VecDeque;
 
 use crate::audio::AudioFormat;
 use crate::dialect::Outgoing;
-use crate::protocol::{BinaryFrame, BinaryKind};
 use crate::session::{SendError, SessionHandle};
 
 use super::encoding::SharedEncoding;
@@ -150,7 +149,7 @@ impl PlayerStream {
             let Some(chunk) = encoding.chunk(index, program) else {
                 return Ok(());
             };
-            let bytes = chunk.payload.len();
+            let bytes = chunk.frame.payload().len();
             if chunk.timestamp_us > horizon_us
                 || !has_room(
                     &mut self.warned_small_capacity,
@@ -163,11 +162,8 @@ impl PlayerStream {
             {
                 return Ok(());
             }
-            let frame = BinaryFrame {
-                kind: BinaryKind::Audio,
-                timestamp_us: chunk.timestamp_us,
-                payload: chunk.payload.clone(),
-            };
+            // A clone shares the encoded bytes: no per-player copy.
+            let frame = chunk.frame.clone();
             let end_us = chunk.end_us;
             handle.send(Outgoing::Binary(frame))?;
             index += 1;

@@ -597,7 +597,7 @@ impl Checker {
             }
         }
         track.next_us = track.pcm_frame_bytes.map(|frame_bytes| {
-            let frames = frame.payload.len() as i64 / i64::from(frame_bytes);
+            let frames = frame.payload().len() as i64 / i64::from(frame_bytes);
             frame.timestamp_us + frames * 1_000_000 / i64::from(track.sample_rate)
         });
         self.judge_first_chunk(findings);
@@ -663,11 +663,7 @@ mod tests {
     }
 
     fn audio(timestamp_us: i64, frames: usize) -> Incoming {
-        Incoming::Binary(BinaryFrame {
-            kind: BinaryKind::Audio,
-            timestamp_us,
-            payload: vec![0; frames * 4],
-        })
+        Incoming::Binary(BinaryFrame::new(BinaryKind::Audio, timestamp_us, vec![0; frames * 4]))
     }
 
     fn start() -> Message {
