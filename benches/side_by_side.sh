@@ -15,6 +15,8 @@
 #   AIOSENDSPIN_COUNTS  PCM player counts tried on aiosendspin ["10 25 50 100 200 400"]
 #   SOURCE_SECONDS      length of the looped 48 kHz 16-bit stereo WAV source [30]
 #   PORT                loopback port of the servers [18950]
+#   SUMMARY_ONLY        1 runs nothing and prints the ratios of the runs
+#                       already in OUT_DIR [0]
 # Each server's streaming counts stop after the first run that is not
 # real time (benches/fanout.sh defines it), so the largest count that was
 # real time is the one reported as sustained. `resonate serve` runs without
@@ -30,32 +32,35 @@ RESONATE_COUNTS=${RESONATE_COUNTS-"10 100 1000 2000"}
 AIOSENDSPIN_COUNTS=${AIOSENDSPIN_COUNTS-"10 25 50 100 200 400"}
 SOURCE_SECONDS=${SOURCE_SECONDS:-30}
 PORT=${PORT:-18950}
-if [[ -z "${RESONATE_PEERS_RUN:-}" ]]; then
+SUMMARY_ONLY=${SUMMARY_ONLY:-0}
+if [[ $SUMMARY_ONLY != 1 && -z "${RESONATE_PEERS_RUN:-}" ]]; then
     echo "side_by_side.sh: RESONATE_PEERS_RUN is not set: give the peers root's run script" >&2
     exit 2
 fi
-if [[ -z "${RESONATE_BIN:-}" ]]; then
+if [[ $SUMMARY_ONLY != 1 && -z "${RESONATE_BIN:-}" ]]; then
     cargo build --release --locked --bin resonate >&2
     RESONATE_BIN=${CARGO_TARGET_DIR:-target}/release/resonate
 fi
-export RESONATE_BIN RESONATE_PEERS_RUN DURATION PORT
+export RESONATE_BIN RESONATE_PEERS_RUN DURATION PORT SUMMARY_ONLY
 
 mkdir -p "$OUT_DIR"
-rm -f "$OUT_DIR/raw.csv"
-SOURCE="$OUT_DIR/source.wav"
-python3 tests/peers/make_wav.py --out "$SOURCE" --seconds "$SOURCE_SECONDS" \
-    --rate 48000 --channels 2 --bit-depth 16 > /dev/null
-export SOURCE
+if [[ $SUMMARY_ONLY != 1 ]]; then
+    rm -f "$OUT_DIR/raw.csv"
+    SOURCE="$OUT_DIR/source.wav"
+    python3 tests/peers/make_wav.py --out "$SOURCE" --seconds "$SOURCE_SECONDS" \
+        --rate 48000 --channels 2 --bit-depth 16 > /dev/null
+    export SOURCE
 
-# run_server SERVER COUNTS: the idle run, then PCM players at each count.
-run_server() {
-    SERVER=$1 COUNTS=$2 IDLE_COUNTS=$IDLE_COUNT CODECS=pcm MODES="idle streaming" \
-        STOP_AT_FAILURE=1 TELEMETRY=off benches/fanout.sh "$OUT_DIR"
-}
-run_server resonate "$RESONATE_COUNTS"
-run_server aiosendspin "$AIOSENDSPIN_COUNTS" | tail -n +3
+    # run_server SERVER COUNTS: the idle run, then PCM players at each count.
+    run_server() {
+        SERVER=$1 COUNTS=$2 IDLE_COUNTS=$IDLE_COUNT CODECS=pcm MODES="idle streaming" \
+            STOP_AT_FAILURE=1 TELEMETRY=off benches/fanout.sh "$OUT_DIR"
+    }
+    run_server resonate "$RESONATE_COUNTS"
+    run_server aiosendspin "$AIOSENDSPIN_COUNTS" | tail -n +3
+    echo
+fi
 
-echo
 python3 - "$OUT_DIR/raw.csv" <<'PY'
 import csv, sys
 
