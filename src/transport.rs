@@ -202,7 +202,14 @@ pub async fn accept_any<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    accept_with_config(stream, peer, paths, limits, limits.server_websocket_config()).await
+    accept_with_config(
+        stream,
+        peer,
+        paths,
+        limits,
+        limits.server_websocket_config(),
+    )
+    .await
 }
 
 async fn accept_with_config<S>(
@@ -235,7 +242,8 @@ where
             *rejection.status_mut() = StatusCode::NOT_FOUND;
             Err(rejection)
         };
-    let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, check_path, Some(config));
+    let handshake =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, check_path, Some(config));
     match tokio::time::timeout(limits.handshake_timeout, handshake).await {
         Ok(Ok(ws)) => Ok((ws, matched.load(std::sync::atomic::Ordering::Relaxed))),
         Ok(Err(source)) => Err(TransportError::Accept {

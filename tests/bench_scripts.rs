@@ -90,7 +90,10 @@ fn fanout_script_runs_tiny() {
         assert_eq!(run[4], "2", "clients joined: {stdout}");
     }
     let streaming_judged: u64 = runs[1][5].parse().expect("chunks judged is a number");
-    assert!(streaming_judged > 0, "the players judged no chunk: {stdout}");
+    assert!(
+        streaming_judged > 0,
+        "the players judged no chunk: {stdout}"
+    );
 
     let raw = raw_rows(out.path());
     assert_eq!(raw.len(), 2, "{raw:?}");
@@ -113,7 +116,10 @@ fn side_by_side_script_runs_tiny() {
         "benches/side_by_side.sh",
         out.path(),
         &[
-            ("RESONATE_PEERS_RUN", peers_run.to_string_lossy().into_owned()),
+            (
+                "RESONATE_PEERS_RUN",
+                peers_run.to_string_lossy().into_owned(),
+            ),
             ("IDLE_COUNT", "2".into()),
             ("RESONATE_COUNTS", "2".into()),
             ("AIOSENDSPIN_COUNTS", "2".into()),

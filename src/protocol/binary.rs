@@ -145,7 +145,10 @@ fn parse_header(bytes: &[u8]) -> Result<(BinaryKind, i64), ShortFrame> {
     }
     let mut timestamp = [0u8; 8];
     timestamp.copy_from_slice(&bytes[1..HEADER_LEN]);
-    Ok((BinaryKind::from_type(bytes[0]), i64::from_be_bytes(timestamp)))
+    Ok((
+        BinaryKind::from_type(bytes[0]),
+        i64::from_be_bytes(timestamp),
+    ))
 }
 
 fn v1_layout(kind: BinaryKind, timestamp_us: i64, payload: &[u8]) -> Vec<u8> {
@@ -198,7 +201,10 @@ mod tests {
         let first = frame.to_bytes();
         let second = clone.to_bytes();
         assert_eq!(first.as_ptr(), second.as_ptr());
-        assert_eq!(first, BinaryFrame::new(BinaryKind::Audio, 7, vec![1, 2, 3]).to_bytes());
+        assert_eq!(
+            first,
+            BinaryFrame::new(BinaryKind::Audio, 7, vec![1, 2, 3]).to_bytes()
+        );
         assert_eq!(frame.payload(), [1, 2, 3]);
         assert_eq!(BinaryFrame::parse(&first).unwrap(), frame);
         assert_eq!(BinaryFrame::parse_shared(first).unwrap(), frame);

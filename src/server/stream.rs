@@ -245,7 +245,7 @@ mod tests {
     use crate::dialect::Dialect;
     use crate::protocol::RepeatMode;
     use crate::server::queue::{Queue, QueueEntry};
-    use crate::session::{Side, SessionEvent};
+    use crate::session::{SessionEvent, Side};
     use crate::transport::Limits;
 
     const LEAD_US: i64 = 2_000_000;
@@ -253,7 +253,11 @@ mod tests {
     /// Returns a looping sine program starting at 0 µs with `until_us`
     /// of it produced.
     fn program(until_us: i64) -> Program {
-        let mut queue = Queue::new(vec![QueueEntry::Tone(ToneKind::Sine)], RepeatMode::All, false);
+        let mut queue = Queue::new(
+            vec![QueueEntry::Tone(ToneKind::Sine)],
+            RepeatMode::All,
+            false,
+        );
         let mut program = Program::start(&mut queue, 0, 0).unwrap();
         program.produce_until(&mut queue, until_us);
         program
@@ -295,7 +299,9 @@ mod tests {
         // At most 10 chunks (200 ms) go out per pump until the player has
         // the lead minus 100 ms.
         for _ in 0..20 {
-            stream.pump(&program, &mut encoding, &handle, 0, LEAD_US).unwrap();
+            stream
+                .pump(&program, &mut encoding, &handle, 0, LEAD_US)
+                .unwrap();
         }
         let full = stream.chunks_sent;
         assert_eq!(full, 100, "20 ms chunks from 0 µs to 1.98 s");
@@ -303,11 +309,15 @@ mod tests {
 
         // A player holding nearly its lead is sent nothing every 10 ms...
         for now_us in [10_000, 40_000, 80_000, 99_000] {
-            stream.pump(&program, &mut encoding, &handle, now_us, now_us + LEAD_US).unwrap();
+            stream
+                .pump(&program, &mut encoding, &handle, now_us, now_us + LEAD_US)
+                .unwrap();
             assert_eq!(stream.chunks_sent, full, "at {now_us} µs");
         }
         // ...until 100 ms of audio is due, which goes out at once.
-        stream.pump(&program, &mut encoding, &handle, 100_000, 100_000 + LEAD_US).unwrap();
+        stream
+            .pump(&program, &mut encoding, &handle, 100_000, 100_000 + LEAD_US)
+            .unwrap();
         assert_eq!(stream.chunks_sent, full + 6, "chunks from 2.0 s to 2.1 s");
         assert_eq!(stream.sent_ahead_us(100_000), LEAD_US + 20_000);
     }
@@ -325,7 +335,9 @@ mod tests {
         let (handle, _peer, _events) = session().await;
         // A late joiner starts with nothing in flight, close to the horizon.
         let mut stream = PlayerStream::new(0, &encoding, u64::MAX, 99);
-        stream.pump(&program, &mut encoding, &handle, 0, LEAD_US).unwrap();
+        stream
+            .pump(&program, &mut encoding, &handle, 0, LEAD_US)
+            .unwrap();
         assert_eq!(stream.chunks_sent, 2, "chunks at 1.98 s and 2.0 s");
     }
 }

@@ -663,7 +663,11 @@ mod tests {
     }
 
     fn audio(timestamp_us: i64, frames: usize) -> Incoming {
-        Incoming::Binary(BinaryFrame::new(BinaryKind::Audio, timestamp_us, vec![0; frames * 4]))
+        Incoming::Binary(BinaryFrame::new(
+            BinaryKind::Audio,
+            timestamp_us,
+            vec![0; frames * 4],
+        ))
     }
 
     fn start() -> Message {
