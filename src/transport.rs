@@ -82,6 +82,12 @@ impl Default for Limits {
 /// more reads.
 const READ_BUFFER_BYTES: usize = 4 << 10;
 
+/// Size of a server's WebSocket read buffers in bytes. A server reads only
+/// its clients' messages, JSON objects of a few hundred bytes, so 1 KiB
+/// fits most of them whole, and every idle session keeps 3 KiB less than
+/// with [`READ_BUFFER_BYTES`].
+const SERVER_READ_BUFFER_BYTES: usize = 1 << 10;
+
 /// Bytes tungstenite gathers before it writes them to the socket. Its
 /// write buffer keeps the largest size it ever reached, so its 128 KiB
 /// default left about 128 KiB behind in every session that streamed audio.
@@ -96,6 +102,13 @@ impl Limits {
             .max_message_size(Some(self.max_message_bytes))
             .read_buffer_size(READ_BUFFER_BYTES)
             .write_buffer_size(WRITE_BUFFER_BYTES)
+    }
+
+    /// Returns the WebSocket configuration with these limits for the
+    /// server's end of a connection, whose reads are small messages.
+    pub fn server_websocket_config(&self) -> WebSocketConfig {
+        self.websocket_config()
+            .read_buffer_size(SERVER_READ_BUFFER_BYTES)
     }
 }
 
@@ -172,19 +185,39 @@ pub async fn accept<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    accept_any(stream, peer, &[path], limits)
+    accept_with_config(stream, peer, &[path], limits, limits.websocket_config())
         .await
         .map(|(ws, _)| ws)
 }
 
-/// Completes the WebSocket handshake of an accepted TCP connection for any
-/// of `paths`, and returns the index of the path the client requested.
+/// Completes the WebSocket handshake of a connection a server accepted, for
+/// any of `paths`, and returns the index of the path the client requested.
 /// Other paths get 404.
 pub async fn accept_any<S>(
     stream: S,
     peer: &str,
     paths: &[&str],
     limits: &Limits,
+) -> Result<(WebSocketStream<S>, usize), TransportError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    accept_with_config(
+        stream,
+        peer,
+        paths,
+        limits,
+        limits.server_websocket_config(),
+    )
+    .await
+}
+
+async fn accept_with_config<S>(
+    stream: S,
+    peer: &str,
+    paths: &[&str],
+    limits: &Limits,
+    config: WebSocketConfig,
 ) -> Result<(WebSocketStream<S>, usize), TransportError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -209,11 +242,8 @@ where
             *rejection.status_mut() = StatusCode::NOT_FOUND;
             Err(rejection)
         };
-    let handshake = tokio_tungstenite::accept_hdr_async_with_config(
-        stream,
-        check_path,
-        Some(limits.websocket_config()),
-    );
+    let handshake =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, check_path, Some(config));
     match tokio::time::timeout(limits.handshake_timeout, handshake).await {
         Ok(Ok(ws)) => Ok((ws, matched.load(std::sync::atomic::Ordering::Relaxed))),
         Ok(Err(source)) => Err(TransportError::Accept {
@@ -288,7 +318,8 @@ pub fn prepare_server_socket(tcp: &TcpStream, limits: &Limits) {
 }
 
 /// Opens a WebSocket to a `ws://` URL over plain TCP within the handshake
-/// timeout. Servers use it to dial players that wait for them.
+/// timeout. Servers use it to dial players that wait for them, so it reads
+/// with a server's small buffer.
 pub async fn dial(url: &Url, limits: &Limits) -> Result<PlainStream, TransportError> {
     let connect_error = |source| TransportError::Connect {
         url: url.to_string(),
@@ -305,7 +336,7 @@ pub async fn dial(url: &Url, limits: &Limits) -> Result<PlainStream, TransportEr
         let (ws, _response) = tokio_tungstenite::client_async_with_config(
             url.as_str(),
             tcp,
-            Some(limits.websocket_config()),
+            Some(limits.server_websocket_config()),
         )
         .await
         .map_err(connect_error)?;

@@ -495,11 +495,7 @@ async fn fake_server(listener: tokio::net::TcpListener, broadcast: Broadcast) {
     .unwrap();
     let first_us = resonate::clock::now_us() + 1_000_000;
     for (index, payload) in broadcast.chunks.into_iter().enumerate() {
-        let frame = BinaryFrame {
-            kind: BinaryKind::Audio,
-            timestamp_us: first_us + index as i64 * 20_000,
-            payload,
-        };
+        let frame = BinaryFrame::new(BinaryKind::Audio, first_us + index as i64 * 20_000, payload);
         ws.send(WsMessage::binary(frame.to_bytes())).await.unwrap();
     }
     while let Some(Ok(frame)) = ws.next().await {

@@ -284,7 +284,7 @@ async fn receive_samples(server: &TestServer, rate: u32, channels: u16, count: u
             }
             samples.extend(
                 frame
-                    .payload
+                    .payload()
                     .chunks_exact(2)
                     .map(|pair| i16::from_le_bytes([pair[0], pair[1]])),
             );

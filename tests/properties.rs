@@ -129,10 +129,8 @@ fn binary_frame() -> impl Strategy<Value = BinaryFrame> {
         any::<i64>(),
         prop::collection::vec(any::<u8>(), 0..64),
     )
-        .prop_map(|(kind, timestamp_us, payload)| BinaryFrame {
-            kind: BinaryKind::from_type(kind),
-            timestamp_us,
-            payload,
+        .prop_map(|(kind, timestamp_us, payload)| {
+            BinaryFrame::new(BinaryKind::from_type(kind), timestamp_us, payload)
         })
 }
 
@@ -175,7 +173,7 @@ proptest! {
 
     #[test]
     fn legacy_audio_frames_round_trip(timestamp_us in 0..i64::MAX, payload in prop::collection::vec(any::<u8>(), 0..64)) {
-        let frame = BinaryFrame { kind: BinaryKind::Audio, timestamp_us, payload };
+        let frame = BinaryFrame::new(BinaryKind::Audio, timestamp_us, payload);
         let decoded = round_trip(Dialect::Resonate, &Outgoing::Binary(frame.clone()));
         prop_assert!(decoded == Some(Incoming::Binary(frame.clone())), "{decoded:?} != {frame:?}");
     }

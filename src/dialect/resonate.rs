@@ -534,20 +534,20 @@ fn decode_binary(bytes: &[u8]) -> Result<BinaryFrame, ShortFrame> {
     timestamp.copy_from_slice(&bytes[1..LEGACY_HEADER_LEN]);
     // NOTE: timestamps at or above 2^63 µs (about 292,000 years) wrap to
     // negative values.
-    Ok(BinaryFrame {
-        kind: binary_kind(bytes[0]),
-        timestamp_us: u64::from_be_bytes(timestamp) as i64,
-        payload: bytes[LEGACY_HEADER_LEN..].to_vec(),
-    })
+    Ok(BinaryFrame::new(
+        binary_kind(bytes[0]),
+        u64::from_be_bytes(timestamp) as i64,
+        bytes[LEGACY_HEADER_LEN..].to_vec(),
+    ))
 }
 
 fn encode_binary(frame: &BinaryFrame) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(LEGACY_HEADER_LEN + frame.payload.len());
+    let mut bytes = Vec::with_capacity(LEGACY_HEADER_LEN + frame.payload().len());
     bytes.push(binary_type_byte(frame.kind));
     // Legacy timestamps are unsigned, so times before the server's epoch
     // are sent as 0.
     bytes.extend_from_slice(&(frame.timestamp_us.max(0) as u64).to_be_bytes());
-    bytes.extend_from_slice(&frame.payload);
+    bytes.extend_from_slice(frame.payload());
     bytes
 }
 
@@ -953,7 +953,7 @@ mod tests {
         };
         assert_eq!(frame.kind, BinaryKind::Audio);
         assert_eq!(frame.timestamp_us, timestamp as i64);
-        assert_eq!(frame.payload, [9, 8, 7, 6]);
+        assert_eq!(frame.payload(), [9, 8, 7, 6]);
         match codec.encode(&Outgoing::Binary(frame)) {
             Some(WsMessage::Binary(back)) => assert_eq!(back.to_vec(), bytes),
             other => panic!("expected a binary frame, got {other:?}"),

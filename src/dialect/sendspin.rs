@@ -439,17 +439,17 @@ impl SendspinCodec {
         match frame.kind {
             BinaryKind::Audio => vec![self.audio_plaintext(frame)],
             BinaryKind::Artwork(_) => artwork_messages(frame),
-            _ => vec![frame.to_bytes()],
+            _ => vec![frame.to_bytes().to_vec()],
         }
     }
 
     fn audio_plaintext(&self, frame: &BinaryFrame) -> Vec<u8> {
         let send_ahead = (frame.timestamp_us - now_us()).clamp(0, i64::from(u32::MAX)) as u32;
-        let mut bytes = Vec::with_capacity(AUDIO_HEADER_LEN + frame.payload.len());
+        let mut bytes = Vec::with_capacity(AUDIO_HEADER_LEN + frame.payload().len());
         bytes.push(frame.kind.type_byte());
         bytes.extend_from_slice(&frame.timestamp_us.to_be_bytes());
         bytes.extend_from_slice(&send_ahead.to_be_bytes());
-        bytes.extend_from_slice(&frame.payload);
+        bytes.extend_from_slice(frame.payload());
         bytes
     }
 
@@ -609,11 +609,11 @@ impl SendspinCodec {
                 }
                 let mut timestamp = [0u8; 8];
                 timestamp.copy_from_slice(&plaintext[1..HEADER_LEN]);
-                Ok(Incoming::Binary(BinaryFrame {
-                    kind: BinaryKind::from_type(plaintext[0]),
-                    timestamp_us: i64::from_be_bytes(timestamp),
-                    payload: plaintext[AUDIO_HEADER_LEN..].to_vec(),
-                }))
+                Ok(Incoming::Binary(BinaryFrame::new(
+                    BinaryKind::from_type(plaintext[0]),
+                    i64::from_be_bytes(timestamp),
+                    plaintext[AUDIO_HEADER_LEN..].to_vec(),
+                )))
             }
             _ => Ok(Incoming::Binary(BinaryFrame::parse(&plaintext)?)),
         }
@@ -628,13 +628,13 @@ impl SendspinCodec {
 fn artwork_messages(frame: &BinaryFrame) -> Vec<Vec<u8>> {
     let type_byte = frame.kind.type_byte();
     let total =
-        u32::try_from(frame.payload.len()).expect("rendered images are far smaller than 4 GiB");
+        u32::try_from(frame.payload().len()).expect("rendered images are far smaller than 4 GiB");
     let mut announce = Vec::with_capacity(14);
     announce.extend_from_slice(&[type_byte, ARTWORK_ANNOUNCE]);
     announce.extend_from_slice(&frame.timestamp_us.to_be_bytes());
     announce.extend_from_slice(&total.to_be_bytes());
     let mut messages = vec![announce];
-    for data in frame.payload.chunks(ARTWORK_PART_DATA) {
+    for data in frame.payload().chunks(ARTWORK_PART_DATA) {
         let mut part = Vec::with_capacity(2 + data.len());
         part.extend_from_slice(&[type_byte, 0]);
         part.extend_from_slice(data);
@@ -901,11 +901,7 @@ mod tests {
     #[test]
     fn images_become_an_announce_and_parts() {
         let image: Vec<u8> = (0..ARTWORK_PART_DATA + 10).map(|i| i as u8).collect();
-        let frame = BinaryFrame {
-            kind: BinaryKind::Artwork(1),
-            timestamp_us: 0x0102_0304_0506_0708,
-            payload: image.clone(),
-        };
+        let frame = BinaryFrame::new(BinaryKind::Artwork(1), 0x0102_0304_0506_0708, image.clone());
         let messages = artwork_messages(&frame);
         assert_eq!(messages.len(), 3);
         let announce = &messages[0];
@@ -922,11 +918,7 @@ mod tests {
             .collect();
         assert_eq!(joined, image);
 
-        let clear = BinaryFrame {
-            kind: BinaryKind::Artwork(0),
-            timestamp_us: 5,
-            payload: Vec::new(),
-        };
+        let clear = BinaryFrame::new(BinaryKind::Artwork(0), 5, Vec::new());
         let messages = artwork_messages(&clear);
         assert_eq!(messages.len(), 1, "an empty image is the announce alone");
         assert_eq!(messages[0][10..], [0, 0, 0, 0]);

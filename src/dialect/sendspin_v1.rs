@@ -28,7 +28,7 @@ impl WireCodec for SendspinV1Codec {
     fn decode(&mut self, frame: WsMessage) -> Result<Incoming, DecodeError> {
         match frame {
             WsMessage::Text(text) => decode_text(text.as_str()),
-            WsMessage::Binary(bytes) => Ok(Incoming::Binary(BinaryFrame::parse(&bytes)?)),
+            WsMessage::Binary(bytes) => Ok(Incoming::Binary(BinaryFrame::parse_shared(bytes)?)),
             // Control frames are handled by the transport.
             _ => Ok(Incoming::Unknown {
                 type_name: "control frame".to_string(),

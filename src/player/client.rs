@@ -925,7 +925,7 @@ impl<'a> SessionState<'a> {
         match incoming {
             Incoming::Message(message) => self.on_message(message, received_us),
             Incoming::Binary(frame) => match frame.kind {
-                BinaryKind::Audio => self.on_audio(frame.timestamp_us, &frame.payload),
+                BinaryKind::Audio => self.on_audio(frame.timestamp_us, frame.payload()),
                 other => {
                     tracing::debug!(kind = ?other, "ignoring binary frame for a role this player lacks")
                 }

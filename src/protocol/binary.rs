@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use bytes::Bytes;
+
 /// Bytes in front of every binary payload: one type byte and an i64
 /// timestamp in microseconds on the server clock.
 pub const HEADER_LEN: usize = 9;
@@ -43,13 +45,21 @@ impl BinaryKind {
 }
 
 /// A decoded binary frame.
-#[derive(Clone, PartialEq, Eq)]
+///
+/// The payload is reference-counted, so clones of a frame share its bytes:
+/// a server sends one encoded chunk to many players without copying it.
+#[derive(Clone)]
 pub struct BinaryFrame {
     pub kind: BinaryKind,
     /// Server clock time in microseconds at which the payload takes effect
     /// (for audio, when its first frame is heard).
     pub timestamp_us: i64,
-    pub payload: Vec<u8>,
+    /// The payload, or for a frame made by [`BinaryFrame::with_v1_layout`]
+    /// the whole frame in the v1 layout with the payload after the header.
+    data: Bytes,
+    /// Offset of the payload in `data`: 0, or [`HEADER_LEN`] when `data`
+    /// is the v1 layout.
+    payload_start: u8,
 }
 
 /// A binary frame shorter than its header.
@@ -58,36 +68,115 @@ pub struct BinaryFrame {
 pub struct ShortFrame(pub usize);
 
 impl BinaryFrame {
+    /// Creates a frame from its parts.
+    pub fn new(kind: BinaryKind, timestamp_us: i64, payload: impl Into<Bytes>) -> BinaryFrame {
+        BinaryFrame {
+            kind,
+            timestamp_us,
+            data: payload.into(),
+            payload_start: 0,
+        }
+    }
+
+    /// Creates a frame that keeps its v1 layout, built here once with one
+    /// copy of `payload`. Clones share that buffer, and the v1 codec sends
+    /// it as it is, so a chunk sent to many players is not copied per
+    /// player.
+    pub fn with_v1_layout(kind: BinaryKind, timestamp_us: i64, payload: &[u8]) -> BinaryFrame {
+        BinaryFrame {
+            kind,
+            timestamp_us,
+            data: Bytes::from(v1_layout(kind, timestamp_us, payload)),
+            payload_start: HEADER_LEN as u8,
+        }
+    }
+
     /// Parses the v1 layout: type u8, timestamp i64 big-endian, payload.
     pub fn parse(bytes: &[u8]) -> Result<BinaryFrame, ShortFrame> {
-        if bytes.len() < HEADER_LEN {
-            return Err(ShortFrame(bytes.len()));
-        }
-        let mut timestamp = [0u8; 8];
-        timestamp.copy_from_slice(&bytes[1..HEADER_LEN]);
+        let (kind, timestamp_us) = parse_header(bytes)?;
+        Ok(BinaryFrame::new(
+            kind,
+            timestamp_us,
+            Bytes::copy_from_slice(&bytes[HEADER_LEN..]),
+        ))
+    }
+
+    /// Parses the v1 layout like [`BinaryFrame::parse`], keeping `bytes`
+    /// instead of copying the payload.
+    pub fn parse_shared(bytes: Bytes) -> Result<BinaryFrame, ShortFrame> {
+        let (kind, timestamp_us) = parse_header(&bytes)?;
         Ok(BinaryFrame {
-            kind: BinaryKind::from_type(bytes[0]),
-            timestamp_us: i64::from_be_bytes(timestamp),
-            payload: bytes[HEADER_LEN..].to_vec(),
+            kind,
+            timestamp_us,
+            data: bytes,
+            payload_start: HEADER_LEN as u8,
         })
     }
 
-    /// Serializes to the v1 layout.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut bytes = Vec::with_capacity(HEADER_LEN + self.payload.len());
-        bytes.push(self.kind.type_byte());
-        bytes.extend_from_slice(&self.timestamp_us.to_be_bytes());
-        bytes.extend_from_slice(&self.payload);
-        bytes
+    /// Returns the payload, the bytes after the header.
+    pub fn payload(&self) -> &[u8] {
+        &self.data[usize::from(self.payload_start)..]
+    }
+
+    /// Returns the payload as shared bytes, without a copy.
+    pub fn payload_bytes(&self) -> Bytes {
+        self.data.slice(usize::from(self.payload_start)..)
+    }
+
+    /// Serializes to the v1 layout. A frame that keeps its v1 layout
+    /// returns that buffer without a copy.
+    pub fn to_bytes(&self) -> Bytes {
+        // The kind and timestamp are public fields, so the kept header
+        // counts only while it still matches them.
+        let layout_matches = usize::from(self.payload_start) == HEADER_LEN
+            && self.data[0] == self.kind.type_byte()
+            && self.data[1..HEADER_LEN] == self.timestamp_us.to_be_bytes();
+        if layout_matches {
+            return self.data.clone();
+        }
+        Bytes::from(v1_layout(self.kind, self.timestamp_us, self.payload()))
     }
 }
+
+/// Reads the kind and timestamp of a v1 frame.
+fn parse_header(bytes: &[u8]) -> Result<(BinaryKind, i64), ShortFrame> {
+    if bytes.len() < HEADER_LEN {
+        return Err(ShortFrame(bytes.len()));
+    }
+    let mut timestamp = [0u8; 8];
+    timestamp.copy_from_slice(&bytes[1..HEADER_LEN]);
+    Ok((
+        BinaryKind::from_type(bytes[0]),
+        i64::from_be_bytes(timestamp),
+    ))
+}
+
+fn v1_layout(kind: BinaryKind, timestamp_us: i64, payload: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(HEADER_LEN + payload.len());
+    bytes.push(kind.type_byte());
+    bytes.extend_from_slice(&timestamp_us.to_be_bytes());
+    bytes.extend_from_slice(payload);
+    bytes
+}
+
+/// Frames are equal when their kind, timestamp and payload are. Whether
+/// one keeps its v1 layout does not count.
+impl PartialEq for BinaryFrame {
+    fn eq(&self, other: &BinaryFrame) -> bool {
+        self.kind == other.kind
+            && self.timestamp_us == other.timestamp_us
+            && self.payload() == other.payload()
+    }
+}
+
+impl Eq for BinaryFrame {}
 
 impl fmt::Debug for BinaryFrame {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BinaryFrame")
             .field("kind", &self.kind)
             .field("timestamp_us", &self.timestamp_us)
-            .field("payload_len", &self.payload.len())
+            .field("payload_len", &self.payload().len())
             .finish()
     }
 }
@@ -98,15 +187,38 @@ mod tests {
 
     #[test]
     fn audio_frame_round_trips() {
-        let frame = BinaryFrame {
-            kind: BinaryKind::Audio,
-            timestamp_us: -5,
-            payload: vec![1, 2, 3],
-        };
+        let frame = BinaryFrame::new(BinaryKind::Audio, -5, vec![1, 2, 3]);
         let bytes = frame.to_bytes();
         assert_eq!(bytes[0], 4);
         assert_eq!(&bytes[1..9], &(-5i64).to_be_bytes());
         assert_eq!(BinaryFrame::parse(&bytes).unwrap(), frame);
+    }
+
+    #[test]
+    fn v1_layout_is_shared_by_clones() {
+        let frame = BinaryFrame::with_v1_layout(BinaryKind::Audio, 7, &[1, 2, 3]);
+        let clone = frame.clone();
+        let first = frame.to_bytes();
+        let second = clone.to_bytes();
+        assert_eq!(first.as_ptr(), second.as_ptr());
+        assert_eq!(
+            first,
+            BinaryFrame::new(BinaryKind::Audio, 7, vec![1, 2, 3]).to_bytes()
+        );
+        assert_eq!(frame.payload(), [1, 2, 3]);
+        assert_eq!(BinaryFrame::parse(&first).unwrap(), frame);
+        assert_eq!(BinaryFrame::parse_shared(first).unwrap(), frame);
+    }
+
+    #[test]
+    fn changed_header_stops_using_kept_layout() {
+        let mut frame = BinaryFrame::with_v1_layout(BinaryKind::Audio, 7, &[1, 2, 3]);
+        frame.timestamp_us = 8;
+        let bytes = frame.to_bytes();
+        assert_eq!(&bytes[1..HEADER_LEN], &8i64.to_be_bytes());
+        assert_eq!(&bytes[HEADER_LEN..], &[1, 2, 3]);
+        frame.kind = BinaryKind::Artwork(0);
+        assert_eq!(frame.to_bytes()[0], 8);
     }
 
     #[test]

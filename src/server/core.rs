@@ -1399,11 +1399,8 @@ impl Core {
                 continue;
             }
             client.artwork_sent[index] = Some(displayed);
-            let frame = BinaryFrame {
-                kind: BinaryKind::Artwork(index as u8),
-                timestamp_us: now,
-                payload: image.map(|bytes| bytes.to_vec()).unwrap_or_default(),
-            };
+            let payload = image.map(|bytes| bytes.to_vec()).unwrap_or_default();
+            let frame = BinaryFrame::new(BinaryKind::Artwork(index as u8), now, payload);
             let _ = client.handle.send(Outgoing::Binary(frame));
         }
     }

@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 use crate::audio::convert::map_channels;
 use crate::audio::resample::StreamResampler;
 use crate::audio::AudioFormat;
+use crate::protocol::{BinaryFrame, BinaryKind};
 
 use super::encode::{ChunkEncoder, EncodedChunk, EncoderSettings};
 use super::program::Program;
@@ -18,7 +19,8 @@ use super::program::Program;
 pub struct EncodedAudio {
     pub timestamp_us: i64,
     pub end_us: i64,
-    pub payload: Vec<u8>,
+    /// The chunk as an audio frame, shared by every player that is sent it.
+    pub frame: BinaryFrame,
     /// Source chunk whose encoding produced this chunk.
     pub source_seq: u64,
 }
@@ -245,10 +247,11 @@ impl SharedEncoding {
             + self
                 .format
                 .frames_to_us(chunk.start_frame + chunk.frames as u64);
+        let timestamp_us = start_us - self.encoder.delay_us();
         self.chunks.push_back(EncodedAudio {
-            timestamp_us: start_us - self.encoder.delay_us(),
+            timestamp_us,
             end_us,
-            payload: chunk.payload,
+            frame: BinaryFrame::with_v1_layout(BinaryKind::Audio, timestamp_us, &chunk.payload),
             source_seq,
         });
     }
@@ -328,10 +331,10 @@ mod tests {
         for step in 0..5 {
             let expected = own
                 .chunk(own_start + step, &program)
-                .map(|c| (c.timestamp_us, c.payload.clone()));
+                .map(|c| (c.timestamp_us, c.frame.payload().to_vec()));
             let got = shared
                 .chunk(shared_start + step, &program)
-                .map(|c| (c.timestamp_us, c.payload.clone()));
+                .map(|c| (c.timestamp_us, c.frame.payload().to_vec()));
             assert!(expected.is_some());
             assert_eq!(got, expected, "chunk {step} after source chunk 5");
         }
@@ -368,7 +371,7 @@ mod tests {
         let mut previous_end = None;
         for index in 0..20 {
             let chunk = shared.chunk(index, &program).unwrap();
-            assert!(!chunk.payload.is_empty());
+            assert!(!chunk.frame.payload().is_empty());
             if let Some(end) = previous_end {
                 assert_eq!(
                     chunk.timestamp_us, end,

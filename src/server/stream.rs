@@ -8,7 +8,6 @@ use std::collections::VecDeque;
 
 use crate::audio::AudioFormat;
 use crate::dialect::Outgoing;
-use crate::protocol::{BinaryFrame, BinaryKind};
 use crate::session::{SendError, SessionHandle};
 
 use super::encoding::SharedEncoding;
@@ -19,6 +18,14 @@ use super::program::Program;
 /// time, and when a program starts every player gets its first chunks
 /// before any player gets its whole lead.
 const MAX_CHUNKS_PER_PUMP: usize = 10;
+
+/// Audio, in microseconds, that a player already holding almost its whole
+/// lead waits to accumulate before it is sent more. Its chunks then go out
+/// about five at a time in one write, where topping up every 10 ms pump
+/// sent them one by one, which cost a task wakeup and a socket write per
+/// chunk and player. Such a player keeps between the lead minus this and
+/// the lead.
+const TOP_UP_US: i64 = 100_000;
 
 /// Audio of one player that has been sent but not yet heard.
 struct InFlight {
@@ -146,11 +153,19 @@ impl PlayerStream {
         // sent to this player.
         index = index.max(encoding.first_index());
         self.cursor = Cursor::Index(index);
+        if !self.in_flight.is_empty() {
+            let Some(next) = encoding.chunk(index, program) else {
+                return Ok(());
+            };
+            if next.timestamp_us > horizon_us - TOP_UP_US {
+                return Ok(());
+            }
+        }
         for _ in 0..MAX_CHUNKS_PER_PUMP {
             let Some(chunk) = encoding.chunk(index, program) else {
                 return Ok(());
             };
-            let bytes = chunk.payload.len();
+            let bytes = chunk.frame.payload().len();
             if chunk.timestamp_us > horizon_us
                 || !has_room(
                     &mut self.warned_small_capacity,
@@ -163,11 +178,8 @@ impl PlayerStream {
             {
                 return Ok(());
             }
-            let frame = BinaryFrame {
-                kind: BinaryKind::Audio,
-                timestamp_us: chunk.timestamp_us,
-                payload: chunk.payload.clone(),
-            };
+            // A clone shares the encoded bytes: no per-player copy.
+            let frame = chunk.frame.clone();
             let end_us = chunk.end_us;
             handle.send(Outgoing::Binary(frame))?;
             index += 1;
@@ -215,4 +227,117 @@ fn has_room(
         return true;
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use tokio::io::DuplexStream;
+    use tokio::sync::mpsc;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+    use tokio_tungstenite::WebSocketStream;
+    use tokio_util::task::TaskTracker;
+
+    use super::*;
+    use crate::audio::tone::ToneKind;
+    use crate::audio::Codec;
+    use crate::dialect::Dialect;
+    use crate::protocol::RepeatMode;
+    use crate::server::queue::{Queue, QueueEntry};
+    use crate::session::{SessionEvent, Side};
+    use crate::transport::Limits;
+
+    const LEAD_US: i64 = 2_000_000;
+
+    /// Returns a looping sine program starting at 0 µs with `until_us`
+    /// of it produced.
+    fn program(until_us: i64) -> Program {
+        let mut queue = Queue::new(
+            vec![QueueEntry::Tone(ToneKind::Sine)],
+            RepeatMode::All,
+            false,
+        );
+        let mut program = Program::start(&mut queue, 0, 0).unwrap();
+        program.produce_until(&mut queue, until_us);
+        program
+    }
+
+    /// Starts a session whose peer never reads, over an in-memory pipe
+    /// large enough for everything the test sends. The session lasts as
+    /// long as the returned pipe end and event receiver.
+    async fn session() -> (SessionHandle, DuplexStream, mpsc::Receiver<SessionEvent>) {
+        let (server_end, client_end) = tokio::io::duplex(8 << 20);
+        let ws = WebSocketStream::from_raw_socket(server_end, Role::Server, None).await;
+        let (events_tx, events) = mpsc::channel(64);
+        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let handle = crate::session::spawn(
+            ws,
+            peer,
+            Side::Server,
+            Dialect::SendspinV1.codec(),
+            Limits::default(),
+            events_tx,
+            &TaskTracker::new(),
+        );
+        (handle, client_end, events)
+    }
+
+    #[tokio::test]
+    async fn full_player_is_topped_up_in_batches() {
+        let program = program(3_000_000);
+        let format = AudioFormat {
+            codec: Codec::Pcm,
+            sample_rate: 48_000,
+            channels: 2,
+            bit_depth: 16,
+        };
+        let mut encoding = SharedEncoding::new(format, &program, 0, Default::default()).unwrap();
+        let (handle, _peer, _events) = session().await;
+        let mut stream = PlayerStream::new(0, &encoding, u64::MAX, 0);
+
+        // At most 10 chunks (200 ms) go out per pump until the player has
+        // the lead minus 100 ms.
+        for _ in 0..20 {
+            stream
+                .pump(&program, &mut encoding, &handle, 0, LEAD_US)
+                .unwrap();
+        }
+        let full = stream.chunks_sent;
+        assert_eq!(full, 100, "20 ms chunks from 0 µs to 1.98 s");
+        assert_eq!(stream.sent_ahead_us(0), LEAD_US);
+
+        // A player holding nearly its lead is sent nothing every 10 ms...
+        for now_us in [10_000, 40_000, 80_000, 99_000] {
+            stream
+                .pump(&program, &mut encoding, &handle, now_us, now_us + LEAD_US)
+                .unwrap();
+            assert_eq!(stream.chunks_sent, full, "at {now_us} µs");
+        }
+        // ...until 100 ms of audio is due, which goes out at once.
+        stream
+            .pump(&program, &mut encoding, &handle, 100_000, 100_000 + LEAD_US)
+            .unwrap();
+        assert_eq!(stream.chunks_sent, full + 6, "chunks from 2.0 s to 2.1 s");
+        assert_eq!(stream.sent_ahead_us(100_000), LEAD_US + 20_000);
+    }
+
+    #[tokio::test]
+    async fn empty_player_is_sent_at_once() {
+        let program = program(3_000_000);
+        let format = AudioFormat {
+            codec: Codec::Pcm,
+            sample_rate: 48_000,
+            channels: 2,
+            bit_depth: 16,
+        };
+        let mut encoding = SharedEncoding::new(format, &program, 0, Default::default()).unwrap();
+        let (handle, _peer, _events) = session().await;
+        // A late joiner starts with nothing in flight, close to the horizon.
+        let mut stream = PlayerStream::new(0, &encoding, u64::MAX, 99);
+        stream
+            .pump(&program, &mut encoding, &handle, 0, LEAD_US)
+            .unwrap();
+        assert_eq!(stream.chunks_sent, 2, "chunks at 1.98 s and 2.0 s");
+    }
 }

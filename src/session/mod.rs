@@ -256,7 +256,7 @@ pub struct SessionHandle {
 /// payloads count, JSON messages are small and count nothing.
 pub(crate) fn queued_cost(outgoing: &Outgoing) -> usize {
     match outgoing {
-        Outgoing::Binary(frame) => frame.payload.len(),
+        Outgoing::Binary(frame) => frame.payload().len(),
         Outgoing::Message(_) => 0,
     }
 }

@@ -166,7 +166,9 @@ where
     async fn run(mut self) {
         tracing::debug!(session = %self.id, peer = %self.peer, side = ?self.side, "session started");
         let cause = self.serve().await;
-        self.finish(cause).await;
+        // Boxed, like the steps of `serve`, so the future every session
+        // keeps for its whole life is not sized for the close path.
+        Box::pin(self.finish(cause)).await;
     }
 
     /// Runs until something closes the session and returns the cause.
@@ -176,7 +178,7 @@ where
         let mut ping = interval_at(first_ping, self.limits.ping_interval);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         if let Some(frame) = self.first_frame.take() {
-            if let Err(cause) = self.on_frame(Some(Ok(frame))).await {
+            if let Err(cause) = Box::pin(self.on_frame(Some(Ok(frame)))).await {
                 return cause;
             }
         }
@@ -196,11 +198,16 @@ where
                 _ = sleep_until(handshake_deadline), if handshaking => Wakeup::HandshakeDeadline,
                 _ = ping.tick() => Wakeup::PingTick,
             };
+            // A write batch or a frame needs a few KiB of future state for
+            // one wakeup. Boxed, it is allocated only while it runs, instead
+            // of in every session's task future for the session's life.
             let step = match wakeup {
                 Wakeup::CloseRequested(cause) => Err(cause),
-                Wakeup::Command(Some(command)) => self.write_batch(command.into_outgoing()).await,
+                Wakeup::Command(Some(command)) => {
+                    Box::pin(self.write_batch(command.into_outgoing())).await
+                }
                 Wakeup::Command(None) => Err(CloseCause::Shutdown),
-                Wakeup::Frame(frame) => self.on_frame(frame).await,
+                Wakeup::Frame(frame) => Box::pin(self.on_frame(frame)).await,
                 Wakeup::HandshakeDeadline => Err(CloseCause::HandshakeTimeout),
                 Wakeup::PingTick => self.on_ping_tick().await,
             };

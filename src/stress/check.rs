@@ -599,7 +599,7 @@ impl Checker {
             }
         }
         track.next_us = track.pcm_frame_bytes.map(|frame_bytes| {
-            let frames = frame.payload.len() as i64 / i64::from(frame_bytes);
+            let frames = frame.payload().len() as i64 / i64::from(frame_bytes);
             frame.timestamp_us + frames * 1_000_000 / i64::from(track.sample_rate)
         });
         self.judge_first_chunk(findings);
@@ -665,11 +665,11 @@ mod tests {
     }
 
     fn audio(timestamp_us: i64, frames: usize) -> Incoming {
-        Incoming::Binary(BinaryFrame {
-            kind: BinaryKind::Audio,
+        Incoming::Binary(BinaryFrame::new(
+            BinaryKind::Audio,
             timestamp_us,
-            payload: vec![0; frames * 4],
-        })
+            vec![0; frames * 4],
+        ))
     }
 
     fn start() -> Message {

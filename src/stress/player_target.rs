@@ -360,11 +360,7 @@ async fn stream_silence(
     let mut tick = tokio::time::interval(Duration::from_micros(CHUNK_US as u64));
     while Instant::now() < until {
         tick.tick().await;
-        let frame = BinaryFrame {
-            kind: BinaryKind::Audio,
-            timestamp_us: next_chunk_us,
-            payload: silence.clone(),
-        };
+        let frame = BinaryFrame::new(BinaryKind::Audio, next_chunk_us, silence.clone());
         if probe.send_binary(frame).await.is_err() {
             return false;
         }

@@ -41,6 +41,10 @@ Every line on stdout is one JSON object with an "event" key, in this order:
     finished             reason: "end_of_file" or "timeout"
 Diagnostics and library logs go to stderr.
 
+With --no-wire-tap the script records nothing per chunk: the wire tap keeps
+every payload sent, which would add its own memory and CPU time to a load
+test of the server.
+
 With --loop the server is a target for `resonate stress`: it plays the file
 in a loop until --timeout. aiosendspin stops a group's stream when the
 group's last player leaves; the next player to arrive then starts the loop
@@ -386,7 +390,8 @@ class TrustingPairingStore(InMemoryServerPairingStore):
 async def serve(args: argparse.Namespace, source: Source) -> int:
     clock = RawMonotonicClock()
     tap = WireTap(source, clock)
-    tap.install()
+    if not args.no_wire_tap:
+        tap.install()
 
     loop = asyncio.get_running_loop()
     store = TrustingPairingStore() if args.trust_unpaired else InMemoryServerPairingStore()
@@ -501,6 +506,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--dial",
         help="also connect to the listening player at this ws:// URL (on 127.0.0.1), retrying until it listens",
+    )
+    parser.add_argument(
+        "--no-wire-tap",
+        action="store_true",
+        help="do not record what each connection writes, so a load test measures aiosendspin "
+        "alone (no sent events, and stream_start_sent and stream_end_sent are not printed)",
     )
     parser.add_argument("--verbose", action="store_true", help="log aiosendspin at DEBUG to stderr")
     args = parser.parse_args(argv)
