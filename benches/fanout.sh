@@ -138,7 +138,7 @@ run_one() {
     else
         local source_args=(--tone sine)
         [[ -n "$SOURCE" ]] && source_args=("$SOURCE")
-        "$RESONATE_BIN" serve "${source_args[@]}" --loop --no-mdns -q \
+        "$RESONATE_BIN" serve "${source_args[@]}" --dialect sendspin-v1 --loop --no-mdns -q \
             --listen "127.0.0.1:$PORT" "${serve_telemetry[@]}" \
             --max-sessions $((count + 64)) "${codec_args[@]}" 2> "$OUT_DIR/$name.serve.log" &
     fi

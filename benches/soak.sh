@@ -22,7 +22,7 @@ bin="$root/target/release/resonate"
 
 cargo build --release --locked --manifest-path "$root/Cargo.toml" >&2
 
-"$bin" serve --tone sine --listen 127.0.0.1:0 --no-mdns --json \
+"$bin" serve --tone sine --dialect sendspin-v1 --listen 127.0.0.1:0 --no-mdns --json \
     --telemetry 127.0.0.1:0 \
     --max-sessions 100000 --max-pending-handshakes 100000 \
     --max-messages-per-second 1000000 \

@@ -163,3 +163,35 @@ fn side_by_side_script_runs_tiny() {
     );
     assert_eq!(raw_rows(out.path()).len(), 4);
 }
+
+#[test]
+fn player_cost_script_runs_tiny() {
+    let out = tempfile::tempdir().unwrap();
+    let output = run_script(
+        "benches/player_cost.sh",
+        out.path(),
+        &[("DURATION", "3".into()), ("CODECS", "pcm opus".into())],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.starts_with("binary: "), "{stdout}");
+    let rows = table_rows(&stdout);
+    assert_eq!(rows[0][0], "dialect", "{stdout}");
+    let runs: Vec<(&str, &str)> = rows[1..]
+        .iter()
+        .map(|row| (row[0].as_str(), row[1].as_str()))
+        .collect();
+    assert_eq!(
+        runs,
+        [
+            ("sendspin-v1", "pcm"),
+            ("sendspin-v1", "opus"),
+            ("sendspin", "pcm"),
+            ("sendspin", "opus"),
+        ],
+        "{stdout}"
+    );
+    for row in &rows[1..] {
+        assert!(row[2].ends_with(" us"), "CPU column: {stdout}");
+        assert!(row[4].ends_with(" s"), "start-up column: {stdout}");
+    }
+}
