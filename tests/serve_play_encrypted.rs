@@ -18,6 +18,23 @@ const RATE: u32 = 48_000;
 const CHANNELS: u16 = 2;
 const PATIENCE: Duration = Duration::from_secs(30);
 
+/// Returns a new temporary directory with a `seconds` long source WAV
+/// (48 kHz, 16-bit stereo) in it, and the WAV's path.
+fn source_dir(seconds: f64) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let source_path = dir.path().join("source.wav");
+    write_test_wav(&source_path, RATE, CHANNELS, 16, seconds);
+    (dir, source_path)
+}
+
+/// Returns the id (the public key) of the `player` or `server` identity in
+/// `state_dir`, made now when it is missing.
+fn key_id(state_dir: &Path, side: &str) -> String {
+    Identity::load_or_create(&state_dir.join(format!("identity-{side}.json")))
+        .unwrap()
+        .id()
+}
+
 fn start_serve(source: &Path, state_dir: &Path, extra: &[&str]) -> (Proc, String) {
     let state_dir = state_dir.to_str().unwrap();
     let mut args = vec![
@@ -93,9 +110,7 @@ fn encrypted_and_cleartext_players_share_a_group() {
     );
 
     let player_state = dir.path().join("player");
-    let player_id = Identity::load_or_create(&player_state.join("identity-player.json"))
-        .unwrap()
-        .id();
+    let player_id = key_id(&player_state, "player");
     let encrypted_wav = dir.path().join("encrypted.wav");
     let cleartext_wav = dir.path().join("cleartext.wav");
     let mut encrypted =
@@ -174,13 +189,9 @@ fn encrypted_and_cleartext_players_share_a_group() {
 
 #[test]
 fn unpaired_client_needs_approval() {
-    let dir = tempfile::tempdir().unwrap();
-    let source_path = dir.path().join("source.wav");
-    write_test_wav(&source_path, RATE, CHANNELS, 16, 1.0);
+    let (dir, source_path) = source_dir(1.0);
     let player_state = dir.path().join("player");
-    let player_id = Identity::load_or_create(&player_state.join("identity-player.json"))
-        .unwrap()
-        .id();
+    let player_id = key_id(&player_state, "player");
     let wav = dir.path().join("out.wav");
 
     // Without approval the session opens, but with no roles.
@@ -213,14 +224,10 @@ fn unpaired_client_needs_approval() {
 /// An approval is stored: it outlives the server until --revoke.
 #[test]
 fn approval_persists_until_revoked() {
-    let dir = tempfile::tempdir().unwrap();
-    let source_path = dir.path().join("source.wav");
-    write_test_wav(&source_path, RATE, CHANNELS, 16, 1.0);
+    let (dir, source_path) = source_dir(1.0);
     let player_state = dir.path().join("player");
     let server_state = dir.path().join("server");
-    let player_id = Identity::load_or_create(&player_state.join("identity-player.json"))
-        .unwrap()
-        .id();
+    let player_id = key_id(&player_state, "player");
     let wav = dir.path().join("out.wav");
     let roles_with = |extra: &[&str]| {
         let (mut server, url) = start_serve(&source_path, &server_state, extra);
@@ -257,13 +264,9 @@ fn approval_persists_until_revoked() {
 /// and streams to it once approved.
 #[test]
 fn server_dials_listening_encrypted_player() {
-    let dir = tempfile::tempdir().unwrap();
-    let source_path = dir.path().join("source.wav");
-    write_test_wav(&source_path, RATE, CHANNELS, 16, 1.0);
+    let (dir, source_path) = source_dir(1.0);
     let player_state = dir.path().join("player");
-    let player_id = Identity::load_or_create(&player_state.join("identity-player.json"))
-        .unwrap()
-        .id();
+    let player_id = key_id(&player_state, "player");
     let wav = dir.path().join("out.wav");
     let output = format!("wav:{}", wav.display());
     let mut player = resonate(&[
@@ -302,9 +305,7 @@ fn server_dials_listening_encrypted_player() {
 
 #[test]
 fn server_identity_persists_owner_only() {
-    let dir = tempfile::tempdir().unwrap();
-    let source_path = dir.path().join("source.wav");
-    write_test_wav(&source_path, RATE, CHANNELS, 16, 1.0);
+    let (dir, source_path) = source_dir(1.0);
     let state = dir.path().join("server");
     for _ in 0..2 {
         let (mut server, _url) = start_serve(&source_path, &state, &[]);
@@ -323,9 +324,7 @@ fn server_identity_persists_owner_only() {
 
 #[test]
 fn cleartext_client_rejected_without_accept_v1() {
-    let dir = tempfile::tempdir().unwrap();
-    let source_path = dir.path().join("source.wav");
-    write_test_wav(&source_path, RATE, CHANNELS, 16, 1.0);
+    let (dir, source_path) = source_dir(1.0);
     let (mut server, url) = start_serve(
         &source_path,
         &dir.path().join("server"),
@@ -352,12 +351,8 @@ fn cleartext_client_rejected_without_accept_v1() {
 /// Writes one pairing record with `psk` on each side, as a finished pairing
 /// leaves them.
 fn pair_by_records(server_state: &Path, player_state: &Path, psk: &[u8; 32]) -> (String, String) {
-    let server_id = Identity::load_or_create(&server_state.join("identity-server.json"))
-        .unwrap()
-        .id();
-    let player_id = Identity::load_or_create(&player_state.join("identity-player.json"))
-        .unwrap()
-        .id();
+    let server_id = key_id(&server_state, "server");
+    let player_id = key_id(&player_state, "player");
     let mut server_records =
         PairingStore::load(&server_state.join("pairings-server.json")).unwrap();
     server_records.insert(&player_id, psk).unwrap();
@@ -369,9 +364,7 @@ fn pair_by_records(server_state: &Path, player_state: &Path, psk: &[u8; 32]) -> 
 
 #[test]
 fn paired_client_plays_without_approval() {
-    let dir = tempfile::tempdir().unwrap();
-    let source_path = dir.path().join("source.wav");
-    write_test_wav(&source_path, RATE, CHANNELS, 16, 1.0);
+    let (dir, source_path) = source_dir(1.0);
     let (server_state, player_state) = (dir.path().join("server"), dir.path().join("player"));
     let (_, player_id) = pair_by_records(&server_state, &player_state, &[0x5a; 32]);
 
@@ -394,9 +387,7 @@ fn paired_client_plays_without_approval() {
 
 #[test]
 fn lost_record_gets_no_roles() {
-    let dir = tempfile::tempdir().unwrap();
-    let source_path = dir.path().join("source.wav");
-    write_test_wav(&source_path, RATE, CHANNELS, 16, 1.0);
+    let (dir, source_path) = source_dir(1.0);
     let (server_state, player_state) = (dir.path().join("server"), dir.path().join("player"));
     let (_, player_id) = pair_by_records(&server_state, &player_state, &[0x33; 32]);
     // The player loses its record; the server still references it, so the
@@ -422,9 +413,7 @@ fn lost_record_gets_no_roles() {
 
 #[test]
 fn pairing_token_pairs_and_persists_records() {
-    let dir = tempfile::tempdir().unwrap();
-    let source_path = dir.path().join("source.wav");
-    write_test_wav(&source_path, RATE, CHANNELS, 16, 1.0);
+    let (dir, source_path) = source_dir(1.0);
     let (server_state, player_state) = (dir.path().join("server"), dir.path().join("player"));
     let player_state_text = player_state.to_str().unwrap().to_string();
 
@@ -441,15 +430,11 @@ fn pairing_token_pairs_and_persists_records() {
         .trim()
         .to_string();
     assert!(token.starts_with("SP:0"), "token {token:?}");
-    let player_id = Identity::load_or_create(&player_state.join("identity-player.json"))
-        .unwrap()
-        .id();
+    let player_id = key_id(&player_state, "player");
 
     // Pairing: no approval flag, only the token.
     let (mut server, url) = start_serve(&source_path, &server_state, &["--pair-token", &token]);
-    let server_id = Identity::load_or_create(&server_state.join("identity-server.json"))
-        .unwrap()
-        .id();
+    let server_id = key_id(&server_state, "server");
     let mut player = start_encrypted_player(
         &url,
         &player_state,
@@ -497,9 +482,7 @@ fn pairing_token_pairs_and_persists_records() {
 
 #[test]
 fn unpair_drops_both_records() {
-    let dir = tempfile::tempdir().unwrap();
-    let source_path = dir.path().join("source.wav");
-    write_test_wav(&source_path, RATE, CHANNELS, 16, 1.0);
+    let (dir, source_path) = source_dir(1.0);
     let (server_state, player_state) = (dir.path().join("server"), dir.path().join("player"));
     let (server_id, player_id) = pair_by_records(&server_state, &player_state, &[0x3c; 32]);
 
