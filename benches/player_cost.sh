@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# What one `resonate play` costs: CPU per real-time second while it plays
-# PCM, FLAC and Opus into the null sink with drift correction at work, in
-# cleartext Sendspin v1 and in Sendspin 1.0; the size of the binary; and
-# the time from starting the process to its first audible block.
+# Measures what one `resonate play` costs. The figures are CPU per
+# real-time second while it plays PCM, FLAC and Opus into the null sink
+# with drift correction at work, in cleartext Sendspin v1 and in Sendspin
+# 1.0. Then the size of the binary, and the time from starting the process
+# to its first audible block.
 #
 #   benches/player_cost.sh [OUT_DIR]
 #

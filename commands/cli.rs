@@ -226,7 +226,7 @@ pub struct ServeArgs {
     #[arg(long)]
     pub legacy: bool,
 
-    /// Wire dialect of clients on --path: sendspin (Sendspin 1.0, encrypted with Noise; add --accept-v1 to take cleartext v1 clients on the same path too) or sendspin-v1 (cleartext only).
+    /// Wire dialect of clients on --path: sendspin (Sendspin 1.0, encrypted with Noise) or sendspin-v1 (cleartext only). With sendspin, --accept-v1 also takes cleartext v1 clients on the same path.
     #[arg(long, default_value = "sendspin")]
     pub dialect: String,
 
@@ -362,7 +362,7 @@ pub struct PlayArgs {
     #[arg(long, short = 's')]
     pub server: Option<String>,
 
-    /// Wire dialect: sendspin (Sendspin 1.0, encrypted with Noise), sendspin-v1 (cleartext), or resonate for legacy Resonate servers (aioresonate 0.13.2), whose default path is /resonate [default: sendspin, falling back to sendspin-v1 when a server it dials closes the connection before sending server/init; over mDNS, Sendspin servers are preferred to legacy Resonate ones].
+    /// Wire dialect: sendspin (Sendspin 1.0, encrypted with Noise), sendspin-v1 (cleartext), or resonate for legacy Resonate servers (aioresonate 0.13.2), whose default path is /resonate [default: sendspin. When a server that play dials closes the connection before sending server/init, play dials it again in sendspin-v1. Over mDNS, Sendspin servers are preferred to legacy Resonate ones].
     #[arg(long)]
     pub dialect: Option<String>,
 

@@ -37,7 +37,7 @@ set edit:completion:arg-completer[resonate] = {|@words|
             cand --stdin-format 'Play raw PCM read from stdin, little-endian signed, in this format: RATE:CHANNELS:BITS such as 48000:2:16 (16, 24 or 32 bits). A live stream: controllers can play, stop, change volume and mute, and switch, but not pause, skip, repeat or shuffle'
             cand --listen 'Address and port to listen on. Use 0.0.0.0:8927 to accept players from the network'
             cand --path 'WebSocket path to accept connections on'
-            cand --dialect 'Wire dialect of clients on --path: sendspin (Sendspin 1.0, encrypted with Noise; add --accept-v1 to take cleartext v1 clients on the same path too) or sendspin-v1 (cleartext only)'
+            cand --dialect 'Wire dialect of clients on --path: sendspin (Sendspin 1.0, encrypted with Noise) or sendspin-v1 (cleartext only). With sendspin, --accept-v1 also takes cleartext v1 clients on the same path'
             cand --approve 'Give roles and playback to this unpaired client (its client_id, a base64url public key) from now on. The approval is kept in the state directory until --revoke, or until a pairing with that client discards it. Repeatable'
             cand --revoke 'Revoke the stored approval of this unpaired client; repeatable'
             cand --unpair 'Unpair this paired client: when it next connects on its pairing record, it is sent server/unpair, and both sides drop the record (the client connects unpaired from then on). Kept in the state directory until then. Repeatable'
@@ -111,7 +111,7 @@ set edit:completion:arg-completer[resonate] = {|@words|
         &'resonate;play'= {
             cand -s 'Server URL, ws://HOST[:PORT][/PATH]; port 8927 and path /sendspin by default. Without --server and --listen, play looks for a server over mDNS, preferring the one that last played here'
             cand --server 'Server URL, ws://HOST[:PORT][/PATH]; port 8927 and path /sendspin by default. Without --server and --listen, play looks for a server over mDNS, preferring the one that last played here'
-            cand --dialect 'Wire dialect: sendspin (Sendspin 1.0, encrypted with Noise), sendspin-v1 (cleartext), or resonate for legacy Resonate servers (aioresonate 0.13.2), whose default path is /resonate [default: sendspin, falling back to sendspin-v1 when a server it dials closes the connection before sending server/init; over mDNS, Sendspin servers are preferred to legacy Resonate ones]'
+            cand --dialect 'Wire dialect: sendspin (Sendspin 1.0, encrypted with Noise), sendspin-v1 (cleartext), or resonate for legacy Resonate servers (aioresonate 0.13.2), whose default path is /resonate [default: sendspin. When a server that play dials closes the connection before sending server/init, play dials it again in sendspin-v1. Over mDNS, Sendspin servers are preferred to legacy Resonate ones]'
             cand --state-dir 'Directory of this player''s Sendspin 1.0 identity (its key pair, whose public key is the client_id) and pairing records; created on first use, files readable by the owner only [default: $XDG_STATE_HOME/resonate, or ~/.local/state/resonate]'
             cand --suite 'Noise cipher suite of Sendspin 1.0 connections: 25519_ChaChaPoly_SHA256 or 25519_AESGCM_SHA256'
             cand --listen 'Wait for servers to connect instead of dialing one: listen on ADDR:PORT [default when given without a value: 0.0.0.0:8928] at /sendspin and advertise _sendspin._tcp over mDNS. When a second server connects, the protocol''s rules pick the one to keep'

@@ -59,7 +59,7 @@ fn source(dir: &Path) -> std::path::PathBuf {
 }
 
 #[test]
-fn serve_and_play_default_to_sendspin_1_0() {
+fn default_dialect_is_sendspin_1_0() {
     let dir = tempfile::tempdir().unwrap();
     let source = source(dir.path());
     let (mut server, listening) =

@@ -146,7 +146,8 @@ pub enum Incoming {
     Consumed,
     /// The server dropped its pairing record of this client: a Sendspin
     /// 1.0 `server/unpair` on a session keyed by that record. The client
-    /// removes its own record, says goodbye (`unpaired`) and closes.
+    /// removes its own record, sends `client/goodbye` (`unpaired`) and
+    /// closes.
     Unpaired,
 }
 

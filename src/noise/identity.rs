@@ -315,13 +315,13 @@ pub struct ClientIdSet {
 }
 
 impl ClientIdSet {
-    /// Loads the set at `path`, which `what` names in errors. A missing
-    /// file means an empty set.
-    pub fn load(path: &Path, what: &'static str) -> Result<ClientIdSet, StateError> {
+    /// Loads the set at `path`, which `description` names in errors. A
+    /// missing file means an empty set.
+    pub fn load(path: &Path, description: &'static str) -> Result<ClientIdSet, StateError> {
         let client_ids = match std::fs::read_to_string(path) {
             Ok(text) => serde_json::from_str(&text).map_err(|err| StateError::Invalid {
                 path: path.to_path_buf(),
-                what,
+                what: description,
                 reason: err.to_string(),
             })?,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Default::default(),

@@ -587,7 +587,7 @@ where
             Incoming::Unpaired => "server/unpair".to_string(),
         };
         // A Sendspin 1.0 client opens with client/init, which a cleartext
-        // server cannot answer.
+        // server cannot process.
         let hint = if got == "client/init" {
             " (a Sendspin 1.0 client; serve --dialect sendspin takes it)"
         } else {

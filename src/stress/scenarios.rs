@@ -1215,7 +1215,7 @@ async fn fan_out_join(ctx: &Context, joins: &Semaphore, n: u64) -> Option<(Probe
     }
     probe.check.check_arrival = true;
     // A server that drops late chunks instead of sending them late leaves
-    // gaps, which only the continuity check sees.
+    // gaps, which only the continuity check detects.
     probe.check.check_continuity = roles.player;
     Some((probe, joined_at))
 }
