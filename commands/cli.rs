@@ -397,6 +397,10 @@ pub struct PlayArgs {
     #[arg(long, value_name = "NAME", conflicts_with_all = ["server", "no_mdns"])]
     pub interface: Option<String>,
 
+    /// Without --server or --listen, seconds to look for a server over mDNS before giving up (fractions allowed). The last-played server is taken as soon as it appears; otherwise play gathers responses for 3 s, or until the first one arrives if that is later, and takes the first by instance name.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = parse_seconds, conflicts_with_all = ["server", "listen"])]
+    pub search_timeout: f64,
+
     /// File that keeps the id of the server that last played here [default: $XDG_STATE_HOME/resonate/last-played-CLIENT_ID.json, or under ~/.local/state].
     #[arg(long, value_name = "PATH", env = "RESONATE_STATE_FILE")]
     pub state_file: Option<PathBuf>,

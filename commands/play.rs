@@ -194,7 +194,8 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
         (None, None) => {
             let last = last_played.as_ref().and_then(LastPlayedStore::load);
             let scope = args.interface.clone().map_or(Scope::All, Scope::Interface);
-            runtime.block_on(find_server(scope, last, requested))?
+            let timeout = Duration::from_secs_f64(args.search_timeout);
+            runtime.block_on(find_server(scope, last, requested, timeout))?
         }
     };
     let path = dialect.default_path();
@@ -395,7 +396,8 @@ pub fn run(args: PlayArgs) -> Result<(), Failure> {
 /// Interval between two telemetry snapshots of the player.
 const TELEMETRY_INTERVAL: Duration = Duration::from_millis(500);
 
-/// Time `play` browses for servers when neither --server nor --listen is given.
+/// Time `play` gathers mDNS answers before choosing a server when neither
+/// --server nor --listen is given.
 const SERVER_SEARCH: Duration = Duration::from_secs(3);
 
 /// Returns the name part of the state files of a client with `roles`:
@@ -442,14 +444,16 @@ fn client_keys(args: &PlayArgs, stem: &str) -> Result<ClientKeys, Failure> {
 }
 
 /// Finds a server over mDNS: the last-played one as soon as it shows up,
-/// otherwise, after [`SERVER_SEARCH`], the first by instance name among
-/// Sendspin servers, then among legacy Resonate servers. `requested` limits
-/// the search to one dialect. Returns the URL and the dialect of its
-/// service type.
+/// otherwise the first by instance name among Sendspin servers, then among
+/// legacy Resonate servers, chosen from the responses gathered in
+/// [`SERVER_SEARCH`] or, when none came by then, from the first answer
+/// before `timeout`. `requested` limits the search to one dialect. Returns
+/// the URL and the dialect of its service type.
 async fn find_server(
     scope: Scope,
     last: Option<LastPlayed>,
     requested: Option<Dialect>,
+    timeout: Duration,
 ) -> Result<(Url, Dialect), Failure> {
     let mdns = Mdns::start(scope).map_err(Failure::usage)?;
     let services: &[ServiceType] = match requested {
@@ -459,40 +463,60 @@ async fn find_server(
     };
     let mut events = mdns.browse(services).map_err(Failure::from)?;
     // Keyed by preference: Sendspin before legacy, then by instance name.
-    let mut found: BTreeMap<(u8, String), Endpoint> = BTreeMap::new();
-    let deadline = tokio::time::sleep(SERVER_SEARCH);
-    tokio::pin!(deadline);
+    // Only endpoints with an address are kept, so any entry can be dialed.
+    let mut found: BTreeMap<(u8, String), (Endpoint, Url)> = BTreeMap::new();
+    let gathering = tokio::time::sleep(SERVER_SEARCH.min(timeout));
+    let give_up = tokio::time::sleep(timeout);
+    tokio::pin!(gathering, give_up);
+    let mut gathered = false;
     loop {
         tokio::select! {
-            _ = &mut deadline => break,
+            _ = &mut give_up => break,
+            _ = &mut gathering, if !gathered => {
+                gathered = true;
+                if !found.is_empty() {
+                    break;
+                }
+            }
             event = events.next() => match event {
                 None => break,
                 Some(BrowseEvent::Resolved(endpoint)) => {
+                    let Some(url) = endpoint.url() else { continue };
                     if is_last_played(&endpoint, last.as_ref()) {
                         found.clear();
-                        found.insert((0, String::new()), endpoint);
+                        found.insert((0, String::new()), (endpoint, url));
                         break;
                     }
-                    found.insert(preference(&endpoint), endpoint);
+                    found.insert(preference(&endpoint), (endpoint, url));
+                    if gathered {
+                        break;
+                    }
                 }
-                Some(BrowseEvent::Removed { fullname, .. }) => found.retain(|_, endpoint| endpoint.fullname != fullname),
+                Some(BrowseEvent::Removed { fullname, .. }) => {
+                    found.retain(|_, (endpoint, _)| endpoint.fullname != fullname);
+                }
             },
         }
     }
-    let chosen = found
-        .into_values()
-        .find_map(|endpoint| endpoint.url().map(|url| (endpoint, url)));
-    match chosen {
+    match found.into_values().next() {
         Some((endpoint, url)) => {
             let name = endpoint.name.as_deref().unwrap_or(&endpoint.instance);
             let dialect = requested.unwrap_or_else(|| dialect_of(endpoint.family));
-            crate::status(&format!("found server {name:?} at {url} over mDNS, speaking {dialect}"));
+            crate::status(&format!(
+                "found server {name:?} at {url} over mDNS, speaking {dialect}"
+            ));
             Ok((url, dialect))
         }
-        None => Err(Failure::usage(anyhow::anyhow!(
-            "no Sendspin server answered over mDNS within {} s; start one, or pass --server ws://HOST:PORT/PATH",
-            SERVER_SEARCH.as_secs()
-        ))),
+        None => {
+            let kind = match requested {
+                Some(Dialect::Resonate) => "legacy Resonate",
+                _ => "Sendspin",
+            };
+            Err(Failure::usage(anyhow::anyhow!(
+                "no {kind} server responded over mDNS within {} s; start one, pass --server ws://HOST:PORT/PATH, or wait longer with --search-timeout",
+                timeout.as_secs_f64()
+            )))
+        }
     }
 }
 

@@ -110,7 +110,7 @@ _resonate() {
             return 0
             ;;
         resonate__subcmd__play)
-            opts="-s -o -v -q -h -V --server --dialect --state-dir --suite --pairing-token --listen --no-mdns --interface --state-file --output --device --list-devices --client-id --name --static-delay-ms --no-drift-correction --sink-drift-ppm --sink-latency-ms --sync-log --codec --request-format --request-format-after --sample-rate --bit-depth --channels --buffer-capacity --volume --duration --connect-attempts --telemetry --json --roles --no-tui --log-file --max-frame-bytes --max-message-bytes --handshake-timeout-ms --idle-timeout-ms --verbose --quiet --help --version pair"
+            opts="-s -o -v -q -h -V --server --dialect --state-dir --suite --pairing-token --listen --no-mdns --interface --search-timeout --state-file --output --device --list-devices --client-id --name --static-delay-ms --no-drift-correction --sink-drift-ppm --sink-latency-ms --sync-log --codec --request-format --request-format-after --sample-rate --bit-depth --channels --buffer-capacity --volume --duration --connect-attempts --telemetry --json --roles --no-tui --log-file --max-frame-bytes --max-message-bytes --handshake-timeout-ms --idle-timeout-ms --verbose --quiet --help --version pair"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -141,6 +141,10 @@ _resonate() {
                     return 0
                     ;;
                 --interface)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --search-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -116,6 +116,7 @@ set edit:completion:arg-completer[resonate] = {|@words|
             cand --suite 'Noise cipher suite of Sendspin 1.0 connections: 25519_ChaChaPoly_SHA256 or 25519_AESGCM_SHA256'
             cand --listen 'Wait for servers to connect instead of dialing one: listen on ADDR:PORT [default when given without a value: 0.0.0.0:8928] at /sendspin and advertise _sendspin._tcp over mDNS. When a second server connects, the protocol''s rules pick the one to keep'
             cand --interface 'Network interface for mDNS, by name [default: loopback only for a loopback --listen address, else every interface]'
+            cand --search-timeout 'Without --server or --listen, seconds to look for a server over mDNS before giving up (fractions allowed). The last-played server is taken as soon as it appears; otherwise play gathers responses for 3 s, or until the first one arrives if that is later, and takes the first by instance name'
             cand --state-file 'File that keeps the id of the server that last played here [default: $XDG_STATE_HOME/resonate/last-played-CLIENT_ID.json, or under ~/.local/state]'
             cand -o 'Where audio goes: default (the default sound card), device:NAME, wav:PATH (writes exactly what would be played) or null'
             cand --output 'Where audio goes: default (the default sound card), device:NAME, wav:PATH (writes exactly what would be played) or null'
