@@ -57,6 +57,39 @@ pub enum Command {
 pub enum ServeAction {
     /// Pair one Sendspin 1.0 player with this server, by the code it shows or its pairing token, then exit. Paired players are admitted by serve --dialect sendspin with the same --state-dir.
     Pair(ServePairArgs),
+    /// List the Sendspin 1.0 clients in this server's state directory (paired, approved, to unpair), after applying any --approve, --revoke or --unpair, then exit. A serve running on the same --state-dir closes the affected clients' sessions within a second, and they connect again under the new terms.
+    Clients(ServeClientsArgs),
+}
+
+/// Changes to who a Sendspin 1.0 server admits, kept in its state directory.
+#[derive(Debug, Args)]
+pub struct AccessArgs {
+    /// Give roles and playback to this unpaired client (its client_id, a base64url public key) from now on. The approval is kept in the state directory until --revoke, or until a pairing with that client discards it. Repeatable.
+    // A base64url key may start with '-'.
+    #[arg(long, value_name = "CLIENT_ID", allow_hyphen_values = true)]
+    pub approve: Vec<String>,
+
+    /// Revoke the stored approval of this unpaired client; repeatable.
+    #[arg(long, value_name = "CLIENT_ID", allow_hyphen_values = true)]
+    pub revoke: Vec<String>,
+
+    /// Unpair this paired client: when it next connects on its pairing record, it is sent server/unpair, and both sides drop the record (the client connects unpaired from then on). Kept in the state directory until then. Repeatable.
+    #[arg(long, value_name = "CLIENT_ID", allow_hyphen_values = true)]
+    pub unpair: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeClientsArgs {
+    #[command(flatten)]
+    pub access: AccessArgs,
+
+    /// Directory of the server's identity and pairing records, as for serve [default: $XDG_STATE_HOME/resonate, or ~/.local/state/resonate].
+    #[arg(long, value_name = "DIR", env = "RESONATE_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Print the list as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The pairing method `serve pair` starts on a player that connects.
@@ -238,18 +271,8 @@ pub struct ServeArgs {
     #[arg(long)]
     pub allow_unpaired: bool,
 
-    /// Give roles and playback to this unpaired client (its client_id, a base64url public key) from now on. The approval is kept in the state directory until --revoke, or until a pairing with that client discards it. Repeatable.
-    // A base64url key may start with '-'.
-    #[arg(long, value_name = "CLIENT_ID", allow_hyphen_values = true)]
-    pub approve: Vec<String>,
-
-    /// Revoke the stored approval of this unpaired client; repeatable.
-    #[arg(long, value_name = "CLIENT_ID", allow_hyphen_values = true)]
-    pub revoke: Vec<String>,
-
-    /// Unpair this paired client: when it next connects on its pairing record, it is sent server/unpair, and both sides drop the record (the client connects unpaired from then on). Kept in the state directory until then. Repeatable.
-    #[arg(long, value_name = "CLIENT_ID", allow_hyphen_values = true)]
-    pub unpair: Vec<String>,
+    #[command(flatten)]
+    pub access: AccessArgs,
 
     /// Pair with the client whose pairing token (SP:0..., printed by play --pairing-token) this is, when it next connects; repeatable. The pairing record is then kept in the state directory.
     #[arg(long, value_name = "TOKEN")]
@@ -397,7 +420,7 @@ pub struct PlayArgs {
     #[arg(long, value_name = "NAME", conflicts_with_all = ["server", "no_mdns"])]
     pub interface: Option<String>,
 
-    /// Without --server or --listen, seconds to look for a server over mDNS before giving up (fractions allowed). The last-played server is taken as soon as it appears; otherwise play gathers responses for 3 s, or until the first one arrives if that is later, and takes the first by instance name.
+    /// Without --server or --listen, seconds to look for a server over mDNS before giving up (fractions allowed). The last-played server is taken as soon as it appears. Otherwise play gathers responses for 3 s (or until the first one, if later) and takes the first server by instance name.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = parse_seconds, conflicts_with_all = ["server", "listen"])]
     pub search_timeout: f64,
 

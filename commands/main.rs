@@ -101,6 +101,10 @@ fn main() -> ExitCode {
             action: Some(ServeAction::Pair(args)),
             ..
         }) => pair::serve_pair(args),
+        Command::Serve(ServeArgs {
+            action: Some(ServeAction::Clients(args)),
+            ..
+        }) => serve::clients(args),
         Command::Play(PlayArgs {
             action: Some(PlayAction::Pair(args)),
             ..

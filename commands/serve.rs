@@ -9,7 +9,7 @@ use anyhow::Context;
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::cli::{GroupingArg, RepeatArg, ServeArgs, ToneArg};
+use crate::cli::{AccessArgs, GroupingArg, RepeatArg, ServeArgs, ServeClientsArgs, ToneArg};
 use crate::Failure;
 use resonate::audio::pipe::PcmPipe;
 use resonate::audio::source::SourceDecoder;
@@ -25,6 +25,7 @@ use resonate::server::{
 };
 use resonate::transport::{parse_ws_url_with_port, DEFAULT_CLIENT_PORT};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 pub fn run(args: ServeArgs) -> Result<(), Failure> {
     if args.demo {
@@ -328,9 +329,9 @@ fn server_keys(args: &ServeArgs) -> Result<Option<ServerKeys>, Failure> {
     let encrypted_only = [
         (args.accept_v1, "--accept-v1"),
         (args.allow_unpaired, "--allow-unpaired"),
-        (!args.approve.is_empty(), "--approve"),
-        (!args.revoke.is_empty(), "--revoke"),
-        (!args.unpair.is_empty(), "--unpair"),
+        (!args.access.approve.is_empty(), "--approve"),
+        (!args.access.revoke.is_empty(), "--revoke"),
+        (!args.access.unpair.is_empty(), "--unpair"),
         (!args.pair_token.is_empty(), "--pair-token"),
     ];
     match dialect {
@@ -352,22 +353,6 @@ fn server_keys(args: &ServeArgs) -> Result<Option<ServerKeys>, Failure> {
             "--server-id cannot be combined with Sendspin 1.0, the default dialect: its server_id is the public key stored in the state directory; use --state-dir, or add --dialect sendspin-v1 to keep the id"
         )));
     }
-    for (flag, ids) in [
-        ("--approve", &args.approve),
-        ("--revoke", &args.revoke),
-        ("--unpair", &args.unpair),
-    ] {
-        for id in ids {
-            resonate::noise::identity::decode_key(id).map_err(|reason| {
-                Failure::usage(anyhow::anyhow!("invalid {flag} {id:?}: {reason}"))
-            })?;
-        }
-    }
-    if let Some(id) = args.approve.iter().find(|id| args.revoke.contains(id)) {
-        return Err(Failure::usage(anyhow::anyhow!(
-            "client {id} is given to both --approve and --revoke; give it to one of them"
-        )));
-    }
     let pairing_tokens = args
         .pair_token
         .iter()
@@ -382,44 +367,146 @@ fn server_keys(args: &ServeArgs) -> Result<Option<ServerKeys>, Failure> {
         Some(dir) => dir.clone(),
         None => resonate::noise::default_state_dir().map_err(Failure::usage)?,
     };
+    args.access.check()?;
     let identity =
         Identity::load_or_create(&dir.join("identity-server.json")).map_err(Failure::usage)?;
-    let approvals_path = dir.join("approvals-server.json");
-    let mut approvals = ClientIdSet::load(&approvals_path, APPROVALS).map_err(Failure::usage)?;
-    for id in &args.approve {
-        approvals.insert(id).map_err(Failure::usage)?;
-    }
-    for id in &args.revoke {
-        if !approvals.remove(id).map_err(Failure::usage)? {
-            crate::status(&format!("client {id} had no stored approval to revoke"));
-        }
-    }
-    let records_path = dir.join("pairings-server.json");
-    let unpairs_path = dir.join("unpairs-server.json");
-    if !args.unpair.is_empty() {
-        let records = PairingStore::load(&records_path).map_err(Failure::usage)?;
-        let mut pending =
-            ClientIdSet::load(&unpairs_path, PENDING_UNPAIRS).map_err(Failure::usage)?;
-        for id in &args.unpair {
-            if records.record_of(id).is_none() {
-                return Err(Failure::usage(anyhow::anyhow!(
-                    "--unpair {id}: no pairing record of that client in {}; give the client_id of a paired client",
-                    records_path.display()
-                )));
-            }
-            pending.insert(id).map_err(Failure::usage)?;
-        }
-    }
+    let state = ServerState::in_dir(&dir);
+    args.access.apply(&state)?;
     Ok(Some(ServerKeys {
         identity,
-        records_path,
+        records_path: state.records,
         accept_v1: args.accept_v1,
         allow_unpaired: args.allow_unpaired,
-        approved: args.approve.iter().cloned().collect(),
-        approvals_path: Some(approvals_path),
+        approved: args.access.approve.iter().cloned().collect(),
+        approvals_path: Some(state.approvals),
         pairing_tokens,
-        unpairs_path: Some(unpairs_path),
+        unpairs_path: Some(state.unpairs),
     }))
+}
+
+/// The files of a server's state directory that admit 1.0 clients.
+struct ServerState {
+    records: PathBuf,
+    approvals: PathBuf,
+    unpairs: PathBuf,
+}
+
+impl ServerState {
+    fn in_dir(dir: &Path) -> ServerState {
+        ServerState {
+            records: dir.join("pairings-server.json"),
+            approvals: dir.join("approvals-server.json"),
+            unpairs: dir.join("unpairs-server.json"),
+        }
+    }
+}
+
+/// Changes an operator makes to who is admitted: the client ids given to
+/// --approve, --revoke and --unpair.
+impl AccessArgs {
+    /// Rejects client ids that are not keys, and a client both approved
+    /// and revoked.
+    fn check(&self) -> Result<(), Failure> {
+        for (flag, ids) in [
+            ("--approve", &self.approve),
+            ("--revoke", &self.revoke),
+            ("--unpair", &self.unpair),
+        ] {
+            for id in ids {
+                resonate::noise::identity::decode_key(id).map_err(|reason| {
+                    Failure::usage(anyhow::anyhow!("invalid {flag} {id:?}: {reason}"))
+                })?;
+            }
+        }
+        if let Some(id) = self.approve.iter().find(|id| self.revoke.contains(id)) {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "client {id} is given to both --approve and --revoke; give it to one of them"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Writes the changes to the state files. An unpair needs a pairing
+    /// record of the client, and is checked before anything is written.
+    fn apply(&self, state: &ServerState) -> Result<(), Failure> {
+        if !self.unpair.is_empty() {
+            let records = PairingStore::load(&state.records).map_err(Failure::usage)?;
+            if let Some(id) = self
+                .unpair
+                .iter()
+                .find(|id| records.record_of(id).is_none())
+            {
+                return Err(Failure::usage(anyhow::anyhow!(
+                    "--unpair {id}: no pairing record of that client in {}; give the client_id of a paired client",
+                    state.records.display()
+                )));
+            }
+        }
+        let mut approvals =
+            ClientIdSet::load(&state.approvals, APPROVALS).map_err(Failure::usage)?;
+        for id in &self.approve {
+            approvals.insert(id).map_err(Failure::usage)?;
+        }
+        for id in &self.revoke {
+            if !approvals.remove(id).map_err(Failure::usage)? {
+                crate::status(&format!("client {id} had no stored approval to revoke"));
+            }
+        }
+        if !self.unpair.is_empty() {
+            let mut pending =
+                ClientIdSet::load(&state.unpairs, PENDING_UNPAIRS).map_err(Failure::usage)?;
+            for id in &self.unpair {
+                pending.insert(id).map_err(Failure::usage)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs `serve clients`: applies the access changes given, then lists the
+/// paired, approved and to-be-unpaired clients of the state directory.
+pub fn clients(args: ServeClientsArgs) -> Result<(), Failure> {
+    args.access.check()?;
+    let dir = match &args.state_dir {
+        Some(dir) => dir.clone(),
+        None => resonate::noise::default_state_dir().map_err(Failure::usage)?,
+    };
+    let state = ServerState::in_dir(&dir);
+    args.access.apply(&state)?;
+
+    let records = PairingStore::load(&state.records).map_err(Failure::usage)?;
+    let approvals = ClientIdSet::load(&state.approvals, APPROVALS).map_err(Failure::usage)?;
+    let pending = ClientIdSet::load(&state.unpairs, PENDING_UNPAIRS).map_err(Failure::usage)?;
+    let paired: Vec<&str> = records
+        .records()
+        .iter()
+        .map(|record| record.peer_id.as_str())
+        .collect();
+    let approved: Vec<&str> = approvals.client_ids().collect();
+    let to_unpair: Vec<&str> = pending.client_ids().collect();
+
+    if args.json {
+        let listing = json!({
+            "state_dir": dir.display().to_string(),
+            "paired": paired,
+            "approved": approved,
+            "to_unpair": to_unpair,
+        });
+        println!("{listing}");
+        return Ok(());
+    }
+    println!("state directory {}", dir.display());
+    for (heading, ids) in [
+        ("paired", &paired),
+        ("approved (unpaired)", &approved),
+        ("to unpair on next connection", &to_unpair),
+    ] {
+        println!("{heading}: {}", ids.len());
+        for id in ids.iter() {
+            println!("  {id}");
+        }
+    }
+    Ok(())
 }
 
 pub fn config_from(args: &ServeArgs, source: SourcePlan) -> ServerConfig {

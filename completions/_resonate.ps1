@@ -92,6 +92,7 @@ Register-ArgumentCompleter -Native -CommandName 'resonate' -ScriptBlock {
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('pair', 'pair', [CompletionResultType]::ParameterValue, 'Pair one Sendspin 1.0 player with this server, by the code it shows or its pairing token, then exit. Paired players are admitted by serve --dialect sendspin with the same --state-dir')
+            [CompletionResult]::new('clients', 'clients', [CompletionResultType]::ParameterValue, 'List the Sendspin 1.0 clients in this server''s state directory (paired, approved, to unpair), after applying any --approve, --revoke or --unpair, then exit. A serve running on the same --state-dir closes the affected clients'' sessions within a second, and they connect again under the new terms')
             break
         }
         'resonate;serve;pair' {
@@ -114,6 +115,22 @@ Register-ArgumentCompleter -Native -CommandName 'resonate' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'resonate;serve;clients' {
+            [CompletionResult]::new('--approve', '--approve', [CompletionResultType]::ParameterName, 'Give roles and playback to this unpaired client (its client_id, a base64url public key) from now on. The approval is kept in the state directory until --revoke, or until a pairing with that client discards it. Repeatable')
+            [CompletionResult]::new('--revoke', '--revoke', [CompletionResultType]::ParameterName, 'Revoke the stored approval of this unpaired client; repeatable')
+            [CompletionResult]::new('--unpair', '--unpair', [CompletionResultType]::ParameterName, 'Unpair this paired client: when it next connects on its pairing record, it is sent server/unpair, and both sides drop the record (the client connects unpaired from then on). Kept in the state directory until then. Repeatable')
+            [CompletionResult]::new('--state-dir', '--state-dir', [CompletionResultType]::ParameterName, 'Directory of the server''s identity and pairing records, as for serve [default: $XDG_STATE_HOME/resonate, or ~/.local/state/resonate]')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the list as one JSON object on stdout')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'resonate;play' {
             [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'Server URL, ws://HOST[:PORT][/PATH]; port 8927 and path /sendspin by default. Without --server and --listen, play looks for a server over mDNS, preferring the one that last played here')
             [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL, ws://HOST[:PORT][/PATH]; port 8927 and path /sendspin by default. Without --server and --listen, play looks for a server over mDNS, preferring the one that last played here')
@@ -122,7 +139,7 @@ Register-ArgumentCompleter -Native -CommandName 'resonate' -ScriptBlock {
             [CompletionResult]::new('--suite', '--suite', [CompletionResultType]::ParameterName, 'Noise cipher suite of Sendspin 1.0 connections: 25519_ChaChaPoly_SHA256 or 25519_AESGCM_SHA256')
             [CompletionResult]::new('--listen', '--listen', [CompletionResultType]::ParameterName, 'Wait for servers to connect instead of dialing one: listen on ADDR:PORT [default when given without a value: 0.0.0.0:8928] at /sendspin and advertise _sendspin._tcp over mDNS. When a second server connects, the protocol''s rules pick the one to keep')
             [CompletionResult]::new('--interface', '--interface', [CompletionResultType]::ParameterName, 'Network interface for mDNS, by name [default: loopback only for a loopback --listen address, else every interface]')
-            [CompletionResult]::new('--search-timeout', '--search-timeout', [CompletionResultType]::ParameterName, 'Without --server or --listen, seconds to look for a server over mDNS before giving up (fractions allowed). The last-played server is taken as soon as it appears; otherwise play gathers responses for 3 s, or until the first one arrives if that is later, and takes the first by instance name')
+            [CompletionResult]::new('--search-timeout', '--search-timeout', [CompletionResultType]::ParameterName, 'Without --server or --listen, seconds to look for a server over mDNS before giving up (fractions allowed). The last-played server is taken as soon as it appears. Otherwise play gathers responses for 3 s (or until the first one, if later) and takes the first server by instance name')
             [CompletionResult]::new('--state-file', '--state-file', [CompletionResultType]::ParameterName, 'File that keeps the id of the server that last played here [default: $XDG_STATE_HOME/resonate/last-played-CLIENT_ID.json, or under ~/.local/state]')
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Where audio goes: default (the default sound card), device:NAME, wav:PATH (writes exactly what would be played) or null')
             [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Where audio goes: default (the default sound card), device:NAME, wav:PATH (writes exactly what would be played) or null')

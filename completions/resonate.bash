@@ -34,6 +34,9 @@ _resonate() {
             resonate__subcmd__play,pair)
                 cmd="resonate__subcmd__play__subcmd__pair"
                 ;;
+            resonate__subcmd__serve,clients)
+                cmd="resonate__subcmd__serve__subcmd__clients"
+                ;;
             resonate__subcmd__serve,pair)
                 cmd="resonate__subcmd__serve__subcmd__pair"
                 ;;
@@ -306,7 +309,7 @@ _resonate() {
             return 0
             ;;
         resonate__subcmd__serve)
-            opts="-v -q -h -V --tone --stdin-format --listen --path --legacy --dialect --accept-v1 --allow-unpaired --approve --revoke --unpair --pair-token --state-dir --name --server-id --loop --repeat --shuffle --grouping --group-name --group --lead-ms --start-delay-ms --codec --opus-bitrate --client --no-mdns --interface --tui --log-file --telemetry --json --demo --demo-seconds --demo-players --max-frame-bytes --max-message-bytes --handshake-timeout-ms --idle-timeout-ms --outbound-queue --max-sessions --max-pending-handshakes --max-messages-per-second --write-timeout-ms --late-audio-ms --send-buffer-bytes --verbose --quiet --help --version pair"
+            opts="-v -q -h -V --tone --stdin-format --listen --path --legacy --dialect --accept-v1 --allow-unpaired --approve --revoke --unpair --pair-token --state-dir --name --server-id --loop --repeat --shuffle --grouping --group-name --group --lead-ms --start-delay-ms --codec --opus-bitrate --client --no-mdns --interface --tui --log-file --telemetry --json --demo --demo-seconds --demo-players --max-frame-bytes --max-message-bytes --handshake-timeout-ms --idle-timeout-ms --outbound-queue --max-sessions --max-pending-handshakes --max-messages-per-second --write-timeout-ms --late-audio-ms --send-buffer-bytes --verbose --quiet --help --version pair clients"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -457,6 +460,36 @@ _resonate() {
                     return 0
                     ;;
                 --send-buffer-bytes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        resonate__subcmd__serve__subcmd__clients)
+            opts="-v -q -h -V --approve --revoke --unpair --state-dir --json --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --approve)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --revoke)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --unpair)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -88,6 +88,7 @@ set edit:completion:arg-completer[resonate] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
             cand pair 'Pair one Sendspin 1.0 player with this server, by the code it shows or its pairing token, then exit. Paired players are admitted by serve --dialect sendspin with the same --state-dir'
+            cand clients 'List the Sendspin 1.0 clients in this server''s state directory (paired, approved, to unpair), after applying any --approve, --revoke or --unpair, then exit. A serve running on the same --state-dir closes the affected clients'' sessions within a second, and they connect again under the new terms'
         }
         &'resonate;serve;pair'= {
             cand --listen 'Address and port to wait for the player on'
@@ -108,6 +109,21 @@ set edit:completion:arg-completer[resonate] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'resonate;serve;clients'= {
+            cand --approve 'Give roles and playback to this unpaired client (its client_id, a base64url public key) from now on. The approval is kept in the state directory until --revoke, or until a pairing with that client discards it. Repeatable'
+            cand --revoke 'Revoke the stored approval of this unpaired client; repeatable'
+            cand --unpair 'Unpair this paired client: when it next connects on its pairing record, it is sent server/unpair, and both sides drop the record (the client connects unpaired from then on). Kept in the state directory until then. Repeatable'
+            cand --state-dir 'Directory of the server''s identity and pairing records, as for serve [default: $XDG_STATE_HOME/resonate, or ~/.local/state/resonate]'
+            cand --json 'Print the list as one JSON object on stdout'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
+            cand -q 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)'
+            cand --quiet 'Less output (-q: errors only and no status lines, -qq: nothing but the final error)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'resonate;play'= {
             cand -s 'Server URL, ws://HOST[:PORT][/PATH]; port 8927 and path /sendspin by default. Without --server and --listen, play looks for a server over mDNS, preferring the one that last played here'
             cand --server 'Server URL, ws://HOST[:PORT][/PATH]; port 8927 and path /sendspin by default. Without --server and --listen, play looks for a server over mDNS, preferring the one that last played here'
@@ -116,7 +132,7 @@ set edit:completion:arg-completer[resonate] = {|@words|
             cand --suite 'Noise cipher suite of Sendspin 1.0 connections: 25519_ChaChaPoly_SHA256 or 25519_AESGCM_SHA256'
             cand --listen 'Wait for servers to connect instead of dialing one: listen on ADDR:PORT [default when given without a value: 0.0.0.0:8928] at /sendspin and advertise _sendspin._tcp over mDNS. When a second server connects, the protocol''s rules pick the one to keep'
             cand --interface 'Network interface for mDNS, by name [default: loopback only for a loopback --listen address, else every interface]'
-            cand --search-timeout 'Without --server or --listen, seconds to look for a server over mDNS before giving up (fractions allowed). The last-played server is taken as soon as it appears; otherwise play gathers responses for 3 s, or until the first one arrives if that is later, and takes the first by instance name'
+            cand --search-timeout 'Without --server or --listen, seconds to look for a server over mDNS before giving up (fractions allowed). The last-played server is taken as soon as it appears. Otherwise play gathers responses for 3 s (or until the first one, if later) and takes the first server by instance name'
             cand --state-file 'File that keeps the id of the server that last played here [default: $XDG_STATE_HOME/resonate/last-played-CLIENT_ID.json, or under ~/.local/state]'
             cand -o 'Where audio goes: default (the default sound card), device:NAME, wav:PATH (writes exactly what would be played) or null'
             cand --output 'Where audio goes: default (the default sound card), device:NAME, wav:PATH (writes exactly what would be played) or null'

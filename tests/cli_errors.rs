@@ -581,6 +581,29 @@ fn sendspin_dialect_arguments_are_checked() {
     assert_usage_error(
         &[
             "serve",
+            "clients",
+            "--revoke",
+            "not-a-key",
+            "--state-dir",
+            state,
+        ],
+        &["--revoke", "\"not-a-key\""],
+    );
+    let paired_nowhere = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    assert_usage_error(
+        &[
+            "serve",
+            "clients",
+            "--unpair",
+            paired_nowhere,
+            "--state-dir",
+            state,
+        ],
+        &["--unpair", paired_nowhere, "no pairing record"],
+    );
+    assert_usage_error(
+        &[
+            "serve",
             wav,
             "--dialect",
             "sendspin",

@@ -83,6 +83,13 @@ fn start_encrypted_player(url: &str, state_dir: &Path, suite: &str, wav: &Path) 
     ])
 }
 
+/// Starts a player on the default suite that records to `out.wav` in
+/// `out_dir`.
+fn start_chacha_player(url: &str, state_dir: &Path, out_dir: &Path) -> Proc {
+    let wav = out_dir.join("out.wav");
+    start_encrypted_player(url, state_dir, "25519_ChaChaPoly_SHA256", &wav)
+}
+
 /// Waits for the `client_joined` event of `client_id` and returns its roles.
 fn joined_roles(server: &mut Proc, client_id: &str) -> Vec<String> {
     loop {
@@ -369,12 +376,7 @@ fn paired_client_plays_without_approval() {
     let (_, player_id) = pair_by_records(&server_state, &player_state, &[0x5a; 32]);
 
     let (mut server, url) = start_serve(&source_path, &server_state, &[]);
-    let mut player = start_encrypted_player(
-        &url,
-        &player_state,
-        "25519_ChaChaPoly_SHA256",
-        &dir.path().join("out.wav"),
-    );
+    let mut player = start_chacha_player(&url, &player_state, dir.path());
     let roles = joined_roles(&mut server, &player_id);
     assert!(
         roles.contains(&"player@v1".to_string()),
@@ -396,12 +398,7 @@ fn lost_record_gets_no_roles() {
     std::fs::remove_file(player_state.join("pairings-player.json")).unwrap();
 
     let (mut server, url) = start_serve(&source_path, &server_state, &["--allow-unpaired"]);
-    let mut player = start_encrypted_player(
-        &url,
-        &player_state,
-        "25519_ChaChaPoly_SHA256",
-        &dir.path().join("out.wav"),
-    );
+    let mut player = start_chacha_player(&url, &player_state, dir.path());
     assert_eq!(
         joined_roles(&mut server, &player_id),
         Vec::<String>::new(),
@@ -435,12 +432,7 @@ fn pairing_token_pairs_and_persists_records() {
     // Pairing: no approval flag, only the token.
     let (mut server, url) = start_serve(&source_path, &server_state, &["--pair-token", &token]);
     let server_id = key_id(&server_state, "server");
-    let mut player = start_encrypted_player(
-        &url,
-        &player_state,
-        "25519_ChaChaPoly_SHA256",
-        &dir.path().join("out.wav"),
-    );
+    let mut player = start_chacha_player(&url, &player_state, dir.path());
     let roles = joined_roles(&mut server, &player_id);
     assert!(
         roles.contains(&"player@v1".to_string()),
@@ -487,12 +479,7 @@ fn unpair_drops_both_records() {
     let (server_id, player_id) = pair_by_records(&server_state, &player_state, &[0x3c; 32]);
 
     let (mut server, url) = start_serve(&source_path, &server_state, &["--unpair", &player_id]);
-    let mut player = start_encrypted_player(
-        &url,
-        &player_state,
-        "25519_ChaChaPoly_SHA256",
-        &dir.path().join("out.wav"),
-    );
+    let mut player = start_chacha_player(&url, &player_state, dir.path());
     // The paired session carries server/unpair; the player says goodbye
     // and connects again, unpaired and not approved.
     let goodbye = player.wait_event("disconnected", PATIENCE);
@@ -535,4 +522,108 @@ fn unpair_drops_both_records() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("no pairing record"), "{stderr}");
+}
+
+/// Runs `serve clients` on `state_dir` with `changes` and returns its JSON
+/// listing.
+fn serve_clients(state_dir: &Path, changes: &[&str]) -> serde_json::Value {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_resonate"))
+        .args(["serve", "clients", "--json", "--state-dir"])
+        .arg(state_dir)
+        .args(changes)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "serve clients failed: {stderr}");
+    serde_json::from_slice(&output.stdout).expect("serve clients prints JSON")
+}
+
+/// `serve clients --approve` and `--revoke` change the roles of a player
+/// connected to a running serve: its session is closed, and it connects
+/// again under the new terms.
+#[test]
+fn approval_applies_to_a_connected_player() {
+    let (dir, source_path) = source_dir(1.0);
+    let (server_state, player_state) = (dir.path().join("server"), dir.path().join("player"));
+    let player_id = key_id(&player_state, "player");
+    let (mut server, url) = start_serve(&source_path, &server_state, &[]);
+    let mut player = start_chacha_player(&url, &player_state, dir.path());
+    assert_eq!(joined_roles(&mut server, &player_id), Vec::<String>::new());
+
+    let listing = serve_clients(&server_state, &["--approve", &player_id]);
+    assert_eq!(
+        listing["approved"],
+        serde_json::json!([player_id]),
+        "{listing}"
+    );
+    let closed = player.wait_event("disconnected", PATIENCE);
+    assert!(
+        closed["detail"].as_str().unwrap().contains("access"),
+        "{closed}"
+    );
+    let roles = joined_roles(&mut server, &player_id);
+    assert!(
+        roles.contains(&"player@v1".to_string()),
+        "roles after approval: {roles:?}"
+    );
+
+    let listing = serve_clients(&server_state, &["--revoke", &player_id]);
+    assert_eq!(listing["approved"], serde_json::json!([]), "{listing}");
+    assert_eq!(
+        joined_roles(&mut server, &player_id),
+        Vec::<String>::new(),
+        "roles after the revocation"
+    );
+    assert!(player.interrupt().success());
+    assert!(server.interrupt().success());
+}
+
+/// `serve clients --unpair` reaches a paired player that is connected:
+/// its session is closed, and on its next connection both sides drop
+/// their records.
+#[test]
+fn unpair_reaches_a_connected_player() {
+    let (dir, source_path) = source_dir(1.0);
+    let (server_state, player_state) = (dir.path().join("server"), dir.path().join("player"));
+    let (server_id, player_id) = pair_by_records(&server_state, &player_state, &[0x6d; 32]);
+    let (mut server, url) = start_serve(&source_path, &server_state, &[]);
+    let mut player = start_chacha_player(&url, &player_state, dir.path());
+    let roles = joined_roles(&mut server, &player_id);
+    assert!(roles.contains(&"player@v1".to_string()), "{roles:?}");
+
+    let listing = serve_clients(&server_state, &["--unpair", &player_id]);
+    assert_eq!(
+        listing["to_unpair"],
+        serde_json::json!([player_id]),
+        "{listing}"
+    );
+    assert_eq!(
+        listing["paired"],
+        serde_json::json!([player_id]),
+        "{listing}"
+    );
+    let goodbye = loop {
+        let disconnected = player.wait_event("disconnected", PATIENCE);
+        if disconnected["cause"] == "local_goodbye" {
+            break disconnected;
+        }
+    };
+    assert!(
+        goodbye["detail"].as_str().unwrap().contains("unpaired"),
+        "{goodbye}"
+    );
+    assert_eq!(
+        joined_roles(&mut server, &player_id),
+        Vec::<String>::new(),
+        "an unpaired player without approval has no roles"
+    );
+    let server_records = PairingStore::load(&server_state.join("pairings-server.json")).unwrap();
+    assert!(server_records.record_of(&player_id).is_none());
+    let player_records = PairingStore::load(&player_state.join("pairings-player.json")).unwrap();
+    assert!(player_records.record_of(&server_id).is_none());
+    let listing = serve_clients(&server_state, &[]);
+    assert_eq!(listing["paired"], serde_json::json!([]), "{listing}");
+    assert_eq!(listing["to_unpair"], serde_json::json!([]), "{listing}");
+    assert!(player.interrupt().success());
+    assert!(server.interrupt().success());
 }

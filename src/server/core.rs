@@ -19,6 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use super::artwork::{make_room, render, ArtChannel, ArtSource, MAX_CHANNELS};
 use super::dial::{DialContext, DialRequest, DialSlots, Dialed};
+use super::encrypted::AccessWatch;
 use super::group::{EventSink, Group, Member, Pacing};
 use super::metadata::MetadataView;
 use super::negotiate::{answer_request, choose_format};
@@ -79,6 +80,10 @@ const PUMP_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Interval at which a snapshot is published to an attached telemetry hub.
 const TELEMETRY_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Interval between two reads of the approval and unpair files, which an
+/// operator may change while the server runs.
+const ACCESS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Time allowed for sessions to close at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -236,6 +241,9 @@ impl Core {
         let mut publish = tokio::time::interval(TELEMETRY_INTERVAL);
         publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let publishing = self.events.telemetry.is_some();
+        let mut access = self.config.keys.as_ref().and_then(AccessWatch::new);
+        let mut access_check = tokio::time::interval(ACCESS_INTERVAL);
+        access_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         tokio::pin!(shutdown);
         tracing::info!(addr = ?listener.local_addr().ok(), path = %self.config.path, "server listening");
 
@@ -264,6 +272,11 @@ impl Core {
                 }
                 _ = pump.tick() => self.pump_groups(),
                 _ = publish.tick(), if publishing => self.publish_telemetry(),
+                _ = access_check.tick(), if access.is_some() => {
+                    if let Some(watch) = access.as_mut() {
+                        self.close_changed_access(&watch.changed());
+                    }
+                }
             }
         };
         // Sessions already started are registered, so shutdown closes them.
@@ -277,6 +290,20 @@ impl Core {
         self.dial_slots.stop_all();
         self.shut_down().await;
         result
+    }
+
+    /// Closes the Sendspin 1.0 sessions of `client_ids`, whose access the
+    /// operator changed, so that each connects again under the new terms.
+    fn close_changed_access(&self, client_ids: &[String]) {
+        for entry in self.sessions.values() {
+            let Some(client_id) = &entry.client_id else {
+                continue;
+            };
+            if entry.dialect == Dialect::Sendspin && client_ids.contains(client_id) {
+                tracing::info!(client = %client_id, "the operator changed this client's access; closing its session so that it connects again under the new terms");
+                entry.handle.close(CloseCause::AccessChanged);
+            }
+        }
     }
 
     /// Runs the WebSocket handshake in a tracked task, which then runs the

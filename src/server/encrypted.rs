@@ -2,7 +2,7 @@
 //! from cleartext v1 ones on one path, the Noise handshake, `server/hello`,
 //! and who may play without pairing.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -203,7 +203,7 @@ where
     if established.credential_mismatch {
         tracing::warn!(%peer, client = %client_id, records = %keys.records_path.display(), "client could not use its pairing record, so it gets no roles until it pairs again or its record is removed from the file");
     } else if !admitted {
-        tracing::warn!(%peer, client = %client_id, "unpaired client is not approved, so it gets no roles; approve it with --approve {client_id} or pass --allow-unpaired");
+        tracing::warn!(%peer, client = %client_id, "unpaired client is not approved, so it gets no roles; approve it while serving with resonate serve clients --approve {client_id} (same --state-dir), or restart with --allow-unpaired");
     }
     tracing::info!(%peer, client = %client_id, category = established.category.code(), suite = %established.suite, "Noise handshake done");
     let codec =
@@ -213,6 +213,80 @@ where
         codec: Box::new(codec),
         first_frame: None,
     })
+}
+
+/// The approvals and pending unpairs as last read, so that a running server
+/// can tell whose access an operator changed (with `serve clients`, say)
+/// and close those clients' sessions: they connect again, and their next
+/// handshake applies the new terms.
+pub struct AccessWatch {
+    records_path: PathBuf,
+    approvals_path: PathBuf,
+    unpairs_path: PathBuf,
+    approved: BTreeSet<String>,
+    to_unpair: BTreeSet<String>,
+    /// The last read error, logged once until the files read again.
+    failed: Option<String>,
+}
+
+impl AccessWatch {
+    /// Starts watching the files of `keys`, taking their present content
+    /// as the baseline. Returns `None` when the keys name no files.
+    pub fn new(keys: &ServerKeys) -> Option<AccessWatch> {
+        let mut watch = AccessWatch {
+            records_path: keys.records_path.clone(),
+            approvals_path: keys.approvals_path.clone()?,
+            unpairs_path: keys.unpairs_path.clone()?,
+            approved: BTreeSet::new(),
+            to_unpair: BTreeSet::new(),
+            failed: None,
+        };
+        watch.changed();
+        Some(watch)
+    }
+
+    /// Reads both files again and returns the clients approved since the
+    /// last read, those revoked that have no pairing record, and those newly
+    /// waiting to be unpaired. A file that cannot be read changes nothing.
+    pub fn changed(&mut self) -> Vec<String> {
+        let read = |path: &PathBuf, description| {
+            ClientIdSet::load(path, description).map(|set| {
+                set.client_ids()
+                    .map(str::to_string)
+                    .collect::<BTreeSet<_>>()
+            })
+        };
+        let (approved, to_unpair) = match (
+            read(&self.approvals_path, APPROVALS),
+            read(&self.unpairs_path, PENDING_UNPAIRS),
+        ) {
+            (Ok(approved), Ok(to_unpair)) => (approved, to_unpair),
+            (Err(err), _) | (_, Err(err)) => {
+                let text = err.to_string();
+                if self.failed.as_ref() != Some(&text) {
+                    tracing::warn!(cause = %text, "cannot read the access files; live sessions keep their access");
+                    self.failed = Some(text);
+                }
+                return Vec::new();
+            }
+        };
+
+        self.failed = None;
+        let mut changed: BTreeSet<String> = approved.difference(&self.approved).cloned().collect();
+        // A pairing discards the client's approval, and the record admits
+        // it from then on, so a revoked client with a record keeps its
+        // session.
+        let revoked: Vec<&String> = self.approved.difference(&approved).collect();
+        if !revoked.is_empty() {
+            let records = PairingStore::load(&self.records_path).ok();
+            let paired = |id: &str| records.as_ref().is_some_and(|r| r.record_of(id).is_some());
+            changed.extend(revoked.into_iter().filter(|id| !paired(id)).cloned());
+        }
+        changed.extend(to_unpair.difference(&self.to_unpair).cloned());
+        self.approved = approved;
+        self.to_unpair = to_unpair;
+        changed.into_iter().collect()
+    }
 }
 
 /// Returns whether the approval file approves `client_id`. A file that

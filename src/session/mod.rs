@@ -84,6 +84,9 @@ pub enum CloseCause {
     SlowConsumer(String),
     /// The owner of the session closed it (shutdown or a dropped handle).
     Shutdown,
+    /// The server's operator approved this client, revoked its approval or
+    /// requested its unpairing. The client connects again under the new terms.
+    AccessChanged,
     /// The peer went past a configured limit: `limit` is the field of
     /// [`Limits`](crate::transport::Limits), such as `max_message_bytes`.
     LimitExceeded {
@@ -106,6 +109,7 @@ impl CloseCause {
             CloseCause::Replaced => "replaced",
             CloseCause::SlowConsumer(_) => "slow_consumer",
             CloseCause::Shutdown => "shutdown",
+            CloseCause::AccessChanged => "access_changed",
             CloseCause::LimitExceeded { .. } => "limit_exceeded",
         }
     }
@@ -132,7 +136,8 @@ impl CloseCause {
             CloseCause::PeerClosed { .. }
             | CloseCause::PeerReset(_)
             | CloseCause::IdleTimeout
-            | CloseCause::SlowConsumer(_) => true,
+            | CloseCause::SlowConsumer(_)
+            | CloseCause::AccessChanged => true,
             _ => false,
         }
     }
@@ -158,6 +163,9 @@ impl fmt::Display for CloseCause {
             }
             CloseCause::SlowConsumer(detail) => write!(f, "slow consumer: {detail}"),
             CloseCause::Shutdown => f.write_str("closed locally"),
+            CloseCause::AccessChanged => {
+                f.write_str("the server's operator changed this client's access; connect again")
+            }
             CloseCause::LimitExceeded { limit, detail } => {
                 write!(f, "limit {limit} exceeded: {detail}")
             }
