@@ -83,6 +83,14 @@ pub struct ServeClientsArgs {
     #[command(flatten)]
     pub access: AccessArgs,
 
+    /// Pair with the client whose pairing token this is (SP:0..., printed by play --pairing-token). A running serve closes the client's session, and the next connection pairs by the token. Repeatable.
+    #[arg(long, value_name = "TOKEN")]
+    pub pair_token: Vec<String>,
+
+    /// Pair with a client by its static pairing code, given as CLIENT_ID=CODE (the code has 8 digits, such as 1234-5678), when it next connects with its pairing window open (resonate play pair --server URL). Repeatable.
+    #[arg(long, value_name = "CLIENT_ID=CODE", allow_hyphen_values = true)]
+    pub pair_code: Vec<String>,
+
     /// Directory of the server's identity and pairing records, as for serve [default: $XDG_STATE_HOME/resonate, or ~/.local/state/resonate].
     #[arg(long, value_name = "DIR", env = "RESONATE_STATE_DIR")]
     pub state_dir: Option<PathBuf>,

@@ -1,6 +1,8 @@
 //! `resonate serve`: play a queue of files, playlists or a test signal to
 //! players, in sync.
 
+use resonate::noise::identity::{PairingRequest, PairingRequests};
+use resonate::noise::pairing_code::StaticCode;
 use resonate::noise::{ClientIdSet, Identity, PairingStore, APPROVALS, PENDING_UNPAIRS};
 use resonate::server::encrypted::ServerKeys;
 use std::time::Duration;
@@ -381,6 +383,7 @@ fn server_keys(args: &ServeArgs) -> Result<Option<ServerKeys>, Failure> {
         approvals_path: Some(state.approvals),
         pairing_tokens,
         unpairs_path: Some(state.unpairs),
+        pairing_requests_path: Some(state.pairing_requests),
     }))
 }
 
@@ -389,6 +392,7 @@ struct ServerState {
     records: PathBuf,
     approvals: PathBuf,
     unpairs: PathBuf,
+    pairing_requests: PathBuf,
 }
 
 impl ServerState {
@@ -397,6 +401,7 @@ impl ServerState {
             records: dir.join("pairings-server.json"),
             approvals: dir.join("approvals-server.json"),
             unpairs: dir.join("unpairs-server.json"),
+            pairing_requests: dir.join("pairing-requests-server.json"),
         }
     }
 }
@@ -472,9 +477,25 @@ pub fn clients(args: ServeClientsArgs) -> Result<(), Failure> {
         None => resonate::noise::default_state_dir().map_err(Failure::usage)?,
     };
     let state = ServerState::in_dir(&dir);
-    args.access.apply(&state)?;
-
+    let pairings = pairing_requests(&args)?;
     let records = PairingStore::load(&state.records).map_err(Failure::usage)?;
+    if let Some((id, _)) = pairings
+        .iter()
+        .find(|(id, _)| records.record_of(id).is_some())
+    {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "client {id} is already paired with this server; unpair it first with --unpair {id}"
+        )));
+    }
+    args.access.apply(&state)?;
+    if !pairings.is_empty() {
+        let mut stored = PairingRequests::load(&state.pairing_requests).map_err(Failure::usage)?;
+        for (id, request) in pairings {
+            stored.insert(&id, request).map_err(Failure::usage)?;
+        }
+    }
+
+    let requests = PairingRequests::load(&state.pairing_requests).map_err(Failure::usage)?;
     let approvals = ClientIdSet::load(&state.approvals, APPROVALS).map_err(Failure::usage)?;
     let pending = ClientIdSet::load(&state.unpairs, PENDING_UNPAIRS).map_err(Failure::usage)?;
     let paired: Vec<&str> = records
@@ -484,22 +505,42 @@ pub fn clients(args: ServeClientsArgs) -> Result<(), Failure> {
         .collect();
     let approved: Vec<&str> = approvals.client_ids().collect();
     let to_unpair: Vec<&str> = pending.client_ids().collect();
+    let to_pair: Vec<String> = requests
+        .requests()
+        .map(|(id, request)| match request {
+            PairingRequest::Code(_) => format!("{id} (static pairing code)"),
+            PairingRequest::Token(_) => format!("{id} (pairing token)"),
+        })
+        .collect();
 
     if args.json {
+        let to_pair: Vec<serde_json::Value> = requests
+            .requests()
+            .map(|(id, request)| {
+                let method = match request {
+                    PairingRequest::Code(_) => "static_pairing_code",
+                    PairingRequest::Token(_) => "pairing_psk",
+                };
+                json!({ "client_id": id, "method": method })
+            })
+            .collect();
         let listing = json!({
             "state_dir": dir.display().to_string(),
             "paired": paired,
             "approved": approved,
             "to_unpair": to_unpair,
+            "to_pair": to_pair,
         });
         println!("{listing}");
         return Ok(());
     }
     println!("state directory {}", dir.display());
+    let to_pair: Vec<&str> = to_pair.iter().map(String::as_str).collect();
     for (heading, ids) in [
         ("paired", &paired),
         ("approved (unpaired)", &approved),
         ("to unpair on next connection", &to_unpair),
+        ("to pair on next connection", &to_pair),
     ] {
         println!("{heading}: {}", ids.len());
         for id in ids.iter() {
@@ -507,6 +548,42 @@ pub fn clients(args: ServeClientsArgs) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// Parses the pairings that `serve clients` requests, by client id: from
+/// --pair-token and from --pair-code CLIENT_ID=CODE.
+fn pairing_requests(args: &ServeClientsArgs) -> Result<Vec<(String, PairingRequest)>, Failure> {
+    let mut requests = Vec::new();
+    for text in &args.pair_token {
+        let token = resonate::noise::pairing::decode_token(text).map_err(|reason| {
+            Failure::usage(anyhow::anyhow!(
+                "invalid --pair-token: {reason}; pass the token play --pairing-token printed"
+            ))
+        })?;
+        requests.push((token.client_id, PairingRequest::Token(text.clone())));
+    }
+    for text in &args.pair_code {
+        let Some((id, code)) = text.split_once('=') else {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "invalid --pair-code {text:?}: expected CLIENT_ID=CODE, such as the client_id the server logged, '=', and the player's 8-digit code"
+            )));
+        };
+        resonate::noise::identity::decode_key(id).map_err(|reason| {
+            Failure::usage(anyhow::anyhow!(
+                "invalid --pair-code client id {id:?}: {reason}"
+            ))
+        })?;
+        let code = StaticCode::parse(code).map_err(|reason| {
+            Failure::usage(anyhow::anyhow!(
+                "invalid --pair-code code {code:?}: {reason}; pass the code play pair shows"
+            ))
+        })?;
+        requests.push((
+            id.to_string(),
+            PairingRequest::Code(code.digits().to_string()),
+        ));
+    }
+    Ok(requests)
 }
 
 pub fn config_from(args: &ServeArgs, source: SourcePlan) -> ServerConfig {

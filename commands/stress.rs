@@ -502,6 +502,7 @@ impl Embedded {
                 approved: Default::default(),
                 approvals_path: None,
                 pairing_tokens: Vec::new(),
+                pairing_requests_path: None,
                 unpairs_path: None,
             });
         }

@@ -113,6 +113,8 @@ set edit:completion:arg-completer[resonate] = {|@words|
             cand --approve 'Give roles and playback to this unpaired client (its client_id, a base64url public key) from now on. The approval is kept in the state directory until --revoke, or until a pairing with that client discards it. Repeatable'
             cand --revoke 'Revoke the stored approval of this unpaired client; repeatable'
             cand --unpair 'Unpair this paired client: when it next connects on its pairing record, it is sent server/unpair, and both sides drop the record (the client connects unpaired from then on). Kept in the state directory until then. Repeatable'
+            cand --pair-token 'Pair with the client whose pairing token this is (SP:0..., printed by play --pairing-token). A running serve closes the client''s session, and the next connection pairs by the token. Repeatable'
+            cand --pair-code 'Pair with a client by its static pairing code, given as CLIENT_ID=CODE (the code has 8 digits, such as 1234-5678), when it next connects with its pairing window open (resonate play pair --server URL). Repeatable'
             cand --state-dir 'Directory of the server''s identity and pairing records, as for serve [default: $XDG_STATE_HOME/resonate, or ~/.local/state/resonate]'
             cand --json 'Print the list as one JSON object on stdout'
             cand -v 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'

@@ -589,7 +589,29 @@ fn sendspin_dialect_arguments_are_checked() {
         ],
         &["--revoke", "\"not-a-key\""],
     );
+    assert_usage_error(
+        &[
+            "serve",
+            "clients",
+            "--pair-code",
+            "1234-5678",
+            "--state-dir",
+            state,
+        ],
+        &["--pair-code", "CLIENT_ID=CODE"],
+    );
     let paired_nowhere = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    assert_usage_error(
+        &[
+            "serve",
+            "clients",
+            "--pair-code",
+            &format!("{paired_nowhere}=1234"),
+            "--state-dir",
+            state,
+        ],
+        &["--pair-code", "\"1234\""],
+    );
     assert_usage_error(
         &[
             "serve",

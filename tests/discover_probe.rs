@@ -45,6 +45,7 @@ async fn probe_falls_back_to_sendspin_1_0() {
         approvals_path: None,
         pairing_tokens: Vec::new(),
         unpairs_path: None,
+        pairing_requests_path: None,
     });
     let server = TestServer::start(config).await;
 

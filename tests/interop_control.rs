@@ -272,6 +272,7 @@ async fn aiosendspin_encrypted_controller_metadata_and_artwork_client() -> anyho
         approvals_path: None,
         pairing_tokens: Vec::new(),
         unpairs_path: None,
+        pairing_requests_path: None,
     });
     let server = TestServer::start(config).await;
 

@@ -358,8 +358,8 @@ fn cleartext_client_rejected_without_accept_v1() {
 /// Writes one pairing record with `psk` on each side, as a finished pairing
 /// leaves them.
 fn pair_by_records(server_state: &Path, player_state: &Path, psk: &[u8; 32]) -> (String, String) {
-    let server_id = key_id(&server_state, "server");
-    let player_id = key_id(&player_state, "player");
+    let server_id = key_id(server_state, "server");
+    let player_id = key_id(player_state, "player");
     let mut server_records =
         PairingStore::load(&server_state.join("pairings-server.json")).unwrap();
     server_records.insert(&player_id, psk).unwrap();
@@ -408,14 +408,12 @@ fn lost_record_gets_no_roles() {
     assert!(server.interrupt().success());
 }
 
-#[test]
-fn pairing_token_pairs_and_persists_records() {
-    let (dir, source_path) = source_dir(1.0);
-    let (server_state, player_state) = (dir.path().join("server"), dir.path().join("player"));
-    let player_state_text = player_state.to_str().unwrap().to_string();
-
+/// Returns the pairing token that `play --pairing-token` prints for the
+/// player of `state_dir`.
+fn pairing_token(state_dir: &Path) -> String {
     let printed = std::process::Command::new(env!("CARGO_BIN_EXE_resonate"))
-        .args(["play", "--pairing-token", "--state-dir", &player_state_text])
+        .args(["play", "--pairing-token", "--state-dir"])
+        .arg(state_dir)
         .output()
         .unwrap();
     assert!(
@@ -427,6 +425,14 @@ fn pairing_token_pairs_and_persists_records() {
         .trim()
         .to_string();
     assert!(token.starts_with("SP:0"), "token {token:?}");
+    token
+}
+
+#[test]
+fn pairing_token_pairs_and_persists_records() {
+    let (dir, source_path) = source_dir(1.0);
+    let (server_state, player_state) = (dir.path().join("server"), dir.path().join("player"));
+    let token = pairing_token(&player_state);
     let player_id = key_id(&player_state, "player");
 
     // Pairing: no approval flag, only the token.
@@ -491,10 +497,7 @@ fn unpair_drops_both_records() {
     let again = player.wait_event("connected", PATIENCE);
     assert_eq!(again["active_roles"], serde_json::json!([]), "{again}");
 
-    let server_records = PairingStore::load(&server_state.join("pairings-server.json")).unwrap();
-    assert!(server_records.record_of(&player_id).is_none());
-    let player_records = PairingStore::load(&player_state.join("pairings-player.json")).unwrap();
-    assert!(player_records.record_of(&server_id).is_none());
+    assert_records(&server_state, &player_id, &player_state, &server_id, false);
     let pending = resonate::noise::ClientIdSet::load(
         &server_state.join("unpairs-server.json"),
         resonate::noise::PENDING_UNPAIRS,
@@ -522,6 +525,24 @@ fn unpair_drops_both_records() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("no pairing record"), "{stderr}");
+}
+
+/// Checks that the server's record of `player_id` and the player's record
+/// of `server_id` both exist when `expected` is true, and both do not
+/// otherwise.
+fn assert_records(
+    server_state: &Path,
+    player_id: &str,
+    player_state: &Path,
+    server_id: &str,
+    expected: bool,
+) {
+    let server_records = PairingStore::load(&server_state.join("pairings-server.json")).unwrap();
+    let player_records = PairingStore::load(&player_state.join("pairings-player.json")).unwrap();
+    let server_has = server_records.record_of(player_id).is_some();
+    let player_has = player_records.record_of(server_id).is_some();
+    assert_eq!(server_has, expected, "the server's record of the player");
+    assert_eq!(player_has, expected, "the player's record of the server");
 }
 
 /// Runs `serve clients` on `state_dir` with `changes` and returns its JSON
@@ -617,13 +638,110 @@ fn unpair_reaches_a_connected_player() {
         Vec::<String>::new(),
         "an unpaired player without approval has no roles"
     );
-    let server_records = PairingStore::load(&server_state.join("pairings-server.json")).unwrap();
-    assert!(server_records.record_of(&player_id).is_none());
-    let player_records = PairingStore::load(&player_state.join("pairings-player.json")).unwrap();
-    assert!(player_records.record_of(&server_id).is_none());
+    assert_records(&server_state, &player_id, &player_state, &server_id, false);
     let listing = serve_clients(&server_state, &[]);
     assert_eq!(listing["paired"], serde_json::json!([]), "{listing}");
     assert_eq!(listing["to_unpair"], serde_json::json!([]), "{listing}");
     assert!(player.interrupt().success());
+    assert!(server.interrupt().success());
+}
+
+/// `serve clients --pair-token` pairs a player connected to a running
+/// serve: its session is closed, and its next connection pairs by the
+/// token.
+#[test]
+fn pair_token_reaches_a_connected_player() {
+    let (dir, source_path) = source_dir(1.0);
+    let (server_state, player_state) = (dir.path().join("server"), dir.path().join("player"));
+    let token = pairing_token(&player_state);
+    let player_id = key_id(&player_state, "player");
+    let server_id = key_id(&server_state, "server");
+    let (mut server, url) = start_serve(&source_path, &server_state, &[]);
+    let mut player = start_chacha_player(&url, &player_state, dir.path());
+    assert_eq!(joined_roles(&mut server, &player_id), Vec::<String>::new());
+
+    let listing = serve_clients(&server_state, &["--pair-token", &token]);
+    let requested = serde_json::json!([{ "client_id": player_id, "method": "pairing_psk" }]);
+    assert_eq!(listing["to_pair"], requested, "{listing}");
+    let roles = joined_roles(&mut server, &player_id);
+    assert!(
+        roles.contains(&"player@v1".to_string()),
+        "roles after pairing: {roles:?}"
+    );
+    assert_records(&server_state, &player_id, &player_state, &server_id, true);
+    let listing = serve_clients(&server_state, &[]);
+    assert_eq!(listing["to_pair"], serde_json::json!([]), "{listing}");
+    assert_eq!(
+        listing["paired"],
+        serde_json::json!([player_id]),
+        "{listing}"
+    );
+
+    // A paired client cannot be paired again before it is unpaired.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_resonate"))
+        .args(["serve", "clients", "--pair-token", &token, "--state-dir"])
+        .arg(&server_state)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("already paired"), "{stderr}");
+    assert!(player.interrupt().success());
+    assert!(server.interrupt().success());
+}
+
+/// Runs `play pair` against `url` with the static code `code` set on the
+/// player of `state_dir`.
+fn play_pair_by_code(url: &str, state_dir: &Path, code: &str) -> Proc {
+    resonate(&[
+        "play",
+        "pair",
+        "--server",
+        url,
+        "--json",
+        "--window",
+        "30",
+        "--code",
+        code,
+        "--state-dir",
+        state_dir.to_str().unwrap(),
+    ])
+}
+
+/// `serve clients --pair-code` makes a running serve pair a player by its
+/// static code when `play pair` connects; a wrong code drops the request
+/// and stores nothing.
+#[test]
+fn pair_code_pairs_in_a_running_serve() {
+    let (dir, source_path) = source_dir(1.0);
+    let (server_state, player_state) = (dir.path().join("server"), dir.path().join("player"));
+    let player_id = key_id(&player_state, "player");
+    let server_id = key_id(&server_state, "server");
+    let (mut server, url) = start_serve(&source_path, &server_state, &[]);
+
+    let request = format!("{player_id}=2468-1357");
+    let listing = serve_clients(&server_state, &["--pair-code", &request]);
+    let requested =
+        serde_json::json!([{ "client_id": player_id, "method": "static_pairing_code" }]);
+    assert_eq!(listing["to_pair"], requested, "{listing}");
+    let mut pairing = play_pair_by_code(&url, &player_state, "24681357");
+    let paired = pairing.wait_event("paired", PATIENCE);
+    assert_eq!(paired["method"], "static_pairing_code", "{paired}");
+    assert_eq!(paired["server_id"], server_id.as_str(), "{paired}");
+    assert!(pairing.wait(PATIENCE).success());
+    assert_records(&server_state, &player_id, &player_state, &server_id, true);
+    let listing = serve_clients(&server_state, &[]);
+    assert_eq!(listing["to_pair"], serde_json::json!([]), "{listing}");
+
+    let other_state = dir.path().join("other");
+    let other_id = key_id(&other_state, "player");
+    let request = format!("{other_id}=1111-2222");
+    serve_clients(&server_state, &["--pair-code", &request]);
+    let mut pairing = play_pair_by_code(&url, &other_state, "11112223");
+    assert_eq!(pairing.wait(PATIENCE).code(), Some(1));
+    let server_records = PairingStore::load(&server_state.join("pairings-server.json")).unwrap();
+    assert!(server_records.record_of(&other_id).is_none());
+    let listing = serve_clients(&server_state, &[]);
+    assert_eq!(listing["to_pair"], serde_json::json!([]), "{listing}");
     assert!(server.interrupt().success());
 }

@@ -174,6 +174,26 @@ struct IdentityFile {
     public_key: String,
 }
 
+/// Reads the JSON state file at `path`, which `what` names in errors. A
+/// missing file reads as the default value (empty).
+fn load_json<T: serde::de::DeserializeOwned + Default>(
+    path: &Path,
+    what: &'static str,
+) -> Result<T, StateError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text).map_err(|err| StateError::Invalid {
+            path: path.to_path_buf(),
+            what,
+            reason: err.to_string(),
+        }),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+        Err(source) => Err(StateError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
 /// Writes `bytes` to `path` readable and writable by the owner only: to a
 /// temporary file in the same directory, then renamed over `path`.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
@@ -233,20 +253,7 @@ pub struct PairingStore {
 impl PairingStore {
     /// Loads the records at `path`. A missing file means no records.
     pub fn load(path: &Path) -> Result<PairingStore, StateError> {
-        let records = match std::fs::read_to_string(path) {
-            Ok(text) => serde_json::from_str(&text).map_err(|err| StateError::Invalid {
-                path: path.to_path_buf(),
-                what: "pairing record file",
-                reason: err.to_string(),
-            })?,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(source) => {
-                return Err(StateError::Read {
-                    path: path.to_path_buf(),
-                    source,
-                })
-            }
-        };
+        let records = load_json(path, "pairing record file")?;
         Ok(PairingStore {
             path: path.to_path_buf(),
             records,
@@ -318,20 +325,7 @@ impl ClientIdSet {
     /// Loads the set at `path`, which `description` names in errors. A
     /// missing file means an empty set.
     pub fn load(path: &Path, description: &'static str) -> Result<ClientIdSet, StateError> {
-        let client_ids = match std::fs::read_to_string(path) {
-            Ok(text) => serde_json::from_str(&text).map_err(|err| StateError::Invalid {
-                path: path.to_path_buf(),
-                what: description,
-                reason: err.to_string(),
-            })?,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Default::default(),
-            Err(source) => {
-                return Err(StateError::Read {
-                    path: path.to_path_buf(),
-                    source,
-                })
-            }
-        };
+        let client_ids = load_json(path, description)?;
         Ok(ClientIdSet {
             path: path.to_path_buf(),
             client_ids,
@@ -369,6 +363,67 @@ impl ClientIdSet {
     }
 }
 
+/// A pairing that the operator of a running server requested: by the
+/// client's static pairing code, or by its pairing token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PairingRequest {
+    /// The client's static pairing code, 8 digits.
+    Code(String),
+    /// The client's pairing token (`SP:0...`).
+    Token(String),
+}
+
+/// The pairings requested of a running server, by `client_id`, kept in a
+/// file readable by the owner only because codes and tokens are secrets.
+#[derive(Clone, Debug)]
+pub struct PairingRequests {
+    path: PathBuf,
+    requests: std::collections::BTreeMap<String, PairingRequest>,
+}
+
+impl PairingRequests {
+    /// Loads the requests at `path`. A missing file means none.
+    pub fn load(path: &Path) -> Result<PairingRequests, StateError> {
+        let requests = load_json(path, "pairing request file")?;
+        Ok(PairingRequests {
+            path: path.to_path_buf(),
+            requests,
+        })
+    }
+
+    pub fn request_of(&self, client_id: &str) -> Option<&PairingRequest> {
+        self.requests.get(client_id)
+    }
+
+    pub fn requests(&self) -> impl Iterator<Item = (&str, &PairingRequest)> {
+        self.requests
+            .iter()
+            .map(|(id, request)| (id.as_str(), request))
+    }
+
+    /// Sets the request of `client_id`, replacing any earlier one, and
+    /// writes the file.
+    pub fn insert(&mut self, client_id: &str, request: PairingRequest) -> Result<(), StateError> {
+        self.requests.insert(client_id.to_string(), request);
+        self.save()
+    }
+
+    /// Removes the request of `client_id`; returns whether there was one.
+    pub fn remove(&mut self, client_id: &str) -> Result<bool, StateError> {
+        if self.requests.remove(client_id).is_none() {
+            return Ok(false);
+        }
+        self.save()?;
+        Ok(true)
+    }
+
+    fn save(&self) -> Result<(), StateError> {
+        let text = serde_json::to_string_pretty(&self.requests).expect("requests serialize");
+        write_private(&self.path, text.as_bytes())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,6 +443,46 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600, "identity file mode");
         }
+    }
+
+    #[test]
+    fn pairing_requests_round_trip_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pairing-requests-server.json");
+        let mut requests = PairingRequests::load(&path).unwrap();
+        assert_eq!(requests.requests().count(), 0);
+        requests
+            .insert("client-a", PairingRequest::Code("12345678".into()))
+            .unwrap();
+        requests
+            .insert("client-b", PairingRequest::Token("SP:0AAAA".into()))
+            .unwrap();
+
+        let loaded = PairingRequests::load(&path).unwrap();
+        assert_eq!(
+            loaded.request_of("client-a"),
+            Some(&PairingRequest::Code("12345678".into()))
+        );
+        assert_eq!(
+            loaded.request_of("client-b"),
+            Some(&PairingRequest::Token("SP:0AAAA".into()))
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "pairing request file mode");
+        }
+
+        let mut loaded = loaded;
+        assert!(loaded.remove("client-a").unwrap());
+        assert!(!loaded.remove("client-a").unwrap());
+        let reloaded = PairingRequests::load(&path).unwrap();
+        assert_eq!(reloaded.request_of("client-a"), None);
+        std::fs::write(&path, "[1, 2]").unwrap();
+        let err = PairingRequests::load(&path).unwrap_err().to_string();
+        assert!(err.contains("pairing request file"), "{err}");
+        assert!(err.contains("pairing-requests-server.json"), "{err}");
     }
 
     #[test]

@@ -16,10 +16,14 @@ use tokio_tungstenite::WebSocketStream;
 use crate::dialect::{Dialect, SendspinCodec, WireCodec};
 use crate::noise::handshake::{self, Channel, HandshakeError, PskChoice, ServerOptions};
 use crate::noise::identity::decode_key;
-use crate::noise::pairing::PskToken;
+use crate::noise::identity::{PairingRequest, PairingRequests};
+use crate::noise::pairing::{decode_token, PskToken};
+use crate::noise::pairing_code::PairingError;
 use crate::noise::{
     ClientIdSet, Identity, PairingStore, PskCategory, Suite, APPROVALS, PENDING_UNPAIRS, PSK_LEN,
 };
+use crate::server::pairing::{CodeMethod, CodePairing, Operator};
+use futures_util::future::BoxFuture;
 
 /// A server's keys and admission policy for encrypted clients.
 #[derive(Clone, Debug)]
@@ -43,6 +47,10 @@ pub struct ServerKeys {
     /// client in it that connects on its pairing record is sent
     /// `server/unpair`, and both sides drop the record.
     pub unpairs_path: Option<PathBuf>,
+    /// File of the pairings requested while the server runs, read on every
+    /// connection: a client in it with a token is paired by its pairing
+    /// PSK, and one with a static code by that code once it offers it.
+    pub pairing_requests_path: Option<PathBuf>,
 }
 
 /// An accepted connection ready for its session: dialect, codec and any
@@ -108,6 +116,21 @@ where
             None
         }
     };
+    let requests = pairing_requests(keys);
+    let requested_tokens: Vec<PskToken> = requests
+        .iter()
+        .flat_map(|requests| requests.requests())
+        .filter_map(|(client_id, request)| match request {
+            PairingRequest::Token(text) => match decode_token(text) {
+                Ok(token) => Some(token),
+                Err(reason) => {
+                    tracing::warn!(client = %client_id, %reason, "ignoring an invalid pairing token in the pairing requests");
+                    None
+                }
+            },
+            PairingRequest::Code(_) => None,
+        })
+        .collect();
     let choose = |client_id: &str| {
         let record = records
             .as_ref()
@@ -116,6 +139,7 @@ where
         let token = keys
             .pairing_tokens
             .iter()
+            .chain(&requested_tokens)
             .find(|token| token.client_id == client_id);
         Some(match (record, token) {
             (Some(psk), _) => PskChoice {
@@ -168,6 +192,7 @@ where
         {
             Ok(hello) => {
                 discard_approval(keys, &client_id);
+                discard_pairing_request(keys, &client_id);
                 let codec = SendspinCodec::server(channel, client_id, PskCategory::LongTerm)
                     .with_replayed_hello(hello.clone());
                 Some(Opened {
@@ -195,11 +220,26 @@ where
         let _ = ws.close(None).await;
         return None;
     }
+    let code = requests
+        .as_ref()
+        .and_then(|requests| match requests.request_of(&client_id) {
+            Some(PairingRequest::Code(code)) => Some(code.clone()),
+            _ => None,
+        });
+    if let (PskCategory::Sentinel, Some(code)) = (established.category, code) {
+        let pairing = RequestedPairing {
+            keys,
+            peer,
+            client_id: &client_id,
+            suite: established.suite,
+            handshake_hash: &established.handshake_hash,
+            credential_mismatch: established.credential_mismatch,
+            timeout,
+        };
+        return pairing.run(ws, channel, &code).await;
+    }
     let admitted = established.category == PskCategory::LongTerm
-        || (!established.credential_mismatch
-            && (keys.allow_unpaired
-                || keys.approved.contains(&client_id)
-                || stored_approval(keys, &client_id)));
+        || (!established.credential_mismatch && admits_unpaired(keys, &client_id));
     if established.credential_mismatch {
         tracing::warn!(%peer, client = %client_id, records = %keys.records_path.display(), "client could not use its pairing record, so it gets no roles until it pairs again or its record is removed from the file");
     } else if !admitted {
@@ -223,8 +263,11 @@ pub struct AccessWatch {
     records_path: PathBuf,
     approvals_path: PathBuf,
     unpairs_path: PathBuf,
+    requests_path: PathBuf,
     approved: BTreeSet<String>,
     to_unpair: BTreeSet<String>,
+    /// Clients to pair by their pairing token.
+    to_pair: BTreeSet<String>,
     /// The last read error, logged once until the files read again.
     failed: Option<String>,
 }
@@ -237,17 +280,22 @@ impl AccessWatch {
             records_path: keys.records_path.clone(),
             approvals_path: keys.approvals_path.clone()?,
             unpairs_path: keys.unpairs_path.clone()?,
+            requests_path: keys.pairing_requests_path.clone()?,
             approved: BTreeSet::new(),
             to_unpair: BTreeSet::new(),
+            to_pair: BTreeSet::new(),
             failed: None,
         };
         watch.changed();
         Some(watch)
     }
 
-    /// Reads both files again and returns the clients approved since the
+    /// Reads the files again and returns the clients approved since the
     /// last read, those revoked that have no pairing record, and those newly
-    /// waiting to be unpaired. A file that cannot be read changes nothing.
+    /// waiting to be unpaired or paired by token. A static-code request
+    /// needs the client's pairing window, which a new connection of
+    /// `play pair` opens, so it closes no session. A file that cannot be
+    /// read changes nothing.
     pub fn changed(&mut self) -> Vec<String> {
         let read = |path: &PathBuf, description| {
             ClientIdSet::load(path, description).map(|set| {
@@ -256,12 +304,20 @@ impl AccessWatch {
                     .collect::<BTreeSet<_>>()
             })
         };
-        let (approved, to_unpair) = match (
+        let to_pair = PairingRequests::load(&self.requests_path).map(|requests| {
+            requests
+                .requests()
+                .filter(|(_, request)| matches!(request, PairingRequest::Token(_)))
+                .map(|(client_id, _)| client_id.to_string())
+                .collect::<BTreeSet<_>>()
+        });
+        let (approved, to_unpair, to_pair) = match (
             read(&self.approvals_path, APPROVALS),
             read(&self.unpairs_path, PENDING_UNPAIRS),
+            to_pair,
         ) {
-            (Ok(approved), Ok(to_unpair)) => (approved, to_unpair),
-            (Err(err), _) | (_, Err(err)) => {
+            (Ok(approved), Ok(to_unpair), Ok(to_pair)) => (approved, to_unpair, to_pair),
+            (Err(err), _, _) | (_, Err(err), _) | (_, _, Err(err)) => {
                 let text = err.to_string();
                 if self.failed.as_ref() != Some(&text) {
                     tracing::warn!(cause = %text, "cannot read the access files; live sessions keep their access");
@@ -283,10 +339,175 @@ impl AccessWatch {
             changed.extend(revoked.into_iter().filter(|id| !paired(id)).cloned());
         }
         changed.extend(to_unpair.difference(&self.to_unpair).cloned());
+        changed.extend(to_pair.difference(&self.to_pair).cloned());
         self.approved = approved;
         self.to_unpair = to_unpair;
+        self.to_pair = to_pair;
         changed.into_iter().collect()
     }
+}
+
+/// Returns the pairings requested of this server, or `None` when there is
+/// no file for them or it cannot be read (with a warning).
+fn pairing_requests(keys: &ServerKeys) -> Option<PairingRequests> {
+    let path = keys.pairing_requests_path.as_ref()?;
+    match PairingRequests::load(path) {
+        Ok(requests) => Some(requests),
+        Err(err) => {
+            tracing::warn!(cause = %err, "cannot read the pairing requests; pairing no client from them");
+            None
+        }
+    }
+}
+
+/// Removes the pairing request of `client_id` once it paired, or once its
+/// code proved wrong.
+fn discard_pairing_request(keys: &ServerKeys, client_id: &str) {
+    let Some(path) = &keys.pairing_requests_path else {
+        return;
+    };
+    let removed = PairingRequests::load(path).and_then(|mut requests| requests.remove(client_id));
+    if let Err(err) = removed {
+        tracing::warn!(client = %client_id, cause = %err, "cannot remove the pairing request of the client");
+    }
+}
+
+/// A static-code pairing the operator requested, run on a client's
+/// Sentinel-keyed connection before its session starts.
+struct RequestedPairing<'a> {
+    keys: &'a ServerKeys,
+    peer: SocketAddr,
+    client_id: &'a str,
+    suite: Suite,
+    handshake_hash: &'a [u8],
+    /// The client could not use its pairing record (see the Sentinel
+    /// fallback), so it gets no roles until it pairs again.
+    credential_mismatch: bool,
+    timeout: Duration,
+}
+
+impl RequestedPairing<'_> {
+    /// Reads the client's `client/hello` and, when it offers its static
+    /// pairing code, pairs by `code`. The session then starts paired, or
+    /// unpaired when the client offers no static code. Returns `None` after
+    /// closing a connection whose pairing failed.
+    async fn run<S>(
+        self,
+        ws: &mut WebSocketStream<S>,
+        mut channel: Channel,
+        code: &str,
+    ) -> Option<Opened>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let (peer, client_id) = (self.peer, self.client_id);
+        let hello = match handshake::receive_json(ws, &mut channel, "client/hello", self.timeout)
+            .await
+        {
+            Ok(hello) => hello,
+            Err(err) => {
+                tracing::info!(%peer, client = %client_id, cause = %err, "no client/hello from a client with a pairing request");
+                let _ = ws.close(None).await;
+                return None;
+            }
+        };
+        let hello_text = hello.to_string();
+        let offers_static = hello
+            .pointer("/payload/supported_pair_methods/static_pairing_code")
+            .is_some();
+        if !offers_static {
+            tracing::info!(%peer, client = %client_id, "the client offers no static pairing code now, so its pairing request waits; on the player run resonate play pair --server URL");
+            let codec =
+                SendspinCodec::server(channel, client_id.to_string(), PskCategory::Sentinel)
+                    .with_admission(self.admitted_unpaired())
+                    .with_replayed_hello(hello_text.clone());
+            return Some(Opened {
+                dialect: Dialect::Sendspin,
+                codec: Box::new(codec),
+                first_frame: Some(WsMessage::text(hello_text)),
+            });
+        }
+        tracing::info!(%peer, client = %client_id, "pairing the client by the static code of its pairing request");
+        let mut operator = StoredCode(Some(code.to_string()));
+        let pairing = CodePairing {
+            ws,
+            channel: &mut channel,
+            identity: &self.keys.identity,
+            records: &self.keys.records_path,
+            client_id,
+            suite: self.suite,
+            handshake_hash: self.handshake_hash,
+            timeout: self.timeout,
+        };
+        match pairing.run(CodeMethod::Static, &mut operator).await {
+            Ok(()) => {
+                tracing::info!(%peer, client = %client_id, "paired with the client by its static code; stored the pairing record");
+                discard_approval(self.keys, client_id);
+                discard_pairing_request(self.keys, client_id);
+                let codec =
+                    SendspinCodec::server(channel, client_id.to_string(), PskCategory::LongTerm)
+                        .with_replayed_hello(hello_text.clone());
+                Some(Opened {
+                    dialect: Dialect::Sendspin,
+                    codec: Box::new(codec),
+                    first_frame: Some(WsMessage::text(hello_text)),
+                })
+            }
+            Err(PairingError::CodeMismatch) => self.drop_wrong_code(ws).await,
+            Err(PairingError::Aborted { reason }) if reason == "pairing_code_mismatch" => {
+                self.drop_wrong_code(ws).await
+            }
+            Err(err) => {
+                tracing::warn!(%peer, client = %client_id, cause = %err, "pairing by the requested static code failed; the request waits for the next connection");
+                let _ = ws.close(None).await;
+                None
+            }
+        }
+    }
+
+    /// Drops the pairing request whose code the client proved wrong, and
+    /// closes the connection.
+    async fn drop_wrong_code<S>(&self, ws: &mut WebSocketStream<S>) -> Option<Opened>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        tracing::warn!(peer = %self.peer, client = %self.client_id, "the requested static code is not the client's; dropped the pairing request, so request it again with the right code");
+        discard_pairing_request(self.keys, self.client_id);
+        let _ = ws.close(None).await;
+        None
+    }
+
+    /// Returns whether an unpaired session of this client gets roles.
+    fn admitted_unpaired(&self) -> bool {
+        !self.credential_mismatch && admits_unpaired(self.keys, self.client_id)
+    }
+}
+
+/// The operator's code from a pairing request, given once: a second round
+/// cancels the attempt.
+struct StoredCode(Option<String>);
+
+impl Operator for StoredCode {
+    fn pending(&mut self, client_id: &str, message: Option<&str>) {
+        tracing::info!(client = %client_id, message, "the client sent client/pair-pending; waiting for its client/pair-init");
+    }
+
+    fn code<'a>(
+        &'a mut self,
+        _client_id: &'a str,
+        _method: CodeMethod,
+        _round: u32,
+        _rejected: Option<&'a str>,
+    ) -> BoxFuture<'a, Option<String>> {
+        let code = self.0.take();
+        Box::pin(async move { code })
+    }
+}
+
+/// Returns whether `client_id` gets roles on an unpaired session: all
+/// unpaired clients are allowed, or the operator approved this one.
+fn admits_unpaired(keys: &ServerKeys, client_id: &str) -> bool {
+    keys.allow_unpaired || keys.approved.contains(client_id) || stored_approval(keys, client_id)
 }
 
 /// Returns whether the approval file approves `client_id`. A file that
@@ -360,19 +581,29 @@ where
             .map_err(|err| malformed("pending unpair file", err.to_string()))?;
     }
     // The client's goodbye is its acknowledgement; a client that closes
-    // without one has dropped the session all the same.
-    match handshake::receive_json(ws, channel, "client/goodbye", timeout).await {
-        Ok(goodbye) => {
-            let reason = goodbye
-                .pointer("/payload/reason")
-                .cloned()
-                .unwrap_or_default();
-            tracing::debug!(client = %client_id, %reason, "client sent client/goodbye after server/unpair");
+    // without one has dropped the session all the same. Messages the client
+    // sent before it read server/unpair, such as client/state, are skipped.
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match handshake::receive_json(ws, channel, "client/goodbye", left).await {
+            Ok(message)
+                if message.get("type").and_then(|t| t.as_str()) == Some("client/goodbye") =>
+            {
+                let reason = message
+                    .pointer("/payload/reason")
+                    .cloned()
+                    .unwrap_or_default();
+                tracing::debug!(client = %client_id, %reason, "client sent client/goodbye after server/unpair");
+                return Ok(());
+            }
+            Ok(message) => {
+                tracing::debug!(client = %client_id, message_type = ?message.get("type"), "skipping a message sent before server/unpair");
+            }
+            Err(HandshakeError::Closed { .. }) => return Ok(()),
+            Err(err) => return Err(err),
         }
-        Err(HandshakeError::Closed { .. }) => {}
-        Err(err) => return Err(err),
     }
-    Ok(())
 }
 
 /// Discards the stored approval of a client that just paired: its pairing
