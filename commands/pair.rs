@@ -481,6 +481,7 @@ pub fn play_pair(args: PlayPairArgs) -> Result<(), Failure> {
         suite,
         pairing,
         pairing_psk: Some(pairing_psk),
+        pairing_slot: Default::default(),
     };
     let name = args.name.clone().unwrap_or_else(crate::host_name);
     let hello = ClientHello {

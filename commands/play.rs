@@ -440,6 +440,7 @@ fn client_keys(args: &PlayArgs, stem: &str) -> Result<ClientKeys, Failure> {
         suite,
         pairing: ClientPairing::default(),
         pairing_psk: Some(pairing_psk),
+        pairing_slot: Default::default(),
     })
 }
 

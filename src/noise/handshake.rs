@@ -62,6 +62,8 @@ pub enum HandshakeError {
     Refused { client_id: String },
     #[error("Noise error: {0}")]
     Noise(#[from] snow::Error),
+    #[error("another server is pairing with this client; sent pair/abort with reason concurrent_attempt")]
+    ConcurrentPairing,
 }
 
 /// The PSK a server picks for a client, and its category.

@@ -2,6 +2,8 @@
 //! `server/hello` before the session starts, and the codec they yield.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -32,6 +34,36 @@ pub struct ClientKeys {
     /// This client's pairing PSK, which a server holding its pairing token
     /// uses to pair with it.
     pub pairing_psk: Option<[u8; PSK_LEN]>,
+    /// Taken while a pairing runs, and shared by the clones of these keys,
+    /// so that a listening player pairs with one server at a time.
+    pub pairing_slot: PairingSlot,
+}
+
+/// The right to run one pairing at a time. A listening player keeps one
+/// pairing connection beside its playback connection, and rejects a second
+/// pairing server with `pair/abort` (`concurrent_attempt`) while one runs.
+#[derive(Clone, Debug, Default)]
+pub struct PairingSlot(Arc<AtomicBool>);
+
+impl PairingSlot {
+    /// Takes the slot, or returns `None` when another pairing took it.
+    /// The slot frees itself when the guard drops.
+    pub fn try_take(&self) -> Option<PairingGuard> {
+        self.0
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .ok()
+            .map(|_| PairingGuard(self.0.clone()))
+    }
+}
+
+/// A taken [`PairingSlot`], freed on drop.
+#[derive(Debug)]
+pub struct PairingGuard(Arc<AtomicBool>);
+
+impl Drop for PairingGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 impl ClientKeys {
@@ -45,6 +77,7 @@ impl ClientKeys {
             suite: Suite::ChaChaPoly,
             pairing: ClientPairing::default(),
             pairing_psk: None,
+            pairing_slot: PairingSlot::default(),
         }
     }
 }
@@ -205,6 +238,11 @@ where
             detail: format!("expected a pairing_psk activation, got {activation}"),
         });
     }
+    let Some(_pairing) = keys.pairing_slot.try_take() else {
+        let abort = json!({ "type": "pair/abort", "payload": { "reason": "concurrent_attempt" } });
+        handshake::send_json(ws, codec.channel_mut(), &abort.to_string()).await?;
+        return Err(HandshakeError::ConcurrentPairing);
+    };
     let mut long_term = [0u8; PSK_LEN];
     rand::fill(&mut long_term);
     let init = json!({ "type": "client/pair-init", "payload": { "pairing_index": 1 } }).to_string();
@@ -565,4 +603,121 @@ where
 
 fn message_type(message: &Value) -> Option<&str> {
     message.get("type").and_then(Value::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::DuplexStream;
+    use tokio_tungstenite::tungstenite::protocol::Role as WsRole;
+
+    use super::*;
+    use crate::noise::handshake::{accept, Channel, PskChoice, ServerOptions};
+
+    const TIMEOUT: Duration = Duration::from_secs(10);
+
+    async fn ws_pair() -> (WebSocketStream<DuplexStream>, WebSocketStream<DuplexStream>) {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let client = WebSocketStream::from_raw_socket(a, WsRole::Client, None).await;
+        let server = WebSocketStream::from_raw_socket(b, WsRole::Server, None).await;
+        (client, server)
+    }
+
+    fn player_hello(client_id: &str) -> ClientHello {
+        ClientHello {
+            client_id: client_id.to_string(),
+            name: "test player".into(),
+            device_info: None,
+            version: 1,
+            supported_roles: vec!["player@v1".into()],
+            player_support: None,
+            artwork_support: None,
+            visualizer_support: None,
+            extra: Default::default(),
+        }
+    }
+
+    /// Runs a server's side of a connection keyed with the client's pairing
+    /// PSK up to its pairing activation, and returns the channel.
+    async fn start_pairing(
+        ws: &mut WebSocketStream<DuplexStream>,
+        identity: &Identity,
+        pairing_psk: [u8; PSK_LEN],
+    ) -> Channel {
+        let options = ServerOptions {
+            identity,
+            timeout: TIMEOUT,
+        };
+        let choice = PskChoice {
+            psk: pairing_psk,
+            category: PskCategory::Pairing,
+        };
+        let established = accept(ws, None, options, |_| Some(choice)).await.unwrap();
+        let mut channel = established.channel;
+        let hello = json!({ "type": "server/hello", "payload": { "name": "pairing server" } });
+        handshake::send_json(ws, &mut channel, &hello.to_string())
+            .await
+            .unwrap();
+        let client_hello = handshake::receive_json(ws, &mut channel, "client/hello", TIMEOUT)
+            .await
+            .unwrap();
+        assert_eq!(message_type(&client_hello), Some("client/hello"));
+        let activation = json!({
+            "type": "server/activate",
+            "payload": { "activities": ["pairing"], "active_roles": [], "pairing": { "method": "pairing_psk" } },
+        });
+        handshake::send_json(ws, &mut channel, &activation.to_string())
+            .await
+            .unwrap();
+        channel
+    }
+
+    #[tokio::test]
+    async fn second_pairing_server_gets_concurrent_attempt() {
+        let dir = tempfile::tempdir().unwrap();
+        let pairing_psk = [0x42; PSK_LEN];
+        let keys = ClientKeys {
+            records_path: dir.path().join("pairings-player.json"),
+            pairing_psk: Some(pairing_psk),
+            ..ClientKeys::unpaired(Identity::generate())
+        };
+        let hello = player_hello(&keys.identity.id());
+
+        // The first server starts pairing and stalls after client/pair-init,
+        // so the player's pairing slot stays taken.
+        let (mut client_a, mut server_a) = ws_pair().await;
+        let (keys_a, hello_a) = (keys.clone(), hello.clone());
+        let first = tokio::spawn(async move {
+            handshake_and_hello(&mut client_a, &keys_a, &hello_a, TIMEOUT).await
+        });
+        let mut channel_a = start_pairing(&mut server_a, &Identity::generate(), pairing_psk).await;
+        let init =
+            handshake::receive_json(&mut server_a, &mut channel_a, "client/pair-init", TIMEOUT)
+                .await
+                .unwrap();
+        assert_eq!(message_type(&init), Some("client/pair-init"));
+
+        // A second server that starts pairing meanwhile is turned away.
+        let (mut client_b, mut server_b) = ws_pair().await;
+        let keys_b = keys.clone();
+        let second = tokio::spawn(async move {
+            handshake_and_hello(&mut client_b, &keys_b, &hello, TIMEOUT).await
+        });
+        let mut channel_b = start_pairing(&mut server_b, &Identity::generate(), pairing_psk).await;
+        let abort = handshake::receive_json(&mut server_b, &mut channel_b, "pair/abort", TIMEOUT)
+            .await
+            .unwrap();
+        assert_eq!(message_type(&abort), Some("pair/abort"));
+        assert_eq!(abort["payload"]["reason"], "concurrent_attempt");
+        let second = second.await.unwrap();
+        assert!(
+            matches!(second, Err(HandshakeError::ConcurrentPairing)),
+            "{:?}",
+            second.err()
+        );
+
+        // When the first pairing ends, the slot is free again.
+        drop(server_a);
+        assert!(first.await.unwrap().is_err());
+        assert!(keys.pairing_slot.try_take().is_some());
+    }
 }
