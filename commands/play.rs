@@ -915,6 +915,10 @@ fn print_status(event: &PlayerEvent) {
         PlayerEvent::ServerSwitched { from, to } => {
             crate::status(&format!("switched from {from} to {to}"))
         }
+        PlayerEvent::Reactivated { active_roles, .. } => crate::status(&format!(
+            "the server changed this player's roles to [{}]",
+            active_roles.join(", ")
+        )),
         PlayerEvent::StreamStarted { format } => crate::status(&format!("playing {format}")),
         PlayerEvent::StreamEnded => crate::status("stream ended; waiting for the next one"),
         PlayerEvent::Disconnected { cause } => crate::status(&format!("disconnected: {cause}")),
@@ -954,6 +958,12 @@ fn event_json(
         PlayerEvent::ServerSwitched { from, to } => {
             json!({"event": "server_switched", "from": from, "to": to})
         }
+        PlayerEvent::Reactivated {
+            active_roles,
+            connection_reason,
+        } => json!({
+            "event": "reactivated", "active_roles": active_roles, "connection_reason": connection_reason
+        }),
         PlayerEvent::StreamStarted { format } => json!({
             "event": "stream_started", "codec": format.codec.as_str(), "sample_rate": format.sample_rate,
             "channels": format.channels, "bit_depth": format.bit_depth

@@ -77,6 +77,10 @@ pub struct SendspinCodec {
     pairing: ClientPairing,
     /// Whether the first `server/activate` has passed (client side).
     activated: bool,
+    /// The active roles and the `playback` activity of the last
+    /// `server/activate` passed on (client side), to tell which later
+    /// activations change them.
+    activation: (Value, bool),
     /// The last `available` value a client reported; 1.0 wants it in every
     /// `client/state`, v1 sends the state only when it changes.
     available: bool,
@@ -255,6 +259,7 @@ impl SendspinCodec {
             category,
             pairing,
             activated: false,
+            activation: (Value::Null, false),
             available: true,
             ever_available: false,
             player_commands: json!([]),
@@ -277,6 +282,7 @@ impl SendspinCodec {
             category,
             pairing: ClientPairing::default(),
             activated: false,
+            activation: (Value::Null, false),
             available: true,
             ever_available: false,
             player_commands: json!([]),
@@ -576,15 +582,20 @@ impl SendspinCodec {
             .and_then(Value::as_array)
             .ok_or_else(|| invalid("activities is missing or not a list"))?;
         let playback = activities.iter().any(|activity| activity == "playback");
-        if self.activated {
-            tracing::debug!(server = %self.peer_id, playback, "server changed its activities");
-            return Ok(Incoming::Consumed);
-        }
-        self.activated = true;
         let active_roles = payload
             .get("active_roles")
             .cloned()
             .unwrap_or_else(|| json!([]));
+        let activation = (active_roles.clone(), playback);
+        if self.activated && activation == self.activation {
+            tracing::debug!(server = %self.peer_id, playback, "server changed its activities");
+            return Ok(Incoming::Consumed);
+        }
+        // A later activation that changes the roles or the playback activity,
+        // such as one that approves an unpaired client, reaches the session as
+        // another server/hello.
+        self.activated = true;
+        self.activation = activation;
         let hello = json!({
             "type": "server/hello",
             "payload": {
@@ -765,6 +776,52 @@ fn state_for_engine(payload: &mut Map<String, Value>, metadata_timestamp: &mut i
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::protocol::ConnectionReason;
+
+    /// Seals `message` as the server and decodes it with the client codec.
+    fn deliver(server: &mut Channel, client: &mut SendspinCodec, message: Value) -> Incoming {
+        let mut incoming = Incoming::Consumed;
+        for frame in server.seal_json(&message.to_string()) {
+            incoming = client.decode(WsMessage::binary(frame)).unwrap();
+        }
+        incoming
+    }
+
+    fn activation(roles: Value, activities: Value) -> Value {
+        json!({ "type": "server/activate", "payload": { "activities": activities, "active_roles": roles } })
+    }
+
+    #[test]
+    fn later_activation_reaches_session_when_roles_change() {
+        let (mut server, client_end) = crate::noise::handshake::channel_pair();
+        let mut client = SendspinCodec::client(
+            client_end,
+            "server-id".into(),
+            "server".into(),
+            PskCategory::Sentinel,
+            ClientPairing::default(),
+        );
+        let roles_of = |incoming: Incoming| match incoming {
+            Incoming::Message(Message::ServerHello(hello)) => {
+                Some((hello.active_roles, hello.connection_reason))
+            }
+            _ => None,
+        };
+        let first = deliver(&mut server, &mut client, activation(json!([]), json!([])));
+        assert_eq!(roles_of(first), Some((vec![], ConnectionReason::Discovery)));
+        let same = deliver(&mut server, &mut client, activation(json!([]), json!([])));
+        assert_eq!(same, Incoming::Consumed, "an unchanged activation");
+
+        let approved = activation(json!(["player@v1"]), json!(["playback"]));
+        let approved = deliver(&mut server, &mut client, approved);
+        assert_eq!(
+            roles_of(approved),
+            Some((vec!["player@v1".to_string()], ConnectionReason::Playback))
+        );
+        let again = activation(json!(["player@v1"]), json!(["playback"]));
+        assert_eq!(deliver(&mut server, &mut client, again), Incoming::Consumed);
+    }
 
     #[test]
     fn complete_metadata_clears_left_out_fields() {

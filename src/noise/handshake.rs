@@ -115,6 +115,40 @@ pub struct Channel {
     reassembler: Reassembler,
 }
 
+/// Returns the two ends of a channel keyed by a Sentinel-PSK handshake run
+/// in memory: the server's, then the client's. Codec tests use it.
+#[cfg(test)]
+pub(crate) fn channel_pair() -> (Channel, Channel) {
+    let (server, client) = (Identity::generate(), Identity::generate());
+    let params = || Suite::ChaChaPoly.noise_params();
+    let sentinel = PskChoice::sentinel().psk;
+    let mut initiator = snow::Builder::new(params())
+        .local_private_key(server.private_key())
+        .remote_public_key(client.public_key())
+        .psk(2, &sentinel)
+        .build_initiator()
+        .unwrap();
+    let mut responder = snow::Builder::new(params())
+        .local_private_key(client.private_key())
+        .remote_public_key(server.public_key())
+        .psk(2, &sentinel)
+        .build_responder()
+        .unwrap();
+    let (mut message, mut payload) = (vec![0u8; MAX_NOISE_MESSAGE], vec![0u8; MAX_NOISE_MESSAGE]);
+    let len = initiator.write_message(&[], &mut message).unwrap();
+    responder
+        .read_message(&message[..len], &mut payload)
+        .unwrap();
+    let len = responder.write_message(&[], &mut message).unwrap();
+    initiator
+        .read_message(&message[..len], &mut payload)
+        .unwrap();
+    (
+        Channel::new(initiator.into_transport_mode().unwrap()),
+        Channel::new(responder.into_transport_mode().unwrap()),
+    )
+}
+
 /// An incoming transport message that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelError {

@@ -110,6 +110,12 @@ pub enum PlayerEvent {
         from: String,
         to: String,
     },
+    /// A later `server/activate` of the current server changed this
+    /// client's active roles or the `playback` activity.
+    Reactivated {
+        active_roles: Vec<String>,
+        connection_reason: ConnectionReason,
+    },
     StreamStarted {
         format: AudioFormat,
     },
@@ -959,6 +965,19 @@ impl<'a> SessionState<'a> {
 
     fn on_message(&mut self, message: Message, received_us: i64) {
         match message {
+            Message::ServerHello(hello) if self.active => {
+                tracing::info!(server_id = %hello.server_id, roles = ?hello.active_roles, reason = ?hello.connection_reason, "the server changed this client's activation");
+                self.server = Some((hello.server_id.clone(), hello.connection_reason));
+                if hello.active_roles.iter().any(|role| role == REPORT_ROLE) {
+                    self.report_sent.get_or_insert(None);
+                }
+                self.activated_roles = hello.active_roles.clone();
+                self.player.report(PlayerEvent::Reactivated {
+                    active_roles: hello.active_roles,
+                    connection_reason: hello.connection_reason,
+                });
+                self.send_full_state();
+            }
             Message::ServerHello(hello) => {
                 self.active = true;
                 tracing::info!(server_id = %hello.server_id, name = %hello.name, roles = ?hello.active_roles, reason = ?hello.connection_reason, "connected");

@@ -87,6 +87,14 @@ impl PlayerTelemetry {
                 EventKind::Replaced,
                 format!("switched from server {from} to {to}"),
             ),
+            PlayerEvent::Reactivated { active_roles, .. } => {
+                connection.roles = active_roles.clone();
+                Event::now(
+                    EventKind::Info,
+                    format!("the server changed this client's roles to {active_roles:?}"),
+                )
+                .with_client(connection.server_id.as_deref())
+            }
             PlayerEvent::StreamStarted { format } => {
                 connection.format = Some(format.to_string());
                 Event::now(EventKind::Stream, format!("stream started: {format}"))

@@ -307,6 +307,9 @@ pub struct Checker {
     /// Check that every chunk arrives before its play time, once the clock
     /// offset is known.
     pub check_arrival: bool,
+    /// Take a later `server/hello` of the same server as a change of the
+    /// activation: Sendspin 1.0 servers may send `server/activate` again.
+    pub reactivation_allowed: bool,
     /// Chunks judged against their play time by `check_arrival`.
     pub chunks_judged: u64,
     /// Chunks that arrived after their play time.
@@ -333,6 +336,7 @@ impl Checker {
             check_continuity: false,
             check_first_chunk_future: false,
             check_arrival: false,
+            reactivation_allowed: false,
             chunks_judged: 0,
             chunks_late: 0,
             min_lead_us: None,
@@ -470,6 +474,14 @@ impl Checker {
     }
 
     fn observe_hello(&mut self, hello: &ServerHello, findings: &mut Vec<Finding>) {
+        let same_server = self
+            .hello
+            .as_ref()
+            .is_some_and(|first| first.server_id == hello.server_id);
+        if self.reactivation_allowed && same_server {
+            self.hello = Some(hello.clone());
+            return;
+        }
         if self.hello.is_some() {
             findings.push((
                 ViolationKind::DuplicateHello,
@@ -740,6 +752,25 @@ mod tests {
                 ViolationKind::EndWithoutStream,
             ]
         );
+    }
+
+    #[test]
+    fn reactivation_by_same_server_allowed_in_1_0() {
+        let other_server = Message::ServerHello(ServerHello {
+            server_id: "another".into(),
+            ..match hello() {
+                Message::ServerHello(hello) => hello,
+                _ => unreachable!(),
+            }
+        });
+        let mut checker = Checker::new(vec!["player@v1".into()]);
+        checker.reactivation_allowed = true;
+        let mut findings = Vec::new();
+        checker.observe(Incoming::Message(hello()), 0, &mut findings);
+        checker.observe(Incoming::Message(hello()), 0, &mut findings);
+        assert!(findings.is_empty(), "{findings:?}");
+        checker.observe(Incoming::Message(other_server), 0, &mut findings);
+        assert_eq!(kinds(&findings), [ViolationKind::DuplicateHello]);
     }
 
     #[test]

@@ -111,6 +111,9 @@ pub struct Probe {
     /// `client/hello` is sent, with an identity derived from its
     /// `client_id`, so sockets that share a `client_id` share a key.
     noise_pending: bool,
+    /// Whether the target speaks Sendspin 1.0, whose servers may activate
+    /// a connection again.
+    encrypted: bool,
     handshake_timeout: Duration,
 }
 
@@ -160,6 +163,7 @@ impl Probe {
             ended: None,
             peer_is_server: true,
             noise_pending: target.dialect == Dialect::Sendspin,
+            encrypted: target.dialect == Dialect::Sendspin,
             handshake_timeout: timeout,
         };
         Ok((
@@ -309,6 +313,7 @@ impl Probe {
             self.check.check_continuity,
             self.check.check_first_chunk_future,
         ) = keep;
+        self.check.reactivation_allowed = self.encrypted;
         self.check.sent_hello(now_us());
         self.send(Message::ClientHello(hello)).await?;
 

@@ -203,6 +203,10 @@ impl PlayState {
                 changes.connection = true;
                 changes.stream = true;
             }
+            PlayerEvent::Reactivated { active_roles, .. } => {
+                self.active_roles = active_roles.clone();
+                changes.connection = true;
+            }
             PlayerEvent::ServerSwitched { .. }
             | PlayerEvent::ServerRejected { .. }
             | PlayerEvent::Retrying { .. }
