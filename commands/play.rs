@@ -447,7 +447,7 @@ fn client_keys(args: &PlayArgs, stem: &str) -> Result<ClientKeys, Failure> {
 /// Finds a server over mDNS: the last-played one as soon as it shows up,
 /// otherwise the first by instance name among Sendspin servers, then among
 /// legacy Resonate servers, chosen from the responses gathered in
-/// [`SERVER_SEARCH`] or, when none came by then, from the first answer
+/// [`SERVER_SEARCH`] or, when none came by then, from the first response
 /// before `timeout`. `requested` limits the search to one dialect. Returns
 /// the URL and the dialect of its service type.
 async fn find_server(
