@@ -57,7 +57,7 @@ pub enum Command {
 pub enum ServeAction {
     /// Pair one Sendspin 1.0 player with this server, by the code it shows or its pairing token, then exit. Paired players are admitted by serve --dialect sendspin with the same --state-dir.
     Pair(ServePairArgs),
-    /// List the Sendspin 1.0 clients in this server's state directory (paired, approved, to unpair), after applying any --approve, --revoke or --unpair, then exit. A serve running on the same --state-dir closes the affected clients' sessions within a second, and they connect again under the new terms.
+    /// List the Sendspin 1.0 clients in this server's state directory (paired, approved, to unpair, to pair), after applying the changes given, then exit. A serve running on the same --state-dir closes the affected clients' sessions within a second, and they connect again under the new terms.
     Clients(ServeClientsArgs),
 }
 
@@ -90,6 +90,10 @@ pub struct ServeClientsArgs {
     /// Pair with a client by its static pairing code, given as CLIENT_ID=CODE (the code has 8 digits, such as 1234-5678), when it next connects with its pairing window open (resonate play pair --server URL). Repeatable.
     #[arg(long, value_name = "CLIENT_ID=CODE", allow_hyphen_values = true)]
     pub pair_code: Vec<String>,
+
+    /// Drop the pairing request (--pair-token or --pair-code) of this client; repeatable.
+    #[arg(long, value_name = "CLIENT_ID", allow_hyphen_values = true)]
+    pub cancel_pairing: Vec<String>,
 
     /// Directory of the server's identity and pairing records, as for serve [default: $XDG_STATE_HOME/resonate, or ~/.local/state/resonate].
     #[arg(long, value_name = "DIR", env = "RESONATE_STATE_DIR")]
@@ -282,7 +286,7 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub access: AccessArgs,
 
-    /// Pair with the client whose pairing token (SP:0..., printed by play --pairing-token) this is, when it next connects; repeatable. The pairing record is then kept in the state directory.
+    /// Pair with the client whose pairing token (SP:0..., printed by play --pairing-token) this is, when it next connects; repeatable. The request is kept in the state directory until the client pairs (serve clients --cancel-pairing drops it), and a client that is already paired is left as it is.
     #[arg(long, value_name = "TOKEN")]
     pub pair_token: Vec<String>,
 
@@ -694,7 +698,7 @@ fn parse_seconds(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(seconds) if seconds > 0.0 && seconds <= 86_400.0 => Ok(seconds),
         _ => Err(format!(
-            "invalid duration {text:?}; expected seconds between 0 and 86400, such as 2.5"
+            "invalid duration {text:?}; expected seconds above 0 and at most 86400, such as 2.5"
         )),
     }
 }

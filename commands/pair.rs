@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use resonate::dialect::sendspin::ClientPairing;
-use resonate::noise::handshake::{self, PskChoice, ServerOptions};
+use resonate::noise::handshake::{self, HandshakeError, PskChoice, ServerOptions};
 use resonate::noise::pairing::{decode_token, encode_token, PskToken};
 use resonate::noise::pairing_code::{self, PairingError, StaticCode};
 use resonate::noise::{ClientIdSet, Identity, PairingStore, PskCategory, Suite, APPROVALS};
@@ -27,6 +27,10 @@ use crate::Failure;
 
 /// How long each pairing message may take to arrive once an attempt runs.
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Wait before `play pair` connects again to a server that closed the
+/// connection while the pairing window is open.
+const REDIAL_DELAY: Duration = Duration::from_millis(500);
 
 fn state_dir(requested: &Option<PathBuf>) -> Result<PathBuf, Failure> {
     match requested {
@@ -499,21 +503,39 @@ pub fn play_pair(args: PlayPairArgs) -> Result<(), Failure> {
     let runtime = crate::runtime()?;
     runtime.block_on(async move {
         let interrupt = crate::interrupted();
+        tokio::pin!(interrupt);
         let limits = Limits::default();
+        let closes = tokio::time::Instant::now() + window;
         let mut ws = transport::connect(&url, &limits).await.map_err(Failure::usage)?;
         print_event(
             args.json,
             json!({ "event": "waiting", "url": url.as_str(), "window_seconds": window.as_secs_f64() }),
             &format!(
-                "connected to {url}; the pairing window is open for {} s: start the pairing on the server now",
-                window.as_secs()
+                "connected to {url}; the pairing window is open for {} s: start the pairing on the server now (resonate serve pair, or for a running serve: resonate serve clients --pair-code {client_id}={})",
+                window.as_secs(),
+                code.grouped()
             ),
         );
-        let outcome = tokio::select! {
-            outcome = client_side::pair(&mut ws, &keys, &hello, &code, window, STEP_TIMEOUT) => outcome,
-            _ = interrupt => return Err(Failure::from(anyhow!("interrupted; nothing was paired"))),
+        let outcome = loop {
+            let left = closes.saturating_duration_since(tokio::time::Instant::now());
+            let outcome = tokio::select! {
+                outcome = client_side::pair(&mut ws, &keys, &hello, &code, left, STEP_TIMEOUT) => outcome,
+                _ = &mut interrupt => return Err(Failure::from(anyhow!("interrupted; nothing was paired"))),
+            };
+            let _ = ws.close(None).await;
+            // A running serve closes the session of a client whose pairing
+            // was just requested, so that its next connection pairs.
+            let closed = matches!(
+                outcome,
+                Err(PairingError::Handshake(HandshakeError::Closed { .. }))
+            );
+            if !closed || tokio::time::Instant::now() + REDIAL_DELAY >= closes {
+                break outcome;
+            }
+            crate::status("the server closed the connection; connecting again while the pairing window is open");
+            tokio::time::sleep(REDIAL_DELAY).await;
+            ws = transport::connect(&url, &limits).await.map_err(Failure::usage)?;
         };
-        let _ = ws.close(None).await;
         match outcome {
             Ok(Paired::New { server_id, method }) => {
                 print_event(

@@ -26,6 +26,7 @@ use resonate::server::{
     SourcePlan,
 };
 use resonate::transport::{parse_ws_url_with_port, DEFAULT_CLIENT_PORT};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -355,33 +356,31 @@ fn server_keys(args: &ServeArgs) -> Result<Option<ServerKeys>, Failure> {
             "--server-id cannot be combined with Sendspin 1.0, the default dialect: its server_id is the public key stored in the state directory; use --state-dir, or add --dialect sendspin-v1 to keep the id"
         )));
     }
-    let pairing_tokens = args
-        .pair_token
-        .iter()
-        .map(|text| resonate::noise::pairing::decode_token(text))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|reason| {
-            Failure::usage(anyhow::anyhow!(
-                "{reason}; pass the token play --pairing-token printed"
-            ))
-        })?;
+    // The flags are stored like those of serve clients, so that a later
+    // serve clients run can undo them while this server runs.
+    let change = AccessChange {
+        access: &args.access,
+        pairings: pairing_requests(&args.pair_token, &[])?,
+        cancel_pairings: &[],
+        already_paired: PairedClient::Skip,
+    };
+    change.check()?;
     let dir = match &args.state_dir {
         Some(dir) => dir.clone(),
         None => resonate::noise::default_state_dir().map_err(Failure::usage)?,
     };
-    args.access.check()?;
     let identity =
         Identity::load_or_create(&dir.join("identity-server.json")).map_err(Failure::usage)?;
     let state = ServerState::in_dir(&dir);
-    args.access.apply(&state)?;
+    change.apply(&state)?;
     Ok(Some(ServerKeys {
         identity,
         records_path: state.records,
         accept_v1: args.accept_v1,
         allow_unpaired: args.allow_unpaired,
-        approved: args.access.approve.iter().cloned().collect(),
+        approved: HashSet::new(),
         approvals_path: Some(state.approvals),
-        pairing_tokens,
+        pairing_tokens: Vec::new(),
         unpairs_path: Some(state.unpairs),
         pairing_requests_path: Some(state.pairing_requests),
     }))
@@ -406,95 +405,167 @@ impl ServerState {
     }
 }
 
-/// Changes an operator makes to who is admitted: the client ids given to
-/// --approve, --revoke and --unpair.
-impl AccessArgs {
-    /// Rejects client ids that are not keys, and a client both approved
-    /// and revoked.
+/// The handling of a pairing requested for a client that is already
+/// paired.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PairedClient {
+    /// Reject the run: `serve clients`, where the operator is at hand.
+    Reject,
+    /// Leave the request out with a note: `serve` at start, which a service
+    /// manager may run with the same flags long after the pairing.
+    Skip,
+}
+
+/// Changes an operator makes to who is admitted, kept in the state
+/// directory: approvals, revocations, unpairs and pairing requests.
+struct AccessChange<'a> {
+    access: &'a AccessArgs,
+    pairings: Vec<(String, PairingRequest)>,
+    cancel_pairings: &'a [String],
+    already_paired: PairedClient,
+}
+
+impl AccessChange<'_> {
+    /// Rejects client ids that are not keys, a client both approved and
+    /// revoked, and two pairing requests for one client. Ids to revoke or
+    /// to cancel are checked against the files in [`AccessChange::apply`],
+    /// so a hand-edited entry that is not a key can still be removed.
     fn check(&self) -> Result<(), Failure> {
-        for (flag, ids) in [
-            ("--approve", &self.approve),
-            ("--revoke", &self.revoke),
-            ("--unpair", &self.unpair),
-        ] {
+        let access = self.access;
+        for (flag, ids) in [("--approve", &access.approve), ("--unpair", &access.unpair)] {
             for id in ids {
-                resonate::noise::identity::decode_key(id).map_err(|reason| {
-                    Failure::usage(anyhow::anyhow!("invalid {flag} {id:?}: {reason}"))
-                })?;
+                check_key(flag, id)?;
             }
         }
-        if let Some(id) = self.approve.iter().find(|id| self.revoke.contains(id)) {
+        if let Some(id) = access.approve.iter().find(|id| access.revoke.contains(id)) {
             return Err(Failure::usage(anyhow::anyhow!(
                 "client {id} is given to both --approve and --revoke; give it to one of them"
             )));
         }
-        Ok(())
-    }
-
-    /// Writes the changes to the state files. An unpair needs a pairing
-    /// record of the client, and is checked before anything is written.
-    fn apply(&self, state: &ServerState) -> Result<(), Failure> {
-        if !self.unpair.is_empty() {
-            let records = PairingStore::load(&state.records).map_err(Failure::usage)?;
-            if let Some(id) = self
-                .unpair
-                .iter()
-                .find(|id| records.record_of(id).is_none())
-            {
+        let mut requested = HashSet::new();
+        for (id, _) in &self.pairings {
+            if !requested.insert(id.as_str()) {
                 return Err(Failure::usage(anyhow::anyhow!(
-                    "--unpair {id}: no pairing record of that client in {}; give the client_id of a paired client",
-                    state.records.display()
+                    "client {id} is given more than one pairing request (--pair-token or --pair-code); give one"
+                )));
+            }
+            if self.cancel_pairings.contains(id) {
+                return Err(Failure::usage(anyhow::anyhow!(
+                    "client {id} is given both a pairing request and --cancel-pairing; give one of them"
                 )));
             }
         }
+        Ok(())
+    }
+
+    /// Writes the changes to the state files. Every file is read and every
+    /// change checked first, so a run that fails writes nothing.
+    fn apply(&self, state: &ServerState) -> Result<(), Failure> {
+        let access = self.access;
+        let records = PairingStore::load(&state.records).map_err(Failure::usage)?;
         let mut approvals =
             ClientIdSet::load(&state.approvals, APPROVALS).map_err(Failure::usage)?;
-        for id in &self.approve {
+        let mut pending =
+            ClientIdSet::load(&state.unpairs, PENDING_UNPAIRS).map_err(Failure::usage)?;
+        let mut requests =
+            PairingRequests::load(&state.pairing_requests).map_err(Failure::usage)?;
+
+        if let Some(id) = access
+            .unpair
+            .iter()
+            .find(|id| records.record_of(id).is_none())
+        {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "--unpair {id}: no pairing record of that client in {}; give the client_id of a paired client",
+                state.records.display()
+            )));
+        }
+        for id in &access.revoke {
+            if !approvals.contains(id) {
+                check_key("--revoke", id)?;
+            }
+        }
+        for id in self.cancel_pairings {
+            if requests.request_of(id).is_none() {
+                check_key("--cancel-pairing", id)?;
+            }
+        }
+        let mut pairings = Vec::new();
+        for (id, request) in &self.pairings {
+            if records.record_of(id).is_none() {
+                pairings.push((id, request));
+                continue;
+            }
+            match self.already_paired {
+                PairedClient::Reject => {
+                    return Err(Failure::usage(anyhow::anyhow!(
+                        "client {id} is already paired with this server; unpair it first with --unpair {id}"
+                    )))
+                }
+                PairedClient::Skip => crate::status(&format!(
+                    "client {id} is already paired with this server; leaving its pairing token unused"
+                )),
+            }
+        }
+
+        for id in &access.approve {
             approvals.insert(id).map_err(Failure::usage)?;
         }
-        for id in &self.revoke {
+        for id in &access.revoke {
             if !approvals.remove(id).map_err(Failure::usage)? {
                 crate::status(&format!("client {id} had no stored approval to revoke"));
             }
         }
-        if !self.unpair.is_empty() {
-            let mut pending =
-                ClientIdSet::load(&state.unpairs, PENDING_UNPAIRS).map_err(Failure::usage)?;
-            for id in &self.unpair {
-                pending.insert(id).map_err(Failure::usage)?;
+        for id in &access.unpair {
+            pending.insert(id).map_err(Failure::usage)?;
+        }
+        for (id, request) in pairings {
+            requests
+                .insert(id, request.clone())
+                .map_err(Failure::usage)?;
+        }
+        for id in self.cancel_pairings {
+            if !requests.remove(id).map_err(Failure::usage)? {
+                crate::status(&format!("client {id} had no pairing request to cancel"));
             }
         }
         Ok(())
     }
 }
 
+/// Rejects `id`, given to `flag`, unless it is a client_id (a base64url
+/// public key).
+fn check_key(flag: &str, id: &str) -> Result<(), Failure> {
+    resonate::noise::identity::decode_key(id)
+        .map(|_| ())
+        .map_err(|reason| Failure::usage(anyhow::anyhow!("invalid {flag} {id:?}: {reason}")))
+}
+
 /// Runs `serve clients`: applies the access changes given, then lists the
-/// paired, approved and to-be-unpaired clients of the state directory.
+/// paired, approved, to-be-unpaired and to-be-paired clients of the state
+/// directory.
 pub fn clients(args: ServeClientsArgs) -> Result<(), Failure> {
-    args.access.check()?;
+    let change = AccessChange {
+        access: &args.access,
+        pairings: pairing_requests(&args.pair_token, &args.pair_code)?,
+        cancel_pairings: &args.cancel_pairing,
+        already_paired: PairedClient::Reject,
+    };
+    change.check()?;
     let dir = match &args.state_dir {
         Some(dir) => dir.clone(),
         None => resonate::noise::default_state_dir().map_err(Failure::usage)?,
     };
+    if !dir.exists() {
+        crate::status(&format!(
+            "state directory {} does not exist yet; serve creates it on its first run (check --state-dir)",
+            dir.display()
+        ));
+    }
     let state = ServerState::in_dir(&dir);
-    let pairings = pairing_requests(&args)?;
-    let records = PairingStore::load(&state.records).map_err(Failure::usage)?;
-    if let Some((id, _)) = pairings
-        .iter()
-        .find(|(id, _)| records.record_of(id).is_some())
-    {
-        return Err(Failure::usage(anyhow::anyhow!(
-            "client {id} is already paired with this server; unpair it first with --unpair {id}"
-        )));
-    }
-    args.access.apply(&state)?;
-    if !pairings.is_empty() {
-        let mut stored = PairingRequests::load(&state.pairing_requests).map_err(Failure::usage)?;
-        for (id, request) in pairings {
-            stored.insert(&id, request).map_err(Failure::usage)?;
-        }
-    }
+    change.apply(&state)?;
 
+    let records = PairingStore::load(&state.records).map_err(Failure::usage)?;
     let requests = PairingRequests::load(&state.pairing_requests).map_err(Failure::usage)?;
     let approvals = ClientIdSet::load(&state.approvals, APPROVALS).map_err(Failure::usage)?;
     let pending = ClientIdSet::load(&state.unpairs, PENDING_UNPAIRS).map_err(Failure::usage)?;
@@ -550,11 +621,14 @@ pub fn clients(args: ServeClientsArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Parses the pairings that `serve clients` requests, by client id: from
-/// --pair-token and from --pair-code CLIENT_ID=CODE.
-fn pairing_requests(args: &ServeClientsArgs) -> Result<Vec<(String, PairingRequest)>, Failure> {
+/// Parses pairing requests by client id: from pairing tokens (--pair-token)
+/// and from CLIENT_ID=CODE pairs (--pair-code).
+fn pairing_requests(
+    tokens: &[String],
+    codes: &[String],
+) -> Result<Vec<(String, PairingRequest)>, Failure> {
     let mut requests = Vec::new();
-    for text in &args.pair_token {
+    for text in tokens {
         let token = resonate::noise::pairing::decode_token(text).map_err(|reason| {
             Failure::usage(anyhow::anyhow!(
                 "invalid --pair-token: {reason}; pass the token play --pairing-token printed"
@@ -562,17 +636,13 @@ fn pairing_requests(args: &ServeClientsArgs) -> Result<Vec<(String, PairingReque
         })?;
         requests.push((token.client_id, PairingRequest::Token(text.clone())));
     }
-    for text in &args.pair_code {
+    for text in codes {
         let Some((id, code)) = text.split_once('=') else {
             return Err(Failure::usage(anyhow::anyhow!(
                 "invalid --pair-code {text:?}: expected CLIENT_ID=CODE, such as the client_id the server logged, '=', and the player's 8-digit code"
             )));
         };
-        resonate::noise::identity::decode_key(id).map_err(|reason| {
-            Failure::usage(anyhow::anyhow!(
-                "invalid --pair-code client id {id:?}: {reason}"
-            ))
-        })?;
+        check_key("--pair-code client id", id)?;
         let code = StaticCode::parse(code).map_err(|reason| {
             Failure::usage(anyhow::anyhow!(
                 "invalid --pair-code code {code:?}: {reason}; pass the code play pair shows"

@@ -471,7 +471,7 @@ _resonate() {
             return 0
             ;;
         resonate__subcmd__serve__subcmd__clients)
-            opts="-v -q -h -V --approve --revoke --unpair --pair-token --pair-code --state-dir --json --verbose --quiet --help --version"
+            opts="-v -q -h -V --approve --revoke --unpair --pair-token --pair-code --cancel-pairing --state-dir --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -494,6 +494,10 @@ _resonate() {
                     return 0
                     ;;
                 --pair-code)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cancel-pairing)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -41,7 +41,7 @@ set edit:completion:arg-completer[resonate] = {|@words|
             cand --approve 'Give roles and playback to this unpaired client (its client_id, a base64url public key) from now on. The approval is kept in the state directory until --revoke, or until a pairing with that client discards it. Repeatable'
             cand --revoke 'Revoke the stored approval of this unpaired client; repeatable'
             cand --unpair 'Unpair this paired client: when it next connects on its pairing record, it is sent server/unpair, and both sides drop the record (the client connects unpaired from then on). Kept in the state directory until then. Repeatable'
-            cand --pair-token 'Pair with the client whose pairing token (SP:0..., printed by play --pairing-token) this is, when it next connects; repeatable. The pairing record is then kept in the state directory'
+            cand --pair-token 'Pair with the client whose pairing token (SP:0..., printed by play --pairing-token) this is, when it next connects; repeatable. The request is kept in the state directory until the client pairs (serve clients --cancel-pairing drops it), and a client that is already paired is left as it is'
             cand --state-dir 'Directory of the server''s Sendspin 1.0 identity (its key pair, whose public key is the server_id) and pairing records; created on first use, files readable by the owner only [default: $XDG_STATE_HOME/resonate, or ~/.local/state/resonate]'
             cand --name 'Friendly server name sent in server/hello'
             cand --server-id 'Server identifier sent in server/hello [default: resonate-HOSTNAME]'
@@ -88,7 +88,7 @@ set edit:completion:arg-completer[resonate] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
             cand pair 'Pair one Sendspin 1.0 player with this server, by the code it shows or its pairing token, then exit. Paired players are admitted by serve --dialect sendspin with the same --state-dir'
-            cand clients 'List the Sendspin 1.0 clients in this server''s state directory (paired, approved, to unpair), after applying any --approve, --revoke or --unpair, then exit. A serve running on the same --state-dir closes the affected clients'' sessions within a second, and they connect again under the new terms'
+            cand clients 'List the Sendspin 1.0 clients in this server''s state directory (paired, approved, to unpair, to pair), after applying the changes given, then exit. A serve running on the same --state-dir closes the affected clients'' sessions within a second, and they connect again under the new terms'
         }
         &'resonate;serve;pair'= {
             cand --listen 'Address and port to wait for the player on'
@@ -115,6 +115,7 @@ set edit:completion:arg-completer[resonate] = {|@words|
             cand --unpair 'Unpair this paired client: when it next connects on its pairing record, it is sent server/unpair, and both sides drop the record (the client connects unpaired from then on). Kept in the state directory until then. Repeatable'
             cand --pair-token 'Pair with the client whose pairing token this is (SP:0..., printed by play --pairing-token). A running serve closes the client''s session, and the next connection pairs by the token. Repeatable'
             cand --pair-code 'Pair with a client by its static pairing code, given as CLIENT_ID=CODE (the code has 8 digits, such as 1234-5678), when it next connects with its pairing window open (resonate play pair --server URL). Repeatable'
+            cand --cancel-pairing 'Drop the pairing request (--pair-token or --pair-code) of this client; repeatable'
             cand --state-dir 'Directory of the server''s identity and pairing records, as for serve [default: $XDG_STATE_HOME/resonate, or ~/.local/state/resonate]'
             cand --json 'Print the list as one JSON object on stdout'
             cand -v 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'

@@ -601,6 +601,23 @@ fn sendspin_dialect_arguments_are_checked() {
         &["--pair-code", "CLIENT_ID=CODE"],
     );
     let paired_nowhere = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let two_codes = [
+        format!("{paired_nowhere}=1111-1111"),
+        format!("{paired_nowhere}=2222-2222"),
+    ];
+    assert_usage_error(
+        &[
+            "serve",
+            "clients",
+            "--pair-code",
+            &two_codes[0],
+            "--pair-code",
+            &two_codes[1],
+            "--state-dir",
+            state,
+        ],
+        &[paired_nowhere, "more than one pairing request"],
+    );
     assert_usage_error(
         &[
             "serve",

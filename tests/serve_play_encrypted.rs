@@ -745,3 +745,128 @@ fn pair_code_pairs_in_a_running_serve() {
     assert_eq!(listing["to_pair"], serde_json::json!([]), "{listing}");
     assert!(server.interrupt().success());
 }
+
+/// A `serve clients` run that fails on one file writes nothing to the
+/// others.
+#[test]
+fn failed_clients_run_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server_state = dir.path().join("server");
+    let approved = key_id(&dir.path().join("a"), "player");
+    let paired = key_id(&dir.path().join("b"), "player");
+    std::fs::create_dir_all(&server_state).unwrap();
+    std::fs::write(server_state.join("unpairs-server.json"), "{bad").unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_resonate"))
+        .args([
+            "serve",
+            "clients",
+            "--approve",
+            &approved,
+            "--unpair",
+            &paired,
+        ])
+        .arg("--state-dir")
+        .arg(&server_state)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("unpairs-server.json"), "{stderr}");
+    let approvals = resonate::noise::ClientIdSet::load(
+        &server_state.join("approvals-server.json"),
+        resonate::noise::APPROVALS,
+    )
+    .unwrap();
+    assert!(
+        !approvals.contains(&approved),
+        "the failed run stored an approval"
+    );
+}
+
+/// Approvals and pairing tokens given to `serve` at start are kept in the
+/// state directory, so `serve clients` can undo them while it runs.
+#[test]
+fn serve_flags_yield_to_clients_changes() {
+    let (dir, source_path) = source_dir(1.0);
+    let (server_state, player_state) = (dir.path().join("server"), dir.path().join("player"));
+    let player_id = key_id(&player_state, "player");
+    let approve = format!("--approve={player_id}");
+    let (mut server, url) = start_serve(&source_path, &server_state, &[&approve]);
+    let mut player = start_chacha_player(&url, &player_state, dir.path());
+    let roles = joined_roles(&mut server, &player_id);
+    assert!(roles.contains(&"player@v1".to_string()), "{roles:?}");
+    serve_clients(&server_state, &["--revoke", &player_id]);
+    assert_eq!(
+        joined_roles(&mut server, &player_id),
+        Vec::<String>::new(),
+        "roles after serve clients --revoke"
+    );
+    assert!(player.interrupt().success());
+    assert!(server.interrupt().success());
+
+    // A pairing token given at start pairs once; an unpair then sticks.
+    let other_state = dir.path().join("other");
+    let token = pairing_token(&other_state);
+    let other_id = key_id(&other_state, "player");
+    let server_id = key_id(&server_state, "server");
+    let (mut server, url) = start_serve(&source_path, &server_state, &["--pair-token", &token]);
+    let mut player = start_chacha_player(&url, &other_state, dir.path());
+    let roles = joined_roles(&mut server, &other_id);
+    assert!(roles.contains(&"player@v1".to_string()), "{roles:?}");
+    serve_clients(&server_state, &["--unpair", &other_id]);
+    assert_eq!(
+        joined_roles(&mut server, &other_id),
+        Vec::<String>::new(),
+        "roles after the unpair"
+    );
+    assert_records(&server_state, &other_id, &other_state, &server_id, false);
+    assert!(player.interrupt().success());
+    assert!(server.interrupt().success());
+}
+
+/// A pairing token that no longer matches the client's pairing PSK leaves
+/// it an ordinary unpaired client, which an approval admits. The request
+/// can be cancelled.
+#[test]
+fn stale_pairing_token_can_be_cancelled() {
+    let (dir, source_path) = source_dir(1.0);
+    let (server_state, player_state) = (dir.path().join("server"), dir.path().join("player"));
+    let stale = pairing_token(&player_state);
+    std::fs::remove_file(player_state.join("pairing-psk-player.txt")).unwrap();
+    let player_id = key_id(&player_state, "player");
+    serve_clients(
+        &server_state,
+        &["--pair-token", &stale, "--approve", &player_id],
+    );
+
+    let (mut server, url) = start_serve(&source_path, &server_state, &[]);
+    let mut player = start_chacha_player(&url, &player_state, dir.path());
+    let roles = joined_roles(&mut server, &player_id);
+    assert!(
+        roles.contains(&"player@v1".to_string()),
+        "an approved client with a stale token: {roles:?}"
+    );
+    let listing = serve_clients(&server_state, &["--cancel-pairing", &player_id]);
+    assert_eq!(listing["to_pair"], serde_json::json!([]), "{listing}");
+    assert!(player.interrupt().success());
+    assert!(server.interrupt().success());
+}
+
+/// `play pair` that is already connected when the operator requests the
+/// pairing connects again and pairs.
+#[test]
+fn pair_code_reaches_waiting_play_pair() {
+    let (dir, source_path) = source_dir(1.0);
+    let (server_state, player_state) = (dir.path().join("server"), dir.path().join("player"));
+    let player_id = key_id(&player_state, "player");
+    let (mut server, url) = start_serve(&source_path, &server_state, &[]);
+    let mut pairing = play_pair_by_code(&url, &player_state, "36925814");
+    pairing.wait_event("waiting", PATIENCE);
+    joined_roles(&mut server, &player_id);
+    let request = format!("{player_id}=3692-5814");
+    serve_clients(&server_state, &["--pair-code", &request]);
+    let paired = pairing.wait_event("paired", PATIENCE);
+    assert_eq!(paired["method"], "static_pairing_code", "{paired}");
+    assert!(pairing.wait(PATIENCE).success());
+    assert!(server.interrupt().success());
+}

@@ -102,7 +102,7 @@ pub fn decode_pcm(
     }
     let sample_bytes = bit_depth as usize / 8;
     let frame_bytes = sample_bytes * channels as usize;
-    if bytes.len() % frame_bytes != 0 {
+    if !bytes.len().is_multiple_of(frame_bytes) {
         return Err(PcmError::PartialFrame {
             len: bytes.len(),
             frame_bytes,

@@ -245,7 +245,7 @@ impl FlacEncoder {
     /// Checks a chunk against the stream and returns its length in frames.
     fn check_chunk(&self, samples: &[f32]) -> Result<usize, CodecError> {
         let channels = self.channels as usize;
-        if samples.len() % channels != 0 {
+        if !samples.len().is_multiple_of(channels) {
             return Err(CodecError::PartialFrame {
                 samples: samples.len(),
                 channels: self.channels,

@@ -232,7 +232,7 @@ impl OpusEncoder {
     /// from the failed packet on stay pending.
     pub fn encode(&mut self, samples: &[f32]) -> Result<Vec<Vec<u8>>, CodecError> {
         let channels = usize::from(self.channels);
-        if samples.len() % channels != 0 {
+        if !samples.len().is_multiple_of(channels) {
             return Err(CodecError::PartialFrame {
                 samples: samples.len(),
                 channels: self.channels,

@@ -128,7 +128,7 @@ impl WavWriter {
     /// `data` chunk would grow past the 4 GiB limit of RIFF sizes.
     pub fn write(&mut self, samples: &[f32]) -> io::Result<()> {
         let channels = self.channels as usize;
-        if samples.len() % channels != 0 {
+        if !samples.len().is_multiple_of(channels) {
             return Err(invalid_input(format!(
                 "{} samples are not whole frames of {channels} channels; \
                  pass complete frames to the wav writer for {}",

@@ -8,6 +8,7 @@
 //! file first and then renamed over the old one, so a crash never leaves a
 //! half-written file.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -194,18 +195,85 @@ fn load_json<T: serde::de::DeserializeOwned + Default>(
     }
 }
 
+/// Applies `change` to the JSON state file at `path` while holding the lock
+/// of its directory. The file is read again first, so changes that other
+/// processes made meanwhile are kept. Returns the content as written, or as
+/// read when `change` returns false (nothing to write).
+fn update_json<T>(
+    path: &Path,
+    what: &'static str,
+    change: impl FnOnce(&mut T) -> bool,
+) -> Result<T, StateError>
+where
+    T: Serialize + serde::de::DeserializeOwned + Default,
+{
+    let _lock = StateLock::acquire(path)?;
+    let mut value: T = load_json(path, what)?;
+    if change(&mut value) {
+        let text = serde_json::to_string_pretty(&value).expect("state serializes");
+        write_private(path, text.as_bytes())?;
+    }
+    Ok(value)
+}
+
+/// An exclusive lock on a state directory, held while one process reads and
+/// writes a state file, so that concurrent changes are not lost. Released
+/// on drop.
+struct StateLock {
+    /// The open lock file; closing it releases the lock.
+    _file: std::fs::File,
+}
+
+impl StateLock {
+    /// Waits for the lock of the directory of `path`.
+    fn acquire(path: &Path) -> Result<StateLock, StateError> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let lock_path = dir.join(".lock");
+        let error = |source| StateError::Write {
+            path: lock_path.clone(),
+            source,
+        };
+        create_private_dir(dir).map_err(error)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let file = options.open(&lock_path).map_err(error)?;
+        file.lock().map_err(error)?;
+        Ok(StateLock { _file: file })
+    }
+}
+
+/// Creates `dir` and its missing parents, readable by the owner only.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
 /// Writes `bytes` to `path` readable and writable by the owner only: to a
-/// temporary file in the same directory, then renamed over `path`.
+/// temporary file of this process in the same directory, then renamed over
+/// `path`, so readers see the old or the new content.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let error = |source| StateError::Write {
         path: path.to_path_buf(),
         source,
     };
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(error)?;
+        create_private_dir(dir).map_err(error)?;
     }
+    let write = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
+    name.push(format!(".{}.{write}.tmp", std::process::id()));
     let temporary = path.with_file_name(name);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
@@ -253,7 +321,7 @@ pub struct PairingStore {
 impl PairingStore {
     /// Loads the records at `path`. A missing file means no records.
     pub fn load(path: &Path) -> Result<PairingStore, StateError> {
-        let records = load_json(path, "pairing record file")?;
+        let records = load_json(path, RECORDS)?;
         Ok(PairingStore {
             path: path.to_path_buf(),
             records,
@@ -279,30 +347,33 @@ impl PairingStore {
 
     /// Stores (or replaces) the record of `peer_id` and writes the file.
     pub fn insert(&mut self, peer_id: &str, psk: &[u8; PSK_LEN]) -> Result<(), StateError> {
-        self.records.retain(|record| record.peer_id != peer_id);
-        self.records.push(PairingRecord {
+        let record = PairingRecord {
             peer_id: peer_id.to_string(),
             psk: encode_id(psk),
-        });
-        self.save()
+        };
+        self.records = update_json(&self.path, RECORDS, |records: &mut Vec<PairingRecord>| {
+            records.retain(|record| record.peer_id != peer_id);
+            records.push(record);
+            true
+        })?;
+        Ok(())
     }
 
     /// Removes the record of `peer_id`; returns whether there was one.
     pub fn remove(&mut self, peer_id: &str) -> Result<bool, StateError> {
-        let before = self.records.len();
-        self.records.retain(|record| record.peer_id != peer_id);
-        if self.records.len() == before {
-            return Ok(false);
-        }
-        self.save()?;
-        Ok(true)
-    }
-
-    fn save(&self) -> Result<(), StateError> {
-        let text = serde_json::to_string_pretty(&self.records).expect("pairing records serialize");
-        write_private(&self.path, text.as_bytes())
+        let mut removed = false;
+        self.records = update_json(&self.path, RECORDS, |records: &mut Vec<PairingRecord>| {
+            let before = records.len();
+            records.retain(|record| record.peer_id != peer_id);
+            removed = records.len() != before;
+            removed
+        })?;
+        Ok(removed)
     }
 }
+
+/// Names the file of pairing records in errors.
+const RECORDS: &str = "pairing record file";
 
 /// Names the file of the operator's approvals of unpaired clients. A
 /// successful pairing discards the client's approval, since its pairing
@@ -318,7 +389,8 @@ pub const PENDING_UNPAIRS: &str = "pending unpair file";
 #[derive(Clone, Debug)]
 pub struct ClientIdSet {
     path: PathBuf,
-    client_ids: std::collections::BTreeSet<String>,
+    description: &'static str,
+    client_ids: BTreeSet<String>,
 }
 
 impl ClientIdSet {
@@ -328,6 +400,7 @@ impl ClientIdSet {
         let client_ids = load_json(path, description)?;
         Ok(ClientIdSet {
             path: path.to_path_buf(),
+            description,
             client_ids,
         })
     }
@@ -342,24 +415,26 @@ impl ClientIdSet {
 
     /// Adds `client_id` and writes the file when it was not in the set.
     pub fn insert(&mut self, client_id: &str) -> Result<(), StateError> {
-        if self.client_ids.insert(client_id.to_string()) {
-            self.save()?;
-        }
+        self.client_ids = update_json(
+            &self.path,
+            self.description,
+            |ids: &mut BTreeSet<String>| ids.insert(client_id.to_string()),
+        )?;
         Ok(())
     }
 
     /// Removes `client_id`; returns whether it was in the set.
     pub fn remove(&mut self, client_id: &str) -> Result<bool, StateError> {
-        if !self.client_ids.remove(client_id) {
-            return Ok(false);
-        }
-        self.save()?;
-        Ok(true)
-    }
-
-    fn save(&self) -> Result<(), StateError> {
-        let text = serde_json::to_string_pretty(&self.client_ids).expect("client ids serialize");
-        write_private(&self.path, text.as_bytes())
+        let mut removed = false;
+        self.client_ids = update_json(
+            &self.path,
+            self.description,
+            |ids: &mut BTreeSet<String>| {
+                removed = ids.remove(client_id);
+                removed
+            },
+        )?;
+        Ok(removed)
     }
 }
 
@@ -379,13 +454,13 @@ pub enum PairingRequest {
 #[derive(Clone, Debug)]
 pub struct PairingRequests {
     path: PathBuf,
-    requests: std::collections::BTreeMap<String, PairingRequest>,
+    requests: RequestMap,
 }
 
 impl PairingRequests {
     /// Loads the requests at `path`. A missing file means none.
     pub fn load(path: &Path) -> Result<PairingRequests, StateError> {
-        let requests = load_json(path, "pairing request file")?;
+        let requests = load_json(path, REQUESTS)?;
         Ok(PairingRequests {
             path: path.to_path_buf(),
             requests,
@@ -405,24 +480,29 @@ impl PairingRequests {
     /// Sets the request of `client_id`, replacing any earlier one, and
     /// writes the file.
     pub fn insert(&mut self, client_id: &str, request: PairingRequest) -> Result<(), StateError> {
-        self.requests.insert(client_id.to_string(), request);
-        self.save()
+        self.requests = update_json(&self.path, REQUESTS, |requests: &mut RequestMap| {
+            requests.insert(client_id.to_string(), request);
+            true
+        })?;
+        Ok(())
     }
 
     /// Removes the request of `client_id`; returns whether there was one.
     pub fn remove(&mut self, client_id: &str) -> Result<bool, StateError> {
-        if self.requests.remove(client_id).is_none() {
-            return Ok(false);
-        }
-        self.save()?;
-        Ok(true)
-    }
-
-    fn save(&self) -> Result<(), StateError> {
-        let text = serde_json::to_string_pretty(&self.requests).expect("requests serialize");
-        write_private(&self.path, text.as_bytes())
+        let mut removed = false;
+        self.requests = update_json(&self.path, REQUESTS, |requests: &mut RequestMap| {
+            removed = requests.remove(client_id).is_some();
+            removed
+        })?;
+        Ok(removed)
     }
 }
+
+/// Pairing requests by `client_id`, as stored.
+type RequestMap = std::collections::BTreeMap<String, PairingRequest>;
+
+/// Names the file of pairing requests in errors.
+const REQUESTS: &str = "pairing request file";
 
 #[cfg(test)]
 mod tests {
@@ -483,6 +563,43 @@ mod tests {
         let err = PairingRequests::load(&path).unwrap_err().to_string();
         assert!(err.contains("pairing request file"), "{err}");
         assert!(err.contains("pairing-requests-server.json"), "{err}");
+    }
+
+    #[test]
+    fn concurrent_inserts_keep_every_client() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/approvals-server.json");
+        let writers: Vec<_> = (0..8)
+            .map(|writer| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    for item in 0..10 {
+                        let mut set = ClientIdSet::load(&path, APPROVALS).unwrap();
+                        set.insert(&format!("client-{writer}-{item}")).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        let set = ClientIdSet::load(&path, APPROVALS).unwrap();
+        assert_eq!(set.client_ids().count(), 80);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let dir_mode = std::fs::metadata(dir.path().join("state"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(dir_mode & 0o777, 0o700, "state directory mode");
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("state"))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 
     #[test]

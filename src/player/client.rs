@@ -963,6 +963,14 @@ impl<'a> SessionState<'a> {
             .close(CloseCause::LocalGoodbye(GoodbyeReason::Unpaired));
     }
 
+    /// Returns whether this client keeps a pairing record of `server_id`.
+    fn paired_with(&self, server_id: &str) -> bool {
+        self.player.config.keys.as_ref().is_some_and(|keys| {
+            crate::noise::PairingStore::load(&keys.records_path)
+                .is_ok_and(|records| records.record_of(server_id).is_some())
+        })
+    }
+
     fn on_message(&mut self, message: Message, received_us: i64) {
         match message {
             Message::ServerHello(hello) if self.active => {
@@ -986,7 +994,11 @@ impl<'a> SessionState<'a> {
                     self.report_sent = Some(None);
                 }
                 if hello.active_roles.is_empty() && self.player.config.dialect.is_encrypted() {
-                    tracing::warn!(server = %hello.name, client_id = %self.player.config.client_id, "the server gave this client no roles: it is neither paired with the server nor approved by its operator; pair it (resonate play pair --server URL, with resonate serve pair on the server), or have the operator approve this client_id (serve --approve CLIENT_ID)");
+                    if self.paired_with(&hello.server_id) {
+                        tracing::warn!(server = %hello.name, client_id = %self.player.config.client_id, "the server gave this paired client no roles; it may be about to unpair it, or its operator keeps it idle");
+                    } else {
+                        tracing::warn!(server = %hello.name, client_id = %self.player.config.client_id, "the server gave this client no roles: it is neither paired with the server nor approved by its operator; pair it (resonate play pair --server URL, with resonate serve pair or serve clients --pair-code on the server), or have the operator approve this client_id (resonate serve clients --approve CLIENT_ID)");
+                    }
                 }
                 self.activated_roles = hello.active_roles.clone();
                 self.player.report(PlayerEvent::Connected {

@@ -601,7 +601,7 @@ impl State {
             None => return Err(SchedulerError::NoStream { server_ts_us }),
         };
         let channels = usize::from(format.channels);
-        if samples.len() % channels != 0 {
+        if !samples.len().is_multiple_of(channels) {
             return Err(SchedulerError::PartialFrame {
                 samples: samples.len(),
                 channels: format.channels,
@@ -667,7 +667,7 @@ impl State {
         let channels = usize::from(format.channels);
         let frames = out.len() / channels;
         let format_matches = expected.is_none_or(|expected| *expected == format);
-        if !format_matches || out.len() % channels != 0 || !report.clock_converged {
+        if !format_matches || !out.len().is_multiple_of(channels) || !report.clock_converged {
             self.release_anchor();
             report.counters.silence_frames = frames as u64;
             self.finish_fill(PlaybackState::Buffering, &mut report);

@@ -2,7 +2,7 @@
 //! from cleartext v1 ones on one path, the Noise handshake, `server/hello`,
 //! and who may play without pairing.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,7 +20,8 @@ use crate::noise::identity::{PairingRequest, PairingRequests};
 use crate::noise::pairing::{decode_token, PskToken};
 use crate::noise::pairing_code::PairingError;
 use crate::noise::{
-    ClientIdSet, Identity, PairingStore, PskCategory, Suite, APPROVALS, PENDING_UNPAIRS, PSK_LEN,
+    ClientIdSet, Identity, PairingStore, PskCategory, StateError, Suite, APPROVALS,
+    PENDING_UNPAIRS, PSK_LEN,
 };
 use crate::server::pairing::{CodeMethod, CodePairing, Operator};
 use futures_util::future::BoxFuture;
@@ -174,6 +175,12 @@ where
         return None;
     }
     let client_id = established.peer_id;
+    // The Sentinel fallback denies roles while the client's pairing record
+    // exists; a stale pairing token leaves it an ordinary unpaired client.
+    let has_record = records
+        .as_ref()
+        .is_some_and(|records| records.record_of(&client_id).is_some());
+    let record_blocks = established.credential_mismatch && has_record;
     if established.category == PskCategory::Pairing {
         let suite = established.suite;
         let hash = established.handshake_hash;
@@ -233,17 +240,20 @@ where
             client_id: &client_id,
             suite: established.suite,
             handshake_hash: &established.handshake_hash,
-            credential_mismatch: established.credential_mismatch,
+            credential_mismatch: record_blocks,
             timeout,
         };
         return pairing.run(ws, channel, &code).await;
     }
     let admitted = established.category == PskCategory::LongTerm
-        || (!established.credential_mismatch && admits_unpaired(keys, &client_id));
-    if established.credential_mismatch {
+        || (!record_blocks && admits_unpaired(keys, &client_id));
+    if record_blocks {
         tracing::warn!(%peer, client = %client_id, records = %keys.records_path.display(), "client could not use its pairing record, so it gets no roles until it pairs again or its record is removed from the file");
-    } else if !admitted {
-        tracing::warn!(%peer, client = %client_id, "unpaired client is not approved, so it gets no roles; approve it while serving with resonate serve clients --approve {client_id} (same --state-dir), or restart with --allow-unpaired");
+    } else if established.credential_mismatch {
+        tracing::warn!(%peer, client = %client_id, "client could not use the pairing PSK of its pairing token, which is stale or belongs to another key; request again with the token play --pairing-token prints now, or drop it with resonate serve clients --cancel-pairing {client_id}");
+    }
+    if !admitted && !record_blocks {
+        tracing::warn!(%peer, client = %client_id, "unpaired client is not approved, so it gets no roles; while serving, approve it with resonate serve clients --approve {client_id} or pair it with serve clients --pair-token TOKEN or --pair-code {client_id}=CODE (same --state-dir), or restart with --allow-unpaired");
     }
     tracing::info!(%peer, client = %client_id, category = established.category.code(), suite = %established.suite, "Noise handshake done");
     let codec =
@@ -264,12 +274,20 @@ pub struct AccessWatch {
     approvals_path: PathBuf,
     unpairs_path: PathBuf,
     requests_path: PathBuf,
-    approved: BTreeSet<String>,
-    to_unpair: BTreeSet<String>,
-    /// Clients to pair by their pairing token.
-    to_pair: BTreeSet<String>,
+    /// The files as last read.
+    last: AccessFiles,
     /// The last read error, logged once until the files read again.
     failed: Option<String>,
+}
+
+/// The content of the access files at one read.
+#[derive(Default)]
+struct AccessFiles {
+    paired: BTreeSet<String>,
+    approved: BTreeSet<String>,
+    to_unpair: BTreeSet<String>,
+    /// Clients to pair, with the request.
+    to_pair: BTreeMap<String, PairingRequest>,
 }
 
 impl AccessWatch {
@@ -281,68 +299,86 @@ impl AccessWatch {
             approvals_path: keys.approvals_path.clone()?,
             unpairs_path: keys.unpairs_path.clone()?,
             requests_path: keys.pairing_requests_path.clone()?,
-            approved: BTreeSet::new(),
-            to_unpair: BTreeSet::new(),
-            to_pair: BTreeSet::new(),
+            last: AccessFiles::default(),
             failed: None,
         };
-        watch.changed();
+        if let Ok(files) = watch.read() {
+            watch.last = files;
+        }
         Some(watch)
+    }
+
+    fn read(&self) -> Result<AccessFiles, StateError> {
+        let ids = |set: ClientIdSet| set.client_ids().map(str::to_string).collect();
+        let records = PairingStore::load(&self.records_path)?;
+        let to_pair = PairingRequests::load(&self.requests_path)?
+            .requests()
+            .map(|(client_id, request)| (client_id.to_string(), request.clone()))
+            .collect();
+        Ok(AccessFiles {
+            paired: records
+                .records()
+                .iter()
+                .map(|r| r.peer_id.clone())
+                .collect(),
+            approved: ids(ClientIdSet::load(&self.approvals_path, APPROVALS)?),
+            to_unpair: ids(ClientIdSet::load(&self.unpairs_path, PENDING_UNPAIRS)?),
+            to_pair,
+        })
     }
 
     /// Reads the files again and returns the clients approved since the
     /// last read, those revoked that have no pairing record, and those newly
-    /// waiting to be unpaired or paired by token. A static-code request
-    /// needs the client's pairing window, which a new connection of
-    /// `play pair` opens, so it closes no session. A file that cannot be
-    /// read changes nothing.
+    /// waiting to be unpaired or paired (or with a new pairing request). A
+    /// client in its pairing window, such as `play pair`, connects again
+    /// when its session closes, and the new connection pairs. A file that cannot be
+    /// read changes nothing. Once the files read again, every client they
+    /// name counts as changed, since sessions opened meanwhile may have been
+    /// admitted without them.
     pub fn changed(&mut self) -> Vec<String> {
-        let read = |path: &PathBuf, description| {
-            ClientIdSet::load(path, description).map(|set| {
-                set.client_ids()
-                    .map(str::to_string)
-                    .collect::<BTreeSet<_>>()
-            })
-        };
-        let to_pair = PairingRequests::load(&self.requests_path).map(|requests| {
-            requests
-                .requests()
-                .filter(|(_, request)| matches!(request, PairingRequest::Token(_)))
-                .map(|(client_id, _)| client_id.to_string())
-                .collect::<BTreeSet<_>>()
-        });
-        let (approved, to_unpair, to_pair) = match (
-            read(&self.approvals_path, APPROVALS),
-            read(&self.unpairs_path, PENDING_UNPAIRS),
-            to_pair,
-        ) {
-            (Ok(approved), Ok(to_unpair), Ok(to_pair)) => (approved, to_unpair, to_pair),
-            (Err(err), _, _) | (_, Err(err), _) | (_, _, Err(err)) => {
+        let files = match self.read() {
+            Ok(files) => files,
+            Err(err) => {
                 let text = err.to_string();
                 if self.failed.as_ref() != Some(&text) {
-                    tracing::warn!(cause = %text, "cannot read the access files; live sessions keep their access");
+                    tracing::warn!(cause = %text, "cannot read the access files; live sessions keep their access until they read again");
                     self.failed = Some(text);
                 }
                 return Vec::new();
             }
         };
+        let mut changed: BTreeSet<String> = BTreeSet::new();
 
-        self.failed = None;
-        let mut changed: BTreeSet<String> = approved.difference(&self.approved).cloned().collect();
+        if self.failed.take().is_some() {
+            tracing::info!(
+                "the access files read again; closing the sessions of the clients they name"
+            );
+            changed.extend(files.paired.iter().cloned());
+            changed.extend(files.approved.iter().cloned());
+            changed.extend(files.to_unpair.iter().cloned());
+            changed.extend(files.to_pair.keys().cloned());
+        }
+
+        let last = &self.last;
+        changed.extend(files.approved.difference(&last.approved).cloned());
         // A pairing discards the client's approval, and the record admits
         // it from then on, so a revoked client with a record keeps its
         // session.
-        let revoked: Vec<&String> = self.approved.difference(&approved).collect();
-        if !revoked.is_empty() {
-            let records = PairingStore::load(&self.records_path).ok();
-            let paired = |id: &str| records.as_ref().is_some_and(|r| r.record_of(id).is_some());
-            changed.extend(revoked.into_iter().filter(|id| !paired(id)).cloned());
-        }
-        changed.extend(to_unpair.difference(&self.to_unpair).cloned());
-        changed.extend(to_pair.difference(&self.to_pair).cloned());
-        self.approved = approved;
-        self.to_unpair = to_unpair;
-        self.to_pair = to_pair;
+        changed.extend(
+            last.approved
+                .difference(&files.approved)
+                .filter(|id| !files.paired.contains(*id))
+                .cloned(),
+        );
+        changed.extend(files.to_unpair.difference(&last.to_unpair).cloned());
+        changed.extend(
+            files
+                .to_pair
+                .iter()
+                .filter(|(id, request)| last.to_pair.get(*id) != Some(request))
+                .map(|(id, _)| id.clone()),
+        );
+        self.last = files;
         changed.into_iter().collect()
     }
 }
@@ -724,4 +760,55 @@ fn is_client_hello(text: &str) -> bool {
                 .map(|t| t == "client/hello")
         })
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys_in(dir: &std::path::Path) -> ServerKeys {
+        ServerKeys {
+            identity: Identity::generate(),
+            records_path: dir.join("pairings-server.json"),
+            accept_v1: false,
+            allow_unpaired: false,
+            approved: HashSet::new(),
+            approvals_path: Some(dir.join("approvals-server.json")),
+            pairing_tokens: Vec::new(),
+            unpairs_path: Some(dir.join("unpairs-server.json")),
+            pairing_requests_path: Some(dir.join("pairing-requests-server.json")),
+        }
+    }
+
+    #[test]
+    fn access_watch_reports_changes_and_recovery() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = keys_in(dir.path());
+        let approvals_path = keys.approvals_path.clone().unwrap();
+        let mut approvals = ClientIdSet::load(&approvals_path, APPROVALS).unwrap();
+        approvals.insert("kept").unwrap();
+        let mut watch = AccessWatch::new(&keys).unwrap();
+        assert!(watch.changed().is_empty(), "the baseline is no change");
+
+        approvals.insert("new").unwrap();
+        assert_eq!(watch.changed(), ["new"]);
+        let mut requests =
+            PairingRequests::load(keys.pairing_requests_path.as_ref().unwrap()).unwrap();
+        requests
+            .insert("coded", PairingRequest::Code("12345678".into()))
+            .unwrap();
+        assert_eq!(watch.changed(), ["coded"]);
+        requests
+            .insert("coded", PairingRequest::Code("87654321".into()))
+            .unwrap();
+        assert_eq!(watch.changed(), ["coded"], "a replaced request");
+
+        // While a file is unreadable nothing changes; once it reads again,
+        // every client the files name counts as changed.
+        std::fs::write(&approvals_path, "[\"kept").unwrap();
+        assert!(watch.changed().is_empty());
+        std::fs::write(&approvals_path, "[\"kept\", \"new\"]").unwrap();
+        assert_eq!(watch.changed(), ["coded", "kept", "new"]);
+        assert!(watch.changed().is_empty());
+    }
 }

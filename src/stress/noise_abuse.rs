@@ -96,7 +96,7 @@ pub async fn run(ctx: Arc<Context>) {
                     let label = ctx.client_id("abuse", worker * 1_000_000 + attempt);
                     abuse_once(&ctx, abuse, label).await;
                     attempt += 1;
-                    if attempt % ATTEMPTS_PER_CHECK == 0 {
+                    if attempt.is_multiple_of(ATTEMPTS_PER_CHECK) {
                         check_still_serving(&ctx, worker, attempt).await;
                     }
                 }

@@ -618,7 +618,7 @@ async fn stream_churn(ctx: Arc<Context>) {
             break;
         }
         changes += 1;
-        if changes % 8 == 0
+        if changes.is_multiple_of(8)
             && !still_obeys(&ctx, &mut dialed, &mut rng, "while its streams changed").await
         {
             break;
@@ -905,7 +905,7 @@ async fn reconnect_flap(ctx: Arc<Context>) {
                 }
             }
         }
-        if answered && n % 4 == 0 {
+        if answered && n.is_multiple_of(4) {
             still_obeys(&ctx, &mut dialed, &mut rng, "after a reconnect").await;
         }
         let hangup = if rng.random_bool(0.5) {
