@@ -190,6 +190,13 @@ pub trait WireCodec: Send {
 
     /// Decodes a text or binary frame. Control frames never reach a codec.
     fn decode(&mut self, frame: WsMessage) -> Result<Incoming, DecodeError>;
+
+    /// Returns the frames a decode produced for the peer, which go out
+    /// before any other: Noise message 2 of an in-band re-handshake, and the
+    /// frames held back while it ran. Cleartext dialects have none.
+    fn take_replies(&mut self) -> Vec<WsMessage> {
+        Vec::new()
+    }
 }
 
 #[cfg(test)]

@@ -63,6 +63,18 @@ impl Default for ClientPairing {
     }
 }
 
+/// A client's keys for responding to in-band re-handshakes, and the hash of
+/// the last handshake, their prologue.
+#[derive(Clone)]
+pub struct RekeyKeys {
+    pub identity: crate::noise::Identity,
+    pub suite: crate::noise::Suite,
+    /// File of the client's pairing records, read at each re-handshake.
+    pub records_path: std::path::PathBuf,
+    pub pairing_psk: Option<[u8; crate::noise::PSK_LEN]>,
+    pub handshake_hash: Vec<u8>,
+}
+
 /// The per-connection codec of Sendspin 1.0.
 pub struct SendspinCodec {
     side: CodecSide,
@@ -81,6 +93,15 @@ pub struct SendspinCodec {
     /// `server/activate` passed on (client side), to tell which later
     /// activations change them.
     activation: (Value, bool),
+    /// The keys for responding to an in-band re-handshake; without them a
+    /// re-handshake closes the session.
+    rekey: Option<RekeyKeys>,
+    /// Frames to send before any other, such as Noise message 2 of an
+    /// in-band re-handshake; the session takes them after each decode.
+    replies: Vec<WsMessage>,
+    /// Frames encoded after the client responded to a re-handshake and
+    /// before the server's next `server/activate`, which the spec holds back.
+    held_frames: Option<Vec<WsMessage>>,
     /// The last `available` value a client reported; 1.0 wants it in every
     /// `client/state`, v1 sends the state only when it changes.
     available: bool,
@@ -260,6 +281,9 @@ impl SendspinCodec {
             pairing,
             activated: false,
             activation: (Value::Null, false),
+            rekey: None,
+            replies: Vec::new(),
+            held_frames: None,
             available: true,
             ever_available: false,
             player_commands: json!([]),
@@ -283,6 +307,9 @@ impl SendspinCodec {
             pairing: ClientPairing::default(),
             activated: false,
             activation: (Value::Null, false),
+            rekey: None,
+            replies: Vec::new(),
+            held_frames: None,
             available: true,
             ever_available: false,
             player_commands: json!([]),
@@ -304,6 +331,12 @@ impl SendspinCodec {
     /// Notes that `client/hello` went out before the session started.
     pub fn mark_hello_sent(&mut self) {
         self.hello_sent = true;
+    }
+
+    /// Lets a client codec respond to in-band re-handshakes with `keys`.
+    pub fn with_rekey(mut self, keys: RekeyKeys) -> Self {
+        self.rekey = Some(keys);
+        self
     }
 
     /// Hands the session `hello`, a `client/hello` body read before it
@@ -477,7 +510,13 @@ impl SendspinCodec {
                     source: serde::de::Error::custom("payload is not an object"),
                 })?;
         match (self.side, type_name.as_str()) {
-            (CodecSide::Client, "server/activate") => return self.on_activate(&type_name, payload),
+            (CodecSide::Client, "server/activate") => {
+                if let Some(held) = self.held_frames.take() {
+                    self.replies.extend(held);
+                }
+                return self.on_activate(&type_name, payload);
+            }
+            (CodecSide::Client, "noise/handshake") => return self.respond_to_rehandshake(&value),
             (CodecSide::Client, "server/unpair") => {
                 if self.category == PskCategory::LongTerm {
                     return Ok(Incoming::Unpaired);
@@ -568,6 +607,50 @@ impl SendspinCodec {
     /// Maps the first `server/activate` to a v1 `server/hello`; later ones
     /// change only the declared activities, which a dialing player does not
     /// act on.
+    /// Responds to Noise message 1 of an in-band re-handshake: message 2 goes to
+    /// the replies, and the channel takes the new keys. Until the server's
+    /// next `server/activate`, encoded frames are held back.
+    fn respond_to_rehandshake(&mut self, message_1: &Value) -> Result<Incoming, DecodeError> {
+        let failed =
+            |detail: String| DecodeError::Transport(format!("re-handshake failed: {detail}"));
+        let Some(keys) = self.rekey.as_mut() else {
+            return Err(failed(
+                "this connection has no keys for a re-handshake".into(),
+            ));
+        };
+        let records = match crate::noise::PairingStore::load(&keys.records_path) {
+            Ok(records) => Some(records),
+            Err(err) => {
+                tracing::warn!(cause = %err, "cannot read the pairing records for a re-handshake");
+                None
+            }
+        };
+        let options = crate::noise::handshake::ClientOptions {
+            identity: &keys.identity,
+            suite: keys.suite,
+            records: records.as_ref(),
+            pairing_psk: keys.pairing_psk,
+            expected_server: None,
+            timeout: std::time::Duration::ZERO,
+        };
+        let response = crate::noise::handshake::respond_to_rehandshake(
+            &mut self.channel,
+            message_1,
+            options,
+            &self.peer_id,
+            &keys.handshake_hash,
+        )
+        .map_err(|err| failed(err.to_string()))?;
+
+        tracing::info!(server = %self.peer_id, category = response.category.code(), "responded to an in-band re-handshake");
+        keys.handshake_hash = response.handshake_hash;
+        self.category = response.category;
+        self.replies
+            .extend(response.frames.into_iter().map(WsMessage::binary));
+        self.held_frames.get_or_insert_with(Vec::new);
+        Ok(Incoming::Consumed)
+    }
+
     fn on_activate(
         &mut self,
         type_name: &str,
@@ -669,7 +752,13 @@ impl WireCodec for SendspinCodec {
     }
 
     fn encode(&mut self, outgoing: &Outgoing) -> Option<WsMessage> {
-        let mut frames = self.encode_frames(outgoing);
+        if self.held_frames.is_some() {
+            // Frames held back during a re-handshake carry the first
+            // nonces of the new keys, so nothing may overtake them.
+            tracing::debug!("leaving out a goodbye while a re-handshake completes");
+            return None;
+        }
+        let mut frames = self.seal_outgoing(outgoing);
         if frames.len() != 1 {
             // Only small messages go through this path (goodbye,
             // server/time); every other write uses encode_frames.
@@ -683,26 +772,18 @@ impl WireCodec for SendspinCodec {
     }
 
     fn encode_frames(&mut self, outgoing: &Outgoing) -> Vec<WsMessage> {
-        if self.hello_sent && matches!(outgoing, Outgoing::Message(Message::ClientHello(_))) {
-            return Vec::new();
-        }
-        let plaintexts = match outgoing {
-            Outgoing::Message(message) => {
-                let Some(text) = self.message_text(message) else {
-                    return Vec::new();
-                };
-                let mut bytes = Vec::with_capacity(text.len() + 1);
-                bytes.push(0);
-                bytes.extend_from_slice(text.as_bytes());
-                vec![bytes]
+        let frames = self.seal_outgoing(outgoing);
+        match self.held_frames.as_mut() {
+            Some(held) => {
+                held.extend(frames);
+                Vec::new()
             }
-            Outgoing::Binary(frame) => self.binary_plaintexts(frame),
-        };
-        plaintexts
-            .into_iter()
-            .flat_map(|plaintext| self.channel.seal(plaintext))
-            .map(WsMessage::binary)
-            .collect()
+            None => frames,
+        }
+    }
+
+    fn take_replies(&mut self) -> Vec<WsMessage> {
+        std::mem::take(&mut self.replies)
     }
 
     fn decode(&mut self, frame: WsMessage) -> Result<Incoming, DecodeError> {
@@ -723,6 +804,32 @@ impl WireCodec for SendspinCodec {
                 type_name: "control frame".to_string(),
             }),
         }
+    }
+}
+
+impl SendspinCodec {
+    /// Encodes and seals `outgoing` into the frames that carry it.
+    fn seal_outgoing(&mut self, outgoing: &Outgoing) -> Vec<WsMessage> {
+        if self.hello_sent && matches!(outgoing, Outgoing::Message(Message::ClientHello(_))) {
+            return Vec::new();
+        }
+        let plaintexts = match outgoing {
+            Outgoing::Message(message) => {
+                let Some(text) = self.message_text(message) else {
+                    return Vec::new();
+                };
+                let mut bytes = Vec::with_capacity(text.len() + 1);
+                bytes.push(0);
+                bytes.extend_from_slice(text.as_bytes());
+                vec![bytes]
+            }
+            Outgoing::Binary(frame) => self.binary_plaintexts(frame),
+        };
+        plaintexts
+            .into_iter()
+            .flat_map(|plaintext| self.channel.seal(plaintext))
+            .map(WsMessage::binary)
+            .collect()
     }
 }
 

@@ -703,6 +703,35 @@ pub async fn rehandshake_client<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let response = respond_to_rehandshake(channel, message_1, options, server_id, prologue)?;
+    for frame in response.frames {
+        ws.feed(WsMessage::binary(frame)).await?;
+    }
+    ws.flush().await?;
+    Ok(response.handshake_hash)
+}
+
+/// The client's response to an in-band re-handshake.
+pub struct RehandshakeResponse {
+    /// Noise message 2 as a `noise/handshake`, sealed under the old keys:
+    /// the frames to send before anything else.
+    pub frames: Vec<Vec<u8>>,
+    /// The new handshake hash, the prologue of the next re-handshake.
+    pub handshake_hash: Vec<u8>,
+    /// The category of the PSK that now keys the channel.
+    pub category: PskCategory,
+}
+
+/// Responds to Noise message 1 of an in-band re-handshake without I/O: seals
+/// message 2 under the old keys, then puts the new keys in place in
+/// `channel`. The caller sends the returned frames before any other.
+pub fn respond_to_rehandshake(
+    channel: &mut Channel,
+    message_1: &Value,
+    options: ClientOptions<'_>,
+    server_id: &str,
+    prologue: &[u8],
+) -> Result<RehandshakeResponse, HandshakeError> {
     let server_key = decode_key(server_id).map_err(|detail| malformed("server_id", detail))?;
     let mut state = snow::Builder::new(options.suite.noise_params())
         .local_private_key(options.identity.private_key())
@@ -726,10 +755,14 @@ where
     state.set_psk(2, &psk)?;
     let mut message_2 = vec![0u8; MAX_NOISE_MESSAGE];
     let len = state.write_message(b"{}", &mut message_2)?;
-    send_json(ws, channel, &handshake_message(&message_2[..len])).await?;
-    let hash = state.get_handshake_hash().to_vec();
+    let frames = channel.seal_json(&handshake_message(&message_2[..len]));
+    let handshake_hash = state.get_handshake_hash().to_vec();
     channel.rekey(state.into_transport_mode()?);
-    Ok(hash)
+    Ok(RehandshakeResponse {
+        frames,
+        handshake_hash,
+        category,
+    })
 }
 
 /// Returns the Noise bytes in the `data` of a `noise/handshake` message.

@@ -13,6 +13,7 @@ use futures_util::SinkExt;
 use serde_json::{json, Value};
 
 use crate::dialect::sendspin::ClientPairing;
+use crate::dialect::sendspin::RekeyKeys;
 use crate::dialect::{Dialect, Outgoing, SendspinCodec, WireCodec};
 
 use crate::noise::cpace::{Cpace, Role};
@@ -187,7 +188,7 @@ where
         category,
         keys.pairing.clone(),
     );
-    if category == PskCategory::Pairing {
+    let handshake_hash = if category == PskCategory::Pairing {
         pair_with_psk(
             ws,
             &mut codec,
@@ -197,9 +198,17 @@ where
             &handshake_hash,
             timeout,
         )
-        .await?;
-    }
-    Ok(codec)
+        .await?
+    } else {
+        handshake_hash
+    };
+    Ok(codec.with_rekey(RekeyKeys {
+        identity: keys.identity.clone(),
+        suite: keys.suite,
+        records_path: keys.records_path.clone(),
+        pairing_psk: keys.pairing_psk,
+        handshake_hash,
+    }))
 }
 
 /// Runs the pairing PSK flow on a connection keyed with this client's
@@ -207,7 +216,7 @@ where
 /// `client/pair-init` and `client/pair-finalize` with a new long-term PSK,
 /// `server/pair-finalize`, then the record is stored and the server
 /// re-handshakes to the new PSK. The activation that follows goes to the
-/// session.
+/// session. Returns the hash of that re-handshake.
 async fn pair_with_psk<S>(
     ws: &mut WebSocketStream<S>,
     codec: &mut SendspinCodec,
@@ -216,7 +225,7 @@ async fn pair_with_psk<S>(
     server_id: &str,
     handshake_hash: &[u8],
     timeout: Duration,
-) -> Result<(), HandshakeError>
+) -> Result<Vec<u8>, HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -271,6 +280,7 @@ where
 
 /// Stores the pairing record with the new long-term PSK once the server
 /// confirmed its own, then completes the server's re-handshake to that PSK.
+/// Returns the new handshake hash.
 async fn store_and_rehandshake<S>(
     ws: &mut WebSocketStream<S>,
     codec: &mut SendspinCodec,
@@ -279,7 +289,7 @@ async fn store_and_rehandshake<S>(
     long_term: &[u8; PSK_LEN],
     handshake_hash: &[u8],
     timeout: Duration,
-) -> Result<(), HandshakeError>
+) -> Result<Vec<u8>, HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -313,8 +323,7 @@ where
         server_id,
         handshake_hash,
     )
-    .await?;
-    Ok(())
+    .await
 }
 
 /// The outcome of a pairing run by `play pair`.
@@ -669,6 +678,146 @@ mod tests {
             .await
             .unwrap();
         channel
+    }
+
+    /// Waits for the next message event of a session, skipping others.
+    async fn next_message(
+        events: &mut tokio::sync::mpsc::Receiver<crate::session::SessionEvent>,
+    ) -> crate::protocol::Message {
+        use crate::session::EventKind;
+        loop {
+            let event = tokio::time::timeout(TIMEOUT, events.recv())
+                .await
+                .expect("a session event in time")
+                .expect("the session is open");
+            match event.kind {
+                EventKind::Received {
+                    incoming: crate::dialect::Incoming::Message(message),
+                    ..
+                } => return message,
+                EventKind::Closed(cause) => panic!("the session closed: {cause}"),
+                _ => {}
+            }
+        }
+    }
+
+    /// Receives the next message of `expected` type on the server side,
+    /// skipping others.
+    async fn receive_type(
+        ws: &mut WebSocketStream<DuplexStream>,
+        channel: &mut Channel,
+        expected: &'static str,
+    ) -> Value {
+        loop {
+            let message = handshake::receive_json(ws, channel, expected, TIMEOUT)
+                .await
+                .unwrap();
+            if message_type(&message) == Some(expected) {
+                return message;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn session_survives_in_band_rehandshake() {
+        use crate::session::{self, Side};
+
+        let dir = tempfile::tempdir().unwrap();
+        let keys = ClientKeys {
+            records_path: dir.path().join("pairings-player.json"),
+            ..ClientKeys::unpaired(Identity::generate())
+        };
+        let client_key = *keys.identity.public_key();
+        let server_identity = Identity::generate();
+        let (mut client_ws, mut server_ws) = ws_pair().await;
+
+        let server_side = async {
+            let options = ServerOptions {
+                identity: &server_identity,
+                timeout: TIMEOUT,
+            };
+            let established = accept(&mut server_ws, None, options, |_| {
+                Some(PskChoice::sentinel())
+            })
+            .await
+            .unwrap();
+            let mut channel = established.channel;
+            let hello = json!({ "type": "server/hello", "payload": { "name": "rekeying server" } });
+            handshake::send_json(&mut server_ws, &mut channel, &hello.to_string())
+                .await
+                .unwrap();
+            (channel, established.handshake_hash)
+        };
+        let hello = player_hello(&keys.identity.id());
+        let client_side = open_codec(
+            &mut client_ws,
+            Dialect::Sendspin,
+            Some(&keys),
+            &hello,
+            TIMEOUT,
+        );
+        let ((mut channel, hash), codec) = tokio::join!(server_side, client_side);
+        let codec = codec.map_err(|failure| failure.cause).unwrap();
+
+        let tracker = tokio_util::task::TaskTracker::new();
+        let (events_tx, mut events) = tokio::sync::mpsc::channel(64);
+        let peer = "127.0.0.1:9".parse().unwrap();
+        let limits = crate::transport::Limits::default();
+        let handle = session::spawn(
+            client_ws,
+            peer,
+            Side::Client,
+            codec,
+            limits,
+            events_tx,
+            &tracker,
+        );
+        handle.send_message(Message::ClientHello(hello)).unwrap();
+        receive_type(&mut server_ws, &mut channel, "client/hello").await;
+        let none = json!({ "type": "server/activate", "payload": { "activities": [], "active_roles": [] } });
+        handshake::send_json(&mut server_ws, &mut channel, &none.to_string())
+            .await
+            .unwrap();
+        assert!(matches!(
+            next_message(&mut events).await,
+            Message::ServerHello(_)
+        ));
+
+        // New keys on the same PSK, then an activation that gives a role.
+        let new_hash = handshake::rehandshake_server(
+            &mut server_ws,
+            &mut channel,
+            &server_identity,
+            &client_key,
+            Suite::ChaChaPoly,
+            &hash,
+            &PskChoice::sentinel(),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+        assert_ne!(new_hash, hash);
+        handle
+            .send_message(Message::ClientState(crate::protocol::ClientState {
+                state: Some(crate::protocol::ClientStateKind::Synchronized),
+                player: None,
+                extra: Default::default(),
+            }))
+            .unwrap();
+        let player = json!({ "type": "server/activate", "payload": { "activities": ["playback"], "active_roles": ["player@v1"] } });
+        handshake::send_json(&mut server_ws, &mut channel, &player.to_string())
+            .await
+            .unwrap();
+        match next_message(&mut events).await {
+            Message::ServerHello(hello) => assert_eq!(hello.active_roles, ["player@v1"]),
+            other => panic!("expected the new activation, got {other:?}"),
+        }
+        // The client's messages after the re-handshake use the new keys.
+        let state = receive_type(&mut server_ws, &mut channel, "client/state").await;
+        assert_eq!(state["payload"]["available"], true, "{state}");
+        handle.close(crate::session::CloseCause::Shutdown);
+        tracker.close();
+        tracker.wait().await;
     }
 
     #[tokio::test]

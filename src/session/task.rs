@@ -498,6 +498,9 @@ where
                     .codec
                     .decode(frame)
                     .map_err(|err| CloseCause::ProtocolError(err.to_string()))?;
+                for reply in self.codec.take_replies() {
+                    self.send_frame(reply).await?;
+                }
                 if incoming == Incoming::Consumed {
                     return Ok(());
                 }
