@@ -290,6 +290,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "TOKEN")]
     pub pair_token: Vec<String>,
 
+    /// Rotate the keys of each Sendspin 1.0 session every SECONDS with an in-band re-handshake on the PSK that keys it [default: never].
+    #[arg(long, value_name = "SECONDS", value_parser = parse_rekey_interval)]
+    pub rekey_interval: Option<f64>,
+
     /// Directory of the server's Sendspin 1.0 identity (its key pair, whose public key is the server_id) and pairing records; created on first use, files readable by the owner only [default: $XDG_STATE_HOME/resonate, or ~/.local/state/resonate].
     #[arg(long, value_name = "DIR", env = "RESONATE_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
@@ -699,6 +703,17 @@ fn parse_seconds(text: &str) -> Result<f64, String> {
         Ok(seconds) if seconds > 0.0 && seconds <= 86_400.0 => Ok(seconds),
         _ => Err(format!(
             "invalid duration {text:?}; expected seconds above 0 and at most 86400, such as 2.5"
+        )),
+    }
+}
+
+/// Parses the interval of key rotations: at least one second, so that a
+/// rotation ends before the next.
+fn parse_rekey_interval(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if (1.0..=86_400.0).contains(&seconds) => Ok(seconds),
+        _ => Err(format!(
+            "invalid interval {text:?}; expected seconds from 1 to 86400, such as 3600"
         )),
     }
 }

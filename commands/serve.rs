@@ -336,6 +336,7 @@ fn server_keys(args: &ServeArgs) -> Result<Option<ServerKeys>, Failure> {
         (!args.access.revoke.is_empty(), "--revoke"),
         (!args.access.unpair.is_empty(), "--unpair"),
         (!args.pair_token.is_empty(), "--pair-token"),
+        (args.rekey_interval.is_some(), "--rekey-interval"),
     ];
     match dialect {
         Dialect::Sendspin => {}
@@ -374,15 +375,13 @@ fn server_keys(args: &ServeArgs) -> Result<Option<ServerKeys>, Failure> {
     let state = ServerState::in_dir(&dir);
     change.apply(&state)?;
     Ok(Some(ServerKeys {
-        identity,
-        records_path: state.records,
         accept_v1: args.accept_v1,
         allow_unpaired: args.allow_unpaired,
-        approved: HashSet::new(),
         approvals_path: Some(state.approvals),
-        pairing_tokens: Vec::new(),
         unpairs_path: Some(state.unpairs),
         pairing_requests_path: Some(state.pairing_requests),
+        key_rotation: args.rekey_interval.map(Duration::from_secs_f64),
+        ..ServerKeys::new(identity, state.records)
     }))
 }
 

@@ -495,15 +495,12 @@ impl Embedded {
             // share the path.
             config.dialect = Dialect::Sendspin;
             config.keys = Some(resonate::server::encrypted::ServerKeys {
-                identity: resonate::noise::Identity::generate(),
-                records_path: dir.join("pairings-server.json"),
                 accept_v1: true,
                 allow_unpaired: true,
-                approved: Default::default(),
-                approvals_path: None,
-                pairing_tokens: Vec::new(),
-                pairing_requests_path: None,
-                unpairs_path: None,
+                ..resonate::server::encrypted::ServerKeys::new(
+                    resonate::noise::Identity::generate(),
+                    dir.join("pairings-server.json"),
+                )
             });
         }
         // The storms are the load under test, so the limits that would turn

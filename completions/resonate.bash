@@ -309,7 +309,7 @@ _resonate() {
             return 0
             ;;
         resonate__subcmd__serve)
-            opts="-v -q -h -V --tone --stdin-format --listen --path --legacy --dialect --accept-v1 --allow-unpaired --approve --revoke --unpair --pair-token --state-dir --name --server-id --loop --repeat --shuffle --grouping --group-name --group --lead-ms --start-delay-ms --codec --opus-bitrate --client --no-mdns --interface --tui --log-file --telemetry --json --demo --demo-seconds --demo-players --max-frame-bytes --max-message-bytes --handshake-timeout-ms --idle-timeout-ms --outbound-queue --max-sessions --max-pending-handshakes --max-messages-per-second --write-timeout-ms --late-audio-ms --send-buffer-bytes --verbose --quiet --help --version pair clients"
+            opts="-v -q -h -V --tone --stdin-format --listen --path --legacy --dialect --accept-v1 --allow-unpaired --approve --revoke --unpair --pair-token --rekey-interval --state-dir --name --server-id --loop --repeat --shuffle --grouping --group-name --group --lead-ms --start-delay-ms --codec --opus-bitrate --client --no-mdns --interface --tui --log-file --telemetry --json --demo --demo-seconds --demo-players --max-frame-bytes --max-message-bytes --handshake-timeout-ms --idle-timeout-ms --outbound-queue --max-sessions --max-pending-handshakes --max-messages-per-second --write-timeout-ms --late-audio-ms --send-buffer-bytes --verbose --quiet --help --version pair clients"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -348,6 +348,10 @@ _resonate() {
                     return 0
                     ;;
                 --pair-token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rekey-interval)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

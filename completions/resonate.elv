@@ -42,6 +42,7 @@ set edit:completion:arg-completer[resonate] = {|@words|
             cand --revoke 'Revoke the stored approval of this unpaired client; repeatable'
             cand --unpair 'Unpair this paired client: when it next connects on its pairing record, it is sent server/unpair, and both sides drop the record (the client connects unpaired from then on). Kept in the state directory until then. Repeatable'
             cand --pair-token 'Pair with the client whose pairing token (SP:0..., printed by play --pairing-token) this is, when it next connects; repeatable. The request is kept in the state directory until the client pairs (serve clients --cancel-pairing drops it), and a client that is already paired is left as it is'
+            cand --rekey-interval 'Rotate the keys of each Sendspin 1.0 session every SECONDS with an in-band re-handshake on the PSK that keys it [default: never]'
             cand --state-dir 'Directory of the server''s Sendspin 1.0 identity (its key pair, whose public key is the server_id) and pairing records; created on first use, files readable by the owner only [default: $XDG_STATE_HOME/resonate, or ~/.local/state/resonate]'
             cand --name 'Friendly server name sent in server/hello'
             cand --server-id 'Server identifier sent in server/hello [default: resonate-HOSTNAME]'

@@ -36,17 +36,10 @@ async fn probe_falls_back_to_sendspin_1_0() {
     let mut config = config_for(wav);
     config.dialect = resonate::dialect::Dialect::Sendspin;
     // No --accept-v1 and no approval: the probe gets no roles.
-    config.keys = Some(ServerKeys {
+    config.keys = Some(ServerKeys::new(
         identity,
-        records_path: dir.path().join("pairings-server.json"),
-        accept_v1: false,
-        allow_unpaired: false,
-        approved: Default::default(),
-        approvals_path: None,
-        pairing_tokens: Vec::new(),
-        unpairs_path: None,
-        pairing_requests_path: None,
-    });
+        dir.path().join("pairings-server.json"),
+    ));
     let server = TestServer::start(config).await;
 
     let report = probe(&endpoint_of(&server.url()), Duration::from_secs(20))

@@ -720,7 +720,7 @@ fn spawn_encrypted_peer_client(
 }
 
 async fn serve_to_peer_client(root: &Path, bit_depth: u16) -> anyhow::Result<()> {
-    serve_to_peer_client_over(root, bit_depth, None, false).await
+    serve_to_peer_client_over(root, bit_depth, None, false, &[]).await
 }
 
 /// Streams to aiosendspin's client: 6.1.1 over cleartext v1 when `suite` is
@@ -729,12 +729,13 @@ async fn serve_to_peer_client(root: &Path, bit_depth: u16) -> anyhow::Result<()>
 ///
 /// With `pair`, the client gets a known key and pairing PSK, and `serve`
 /// gets their pairing token instead of `--allow-unpaired`, so the two pair
-/// by pairing PSK before the stream.
+/// by pairing PSK before the stream. `serve_extra` goes to `serve` as well.
 async fn serve_to_peer_client_over(
     root: &Path,
     bit_depth: u16,
     suite: Option<&str>,
     pair: bool,
+    serve_extra: &[&str],
 ) -> anyhow::Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("resonate-interop")
@@ -763,6 +764,7 @@ async fn serve_to_peer_client_over(
     } else {
         serve_flags.push("--allow-unpaired");
     }
+    serve_flags.extend(serve_extra);
     let (mut serve, url) = match suite {
         Some(_) => start_serve_with(&source_path, &serve_flags),
         None => start_serve(&source_path),
@@ -1085,9 +1087,21 @@ async fn resonate_serve_to_aiosendspin_encrypted_client() -> anyhow::Result<()> 
     let Some(root) = require_peers_root() else {
         return Ok(());
     };
-    serve_to_peer_client_over(&root, 16, Some("25519_ChaChaPoly_SHA256"), false).await?;
-    serve_to_peer_client_over(&root, 24, Some("25519_AESGCM_SHA256"), false).await?;
+    serve_to_peer_client_over(&root, 16, Some("25519_ChaChaPoly_SHA256"), false, &[]).await?;
+    serve_to_peer_client_over(&root, 24, Some("25519_AESGCM_SHA256"), false, &[]).await?;
     Ok(())
+}
+
+/// `serve --rekey-interval 1` rotates the session keys of aiosendspin's
+/// client several times while it streams, and the PCM still arrives exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resonate_serve_rotates_keys_of_aiosendspin_client() -> anyhow::Result<()> {
+    let Some(root) = require_peers_root() else {
+        return Ok(());
+    };
+    let rotate = ["--rekey-interval", "1"];
+    serve_to_peer_client_over(&root, 16, Some("25519_ChaChaPoly_SHA256"), false, &rotate).await?;
+    serve_to_peer_client_over(&root, 16, Some("25519_AESGCM_SHA256"), true, &rotate).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1095,7 +1109,7 @@ async fn resonate_serve_pairs_aiosendspin_client() -> anyhow::Result<()> {
     let Some(root) = require_peers_root() else {
         return Ok(());
     };
-    serve_to_peer_client_over(&root, 16, Some("25519_ChaChaPoly_SHA256"), true).await
+    serve_to_peer_client_over(&root, 16, Some("25519_ChaChaPoly_SHA256"), true, &[]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

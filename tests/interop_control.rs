@@ -264,15 +264,12 @@ async fn aiosendspin_encrypted_controller_metadata_and_artwork_client() -> anyho
     // v1 on the same path for the raw player below.
     config.dialect = resonate::dialect::Dialect::Sendspin;
     config.keys = Some(ServerKeys {
-        identity: resonate::noise::Identity::generate(),
-        records_path: dir.path().join("pairings-server.json"),
         accept_v1: true,
         allow_unpaired: true,
-        approved: Default::default(),
-        approvals_path: None,
-        pairing_tokens: Vec::new(),
-        unpairs_path: None,
-        pairing_requests_path: None,
+        ..ServerKeys::new(
+            resonate::noise::Identity::generate(),
+            dir.path().join("pairings-server.json"),
+        )
     });
     let server = TestServer::start(config).await;
 

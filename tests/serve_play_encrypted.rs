@@ -169,29 +169,74 @@ fn encrypted_and_cleartext_players_share_a_group() {
     assert!(server.interrupt().success(), "serve failed");
 
     for (name, wav) in [("encrypted", &encrypted_wav), ("cleartext", &cleartext_wav)] {
-        let recording = read_recording(wav);
-        let offset_us = recording.first_frame_server_us - start_us;
-        let frame = ((offset_us as f64) * f64::from(RATE) / 1e6).round() as usize;
-        let start = frame * usize::from(CHANNELS);
-        assert!(
-            start < source.len(),
-            "{name}: first frame {frame} is past the source"
-        );
-        let audible = recording.samples.len().min(source.len() - start);
-        assert!(
-            audible * 2 >= source.len(),
-            "{name}: played {audible} of {} samples",
-            source.len()
-        );
-        let first_difference = recording.samples[..audible]
-            .iter()
-            .zip(&source[start..])
-            .position(|(a, b)| a != b);
-        assert_eq!(
-            first_difference, None,
-            "{name}: differs from the source (frame offset {frame})"
-        );
+        assert_played_source(name, wav, &source, start_us);
     }
+}
+
+/// Checks that the recording at `wav` holds at least half of `source`,
+/// sample for sample, from where the program that started at `start_us`
+/// (server clock) was when the recording began.
+fn assert_played_source(name: &str, wav: &Path, source: &[i32], start_us: i64) {
+    let recording = read_recording(wav);
+    let offset_us = recording.first_frame_server_us - start_us;
+    let frame = ((offset_us as f64) * f64::from(RATE) / 1e6).round() as usize;
+    let start = frame * usize::from(CHANNELS);
+    assert!(
+        start < source.len(),
+        "{name}: first frame {frame} is past the source"
+    );
+    let audible = recording.samples.len().min(source.len() - start);
+    assert!(
+        audible * 2 >= source.len(),
+        "{name}: played {audible} of {} samples",
+        source.len()
+    );
+    let first_difference = recording.samples[..audible]
+        .iter()
+        .zip(&source[start..])
+        .position(|(a, b)| a != b);
+    assert_eq!(
+        first_difference, None,
+        "{name}: differs from the source (frame offset {frame})"
+    );
+}
+
+/// `serve --rekey-interval` rotates the session keys with in-band
+/// re-handshakes while it streams, and the player plays on without a gap.
+#[test]
+fn key_rotation_keeps_audio_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let source_path = dir.path().join("source.wav");
+    let source = write_test_wav(&source_path, RATE, CHANNELS, 16, 4.0);
+    let (mut server, url) = start_serve(
+        &source_path,
+        &dir.path().join("server"),
+        &["--allow-unpaired", "--rekey-interval", "1"],
+    );
+    let wav = dir.path().join("rotated.wav");
+    let mut player = start_encrypted_player(
+        &url,
+        &dir.path().join("player"),
+        "25519_ChaChaPoly_SHA256",
+        &wav,
+    );
+    let started = server.wait_event("program_started", PATIENCE);
+    let start_us = started["start_us"].as_i64().unwrap();
+    server.wait_event("program_ended", PATIENCE);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(player.interrupt().success());
+    assert!(server.interrupt().success());
+    // The player's whole output is in `seen` once it exited: one session.
+    let count = |name: &str| {
+        player
+            .seen
+            .iter()
+            .filter(|event| event["event"] == name)
+            .count()
+    };
+    assert_eq!(count("connected"), 1, "{:?}", player.seen);
+    assert_eq!(count("disconnected"), 0, "{:?}", player.seen);
+    assert_played_source("rotated", &wav, &source, start_us);
 }
 
 #[test]

@@ -197,6 +197,12 @@ pub trait WireCodec: Send {
     fn take_replies(&mut self) -> Vec<WsMessage> {
         Vec::new()
     }
+
+    /// Checks the codec's own deadlines, such as the one for the peer's
+    /// part of a re-handshake; an error closes the session.
+    fn check_timers(&mut self) -> Result<(), DecodeError> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -75,6 +75,38 @@ pub struct RekeyKeys {
     pub handshake_hash: Vec<u8>,
 }
 
+/// A server's keys for in-band re-handshakes that rotate a session's keys
+/// at an interval, on the PSK that keys the session.
+pub struct KeyRotation {
+    pub identity: crate::noise::Identity,
+    pub client_key: [u8; crate::noise::identity::KEY_LEN],
+    pub suite: crate::noise::Suite,
+    pub psk: crate::noise::PskChoice,
+    /// The hash of the last handshake, the prologue of the next.
+    pub handshake_hash: Vec<u8>,
+    pub interval: std::time::Duration,
+    /// Time the client has for Noise message 2.
+    pub timeout: std::time::Duration,
+}
+
+/// The state of a server's key rotation.
+struct Rotation {
+    keys: KeyRotation,
+    due: std::time::Instant,
+    /// Message 1 went out: the handshake waiting for message 2, and the
+    /// time by which it must come.
+    pending: Option<(
+        crate::noise::handshake::PendingRehandshake,
+        std::time::Instant,
+    )>,
+    /// Plaintexts the engine sent while a re-handshake ran; they go out
+    /// under the new keys, after the `server/activate` the spec puts first.
+    held: Vec<Vec<u8>>,
+    /// The `server/activate` of the session, sent again after each
+    /// re-handshake.
+    activation: Option<String>,
+}
+
 /// The per-connection codec of Sendspin 1.0.
 pub struct SendspinCodec {
     side: CodecSide,
@@ -102,6 +134,8 @@ pub struct SendspinCodec {
     /// Frames encoded after the client responded to a re-handshake and
     /// before the server's next `server/activate`, which the spec holds back.
     held_frames: Option<Vec<WsMessage>>,
+    /// Key rotation by in-band re-handshakes (server side).
+    rotation: Option<Rotation>,
     /// The last `available` value a client reported; 1.0 wants it in every
     /// `client/state`, v1 sends the state only when it changes.
     available: bool,
@@ -284,6 +318,7 @@ impl SendspinCodec {
             rekey: None,
             replies: Vec::new(),
             held_frames: None,
+            rotation: None,
             available: true,
             ever_available: false,
             player_commands: json!([]),
@@ -310,6 +345,7 @@ impl SendspinCodec {
             rekey: None,
             replies: Vec::new(),
             held_frames: None,
+            rotation: None,
             available: true,
             ever_available: false,
             player_commands: json!([]),
@@ -331,6 +367,19 @@ impl SendspinCodec {
     /// Notes that `client/hello` went out before the session started.
     pub fn mark_hello_sent(&mut self) {
         self.hello_sent = true;
+    }
+
+    /// Makes a server codec rotate the session keys at `keys.interval`. The
+    /// first rotation comes one interval after the session's activation.
+    pub fn with_key_rotation(mut self, keys: KeyRotation) -> Self {
+        self.rotation = Some(Rotation {
+            due: std::time::Instant::now() + keys.interval,
+            keys,
+            pending: None,
+            held: Vec::new(),
+            activation: None,
+        });
+        self
     }
 
     /// Lets a client codec respond to in-band re-handshakes with `keys`.
@@ -395,11 +444,15 @@ impl SendspinCodec {
                     .iter()
                     .filter(|role| !(hidden_metadata && role.as_str() == "metadata@v1"))
                     .collect();
-                json!({
+                let activation = json!({
                     "type": "server/activate",
                     "payload": { "activities": activities, "active_roles": active_roles },
                 })
-                .to_string()
+                .to_string();
+                if let Some(rotation) = self.rotation.as_mut() {
+                    rotation.activation = Some(activation.clone());
+                }
+                activation
             }
             (CodecSide::Server, Message::ServerState(_)) => {
                 let mut news = true;
@@ -517,6 +570,7 @@ impl SendspinCodec {
                 return self.on_activate(&type_name, payload);
             }
             (CodecSide::Client, "noise/handshake") => return self.respond_to_rehandshake(&value),
+            (CodecSide::Server, "noise/handshake") => return self.finish_rotation(&value),
             (CodecSide::Client, "server/unpair") => {
                 if self.category == PskCategory::LongTerm {
                     return Ok(Incoming::Unpaired);
@@ -651,6 +705,64 @@ impl SendspinCodec {
         Ok(Incoming::Consumed)
     }
 
+    /// Starts a key rotation when one is due and the session is active:
+    /// returns Noise message 1 sealed under the current keys. Returns
+    /// `None` when no rotation starts.
+    fn start_rotation(&mut self) -> Option<Vec<WsMessage>> {
+        let rotation = self.rotation.as_mut()?;
+        let now = std::time::Instant::now();
+        if rotation.pending.is_some() || rotation.activation.is_none() || now < rotation.due {
+            return None;
+        }
+        let keys = &rotation.keys;
+        let started = crate::noise::handshake::start_rehandshake(
+            &mut self.channel,
+            &keys.identity,
+            &keys.client_key,
+            keys.suite,
+            &keys.handshake_hash,
+            &keys.psk,
+        );
+        match started {
+            Ok((message_1, pending)) => {
+                tracing::debug!(client = %self.peer_id, "rotating the session keys");
+                rotation.pending = Some((pending, now + keys.timeout));
+                Some(message_1.into_iter().map(WsMessage::binary).collect())
+            }
+            Err(err) => {
+                tracing::warn!(client = %self.peer_id, cause = %err, "cannot start a key rotation; keeping the session keys");
+                self.rotation = None;
+                None
+            }
+        }
+    }
+
+    /// Takes Noise message 2 of a key rotation: puts the new keys in place,
+    /// then queues the session's `server/activate` and the held plaintexts
+    /// under them.
+    fn finish_rotation(&mut self, message_2: &Value) -> Result<Incoming, DecodeError> {
+        let unexpected = || {
+            DecodeError::Transport("noise/handshake from the client outside a re-handshake".into())
+        };
+        let rotation = self.rotation.as_mut().ok_or_else(unexpected)?;
+        let (pending, _) = rotation.pending.take().ok_or_else(unexpected)?;
+        let hash = pending
+            .finish(&mut self.channel, message_2)
+            .map_err(|err| DecodeError::Transport(format!("key rotation failed: {err}")))?;
+        rotation.keys.handshake_hash = hash;
+        rotation.due = std::time::Instant::now() + rotation.keys.interval;
+        let activation = rotation.activation.clone().unwrap_or_default();
+        let mut plaintexts = vec![json_plaintext(&activation)];
+        plaintexts.append(&mut rotation.held);
+        let frames: Vec<WsMessage> = plaintexts
+            .into_iter()
+            .flat_map(|plaintext| self.channel.seal(plaintext))
+            .map(WsMessage::binary)
+            .collect();
+        self.replies.extend(frames);
+        Ok(Incoming::Consumed)
+    }
+
     fn on_activate(
         &mut self,
         type_name: &str,
@@ -752,13 +864,15 @@ impl WireCodec for SendspinCodec {
     }
 
     fn encode(&mut self, outgoing: &Outgoing) -> Option<WsMessage> {
-        if self.held_frames.is_some() {
-            // Frames held back during a re-handshake carry the first
-            // nonces of the new keys, so nothing may overtake them.
-            tracing::debug!("leaving out a goodbye while a re-handshake completes");
+        let rotating = self.rotation.as_ref().is_some_and(|r| r.pending.is_some());
+        if self.held_frames.is_some() || rotating {
+            // Held frames carry the first nonces of the new keys, so nothing
+            // may overtake them. The spec also keeps messages back meanwhile.
+            tracing::debug!("leaving out a message while a re-handshake completes");
             return None;
         }
-        let mut frames = self.seal_outgoing(outgoing);
+        let plaintexts = self.plaintexts_of(outgoing);
+        let mut frames = self.seal(plaintexts);
         if frames.len() != 1 {
             // Only small messages go through this path (goodbye,
             // server/time); every other write uses encode_frames.
@@ -772,13 +886,43 @@ impl WireCodec for SendspinCodec {
     }
 
     fn encode_frames(&mut self, outgoing: &Outgoing) -> Vec<WsMessage> {
-        let frames = self.seal_outgoing(outgoing);
+        // A rotation starts only after the activation went out, so that
+        // message is never held.
+        let message_1 = self.start_rotation();
+        let plaintexts = self.plaintexts_of(outgoing);
+        if let Some(message_1) = message_1 {
+            self.hold(plaintexts);
+            return message_1;
+        }
+        if plaintexts.is_empty() {
+            return Vec::new();
+        }
+        if let Some(rotation) = self.rotation.as_mut().filter(|r| r.pending.is_some()) {
+            rotation.held.extend(plaintexts);
+            return Vec::new();
+        }
+        let frames = self.seal(plaintexts);
         match self.held_frames.as_mut() {
             Some(held) => {
                 held.extend(frames);
                 Vec::new()
             }
             None => frames,
+        }
+    }
+
+    fn check_timers(&mut self) -> Result<(), DecodeError> {
+        let Some(rotation) = &self.rotation else {
+            return Ok(());
+        };
+        match &rotation.pending {
+            Some((_, deadline)) if std::time::Instant::now() > *deadline => {
+                Err(DecodeError::Transport(format!(
+                    "the client sent no Noise message 2 of a key rotation within {:?}",
+                    rotation.keys.timeout
+                )))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -808,29 +952,44 @@ impl WireCodec for SendspinCodec {
 }
 
 impl SendspinCodec {
-    /// Encodes and seals `outgoing` into the frames that carry it.
-    fn seal_outgoing(&mut self, outgoing: &Outgoing) -> Vec<WsMessage> {
+    /// Encodes `outgoing` into the plaintexts that carry it, each with its
+    /// type byte.
+    fn plaintexts_of(&mut self, outgoing: &Outgoing) -> Vec<Vec<u8>> {
         if self.hello_sent && matches!(outgoing, Outgoing::Message(Message::ClientHello(_))) {
             return Vec::new();
         }
-        let plaintexts = match outgoing {
-            Outgoing::Message(message) => {
-                let Some(text) = self.message_text(message) else {
-                    return Vec::new();
-                };
-                let mut bytes = Vec::with_capacity(text.len() + 1);
-                bytes.push(0);
-                bytes.extend_from_slice(text.as_bytes());
-                vec![bytes]
-            }
+        match outgoing {
+            Outgoing::Message(message) => match self.message_text(message) {
+                Some(text) => vec![json_plaintext(&text)],
+                None => Vec::new(),
+            },
             Outgoing::Binary(frame) => self.binary_plaintexts(frame),
-        };
+        }
+    }
+
+    /// Seals plaintexts into the frames that carry them.
+    fn seal(&mut self, plaintexts: Vec<Vec<u8>>) -> Vec<WsMessage> {
         plaintexts
             .into_iter()
             .flat_map(|plaintext| self.channel.seal(plaintext))
             .map(WsMessage::binary)
             .collect()
     }
+
+    /// Holds plaintexts back until the running key rotation ends.
+    fn hold(&mut self, plaintexts: Vec<Vec<u8>>) {
+        if let Some(rotation) = self.rotation.as_mut() {
+            rotation.held.extend(plaintexts);
+        }
+    }
+}
+
+/// Returns the type-0 plaintext of a JSON message.
+fn json_plaintext(text: &str) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(text.len() + 1);
+    bytes.push(0);
+    bytes.extend_from_slice(text.as_bytes());
+    bytes
 }
 
 /// Metadata fields of v1 that a 1.0 metadata object leaves out when they
@@ -901,9 +1060,10 @@ mod tests {
 
     #[test]
     fn later_activation_reaches_session_when_roles_change() {
-        let (mut server, client_end) = crate::noise::handshake::channel_pair();
+        let channels = crate::noise::handshake::channel_pair();
+        let mut server = channels.server;
         let mut client = SendspinCodec::client(
-            client_end,
+            channels.client,
             "server-id".into(),
             "server".into(),
             PskCategory::Sentinel,
@@ -1086,5 +1246,93 @@ mod tests {
         let messages = artwork_messages(&clear);
         assert_eq!(messages.len(), 1, "an empty image is the announce alone");
         assert_eq!(messages[0][10..], [0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn key_rotation_round_trip() {
+        use crate::noise::{PskChoice, Suite};
+        use crate::protocol::{ServerHello, ServerTime};
+
+        let channels = crate::noise::handshake::channel_pair();
+        let rekey = RekeyKeys {
+            identity: channels.client_identity.clone(),
+            suite: Suite::ChaChaPoly,
+            records_path: std::path::PathBuf::from("/nonexistent/pairings-player.json"),
+            pairing_psk: None,
+            handshake_hash: channels.handshake_hash.clone(),
+        };
+        let rotation = KeyRotation {
+            identity: channels.server_identity.clone(),
+            client_key: *channels.client_identity.public_key(),
+            suite: Suite::ChaChaPoly,
+            psk: PskChoice::sentinel(),
+            handshake_hash: channels.handshake_hash.clone(),
+            interval: std::time::Duration::ZERO,
+            timeout: std::time::Duration::from_secs(10),
+        };
+        let client_id = channels.client_identity.id();
+        let mut server = SendspinCodec::server(channels.server, client_id, PskCategory::Sentinel)
+            .with_key_rotation(rotation);
+        let mut client = SendspinCodec::client(
+            channels.client,
+            channels.server_identity.id(),
+            "server".into(),
+            PskCategory::Sentinel,
+            ClientPairing::default(),
+        )
+        .with_rekey(rekey);
+        let deliver_all = |frames: Vec<WsMessage>, to: &mut SendspinCodec| -> Vec<Incoming> {
+            frames
+                .into_iter()
+                .map(|frame| to.decode(frame).unwrap())
+                .filter(|incoming| *incoming != Incoming::Consumed)
+                .collect()
+        };
+
+        // The activation goes out as usual, and arms the rotation.
+        let hello = Outgoing::Message(Message::ServerHello(ServerHello {
+            server_id: "server".into(),
+            name: "server".into(),
+            version: 1,
+            active_roles: vec!["player@v1".into()],
+            connection_reason: ConnectionReason::Playback,
+        }));
+        let activation = server.encode_frames(&hello);
+        assert_eq!(deliver_all(activation, &mut client).len(), 1);
+
+        // The next message starts a rotation: message 1 goes out, and the
+        // message waits for the new keys.
+        let time = Outgoing::Message(Message::ServerTime(ServerTime {
+            client_transmitted: 1,
+            server_received: 2,
+            server_transmitted: 3,
+        }));
+        let message_1 = server.encode_frames(&time);
+        assert_eq!(message_1.len(), 1);
+        assert!(
+            server.encode_frames(&time).is_empty(),
+            "held during the rotation"
+        );
+        assert_eq!(deliver_all(message_1, &mut client), []);
+        let message_2 = client.take_replies();
+        assert_eq!(message_2.len(), 1);
+
+        // Message 2 switches the server's keys; the activation comes first
+        // under them, then the two held messages.
+        assert_eq!(deliver_all(message_2, &mut server), []);
+        let after = server.take_replies();
+        assert_eq!(after.len(), 3);
+        let received = deliver_all(after, &mut client);
+        assert!(
+            matches!(
+                received.as_slice(),
+                [
+                    Incoming::Message(Message::ServerTime(_)),
+                    Incoming::Message(Message::ServerTime(_))
+                ]
+            ),
+            "{received:?}"
+        );
+        assert!(server.check_timers().is_ok());
     }
 }

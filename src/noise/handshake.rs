@@ -115,10 +115,20 @@ pub struct Channel {
     reassembler: Reassembler,
 }
 
-/// Returns the two ends of a channel keyed by a Sentinel-PSK handshake run
-/// in memory: the server's, then the client's. Codec tests use it.
+/// Both ends of a channel keyed by a Sentinel-PSK handshake run in memory,
+/// for codec tests.
 #[cfg(test)]
-pub(crate) fn channel_pair() -> (Channel, Channel) {
+pub(crate) struct TestChannels {
+    pub server: Channel,
+    pub client: Channel,
+    pub server_identity: Identity,
+    pub client_identity: Identity,
+    pub handshake_hash: Vec<u8>,
+}
+
+/// Runs a Sentinel-PSK handshake in memory and returns both ends.
+#[cfg(test)]
+pub(crate) fn channel_pair() -> TestChannels {
     let (server, client) = (Identity::generate(), Identity::generate());
     let params = || Suite::ChaChaPoly.noise_params();
     let sentinel = PskChoice::sentinel().psk;
@@ -143,10 +153,14 @@ pub(crate) fn channel_pair() -> (Channel, Channel) {
     initiator
         .read_message(&message[..len], &mut payload)
         .unwrap();
-    (
-        Channel::new(initiator.into_transport_mode().unwrap()),
-        Channel::new(responder.into_transport_mode().unwrap()),
-    )
+    let handshake_hash = initiator.get_handshake_hash().to_vec();
+    TestChannels {
+        server: Channel::new(initiator.into_transport_mode().unwrap()),
+        client: Channel::new(responder.into_transport_mode().unwrap()),
+        server_identity: server,
+        client_identity: client,
+        handshake_hash,
+    }
 }
 
 /// An incoming transport message that cannot be used.
@@ -655,6 +669,40 @@ pub async fn rehandshake_server<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let (message_1, pending) =
+        start_rehandshake(channel, identity, client_key, suite, prologue, choice)?;
+    for frame in message_1 {
+        ws.feed(WsMessage::binary(frame)).await?;
+    }
+    ws.flush().await?;
+
+    let message_2 = loop {
+        let message = receive_json(ws, channel, "Noise message 2", timeout).await?;
+        if message.get("type").and_then(Value::as_str) == Some("noise/handshake") {
+            break message;
+        }
+        tracing::debug!(message_type = ?message.get("type"), "discarding a message sent before the re-handshake");
+    };
+    pending.finish(channel, &message_2)
+}
+
+/// The server's side of an in-band re-handshake after Noise message 1 went
+/// out, waiting for message 2.
+pub struct PendingRehandshake {
+    state: snow::HandshakeState,
+}
+
+/// Starts the server side of an in-band re-handshake without I/O: returns
+/// Noise message 1 as a `noise/handshake` sealed under the current keys,
+/// and the state that takes message 2.
+pub fn start_rehandshake(
+    channel: &mut Channel,
+    identity: &Identity,
+    client_key: &[u8; KEY_LEN],
+    suite: Suite,
+    prologue: &[u8],
+    choice: &PskChoice,
+) -> Result<(Vec<Vec<u8>>, PendingRehandshake), HandshakeError> {
     let mut state = snow::Builder::new(suite.noise_params())
         .local_private_key(identity.private_key())
         .remote_public_key(client_key)
@@ -667,24 +715,30 @@ where
     .expect("the message 1 payload serializes");
     let mut message_1 = vec![0u8; MAX_NOISE_MESSAGE];
     let len = state.write_message(&payload, &mut message_1)?;
-    send_json(ws, channel, &handshake_message(&message_1[..len])).await?;
+    let frames = channel.seal_json(&handshake_message(&message_1[..len]));
+    Ok((frames, PendingRehandshake { state }))
+}
 
-    let message_2 = loop {
-        let message = receive_json(ws, channel, "Noise message 2", timeout).await?;
-        if message.get("type").and_then(Value::as_str) == Some("noise/handshake") {
-            break handshake_data(&message, "Noise message 2")?;
-        }
-        tracing::debug!(message_type = ?message.get("type"), "discarding a message sent before the re-handshake");
-    };
-    let mut payload = vec![0u8; message_2.len()];
-    state
-        .read_message(&message_2, &mut payload)
-        .map_err(|_| HandshakeError::Authentication {
-            what: "Noise message 2",
+impl PendingRehandshake {
+    /// Reads Noise message 2, the client's `noise/handshake`, and puts the
+    /// new keys in place in `channel`. Returns the new handshake hash.
+    pub fn finish(
+        self,
+        channel: &mut Channel,
+        message_2: &Value,
+    ) -> Result<Vec<u8>, HandshakeError> {
+        let mut state = self.state;
+        let message_2 = handshake_data(message_2, "Noise message 2")?;
+        let mut payload = vec![0u8; message_2.len()];
+        state.read_message(&message_2, &mut payload).map_err(|_| {
+            HandshakeError::Authentication {
+                what: "Noise message 2",
+            }
         })?;
-    let hash = state.get_handshake_hash().to_vec();
-    channel.rekey(state.into_transport_mode()?);
-    Ok(hash)
+        let hash = state.get_handshake_hash().to_vec();
+        channel.rekey(state.into_transport_mode()?);
+        Ok(hash)
+    }
 }
 
 /// Runs the client side of an in-band re-handshake after `message_1`, the

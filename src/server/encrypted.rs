@@ -13,6 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 
+use crate::dialect::sendspin::KeyRotation;
 use crate::dialect::{Dialect, SendspinCodec, WireCodec};
 use crate::noise::handshake::{self, Channel, HandshakeError, PskChoice, ServerOptions};
 use crate::noise::identity::decode_key;
@@ -48,10 +49,33 @@ pub struct ServerKeys {
     /// client in it that connects on its pairing record is sent
     /// `server/unpair`, and both sides drop the record.
     pub unpairs_path: Option<PathBuf>,
+    /// Interval of in-band re-handshakes that rotate the keys of each
+    /// session on the PSK that keys it; `None` keeps a session's keys.
+    pub key_rotation: Option<Duration>,
     /// File of the pairings requested while the server runs, read on every
     /// connection: a client in it with a token is paired by its pairing
     /// PSK, and one with a static code by that code once it offers it.
     pub pairing_requests_path: Option<PathBuf>,
+}
+
+impl ServerKeys {
+    /// Returns the keys of a server with `identity` and the pairing records
+    /// at `records_path`, which admits only paired clients, keeps no other
+    /// state files and keeps each session's keys.
+    pub fn new(identity: Identity, records_path: PathBuf) -> ServerKeys {
+        ServerKeys {
+            identity,
+            records_path,
+            accept_v1: false,
+            allow_unpaired: false,
+            approved: HashSet::new(),
+            approvals_path: None,
+            pairing_tokens: Vec::new(),
+            unpairs_path: None,
+            key_rotation: None,
+            pairing_requests_path: None,
+        }
+    }
 }
 
 /// An accepted connection ready for its session: dialect, codec and any
@@ -256,8 +280,33 @@ where
         tracing::warn!(%peer, client = %client_id, "unpaired client is not approved, so it gets no roles; while serving, approve it with resonate serve clients --approve {client_id} or pair it with serve clients --pair-token TOKEN or --pair-code {client_id}=CODE (same --state-dir), or restart with --allow-unpaired");
     }
     tracing::info!(%peer, client = %client_id, category = established.category.code(), suite = %established.suite, "Noise handshake done");
-    let codec =
+    let rotation = keys.key_rotation.and_then(|interval| {
+        let psk = match established.category {
+            PskCategory::LongTerm => records
+                .as_ref()
+                .and_then(|records| records.record_of(&client_id))
+                .and_then(|record| record.psk_bytes())
+                .map(|psk| PskChoice {
+                    psk,
+                    category: PskCategory::LongTerm,
+                })?,
+            _ => PskChoice::sentinel(),
+        };
+        Some(KeyRotation {
+            identity: keys.identity.clone(),
+            client_key: decode_key(&client_id).ok()?,
+            suite: established.suite,
+            psk,
+            handshake_hash: established.handshake_hash.clone(),
+            interval,
+            timeout,
+        })
+    });
+    let mut codec =
         SendspinCodec::server(channel, client_id, established.category).with_admission(admitted);
+    if let Some(rotation) = rotation {
+        codec = codec.with_key_rotation(rotation);
+    }
     Some(Opened {
         dialect: Dialect::Sendspin,
         codec: Box::new(codec),
@@ -768,15 +817,10 @@ mod tests {
 
     fn keys_in(dir: &std::path::Path) -> ServerKeys {
         ServerKeys {
-            identity: Identity::generate(),
-            records_path: dir.join("pairings-server.json"),
-            accept_v1: false,
-            allow_unpaired: false,
-            approved: HashSet::new(),
             approvals_path: Some(dir.join("approvals-server.json")),
-            pairing_tokens: Vec::new(),
             unpairs_path: Some(dir.join("unpairs-server.json")),
             pairing_requests_path: Some(dir.join("pairing-requests-server.json")),
+            ..ServerKeys::new(Identity::generate(), dir.join("pairings-server.json"))
         }
     }
 

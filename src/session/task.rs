@@ -448,6 +448,9 @@ where
         if self.last_heard.elapsed() > self.limits.idle_timeout {
             return Err(CloseCause::IdleTimeout);
         }
+        self.codec
+            .check_timers()
+            .map_err(|err| CloseCause::ProtocolError(err.to_string()))?;
         // The payload is the local send time, so the pong gives the round
         // trip without keeping state.
         let sent_us = now_us().to_be_bytes().to_vec();
