@@ -226,6 +226,7 @@ fn key_rotation_keeps_audio_exact() {
     std::thread::sleep(Duration::from_millis(500));
     assert!(player.interrupt().success());
     assert!(server.interrupt().success());
+
     // The player's whole output is in `seen` once it exited: one session.
     let count = |name: &str| {
         player
@@ -817,6 +818,7 @@ fn failed_clients_run_writes_nothing() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("unpairs-server.json"), "{stderr}");
+
     let approvals = resonate::noise::ClientIdSet::load(
         &server_state.join("approvals-server.json"),
         resonate::noise::APPROVALS,

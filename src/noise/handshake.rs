@@ -153,6 +153,7 @@ pub(crate) fn channel_pair() -> TestChannels {
     initiator
         .read_message(&message[..len], &mut payload)
         .unwrap();
+
     let handshake_hash = initiator.get_handshake_hash().to_vec();
     TestChannels {
         server: Channel::new(initiator.into_transport_mode().unwrap()),
