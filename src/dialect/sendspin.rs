@@ -582,10 +582,14 @@ impl SendspinCodec {
             .and_then(Value::as_array)
             .ok_or_else(|| invalid("activities is missing or not a list"))?;
         let playback = activities.iter().any(|activity| activity == "playback");
-        let active_roles = payload
-            .get("active_roles")
-            .cloned()
-            .unwrap_or_else(|| json!([]));
+        // A later server/activate may leave active_roles out, which keeps the
+        // roles of the one before it: aiosendspin 10.2.1 sends only
+        // activities when its group starts or stops playing.
+        let active_roles = match payload.get("active_roles") {
+            Some(roles) => roles.clone(),
+            None if self.activated => self.activation.0.clone(),
+            None => json!([]),
+        };
         let activation = (active_roles.clone(), playback);
         if self.activated && activation == self.activation {
             tracing::debug!(server = %self.peer_id, playback, "server changed its activities");
@@ -821,6 +825,43 @@ mod tests {
         );
         let again = activation(json!(["player@v1"]), json!(["playback"]));
         assert_eq!(deliver(&mut server, &mut client, again), Incoming::Consumed);
+    }
+
+    #[test]
+    fn later_activation_without_roles_keeps_them() {
+        let (mut server, client_end) = crate::noise::handshake::channel_pair();
+        let mut client = SendspinCodec::client(
+            client_end,
+            "server-id".into(),
+            "server".into(),
+            PskCategory::Sentinel,
+            ClientPairing::default(),
+        );
+        let first = deliver(
+            &mut server,
+            &mut client,
+            activation(json!(["player@v1", "controller@v1"]), json!([])),
+        );
+        assert!(
+            matches!(first, Incoming::Message(Message::ServerHello(_))),
+            "the first activation: {first:?}"
+        );
+
+        let playback = json!({ "type": "server/activate", "payload": { "activities": ["playback"] } });
+        let Incoming::Message(Message::ServerHello(hello)) =
+            deliver(&mut server, &mut client, playback)
+        else {
+            panic!("a change of activities reaches the session");
+        };
+        assert_eq!(hello.active_roles, ["player@v1", "controller@v1"]);
+        assert_eq!(hello.connection_reason, ConnectionReason::Playback);
+
+        let same = activation(json!(["player@v1", "controller@v1"]), json!(["playback"]));
+        assert_eq!(
+            deliver(&mut server, &mut client, same),
+            Incoming::Consumed,
+            "the same roles, now stated"
+        );
     }
 
     #[test]
