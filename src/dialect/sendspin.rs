@@ -847,7 +847,8 @@ mod tests {
             "the first activation: {first:?}"
         );
 
-        let playback = json!({ "type": "server/activate", "payload": { "activities": ["playback"] } });
+        let playback =
+            json!({ "type": "server/activate", "payload": { "activities": ["playback"] } });
         let Incoming::Message(Message::ServerHello(hello)) =
             deliver(&mut server, &mut client, playback)
         else {
