@@ -324,6 +324,12 @@ impl SendspinCodec {
         self.category
     }
 
+    /// Records the PSK category that keys the session after an in-band
+    /// re-handshake, such as the long-term PSK at the end of pairing.
+    pub fn set_category(&mut self, category: PskCategory) {
+        self.category = category;
+    }
+
     /// Encodes `message` in its 1.0 form, or returns `None` when the
     /// message has nothing for a 1.0 client.
     fn message_text(&mut self, message: &Message) -> Option<String> {
@@ -825,6 +831,30 @@ mod tests {
         );
         let again = activation(json!(["player@v1"]), json!(["playback"]));
         assert_eq!(deliver(&mut server, &mut client, again), Incoming::Consumed);
+    }
+
+    #[test]
+    fn unpair_after_pairing_reaches_session() {
+        let (mut server, client_end) = crate::noise::handshake::channel_pair();
+        let mut client = SendspinCodec::client(
+            client_end,
+            "server-id".into(),
+            "server".into(),
+            PskCategory::Pairing,
+            ClientPairing::default(),
+        );
+        let unpair = json!({ "type": "server/unpair", "payload": {} });
+        assert_eq!(
+            deliver(&mut server, &mut client, unpair.clone()),
+            Incoming::Consumed,
+            "server/unpair before the session is paired"
+        );
+
+        client.set_category(PskCategory::LongTerm);
+        assert_eq!(
+            deliver(&mut server, &mut client, unpair),
+            Incoming::Unpaired
+        );
     }
 
     #[test]

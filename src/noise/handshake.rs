@@ -691,7 +691,8 @@ where
 /// encrypted `noise/handshake` the server sent, arrived. Message 2 goes out
 /// under the old keys, and `channel` then uses the new ones. A `psk_id`
 /// this client holds no PSK for fails, as the Sentinel fallback applies only
-/// to the first handshake. Returns the new handshake hash.
+/// to the first handshake. Returns the new handshake hash and the category of
+/// the PSK that now keys the session.
 pub async fn rehandshake_client<S>(
     ws: &mut WebSocketStream<S>,
     channel: &mut Channel,
@@ -699,7 +700,7 @@ pub async fn rehandshake_client<S>(
     options: ClientOptions<'_>,
     server_id: &str,
     prologue: &[u8],
-) -> Result<Vec<u8>, HandshakeError>
+) -> Result<(Vec<u8>, PskCategory), HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -729,7 +730,7 @@ where
     send_json(ws, channel, &handshake_message(&message_2[..len])).await?;
     let hash = state.get_handshake_hash().to_vec();
     channel.rekey(state.into_transport_mode()?);
-    Ok(hash)
+    Ok((hash, category))
 }
 
 /// Returns the Noise bytes in the `data` of a `noise/handshake` message.
@@ -1135,7 +1136,7 @@ mod tests {
         client_identity: &Identity,
     ) -> (
         Result<Vec<u8>, HandshakeError>,
-        Result<Vec<u8>, HandshakeError>,
+        Result<(Vec<u8>, PskCategory), HandshakeError>,
         Established,
         Established,
         WebSocketStream<DuplexStream>,
@@ -1234,8 +1235,9 @@ mod tests {
         let (server_result, client_result, mut client, mut server, _client_ws, _server_ws) =
             rehandshake(choice, Some(&records), &server_identity, &client_identity).await;
         let server_hash = server_result.unwrap();
-        let client_hash = client_result.unwrap();
+        let (client_hash, category) = client_result.unwrap();
         assert_eq!(server_hash, client_hash, "handshake hashes");
+        assert_eq!(category, PskCategory::LongTerm, "the new PSK's category");
         assert_ne!(
             server_hash, server.handshake_hash,
             "the re-handshake kept the old hash"

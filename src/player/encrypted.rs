@@ -305,7 +305,7 @@ where
         expected_server: Some(server_id),
         timeout,
     };
-    handshake::rehandshake_client(
+    let (_, category) = handshake::rehandshake_client(
         ws,
         codec.channel_mut(),
         &message_1,
@@ -314,6 +314,8 @@ where
         handshake_hash,
     )
     .await?;
+    // The session is paired from here on, so a later server/unpair applies.
+    codec.set_category(category);
     Ok(())
 }
 
