@@ -6,8 +6,8 @@
 //!   (`SendspinServer.trust_unpaired`), which sends a new `server/activate`
 //!   with the player's roles: play reports `reactivated` and plays the file;
 //! - the operator unpairs a paired player (`SendspinServer.unpair`), which
-//!   sends `server/unpair`: play drops its pairing record, says goodbye
-//!   `unpaired` and connects again unpaired.
+//!   sends `server/unpair`: play drops its pairing record, sends
+//!   `client/goodbye` with reason `unpaired` and connects again unpaired.
 //!
 //! The peer runs in the peers root (`tests/peers/README.md`); without it
 //! the tests print why they skipped, when `RESONATE_SKIP_PEERS=1` allows
@@ -296,7 +296,7 @@ async fn trust_at_run_time_starts_playback() -> anyhow::Result<()> {
     assert!(status.success(), "resonate play exited with {status}");
 
     // aiosendspin sends a later server/activate with activities only when
-    // the stream starts. It keeps the player's roles, and play must say so.
+    // the stream starts. It keeps the player's roles, and play must report them.
     let reactivations: Vec<&Value> = play
         .seen
         .iter()
