@@ -406,6 +406,12 @@ impl SendspinCodec {
         self.category
     }
 
+    /// Records the PSK category that keys the session after an in-band
+    /// re-handshake, such as the long-term PSK at the end of pairing.
+    pub fn set_category(&mut self, category: PskCategory) {
+        self.category = category;
+    }
+
     /// Encodes `message` in its 1.0 form, or returns `None` when the
     /// message has nothing for a 1.0 client.
     fn message_text(&mut self, message: &Message) -> Option<String> {
@@ -777,10 +783,14 @@ impl SendspinCodec {
             .and_then(Value::as_array)
             .ok_or_else(|| invalid("activities is missing or not a list"))?;
         let playback = activities.iter().any(|activity| activity == "playback");
-        let active_roles = payload
-            .get("active_roles")
-            .cloned()
-            .unwrap_or_else(|| json!([]));
+        // A later server/activate may leave active_roles out, which keeps the
+        // roles of the one before it: aiosendspin 10.2.1 sends only
+        // activities when its group starts or stops playing.
+        let active_roles = match payload.get("active_roles") {
+            Some(roles) => roles.clone(),
+            None if self.activated => self.activation.0.clone(),
+            None => json!([]),
+        };
         let activation = (active_roles.clone(), playback);
         if self.activated && activation == self.activation {
             tracing::debug!(server = %self.peer_id, playback, "server changed its activities");
@@ -1054,21 +1064,27 @@ mod tests {
         incoming
     }
 
+    /// Returns the server's end of a channel and a client codec on the other
+    /// end, keyed by a PSK of `category`.
+    fn client_codec(category: PskCategory) -> (Channel, SendspinCodec) {
+        let channels = crate::noise::handshake::channel_pair();
+        let client = SendspinCodec::client(
+            channels.client,
+            "server-id".into(),
+            "server".into(),
+            category,
+            ClientPairing::default(),
+        );
+        (channels.server, client)
+    }
+
     fn activation(roles: Value, activities: Value) -> Value {
         json!({ "type": "server/activate", "payload": { "activities": activities, "active_roles": roles } })
     }
 
     #[test]
     fn later_activation_reaches_session_when_roles_change() {
-        let channels = crate::noise::handshake::channel_pair();
-        let mut server = channels.server;
-        let mut client = SendspinCodec::client(
-            channels.client,
-            "server-id".into(),
-            "server".into(),
-            PskCategory::Sentinel,
-            ClientPairing::default(),
-        );
+        let (mut server, mut client) = client_codec(PskCategory::Sentinel);
         let roles_of = |incoming: Incoming| match incoming {
             Incoming::Message(Message::ServerHello(hello)) => {
                 Some((hello.active_roles, hello.connection_reason))
@@ -1088,6 +1104,54 @@ mod tests {
         );
         let again = activation(json!(["player@v1"]), json!(["playback"]));
         assert_eq!(deliver(&mut server, &mut client, again), Incoming::Consumed);
+    }
+
+    #[test]
+    fn unpair_after_pairing_reaches_session() {
+        let (mut server, mut client) = client_codec(PskCategory::Pairing);
+        let unpair = json!({ "type": "server/unpair", "payload": {} });
+        assert_eq!(
+            deliver(&mut server, &mut client, unpair.clone()),
+            Incoming::Consumed,
+            "server/unpair before the session is paired"
+        );
+
+        client.set_category(PskCategory::LongTerm);
+        assert_eq!(
+            deliver(&mut server, &mut client, unpair),
+            Incoming::Unpaired
+        );
+    }
+
+    #[test]
+    fn later_activation_without_roles_keeps_them() {
+        let (mut server, mut client) = client_codec(PskCategory::Sentinel);
+        let first = deliver(
+            &mut server,
+            &mut client,
+            activation(json!(["player@v1", "controller@v1"]), json!([])),
+        );
+        assert!(
+            matches!(first, Incoming::Message(Message::ServerHello(_))),
+            "the first activation: {first:?}"
+        );
+
+        let playback =
+            json!({ "type": "server/activate", "payload": { "activities": ["playback"] } });
+        let Incoming::Message(Message::ServerHello(hello)) =
+            deliver(&mut server, &mut client, playback)
+        else {
+            panic!("a change of activities reaches the session");
+        };
+        assert_eq!(hello.active_roles, ["player@v1", "controller@v1"]);
+        assert_eq!(hello.connection_reason, ConnectionReason::Playback);
+
+        let same = activation(json!(["player@v1", "controller@v1"]), json!(["playback"]));
+        assert_eq!(
+            deliver(&mut server, &mut client, same),
+            Incoming::Consumed,
+            "the same roles, now stated"
+        );
     }
 
     #[test]

@@ -746,7 +746,8 @@ impl PendingRehandshake {
 /// encrypted `noise/handshake` the server sent, arrived. Message 2 goes out
 /// under the old keys, and `channel` then uses the new ones. A `psk_id`
 /// this client holds no PSK for fails, as the Sentinel fallback applies only
-/// to the first handshake. Returns the new handshake hash.
+/// to the first handshake. Returns the new handshake hash and the category of
+/// the PSK that now keys the session.
 pub async fn rehandshake_client<S>(
     ws: &mut WebSocketStream<S>,
     channel: &mut Channel,
@@ -754,7 +755,7 @@ pub async fn rehandshake_client<S>(
     options: ClientOptions<'_>,
     server_id: &str,
     prologue: &[u8],
-) -> Result<Vec<u8>, HandshakeError>
+) -> Result<(Vec<u8>, PskCategory), HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -763,7 +764,7 @@ where
         ws.feed(WsMessage::binary(frame)).await?;
     }
     ws.flush().await?;
-    Ok(response.handshake_hash)
+    Ok((response.handshake_hash, response.category))
 }
 
 /// The client's response to an in-band re-handshake.
@@ -1223,7 +1224,7 @@ mod tests {
         client_identity: &Identity,
     ) -> (
         Result<Vec<u8>, HandshakeError>,
-        Result<Vec<u8>, HandshakeError>,
+        Result<(Vec<u8>, PskCategory), HandshakeError>,
         Established,
         Established,
         WebSocketStream<DuplexStream>,
@@ -1322,8 +1323,9 @@ mod tests {
         let (server_result, client_result, mut client, mut server, _client_ws, _server_ws) =
             rehandshake(choice, Some(&records), &server_identity, &client_identity).await;
         let server_hash = server_result.unwrap();
-        let client_hash = client_result.unwrap();
+        let (client_hash, category) = client_result.unwrap();
         assert_eq!(server_hash, client_hash, "handshake hashes");
+        assert_eq!(category, PskCategory::LongTerm, "the new PSK's category");
         assert_ne!(
             server_hash, server.handshake_hash,
             "the re-handshake kept the old hash"

@@ -315,7 +315,7 @@ where
         expected_server: Some(server_id),
         timeout,
     };
-    handshake::rehandshake_client(
+    let (hash, category) = handshake::rehandshake_client(
         ws,
         codec.channel_mut(),
         &message_1,
@@ -323,7 +323,10 @@ where
         server_id,
         handshake_hash,
     )
-    .await
+    .await?;
+    // The session is paired from here on, so a later server/unpair applies.
+    codec.set_category(category);
+    Ok(hash)
 }
 
 /// The outcome of a pairing run by `play pair`.

@@ -22,13 +22,31 @@ encode, unless --codec names pcm, flac or opus: the script then sets
 aiosendspin's preferred-format override for each player to that codec, which
 picks the player's first format of that codec.
 Once the last sample's playback time has passed it sends stream/end, waits up
-to --grace seconds for the clients to leave, and exits.
+to --grace seconds for the clients to leave, and exits. A client counts as a
+player once the server has activated its player@v1 role: an unpaired 1.0
+client that the server has not approved negotiates the role in its hello, but
+gets no active roles and so no stream. When the group's last player leaves
+before the end of the file, aiosendspin stops the stream. The script then
+prints stream_stopped and plays the file from its start to the next player.
+
+With --stdin-commands the script also reads operator commands from stdin, one
+per line, and runs each with the SendspinServer API, as a server's operator
+would at run time:
+    trust CLIENT_ID    approve the client for unpaired playback
+                       (SendspinServer.trust_unpaired). A connected client gets
+                       a new server/activate with its roles, and its player
+                       then joins the stream as any other player does.
+    unpair CLIENT_ID   drop the pairing with a connected client
+                       (SendspinServer.unpair), which sends it server/unpair.
+Each command prints one event: trusted, unpaired or command_failed. Empty
+lines are skipped, and the script stops reading at the end of stdin.
 
 Every line on stdout is one JSON object with an "event" key, in this order:
     identity             server_id (the server's public key)
     listening            port, url
     source               the WAV file's PCM: format, frames, bytes, sha256
     client               a client finished its handshake: client_id, name, roles
+                         (its supported roles), active_roles
     codec_override       with --codec: client_id, codec, applied (false when
                          the player offers no format of that codec)
     stream_started       the first commit: play_start_us, source format
@@ -38,6 +56,11 @@ Every line on stdout is one JSON object with an "event" key, in this order:
     sent                 per client: the audio payloads it was sent, with sha256
                          and send-ahead (chunk timestamp minus server clock
                          right after the write, in microseconds)
+    stream_stopped       the group's last player left during the file: group_id
+    trusted              after `trust`: client_id, connected, active_roles
+                         (empty when the client is not connected)
+    unpaired             after `unpair`: client_id
+    command_failed       a command that could not run: command, reason
     finished             reason: "end_of_file" or "timeout"
 Diagnostics and library logs go to stderr.
 
@@ -71,7 +94,7 @@ from typing import Any
 from aiohttp import web
 from aiosendspin.clock import Clock, RawMonotonicClock
 from aiosendspin.models.core import StreamEndMessage, StreamStartMessage
-from aiosendspin.models.types import AudioCodec, ConnectionReason, Roles
+from aiosendspin.models.types import AudioCodec, ConnectionReason
 from aiosendspin.noise import Identity, InMemoryServerPairingStore, TrustedUnpairedClient
 from aiosendspin.noise.keys import psk_id_for
 from aiosendspin.noise.pairing_token import decode_psk_token
@@ -255,8 +278,24 @@ class Player:
             return
         info = client.info_or_none
         roles = list(info.supported_roles) if info is not None else []
-        emit("client", client_id=client_id, name=client.name, roles=roles)
-        if not client.check_role(Roles.PLAYER):
+        emit(
+            "client",
+            client_id=client_id,
+            name=client.name,
+            roles=roles,
+            active_roles=client.active_role_ids,
+        )
+        self.take_player(client_id, client)
+
+    def take_player(self, client_id: str, client: Any) -> None:
+        """Add the client to the stream's group if its player role is active.
+
+        client.check_role(Roles.PLAYER) is no test for this: in 10.2.1 it
+        reads the roles negotiated from the client's hello, which an unpaired
+        client that the server has not approved also has. Only the roles of
+        server/activate create the role object that a stream reaches.
+        """
+        if not client.roles_by_family("player"):
             return
         if self.codec is not None:
             self.force_codec(client_id, client)
@@ -279,15 +318,27 @@ class Player:
         emit("codec_override", client_id=client_id, codec=self.codec, applied=applied)
 
     async def play_once(self) -> None:
-        await self.first_player.wait()
-        assert self.group is not None
+        """Plays the source once to the group of the first player. When
+        aiosendspin stops the stream before the end, because the group's last
+        player left, it plays the file from its start to the next player."""
+        while True:
+            await self.first_player.wait()
+            assert self.group is not None
+            try:
+                await self.play_file(self.group)
+                return
+            except StreamStoppedError:
+                emit("stream_stopped", group_id=self.group.group_id)
+                self.first_player.clear()
+
+    async def play_file(self, group: SendspinGroup) -> None:
         source = self.source
         fmt = source.audio_format
         frame_bytes = fmt.channels * fmt.bit_depth // 8
         block_frames = max(1, fmt.sample_rate * COMMIT_BLOCK_US // 1_000_000)
         block_bytes = block_frames * frame_bytes
 
-        stream = self.group.start_stream()
+        stream = group.start_stream()
         end_us: int | None = None
         for offset in range(0, len(source.pcm), block_bytes):
             block = source.pcm[offset : offset + block_bytes]
@@ -296,7 +347,7 @@ class Player:
             if end_us is None:
                 emit(
                     "stream_started",
-                    group_id=self.group.group_id,
+                    group_id=group.group_id,
                     play_start_us=start_us,
                     source=source.describe(),
                 )
@@ -339,6 +390,61 @@ class Player:
         deadline = loop.time() + grace_s
         while self.server.connected_clients and loop.time() < deadline:
             await asyncio.sleep(0.05)
+
+
+class Operator:
+    """Runs the operator commands of --stdin-commands with the server's API."""
+
+    def __init__(self, server: SendspinServer, player: Player) -> None:
+        self.server = server
+        self.player = player
+
+    async def read(self) -> None:
+        """Runs each line of stdin as a command until the end of stdin."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        try:
+            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        except (OSError, ValueError) as error:
+            # A regular file is no pipe: asyncio cannot read it without blocking.
+            LOGGER.error("reading commands from stdin failed: %s; pipe them in instead", error)
+            return
+        while line := await reader.readline():
+            text = line.decode(errors="replace").strip()
+            if text:
+                await self.run(text)
+
+    async def run(self, text: str) -> None:
+        words = text.split()
+        if len(words) != 2 or words[0] not in ("trust", "unpair"):
+            emit(
+                "command_failed",
+                command=text,
+                reason="unknown command; expected `trust CLIENT_ID` or `unpair CLIENT_ID`",
+            )
+            return
+        name, client_id = words
+        try:
+            if name == "trust":
+                await self.trust(client_id)
+            else:
+                # Raises ValueError when the client is not connected.
+                await self.server.unpair(client_id)
+                emit("unpaired", client_id=client_id)
+        except Exception as error:  # noqa: BLE001 - any failure is reported, not fatal
+            LOGGER.exception("command %r failed", text)
+            emit("command_failed", command=text, reason=f"{type(error).__name__}: {error}")
+
+    async def trust(self, client_id: str) -> None:
+        # trust_unpaired sends the new server/activate and creates the role
+        # objects before it returns, so the player role is already active here.
+        await self.server.trust_unpaired(client_id)
+        client = self.server.get_client(client_id)
+        connected = client is not None and client.connection is not None
+        active_roles = client.active_role_ids if connected else []
+        emit("trusted", client_id=client_id, connected=connected, active_roles=active_roles)
+        if connected:
+            self.player.take_player(client_id, client)
 
 
 def bind_listener(port: int) -> socket.socket:
@@ -435,6 +541,10 @@ async def serve(args: argparse.Namespace, source: Source) -> int:
     emit("source", path=args.wav, format=source.describe(), frames=source.frames,
          bytes=len(source.pcm), sha256=hashlib.sha256(source.pcm).hexdigest())
 
+    commands: asyncio.Task[None] | None = None
+    if args.stdin_commands:
+        commands = loop.create_task(Operator(server, player).read())
+
     status = 0
     try:
         async with asyncio.timeout(args.timeout):
@@ -447,6 +557,8 @@ async def serve(args: argparse.Namespace, source: Source) -> int:
         reason = "timeout"
         # With --loop, only the timeout ends the run.
         status = 0 if args.loop else 3
+    if commands is not None:
+        commands.cancel()
     emit_sent(tap, args.sent_out)
     emit("finished", reason=reason)
 
@@ -512,6 +624,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         action="store_true",
         help="do not record what each connection writes, so a load test measures aiosendspin "
         "alone (no sent events, and stream_start_sent and stream_end_sent are not printed)",
+    )
+    parser.add_argument(
+        "--stdin-commands",
+        action="store_true",
+        help="read operator commands from stdin, one per line: `trust CLIENT_ID` or "
+        "`unpair CLIENT_ID` (see the module docstring)",
     )
     parser.add_argument("--verbose", action="store_true", help="log aiosendspin at DEBUG to stderr")
     args = parser.parse_args(argv)
