@@ -32,6 +32,9 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 /// connection while the pairing window is open.
 const REDIAL_DELAY: Duration = Duration::from_millis(500);
 
+/// Maximum wait between two connections of `play pair`.
+const MAX_REDIAL_DELAY: Duration = Duration::from_secs(8);
+
 fn state_dir(requested: &Option<PathBuf>) -> Result<PathBuf, Failure> {
     match requested {
         Some(dir) => Ok(dir.clone()),
@@ -516,6 +519,7 @@ pub fn play_pair(args: PlayPairArgs) -> Result<(), Failure> {
                 code.grouped()
             ),
         );
+        let mut delay = REDIAL_DELAY;
         let outcome = loop {
             let left = closes.saturating_duration_since(tokio::time::Instant::now());
             let outcome = tokio::select! {
@@ -524,16 +528,20 @@ pub fn play_pair(args: PlayPairArgs) -> Result<(), Failure> {
             };
             let _ = ws.close(None).await;
             // A running serve closes the session of a client whose pairing
-            // was just requested, so that its next connection pairs.
-            let closed = matches!(
+            // was just requested, so that its next connection pairs. A close
+            // during the pairing itself is a failure.
+            let closed_before_pairing = matches!(
                 outcome,
-                Err(PairingError::Handshake(HandshakeError::Closed { .. }))
+                Err(PairingError::Handshake(HandshakeError::Closed {
+                    what: "server/activate"
+                }))
             );
-            if !closed || tokio::time::Instant::now() + REDIAL_DELAY >= closes {
+            if !closed_before_pairing || tokio::time::Instant::now() + delay >= closes {
                 break outcome;
             }
             crate::status("the server closed the connection; connecting again while the pairing window is open");
-            tokio::time::sleep(REDIAL_DELAY).await;
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(MAX_REDIAL_DELAY);
             ws = transport::connect(&url, &limits).await.map_err(Failure::usage)?;
         };
         match outcome {

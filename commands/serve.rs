@@ -443,6 +443,11 @@ impl AccessChange<'_> {
         }
         let mut requested = HashSet::new();
         for (id, _) in &self.pairings {
+            if access.unpair.contains(id) {
+                return Err(Failure::usage(anyhow::anyhow!(
+                    "client {id} is given both --unpair and a pairing request; unpair it first, and request the pairing once it has connected unpaired"
+                )));
+            }
             if !requested.insert(id.as_str()) {
                 return Err(Failure::usage(anyhow::anyhow!(
                     "client {id} is given more than one pairing request (--pair-token or --pair-code); give one"
@@ -555,7 +560,12 @@ pub fn clients(args: ServeClientsArgs) -> Result<(), Failure> {
         Some(dir) => dir.clone(),
         None => resonate::noise::default_state_dir().map_err(Failure::usage)?,
     };
-    if !dir.exists() {
+    let changes_given = !args.access.approve.is_empty()
+        || !args.access.revoke.is_empty()
+        || !args.access.unpair.is_empty()
+        || !change.pairings.is_empty()
+        || !change.cancel_pairings.is_empty();
+    if !dir.exists() && !changes_given {
         crate::status(&format!(
             "state directory {} does not exist yet; serve creates it on its first run (check --state-dir)",
             dir.display()
@@ -601,10 +611,9 @@ pub fn clients(args: ServeClientsArgs) -> Result<(), Failure> {
             "to_unpair": to_unpair,
             "to_pair": to_pair,
         });
-        println!("{listing}");
-        return Ok(());
+        return print_listing(&format!("{listing}\n"));
     }
-    println!("state directory {}", dir.display());
+    let mut text = format!("state directory {}\n", dir.display());
     let to_pair: Vec<&str> = to_pair.iter().map(String::as_str).collect();
     for (heading, ids) in [
         ("paired", &paired),
@@ -612,12 +621,31 @@ pub fn clients(args: ServeClientsArgs) -> Result<(), Failure> {
         ("to unpair on next connection", &to_unpair),
         ("to pair on next connection", &to_pair),
     ] {
-        println!("{heading}: {}", ids.len());
+        text.push_str(&format!("{heading}: {}\n", ids.len()));
         for id in ids.iter() {
-            println!("  {id}");
+            // A hand-edited entry that is no key never matches a client.
+            let key = id.split(' ').next().unwrap_or_default();
+            let note = match resonate::noise::identity::decode_key(key) {
+                Ok(_) => "",
+                Err(_) => " (not a client_id; no client can match it)",
+            };
+            text.push_str(&format!("  {id}{note}\n"));
         }
     }
-    Ok(())
+    print_listing(&text)
+}
+
+/// Prints the listing of `serve clients`. A reader that stops early, such
+/// as `head`, ends the output without an error.
+fn print_listing(text: &str) -> Result<(), Failure> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => Err(Failure::from(
+            anyhow::Error::new(err).context("cannot write the listing to standard output"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Parses pairing requests by client id: from pairing tokens (--pair-token)

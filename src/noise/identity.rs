@@ -47,6 +47,11 @@ pub enum StateError {
     },
     #[error("no state directory: neither XDG_STATE_HOME nor HOME is set; pass --state-dir")]
     NoStateDir,
+    #[error("{path} stayed locked by another process for {waited:?}; try again when it is done")]
+    Locked {
+        path: PathBuf,
+        waited: std::time::Duration,
+    },
 }
 
 /// Returns `$XDG_STATE_HOME/resonate` or `~/.local/state/resonate`.
@@ -156,7 +161,10 @@ impl Identity {
                 };
                 let text =
                     serde_json::to_string_pretty(&file).expect("the identity file serializes");
-                write_private(path, text.as_bytes())?;
+                if !create_private(path, text.as_bytes())? {
+                    // Another process created it first: use that one.
+                    return Identity::load_or_create(path);
+                }
                 tracing::info!(path = %path.display(), id = %identity.id(), "created a new identity");
                 Ok(identity)
             }
@@ -242,10 +250,31 @@ impl StateLock {
             options.mode(0o600);
         }
         let file = options.open(&lock_path).map_err(error)?;
-        file.lock().map_err(error)?;
-        Ok(StateLock { _file: file })
+
+        // Servers change state files from their async tasks, so the wait is
+        // short and bounded: a lock held longer fails the change instead of
+        // stalling other sessions.
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(StateLock { _file: file }),
+                Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(StateError::Locked {
+                        path: lock_path,
+                        waited: LOCK_WAIT,
+                    })
+                }
+                Err(std::fs::TryLockError::Error(err)) => return Err(error(err)),
+            }
+        }
     }
 }
+
+/// Maximum wait for the lock of a state directory.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Creates `dir` and its missing parents, readable by the owner only.
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
@@ -259,10 +288,38 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     builder.create(dir)
 }
 
+/// Creates `path` with `bytes`, readable and writable by the owner only,
+/// unless it exists. Returns whether this call created it; when another
+/// process did first, its content stays. Readers never see a partial file.
+pub fn create_private(path: &Path, bytes: &[u8]) -> Result<bool, StateError> {
+    let error = |source| StateError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let temporary = write_temporary(path, bytes)?;
+    let linked = std::fs::hard_link(&temporary, path);
+    let _ = std::fs::remove_file(&temporary);
+    match linked {
+        Ok(()) => Ok(true),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(err) => Err(error(err)),
+    }
+}
+
 /// Writes `bytes` to `path` readable and writable by the owner only: to a
 /// temporary file of this process in the same directory, then renamed over
 /// `path`, so readers see the old or the new content.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    let temporary = write_temporary(path, bytes)?;
+    std::fs::rename(&temporary, path).map_err(|source| StateError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Writes `bytes` to a new owner-only temporary file of this process next
+/// to `path`, synced to disk, and returns its path.
+fn write_temporary(path: &Path, bytes: &[u8]) -> Result<PathBuf, StateError> {
     static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let error = |source| StateError::Write {
         path: path.to_path_buf(),
@@ -293,7 +350,7 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     file.write_all(bytes).map_err(error)?;
     file.sync_all().map_err(error)?;
     drop(file);
-    std::fs::rename(&temporary, path).map_err(error)
+    Ok(temporary)
 }
 
 /// A long-term PSK shared with one peer after pairing.
@@ -600,6 +657,40 @@ mod tests {
             .filter(|name| name.ends_with(".tmp"))
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn concurrent_first_use_makes_one_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/identity-player.json");
+        let makers: Vec<_> = (0..8)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || Identity::load_or_create(&path).unwrap().id())
+            })
+            .collect();
+        let ids: std::collections::HashSet<String> = makers
+            .into_iter()
+            .map(|maker| maker.join().unwrap())
+            .collect();
+        assert_eq!(ids.len(), 1, "{ids:?}");
+        let stored = Identity::load_or_create(&path).unwrap().id();
+        assert!(ids.contains(&stored));
+    }
+
+    #[test]
+    fn held_lock_fails_a_change_in_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("approvals-server.json");
+        let holder = StateLock::acquire(&path).unwrap();
+        let mut set = ClientIdSet::load(&path, APPROVALS).unwrap();
+        let err = set.insert("client").unwrap_err().to_string();
+        assert!(err.contains("locked"), "{err}");
+        drop(holder);
+        set.insert("client").unwrap();
+        assert!(ClientIdSet::load(&path, APPROVALS)
+            .unwrap()
+            .contains("client"));
     }
 
     #[test]

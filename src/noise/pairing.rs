@@ -11,7 +11,7 @@ use std::path::Path;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
-use super::identity::{encode_id, write_private, StateError, KEY_LEN};
+use super::identity::{create_private, encode_id, StateError, KEY_LEN};
 use super::PSK_LEN;
 
 const TOKEN_PREFIX: &str = "SP:";
@@ -158,7 +158,10 @@ pub fn load_or_create_pairing_psk(path: &Path) -> Result<[u8; PSK_LEN], StateErr
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             let mut psk = [0u8; PSK_LEN];
             rand::fill(&mut psk);
-            write_private(path, encode_id(&psk).as_bytes())?;
+            if !create_private(path, encode_id(&psk).as_bytes())? {
+                // Another process created it first: use that one.
+                return load_or_create_pairing_psk(path);
+            }
             Ok(psk)
         }
         Err(source) => Err(StateError::Read {

@@ -85,7 +85,10 @@ pub fn load_or_create_static_code(
         }),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             let code = StaticCode::generate();
-            super::identity::write_private(path, code.digits().as_bytes())?;
+            if !super::identity::create_private(path, code.digits().as_bytes())? {
+                // Another process created it first: use that one.
+                return load_or_create_static_code(path, None);
+            }
             Ok(code)
         }
         Err(source) => Err(super::StateError::Read {
@@ -217,7 +220,7 @@ pub enum PairingError {
     Store(String),
     #[error("the client held the attempt back for {0:?}; open its pairing window and try again")]
     PendingTooLong(std::time::Duration),
-    #[error("no pairing started within {0:?}; start the pairing on the server while this waits")]
+    #[error("no pairing started within {:.0} s; start the pairing on the server while this waits", .0.as_secs_f64())]
     NotStarted(std::time::Duration),
 }
 

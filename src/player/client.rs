@@ -995,7 +995,7 @@ impl<'a> SessionState<'a> {
                 }
                 if hello.active_roles.is_empty() && self.player.config.dialect.is_encrypted() {
                     if self.paired_with(&hello.server_id) {
-                        tracing::warn!(server = %hello.name, client_id = %self.player.config.client_id, "the server gave this paired client no roles; it may be about to unpair it, or its operator keeps it idle");
+                        tracing::info!(server = %hello.name, client_id = %self.player.config.client_id, "the server gave this paired client no roles; it may be about to unpair it, or its operator keeps it idle");
                     } else {
                         tracing::warn!(server = %hello.name, client_id = %self.player.config.client_id, "the server gave this client no roles: it is neither paired with the server nor approved by its operator; pair it (resonate play pair --server URL, with resonate serve pair or serve clients --pair-code on the server), or have the operator approve this client_id (resonate serve clients --approve CLIENT_ID)");
                     }

@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use super::artwork::{make_room, render, ArtChannel, ArtSource, MAX_CHANNELS};
 use super::dial::{DialContext, DialRequest, DialSlots, Dialed};
-use super::encrypted::AccessWatch;
+use super::encrypted::{AccessChanges, AccessWatch};
 use super::group::{EventSink, Group, Member, Pacing};
 use super::metadata::MetadataView;
 use super::negotiate::{answer_request, choose_format};
@@ -114,6 +114,9 @@ struct SessionEntry {
     handle: SessionHandle,
     dialect: Dialect,
     client_id: Option<String>,
+    /// Whether the client's hello offers its static pairing code, as a
+    /// Sendspin 1.0 client in its pairing window does.
+    offers_static_code: bool,
     /// For a session the server dialed: where its dial loop waits for the
     /// close cause.
     dial_loop: Option<oneshot::Sender<CloseCause>>,
@@ -294,12 +297,16 @@ impl Core {
 
     /// Closes the Sendspin 1.0 sessions of `client_ids`, whose access the
     /// operator changed, so that each connects again under the new terms.
-    fn close_changed_access(&self, client_ids: &[String]) {
+    /// A static-code pairing request closes only a session that offers the
+    /// code: the client connects again in its pairing window and pairs.
+    fn close_changed_access(&self, changes: &AccessChanges) {
         for entry in self.sessions.values() {
             let Some(client_id) = &entry.client_id else {
                 continue;
             };
-            if entry.dialect == Dialect::Sendspin && client_ids.contains(client_id) {
+            let changed = changes.access.contains(client_id)
+                || (entry.offers_static_code && changes.code_requests.contains(client_id));
+            if entry.dialect == Dialect::Sendspin && changed {
                 tracing::info!(client = %client_id, "the operator changed this client's access; closing its session so that it connects again under the new terms");
                 entry.handle.close(CloseCause::AccessChanged);
             }
@@ -490,6 +497,7 @@ impl Core {
             handle,
             dialect,
             client_id: None,
+            offers_static_code: false,
             dial_loop,
             telemetry: SessionTelemetry::new(),
         };
@@ -634,6 +642,11 @@ impl Core {
         let reconnects = self.session_counts.record(&client_id);
         if let Some(entry) = self.sessions.get_mut(&id) {
             entry.client_id = Some(client_id.clone());
+            entry.offers_static_code = hello
+                .extra
+                .get("supported_pair_methods")
+                .and_then(|methods| methods.get("static_pairing_code"))
+                .is_some();
             entry.telemetry.name = Some(hello.name.clone());
             entry.telemetry.roles = activation.active.clone();
             entry.telemetry.reconnects = reconnects;

@@ -319,6 +319,8 @@ where
 /// and close those clients' sessions: they connect again, and their next
 /// handshake applies the new terms.
 pub struct AccessWatch {
+    /// Whether every unpaired client gets roles, which makes approvals moot.
+    allow_unpaired: bool,
     records_path: PathBuf,
     approvals_path: PathBuf,
     unpairs_path: PathBuf,
@@ -344,6 +346,7 @@ impl AccessWatch {
     /// as the baseline. Returns `None` when the keys name no files.
     pub fn new(keys: &ServerKeys) -> Option<AccessWatch> {
         let mut watch = AccessWatch {
+            allow_unpaired: keys.allow_unpaired,
             records_path: keys.records_path.clone(),
             approvals_path: keys.approvals_path.clone()?,
             unpairs_path: keys.unpairs_path.clone()?,
@@ -376,15 +379,14 @@ impl AccessWatch {
         })
     }
 
-    /// Reads the files again and returns the clients approved since the
-    /// last read, those revoked that have no pairing record, and those newly
-    /// waiting to be unpaired or paired (or with a new pairing request). A
-    /// client in its pairing window, such as `play pair`, connects again
-    /// when its session closes, and the new connection pairs. A file that cannot be
-    /// read changes nothing. Once the files read again, every client they
-    /// name counts as changed, since sessions opened meanwhile may have been
-    /// admitted without them.
-    pub fn changed(&mut self) -> Vec<String> {
+    /// Reads the files again and returns the clients whose access changed
+    /// since the last read. Those are clients approved or revoked, newly
+    /// waiting to be unpaired, or with a new pairing request. Approvals
+    /// count only for unpaired clients, and not when all unpaired clients
+    /// are allowed. A file that cannot be read changes nothing. Once the
+    /// files read again, every client they name counts as changed, since
+    /// sessions opened meanwhile may have been admitted without them.
+    pub fn changed(&mut self) -> AccessChanges {
         let files = match self.read() {
             Ok(files) => files,
             Err(err) => {
@@ -393,43 +395,57 @@ impl AccessWatch {
                     tracing::warn!(cause = %text, "cannot read the access files; live sessions keep their access until they read again");
                     self.failed = Some(text);
                 }
-                return Vec::new();
+                return AccessChanges::default();
             }
         };
-        let mut changed: BTreeSet<String> = BTreeSet::new();
+        let mut access: BTreeSet<String> = BTreeSet::new();
 
         if self.failed.take().is_some() {
             tracing::info!(
                 "the access files read again; closing the sessions of the clients they name"
             );
-            changed.extend(files.paired.iter().cloned());
-            changed.extend(files.approved.iter().cloned());
-            changed.extend(files.to_unpair.iter().cloned());
-            changed.extend(files.to_pair.keys().cloned());
+            access.extend(files.paired.iter().cloned());
+            access.extend(files.approved.iter().cloned());
+            access.extend(files.to_unpair.iter().cloned());
+            access.extend(files.to_pair.keys().cloned());
         }
-
         let last = &self.last;
-        changed.extend(files.approved.difference(&last.approved).cloned());
-        // A pairing discards the client's approval, and the record admits
-        // it from then on, so a revoked client with a record keeps its
-        // session.
-        changed.extend(
-            last.approved
-                .difference(&files.approved)
-                .filter(|id| !files.paired.contains(*id))
-                .cloned(),
-        );
-        changed.extend(files.to_unpair.difference(&last.to_unpair).cloned());
-        changed.extend(
-            files
-                .to_pair
-                .iter()
-                .filter(|(id, request)| last.to_pair.get(*id) != Some(request))
-                .map(|(id, _)| id.clone()),
-        );
+        if !self.allow_unpaired {
+            let approvals = files
+                .approved
+                .symmetric_difference(&last.approved)
+                .filter(|id| !files.paired.contains(*id));
+            access.extend(approvals.cloned());
+        }
+        access.extend(files.to_unpair.difference(&last.to_unpair).cloned());
+        let mut code_requests = Vec::new();
+        for (id, request) in &files.to_pair {
+            if last.to_pair.get(id) == Some(request) {
+                continue;
+            }
+            match request {
+                PairingRequest::Token(_) => {
+                    access.insert(id.clone());
+                }
+                PairingRequest::Code(_) => code_requests.push(id.clone()),
+            }
+        }
         self.last = files;
-        changed.into_iter().collect()
+        AccessChanges {
+            access: access.into_iter().collect(),
+            code_requests,
+        }
     }
+}
+
+/// The clients whose access an operator changed while the server runs.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct AccessChanges {
+    /// Clients to close the sessions of, so they connect again.
+    pub access: Vec<String>,
+    /// Clients with a new static-code pairing request: only a session in
+    /// the client's pairing window (one that offers the code) is closed.
+    pub code_requests: Vec<String>,
 }
 
 /// Returns the pairings requested of this server, or `None` when there is
@@ -832,27 +848,52 @@ mod tests {
         let mut approvals = ClientIdSet::load(&approvals_path, APPROVALS).unwrap();
         approvals.insert("kept").unwrap();
         let mut watch = AccessWatch::new(&keys).unwrap();
-        assert!(watch.changed().is_empty(), "the baseline is no change");
+        let none = AccessChanges::default();
+        assert_eq!(watch.changed(), none, "the baseline is no change");
+        let access = |ids: &[&str]| AccessChanges {
+            access: ids.iter().map(|id| id.to_string()).collect(),
+            code_requests: Vec::new(),
+        };
 
         approvals.insert("new").unwrap();
-        assert_eq!(watch.changed(), ["new"]);
+        assert_eq!(watch.changed(), access(&["new"]));
         let mut requests =
             PairingRequests::load(keys.pairing_requests_path.as_ref().unwrap()).unwrap();
         requests
             .insert("coded", PairingRequest::Code("12345678".into()))
             .unwrap();
-        assert_eq!(watch.changed(), ["coded"]);
+        let coded = AccessChanges {
+            access: Vec::new(),
+            code_requests: vec!["coded".into()],
+        };
+        assert_eq!(watch.changed(), coded);
         requests
             .insert("coded", PairingRequest::Code("87654321".into()))
             .unwrap();
-        assert_eq!(watch.changed(), ["coded"], "a replaced request");
+        assert_eq!(watch.changed(), coded, "a replaced request");
+        requests
+            .insert("tokened", PairingRequest::Token("SP:0AAAA".into()))
+            .unwrap();
+        assert_eq!(watch.changed(), access(&["tokened"]));
 
         // While a file is unreadable nothing changes; once it reads again,
         // every client the files name counts as changed.
         std::fs::write(&approvals_path, "[\"kept").unwrap();
-        assert!(watch.changed().is_empty());
+        assert_eq!(watch.changed(), none);
         std::fs::write(&approvals_path, "[\"kept\", \"new\"]").unwrap();
-        assert_eq!(watch.changed(), ["coded", "kept", "new"]);
-        assert!(watch.changed().is_empty());
+        assert_eq!(
+            watch.changed(),
+            access(&["coded", "kept", "new", "tokened"])
+        );
+        assert_eq!(watch.changed(), none);
+
+        // With every unpaired client allowed, approvals change nothing.
+        let mut open = AccessWatch::new(&ServerKeys {
+            allow_unpaired: true,
+            ..keys_in(dir.path())
+        })
+        .unwrap();
+        approvals.insert("later").unwrap();
+        assert_eq!(open.changed(), none);
     }
 }
