@@ -117,17 +117,19 @@ impl Limits {
 pub enum TransportError {
     #[error("invalid URL {url:?}: {reason}")]
     InvalidUrl { url: String, reason: String },
-    #[error("connection to {url} failed: {source}")]
+    // The cause is in the message and not a `source`, so that a printed
+    // error chain names it once.
+    #[error("connection to {url} failed: {cause}")]
     Connect {
         url: String,
-        source: tokio_tungstenite::tungstenite::Error,
+        cause: tokio_tungstenite::tungstenite::Error,
     },
     #[error("connection to {url} timed out after {timeout:?}")]
     ConnectTimeout { url: String, timeout: Duration },
-    #[error("WebSocket handshake with {peer} failed: {source}")]
+    #[error("WebSocket handshake with {peer} failed: {cause}")]
     Accept {
         peer: String,
-        source: tokio_tungstenite::tungstenite::Error,
+        cause: tokio_tungstenite::tungstenite::Error,
     },
     #[error("WebSocket handshake with {peer} timed out after {timeout:?}")]
     AcceptTimeout { peer: String, timeout: Duration },
@@ -246,9 +248,9 @@ where
         tokio_tungstenite::accept_hdr_async_with_config(stream, check_path, Some(config));
     match tokio::time::timeout(limits.handshake_timeout, handshake).await {
         Ok(Ok(ws)) => Ok((ws, matched.load(std::sync::atomic::Ordering::Relaxed))),
-        Ok(Err(source)) => Err(TransportError::Accept {
+        Ok(Err(cause)) => Err(TransportError::Accept {
             peer: peer.to_string(),
-            source,
+            cause,
         }),
         Err(_) => Err(TransportError::AcceptTimeout {
             peer: peer.to_string(),
@@ -291,9 +293,9 @@ pub async fn connect(url: &Url, limits: &Limits) -> Result<ClientStream, Transpo
     );
     match tokio::time::timeout(limits.handshake_timeout, connecting).await {
         Ok(Ok((ws, _response))) => Ok(ws),
-        Ok(Err(source)) => Err(TransportError::Connect {
+        Ok(Err(cause)) => Err(TransportError::Connect {
             url: url.to_string(),
-            source,
+            cause,
         }),
         Err(_) => Err(TransportError::ConnectTimeout {
             url: url.to_string(),
@@ -321,9 +323,9 @@ pub fn prepare_server_socket(tcp: &TcpStream, limits: &Limits) {
 /// timeout. Servers use it to dial players that wait for them, so it reads
 /// with a server's small buffer.
 pub async fn dial(url: &Url, limits: &Limits) -> Result<PlainStream, TransportError> {
-    let connect_error = |source| TransportError::Connect {
+    let connect_error = |cause| TransportError::Connect {
         url: url.to_string(),
-        source,
+        cause,
     };
     let dialing = async {
         let addrs = url

@@ -696,3 +696,23 @@ fn serve_rejects_zero_and_absurd_socket_limits() {
         );
     }
 }
+
+/// A refused connection is named once, not once per level of the error's
+/// chain.
+#[test]
+fn refused_connection_named_once() {
+    let state = tempfile::tempdir().unwrap();
+    let args = [
+        "play",
+        "pair",
+        "--server",
+        "ws://127.0.0.1:1/sendspin",
+        "--window",
+        "2",
+        "--state-dir",
+        state.path().to_str().unwrap(),
+    ];
+    assert_usage_error(&args, &["ws://127.0.0.1:1/sendspin", "refused"]);
+    let stderr = String::from_utf8_lossy(&resonate(&args).stderr).into_owned();
+    assert_eq!(stderr.matches("refused").count(), 1, "{stderr}");
+}

@@ -786,7 +786,7 @@ fn was_replaced(cause: &CloseCause) -> bool {
 /// server, but not at this path, so retrying cannot help.
 fn is_not_found(err: &TransportError) -> bool {
     use tokio_tungstenite::tungstenite::Error as WsError;
-    matches!(err, TransportError::Connect { source: WsError::Http(response), .. } if response.status() == 404)
+    matches!(err, TransportError::Connect { cause: WsError::Http(response), .. } if response.status() == 404)
 }
 
 fn unreachable(url: &Url, attempts: u32, err: &TransportError) -> PlayerError {
