@@ -451,6 +451,7 @@ fn play_waits_for_a_server_that_appears_late() {
         "60",
         "--json",
     ]));
+
     // Past the 3 s in which play gathers responses, so only the first
     // response that comes later can end its search.
     std::thread::sleep(Duration::from_secs(4));
@@ -467,6 +468,7 @@ fn play_waits_for_a_server_that_appears_late() {
         "--json",
     ]));
     serve.wait_event("listening", PATIENCE);
+
     let connected = play.wait_event("connected", PATIENCE);
     assert_eq!(connected["server_id"], "latecomer", "{connected}");
     assert!(play.interrupt().success());

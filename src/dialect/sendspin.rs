@@ -101,7 +101,7 @@ struct Rotation {
     )>,
     /// Plaintexts the engine sent while a re-handshake ran; they go out
     /// under the new keys, after the `server/activate` the spec puts first.
-    held: Vec<Vec<u8>>,
+    held_plaintexts: Vec<Vec<u8>>,
     /// The `server/activate` of the session, sent again after each
     /// re-handshake.
     activation: Option<String>,
@@ -376,7 +376,7 @@ impl SendspinCodec {
             due: std::time::Instant::now() + keys.interval,
             keys,
             pending: None,
-            held: Vec::new(),
+            held_plaintexts: Vec::new(),
             activation: None,
         });
         self
@@ -570,8 +570,8 @@ impl SendspinCodec {
                 })?;
         match (self.side, type_name.as_str()) {
             (CodecSide::Client, "server/activate") => {
-                if let Some(held) = self.held_frames.take() {
-                    self.replies.extend(held);
+                if let Some(held_frames) = self.held_frames.take() {
+                    self.replies.extend(held_frames);
                 }
                 return self.on_activate(&type_name, payload);
             }
@@ -759,7 +759,7 @@ impl SendspinCodec {
         rotation.due = std::time::Instant::now() + rotation.keys.interval;
         let activation = rotation.activation.clone().unwrap_or_default();
         let mut plaintexts = vec![json_plaintext(&activation)];
-        plaintexts.append(&mut rotation.held);
+        plaintexts.append(&mut rotation.held_plaintexts);
         let frames: Vec<WsMessage> = plaintexts
             .into_iter()
             .flat_map(|plaintext| self.channel.seal(plaintext))
@@ -908,13 +908,13 @@ impl WireCodec for SendspinCodec {
             return Vec::new();
         }
         if let Some(rotation) = self.rotation.as_mut().filter(|r| r.pending.is_some()) {
-            rotation.held.extend(plaintexts);
+            rotation.held_plaintexts.extend(plaintexts);
             return Vec::new();
         }
         let frames = self.seal(plaintexts);
         match self.held_frames.as_mut() {
-            Some(held) => {
-                held.extend(frames);
+            Some(pending_frames) => {
+                pending_frames.extend(frames);
                 Vec::new()
             }
             None => frames,
@@ -989,7 +989,7 @@ impl SendspinCodec {
     /// Holds plaintexts back until the running key rotation ends.
     fn hold(&mut self, plaintexts: Vec<Vec<u8>>) {
         if let Some(rotation) = self.rotation.as_mut() {
-            rotation.held.extend(plaintexts);
+            rotation.held_plaintexts.extend(plaintexts);
         }
     }
 }

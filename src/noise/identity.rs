@@ -183,16 +183,16 @@ struct IdentityFile {
     public_key: String,
 }
 
-/// Reads the JSON state file at `path`, which `what` names in errors. A
-/// missing file reads as the default value (empty).
+/// Reads the JSON state file at `path`, which `description` names in
+/// errors. A missing file reads as the default value (empty).
 fn load_json<T: serde::de::DeserializeOwned + Default>(
     path: &Path,
-    what: &'static str,
+    description: &'static str,
 ) -> Result<T, StateError> {
     match std::fs::read_to_string(path) {
         Ok(text) => serde_json::from_str(&text).map_err(|err| StateError::Invalid {
             path: path.to_path_buf(),
-            what,
+            what: description,
             reason: err.to_string(),
         }),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
@@ -209,14 +209,14 @@ fn load_json<T: serde::de::DeserializeOwned + Default>(
 /// read when `change` returns false (nothing to write).
 fn update_json<T>(
     path: &Path,
-    what: &'static str,
+    description: &'static str,
     change: impl FnOnce(&mut T) -> bool,
 ) -> Result<T, StateError>
 where
     T: Serialize + serde::de::DeserializeOwned + Default,
 {
     let _lock = StateLock::acquire(path)?;
-    let mut value: T = load_json(path, what)?;
+    let mut value: T = load_json(path, description)?;
     if change(&mut value) {
         let text = serde_json::to_string_pretty(&value).expect("state serializes");
         write_private(path, text.as_bytes())?;

@@ -502,9 +502,7 @@ impl RequestedPairing<'_> {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let (peer, client_id) = (self.peer, self.client_id);
-        let hello = match handshake::receive_json(ws, &mut channel, "client/hello", self.timeout)
-            .await
-        {
+        let hello = match receive_client_hello(ws, &mut channel, self.timeout).await {
             Ok(hello) => hello,
             Err(err) => {
                 tracing::info!(%peer, client = %client_id, cause = %err, "no client/hello from a client with a pairing request");
@@ -611,6 +609,26 @@ fn admits_unpaired(keys: &ServerKeys, client_id: &str) -> bool {
     keys.allow_unpaired || keys.approved.contains(client_id) || stored_approval(keys, client_id)
 }
 
+/// Receives the client's `client/hello` over the encrypted channel, before
+/// its session starts. Any other first message is malformed.
+async fn receive_client_hello<S>(
+    ws: &mut WebSocketStream<S>,
+    channel: &mut Channel,
+    timeout: Duration,
+) -> Result<serde_json::Value, HandshakeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let hello = handshake::receive_json(ws, channel, "client/hello", timeout).await?;
+    if hello.get("type").and_then(|t| t.as_str()) != Some("client/hello") {
+        return Err(HandshakeError::Malformed {
+            what: "client/hello",
+            detail: format!("got {hello}"),
+        });
+    }
+    Ok(hello)
+}
+
 /// Returns whether the approval file approves `client_id`. A file that
 /// cannot be read approves no one, with a warning.
 fn stored_approval(keys: &ServerKeys, client_id: &str) -> bool {
@@ -656,10 +674,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let malformed = |what: &'static str, detail: String| HandshakeError::Malformed { what, detail };
-    let hello = handshake::receive_json(ws, channel, "client/hello", timeout).await?;
-    if hello.get("type").and_then(|t| t.as_str()) != Some("client/hello") {
-        return Err(malformed("client/hello", format!("got {hello}")));
-    }
+    receive_client_hello(ws, channel, timeout).await?;
     let activate = json!({
         "type": "server/activate",
         "payload": { "activities": [], "active_roles": [] },
@@ -741,10 +756,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let malformed = |what: &'static str, detail: String| HandshakeError::Malformed { what, detail };
-    let hello = handshake::receive_json(ws, channel, "client/hello", timeout).await?;
-    if hello.get("type").and_then(|t| t.as_str()) != Some("client/hello") {
-        return Err(malformed("client/hello", format!("got {hello}")));
-    }
+    let hello = receive_client_hello(ws, channel, timeout).await?;
     let activate = json!({
         "type": "server/activate",
         "payload": { "activities": ["pairing"], "active_roles": [], "pairing": { "method": "pairing_psk" } },
